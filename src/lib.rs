@@ -1,0 +1,5 @@
+//! custodian: batch storage management for communications recordings.
+#![forbid(unsafe_code)]
+
+pub mod media;
+pub mod repository;

@@ -1,0 +1,3 @@
+//! The media repository (DESIGN.md §2): layout, records, and the parallel scan.
+pub mod record;
+pub mod segment;
