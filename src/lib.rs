@@ -1,5 +1,11 @@
 //! custodian: batch storage management for communications recordings.
 #![forbid(unsafe_code)]
 
+pub mod audit;
+pub mod catalog;
+pub mod config;
+pub mod filter;
 pub mod media;
+pub mod policy;
 pub mod repository;
+pub mod target;

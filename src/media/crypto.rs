@@ -242,7 +242,8 @@ impl<R: Read> Decryptor<R> {
             index: 0,
             done: false,
         };
-        this.sealed_len = fill(&mut this.inner, &mut this.sealed).map_err(|e| DecryptorError::Crypto(e.into()))?;
+        this.sealed_len = fill(&mut this.inner, &mut this.sealed)
+            .map_err(|e| DecryptorError::Crypto(e.into()))?;
         Ok(this)
     }
 
@@ -282,7 +283,10 @@ impl<R: Read> Decryptor<R> {
         } else {
             std::mem::swap(&mut self.sealed, &mut self.lookahead);
             self.sealed_len = self.lookahead_len;
-            self.index = self.index.checked_add(1).ok_or(CryptoError::TooManyChunks)?;
+            self.index = self
+                .index
+                .checked_add(1)
+                .ok_or(CryptoError::TooManyChunks)?;
         }
         Ok(())
     }
@@ -350,7 +354,10 @@ mod tests {
         let enc = encrypt(&[1u8; 8192], 4096);
         let cut = &enc[..23 + 4096 + TAG_LEN];
         let err = decrypt(cut, KEY).unwrap_err();
-        assert!(err.to_string().contains("chunk 0 failed authentication"), "{err}");
+        assert!(
+            err.to_string().contains("chunk 0 failed authentication"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -376,8 +383,17 @@ mod tests {
 
     #[test]
     fn header_errors_are_named() {
-        assert!(matches!(Header::read(&mut &b"NOTMAGIC\x01"[..]), Err(CryptoError::TruncatedHeader)));
-        assert!(matches!(Header::read(&mut &b"NOTMAGIC\x01\x01"[..]), Err(CryptoError::BadMagic)));
-        assert!(matches!(Header::read(&mut &b"CSTDNENC\x02\x01"[..]), Err(CryptoError::Version(2))));
+        assert!(matches!(
+            Header::read(&mut &b"NOTMAGIC\x01"[..]),
+            Err(CryptoError::TruncatedHeader)
+        ));
+        assert!(matches!(
+            Header::read(&mut &b"NOTMAGIC\x01\x01"[..]),
+            Err(CryptoError::BadMagic)
+        ));
+        assert!(matches!(
+            Header::read(&mut &b"CSTDNENC\x02\x01"[..]),
+            Err(CryptoError::Version(2))
+        ));
     }
 }

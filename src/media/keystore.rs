@@ -57,7 +57,11 @@ impl Keystore {
             path: path.to_owned(),
             source,
         };
-        let mode = std::fs::metadata(path).map_err(read_err)?.permissions().mode() & 0o777;
+        let mode = std::fs::metadata(path)
+            .map_err(read_err)?
+            .permissions()
+            .mode()
+            & 0o777;
         if mode & 0o077 != 0 {
             return Err(KeystoreError::Permissions {
                 path: path.to_owned(),
@@ -116,7 +120,11 @@ mod tests {
     fn loads_and_finds_keys() {
         let dir = tempfile::tempdir().unwrap();
         let b64 = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
-        let p = write(dir.path(), &format!(r#"{{"keys":{{"k1":"{b64}"}}}}"#), 0o600);
+        let p = write(
+            dir.path(),
+            &format!(r#"{{"keys":{{"k1":"{b64}"}}}}"#),
+            0o600,
+        );
         let ks = Keystore::load(&p).unwrap();
         assert_eq!(ks.key("k1").unwrap(), [9u8; 32]);
         let err = ks.key("k2").unwrap_err().to_string();

@@ -236,7 +236,9 @@ pub fn is_safe_name(name: &str) -> bool {
     !name.is_empty()
         && name != "."
         && name != ".."
-        && !name.chars().any(|c| c == '/' || c == '\\' || c.is_control())
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == '\\' || c.is_control())
 }
 
 impl Conversation {
@@ -367,7 +369,10 @@ mod tests {
     fn end_before_start_is_refused() {
         let mut c = sample();
         std::mem::swap(&mut c.start, &mut c.end);
-        assert!(matches!(c.validate(), Err(RecordError::EndBeforeStart { .. })));
+        assert!(matches!(
+            c.validate(),
+            Err(RecordError::EndBeforeStart { .. })
+        ));
     }
 
     #[test]

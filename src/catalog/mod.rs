@@ -1,0 +1,283 @@
+//! The catalog: conversations and artifacts indexed from the repository, job runs, incremental
+//! export state and audit events, behind one trait so SQLite (one file, the default) and a
+//! shared server catalog can stand in for each other.
+
+pub mod sqlite;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::audit::{AuditEvent, NewEvent};
+use crate::filter::Filter;
+use crate::repository::record::Conversation;
+
+/// Why a catalog operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog {location}: {source}")]
+    Sqlite {
+        location: String,
+        source: rusqlite::Error,
+    },
+    #[error("catalog {location}: {message}")]
+    Open { location: String, message: String },
+    #[error("policy `{policy}` is already running (lock {lock}); wait for it to finish")]
+    Busy { policy: String, lock: String },
+    #[error(
+        "catalog {location}: stored value {value:?} in {column} is not valid; was the catalog written by a newer custodian?"
+    )]
+    Corrupt {
+        location: String,
+        column: &'static str,
+        value: String,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, CatalogError>;
+
+/// What identifies the version of a conversation.json that was indexed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub mtime_ns: i64,
+    pub size: u64,
+}
+
+/// One change found by an index pass.
+#[derive(Debug)]
+pub enum IndexChange {
+    /// A new or changed record at `rel_dir` (its conversation directory, relative to the root).
+    Upsert {
+        rel_dir: String,
+        fingerprint: Fingerprint,
+        conversation: Box<Conversation>,
+    },
+    /// The conversation directory is gone from the repository.
+    Remove { rel_dir: String },
+}
+
+/// A conversation selected from the catalog.
+#[derive(Clone, Debug)]
+pub struct Selected {
+    pub rowid: i64,
+    pub rel_dir: String,
+    pub conversation: Conversation,
+}
+
+/// Which already-handled conversations a selection leaves out.
+#[derive(Clone, Debug)]
+pub enum Exclude {
+    Nothing,
+    /// Conversations the policy has exported before (incremental mode).
+    ExportedBy(String),
+    /// Conversations already finished by this run (resuming a full-mode run).
+    DoneIn(RunId),
+}
+
+/// A job run's identifier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct RunId(pub i64);
+
+impl std::fmt::Display for RunId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Where a run stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    CompletedWithFailures,
+    Failed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::CompletedWithFailures => "completed_with_failures",
+            RunStatus::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<RunStatus> {
+        [
+            RunStatus::Running,
+            RunStatus::Succeeded,
+            RunStatus::CompletedWithFailures,
+            RunStatus::Failed,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+    }
+}
+
+/// Counters of a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Conversations the run selected (including any resumed remainder).
+    pub selected: u64,
+    pub exported: u64,
+    pub failed: u64,
+    pub objects: u64,
+    pub bytes: u64,
+    /// Records the index pass could not read.
+    pub index_errors: u64,
+}
+
+/// How an export policy tracks what it has done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Every matching conversation every run.
+    Full,
+    /// Each conversation once per policy.
+    Incremental,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Full => "full",
+            Mode::Incremental => "incremental",
+        }
+    }
+}
+
+/// A job-run row.
+#[derive(Clone, Debug, Serialize)]
+pub struct JobRun {
+    pub id: RunId,
+    pub policy: String,
+    pub mode: Mode,
+    pub target: String,
+    pub status: RunStatus,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// How many times an interrupted run was picked up again.
+    pub resumed: u32,
+    pub counters: Counters,
+    pub manifest_key: Option<String>,
+    pub error_summary: Option<String>,
+}
+
+/// One object written to a target.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ObjectRecord {
+    pub key: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// What happened to one item of a run.
+#[derive(Clone, Debug)]
+pub enum ItemOutcome {
+    Exported {
+        tenant: String,
+        conversation_id: String,
+        objects: Vec<ObjectRecord>,
+        audit: NewEvent,
+    },
+    Failed {
+        /// `tenant/conversation-id`, or the record's path when it could not be read.
+        subject: String,
+        error: String,
+    },
+}
+
+/// A failed item of a run, for `jobs show`.
+#[derive(Clone, Debug, Serialize)]
+pub struct FailedItem {
+    pub subject: String,
+    pub error: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Filters for listing audit events.
+#[derive(Clone, Debug, Default)]
+pub struct AuditQuery {
+    pub run: Option<RunId>,
+    pub conversation_id: Option<String>,
+    pub after_seq: i64,
+    pub limit: usize,
+}
+
+/// Held while a policy runs; dropping it lets another run of the policy start.
+pub trait PolicyLock: Send {}
+
+/// The catalog operations the engine needs. Implementations are safe to share between threads.
+pub trait Catalog: Send + Sync {
+    /// Human-readable location (a path or a URL without credentials) for messages.
+    fn location(&self) -> String;
+
+    /// Fingerprints of indexed conversations whose directory lies under `rel_prefix/`.
+    fn fingerprints_under(&self, rel_prefix: &str) -> Result<Vec<(String, Fingerprint)>>;
+
+    /// Day directories (`tenant/YYYY/MM/DD`) that hold indexed conversations.
+    fn indexed_days(&self) -> Result<Vec<String>>;
+
+    /// Applies index changes in one transaction; returns an error text per change that could
+    /// not be applied (e.g. a conversation id already indexed from another directory).
+    fn apply_index(&self, changes: &[IndexChange]) -> Result<Vec<Option<String>>>;
+
+    /// Number of indexed conversations.
+    fn conversation_count(&self) -> Result<u64>;
+
+    /// How many conversations a selection yields.
+    fn count_selection(&self, filter: &Filter, exclude: &Exclude) -> Result<u64>;
+
+    /// The next page of a selection, ordered by rowid, after `after_rowid`.
+    fn select_page(
+        &self,
+        filter: &Filter,
+        exclude: &Exclude,
+        after_rowid: i64,
+        limit: usize,
+    ) -> Result<Vec<Selected>>;
+
+    /// Takes the per-policy run lock.
+    fn lock_policy(&self, policy: &str) -> Result<Box<dyn PolicyLock>>;
+
+    /// The policy's run left `running` by a process that died, if any.
+    fn interrupted_run(&self, policy: &str) -> Result<Option<JobRun>>;
+
+    /// Creates a `running` job-run row.
+    fn begin_run(&self, policy: &str, mode: Mode, target: &str) -> Result<RunId>;
+
+    /// Marks an interrupted run as picked up again.
+    fn resume_run(&self, run: RunId) -> Result<()>;
+
+    /// Records item outcomes in one transaction: run items, objects, incremental state and
+    /// one audit event per exported conversation.
+    fn record_outcomes(&self, run: RunId, policy: &str, outcomes: &[ItemOutcome]) -> Result<()>;
+
+    /// Recomputes a run's counters from its recorded items.
+    fn run_counters(&self, run: RunId) -> Result<Counters>;
+
+    /// Ends a run.
+    fn finish_run(
+        &self,
+        run: RunId,
+        status: RunStatus,
+        counters: &Counters,
+        manifest_key: Option<&str>,
+        error_summary: Option<&str>,
+    ) -> Result<()>;
+
+    /// Streams the objects a run wrote, in key order.
+    fn run_objects(
+        &self,
+        run: RunId,
+        each: &mut dyn FnMut(ObjectRecord) -> std::io::Result<()>,
+    ) -> Result<std::io::Result<()>>;
+
+    fn job_runs(&self, policy: Option<&str>, limit: usize) -> Result<Vec<JobRun>>;
+    fn job_run(&self, run: RunId) -> Result<Option<JobRun>>;
+    fn failed_items(&self, run: RunId, limit: usize) -> Result<Vec<FailedItem>>;
+
+    fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>>;
+}

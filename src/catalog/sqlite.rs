@@ -1,0 +1,946 @@
+//! The embedded catalog: one SQLite file in WAL mode. One writer connection, a small pool of
+//! reader connections (WAL lets them read while the writer commits), and migrations numbered by
+//! `PRAGMA user_version`.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+
+use super::{
+    AuditQuery, Catalog, CatalogError, Counters, Exclude, FailedItem, Fingerprint, IndexChange,
+    ItemOutcome, JobRun, Mode, ObjectRecord, PolicyLock, Result, RunId, RunStatus, Selected,
+};
+use crate::audit::{AuditEvent, AuditKind, GENESIS, NewEvent};
+use crate::filter::{Dialect, Filter, SqlValue};
+use crate::repository::record::{
+    Artifact, Conversation, Encryption, Flags, Participant, SCHEMA_VERSION,
+};
+
+/// Schema migrations; entry `i` moves `user_version` from `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE conversations (
+    pk INTEGER PRIMARY KEY,
+    rel_dir TEXT NOT NULL UNIQUE,
+    day TEXT NOT NULL,
+    json_mtime_ns INTEGER NOT NULL,
+    json_size INTEGER NOT NULL,
+    tenant TEXT NOT NULL,
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    source_platform TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    start_text TEXT NOT NULL,
+    end_text TEXT NOT NULL,
+    start_ms INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    confidential INTEGER NOT NULL,
+    cdr_only INTEGER NOT NULL,
+    imported INTEGER NOT NULL,
+    legal_hold INTEGER NOT NULL,
+    channel TEXT,
+    UNIQUE (tenant, id)
+);
+CREATE INDEX conversations_start ON conversations (start_ms);
+CREATE INDEX conversations_day ON conversations (day);
+CREATE TABLE participants (
+    conversation INTEGER NOT NULL REFERENCES conversations (pk) ON DELETE CASCADE,
+    ordinal INTEGER NOT NULL,
+    user_name TEXT,
+    extension TEXT,
+    role TEXT NOT NULL,
+    PRIMARY KEY (conversation, ordinal)
+) WITHOUT ROWID;
+CREATE TABLE artifacts (
+    conversation INTEGER NOT NULL REFERENCES conversations (pk) ON DELETE CASCADE,
+    ordinal INTEGER NOT NULL,
+    file TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    audio_type TEXT,
+    extension TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    key_id TEXT,
+    PRIMARY KEY (conversation, ordinal)
+) WITHOUT ROWID;
+CREATE TABLE job_runs (
+    id INTEGER PRIMARY KEY,
+    policy TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    target TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    resumed INTEGER NOT NULL DEFAULT 0,
+    selected INTEGER NOT NULL DEFAULT 0,
+    exported INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    objects INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    index_errors INTEGER NOT NULL DEFAULT 0,
+    manifest_key TEXT,
+    error_summary TEXT
+);
+CREATE INDEX job_runs_policy ON job_runs (policy, id);
+CREATE TABLE run_items (
+    run INTEGER NOT NULL REFERENCES job_runs (id) ON DELETE CASCADE,
+    subject TEXT NOT NULL,
+    tenant TEXT,
+    conversation_id TEXT,
+    outcome TEXT NOT NULL,
+    error TEXT,
+    objects INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    at TEXT NOT NULL
+);
+CREATE INDEX run_items_run ON run_items (run, tenant, conversation_id);
+CREATE TABLE run_objects (
+    run INTEGER NOT NULL REFERENCES job_runs (id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    PRIMARY KEY (run, key)
+) WITHOUT ROWID;
+CREATE TABLE export_state (
+    policy TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    run INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (policy, tenant, conversation_id)
+) WITHOUT ROWID;
+CREATE TABLE audit_events (
+    seq INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    policy TEXT,
+    run INTEGER,
+    tenant TEXT,
+    conversation_id TEXT,
+    details TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX audit_events_run ON audit_events (run);
+CREATE INDEX audit_events_conversation ON audit_events (conversation_id);
+"#];
+
+/// The SQLite catalog.
+pub struct SqliteCatalog {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+struct FileLock {
+    _file: File,
+}
+
+impl PolicyLock for FileLock {}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+impl SqliteCatalog {
+    /// Opens (creating if needed) the catalog file and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<SqliteCatalog> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| CatalogError::Open {
+                location: path.display().to_string(),
+                message: format!("cannot create directory {}: {e}", parent.display()),
+            })?;
+        }
+        let this = SqliteCatalog {
+            path: path.to_owned(),
+            writer: Mutex::new(Connection::open(path).map_err(|e| sql_err(path, e))?),
+            readers: Mutex::new(Vec::new()),
+        };
+        {
+            let mut conn = this.writer.lock().expect("catalog writer lock");
+            conn.execute_batch("PRAGMA journal_mode = WAL;")
+                .map_err(|e| this.err(e))?;
+            this.configure(&conn)?;
+            this.migrate(&mut conn)?;
+        }
+        Ok(this)
+    }
+
+    fn err(&self, e: rusqlite::Error) -> CatalogError {
+        sql_err(&self.path, e)
+    }
+
+    fn configure(&self, conn: &Connection) -> Result<()> {
+        conn.execute_batch(
+            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;
+             PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;",
+        )
+        .map_err(|e| self.err(e))
+    }
+
+    fn migrate(&self, conn: &mut Connection) -> Result<()> {
+        let version: usize = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if version > MIGRATIONS.len() {
+            return Err(CatalogError::Open {
+                location: self.location(),
+                message: format!(
+                    "schema version {version} is newer than this build knows ({}); upgrade custodian",
+                    MIGRATIONS.len()
+                ),
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = conn.transaction().map_err(|e| self.err(e))?;
+            tx.execute_batch(sql).map_err(|e| self.err(e))?;
+            tx.pragma_update(None, "user_version", i + 1)
+                .map_err(|e| self.err(e))?;
+            tx.commit().map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let pooled = self.readers.lock().expect("reader pool lock").pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = Connection::open(&self.path).map_err(|e| self.err(e))?;
+                self.configure(&c)?;
+                c
+            }
+        };
+        let out = f(&conn);
+        self.readers.lock().expect("reader pool lock").push(conn);
+        out
+    }
+
+    fn corrupt(&self, column: &'static str, value: &str) -> CatalogError {
+        CatalogError::Corrupt {
+            location: self.location(),
+            column,
+            value: value.to_owned(),
+        }
+    }
+
+    fn selection_sql(
+        &self,
+        head: &str,
+        filter: &Filter,
+        exclude: &Exclude,
+        tail: &str,
+        mut params: Vec<SqlValue>,
+    ) -> (String, Vec<SqlValue>) {
+        let clause = filter.to_sql(Dialect::Sqlite, params.len());
+        params.extend(clause.params);
+        let exclude_sql = match exclude {
+            Exclude::Nothing => "",
+            Exclude::ExportedBy(policy) => {
+                params.push(SqlValue::Text(policy.clone()));
+                " AND NOT EXISTS (SELECT 1 FROM export_state s WHERE s.policy = ? \
+                 AND s.tenant = c.tenant AND s.conversation_id = c.id)"
+            }
+            Exclude::DoneIn(run) => {
+                params.push(SqlValue::Int(run.0));
+                " AND NOT EXISTS (SELECT 1 FROM run_items r WHERE r.run = ? \
+                 AND r.outcome = 'exported' AND r.tenant = c.tenant AND r.conversation_id = c.id)"
+            }
+        };
+        (
+            format!("{head} AND ({}){exclude_sql}{tail}", clause.sql),
+            params,
+        )
+    }
+
+    fn job_run_from_row(&self, r: &Row<'_>) -> Result<JobRun> {
+        let get = |e| self.err(e);
+        let mode: String = r.get("mode").map_err(get)?;
+        let status: String = r.get("status").map_err(get)?;
+        let started: String = r.get("started_at").map_err(get)?;
+        let finished: Option<String> = r.get("finished_at").map_err(get)?;
+        Ok(JobRun {
+            id: RunId(r.get("id").map_err(get)?),
+            policy: r.get("policy").map_err(get)?,
+            mode: match mode.as_str() {
+                "full" => Mode::Full,
+                "incremental" => Mode::Incremental,
+                _ => return Err(self.corrupt("job_runs.mode", &mode)),
+            },
+            target: r.get("target").map_err(get)?,
+            status: RunStatus::parse(&status)
+                .ok_or_else(|| self.corrupt("job_runs.status", &status))?,
+            started_at: parse_ts(&started)
+                .ok_or_else(|| self.corrupt("job_runs.started_at", &started))?,
+            finished_at: finished.as_deref().and_then(parse_ts),
+            resumed: r.get("resumed").map_err(get)?,
+            counters: Counters {
+                selected: r.get("selected").map_err(get)?,
+                exported: r.get("exported").map_err(get)?,
+                failed: r.get("failed").map_err(get)?,
+                objects: r.get("objects").map_err(get)?,
+                bytes: r.get("bytes").map_err(get)?,
+                index_errors: r.get("index_errors").map_err(get)?,
+            },
+            manifest_key: r.get("manifest_key").map_err(get)?,
+            error_summary: r.get("error_summary").map_err(get)?,
+        })
+    }
+
+    fn query_runs(&self, sql: &str, params: &[&dyn rusqlite::ToSql]) -> Result<Vec<JobRun>> {
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+            let mut rows = stmt.query(params).map_err(|e| self.err(e))?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+                out.push(self.job_run_from_row(r)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn conversation_from_row(&self, r: &Row<'_>) -> Result<Selected> {
+        let get = |e| self.err(e);
+        let text = |name: &'static str| -> Result<String> { r.get(name).map_err(get) };
+        let time = |name: &'static str| -> Result<_> {
+            let v = text(name)?;
+            chrono::DateTime::parse_from_rfc3339(&v).map_err(|_| self.corrupt(name, &v))
+        };
+        let flag = |name: &'static str| -> Result<bool> { r.get(name).map_err(get) };
+        Ok(Selected {
+            rowid: r.get("pk").map_err(get)?,
+            rel_dir: text("rel_dir")?,
+            conversation: Conversation {
+                schema: SCHEMA_VERSION,
+                id: text("id")?,
+                tenant: text("tenant")?,
+                kind: parse_column(self, "kind", text("kind")?)?,
+                source_platform: text("source_platform")?,
+                direction: parse_column(self, "direction", text("direction")?)?,
+                start: time("start_text")?,
+                end: time("end_text")?,
+                participants: Vec::new(),
+                flags: Flags {
+                    cdr_only: flag("cdr_only")?,
+                    imported: flag("imported")?,
+                    confidential: flag("confidential")?,
+                    legal_hold: flag("legal_hold")?,
+                },
+                channel: r.get("channel").map_err(get)?,
+                artifacts: Vec::new(),
+            },
+        })
+    }
+
+    /// Fills participants and artifacts of a page of conversations ordered by rowid.
+    fn fill_children(&self, conn: &Connection, page: &mut [Selected]) -> Result<()> {
+        let (Some(first), Some(last)) = (page.first(), page.last()) else {
+            return Ok(());
+        };
+        let (lo, hi) = (first.rowid, last.rowid);
+        let index: std::collections::HashMap<i64, usize> =
+            page.iter().enumerate().map(|(i, s)| (s.rowid, i)).collect();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT conversation, user_name, extension, role FROM participants \
+                 WHERE conversation BETWEEN ? AND ? ORDER BY conversation, ordinal",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query(params![lo, hi]).map_err(|e| self.err(e))?;
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            let conv: i64 = r.get(0).map_err(|e| self.err(e))?;
+            let Some(&i) = index.get(&conv) else { continue };
+            let role: String = r.get(3).map_err(|e| self.err(e))?;
+            page[i].conversation.participants.push(Participant {
+                user: r.get(1).map_err(|e| self.err(e))?,
+                extension: r.get(2).map_err(|e| self.err(e))?,
+                role: role
+                    .parse()
+                    .map_err(|_| self.corrupt("participants.role", &role))?,
+            });
+        }
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT conversation, file, kind, audio_type, size, sha256, key_id FROM artifacts \
+                 WHERE conversation BETWEEN ? AND ? ORDER BY conversation, ordinal",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query(params![lo, hi]).map_err(|e| self.err(e))?;
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            let conv: i64 = r.get(0).map_err(|e| self.err(e))?;
+            let Some(&i) = index.get(&conv) else { continue };
+            let kind: String = r.get(2).map_err(|e| self.err(e))?;
+            let audio_type: Option<String> = r.get(3).map_err(|e| self.err(e))?;
+            let key_id: Option<String> = r.get(6).map_err(|e| self.err(e))?;
+            page[i].conversation.artifacts.push(Artifact {
+                file: r.get(1).map_err(|e| self.err(e))?,
+                kind: kind
+                    .parse()
+                    .map_err(|_| self.corrupt("artifacts.kind", &kind))?,
+                audio_type: match audio_type {
+                    Some(t) => Some(
+                        t.parse()
+                            .map_err(|_| self.corrupt("artifacts.audio_type", &t))?,
+                    ),
+                    None => None,
+                },
+                size: r.get(4).map_err(|e| self.err(e))?,
+                sha256: r.get(5).map_err(|e| self.err(e))?,
+                encryption: key_id.map(|key_id| Encryption { key_id }),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn upsert(
+    tx: &rusqlite::Transaction<'_>,
+    rel_dir: &str,
+    fp: Fingerprint,
+    c: &Conversation,
+) -> rusqlite::Result<()> {
+    let pk: i64 = tx
+        .prepare_cached(
+            "INSERT INTO conversations (rel_dir, json_mtime_ns, json_size, tenant, id, kind, \
+             source_platform, direction, start_text, end_text, start_ms, duration_ms, confidential, \
+             cdr_only, imported, legal_hold, channel, day) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
+             ON CONFLICT (rel_dir) DO UPDATE SET json_mtime_ns = ?2, json_size = ?3, tenant = ?4, \
+             id = ?5, kind = ?6, source_platform = ?7, direction = ?8, start_text = ?9, end_text = ?10, \
+             start_ms = ?11, duration_ms = ?12, confidential = ?13, cdr_only = ?14, imported = ?15, \
+             legal_hold = ?16, channel = ?17 RETURNING pk",
+        )?
+        .query_row(
+            params![
+                rel_dir,
+                fp.mtime_ns,
+                fp.size,
+                c.tenant,
+                c.id,
+                c.kind.as_str(),
+                c.source_platform,
+                c.direction.as_str(),
+                c.start.to_rfc3339(),
+                c.end.to_rfc3339(),
+                c.start.timestamp_millis(),
+                c.duration_ms(),
+                c.flags.confidential,
+                c.flags.cdr_only,
+                c.flags.imported,
+                c.flags.legal_hold,
+                c.channel,
+                rel_dir.rsplit_once('/').map_or("", |(day, _)| day),
+            ],
+            |r| r.get(0),
+        )?;
+    tx.prepare_cached("DELETE FROM participants WHERE conversation = ?")?
+        .execute([pk])?;
+    tx.prepare_cached("DELETE FROM artifacts WHERE conversation = ?")?
+        .execute([pk])?;
+    let mut ins = tx.prepare_cached(
+        "INSERT INTO participants (conversation, ordinal, user_name, extension, role) VALUES (?, ?, ?, ?, ?)",
+    )?;
+    for (i, p) in c.participants.iter().enumerate() {
+        ins.execute(params![pk, i, p.user, p.extension, p.role.as_str()])?;
+    }
+    let mut ins = tx.prepare_cached(
+        "INSERT INTO artifacts (conversation, ordinal, file, kind, audio_type, extension, size, sha256, key_id) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )?;
+    for (i, a) in c.artifacts.iter().enumerate() {
+        ins.execute(params![
+            pk,
+            i,
+            a.file,
+            a.kind.as_str(),
+            a.audio_type.map(|t| t.as_str()),
+            a.extension(),
+            a.size,
+            a.sha256,
+            a.encryption.as_ref().map(|e| e.key_id.as_str()),
+        ])?;
+    }
+    Ok(())
+}
+
+fn append_audit(tx: &rusqlite::Transaction<'_>, e: &NewEvent) -> rusqlite::Result<()> {
+    let (seq, prev): (i64, String) = tx
+        .prepare_cached("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+        .unwrap_or((0, GENESIS.to_string()));
+    let seq = seq + 1;
+    let hash = e.chain_hash(seq, &prev);
+    tx.prepare_cached(
+        "INSERT INTO audit_events (seq, at, kind, actor, policy, run, tenant, conversation_id, details, prev_hash, hash) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )?
+    .execute(params![
+        seq,
+        ts(e.at),
+        e.kind.as_str(),
+        e.actor,
+        e.policy,
+        e.run,
+        e.tenant,
+        e.conversation_id,
+        e.details.to_string(),
+        prev,
+        hash
+    ])?;
+    Ok(())
+}
+
+fn parse_column<T: std::str::FromStr>(
+    cat: &SqliteCatalog,
+    column: &'static str,
+    v: String,
+) -> Result<T> {
+    v.parse().map_err(|_| cat.corrupt(column, &v))
+}
+
+fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn sql_err(path: &Path, source: rusqlite::Error) -> CatalogError {
+    CatalogError::Sqlite {
+        location: path.display().to_string(),
+        source,
+    }
+}
+
+fn to_sql(v: &SqlValue) -> rusqlite::types::Value {
+    match v {
+        SqlValue::Int(i) => rusqlite::types::Value::Integer(*i),
+        SqlValue::Text(s) => rusqlite::types::Value::Text(s.clone()),
+    }
+}
+
+const SELECT_CONVERSATION: &str = "SELECT c.pk, c.rel_dir, c.tenant, c.id, c.kind, c.source_platform, \
+     c.direction, c.start_text, c.end_text, c.confidential, c.cdr_only, c.imported, c.legal_hold, \
+     c.channel FROM conversations c WHERE c.pk > ?";
+
+impl Catalog for SqliteCatalog {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn fingerprints_under(&self, rel_prefix: &str) -> Result<Vec<(String, Fingerprint)>> {
+        let lo = format!("{rel_prefix}/");
+        let hi = format!("{rel_prefix}0");
+        self.with_reader(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT rel_dir, json_mtime_ns, json_size FROM conversations \
+                     WHERE rel_dir >= ? AND rel_dir < ?",
+                )
+                .map_err(|e| self.err(e))?;
+            let rows = stmt
+                .query_map(params![lo, hi], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        Fingerprint {
+                            mtime_ns: r.get(1)?,
+                            size: r.get(2)?,
+                        },
+                    ))
+                })
+                .map_err(|e| self.err(e))?;
+            rows.collect::<rusqlite::Result<_>>()
+                .map_err(|e| self.err(e))
+        })
+    }
+
+    fn indexed_days(&self) -> Result<Vec<String>> {
+        self.with_reader(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT DISTINCT day FROM conversations ORDER BY day")
+                .map_err(|e| self.err(e))?;
+            let rows = stmt.query_map([], |r| r.get(0)).map_err(|e| self.err(e))?;
+            rows.collect::<rusqlite::Result<_>>()
+                .map_err(|e| self.err(e))
+        })
+    }
+
+    fn apply_index(&self, changes: &[IndexChange]) -> Result<Vec<Option<String>>> {
+        let mut conn = self.writer.lock().expect("catalog writer lock");
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let mut outcomes = Vec::with_capacity(changes.len());
+        for change in changes {
+            let outcome = match change {
+                IndexChange::Upsert {
+                    rel_dir,
+                    fingerprint,
+                    conversation,
+                } => upsert(&tx, rel_dir, *fingerprint, conversation),
+                IndexChange::Remove { rel_dir } => tx
+                    .prepare_cached("DELETE FROM conversations WHERE rel_dir = ?")
+                    .and_then(|mut s| s.execute([rel_dir]))
+                    .map(drop),
+            };
+            outcomes.push(match outcome {
+                Ok(()) => None,
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    let IndexChange::Upsert { conversation, .. } = change else {
+                        unreachable!("a delete violates no constraint")
+                    };
+                    let other: Option<String> = tx
+                        .query_row(
+                            "SELECT rel_dir FROM conversations WHERE tenant = ? AND id = ?",
+                            params![conversation.tenant, conversation.id],
+                            |r| r.get(0),
+                        )
+                        .optional()
+                        .map_err(|e| self.err(e))?;
+                    Some(format!(
+                        "conversation id `{}` of tenant `{}` is already indexed from {}; ids must be unique per tenant",
+                        conversation.id,
+                        conversation.tenant,
+                        other.unwrap_or_else(|| "another directory".into())
+                    ))
+                }
+                Err(e) => return Err(self.err(e)),
+            });
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(outcomes)
+    }
+
+    fn conversation_count(&self) -> Result<u64> {
+        self.with_reader(|conn| {
+            conn.query_row("SELECT COUNT(*) FROM conversations", [], |r| r.get(0))
+                .map_err(|e| self.err(e))
+        })
+    }
+
+    fn count_selection(&self, filter: &Filter, exclude: &Exclude) -> Result<u64> {
+        let (sql, params) = self.selection_sql(
+            "SELECT COUNT(*) FROM conversations c WHERE c.pk > ?",
+            filter,
+            exclude,
+            "",
+            vec![SqlValue::Int(i64::MIN)],
+        );
+        self.with_reader(|conn| {
+            conn.prepare_cached(&sql)
+                .and_then(|mut s| {
+                    s.query_row(params_from_iter(params.iter().map(to_sql)), |r| r.get(0))
+                })
+                .map_err(|e| self.err(e))
+        })
+    }
+
+    fn select_page(
+        &self,
+        filter: &Filter,
+        exclude: &Exclude,
+        after_rowid: i64,
+        limit: usize,
+    ) -> Result<Vec<Selected>> {
+        let (sql, mut params) = self.selection_sql(
+            SELECT_CONVERSATION,
+            filter,
+            exclude,
+            " ORDER BY c.pk LIMIT ?",
+            vec![SqlValue::Int(after_rowid)],
+        );
+        params.push(SqlValue::Int(limit as i64));
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
+            let mut rows = stmt
+                .query(params_from_iter(params.iter().map(to_sql)))
+                .map_err(|e| self.err(e))?;
+            let mut page = Vec::with_capacity(limit);
+            while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+                page.push(self.conversation_from_row(r)?);
+            }
+            drop(rows);
+            self.fill_children(conn, &mut page)?;
+            Ok(page)
+        })
+    }
+
+    fn lock_policy(&self, policy: &str) -> Result<Box<dyn PolicyLock>> {
+        let dir = self.path.with_extension("locks");
+        let lock_path = dir.join(format!("{policy}.lock"));
+        let open_err = |e: std::io::Error| CatalogError::Open {
+            location: self.location(),
+            message: format!("cannot open lock file {}: {e}", lock_path.display()),
+        };
+        std::fs::create_dir_all(&dir).map_err(open_err)?;
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(open_err)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Box::new(FileLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Err(CatalogError::Busy {
+                policy: policy.to_owned(),
+                lock: lock_path.display().to_string(),
+            }),
+            Err(std::fs::TryLockError::Error(e)) => Err(open_err(e)),
+        }
+    }
+
+    fn interrupted_run(&self, policy: &str) -> Result<Option<JobRun>> {
+        Ok(self
+            .query_runs(
+                "SELECT * FROM job_runs WHERE policy = ? AND status = 'running' ORDER BY id DESC LIMIT 1",
+                &[&policy],
+            )?
+            .pop())
+    }
+
+    fn begin_run(&self, policy: &str, mode: Mode, target: &str) -> Result<RunId> {
+        let conn = self.writer.lock().expect("catalog writer lock");
+        conn.query_row(
+            "INSERT INTO job_runs (policy, mode, target, status, started_at) VALUES (?, ?, ?, 'running', ?) RETURNING id",
+            params![policy, mode.as_str(), target, ts(Utc::now())],
+            |r| r.get(0),
+        )
+        .map(RunId)
+        .map_err(|e| self.err(e))
+    }
+
+    fn resume_run(&self, run: RunId) -> Result<()> {
+        let conn = self.writer.lock().expect("catalog writer lock");
+        conn.execute(
+            "UPDATE job_runs SET resumed = resumed + 1 WHERE id = ?",
+            [run.0],
+        )
+        .map(drop)
+        .map_err(|e| self.err(e))
+    }
+
+    fn record_outcomes(&self, run: RunId, policy: &str, outcomes: &[ItemOutcome]) -> Result<()> {
+        let mut conn = self.writer.lock().expect("catalog writer lock");
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let now = ts(Utc::now());
+        let write = || -> rusqlite::Result<()> {
+            for o in outcomes {
+                match o {
+                    ItemOutcome::Exported {
+                        tenant,
+                        conversation_id,
+                        objects,
+                        audit,
+                    } => {
+                        let bytes: u64 = objects.iter().map(|o| o.size).sum();
+                        tx.prepare_cached(
+                            "INSERT INTO run_items (run, subject, tenant, conversation_id, outcome, objects, bytes, at) \
+                             VALUES (?, ?, ?, ?, 'exported', ?, ?, ?)",
+                        )?
+                        .execute(params![
+                            run.0,
+                            format!("{tenant}/{conversation_id}"),
+                            tenant,
+                            conversation_id,
+                            objects.len(),
+                            bytes,
+                            now
+                        ])?;
+                        let mut ins = tx.prepare_cached(
+                            "INSERT OR REPLACE INTO run_objects (run, key, size, sha256) VALUES (?, ?, ?, ?)",
+                        )?;
+                        for obj in objects {
+                            ins.execute(params![run.0, obj.key, obj.size, obj.sha256])?;
+                        }
+                        tx.prepare_cached(
+                            "INSERT OR REPLACE INTO export_state (policy, tenant, conversation_id, run, at) \
+                             VALUES (?, ?, ?, ?, ?)",
+                        )?
+                        .execute(params![policy, tenant, conversation_id, run.0, now])?;
+                        append_audit(&tx, audit)?;
+                    }
+                    ItemOutcome::Failed { subject, error } => {
+                        tx.prepare_cached(
+                            "INSERT INTO run_items (run, subject, outcome, error, at) VALUES (?, ?, 'failed', ?, ?)",
+                        )?
+                        .execute(params![run.0, subject, error, now])?;
+                    }
+                }
+            }
+            Ok(())
+        };
+        write().map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    fn run_counters(&self, run: RunId) -> Result<Counters> {
+        self.with_reader(|conn| {
+            conn.query_row(
+                "SELECT \
+                   (SELECT COUNT(*) FROM run_items WHERE run = ?1 AND outcome = 'exported'), \
+                   (SELECT COUNT(DISTINCT f.subject) FROM run_items f WHERE f.run = ?1 AND f.outcome = 'failed' \
+                      AND NOT EXISTS (SELECT 1 FROM run_items x WHERE x.run = ?1 AND x.outcome = 'exported' \
+                                      AND x.subject = f.subject)), \
+                   (SELECT COUNT(*) FROM run_objects WHERE run = ?1), \
+                   (SELECT COALESCE(SUM(size), 0) FROM run_objects WHERE run = ?1)",
+                [run.0],
+                |r| {
+                    Ok(Counters {
+                        exported: r.get(0)?,
+                        failed: r.get(1)?,
+                        objects: r.get(2)?,
+                        bytes: r.get(3)?,
+                        ..Counters::default()
+                    })
+                },
+            )
+            .map_err(|e| self.err(e))
+        })
+    }
+
+    fn finish_run(
+        &self,
+        run: RunId,
+        status: RunStatus,
+        c: &Counters,
+        manifest_key: Option<&str>,
+        error_summary: Option<&str>,
+    ) -> Result<()> {
+        let conn = self.writer.lock().expect("catalog writer lock");
+        conn.execute(
+            "UPDATE job_runs SET status = ?, finished_at = ?, selected = ?, exported = ?, failed = ?, \
+             objects = ?, bytes = ?, index_errors = ?, manifest_key = ?, error_summary = ? WHERE id = ?",
+            params![
+                status.as_str(),
+                (status != RunStatus::Running).then(|| ts(Utc::now())),
+                c.selected,
+                c.exported,
+                c.failed,
+                c.objects,
+                c.bytes,
+                c.index_errors,
+                manifest_key,
+                error_summary,
+                run.0
+            ],
+        )
+        .map(drop)
+        .map_err(|e| self.err(e))
+    }
+
+    fn run_objects(
+        &self,
+        run: RunId,
+        each: &mut dyn FnMut(ObjectRecord) -> std::io::Result<()>,
+    ) -> Result<std::io::Result<()>> {
+        self.with_reader(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT key, size, sha256 FROM run_objects WHERE run = ? ORDER BY key",
+                )
+                .map_err(|e| self.err(e))?;
+            let mut rows = stmt.query([run.0]).map_err(|e| self.err(e))?;
+            while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+                let obj = ObjectRecord {
+                    key: r.get(0).map_err(|e| self.err(e))?,
+                    size: r.get(1).map_err(|e| self.err(e))?,
+                    sha256: r.get(2).map_err(|e| self.err(e))?,
+                };
+                if let Err(e) = each(obj) {
+                    return Ok(Err(e));
+                }
+            }
+            Ok(Ok(()))
+        })
+    }
+
+    fn job_runs(&self, policy: Option<&str>, limit: usize) -> Result<Vec<JobRun>> {
+        let limit = limit as i64;
+        match policy {
+            Some(p) => self.query_runs(
+                "SELECT * FROM job_runs WHERE policy = ? ORDER BY id DESC LIMIT ?",
+                &[&p, &limit],
+            ),
+            None => self.query_runs("SELECT * FROM job_runs ORDER BY id DESC LIMIT ?", &[&limit]),
+        }
+    }
+
+    fn job_run(&self, run: RunId) -> Result<Option<JobRun>> {
+        Ok(self
+            .query_runs("SELECT * FROM job_runs WHERE id = ?", &[&run.0])?
+            .pop())
+    }
+
+    fn failed_items(&self, run: RunId, limit: usize) -> Result<Vec<FailedItem>> {
+        self.with_reader(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT subject, error, at FROM run_items WHERE run = ? AND outcome = 'failed' \
+                     ORDER BY rowid LIMIT ?",
+                )
+                .map_err(|e| self.err(e))?;
+            let rows = stmt
+                .query_map(params![run.0, limit as i64], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })
+                .map_err(|e| self.err(e))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (subject, error, at) = row.map_err(|e| self.err(e))?;
+                out.push(FailedItem {
+                    subject,
+                    error,
+                    at: parse_ts(&at).ok_or_else(|| self.corrupt("run_items.at", &at))?,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn audit_events(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>> {
+        self.with_reader(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT seq, at, kind, actor, policy, run, tenant, conversation_id, details, prev_hash, hash \
+                     FROM audit_events WHERE seq > ?1 AND (?2 IS NULL OR run = ?2) \
+                     AND (?3 IS NULL OR conversation_id = ?3) ORDER BY seq LIMIT ?4",
+                )
+                .map_err(|e| self.err(e))?;
+            let mut rows = stmt
+                .query(params![q.after_seq, q.run.map(|r| r.0), q.conversation_id, q.limit as i64])
+                .map_err(|e| self.err(e))?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+                let get_text = |i: usize| -> Result<String> { r.get(i).map_err(|e| self.err(e)) };
+                let at = get_text(1)?;
+                let kind = get_text(2)?;
+                let details = get_text(8)?;
+                out.push(AuditEvent {
+                    seq: r.get(0).map_err(|e| self.err(e))?,
+                    event: NewEvent {
+                        at: parse_ts(&at).ok_or_else(|| self.corrupt("audit_events.at", &at))?,
+                        kind: AuditKind::parse(&kind)
+                            .ok_or_else(|| self.corrupt("audit_events.kind", &kind))?,
+                        actor: get_text(3)?,
+                        policy: r.get(4).map_err(|e| self.err(e))?,
+                        run: r.get(5).map_err(|e| self.err(e))?,
+                        tenant: r.get(6).map_err(|e| self.err(e))?,
+                        conversation_id: r.get(7).map_err(|e| self.err(e))?,
+                        details: serde_json::from_str(&details)
+                            .map_err(|_| self.corrupt("audit_events.details", &details))?,
+                    },
+                    prev_hash: get_text(9)?,
+                    hash: get_text(10)?,
+                });
+            }
+            Ok(out)
+        })
+    }
+}

@@ -1,0 +1,485 @@
+//! `custodian.toml`: the schema, its validation, and errors that name file, line and key.
+//!
+//! Parsing goes raw → validated: serde reads [`RawConfig`] with `deny_unknown_fields`
+//! everywhere, then [`Config::load`] checks every value and reference without I/O and builds
+//! the typed [`Config`] the rest of the engine uses. Nothing is opened before that succeeds.
+
+mod locate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::catalog::Mode;
+use crate::filter::{Criteria, normalize_extension};
+use crate::policy::template::Template;
+use crate::repository::record::is_safe_name;
+
+/// Why a config file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {source}")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}: {key}: {message}")]
+    Invalid {
+        file: PathBuf,
+        line: usize,
+        key: String,
+        message: String,
+    },
+    #[error("{file}: {key}: {message}")]
+    Missing {
+        file: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    catalog: RawCatalog,
+    repository: RawRepository,
+    #[serde(default)]
+    targets: BTreeMap<String, RawTarget>,
+    #[serde(default)]
+    policies: BTreeMap<String, RawPolicy>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCatalog {
+    url: String,
+}
+
+impl Default for RawCatalog {
+    fn default() -> Self {
+        RawCatalog {
+            url: "sqlite:custodian.db".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRepository {
+    root: PathBuf,
+    keystore: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum TargetKind {
+    Filesystem,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    kind: TargetKind,
+    path: Option<PathBuf>,
+    #[serde(default)]
+    fsync: bool,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum ActionKind {
+    Export,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    action: ActionKind,
+    #[serde(default = "yes")]
+    enabled: bool,
+    target: Option<String>,
+    mode: Option<Mode>,
+    filename_format: Option<String>,
+    #[serde(default = "yes")]
+    metadata_file: bool,
+    file_extensions: Option<Vec<String>>,
+    concurrency: Option<usize>,
+    #[serde(default)]
+    filter: Criteria,
+}
+
+/// Where the catalog lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CatalogConfig {
+    Sqlite { path: PathBuf },
+}
+
+/// A configured storage target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TargetConfig {
+    Filesystem { path: PathBuf, fsync: bool },
+}
+
+/// An export policy's settings.
+#[derive(Clone, Debug)]
+pub struct ExportPolicy {
+    pub name: String,
+    pub enabled: bool,
+    pub target: String,
+    pub mode: Mode,
+    pub filename: Template,
+    pub metadata_file: bool,
+    /// Only files with these extensions are exported (lower case, no dot); `None` = all.
+    pub file_extensions: Option<Vec<String>>,
+    pub concurrency: usize,
+    pub criteria: Criteria,
+}
+
+/// A configured policy.
+#[derive(Clone, Debug)]
+pub enum Policy {
+    Export(ExportPolicy),
+}
+
+impl Policy {
+    pub fn name(&self) -> &str {
+        match self {
+            Policy::Export(p) => &p.name,
+        }
+    }
+}
+
+/// A loaded, validated configuration. Relative paths are resolved against the file's directory.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub file: PathBuf,
+    pub catalog: CatalogConfig,
+    pub repository_root: PathBuf,
+    pub keystore: Option<PathBuf>,
+    pub targets: BTreeMap<String, TargetConfig>,
+    pub policies: BTreeMap<String, Policy>,
+}
+
+/// Default filename format of export policies.
+pub const DEFAULT_FILENAME_FORMAT: &str = "{tenant}/{yyyy}/{MM}/{dd}/{id}/{file}";
+
+struct Validator<'a> {
+    file: &'a Path,
+    doc: toml_edit::ImDocument<&'a str>,
+}
+
+impl Validator<'_> {
+    fn invalid(&self, path: &[&str], message: impl Into<String>) -> ConfigError {
+        let key = path.join(".");
+        let message = message.into();
+        match locate::line_of_key(&self.doc, path) {
+            Some(line) => ConfigError::Invalid {
+                file: self.file.to_owned(),
+                line,
+                key,
+                message,
+            },
+            None => ConfigError::Missing {
+                file: self.file.to_owned(),
+                key,
+                message,
+            },
+        }
+    }
+}
+
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        base.join(p)
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_owned(),
+            source,
+        })?;
+        Config::parse(file, &text)
+    }
+
+    /// Validates config text as if read from `file`.
+    pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
+        let doc = toml_edit::ImDocument::parse(text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            ConfigError::Invalid {
+                file: file.to_owned(),
+                line: locate::line_of(text, offset),
+                key: "(syntax)".into(),
+                message: e.message().trim().to_owned(),
+            }
+        })?;
+        let v = Validator { file, doc };
+        let de = toml_edit::de::Deserializer::from(v.doc.clone());
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let line = inner.span().map(|s| locate::line_of(text, s.start));
+            match line {
+                Some(line) => ConfigError::Invalid {
+                    file: file.to_owned(),
+                    line,
+                    key,
+                    message: inner.message().trim().to_owned(),
+                },
+                None => v.invalid(
+                    &key.split('.').filter(|k| *k != "?").collect::<Vec<_>>(),
+                    inner.message().trim(),
+                ),
+            }
+        })?;
+        let base = file.parent().unwrap_or(Path::new(".")).to_owned();
+        let catalog = match raw.catalog.url.split_once(':') {
+            Some(("sqlite", path)) if !path.is_empty() => CatalogConfig::Sqlite {
+                path: resolve(&base, Path::new(path)),
+            },
+            _ => {
+                return Err(v.invalid(
+                    &["catalog", "url"],
+                    format!(
+                        "`{}` is not a catalog URL; use `sqlite:PATH` (relative to the config file)",
+                        raw.catalog.url
+                    ),
+                ));
+            }
+        };
+        let mut targets = BTreeMap::new();
+        for (name, t) in &raw.targets {
+            if !is_safe_name(name) {
+                return Err(v.invalid(
+                    &["targets", name],
+                    "target names must be safe path components",
+                ));
+            }
+            let built = match t.kind {
+                TargetKind::Filesystem => {
+                    let path = t.path.as_ref().ok_or_else(|| {
+                        v.invalid(
+                            &["targets", name, "kind"],
+                            "a filesystem target needs `path`",
+                        )
+                    })?;
+                    TargetConfig::Filesystem {
+                        path: resolve(&base, path),
+                        fsync: t.fsync,
+                    }
+                }
+            };
+            targets.insert(name.clone(), built);
+        }
+        let mut policies = BTreeMap::new();
+        for (name, p) in &raw.policies {
+            let at = |key: &'static str| -> Vec<&str> { vec!["policies", name.as_str(), key] };
+            if !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(v.invalid(
+                    &["policies", name],
+                    "policy names may contain only letters, digits, `-` and `_`",
+                ));
+            }
+            if let Err((key, message)) = p.filter.validate() {
+                return Err(v.invalid(&["policies", name, "filter", key], message));
+            }
+            let policy = match p.action {
+                ActionKind::Export => {
+                    let target = p.target.clone().ok_or_else(|| {
+                        v.invalid(&at("action"), "an export policy needs `target`")
+                    })?;
+                    if !targets.contains_key(&target) {
+                        return Err(v.invalid(
+                            &at("target"),
+                            format!(
+                                "no target named `{target}` (defined: {})",
+                                targets.keys().cloned().collect::<Vec<_>>().join(", ")
+                            ),
+                        ));
+                    }
+                    let filename = Template::parse(
+                        p.filename_format
+                            .as_deref()
+                            .unwrap_or(DEFAULT_FILENAME_FORMAT),
+                    )
+                    .map_err(|m| v.invalid(&at("filename_format"), m))?;
+                    let file_extensions = match &p.file_extensions {
+                        Some(list)
+                            if list.is_empty()
+                                || list.iter().any(|e| normalize_extension(e).is_empty()) =>
+                        {
+                            return Err(v.invalid(
+                                &at("file_extensions"),
+                                "list extensions such as [\"wav\", \"vtr\"]; leave the key out to export every file",
+                            ));
+                        }
+                        Some(list) => Some(list.iter().map(|e| normalize_extension(e)).collect()),
+                        None => None,
+                    };
+                    let concurrency = match p.concurrency {
+                        Some(0) => return Err(v.invalid(&at("concurrency"), "must be at least 1")),
+                        Some(n) => n,
+                        None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+                    };
+                    Policy::Export(ExportPolicy {
+                        name: name.clone(),
+                        enabled: p.enabled,
+                        target,
+                        mode: p.mode.unwrap_or(Mode::Incremental),
+                        filename,
+                        metadata_file: p.metadata_file,
+                        file_extensions,
+                        concurrency,
+                        criteria: p.filter.clone(),
+                    })
+                }
+            };
+            policies.insert(name.clone(), policy);
+        }
+        Ok(Config {
+            file: file.to_owned(),
+            catalog,
+            repository_root: resolve(&base, &raw.repository.root),
+            keystore: raw.repository.keystore.map(|k| resolve(&base, &k)),
+            targets,
+            policies,
+        })
+    }
+
+    /// The policy called `name`, or an error listing the defined ones.
+    pub fn policy(&self, name: &str) -> Result<&Policy, ConfigError> {
+        self.policies.get(name).ok_or_else(|| ConfigError::Missing {
+            file: self.file.clone(),
+            key: format!("policies.{name}"),
+            message: format!(
+                "no such policy (defined: {})",
+                self.policies.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[catalog]
+url = "sqlite:state/catalog.db"
+
+[repository]
+root = "repo"
+
+[targets.archive]
+kind = "filesystem"
+path = "/srv/archive"
+
+[policies.nightly]
+action = "export"
+target = "archive"
+mode = "full"
+file_extensions = [".WAV", "mp3"]
+
+[policies.nightly.filter]
+tenants = ["acme"]
+min_duration = "2h"
+"#;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(Path::new("/etc/custodian/custodian.toml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn good_config_resolves_paths_and_defaults() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(
+            c.catalog,
+            CatalogConfig::Sqlite {
+                path: "/etc/custodian/state/catalog.db".into()
+            }
+        );
+        assert_eq!(c.repository_root, Path::new("/etc/custodian/repo"));
+        let Policy::Export(p) = c.policy("nightly").unwrap();
+        assert_eq!(p.mode, Mode::Full);
+        assert_eq!(
+            p.file_extensions,
+            Some(vec!["wav".to_string(), "mp3".to_string()])
+        );
+        assert!(p.metadata_file);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let err =
+            parse(&GOOD.replace("mode = \"full\"", "mode = \"full\"\nretries = 3")).unwrap_err();
+        assert!(
+            err.starts_with("/etc/custodian/custodian.toml:16: policies.nightly.retries"),
+            "{err}"
+        );
+        assert!(err.contains("unknown field `retries`"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_file_line_and_key() {
+        let err = parse(&GOOD.replace("mode = \"full\"", "mode = 5")).unwrap_err();
+        assert!(
+            err.starts_with("/etc/custodian/custodian.toml:15: policies.nightly.mode:"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn nested_filter_errors_are_located() {
+        let err =
+            parse(&GOOD.replace("min_duration = \"2h\"", "min_duration = \"later\"")).unwrap_err();
+        assert!(
+            err.starts_with(
+                "/etc/custodian/custodian.toml:20: policies.nightly.filter.min_duration:"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn dangling_target_reference_is_located() {
+        let err = parse(&GOOD.replace("target = \"archive\"", "target = \"archiv\"")).unwrap_err();
+        assert_eq!(
+            err,
+            "/etc/custodian/custodian.toml:14: policies.nightly.target: no target named `archiv` (defined: archive)"
+        );
+    }
+
+    #[test]
+    fn bad_template_and_syntax_are_located() {
+        let err = parse(&GOOD.replace("mode = \"full\"", "filename_format = \"{tenant}/{file}\""))
+            .unwrap_err();
+        assert!(
+            err.starts_with("/etc/custodian/custodian.toml:15: policies.nightly.filename_format:"),
+            "{err}"
+        );
+        let err = parse("[repository\nroot = 1").unwrap_err();
+        assert!(
+            err.starts_with("/etc/custodian/custodian.toml:1: (syntax):"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_repository_is_reported() {
+        let err = parse("[catalog]\nurl = \"sqlite:x.db\"\n").unwrap_err();
+        assert!(err.contains("missing field `repository`"), "{err}");
+    }
+}

@@ -1,0 +1,3 @@
+//! Policies: what each action does to the conversations it selects.
+pub mod export;
+pub mod template;

@@ -1,0 +1,246 @@
+//! The run manifest: every object a run wrote, with its size and SHA-256, written to the
+//! target last. JSON Lines, so it is written and verified streaming whatever its length: a
+//! header line, one line per object, and a trailer whose totals prove the file is complete.
+
+use std::io::{self, BufRead, BufReader, Write};
+
+use chrono::{DateTime, Utc};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{ObjectKey, Target, TargetError};
+use crate::catalog::{Catalog, CatalogError, ObjectRecord, RunId};
+
+/// Reserved key prefix for custodian's own objects at a target.
+pub const RESERVED_PREFIX: &str = "_custodian/";
+
+/// Manifest format version.
+pub const FORMAT: u32 = 1;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Header {
+    pub manifest: u32,
+    pub policy: String,
+    pub run: i64,
+    pub target: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trailer {
+    pub objects: u64,
+    pub bytes: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Line {
+    Object(ObjectRecord),
+    Trailer { end: Trailer },
+}
+
+/// Where a run's manifest is stored.
+pub fn key_for(policy: &str, run: RunId) -> ObjectKey {
+    ObjectKey::new(format!(
+        "{RESERVED_PREFIX}manifests/{policy}/run-{run}.jsonl"
+    ))
+    .expect("policy names are safe key components")
+}
+
+/// Why a manifest could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Target(#[from] TargetError),
+}
+
+/// Writes the manifest of `run` from the objects recorded in the catalog.
+pub fn write(
+    target: &dyn Target,
+    catalog: &dyn Catalog,
+    policy: &str,
+    run: RunId,
+) -> Result<ObjectKey, ManifestError> {
+    let key = key_for(policy, run);
+    let io_err = |source| TargetError::Io {
+        target: target.name().to_owned(),
+        key: key.to_string(),
+        source,
+    };
+    let mut w = io::BufWriter::new(target.create(&key)?);
+    let header = Header {
+        manifest: FORMAT,
+        policy: policy.to_owned(),
+        run: run.0,
+        target: target.name().to_owned(),
+        created_at: Utc::now(),
+    };
+    json_line(&mut w, &header).map_err(io_err)?;
+    let mut totals = Trailer {
+        objects: 0,
+        bytes: 0,
+    };
+    catalog
+        .run_objects(run, &mut |obj| {
+            totals.objects += 1;
+            totals.bytes += obj.size;
+            json_line(&mut w, &obj)
+        })?
+        .map_err(io_err)?;
+    json_line(&mut w, &serde_json::json!({ "end": totals })).map_err(io_err)?;
+    let inner = w.into_inner().map_err(|e| io_err(e.into_error()))?;
+    inner.commit()?;
+    Ok(key)
+}
+
+fn json_line<T: Serialize>(w: &mut impl Write, v: &T) -> io::Result<()> {
+    serde_json::to_writer(&mut *w, v).map_err(io::Error::other)?;
+    w.write_all(b"\n")
+}
+
+/// One object that did not verify.
+#[derive(Debug, Clone, Serialize)]
+pub struct Mismatch {
+    pub key: String,
+    pub problem: String,
+}
+
+/// Result of verifying a manifest against its target.
+#[derive(Debug, Default, Serialize)]
+pub struct VerifyReport {
+    pub objects: u64,
+    pub bytes: u64,
+    pub mismatches: Vec<Mismatch>,
+}
+
+/// Why verification could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error("manifest {key}: line {line}: {reason}")]
+    Malformed {
+        key: String,
+        line: u64,
+        reason: String,
+    },
+}
+
+fn hash_object(target: &dyn Target, obj: &ObjectRecord) -> Option<String> {
+    let key = match ObjectKey::new(obj.key.clone()) {
+        Ok(k) => k,
+        Err(e) => return Some(e),
+    };
+    let mut reader = match target.open(&key) {
+        Ok(r) => r,
+        Err(e) => return Some(e.to_string()),
+    };
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; super::COPY_BUFFER];
+    let mut size = 0u64;
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                size += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Some(format!("read failed: {e}")),
+        }
+    }
+    let sha = hex::encode(hasher.finalize());
+    if size != obj.size {
+        Some(format!("size is {size}, manifest says {}", obj.size))
+    } else if sha != obj.sha256 {
+        Some(format!("sha256 is {sha}, manifest says {}", obj.sha256))
+    } else {
+        None
+    }
+}
+
+/// Reads every object listed in the manifest at `key` back from the target and compares
+/// its size and SHA-256.
+pub fn verify(
+    target: &dyn Target,
+    key: &ObjectKey,
+    progress: &indicatif::ProgressBar,
+) -> Result<VerifyReport, VerifyError> {
+    let malformed = |line: u64, reason: String| VerifyError::Malformed {
+        key: key.to_string(),
+        line,
+        reason,
+    };
+    let mut lines = BufReader::new(target.open(key)?).lines();
+    let mut line_no = 1u64;
+    let mut next_line = |lines: &mut io::Lines<_>| -> Result<Option<String>, VerifyError> {
+        let l = lines
+            .next()
+            .transpose()
+            .map_err(|e: io::Error| malformed(line_no, e.to_string()));
+        line_no += 1;
+        l
+    };
+    let header = next_line(&mut lines)?.ok_or_else(|| malformed(1, "empty".into()))?;
+    let header: Header = serde_json::from_str(&header).map_err(|e| malformed(1, e.to_string()))?;
+    if header.manifest != FORMAT {
+        return Err(malformed(
+            1,
+            format!("unsupported manifest format {}", header.manifest),
+        ));
+    }
+    let mut report = VerifyReport::default();
+    let mut batch: Vec<ObjectRecord> = Vec::with_capacity(256);
+    let check = |batch: &mut Vec<ObjectRecord>, report: &mut VerifyReport| {
+        let bad: Vec<Mismatch> = batch
+            .par_iter()
+            .filter_map(|obj| {
+                let problem = hash_object(target, obj);
+                progress.inc(1);
+                problem.map(|problem| Mismatch {
+                    key: obj.key.clone(),
+                    problem,
+                })
+            })
+            .collect();
+        report.mismatches.extend(bad);
+        batch.clear();
+    };
+    let mut trailer = None;
+    let mut n = 1u64;
+    while let Some(text) = next_line(&mut lines)? {
+        n += 1;
+        if trailer.is_some() {
+            return Err(malformed(n, "content after the trailer".into()));
+        }
+        match serde_json::from_str::<Line>(&text).map_err(|e| malformed(n, e.to_string()))? {
+            Line::Object(obj) => {
+                report.objects += 1;
+                report.bytes += obj.size;
+                batch.push(obj);
+                if batch.len() == batch.capacity() {
+                    check(&mut batch, &mut report);
+                }
+            }
+            Line::Trailer { end } => trailer = Some(end),
+        }
+    }
+    check(&mut batch, &mut report);
+    let trailer =
+        trailer.ok_or_else(|| malformed(n, "no trailer: the manifest is truncated".into()))?;
+    if trailer.objects != report.objects || trailer.bytes != report.bytes {
+        return Err(malformed(
+            n,
+            format!(
+                "trailer says {} objects / {} bytes, lines list {} / {}",
+                trailer.objects, trailer.bytes, report.objects, report.bytes
+            ),
+        ));
+    }
+    Ok(report)
+}

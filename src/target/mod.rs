@@ -1,0 +1,200 @@
+//! Storage targets: where exports are written.
+//!
+//! The export side needs a little more than put/get: objects are streamed in, become visible
+//! under their final key only when complete ([`ObjectWriter::commit`]; dropping a writer
+//! aborts it), and are hashed on the way ([`HashingWriter`]), so the manifest and the audit
+//! trail carry checksums of exactly the bytes written.
+
+pub mod fs;
+pub mod manifest;
+
+use std::io::{self, Read, Write};
+
+use sha2::{Digest, Sha256};
+
+use crate::catalog::ObjectRecord;
+
+/// Why a target operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("target `{target}`: {key}: {source}")]
+    Io {
+        target: String,
+        key: String,
+        source: io::Error,
+    },
+    #[error("target `{target}` is not usable: {message}")]
+    Unusable { target: String, message: String },
+    #[error("target `{target}`: object {key} not found")]
+    NotFound { target: String, key: String },
+}
+
+/// A validated object key: relative, `/`-separated, no empty, `.` or `..` components.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey(String);
+
+impl ObjectKey {
+    pub fn new(key: impl Into<String>) -> Result<ObjectKey, String> {
+        let key = key.into();
+        if key.is_empty() || key.len() > 1024 {
+            return Err(format!("object key `{key}` must be 1..=1024 bytes"));
+        }
+        if key
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == ".." || c.chars().any(char::is_control))
+        {
+            return Err(format!(
+                "object key `{key}` has an empty, `.`, `..` or control-character component"
+            ));
+        }
+        Ok(ObjectKey(key))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An object being written. Bytes are invisible under the key until `commit`; dropping the
+/// writer without committing removes what was written.
+pub trait ObjectWriter: Write + Send {
+    fn commit(self: Box<Self>) -> Result<(), TargetError>;
+}
+
+/// A place exports are written to.
+pub trait Target: Send + Sync {
+    /// The target's name in the config.
+    fn name(&self) -> &str;
+
+    /// Checks that the target exists and accepts writes, before any work starts.
+    fn check(&self) -> Result<(), TargetError>;
+
+    /// Starts writing an object.
+    fn create(&self, key: &ObjectKey) -> Result<Box<dyn ObjectWriter>, TargetError>;
+
+    /// Reads an object back.
+    fn open(&self, key: &ObjectKey) -> Result<Box<dyn Read + Send>, TargetError>;
+}
+
+/// Wraps a writer, counting and hashing the bytes that pass through.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            size: 0,
+        }
+    }
+
+    /// The inner writer, the byte count and the hex SHA-256.
+    pub fn finish(self) -> (W, u64, String) {
+        (self.inner, self.size, hex::encode(self.hasher.finalize()))
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Size of the buffer objects are streamed through.
+pub const COPY_BUFFER: usize = 1024 * 1024;
+
+/// Writes everything `source` yields to `key` and commits it; returns what was written.
+/// `buffer` is reused between calls to keep the hot path allocation-free.
+pub fn put_stream(
+    target: &dyn Target,
+    key: &ObjectKey,
+    source: &mut dyn Read,
+    buffer: &mut Vec<u8>,
+) -> Result<ObjectRecord, PutError> {
+    buffer.resize(COPY_BUFFER, 0);
+    let mut writer = HashingWriter::new(target.create(key)?);
+    loop {
+        let n = match source.read(buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(PutError::Source(e)),
+        };
+        writer
+            .write_all(&buffer[..n])
+            .map_err(|source| TargetError::Io {
+                target: target.name().to_owned(),
+                key: key.to_string(),
+                source,
+            })?;
+    }
+    let (inner, size, sha256) = writer.finish();
+    inner.commit()?;
+    Ok(ObjectRecord {
+        key: key.to_string(),
+        size,
+        sha256,
+    })
+}
+
+/// Writes `bytes` to `key` and commits it.
+pub fn put_bytes(
+    target: &dyn Target,
+    key: &ObjectKey,
+    bytes: &[u8],
+) -> Result<ObjectRecord, PutError> {
+    let mut buffer = Vec::new();
+    put_stream(target, key, &mut &bytes[..], &mut buffer)
+}
+
+/// A put failed reading its source or writing the target.
+#[derive(Debug, thiserror::Error)]
+pub enum PutError {
+    #[error("reading the source: {0}")]
+    Source(io::Error),
+    #[error(transparent)]
+    Target(#[from] TargetError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_validated() {
+        assert!(ObjectKey::new("acme/2026/a.wav").is_ok());
+        for bad in ["", "/abs", "a//b", "a/../b", "./a", "a/", "a/\u{7}"] {
+            assert!(ObjectKey::new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn hashing_writer_hashes_what_passes() {
+        let mut w = HashingWriter::new(Vec::new());
+        w.write_all(b"abc").unwrap();
+        let (inner, size, sha) = w.finish();
+        assert_eq!(inner, b"abc");
+        assert_eq!(size, 3);
+        assert_eq!(
+            sha,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
