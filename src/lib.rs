@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod config;
 pub mod filter;
 pub mod media;
+pub mod pipeline;
 pub mod policy;
 pub mod repository;
 pub mod target;

@@ -1,1 +1,574 @@
-fn main() {}
+//! The `custodian` command line: turns arguments into a validated plan, runs it, prints a
+//! summary (or `--json`), and exits 0 (all done), 1 (some items failed) or 2 (could not run).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use chrono::Utc;
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+use custodian::audit::{GENESIS, verify_chain};
+use custodian::catalog::{self, AuditQuery, Catalog, Exclude, JobRun, Mode, RunId};
+use custodian::config::{Config, Policy};
+use custodian::filter::Filter;
+use custodian::policy::export::{Export, PlannedConversation, RunSummary};
+use custodian::repository::index::{self, IndexReport};
+use custodian::target::{self, ObjectKey, Target, manifest};
+
+#[derive(Parser)]
+#[command(
+    name = "custodian",
+    version,
+    about = "Batch storage management for communications recordings"
+)]
+struct Cli {
+    /// Config file.
+    #[arg(
+        long,
+        global = true,
+        default_value = "custodian.toml",
+        env = "CUSTODIAN_CONFIG"
+    )]
+    config: PathBuf,
+    /// Machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Index the media repository into the catalog (only changed records are read).
+    Index,
+    /// Run a policy now.
+    Run {
+        policy: String,
+        /// Show what would be exported, and the total bytes, without writing anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not index the repository first.
+        #[arg(long)]
+        no_index: bool,
+    },
+    /// Show what a policy would do now (same as `run --dry-run`).
+    Plan {
+        policy: String,
+        #[arg(long)]
+        no_index: bool,
+    },
+    /// Job history.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Re-read every object of a run's manifest from its target and check size and SHA-256.
+    Verify { run: i64 },
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// Recent runs, newest first.
+    List {
+        #[arg(long)]
+        policy: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// One run with its failed items.
+    Show { run: i64 },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Audit events, oldest first.
+    List {
+        #[arg(long)]
+        run: Option<i64>,
+        #[arg(long)]
+        conversation: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Check that the hash chain of the whole audit trail is unbroken.
+    Verify,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CUSTODIAN_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match dispatch(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn progress_bar(cli: &Cli, message: &str) -> indicatif::ProgressBar {
+    if cli.json || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(0).with_message(message.to_owned());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:>8} [{bar:40}] {pos}/{len} {per_sec} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+fn print_json<T: Serialize>(value: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+struct Loaded {
+    config: Config,
+    catalog: Box<dyn Catalog>,
+}
+
+fn load(cli: &Cli) -> Result<Loaded> {
+    let config = Config::load(&cli.config)?;
+    let catalog = catalog::open(&config.catalog)?;
+    Ok(Loaded { config, catalog })
+}
+
+fn dispatch(cli: &Cli) -> Result<u8> {
+    match &cli.command {
+        Command::Index => {
+            let l = load(cli)?;
+            let report = run_index(cli, &l)?;
+            if cli.json {
+                print_json(&report)?;
+            } else {
+                print_index(&report);
+            }
+            Ok(u8::from(!report.failures.is_empty()))
+        }
+        Command::Run {
+            policy,
+            dry_run,
+            no_index,
+        } => {
+            if *dry_run {
+                plan(cli, policy, *no_index)
+            } else {
+                run(cli, policy, *no_index)
+            }
+        }
+        Command::Plan { policy, no_index } => plan(cli, policy, *no_index),
+        Command::Jobs { command } => jobs(cli, command),
+        Command::Audit { command } => audit(cli, command),
+        Command::Verify { run } => verify(cli, RunId(*run)),
+    }
+}
+
+fn run_index(cli: &Cli, l: &Loaded) -> Result<IndexReport> {
+    let bar = progress_bar(cli, "index");
+    let report = index::index(&l.config.repository_root, l.catalog.as_ref(), &bar)?;
+    bar.finish_and_clear();
+    Ok(report)
+}
+
+fn print_index(r: &IndexReport) {
+    println!(
+        "index: {} conversations seen, {} indexed, {} unchanged, {} removed, {} failed",
+        r.seen,
+        r.indexed,
+        r.unchanged,
+        r.removed,
+        r.failures.len()
+    );
+    for f in &r.failures {
+        println!("  failed: {f}");
+    }
+}
+
+fn export_policy<'a>(l: &'a Loaded, name: &str) -> Result<&'a custodian::config::ExportPolicy> {
+    match l.config.policy(name)? {
+        Policy::Export(p) => Ok(p),
+    }
+}
+
+fn open_target(l: &Loaded, name: &str) -> Result<Box<dyn Target>> {
+    let config = l
+        .config
+        .targets
+        .get(name)
+        .with_context(|| format!("target `{name}` is not defined"))?;
+    let t = target::build(name, config);
+    t.check()?;
+    Ok(t)
+}
+
+fn run(cli: &Cli, name: &str, no_index: bool) -> Result<u8> {
+    let l = load(cli)?;
+    let policy = export_policy(&l, name)?;
+    let target = open_target(&l, &policy.target)?;
+    let _lock = l.catalog.lock_policy(name)?;
+    let index = if no_index {
+        None
+    } else {
+        Some(run_index(cli, &l)?)
+    };
+    let export = Export {
+        policy,
+        root: &l.config.repository_root,
+        target: target.as_ref(),
+        catalog: l.catalog.as_ref(),
+        filter: Filter::resolve(&policy.criteria, Utc::now()),
+    };
+    let bar = progress_bar(cli, "export");
+    let summary = export.run(index, &bar)?;
+    bar.finish_and_clear();
+    if cli.json {
+        print_json(&summary)?;
+    } else {
+        print_summary(&summary);
+    }
+    Ok(summary.exit_code() as u8)
+}
+
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+fn print_summary(s: &RunSummary) {
+    if let Some(index) = &s.index {
+        print_index(index);
+    }
+    let c = &s.counters;
+    println!(
+        "run {} of policy {} ({}{}) to target {}: {}",
+        s.run,
+        s.policy,
+        s.mode.as_str(),
+        if s.resumed {
+            ", resumed an interrupted run"
+        } else {
+            ""
+        },
+        s.target,
+        s.status.as_str()
+    );
+    println!(
+        "  {} selected, {} exported, {} failed; {} objects, {} in {:.2}s ({}/s)",
+        c.selected,
+        c.exported,
+        c.failed,
+        c.objects,
+        human_bytes(c.bytes),
+        s.seconds,
+        human_bytes((c.bytes as f64 / s.seconds.max(1e-9)) as u64)
+    );
+    println!("  manifest: {}", s.manifest);
+    for f in &s.failures {
+        println!("  failed: {}: {}", f.subject, f.error);
+    }
+}
+
+#[derive(Serialize)]
+struct PlanReport {
+    policy: String,
+    mode: Mode,
+    target: String,
+    conversations: u64,
+    objects: u64,
+    bytes: u64,
+    plan: Vec<PlannedConversation>,
+    errors: Vec<String>,
+}
+
+fn plan(cli: &Cli, name: &str, no_index: bool) -> Result<u8> {
+    let l = load(cli)?;
+    let policy = export_policy(&l, name)?;
+    let target_config = l
+        .config
+        .targets
+        .get(&policy.target)
+        .with_context(|| format!("target `{}` is not defined", policy.target))?;
+    let target = target::build(&policy.target, target_config);
+    let index = if no_index {
+        None
+    } else {
+        Some(run_index(cli, &l)?)
+    };
+    let export = Export {
+        policy,
+        root: &l.config.repository_root,
+        target: target.as_ref(),
+        catalog: l.catalog.as_ref(),
+        filter: Filter::resolve(&policy.criteria, Utc::now()),
+    };
+    let exclude = match policy.mode {
+        Mode::Incremental => Exclude::ExportedBy(name.to_owned()),
+        Mode::Full => Exclude::Nothing,
+    };
+    let mut report = PlanReport {
+        policy: name.to_owned(),
+        mode: policy.mode,
+        target: policy.target.clone(),
+        conversations: 0,
+        objects: 0,
+        bytes: 0,
+        plan: Vec::new(),
+        errors: index
+            .iter()
+            .flat_map(|r| &r.failures)
+            .map(|f| f.to_string())
+            .collect(),
+    };
+    export.for_each_selected(&exclude, |s| {
+        match export.plan(&s) {
+            Ok(p) => {
+                report.conversations += 1;
+                report.objects += p.objects.len() as u64;
+                report.bytes += p.objects.iter().map(|o| o.size).sum::<u64>();
+                if !cli.json {
+                    for o in &p.objects {
+                        println!("{}/{}\t{}\t{}", p.tenant, p.id, o.key, human_bytes(o.size));
+                    }
+                }
+                if cli.json {
+                    report.plan.push(p);
+                }
+            }
+            Err(e) => report.errors.push(format!(
+                "{}/{}: {e}",
+                s.conversation.tenant, s.conversation.id
+            )),
+        }
+        true
+    })?;
+    if cli.json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "plan for {} ({}) to target {}: {} conversations, {} objects, {} (metadata files not counted)",
+            report.policy,
+            report.mode.as_str(),
+            report.target,
+            report.conversations,
+            report.objects,
+            human_bytes(report.bytes)
+        );
+        for e in &report.errors {
+            println!("  error: {e}");
+        }
+    }
+    Ok(u8::from(!report.errors.is_empty()))
+}
+
+fn print_run_line(r: &JobRun) {
+    println!(
+        "{:>6}  {:<20} {:<11} {:<24} {}  {:>6} exported {:>5} failed  {}",
+        r.id,
+        r.policy,
+        r.mode.as_str(),
+        r.status.as_str(),
+        r.started_at.format("%Y-%m-%d %H:%M:%S"),
+        r.counters.exported,
+        r.counters.failed,
+        human_bytes(r.counters.bytes)
+    );
+}
+
+fn jobs(cli: &Cli, command: &JobsCommand) -> Result<u8> {
+    let l = load(cli)?;
+    match command {
+        JobsCommand::List { policy, limit } => {
+            let runs = l.catalog.job_runs(policy.as_deref(), *limit)?;
+            if cli.json {
+                print_json(&runs)?;
+            } else {
+                for r in &runs {
+                    print_run_line(r);
+                }
+            }
+        }
+        JobsCommand::Show { run } => {
+            let Some(r) = l.catalog.job_run(RunId(*run))? else {
+                bail!("no job run {run} in catalog {}", l.catalog.location());
+            };
+            let failures = l.catalog.failed_items(r.id, 1000)?;
+            if cli.json {
+                #[derive(Serialize)]
+                struct Shown<'a> {
+                    #[serde(flatten)]
+                    run: &'a JobRun,
+                    failures: &'a [catalog::FailedItem],
+                }
+                print_json(&Shown {
+                    run: &r,
+                    failures: &failures,
+                })?;
+            } else {
+                println!("run {} of policy {} ({})", r.id, r.policy, r.mode.as_str());
+                println!("  status:   {}", r.status.as_str());
+                println!("  target:   {}", r.target);
+                println!("  started:  {}", r.started_at.to_rfc3339());
+                if let Some(f) = r.finished_at {
+                    println!("  finished: {}", f.to_rfc3339());
+                }
+                if r.resumed > 0 {
+                    println!("  resumed:  {} time(s) after an interruption", r.resumed);
+                }
+                let c = &r.counters;
+                println!(
+                    "  counters: {} selected, {} exported, {} failed, {} objects, {}, {} index errors",
+                    c.selected,
+                    c.exported,
+                    c.failed,
+                    c.objects,
+                    human_bytes(c.bytes),
+                    c.index_errors
+                );
+                if let Some(m) = &r.manifest_key {
+                    println!("  manifest: {m}");
+                }
+                for f in &failures {
+                    println!("  failed:   {}: {}", f.subject, f.error);
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn audit(cli: &Cli, command: &AuditCommand) -> Result<u8> {
+    let l = load(cli)?;
+    match command {
+        AuditCommand::List {
+            run,
+            conversation,
+            limit,
+        } => {
+            let events = l.catalog.audit_events(&AuditQuery {
+                run: run.map(RunId),
+                conversation_id: conversation.clone(),
+                after_seq: 0,
+                limit: *limit,
+            })?;
+            if cli.json {
+                print_json(&events)?;
+            } else {
+                for e in &events {
+                    println!(
+                        "{:>8}  {}  {:<22} {:<10} run {:<6} {}/{}  {}",
+                        e.seq,
+                        e.event.at.format("%Y-%m-%d %H:%M:%S"),
+                        e.event.kind.as_str(),
+                        e.event.actor,
+                        e.event.run.map(|r| r.to_string()).unwrap_or_default(),
+                        e.event.tenant.as_deref().unwrap_or("-"),
+                        e.event.conversation_id.as_deref().unwrap_or("-"),
+                        e.event.details
+                    );
+                }
+            }
+            Ok(0)
+        }
+        AuditCommand::Verify => {
+            let mut prev = GENESIS.to_string();
+            let mut after = 0;
+            let mut count = 0u64;
+            loop {
+                let page = l.catalog.audit_events(&AuditQuery {
+                    after_seq: after,
+                    limit: 10_000,
+                    ..AuditQuery::default()
+                })?;
+                let Some(last) = page.last() else { break };
+                after = last.seq;
+                count += page.len() as u64;
+                prev = match verify_chain(&page, prev) {
+                    Ok(p) => p,
+                    Err((seq, why)) => {
+                        if cli.json {
+                            print_json(
+                                &serde_json::json!({"ok": false, "seq": seq, "problem": why}),
+                            )?;
+                        } else {
+                            println!("audit trail broken at event {seq}: {why}");
+                        }
+                        return Ok(1);
+                    }
+                };
+            }
+            if cli.json {
+                print_json(&serde_json::json!({"ok": true, "events": count, "head": prev}))?;
+            } else {
+                println!("audit trail intact: {count} events, head {prev}");
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn verify(cli: &Cli, run: RunId) -> Result<u8> {
+    let l = load(cli)?;
+    let Some(r) = l.catalog.job_run(run)? else {
+        bail!("no job run {run} in catalog {}", l.catalog.location());
+    };
+    let Some(key) = r.manifest_key.as_deref() else {
+        bail!(
+            "run {run} has no manifest (status {}); run the policy again to finish it",
+            r.status.as_str()
+        );
+    };
+    let target = open_target(&l, &r.target)?;
+    let bar = progress_bar(cli, "verify");
+    let report = manifest::verify(
+        target.as_ref(),
+        &ObjectKey::new(key).map_err(anyhow::Error::msg)?,
+        &bar,
+    )?;
+    bar.finish_and_clear();
+    if cli.json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "verify run {run}: {} objects, {} checked against {key}: {}",
+            report.objects,
+            human_bytes(report.bytes),
+            if report.mismatches.is_empty() {
+                "all match".to_string()
+            } else {
+                format!("{} mismatched", report.mismatches.len())
+            }
+        );
+        for m in &report.mismatches {
+            println!("  {}: {}", m.key, m.problem);
+        }
+    }
+    Ok(u8::from(!report.mismatches.is_empty()))
+}

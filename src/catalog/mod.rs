@@ -281,3 +281,12 @@ pub trait Catalog: Send + Sync {
 
     fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>>;
 }
+
+/// Opens the catalog a config names.
+pub fn open(config: &crate::config::CatalogConfig) -> Result<Box<dyn Catalog>> {
+    match config {
+        crate::config::CatalogConfig::Sqlite { path } => {
+            Ok(Box::new(sqlite::SqliteCatalog::open(path)?))
+        }
+    }
+}

@@ -1,1 +1,376 @@
-//! placeholder
+//! The export action: copies of the selected conversations' artifacts (and a metadata file
+//! per conversation) written to a target, in full or incremental mode, with a manifest and
+//! one audit event per conversation. Originals are only read, never modified.
+
+use std::io;
+use std::path::Path;
+use std::time::Instant;
+
+use chrono::Utc;
+use serde::Serialize;
+
+use crate::audit::{AuditKind, NewEvent, current_actor};
+use crate::catalog::{
+    Catalog, CatalogError, Counters, Exclude, FailedItem, ItemOutcome, Mode, ObjectRecord, RunId,
+    RunStatus, Selected,
+};
+use crate::config::ExportPolicy;
+use crate::filter::Filter;
+use crate::pipeline;
+use crate::policy::template::FileName;
+use crate::repository::index::{IndexReport, RecordFailure};
+use crate::repository::record::{Artifact, Conversation, RECORD_FILE};
+use crate::target::manifest::{self, ManifestError, RESERVED_PREFIX};
+use crate::target::{Expected, ObjectKey, PutError, Target, put_bytes, put_stream};
+
+/// Conversations fetched from the catalog per page.
+const PAGE: usize = 512;
+
+/// Why a run could not go on (item failures are not errors; they are counted).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+}
+
+/// One object an export would write.
+#[derive(Clone, Debug, Serialize)]
+pub struct PlannedObject {
+    pub key: String,
+    /// The artifact file, or None for the metadata file.
+    pub file: Option<String>,
+    pub size: u64,
+}
+
+/// What an export does to one conversation.
+#[derive(Clone, Debug, Serialize)]
+pub struct PlannedConversation {
+    pub tenant: String,
+    pub id: String,
+    pub objects: Vec<PlannedObject>,
+}
+
+/// The fixed inputs of one export run.
+pub struct Export<'a> {
+    pub policy: &'a ExportPolicy,
+    pub root: &'a Path,
+    pub target: &'a dyn Target,
+    pub catalog: &'a dyn Catalog,
+    pub filter: Filter,
+}
+
+/// The end state of a run, as printed and as `--json`.
+#[derive(Debug, Serialize)]
+pub struct RunSummary {
+    pub run: RunId,
+    pub policy: String,
+    pub mode: Mode,
+    pub target: String,
+    pub status: RunStatus,
+    /// True when this invocation finished a run an earlier process left unfinished.
+    pub resumed: bool,
+    pub index: Option<IndexReport>,
+    pub counters: Counters,
+    pub manifest: String,
+    pub failures: Vec<FailedItem>,
+    pub seconds: f64,
+}
+
+impl RunSummary {
+    /// Process exit code for this outcome (DESIGN.md §6).
+    pub fn exit_code(&self) -> i32 {
+        match self.status {
+            RunStatus::Succeeded => 0,
+            _ => 1,
+        }
+    }
+}
+
+/// Metadata file written beside each exported conversation.
+#[derive(Serialize)]
+struct MetadataFile<'a> {
+    schema: u32,
+    conversation: &'a Conversation,
+    export: ExportInfo<'a>,
+}
+
+#[derive(Serialize)]
+struct ExportInfo<'a> {
+    policy: &'a str,
+    run: RunId,
+    exported_at: chrono::DateTime<Utc>,
+    files: Vec<ExportedFile<'a>>,
+}
+
+#[derive(Serialize)]
+struct ExportedFile<'a> {
+    file: &'a str,
+    key: &'a str,
+    size: u64,
+    sha256: &'a str,
+}
+
+impl Export<'_> {
+    /// The artifacts of `c` this policy exports.
+    fn artifacts<'c>(&self, c: &'c Conversation) -> impl Iterator<Item = &'c Artifact> {
+        c.artifacts.iter().filter(move |a| {
+            self.filter.artifact_matches(a)
+                && self
+                    .policy
+                    .file_extensions
+                    .as_ref()
+                    .is_none_or(|list| list.contains(&a.extension()))
+        })
+    }
+
+    fn key(
+        &self,
+        c: &Conversation,
+        file: &str,
+        artifact: Option<&Artifact>,
+    ) -> Result<ObjectKey, String> {
+        let key = self.policy.filename.render(
+            c,
+            &FileName {
+                file,
+                artifact_type: artifact.map(|a| a.kind),
+            },
+        );
+        if key.starts_with(RESERVED_PREFIX) {
+            return Err(format!(
+                "filename format gives `{key}`, inside the reserved {RESERVED_PREFIX}"
+            ));
+        }
+        ObjectKey::new(key)
+    }
+
+    /// The objects an export of `c` writes, without touching any file.
+    pub fn plan(&self, s: &Selected) -> Result<PlannedConversation, String> {
+        let c = &s.conversation;
+        let mut objects = Vec::new();
+        for a in self.artifacts(c) {
+            objects.push(PlannedObject {
+                key: self.key(c, &a.file, Some(a))?.to_string(),
+                file: Some(a.file.clone()),
+                size: a.size,
+            });
+        }
+        if self.policy.metadata_file {
+            objects.push(PlannedObject {
+                key: self.key(c, RECORD_FILE, None)?.to_string(),
+                file: None,
+                size: 0,
+            });
+        }
+        Ok(PlannedConversation {
+            tenant: c.tenant.clone(),
+            id: c.id.clone(),
+            objects,
+        })
+    }
+
+    /// Exports one conversation; every failure becomes a failed item naming the file.
+    pub fn export_one(&self, run: RunId, buffer: &mut Vec<u8>, s: Selected) -> ItemOutcome {
+        let c = &s.conversation;
+        let subject = format!("{}/{}", c.tenant, c.id);
+        match self.write_conversation(run, buffer, &s) {
+            Ok(objects) => ItemOutcome::Exported {
+                tenant: c.tenant.clone(),
+                conversation_id: c.id.clone(),
+                audit: NewEvent {
+                    at: Utc::now(),
+                    kind: AuditKind::ConversationExported,
+                    actor: current_actor(),
+                    policy: Some(self.policy.name.clone()),
+                    run: Some(run.0),
+                    tenant: Some(c.tenant.clone()),
+                    conversation_id: Some(c.id.clone()),
+                    details: serde_json::json!({
+                        "target": self.target.name(),
+                        "objects": objects,
+                    }),
+                },
+                objects,
+            },
+            Err(error) => ItemOutcome::Failed { subject, error },
+        }
+    }
+
+    fn write_conversation(
+        &self,
+        run: RunId,
+        buffer: &mut Vec<u8>,
+        s: &Selected,
+    ) -> Result<Vec<ObjectRecord>, String> {
+        let c = &s.conversation;
+        let dir = self.root.join(&s.rel_dir);
+        let mut objects = Vec::new();
+        for a in self.artifacts(c) {
+            let key = self.key(c, &a.file, Some(a))?;
+            let path = dir.join(&a.file);
+            let mut file = std::fs::File::open(&path).map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => format!(
+                    "artifact {} is listed in {RECORD_FILE} but missing from the repository",
+                    path.display()
+                ),
+                _ => format!("artifact {}: {e}", path.display()),
+            })?;
+            let expect = Expected {
+                size: a.size,
+                sha256: &a.sha256,
+            };
+            let written = put_stream(self.target, &key, &mut file, buffer, Some(expect)).map_err(|e| match e {
+                PutError::Mismatch { expected, found } => format!(
+                    "artifact {} is {found} but {RECORD_FILE} says {expected}: the file is corrupt or was replaced; nothing was written",
+                    path.display()
+                ),
+                PutError::Source(e) => format!("artifact {}: {e}", path.display()),
+                PutError::Target(e) => e.to_string(),
+            })?;
+            objects.push(written);
+        }
+        if self.policy.metadata_file {
+            let key = self.key(c, RECORD_FILE, None)?;
+            let files = self
+                .artifacts(c)
+                .zip(&objects)
+                .map(|(a, o)| ExportedFile {
+                    file: &a.file,
+                    key: &o.key,
+                    size: o.size,
+                    sha256: &o.sha256,
+                })
+                .collect();
+            let meta = MetadataFile {
+                schema: 1,
+                conversation: c,
+                export: ExportInfo {
+                    policy: &self.policy.name,
+                    run,
+                    exported_at: Utc::now(),
+                    files,
+                },
+            };
+            let bytes = serde_json::to_vec_pretty(&meta).expect("metadata serializes");
+            objects.push(put_bytes(self.target, &key, &bytes).map_err(|e| e.to_string())?);
+        }
+        Ok(objects)
+    }
+
+    /// Streams the selection in pages to `each`; stops early when it returns false.
+    pub fn for_each_selected(
+        &self,
+        exclude: &Exclude,
+        mut each: impl FnMut(Selected) -> bool,
+    ) -> Result<(), CatalogError> {
+        let mut after = i64::MIN;
+        loop {
+            let page = self
+                .catalog
+                .select_page(&self.filter, exclude, after, PAGE)?;
+            let Some(last) = page.last() else {
+                return Ok(());
+            };
+            after = last.rowid;
+            for s in page {
+                if !each(s) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Runs the export: resumes the policy's interrupted run if there is one, otherwise starts
+    /// a new one. `index` is the index pass made just before, whose failures count as failed
+    /// items of this run. The caller holds the policy lock.
+    pub fn run(
+        &self,
+        index: Option<IndexReport>,
+        progress: &indicatif::ProgressBar,
+    ) -> Result<RunSummary, RunError> {
+        let started = Instant::now();
+        let policy = &self.policy.name;
+        let (run, resumed) = match self.catalog.interrupted_run(policy)? {
+            Some(r) => {
+                self.catalog.resume_run(r.id)?;
+                (r.id, true)
+            }
+            None => (
+                self.catalog
+                    .begin_run(policy, self.policy.mode, self.target.name())?,
+                false,
+            ),
+        };
+        let index_failures: Vec<ItemOutcome> = index
+            .iter()
+            .flat_map(|r| &r.failures)
+            .map(|f: &RecordFailure| ItemOutcome::Failed {
+                subject: f.path.display().to_string(),
+                error: f.reason.clone(),
+            })
+            .collect();
+        self.catalog.record_outcomes(run, policy, &index_failures)?;
+        let exclude = match self.policy.mode {
+            Mode::Incremental => Exclude::ExportedBy(policy.clone()),
+            Mode::Full if resumed => Exclude::DoneIn(run),
+            Mode::Full => Exclude::Nothing,
+        };
+        let selected = self.catalog.count_selection(&self.filter, &exclude)?;
+        progress.set_length(selected);
+        pipeline::run(
+            pipeline::Options::with_concurrency(self.policy.concurrency),
+            |emitter| self.for_each_selected(&exclude, |s| emitter.emit(s)),
+            Vec::new,
+            |buffer, s| self.export_one(run, buffer, s),
+            |batch| {
+                let n = batch.len() as u64;
+                for o in &batch {
+                    if let ItemOutcome::Failed { subject, error } = o {
+                        tracing::warn!("{subject}: {error}");
+                    }
+                }
+                self.catalog.record_outcomes(run, policy, &batch)?;
+                progress.inc(n);
+                Ok::<_, CatalogError>(())
+            },
+        )?;
+        let key = manifest::write(self.target, self.catalog, policy, run)?;
+        let mut counters = self.catalog.run_counters(run)?;
+        counters.selected = selected;
+        counters.index_errors = index_failures.len() as u64;
+        let status = if counters.failed == 0 {
+            RunStatus::Succeeded
+        } else {
+            RunStatus::CompletedWithFailures
+        };
+        let failures = self.catalog.failed_items(run, 50)?;
+        let summary = failures.first().map(|f| {
+            format!(
+                "{} failed; first: {}: {}",
+                counters.failed, f.subject, f.error
+            )
+        });
+        self.catalog.finish_run(
+            run,
+            status,
+            &counters,
+            Some(key.as_str()),
+            summary.as_deref(),
+        )?;
+        Ok(RunSummary {
+            run,
+            policy: policy.clone(),
+            mode: self.policy.mode,
+            target: self.target.name().to_owned(),
+            status,
+            resumed,
+            index,
+            counters,
+            manifest: key.to_string(),
+            failures,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+}

@@ -197,7 +197,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let t = FsTarget::new("t", dir.path(), true);
         let key = ObjectKey::new("x.bin").unwrap();
-        let err = put_stream(&t, &key, &mut Failing, &mut Vec::new()).unwrap_err();
+        let err = put_stream(&t, &key, &mut Failing, &mut Vec::new(), None).unwrap_err();
         assert!(err.to_string().contains("disk gone"));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }

@@ -120,13 +120,21 @@ impl<W: Write> Write for HashingWriter<W> {
 /// Size of the buffer objects are streamed through.
 pub const COPY_BUFFER: usize = 1024 * 1024;
 
+/// What the source of a put must turn out to be; checked before the object is committed.
+pub struct Expected<'a> {
+    pub size: u64,
+    pub sha256: &'a str,
+}
+
 /// Writes everything `source` yields to `key` and commits it; returns what was written.
+/// With `expect`, a source whose size or SHA-256 differ is refused and nothing is committed.
 /// `buffer` is reused between calls to keep the hot path allocation-free.
 pub fn put_stream(
     target: &dyn Target,
     key: &ObjectKey,
     source: &mut dyn Read,
     buffer: &mut Vec<u8>,
+    expect: Option<Expected<'_>>,
 ) -> Result<ObjectRecord, PutError> {
     buffer.resize(COPY_BUFFER, 0);
     let mut writer = HashingWriter::new(target.create(key)?);
@@ -146,6 +154,14 @@ pub fn put_stream(
             })?;
     }
     let (inner, size, sha256) = writer.finish();
+    if let Some(e) = expect
+        && (e.size != size || e.sha256 != sha256)
+    {
+        return Err(PutError::Mismatch {
+            expected: format!("{} bytes, sha256 {}", e.size, e.sha256),
+            found: format!("{size} bytes, sha256 {sha256}"),
+        });
+    }
     inner.commit()?;
     Ok(ObjectRecord {
         key: key.to_string(),
@@ -161,7 +177,7 @@ pub fn put_bytes(
     bytes: &[u8],
 ) -> Result<ObjectRecord, PutError> {
     let mut buffer = Vec::new();
-    put_stream(target, key, &mut &bytes[..], &mut buffer)
+    put_stream(target, key, &mut &bytes[..], &mut buffer, None)
 }
 
 /// A put failed reading its source or writing the target.
@@ -171,6 +187,8 @@ pub enum PutError {
     Source(io::Error),
     #[error(transparent)]
     Target(#[from] TargetError),
+    #[error("source is {found} but its record says {expected}")]
+    Mismatch { expected: String, found: String },
 }
 
 #[cfg(test)]
@@ -196,5 +214,14 @@ mod tests {
             sha,
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+}
+
+/// Builds the target a config names (no I/O; call [`Target::check`] before use).
+pub fn build(name: &str, config: &crate::config::TargetConfig) -> Box<dyn Target> {
+    match config {
+        crate::config::TargetConfig::Filesystem { path, fsync } => {
+            Box::new(fs::FsTarget::new(name, path, *fsync))
+        }
     }
 }

@@ -1,0 +1,181 @@
+//! The run pipeline: a select stage, a pool of workers, and one recorder, joined by bounded
+//! channels so memory stays flat whatever the size of the selection.
+//!
+//! ```text
+//! select (pages) ──bounded──▶ workers (rayon, N threads) ──bounded──▶ record (batches)
+//! ```
+//!
+//! The recorder commits results in batches (whatever has arrived, up to `batch`), which keeps
+//! catalog transactions few without adding latency. Any stage failing cancels the others.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rayon::prelude::*;
+
+/// Sizes of the pipeline.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Worker threads.
+    pub concurrency: usize,
+    /// Capacity of each channel.
+    pub queue: usize,
+    /// Most results committed together.
+    pub batch: usize,
+}
+
+impl Options {
+    pub fn with_concurrency(concurrency: usize) -> Options {
+        Options {
+            concurrency: concurrency.max(1),
+            queue: 64 * concurrency.max(1),
+            batch: 256,
+        }
+    }
+}
+
+/// Hands items from the select stage to the workers.
+pub struct Emitter<'a, T> {
+    tx: &'a crossbeam_channel::Sender<T>,
+    cancelled: &'a AtomicBool,
+}
+
+impl<T> Emitter<'_, T> {
+    /// Queues an item; false when the pipeline is shutting down and the stage should stop.
+    pub fn emit(&self, item: T) -> bool {
+        !self.cancelled.load(Ordering::Relaxed) && self.tx.send(item).is_ok()
+    }
+}
+
+/// Runs `select` → `work` → `record` and returns the first error of any stage.
+/// `work` gets a per-thread scratch value made by `scratch`.
+pub fn run<T, R, S, E>(
+    options: Options,
+    select: impl FnOnce(&Emitter<'_, T>) -> Result<(), E> + Send,
+    scratch: impl Fn() -> S + Sync + Send,
+    work: impl Fn(&mut S, T) -> R + Sync + Send,
+    mut record: impl FnMut(Vec<R>) -> Result<(), E>,
+) -> Result<(), E>
+where
+    T: Send,
+    R: Send,
+    E: Send,
+{
+    let (work_tx, work_rx) = crossbeam_channel::bounded::<T>(options.queue);
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<R>(options.queue);
+    let cancelled = AtomicBool::new(false);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(options.concurrency)
+        .thread_name(|i| format!("custodian-worker-{i}"))
+        .build()
+        .expect("worker pool");
+    std::thread::scope(|scope| {
+        let cancelled = &cancelled;
+        let selector = scope.spawn(move || {
+            let result = select(&Emitter {
+                tx: &work_tx,
+                cancelled,
+            });
+            if result.is_err() {
+                cancelled.store(true, Ordering::Relaxed);
+            }
+            result
+        });
+        let scratch = &scratch;
+        let work = &work;
+        scope.spawn(move || {
+            pool.install(|| {
+                work_rx
+                    .into_iter()
+                    .par_bridge()
+                    .for_each_init(scratch, |s, item| {
+                        if !cancelled.load(Ordering::Relaxed) {
+                            let _ = done_tx.send(work(s, item));
+                        }
+                    })
+            });
+        });
+        let mut recorded = Ok(());
+        let mut batch = Vec::with_capacity(options.batch);
+        while let Ok(first) = done_rx.recv() {
+            batch.push(first);
+            while batch.len() < options.batch {
+                match done_rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = record(std::mem::replace(
+                &mut batch,
+                Vec::with_capacity(options.batch),
+            )) {
+                cancelled.store(true, Ordering::Relaxed);
+                recorded = Err(e);
+                break;
+            }
+        }
+        drop(done_rx);
+        let selected = selector.join().expect("select stage panicked");
+        recorded.and(selected)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_item_is_worked_and_recorded_once() {
+        let mut seen = Vec::new();
+        run::<u32, u32, (), ()>(
+            Options::with_concurrency(3),
+            |e| {
+                for i in 0..10_000 {
+                    assert!(e.emit(i));
+                }
+                Ok(())
+            },
+            || (),
+            |_, i| i * 2,
+            |batch| {
+                seen.extend(batch);
+                Ok(())
+            },
+        )
+        .unwrap();
+        seen.sort();
+        assert_eq!(seen, (0..10_000).map(|i| i * 2).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_recorder_error_stops_the_select_stage() {
+        let result = run::<u32, u32, (), &str>(
+            Options::with_concurrency(2),
+            |e| {
+                let mut i = 0;
+                while e.emit(i) {
+                    i += 1;
+                }
+                Ok(())
+            },
+            || (),
+            |_, i| i,
+            |_| Err("catalog gone"),
+        );
+        assert_eq!(result, Err("catalog gone"));
+    }
+
+    #[test]
+    fn a_select_error_is_returned() {
+        let result = run::<u32, u32, (), &str>(
+            Options::with_concurrency(2),
+            |e| {
+                e.emit(1);
+                Err("query failed")
+            },
+            || (),
+            |_, i| i,
+            |_| Ok(()),
+        );
+        assert_eq!(result, Err("query failed"));
+    }
+}
