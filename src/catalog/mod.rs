@@ -2,6 +2,8 @@
 //! export state and audit events, behind one trait so SQLite (one file, the default) and a
 //! shared server catalog can stand in for each other.
 
+#[cfg(test)]
+mod conformance;
 pub mod sqlite;
 
 use chrono::{DateTime, Utc};

@@ -944,3 +944,58 @@ impl Catalog for SqliteCatalog {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::conformance;
+
+    fn fresh() -> (tempfile::TempDir, SqliteCatalog) {
+        let dir = tempfile::tempdir().unwrap();
+        let cat = SqliteCatalog::open(&dir.path().join("c.db")).unwrap();
+        (dir, cat)
+    }
+
+    #[test]
+    fn round_trip() {
+        conformance::round_trip(&fresh().1);
+    }
+
+    #[test]
+    fn duplicate_ids_are_reported() {
+        conformance::duplicate_ids_are_reported(&fresh().1);
+    }
+
+    #[test]
+    fn runs_and_audit() {
+        conformance::runs_and_audit(&fresh().1);
+    }
+
+    #[test]
+    fn policy_lock_is_exclusive() {
+        conformance::policy_lock_is_exclusive(&fresh().1);
+    }
+
+    #[test]
+    fn sql_agrees_with_predicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = std::sync::atomic::AtomicU32::new(0);
+        conformance::sql_agrees_with_predicate(&|| {
+            let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Box::new(SqliteCatalog::open(&dir.path().join(format!("c{i}.db"))).unwrap())
+        });
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        drop(SqliteCatalog::open(&path).unwrap());
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let err = SqliteCatalog::open(&path).err().unwrap().to_string();
+        assert!(err.contains("upgrade custodian"), "{err}");
+    }
+}
