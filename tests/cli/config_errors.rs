@@ -1,0 +1,72 @@
+//! A config that cannot be used stops before any work: exit 2, with file, line and key.
+
+use crate::common::{Env, text};
+
+#[test]
+fn unknown_key_exits_2_naming_file_line_and_key() {
+    let env = Env::new("retention_days = 5");
+    let out = env.run(&["run", "export"]);
+    assert_eq!(out.status.code(), Some(2));
+    let msg = text(&out);
+    let expected = format!(
+        "{}:14: policies.export.retention_days: unknown field `retention_days`",
+        env.config().display()
+    );
+    assert!(msg.contains(&expected), "{msg}");
+    assert!(!env.archive().exists(), "nothing may be written");
+}
+
+#[test]
+fn wrong_type_exits_2_naming_file_line_and_key() {
+    let env = Env::new("metadata_file = \"yes\"");
+    let out = env.run(&["run", "export"]);
+    assert_eq!(out.status.code(), Some(2));
+    let msg = text(&out);
+    assert!(
+        msg.contains(&format!(
+            "{}:14: policies.export.metadata_file:",
+            env.config().display()
+        )),
+        "{msg}"
+    );
+}
+
+#[test]
+fn unknown_policy_and_missing_config_exit_2() {
+    let env = Env::new("");
+    let out = env.run(&["run", "nightly"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("policies.nightly: no such policy (defined: export)"),
+        "{}",
+        text(&out)
+    );
+    std::fs::remove_file(env.config()).unwrap();
+    let out = env.run(&["index"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("custodian.toml: No such file"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn unwritable_target_root_exits_2_before_any_work() {
+    let env = Env::new("");
+    env.conversation("acme", 1, "c1", &[("a.wav", b"data")]);
+    std::fs::write(
+        env.archive(),
+        b"a file where the target directory should be",
+    )
+    .unwrap();
+    let out = env.run(&["run", "export"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("target `archive` is not usable"),
+        "{}",
+        text(&out)
+    );
+    let (_, runs) = env.json(&["jobs", "list"]);
+    assert_eq!(runs.as_array().unwrap().len(), 0, "no run may start");
+}

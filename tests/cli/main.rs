@@ -1,0 +1,6 @@
+//! End-to-end tests of the `custodian` binary, one temporary installation each.
+
+mod common;
+mod config_errors;
+mod demo;
+mod export;
