@@ -99,11 +99,24 @@ pub fn verify_chain<'a>(
     Ok(prev)
 }
 
-/// Name of the acting operating-system user, for audit records.
+/// Name of the operating-system user the process runs as, for audit records: the account
+/// name of the real uid (from /etc/passwd), else `uid:N`. Environment variables such as `USER`
+/// are not trusted, since anyone can set them.
 pub fn current_actor() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into())
+    use std::os::unix::fs::MetadataExt;
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+        return "unknown".into();
+    };
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| {
+            passwd.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                (fields.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_owned())
+            })
+        })
+        .unwrap_or_else(|| format!("uid:{uid}"))
 }
 
 #[cfg(test)]
@@ -139,6 +152,12 @@ mod tests {
                 stored
             })
             .collect()
+    }
+
+    #[test]
+    fn actor_is_the_process_user() {
+        let actor = current_actor();
+        assert!(!actor.is_empty() && actor != "unknown", "{actor}");
     }
 
     #[test]

@@ -2,5 +2,6 @@
 
 mod common;
 mod config_errors;
+mod crash;
 mod demo;
 mod export;
