@@ -10,7 +10,7 @@
 //!   IVR and QM recordings, transcripts and metadata (XML, JSON); one call longer than 2 h
 //!   (by its CDR); one confidential, one under legal hold, one imported (twilio);
 //! - exactly one conversation whose audio is encrypted (format v1, key `demo-key-1`);
-//! - IM conversations (skype_for_business with a PDF and a PNG attachment, symphony);
+//! - IM conversations (`skype_for_business` with a PDF and a PNG attachment, `symphony`);
 //! - a screen share with a small H.264 MP4;
 //! - two CDR-only trader-voice records on channel `turret-0042`, whose three 20 s segments
 //!   have a 2 s recorder gap, the middle segment encrypted.
@@ -21,7 +21,7 @@ use std::fs;
 use std::io::Cursor;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 use base64::Engine;
@@ -49,7 +49,17 @@ const CHANNEL_RATE: u32 = 8000;
 
 type NoncePrefix = [u8; NONCE_PREFIX_LEN];
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gen_fixtures: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo");
     let mut repo = Repo {
         root: demo.join("repo"),

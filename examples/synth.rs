@@ -10,13 +10,14 @@
 //! seconds (an `audio_recording`, `conference_customer`) or, with `--seconds 0`, a ~200-byte
 //! transcript, so a million conversations stay small. Type, platform, direction, participants
 //! and flags vary deterministically with the seed, so filters have something to select; the
-//! same arguments always write the same bytes. OUT_DIR must be absent or empty.
+//! same arguments always write the same bytes. `OUT_DIR` must be absent or empty.
 
 mod common;
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -61,7 +62,7 @@ struct Args {
 const BLOCKS: u64 = 64;
 
 /// UTC offsets of the tenants, in seconds east, taken in turn.
-const OFFSETS: [i32; 6] = [0, 3600, -5 * 3600, 9 * 3600, 19800, -8 * 3600];
+const OFFSETS: [i32; 6] = [0, 3600, -5 * 3600, 9 * 3600, 5 * 3600 + 1800, -8 * 3600];
 
 /// Conversation types, their platforms and their weights. Types with audio come first: the
 /// last one (IM) is only drawn for repositories without audio.
@@ -84,9 +85,21 @@ const KINDS: [(ConversationType, &[&str], u64); 4] = [
     ),
 ];
 
+const MIB: f64 = 1024.0 * 1024.0;
+
 const DIRECTIONS: [Direction; 3] = [Direction::Inbound, Direction::Outbound, Direction::Internal];
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("synth: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     let args = Args::parse();
     let data_len = u64::from(args.seconds) * u64::from(args.rate) * 2;
     if data_len > u64::from(u32::MAX) - 36 {
@@ -128,8 +141,8 @@ fn main() -> Result<()> {
         args.seconds,
         stats.files,
         stats.bytes,
-        stats.bytes as f64 / 1048576.0,
-        stats.bytes as f64 / 1048576.0 / seconds,
+        stats.bytes as f64 / MIB,
+        stats.bytes as f64 / MIB / seconds,
         args.out_dir.display()
     );
     Ok(())

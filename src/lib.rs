@@ -1,5 +1,5 @@
 //! custodian: batch storage management for communications recordings.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod audit;
 pub mod catalog;

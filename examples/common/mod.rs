@@ -48,7 +48,7 @@ pub fn speech(seed: u64, rate: u32, seconds: f64) -> Vec<i16> {
         let (f1, f2) = (rng.range(300.0, 850.0), rng.range(900.0, 2400.0));
         let gain = rng.range(0.25, 0.6) * f64::from(i16::MAX);
         // Formant weights change slowly with the glide, so they are taken at the mean pitch.
-        let f0_mean = (f0_from + f0_to) / 2.0;
+        let f0_mean = f64::midpoint(f0_from, f0_to);
         let harmonics = ((0.45 * rate / f0_mean) as usize).clamp(1, MAX_HARMONICS);
         let weights: Vec<f64> = (1..=harmonics)
             .map(|h| {

@@ -69,7 +69,6 @@ impl Default for RawCatalog {
 #[serde(deny_unknown_fields)]
 struct RawRepository {
     root: PathBuf,
-    keystore: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -161,7 +160,6 @@ pub struct Config {
     pub file: PathBuf,
     pub catalog: CatalogConfig,
     pub repository_root: PathBuf,
-    pub keystore: Option<PathBuf>,
     pub targets: BTreeMap<String, TargetConfig>,
     pub policies: BTreeMap<String, Policy>,
 }
@@ -353,7 +351,6 @@ impl Config {
             file: file.to_owned(),
             catalog,
             repository_root: resolve(&base, &raw.repository.root),
-            keystore: raw.repository.keystore.map(|k| resolve(&base, &k)),
             targets,
             policies,
         })

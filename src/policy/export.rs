@@ -19,9 +19,10 @@ use crate::filter::Filter;
 use crate::pipeline;
 use crate::policy::template::FileName;
 use crate::repository::index::{IndexReport, RecordFailure};
+use crate::repository::mapped;
 use crate::repository::record::{Artifact, Conversation, RECORD_FILE};
 use crate::target::manifest::{self, ManifestError, RESERVED_PREFIX};
-use crate::target::{Expected, ObjectKey, PutError, Target, put_bytes, put_stream};
+use crate::target::{Expected, ObjectKey, PutError, Target, put_bytes, put_slice, put_stream};
 
 /// Conversations fetched from the catalog per page.
 const PAGE: usize = 512;
@@ -210,7 +211,7 @@ impl Export<'_> {
         for a in self.artifacts(c) {
             let key = self.key(c, &a.file, Some(a))?;
             let path = dir.join(&a.file);
-            let mut file = std::fs::File::open(&path).map_err(|e| match e.kind() {
+            let file = std::fs::File::open(&path).map_err(|e| match e.kind() {
                 io::ErrorKind::NotFound => format!(
                     "artifact {} is listed in {RECORD_FILE} but missing from the repository",
                     path.display()
@@ -221,7 +222,13 @@ impl Export<'_> {
                 size: a.size,
                 sha256: &a.sha256,
             };
-            let written = put_stream(self.target, &key, &mut file, buffer, Some(expect)).map_err(|e| match e {
+            let mapped = mapped::map(&file, a.size)
+                .map_err(|e| format!("artifact {}: {e}", path.display()))?;
+            let put = match &mapped {
+                Some(bytes) => put_slice(self.target, &key, bytes, Some(expect)),
+                None => put_stream(self.target, &key, &mut &file, buffer, Some(expect)),
+            };
+            let written = put.map_err(|e| match e {
                 PutError::Mismatch { expected, found } => format!(
                     "artifact {} is {found} but {RECORD_FILE} says {expected}: the file is corrupt or was replaced; nothing was written",
                     path.display()

@@ -69,6 +69,10 @@ impl Write for FsWriter {
 }
 
 impl ObjectWriter for FsWriter {
+    fn key(&self) -> &str {
+        &self.key
+    }
+
     fn commit(mut self: Box<Self>) -> Result<(), TargetError> {
         let result = (|| {
             self.file.flush()?;

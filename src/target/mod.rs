@@ -64,6 +64,8 @@ impl std::fmt::Display for ObjectKey {
 /// An object being written. Bytes are invisible under the key until `commit`; dropping the
 /// writer without committing removes what was written.
 pub trait ObjectWriter: Write + Send {
+    /// The key being written.
+    fn key(&self) -> &str;
     fn commit(self: Box<Self>) -> Result<(), TargetError>;
 }
 
@@ -145,14 +147,45 @@ pub fn put_stream(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(PutError::Source(e)),
         };
-        writer
-            .write_all(&buffer[..n])
-            .map_err(|source| TargetError::Io {
-                target: target.name().to_owned(),
-                key: key.to_string(),
-                source,
-            })?;
+        write_chunk(target, key, &mut writer, &buffer[..n])?;
     }
+    commit_checked(writer, expect)
+}
+
+/// Writes `bytes` to `key` in cache-sized chunks, each hashed right after it is written while
+/// it is still in cache, and commits it like [`put_stream`].
+pub fn put_slice(
+    target: &dyn Target,
+    key: &ObjectKey,
+    bytes: &[u8],
+    expect: Option<Expected<'_>>,
+) -> Result<ObjectRecord, PutError> {
+    let mut writer = HashingWriter::new(target.create(key)?);
+    for chunk in bytes.chunks(256 * 1024) {
+        write_chunk(target, key, &mut writer, chunk)?;
+    }
+    commit_checked(writer, expect)
+}
+
+fn write_chunk(
+    target: &dyn Target,
+    key: &ObjectKey,
+    writer: &mut HashingWriter<Box<dyn ObjectWriter>>,
+    chunk: &[u8],
+) -> Result<(), PutError> {
+    writer.write_all(chunk).map_err(|source| {
+        PutError::Target(TargetError::Io {
+            target: target.name().to_owned(),
+            key: key.to_string(),
+            source,
+        })
+    })
+}
+
+fn commit_checked(
+    writer: HashingWriter<Box<dyn ObjectWriter>>,
+    expect: Option<Expected<'_>>,
+) -> Result<ObjectRecord, PutError> {
     let (inner, size, sha256) = writer.finish();
     if let Some(e) = expect
         && (e.size != size || e.sha256 != sha256)
@@ -162,12 +195,9 @@ pub fn put_stream(
             found: format!("{size} bytes, sha256 {sha256}"),
         });
     }
+    let key = inner.key().to_owned();
     inner.commit()?;
-    Ok(ObjectRecord {
-        key: key.to_string(),
-        size,
-        sha256,
-    })
+    Ok(ObjectRecord { key, size, sha256 })
 }
 
 /// Writes `bytes` to `key` and commits it.
@@ -189,6 +219,15 @@ pub enum PutError {
     Target(#[from] TargetError),
     #[error("source is {found} but its record says {expected}")]
     Mismatch { expected: String, found: String },
+}
+
+/// Builds the target a config names (no I/O; call [`Target::check`] before use).
+pub fn build(name: &str, config: &crate::config::TargetConfig) -> Box<dyn Target> {
+    match config {
+        crate::config::TargetConfig::Filesystem { path, fsync } => {
+            Box::new(fs::FsTarget::new(name, path, *fsync))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -214,14 +253,5 @@ mod tests {
             sha,
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-    }
-}
-
-/// Builds the target a config names (no I/O; call [`Target::check`] before use).
-pub fn build(name: &str, config: &crate::config::TargetConfig) -> Box<dyn Target> {
-    match config {
-        crate::config::TargetConfig::Filesystem { path, fsync } => {
-            Box::new(fs::FsTarget::new(name, path, *fsync))
-        }
     }
 }

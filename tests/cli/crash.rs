@@ -25,36 +25,55 @@ fn killed_export_resumes_and_exports_everything_exactly_once() {
         if started >= 20 {
             break;
         }
-        assert!(child.try_wait().unwrap().is_none(), "the export finished before it could be killed");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the export finished before it could be killed"
+        );
         assert!(Instant::now() < deadline, "the export never started");
         std::thread::sleep(Duration::from_millis(2));
     }
     child.kill().unwrap();
     child.wait().unwrap();
     let (_, runs) = env.json(&["jobs", "list"]);
-    assert_eq!(runs[0]["status"], "running", "the killed run is left unfinished: {runs}");
+    assert_eq!(
+        runs[0]["status"], "running",
+        "the killed run is left unfinished: {runs}"
+    );
 
     let (code, summary) = env.json(&["run", "export"]);
     assert_eq!(code, 0, "{summary}");
     assert_eq!(summary["resumed"], true);
     assert_eq!(summary["run"], 1, "the rerun finishes the interrupted run");
-    assert_eq!(summary["counters"]["exported"].as_u64(), Some(CONVERSATIONS as u64));
+    assert_eq!(
+        summary["counters"]["exported"].as_u64(),
+        Some(CONVERSATIONS as u64)
+    );
 
     let (_, events) = env.json(&["audit", "list", "--limit", "100000"]);
     let mut per_conversation: HashMap<String, usize> = HashMap::new();
     for e in events.as_array().unwrap() {
-        *per_conversation.entry(e["conversation_id"].as_str().unwrap().into()).or_default() += 1;
+        *per_conversation
+            .entry(e["conversation_id"].as_str().unwrap().into())
+            .or_default() += 1;
     }
     assert_eq!(per_conversation.len(), CONVERSATIONS);
-    assert!(per_conversation.values().all(|&n| n == 1), "one audit event per conversation");
+    assert!(
+        per_conversation.values().all(|&n| n == 1),
+        "one audit event per conversation"
+    );
 
-    let manifest = std::fs::read_to_string(env.archive().join(summary["manifest"].as_str().unwrap())).unwrap();
+    let manifest =
+        std::fs::read_to_string(env.archive().join(summary["manifest"].as_str().unwrap())).unwrap();
     let objects: Vec<serde_json::Value> = manifest
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .filter(|v: &serde_json::Value| v.get("key").is_some())
         .collect();
-    assert_eq!(objects.len(), 2 * CONVERSATIONS, "every object of the run is in its manifest");
+    assert_eq!(
+        objects.len(),
+        2 * CONVERSATIONS,
+        "every object of the run is in its manifest"
+    );
     for o in &objects {
         let bytes = std::fs::read(env.archive().join(o["key"].as_str().unwrap())).unwrap();
         assert_eq!(sha256(&bytes), o["sha256"].as_str().unwrap());
@@ -63,7 +82,9 @@ fn killed_export_resumes_and_exports_everything_exactly_once() {
         for f in std::fs::read_dir(entry.unwrap().path()).unwrap() {
             let name = f.unwrap().file_name().into_string().unwrap();
             assert!(
-                name == "call.wav" || name == "conversation.json" || name.starts_with(".custodian-tmp-"),
+                name == "call.wav"
+                    || name == "conversation.json"
+                    || name.starts_with(".custodian-tmp-"),
                 "unexpected file {name}"
             );
         }
