@@ -176,7 +176,7 @@ impl SqliteCatalog {
     fn configure(&self, conn: &Connection) -> Result<()> {
         conn.execute_batch(
             "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;
-             PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;",
+             PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 16384;",
         )
         .map_err(|e| self.err(e))
     }
@@ -402,44 +402,59 @@ fn upsert(
     fp: Fingerprint,
     c: &Conversation,
 ) -> rusqlite::Result<()> {
-    let pk: i64 = tx
+    let start = c.start.to_rfc3339();
+    let end = c.end.to_rfc3339();
+    let values = params![
+        rel_dir,
+        fp.mtime_ns,
+        fp.size,
+        c.tenant,
+        c.id,
+        c.kind.as_str(),
+        c.source_platform,
+        c.direction.as_str(),
+        start,
+        end,
+        c.start.timestamp_millis(),
+        c.duration_ms(),
+        c.flags.confidential,
+        c.flags.cdr_only,
+        c.flags.imported,
+        c.flags.legal_hold,
+        c.channel,
+        rel_dir.rsplit_once('/').map_or("", |(day, _)| day),
+    ];
+    // Most upserts of a first index are new rows: try a plain insert, and only for a record
+    // that changed fall back to updating it and replacing its children.
+    let inserted: Option<i64> = tx
         .prepare_cached(
             "INSERT INTO conversations (rel_dir, json_mtime_ns, json_size, tenant, id, kind, \
              source_platform, direction, start_text, end_text, start_ms, duration_ms, confidential, \
              cdr_only, imported, legal_hold, channel, day) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
-             ON CONFLICT (rel_dir) DO UPDATE SET json_mtime_ns = ?2, json_size = ?3, tenant = ?4, \
-             id = ?5, kind = ?6, source_platform = ?7, direction = ?8, start_text = ?9, end_text = ?10, \
-             start_ms = ?11, duration_ms = ?12, confidential = ?13, cdr_only = ?14, imported = ?15, \
-             legal_hold = ?16, channel = ?17 RETURNING pk",
+             ON CONFLICT (rel_dir) DO NOTHING RETURNING pk",
         )?
-        .query_row(
-            params![
-                rel_dir,
-                fp.mtime_ns,
-                fp.size,
-                c.tenant,
-                c.id,
-                c.kind.as_str(),
-                c.source_platform,
-                c.direction.as_str(),
-                c.start.to_rfc3339(),
-                c.end.to_rfc3339(),
-                c.start.timestamp_millis(),
-                c.duration_ms(),
-                c.flags.confidential,
-                c.flags.cdr_only,
-                c.flags.imported,
-                c.flags.legal_hold,
-                c.channel,
-                rel_dir.rsplit_once('/').map_or("", |(day, _)| day),
-            ],
-            |r| r.get(0),
-        )?;
-    tx.prepare_cached("DELETE FROM participants WHERE conversation = ?")?
-        .execute([pk])?;
-    tx.prepare_cached("DELETE FROM artifacts WHERE conversation = ?")?
-        .execute([pk])?;
+        .query_row(values, |r| r.get(0))
+        .optional()?;
+    let pk = match inserted {
+        Some(pk) => pk,
+        None => {
+            let pk: i64 = tx
+                .prepare_cached(
+                    "UPDATE conversations SET json_mtime_ns = ?2, json_size = ?3, tenant = ?4, \
+                     id = ?5, kind = ?6, source_platform = ?7, direction = ?8, start_text = ?9, \
+                     end_text = ?10, start_ms = ?11, duration_ms = ?12, confidential = ?13, \
+                     cdr_only = ?14, imported = ?15, legal_hold = ?16, channel = ?17, day = ?18 \
+                     WHERE rel_dir = ?1 RETURNING pk",
+                )?
+                .query_row(values, |r| r.get(0))?;
+            tx.prepare_cached("DELETE FROM participants WHERE conversation = ?")?
+                .execute([pk])?;
+            tx.prepare_cached("DELETE FROM artifacts WHERE conversation = ?")?
+                .execute([pk])?;
+            pk
+        }
+    };
     let mut ins = tx.prepare_cached(
         "INSERT INTO participants (conversation, ordinal, user_name, extension, role) VALUES (?, ?, ?, ?, ?)",
     )?;
