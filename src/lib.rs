@@ -1,5 +1,5 @@
 //! custodian: batch storage management for communications recordings.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod audit;
 pub mod catalog;

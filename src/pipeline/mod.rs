@@ -5,8 +5,9 @@
 //! select (pages) ──bounded──▶ workers (rayon, N threads) ──bounded──▶ record (batches)
 //! ```
 //!
-//! The recorder commits results in batches (whatever has arrived, up to `batch`), which keeps
-//! catalog transactions few without adding latency. Any stage failing cancels the others.
+//! The recorder commits results in batches (up to `batch`, or whatever arrived within `linger`
+//! of the first), which keeps catalog transactions few: each commit writes every touched page
+//! of the catalog once. Any stage failing cancels the others.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -21,6 +22,8 @@ pub struct Options {
     pub queue: usize,
     /// Most results committed together.
     pub batch: usize,
+    /// Longest a result waits for others to share its commit.
+    pub linger: std::time::Duration,
 }
 
 impl Options {
@@ -28,7 +31,8 @@ impl Options {
         Options {
             concurrency: concurrency.max(1),
             queue: 64 * concurrency.max(1),
-            batch: 256,
+            batch: 512,
+            linger: std::time::Duration::from_millis(50),
         }
     }
 }
@@ -98,8 +102,9 @@ where
         let mut batch = Vec::with_capacity(options.batch);
         while let Ok(first) = done_rx.recv() {
             batch.push(first);
+            let deadline = std::time::Instant::now() + options.linger;
             while batch.len() < options.batch {
-                match done_rx.try_recv() {
+                match done_rx.recv_deadline(deadline) {
                     Ok(r) => batch.push(r),
                     Err(_) => break,
                 }

@@ -19,10 +19,9 @@ use crate::filter::Filter;
 use crate::pipeline;
 use crate::policy::template::FileName;
 use crate::repository::index::{IndexReport, RecordFailure};
-use crate::repository::mapped;
 use crate::repository::record::{Artifact, Conversation, RECORD_FILE};
 use crate::target::manifest::{self, ManifestError, RESERVED_PREFIX};
-use crate::target::{Expected, ObjectKey, PutError, Target, put_bytes, put_slice, put_stream};
+use crate::target::{Expected, ObjectKey, PutError, Target, put_bytes, put_file};
 
 /// Conversations fetched from the catalog per page.
 const PAGE: usize = 512;
@@ -222,13 +221,7 @@ impl Export<'_> {
                 size: a.size,
                 sha256: &a.sha256,
             };
-            let mapped = mapped::map(&file, a.size)
-                .map_err(|e| format!("artifact {}: {e}", path.display()))?;
-            let put = match &mapped {
-                Some(bytes) => put_slice(self.target, &key, bytes, Some(expect)),
-                None => put_stream(self.target, &key, &mut &file, buffer, Some(expect)),
-            };
-            let written = put.map_err(|e| match e {
+            let written = put_file(self.target, &key, &file, buffer, Some(expect)).map_err(|e| match e {
                 PutError::Mismatch { expected, found } => format!(
                     "artifact {} is {found} but {RECORD_FILE} says {expected}: the file is corrupt or was replaced; nothing was written",
                     path.display()

@@ -1,5 +1,4 @@
 //! The media repository (DESIGN.md §2): layout, records, and the parallel index walk.
 pub mod index;
-pub mod mapped;
 pub mod record;
 pub mod segment;

@@ -6,7 +6,7 @@
 //! says what it was).
 
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -49,7 +49,7 @@ impl FsTarget {
 }
 
 struct FsWriter {
-    file: BufWriter<File>,
+    file: File,
     temp: PathBuf,
     dest: PathBuf,
     fsync: bool,
@@ -73,11 +73,14 @@ impl ObjectWriter for FsWriter {
         &self.key
     }
 
+    fn local_file(&mut self) -> Option<&mut File> {
+        Some(&mut self.file)
+    }
+
     fn commit(mut self: Box<Self>) -> Result<(), TargetError> {
         let result = (|| {
-            self.file.flush()?;
             if self.fsync {
-                self.file.get_ref().sync_all()?;
+                self.file.sync_all()?;
             }
             std::fs::rename(&self.temp, &self.dest)
         })();
@@ -139,7 +142,7 @@ impl Target for FsTarget {
         ));
         let file = File::create(&temp).map_err(|e| self.io(key.as_str(), e))?;
         Ok(Box::new(FsWriter {
-            file: BufWriter::with_capacity(256 * 1024, file),
+            file,
             temp,
             dest,
             fsync: self.fsync,

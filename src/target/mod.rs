@@ -66,6 +66,13 @@ impl std::fmt::Display for ObjectKey {
 pub trait ObjectWriter: Write + Send {
     /// The key being written.
     fn key(&self) -> &str;
+
+    /// The local file being written, when the target is a directory: a copy from a local file
+    /// then runs in the kernel (`copy_file_range`) instead of through user space.
+    fn local_file(&mut self) -> Option<&mut std::fs::File> {
+        None
+    }
+
     fn commit(self: Box<Self>) -> Result<(), TargetError>;
 }
 
@@ -187,6 +194,68 @@ fn commit_checked(
     expect: Option<Expected<'_>>,
 ) -> Result<ObjectRecord, PutError> {
     let (inner, size, sha256) = writer.finish();
+    commit_verified(inner, size, sha256, expect)
+}
+
+/// Bytes copied in the kernel, then hashed, per step of [`put_file`]: small enough that the
+/// hash reads them back from CPU cache.
+const FILE_CHUNK: u64 = 1024 * 1024;
+
+/// Copies a local file to `key` and commits it like [`put_stream`]. When the target is a local
+/// directory the bytes are copied in the kernel, and each chunk is hashed right after it is
+/// copied, reading it back from the source while it is still in cache.
+pub fn put_file(
+    target: &dyn Target,
+    key: &ObjectKey,
+    source: &std::fs::File,
+    buffer: &mut Vec<u8>,
+    expect: Option<Expected<'_>>,
+) -> Result<ObjectRecord, PutError> {
+    use std::os::unix::fs::FileExt;
+    let mut writer = target.create(key)?;
+    let Some(dest) = writer.local_file() else {
+        let mut hashing = HashingWriter::new(writer);
+        buffer.resize(COPY_BUFFER, 0);
+        loop {
+            let n = match (&mut &*source).read(buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(PutError::Source(e)),
+            };
+            write_chunk(target, key, &mut hashing, &buffer[..n])?;
+        }
+        return commit_checked(hashing, expect);
+    };
+    buffer.resize(FILE_CHUNK as usize, 0);
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    loop {
+        let copied =
+            io::copy(&mut source.take(FILE_CHUNK), dest).map_err(|source| TargetError::Io {
+                target: target.name().to_owned(),
+                key: key.to_string(),
+                source,
+            })?;
+        if copied == 0 {
+            break;
+        }
+        let chunk = &mut buffer[..copied as usize];
+        source
+            .read_exact_at(chunk, size)
+            .map_err(PutError::Source)?;
+        hasher.update(&*chunk);
+        size += copied;
+    }
+    commit_verified(writer, size, hex::encode(hasher.finalize()), expect)
+}
+
+fn commit_verified(
+    inner: Box<dyn ObjectWriter>,
+    size: u64,
+    sha256: String,
+    expect: Option<Expected<'_>>,
+) -> Result<ObjectRecord, PutError> {
     if let Some(e) = expect
         && (e.size != size || e.sha256 != sha256)
     {
@@ -239,6 +308,84 @@ mod tests {
         assert!(ObjectKey::new("acme/2026/a.wav").is_ok());
         for bad in ["", "/abs", "a//b", "a/../b", "./a", "a/", "a/\u{7}"] {
             assert!(ObjectKey::new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// A directory target that hides its local files, like a remote target would.
+    struct Remote(fs::FsTarget);
+
+    struct RemoteWriter(Box<dyn ObjectWriter>);
+
+    impl Write for RemoteWriter {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.0.flush()
+        }
+    }
+
+    impl ObjectWriter for RemoteWriter {
+        fn key(&self) -> &str {
+            self.0.key()
+        }
+        fn commit(self: Box<Self>) -> Result<(), TargetError> {
+            self.0.commit()
+        }
+    }
+
+    impl Target for Remote {
+        fn name(&self) -> &str {
+            self.0.name()
+        }
+        fn check(&self) -> Result<(), TargetError> {
+            self.0.check()
+        }
+        fn create(&self, key: &ObjectKey) -> Result<Box<dyn ObjectWriter>, TargetError> {
+            Ok(Box::new(RemoteWriter(self.0.create(key)?)))
+        }
+        fn open(&self, key: &ObjectKey) -> Result<Box<dyn Read + Send>, TargetError> {
+            self.0.open(key)
+        }
+    }
+
+    #[test]
+    fn put_file_copies_and_hashes_in_kernel_and_streamed_paths_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..(3 * FILE_CHUNK as usize + 17))
+            .map(|i| (i % 253) as u8)
+            .collect();
+        let src = dir.path().join("src.bin");
+        std::fs::write(&src, &data).unwrap();
+        let sha = hex::encode(Sha256::digest(&data));
+        let local = fs::FsTarget::new("local", &dir.path().join("a"), false);
+        let remote = Remote(fs::FsTarget::new("remote", &dir.path().join("b"), false));
+        for t in [&local as &dyn Target, &remote] {
+            let key = ObjectKey::new("x/y.bin").unwrap();
+            let file = std::fs::File::open(&src).unwrap();
+            let expect = Expected {
+                size: data.len() as u64,
+                sha256: &sha,
+            };
+            let rec = put_file(t, &key, &file, &mut Vec::new(), Some(expect)).unwrap();
+            assert_eq!(
+                (rec.size, rec.sha256.as_str()),
+                (data.len() as u64, sha.as_str())
+            );
+            let mut back = Vec::new();
+            t.open(&key).unwrap().read_to_end(&mut back).unwrap();
+            assert_eq!(back, data);
+            let file = std::fs::File::open(&src).unwrap();
+            let wrong = Expected {
+                size: data.len() as u64,
+                sha256: "00",
+            };
+            let other = ObjectKey::new("x/z.bin").unwrap();
+            assert!(matches!(
+                put_file(t, &other, &file, &mut Vec::new(), Some(wrong)),
+                Err(PutError::Mismatch { .. })
+            ));
+            assert!(matches!(t.open(&other), Err(TargetError::NotFound { .. })));
         }
     }
 
