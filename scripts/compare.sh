@@ -12,7 +12,7 @@ WORK=${1:-${TMPDIR:-/tmp}/custodian-compare}
 CONVERSATIONS=${CONVERSATIONS:-2000}
 INDEX_CONVERSATIONS=${INDEX_CONVERSATIONS:-1000000}
 RUNS=${RUNS:-3}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+export CARGO_TARGET_DIR=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 for tool in rclone /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "compare.sh needs $tool (apt-get install rclone time)" >&2; exit 2; }
 done
@@ -52,7 +52,8 @@ measure() {
   for _ in $(seq "$RUNS"); do
     (cd "$WORK" && eval "$prepare") && sync
     local out
-    out=$( { cd "$WORK" && /usr/bin/time -f "%e %M" bash -c "$cmd" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
+    (cd "$WORK" && /usr/bin/time -o "$WORK/.time" -f "%e %M" bash -c "$cmd" >/dev/null 2>&1) || true
+    out=$(tail -1 "$WORK/.time")
     times+=("${out% *}")
     (( ${out#* } > rss )) && rss=${out#* }
   done
