@@ -208,15 +208,42 @@ fn export_policy<'a>(l: &'a Loaded, name: &str) -> Result<&'a custodian::config:
     }
 }
 
-fn open_target(l: &Loaded, name: &str) -> Result<Box<dyn Target>> {
+fn build_target(l: &Loaded, name: &str) -> Result<Box<dyn Target>> {
     let config = l
         .config
         .targets
         .get(name)
         .with_context(|| format!("target `{name}` is not defined"))?;
-    let t = target::build(name, config);
+    Ok(target::build(name, config))
+}
+
+fn open_target(l: &Loaded, name: &str) -> Result<Box<dyn Target>> {
+    let t = build_target(l, name)?;
     t.check()?;
     Ok(t)
+}
+
+/// Indexes (unless told not to) and sets up an export of `policy` to `target`.
+fn prepare_export<'a>(
+    cli: &Cli,
+    l: &'a Loaded,
+    policy: &'a custodian::config::ExportPolicy,
+    target: &'a dyn Target,
+    no_index: bool,
+) -> Result<(Option<IndexReport>, Export<'a>)> {
+    let index = if no_index {
+        None
+    } else {
+        Some(run_index(cli, l)?)
+    };
+    let export = Export {
+        policy,
+        root: &l.config.repository_root,
+        target,
+        catalog: l.catalog.as_ref(),
+        filter: Filter::resolve(&policy.criteria, Utc::now()),
+    };
+    Ok((index, export))
 }
 
 fn run(cli: &Cli, name: &str, no_index: bool) -> Result<u8> {
@@ -224,18 +251,7 @@ fn run(cli: &Cli, name: &str, no_index: bool) -> Result<u8> {
     let policy = export_policy(&l, name)?;
     let target = open_target(&l, &policy.target)?;
     let _lock = l.catalog.lock_policy(name)?;
-    let index = if no_index {
-        None
-    } else {
-        Some(run_index(cli, &l)?)
-    };
-    let export = Export {
-        policy,
-        root: &l.config.repository_root,
-        target: target.as_ref(),
-        catalog: l.catalog.as_ref(),
-        filter: Filter::resolve(&policy.criteria, Utc::now()),
-    };
+    let (index, export) = prepare_export(cli, &l, policy, target.as_ref(), no_index)?;
     let bar = progress_bar(cli, "export");
     let summary = export.run(index, &bar)?;
     bar.finish_and_clear();
@@ -311,24 +327,8 @@ struct PlanReport {
 fn plan(cli: &Cli, name: &str, no_index: bool) -> Result<u8> {
     let l = load(cli)?;
     let policy = export_policy(&l, name)?;
-    let target_config = l
-        .config
-        .targets
-        .get(&policy.target)
-        .with_context(|| format!("target `{}` is not defined", policy.target))?;
-    let target = target::build(&policy.target, target_config);
-    let index = if no_index {
-        None
-    } else {
-        Some(run_index(cli, &l)?)
-    };
-    let export = Export {
-        policy,
-        root: &l.config.repository_root,
-        target: target.as_ref(),
-        catalog: l.catalog.as_ref(),
-        filter: Filter::resolve(&policy.criteria, Utc::now()),
-    };
+    let target = build_target(&l, &policy.target)?;
+    let (index, export) = prepare_export(cli, &l, policy, target.as_ref(), no_index)?;
     let exclude = match policy.mode {
         Mode::Incremental => Exclude::ExportedBy(name.to_owned()),
         Mode::Full => Exclude::Nothing,
