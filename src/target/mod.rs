@@ -145,8 +145,21 @@ pub fn put_stream(
     buffer: &mut Vec<u8>,
     expect: Option<Expected<'_>>,
 ) -> Result<ObjectRecord, PutError> {
+    let writer = target.create(key)?;
+    stream_into(target, key, writer, source, buffer, expect)
+}
+
+/// Streams `source` through `buffer` into an open writer, hashing, then commits it checked.
+fn stream_into(
+    target: &dyn Target,
+    key: &ObjectKey,
+    writer: Box<dyn ObjectWriter>,
+    source: &mut dyn Read,
+    buffer: &mut Vec<u8>,
+    expect: Option<Expected<'_>>,
+) -> Result<ObjectRecord, PutError> {
     buffer.resize(COPY_BUFFER, 0);
-    let mut writer = HashingWriter::new(target.create(key)?);
+    let mut writer = HashingWriter::new(writer);
     loop {
         let n = match source.read(buffer) {
             Ok(0) => break,
@@ -214,18 +227,7 @@ pub fn put_file(
     use std::os::unix::fs::FileExt;
     let mut writer = target.create(key)?;
     let Some(dest) = writer.local_file() else {
-        let mut hashing = HashingWriter::new(writer);
-        buffer.resize(COPY_BUFFER, 0);
-        loop {
-            let n = match (&mut &*source).read(buffer) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(PutError::Source(e)),
-            };
-            write_chunk(target, key, &mut hashing, &buffer[..n])?;
-        }
-        return commit_checked(hashing, expect);
+        return stream_into(target, key, writer, &mut &*source, buffer, expect);
     };
     buffer.resize(FILE_CHUNK as usize, 0);
     let mut hasher = Sha256::new();
