@@ -66,6 +66,7 @@ fn export_conversation(c: &mut Criterion) {
         target: &target,
         catalog: &catalog,
         filter: Filter::all(),
+        tools: Default::default(),
     };
     let selected = Selected {
         rowid: 1,

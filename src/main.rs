@@ -14,7 +14,9 @@ use custodian::audit::{GENESIS, verify_chain};
 use custodian::catalog::{self, AuditQuery, Catalog, Exclude, JobRun, Mode, RunId};
 use custodian::config::{Config, Policy};
 use custodian::filter::Filter;
+use custodian::media::keystore::Keystore;
 use custodian::policy::export::{Export, PlannedConversation, RunSummary};
+use custodian::policy::produce::{self, MediaTools};
 use custodian::repository::index::{self, IndexReport};
 use custodian::target::{self, ObjectKey, Target, manifest};
 
@@ -223,14 +225,28 @@ fn open_target(l: &Loaded, name: &str) -> Result<Box<dyn Target>> {
     Ok(t)
 }
 
+/// The keystore a policy needs (to decrypt artifacts or encrypted channel segments), loaded
+/// before any work starts.
+fn load_keystore(l: &Loaded, policy: &custodian::config::ExportPolicy) -> Result<Option<Keystore>> {
+    match &l.config.media.keystore {
+        Some(path) if policy.decrypt || policy.stitch_cdr_only => Ok(Some(Keystore::load(path)?)),
+        _ => Ok(None),
+    }
+}
+
 /// Indexes (unless told not to) and sets up an export of `policy` to `target`.
 fn prepare_export<'a>(
     cli: &Cli,
     l: &'a Loaded,
     policy: &'a custodian::config::ExportPolicy,
     target: &'a dyn Target,
+    keystore: Option<&'a Keystore>,
     no_index: bool,
 ) -> Result<(Option<IndexReport>, Export<'a>)> {
+    let ffmpeg = l.config.media.ffmpeg.as_deref();
+    if let (Some(ffmpeg), Some(_)) = (ffmpeg, &policy.video_format) {
+        produce::check_ffmpeg(ffmpeg).map_err(anyhow::Error::msg)?;
+    }
     let index = if no_index {
         None
     } else {
@@ -242,6 +258,7 @@ fn prepare_export<'a>(
         target,
         catalog: l.catalog.as_ref(),
         filter: Filter::resolve(&policy.criteria, Utc::now()),
+        tools: MediaTools { keystore, ffmpeg },
     };
     Ok((index, export))
 }
@@ -250,8 +267,16 @@ fn run(cli: &Cli, name: &str, no_index: bool) -> Result<u8> {
     let l = load(cli)?;
     let policy = export_policy(&l, name)?;
     let target = open_target(&l, &policy.target)?;
+    let keystore = load_keystore(&l, policy)?;
     let _lock = l.catalog.lock_policy(name)?;
-    let (index, export) = prepare_export(cli, &l, policy, target.as_ref(), no_index)?;
+    let (index, export) = prepare_export(
+        cli,
+        &l,
+        policy,
+        target.as_ref(),
+        keystore.as_ref(),
+        no_index,
+    )?;
     let bar = progress_bar(cli, "export");
     let summary = export.run(index, &bar)?;
     bar.finish_and_clear();
@@ -307,6 +332,9 @@ fn print_summary(s: &RunSummary) {
         human_bytes((c.bytes as f64 / s.seconds.max(1e-9)) as u64)
     );
     println!("  manifest: {}", s.manifest);
+    for note in &s.media {
+        println!("  media: {note}");
+    }
     for f in &s.failures {
         println!("  failed: {}: {}", f.subject, f.error);
     }
@@ -328,7 +356,7 @@ fn plan(cli: &Cli, name: &str, no_index: bool) -> Result<u8> {
     let l = load(cli)?;
     let policy = export_policy(&l, name)?;
     let target = build_target(&l, &policy.target)?;
-    let (index, export) = prepare_export(cli, &l, policy, target.as_ref(), no_index)?;
+    let (index, export) = prepare_export(cli, &l, policy, target.as_ref(), None, no_index)?;
     let exclude = match policy.mode {
         Mode::Incremental => Exclude::ExportedBy(name.to_owned()),
         Mode::Full => Exclude::Nothing,

@@ -49,6 +49,15 @@ struct RawConfig {
     targets: BTreeMap<String, RawTarget>,
     #[serde(default)]
     policies: BTreeMap<String, RawPolicy>,
+    #[serde(default)]
+    media: RawMedia,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMedia {
+    keystore: Option<PathBuf>,
+    ffmpeg: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -110,6 +119,15 @@ struct RawPolicy {
     file_extensions: Option<Vec<String>>,
     concurrency: Option<usize>,
     #[serde(default)]
+    decrypt: bool,
+    #[serde(default)]
+    stitch_cdr_only: bool,
+    #[serde(default)]
+    im_attachments: bool,
+    #[serde(default)]
+    zip: bool,
+    video_format: Option<String>,
+    #[serde(default)]
     filter: Criteria,
 }
 
@@ -137,7 +155,27 @@ pub struct ExportPolicy {
     /// Only files with these extensions are exported (lower case, no dot); `None` = all.
     pub file_extensions: Option<Vec<String>>,
     pub concurrency: usize,
+    /// Export encrypted artifacts decrypted (the originals stay encrypted).
+    pub decrypt: bool,
+    /// Produce a media file for CDR-only trader-voice records by stitching channel segments;
+    /// when false only their metadata file is exported.
+    pub stitch_cdr_only: bool,
+    /// Export the attachment files of IM conversations.
+    pub im_attachments: bool,
+    /// One zip per conversation (media + metadata) instead of loose files.
+    pub zip: bool,
+    /// Container (file extension) video and screen recordings are transcoded to by ffmpeg.
+    pub video_format: Option<String>,
     pub criteria: Criteria,
+}
+
+/// Media tools and secrets shared by all policies.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MediaConfig {
+    /// The keystore of DESIGN.md §3, needed to decrypt.
+    pub keystore: Option<PathBuf>,
+    /// The ffmpeg program used for video and screen formats.
+    pub ffmpeg: Option<PathBuf>,
 }
 
 /// A configured policy.
@@ -162,6 +200,7 @@ pub struct Config {
     pub repository_root: PathBuf,
     pub targets: BTreeMap<String, TargetConfig>,
     pub policies: BTreeMap<String, Policy>,
+    pub media: MediaConfig,
 }
 
 /// Default filename format of export policies.
@@ -332,6 +371,23 @@ impl Config {
                         Some(n) => n,
                         None => std::thread::available_parallelism().map_or(2, |n| n.get()),
                     };
+                    if p.decrypt && raw.media.keystore.is_none() {
+                        return Err(v.invalid(
+                            &at("decrypt"),
+                            "decrypting needs a keystore: set `keystore` in the [media] table",
+                        ));
+                    }
+                    let video_format = match &p.video_format {
+                        Some(f)
+                            if f.is_empty() || !f.chars().all(|c| c.is_ascii_alphanumeric()) =>
+                        {
+                            return Err(v.invalid(
+                                &at("video_format"),
+                                "name the container as a file extension, such as \"mp4\" or \"webm\"",
+                            ));
+                        }
+                        f => f.clone(),
+                    };
                     Policy::Export(ExportPolicy {
                         name: name.clone(),
                         enabled: p.enabled,
@@ -341,6 +397,11 @@ impl Config {
                         metadata_file: p.metadata_file,
                         file_extensions,
                         concurrency,
+                        decrypt: p.decrypt,
+                        stitch_cdr_only: p.stitch_cdr_only,
+                        im_attachments: p.im_attachments,
+                        zip: p.zip,
+                        video_format,
                         criteria: p.filter.clone(),
                     })
                 }
@@ -353,6 +414,10 @@ impl Config {
             repository_root: resolve(&base, &raw.repository.root),
             targets,
             policies,
+            media: MediaConfig {
+                keystore: raw.media.keystore.map(|k| resolve(&base, &k)),
+                ffmpeg: raw.media.ffmpeg,
+            },
         })
     }
 

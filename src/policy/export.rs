@@ -16,12 +16,19 @@ use crate::catalog::{
 };
 use crate::config::ExportPolicy;
 use crate::filter::Filter;
+use crate::media::keystore::Keystore;
 use crate::pipeline;
+use crate::policy::produce::{
+    MediaTools, Place, Sink, Transform, Verified, Written, open_decrypted, run_ffmpeg,
+    transform_for,
+};
 use crate::policy::template::FileName;
 use crate::repository::index::{IndexReport, RecordFailure};
-use crate::repository::record::{Artifact, Conversation, RECORD_FILE};
+use crate::repository::record::{
+    Artifact, ArtifactType, Conversation, ConversationType, RECORD_FILE,
+};
 use crate::target::manifest::{self, ManifestError, RESERVED_PREFIX};
-use crate::target::{Expected, ObjectKey, PutError, Target, put_bytes, put_file};
+use crate::target::{Expected, ObjectKey, Target};
 
 /// Conversations fetched from the catalog per page.
 const PAGE: usize = 512;
@@ -39,9 +46,13 @@ pub enum RunError {
 #[derive(Clone, Debug, Serialize)]
 pub struct PlannedObject {
     pub key: String,
-    /// The artifact file, or None for the metadata file.
+    /// The artifact file, or None for the metadata file and a zip.
     pub file: Option<String>,
+    /// The size of the original (0 for generated files).
     pub size: u64,
+    /// How the object is made from the original.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transform: Option<Transform>,
 }
 
 /// What an export does to one conversation.
@@ -59,6 +70,14 @@ pub struct Export<'a> {
     pub target: &'a dyn Target,
     pub catalog: &'a dyn Catalog,
     pub filter: Filter,
+    pub tools: MediaTools<'a>,
+}
+
+/// One file an export of a conversation produces from one artifact.
+struct Output<'c> {
+    artifact: &'c Artifact,
+    transform: Transform,
+    name: String,
 }
 
 /// The end state of a run, as printed and as `--json`.
@@ -75,6 +94,8 @@ pub struct RunSummary {
     pub counters: Counters,
     pub manifest: String,
     pub failures: Vec<FailedItem>,
+    /// How this run treats media (for example whether video is transcoded or copied).
+    pub media: Vec<String>,
     pub seconds: f64,
 }
 
@@ -106,17 +127,26 @@ struct ExportInfo<'a> {
 
 #[derive(Serialize)]
 struct ExportedFile<'a> {
+    /// The exported file's name.
     file: &'a str,
+    /// The original artifact it was made from.
+    source: &'a str,
+    /// Its object key, or its entry name inside the conversation's zip.
     key: &'a str,
     size: u64,
     sha256: &'a str,
+    #[serde(flatten)]
+    transform: &'a Transform,
 }
 
 impl Export<'_> {
     /// The artifacts of `c` this policy exports.
     fn artifacts<'c>(&self, c: &'c Conversation) -> impl Iterator<Item = &'c Artifact> {
         c.artifacts.iter().filter(move |a| {
-            self.filter.artifact_matches(a)
+            (self.policy.im_attachments
+                || c.kind != ConversationType::Im
+                || a.kind != ArtifactType::Attachment)
+                && self.filter.artifact_matches(a)
                 && self
                     .policy
                     .file_extensions
@@ -146,24 +176,67 @@ impl Export<'_> {
         ObjectKey::new(key)
     }
 
+    /// The files an export of `c` produces, each named once.
+    fn outputs<'c>(&self, c: &'c Conversation) -> Result<Vec<Output<'c>>, String> {
+        let mut outputs: Vec<Output<'c>> = Vec::new();
+        for a in self.artifacts(c) {
+            let transform = transform_for(
+                a,
+                self.policy.decrypt,
+                self.policy.video_format.as_deref(),
+                self.tools,
+            );
+            let name = transform.output_name(a);
+            if name == RECORD_FILE || outputs.iter().any(|o| o.name == name) {
+                return Err(format!(
+                    "two files of the conversation would both be exported as `{name}`; rename one or change the policy's formats"
+                ));
+            }
+            outputs.push(Output {
+                artifact: a,
+                transform,
+                name,
+            });
+        }
+        Ok(outputs)
+    }
+
+    /// The key of the zip holding `c`.
+    fn zip_key(&self, c: &Conversation) -> Result<ObjectKey, String> {
+        self.key(c, &format!("{}.zip", c.id), None)
+    }
+
     /// The objects an export of `c` writes, without touching any file.
     pub fn plan(&self, s: &Selected) -> Result<PlannedConversation, String> {
         let c = &s.conversation;
-        let mut objects = Vec::new();
-        for a in self.artifacts(c) {
-            objects.push(PlannedObject {
-                key: self.key(c, &a.file, Some(a))?.to_string(),
-                file: Some(a.file.clone()),
-                size: a.size,
-            });
-        }
-        if self.policy.metadata_file {
-            objects.push(PlannedObject {
-                key: self.key(c, RECORD_FILE, None)?.to_string(),
+        let outputs = self.outputs(c)?;
+        let objects = if self.policy.zip {
+            vec![PlannedObject {
+                key: self.zip_key(c)?.to_string(),
                 file: None,
-                size: 0,
-            });
-        }
+                size: outputs.iter().map(|o| o.artifact.size).sum(),
+                transform: None,
+            }]
+        } else {
+            let mut objects = Vec::new();
+            for o in outputs {
+                objects.push(PlannedObject {
+                    key: self.key(c, &o.name, Some(o.artifact))?.to_string(),
+                    file: Some(o.artifact.file.clone()),
+                    size: o.artifact.size,
+                    transform: Some(o.transform),
+                });
+            }
+            if self.policy.metadata_file {
+                objects.push(PlannedObject {
+                    key: self.key(c, RECORD_FILE, None)?.to_string(),
+                    file: None,
+                    size: 0,
+                    transform: None,
+                });
+            }
+            objects
+        };
         Ok(PlannedConversation {
             tenant: c.tenant.clone(),
             id: c.id.clone(),
@@ -198,6 +271,14 @@ impl Export<'_> {
         }
     }
 
+    fn place(&self, c: &Conversation, name: &str, a: Option<&Artifact>) -> Result<Place, String> {
+        Ok(if self.policy.zip {
+            Place::Entry(name.to_owned())
+        } else {
+            Place::Object(self.key(c, name, a)?)
+        })
+    }
+
     fn write_conversation(
         &self,
         run: RunId,
@@ -206,41 +287,28 @@ impl Export<'_> {
     ) -> Result<Vec<ObjectRecord>, String> {
         let c = &s.conversation;
         let dir = self.root.join(&s.rel_dir);
-        let mut objects = Vec::new();
-        for a in self.artifacts(c) {
-            let key = self.key(c, &a.file, Some(a))?;
-            let path = dir.join(&a.file);
-            let file = std::fs::File::open(&path).map_err(|e| match e.kind() {
-                io::ErrorKind::NotFound => format!(
-                    "artifact {} is listed in {RECORD_FILE} but missing from the repository",
-                    path.display()
-                ),
-                _ => format!("artifact {}: {e}", path.display()),
-            })?;
-            let expect = Expected {
-                size: a.size,
-                sha256: &a.sha256,
-            };
-            let written = put_file(self.target, &key, &file, buffer, Some(expect)).map_err(|e| match e {
-                PutError::Mismatch { expected, found } => format!(
-                    "artifact {} is {found} but {RECORD_FILE} says {expected}: the file is corrupt or was replaced; nothing was written",
-                    path.display()
-                ),
-                PutError::Source(e) => format!("artifact {}: {e}", path.display()),
-                PutError::Target(e) => e.to_string(),
-            })?;
-            objects.push(written);
+        let outputs = self.outputs(c)?;
+        let mut sink = if self.policy.zip {
+            Sink::zip(self.target, self.zip_key(c)?, c.start.timestamp())?
+        } else {
+            Sink::loose(self.target)
+        };
+        let mut written = Vec::with_capacity(outputs.len());
+        for o in &outputs {
+            let place = self.place(c, &o.name, Some(o.artifact))?;
+            written.push(self.produce(&mut sink, place, &dir, o, buffer)?);
         }
         if self.policy.metadata_file {
-            let key = self.key(c, RECORD_FILE, None)?;
-            let files = self
-                .artifacts(c)
-                .zip(&objects)
-                .map(|(a, o)| ExportedFile {
-                    file: &a.file,
-                    key: &o.key,
-                    size: o.size,
-                    sha256: &o.sha256,
+            let files = outputs
+                .iter()
+                .zip(&written)
+                .map(|(o, w)| ExportedFile {
+                    file: &o.name,
+                    source: &o.artifact.file,
+                    key: &w.at,
+                    size: w.size,
+                    sha256: &w.sha256,
+                    transform: &o.transform,
                 })
                 .collect();
             let meta = MetadataFile {
@@ -254,9 +322,101 @@ impl Export<'_> {
                 },
             };
             let bytes = serde_json::to_vec_pretty(&meta).expect("metadata serializes");
-            objects.push(put_bytes(self.target, &key, &bytes).map_err(|e| e.to_string())?);
+            let place = self.place(c, RECORD_FILE, None)?;
+            sink.put_reader(place, &mut &bytes[..], RECORD_FILE, buffer)?;
         }
-        Ok(objects)
+        sink.finish()
+    }
+
+    /// Makes one output from its artifact into `sink`.
+    fn produce(
+        &self,
+        sink: &mut Sink<'_>,
+        place: Place,
+        dir: &Path,
+        o: &Output<'_>,
+        buffer: &mut Vec<u8>,
+    ) -> Result<Written, String> {
+        let a = o.artifact;
+        let path = dir.join(&a.file);
+        let what = format!("artifact {}", path.display());
+        let file = std::fs::File::open(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => format!(
+                "artifact {} is listed in {RECORD_FILE} but missing from the repository",
+                path.display()
+            ),
+            _ => format!("{what}: {e}"),
+        })?;
+        let expect = Expected {
+            size: a.size,
+            sha256: &a.sha256,
+        };
+        match &o.transform {
+            Transform::Copy => sink.put_file(place, &file, expect, &what, buffer),
+            Transform::Decrypt { .. } => {
+                let mut plain =
+                    open_decrypted(Verified::new(file, expect, &what), self.keystore()?, &what)?;
+                sink.put_reader(place, &mut plain, &what, buffer)
+            }
+            Transform::Ffmpeg { format, decrypt } => {
+                let ffmpeg = self
+                    .tools
+                    .ffmpeg
+                    .expect("ffmpeg transforms only when configured");
+                let scratch = tempfile::tempdir().map_err(|e| format!("scratch directory: {e}"))?;
+                let mut verified = Verified::new(file, expect, &what);
+                let input = scratch.path().join(format!("in.{}", a.extension()));
+                let mut staged = std::fs::File::create(&input)
+                    .map_err(|e| format!("scratch file {}: {e}", input.display()))?;
+                if *decrypt {
+                    let mut plain = open_decrypted(verified, self.keystore()?, &what)?;
+                    io::copy(&mut plain, &mut staged)
+                } else {
+                    io::copy(&mut verified, &mut staged)
+                }
+                .map_err(|e| format!("{what}: {e}"))?;
+                drop(staged);
+                let out = run_ffmpeg(ffmpeg, &input, format, scratch.path())
+                    .map_err(|e| format!("{what}: {e}"))?;
+                let produced = std::fs::File::open(&out)
+                    .map_err(|e| format!("ffmpeg output {}: {e}", out.display()))?;
+                sink.put_reader(place, &mut &produced, &what, buffer)
+            }
+        }
+    }
+
+    /// What this run does with media beyond copying, in words.
+    pub fn media_notes(&self) -> Vec<String> {
+        let p = self.policy;
+        let mut notes = Vec::new();
+        notes.push(match (&p.video_format, self.tools.ffmpeg) {
+            (Some(format), Some(ffmpeg)) => format!(
+                "video and screen recordings are transcoded to {format} by {}",
+                ffmpeg.display()
+            ),
+            (Some(format), None) => format!(
+                "video and screen recordings are copied unchanged, not transcoded to {format}: no ffmpeg is configured ([media] ffmpeg)"
+            ),
+            (None, _) => "video and screen recordings are copied unchanged".to_owned(),
+        });
+        notes.push(
+            if p.decrypt {
+                "encrypted artifacts are exported decrypted"
+            } else {
+                "encrypted artifacts are exported as they are stored (encrypted)"
+            }
+            .to_owned(),
+        );
+        if p.zip {
+            notes.push("each conversation is packaged as one zip".to_owned());
+        }
+        notes
+    }
+
+    fn keystore(&self) -> Result<&Keystore, String> {
+        self.tools.keystore.ok_or_else(|| {
+            "decrypting needs a keystore: set `keystore` in the [media] table".to_owned()
+        })
     }
 
     /// Streams the selection in pages to `each`; stops early when it returns false.
@@ -370,6 +530,7 @@ impl Export<'_> {
             counters,
             manifest: key.to_string(),
             failures,
+            media: self.media_notes(),
             seconds: started.elapsed().as_secs_f64(),
         })
     }

@@ -136,3 +136,124 @@ pub fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// One artifact of a record written by [`Env::record`].
+pub struct Art<'a> {
+    pub file: &'a str,
+    pub bytes: &'a [u8],
+    pub kind: &'a str,
+    /// The key id the stored file is encrypted with (its bytes are then the ciphertext).
+    pub key_id: Option<&'a str>,
+}
+
+impl Art<'_> {
+    pub fn plain<'a>(file: &'a str, kind: &'a str, bytes: &'a [u8]) -> Art<'a> {
+        Art {
+            file,
+            bytes,
+            kind,
+            key_id: None,
+        }
+    }
+}
+
+/// The key `keystore` writes for `id`: 32 bytes derived from the id.
+pub fn test_key(id: &str) -> [u8; 32] {
+    let mut key = [0u8; 32];
+    key.copy_from_slice(&Sha256::digest(id.as_bytes()));
+    key
+}
+
+/// `plain` encrypted in format v1 with [`test_key`] of `key_id`.
+pub fn encrypt(plain: &[u8], key_id: &str, chunk_size: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    custodian::media::crypto::encrypt_stream(
+        &test_key(key_id),
+        key_id,
+        chunk_size,
+        &mut &plain[..],
+        &mut out,
+    )
+    .unwrap();
+    out
+}
+
+impl Env {
+    /// Writes a record of conversation type `kind` with the given artifacts; returns its
+    /// directory. Audio artifacts get the `conference_customer` audio type.
+    pub fn record(&self, tenant: &str, day: u32, id: &str, kind: &str, arts: &[Art]) -> PathBuf {
+        let dir = self.root().join(Self::rel_dir(tenant, day, id));
+        std::fs::create_dir_all(&dir).unwrap();
+        let artifacts: Vec<_> = arts
+            .iter()
+            .map(|a| {
+                std::fs::write(dir.join(a.file), a.bytes).unwrap();
+                let mut v = serde_json::json!({
+                    "file": a.file, "type": a.kind,
+                    "size": a.bytes.len(), "sha256": sha256(a.bytes)
+                });
+                if a.kind == "audio_recording" {
+                    v["audio_type"] = "conference_customer".into();
+                }
+                if let Some(k) = a.key_id {
+                    v["encryption"] = serde_json::json!({ "key_id": k });
+                }
+                v
+            })
+            .collect();
+        let record = serde_json::json!({
+            "schema": 1, "id": id, "tenant": tenant, "type": kind, "source_platform": "cisco",
+            "direction": "inbound",
+            "start": format!("2026-01-{day:02}T10:00:00+00:00"),
+            "end": format!("2026-01-{day:02}T10:05:00+00:00"),
+            "participants": [{"user": "alice", "extension": "1001", "role": "agent"}],
+            "artifacts": artifacts
+        });
+        std::fs::write(
+            dir.join("conversation.json"),
+            serde_json::to_vec_pretty(&record).unwrap(),
+        )
+        .unwrap();
+        dir
+    }
+
+    /// Writes `keystore.json` (mode 0600) holding [`test_key`] for each id.
+    pub fn keystore(&self, ids: &[&str]) -> PathBuf {
+        use base64::Engine;
+        use std::os::unix::fs::PermissionsExt;
+        let keys: serde_json::Map<String, serde_json::Value> = ids
+            .iter()
+            .map(|id| {
+                (
+                    id.to_string(),
+                    base64::engine::general_purpose::STANDARD
+                        .encode(test_key(id))
+                        .into(),
+                )
+            })
+            .collect();
+        let path = self.path().join("keystore.json");
+        std::fs::write(&path, serde_json::json!({ "keys": keys }).to_string()).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    }
+
+    /// Every file under the target, relative, sorted (manifests excluded).
+    pub fn archive_files(&self) -> Vec<String> {
+        fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(base, &p, out);
+                } else {
+                    out.push(p.strip_prefix(base).unwrap().display().to_string());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.archive(), &self.archive(), &mut out);
+        out.retain(|f| !f.starts_with("_custodian/"));
+        out.sort();
+        out
+    }
+}

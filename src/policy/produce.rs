@@ -1,0 +1,447 @@
+//! How each exported file is made and where it goes.
+//!
+//! An export turns every artifact it selects into one output file through a [`Transform`]
+//! (copy, decrypt, voice transcode, ffmpeg) and writes the outputs to a [`Sink`]: loose objects
+//! at the target, or the entries of one streamed zip per conversation. Every read of an
+//! original is checked against the size and SHA-256 its record lists before anything it fed is
+//! committed, so a corrupt or replaced file never reaches the target under a final name.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::catalog::ObjectRecord;
+use crate::media::crypto::{Decryptor, DecryptorError};
+use crate::media::keystore::Keystore;
+use crate::repository::record::{Artifact, ArtifactType, RECORD_FILE};
+use crate::target::{
+    COPY_BUFFER, Expected, HashingWriter, ObjectKey, ObjectWriter, PutError, Target, TargetError,
+    put_file, put_stream,
+};
+
+/// Media tools and secrets an export run uses.
+#[derive(Clone, Copy, Default)]
+pub struct MediaTools<'a> {
+    pub keystore: Option<&'a Keystore>,
+    pub ffmpeg: Option<&'a Path>,
+}
+
+/// How one output file is made from its artifact.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "how", rename_all = "snake_case")]
+pub enum Transform {
+    /// The stored bytes, unchanged (encrypted files stay encrypted).
+    Copy,
+    /// The plaintext of an encrypted artifact.
+    Decrypt { key_id: String },
+    /// A video or screen recording converted by ffmpeg to another container.
+    Ffmpeg { format: String, decrypt: bool },
+}
+
+/// Artifact types that hold video or screen media.
+pub fn is_video(kind: ArtifactType) -> bool {
+    matches!(
+        kind,
+        ArtifactType::VideoRecording
+            | ArtifactType::ScreenRecording
+            | ArtifactType::QmScreenRecording
+    )
+}
+
+/// `file` with its extension replaced by `ext`.
+pub fn with_extension(file: &str, ext: &str) -> String {
+    let stem = match file.rsplit_once('.') {
+        Some((stem, _)) if !stem.is_empty() => stem,
+        _ => file,
+    };
+    format!("{stem}.{ext}")
+}
+
+/// Where an output goes inside a sink.
+pub enum Place {
+    /// An object of its own at the target.
+    Object(ObjectKey),
+    /// An entry of the conversation's zip.
+    Entry(String),
+}
+
+/// One output as written: where it went, its size and SHA-256.
+#[derive(Clone, Debug)]
+pub struct Written {
+    pub at: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// The destination of one conversation's outputs.
+pub enum Sink<'t> {
+    Loose {
+        target: &'t dyn Target,
+        objects: Vec<ObjectRecord>,
+    },
+    Zip(Box<ZipSink<'t>>),
+}
+
+/// A zip streamed straight to its object: entries are stored (media rarely compresses) with
+/// data descriptors, so nothing is held in memory and the target need not seek.
+pub struct ZipSink<'t> {
+    target: &'t dyn Target,
+    key: ObjectKey,
+    archive: rawzip::ZipArchiveWriter<HashingWriter<Box<dyn ObjectWriter>>>,
+    modified: rawzip::time::UtcDateTime,
+}
+
+fn target_io(target: &dyn Target, key: &str, source: io::Error) -> String {
+    TargetError::Io {
+        target: target.name().to_owned(),
+        key: key.to_owned(),
+        source,
+    }
+    .to_string()
+}
+
+fn put_error(e: PutError, what: &str) -> String {
+    match e {
+        PutError::Mismatch { expected, found } => format!(
+            "{what} is {found} but {RECORD_FILE} says {expected}: the file is corrupt or was replaced; nothing was written"
+        ),
+        PutError::Source(e) => format!("{what}: {e}"),
+        PutError::Target(e) => e.to_string(),
+    }
+}
+
+impl<'t> Sink<'t> {
+    /// Loose objects at `target`.
+    pub fn loose(target: &'t dyn Target) -> Sink<'t> {
+        Sink::Loose {
+            target,
+            objects: Vec::new(),
+        }
+    }
+
+    /// One zip object at `key`, its entries stamped with `modified` (Unix seconds).
+    pub fn zip(target: &'t dyn Target, key: ObjectKey, modified: i64) -> Result<Sink<'t>, String> {
+        let writer = target.create(&key).map_err(|e| e.to_string())?;
+        Ok(Sink::Zip(Box::new(ZipSink {
+            target,
+            key,
+            archive: rawzip::ZipArchiveWriter::new(HashingWriter::new(writer)),
+            modified: rawzip::time::UtcDateTime::from_unix(modified),
+        })))
+    }
+
+    /// Copies a local file, checked against `expect`. Loose copies run in the kernel.
+    pub fn put_file(
+        &mut self,
+        place: Place,
+        file: &File,
+        expect: Expected<'_>,
+        what: &str,
+        buffer: &mut Vec<u8>,
+    ) -> Result<Written, String> {
+        match (self, place) {
+            (Sink::Loose { target, objects }, Place::Object(key)) => {
+                let o = put_file(*target, &key, file, buffer, Some(expect))
+                    .map_err(|e| put_error(e, what))?;
+                Ok(record(objects, o))
+            }
+            (sink, place) => {
+                let mut source = Verified::new(file, expect, what);
+                sink.put_reader(place, &mut source, what, buffer)
+            }
+        }
+    }
+
+    /// Streams everything `source` yields. A source error (a failed check, a bad chunk)
+    /// abandons the output: nothing is committed under its name.
+    pub fn put_reader(
+        &mut self,
+        place: Place,
+        source: &mut dyn Read,
+        what: &str,
+        buffer: &mut Vec<u8>,
+    ) -> Result<Written, String> {
+        match (self, place) {
+            (Sink::Loose { target, objects }, Place::Object(key)) => {
+                let o = put_stream(*target, &key, source, buffer, None)
+                    .map_err(|e| put_error(e, what))?;
+                Ok(record(objects, o))
+            }
+            (Sink::Zip(zip), Place::Entry(name)) => zip.entry(&name, source, what, buffer),
+            _ => unreachable!("a loose sink takes objects and a zip sink takes entries"),
+        }
+    }
+
+    /// Finishes the sink; returns the objects committed at the target.
+    pub fn finish(self) -> Result<Vec<ObjectRecord>, String> {
+        match self {
+            Sink::Loose { objects, .. } => Ok(objects),
+            Sink::Zip(zip) => zip.finish().map(|o| vec![o]),
+        }
+    }
+}
+
+fn record(objects: &mut Vec<ObjectRecord>, o: ObjectRecord) -> Written {
+    let w = Written {
+        at: o.key.clone(),
+        size: o.size,
+        sha256: o.sha256.clone(),
+    };
+    objects.push(o);
+    w
+}
+
+impl ZipSink<'_> {
+    fn entry(
+        &mut self,
+        name: &str,
+        source: &mut dyn Read,
+        what: &str,
+        buffer: &mut Vec<u8>,
+    ) -> Result<Written, String> {
+        let zip_err = |e: rawzip::Error| format!("zip {}: entry {name}: {e}", self.key);
+        let (mut entry, config) = self
+            .archive
+            .new_file(name)
+            .last_modified(self.modified)
+            .unix_permissions(0o644)
+            .start()
+            .map_err(zip_err)?;
+        let mut data = config.wrap(HashingWriter::new(&mut entry));
+        copy_through(source, &mut data, buffer).map_err(|e| match e {
+            Copy::Read(e) => format!("{what}: {e}"),
+            Copy::Write(e) => target_io(self.target, self.key.as_str(), e),
+        })?;
+        let (hashing, descriptor) = data.finish().map_err(zip_err)?;
+        let (_, size, sha256) = hashing.finish();
+        entry.finish(descriptor).map_err(zip_err)?;
+        Ok(Written {
+            at: name.to_owned(),
+            size,
+            sha256,
+        })
+    }
+
+    fn finish(self) -> Result<ObjectRecord, String> {
+        let key = self.key.to_string();
+        let hashing = self
+            .archive
+            .finish()
+            .map_err(|e| format!("zip {key}: {e}"))?;
+        let (writer, size, sha256) = hashing.finish();
+        writer.commit().map_err(|e| e.to_string())?;
+        Ok(ObjectRecord { key, size, sha256 })
+    }
+}
+
+enum Copy {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+fn copy_through(
+    source: &mut dyn Read,
+    dest: &mut dyn Write,
+    buffer: &mut Vec<u8>,
+) -> Result<u64, Copy> {
+    buffer.resize(COPY_BUFFER, 0);
+    let mut total = 0u64;
+    loop {
+        let n = match source.read(buffer) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Copy::Read(e)),
+        };
+        dest.write_all(&buffer[..n]).map_err(Copy::Write)?;
+        total += n as u64;
+    }
+}
+
+/// Reads an original, hashing what passes; at its end the size and SHA-256 must be the
+/// record's, or the read fails, so whatever consumed it is not committed.
+pub struct Verified<R> {
+    inner: R,
+    hasher: Sha256,
+    size: u64,
+    expect_size: u64,
+    expect_sha256: String,
+    what: String,
+    done: bool,
+}
+
+impl<R: Read> Verified<R> {
+    pub fn new(inner: R, expect: Expected<'_>, what: &str) -> Self {
+        Verified {
+            inner,
+            hasher: Sha256::new(),
+            size: 0,
+            expect_size: expect.size,
+            expect_sha256: expect.sha256.to_owned(),
+            what: what.to_owned(),
+            done: false,
+        }
+    }
+}
+
+impl<R: Read> Read for Verified<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.done {
+            return Ok(0);
+        }
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
+            if self.size != self.expect_size || sha256 != self.expect_sha256 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{} is {} bytes, sha256 {sha256} but {RECORD_FILE} says {} bytes, sha256 {}: the file is corrupt or was replaced; nothing was written",
+                        self.what, self.size, self.expect_size, self.expect_sha256
+                    ),
+                ));
+            }
+            self.done = true;
+            return Ok(0);
+        }
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+}
+
+/// Opens an artifact's plaintext: the verified file wrapped in a decryptor.
+pub fn open_decrypted<R: Read>(
+    source: Verified<R>,
+    keystore: &Keystore,
+    what: &str,
+) -> Result<Decryptor<Verified<R>>, String> {
+    Decryptor::new(source, |id| keystore.key(id)).map_err(|e| match e {
+        DecryptorError::Key(e) => format!("{what}: {e}"),
+        DecryptorError::Crypto(e) => format!("{what}: {e}"),
+    })
+}
+
+/// Runs ffmpeg on `input`, writing a file of container `format` into `scratch`.
+pub fn run_ffmpeg(
+    ffmpeg: &Path,
+    input: &Path,
+    format: &str,
+    scratch: &Path,
+) -> Result<PathBuf, String> {
+    let output = scratch.join(format!("out.{format}"));
+    let result = Command::new(ffmpeg)
+        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i"])
+        .arg(input)
+        .arg(&output)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("running {}: {e}", ffmpeg.display()))?;
+    if !result.status.success() {
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        return Err(format!(
+            "{} failed ({}): {}",
+            ffmpeg.display(),
+            result.status,
+            stderr.trim()
+        ));
+    }
+    Ok(output)
+}
+
+/// Checks that `ffmpeg` runs, before any work starts.
+pub fn check_ffmpeg(ffmpeg: &Path) -> Result<(), String> {
+    match Command::new(ffmpeg).arg("-version").output() {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(format!(
+            "ffmpeg {} does not run ({}); fix [media] ffmpeg or remove it to copy video unchanged",
+            ffmpeg.display(),
+            o.status
+        )),
+        Err(e) => Err(format!(
+            "ffmpeg {}: {e}; install ffmpeg, fix [media] ffmpeg, or remove it to copy video unchanged",
+            ffmpeg.display()
+        )),
+    }
+}
+
+/// The transform an export applies to `a`, given the policy's switches and the tools at hand.
+pub fn transform_for(
+    a: &Artifact,
+    decrypt: bool,
+    video_format: Option<&str>,
+    tools: MediaTools<'_>,
+) -> Transform {
+    let decrypting = decrypt && a.encryption.is_some();
+    if a.encryption.is_some() && !decrypting {
+        return Transform::Copy;
+    }
+    if is_video(a.kind)
+        && let (Some(format), Some(_)) = (video_format, tools.ffmpeg)
+    {
+        return Transform::Ffmpeg {
+            format: format.to_owned(),
+            decrypt: decrypting,
+        };
+    }
+    match &a.encryption {
+        Some(e) if decrypting => Transform::Decrypt {
+            key_id: e.key_id.clone(),
+        },
+        _ => Transform::Copy,
+    }
+}
+
+impl Transform {
+    /// The output file name of `a` under this transform.
+    pub fn output_name(&self, a: &Artifact) -> String {
+        match self {
+            Transform::Ffmpeg { format, .. } => with_extension(&a.file, format),
+            Transform::Copy | Transform::Decrypt { .. } => a.file.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verified_reader_refuses_a_mismatch_at_the_end() {
+        let data = b"hello world".to_vec();
+        let sha = hex::encode(Sha256::digest(&data));
+        let mut ok = Verified::new(
+            &data[..],
+            Expected {
+                size: 11,
+                sha256: &sha,
+            },
+            "a.wav",
+        );
+        let mut out = Vec::new();
+        ok.read_to_end(&mut out).unwrap();
+        assert_eq!(out, data);
+        let mut bad = Verified::new(
+            &b"hello worle"[..],
+            Expected {
+                size: 11,
+                sha256: &sha,
+            },
+            "a.wav",
+        );
+        let err = bad.read_to_end(&mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("a.wav is 11 bytes"), "{err}");
+    }
+
+    #[test]
+    fn extension_replacement() {
+        assert_eq!(with_extension("call.mp3", "wav"), "call.wav");
+        assert_eq!(with_extension("call", "wav"), "call.wav");
+        assert_eq!(with_extension(".hidden", "wav"), ".hidden.wav");
+        assert_eq!(with_extension("a.b.webm", "mp4"), "a.b.mp4");
+    }
+}
