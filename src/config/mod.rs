@@ -174,7 +174,8 @@ pub struct ExportPolicy {
 pub struct MediaConfig {
     /// The keystore of DESIGN.md §3, needed to decrypt.
     pub keystore: Option<PathBuf>,
-    /// The ffmpeg program used for video and screen formats.
+    /// The ffmpeg program used for video and screen formats: a bare name is looked up in
+    /// `PATH`, a path is resolved against the config file's directory.
     pub ffmpeg: Option<PathBuf>,
 }
 
@@ -416,7 +417,13 @@ impl Config {
             policies,
             media: MediaConfig {
                 keystore: raw.media.keystore.map(|k| resolve(&base, &k)),
-                ffmpeg: raw.media.ffmpeg,
+                ffmpeg: raw.media.ffmpeg.map(|f| {
+                    if f.components().count() > 1 {
+                        resolve(&base, &f)
+                    } else {
+                        f
+                    }
+                }),
             },
         })
     }
@@ -537,6 +544,32 @@ min_duration = "2h"
             err.starts_with("/etc/custodian/custodian.toml:1: (syntax):"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn media_switches_are_checked() {
+        let err = parse(&GOOD.replace("mode = \"full\"", "decrypt = true")).unwrap_err();
+        assert!(
+            err.starts_with("/etc/custodian/custodian.toml:15: policies.nightly.decrypt:")
+                && err.contains("[media]"),
+            "{err}"
+        );
+        let err = parse(&GOOD.replace("mode = \"full\"", "video_format = \".mp4\"")).unwrap_err();
+        assert!(
+            err.starts_with("/etc/custodian/custodian.toml:15: policies.nightly.video_format:"),
+            "{err}"
+        );
+        let c = parse(&format!(
+            "{}\n[media]\nkeystore = \"keys.json\"\nffmpeg = \"ffmpeg\"\n",
+            GOOD.replace("mode = \"full\"", "decrypt = true\nzip = true")
+        ))
+        .unwrap();
+        assert_eq!(
+            c.media.keystore.as_deref(),
+            Some(Path::new("/etc/custodian/keys.json"))
+        );
+        let Policy::Export(p) = c.policy("nightly").unwrap();
+        assert!(p.decrypt && p.zip && !p.stitch_cdr_only && !p.im_attachments);
     }
 
     #[test]
