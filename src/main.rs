@@ -14,6 +14,7 @@ use custodian::audit::{GENESIS, verify_chain};
 use custodian::catalog::{self, AuditQuery, Catalog, Exclude, JobRun, Mode, RunId};
 use custodian::config::{Config, Policy};
 use custodian::filter::Filter;
+use custodian::media::audio::{self, AudioReport, VoiceFormat, VoiceSpec};
 use custodian::media::keystore::Keystore;
 use custodian::policy::export::{Export, PlannedConversation, RunSummary};
 use custodian::policy::produce::{self, MediaTools};
@@ -74,6 +75,23 @@ enum Command {
     },
     /// Re-read every object of a run's manifest from its target and check size and SHA-256.
     Verify { run: i64 },
+    /// Transcode one audio file (WAV, MP3, FLAC, Ogg Vorbis, AAC/M4A) to a voice format.
+    Transcode(TranscodeArgs),
+}
+
+#[derive(clap::Args)]
+struct TranscodeArgs {
+    /// Output format: wav-pcm16, wav-ulaw, wav-alaw, flac or mp3.
+    #[arg(long)]
+    format: VoiceFormat,
+    /// Output sample rate in Hz (default: the input's).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    rate: Option<u32>,
+    /// Output channel count (default: the input's).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=8))]
+    channels: Option<u16>,
+    input: PathBuf,
+    output: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -108,7 +126,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CUSTODIAN_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                .unwrap_or_else(|_| "warn,symphonia=error".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -180,6 +198,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         Command::Jobs { command } => jobs(cli, command),
         Command::Audit { command } => audit(cli, command),
         Command::Verify { run } => verify(cli, RunId(*run)),
+        Command::Transcode(args) => transcode(cli, args),
     }
 }
 
@@ -599,4 +618,91 @@ fn verify(cli: &Cli, run: RunId) -> Result<u8> {
         }
     }
     Ok(u8::from(!report.mismatches.is_empty()))
+}
+
+/// Transcodes IN to a temporary file beside OUT, renamed to OUT only when complete. Needs no
+/// config or catalog, so it starts fast when run once per file.
+fn transcode(cli: &Cli, args: &TranscodeArgs) -> Result<u8> {
+    let spec = VoiceSpec {
+        format: args.format,
+        rate: args.rate,
+        channels: args.channels,
+    };
+    let dir = match args.output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let name = args
+        .output
+        .file_name()
+        .with_context(|| format!("output {} is not a file name", args.output.display()))?;
+    let temp = dir.join(format!(
+        ".{}.{}.part",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .with_context(|| format!("cannot create {}", temp.display()))?;
+    let result = std::fs::File::open(&args.input)
+        .map_err(audio::AudioError::Io)
+        .and_then(|input| {
+            let ext = args.input.extension().and_then(|e| e.to_str());
+            audio::transcode_file(input, ext, &spec, &mut out)
+        });
+    drop(out);
+    let report = match result.and_then(|r| {
+        std::fs::rename(&temp, &args.output)?;
+        Ok(r)
+    }) {
+        Ok(r) => r,
+        Err(e) => {
+            // Best effort: the temporary name may already be gone; the error to report is `e`.
+            let _ = std::fs::remove_file(&temp);
+            let message = format!("{}: {e}", args.input.display());
+            if cli.json {
+                print_json(&serde_json::json!({
+                    "input": args.input, "output": args.output, "ok": false, "error": message
+                }))?;
+            }
+            eprintln!("error: {message}");
+            return Ok(1);
+        }
+    };
+    if cli.json {
+        #[derive(Serialize)]
+        struct Transcoded<'a> {
+            input: &'a std::path::Path,
+            output: &'a std::path::Path,
+            ok: bool,
+            format: VoiceFormat,
+            #[serde(flatten)]
+            report: AudioReport,
+            seconds: f64,
+        }
+        print_json(&Transcoded {
+            input: &args.input,
+            output: &args.output,
+            ok: true,
+            format: spec.format,
+            report,
+            seconds: report.frames as f64 / f64::from(report.rate),
+        })?;
+    } else {
+        println!(
+            "transcode: {} ({} Hz, {} ch) -> {} ({}, {} Hz, {} ch): {} frames, {:.2}s",
+            args.input.display(),
+            report.input_rate,
+            report.input_channels,
+            args.output.display(),
+            spec.format,
+            report.rate,
+            report.channels,
+            report.frames,
+            report.frames as f64 / f64::from(report.rate)
+        );
+    }
+    Ok(0)
 }
