@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::catalog::Mode;
 use crate::filter::{Criteria, normalize_extension};
+use crate::media::audio::{VoiceFormat, VoiceSpec};
 use crate::policy::template::Template;
 use crate::repository::record::is_safe_name;
 
@@ -127,6 +128,9 @@ struct RawPolicy {
     #[serde(default)]
     zip: bool,
     video_format: Option<String>,
+    voice_format: Option<VoiceFormat>,
+    voice_rate: Option<u32>,
+    voice_channels: Option<u16>,
     #[serde(default)]
     filter: Criteria,
 }
@@ -166,6 +170,8 @@ pub struct ExportPolicy {
     pub zip: bool,
     /// Container (file extension) video and screen recordings are transcoded to by ffmpeg.
     pub video_format: Option<String>,
+    /// Voice recordings (and stitched CDR-only calls) are transcoded to this.
+    pub voice: Option<VoiceSpec>,
     pub criteria: Criteria,
 }
 
@@ -238,6 +244,42 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
     } else {
         base.join(p)
     }
+}
+
+/// Sample rates LAME encodes.
+const MP3_RATES: [u32; 9] = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000];
+
+/// The voice output of a policy, or the key at fault and why.
+fn voice_spec(p: &RawPolicy) -> Result<Option<VoiceSpec>, (&'static str, String)> {
+    let Some(format) = p.voice_format else {
+        return match (p.voice_rate, p.voice_channels) {
+            (None, None) => Ok(None),
+            (Some(_), _) => Err(("voice_rate", "set `voice_format` too".into())),
+            (None, Some(_)) => Err(("voice_channels", "set `voice_format` too".into())),
+        };
+    };
+    match p.voice_rate {
+        Some(r) if !(1000..=384_000).contains(&r) => {
+            return Err(("voice_rate", format!("{r} Hz is outside 1000..=384000")));
+        }
+        Some(r) if format == VoiceFormat::Mp3 && !MP3_RATES.contains(&r) => {
+            return Err((
+                "voice_rate",
+                format!("MP3 cannot be {r} Hz; use one of {MP3_RATES:?}"),
+            ));
+        }
+        _ => {}
+    }
+    if let Some(c) = p.voice_channels
+        && !(1..=8).contains(&c)
+    {
+        return Err(("voice_channels", format!("{c} channels is outside 1..=8")));
+    }
+    Ok(Some(VoiceSpec {
+        format,
+        rate: p.voice_rate,
+        channels: p.voice_channels,
+    }))
 }
 
 impl Config {
@@ -389,6 +431,7 @@ impl Config {
                         }
                         f => f.clone(),
                     };
+                    let voice = voice_spec(p).map_err(|(key, m)| v.invalid(&at(key), m))?;
                     Policy::Export(ExportPolicy {
                         name: name.clone(),
                         enabled: p.enabled,
@@ -403,6 +446,7 @@ impl Config {
                         im_attachments: p.im_attachments,
                         zip: p.zip,
                         video_format,
+                        voice,
                         criteria: p.filter.clone(),
                     })
                 }
@@ -570,6 +614,38 @@ min_duration = "2h"
         );
         let Policy::Export(p) = c.policy("nightly").unwrap();
         assert!(p.decrypt && p.zip && !p.stitch_cdr_only && !p.im_attachments);
+    }
+
+    #[test]
+    fn voice_settings_are_checked() {
+        let with = |lines: &str| parse(&GOOD.replace("mode = \"full\"", lines));
+        let err = with("voice_format = \"ogg\"").unwrap_err();
+        assert!(
+            err.starts_with("/etc/custodian/custodian.toml:15: policies.nightly.voice_format:"),
+            "{err}"
+        );
+        let err = with("voice_rate = 8000").unwrap_err();
+        assert!(
+            err.contains("policies.nightly.voice_rate: set `voice_format` too"),
+            "{err}"
+        );
+        let err = with("voice_format = \"mp3\"\nvoice_rate = 9000").unwrap_err();
+        assert!(
+            err.contains(":16: policies.nightly.voice_rate: MP3 cannot be 9000 Hz"),
+            "{err}"
+        );
+        let err = with("voice_format = \"flac\"\nvoice_channels = 0").unwrap_err();
+        assert!(err.contains("policies.nightly.voice_channels:"), "{err}");
+        let c = with("voice_format = \"wav-ulaw\"\nvoice_rate = 8000\nvoice_channels = 1").unwrap();
+        let Policy::Export(p) = c.policy("nightly").unwrap();
+        assert_eq!(
+            p.voice,
+            Some(VoiceSpec {
+                format: VoiceFormat::WavUlaw,
+                rate: Some(8000),
+                channels: Some(1)
+            })
+        );
     }
 
     #[test]

@@ -3,3 +3,4 @@
 pub mod audio;
 pub mod crypto;
 pub mod keystore;
+pub mod stitch;

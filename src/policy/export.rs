@@ -2,7 +2,7 @@
 //! per conversation) written to a target, in full or incremental mode, with a manifest and
 //! one audit event per conversation. Originals are only read, never modified.
 
-use std::io;
+use std::io::{self, Read, Seek};
 use std::path::Path;
 use std::time::Instant;
 
@@ -16,11 +16,13 @@ use crate::catalog::{
 };
 use crate::config::ExportPolicy;
 use crate::filter::Filter;
+use crate::media::audio::{self, VoiceFormat, VoiceSpec};
 use crate::media::keystore::Keystore;
+use crate::media::stitch::{self, ChannelSegment};
 use crate::pipeline;
 use crate::policy::produce::{
-    MediaTools, Place, Sink, Transform, Verified, Written, open_decrypted, run_ffmpeg,
-    transform_for,
+    MediaTools, Place, Shared, Sink, Transform, Verified, Written, open_decrypted, run_ffmpeg,
+    scratch_file, transform_for,
 };
 use crate::policy::template::FileName;
 use crate::repository::index::{IndexReport, RecordFailure};
@@ -73,11 +75,26 @@ pub struct Export<'a> {
     pub tools: MediaTools<'a>,
 }
 
-/// One file an export of a conversation produces from one artifact.
+/// One file an export of a conversation produces.
 struct Output<'c> {
-    artifact: &'c Artifact,
+    /// The artifact it is made from; None for a call stitched from its channel.
+    artifact: Option<&'c Artifact>,
     transform: Transform,
     name: String,
+}
+
+impl Output<'_> {
+    fn source(&self) -> String {
+        match (self.artifact, &self.transform) {
+            (Some(a), _) => a.file.clone(),
+            (None, Transform::Stitch { channel, .. }) => format!("channels/{channel}"),
+            (None, _) => String::new(),
+        }
+    }
+
+    fn size(&self) -> u64 {
+        self.artifact.map_or(0, |a| a.size)
+    }
 }
 
 /// The end state of a run, as printed and as `--json`.
@@ -129,8 +146,8 @@ struct ExportInfo<'a> {
 struct ExportedFile<'a> {
     /// The exported file's name.
     file: &'a str,
-    /// The original artifact it was made from.
-    source: &'a str,
+    /// The original artifact it was made from (`channels/<id>` for a stitched call).
+    source: String,
     /// Its object key, or its entry name inside the conversation's zip.
     key: &'a str,
     size: u64,
@@ -179,24 +196,46 @@ impl Export<'_> {
     /// The files an export of `c` produces, each named once.
     fn outputs<'c>(&self, c: &'c Conversation) -> Result<Vec<Output<'c>>, String> {
         let mut outputs: Vec<Output<'c>> = Vec::new();
-        for a in self.artifacts(c) {
-            let transform = transform_for(
-                a,
-                self.policy.decrypt,
-                self.policy.video_format.as_deref(),
-                self.tools,
-            );
-            let name = transform.output_name(a);
+        let mut add = |artifact: Option<&'c Artifact>, transform: Transform, source: &str| {
+            let name = transform.output_name(source);
             if name == RECORD_FILE || outputs.iter().any(|o| o.name == name) {
                 return Err(format!(
                     "two files of the conversation would both be exported as `{name}`; rename one or change the policy's formats"
                 ));
             }
             outputs.push(Output {
-                artifact: a,
+                artifact,
                 transform,
                 name,
             });
+            Ok(())
+        };
+        for a in self.artifacts(c) {
+            let transform = transform_for(
+                a,
+                self.policy.decrypt,
+                self.policy.voice,
+                self.policy.video_format.as_deref(),
+                self.tools,
+            );
+            add(Some(a), transform, &a.file)?;
+        }
+        if c.flags.cdr_only
+            && self.policy.stitch_cdr_only
+            && let Some(channel) = &c.channel
+        {
+            let voice = self.policy.voice.unwrap_or(VoiceSpec {
+                format: VoiceFormat::WavPcm16,
+                rate: None,
+                channels: None,
+            });
+            let transform = Transform::Stitch {
+                channel: channel.clone(),
+                format: voice.format,
+                rate: voice.rate,
+                channels: voice.channels,
+            };
+            add(None, transform, &c.id)?;
         }
         Ok(outputs)
     }
@@ -214,16 +253,16 @@ impl Export<'_> {
             vec![PlannedObject {
                 key: self.zip_key(c)?.to_string(),
                 file: None,
-                size: outputs.iter().map(|o| o.artifact.size).sum(),
+                size: outputs.iter().map(Output::size).sum(),
                 transform: None,
             }]
         } else {
             let mut objects = Vec::new();
             for o in outputs {
                 objects.push(PlannedObject {
-                    key: self.key(c, &o.name, Some(o.artifact))?.to_string(),
-                    file: Some(o.artifact.file.clone()),
-                    size: o.artifact.size,
+                    key: self.key(c, &o.name, o.artifact)?.to_string(),
+                    file: o.artifact.map(|a| a.file.clone()),
+                    size: o.size(),
                     transform: Some(o.transform),
                 });
             }
@@ -295,8 +334,12 @@ impl Export<'_> {
         };
         let mut written = Vec::with_capacity(outputs.len());
         for o in &outputs {
-            let place = self.place(c, &o.name, Some(o.artifact))?;
-            written.push(self.produce(&mut sink, place, &dir, o, buffer)?);
+            let place = self.place(c, &o.name, o.artifact)?;
+            let w = match o.artifact {
+                Some(a) => self.produce(&mut sink, place, &dir, a, &o.transform, buffer)?,
+                None => self.produce_stitch(&mut sink, place, c, &o.transform, buffer)?,
+            };
+            written.push(w);
         }
         if self.policy.metadata_file {
             let files = outputs
@@ -304,7 +347,7 @@ impl Export<'_> {
                 .zip(&written)
                 .map(|(o, w)| ExportedFile {
                     file: &o.name,
-                    source: &o.artifact.file,
+                    source: o.source(),
                     key: &w.at,
                     size: w.size,
                     sha256: &w.sha256,
@@ -334,10 +377,10 @@ impl Export<'_> {
         sink: &mut Sink<'_>,
         place: Place,
         dir: &Path,
-        o: &Output<'_>,
+        a: &Artifact,
+        transform: &Transform,
         buffer: &mut Vec<u8>,
     ) -> Result<Written, String> {
-        let a = o.artifact;
         let path = dir.join(&a.file);
         let what = format!("artifact {}", path.display());
         let file = std::fs::File::open(&path).map_err(|e| match e.kind() {
@@ -351,8 +394,34 @@ impl Export<'_> {
             size: a.size,
             sha256: &a.sha256,
         };
-        match &o.transform {
+        match transform {
             Transform::Copy => sink.put_file(place, &file, expect, &what, buffer),
+            Transform::Stitch { .. } => unreachable!("stitches have no artifact"),
+            Transform::Transcode {
+                format,
+                rate,
+                channels,
+                decrypt,
+            } => {
+                let spec = VoiceSpec {
+                    format: *format,
+                    rate: *rate,
+                    channels: *channels,
+                };
+                let verified = Verified::new(file, expect, &what);
+                let source: Box<dyn Read + Send> = if *decrypt {
+                    Box::new(open_decrypted(verified, self.keystore()?, &what)?)
+                } else {
+                    Box::new(verified)
+                };
+                let shared = Shared::new(source);
+                let mut scratch = scratch_file()?;
+                audio::transcode(shared.clone(), Some(&a.extension()), &spec, &mut scratch)
+                    .map_err(|e| format!("{what}: {e}"))?;
+                shared.drain().map_err(|e| format!("{what}: {e}"))?;
+                scratch.rewind().map_err(|e| format!("scratch file: {e}"))?;
+                sink.put_reader(place, &mut scratch, &what, buffer)
+            }
             Transform::Decrypt { .. } => {
                 let mut plain =
                     open_decrypted(Verified::new(file, expect, &what), self.keystore()?, &what)?;
@@ -411,6 +480,56 @@ impl Export<'_> {
             notes.push("each conversation is packaged as one zip".to_owned());
         }
         notes
+    }
+
+    /// Stitches a CDR-only call from its channel into `sink`.
+    fn produce_stitch(
+        &self,
+        sink: &mut Sink<'_>,
+        place: Place,
+        c: &Conversation,
+        transform: &Transform,
+        buffer: &mut Vec<u8>,
+    ) -> Result<Written, String> {
+        let Transform::Stitch {
+            channel,
+            format,
+            rate,
+            channels,
+        } = transform
+        else {
+            unreachable!("only stitches have no artifact")
+        };
+        let spec = VoiceSpec {
+            format: *format,
+            rate: *rate,
+            channels: *channels,
+        };
+        let dir = self.root.join(&c.tenant).join("channels").join(channel);
+        let segments = stitch::load_channel(&dir).map_err(|e| e.to_string())?;
+        let open = |s: &ChannelSegment| -> Result<Box<dyn Read + Send + Sync>, String> {
+            let what = format!("segment {}", s.path.display());
+            let file = std::fs::File::open(&s.path).map_err(|e| format!("{e}"))?;
+            let expect = Expected {
+                size: s.record.size,
+                sha256: &s.record.sha256,
+            };
+            let verified = Verified::new(file, expect, &what);
+            Ok(match s.record.encryption {
+                Some(_) => Box::new(open_decrypted(verified, self.keystore()?, &what)?),
+                None => Box::new(verified),
+            })
+        };
+        let mut scratch = scratch_file()?;
+        let out = scratch
+            .try_clone()
+            .map_err(|e| format!("scratch file: {e}"))?;
+        let report = stitch::stitch(channel, &segments, c.start, c.end, &spec, &open, out)
+            .map_err(|e| format!("stitching {}/{}: {e}", c.tenant, c.id))?;
+        tracing::debug!(conversation = %c.id, frames = report.frames, silence = report.silence_frames, "stitched");
+        scratch.rewind().map_err(|e| format!("scratch file: {e}"))?;
+        let what = format!("stitched audio of {}/{}", c.tenant, c.id);
+        sink.put_reader(place, &mut scratch, &what, buffer)
     }
 
     fn keystore(&self) -> Result<&Keystore, String> {

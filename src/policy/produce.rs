@@ -10,11 +10,13 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::catalog::ObjectRecord;
+use crate::media::audio::{VoiceFormat, VoiceSpec};
 use crate::media::crypto::{Decryptor, DecryptorError};
 use crate::media::keystore::Keystore;
 use crate::repository::record::{Artifact, ArtifactType, RECORD_FILE};
@@ -38,8 +40,32 @@ pub enum Transform {
     Copy,
     /// The plaintext of an encrypted artifact.
     Decrypt { key_id: String },
+    /// A voice recording decoded and encoded again in the policy's voice format.
+    Transcode {
+        format: VoiceFormat,
+        rate: Option<u32>,
+        channels: Option<u16>,
+        decrypt: bool,
+    },
     /// A video or screen recording converted by ffmpeg to another container.
     Ffmpeg { format: String, decrypt: bool },
+    /// A CDR-only call cut from its turret channel's continuous recording.
+    Stitch {
+        channel: String,
+        format: VoiceFormat,
+        rate: Option<u32>,
+        channels: Option<u16>,
+    },
+}
+
+/// Artifact types that hold voice audio.
+pub fn is_voice(kind: ArtifactType) -> bool {
+    matches!(
+        kind,
+        ArtifactType::AudioRecording
+            | ArtifactType::PartialAudioRecording
+            | ArtifactType::QmAudioRecording
+    )
 }
 
 /// Artifact types that hold video or screen media.
@@ -314,6 +340,29 @@ impl<R: Read> Read for Verified<R> {
     }
 }
 
+/// A reader shared between a consumer that takes ownership (a decoder) and its owner, which
+/// reads what the consumer left once it is done, so the original is read, and checked, to its end.
+#[derive(Clone)]
+pub struct Shared(Arc<Mutex<Box<dyn Read + Send>>>);
+
+impl Shared {
+    pub fn new(inner: Box<dyn Read + Send>) -> Shared {
+        Shared(Arc::new(Mutex::new(inner)))
+    }
+
+    /// Reads the rest of the stream, discarding it.
+    pub fn drain(&self) -> io::Result<u64> {
+        let mut inner = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        io::copy(&mut *inner, &mut io::sink())
+    }
+}
+
+impl Read for Shared {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).read(buf)
+    }
+}
+
 /// Opens an artifact's plaintext: the verified file wrapped in a decryptor.
 pub fn open_decrypted<R: Read>(
     source: Verified<R>,
@@ -353,6 +402,12 @@ pub fn run_ffmpeg(
     Ok(output)
 }
 
+/// An anonymous scratch file (in `TMPDIR`), gone when dropped.
+pub fn scratch_file() -> Result<File, String> {
+    tempfile::tempfile()
+        .map_err(|e| format!("scratch file in {}: {e}", std::env::temp_dir().display()))
+}
+
 /// Checks that `ffmpeg` runs, before any work starts.
 pub fn check_ffmpeg(ffmpeg: &Path) -> Result<(), String> {
     match Command::new(ffmpeg).arg("-version").output() {
@@ -373,12 +428,23 @@ pub fn check_ffmpeg(ffmpeg: &Path) -> Result<(), String> {
 pub fn transform_for(
     a: &Artifact,
     decrypt: bool,
+    voice: Option<VoiceSpec>,
     video_format: Option<&str>,
     tools: MediaTools<'_>,
 ) -> Transform {
     let decrypting = decrypt && a.encryption.is_some();
     if a.encryption.is_some() && !decrypting {
         return Transform::Copy;
+    }
+    if let Some(v) = voice
+        && is_voice(a.kind)
+    {
+        return Transform::Transcode {
+            format: v.format,
+            rate: v.rate,
+            channels: v.channels,
+            decrypt: decrypting,
+        };
     }
     if is_video(a.kind)
         && let (Some(format), Some(_)) = (video_format, tools.ffmpeg)
@@ -397,11 +463,14 @@ pub fn transform_for(
 }
 
 impl Transform {
-    /// The output file name of `a` under this transform.
-    pub fn output_name(&self, a: &Artifact) -> String {
+    /// The name of the file this transform makes from `source` (an artifact's file name, or
+    /// the conversation id for a stitch).
+    pub fn output_name(&self, source: &str) -> String {
         match self {
-            Transform::Ffmpeg { format, .. } => with_extension(&a.file, format),
-            Transform::Copy | Transform::Decrypt { .. } => a.file.clone(),
+            Transform::Ffmpeg { format, .. } => with_extension(source, format),
+            Transform::Transcode { format, .. } => with_extension(source, format.extension()),
+            Transform::Stitch { format, .. } => format!("{source}.{}", format.extension()),
+            Transform::Copy | Transform::Decrypt { .. } => source.to_owned(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The README's first command, on a copy of the demo repository.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::common::Env;
@@ -23,6 +24,9 @@ fn demo_export_exports_every_demo_conversation_but_the_imported_one() {
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo");
     copy_tree(&demo.join("repo"), &env.root());
     std::fs::copy(demo.join("custodian.toml"), env.config()).unwrap();
+    let keystore = env.path().join("keystore.json");
+    std::fs::copy(demo.join("keystore.json"), &keystore).unwrap();
+    std::fs::set_permissions(&keystore, std::fs::Permissions::from_mode(0o600)).unwrap();
     let (code, summary) = env.json(&["run", "demo-export"]);
     assert_eq!(code, 0, "{summary}");
     let seen = summary["index"]["seen"].as_u64().unwrap();

@@ -1,0 +1,279 @@
+//! Stitching CDR-only trader voice: one audio file for a call that has a record but no media,
+//! cut from the continuous recording of its turret channel.
+//!
+//! The channel's segments that overlap [start, end] are decoded in time order (each converted
+//! to the output rate and channel count), cut at the sample nearest to each instant, and written
+//! one after another; recorder gaps become silence and overlaps are played once. The output has
+//! exactly `round((end - start) × rate)` frames. Everything streams block by block, so memory
+//! does not depend on the length of the call or of the segments.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, FixedOffset};
+use serde::Serialize;
+
+use crate::media::audio::{AudioError, Decoder, Encoder, Resampler, VoiceSpec};
+use crate::repository::segment::Segment;
+
+/// One segment record of a channel and the audio file beside it.
+#[derive(Clone, Debug)]
+pub struct ChannelSegment {
+    pub record: Segment,
+    pub path: PathBuf,
+}
+
+impl ChannelSegment {
+    /// Instant just after the segment's last sample, in nanoseconds since the epoch.
+    fn end_ns(&self) -> i128 {
+        nanos(&self.record.start)
+            + i128::from(self.record.frames) * 1_000_000_000 / i128::from(self.record.sample_rate)
+    }
+}
+
+/// Why a stitch could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum StitchError {
+    #[error("channel {dir}: {reason}")]
+    Channel { dir: PathBuf, reason: String },
+    #[error("segment record {path}: {reason}")]
+    Record { path: PathBuf, reason: String },
+    #[error(
+        "channel {channel} has no recording between {start} and {end}: the recorder was not running or its segments are missing"
+    )]
+    NoSegments {
+        channel: String,
+        start: DateTime<FixedOffset>,
+        end: DateTime<FixedOffset>,
+    },
+    #[error("segment {path}: {reason}")]
+    Segment { path: PathBuf, reason: String },
+    #[error("end {end} is not after start {start}")]
+    EmptyRange {
+        start: DateTime<FixedOffset>,
+        end: DateTime<FixedOffset>,
+    },
+    #[error("stitched output: {0}")]
+    Output(AudioError),
+}
+
+/// What a stitch produced.
+#[derive(Clone, Debug, Serialize)]
+pub struct StitchReport {
+    pub rate: u32,
+    pub channels: u16,
+    pub frames: u64,
+    /// Frames of silence filled in where the channel has no recording.
+    pub silence_frames: u64,
+    /// Segment files read.
+    pub segments: Vec<String>,
+}
+
+/// Reads the segment records of a channel directory (`<tenant>/channels/<channel>/`), ordered
+/// by start. A record that does not parse is an error naming it.
+pub fn load_channel(dir: &Path) -> Result<Vec<ChannelSegment>, StitchError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| StitchError::Channel {
+        dir: dir.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let mut segments = Vec::new();
+    for entry in entries {
+        let path = entry
+            .map_err(|e| StitchError::Channel {
+                dir: dir.to_owned(),
+                reason: e.to_string(),
+            })?
+            .path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).map_err(|e| StitchError::Record {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let record = Segment::from_json(&bytes).map_err(|reason| StitchError::Record {
+            path: path.clone(),
+            reason,
+        })?;
+        segments.push(ChannelSegment {
+            path: dir.join(&record.file),
+            record,
+        });
+    }
+    segments.sort_by_key(|s| nanos(&s.record.start));
+    Ok(segments)
+}
+
+fn nanos(t: &DateTime<FixedOffset>) -> i128 {
+    i128::from(t.timestamp()) * 1_000_000_000 + i128::from(t.timestamp_subsec_nanos())
+}
+
+/// The frame index at `rate` of an instant `ns` nanoseconds after the origin, rounded to the
+/// nearest sample.
+fn frames_at(ns: i128, rate: u32) -> i64 {
+    let scaled = ns * i128::from(rate);
+    let frames = if scaled >= 0 {
+        (scaled + 500_000_000) / 1_000_000_000
+    } else {
+        (scaled - 500_000_000) / 1_000_000_000
+    };
+    frames as i64
+}
+
+/// Opens a segment's audio bytes (decrypting it when it is encrypted).
+pub type OpenSegment<'a> =
+    dyn Fn(&ChannelSegment) -> Result<Box<dyn Read + Send + Sync>, String> + 'a;
+
+/// Stitches the part of `segments` between `start` and `end` into `out` (a new, empty file).
+/// `spec`'s rate and channels default to those of the first overlapping segment.
+pub fn stitch(
+    channel: &str,
+    segments: &[ChannelSegment],
+    start: DateTime<FixedOffset>,
+    end: DateTime<FixedOffset>,
+    spec: &VoiceSpec,
+    open: &OpenSegment<'_>,
+    out: File,
+) -> Result<StitchReport, StitchError> {
+    let (start_ns, end_ns) = (nanos(&start), nanos(&end));
+    if end_ns <= start_ns {
+        return Err(StitchError::EmptyRange { start, end });
+    }
+    let overlapping: Vec<&ChannelSegment> = segments
+        .iter()
+        .filter(|s| nanos(&s.record.start) < end_ns && s.end_ns() > start_ns)
+        .collect();
+    let Some(first) = overlapping.first() else {
+        return Err(StitchError::NoSegments {
+            channel: channel.to_owned(),
+            start,
+            end,
+        });
+    };
+    let rate = spec.rate.unwrap_or(first.record.sample_rate);
+    let channels = spec.channels.unwrap_or(first.record.channels);
+    let total = frames_at(end_ns - start_ns, rate) as u64;
+    let mut encoder =
+        Encoder::new(spec.format, rate, channels, out).map_err(StitchError::Output)?;
+    let mut writer = Timeline {
+        encoder: &mut encoder,
+        channels: usize::from(channels),
+        written: 0,
+        total,
+        silence: 0,
+        zeros: Vec::new(),
+    };
+    let mut used = Vec::new();
+    for s in overlapping {
+        if writer.written >= total {
+            break;
+        }
+        let failed = |reason: String| StitchError::Segment {
+            path: s.path.clone(),
+            reason,
+        };
+        let offset = frames_at(nanos(&s.record.start) - start_ns, rate);
+        writer.silence_until(offset)?;
+        let reader = open(s).map_err(failed)?;
+        let ext = s.path.extension().and_then(|e| e.to_str());
+        let mut decoder = Decoder::open(reader, ext).map_err(|e| failed(e.to_string()))?;
+        if decoder.rate() != s.record.sample_rate || decoder.channels() != s.record.channels {
+            return Err(failed(format!(
+                "the audio is {} Hz, {} channels but its record says {} Hz, {} channels",
+                decoder.rate(),
+                decoder.channels(),
+                s.record.sample_rate,
+                s.record.channels
+            )));
+        }
+        let mut convert = Resampler::new(decoder.rate(), decoder.channels(), rate, channels)
+            .map_err(|e| failed(e.to_string()))?;
+        let mut position = offset;
+        while let Some(block) = decoder.next_block().map_err(|e| failed(e.to_string()))? {
+            let converted = convert.process(block).map_err(|e| failed(e.to_string()))?;
+            position = writer.place(position, converted)?;
+            if writer.written >= total {
+                break;
+            }
+        }
+        if writer.written < total {
+            let tail = convert.flush().map_err(|e| failed(e.to_string()))?;
+            writer.place(position, tail)?;
+        }
+        used.push(s.record.file.clone());
+    }
+    writer.silence_until(total as i64)?;
+    let silence = writer.silence;
+    let frames = encoder.finish().map_err(StitchError::Output)?;
+    Ok(StitchReport {
+        rate,
+        channels,
+        frames,
+        silence_frames: silence,
+        segments: used,
+    })
+}
+
+/// The output being filled in time order: frames before what is written are dropped (overlap),
+/// frames past the end are cut, and gaps are filled with silence.
+struct Timeline<'e> {
+    encoder: &'e mut Encoder,
+    channels: usize,
+    written: u64,
+    total: u64,
+    silence: u64,
+    zeros: Vec<f32>,
+}
+
+/// Frames of silence written per block.
+const SILENCE_BLOCK: usize = 4096;
+
+impl Timeline<'_> {
+    /// Writes silence up to frame `to` (bounded by the end).
+    fn silence_until(&mut self, to: i64) -> Result<(), StitchError> {
+        let to = (to.max(0) as u64).min(self.total);
+        while self.written < to {
+            let n = ((to - self.written) as usize).min(SILENCE_BLOCK);
+            self.zeros.resize(SILENCE_BLOCK * self.channels, 0.0);
+            self.encoder
+                .write(&self.zeros[..n * self.channels])
+                .map_err(StitchError::Output)?;
+            self.written += n as u64;
+            self.silence += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Places `block`, whose first frame belongs at frame `at`; returns the frame after it.
+    fn place(&mut self, at: i64, block: &[f32]) -> Result<i64, StitchError> {
+        let frames = (block.len() / self.channels) as i64;
+        let end = at + frames;
+        let from = (self.written as i64).max(at);
+        let to = end.min(self.total as i64);
+        if to > from {
+            self.silence_until(from)?;
+            let skip = (from - at) as usize * self.channels;
+            let take = (to - from) as usize * self.channels;
+            self.encoder
+                .write(&block[skip..skip + take])
+                .map_err(StitchError::Output)?;
+            self.written = to as u64;
+        }
+        Ok(end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_to_the_nearest_sample() {
+        assert_eq!(frames_at(1_000_000_000, 8000), 8000);
+        assert_eq!(frames_at(62_500, 8000), 1);
+        assert_eq!(frames_at(62_499, 8000), 0);
+        assert_eq!(frames_at(-62_500, 8000), -1);
+        assert_eq!(frames_at(20_000_000_000, 44_100), 882_000);
+    }
+}
