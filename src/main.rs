@@ -77,6 +77,34 @@ enum Command {
     Verify { run: i64 },
     /// Transcode one audio file (WAV, MP3, FLAC, Ogg Vorbis, AAC/M4A) to a voice format.
     Transcode(TranscodeArgs),
+    /// Cut the audio between two instants out of a turret channel's continuous recording.
+    Stitch(StitchArgs),
+}
+
+#[derive(clap::Args)]
+struct StitchArgs {
+    /// The channel directory (`<root>/<tenant>/channels/<channel>`), segments and their records.
+    #[arg(long)]
+    channel: PathBuf,
+    /// First instant, RFC 3339 (e.g. 2026-03-02T07:30:05Z).
+    #[arg(long)]
+    start: chrono::DateTime<chrono::FixedOffset>,
+    /// Last instant, RFC 3339; the output lasts end - start, to the sample.
+    #[arg(long)]
+    end: chrono::DateTime<chrono::FixedOffset>,
+    /// Output format: wav-pcm16, wav-ulaw, wav-alaw, flac or mp3.
+    #[arg(long, default_value = "wav-pcm16")]
+    format: VoiceFormat,
+    /// Output sample rate in Hz (default: the first segment's).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    rate: Option<u32>,
+    /// Output channel count (default: the first segment's).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=8))]
+    channels: Option<u16>,
+    /// Keystore for encrypted segments.
+    #[arg(long)]
+    keystore: Option<PathBuf>,
+    output: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -199,6 +227,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         Command::Audit { command } => audit(cli, command),
         Command::Verify { run } => verify(cli, RunId(*run)),
         Command::Transcode(args) => transcode(cli, args),
+        Command::Stitch(args) => stitch(cli, args),
     }
 }
 
@@ -702,6 +731,115 @@ fn transcode(cli: &Cli, args: &TranscodeArgs) -> Result<u8> {
             report.channels,
             report.frames,
             report.frames as f64 / f64::from(report.rate)
+        );
+    }
+    Ok(0)
+}
+
+/// Writes OUT through `make` into a temporary file beside it, renamed to OUT only when `make`
+/// succeeds; on failure the temporary file is removed and OUT is untouched.
+fn into_place<T>(
+    output: &std::path::Path,
+    make: impl FnOnce(&mut std::fs::File) -> Result<T>,
+) -> Result<T> {
+    let dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let name = output
+        .file_name()
+        .with_context(|| format!("output {} is not a file name", output.display()))?;
+    let temp = dir.join(format!(
+        ".{}.{}.part",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .with_context(|| format!("cannot create {}", temp.display()))?;
+    let result = make(&mut file).and_then(|v| {
+        drop(file);
+        std::fs::rename(&temp, output)
+            .with_context(|| format!("cannot rename {} to {}", temp.display(), output.display()))?;
+        Ok(v)
+    });
+    if result.is_err() {
+        // The temporary file may already be gone; the error to report is the one above.
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Stitches one call out of a channel directory (no config or catalog needed).
+fn stitch(cli: &Cli, args: &StitchArgs) -> Result<u8> {
+    use custodian::media::crypto::Decryptor;
+    use custodian::media::stitch::{self, ChannelSegment};
+    let keystore = args.keystore.as_deref().map(Keystore::load).transpose()?;
+    let segments = stitch::load_channel(&args.channel)?;
+    let channel = args.channel.file_name().map_or_else(
+        || args.channel.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let spec = VoiceSpec {
+        format: args.format,
+        rate: args.rate,
+        channels: args.channels,
+    };
+    let open =
+        |s: &ChannelSegment| -> std::result::Result<Box<dyn std::io::Read + Send + Sync>, String> {
+            let file = std::fs::File::open(&s.path).map_err(|e| e.to_string())?;
+            match (&s.record.encryption, &keystore) {
+                (None, _) => Ok(Box::new(file)),
+                (Some(e), None) => Err(format!(
+                    "encrypted with key id `{}`: pass --keystore",
+                    e.key_id
+                )),
+                (Some(_), Some(ks)) => Decryptor::new(file, |id| ks.key(id))
+                    .map(|d| Box::new(d) as Box<dyn std::io::Read + Send + Sync>)
+                    .map_err(|e| e.to_string()),
+            }
+        };
+    let result = into_place(&args.output, |out| {
+        let out = out.try_clone()?;
+        Ok(stitch::stitch(
+            &channel, &segments, args.start, args.end, &spec, &open, out,
+        )?)
+    });
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if cli.json {
+                print_json(&serde_json::json!({
+                    "channel": args.channel, "output": args.output, "ok": false,
+                    "error": format!("{e:#}")
+                }))?;
+            }
+            eprintln!("error: {e:#}");
+            return Ok(1);
+        }
+    };
+    if cli.json {
+        print_json(&serde_json::json!({
+            "channel": args.channel, "output": args.output, "ok": true,
+            "format": spec.format, "report": report,
+            "seconds": report.frames as f64 / f64::from(report.rate),
+        }))?;
+    } else {
+        println!(
+            "stitch: {} {}..{} -> {} ({}, {} Hz, {} ch): {} frames ({:.3}s), {} of silence, from {} segments",
+            channel,
+            args.start.to_rfc3339(),
+            args.end.to_rfc3339(),
+            args.output.display(),
+            spec.format,
+            report.rate,
+            report.channels,
+            report.frames,
+            report.frames as f64 / f64::from(report.rate),
+            report.silence_frames,
+            report.segments.len()
         );
     }
     Ok(0)

@@ -6,3 +6,4 @@ mod crash;
 mod demo;
 mod export;
 mod media;
+mod stitch;
