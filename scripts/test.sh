@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
-command -v sox >/dev/null || need+=(sox libsox-fmt-all)
+command -v sox >/dev/null || need+=(sox)
+dpkg -s libsox-fmt-all >/dev/null 2>&1 || need+=(libsox-fmt-all)
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
 if ((${#need[@]})); then
     if [ "$(id -u)" -ne 0 ]; then
