@@ -4,25 +4,24 @@
 //! flag, and the whole header is the associated data of every chunk. So a chunk cannot be
 //! moved, the stream cannot be cut at a chunk boundary, and the header cannot be edited without
 //! the tag check failing. Reading and writing are streaming: memory is two chunks whatever the
-//! file size.
+//! file size. The AES-GCM primitive itself lives in [`super::aead`].
 
 use std::io::{self, Read, Write};
 
-use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use super::aead::{ChunkKey, NONCE_LEN, fill_random};
+
+pub use super::aead::TAG_LEN;
 
 /// First bytes of every encrypted file.
 pub const MAGIC: &[u8; 8] = b"CSTDNENC";
 /// Format version byte.
 pub const VERSION: u8 = 1;
-/// Tag bytes appended to each chunk's ciphertext.
-pub const TAG_LEN: usize = 16;
 /// Length of the random nonce prefix.
 pub const NONCE_PREFIX_LEN: usize = 7;
 /// Smallest and largest allowed plaintext chunk sizes.
 pub const CHUNK_SIZE_RANGE: std::ops::RangeInclusive<u32> = 4096..=16 * 1024 * 1024;
 /// Chunk size used when none is given.
 pub const DEFAULT_CHUNK_SIZE: u32 = 1024 * 1024;
-
 /// Why an encrypted stream could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
@@ -38,6 +37,10 @@ pub enum CryptoError {
         "chunk {index} failed authentication (key `{key_id}`): the file is tampered, reordered, truncated or the key is wrong"
     )]
     Authentication { index: u32, key_id: String },
+    #[error(
+        "file is truncated: chunk {index} is shorter than its {TAG_LEN}-byte tag (key `{key_id}`)"
+    )]
+    Truncated { index: u32, key_id: String },
     #[error("file is truncated inside its header")]
     TruncatedHeader,
     #[error("file has more than 2^32 chunks")]
@@ -97,6 +100,25 @@ impl Header {
             nonce_prefix,
         })
     }
+
+    /// A header for new output, after checking the key id and chunk size.
+    fn new(
+        key_id: &str,
+        chunk_size: u32,
+        nonce_prefix: [u8; NONCE_PREFIX_LEN],
+    ) -> Result<Header, CryptoError> {
+        if key_id.is_empty() || key_id.len() > 255 {
+            return Err(CryptoError::Header("key id must be 1..=255 bytes"));
+        }
+        if !CHUNK_SIZE_RANGE.contains(&chunk_size) {
+            return Err(CryptoError::ChunkSize(chunk_size));
+        }
+        Ok(Header {
+            key_id: key_id.to_owned(),
+            chunk_size,
+            nonce_prefix,
+        })
+    }
 }
 
 fn read_header_bytes(r: &mut dyn Read, buf: &mut [u8]) -> Result<(), CryptoError> {
@@ -106,16 +128,78 @@ fn read_header_bytes(r: &mut dyn Read, buf: &mut [u8]) -> Result<(), CryptoError
     })
 }
 
-fn nonce(prefix: &[u8; NONCE_PREFIX_LEN], index: u32, last: bool) -> Nonce {
-    let mut n = [0u8; NONCE_LEN];
-    n[..NONCE_PREFIX_LEN].copy_from_slice(prefix);
-    n[NONCE_PREFIX_LEN..11].copy_from_slice(&index.to_be_bytes());
-    n[11] = u8::from(last);
-    Nonce::assume_unique_for_key(n)
+fn random_nonce_prefix() -> Result<[u8; NONCE_PREFIX_LEN], CryptoError> {
+    let mut prefix = [0u8; NONCE_PREFIX_LEN];
+    fill_random(&mut prefix)?;
+    Ok(prefix)
 }
 
-fn aead_key(key: &[u8; 32]) -> LessSafeKey {
-    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("32-byte key"))
+/// Seals and opens the chunks of one file: its key, its header (every chunk's associated
+/// data) and its nonce prefix. Shared by reference between the threads that work on a file.
+pub struct ChunkCipher {
+    key: ChunkKey,
+    header: Header,
+    aad: Vec<u8>,
+}
+
+impl ChunkCipher {
+    pub fn new(key: &[u8; 32], header: Header) -> ChunkCipher {
+        ChunkCipher {
+            key: ChunkKey::new(key),
+            aad: header.encode(),
+            header,
+        }
+    }
+
+    /// The header of the file.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The encoded header: the first bytes of the file.
+    pub fn header_bytes(&self) -> &[u8] {
+        &self.aad
+    }
+
+    fn nonce(&self, index: u32, last: bool) -> [u8; NONCE_LEN] {
+        let mut n = [0u8; NONCE_LEN];
+        n[..NONCE_PREFIX_LEN].copy_from_slice(&self.header.nonce_prefix);
+        n[NONCE_PREFIX_LEN..11].copy_from_slice(&index.to_be_bytes());
+        n[11] = u8::from(last);
+        n
+    }
+
+    /// Seals chunk `index` in place: `chunk` is the plaintext followed by [`TAG_LEN`] bytes of
+    /// room, which receive the tag. Panics if `chunk` is shorter than a tag.
+    pub fn seal(&self, index: u32, last: bool, chunk: &mut [u8]) {
+        let (plain, tag) = chunk.split_at_mut(chunk.len() - TAG_LEN);
+        tag.copy_from_slice(
+            &self
+                .key
+                .seal_in_place(self.nonce(index, last), &self.aad, plain),
+        );
+    }
+
+    /// Checks and decrypts sealed chunk `index` in place; returns its plaintext.
+    pub fn open<'a>(
+        &self,
+        index: u32,
+        last: bool,
+        sealed: &'a mut [u8],
+    ) -> Result<&'a mut [u8], CryptoError> {
+        if sealed.len() < TAG_LEN {
+            return Err(CryptoError::Truncated {
+                index,
+                key_id: self.header.key_id.clone(),
+            });
+        }
+        self.key
+            .open_in_place(self.nonce(index, last), &self.aad, sealed)
+            .map_err(|_| CryptoError::Authentication {
+                index,
+                key_id: self.header.key_id.clone(),
+            })
+    }
 }
 
 /// Reads until `buf` is full or the input ends; returns the bytes read.
@@ -141,10 +225,14 @@ pub fn encrypt_stream(
     input: &mut dyn Read,
     output: &mut dyn Write,
 ) -> Result<u64, CryptoError> {
-    let mut nonce_prefix = [0u8; NONCE_PREFIX_LEN];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce_prefix)
-        .map_err(|_| CryptoError::Io(io::Error::other("system random source failed")))?;
-    encrypt_stream_with_prefix(key, key_id, chunk_size, nonce_prefix, input, output)
+    encrypt_stream_with_prefix(
+        key,
+        key_id,
+        chunk_size,
+        random_nonce_prefix()?,
+        input,
+        output,
+    )
 }
 
 /// [`encrypt_stream`] with a given nonce prefix (for known-answer tests; never reuse a prefix
@@ -157,20 +245,8 @@ pub fn encrypt_stream_with_prefix(
     input: &mut dyn Read,
     output: &mut dyn Write,
 ) -> Result<u64, CryptoError> {
-    if key_id.is_empty() || key_id.len() > 255 {
-        return Err(CryptoError::Header("key id must be 1..=255 bytes"));
-    }
-    if !CHUNK_SIZE_RANGE.contains(&chunk_size) {
-        return Err(CryptoError::ChunkSize(chunk_size));
-    }
-    let header = Header {
-        key_id: key_id.to_owned(),
-        chunk_size,
-        nonce_prefix,
-    }
-    .encode();
-    output.write_all(&header)?;
-    let key = aead_key(key);
+    let cipher = ChunkCipher::new(key, Header::new(key_id, chunk_size, nonce_prefix)?);
+    output.write_all(cipher.header_bytes())?;
     let size = chunk_size as usize;
     let mut current = vec![0u8; size + TAG_LEN];
     let mut next = vec![0u8; size + TAG_LEN];
@@ -184,14 +260,7 @@ pub fn encrypt_stream_with_prefix(
             0
         };
         let last = next_len == 0;
-        let tag = key
-            .seal_in_place_separate_tag(
-                nonce(&nonce_prefix, index, last),
-                Aad::from(&header[..]),
-                &mut current[..len],
-            )
-            .expect("chunk within AES-GCM limits");
-        current[len..len + TAG_LEN].copy_from_slice(tag.as_ref());
+        cipher.seal(index, last, &mut current[..len + TAG_LEN]);
         output.write_all(&current[..len + TAG_LEN])?;
         total += len as u64;
         if last {
@@ -206,15 +275,15 @@ pub fn encrypt_stream_with_prefix(
 /// A streaming reader of the plaintext of a format v1 file.
 pub struct Decryptor<R> {
     inner: R,
-    header: Header,
-    aad: Vec<u8>,
-    key: LessSafeKey,
-    sealed: Vec<u8>,
-    sealed_len: usize,
-    lookahead: Vec<u8>,
-    lookahead_len: usize,
-    plain: Vec<u8>,
-    plain_pos: usize,
+    cipher: ChunkCipher,
+    /// The chunk being handed out: after opening, its plaintext is `current[pos..end]`.
+    current: Vec<u8>,
+    pos: usize,
+    end: usize,
+    /// The next sealed chunk, read ahead to learn whether `current` is the last one.
+    next: Vec<u8>,
+    next_len: usize,
+    /// Index of the chunk in `next`.
     index: u32,
     done: bool,
 }
@@ -228,61 +297,43 @@ impl<R: Read> Decryptor<R> {
         let header = Header::read(&mut inner).map_err(DecryptorError::Crypto)?;
         let key = key_for(&header.key_id).map_err(DecryptorError::Key)?;
         let sealed_cap = header.chunk_size as usize + TAG_LEN;
-        let mut this = Decryptor {
-            aad: header.encode(),
-            header,
+        let mut next = vec![0; sealed_cap];
+        let next_len = fill(&mut inner, &mut next).map_err(|e| DecryptorError::Crypto(e.into()))?;
+        Ok(Decryptor {
             inner,
-            key: aead_key(&key),
-            sealed: vec![0; sealed_cap],
-            sealed_len: 0,
-            lookahead: vec![0; sealed_cap],
-            lookahead_len: 0,
-            plain: Vec::new(),
-            plain_pos: 0,
+            cipher: ChunkCipher::new(&key, header),
+            current: vec![0; sealed_cap],
+            pos: 0,
+            end: 0,
+            next,
+            next_len,
             index: 0,
             done: false,
-        };
-        this.sealed_len = fill(&mut this.inner, &mut this.sealed)
-            .map_err(|e| DecryptorError::Crypto(e.into()))?;
-        Ok(this)
+        })
     }
 
     /// The header of the file being read.
     pub fn header(&self) -> &Header {
-        &self.header
+        self.cipher.header()
     }
 
     fn next_chunk(&mut self) -> Result<(), CryptoError> {
-        let full = self.sealed.len();
-        self.lookahead_len = if self.sealed_len == full {
-            fill(&mut self.inner, &mut self.lookahead)?
+        std::mem::swap(&mut self.current, &mut self.next);
+        let len = self.next_len;
+        self.next_len = if len == self.current.len() {
+            fill(&mut self.inner, &mut self.next)?
         } else {
             0
         };
-        let last = self.lookahead_len == 0;
-        let auth_error = || CryptoError::Authentication {
-            index: self.index,
-            key_id: self.header.key_id.clone(),
-        };
-        if self.sealed_len < TAG_LEN {
-            return Err(auth_error());
-        }
-        let plain = self
-            .key
-            .open_in_place(
-                nonce(&self.header.nonce_prefix, self.index, last),
-                Aad::from(&self.aad[..]),
-                &mut self.sealed[..self.sealed_len],
-            )
-            .map_err(|_| auth_error())?;
-        self.plain.clear();
-        self.plain.extend_from_slice(plain);
-        self.plain_pos = 0;
+        let last = self.next_len == 0;
+        self.end = self
+            .cipher
+            .open(self.index, last, &mut self.current[..len])?
+            .len();
+        self.pos = 0;
         if last {
             self.done = true;
         } else {
-            std::mem::swap(&mut self.sealed, &mut self.lookahead);
-            self.sealed_len = self.lookahead_len;
             self.index = self
                 .index
                 .checked_add(1)
@@ -303,15 +354,15 @@ pub enum DecryptorError<E> {
 
 impl<R: Read> Read for Decryptor<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.plain_pos == self.plain.len() {
+        while self.pos == self.end {
             if self.done {
                 return Ok(0);
             }
             self.next_chunk().map_err(io::Error::other)?;
         }
-        let n = buf.len().min(self.plain.len() - self.plain_pos);
-        buf[..n].copy_from_slice(&self.plain[self.plain_pos..self.plain_pos + n]);
-        self.plain_pos += n;
+        let n = buf.len().min(self.end - self.pos);
+        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
         Ok(n)
     }
 }
