@@ -3,5 +3,6 @@
 mod common;
 mod config_errors;
 mod crash;
+mod crypto;
 mod demo;
 mod export;
