@@ -39,8 +39,10 @@ pub const NONCE_PREFIX_LEN: usize = 7;
 pub const CHUNK_SIZE_RANGE: std::ops::RangeInclusive<u32> = 4096..=16 * 1024 * 1024;
 /// Chunk size used when none is given.
 pub const DEFAULT_CHUNK_SIZE: u32 = 1024 * 1024;
-/// Bytes a batch of the file pipeline aims for (at least one chunk per rayon thread).
-const BATCH_BYTES: usize = 8 * 1024 * 1024;
+/// Bytes a batch of the file pipeline aims for (at least one chunk per rayon thread). Small
+/// enough that the batches in flight stay in the CPU cache from read to decrypt to write:
+/// 2 MiB decrypted 1 GB faster than 8 MiB in our comparison.
+const BATCH_BYTES: usize = 2 * 1024 * 1024;
 /// Batch buffers that exist at once in the file pipeline: one being read, one being sealed or
 /// opened, one being written.
 const BATCHES_IN_FLIGHT: usize = 3;
@@ -879,24 +881,17 @@ mod tests {
 
     #[test]
     fn parallel_and_streaming_encryption_agree_over_several_batches() {
-        // 1 MiB chunks make batches of 8: this is three batches, the last one short.
-        let plain = pattern(17 * 1024 * 1024 + 5);
-        let header = Header::new("k1", DEFAULT_CHUNK_SIZE, PREFIX).unwrap();
+        // 64 KiB chunks make batches of 31 (2 MiB): this is three batches, the last one short.
+        let plain = pattern(5 * 1024 * 1024 + 5);
+        let header = Header::new("k1", 65536, PREFIX).unwrap();
         let parallel = encrypt_parallel(&plain, KEY, header);
         let mut streamed = Vec::new();
-        encrypt_stream_with_prefix(
-            &KEY,
-            "k1",
-            DEFAULT_CHUNK_SIZE,
-            PREFIX,
-            &mut &plain[..],
-            &mut streamed,
-        )
-        .unwrap();
+        encrypt_stream_with_prefix(&KEY, "k1", 65536, PREFIX, &mut &plain[..], &mut streamed)
+            .unwrap();
         assert!(parallel == streamed, "parallel and streamed bytes differ");
         let (back, report) = decrypt_parallel(&parallel, KEY).unwrap();
         assert!(back == plain, "round trip differs");
-        assert_eq!(report.chunks, 18);
+        assert_eq!(report.chunks, 81);
     }
 
     #[test]

@@ -101,8 +101,8 @@ fn edit(path: &Path, change: impl FnOnce(&mut Vec<u8>)) {
 
 #[test]
 fn round_trip_of_a_multi_megabyte_file_over_several_batches() {
-    // 64 KiB chunks make batches of about 8 MiB: this is three batches, the last one short.
-    let plain = pattern(20 * 1024 * 1024 + 12_345);
+    // 64 KiB chunks make batches of 31 (2 MiB): this is four batches, the last one short.
+    let plain = pattern(6 * 1024 * 1024 + 12_345);
     let (env, ks, enc) = sealed(&plain, 65536);
     let chunks = plain.len().div_ceil(65536);
     assert_eq!(
@@ -126,13 +126,13 @@ fn round_trip_of_a_multi_megabyte_file_over_several_batches() {
 
 #[test]
 fn round_trip_of_an_exact_multiple_of_the_chunk_size() {
-    // 256 chunks of 64 KiB: batches of 127, 127 and 2, and a full last chunk.
-    let plain = pattern(256 * 65536);
+    // 93 chunks of 64 KiB: three full batches of 31, and a full last chunk.
+    let plain = pattern(93 * 65536);
     let (env, ks, _) = sealed(&plain, 65536);
     let out = decrypt(&env, &ks);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
-        text(&out).contains("in 256 chunks, key `k1`"),
+        text(&out).contains("in 93 chunks, key `k1`"),
         "{}",
         text(&out)
     );
