@@ -1003,6 +1003,32 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Any plaintext round-trips, and any single flipped bit or any cut is refused by
+        /// both the streaming and the parallel reader.
+        #[test]
+        fn any_change_to_a_sealed_file_is_refused(
+            len in 0usize..20_000,
+            chunk in proptest::sample::select(vec![4096u32, 5000]),
+            flip in proptest::prelude::any::<proptest::sample::Index>(),
+            bit in 0u8..8,
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+        ) {
+            let plain = pattern(len);
+            let sealed = encrypt(&plain, chunk);
+            proptest::prop_assert_eq!(decrypt_parallel(&sealed, KEY).unwrap().0, plain);
+            let mut flipped = sealed.clone();
+            flipped[flip.index(sealed.len())] ^= 1 << bit;
+            proptest::prop_assert!(decrypt(&flipped, KEY).is_err());
+            proptest::prop_assert!(decrypt_parallel(&flipped, KEY).is_err());
+            let cut = &sealed[..cut.index(sealed.len())];
+            proptest::prop_assert!(decrypt(cut, KEY).is_err());
+            proptest::prop_assert!(decrypt_parallel(cut, KEY).is_err());
+        }
+    }
+
     /// One vector of fixtures/crypto/kat/index.json, written by scripts/kat.py.
     #[derive(serde::Deserialize)]
     struct Vector {
