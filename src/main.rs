@@ -83,10 +83,11 @@ enum Command {
         #[arg(long)]
         key_id: String,
         /// Plaintext bytes per chunk.
-        #[arg(long, default_value_t = crypto::DEFAULT_CHUNK_SIZE,
-              value_parser = clap::value_parser!(u32).range(4096..=16_777_216))]
+        #[arg(long, default_value_t = crypto::DEFAULT_CHUNK_SIZE, value_parser = chunk_size_parser())]
         chunk_size: u32,
+        /// Plaintext file.
         input: PathBuf,
+        /// Encrypted file to write (appears only once complete).
         output: PathBuf,
     },
     /// Decrypt a format v1 file with the key its header names.
@@ -94,7 +95,9 @@ enum Command {
         /// Keystore file (JSON, mode 600).
         #[arg(long)]
         keystore: PathBuf,
+        /// Encrypted file.
         input: PathBuf,
+        /// Plaintext file to write (appears only once the whole input authenticates).
         output: PathBuf,
     },
 }
@@ -608,6 +611,12 @@ fn verify(cli: &Cli, run: RunId) -> Result<u8> {
         }
     }
     Ok(u8::from(!report.mismatches.is_empty()))
+}
+
+/// `--chunk-size`: a u32 in the range the format allows.
+fn chunk_size_parser() -> clap::builder::RangedI64ValueParser<u32> {
+    let range = crypto::CHUNK_SIZE_RANGE;
+    clap::value_parser!(u32).range(i64::from(*range.start())..=i64::from(*range.end()))
 }
 
 /// `custodian encrypt`: a missing key id or an unwritable output is a bad start (2), an
