@@ -4,10 +4,10 @@
 //! Why ring: its AES-GCM (BoringSSL's VAES/AVX2 and AES-NI assembly) is the fastest we have.
 //! When it was chosen it ran about 7 GB/s per core, against about 1.2 GB/s for the RustCrypto
 //! `aes-gcm` crate and about 3.2 GB/s for `openssl speed -evp aes-256-gcm`; on the shared
-//! 2-core development VM, `benches/crypto.rs` opens 5.2 GB/s on one core where `openssl speed`
-//! gives 2.5 GB/s. Decryption is the hot step of an export of encrypted media; keeping ring
-//! behind this small API lets us swap it, if a faster or better-audited implementation
-//! appears, without touching the format code.
+//! 2-core development VM, `benches/crypto.rs` opens 5.2-6.0 GB/s on one core where
+//! `openssl speed` gives 2.5 GB/s. Decryption is the hot step of an export of encrypted media;
+//! keeping ring behind this small API lets us swap it, if a faster or better-audited
+//! implementation appears, without touching the format code.
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, Tag, UnboundKey};
 
