@@ -83,7 +83,8 @@ enum Command {
         #[arg(long)]
         key_id: String,
         /// Plaintext bytes per chunk.
-        #[arg(long, default_value_t = crypto::DEFAULT_CHUNK_SIZE, value_parser = chunk_size_parser())]
+        #[arg(long, default_value_t = crypto::DEFAULT_CHUNK_SIZE,
+              value_parser = chunk_size_parser())]
         chunk_size: u32,
         /// Plaintext file.
         input: PathBuf,

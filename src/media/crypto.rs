@@ -919,10 +919,10 @@ mod tests {
             let Err(Failure::Input(err)) = decrypt_parallel(&enc[..cut], KEY) else {
                 panic!("cut at {cut} decrypted")
             };
-            assert!(
-                matches!(&err, CryptoError::Truncated { index: i, key_id } if *i == index && key_id == "k1"),
-                "cut at {cut}: {err}"
-            );
+            let CryptoError::Truncated { index: i, key_id } = &err else {
+                panic!("cut at {cut}: {err}")
+            };
+            assert_eq!((*i, key_id.as_str()), (index, "k1"), "cut at {cut}");
             assert!(decrypt(&enc[..cut], KEY).is_err(), "cut at {cut}");
         }
     }
