@@ -2,7 +2,7 @@
 //! summary (or `--json`), and exits 0 (all done), 1 (some items failed) or 2 (could not run).
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -15,6 +15,7 @@ use custodian::catalog::{self, AuditQuery, Catalog, Exclude, JobRun, Mode, RunId
 use custodian::config::{Config, Policy};
 use custodian::filter::Filter;
 use custodian::media::audio::{self, AudioReport, VoiceFormat, VoiceSpec};
+use custodian::media::crypto::{self, FileError, FileReport};
 use custodian::media::keystore::Keystore;
 use custodian::policy::export::{Export, PlannedConversation, RunSummary};
 use custodian::policy::produce::{self, MediaTools};
@@ -79,6 +80,33 @@ enum Command {
     Transcode(TranscodeArgs),
     /// Cut the audio between two instants out of a turret channel's continuous recording.
     Stitch(StitchArgs),
+    /// Encrypt a file to the encrypted format v1 with a key from a keystore.
+    Encrypt {
+        /// Keystore file (JSON, mode 600).
+        #[arg(long)]
+        keystore: PathBuf,
+        /// Id of the key to use; it is written in the file's header.
+        #[arg(long)]
+        key_id: String,
+        /// Plaintext bytes per chunk.
+        #[arg(long, default_value_t = crypto::DEFAULT_CHUNK_SIZE,
+              value_parser = chunk_size_parser())]
+        chunk_size: u32,
+        /// Plaintext file.
+        input: PathBuf,
+        /// Encrypted file to write (appears only once complete).
+        output: PathBuf,
+    },
+    /// Decrypt a format v1 file with the key its header names.
+    Decrypt {
+        /// Keystore file (JSON, mode 600).
+        #[arg(long)]
+        keystore: PathBuf,
+        /// Encrypted file.
+        input: PathBuf,
+        /// Plaintext file to write (appears only once the whole input authenticates).
+        output: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -228,6 +256,18 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         Command::Verify { run } => verify(cli, RunId(*run)),
         Command::Transcode(args) => transcode(cli, args),
         Command::Stitch(args) => stitch(cli, args),
+        Command::Encrypt {
+            keystore,
+            key_id,
+            chunk_size,
+            input,
+            output,
+        } => encrypt(cli, keystore, key_id, *chunk_size, input, output),
+        Command::Decrypt {
+            keystore,
+            input,
+            output,
+        } => decrypt(cli, keystore, input, output),
     }
 }
 
@@ -843,4 +883,94 @@ fn stitch(cli: &Cli, args: &StitchArgs) -> Result<u8> {
         );
     }
     Ok(0)
+}
+
+/// `--chunk-size`: a u32 in the range the format allows.
+fn chunk_size_parser() -> clap::builder::RangedI64ValueParser<u32> {
+    let range = crypto::CHUNK_SIZE_RANGE;
+    clap::value_parser!(u32).range(i64::from(*range.start())..=i64::from(*range.end()))
+}
+
+/// `custodian encrypt`: a missing key id or an unwritable output is a bad start (2), an
+/// unreadable input a failed item (1).
+fn encrypt(
+    cli: &Cli,
+    keystore: &Path,
+    key_id: &str,
+    chunk_size: u32,
+    input: &Path,
+    output: &Path,
+) -> Result<u8> {
+    let keystore = Keystore::load(keystore)
+        .with_context(|| format!("cannot encrypt {} with key `{key_id}`", input.display()))?;
+    let started = std::time::Instant::now();
+    let result = crypto::encrypt_file(input, &keystore, key_id, chunk_size, output);
+    let code = |e: &FileError| {
+        if matches!(e, FileError::Input { .. }) {
+            1
+        } else {
+            2
+        }
+    };
+    report_crypt(cli, "encrypted", input, output, started, result, code)
+}
+
+/// `custodian decrypt`: a bad input or a key id the keystore lacks is a failed item (1), an
+/// unusable keystore or output a bad start (2).
+fn decrypt(cli: &Cli, keystore: &Path, input: &Path, output: &Path) -> Result<u8> {
+    let keystore =
+        Keystore::load(keystore).with_context(|| format!("cannot decrypt {}", input.display()))?;
+    let started = std::time::Instant::now();
+    let result = crypto::decrypt_file(input, &keystore, output);
+    let code = |e: &FileError| {
+        if matches!(e, FileError::Output { .. }) {
+            2
+        } else {
+            1
+        }
+    };
+    report_crypt(cli, "decrypted", input, output, started, result, code)
+}
+
+/// Prints what `encrypt` or `decrypt` did (or why it failed) and returns the exit code.
+fn report_crypt(
+    cli: &Cli,
+    done: &str,
+    input: &Path,
+    output: &Path,
+    started: std::time::Instant,
+    result: Result<FileReport, FileError>,
+    code: impl Fn(&FileError) -> u8,
+) -> Result<u8> {
+    let seconds = started.elapsed().as_secs_f64();
+    match result {
+        Ok(r) => {
+            if cli.json {
+                print_json(&serde_json::json!({
+                    "input": input, "output": output, "key_id": r.key_id, "bytes": r.bytes,
+                    "chunks": r.chunks, "chunk_size": r.chunk_size, "seconds": seconds
+                }))?;
+            } else {
+                println!(
+                    "{done} {} to {}: {} in {} chunks, key `{}`, {seconds:.2}s ({}/s)",
+                    input.display(),
+                    output.display(),
+                    human_bytes(r.bytes),
+                    r.chunks,
+                    r.key_id,
+                    human_bytes((r.bytes as f64 / seconds.max(1e-9)) as u64)
+                );
+            }
+            Ok(0)
+        }
+        Err(e) => {
+            if cli.json {
+                print_json(&serde_json::json!({
+                    "input": input, "output": output, "error": e.to_string()
+                }))?;
+            }
+            eprintln!("error: {e}");
+            Ok(code(&e))
+        }
+    }
 }

@@ -1,5 +1,6 @@
-//! Media transforms: the encrypted format v1 and its keystore, and audio decode, resample and
-//! encode for exports.
+//! Media transforms: the encrypted format v1, its AEAD primitive and its keystore, and audio
+//! decode, resample, encode and stitching for exports.
+pub mod aead;
 pub mod audio;
 pub mod crypto;
 pub mod keystore;

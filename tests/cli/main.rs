@@ -3,6 +3,7 @@
 mod common;
 mod config_errors;
 mod crash;
+mod crypto;
 mod demo;
 mod export;
 mod media;
