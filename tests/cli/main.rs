@@ -5,3 +5,4 @@ mod config_errors;
 mod crash;
 mod demo;
 mod export;
+mod transcode;

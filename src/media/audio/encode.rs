@@ -348,6 +348,12 @@ impl FlacWriter {
             self.encode_pending()?;
         }
         self.info.set_md5_digest(&self.md5.md5_digest());
+        // As the reference encoder does: a fixed-block stream declares its block size as both
+        // minimum and maximum (the shorter last block does not count). symphonia refuses a
+        // stream whose minimum is the last block's size.
+        self.info
+            .set_block_sizes(FLAC_BLOCK, FLAC_BLOCK)
+            .map_err(flac_error)?;
         self.out.seek(SeekFrom::Start(0))?;
         self.write_header()?;
         self.out.flush()?;
@@ -448,7 +454,7 @@ impl Mp3Writer {
         self.bytes.clear();
         self.bytes.reserve(7200);
         self.lame
-            .flush_to_vec::<mp3lame_encoder::FlushNoGap>(&mut self.bytes)
+            .flush_to_vec::<mp3lame_encoder::FlushGap>(&mut self.bytes)
             .map_err(mp3_error)?;
         self.out.write_all(&self.bytes)?;
         self.bytes.clear();
