@@ -8,3 +8,4 @@ mod demo;
 mod export;
 mod media;
 mod stitch;
+mod transcode;

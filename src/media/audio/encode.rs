@@ -26,14 +26,14 @@ const FLAC_BLOCK: usize = 4096;
 const MP3_RATES: [u32; 9] = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000];
 
 /// Rounds `x * 32768` to the nearest integer (ties to even) and saturates to `i16`; exact for
-/// audio that came from 16-bit PCM. NaN becomes `i16::MIN`.
+/// audio that came from 16-bit PCM. A (quiet) NaN becomes 0.
 #[inline]
 pub fn f32_to_i16(x: f32) -> i16 {
     // Adding 1.5 * 2^23 leaves round(v) in the low mantissa bits (the spacing of floats there is
     // exactly 1), so the integer is read from the bits: no float-to-int conversion and its
     // saturation checks, and the loop vectorises. Valid because v is first clamped to 16 bits.
     const MAGIC: f32 = 12_582_912.0;
-    let v = (x * 32768.0).max(-32768.0).min(32767.0);
+    let v = (x * 32768.0).clamp(-32768.0, 32767.0);
     ((v + MAGIC).to_bits() as i32 - MAGIC.to_bits() as i32) as i16
 }
 
@@ -112,7 +112,7 @@ impl Encoder {
 
     /// Encodes interleaved samples in [-1, 1] (values outside are clipped).
     pub fn write(&mut self, interleaved: &[f32]) -> Result<(), AudioError> {
-        if interleaved.len() % self.channels != 0 {
+        if !interleaved.len().is_multiple_of(self.channels) {
             return Err(AudioError::Encode {
                 reason: format!(
                     "a block of {} samples is not whole frames of {} channels",
@@ -348,6 +348,12 @@ impl FlacWriter {
             self.encode_pending()?;
         }
         self.info.set_md5_digest(&self.md5.md5_digest());
+        // As the reference encoder does: a fixed-block stream declares its block size as both
+        // minimum and maximum (the shorter last block does not count). symphonia refuses a
+        // stream whose minimum is the last block's size.
+        self.info
+            .set_block_sizes(FLAC_BLOCK, FLAC_BLOCK)
+            .map_err(flac_error)?;
         self.out.seek(SeekFrom::Start(0))?;
         self.write_header()?;
         self.out.flush()?;
@@ -448,7 +454,7 @@ impl Mp3Writer {
         self.bytes.clear();
         self.bytes.reserve(7200);
         self.lame
-            .flush_to_vec::<mp3lame_encoder::FlushNoGap>(&mut self.bytes)
+            .flush_to_vec::<mp3lame_encoder::FlushGap>(&mut self.bytes)
             .map_err(mp3_error)?;
         self.out.write_all(&self.bytes)?;
         self.bytes.clear();
@@ -478,7 +484,8 @@ mod tests {
         assert_eq!(f32_to_i16(1.0), i16::MAX);
         assert_eq!(f32_to_i16(7.5), i16::MAX);
         assert_eq!(f32_to_i16(-3.0), i16::MIN);
-        assert_eq!(f32_to_i16(f32::NAN), i16::MIN);
+        assert_eq!(f32_to_i16(f32::NAN), 0);
+        assert_eq!(f32_to_i16(-f32::NAN), 0);
         assert_eq!(f32_to_i16(1.5 / 32768.0), 2, "ties to even");
         assert_eq!(f32_to_i16(-2.5 / 32768.0), -2, "ties to even");
         assert_eq!(f32_to_i16(0.4 / 32768.0), 0);

@@ -513,3 +513,27 @@ fn an_mp3_with_garbage_after_good_frames_keeps_the_good_audio() {
     assert_eq!(rate, 8000);
     assert!(decoded.len() > 4000, "{} samples", decoded.len());
 }
+
+/// Our encoders read back by our decoder: FLAC and PCM 16-bit are lossless, MP3 keeps the exact
+/// length (LAME's Info tag lets the decoder trim the encoder delay and padding).
+#[test]
+fn encoded_files_read_back_with_their_length_and_lossless_ones_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = tones(16000, 2, 1.3);
+    let input: Vec<f32> = to_f32(&source);
+    for format in VoiceFormat::ALL {
+        let path = dir.path().join(format!("out.{}", format.as_str()));
+        let mut e =
+            super::Encoder::new(format, 16000, 2, std::fs::File::create(&path).unwrap()).unwrap();
+        for block in input.chunks(999 * 2) {
+            e.write(block).unwrap();
+        }
+        assert_eq!(e.finish().unwrap(), source.len() as u64 / 2);
+        let (rate, channels, decoded) = decode_all(&path);
+        assert_eq!((rate, channels), (16000, 2), "{format}");
+        assert_eq!(decoded.len(), input.len(), "{format}");
+        if matches!(format, VoiceFormat::Flac | VoiceFormat::WavPcm16) {
+            assert_eq!(decoded, input, "{format}");
+        }
+    }
+}
