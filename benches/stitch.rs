@@ -26,7 +26,8 @@ fn wav(seconds: u32) -> Vec<u8> {
     };
     let mut w = hound::WavWriter::new(&mut out, spec).unwrap();
     for i in 0..seconds * RATE {
-        w.write_sample(((i as f32 * 0.07).sin() * 9000.0) as i16).unwrap();
+        w.write_sample(((i as f32 * 0.07).sin() * 9000.0) as i16)
+            .unwrap();
     }
     w.finalize().unwrap();
     out.into_inner()
@@ -72,9 +73,9 @@ fn channel(dir: &std::path::Path, t0: DateTime<FixedOffset>) {
 fn open(s: &ChannelSegment) -> Result<Box<dyn Read + Send + Sync>, String> {
     let file = std::fs::File::open(&s.path).map_err(|e| e.to_string())?;
     Ok(match s.record.encryption {
-        Some(_) => Box::new(
-            Decryptor::new(file, |_| Ok::<_, String>(KEY)).map_err(|e| format!("{e:?}"))?,
-        ),
+        Some(_) => {
+            Box::new(Decryptor::new(file, |_| Ok::<_, String>(KEY)).map_err(|e| format!("{e:?}"))?)
+        }
         None => Box::new(file),
     })
 }
