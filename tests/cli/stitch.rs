@@ -92,12 +92,8 @@ fn stitch_cuts_at_the_sample_and_fills_gaps_with_silence() {
         "end - start to the sample"
     );
     let r = RATE as usize;
-    for i in 0..5 * r {
-        assert_eq!(
-            samples[i],
-            sample(1, 5 * r + i),
-            "segment 1 at output frame {i}"
-        );
+    for (i, &s) in samples[..5 * r].iter().enumerate() {
+        assert_eq!(s, sample(1, 5 * r + i), "segment 1 at output frame {i}");
     }
     assert!(
         samples[5 * r..7 * r].iter().all(|&s| s == 0),
