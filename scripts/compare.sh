@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
-# Side-by-side figures on this machine, in one run:
-#   export (copy + SHA-256 manifest) of 2,000 x 60 s 8 kHz WAV against `cp -r` and `rclone copy`;
-#   index of N small conversations against the floor of reading (and of finding) every
-#   conversation.json. Warm page cache; each command runs RUNS times on a fresh destination
-#   (synced before it starts), and the median wall time is reported with the peak RSS.
+# Side-by-side figures on this machine, in one run, one markdown table per section:
+#   export: export (copy + SHA-256 manifest) of 2,000 x 60 s 8 kHz WAV against `cp -r` and
+#     `rclone copy`; index of N small conversations against the floor of reading (and of
+#     finding) every conversation.json. Warm page cache; each command runs RUNS times on a
+#     fresh destination (synced before it starts); median wall time and peak RSS.
+#   crypto: `custodian decrypt` of 1 GB against `cp` (scripts/compare-crypto.sh)
+#   audio: transcode and MP3 decode against sox and ffmpeg, G.711 identity and resampling SNR
+#     against sox (scripts/compare-audio.sh)
+#   stitch: a 1-hour call and a whole 24-hour channel against sox (scripts/compare-stitch.sh)
 #
-#   scripts/compare.sh [WORK_DIR]     env: CONVERSATIONS=2000 INDEX_CONVERSATIONS=1000000 RUNS=3
+#   scripts/compare.sh [WORK_DIR]     env: SECTIONS="export crypto audio stitch"
+#                                          CONVERSATIONS=2000 INDEX_CONVERSATIONS=1000000 RUNS=3
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-${TMPDIR:-/tmp}/custodian-compare}
 CONVERSATIONS=${CONVERSATIONS:-2000}
 INDEX_CONVERSATIONS=${INDEX_CONVERSATIONS:-1000000}
 RUNS=${RUNS:-3}
+SECTIONS=${SECTIONS:-export crypto audio stitch}
+want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 export CARGO_TARGET_DIR=$(realpath -m "${CARGO_TARGET_DIR:-target}")
+# The export and index figures (kept unindented for the here-documents).
+export_section() {
 for tool in rclone /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "compare.sh needs $tool (apt-get install rclone time)" >&2; exit 2; }
 done
@@ -46,7 +55,7 @@ root = "small-$INDEX_CONVERSATIONS"
 TOML
 
 # measure NAME PREPARE COMMAND: median seconds and max RSS (KB) over RUNS runs.
-declare -A SECS RSS
+declare -gA SECS RSS
 measure() {
   local name=$1 prepare=$2 cmd=$3 times=() rss=0
   for _ in $(seq "$RUNS"); do
@@ -89,3 +98,10 @@ cat <<TABLE
 | index $INDEX_CONVERSATIONS conversations, fresh catalog | ${SECS[custodian index (fresh)]} s, ${RSS[custodian index (fresh)]} KB peak | find + cat ${SECS[find + cat (read floor)]} s | $(ratio "${SECS[custodian index (fresh)]}" "${SECS[find + cat (read floor)]}")x the read floor |
 | index rerun, nothing changed | ${SECS[custodian index (rerun)]} s, ${RSS[custodian index (rerun)]} KB peak | find ${SECS[find (walk floor)]} s | $(ratio "${SECS[custodian index (rerun)]}" "${SECS[find (walk floor)]}")x the walk floor |
 TABLE
+}
+
+want export && export_section
+want crypto && bash scripts/compare-crypto.sh "$WORK/crypto"
+want audio && bash scripts/compare-audio.sh "$WORK/audio"
+want stitch && bash scripts/compare-stitch.sh "$WORK/stitch"
+exit 0
