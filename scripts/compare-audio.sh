@@ -55,7 +55,8 @@ CUST_LONG="$BIN transcode --format wav-pcm16 long.mp3 out/long.wav"
 SOX_LONG="sox long.mp3 out/long.wav"
 CUST_MP3="xargs -P2 -I{} $BIN transcode --format wav-pcm16 {} out/{}.wav < mp3.list"
 SOX_MP3="xargs -P2 -I{} sox {} out/{}.wav < mp3.list"
-PREP="rm -rf out && mkdir -p out/wav out/mp3"
+# sync: no run pays for writing back the dirty pages of the one before.
+PREP="rm -rf out && mkdir -p out/wav out/mp3 && sync"
 
 hyperfine --style none --warmup 1 --runs "$RUNS" --prepare "$PREP" --export-json times.json \
   -n custodian-ulaw "$CUST_ULAW" -n custodian-ulaw-batch "$CUST_ULAW_BATCH" \
