@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Audio figures on this machine: custodian transcode against sox and ffmpeg, one process per
 # file, two at a time (xargs -P2), warm page cache, each case timed by hyperfine (median).
-#   (a) 200 x 60 s 8 kHz mono WAV -> WAV G.711 u-law      custodian vs sox vs ffmpeg
+#   (a) 200 x 60 s 8 kHz mono WAV -> WAV G.711 u-law      custodian vs sox vs ffmpeg; custodian
+#       also as one process over all files (transcode --out-dir, 2 jobs)
 #   (b) one 20-minute 8 kHz mono MP3 -> WAV PCM 16-bit     custodian vs sox
 #   (c) 200 x 10 s 8 kHz mono MP3 -> WAV PCM 16-bit        custodian vs sox
 #   (d) correctness: u-law and A-law data identical to sox; resampled SNR against sox
@@ -46,6 +47,7 @@ ls mp3/*.mp3 > mp3.list
 
 # Commands, each run on a fresh output directory (prepared outside the timing).
 CUST_ULAW="xargs -P2 -I{} $BIN transcode --format wav-ulaw {} out/{} < wav.list"
+CUST_ULAW_BATCH="$BIN transcode --format wav-ulaw --jobs 2 --out-dir out/wav \$(cat wav.list)"
 SOX_ULAW="xargs -P2 -I{} sox -D {} -e u-law out/{} < wav.list"
 FF_ULAW="xargs -P2 -I{} ffmpeg -nostdin -loglevel error -i {} -c:a pcm_mulaw out/{} < wav.list"
 TRUE_200="xargs -P2 -I{} true {} < wav.list"
@@ -53,10 +55,12 @@ CUST_LONG="$BIN transcode --format wav-pcm16 long.mp3 out/long.wav"
 SOX_LONG="sox long.mp3 out/long.wav"
 CUST_MP3="xargs -P2 -I{} $BIN transcode --format wav-pcm16 {} out/{}.wav < mp3.list"
 SOX_MP3="xargs -P2 -I{} sox {} out/{}.wav < mp3.list"
-PREP="rm -rf out && mkdir -p out/wav out/mp3"
+# sync: no run pays for writing back the dirty pages of the one before.
+PREP="rm -rf out && mkdir -p out/wav out/mp3 && sync"
 
 hyperfine --style none --warmup 1 --runs "$RUNS" --prepare "$PREP" --export-json times.json \
-  -n custodian-ulaw "$CUST_ULAW" -n sox-ulaw "$SOX_ULAW" -n ffmpeg-ulaw "$FF_ULAW" \
+  -n custodian-ulaw "$CUST_ULAW" -n custodian-ulaw-batch "$CUST_ULAW_BATCH" \
+  -n sox-ulaw "$SOX_ULAW" -n ffmpeg-ulaw "$FF_ULAW" \
   -n true-200 "$TRUE_200" \
   -n custodian-long "$CUST_LONG" -n sox-long "$SOX_LONG" \
   -n custodian-mp3 "$CUST_MP3" -n sox-mp3 "$SOX_MP3" >/dev/null
@@ -68,6 +72,8 @@ sox -D base60.wav -e u-law sox-u.wav
 sox -D base60.wav -e a-law sox-a.wav
 same() { cmp -s "$1" "$2" && echo "identical" || echo "DIFFERENT"; }
 ULAW_SAME=$(same ours-u.wav sox-u.wav)
+rm -rf batch && $BIN transcode --format wav-ulaw --out-dir batch base60.wav >/dev/null
+BATCH_SAME=$(same batch/base60.wav sox-u.wav)
 ALAW_SAME=$(same ours-a.wav sox-a.wav)
 sox -n -r 44100 -c 1 -b 16 tone44.wav synth 10 sine 440 sine 1000 vol 0.4
 sox -n -r 8000 -c 1 -b 16 tone8.wav synth 10 sine 440 sine 1000 vol 0.4
@@ -78,9 +84,9 @@ sox -D base60.wav -r 16000 sox-16k-noise.wav
 $BIN transcode --format wav-pcm16 --rate 8000 tone44.wav ours-8k.wav >/dev/null
 sox -D tone44.wav -r 8000 sox-8k.wav
 
-python3 - "$FILES" "$ULAW_SAME" "$ALAW_SAME" <<'PY'
+python3 - "$FILES" "$ULAW_SAME" "$ALAW_SAME" "$BATCH_SAME" <<'PY'
 import json, math, struct, sys
-files, ulaw, alaw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+files, ulaw, alaw, batch = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 t = {r["command"]: r["median"] for r in json.load(open("times.json"))["results"]}
 
 def pcm(path):
@@ -104,6 +110,9 @@ print("|---|---|---|---|---|")
 c, s, f = t["custodian-ulaw"], t["sox-ulaw"], t["ffmpeg-ulaw"]
 print(f"| (a) {files} x 60 s 8 kHz WAV -> u-law, 2 at a time | {files / c:.0f} files/s ({c:.2f} s) "
       f"| {files / s:.0f} files/s ({s:.2f} s) | {files / f:.0f} files/s ({f:.2f} s) | {s / c:.2f}x |")
+b = t["custodian-ulaw-batch"]
+print(f"| (a) the same, custodian as one process (--out-dir, 2 jobs) | {files / b:.0f} files/s ({b:.2f} s) "
+      f"| {files / s:.0f} files/s ({s:.2f} s) | {files / f:.0f} files/s ({f:.2f} s) | {s / b:.2f}x |")
 c, s = t["custodian-long"], t["sox-long"]
 print(f"| (b) 20 min MP3 -> WAV PCM16 | {c:.3f} s | {s:.3f} s | | {s / c:.2f}x |")
 c, s = t["custodian-mp3"], t["sox-mp3"]
@@ -115,6 +124,7 @@ print()
 print("| correctness against sox | result |")
 print("|---|---|")
 print(f"| (d) u-law file, 60 s noise + sweep | {ulaw} |")
+print(f"| (d) u-law file from --out-dir, 60 s noise + sweep | {batch} |")
 print(f"| (d) A-law file, 60 s noise + sweep | {alaw} |")
 print(f"| (d) 8 -> 16 kHz resample of tones, SNR vs sox | {snr(pcm('sox-16k.wav'), pcm('ours-16k.wav')):.1f} dB |")
 print(f"| (d) 44.1 -> 8 kHz resample of tones, SNR vs sox | {snr(pcm('sox-8k.wav'), pcm('ours-8k.wav')):.1f} dB |")

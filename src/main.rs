@@ -76,7 +76,8 @@ enum Command {
     },
     /// Re-read every object of a run's manifest from its target and check size and SHA-256.
     Verify { run: i64 },
-    /// Transcode one audio file (WAV, MP3, FLAC, Ogg Vorbis, AAC/M4A) to a voice format.
+    /// Transcode audio files (WAV, MP3, FLAC, Ogg Vorbis, AAC/M4A) to a voice format: IN OUT, or
+    /// many inputs into a directory with --out-dir DIR IN...
     Transcode(TranscodeArgs),
     /// Cut the audio between two instants out of a turret channel's continuous recording.
     Stitch(StitchArgs),
@@ -146,8 +147,72 @@ struct TranscodeArgs {
     /// Output channel count (default: the input's).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=8))]
     channels: Option<u16>,
-    input: PathBuf,
-    output: PathBuf,
+    /// Batch mode: every positional is an input, written to DIR/<input stem>.<extension>.
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<PathBuf>,
+    /// Files transcoded at once in batch mode (default: the number of cores).
+    #[arg(long, requires = "out_dir", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    jobs: Option<u32>,
+    /// IN OUT; with --out-dir, IN...
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+}
+
+/// What `transcode` was asked to do, checked before any file is opened.
+enum TranscodePlan {
+    One {
+        input: PathBuf,
+        output: PathBuf,
+    },
+    Batch {
+        jobs: usize,
+        items: Vec<(PathBuf, PathBuf)>,
+    },
+}
+
+impl TranscodeArgs {
+    /// Checks the positionals against the mode and works out every output name, refusing two
+    /// inputs that would write the same file. The error is a usage error (exit 2).
+    fn plan(&self) -> std::result::Result<TranscodePlan, String> {
+        let Some(dir) = &self.out_dir else {
+            return match &self.paths[..] {
+                [input, output] => Ok(TranscodePlan::One {
+                    input: input.clone(),
+                    output: output.clone(),
+                }),
+                paths => Err(format!(
+                    "expected IN OUT, got {} path(s); to transcode many files into a directory \
+                     use --out-dir DIR IN...",
+                    paths.len()
+                )),
+            };
+        };
+        let mut seen: std::collections::HashMap<PathBuf, &Path> = Default::default();
+        let mut items = Vec::with_capacity(self.paths.len());
+        for input in &self.paths {
+            let stem = input
+                .file_stem()
+                .ok_or_else(|| format!("input {} has no file name", input.display()))?;
+            let mut name = stem.to_os_string();
+            name.push(".");
+            name.push(self.format.extension());
+            let output = dir.join(name);
+            if let Some(first) = seen.insert(output.clone(), input) {
+                return Err(format!(
+                    "{} and {} would both be written to {}",
+                    first.display(),
+                    input.display(),
+                    output.display()
+                ));
+            }
+            items.push((input.clone(), output));
+        }
+        let jobs = self.jobs.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            |j| j as usize,
+        );
+        Ok(TranscodePlan::Batch { jobs, items })
+    }
 }
 
 #[derive(Subcommand)]
@@ -254,7 +319,20 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         Command::Jobs { command } => jobs(cli, command),
         Command::Audit { command } => audit(cli, command),
         Command::Verify { run } => verify(cli, RunId(*run)),
-        Command::Transcode(args) => transcode(cli, args),
+        Command::Transcode(args) => match args.plan() {
+            Ok(TranscodePlan::One { input, output }) => transcode(cli, args, &input, &output),
+            Ok(TranscodePlan::Batch { jobs, items }) => transcode_batch(cli, args, jobs, &items),
+            Err(message) => {
+                use clap::CommandFactory;
+                let mut command = Cli::command();
+                command.build();
+                command
+                    .find_subcommand_mut("transcode")
+                    .expect("transcode is a subcommand")
+                    .error(clap::error::ErrorKind::ArgumentConflict, message)
+                    .exit()
+            }
+        },
         Command::Stitch(args) => stitch(cli, args),
         Command::Encrypt {
             keystore,
@@ -689,22 +767,21 @@ fn verify(cli: &Cli, run: RunId) -> Result<u8> {
     Ok(u8::from(!report.mismatches.is_empty()))
 }
 
-/// Transcodes IN to a temporary file beside OUT, renamed to OUT only when complete. Needs no
-/// config or catalog, so it starts fast when run once per file.
-fn transcode(cli: &Cli, args: &TranscodeArgs) -> Result<u8> {
-    let spec = VoiceSpec {
-        format: args.format,
-        rate: args.rate,
-        channels: args.channels,
-    };
-    let dir = match args.output.parent() {
+/// Transcodes `input` to a temporary file beside `output`, renamed to `output` only when
+/// complete. The outer error is one to stop on (the temporary file cannot be made); the inner
+/// one fails this file, with a message naming it.
+fn transcode_one(
+    input: &Path,
+    output: &Path,
+    spec: &VoiceSpec,
+) -> Result<std::result::Result<AudioReport, String>> {
+    let dir = match output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
-        _ => std::path::Path::new("."),
+        _ => Path::new("."),
     };
-    let name = args
-        .output
+    let name = output
         .file_name()
-        .with_context(|| format!("output {} is not a file name", args.output.display()))?;
+        .with_context(|| format!("output {} is not a file name", output.display()))?;
     let temp = dir.join(format!(
         ".{}.{}.part",
         name.to_string_lossy(),
@@ -715,65 +792,173 @@ fn transcode(cli: &Cli, args: &TranscodeArgs) -> Result<u8> {
         .create_new(true)
         .open(&temp)
         .with_context(|| format!("cannot create {}", temp.display()))?;
-    let result = std::fs::File::open(&args.input)
+    let result = std::fs::File::open(input)
         .map_err(audio::AudioError::Io)
-        .and_then(|input| {
-            let ext = args.input.extension().and_then(|e| e.to_str());
-            audio::transcode_file(input, ext, &spec, &mut out)
+        .and_then(|file| {
+            let ext = input.extension().and_then(|e| e.to_str());
+            audio::transcode_file(file, ext, spec, &mut out)
         });
     drop(out);
-    let report = match result.and_then(|r| {
-        std::fs::rename(&temp, &args.output)?;
+    match result.and_then(|r| {
+        std::fs::rename(&temp, output)?;
         Ok(r)
     }) {
-        Ok(r) => r,
+        Ok(r) => Ok(Ok(r)),
         Err(e) => {
             // Best effort: the temporary name may already be gone; the error to report is `e`.
             let _ = std::fs::remove_file(&temp);
-            let message = format!("{}: {e}", args.input.display());
-            if cli.json {
-                print_json(&serde_json::json!({
-                    "input": args.input, "output": args.output, "ok": false, "error": message
-                }))?;
-            }
+            Ok(Err(format!("{}: {e}", input.display())))
+        }
+    }
+}
+
+/// One file's result in `--json`.
+#[derive(Serialize)]
+struct Transcoded<'a> {
+    input: &'a Path,
+    output: &'a Path,
+    ok: bool,
+    #[serde(flatten)]
+    outcome: TranscodedOutcome,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum TranscodedOutcome {
+    Done {
+        format: VoiceFormat,
+        #[serde(flatten)]
+        report: AudioReport,
+        seconds: f64,
+    },
+    Failed {
+        error: String,
+    },
+}
+
+impl<'a> Transcoded<'a> {
+    fn new(
+        input: &'a Path,
+        output: &'a Path,
+        format: VoiceFormat,
+        result: &std::result::Result<AudioReport, String>,
+    ) -> Self {
+        let outcome = match result {
+            Ok(report) => TranscodedOutcome::Done {
+                format,
+                report: *report,
+                seconds: seconds(report),
+            },
+            Err(error) => TranscodedOutcome::Failed {
+                error: error.clone(),
+            },
+        };
+        Transcoded {
+            input,
+            output,
+            ok: result.is_ok(),
+            outcome,
+        }
+    }
+}
+
+fn seconds(report: &AudioReport) -> f64 {
+    report.frames as f64 / f64::from(report.rate)
+}
+
+fn voice_spec(args: &TranscodeArgs) -> VoiceSpec {
+    VoiceSpec {
+        format: args.format,
+        rate: args.rate,
+        channels: args.channels,
+    }
+}
+
+/// Transcodes IN to OUT. Needs no config or catalog, so it starts fast when run once per file.
+fn transcode(cli: &Cli, args: &TranscodeArgs, input: &Path, output: &Path) -> Result<u8> {
+    let spec = voice_spec(args);
+    let result = transcode_one(input, output, &spec)?;
+    if cli.json {
+        print_json(&Transcoded::new(input, output, spec.format, &result))?;
+    }
+    let report = match result {
+        Ok(report) => report,
+        Err(message) => {
             eprintln!("error: {message}");
             return Ok(1);
         }
     };
-    if cli.json {
-        #[derive(Serialize)]
-        struct Transcoded<'a> {
-            input: &'a std::path::Path,
-            output: &'a std::path::Path,
-            ok: bool,
-            format: VoiceFormat,
-            #[serde(flatten)]
-            report: AudioReport,
-            seconds: f64,
-        }
-        print_json(&Transcoded {
-            input: &args.input,
-            output: &args.output,
-            ok: true,
-            format: spec.format,
-            report,
-            seconds: report.frames as f64 / f64::from(report.rate),
-        })?;
-    } else {
+    if !cli.json {
         println!(
             "transcode: {} ({} Hz, {} ch) -> {} ({}, {} Hz, {} ch): {} frames, {:.2}s",
-            args.input.display(),
+            input.display(),
             report.input_rate,
             report.input_channels,
-            args.output.display(),
+            output.display(),
             spec.format,
             report.rate,
             report.channels,
             report.frames,
-            report.frames as f64 / f64::from(report.rate)
+            seconds(&report)
         );
     }
     Ok(0)
+}
+
+/// Transcodes every input into `--out-dir` on a pool of `jobs` threads. A file that fails is
+/// reported on stderr as it happens and the others go on; the exit code is 1 if any failed.
+fn transcode_batch(
+    cli: &Cli,
+    args: &TranscodeArgs,
+    jobs: usize,
+    items: &[(PathBuf, PathBuf)],
+) -> Result<u8> {
+    use rayon::prelude::*;
+    let spec = voice_spec(args);
+    let dir = args.out_dir.as_deref().expect("batch mode has --out-dir");
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs)
+        .build()
+        .context("cannot start the transcode threads")?;
+    let started = std::time::Instant::now();
+    let results: Vec<_> = pool.install(|| {
+        items
+            .par_iter()
+            .map(|(input, output)| {
+                let result =
+                    transcode_one(input, output, &spec).unwrap_or_else(|e| Err(format!("{e:#}")));
+                if let Err(message) = &result {
+                    eprintln!("error: {message}");
+                }
+                result
+            })
+            .collect()
+    });
+    let wall = started.elapsed().as_secs_f64();
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    if cli.json {
+        let all: Vec<_> = items
+            .iter()
+            .zip(&results)
+            .map(|((input, output), result)| Transcoded::new(input, output, spec.format, result))
+            .collect();
+        print_json(&all)?;
+    } else {
+        let audio: f64 = results.iter().flatten().map(seconds).sum();
+        println!(
+            "transcode: {} files to {} in {} ({} failed), {:.1}s of audio in {:.2}s wall \
+             ({:.0} files/s)",
+            items.len(),
+            spec.format,
+            dir.display(),
+            failed,
+            audio,
+            wall,
+            items.len() as f64 / wall.max(1e-9)
+        );
+    }
+    Ok(u8::from(failed > 0))
 }
 
 /// Writes OUT through `make` into a temporary file beside it, renamed to OUT only when `make`

@@ -189,3 +189,146 @@ fn an_unknown_format_is_a_usage_error() {
     assert_eq!(result.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&result.stderr).contains("wav-pcm16"));
 }
+
+/// A WAV that is not audio: the header of a tone, then the `fmt ` chunk garbled.
+fn corrupt_wav(dir: &Path, name: &str) -> PathBuf {
+    let mut bytes = std::fs::read(tone_wav(dir, 8000, 1)).unwrap();
+    bytes[20..36].fill(0xEE);
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn batch_writes_every_input_into_the_directory_with_a_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let mono = tone_wav(dir.path(), 8000, 1);
+    let stereo = tone_wav(dir.path(), 16000, 2);
+    let result = custodian(
+        dir.path(),
+        &[
+            "transcode",
+            "--format",
+            "flac",
+            "--jobs",
+            "2",
+            "--out-dir",
+            "out",
+            mono.to_str().unwrap(),
+            stereo.to_str().unwrap(),
+        ],
+    );
+    assert!(result.status.success(), "{result:?}");
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert_eq!(stdout.lines().count(), 1, "one summary line: {stdout}");
+    assert!(stdout.contains("2 files"), "{stdout}");
+    assert!(stdout.contains("0 failed"), "{stdout}");
+    assert!(stdout.contains("2.0s of audio"), "{stdout}");
+    let out = dir.path().join("out");
+    assert_eq!(probe(&out.join("tone-8000-1.flac")), (8000, 1, 8000));
+    assert_eq!(probe(&out.join("tone-16000-2.flac")), (16000, 2, 16000));
+    assert!(temporaries(&out).is_empty());
+}
+
+#[test]
+fn batch_with_one_corrupt_file_writes_the_others_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = tone_wav(dir.path(), 8000, 1);
+    let bad = corrupt_wav(dir.path(), "broken.wav");
+    let other = dir.path().join("other.wav");
+    std::fs::copy(&good, &other).unwrap();
+    let out = dir.path().join("out");
+    let args = |json: bool| {
+        let mut a = vec![];
+        if json {
+            a.push("--json");
+        }
+        a.extend([
+            "transcode",
+            "--format",
+            "wav-ulaw",
+            "--out-dir",
+            out.to_str().unwrap(),
+            good.to_str().unwrap(),
+            bad.to_str().unwrap(),
+            other.to_str().unwrap(),
+        ]);
+        a
+    };
+    let result = custodian(dir.path(), &args(false));
+    assert_eq!(result.status.code(), Some(1), "{result:?}");
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("broken.wav"), "{stderr}");
+    assert!(
+        stderr.contains("corrupt audio") || stderr.contains("unsupported audio"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&result.stdout).contains("1 failed"));
+    assert_eq!(probe(&out.join("tone-8000-1.wav")), (8000, 1, 8000));
+    assert_eq!(probe(&out.join("other.wav")), (8000, 1, 8000));
+    assert!(!out.join("broken.wav").exists());
+    assert!(temporaries(&out).is_empty(), "{:?}", temporaries(&out));
+
+    let result = custodian(dir.path(), &args(true));
+    assert_eq!(result.status.code(), Some(1), "{result:?}");
+    let v: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+    let files = v.as_array().unwrap();
+    assert_eq!(files.len(), 3);
+    assert_eq!(
+        files.iter().map(|f| f["ok"] == true).collect::<Vec<_>>(),
+        [true, false, true]
+    );
+    assert!(files[1]["error"].as_str().unwrap().contains("broken.wav"));
+    assert_eq!(files[0]["frames"], 8000);
+    assert_eq!(files[2]["output"], out.join("other.wav").to_str().unwrap());
+}
+
+#[test]
+fn batch_refuses_two_inputs_with_the_same_output_name_before_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = tone_wav(dir.path(), 8000, 1);
+    std::fs::create_dir(dir.path().join("b")).unwrap();
+    let second = dir.path().join("b").join("tone-8000-1.mp3");
+    std::fs::copy(&first, &second).unwrap();
+    let result = custodian(
+        dir.path(),
+        &[
+            "transcode",
+            "--format",
+            "wav-pcm16",
+            "--out-dir",
+            "out",
+            first.to_str().unwrap(),
+            second.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(result.status.code(), Some(2), "{result:?}");
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("out/tone-8000-1.wav"), "{stderr}");
+    assert!(!dir.path().join("out").exists(), "nothing is started");
+}
+
+#[test]
+fn without_out_dir_exactly_two_paths_are_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = tone_wav(dir.path(), 8000, 1);
+    let input = input.to_str().unwrap();
+    for args in [
+        vec!["transcode", "--format", "wav-ulaw", input],
+        vec!["transcode", "--format", "wav-ulaw", input, "a.wav", "b.wav"],
+        vec![
+            "transcode",
+            "--format",
+            "wav-ulaw",
+            "--jobs",
+            "2",
+            input,
+            "a.wav",
+        ],
+    ] {
+        let result = custodian(dir.path(), &args);
+        assert_eq!(result.status.code(), Some(2), "{args:?}: {result:?}");
+        assert!(!dir.path().join("a.wav").exists());
+    }
+}

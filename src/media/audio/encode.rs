@@ -3,7 +3,9 @@
 //! FLAC (flacenc, one frame at a time) and MP3 (LAME).
 //!
 //! Samples arrive as interleaved `f32` and are quantised to 16 bits by rounding `x * 32768`,
-//! which is exact for audio that came from 16-bit PCM. Headers whose sizes are only known at the
+//! which is exact for audio that came from 16-bit PCM; or as `i16` ([`Encoder::write_i16`], the
+//! fast path for 16-bit WAV input), which gives the same bytes without the float round trip.
+//! Headers whose sizes are only known at the
 //! end (RIFF, `fact`, FLAC STREAMINFO, LAME's Info tag) are patched in place by `finish`, which
 //! is why the output is a `File`.
 
@@ -54,6 +56,8 @@ pub struct Encoder {
     frames: u64,
     /// 16-bit samples of the block being written (FLAC).
     pcm: Vec<i16>,
+    /// Float samples of the block being written (MP3 from 16-bit).
+    float: Vec<f32>,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -107,6 +111,7 @@ impl Encoder {
             channels: channels.into(),
             frames: 0,
             pcm: Vec::new(),
+            float: Vec::new(),
         })
     }
 
@@ -139,6 +144,43 @@ impl Encoder {
                 w.write(&self.pcm)
             }
             Sink::Mp3(w) => w.write(interleaved),
+        }
+    }
+
+    /// Encodes interleaved 16-bit samples: the same output as [`Encoder::write`] with
+    /// `x / 32768`, without the float round trip for WAV and FLAC.
+    pub fn write_i16(&mut self, interleaved: &[i16]) -> Result<(), AudioError> {
+        if !interleaved.len().is_multiple_of(self.channels) {
+            return Err(AudioError::Encode {
+                reason: format!(
+                    "a block of {} samples is not whole frames of {} channels",
+                    interleaved.len(),
+                    self.channels
+                ),
+            });
+        }
+        if interleaved.is_empty() {
+            return Ok(());
+        }
+        self.frames += (interleaved.len() / self.channels) as u64;
+        match &mut self.sink {
+            Sink::Pcm16(w) => {
+                let mut samples = w.get_i16_writer(interleaved.len() as u32);
+                for &x in interleaved {
+                    samples.write_sample(x);
+                }
+                samples.flush().map_err(hound_error)
+            }
+            Sink::G711(w) => w.write_i16(interleaved),
+            Sink::Flac(w) => w.write(interleaved),
+            // LAME scales 16-bit input differently from float input: keep to floats so both
+            // entry points give the same MP3.
+            Sink::Mp3(w) => {
+                self.float.clear();
+                self.float
+                    .extend(interleaved.iter().map(|&x| f32::from(x) / 32768.0));
+                w.write(&self.float)
+            }
         }
     }
 
@@ -219,6 +261,13 @@ impl G711Writer {
 
     fn write(&mut self, samples: &[f32]) -> Result<(), AudioError> {
         self.law.encode_f32(samples, &mut self.codes);
+        self.out.write_all(&self.codes)?;
+        self.data_bytes += self.codes.len() as u64;
+        Ok(())
+    }
+
+    fn write_i16(&mut self, samples: &[i16]) -> Result<(), AudioError> {
+        self.law.encode(samples, &mut self.codes);
         self.out.write_all(&self.codes)?;
         self.data_bytes += self.codes.len() as u64;
         Ok(())

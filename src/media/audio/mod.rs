@@ -5,6 +5,10 @@
 //! [`Encoder`], are public for callers that assemble audio themselves (the stitcher that cuts
 //! CDR-only calls out of channel recordings). Every failure is an [`AudioError`]; bad input is
 //! `Unsupported` or `Corrupt` with the codec's reason, meaning "fail this item and go on".
+//!
+//! 16-bit PCM WAV, what recorders write most, skips symphonia in [`transcode`] (`wav`): its data
+//! chunk is read in large blocks and encoded from `i16`, with output identical to the general
+//! path's.
 
 mod decode;
 mod encode;
@@ -12,8 +16,9 @@ pub mod g711;
 mod resample;
 #[cfg(test)]
 pub(crate) mod tests;
+mod wav;
 
-use std::io::Read;
+use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +26,7 @@ use serde::{Deserialize, Serialize};
 pub use decode::Decoder;
 pub use encode::{Encoder, f32_to_i16};
 pub use resample::Resampler;
+use wav::Peeked;
 
 /// Output voice format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -140,32 +146,57 @@ const MAX_CHANNELS: u16 = 8;
 /// must be a new, empty file. `ext_hint` is the input's file extension, without the dot.
 ///
 /// `input` is read once, front to back; for files prefer [`transcode_file`], which also reads
-/// MP4/M4A files whose index follows the audio.
+/// MP4/M4A files whose index follows the audio. A 16-bit PCM WAV takes the fast path of
+/// [`wav`], with the same output.
 pub fn transcode<R: Read + Send + Sync + 'static>(
     input: R,
     ext_hint: Option<&str>,
     spec: &VoiceSpec,
     out: &mut std::fs::File,
 ) -> Result<AudioReport, AudioError> {
-    run(Decoder::open(input, ext_hint)?, spec, out)
+    match wav::peek(input)? {
+        Peeked::Pcm(reader) => run_pcm(reader, spec, out),
+        Peeked::Other { prefix, rest } => run(
+            Decoder::open(Cursor::new(prefix).chain(rest), ext_hint)?,
+            spec,
+            out,
+        ),
+    }
 }
 
 /// [`transcode`] from a file, which the demuxer may seek in.
 pub fn transcode_file(
-    input: std::fs::File,
+    mut input: std::fs::File,
     ext_hint: Option<&str>,
     spec: &VoiceSpec,
     out: &mut std::fs::File,
 ) -> Result<AudioReport, AudioError> {
-    run(Decoder::open_file(input, ext_hint)?, spec, out)
+    // A pipe or device cannot go back: its peeked bytes are replayed instead.
+    let start = input.stream_position().ok();
+    match wav::peek(input)? {
+        Peeked::Pcm(reader) => run_pcm(reader, spec, out),
+        Peeked::Other {
+            prefix,
+            rest: mut file,
+        } => {
+            let decoder = match start {
+                Some(at) if file.seek(SeekFrom::Start(at)).is_ok() => {
+                    Decoder::open_file(file, ext_hint)?
+                }
+                _ => Decoder::open(Cursor::new(prefix).chain(file), ext_hint)?,
+            };
+            run(decoder, spec, out)
+        }
+    }
 }
 
-fn run(
-    mut decoder: Decoder,
+/// The conversion and encoder for an input of `input_rate` Hz and `input_channels`.
+fn plan(
+    input_rate: u32,
+    input_channels: u16,
     spec: &VoiceSpec,
-    out: &mut std::fs::File,
-) -> Result<AudioReport, AudioError> {
-    let (input_rate, input_channels) = (decoder.rate(), decoder.channels());
+    out: &std::fs::File,
+) -> Result<(Resampler, Encoder, AudioReport), AudioError> {
     let rate = spec.rate.unwrap_or(input_rate);
     let channels = spec.channels.unwrap_or(input_channels);
     if channels > MAX_CHANNELS {
@@ -173,8 +204,24 @@ fn run(
             reason: format!("{channels} channels (at most {MAX_CHANNELS})"),
         });
     }
-    let mut convert = Resampler::new(input_rate, input_channels, rate, channels)?;
-    let mut encoder = Encoder::new(spec.format, rate, channels, out.try_clone()?)?;
+    let convert = Resampler::new(input_rate, input_channels, rate, channels)?;
+    let encoder = Encoder::new(spec.format, rate, channels, out.try_clone()?)?;
+    let report = AudioReport {
+        input_rate,
+        input_channels,
+        rate,
+        channels,
+        frames: 0,
+    };
+    Ok((convert, encoder, report))
+}
+
+fn run(
+    mut decoder: Decoder,
+    spec: &VoiceSpec,
+    out: &mut std::fs::File,
+) -> Result<AudioReport, AudioError> {
+    let (mut convert, mut encoder, report) = plan(decoder.rate(), decoder.channels(), spec, out)?;
     while let Some(block) = decoder.next_block()? {
         encoder.write(convert.process(block)?)?;
     }
@@ -186,11 +233,32 @@ fn run(
             "skipped undecodable packets"
         );
     }
-    Ok(AudioReport {
-        input_rate,
-        input_channels,
-        rate,
-        channels,
-        frames,
-    })
+    Ok(AudioReport { frames, ..report })
+}
+
+/// [`run`] for a 16-bit PCM WAV: samples go to the encoder as `i16` when nothing changes, and
+/// otherwise through the resampler as the same `f32` the general path makes.
+fn run_pcm<A: Read, B: Read>(
+    mut reader: wav::PcmReader<A, B>,
+    spec: &VoiceSpec,
+    out: &mut std::fs::File,
+) -> Result<AudioReport, AudioError> {
+    let header = reader.header;
+    let (mut convert, mut encoder, report) = plan(header.rate, header.channels, spec, out)?;
+    if convert.is_identity() {
+        let mut samples = Vec::new();
+        while let Some(block) = reader.next_block()? {
+            wav::s16le_to_i16(block, &mut samples);
+            encoder.write_i16(&samples)?;
+        }
+    } else {
+        let mut samples = Vec::new();
+        while let Some(block) = reader.next_block()? {
+            wav::s16le_to_f32(block, &mut samples);
+            encoder.write(convert.process(&samples)?)?;
+        }
+        encoder.write(convert.flush()?)?;
+    }
+    let frames = encoder.finish()?;
+    Ok(AudioReport { frames, ..report })
 }
