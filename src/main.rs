@@ -775,41 +775,12 @@ fn transcode_one(
     output: &Path,
     spec: &VoiceSpec,
 ) -> Result<std::result::Result<AudioReport, String>> {
-    let dir = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = output
-        .file_name()
-        .with_context(|| format!("output {} is not a file name", output.display()))?;
-    let temp = dir.join(format!(
-        ".{}.{}.part",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&temp)
-        .with_context(|| format!("cannot create {}", temp.display()))?;
-    let result = std::fs::File::open(input)
-        .map_err(audio::AudioError::Io)
-        .and_then(|file| {
-            let ext = input.extension().and_then(|e| e.to_str());
-            audio::transcode_file(file, ext, spec, &mut out)
-        });
-    drop(out);
-    match result.and_then(|r| {
-        std::fs::rename(&temp, output)?;
-        Ok(r)
-    }) {
-        Ok(r) => Ok(Ok(r)),
-        Err(e) => {
-            // Best effort: the temporary name may already be gone; the error to report is `e`.
-            let _ = std::fs::remove_file(&temp);
-            Ok(Err(format!("{}: {e}", input.display())))
-        }
-    }
+    let made = into_place(output, |out| {
+        let file = std::fs::File::open(input).map_err(audio::AudioError::Io)?;
+        let ext = input.extension().and_then(|e| e.to_str());
+        audio::transcode_file(file, ext, spec, out)
+    })?;
+    Ok(made.map_err(|e| format!("{}: {e}", input.display())))
 }
 
 /// One file's result in `--json`.
@@ -961,15 +932,17 @@ fn transcode_batch(
     Ok(u8::from(failed > 0))
 }
 
-/// Writes OUT through `make` into a temporary file beside it, renamed to OUT only when `make`
-/// succeeds; on failure the temporary file is removed and OUT is untouched.
-fn into_place<T>(
-    output: &std::path::Path,
-    make: impl FnOnce(&mut std::fs::File) -> Result<T>,
-) -> Result<T> {
+/// Writes `output` through `make` into a temporary file beside it, renamed to `output` only
+/// when `make` succeeds; when it fails the temporary file is removed and `output` is untouched.
+/// The outer error (the temporary file cannot be made or renamed) stops the command; the inner
+/// one is `make`'s.
+fn into_place<T, E>(
+    output: &Path,
+    make: impl FnOnce(&mut std::fs::File) -> std::result::Result<T, E>,
+) -> Result<std::result::Result<T, E>> {
     let dir = match output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
-        _ => std::path::Path::new("."),
+        _ => Path::new("."),
     };
     let name = output
         .file_name()
@@ -984,17 +957,18 @@ fn into_place<T>(
         .create_new(true)
         .open(&temp)
         .with_context(|| format!("cannot create {}", temp.display()))?;
-    let result = make(&mut file).and_then(|v| {
-        drop(file);
-        std::fs::rename(&temp, output)
-            .with_context(|| format!("cannot rename {} to {}", temp.display(), output.display()))?;
-        Ok(v)
-    });
-    if result.is_err() {
+    let made = make(&mut file);
+    drop(file);
+    let renamed = match &made {
+        Ok(_) => std::fs::rename(&temp, output)
+            .with_context(|| format!("cannot rename {} to {}", temp.display(), output.display())),
+        Err(_) => Ok(()),
+    };
+    if made.is_err() || renamed.is_err() {
         // The temporary file may already be gone; the error to report is the one above.
         let _ = std::fs::remove_file(&temp);
     }
-    result
+    renamed.map(|()| made)
 }
 
 /// Stitches one call out of a channel directory (no config or catalog needed).
@@ -1026,12 +1000,12 @@ fn stitch(cli: &Cli, args: &StitchArgs) -> Result<u8> {
                     .map_err(|e| e.to_string()),
             }
         };
-    let result = into_place(&args.output, |out| {
+    let result = into_place(&args.output, |out| -> Result<_> {
         let out = out.try_clone()?;
         Ok(stitch::stitch(
             &channel, &segments, args.start, args.end, &spec, &open, out,
         )?)
-    });
+    })?;
     let report = match result {
         Ok(r) => r,
         Err(e) => {
