@@ -9,10 +9,13 @@
 //! - streaming ([`encrypt_stream`], [`Decryptor`]): any `Read`, memory is two chunks, one core;
 //!   the export pipeline reads artifacts this way.
 //! - whole regular files ([`encrypt_file`], [`decrypt_file`]): the chunk layout follows from
-//!   the file length (so truncation is found before any work), and batches of chunks go
-//!   reader thread → rayon → writer over bounded channels, so every core seals or opens while
-//!   the previous batch is written, and memory stays at a few batches. Output
-//!   goes to a temporary name beside the destination and is renamed only when complete.
+//!   the file length (so truncation is found before any work), and batches of chunks go from
+//!   a reading thread, which also seals or opens them (its chunks spread over rayon), to a
+//!   writing thread over a bounded channel. Two stages, not three: writing the output costs
+//!   about as much as reading and opening together, and a separate crypto stage only added a
+//!   hand-off per batch (measured: median 1.56x cp's time with three stages, 1.07x with two).
+//!   Memory stays at a few batches. Output goes to a temporary name beside the destination
+//!   and is renamed only when complete.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, Write};
@@ -743,9 +746,9 @@ struct Batch {
     buf: Vec<u8>,
 }
 
-/// Reader thread → rayon → this thread as writer, joined by bounded channels; at most
-/// `BATCHES_IN_FLIGHT` batch buffers exist, recycled from writer to reader. Any stage failing
-/// stops the others: a dropped channel end ends the stages on either side of it.
+/// Reader thread (read, then seal or open on rayon) → this thread as writer, joined by bounded
+/// channels; at most `BATCHES_IN_FLIGHT` batch buffers exist, recycled from writer to reader.
+/// Either stage failing stops the other: a dropped channel end ends the stage across it.
 fn run_batches(
     input: &File,
     cipher: &ChunkCipher,
@@ -754,7 +757,6 @@ fn run_batches(
 ) -> Result<(), Failure> {
     let per_batch = layout.batch_chunks();
     let (free_tx, free_rx) = bounded::<Vec<u8>>(BATCHES_IN_FLIGHT);
-    let (read_tx, read_rx) = bounded::<Result<Batch, CryptoError>>(1);
     let (done_tx, done_rx) = bounded::<Result<Batch, CryptoError>>(1);
     std::thread::scope(|scope| {
         scope.spawn(move || {
@@ -776,21 +778,15 @@ fn run_batches(
                     buf,
                 };
                 first += batch.count as u64;
-                let read = layout.read(input, &mut batch).map(|()| batch);
+                let read = layout
+                    .read(input, &mut batch)
+                    .map_err(CryptoError::Io)
+                    .and_then(|()| {
+                        layout.work(cipher, &mut batch)?;
+                        Ok(batch)
+                    });
                 let failed = read.is_err();
-                if read_tx.send(read.map_err(CryptoError::Io)).is_err() || failed {
-                    return;
-                }
-            }
-        });
-        scope.spawn(move || {
-            for read in read_rx {
-                let done = read.and_then(|mut batch| {
-                    layout.work(cipher, &mut batch)?;
-                    Ok(batch)
-                });
-                let failed = done.is_err();
-                if done_tx.send(done).is_err() || failed {
+                if done_tx.send(read).is_err() || failed {
                     return;
                 }
             }
