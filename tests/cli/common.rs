@@ -75,32 +75,11 @@ target = "archive"
         id: &str,
         files: &[(&str, &[u8])],
     ) -> PathBuf {
-        let dir = self.root().join(Self::rel_dir(tenant, day, id));
-        std::fs::create_dir_all(&dir).unwrap();
-        let artifacts: Vec<_> = files
+        let arts: Vec<Art> = files
             .iter()
-            .map(|(name, bytes)| {
-                std::fs::write(dir.join(name), bytes).unwrap();
-                serde_json::json!({
-                    "file": name, "type": "audio_recording", "audio_type": "conference_customer",
-                    "size": bytes.len(), "sha256": sha256(bytes)
-                })
-            })
+            .map(|(name, bytes)| Art::plain(name, "audio_recording", bytes))
             .collect();
-        let record = serde_json::json!({
-            "schema": 1, "id": id, "tenant": tenant, "type": "voice", "source_platform": "cisco",
-            "direction": "inbound",
-            "start": format!("2026-01-{day:02}T10:00:00+00:00"),
-            "end": format!("2026-01-{day:02}T10:05:00+00:00"),
-            "participants": [{"user": "alice", "extension": "1001", "role": "agent"}],
-            "artifacts": artifacts
-        });
-        std::fs::write(
-            dir.join("conversation.json"),
-            serde_json::to_vec_pretty(&record).unwrap(),
-        )
-        .unwrap();
-        dir
+        self.record(tenant, day, id, "voice", &arts)
     }
 
     pub fn command(&self, args: &[&str]) -> Command {

@@ -20,6 +20,29 @@ fn sealed(
     (encrypt(bytes, key_id, 4096), file, key_id)
 }
 
+/// A voice conversation whose one artifact is `file`, stored encrypted with `key_id`.
+fn encrypted_call(
+    env: &Env,
+    day: u32,
+    id: &str,
+    file: &str,
+    stored: &[u8],
+    key_id: &str,
+) -> std::path::PathBuf {
+    env.record(
+        "acme",
+        day,
+        id,
+        "voice",
+        &[Art {
+            file,
+            bytes: stored,
+            kind: "audio_recording",
+            key_id: Some(key_id),
+        }],
+    )
+}
+
 fn no_temp_files(env: &Env) {
     let stray: Vec<_> = env
         .archive_files()
@@ -35,18 +58,7 @@ fn decrypt_option_exports_plaintext_and_leaves_the_original_encrypted() {
     env.keystore(&["k1"]);
     let plain = plaintext(20_000);
     let (stored, file, key) = sealed("call.wav", &plain, "k1");
-    let dir = env.record(
-        "acme",
-        1,
-        "c1",
-        "voice",
-        &[Art {
-            file,
-            bytes: &stored,
-            kind: "audio_recording",
-            key_id: Some(key),
-        }],
-    );
+    let dir = encrypted_call(&env, 1, "c1", file, &stored, key);
     let (code, summary) = env.json(&["run", "export"]);
     assert_eq!(code, 0, "{summary}");
     let out = std::fs::read(env.archive().join("acme/2026/01/01/c1/call.wav")).unwrap();
@@ -70,18 +82,7 @@ fn decrypt_option_exports_plaintext_and_leaves_the_original_encrypted() {
 fn without_decrypt_encrypted_artifacts_are_exported_as_stored() {
     let env = Env::new("");
     let (stored, file, key) = sealed("call.wav", &plaintext(5000), "k1");
-    env.record(
-        "acme",
-        1,
-        "c1",
-        "voice",
-        &[Art {
-            file,
-            bytes: &stored,
-            kind: "audio_recording",
-            key_id: Some(key),
-        }],
-    );
+    encrypted_call(&env, 1, "c1", file, &stored, key);
     let (code, summary) = env.json(&["run", "export"]);
     assert_eq!(code, 0, "{summary}");
     let out = std::fs::read(env.archive().join("acme/2026/01/01/c1/call.wav")).unwrap();
@@ -95,31 +96,9 @@ fn tampered_encrypted_artifact_fails_alone_naming_file_and_key() {
     let (mut bad, file, key) = sealed("call.wav", &plaintext(12_000), "k1");
     let at = bad.len() - 100;
     bad[at] ^= 1;
-    env.record(
-        "acme",
-        1,
-        "c1",
-        "voice",
-        &[Art {
-            file,
-            bytes: &bad,
-            kind: "audio_recording",
-            key_id: Some(key),
-        }],
-    );
+    encrypted_call(&env, 1, "c1", file, &bad, key);
     let (good, file, key) = sealed("call.wav", &plaintext(3000), "k1");
-    env.record(
-        "acme",
-        2,
-        "c2",
-        "voice",
-        &[Art {
-            file,
-            bytes: &good,
-            kind: "audio_recording",
-            key_id: Some(key),
-        }],
-    );
+    encrypted_call(&env, 2, "c2", file, &good, key);
     let (code, summary) = env.json(&["run", "export"]);
     assert_eq!(code, 1, "{summary}");
     assert_eq!(summary["counters"]["exported"], 1);
@@ -145,18 +124,7 @@ fn truncated_encrypted_artifact_fails_and_writes_nothing() {
     env.keystore(&["k1"]);
     let (whole, file, key) = sealed("call.wav", &plaintext(3 * 4096), "k1");
     let cut = &whole[..whole.len() - (4096 + 16)];
-    env.record(
-        "acme",
-        1,
-        "c1",
-        "voice",
-        &[Art {
-            file,
-            bytes: cut,
-            kind: "audio_recording",
-            key_id: Some(key),
-        }],
-    );
+    encrypted_call(&env, 1, "c1", file, cut, key);
     let (code, summary) = env.json(&["run", "export"]);
     assert_eq!(code, 1, "{summary}");
     let error = summary["failures"][0]["error"].as_str().unwrap();
@@ -172,18 +140,7 @@ fn missing_key_id_fails_the_item_naming_the_key() {
     let env = Env::new(&format!("decrypt = true\n{KEYSTORE}"));
     env.keystore(&["k1"]);
     let (stored, file, key) = sealed("call.wav", &plaintext(100), "k9");
-    env.record(
-        "acme",
-        1,
-        "c1",
-        "voice",
-        &[Art {
-            file,
-            bytes: &stored,
-            kind: "audio_recording",
-            key_id: Some(key),
-        }],
-    );
+    encrypted_call(&env, 1, "c1", file, &stored, key);
     let (code, summary) = env.json(&["run", "export"]);
     assert_eq!(code, 1, "{summary}");
     let error = summary["failures"][0]["error"].as_str().unwrap();

@@ -115,21 +115,25 @@ impl Encoder {
         })
     }
 
-    /// Encodes interleaved samples in [-1, 1] (values outside are clipped).
-    pub fn write(&mut self, interleaved: &[f32]) -> Result<(), AudioError> {
-        if !interleaved.len().is_multiple_of(self.channels) {
+    /// Checks that `samples` are whole frames and counts them; false when there are none.
+    fn count(&mut self, samples: usize) -> Result<bool, AudioError> {
+        if !samples.is_multiple_of(self.channels) {
             return Err(AudioError::Encode {
                 reason: format!(
-                    "a block of {} samples is not whole frames of {} channels",
-                    interleaved.len(),
+                    "a block of {samples} samples is not whole frames of {} channels",
                     self.channels
                 ),
             });
         }
-        if interleaved.is_empty() {
+        self.frames += (samples / self.channels) as u64;
+        Ok(samples > 0)
+    }
+
+    /// Encodes interleaved samples in [-1, 1] (values outside are clipped).
+    pub fn write(&mut self, interleaved: &[f32]) -> Result<(), AudioError> {
+        if !self.count(interleaved.len())? {
             return Ok(());
         }
-        self.frames += (interleaved.len() / self.channels) as u64;
         match &mut self.sink {
             Sink::Pcm16(w) => {
                 let mut samples = w.get_i16_writer(interleaved.len() as u32);
@@ -150,19 +154,9 @@ impl Encoder {
     /// Encodes interleaved 16-bit samples: the same output as [`Encoder::write`] with
     /// `x / 32768`, without the float round trip for WAV and FLAC.
     pub fn write_i16(&mut self, interleaved: &[i16]) -> Result<(), AudioError> {
-        if !interleaved.len().is_multiple_of(self.channels) {
-            return Err(AudioError::Encode {
-                reason: format!(
-                    "a block of {} samples is not whole frames of {} channels",
-                    interleaved.len(),
-                    self.channels
-                ),
-            });
-        }
-        if interleaved.is_empty() {
+        if !self.count(interleaved.len())? {
             return Ok(());
         }
-        self.frames += (interleaved.len() / self.channels) as u64;
         match &mut self.sink {
             Sink::Pcm16(w) => {
                 let mut samples = w.get_i16_writer(interleaved.len() as u32);
