@@ -434,17 +434,19 @@ impl Export<'_> {
                     .expect("ffmpeg transforms only when configured");
                 let scratch = tempfile::tempdir().map_err(|e| format!("scratch directory: {e}"))?;
                 let mut verified = Verified::new(file, expect, &what);
-                let input = scratch.path().join(format!("in.{}", a.extension()));
-                let mut staged = std::fs::File::create(&input)
-                    .map_err(|e| format!("scratch file {}: {e}", input.display()))?;
-                if *decrypt {
+                // ffmpeg reads a plain original in place, once it has been checked; an
+                // encrypted one is decrypted (and checked) into the scratch directory first.
+                let input = if *decrypt {
+                    let staged_path = scratch.path().join(format!("in.{}", a.extension()));
+                    let mut staged = std::fs::File::create(&staged_path)
+                        .map_err(|e| format!("scratch file {}: {e}", staged_path.display()))?;
                     let mut plain = open_decrypted(verified, self.keystore()?, &what)?;
-                    io::copy(&mut plain, &mut staged)
+                    io::copy(&mut plain, &mut staged).map_err(|e| format!("{what}: {e}"))?;
+                    staged_path
                 } else {
-                    io::copy(&mut verified, &mut staged)
-                }
-                .map_err(|e| format!("{what}: {e}"))?;
-                drop(staged);
+                    io::copy(&mut verified, &mut io::sink()).map_err(|e| format!("{what}: {e}"))?;
+                    path.clone()
+                };
                 let out = run_ffmpeg(ffmpeg, &input, format, scratch.path())
                     .map_err(|e| format!("{what}: {e}"))?;
                 let produced = std::fs::File::open(&out)
