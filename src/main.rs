@@ -382,7 +382,7 @@ fn build_target(l: &Loaded, name: &str) -> Result<Box<dyn Target>> {
         .targets
         .get(name)
         .with_context(|| format!("target `{name}` is not defined"))?;
-    Ok(target::build(name, config))
+    Ok(target::build(name, config)?)
 }
 
 fn open_target(l: &Loaded, name: &str) -> Result<Box<dyn Target>> {

@@ -16,6 +16,7 @@ use crate::filter::{Criteria, normalize_extension};
 use crate::media::audio::{VoiceFormat, VoiceSpec};
 use crate::policy::template::Template;
 use crate::repository::record::is_safe_name;
+use crate::target::s3::S3Config;
 
 /// Why a config file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +86,7 @@ struct RawRepository {
 #[serde(rename_all = "snake_case")]
 enum TargetKind {
     Filesystem,
+    S3,
 }
 
 #[derive(Deserialize)]
@@ -94,6 +96,13 @@ struct RawTarget {
     path: Option<PathBuf>,
     #[serde(default)]
     fsync: bool,
+    bucket: Option<String>,
+    #[serde(default)]
+    prefix: String,
+    region: Option<String>,
+    endpoint: Option<String>,
+    #[serde(default)]
+    path_style: bool,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -144,7 +153,12 @@ pub enum CatalogConfig {
 /// A configured storage target.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TargetConfig {
-    Filesystem { path: PathBuf, fsync: bool },
+    Filesystem {
+        path: PathBuf,
+        fsync: bool,
+    },
+    /// An S3-compatible bucket; credentials come from the environment.
+    S3(S3Config),
 }
 
 /// An export policy's settings.
@@ -357,6 +371,22 @@ impl Config {
                         path: resolve(&base, path),
                         fsync: t.fsync,
                     }
+                }
+                TargetKind::S3 => {
+                    let bucket = t.bucket.clone().ok_or_else(|| {
+                        v.invalid(&["targets", name, "kind"], "an s3 target needs `bucket`")
+                    })?;
+                    let prefix = match t.prefix.trim_matches('/') {
+                        "" => String::new(),
+                        p => format!("{p}/"),
+                    };
+                    TargetConfig::S3(S3Config {
+                        bucket,
+                        prefix,
+                        region: t.region.clone(),
+                        endpoint: t.endpoint.clone(),
+                        path_style: t.path_style,
+                    })
                 }
             };
             targets.insert(name.clone(), built);

@@ -7,6 +7,7 @@
 
 pub mod fs;
 pub mod manifest;
+pub mod s3;
 
 use std::io::{self, Read, Write};
 
@@ -293,12 +294,16 @@ pub enum PutError {
 }
 
 /// Builds the target a config names (no I/O; call [`Target::check`] before use).
-pub fn build(name: &str, config: &crate::config::TargetConfig) -> Box<dyn Target> {
-    match config {
+pub fn build(
+    name: &str,
+    config: &crate::config::TargetConfig,
+) -> Result<Box<dyn Target>, TargetError> {
+    Ok(match config {
         crate::config::TargetConfig::Filesystem { path, fsync } => {
             Box::new(fs::FsTarget::new(name, path, *fsync))
         }
-    }
+        crate::config::TargetConfig::S3(s3) => Box::new(s3::S3Target::new(name, s3)?),
+    })
 }
 
 #[cfg(test)]

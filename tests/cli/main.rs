@@ -7,5 +7,6 @@ mod crypto;
 mod demo;
 mod export;
 mod media;
+mod s3;
 mod stitch;
 mod transcode;
