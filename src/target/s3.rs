@@ -12,7 +12,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as StorePath;
-use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use object_store::{BackoffConfig, ObjectStore, ObjectStoreExt, RetryConfig, WriteMultipart};
 
 use super::{ObjectKey, ObjectWriter, Target, TargetError};
 
@@ -20,6 +20,10 @@ use super::{ObjectKey, ObjectWriter, Target, TargetError};
 const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts of one object uploading at once.
 const PARTS_IN_FLIGHT: usize = 4;
+/// Retries of a request that failed with a 5xx, SlowDown or a dropped connection (with
+/// exponential backoff from 100 ms), and the time after which a request is not retried.
+const RETRIES: usize = 5;
+const RETRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Where an S3 target writes and how it connects. Credentials come from the standard
 /// environment variables (`AWS_ACCESS_KEY_ID`, …), never from the config file.
@@ -45,7 +49,12 @@ impl S3Target {
     pub fn new(name: &str, config: &S3Config) -> Result<S3Target, TargetError> {
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(&config.bucket)
-            .with_virtual_hosted_style_request(!config.path_style);
+            .with_virtual_hosted_style_request(!config.path_style)
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig::default(),
+                max_retries: RETRIES,
+                retry_timeout: RETRY_TIMEOUT,
+            });
         if let Some(region) = &config.region {
             builder = builder.with_region(region);
         }

@@ -78,9 +78,13 @@ target = "s3"
 }
 
 fn run(env: &Env, args: &[&str]) -> Output {
+    run_as(env, args, SECRET_KEY)
+}
+
+fn run_as(env: &Env, args: &[&str], secret: &str) -> Output {
     env.command(args)
         .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
         .output()
         .unwrap()
 }
@@ -124,4 +128,42 @@ fn missing_bucket_stops_before_any_work_without_printing_the_secret() {
         "{msg}"
     );
     assert!(!msg.contains(SECRET_KEY), "{msg}");
+}
+
+#[test]
+fn wrong_credentials_stop_before_any_work_without_printing_them() {
+    let store = tempfile::tempdir().unwrap();
+    std::fs::create_dir(store.path().join("archive")).unwrap();
+    let server = S3Server::start(store.path());
+    let env = s3_env(&server, "archive");
+    env.conversation("acme", 1, "a1", &[("call.wav", b"RIFF")]);
+    let wrong = "not-the-secret-key-either-should-not-print";
+    let out = run_as(&env, &["run", "export"], wrong);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let msg = text(&out);
+    assert!(
+        msg.contains("target `s3`") && msg.contains("credentials"),
+        "{msg}"
+    );
+    assert!(!msg.contains(wrong) && !msg.contains(SECRET_KEY), "{msg}");
+    assert!(
+        std::fs::read_dir(store.path().join("archive"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+}
+
+#[test]
+fn unreachable_endpoint_stops_before_any_work() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let env = Env::new("");
+    env.write_config(&format!(
+        "[repository]\nroot = \"repo\"\n[targets.s3]\nkind = \"s3\"\nbucket = \"b\"\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\"\npath_style = true\n[policies.export]\naction = \"export\"\ntarget = \"s3\"\n"
+    ));
+    let out = run(&env, &["run", "export"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("target `s3`"), "{}", text(&out));
 }
