@@ -134,29 +134,27 @@ impl Encoder {
         if !self.count(interleaved.len())? {
             return Ok(());
         }
-        match &mut self.sink {
-            Sink::Pcm16(w) => {
-                let mut samples = w.get_i16_writer(interleaved.len() as u32);
-                for &x in interleaved {
-                    samples.write_sample(f32_to_i16(x));
-                }
-                samples.flush().map_err(hound_error)
-            }
-            Sink::G711(w) => w.write(interleaved),
-            Sink::Flac(w) => {
-                quantise(interleaved, &mut self.pcm);
-                w.write(&self.pcm)
-            }
-            Sink::Mp3(w) => w.write(interleaved),
+        if let Sink::Mp3(w) = &mut self.sink {
+            return w.write(interleaved);
         }
+        let mut pcm = std::mem::take(&mut self.pcm);
+        quantise(interleaved, &mut pcm);
+        let written = self.encode_i16(&pcm);
+        self.pcm = pcm;
+        written
     }
 
     /// Encodes interleaved 16-bit samples: the same output as [`Encoder::write`] with
-    /// `x / 32768`, without the float round trip for WAV and FLAC.
+    /// `x / 32768`, without the float round trip for WAV, G.711 and FLAC.
     pub fn write_i16(&mut self, interleaved: &[i16]) -> Result<(), AudioError> {
         if !self.count(interleaved.len())? {
             return Ok(());
         }
+        self.encode_i16(interleaved)
+    }
+
+    /// The one encoding step of both entry points, for whole frames already counted.
+    fn encode_i16(&mut self, interleaved: &[i16]) -> Result<(), AudioError> {
         match &mut self.sink {
             Sink::Pcm16(w) => {
                 let mut samples = w.get_i16_writer(interleaved.len() as u32);
@@ -251,13 +249,6 @@ impl G711Writer {
             data_bytes: 0,
             codes: Vec::new(),
         })
-    }
-
-    fn write(&mut self, samples: &[f32]) -> Result<(), AudioError> {
-        self.law.encode_f32(samples, &mut self.codes);
-        self.out.write_all(&self.codes)?;
-        self.data_bytes += self.codes.len() as u64;
-        Ok(())
     }
 
     fn write_i16(&mut self, samples: &[i16]) -> Result<(), AudioError> {

@@ -109,18 +109,6 @@ impl Law {
         out.clear();
         out.extend(samples.iter().map(|&s| table[s as u16 as usize]));
     }
-
-    /// Encodes interleaved `f32` samples (quantised as [`super::f32_to_i16`]) into `out`
-    /// (cleared first): one pass, no intermediate 16-bit buffer.
-    pub fn encode_f32(self, samples: &[f32], out: &mut Vec<u8>) {
-        let table = self.table();
-        out.clear();
-        out.extend(
-            samples
-                .iter()
-                .map(|&x| table[super::f32_to_i16(x) as u16 as usize]),
-        );
-    }
 }
 
 #[cfg(test)]
