@@ -231,9 +231,7 @@ impl Export<'_> {
             });
             let transform = Transform::Stitch {
                 channel: channel.clone(),
-                format: voice.format,
-                rate: voice.rate,
-                channels: voice.channels,
+                voice,
             };
             add(None, transform, &c.id)?;
         }
@@ -337,7 +335,12 @@ impl Export<'_> {
             let place = self.place(c, &o.name, o.artifact)?;
             let w = match o.artifact {
                 Some(a) => self.produce(&mut sink, place, &dir, a, &o.transform, buffer)?,
-                None => self.produce_stitch(&mut sink, place, c, &o.transform, buffer)?,
+                None => {
+                    let Transform::Stitch { channel, voice } = &o.transform else {
+                        unreachable!("only stitches are made without an artifact")
+                    };
+                    self.produce_stitch(&mut sink, place, c, channel, voice, buffer)?
+                }
             };
             written.push(w);
         }
@@ -397,17 +400,7 @@ impl Export<'_> {
         match transform {
             Transform::Copy => sink.put_file(place, &file, expect, &what, buffer),
             Transform::Stitch { .. } => unreachable!("stitches have no artifact"),
-            Transform::Transcode {
-                format,
-                rate,
-                channels,
-                decrypt,
-            } => {
-                let spec = VoiceSpec {
-                    format: *format,
-                    rate: *rate,
-                    channels: *channels,
-                };
+            Transform::Transcode { voice, decrypt } => {
                 let verified = Verified::new(file, expect, &what);
                 let source: Box<dyn Read + Send> = if *decrypt {
                     Box::new(open_decrypted(verified, self.keystore()?, &what)?)
@@ -416,7 +409,7 @@ impl Export<'_> {
                 };
                 let shared = Shared::new(source);
                 let mut scratch = scratch_file()?;
-                audio::transcode(shared.clone(), Some(&a.extension()), &spec, &mut scratch)
+                audio::transcode(shared.clone(), Some(&a.extension()), voice, &mut scratch)
                     .map_err(|e| format!("{what}: {e}"))?;
                 shared.drain().map_err(|e| format!("{what}: {e}"))?;
                 scratch.rewind().map_err(|e| format!("scratch file: {e}"))?;
@@ -490,23 +483,10 @@ impl Export<'_> {
         sink: &mut Sink<'_>,
         place: Place,
         c: &Conversation,
-        transform: &Transform,
+        channel: &str,
+        spec: &VoiceSpec,
         buffer: &mut Vec<u8>,
     ) -> Result<Written, String> {
-        let Transform::Stitch {
-            channel,
-            format,
-            rate,
-            channels,
-        } = transform
-        else {
-            unreachable!("only stitches have no artifact")
-        };
-        let spec = VoiceSpec {
-            format: *format,
-            rate: *rate,
-            channels: *channels,
-        };
         let dir = self.root.join(&c.tenant).join("channels").join(channel);
         let segments = stitch::load_channel(&dir).map_err(|e| e.to_string())?;
         let open = |s: &ChannelSegment| -> Result<Box<dyn Read + Send + Sync>, String> {
@@ -526,7 +506,7 @@ impl Export<'_> {
         let out = scratch
             .try_clone()
             .map_err(|e| format!("scratch file: {e}"))?;
-        let report = stitch::stitch(channel, &segments, c.start, c.end, &spec, &open, out)
+        let report = stitch::stitch(channel, &segments, c.start, c.end, spec, &open, out)
             .map_err(|e| format!("stitching {}/{}: {e}", c.tenant, c.id))?;
         tracing::debug!(conversation = %c.id, frames = report.frames, silence = report.silence_frames, "stitched");
         scratch.rewind().map_err(|e| format!("scratch file: {e}"))?;

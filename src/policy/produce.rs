@@ -16,7 +16,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::catalog::ObjectRecord;
-use crate::media::audio::{VoiceFormat, VoiceSpec};
+use crate::media::audio::VoiceSpec;
 use crate::media::crypto::{Decryptor, DecryptorError};
 use crate::media::keystore::Keystore;
 use crate::repository::record::{Artifact, ArtifactType, RECORD_FILE};
@@ -42,9 +42,8 @@ pub enum Transform {
     Decrypt { key_id: String },
     /// A voice recording decoded and encoded again in the policy's voice format.
     Transcode {
-        format: VoiceFormat,
-        rate: Option<u32>,
-        channels: Option<u16>,
+        #[serde(flatten)]
+        voice: VoiceSpec,
         decrypt: bool,
     },
     /// A video or screen recording converted by ffmpeg to another container.
@@ -52,9 +51,8 @@ pub enum Transform {
     /// A CDR-only call cut from its turret channel's continuous recording.
     Stitch {
         channel: String,
-        format: VoiceFormat,
-        rate: Option<u32>,
-        channels: Option<u16>,
+        #[serde(flatten)]
+        voice: VoiceSpec,
     },
 }
 
@@ -440,9 +438,7 @@ pub fn transform_for(
         && is_voice(a.kind)
     {
         return Transform::Transcode {
-            format: v.format,
-            rate: v.rate,
-            channels: v.channels,
+            voice: v,
             decrypt: decrypting,
         };
     }
@@ -468,8 +464,8 @@ impl Transform {
     pub fn output_name(&self, source: &str) -> String {
         match self {
             Transform::Ffmpeg { format, .. } => with_extension(source, format),
-            Transform::Transcode { format, .. } => with_extension(source, format.extension()),
-            Transform::Stitch { format, .. } => format!("{source}.{}", format.extension()),
+            Transform::Transcode { voice, .. } => with_extension(source, voice.format.extension()),
+            Transform::Stitch { voice, .. } => format!("{source}.{}", voice.format.extension()),
             Transform::Copy | Transform::Decrypt { .. } => source.to_owned(),
         }
     }

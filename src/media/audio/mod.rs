@@ -103,7 +103,7 @@ impl FromStr for VoiceFormat {
 }
 
 /// What to produce: a format, and a sample rate and channel count (`None` keeps the input's).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct VoiceSpec {
     pub format: VoiceFormat,
     pub rate: Option<u32>,
