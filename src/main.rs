@@ -283,12 +283,12 @@ fn print_json<T: Serialize>(value: &T) -> Result<()> {
 
 struct Loaded {
     config: Config,
-    catalog: Box<dyn Catalog>,
+    catalog: std::sync::Arc<dyn Catalog>,
 }
 
 fn load(cli: &Cli) -> Result<Loaded> {
     let config = Config::load(&cli.config)?;
-    let catalog = catalog::open(&config.catalog)?;
+    let catalog = catalog::open(&config.catalog)?.into();
     Ok(Loaded { config, catalog })
 }
 
@@ -382,12 +382,20 @@ fn build_target(l: &Loaded, name: &str) -> Result<Box<dyn Target>> {
         .targets
         .get(name)
         .with_context(|| format!("target `{name}` is not defined"))?;
-    Ok(target::build(name, config)?)
+    let journal: std::sync::Arc<dyn target::UploadJournal> = l.catalog.clone();
+    Ok(target::build(name, config, Some(journal))?)
 }
 
+/// Builds a target, checks it is usable, and aborts the uploads a killed run left open.
 fn open_target(l: &Loaded, name: &str) -> Result<Box<dyn Target>> {
     let t = build_target(l, name)?;
     t.check()?;
+    let aborted = t.recover()?;
+    if aborted > 0 {
+        eprintln!(
+            "target `{name}`: aborted {aborted} unfinished upload(s) left by an interrupted run; their items are redone"
+        );
+    }
     Ok(t)
 }
 

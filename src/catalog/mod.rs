@@ -212,7 +212,7 @@ pub struct AuditQuery {
 pub trait PolicyLock: Send {}
 
 /// The catalog operations the engine needs. Implementations are safe to share between threads.
-pub trait Catalog: Send + Sync {
+pub trait Catalog: crate::target::UploadJournal + Send + Sync {
     /// Human-readable location (a path or a URL without credentials) for messages.
     fn location(&self) -> String;
 

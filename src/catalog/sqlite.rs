@@ -9,6 +9,8 @@ use std::sync::Mutex;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
+use crate::target::{OpenUpload, UploadJournal};
+
 use super::{
     AuditQuery, Catalog, CatalogError, Counters, Exclude, FailedItem, Fingerprint, IndexChange,
     ItemOutcome, JobRun, Mode, ObjectRecord, PolicyLock, Result, RunId, RunStatus, Selected,
@@ -20,7 +22,8 @@ use crate::repository::record::{
 };
 
 /// Schema migrations; entry `i` moves `user_version` from `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE conversations (
     pk INTEGER PRIMARY KEY,
     rel_dir TEXT NOT NULL UNIQUE,
@@ -126,7 +129,17 @@ CREATE TABLE audit_events (
 );
 CREATE INDEX audit_events_run ON audit_events (run);
 CREATE INDEX audit_events_conversation ON audit_events (conversation_id);
-"#];
+"#,
+    r#"
+CREATE TABLE open_uploads (
+    target TEXT NOT NULL,
+    upload_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    PRIMARY KEY (target, upload_id)
+) WITHOUT ROWID;
+"#,
+];
 
 /// The SQLite catalog.
 pub struct SqliteCatalog {
@@ -956,6 +969,46 @@ impl Catalog for SqliteCatalog {
                 });
             }
             Ok(out)
+        })
+    }
+}
+
+impl UploadJournal for SqliteCatalog {
+    fn upload_started(&self, target: &str, key: &str, upload_id: &str) -> Result<()> {
+        let conn = self.writer.lock().expect("catalog writer lock");
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO open_uploads (target, upload_id, key, started_at) VALUES (?, ?, ?, ?)",
+        )
+        .and_then(|mut s| s.execute(params![target, upload_id, key, ts(Utc::now())]))
+        .map(|_| ())
+        .map_err(|e| self.err(e))
+    }
+
+    fn upload_ended(&self, target: &str, upload_id: &str) -> Result<()> {
+        let conn = self.writer.lock().expect("catalog writer lock");
+        conn.prepare_cached("DELETE FROM open_uploads WHERE target = ? AND upload_id = ?")
+            .and_then(|mut s| s.execute(params![target, upload_id]))
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    fn open_uploads(&self, target: &str) -> Result<Vec<OpenUpload>> {
+        self.with_reader(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT key, upload_id FROM open_uploads WHERE target = ? ORDER BY started_at",
+                )
+                .map_err(|e| self.err(e))?;
+            let rows = stmt
+                .query_map(params![target], |r| {
+                    Ok(OpenUpload {
+                        key: r.get(0)?,
+                        upload_id: r.get(1)?,
+                    })
+                })
+                .map_err(|e| self.err(e))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(|e| self.err(e))
         })
     }
 }

@@ -16,7 +16,7 @@ use crate::filter::{Criteria, normalize_extension};
 use crate::media::audio::{VoiceFormat, VoiceSpec};
 use crate::policy::template::Template;
 use crate::repository::record::is_safe_name;
-use crate::target::s3::S3Config;
+use crate::target::{AzureConfig, GcsConfig, S3Client, S3Config, Uploads};
 
 /// Why a config file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +87,8 @@ struct RawRepository {
 enum TargetKind {
     Filesystem,
     S3,
+    Azure,
+    Gcs,
 }
 
 #[derive(Deserialize)]
@@ -103,6 +105,12 @@ struct RawTarget {
     endpoint: Option<String>,
     #[serde(default)]
     path_style: bool,
+    client: Option<S3Client>,
+    container: Option<String>,
+    account: Option<String>,
+    part_size_mib: Option<u64>,
+    part_concurrency: Option<usize>,
+    request_timeout_secs: Option<u64>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -157,8 +165,12 @@ pub enum TargetConfig {
         path: PathBuf,
         fsync: bool,
     },
-    /// An S3-compatible bucket; credentials come from the environment.
-    S3(S3Config),
+    /// An S3-compatible bucket; credentials come from the standard AWS chain.
+    S3(S3Config, Uploads),
+    /// An Azure Blob Storage container.
+    Azure(AzureConfig, Uploads),
+    /// A Google Cloud Storage bucket.
+    Gcs(GcsConfig, Uploads),
 }
 
 /// An export policy's settings.
@@ -259,6 +271,78 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
         base.join(p)
     }
 }
+
+/// `prefix` as stored: no leading or trailing `/`, then one `/` unless empty.
+fn key_prefix(prefix: &str) -> String {
+    match prefix.trim_matches('/') {
+        "" => String::new(),
+        p => format!("{p}/"),
+    }
+}
+
+/// A key a target of `kind` cannot do without; also refuses kinds this build leaves out.
+fn required(
+    v: &Validator<'_>,
+    name: &str,
+    kind: &str,
+    key: &str,
+    value: &Option<String>,
+) -> Result<String, ConfigError> {
+    let built = match kind {
+        "s3" => cfg!(feature = "s3"),
+        "azure" => cfg!(feature = "azure"),
+        _ => cfg!(feature = "gcs"),
+    };
+    if !built {
+        return Err(v.invalid(
+            &["targets", name, "kind"],
+            format!("this build of custodian leaves out {kind} targets; build it with `--features {kind}`"),
+        ));
+    }
+    match value {
+        Some(s) if !s.is_empty() => Ok(s.clone()),
+        _ => Err(v.invalid(
+            &["targets", name, "kind"],
+            format!("an {kind} target needs `{key}`"),
+        )),
+    }
+}
+
+/// How a remote target uploads, from its optional keys.
+fn uploads(v: &Validator<'_>, name: &str, t: &RawTarget) -> Result<Uploads, ConfigError> {
+    let mut u = Uploads::default();
+    if let Some(mib) = t.part_size_mib {
+        if !(5..=5120).contains(&mib) {
+            return Err(v.invalid(
+                &["targets", name, "part_size_mib"],
+                "parts are 5 to 5120 MiB (S3's limits)",
+            ));
+        }
+        u.part_size = mib as usize * 1024 * 1024;
+    }
+    if let Some(n) = t.part_concurrency {
+        if !(1..=64).contains(&n) {
+            return Err(v.invalid(
+                &["targets", name, "part_concurrency"],
+                "upload 1 to 64 parts of an object at once",
+            ));
+        }
+        u.part_concurrency = n;
+    }
+    if let Some(secs) = t.request_timeout_secs {
+        if secs == 0 {
+            return Err(v.invalid(
+                &["targets", name, "request_timeout_secs"],
+                "must be at least 1 second",
+            ));
+        }
+        u.request_timeout = std::time::Duration::from_secs(secs);
+    }
+    Ok(u)
+}
+
+/// Default workers of an export to a remote target.
+const REMOTE_CONCURRENCY: usize = 16;
 
 /// Sample rates LAME encodes.
 const MP3_RATES: [u32; 9] = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000];
@@ -373,20 +457,41 @@ impl Config {
                     }
                 }
                 TargetKind::S3 => {
-                    let bucket = t.bucket.clone().ok_or_else(|| {
-                        v.invalid(&["targets", name, "kind"], "an s3 target needs `bucket`")
-                    })?;
-                    let prefix = match t.prefix.trim_matches('/') {
-                        "" => String::new(),
-                        p => format!("{p}/"),
-                    };
-                    TargetConfig::S3(S3Config {
-                        bucket,
-                        prefix,
-                        region: t.region.clone(),
-                        endpoint: t.endpoint.clone(),
-                        path_style: t.path_style,
-                    })
+                    let bucket = required(&v, name, "s3", "bucket", &t.bucket)?;
+                    TargetConfig::S3(
+                        S3Config {
+                            bucket,
+                            prefix: key_prefix(&t.prefix),
+                            region: t.region.clone(),
+                            endpoint: t.endpoint.clone(),
+                            path_style: t.path_style,
+                            client: t.client.unwrap_or(S3Client::AwsSdk),
+                        },
+                        uploads(&v, name, t)?,
+                    )
+                }
+                TargetKind::Azure => {
+                    let container = required(&v, name, "azure", "container", &t.container)?;
+                    TargetConfig::Azure(
+                        AzureConfig {
+                            container,
+                            prefix: key_prefix(&t.prefix),
+                            account: t.account.clone(),
+                            endpoint: t.endpoint.clone(),
+                        },
+                        uploads(&v, name, t)?,
+                    )
+                }
+                TargetKind::Gcs => {
+                    let bucket = required(&v, name, "gcs", "bucket", &t.bucket)?;
+                    TargetConfig::Gcs(
+                        GcsConfig {
+                            bucket,
+                            prefix: key_prefix(&t.prefix),
+                            endpoint: t.endpoint.clone(),
+                        },
+                        uploads(&v, name, t)?,
+                    )
                 }
             };
             targets.insert(name.clone(), built);
@@ -442,6 +547,11 @@ impl Config {
                     let concurrency = match p.concurrency {
                         Some(0) => return Err(v.invalid(&at("concurrency"), "must be at least 1")),
                         Some(n) => n,
+                        // Uploads to a remote store mostly wait on the network, so more
+                        // workers than cores keep it busy.
+                        None if !matches!(targets[&target], TargetConfig::Filesystem { .. }) => {
+                            REMOTE_CONCURRENCY
+                        }
                         None => std::thread::available_parallelism().map_or(2, |n| n.get()),
                     };
                     if p.decrypt && raw.media.keystore.is_none() {

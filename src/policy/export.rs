@@ -369,7 +369,7 @@ impl Export<'_> {
             };
             let bytes = serde_json::to_vec_pretty(&meta).expect("metadata serializes");
             let place = self.place(c, RECORD_FILE, None)?;
-            sink.put_reader(place, &mut &bytes[..], RECORD_FILE, buffer)?;
+            sink.put_bytes(place, &bytes, RECORD_FILE)?;
         }
         sink.finish()
     }

@@ -22,7 +22,7 @@ use crate::media::keystore::Keystore;
 use crate::repository::record::{Artifact, ArtifactType, RECORD_FILE};
 use crate::target::{
     COPY_BUFFER, Expected, HashingWriter, ObjectKey, ObjectWriter, PutError, Target, TargetError,
-    put_file, put_stream,
+    put_bytes, put_file, put_stream,
 };
 
 /// Media tools and secrets an export run uses.
@@ -149,7 +149,7 @@ impl<'t> Sink<'t> {
 
     /// One zip object at `key`, its entries stamped with `modified` (Unix seconds).
     pub fn zip(target: &'t dyn Target, key: ObjectKey, modified: i64) -> Result<Sink<'t>, String> {
-        let writer = target.create(&key).map_err(|e| e.to_string())?;
+        let writer = target.create(&key, None).map_err(|e| e.to_string())?;
         Ok(Sink::Zip(Box::new(ZipSink {
             target,
             key,
@@ -197,6 +197,18 @@ impl<'t> Sink<'t> {
             }
             (Sink::Zip(zip), Place::Entry(name)) => zip.entry(&name, source, what, buffer),
             _ => unreachable!("a loose sink takes objects and a zip sink takes entries"),
+        }
+    }
+
+    /// Writes bytes made in memory (the metadata file); a loose object identical to one
+    /// already at the target is not written again.
+    pub fn put_bytes(&mut self, place: Place, bytes: &[u8], what: &str) -> Result<Written, String> {
+        match (self, place) {
+            (Sink::Loose { target, objects }, Place::Object(key)) => {
+                let o = put_bytes(*target, &key, bytes).map_err(|e| put_error(e, what))?;
+                Ok(record(objects, o))
+            }
+            (sink, place) => sink.put_reader(place, &mut &bytes[..], what, &mut Vec::new()),
         }
     }
 
@@ -257,7 +269,7 @@ impl ZipSink<'_> {
             .finish()
             .map_err(|e| format!("zip {key}: {e}"))?;
         let (writer, size, sha256) = hashing.finish();
-        writer.commit().map_err(|e| e.to_string())?;
+        writer.commit(&sha256).map_err(|e| e.to_string())?;
         Ok(ObjectRecord { key, size, sha256 })
     }
 }

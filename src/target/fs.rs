@@ -77,7 +77,7 @@ impl ObjectWriter for FsWriter {
         Some(&mut self.file)
     }
 
-    fn commit(mut self: Box<Self>) -> Result<(), TargetError> {
+    fn commit(mut self: Box<Self>, _sha256: &str) -> Result<(), TargetError> {
         let result = (|| {
             if self.fsync {
                 self.file.sync_all()?;
@@ -127,7 +127,11 @@ impl Target for FsTarget {
             .map_err(|e| unusable(format!("cannot remove from {}: {e}", self.root.display())))
     }
 
-    fn create(&self, key: &ObjectKey) -> Result<Box<dyn ObjectWriter>, TargetError> {
+    fn create(
+        &self,
+        key: &ObjectKey,
+        _sha256: Option<&str>,
+    ) -> Result<Box<dyn ObjectWriter>, TargetError> {
         let dest = self.path_of(key);
         let dir = dest.parent().expect("a key has at least one component");
         std::fs::create_dir_all(dir).map_err(|e| self.io(key.as_str(), e))?;
@@ -183,7 +187,7 @@ mod tests {
         );
 
         let key2 = ObjectKey::new("a/b/d.txt").unwrap();
-        let mut w = t.create(&key2).unwrap();
+        let mut w = t.create(&key2, None).unwrap();
         w.write_all(b"partial").unwrap();
         drop(w);
         let names: Vec<_> = std::fs::read_dir(dir.path().join("a/b"))

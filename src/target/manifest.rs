@@ -72,7 +72,7 @@ pub fn write(
         key: key.to_string(),
         source,
     };
-    let mut w = io::BufWriter::new(target.create(&key)?);
+    let mut w = io::BufWriter::new(super::HashingWriter::new(target.create(&key, None)?));
     let header = Header {
         manifest: FORMAT,
         policy: policy.to_owned(),
@@ -93,8 +93,9 @@ pub fn write(
         })?
         .map_err(io_err)?;
     json_line(&mut w, &serde_json::json!({ "end": totals })).map_err(io_err)?;
-    let inner = w.into_inner().map_err(|e| io_err(e.into_error()))?;
-    inner.commit()?;
+    let hashing = w.into_inner().map_err(|e| io_err(e.into_error()))?;
+    let (inner, _, sha256) = hashing.finish();
+    inner.commit(&sha256)?;
     Ok(key)
 }
 

@@ -7,6 +7,7 @@ mod crypto;
 mod demo;
 mod export;
 mod media;
+#[cfg(feature = "s3")]
 mod s3;
 mod stitch;
 mod transcode;

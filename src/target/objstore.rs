@@ -1,0 +1,267 @@
+//! The [`Backend`] over the `object_store` crate: S3-compatible stores (the alternative S3
+//! client), Azure Blob Storage and Google Cloud Storage. Each object's SHA-256 travels as the
+//! user metadata `sha256`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::multipart::{MultipartStore, PartId};
+use object_store::path::Path as StorePath;
+use object_store::{
+    Attribute, Attributes, BackoffConfig, ClientOptions, GetOptions, ObjectStore, ObjectStoreExt,
+    PutMultipartOptions, PutOptions, PutPayload, RetryConfig,
+};
+
+use super::remote::{Backend, BackendError, BackendResult, ByteStream, runtime};
+use super::{TargetError, Uploads};
+
+/// Retries of a request that failed with a 5xx, SlowDown or a dropped connection, with
+/// exponential backoff from 100 ms; a request is not retried after `RETRY_TIMEOUT`.
+const RETRIES: usize = 5;
+const RETRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The user-metadata key objects carry their SHA-256 under.
+const SHA256_KEY: &str = "sha256";
+
+trait Store: ObjectStore + MultipartStore {}
+impl<T: ObjectStore + MultipartStore> Store for T {}
+
+struct ObjectStoreBackend {
+    store: Arc<dyn Store>,
+    location: String,
+    prefix: String,
+    hint: &'static str,
+    /// Whether the store takes metadata when a multipart upload starts (Azure does not).
+    multipart_metadata: bool,
+}
+
+type Built = (Arc<dyn Backend>, Arc<tokio::runtime::Runtime>);
+
+fn unusable(name: &str, e: impl std::fmt::Display) -> TargetError {
+    TargetError::Unusable {
+        target: name.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+fn client_options(endpoint: Option<&str>, uploads: &Uploads) -> ClientOptions {
+    ClientOptions::new()
+        .with_timeout(uploads.request_timeout)
+        .with_connect_timeout(std::time::Duration::from_secs(10))
+        .with_allow_http(endpoint.is_some_and(|e| e.starts_with("http://")))
+}
+
+fn retry() -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig::default(),
+        max_retries: RETRIES,
+        retry_timeout: RETRY_TIMEOUT,
+    }
+}
+
+fn finish(name: &str, backend: ObjectStoreBackend) -> Result<Built, TargetError> {
+    let runtime = runtime().map_err(|e| unusable(name, e))?;
+    Ok((Arc::new(backend), Arc::new(runtime)))
+}
+
+/// An S3-compatible bucket through `object_store` (credentials from the environment or
+/// instance metadata).
+#[cfg(feature = "s3")]
+pub fn s3(name: &str, c: &super::S3Config, uploads: &Uploads) -> Result<Built, TargetError> {
+    use object_store::aws::AmazonS3Builder;
+    let mut builder = AmazonS3Builder::from_env()
+        .with_bucket_name(&c.bucket)
+        .with_virtual_hosted_style_request(!c.path_style)
+        .with_retry(retry())
+        .with_client_options(client_options(c.endpoint.as_deref(), uploads));
+    if let Some(region) = &c.region {
+        builder = builder.with_region(region);
+    }
+    if let Some(endpoint) = &c.endpoint {
+        builder = builder.with_endpoint(endpoint);
+    }
+    let store = builder.build().map_err(|e| unusable(name, e))?;
+    finish(
+        name,
+        ObjectStoreBackend {
+            store: Arc::new(store),
+            location: format!("s3://{}/{}", c.bucket, c.prefix),
+            prefix: c.prefix.clone(),
+            hint: super::aws::HINT,
+            multipart_metadata: true,
+        },
+    )
+}
+
+/// An Azure Blob Storage container.
+#[cfg(feature = "azure")]
+pub fn azure(name: &str, c: &super::AzureConfig, uploads: &Uploads) -> Result<Built, TargetError> {
+    use object_store::azure::MicrosoftAzureBuilder;
+    let mut builder = MicrosoftAzureBuilder::from_env()
+        .with_container_name(&c.container)
+        .with_retry(retry())
+        .with_client_options(client_options(c.endpoint.as_deref(), uploads));
+    if let Some(account) = &c.account {
+        builder = builder.with_account(account);
+    }
+    if let Some(endpoint) = &c.endpoint {
+        builder = builder.with_endpoint(endpoint.clone());
+    }
+    let store = builder.build().map_err(|e| unusable(name, e))?;
+    finish(
+        name,
+        ObjectStoreBackend {
+            store: Arc::new(store),
+            location: format!("azure container {}/{}", c.container, c.prefix),
+            prefix: c.prefix.clone(),
+            hint: "check the container, the endpoint and the account and key in \
+                   AZURE_STORAGE_ACCOUNT_NAME / AZURE_STORAGE_ACCOUNT_KEY (or another Azure credential)",
+            multipart_metadata: false,
+        },
+    )
+}
+
+/// A Google Cloud Storage bucket.
+#[cfg(feature = "gcs")]
+pub fn gcs(name: &str, c: &super::GcsConfig, uploads: &Uploads) -> Result<Built, TargetError> {
+    use object_store::gcp::GoogleCloudStorageBuilder;
+    let mut builder = GoogleCloudStorageBuilder::from_env()
+        .with_bucket_name(&c.bucket)
+        .with_retry(retry())
+        .with_client_options(client_options(c.endpoint.as_deref(), uploads));
+    if let Some(endpoint) = &c.endpoint {
+        builder = builder.with_base_url(endpoint);
+    }
+    let store = builder.build().map_err(|e| unusable(name, e))?;
+    finish(
+        name,
+        ObjectStoreBackend {
+            store: Arc::new(store),
+            location: format!("gs://{}/{}", c.bucket, c.prefix),
+            prefix: c.prefix.clone(),
+            hint: "check the bucket, the endpoint and GOOGLE_SERVICE_ACCOUNT (or the \
+                   application-default credentials)",
+            multipart_metadata: true,
+        },
+    )
+}
+
+fn error(e: object_store::Error) -> BackendError {
+    match e {
+        object_store::Error::NotFound { .. } => BackendError::NotFound,
+        e => BackendError::Other(e.to_string()),
+    }
+}
+
+fn sha256_attributes(sha256: Option<&str>) -> Attributes {
+    let mut attributes = Attributes::new();
+    if let Some(sha) = sha256 {
+        attributes.insert(
+            Attribute::Metadata(SHA256_KEY.into()),
+            sha.to_owned().into(),
+        );
+    }
+    attributes
+}
+
+#[async_trait::async_trait]
+impl Backend for ObjectStoreBackend {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    fn hint(&self) -> &'static str {
+        self.hint
+    }
+
+    fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    async fn probe(&self) -> BackendResult<()> {
+        let prefix = StorePath::from(self.prefix.trim_end_matches('/'));
+        self.store
+            .list_with_delimiter(Some(&prefix))
+            .await
+            .map(|_| ())
+            .map_err(|e| BackendError::Other(e.to_string()))
+    }
+
+    async fn put(&self, key: &str, body: Bytes, sha256: &str) -> BackendResult<()> {
+        let opts = PutOptions {
+            attributes: sha256_attributes(Some(sha256)),
+            ..Default::default()
+        };
+        self.store
+            .put_opts(&StorePath::from(key), PutPayload::from(body), opts)
+            .await
+            .map(|_| ())
+            .map_err(error)
+    }
+
+    async fn begin(&self, key: &str, sha256: Option<&str>) -> BackendResult<String> {
+        let opts = PutMultipartOptions {
+            attributes: sha256_attributes(sha256.filter(|_| self.multipart_metadata)),
+            ..Default::default()
+        };
+        self.store
+            .create_multipart_opts(&StorePath::from(key), opts)
+            .await
+            .map_err(error)
+    }
+
+    async fn part(
+        &self,
+        key: &str,
+        upload: &str,
+        index: usize,
+        body: Bytes,
+    ) -> BackendResult<String> {
+        let id = upload.to_owned();
+        self.store
+            .put_part(&StorePath::from(key), &id, index, PutPayload::from(body))
+            .await
+            .map(|p| p.content_id)
+            .map_err(error)
+    }
+
+    async fn complete(&self, key: &str, upload: &str, parts: Vec<String>) -> BackendResult<()> {
+        let parts = parts
+            .into_iter()
+            .map(|content_id| PartId { content_id })
+            .collect();
+        self.store
+            .complete_multipart(&StorePath::from(key), &upload.to_owned(), parts)
+            .await
+            .map(|_| ())
+            .map_err(error)
+    }
+
+    async fn abort(&self, key: &str, upload: &str) -> BackendResult<()> {
+        self.store
+            .abort_multipart(&StorePath::from(key), &upload.to_owned())
+            .await
+            .map_err(error)
+    }
+
+    async fn stored_sha256(&self, key: &str) -> BackendResult<Option<String>> {
+        let opts = GetOptions {
+            head: true,
+            ..Default::default()
+        };
+        match self.store.get_opts(&StorePath::from(key), opts).await {
+            Ok(result) => Ok(result
+                .attributes
+                .get(&Attribute::Metadata(SHA256_KEY.into()))
+                .map(|v| v.to_string())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(BackendError::Other(e.to_string())),
+        }
+    }
+
+    async fn get(&self, key: &str) -> BackendResult<ByteStream> {
+        let result = self.store.get(&StorePath::from(key)).await.map_err(error)?;
+        Ok(result.into_stream().map(|r| r.map_err(error)).boxed())
+    }
+}
