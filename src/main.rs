@@ -452,7 +452,16 @@ fn run(cli: &Cli, name: &str, no_index: bool) -> Result<u8> {
         no_index,
     )?;
     let bar = progress_bar(cli, "export");
-    let summary = export.run(index, &bar)?;
+    let summary = match export.run(index, &bar) {
+        Err(custodian::policy::export::RunError::Manifest(e)) => {
+            bar.finish_and_clear();
+            eprintln!(
+                "error: {e}\nthe run stays open: the next run of `{name}` resumes it, redoes what failed and writes its manifest"
+            );
+            return Ok(1);
+        }
+        result => result?,
+    };
     bar.finish_and_clear();
     if cli.json {
         print_json(&summary)?;

@@ -252,20 +252,20 @@ impl RemoteWriter {
     }
 
     /// Sends the buffer as the next part, starting the upload first if needed, and waits while
-    /// too many parts are in flight.
-    fn send_part(&mut self) -> Result<(), TargetError> {
+    /// too many parts are in flight. The error is the cause alone; callers name the object.
+    fn send_part(&mut self) -> Result<(), String> {
         if self.upload.is_none() {
             let id = self
                 .runtime
                 .block_on(self.backend.begin(&self.full_key, self.sha256.as_deref()))
-                .map_err(|e| self.error(e))?;
+                .map_err(|e| e.to_string())?;
             if let Some(journal) = &self.journal
                 && let Err(e) = journal.upload_started(&self.target, &self.full_key, &id)
             {
                 let _ = self
                     .runtime
                     .block_on(self.backend.abort(&self.full_key, &id));
-                return Err(self.error(format!("upload journal: {e}")));
+                return Err(format!("upload journal: {e}"));
             }
             self.upload = Some(Upload {
                 id,
@@ -289,7 +289,7 @@ impl RemoteWriter {
         );
         while upload.running.len() >= self.uploads.part_concurrency {
             let joined = self.runtime.block_on(upload.running.join_next());
-            Self::collect(upload, joined).map_err(|e| io_err(&self.target, &self.key, e))?;
+            Self::collect(upload, joined)?;
         }
         Ok(())
     }
@@ -311,7 +311,7 @@ impl RemoteWriter {
 
     fn finish_multipart(&mut self) -> Result<(), TargetError> {
         if !self.buffer.is_empty() {
-            self.send_part()?;
+            self.send_part().map_err(|e| self.error(e))?;
         }
         let upload = self.upload.as_mut().expect("multipart");
         while !upload.running.is_empty() {

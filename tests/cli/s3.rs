@@ -1,25 +1,113 @@
 //! Exports to an S3 target, against a real S3 HTTP server on 127.0.0.1 (s3s + s3s-fs, a
-//! bucket per directory) started by the test.
+//! bucket per directory) started by the test, through both S3 clients. The server can inject
+//! faults into upload requests: 500 and 503 SlowDown answers, connections reset mid-body,
+//! stalls longer than the client's timeout, or a store that starts failing mid-run.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_body_util::BodyExt;
 
 use crate::common::{Env, text};
 
 const ACCESS_KEY: &str = "AKIACUSTODIANTEST";
 const SECRET_KEY: &str = "custodian-test-secret-key-do-not-print";
+const CLIENTS: [&str; 2] = ["aws_sdk", "object_store"];
+
+/// What the server does with one upload request (PUT or POST).
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// Answers with this status (503 as S3's SlowDown) without storing anything.
+    Status(u16),
+    /// Reads part of the body, then drops the connection.
+    Reset,
+    /// Waits this long before serving the request.
+    Stall(Duration),
+}
+
+/// The faults to inject, in order, one per upload request; then either pass everything or,
+/// from `fail_after` successful uploads on, answer every upload with 500.
+#[derive(Default)]
+struct Plan {
+    faults: Vec<Fault>,
+    fail_after: Option<usize>,
+    passed: usize,
+}
+
+impl Plan {
+    fn next(&mut self) -> Option<Fault> {
+        if !self.faults.is_empty() {
+            return Some(self.faults.remove(0));
+        }
+        match self.fail_after {
+            Some(n) if self.passed >= n => Some(Fault::Status(500)),
+            _ => {
+                self.passed += 1;
+                None
+            }
+        }
+    }
+}
 
 /// An S3 server over a directory; it stops when dropped.
 struct S3Server {
     endpoint: String,
     root: PathBuf,
+    plan: Arc<Mutex<Plan>>,
     _runtime: tokio::runtime::Runtime,
+}
+
+type Response = hyper::Response<s3s::Body>;
+
+async fn serve(
+    service: s3s::service::S3Service,
+    plan: Arc<Mutex<Plan>>,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> Result<Response, s3s::HttpError> {
+    let upload = matches!(*req.method(), hyper::Method::PUT | hyper::Method::POST);
+    let fault = if upload {
+        plan.lock().unwrap().next()
+    } else {
+        None
+    };
+    match fault {
+        None => hyper::service::Service::call(&service, req).await,
+        Some(Fault::Stall(d)) => {
+            tokio::time::sleep(d).await;
+            hyper::service::Service::call(&service, req).await
+        }
+        Some(Fault::Status(status)) => {
+            let code = if status == 503 {
+                "SlowDown"
+            } else {
+                "InternalError"
+            };
+            let body = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>injected</Message></Error>"
+            );
+            let _ = req.into_body().collect().await;
+            Ok(hyper::Response::builder()
+                .status(status)
+                .header("content-type", "application/xml")
+                .body(s3s::Body::from(body))
+                .unwrap())
+        }
+        Some(Fault::Reset) => {
+            let mut body = req.into_body();
+            let _ = body.frame().await;
+            Err(s3s::HttpError::new(Box::new(std::io::Error::other(
+                "injected connection reset",
+            ))))
+        }
+    }
 }
 
 impl S3Server {
     fn start(root: &Path) -> S3Server {
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+            .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
@@ -31,12 +119,18 @@ impl S3Server {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let plan = Arc::new(Mutex::new(Plan::default()));
+        let shared = plan.clone();
         runtime.spawn(async move {
             let http =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
             while let Ok((socket, _)) = listener.accept().await {
+                let (service, plan) = (service.clone(), shared.clone());
+                let handler = hyper::service::service_fn(move |req| {
+                    serve(service.clone(), plan.clone(), req)
+                });
                 let conn = http
-                    .serve_connection(hyper_util::rt::TokioIo::new(socket), service.clone())
+                    .serve_connection(hyper_util::rt::TokioIo::new(socket), handler)
                     .into_owned();
                 tokio::spawn(async move {
                     let _ = conn.await;
@@ -46,12 +140,29 @@ impl S3Server {
         S3Server {
             endpoint,
             root: root.to_owned(),
+            plan,
             _runtime: runtime,
         }
     }
+
+    fn set_plan(&self, plan: Plan) {
+        *self.plan.lock().unwrap() = plan;
+    }
+
+    /// Multipart uploads the store holds open (s3s-fs keeps one `.upload-ID.json` each).
+    fn open_uploads(&self) -> usize {
+        std::fs::read_dir(&self.root)
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                let name = name.to_string_lossy();
+                name.starts_with(".upload-") && name.ends_with(".json")
+            })
+            .count()
+    }
 }
 
-fn s3_env(server: &S3Server, bucket: &str) -> Env {
+fn s3_env(server: &S3Server, bucket: &str, client: &str, extra: &str) -> Env {
     let env = Env::new("");
     env.write_config(&format!(
         r#"[catalog]
@@ -67,6 +178,8 @@ prefix = "exports"
 region = "us-east-1"
 endpoint = "{}"
 path_style = true
+client = "{client}"
+{extra}
 
 [policies.export]
 action = "export"
@@ -89,81 +202,291 @@ fn run_as(env: &Env, args: &[&str], secret: &str) -> Output {
         .unwrap()
 }
 
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(out)))
+}
+
+fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(31).wrapping_add(seed) % 251) as u8)
+        .collect()
+}
+
+fn bucket(store: &Path, name: &str) {
+    std::fs::create_dir(store.join(name)).unwrap();
+}
+
 #[test]
-fn export_to_s3_uploads_verified_objects_in_parts() {
-    let store = tempfile::tempdir().unwrap();
-    std::fs::create_dir(store.path().join("archive")).unwrap();
-    let server = S3Server::start(store.path());
-    let env = s3_env(&server, "archive");
-    let big: Vec<u8> = (0..20_000_000u32).map(|i| (i * 31 % 251) as u8).collect();
-    env.conversation(
-        "acme",
-        1,
-        "a1",
-        &[("big.wav", &big), ("small.wav", b"RIFF-small")],
-    );
-    let out = run(&env, &["--json", "run", "export"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let dir = server.root.join("archive/exports/acme/2026/01/01/a1");
-    assert_eq!(std::fs::read(dir.join("big.wav")).unwrap(), big);
-    assert_eq!(std::fs::read(dir.join("small.wav")).unwrap(), b"RIFF-small");
-    assert!(dir.join("conversation.json").exists());
-    let verify = run(&env, &["verify", &summary["run"].to_string()]);
-    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
-    assert!(text(&verify).contains("all match"), "{}", text(&verify));
+fn export_to_s3_uploads_verified_objects_and_skips_identical_ones() {
+    for client in CLIENTS {
+        let store = tempfile::tempdir().unwrap();
+        bucket(store.path(), "archive");
+        let server = S3Server::start(store.path());
+        let env = s3_env(&server, "archive", client, "part_size_mib = 5");
+        let big = pattern(12_000_000, 7);
+        env.conversation(
+            "acme",
+            1,
+            "a1",
+            &[("big.wav", &big), ("small.wav", b"RIFF-small")],
+        );
+        let out = run(&env, &["--json", "run", "export"]);
+        assert_eq!(out.status.code(), Some(0), "{client}: {}", text(&out));
+        let dir = server.root.join("archive/exports/acme/2026/01/01/a1");
+        assert_eq!(std::fs::read(dir.join("big.wav")).unwrap(), big, "{client}");
+        assert_eq!(std::fs::read(dir.join("small.wav")).unwrap(), b"RIFF-small");
+        assert!(dir.join("conversation.json").exists());
+        let verify = run(&env, &["verify", &json(&out)["run"].to_string()]);
+        assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+        assert!(text(&verify).contains("all match"), "{}", text(&verify));
+        assert_eq!(server.open_uploads(), 0, "{client}");
+
+        // A full rerun finds both recordings already stored with the same SHA-256 and does
+        // not upload them again: the stored files are the very same ones.
+        let stamp = |name: &str| {
+            std::fs::metadata(dir.join(name))
+                .unwrap()
+                .modified()
+                .unwrap()
+        };
+        let before = (stamp("big.wav"), stamp("small.wav"));
+        std::thread::sleep(Duration::from_millis(20));
+        let config = std::fs::read_to_string(env.config()).unwrap();
+        env.write_config(&format!("{config}mode = \"full\"\n"));
+        let again = run(&env, &["--json", "run", "export"]);
+        assert_eq!(again.status.code(), Some(0), "{client}: {}", text(&again));
+        assert_eq!(json(&again)["counters"]["exported"], 1, "{}", text(&again));
+        assert_eq!((stamp("big.wav"), stamp("small.wav")), before, "{client}");
+        let verify = run(&env, &["verify", &json(&again)["run"].to_string()]);
+        assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+    }
+}
+
+#[test]
+fn uploads_ride_out_errors_slowdowns_resets_and_stalls() {
+    for client in CLIENTS {
+        let store = tempfile::tempdir().unwrap();
+        bucket(store.path(), "archive");
+        let server = S3Server::start(store.path());
+        let env = s3_env(
+            &server,
+            "archive",
+            client,
+            "part_size_mib = 5\nrequest_timeout_secs = 2",
+        );
+        let big = pattern(11_000_000, 3);
+        env.conversation("acme", 1, "a1", &[("big.wav", &big)]);
+        for i in 2..=5 {
+            env.conversation(
+                "acme",
+                i,
+                &format!("s{i}"),
+                &[("call.wav", &pattern(1000, i))],
+            );
+        }
+        server.set_plan(Plan {
+            faults: vec![
+                Fault::Status(503),
+                Fault::Reset,
+                Fault::Status(500),
+                Fault::Stall(Duration::from_secs(5)),
+                Fault::Reset,
+                Fault::Status(503),
+            ],
+            ..Plan::default()
+        });
+        let out = run(&env, &["--json", "run", "export"]);
+        assert_eq!(out.status.code(), Some(0), "{client}: {}", text(&out));
+        assert_eq!(json(&out)["counters"]["exported"], 5, "{}", text(&out));
+        assert!(server.plan.lock().unwrap().faults.is_empty());
+        let verify = run(&env, &["verify", &json(&out)["run"].to_string()]);
+        assert_eq!(verify.status.code(), Some(0), "{client}: {}", text(&verify));
+        assert_eq!(server.open_uploads(), 0, "{client}");
+    }
+}
+
+/// Every file under `dir` (the bucket), relative, except s3s-fs's own bookkeeping.
+fn stored_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.file_name().unwrap().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_store_failing_mid_run_fails_items_that_the_next_run_completes() {
+    for client in CLIENTS {
+        let store = tempfile::tempdir().unwrap();
+        bucket(store.path(), "archive");
+        let server = S3Server::start(store.path());
+        let env = s3_env(
+            &server,
+            "archive",
+            client,
+            "part_size_mib = 5\nrequest_timeout_secs = 2",
+        );
+        let mut originals = Vec::new();
+        for i in 1..=4u32 {
+            let data = pattern(7_000_000 + i as usize, i);
+            env.conversation("acme", i, &format!("c{i}"), &[("call.wav", &data)]);
+            originals.push((format!("exports/acme/2026/01/{i:02}/c{i}/call.wav"), data));
+        }
+        server.set_plan(Plan {
+            fail_after: Some(3),
+            ..Plan::default()
+        });
+        // The store stays down for the manifest too: the run stays open for the next one.
+        let out = run(&env, &["run", "export"]);
+        assert_eq!(out.status.code(), Some(1), "{client}: {}", text(&out));
+        let msg = text(&out);
+        assert!(msg.contains("InternalError"), "{msg}");
+        assert!(msg.contains("the next run of `export` resumes it"), "{msg}");
+        // Whatever is stored under a final name is whole.
+        let bucket_dir = server.root.join("archive");
+        for rel in stored_files(&bucket_dir) {
+            if let Some((_, data)) = originals.iter().find(|(k, _)| Path::new(k) == rel) {
+                assert_eq!(
+                    &std::fs::read(bucket_dir.join(&rel)).unwrap(),
+                    data,
+                    "{rel:?}"
+                );
+            }
+        }
+
+        server.set_plan(Plan::default());
+        let rerun = run(&env, &["--json", "run", "export"]);
+        assert_eq!(rerun.status.code(), Some(0), "{client}: {}", text(&rerun));
+        for (key, data) in &originals {
+            assert_eq!(&std::fs::read(bucket_dir.join(key)).unwrap(), data, "{key}");
+        }
+        assert_eq!(server.open_uploads(), 0, "{client}: {}", text(&rerun));
+    }
+}
+
+#[test]
+fn a_killed_run_leaves_no_open_upload_after_the_next_one() {
+    for client in CLIENTS {
+        let store = tempfile::tempdir().unwrap();
+        bucket(store.path(), "archive");
+        let server = S3Server::start(store.path());
+        let env = s3_env(&server, "archive", client, "part_size_mib = 5");
+        let big = pattern(16_000_000, 9);
+        env.conversation("acme", 1, "a1", &[("big.wav", &big)]);
+        // The upload starts and its first part lands; the second part hangs.
+        server.set_plan(Plan {
+            faults: vec![Fault::Stall(Duration::ZERO), Fault::Stall(Duration::ZERO)]
+                .into_iter()
+                .chain(std::iter::repeat_n(
+                    Fault::Stall(Duration::from_secs(600)),
+                    8,
+                ))
+                .collect(),
+            ..Plan::default()
+        });
+        let mut child = env
+            .command(&["run", "export"])
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while server.open_uploads() == 0 || server.plan.lock().unwrap().faults.len() > 7 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{client}: upload never started"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(server.open_uploads(), 1, "{client}");
+
+        server.set_plan(Plan::default());
+        let out = run(&env, &["--json", "run", "export"]);
+        assert_eq!(out.status.code(), Some(0), "{client}: {}", text(&out));
+        assert!(
+            text(&out).contains("aborted 1 unfinished upload"),
+            "{client}: {}",
+            text(&out)
+        );
+        assert_eq!(server.open_uploads(), 0, "{client}");
+        let dir = server.root.join("archive/exports/acme/2026/01/01/a1");
+        assert_eq!(std::fs::read(dir.join("big.wav")).unwrap(), big);
+    }
 }
 
 #[test]
 fn missing_bucket_stops_before_any_work_without_printing_the_secret() {
-    let store = tempfile::tempdir().unwrap();
-    let server = S3Server::start(store.path());
-    let env = s3_env(&server, "no-such-bucket");
-    env.conversation("acme", 1, "a1", &[("call.wav", b"RIFF")]);
-    let out = run(&env, &["run", "export"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let msg = text(&out);
-    assert!(
-        msg.contains("target `s3`") && msg.contains("bucket"),
-        "{msg}"
-    );
-    assert!(!msg.contains(SECRET_KEY), "{msg}");
+    for client in CLIENTS {
+        let store = tempfile::tempdir().unwrap();
+        let server = S3Server::start(store.path());
+        let env = s3_env(&server, "no-such-bucket", client, "");
+        env.conversation("acme", 1, "a1", &[("call.wav", b"RIFF")]);
+        let out = run(&env, &["run", "export"]);
+        assert_eq!(out.status.code(), Some(2), "{client}: {}", text(&out));
+        let msg = text(&out);
+        assert!(
+            msg.contains("target `s3`") && msg.contains("s3://no-such-bucket/exports/"),
+            "{msg}"
+        );
+        assert!(msg.contains("NoSuchBucket"), "{client}: {msg}");
+        assert!(!msg.contains(SECRET_KEY), "{msg}");
+    }
 }
 
 #[test]
 fn wrong_credentials_stop_before_any_work_without_printing_them() {
-    let store = tempfile::tempdir().unwrap();
-    std::fs::create_dir(store.path().join("archive")).unwrap();
-    let server = S3Server::start(store.path());
-    let env = s3_env(&server, "archive");
-    env.conversation("acme", 1, "a1", &[("call.wav", b"RIFF")]);
-    let wrong = "not-the-secret-key-either-should-not-print";
-    let out = run_as(&env, &["run", "export"], wrong);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let msg = text(&out);
-    assert!(
-        msg.contains("target `s3`") && msg.contains("credentials"),
-        "{msg}"
-    );
-    assert!(!msg.contains(wrong) && !msg.contains(SECRET_KEY), "{msg}");
-    assert!(
-        std::fs::read_dir(store.path().join("archive"))
-            .unwrap()
-            .next()
-            .is_none()
-    );
+    for client in CLIENTS {
+        let store = tempfile::tempdir().unwrap();
+        bucket(store.path(), "archive");
+        let server = S3Server::start(store.path());
+        let env = s3_env(&server, "archive", client, "");
+        env.conversation("acme", 1, "a1", &[("call.wav", b"RIFF")]);
+        let wrong = "not-the-secret-key-either-should-not-print";
+        let out = run_as(&env, &["run", "export"], wrong);
+        assert_eq!(out.status.code(), Some(2), "{client}: {}", text(&out));
+        let msg = text(&out);
+        assert!(
+            msg.contains("target `s3`") && msg.contains("credentials"),
+            "{msg}"
+        );
+        assert!(!msg.contains(wrong) && !msg.contains(SECRET_KEY), "{msg}");
+        assert!(
+            std::fs::read_dir(store.path().join("archive"))
+                .unwrap()
+                .next()
+                .is_none()
+        );
+    }
 }
 
 #[test]
 fn unreachable_endpoint_stops_before_any_work() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
-    let env = Env::new("");
-    env.write_config(&format!(
-        "[repository]\nroot = \"repo\"\n[targets.s3]\nkind = \"s3\"\nbucket = \"b\"\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\"\npath_style = true\n[policies.export]\naction = \"export\"\ntarget = \"s3\"\n"
-    ));
-    let out = run(&env, &["run", "export"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("target `s3`"), "{}", text(&out));
+    for client in CLIENTS {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let env = Env::new("");
+        env.write_config(&format!(
+            "[repository]\nroot = \"repo\"\n[targets.s3]\nkind = \"s3\"\nbucket = \"b\"\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\"\npath_style = true\nclient = \"{client}\"\n[policies.export]\naction = \"export\"\ntarget = \"s3\"\n"
+        ));
+        let out = run(&env, &["run", "export"]);
+        assert_eq!(out.status.code(), Some(2), "{client}: {}", text(&out));
+        assert!(text(&out).contains("target `s3`"), "{}", text(&out));
+    }
 }
