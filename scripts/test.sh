@@ -15,4 +15,10 @@ if ((${#need[@]})); then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# Azure tests run against Azurite, Microsoft's storage emulator, from the npm registry.
+export AZURITE_HOME="${AZURITE_HOME:-$HOME/.cache/custodian-azurite}"
+if [ ! -x "$AZURITE_HOME/node_modules/.bin/azurite-blob" ]; then
+    command -v npm >/dev/null || { echo "the Azure tests need npm (Node.js) to install Azurite" >&2; exit 2; }
+    npm install --silent --no-audit --no-fund --prefix "$AZURITE_HOME" azurite@3 >/dev/null
+fi
 exec cargo test --all-features "$@"

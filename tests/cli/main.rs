@@ -1,5 +1,7 @@
 //! End-to-end tests of the `custodian` binary, one temporary installation each.
 
+#[cfg(feature = "azure")]
+mod azure;
 mod common;
 mod config_errors;
 mod crash;

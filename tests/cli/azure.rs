@@ -1,0 +1,181 @@
+//! Exports to an Azure Blob Storage target, against Azurite (Microsoft's storage emulator,
+//! installed from npm by `scripts/test.sh`) started by the test on a free loopback port.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Output};
+use std::time::Duration;
+
+use base64::Engine;
+
+use crate::common::{Env, text};
+
+/// Azurite's well-known development account and key.
+const ACCOUNT: &str = "devstoreaccount1";
+const KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+struct Azurite {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Azurite {
+    fn start() -> Azurite {
+        let home = std::env::var_os("AZURITE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/custodian-azurite")
+            });
+        let bin = home.join("node_modules/.bin/azurite-blob");
+        assert!(
+            bin.exists(),
+            "{} is missing: run `bash scripts/test.sh`, which installs Azurite from npm",
+            bin.display()
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = std::process::Command::new(bin)
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+            .args(["--skipApiVersionCheck", "--silent", "--location"])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "Azurite did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Azurite {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}/{ACCOUNT}", self.port)
+    }
+
+    /// Creates a container with a request signed by the account key (SharedKey).
+    fn create_container(&self, name: &str) {
+        let date = chrono::Utc::now()
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string();
+        let version = "2021-08-06";
+        let to_sign = format!(
+            "PUT\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{version}\n/{ACCOUNT}/{ACCOUNT}/{name}\nrestype:container"
+        );
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &b64.decode(KEY).unwrap());
+        let signature = b64.encode(ring::hmac::sign(&key, to_sign.as_bytes()));
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            stream,
+            "PUT /{ACCOUNT}/{name}?restype=container HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nx-ms-date: {date}\r\nx-ms-version: {version}\r\nAuthorization: SharedKey {ACCOUNT}:{signature}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn azure_env(azurite: &Azurite, container: &str) -> Env {
+    let env = Env::new("");
+    env.write_config(&format!(
+        r#"[catalog]
+url = "sqlite:catalog.db"
+
+[repository]
+root = "repo"
+
+[targets.blob]
+kind = "azure"
+container = "{container}"
+prefix = "exports"
+endpoint = "{}"
+part_size_mib = 5
+
+[policies.export]
+action = "export"
+target = "blob"
+"#,
+        azurite.endpoint()
+    ));
+    env
+}
+
+fn run(env: &Env, args: &[&str], key: &str) -> Output {
+    env.command(args)
+        .env("AZURE_STORAGE_ACCOUNT_NAME", ACCOUNT)
+        .env("AZURE_STORAGE_ACCOUNT_KEY", key)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn export_to_azure_blob_uploads_verified_blobs() {
+    let azurite = Azurite::start();
+    azurite.create_container("archive");
+    let env = azure_env(&azurite, "archive");
+    let big: Vec<u8> = (0..12_000_000u32).map(|i| (i * 7 % 253) as u8).collect();
+    env.conversation(
+        "acme",
+        1,
+        "a1",
+        &[("big.wav", &big), ("small.wav", b"RIFF-small")],
+    );
+    let out = run(&env, &["--json", "run", "export"], KEY);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["counters"]["exported"], 1);
+    let verify = run(&env, &["verify", &summary["run"].to_string()], KEY);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+    assert!(text(&verify).contains("all match"), "{}", text(&verify));
+}
+
+#[test]
+fn missing_container_and_wrong_key_stop_before_any_work() {
+    let azurite = Azurite::start();
+    azurite.create_container("archive");
+    let env = azure_env(&azurite, "no-such-container");
+    env.conversation("acme", 1, "a1", &[("call.wav", b"RIFF")]);
+    let out = run(&env, &["run", "export"], KEY);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let msg = text(&out);
+    assert!(
+        msg.contains("target `blob`") && msg.contains("no-such-container"),
+        "{msg}"
+    );
+    assert!(!msg.contains(KEY), "{msg}");
+
+    let env = azure_env(&azurite, "archive");
+    env.conversation("acme", 1, "a1", &[("call.wav", b"RIFF")]);
+    let wrong = base64::engine::general_purpose::STANDARD.encode([7u8; 64]);
+    let out = run(&env, &["run", "export"], &wrong);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let msg = text(&out);
+    assert!(
+        msg.contains("target `blob`") && msg.contains("AZURE_STORAGE_ACCOUNT_KEY"),
+        "{msg}"
+    );
+    assert!(!msg.contains(&wrong) && !msg.contains(KEY), "{msg}");
+}
