@@ -303,7 +303,7 @@ fn required(
         Some(s) if !s.is_empty() => Ok(s.clone()),
         _ => Err(v.invalid(
             &["targets", name, "kind"],
-            format!("an {kind} target needs `{key}`"),
+            format!("a target of kind `{kind}` needs `{key}`"),
         )),
     }
 }

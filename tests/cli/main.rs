@@ -8,6 +8,8 @@ mod crash;
 mod crypto;
 mod demo;
 mod export;
+#[cfg(feature = "gcs")]
+mod gcs;
 mod media;
 #[cfg(feature = "s3")]
 mod s3;
