@@ -200,8 +200,7 @@ impl<'t> Sink<'t> {
         }
     }
 
-    /// Writes bytes made in memory (the metadata file); a loose object identical to one
-    /// already at the target is not written again.
+    /// Writes bytes made in memory by this run (the metadata file).
     pub fn put_bytes(&mut self, place: Place, bytes: &[u8], what: &str) -> Result<Written, String> {
         match (self, place) {
             (Sink::Loose { target, objects }, Place::Object(key)) => {

@@ -3,8 +3,8 @@
 //!
 //! An object no larger than one part is buffered and sent in one request that carries its
 //! SHA-256. A larger one becomes a multipart upload: parts of `part_size` upload in the
-//! background, at most `part_concurrency` of them at once, while the next part fills, so memory
-//! per object is bounded whatever its size. Nothing is visible under the key until the upload
+//! background, at most `part_concurrency` of them at once (and twice that across the target),
+//! while the next part fills, so memory is bounded whatever the recordings' sizes. Nothing is visible under the key until the upload
 //! completes on commit; a writer dropped before that aborts it. Each multipart upload is noted
 //! in the [`UploadJournal`] from start to end, so one cut off by a crash is aborted by the next
 //! run ([`Target::recover`]). The export side stays synchronous: calls wait on a small tokio
@@ -16,6 +16,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::{ObjectKey, ObjectWriter, Target, TargetError, UploadJournal, Uploads};
@@ -81,7 +82,12 @@ pub struct RemoteTarget {
     uploads: Uploads,
     journal: Option<Arc<dyn UploadJournal>>,
     runtime: Arc<tokio::runtime::Runtime>,
+    parts: Arc<Semaphore>,
 }
+
+/// Parts in flight across all objects of a target, in units of `part_concurrency`: with the
+/// defaults, 8 parts of 8 MiB, so memory stays bounded however many workers upload at once.
+const TARGET_PARTS_FACTOR: usize = 2;
 
 /// The runtime remote targets run their I/O on: two threads drive every upload of the process.
 pub fn runtime() -> io::Result<tokio::runtime::Runtime> {
@@ -105,6 +111,9 @@ impl RemoteTarget {
             uploads,
             journal,
             runtime,
+            parts: Arc::new(Semaphore::new(
+                uploads.part_concurrency * TARGET_PARTS_FACTOR,
+            )),
         }
     }
 
@@ -147,6 +156,7 @@ impl Target for RemoteTarget {
             backend: self.backend.clone(),
             runtime: self.runtime.clone(),
             journal: self.journal.clone(),
+            parts: self.parts.clone(),
             uploads: self.uploads,
             sha256: sha256.map(str::to_owned),
             buffer: BytesMut::new(),
@@ -232,6 +242,7 @@ struct RemoteWriter {
     backend: Arc<dyn Backend>,
     runtime: Arc<tokio::runtime::Runtime>,
     journal: Option<Arc<dyn UploadJournal>>,
+    parts: Arc<Semaphore>,
     uploads: Uploads,
     sha256: Option<String>,
     buffer: BytesMut,
@@ -283,8 +294,16 @@ impl RemoteWriter {
             upload.next,
         );
         upload.next += 1;
+        let permit = self
+            .runtime
+            .block_on(self.parts.clone().acquire_owned())
+            .expect("the semaphore is never closed");
         upload.running.spawn_on(
-            async move { (index, backend.part(&key, &id, index, body).await) },
+            async move {
+                let result = backend.part(&key, &id, index, body).await;
+                drop(permit);
+                (index, result)
+            },
             self.runtime.handle(),
         );
         while upload.running.len() >= self.uploads.part_concurrency {

@@ -42,9 +42,11 @@ impl Azurite {
         let dir = tempfile::tempdir().unwrap();
         let child = std::process::Command::new(bin)
             .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
-            .args(["--skipApiVersionCheck", "--silent", "--location"])
+            .args(["--skipApiVersionCheck", "--silent", "--disableTelemetry"])
+            .arg("--location")
             .arg(dir.path())
             .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
