@@ -5,6 +5,8 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod cli_lifecycle;
+
 use anyhow::{Context, Result, bail};
 use chrono::Utc;
 use clap::{Parser, Subcommand};
@@ -12,6 +14,7 @@ use serde::Serialize;
 
 use custodian::audit::{GENESIS, verify_chain};
 use custodian::catalog::{self, AuditQuery, Catalog, Exclude, JobRun, Mode, RunId};
+use custodian::config::LIFECYCLE_RUN;
 use custodian::config::{Config, Policy};
 use custodian::filter::Filter;
 use custodian::media::audio::{self, AudioReport, VoiceFormat, VoiceSpec};
@@ -48,15 +51,23 @@ struct Cli {
 enum Command {
     /// Index the media repository into the catalog (only changed records are read).
     Index,
-    /// Run a policy now.
+    /// Run a policy now; `run lifecycle` deletes what the enabled lifecycle policies make due.
     Run {
         policy: String,
-        /// Show what would be exported, and the total bytes, without writing anything.
+        /// Show what would be exported (or deleted), and the total bytes, without doing it.
         #[arg(long)]
         dry_run: bool,
         /// Do not index the repository first.
         #[arg(long)]
         no_index: bool,
+        /// `run lifecycle`: delete even when more is due than the per-run limits allow.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Retention policies: create, version, enable, disable, activate, list, show.
+    Lifecycle {
+        #[command(subcommand)]
+        command: cli_lifecycle::LifecycleCommand,
     },
     /// Show what a policy would do now (same as `run --dry-run`).
     Plan {
@@ -308,14 +319,18 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             policy,
             dry_run,
             no_index,
-        } => {
-            if *dry_run {
-                plan(cli, policy, *no_index)
-            } else {
-                run(cli, policy, *no_index)
-            }
+            force,
+        } => match (policy.as_str(), dry_run) {
+            (LIFECYCLE_RUN, true) => cli_lifecycle::plan(cli, *no_index),
+            (LIFECYCLE_RUN, false) => cli_lifecycle::run(cli, *no_index, *force),
+            (_, true) => plan(cli, policy, *no_index),
+            (_, false) => run(cli, policy, *no_index),
+        },
+        Command::Plan { policy, no_index } if policy == LIFECYCLE_RUN => {
+            cli_lifecycle::plan(cli, *no_index)
         }
         Command::Plan { policy, no_index } => plan(cli, policy, *no_index),
+        Command::Lifecycle { command } => cli_lifecycle::command(cli, command),
         Command::Jobs { command } => jobs(cli, command),
         Command::Audit { command } => audit(cli, command),
         Command::Verify { run } => verify(cli, RunId(*run)),

@@ -14,18 +14,30 @@ use sha2::{Digest, Sha256};
 pub enum AuditKind {
     /// A conversation's objects were written to a target by an export policy.
     ConversationExported,
+    /// A lifecycle policy deleted an artifact (the lifecycle history trail).
+    ArtifactDeleted,
+    /// A user acknowledged what a lifecycle policy change means (the acknowledgments trail).
+    LifecycleAcknowledged,
+    /// A lifecycle policy was created, versioned, enabled, disabled or re-pointed.
+    LifecyclePolicyChanged,
 }
 
 impl AuditKind {
     pub fn as_str(self) -> &'static str {
         match self {
             AuditKind::ConversationExported => "conversation_exported",
+            AuditKind::ArtifactDeleted => "artifact_deleted",
+            AuditKind::LifecycleAcknowledged => "lifecycle_acknowledged",
+            AuditKind::LifecyclePolicyChanged => "lifecycle_policy_changed",
         }
     }
 
     pub fn parse(s: &str) -> Option<AuditKind> {
         match s {
             "conversation_exported" => Some(AuditKind::ConversationExported),
+            "artifact_deleted" => Some(AuditKind::ArtifactDeleted),
+            "lifecycle_acknowledged" => Some(AuditKind::LifecycleAcknowledged),
+            "lifecycle_policy_changed" => Some(AuditKind::LifecyclePolicyChanged),
             _ => None,
         }
     }

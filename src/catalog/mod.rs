@@ -11,6 +11,9 @@ use serde::Serialize;
 
 use crate::audit::{AuditEvent, NewEvent};
 use crate::filter::Filter;
+use crate::policy::lifecycle::{
+    DeleteOutcome, DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion,
+};
 use crate::repository::record::Conversation;
 
 /// Why a catalog operation failed.
@@ -23,6 +26,9 @@ pub enum CatalogError {
     },
     #[error("catalog {location}: {message}")]
     Open { location: String, message: String },
+    /// A change the catalog's rules forbid (a duplicate name, a second enabled policy, …).
+    #[error("{0}")]
+    Refused(String),
     #[error("policy `{policy}` is already running (lock {lock}); wait for it to finish")]
     Busy { policy: String, lock: String },
     #[error(
@@ -282,6 +288,58 @@ pub trait Catalog: crate::target::UploadJournal + Send + Sync {
     fn failed_items(&self, run: RunId, limit: usize) -> Result<Vec<FailedItem>>;
 
     fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>>;
+
+    /// Creates a lifecycle policy (disabled, no versions); refused if the name is taken.
+    fn create_lifecycle_policy(&self, policy: &LifecyclePolicy, event: &NewEvent) -> Result<()>;
+
+    /// Publishes a version; refused if the policy already has one of that name. The first
+    /// version becomes the active one.
+    fn publish_lifecycle_version(
+        &self,
+        policy: &str,
+        version: &LifecycleVersion,
+        event: &NewEvent,
+    ) -> Result<()>;
+
+    /// Sets whether a policy is enabled and its active version, with the audit events that
+    /// record the change and its acknowledgments, in one transaction. Refused when another
+    /// enabled policy covers the same artifact (and audio recording) type.
+    fn update_lifecycle_policy(
+        &self,
+        policy: &str,
+        enabled: bool,
+        active_version: &str,
+        events: &[NewEvent],
+    ) -> Result<()>;
+
+    /// Every lifecycle policy with its versions, by name.
+    fn lifecycle_policies(&self) -> Result<Vec<LifecyclePolicy>>;
+
+    /// The next page of artifacts `query` makes due, after `(conversation pk, ordinal)`:
+    /// not deleted, not under legal hold.
+    fn due_artifacts(
+        &self,
+        query: &DueQuery,
+        after: (i64, i64),
+        limit: usize,
+    ) -> Result<Vec<DueArtifact>>;
+
+    /// How many artifacts `query` makes due, their bytes, and the end instant of the earliest
+    /// matching interaction not yet due.
+    fn due_summary(&self, query: &DueQuery) -> Result<(u64, u64, Option<DateTime<Utc>>)>;
+
+    /// Artifacts in the catalog not deleted by a lifecycle policy.
+    fn live_artifact_count(&self) -> Result<u64>;
+
+    /// Records the intent to delete these artifacts (before their files are removed).
+    fn begin_deletes(&self, intents: &[DueArtifact]) -> Result<()>;
+
+    /// Intents a killed run left.
+    fn pending_deletes(&self) -> Result<Vec<DueArtifact>>;
+
+    /// Ends intents: a deleted artifact is recorded as deleted with its audit event; a failed
+    /// one is only forgotten (its file is still there; the next run tries again).
+    fn finish_deletes(&self, outcomes: &[(DueArtifact, DeleteOutcome)], actor: &str) -> Result<()>;
 }
 
 /// Opens the catalog a config names.

@@ -9,6 +9,9 @@ use std::sync::Mutex;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
+use crate::policy::lifecycle::{
+    DeleteOutcome, DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion, RetentionAction,
+};
 use crate::target::{OpenUpload, UploadJournal};
 
 use super::{
@@ -137,6 +140,50 @@ CREATE TABLE open_uploads (
     key TEXT NOT NULL,
     started_at TEXT NOT NULL,
     PRIMARY KEY (target, upload_id)
+) WITHOUT ROWID;
+"#,
+    r#"
+CREATE INDEX conversations_end ON conversations (start_ms + duration_ms);
+CREATE TABLE lifecycle_policies (
+    name TEXT PRIMARY KEY,
+    description TEXT NOT NULL,
+    artifact_type TEXT NOT NULL,
+    audio_type TEXT,
+    enabled INTEGER NOT NULL DEFAULT 0,
+    active_version TEXT,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE lifecycle_versions (
+    policy TEXT NOT NULL REFERENCES lifecycle_policies (name),
+    name TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    days INTEGER,
+    published_at TEXT NOT NULL,
+    published_by TEXT NOT NULL,
+    PRIMARY KEY (policy, name)
+) WITHOUT ROWID;
+CREATE TABLE artifact_deletions (
+    conversation INTEGER NOT NULL REFERENCES conversations (pk) ON DELETE CASCADE,
+    file TEXT NOT NULL,
+    deleted_at TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    version TEXT NOT NULL,
+    PRIMARY KEY (conversation, file)
+) WITHOUT ROWID;
+CREATE TABLE delete_intents (
+    conversation INTEGER NOT NULL,
+    ordinal INTEGER NOT NULL,
+    tenant TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    rel_dir TEXT NOT NULL,
+    file TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    policy TEXT NOT NULL,
+    version TEXT NOT NULL,
+    due TEXT NOT NULL,
+    PRIMARY KEY (conversation, ordinal)
 ) WITHOUT ROWID;
 "#,
 ];
@@ -377,8 +424,9 @@ impl SqliteCatalog {
         }
         let mut stmt = conn
             .prepare_cached(
-                "SELECT conversation, file, kind, audio_type, size, sha256, key_id FROM artifacts \
-                 WHERE conversation BETWEEN ? AND ? ORDER BY conversation, ordinal",
+                "SELECT conversation, file, kind, audio_type, size, sha256, key_id FROM artifacts a \
+                 WHERE conversation BETWEEN ? AND ? AND NOT EXISTS (SELECT 1 FROM artifact_deletions d \
+                 WHERE d.conversation = a.conversation AND d.file = a.file) ORDER BY conversation, ordinal",
             )
             .map_err(|e| self.err(e))?;
         let mut rows = stmt.query(params![lo, hi]).map_err(|e| self.err(e))?;
@@ -520,6 +568,12 @@ fn append_audit(tx: &rusqlite::Transaction<'_>, e: &NewEvent) -> rusqlite::Resul
         hash
     ])?;
     Ok(())
+}
+
+fn unknown_policy(policy: &str) -> CatalogError {
+    CatalogError::Refused(format!(
+        "no lifecycle policy named `{policy}` (see `custodian lifecycle list`)"
+    ))
 }
 
 fn parse_column<T: std::str::FromStr>(
@@ -970,6 +1024,400 @@ impl Catalog for SqliteCatalog {
             }
             Ok(out)
         })
+    }
+
+    fn create_lifecycle_policy(&self, p: &LifecyclePolicy, event: &NewEvent) -> Result<()> {
+        let mut conn = self.writer.lock().expect("catalog writer lock");
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let taken: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM lifecycle_policies WHERE name = ?)",
+                [&p.name],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        if taken {
+            return Err(CatalogError::Refused(format!(
+                "a lifecycle policy named `{}` already exists",
+                p.name
+            )));
+        }
+        tx.execute(
+            "INSERT INTO lifecycle_policies (name, description, artifact_type, audio_type, enabled, active_version, created_at, created_by) \
+             VALUES (?, ?, ?, ?, 0, NULL, ?, ?)",
+            params![
+                p.name,
+                p.description,
+                p.artifact_type.as_str(),
+                p.audio_type.map(|a| a.as_str()),
+                ts(p.created_at),
+                p.created_by
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        append_audit(&tx, event).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    fn publish_lifecycle_version(
+        &self,
+        policy: &str,
+        v: &LifecycleVersion,
+        event: &NewEvent,
+    ) -> Result<()> {
+        let mut conn = self.writer.lock().expect("catalog writer lock");
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let active: Option<Option<String>> = tx
+            .query_row(
+                "SELECT active_version FROM lifecycle_policies WHERE name = ?",
+                [policy],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let Some(active) = active else {
+            return Err(unknown_policy(policy));
+        };
+        let (count, taken): (i64, bool) = tx
+            .query_row(
+                "SELECT count(*), coalesce(sum(name = ?2), 0) > 0 FROM lifecycle_versions WHERE policy = ?1",
+                params![policy, v.name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| self.err(e))?;
+        if taken {
+            return Err(CatalogError::Refused(format!(
+                "policy `{policy}` already has a version named `{}`; versions are immutable, publish a new name",
+                v.name
+            )));
+        }
+        let (action, days) = match v.action {
+            RetentionAction::KeepForever => ("keep_forever", None),
+            RetentionAction::Delete { days } => ("delete", Some(days)),
+        };
+        tx.execute(
+            "INSERT INTO lifecycle_versions (policy, name, seq, action, days, published_at, published_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            params![policy, v.name, count + 1, action, days, ts(v.published_at), v.published_by],
+        )
+        .map_err(|e| self.err(e))?;
+        if active.is_none() {
+            tx.execute(
+                "UPDATE lifecycle_policies SET active_version = ? WHERE name = ?",
+                params![v.name, policy],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        append_audit(&tx, event).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    fn update_lifecycle_policy(
+        &self,
+        policy: &str,
+        enabled: bool,
+        active_version: &str,
+        events: &[NewEvent],
+    ) -> Result<()> {
+        let mut conn = self.writer.lock().expect("catalog writer lock");
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let scope: Option<(String, Option<String>)> = tx
+            .query_row(
+                "SELECT artifact_type, audio_type FROM lifecycle_policies WHERE name = ?",
+                [policy],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let Some((artifact_type, audio_type)) = scope else {
+            return Err(unknown_policy(policy));
+        };
+        if enabled {
+            let other: Option<String> = tx
+                .query_row(
+                    "SELECT name FROM lifecycle_policies WHERE enabled = 1 AND artifact_type = ? \
+                     AND audio_type IS ? AND name != ?",
+                    params![artifact_type, audio_type, policy],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| self.err(e))?;
+            if let Some(other) = other {
+                let scope = match audio_type {
+                    Some(a) => format!("{artifact_type}/{a}"),
+                    None => artifact_type,
+                };
+                return Err(CatalogError::Refused(format!(
+                    "policy `{other}` is already enabled for {scope}; disable it first (at most one enabled policy per type)"
+                )));
+            }
+        }
+        tx.execute(
+            "UPDATE lifecycle_policies SET enabled = ?, active_version = ? WHERE name = ?",
+            params![enabled, active_version, policy],
+        )
+        .map_err(|e| self.err(e))?;
+        for e in events {
+            append_audit(&tx, e).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    fn lifecycle_policies(&self) -> Result<Vec<LifecyclePolicy>> {
+        self.with_reader(|conn| {
+            let mut policies = Vec::new();
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT name, description, artifact_type, audio_type, enabled, active_version, created_at, created_by \
+                     FROM lifecycle_policies ORDER BY name",
+                )
+                .map_err(|e| self.err(e))?;
+            let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+            while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+                let get = |i| r.get::<_, String>(i).map_err(|e| self.err(e));
+                let kind = get(2)?;
+                let audio: Option<String> = r.get(3).map_err(|e| self.err(e))?;
+                let created = get(6)?;
+                policies.push(LifecyclePolicy {
+                    name: get(0)?,
+                    description: get(1)?,
+                    artifact_type: kind
+                        .parse()
+                        .map_err(|_| self.corrupt("lifecycle_policies.artifact_type", &kind))?,
+                    audio_type: match audio {
+                        Some(a) => Some(
+                            a.parse()
+                                .map_err(|_| self.corrupt("lifecycle_policies.audio_type", &a))?,
+                        ),
+                        None => None,
+                    },
+                    enabled: r.get(4).map_err(|e| self.err(e))?,
+                    active_version: r.get(5).map_err(|e| self.err(e))?,
+                    versions: Vec::new(),
+                    created_at: parse_ts(&created)
+                        .ok_or_else(|| self.corrupt("lifecycle_policies.created_at", &created))?,
+                    created_by: get(7)?,
+                });
+            }
+            drop(rows);
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT policy, name, action, days, published_at, published_by FROM lifecycle_versions ORDER BY policy, seq",
+                )
+                .map_err(|e| self.err(e))?;
+            let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+            while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+                let get = |i| r.get::<_, String>(i).map_err(|e| self.err(e));
+                let policy = get(0)?;
+                let action = get(2)?;
+                let days: Option<u16> = r.get(3).map_err(|e| self.err(e))?;
+                let published = get(4)?;
+                let version = LifecycleVersion {
+                    name: get(1)?,
+                    action: match (action.as_str(), days) {
+                        ("keep_forever", _) => RetentionAction::KeepForever,
+                        ("delete", Some(days)) => RetentionAction::Delete { days },
+                        _ => return Err(self.corrupt("lifecycle_versions.action", &action)),
+                    },
+                    published_at: parse_ts(&published)
+                        .ok_or_else(|| self.corrupt("lifecycle_versions.published_at", &published))?,
+                    published_by: get(5)?,
+                };
+                if let Some(p) = policies.iter_mut().find(|p| p.name == policy) {
+                    p.versions.push(version);
+                }
+            }
+            Ok(policies)
+        })
+    }
+
+    fn due_artifacts(
+        &self,
+        q: &DueQuery,
+        after: (i64, i64),
+        limit: usize,
+    ) -> Result<Vec<DueArtifact>> {
+        let due_shift = i64::from(q.days) * 86_400_000;
+        self.with_reader(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT c.pk, a.ordinal, c.tenant, c.id, c.rel_dir, a.file, a.size, c.start_ms + c.duration_ms \
+                     FROM conversations c JOIN artifacts a ON a.conversation = c.pk \
+                     WHERE (c.pk, a.ordinal) > (?1, ?2) AND c.start_ms + c.duration_ms <= ?3 AND c.legal_hold = 0 \
+                     AND a.kind = ?4 AND a.audio_type IS ?5 \
+                     AND NOT EXISTS (SELECT 1 FROM artifact_deletions d WHERE d.conversation = c.pk AND d.file = a.file) \
+                     ORDER BY c.pk, a.ordinal LIMIT ?6",
+                )
+                .map_err(|e| self.err(e))?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        after.0,
+                        after.1,
+                        q.cutoff.timestamp_millis(),
+                        q.artifact_type.as_str(),
+                        q.audio_type.map(|a| a.as_str()),
+                        limit as i64
+                    ],
+                    |r| {
+                        let end_ms: i64 = r.get(7)?;
+                        Ok(DueArtifact {
+                            conversation_pk: r.get(0)?,
+                            ordinal: r.get(1)?,
+                            tenant: r.get(2)?,
+                            conversation_id: r.get(3)?,
+                            rel_dir: r.get(4)?,
+                            file: r.get(5)?,
+                            size: r.get(6)?,
+                            policy: q.policy.clone(),
+                            version: q.version.clone(),
+                            due: DateTime::from_timestamp_millis(end_ms + due_shift)
+                                .unwrap_or_default(),
+                        })
+                    },
+                )
+                .map_err(|e| self.err(e))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(|e| self.err(e))
+        })
+    }
+
+    fn due_summary(&self, q: &DueQuery) -> Result<(u64, u64, Option<DateTime<Utc>>)> {
+        self.with_reader(|conn| {
+            let live = "c.legal_hold = 0 AND a.kind = ?2 AND a.audio_type IS ?3 \
+                 AND NOT EXISTS (SELECT 1 FROM artifact_deletions d WHERE d.conversation = c.pk AND d.file = a.file)";
+            let args = params![
+                q.cutoff.timestamp_millis(),
+                q.artifact_type.as_str(),
+                q.audio_type.map(|a| a.as_str())
+            ];
+            let (count, bytes): (i64, i64) = conn
+                .prepare_cached(&format!(
+                    "SELECT count(*), coalesce(sum(a.size), 0) FROM conversations c JOIN artifacts a ON a.conversation = c.pk \
+                     WHERE c.start_ms + c.duration_ms <= ?1 AND {live}"
+                ))
+                .and_then(|mut s| s.query_row(args, |r| Ok((r.get(0)?, r.get(1)?))))
+                .map_err(|e| self.err(e))?;
+            let next: Option<i64> = conn
+                .prepare_cached(&format!(
+                    "SELECT c.start_ms + c.duration_ms FROM conversations c JOIN artifacts a ON a.conversation = c.pk \
+                     WHERE c.start_ms + c.duration_ms > ?1 AND {live} ORDER BY c.start_ms + c.duration_ms LIMIT 1"
+                ))
+                .and_then(|mut s| s.query_row(args, |r| r.get(0)).optional())
+                .map_err(|e| self.err(e))?;
+            Ok((
+                count as u64,
+                bytes as u64,
+                next.and_then(DateTime::from_timestamp_millis),
+            ))
+        })
+    }
+
+    fn live_artifact_count(&self) -> Result<u64> {
+        self.with_reader(|conn| {
+            conn.query_row(
+                "SELECT (SELECT count(*) FROM artifacts) - (SELECT count(*) FROM artifact_deletions)",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n.max(0) as u64)
+            .map_err(|e| self.err(e))
+        })
+    }
+
+    fn begin_deletes(&self, intents: &[DueArtifact]) -> Result<()> {
+        let mut conn = self.writer.lock().expect("catalog writer lock");
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        {
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO delete_intents (conversation, ordinal, tenant, conversation_id, rel_dir, file, size, policy, version, due) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .map_err(|e| self.err(e))?;
+            for a in intents {
+                ins.execute(params![
+                    a.conversation_pk,
+                    a.ordinal,
+                    a.tenant,
+                    a.conversation_id,
+                    a.rel_dir,
+                    a.file,
+                    a.size,
+                    a.policy,
+                    a.version,
+                    ts(a.due)
+                ])
+                .map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    fn pending_deletes(&self) -> Result<Vec<DueArtifact>> {
+        self.with_reader(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT conversation, ordinal, tenant, conversation_id, rel_dir, file, size, policy, version, due \
+                     FROM delete_intents ORDER BY conversation, ordinal",
+                )
+                .map_err(|e| self.err(e))?;
+            let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+                let due: String = r.get(9).map_err(|e| self.err(e))?;
+                out.push(DueArtifact {
+                    conversation_pk: r.get(0).map_err(|e| self.err(e))?,
+                    ordinal: r.get(1).map_err(|e| self.err(e))?,
+                    tenant: r.get(2).map_err(|e| self.err(e))?,
+                    conversation_id: r.get(3).map_err(|e| self.err(e))?,
+                    rel_dir: r.get(4).map_err(|e| self.err(e))?,
+                    file: r.get(5).map_err(|e| self.err(e))?,
+                    size: r.get(6).map_err(|e| self.err(e))?,
+                    policy: r.get(7).map_err(|e| self.err(e))?,
+                    version: r.get(8).map_err(|e| self.err(e))?,
+                    due: parse_ts(&due).ok_or_else(|| self.corrupt("delete_intents.due", &due))?,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn finish_deletes(&self, outcomes: &[(DueArtifact, DeleteOutcome)], actor: &str) -> Result<()> {
+        let mut conn = self.writer.lock().expect("catalog writer lock");
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let now = Utc::now();
+        for (a, outcome) in outcomes {
+            if let DeleteOutcome::Deleted { was_missing } = outcome {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO artifact_deletions (conversation, file, deleted_at, policy, version) VALUES (?, ?, ?, ?, ?)",
+                )
+                .and_then(|mut s| s.execute(params![a.conversation_pk, a.file, ts(now), a.policy, a.version]))
+                .map_err(|e| self.err(e))?;
+                let event = NewEvent {
+                    at: now,
+                    kind: AuditKind::ArtifactDeleted,
+                    actor: actor.to_owned(),
+                    policy: Some(a.policy.clone()),
+                    run: None,
+                    tenant: Some(a.tenant.clone()),
+                    conversation_id: Some(a.conversation_id.clone()),
+                    details: serde_json::json!({
+                        "artifact": a.file,
+                        "path": format!("{}/{}", a.rel_dir, a.file),
+                        "size": a.size,
+                        "version": a.version,
+                        "due": ts(a.due),
+                        "deleted_at": ts(now),
+                        "file_was_missing": was_missing,
+                    }),
+                };
+                append_audit(&tx, &event).map_err(|e| self.err(e))?;
+            }
+            tx.prepare_cached("DELETE FROM delete_intents WHERE conversation = ? AND ordinal = ?")
+                .and_then(|mut s| s.execute(params![a.conversation_pk, a.ordinal]))
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
     }
 }
 

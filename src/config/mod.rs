@@ -53,6 +53,16 @@ struct RawConfig {
     policies: BTreeMap<String, RawPolicy>,
     #[serde(default)]
     media: RawMedia,
+    #[serde(default)]
+    lifecycle: RawLifecycle,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLifecycle {
+    roles: Option<PathBuf>,
+    max_deletes_per_run: Option<u64>,
+    max_delete_share: Option<f64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -211,6 +221,30 @@ pub struct MediaConfig {
     pub ffmpeg: Option<PathBuf>,
 }
 
+/// Settings of the lifecycle sweep and of lifecycle policy management.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LifecycleConfig {
+    /// The roles file granting lifecycle permissions to users and groups.
+    pub roles: Option<PathBuf>,
+    /// Most artifacts one `run lifecycle` may delete without `--force`.
+    pub max_deletes_per_run: u64,
+    /// Largest share (0..=1) of the catalog's artifacts one run may delete without `--force`.
+    pub max_delete_share: f64,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> LifecycleConfig {
+        LifecycleConfig {
+            roles: None,
+            max_deletes_per_run: 100_000,
+            max_delete_share: 0.10,
+        }
+    }
+}
+
+/// Name `custodian run` and `plan` give the lifecycle sweep; no config policy may take it.
+pub const LIFECYCLE_RUN: &str = "lifecycle";
+
 /// A configured policy.
 #[derive(Clone, Debug)]
 pub enum Policy {
@@ -234,6 +268,7 @@ pub struct Config {
     pub targets: BTreeMap<String, TargetConfig>,
     pub policies: BTreeMap<String, Policy>,
     pub media: MediaConfig,
+    pub lifecycle: LifecycleConfig,
 }
 
 /// Default filename format of export policies.
@@ -508,6 +543,12 @@ impl Config {
                     "policy names may contain only letters, digits, `-` and `_`",
                 ));
             }
+            if name == LIFECYCLE_RUN {
+                return Err(v.invalid(
+                    &["policies", name],
+                    "`lifecycle` names the retention sweep (`custodian run lifecycle`); pick another name",
+                ));
+            }
             if let Err((key, message)) = p.filter.validate() {
                 return Err(v.invalid(&["policies", name, "filter", key], message));
             }
@@ -593,7 +634,27 @@ impl Config {
             };
             policies.insert(name.clone(), policy);
         }
+        let mut lifecycle = LifecycleConfig {
+            roles: raw.lifecycle.roles.as_ref().map(|r| resolve(&base, r)),
+            ..LifecycleConfig::default()
+        };
+        if let Some(n) = raw.lifecycle.max_deletes_per_run {
+            if n == 0 {
+                return Err(v.invalid(&["lifecycle", "max_deletes_per_run"], "must be at least 1"));
+            }
+            lifecycle.max_deletes_per_run = n;
+        }
+        if let Some(share) = raw.lifecycle.max_delete_share {
+            if !(share > 0.0 && share <= 1.0) {
+                return Err(v.invalid(
+                    &["lifecycle", "max_delete_share"],
+                    "a share of the catalog between 0 (exclusive) and 1, such as 0.1 for 10%",
+                ));
+            }
+            lifecycle.max_delete_share = share;
+        }
         Ok(Config {
+            lifecycle,
             file: file.to_owned(),
             catalog,
             repository_root: resolve(&base, &raw.repository.root),

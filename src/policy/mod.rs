@@ -1,4 +1,6 @@
 //! Policies: what each action does to the conversations it selects.
 pub mod export;
+pub mod lifecycle;
 pub mod produce;
+pub mod roles;
 pub mod template;

@@ -10,6 +10,7 @@ mod demo;
 mod export;
 #[cfg(feature = "gcs")]
 mod gcs;
+mod lifecycle;
 mod media;
 #[cfg(feature = "s3")]
 mod s3;

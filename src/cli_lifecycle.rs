@@ -1,0 +1,412 @@
+//! The `custodian lifecycle …` commands, `run lifecycle` and `plan lifecycle`: retention
+//! policy management with permissions and acknowledgments, and the sweep.
+
+use anyhow::{Context, Result, bail};
+use chrono::Utc;
+use clap::Subcommand;
+
+use custodian::audit::{AuditKind, NewEvent};
+use custodian::catalog::CatalogError;
+use custodian::config::LIFECYCLE_RUN;
+use custodian::policy::lifecycle::{
+    self, Acknowledgment, LifecyclePolicy, LifecycleVersion, Limits, RetentionAction, SweepError,
+};
+use custodian::policy::roles::{Actor, Permission, Roles};
+use custodian::repository::record::{ArtifactType, AudioRecordingType};
+
+use super::{Cli, Loaded, load, print_json, progress_bar, run_index};
+
+#[derive(Subcommand)]
+pub enum LifecycleCommand {
+    /// Create a policy (disabled, without versions) for an artifact type.
+    Create {
+        name: String,
+        #[arg(long)]
+        artifact_type: ArtifactType,
+        /// Audio recording type; required for `audio_recording`, refused otherwise.
+        #[arg(long)]
+        audio_type: Option<AudioRecordingType>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Publish an immutable version; a policy's first version becomes its active one.
+    Version {
+        name: String,
+        version: String,
+        #[arg(
+            long,
+            conflicts_with = "delete_after_days",
+            required_unless_present = "delete_after_days"
+        )]
+        keep_forever: bool,
+        /// Delete artifacts this many days (1..=9999) after their interaction ended.
+        #[arg(long)]
+        delete_after_days: Option<u64>,
+    },
+    /// Enable a policy (needs acknowledgments).
+    Enable {
+        name: String,
+        #[arg(long = "acknowledge")]
+        acknowledge: Vec<String>,
+    },
+    /// Disable a policy (needs acknowledgments).
+    Disable {
+        name: String,
+        #[arg(long = "acknowledge")]
+        acknowledge: Vec<String>,
+    },
+    /// Make another published version the active one (needs acknowledgments).
+    Activate {
+        name: String,
+        version: String,
+        #[arg(long = "acknowledge")]
+        acknowledge: Vec<String>,
+    },
+    /// Every policy, a line each.
+    List,
+    /// One policy with its versions.
+    Show { name: String },
+}
+
+/// The roles file and the acting user, checked for `permission`.
+fn authorize(l: &Loaded, permission: Permission) -> Result<Actor> {
+    let Some(roles) = &l.config.lifecycle.roles else {
+        bail!(
+            "lifecycle commands need a roles file granting permissions: set `roles` in the [lifecycle] table of {}",
+            l.config.file.display()
+        );
+    };
+    let roles = Roles::load(roles)?;
+    let actor = Actor::current()?;
+    roles.require(&actor, permission)?;
+    Ok(actor)
+}
+
+fn event(actor: &Actor, kind: AuditKind, policy: &str, details: serde_json::Value) -> NewEvent {
+    NewEvent {
+        at: Utc::now(),
+        kind,
+        actor: actor.user.clone(),
+        policy: Some(policy.to_owned()),
+        run: None,
+        tenant: None,
+        conversation_id: None,
+        details,
+    }
+}
+
+fn find(l: &Loaded, name: &str) -> Result<LifecyclePolicy> {
+    l.catalog
+        .lifecycle_policies()?
+        .into_iter()
+        .find(|p| p.name == name)
+        .with_context(|| {
+            format!("no lifecycle policy named `{name}` (see `custodian lifecycle list`)")
+        })
+}
+
+pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
+    let l = load(cli)?;
+    match command {
+        LifecycleCommand::Create {
+            name,
+            artifact_type,
+            audio_type,
+            description,
+        } => {
+            let actor = authorize(&l, Permission::Create)?;
+            match (artifact_type, audio_type) {
+                (ArtifactType::AudioRecording, None) => bail!(
+                    "an audio_recording policy covers one audio recording type: add --audio-type ({})",
+                    AudioRecordingType::ALL
+                        .iter()
+                        .map(|a| a.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                (t, Some(_)) if *t != ArtifactType::AudioRecording => {
+                    bail!("--audio-type applies only to --artifact-type audio_recording")
+                }
+                _ => {}
+            }
+            if name.is_empty() || name.chars().any(char::is_control) {
+                bail!("a policy name must be non-empty printable text");
+            }
+            let policy = LifecyclePolicy {
+                name: name.clone(),
+                description: description.clone(),
+                artifact_type: *artifact_type,
+                audio_type: *audio_type,
+                enabled: false,
+                active_version: None,
+                versions: Vec::new(),
+                created_at: Utc::now(),
+                created_by: actor.user.clone(),
+            };
+            let e = event(
+                &actor,
+                AuditKind::LifecyclePolicyChanged,
+                name,
+                serde_json::json!({"change": "created", "scope": policy.scope(), "description": description}),
+            );
+            l.catalog.create_lifecycle_policy(&policy, &e)?;
+            println!(
+                "created lifecycle policy `{name}` for {} (disabled; publish a version next)",
+                policy.scope()
+            );
+            Ok(0)
+        }
+        LifecycleCommand::Version {
+            name,
+            version,
+            keep_forever,
+            delete_after_days,
+        } => {
+            let actor = authorize(&l, Permission::Create)?;
+            let action = match (keep_forever, delete_after_days) {
+                (true, _) => RetentionAction::KeepForever,
+                (false, Some(days)) => {
+                    RetentionAction::delete_after(*days).map_err(anyhow::Error::msg)?
+                }
+                (false, None) => bail!("give --keep-forever or --delete-after-days N"),
+            };
+            if version.is_empty() || version.chars().any(char::is_control) {
+                bail!("a version name must be non-empty printable text");
+            }
+            let v = LifecycleVersion {
+                name: version.clone(),
+                action,
+                published_at: Utc::now(),
+                published_by: actor.user.clone(),
+            };
+            let e = event(
+                &actor,
+                AuditKind::LifecyclePolicyChanged,
+                name,
+                serde_json::json!({"change": "version_published", "version": v}),
+            );
+            l.catalog.publish_lifecycle_version(name, &v, &e)?;
+            println!(
+                "published version `{version}` of `{name}`: {}",
+                action.describe()
+            );
+            Ok(0)
+        }
+        LifecycleCommand::Enable { name, acknowledge } => {
+            let actor = authorize(&l, Permission::Create)?;
+            let p = find(&l, name)?;
+            let Some(active) = p.active() else {
+                bail!(
+                    "policy `{name}` has no version yet: publish one with `custodian lifecycle version {name} VERSION …`"
+                );
+            };
+            change(&l, &actor, &p, true, active, "enable", acknowledge)
+        }
+        LifecycleCommand::Disable { name, acknowledge } => {
+            let actor = authorize(&l, Permission::Delete)?;
+            let p = find(&l, name)?;
+            let Some(active) = p.active() else {
+                bail!("policy `{name}` has no version and is not enabled");
+            };
+            change(&l, &actor, &p, false, active, "disable", acknowledge)
+        }
+        LifecycleCommand::Activate {
+            name,
+            version,
+            acknowledge,
+        } => {
+            let actor = authorize(&l, Permission::Create)?;
+            let p = find(&l, name)?;
+            let Some(v) = p.version(version) else {
+                bail!(
+                    "policy `{name}` has no version `{version}` (published: {})",
+                    p.versions
+                        .iter()
+                        .map(|v| v.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            };
+            change(&l, &actor, &p, p.enabled, v, "activate", acknowledge)
+        }
+        LifecycleCommand::List => {
+            authorize(&l, Permission::Read)?;
+            let policies = l.catalog.lifecycle_policies()?;
+            if cli.json {
+                print_json(&policies)?;
+            } else if policies.is_empty() {
+                println!("no lifecycle policies (create one with `custodian lifecycle create`)");
+            } else {
+                println!(
+                    "{:<24} {:<40} {:<8} {:<16} ACTION",
+                    "NAME", "SCOPE", "ENABLED", "ACTIVE"
+                );
+                for p in &policies {
+                    println!(
+                        "{:<24} {:<40} {:<8} {:<16} {}",
+                        p.name,
+                        p.scope(),
+                        if p.enabled { "yes" } else { "no" },
+                        p.active_version.as_deref().unwrap_or("-"),
+                        p.active().map_or("-".into(), |v| v.action.describe())
+                    );
+                }
+            }
+            Ok(0)
+        }
+        LifecycleCommand::Show { name } => {
+            authorize(&l, Permission::Read)?;
+            let p = find(&l, name)?;
+            if cli.json {
+                print_json(&p)?;
+            } else {
+                println!("policy:      {}", p.name);
+                println!("description: {}", p.description);
+                println!("scope:       {}", p.scope());
+                println!("enabled:     {}", if p.enabled { "yes" } else { "no" });
+                println!(
+                    "created:     {} by {}",
+                    p.created_at.to_rfc3339(),
+                    p.created_by
+                );
+                println!("versions:");
+                for v in &p.versions {
+                    let mark = if Some(&v.name) == p.active_version.as_ref() {
+                        "*"
+                    } else {
+                        " "
+                    };
+                    println!(
+                        "  {mark} {:<16} {:<36} published {} by {}",
+                        v.name,
+                        v.action.describe(),
+                        v.published_at.to_rfc3339(),
+                        v.published_by
+                    );
+                }
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// Enables, disables or re-points a policy once the acknowledgments `version` needs are given;
+/// each acknowledgment is an audit event committed with the change.
+fn change(
+    l: &Loaded,
+    actor: &Actor,
+    p: &LifecyclePolicy,
+    enabled: bool,
+    version: &LifecycleVersion,
+    what: &str,
+    given: &[String],
+) -> Result<u8> {
+    let needed = Acknowledgment::needed_for(Some(version));
+    Acknowledgment::check(&needed, given).map_err(anyhow::Error::msg)?;
+    let mut events: Vec<NewEvent> = needed
+        .iter()
+        .map(|a| {
+            event(
+                actor,
+                AuditKind::LifecycleAcknowledged,
+                &p.name,
+                serde_json::json!({
+                    "change": what,
+                    "version": version.name,
+                    "acknowledgment": a.token(),
+                    "text": a.text(),
+                }),
+            )
+        })
+        .collect();
+    events.push(event(
+        actor,
+        AuditKind::LifecyclePolicyChanged,
+        &p.name,
+        serde_json::json!({"change": what, "version": version.name, "enabled": enabled}),
+    ));
+    l.catalog
+        .update_lifecycle_policy(&p.name, enabled, &version.name, &events)?;
+    println!(
+        "policy `{}` is {} with version `{}` active: {}",
+        p.name,
+        if enabled { "enabled" } else { "disabled" },
+        version.name,
+        version.action.describe()
+    );
+    Ok(0)
+}
+
+/// `plan lifecycle` / `run lifecycle --dry-run`: what is due now, per policy.
+pub fn plan(cli: &Cli, no_index: bool) -> Result<u8> {
+    let l = load(cli)?;
+    if !no_index {
+        run_index(cli, &l)?;
+    }
+    let due = lifecycle::plan(l.catalog.as_ref(), Utc::now())?;
+    if cli.json {
+        print_json(&due)?;
+        return Ok(0);
+    }
+    if due.is_empty() {
+        println!("no enabled lifecycle policy deletes anything");
+    }
+    for d in &due {
+        println!(
+            "{}: version {} ({}, delete after {} days): {} artifacts due, {} bytes; next due {}",
+            d.policy,
+            d.version,
+            d.scope,
+            d.days,
+            d.artifacts,
+            d.bytes,
+            d.next_due.map_or("never".into(), |t| t.to_rfc3339())
+        );
+    }
+    Ok(0)
+}
+
+/// `run lifecycle`: the sweep.
+pub fn run(cli: &Cli, no_index: bool, force: bool) -> Result<u8> {
+    let l = load(cli)?;
+    let _lock = l.catalog.lock_policy(LIFECYCLE_RUN)?;
+    if !no_index {
+        run_index(cli, &l)?;
+    }
+    let actor = Actor::current()?;
+    let limits = Limits {
+        max_count: l.config.lifecycle.max_deletes_per_run,
+        max_share: l.config.lifecycle.max_delete_share,
+        force,
+    };
+    let bar = progress_bar(cli, "delete");
+    let report = match lifecycle::sweep(
+        l.catalog.as_ref(),
+        &l.config.repository_root,
+        Utc::now(),
+        &format!("{} (lifecycle)", actor.user),
+        limits,
+        &|n| bar.inc(n),
+    ) {
+        Ok(r) => r,
+        Err(SweepError::OverLimit { due, reason }) => {
+            bar.finish_and_clear();
+            eprintln!("error: {}", SweepError::OverLimit { due, reason });
+            return Ok(2);
+        }
+        Err(SweepError::Catalog(e)) => return Err(anyhow::Error::new::<CatalogError>(e)),
+    };
+    bar.finish_and_clear();
+    if cli.json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "lifecycle: deleted {} artifacts ({} bytes), {} of them already missing; {} failed; {} half-done deletes completed",
+            report.deleted, report.bytes, report.already_missing, report.failed, report.resumed
+        );
+        for f in &report.failures {
+            println!("  failed: {f}");
+        }
+    }
+    Ok(u8::from(report.failed > 0))
+}

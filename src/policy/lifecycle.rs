@@ -1,0 +1,424 @@
+//! Artifact lifecycle (retention): versioned policies kept in the catalog, and the sweep that
+//! deletes what their active versions make due, with one audit event per deleted artifact.
+//!
+//! A delete is crash-safe in three steps: the intent is committed to the catalog, the file is
+//! removed, then the deletion and its audit event are committed together and the intent
+//! dropped. A rerun first completes every intent left by a killed run, so every deleted
+//! artifact has exactly one event, and nothing is recorded deleted that is still on disk.
+
+use std::path::Path;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::catalog::{Catalog, CatalogError};
+use crate::repository::record::{ArtifactType, AudioRecordingType};
+
+/// What a version does with the artifacts of its type in active storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum RetentionAction {
+    KeepForever,
+    /// Delete once this many days (1..=9999) have passed since the interaction's end.
+    Delete {
+        days: u16,
+    },
+}
+
+/// Longest retention a delete version may set.
+pub const MAX_DAYS: u16 = 9999;
+
+impl RetentionAction {
+    /// A delete action, if `days` is within 1..=9999.
+    pub fn delete_after(days: u64) -> Result<RetentionAction, String> {
+        match u16::try_from(days) {
+            Ok(d) if (1..=MAX_DAYS).contains(&d) => Ok(RetentionAction::Delete { days: d }),
+            _ => Err(format!(
+                "--delete-after-days must be 1..={MAX_DAYS}, not {days}"
+            )),
+        }
+    }
+
+    pub fn describe(self) -> String {
+        match self {
+            RetentionAction::KeepForever => "keep forever".into(),
+            RetentionAction::Delete { days } => format!("delete {days} days after the end"),
+        }
+    }
+}
+
+/// A published, immutable version of a policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LifecycleVersion {
+    pub name: String,
+    #[serde(flatten)]
+    pub action: RetentionAction,
+    pub published_at: DateTime<Utc>,
+    pub published_by: String,
+}
+
+/// A lifecycle policy: one per artifact type (and audio recording type for audio recordings).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LifecyclePolicy {
+    pub name: String,
+    pub description: String,
+    pub artifact_type: ArtifactType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio_type: Option<AudioRecordingType>,
+    pub enabled: bool,
+    pub active_version: Option<String>,
+    pub versions: Vec<LifecycleVersion>,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+}
+
+impl LifecyclePolicy {
+    pub fn active(&self) -> Option<&LifecycleVersion> {
+        let name = self.active_version.as_deref()?;
+        self.versions.iter().find(|v| v.name == name)
+    }
+
+    pub fn version(&self, name: &str) -> Option<&LifecycleVersion> {
+        self.versions.iter().find(|v| v.name == name)
+    }
+
+    /// `audio_recording/conference_agent`, or the artifact type alone.
+    pub fn scope(&self) -> String {
+        match self.audio_type {
+            Some(a) => format!("{}/{a}", self.artifact_type),
+            None => self.artifact_type.to_string(),
+        }
+    }
+}
+
+/// What a user must acknowledge before enabling, disabling or re-pointing a policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Acknowledgment {
+    StorageOverage,
+    IrreversibleDelete,
+}
+
+impl Acknowledgment {
+    /// What the user types after `--acknowledge`.
+    pub fn token(self) -> &'static str {
+        match self {
+            Acknowledgment::StorageOverage => "storage-overage",
+            Acknowledgment::IrreversibleDelete => "irreversible-delete",
+        }
+    }
+
+    /// What the user acknowledges, recorded in the acknowledgments audit trail.
+    pub fn text(self) -> &'static str {
+        match self {
+            Acknowledgment::StorageOverage => {
+                "Artifacts kept in active storage count against the storage allowance; keeping them longer may exceed it and incur overage charges."
+            }
+            Acknowledgment::IrreversibleDelete => {
+                "Artifacts deleted by this policy cannot be retrieved."
+            }
+        }
+    }
+
+    /// The acknowledgments a change to a policy whose (new) active version is `version` needs.
+    pub fn needed_for(version: Option<&LifecycleVersion>) -> Vec<Acknowledgment> {
+        let mut needed = vec![Acknowledgment::StorageOverage];
+        if matches!(
+            version.map(|v| v.action),
+            Some(RetentionAction::Delete { .. })
+        ) {
+            needed.push(Acknowledgment::IrreversibleDelete);
+        }
+        needed
+    }
+
+    /// Checks that every needed acknowledgment was given; the refusal quotes what to type and
+    /// what it means.
+    pub fn check(needed: &[Acknowledgment], given: &[String]) -> Result<(), String> {
+        let missing: Vec<_> = needed
+            .iter()
+            .filter(|a| !given.iter().any(|g| g == a.token()))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let lines: Vec<String> = missing
+            .iter()
+            .map(|a| format!("  --acknowledge {}   ({})", a.token(), a.text()))
+            .collect();
+        Err(format!(
+            "this change needs explicit acknowledgment; rerun with:\n{}",
+            lines.join("\n")
+        ))
+    }
+}
+
+/// One artifact a policy's active version makes due (or a pending delete of one).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DueArtifact {
+    #[serde(skip)]
+    pub conversation_pk: i64,
+    #[serde(skip)]
+    pub ordinal: i64,
+    pub tenant: String,
+    pub conversation_id: String,
+    /// The conversation directory, relative to the repository root.
+    pub rel_dir: String,
+    pub file: String,
+    pub size: u64,
+    pub policy: String,
+    pub version: String,
+    pub due: DateTime<Utc>,
+}
+
+/// What selects the due artifacts of one policy.
+#[derive(Clone, Debug)]
+pub struct DueQuery {
+    pub policy: String,
+    pub version: String,
+    pub artifact_type: ArtifactType,
+    pub audio_type: Option<AudioRecordingType>,
+    pub days: u16,
+    /// Interactions that ended at or before this instant are due.
+    pub cutoff: DateTime<Utc>,
+}
+
+impl DueQuery {
+    /// The query of an enabled policy whose active version deletes; None otherwise.
+    pub fn of(policy: &LifecyclePolicy, now: DateTime<Utc>) -> Option<DueQuery> {
+        if !policy.enabled {
+            return None;
+        }
+        let v = policy.active()?;
+        let RetentionAction::Delete { days } = v.action else {
+            return None;
+        };
+        Some(DueQuery {
+            policy: policy.name.clone(),
+            version: v.name.clone(),
+            artifact_type: policy.artifact_type,
+            audio_type: policy.audio_type,
+            days,
+            cutoff: now - TimeDelta::days(i64::from(days)),
+        })
+    }
+}
+
+/// What a policy makes due now.
+#[derive(Clone, Debug, Serialize)]
+pub struct DueSummary {
+    pub policy: String,
+    pub version: String,
+    pub scope: String,
+    pub days: u16,
+    pub artifacts: u64,
+    pub bytes: u64,
+    /// When the next artifact not yet due becomes due.
+    pub next_due: Option<DateTime<Utc>>,
+}
+
+/// How a pending delete ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    /// The file was removed (or was already gone, recorded as such).
+    Deleted { was_missing: bool },
+    /// The file could not be removed; nothing is recorded and the next run tries again.
+    Failed(String),
+}
+
+/// Safety limits of one sweep.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_count: u64,
+    /// Share of the catalog's live artifacts, 0..=1.
+    pub max_share: f64,
+    /// Go on even when a limit is exceeded.
+    pub force: bool,
+}
+
+/// What a sweep did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SweepReport {
+    /// Deletes a killed run left half done, completed first.
+    pub resumed: u64,
+    pub deleted: u64,
+    /// Deleted artifacts whose file was already gone (recorded with that fact).
+    pub already_missing: u64,
+    pub bytes: u64,
+    pub failed: u64,
+    pub failures: Vec<String>,
+    pub policies: Vec<DueSummary>,
+}
+
+/// Why a sweep could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(
+        "{due} artifacts are due, more than this run may delete ({reason}); check the policies (`custodian plan lifecycle`), raise the limit in [lifecycle] of the config, or rerun with --force"
+    )]
+    OverLimit { due: u64, reason: String },
+}
+
+/// Deletes handled per catalog transaction.
+const BATCH: usize = 2000;
+
+/// Every enabled policy's due summary at `now`.
+pub fn plan(catalog: &dyn Catalog, now: DateTime<Utc>) -> Result<Vec<DueSummary>, CatalogError> {
+    let mut out = Vec::new();
+    for p in catalog.lifecycle_policies()? {
+        if let Some(q) = DueQuery::of(&p, now) {
+            let (artifacts, bytes, next_end) = catalog.due_summary(&q)?;
+            out.push(DueSummary {
+                policy: q.policy.clone(),
+                version: q.version.clone(),
+                scope: p.scope(),
+                days: q.days,
+                artifacts,
+                bytes,
+                next_due: next_end.map(|end| end + TimeDelta::days(i64::from(q.days))),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes everything due at `now` under `root`, completing the deletes a killed run left first.
+pub fn sweep(
+    catalog: &dyn Catalog,
+    root: &Path,
+    now: DateTime<Utc>,
+    actor: &str,
+    limits: Limits,
+    progress: &dyn Fn(u64),
+) -> Result<SweepReport, SweepError> {
+    let mut report = SweepReport::default();
+    let pending = catalog.pending_deletes()?;
+    report.resumed = pending.len() as u64;
+    for chunk in pending.chunks(BATCH) {
+        remove_and_record(catalog, root, chunk, actor, &mut report)?;
+    }
+    report.policies = plan(catalog, now)?;
+    let due: u64 = report.policies.iter().map(|p| p.artifacts).sum();
+    if !limits.force && due > 0 {
+        let live = catalog.live_artifact_count()?;
+        let share = due as f64 / live.max(1) as f64;
+        if due > limits.max_count {
+            return Err(SweepError::OverLimit {
+                due,
+                reason: format!("at most {} per run", limits.max_count),
+            });
+        }
+        if share > limits.max_share {
+            return Err(SweepError::OverLimit {
+                due,
+                reason: format!(
+                    "{:.1}% of the catalog's {live} artifacts, above the limit of {:.1}%",
+                    share * 100.0,
+                    limits.max_share * 100.0
+                ),
+            });
+        }
+    }
+    let policies = catalog.lifecycle_policies()?;
+    for q in policies.iter().filter_map(|p| DueQuery::of(p, now)) {
+        let mut after = (0, -1);
+        loop {
+            let batch = catalog.due_artifacts(&q, after, BATCH)?;
+            let Some(last) = batch.last() else { break };
+            after = (last.conversation_pk, last.ordinal);
+            catalog.begin_deletes(&batch)?;
+            remove_and_record(catalog, root, &batch, actor, &mut report)?;
+            progress(batch.len() as u64);
+        }
+    }
+    Ok(report)
+}
+
+/// Removes the files of recorded intents, then commits what happened to each.
+fn remove_and_record(
+    catalog: &dyn Catalog,
+    root: &Path,
+    intents: &[DueArtifact],
+    actor: &str,
+    report: &mut SweepReport,
+) -> Result<(), CatalogError> {
+    let outcomes: Vec<(DueArtifact, DeleteOutcome)> = intents
+        .par_iter()
+        .map(|a| {
+            let path = root.join(&a.rel_dir).join(&a.file);
+            let outcome = match std::fs::remove_file(&path) {
+                Ok(()) => DeleteOutcome::Deleted { was_missing: false },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    DeleteOutcome::Deleted { was_missing: true }
+                }
+                Err(e) => DeleteOutcome::Failed(format!(
+                    "cannot remove {}: {e}; it stays, and the next run tries again",
+                    path.display()
+                )),
+            };
+            (a.clone(), outcome)
+        })
+        .collect();
+    for (a, o) in &outcomes {
+        match o {
+            DeleteOutcome::Deleted { was_missing } => {
+                report.deleted += 1;
+                report.bytes += a.size;
+                report.already_missing += u64::from(*was_missing);
+            }
+            DeleteOutcome::Failed(why) => {
+                report.failed += 1;
+                if report.failures.len() < 50 {
+                    report.failures.push(why.clone());
+                }
+            }
+        }
+    }
+    catalog.finish_deletes(&outcomes, actor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_days_are_bounded() {
+        assert!(RetentionAction::delete_after(0).is_err());
+        assert!(RetentionAction::delete_after(10_000).is_err());
+        assert_eq!(
+            RetentionAction::delete_after(9999).unwrap(),
+            RetentionAction::Delete { days: 9999 }
+        );
+    }
+
+    #[test]
+    fn missing_acknowledgments_are_quoted() {
+        let v = LifecycleVersion {
+            name: "v1".into(),
+            action: RetentionAction::Delete { days: 30 },
+            published_at: Utc::now(),
+            published_by: "alice".into(),
+        };
+        let needed = Acknowledgment::needed_for(Some(&v));
+        let err = Acknowledgment::check(&needed, &["storage-overage".into()]).unwrap_err();
+        assert!(err.contains("--acknowledge irreversible-delete"), "{err}");
+        assert!(!err.contains("--acknowledge storage-overage"), "{err}");
+        assert!(
+            Acknowledgment::check(
+                &needed,
+                &["storage-overage".into(), "irreversible-delete".into()]
+            )
+            .is_ok()
+        );
+        let keep = LifecycleVersion {
+            action: RetentionAction::KeepForever,
+            ..v
+        };
+        assert_eq!(
+            Acknowledgment::needed_for(Some(&keep)),
+            vec![Acknowledgment::StorageOverage]
+        );
+    }
+}

@@ -1,0 +1,354 @@
+//! Lifecycle (retention) policies end to end: management with permissions and
+//! acknowledgments, the sweep with its audit trail, limits, and what bad input gets.
+
+use crate::common::{Env, text};
+
+const ALL: &str = r#"["ARTIFACTS_LIFECYCLE_POLICY_READ", "ARTIFACTS_LIFECYCLE_POLICY_CREATE", "ARTIFACTS_LIFECYCLE_POLICY_DELETE"]"#;
+const ACKS: [&str; 4] = [
+    "--acknowledge",
+    "storage-overage",
+    "--acknowledge",
+    "irreversible-delete",
+];
+
+/// An installation whose roles file grants `grants` to every user (`*`), with `lifecycle`
+/// settings added to the config.
+fn env_with(grants: &str, lifecycle: &str) -> Env {
+    let env = Env::new("");
+    std::fs::write(
+        env.path().join("roles.toml"),
+        format!("[users]\n\"*\" = {grants}\n"),
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(env.config()).unwrap();
+    env.write_config(&format!(
+        "{config}\n[lifecycle]\nroles = \"roles.toml\"\n{lifecycle}\n"
+    ));
+    env
+}
+
+fn ok(env: &Env, args: &[&str]) -> String {
+    let out = env.run(args);
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+    text(&out)
+}
+
+fn fails(env: &Env, args: &[&str]) -> String {
+    let out = env.run(args);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+    text(&out)
+}
+
+/// A 30-day delete policy for customer-leg audio, enabled.
+fn enabled_policy(env: &Env) {
+    ok(
+        env,
+        &[
+            "lifecycle",
+            "create",
+            "voice-30d",
+            "--artifact-type",
+            "audio_recording",
+            "--audio-type",
+            "conference_customer",
+        ],
+    );
+    ok(
+        env,
+        &[
+            "lifecycle",
+            "version",
+            "voice-30d",
+            "v1",
+            "--delete-after-days",
+            "30",
+        ],
+    );
+    let mut enable = vec!["lifecycle", "enable", "voice-30d"];
+    enable.extend(ACKS);
+    ok(env, &enable);
+}
+
+fn events(env: &Env, kind: &str) -> Vec<serde_json::Value> {
+    let (_, all) = env.json(&["audit", "list", "--limit", "100000"]);
+    all.as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn a_policy_deletes_what_is_due_with_one_audit_event_each() {
+    let env = env_with(ALL, "max_delete_share = 1.0");
+    env.conversation(
+        "acme",
+        1,
+        "c1",
+        &[("a.wav", b"RIFF-1"), ("b.wav", b"RIFF-2")],
+    );
+    env.conversation("acme", 2, "c2", &[("a.wav", b"RIFF-3")]);
+    let held = env.conversation("acme", 3, "held", &[("a.wav", b"RIFF-held")]);
+    let record = held.join("conversation.json");
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    json["flags"] = serde_json::json!({"legal_hold": true});
+    std::fs::write(&record, serde_json::to_vec(&json).unwrap()).unwrap();
+    enabled_policy(&env);
+
+    let (code, plan) = env.json(&["plan", "lifecycle"]);
+    assert_eq!(code, 0);
+    assert_eq!(plan[0]["policy"], "voice-30d");
+    assert_eq!(plan[0]["artifacts"], 3, "{plan}");
+    assert_eq!(plan[0]["bytes"], 18);
+
+    let (code, report) = env.json(&["run", "lifecycle"]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["deleted"], 3);
+    assert!(
+        !env.root()
+            .join(Env::rel_dir("acme", 1, "c1"))
+            .join("a.wav")
+            .exists()
+    );
+    assert!(held.join("a.wav").exists(), "legal hold is never deleted");
+    let deleted = events(&env, "artifact_deleted");
+    assert_eq!(deleted.len(), 3);
+    assert!(deleted.iter().all(|e| e["policy"] == "voice-30d"
+        && e["details"]["version"] == "v1"
+        && e["details"]["file_was_missing"] == false));
+    let acks = events(&env, "lifecycle_acknowledged");
+    assert_eq!(acks.len(), 2);
+    assert!(
+        acks.iter()
+            .any(|e| e["details"]["acknowledgment"] == "irreversible-delete")
+    );
+    ok(&env, &["audit", "verify"]);
+
+    // Nothing is due any more; a rerun deletes nothing and an export skips deleted artifacts.
+    let (_, again) = env.json(&["run", "lifecycle"]);
+    assert_eq!(again["deleted"], 0);
+    assert_eq!(events(&env, "artifact_deleted").len(), 3);
+    let (code, summary) = env.json(&["run", "export"]);
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(
+        env.archive_files()
+            .iter()
+            .filter(|f| f.ends_with("a.wav"))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn acknowledgments_versions_and_a_second_enabled_policy_are_checked() {
+    let env = env_with(ALL, "");
+    let create = |name: &str| {
+        ok(
+            &env,
+            &[
+                "lifecycle",
+                "create",
+                name,
+                "--artifact-type",
+                "audio_recording",
+                "--audio-type",
+                "conference_customer",
+            ],
+        )
+    };
+    create("first");
+    let msg = fails(
+        &env,
+        &[
+            "lifecycle",
+            "enable",
+            "first",
+            "--acknowledge",
+            "storage-overage",
+        ],
+    );
+    assert!(msg.contains("no version yet"), "{msg}");
+    for days in ["0", "10000"] {
+        let msg = fails(
+            &env,
+            &[
+                "lifecycle",
+                "version",
+                "first",
+                "v1",
+                "--delete-after-days",
+                days,
+            ],
+        );
+        assert!(msg.contains("1..=9999"), "{msg}");
+    }
+    ok(
+        &env,
+        &[
+            "lifecycle",
+            "version",
+            "first",
+            "v1",
+            "--delete-after-days",
+            "365",
+        ],
+    );
+    let msg = fails(
+        &env,
+        &["lifecycle", "version", "first", "v1", "--keep-forever"],
+    );
+    assert!(msg.contains("already has a version named `v1`"), "{msg}");
+    let msg = fails(
+        &env,
+        &[
+            "lifecycle",
+            "enable",
+            "first",
+            "--acknowledge",
+            "storage-overage",
+        ],
+    );
+    assert!(msg.contains("--acknowledge irreversible-delete"), "{msg}");
+    assert!(msg.contains("cannot be retrieved"), "{msg}");
+    let mut enable = vec!["lifecycle", "enable", "first"];
+    enable.extend(ACKS);
+    ok(&env, &enable);
+
+    create("second");
+    ok(
+        &env,
+        &["lifecycle", "version", "second", "keep", "--keep-forever"],
+    );
+    let msg = fails(
+        &env,
+        &[
+            "lifecycle",
+            "enable",
+            "second",
+            "--acknowledge",
+            "storage-overage",
+        ],
+    );
+    assert!(msg.contains("policy `first` is already enabled"), "{msg}");
+
+    ok(
+        &env,
+        &["lifecycle", "version", "first", "v2", "--keep-forever"],
+    );
+    let msg = fails(&env, &["lifecycle", "activate", "first", "v2"]);
+    assert!(msg.contains("--acknowledge storage-overage"), "{msg}");
+    ok(
+        &env,
+        &[
+            "lifecycle",
+            "activate",
+            "first",
+            "v2",
+            "--acknowledge",
+            "storage-overage",
+        ],
+    );
+    let (_, shown) = env.json(&["lifecycle", "show", "first"]);
+    assert_eq!(shown["active_version"], "v2");
+    assert_eq!(shown["enabled"], true);
+    assert_eq!(shown["versions"].as_array().unwrap().len(), 2);
+    let (_, list) = env.json(&["lifecycle", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    let msg = fails(
+        &env,
+        &[
+            "lifecycle",
+            "create",
+            "x",
+            "--artifact-type",
+            "audio_recording",
+        ],
+    );
+    assert!(msg.contains("--audio-type"), "{msg}");
+}
+
+#[test]
+fn a_user_without_permission_is_refused_naming_it() {
+    let env = env_with(r#"["ARTIFACTS_LIFECYCLE_POLICY_READ"]"#, "");
+    let msg = fails(
+        &env,
+        &["lifecycle", "create", "p", "--artifact-type", "transcript"],
+    );
+    assert!(
+        msg.contains("lacks the permission ARTIFACTS_LIFECYCLE_POLICY_CREATE"),
+        "{msg}"
+    );
+    ok(&env, &["lifecycle", "list"]);
+
+    let env = Env::new("");
+    let msg = fails(&env, &["lifecycle", "list"]);
+    assert!(
+        msg.contains("set `roles` in the [lifecycle] table"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn gone_files_are_recorded_and_unremovable_ones_retried() {
+    let env = env_with(ALL, "max_delete_share = 1.0");
+    let gone = env.conversation("acme", 1, "gone", &[("a.wav", b"RIFF-1")]);
+    let stuck = env.conversation("acme", 2, "stuck", &[("a.wav", b"RIFF-2")]);
+    ok(&env, &["index"]);
+    std::fs::remove_file(gone.join("a.wav")).unwrap();
+    // A non-empty directory where the file should be cannot be removed as a file.
+    std::fs::remove_file(stuck.join("a.wav")).unwrap();
+    std::fs::create_dir(stuck.join("a.wav")).unwrap();
+    std::fs::write(stuck.join("a.wav/keep"), b"x").unwrap();
+    enabled_policy(&env);
+
+    let (code, report) = env.json(&["run", "lifecycle", "--no-index"]);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(report["deleted"], 1);
+    assert_eq!(report["already_missing"], 1);
+    assert_eq!(report["failed"], 1);
+    assert!(
+        report["failures"][0]
+            .as_str()
+            .unwrap()
+            .contains("stuck/a.wav"),
+        "{report}"
+    );
+    let deleted = events(&env, "artifact_deleted");
+    assert_eq!(deleted.len(), 1);
+    assert_eq!(deleted[0]["conversation_id"], "gone");
+    assert_eq!(deleted[0]["details"]["file_was_missing"], true);
+
+    std::fs::remove_dir_all(stuck.join("a.wav")).unwrap();
+    std::fs::write(stuck.join("a.wav"), b"RIFF-2").unwrap();
+    let (code, report) = env.json(&["run", "lifecycle", "--no-index"]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["deleted"], 1);
+    assert!(!stuck.join("a.wav").exists());
+    assert_eq!(events(&env, "artifact_deleted").len(), 2);
+}
+
+#[test]
+fn more_due_than_the_limit_is_refused_unless_forced() {
+    let env = env_with(ALL, "max_deletes_per_run = 1");
+    env.conversation("acme", 1, "c1", &[("a.wav", b"RIFF-1")]);
+    env.conversation("acme", 2, "c2", &[("a.wav", b"RIFF-2")]);
+    enabled_policy(&env);
+    let msg = fails(&env, &["run", "lifecycle"]);
+    assert!(
+        msg.contains("2 artifacts are due") && msg.contains("--force"),
+        "{msg}"
+    );
+    assert!(events(&env, "artifact_deleted").is_empty());
+    let (code, report) = env.json(&["run", "lifecycle", "--force"]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["deleted"], 2);
+}
+
+#[test]
+fn bad_lifecycle_config_names_the_key() {
+    let env = env_with(ALL, "max_delete_share = 2.0");
+    let msg = fails(&env, &["lifecycle", "list"]);
+    assert!(msg.contains("lifecycle.max_delete_share"), "{msg}");
+}
