@@ -382,6 +382,147 @@ fn remove_and_record(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::{AuditKind, GENESIS, NewEvent, verify_chain};
+    use crate::catalog::sqlite::SqliteCatalog;
+    use crate::catalog::{AuditQuery, Fingerprint, IndexChange};
+
+    fn event() -> NewEvent {
+        NewEvent {
+            at: Utc::now(),
+            kind: AuditKind::LifecyclePolicyChanged,
+            actor: "test".into(),
+            policy: None,
+            run: None,
+            tenant: None,
+            conversation_id: None,
+            details: serde_json::json!({}),
+        }
+    }
+
+    /// A catalog of `n` conversations from January 2026, one transcript file each on disk, and
+    /// an enabled policy deleting transcripts after 30 days.
+    fn setup(n: usize) -> (tempfile::TempDir, SqliteCatalog) {
+        let dir = tempfile::tempdir().unwrap();
+        let cat = SqliteCatalog::open(&dir.path().join("c.db")).unwrap();
+        let changes: Vec<IndexChange> = (0..n)
+            .map(|i| {
+                let rel_dir = format!("acme/2026/01/02/c{i}");
+                std::fs::create_dir_all(dir.path().join("repo").join(&rel_dir)).unwrap();
+                std::fs::write(dir.path().join("repo").join(&rel_dir).join("t.txt"), b"hi").unwrap();
+                let conversation = serde_json::from_value(serde_json::json!({
+                    "schema": 1, "id": format!("c{i}"), "tenant": "acme", "type": "im",
+                    "source_platform": "teams", "direction": "internal",
+                    "start": "2026-01-02T10:00:00+00:00", "end": "2026-01-02T10:01:00+00:00",
+                    "participants": [{"user": "a", "role": "participant"}],
+                    "artifacts": [{"file": "t.txt", "type": "transcript", "size": 2,
+                                   "sha256": "0000000000000000000000000000000000000000000000000000000000000000"}]
+                }))
+                .unwrap();
+                IndexChange::Upsert {
+                    rel_dir,
+                    fingerprint: Fingerprint { mtime_ns: 1, size: 1 },
+                    conversation: Box::new(conversation),
+                }
+            })
+            .collect();
+        cat.apply_index(&changes).unwrap();
+        let policy = LifecyclePolicy {
+            name: "t30".into(),
+            description: String::new(),
+            artifact_type: ArtifactType::Transcript,
+            audio_type: None,
+            enabled: false,
+            active_version: None,
+            versions: Vec::new(),
+            created_at: Utc::now(),
+            created_by: "test".into(),
+        };
+        cat.create_lifecycle_policy(&policy, &event()).unwrap();
+        let v = LifecycleVersion {
+            name: "v1".into(),
+            action: RetentionAction::Delete { days: 30 },
+            published_at: Utc::now(),
+            published_by: "test".into(),
+        };
+        cat.publish_lifecycle_version("t30", &v, &event()).unwrap();
+        cat.update_lifecycle_policy("t30", true, "v1", &[event()])
+            .unwrap();
+        (dir, cat)
+    }
+
+    const NO_LIMIT: Limits = Limits {
+        max_count: u64::MAX,
+        max_share: 1.0,
+        force: false,
+    };
+
+    #[test]
+    fn a_sweep_killed_between_intent_and_event_is_completed_with_one_event_each() {
+        let (dir, cat) = setup(10);
+        let root = dir.path().join("repo");
+        let now = Utc::now();
+        let p = cat.lifecycle_policies().unwrap().remove(0);
+        let q = DueQuery::of(&p, now).unwrap();
+        let due = cat.due_artifacts(&q, (0, -1), 6).unwrap();
+        assert_eq!(due.len(), 6);
+        // The killed run recorded six intents and removed three files, then died.
+        cat.begin_deletes(&due).unwrap();
+        for a in &due[..3] {
+            std::fs::remove_file(root.join(&a.rel_dir).join(&a.file)).unwrap();
+        }
+        let report = sweep(&cat, &root, now, "test", NO_LIMIT, &|_| {}).unwrap();
+        assert_eq!(report.resumed, 6);
+        assert_eq!(report.deleted, 10);
+        assert_eq!(report.already_missing, 3);
+        assert!(cat.pending_deletes().unwrap().is_empty());
+        let events = cat
+            .audit_events(&AuditQuery {
+                run: None,
+                conversation_id: None,
+                after_seq: 0,
+                limit: 1000,
+            })
+            .unwrap();
+        verify_chain(&events, GENESIS.into()).unwrap();
+        let mut deleted: Vec<_> = events
+            .iter()
+            .filter(|e| e.event.kind == AuditKind::ArtifactDeleted)
+            .map(|e| e.event.conversation_id.clone().unwrap())
+            .collect();
+        deleted.sort();
+        deleted.dedup();
+        assert_eq!(deleted.len(), 10, "one event per artifact, none twice");
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| e.event.kind == AuditKind::ArtifactDeleted)
+                .count(),
+            10
+        );
+        for i in 0..10 {
+            assert!(!root.join(format!("acme/2026/01/02/c{i}/t.txt")).exists());
+        }
+        let again = sweep(&cat, &root, now, "test", NO_LIMIT, &|_| {}).unwrap();
+        assert_eq!((again.resumed, again.deleted), (0, 0));
+    }
+
+    #[test]
+    fn plan_counts_what_is_due_and_when_the_next_is() {
+        let (_dir, cat) = setup(3);
+        let jan = DateTime::parse_from_rfc3339("2026-01-20T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let none = plan(&cat, jan).unwrap();
+        assert_eq!(none[0].artifacts, 0);
+        assert_eq!(
+            none[0].next_due.unwrap(),
+            DateTime::parse_from_rfc3339("2026-02-01T10:01:00Z")
+                .unwrap()
+                .to_utc()
+        );
+        let all = plan(&cat, Utc::now()).unwrap();
+        assert_eq!((all[0].artifacts, all[0].bytes), (3, 6));
+    }
 
     #[test]
     fn retention_days_are_bounded() {

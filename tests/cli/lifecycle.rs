@@ -352,3 +352,57 @@ fn bad_lifecycle_config_names_the_key() {
     let msg = fails(&env, &["lifecycle", "list"]);
     assert!(msg.contains("lifecycle.max_delete_share"), "{msg}");
 }
+
+#[test]
+fn a_sweep_killed_mid_run_is_completed_by_the_next_with_one_event_per_artifact() {
+    let env = env_with(ALL, "max_delete_share = 1.0");
+    let n = 8000;
+    for i in 0..n {
+        env.conversation("acme", 1 + i % 28, &format!("c{i}"), &[("a.wav", b"RIFF")]);
+    }
+    ok(&env, &["index"]);
+    enabled_policy(&env);
+    let files = || {
+        (0..n)
+            .filter(|i| {
+                env.root()
+                    .join(Env::rel_dir("acme", 1 + i % 28, &format!("c{i}")))
+                    .join("a.wav")
+                    .exists()
+            })
+            .count()
+    };
+    let mut child = env
+        .command(&["run", "lifecycle", "--no-index"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it as soon as the first files are gone, while their events may not be committed.
+    let probe = env.root().join(Env::rel_dir("acme", 1, "c0")).join("a.wav");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while probe.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = files();
+    let (code, report) = env.json(&["run", "lifecycle", "--no-index"]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(files(), 0);
+    eprintln!("killed with {left} files left; the rerun resumed {}", report["resumed"]);
+    let deleted = events(&env, "artifact_deleted");
+    let mut ids: Vec<_> = deleted
+        .iter()
+        .map(|e| e["conversation_id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        n as usize,
+        "every artifact has an event ({left} files were left)"
+    );
+    assert_eq!(deleted.len(), n as usize, "and only one");
+    ok(&env, &["audit", "verify"]);
+}
