@@ -12,7 +12,7 @@ use chrono::Utc;
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
-use custodian::audit::{GENESIS, verify_chain};
+use custodian::audit::{AuditKind, GENESIS, verify_chain};
 use custodian::catalog::{self, AuditQuery, Catalog, Exclude, JobRun, Mode, RunId};
 use custodian::config::LIFECYCLE_RUN;
 use custodian::config::{Config, Policy};
@@ -247,6 +247,10 @@ enum AuditCommand {
         run: Option<i64>,
         #[arg(long)]
         conversation: Option<String>,
+        /// One trail: conversation_exported, artifact_deleted (lifecycle history),
+        /// lifecycle_acknowledged, lifecycle_policy_changed.
+        #[arg(long, value_parser = parse_audit_kind)]
+        kind: Option<AuditKind>,
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
@@ -270,6 +274,12 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn parse_audit_kind(s: &str) -> Result<AuditKind, String> {
+    AuditKind::parse(s).ok_or_else(|| {
+        format!("unknown kind `{s}`: conversation_exported, artifact_deleted, lifecycle_acknowledged or lifecycle_policy_changed")
+    })
 }
 
 fn progress_bar(cli: &Cli, message: &str) -> indicatif::ProgressBar {
@@ -696,11 +706,13 @@ fn audit(cli: &Cli, command: &AuditCommand) -> Result<u8> {
         AuditCommand::List {
             run,
             conversation,
+            kind,
             limit,
         } => {
             let events = l.catalog.audit_events(&AuditQuery {
                 run: run.map(RunId),
                 conversation_id: conversation.clone(),
+                kind: *kind,
                 after_seq: 0,
                 limit: *limit,
             })?;

@@ -210,6 +210,8 @@ pub struct FailedItem {
 pub struct AuditQuery {
     pub run: Option<RunId>,
     pub conversation_id: Option<String>,
+    /// Only events of this kind (a trail: exports, lifecycle deletions, acknowledgments, …).
+    pub kind: Option<crate::audit::AuditKind>,
     pub after_seq: i64,
     pub limit: usize,
 }

@@ -992,11 +992,18 @@ impl Catalog for SqliteCatalog {
                 .prepare_cached(
                     "SELECT seq, at, kind, actor, policy, run, tenant, conversation_id, details, prev_hash, hash \
                      FROM audit_events WHERE seq > ?1 AND (?2 IS NULL OR run = ?2) \
-                     AND (?3 IS NULL OR conversation_id = ?3) ORDER BY seq LIMIT ?4",
+                     AND (?3 IS NULL OR conversation_id = ?3) AND (?5 IS NULL OR kind = ?5) \
+                     ORDER BY seq LIMIT ?4",
                 )
                 .map_err(|e| self.err(e))?;
             let mut rows = stmt
-                .query(params![q.after_seq, q.run.map(|r| r.0), q.conversation_id, q.limit as i64])
+                .query(params![
+                    q.after_seq,
+                    q.run.map(|r| r.0),
+                    q.conversation_id,
+                    q.limit as i64,
+                    q.kind.map(|k| k.as_str())
+                ])
                 .map_err(|e| self.err(e))?;
             let mut out = Vec::new();
             while let Some(r) = rows.next().map_err(|e| self.err(e))? {

@@ -477,10 +477,8 @@ mod tests {
         assert!(cat.pending_deletes().unwrap().is_empty());
         let events = cat
             .audit_events(&AuditQuery {
-                run: None,
-                conversation_id: None,
-                after_seq: 0,
                 limit: 1000,
+                ..AuditQuery::default()
             })
             .unwrap();
         verify_chain(&events, GENESIS.into()).unwrap();
