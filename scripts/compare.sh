@@ -9,8 +9,9 @@
 #     against sox (scripts/compare-audio.sh)
 #   stitch: a 1-hour call and a whole 24-hour channel against sox (scripts/compare-stitch.sh)
 #   s3: export to a loopback S3 server against rclone copy (scripts/compare-s3.sh)
+#   lifecycle: the retention sweep against find -delete, planning at scale (scripts/compare-lifecycle.sh)
 #
-#   scripts/compare.sh [WORK_DIR]     env: SECTIONS="export crypto audio stitch s3"
+#   scripts/compare.sh [WORK_DIR]     env: SECTIONS="export crypto audio stitch s3 lifecycle"
 #                                          CONVERSATIONS=2000 INDEX_CONVERSATIONS=1000000 RUNS=3
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,7 @@ WORK=${1:-${TMPDIR:-/tmp}/custodian-compare}
 CONVERSATIONS=${CONVERSATIONS:-2000}
 INDEX_CONVERSATIONS=${INDEX_CONVERSATIONS:-1000000}
 RUNS=${RUNS:-3}
-SECTIONS=${SECTIONS:-export crypto audio stitch s3}
+SECTIONS=${SECTIONS:-export crypto audio stitch s3 lifecycle}
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 export CARGO_TARGET_DIR=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 # The export and index figures (kept unindented for the here-documents).
@@ -106,4 +107,5 @@ want crypto && bash scripts/compare-crypto.sh "$WORK/crypto"
 want audio && bash scripts/compare-audio.sh "$WORK/audio"
 want stitch && bash scripts/compare-stitch.sh "$WORK/stitch"
 want s3 && bash scripts/compare-s3.sh "$WORK/s3"
+want lifecycle && bash scripts/compare-lifecycle.sh "$WORK/lifecycle"
 exit 0
