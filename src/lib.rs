@@ -9,4 +9,5 @@ pub mod media;
 pub mod pipeline;
 pub mod policy;
 pub mod repository;
+pub mod schedule;
 pub mod target;

@@ -64,6 +64,8 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Each policy's schedule, timezone, and when it is next due.
+    Schedules,
     /// Retention policies: create, version, enable, disable, activate, list, show.
     Lifecycle {
         #[command(subcommand)]
@@ -276,6 +278,56 @@ fn main() -> ExitCode {
     }
 }
 
+fn schedules(cli: &Cli) -> Result<u8> {
+    #[derive(Serialize)]
+    struct Row<'a> {
+        policy: &'a str,
+        enabled: bool,
+        schedule: String,
+        timezone: String,
+        next_due: Option<chrono::DateTime<Utc>>,
+        #[serde(skip)]
+        tz: chrono_tz::Tz,
+    }
+    let config = custodian::config::Config::load(&cli.config)?;
+    let now = Utc::now();
+    let rows: Vec<Row<'_>> = config
+        .policies
+        .values()
+        .map(|Policy::Export(p)| Row {
+            policy: &p.name,
+            enabled: p.enabled,
+            schedule: match &p.schedule {
+                custodian::schedule::Schedule::Manual => "manual".into(),
+                custodian::schedule::Schedule::At { spec, .. } => spec.clone(),
+            },
+            timezone: p.timezone.name().to_owned(),
+            tz: p.timezone,
+            next_due: p.schedule.next_after(now, p.timezone).filter(|_| p.enabled),
+        })
+        .collect();
+    if cli.json {
+        print_json(&rows)?;
+        return Ok(0);
+    }
+    println!(
+        "{:<24} {:<8} {:<32} {:<20} NEXT DUE",
+        "POLICY", "ENABLED", "SCHEDULE", "TIMEZONE"
+    );
+    for r in &rows {
+        println!(
+            "{:<24} {:<8} {:<32} {:<20} {}",
+            r.policy,
+            if r.enabled { "yes" } else { "no" },
+            r.schedule,
+            r.timezone,
+            r.next_due
+                .map_or("-".into(), |t| t.with_timezone(&r.tz).to_rfc3339())
+        );
+    }
+    Ok(0)
+}
+
 fn parse_audit_kind(s: &str) -> Result<AuditKind, String> {
     AuditKind::parse(s).ok_or_else(|| {
         format!("unknown kind `{s}`: conversation_exported, artifact_deleted, lifecycle_acknowledged or lifecycle_policy_changed")
@@ -341,6 +393,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         }
         Command::Plan { policy, no_index } => plan(cli, policy, *no_index),
         Command::Lifecycle { command } => cli_lifecycle::command(cli, command),
+        Command::Schedules => schedules(cli),
         Command::Jobs { command } => jobs(cli, command),
         Command::Audit { command } => audit(cli, command),
         Command::Verify { run } => verify(cli, RunId(*run)),

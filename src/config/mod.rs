@@ -16,6 +16,7 @@ use crate::filter::{Criteria, normalize_extension};
 use crate::media::audio::{VoiceFormat, VoiceSpec};
 use crate::policy::template::Template;
 use crate::repository::record::is_safe_name;
+use crate::schedule::Schedule;
 use crate::target::{AzureConfig, GcsConfig, S3Client, S3Config, Uploads};
 
 /// Why a config file cannot be used.
@@ -141,6 +142,8 @@ struct RawPolicy {
     enabled: bool,
     target: Option<String>,
     mode: Option<Mode>,
+    schedule: Option<String>,
+    timezone: Option<String>,
     filename_format: Option<String>,
     #[serde(default = "yes")]
     metadata_file: bool,
@@ -190,6 +193,10 @@ pub struct ExportPolicy {
     pub enabled: bool,
     pub target: String,
     pub mode: Mode,
+    /// When `custodian serve` runs the policy (default: manual).
+    pub schedule: Schedule,
+    /// The timezone of the schedule (default: the system's).
+    pub timezone: chrono_tz::Tz,
     pub filename: Template,
     pub metadata_file: bool,
     /// Only files with these extensions are exported (lower case, no dot); `None` = all.
@@ -613,6 +620,12 @@ impl Config {
                         f => f.clone(),
                     };
                     let voice = voice_spec(p).map_err(|(key, m)| v.invalid(&at(key), m))?;
+                    let schedule = match &p.schedule {
+                        Some(spec) => spec.parse().map_err(|m| v.invalid(&at("schedule"), m))?,
+                        None => Schedule::Manual,
+                    };
+                    let timezone = crate::schedule::timezone(p.timezone.as_deref())
+                        .map_err(|m| v.invalid(&at("timezone"), m))?;
                     Policy::Export(ExportPolicy {
                         name: name.clone(),
                         enabled: p.enabled,
@@ -629,6 +642,8 @@ impl Config {
                         video_format,
                         voice,
                         criteria: p.filter.clone(),
+                        schedule,
+                        timezone,
                     })
                 }
             };

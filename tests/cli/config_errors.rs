@@ -70,3 +70,40 @@ fn unwritable_target_root_exits_2_before_any_work() {
     let (_, runs) = env.json(&["jobs", "list"]);
     assert_eq!(runs.as_array().unwrap().len(), 0, "no run may start");
 }
+
+#[test]
+fn schedules_are_validated_and_listed_with_their_next_due_instant() {
+    let env = Env::new("schedule = \"daily at 02:30\"\ntimezone = \"Europe/London\"");
+    let (code, rows) = env.json(&["schedules"]);
+    assert_eq!(code, 0, "{rows}");
+    assert_eq!(rows[0]["policy"], "export");
+    assert_eq!(rows[0]["schedule"], "daily at 02:30");
+    assert_eq!(rows[0]["timezone"], "Europe/London");
+    let next: chrono::DateTime<chrono::Utc> =
+        rows[0]["next_due"].as_str().unwrap().parse().unwrap();
+    let london = next.with_timezone(&chrono_tz::Europe::London);
+    assert_eq!(london.format("%H:%M").to_string(), "02:30");
+    assert!(next > chrono::Utc::now());
+
+    for (line, key, hint) in [
+        (
+            "schedule = \"cron 61 * * * *\"",
+            "policies.export.schedule",
+            "not a valid cron expression",
+        ),
+        (
+            "timezone = \"Mars/Olympus\"",
+            "policies.export.timezone",
+            "IANA",
+        ),
+    ] {
+        let env = Env::new(line);
+        let out = env.run(&["schedules"]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let msg = text(&out);
+        assert!(
+            msg.contains("custodian.toml:") && msg.contains(key) && msg.contains(hint),
+            "{msg}"
+        );
+    }
+}
