@@ -123,7 +123,7 @@ fn target_io(target: &dyn Target, key: &str, source: io::Error) -> String {
     TargetError::Io {
         target: target.name().to_owned(),
         key: key.to_owned(),
-        source,
+        cause: source,
     }
     .to_string()
 }

@@ -39,7 +39,7 @@ impl FsTarget {
         TargetError::Io {
             target: self.name.clone(),
             key: key.to_owned(),
-            source,
+            cause: source,
         }
     }
 
@@ -92,7 +92,7 @@ impl ObjectWriter for FsWriter {
             Err(source) => Err(TargetError::Io {
                 target: self.target.clone(),
                 key: self.key.clone(),
-                source,
+                cause: source,
             }),
         }
     }

@@ -70,7 +70,7 @@ pub fn write(
     let io_err = |source| TargetError::Io {
         target: target.name().to_owned(),
         key: key.to_string(),
-        source,
+        cause: source,
     };
     let mut w = io::BufWriter::new(super::HashingWriter::new(target.create(&key, None)?));
     let header = Header {

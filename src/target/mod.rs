@@ -23,11 +23,13 @@ use crate::catalog::ObjectRecord;
 /// Why a target operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
-    #[error("target `{target}`: {key}: {source}")]
+    /// `cause` is shown in the message, so it is deliberately not the error's `source()`:
+    /// a chain printer would repeat it.
+    #[error("target `{target}`: {key}: {cause}")]
     Io {
         target: String,
         key: String,
-        source: io::Error,
+        cause: io::Error,
     },
     #[error("target `{target}` is not usable: {message}")]
     Unusable { target: String, message: String },
@@ -316,7 +318,7 @@ fn write_chunk(
         PutError::Target(TargetError::Io {
             target: target.name().to_owned(),
             key: key.to_string(),
-            source,
+            cause: source,
         })
     })
 }
@@ -359,7 +361,7 @@ pub fn put_file(
             io::copy(&mut source.take(FILE_CHUNK), dest).map_err(|source| TargetError::Io {
                 target: target.name().to_owned(),
                 key: key.to_string(),
-                source,
+                cause: source,
             })?;
         if copied == 0 {
             break;

@@ -125,7 +125,7 @@ impl RemoteTarget {
         TargetError::Io {
             target: self.name.clone(),
             key: key.to_owned(),
-            source: io::Error::other(e.to_string()),
+            cause: io::Error::other(e.to_string()),
         }
     }
 }
@@ -253,7 +253,7 @@ fn io_err(target: &str, key: &str, e: impl std::fmt::Display) -> TargetError {
     TargetError::Io {
         target: target.to_owned(),
         key: key.to_owned(),
-        source: io::Error::other(e.to_string()),
+        cause: io::Error::other(e.to_string()),
     }
 }
 
