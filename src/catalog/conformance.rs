@@ -207,6 +207,30 @@ pub fn runs_and_audit(cat: &dyn Catalog) {
         .unwrap();
     assert_eq!(events.len(), 2);
     verify_chain(&events, GENESIS.into()).unwrap();
+
+    // History pruning drops succeeded runs finished before the cutoff, and only those.
+    let ok = cat.begin_run("p", Mode::Full, "t").unwrap();
+    cat.finish_run(ok, RunStatus::Succeeded, &Counters::default(), None, None)
+        .unwrap();
+    let later = Utc::now() + Duration::days(1);
+    assert_eq!(cat.prune_runs("other", later).unwrap(), 0);
+    assert_eq!(
+        cat.prune_runs("p", Utc::now() - Duration::days(1)).unwrap(),
+        0
+    );
+    assert_eq!(cat.prune_runs("p", later).unwrap(), 1);
+    assert!(cat.job_run(ok).unwrap().is_none());
+    assert!(
+        cat.job_run(run).unwrap().is_some(),
+        "a run with failures is kept"
+    );
+    let after = cat
+        .audit_events(&AuditQuery {
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .unwrap();
+    assert_eq!(after.len(), 2, "the audit trail is never pruned");
 }
 
 /// A policy lock is exclusive until dropped.

@@ -286,6 +286,10 @@ pub trait Catalog: crate::target::UploadJournal + Send + Sync {
     ) -> Result<std::io::Result<()>>;
 
     fn job_runs(&self, policy: Option<&str>, limit: usize) -> Result<Vec<JobRun>>;
+
+    /// Drops the history (items, objects) of a policy's succeeded runs that finished before
+    /// `before`; failed, partly failed and running ones are kept. Returns how many went.
+    fn prune_runs(&self, policy: &str, before: DateTime<Utc>) -> Result<u64>;
     fn job_run(&self, run: RunId) -> Result<Option<JobRun>>;
     fn failed_items(&self, run: RunId, limit: usize) -> Result<Vec<FailedItem>>;
 

@@ -939,6 +939,16 @@ impl Catalog for SqliteCatalog {
         })
     }
 
+    fn prune_runs(&self, policy: &str, before: DateTime<Utc>) -> Result<u64> {
+        let conn = self.writer.lock().expect("catalog writer lock");
+        conn.execute(
+            "DELETE FROM job_runs WHERE policy = ? AND status = 'succeeded' AND finished_at < ?",
+            params![policy, ts(before)],
+        )
+        .map(|n| n as u64)
+        .map_err(|e| self.err(e))
+    }
+
     fn job_runs(&self, policy: Option<&str>, limit: usize) -> Result<Vec<JobRun>> {
         let limit = limit as i64;
         match policy {

@@ -144,6 +144,7 @@ struct RawPolicy {
     mode: Option<Mode>,
     schedule: Option<String>,
     timezone: Option<String>,
+    keep_job_history_days: Option<u32>,
     filename_format: Option<String>,
     #[serde(default = "yes")]
     metadata_file: bool,
@@ -197,6 +198,8 @@ pub struct ExportPolicy {
     pub schedule: Schedule,
     /// The timezone of the schedule (default: the system's).
     pub timezone: chrono_tz::Tz,
+    /// Succeeded runs older than this many days leave the job history (default 60).
+    pub keep_job_history_days: u32,
     pub filename: Template,
     pub metadata_file: bool,
     /// Only files with these extensions are exported (lower case, no dot); `None` = all.
@@ -626,6 +629,16 @@ impl Config {
                     };
                     let timezone = crate::schedule::timezone(p.timezone.as_deref())
                         .map_err(|m| v.invalid(&at("timezone"), m))?;
+                    let keep_job_history_days = match p.keep_job_history_days {
+                        Some(0) => {
+                            return Err(v.invalid(
+                                &at("keep_job_history_days"),
+                                "keep at least 1 day of job history",
+                            ));
+                        }
+                        Some(days) => days,
+                        None => 60,
+                    };
                     Policy::Export(ExportPolicy {
                         name: name.clone(),
                         enabled: p.enabled,
@@ -644,6 +657,7 @@ impl Config {
                         criteria: p.filter.clone(),
                         schedule,
                         timezone,
+                        keep_job_history_days,
                     })
                 }
             };

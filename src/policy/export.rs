@@ -6,7 +6,7 @@ use std::io::{self, Read, Seek};
 use std::path::Path;
 use std::time::Instant;
 
-use chrono::Utc;
+use chrono::{TimeDelta, Utc};
 use serde::Serialize;
 
 use crate::audit::{AuditKind, NewEvent, current_actor};
@@ -553,6 +553,15 @@ impl Export<'_> {
     ) -> Result<RunSummary, RunError> {
         let started = Instant::now();
         let policy = &self.policy.name;
+        let keep = TimeDelta::days(i64::from(self.policy.keep_job_history_days));
+        let pruned = self.catalog.prune_runs(policy, Utc::now() - keep)?;
+        if pruned > 0 {
+            tracing::info!(
+                policy,
+                pruned,
+                "succeeded runs past keep_job_history_days pruned"
+            );
+        }
         let (run, resumed) = match self.catalog.interrupted_run(policy)? {
             Some(r) => {
                 self.catalog.resume_run(r.id)?;

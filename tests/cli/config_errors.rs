@@ -96,6 +96,11 @@ fn schedules_are_validated_and_listed_with_their_next_due_instant() {
             "policies.export.timezone",
             "IANA",
         ),
+        (
+            "keep_job_history_days = 0",
+            "policies.export.keep_job_history_days",
+            "at least 1 day",
+        ),
     ] {
         let env = Env::new(line);
         let out = env.run(&["schedules"]);
