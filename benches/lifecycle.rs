@@ -49,24 +49,9 @@ fn catalog(dir: &std::path::Path) -> SqliteCatalog {
         })
         .collect();
     cat.apply_index(&changes).unwrap();
-    let policy = LifecyclePolicy {
-        name: "t".into(),
-        description: String::new(),
-        artifact_type: ArtifactType::Transcript,
-        audio_type: None,
-        enabled: false,
-        active_version: None,
-        versions: Vec::new(),
-        created_at: Utc::now(),
-        created_by: "bench".into(),
-    };
+    let policy = LifecyclePolicy::new("t", "", ArtifactType::Transcript, None, "bench");
     cat.create_lifecycle_policy(&policy, &event()).unwrap();
-    let v = LifecycleVersion {
-        name: "v1".into(),
-        action: RetentionAction::Delete { days: 30 },
-        published_at: Utc::now(),
-        published_by: "bench".into(),
-    };
+    let v = LifecycleVersion::new("v1", RetentionAction::Delete { days: 30 }, "bench");
     cat.publish_lifecycle_version("t", &v, &event()).unwrap();
     cat.update_lifecycle_policy("t", true, "v1", &[event()])
         .unwrap();

@@ -91,24 +91,19 @@ fn populate(cat: &SqliteCatalog, n: usize) -> Result<()> {
         n * 4,
         started.elapsed().as_secs_f64()
     );
-    let policy = LifecyclePolicy {
-        name: "transcripts-1y".into(),
-        description: "transcripts a year after the interaction".into(),
-        artifact_type: ArtifactType::Transcript,
-        audio_type: None,
-        enabled: false,
-        active_version: None,
-        versions: Vec::new(),
-        created_at: Utc::now(),
-        created_by: "lifecycle_scale".into(),
-    };
+    let policy = LifecyclePolicy::new(
+        "transcripts-1y",
+        "transcripts a year after the interaction",
+        ArtifactType::Transcript,
+        None,
+        "lifecycle_scale",
+    );
     cat.create_lifecycle_policy(&policy, &event())?;
-    let version = LifecycleVersion {
-        name: "v1".into(),
-        action: RetentionAction::Delete { days: 365 },
-        published_at: Utc::now(),
-        published_by: "lifecycle_scale".into(),
-    };
+    let version = LifecycleVersion::new(
+        "v1",
+        RetentionAction::Delete { days: 365 },
+        "lifecycle_scale",
+    );
     cat.publish_lifecycle_version("transcripts-1y", &version, &event())?;
     cat.update_lifecycle_policy("transcripts-1y", true, "v1", &[event()])?;
     Ok(())

@@ -6,7 +6,6 @@ use chrono::Utc;
 use clap::Subcommand;
 
 use custodian::audit::{AuditKind, NewEvent};
-use custodian::catalog::CatalogError;
 use custodian::config::LIFECYCLE_RUN;
 use custodian::policy::lifecycle::{
     self, Acknowledgment, LifecyclePolicy, LifecycleVersion, Limits, RetentionAction, SweepError,
@@ -132,17 +131,8 @@ pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
             if name.is_empty() || name.chars().any(char::is_control) {
                 bail!("a policy name must be non-empty printable text");
             }
-            let policy = LifecyclePolicy {
-                name: name.clone(),
-                description: description.clone(),
-                artifact_type: *artifact_type,
-                audio_type: *audio_type,
-                enabled: false,
-                active_version: None,
-                versions: Vec::new(),
-                created_at: Utc::now(),
-                created_by: actor.user.clone(),
-            };
+            let policy =
+                LifecyclePolicy::new(name, description, *artifact_type, *audio_type, &actor.user);
             let e = event(
                 &actor,
                 AuditKind::LifecyclePolicyChanged,
@@ -173,12 +163,7 @@ pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
             if version.is_empty() || version.chars().any(char::is_control) {
                 bail!("a version name must be non-empty printable text");
             }
-            let v = LifecycleVersion {
-                name: version.clone(),
-                action,
-                published_at: Utc::now(),
-                published_by: actor.user.clone(),
-            };
+            let v = LifecycleVersion::new(version, action, &actor.user);
             let e = event(
                 &actor,
                 AuditKind::LifecyclePolicyChanged,
@@ -301,7 +286,7 @@ fn change(
     what: &str,
     given: &[String],
 ) -> Result<u8> {
-    let needed = Acknowledgment::needed_for(Some(version));
+    let needed = Acknowledgment::needed_for(version);
     Acknowledgment::check(&needed, given).map_err(anyhow::Error::msg)?;
     let mut events: Vec<NewEvent> = needed
         .iter()
@@ -389,12 +374,12 @@ pub fn run(cli: &Cli, no_index: bool, force: bool) -> Result<u8> {
         &|n| bar.inc(n),
     ) {
         Ok(r) => r,
-        Err(SweepError::OverLimit { due, reason }) => {
+        Err(e @ SweepError::OverLimit { .. }) => {
             bar.finish_and_clear();
-            eprintln!("error: {}", SweepError::OverLimit { due, reason });
+            eprintln!("error: {e}");
             return Ok(2);
         }
-        Err(SweepError::Catalog(e)) => return Err(anyhow::Error::new::<CatalogError>(e)),
+        Err(SweepError::Catalog(e)) => return Err(e.into()),
     };
     bar.finish_and_clear();
     if cli.json {

@@ -297,10 +297,7 @@ fn schedules(cli: &Cli) -> Result<u8> {
         .map(|Policy::Export(p)| Row {
             policy: &p.name,
             enabled: p.enabled,
-            schedule: match &p.schedule {
-                custodian::schedule::Schedule::Manual => "manual".into(),
-                custodian::schedule::Schedule::At { spec, .. } => spec.clone(),
-            },
+            schedule: p.schedule.to_string(),
             timezone: p.timezone.name().to_owned(),
             tz: p.timezone,
             next_due: p.schedule.next_after(now, p.timezone).filter(|_| p.enabled),

@@ -73,7 +73,40 @@ pub struct LifecyclePolicy {
     pub created_by: String,
 }
 
+impl LifecycleVersion {
+    /// A version published now by `actor`.
+    pub fn new(name: &str, action: RetentionAction, actor: &str) -> LifecycleVersion {
+        LifecycleVersion {
+            name: name.to_owned(),
+            action,
+            published_at: Utc::now(),
+            published_by: actor.to_owned(),
+        }
+    }
+}
+
 impl LifecyclePolicy {
+    /// A policy as created: disabled, without versions, created now by `actor`.
+    pub fn new(
+        name: &str,
+        description: &str,
+        artifact_type: ArtifactType,
+        audio_type: Option<AudioRecordingType>,
+        actor: &str,
+    ) -> LifecyclePolicy {
+        LifecyclePolicy {
+            name: name.to_owned(),
+            description: description.to_owned(),
+            artifact_type,
+            audio_type,
+            enabled: false,
+            active_version: None,
+            versions: Vec::new(),
+            created_at: Utc::now(),
+            created_by: actor.to_owned(),
+        }
+    }
+
     pub fn active(&self) -> Option<&LifecycleVersion> {
         let name = self.active_version.as_deref()?;
         self.versions.iter().find(|v| v.name == name)
@@ -121,12 +154,9 @@ impl Acknowledgment {
     }
 
     /// The acknowledgments a change to a policy whose (new) active version is `version` needs.
-    pub fn needed_for(version: Option<&LifecycleVersion>) -> Vec<Acknowledgment> {
+    pub fn needed_for(version: &LifecycleVersion) -> Vec<Acknowledgment> {
         let mut needed = vec![Acknowledgment::StorageOverage];
-        if matches!(
-            version.map(|v| v.action),
-            Some(RetentionAction::Delete { .. })
-        ) {
+        if matches!(version.action, RetentionAction::Delete { .. }) {
             needed.push(Acknowledgment::IrreversibleDelete);
         }
         needed
@@ -266,9 +296,17 @@ const BATCH: usize = 2000;
 
 /// Every enabled policy's due summary at `now`.
 pub fn plan(catalog: &dyn Catalog, now: DateTime<Utc>) -> Result<Vec<DueSummary>, CatalogError> {
+    summarize(catalog, &catalog.lifecycle_policies()?, now)
+}
+
+fn summarize(
+    catalog: &dyn Catalog,
+    policies: &[LifecyclePolicy],
+    now: DateTime<Utc>,
+) -> Result<Vec<DueSummary>, CatalogError> {
     let mut out = Vec::new();
-    for p in catalog.lifecycle_policies()? {
-        if let Some(q) = DueQuery::of(&p, now) {
+    for p in policies {
+        if let Some(q) = DueQuery::of(p, now) {
             let (artifacts, bytes, next_end) = catalog.due_summary(&q)?;
             out.push(DueSummary {
                 policy: q.policy.clone(),
@@ -299,7 +337,8 @@ pub fn sweep(
     for chunk in pending.chunks(BATCH) {
         remove_and_record(catalog, root, chunk, actor, &mut report)?;
     }
-    report.policies = plan(catalog, now)?;
+    let policies = catalog.lifecycle_policies()?;
+    report.policies = summarize(catalog, &policies, now)?;
     let due: u64 = report.policies.iter().map(|p| p.artifacts).sum();
     if !limits.force && due > 0 {
         let live = catalog.live_artifact_count()?;
@@ -321,7 +360,6 @@ pub fn sweep(
             });
         }
     }
-    let policies = catalog.lifecycle_policies()?;
     for q in policies.iter().filter_map(|p| DueQuery::of(p, now)) {
         let mut after = (0, -1);
         loop {
@@ -426,24 +464,9 @@ mod tests {
             })
             .collect();
         cat.apply_index(&changes).unwrap();
-        let policy = LifecyclePolicy {
-            name: "t30".into(),
-            description: String::new(),
-            artifact_type: ArtifactType::Transcript,
-            audio_type: None,
-            enabled: false,
-            active_version: None,
-            versions: Vec::new(),
-            created_at: Utc::now(),
-            created_by: "test".into(),
-        };
+        let policy = LifecyclePolicy::new("t30", "", ArtifactType::Transcript, None, "test");
         cat.create_lifecycle_policy(&policy, &event()).unwrap();
-        let v = LifecycleVersion {
-            name: "v1".into(),
-            action: RetentionAction::Delete { days: 30 },
-            published_at: Utc::now(),
-            published_by: "test".into(),
-        };
+        let v = LifecycleVersion::new("v1", RetentionAction::Delete { days: 30 }, "test");
         cat.publish_lifecycle_version("t30", &v, &event()).unwrap();
         cat.update_lifecycle_policy("t30", true, "v1", &[event()])
             .unwrap();
@@ -534,13 +557,8 @@ mod tests {
 
     #[test]
     fn missing_acknowledgments_are_quoted() {
-        let v = LifecycleVersion {
-            name: "v1".into(),
-            action: RetentionAction::Delete { days: 30 },
-            published_at: Utc::now(),
-            published_by: "alice".into(),
-        };
-        let needed = Acknowledgment::needed_for(Some(&v));
+        let v = LifecycleVersion::new("v1", RetentionAction::Delete { days: 30 }, "alice");
+        let needed = Acknowledgment::needed_for(&v);
         let err = Acknowledgment::check(&needed, &["storage-overage".into()]).unwrap_err();
         assert!(err.contains("--acknowledge irreversible-delete"), "{err}");
         assert!(!err.contains("--acknowledge storage-overage"), "{err}");
@@ -556,7 +574,7 @@ mod tests {
             ..v
         };
         assert_eq!(
-            Acknowledgment::needed_for(Some(&keep)),
+            Acknowledgment::needed_for(&keep),
             vec![Acknowledgment::StorageOverage]
         );
     }

@@ -106,6 +106,15 @@ impl FromStr for Schedule {
     }
 }
 
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Schedule::Manual => f.write_str("manual"),
+            Schedule::At { spec, .. } => f.write_str(spec),
+        }
+    }
+}
+
 impl Schedule {
     /// The first instant strictly after `after` at which the schedule is due, in `tz`; None for
     /// a manual schedule.

@@ -51,12 +51,13 @@ impl Plan {
     }
 }
 
-/// An S3 server over a directory; it stops when dropped.
+/// An S3 server over a temporary directory; it stops when dropped.
 struct S3Server {
     endpoint: String,
     root: PathBuf,
     plan: Arc<Mutex<Plan>>,
     _runtime: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
 }
 
 type Response = hyper::Response<s3s::Body>;
@@ -105,7 +106,13 @@ async fn serve(
 }
 
 impl S3Server {
-    fn start(root: &Path) -> S3Server {
+    /// Starts a server, with one empty bucket when `bucket` is given.
+    fn start(bucket: Option<&str>) -> S3Server {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        if let Some(b) = bucket {
+            std::fs::create_dir(root.join(b)).unwrap();
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -142,6 +149,7 @@ impl S3Server {
             root: root.to_owned(),
             plan,
             _runtime: runtime,
+            _dir: dir,
         }
     }
 
@@ -212,16 +220,10 @@ fn pattern(len: usize, seed: u32) -> Vec<u8> {
         .collect()
 }
 
-fn bucket(store: &Path, name: &str) {
-    std::fs::create_dir(store.join(name)).unwrap();
-}
-
 #[test]
 fn export_to_s3_uploads_verified_objects_and_skips_identical_ones() {
     for client in CLIENTS {
-        let store = tempfile::tempdir().unwrap();
-        bucket(store.path(), "archive");
-        let server = S3Server::start(store.path());
+        let server = S3Server::start(Some("archive"));
         let env = s3_env(&server, "archive", client, "part_size_mib = 5");
         let big = pattern(12_000_000, 7);
         env.conversation(
@@ -265,9 +267,7 @@ fn export_to_s3_uploads_verified_objects_and_skips_identical_ones() {
 #[test]
 fn uploads_ride_out_errors_slowdowns_resets_and_stalls() {
     for client in CLIENTS {
-        let store = tempfile::tempdir().unwrap();
-        bucket(store.path(), "archive");
-        let server = S3Server::start(store.path());
+        let server = S3Server::start(Some("archive"));
         let env = s3_env(
             &server,
             "archive",
@@ -329,9 +329,7 @@ fn stored_files(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn a_store_failing_mid_run_fails_items_that_the_next_run_completes() {
     for client in CLIENTS {
-        let store = tempfile::tempdir().unwrap();
-        bucket(store.path(), "archive");
-        let server = S3Server::start(store.path());
+        let server = S3Server::start(Some("archive"));
         let env = s3_env(
             &server,
             "archive",
@@ -379,9 +377,7 @@ fn a_store_failing_mid_run_fails_items_that_the_next_run_completes() {
 #[test]
 fn a_killed_run_leaves_no_open_upload_after_the_next_one() {
     for client in CLIENTS {
-        let store = tempfile::tempdir().unwrap();
-        bucket(store.path(), "archive");
-        let server = S3Server::start(store.path());
+        let server = S3Server::start(Some("archive"));
         let env = s3_env(&server, "archive", client, "part_size_mib = 5");
         let big = pattern(16_000_000, 9);
         env.conversation("acme", 1, "a1", &[("big.wav", &big)]);
@@ -433,8 +429,7 @@ fn a_killed_run_leaves_no_open_upload_after_the_next_one() {
 #[test]
 fn missing_bucket_stops_before_any_work_without_printing_the_secret() {
     for client in CLIENTS {
-        let store = tempfile::tempdir().unwrap();
-        let server = S3Server::start(store.path());
+        let server = S3Server::start(None);
         let env = s3_env(&server, "no-such-bucket", client, "");
         env.conversation("acme", 1, "a1", &[("call.wav", b"RIFF")]);
         let out = run(&env, &["run", "export"]);
@@ -452,9 +447,7 @@ fn missing_bucket_stops_before_any_work_without_printing_the_secret() {
 #[test]
 fn wrong_credentials_stop_before_any_work_without_printing_them() {
     for client in CLIENTS {
-        let store = tempfile::tempdir().unwrap();
-        bucket(store.path(), "archive");
-        let server = S3Server::start(store.path());
+        let server = S3Server::start(Some("archive"));
         let env = s3_env(&server, "archive", client, "");
         env.conversation("acme", 1, "a1", &[("call.wav", b"RIFF")]);
         let wrong = "not-the-secret-key-either-should-not-print";
@@ -467,7 +460,7 @@ fn wrong_credentials_stop_before_any_work_without_printing_them() {
         );
         assert!(!msg.contains(wrong) && !msg.contains(SECRET_KEY), "{msg}");
         assert!(
-            std::fs::read_dir(store.path().join("archive"))
+            std::fs::read_dir(server.root.join("archive"))
                 .unwrap()
                 .next()
                 .is_none()
