@@ -57,7 +57,9 @@ fn export_conversation(c: &mut Criterion) {
          [policies.p]\naction = \"export\"\ntarget = \"t\"\n",
     )
     .unwrap();
-    let Policy::Export(policy) = config.policy("p").unwrap();
+    let Policy::Export(policy) = config.policy("p").unwrap() else {
+        panic!("an export policy")
+    };
     let target = FsTarget::new("t", &dir.path().join("out"), false);
     let catalog = SqliteCatalog::open(&dir.path().join("c.db")).unwrap();
     let export = Export {
@@ -120,7 +122,7 @@ fn filter_predicate(c: &mut Criterion) {
         "source_platforms = ['cisco']\nusers = ['user7', 'user9']\nmin_duration = '30s'\nfile_extensions = ['wav']",
     )
     .unwrap();
-    let filter = Filter::resolve(&criteria, Utc::now());
+    let filter = Filter::resolve(&criteria, Utc::now(), chrono_tz::Tz::UTC);
     let mut group = c.benchmark_group("filter_predicate");
     group.throughput(Throughput::Elements(records.len() as u64));
     group.bench_function("10000_records", |b| {

@@ -21,4 +21,12 @@ if [ ! -x "$AZURITE_HOME/node_modules/.bin/azurite-blob" ]; then
     command -v npm >/dev/null || { echo "the Azure tests need npm (Node.js) to install Azurite" >&2; exit 2; }
     npm install --silent --no-audit --no-fund --prefix "$AZURITE_HOME" azurite@3 >/dev/null
 fi
+# Notification tests send mail to aiosmtpd (PyPI), an SMTP server started on loopback.
+export CUSTODIAN_SMTPD_HOME="${CUSTODIAN_SMTPD_HOME:-$HOME/.cache/custodian-smtpd}"
+export CUSTODIAN_SMTPD_PYTHON="$CUSTODIAN_SMTPD_HOME/bin/python"
+if ! "$CUSTODIAN_SMTPD_PYTHON" -c 'import aiosmtpd' 2>/dev/null; then
+    command -v python3 >/dev/null || { echo "the notification tests need python3 to install aiosmtpd" >&2; exit 2; }
+    python3 -m venv "$CUSTODIAN_SMTPD_HOME"
+    "$CUSTODIAN_SMTPD_PYTHON" -m pip install --quiet --disable-pip-version-check 'aiosmtpd==1.4.6'
+fi
 exec cargo test --all-features "$@"

@@ -326,7 +326,7 @@ fn change(
 pub fn plan(cli: &Cli, no_index: bool) -> Result<u8> {
     let l = load(cli)?;
     if !no_index {
-        run_index(cli, &l)?;
+        run_index(&l, &progress_bar(cli, "index"))?;
     }
     let due = lifecycle::plan(l.catalog.as_ref(), Utc::now())?;
     if cli.json {
@@ -356,7 +356,7 @@ pub fn run(cli: &Cli, no_index: bool, force: bool) -> Result<u8> {
     let l = load(cli)?;
     let _lock = l.catalog.lock_policy(LIFECYCLE_RUN)?;
     if !no_index {
-        run_index(cli, &l)?;
+        run_index(&l, &progress_bar(cli, "index"))?;
     }
     let actor = Actor::current()?;
     let limits = Limits {

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod cli_lifecycle;
+mod cli_run;
+mod cli_serve;
 
 use anyhow::{Context, Result, bail};
 use chrono::Utc;
@@ -66,6 +68,9 @@ enum Command {
     },
     /// Each policy's schedule, timezone, and when it is next due.
     Schedules,
+    /// Run every enabled policy on its schedule until SIGTERM or SIGINT; SIGHUP reloads the
+    /// config (a bad one is refused and the running one kept).
+    Serve(cli_serve::ServeArgs),
     /// Retention policies: create, version, enable, disable, activate, list, show.
     Lifecycle {
         #[command(subcommand)]
@@ -250,7 +255,7 @@ enum AuditCommand {
         #[arg(long)]
         conversation: Option<String>,
         /// One trail: conversation_exported, artifact_deleted (lifecycle history),
-        /// lifecycle_acknowledged, lifecycle_policy_changed.
+        /// lifecycle_acknowledged, lifecycle_policy_changed, confidential_flag_changed.
         #[arg(long, value_parser = parse_audit_kind)]
         kind: Option<AuditKind>,
         #[arg(long, default_value_t = 100)]
@@ -261,14 +266,25 @@ enum AuditCommand {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CUSTODIAN_LOG")
-                .unwrap_or_else(|_| "warn,symphonia=error".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    use tracing_subscriber::prelude::*;
     let cli = Cli::parse();
+    let default_filter = match cli.command {
+        Command::Serve { .. } => "warn,custodian=info,symphonia=error",
+        _ => "warn,symphonia=error",
+    };
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(
+                    tracing_subscriber::EnvFilter::try_from_env("CUSTODIAN_LOG")
+                        .unwrap_or_else(|_| default_filter.into()),
+                ),
+        )
+        .with(custodian::schedule::runlog::layer())
+        .init();
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     match dispatch(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -294,13 +310,19 @@ fn schedules(cli: &Cli) -> Result<u8> {
     let rows: Vec<Row<'_>> = config
         .policies
         .values()
-        .map(|Policy::Export(p)| Row {
-            policy: &p.name,
-            enabled: p.enabled,
-            schedule: p.schedule.to_string(),
-            timezone: p.timezone.name().to_owned(),
-            tz: p.timezone,
-            next_due: p.schedule.next_after(now, p.timezone).filter(|_| p.enabled),
+        .map(|p| {
+            let job = p.job();
+            Row {
+                policy: p.name(),
+                enabled: p.enabled(),
+                schedule: job.schedule.to_string(),
+                timezone: job.timezone.name().to_owned(),
+                tz: job.timezone,
+                next_due: job
+                    .schedule
+                    .next_after(now, job.timezone)
+                    .filter(|_| p.enabled()),
+            }
         })
         .collect();
     if cli.json {
@@ -327,7 +349,7 @@ fn schedules(cli: &Cli) -> Result<u8> {
 
 fn parse_audit_kind(s: &str) -> Result<AuditKind, String> {
     AuditKind::parse(s).ok_or_else(|| {
-        format!("unknown kind `{s}`: conversation_exported, artifact_deleted, lifecycle_acknowledged or lifecycle_policy_changed")
+        format!("unknown kind `{s}`: conversation_exported, artifact_deleted, lifecycle_acknowledged, lifecycle_policy_changed or confidential_flag_changed")
     })
 }
 
@@ -366,7 +388,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
     match &cli.command {
         Command::Index => {
             let l = load(cli)?;
-            let report = run_index(cli, &l)?;
+            let report = run_index(&l, &progress_bar(cli, "index"))?;
             if cli.json {
                 print_json(&report)?;
             } else {
@@ -383,7 +405,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             (LIFECYCLE_RUN, true) => cli_lifecycle::plan(cli, *no_index),
             (LIFECYCLE_RUN, false) => cli_lifecycle::run(cli, *no_index, *force),
             (_, true) => plan(cli, policy, *no_index),
-            (_, false) => run(cli, policy, *no_index),
+            (_, false) => cli_run::run(cli, policy, *no_index),
         },
         Command::Plan { policy, no_index } if policy == LIFECYCLE_RUN => {
             cli_lifecycle::plan(cli, *no_index)
@@ -391,6 +413,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         Command::Plan { policy, no_index } => plan(cli, policy, *no_index),
         Command::Lifecycle { command } => cli_lifecycle::command(cli, command),
         Command::Schedules => schedules(cli),
+        Command::Serve(args) => cli_serve::serve(cli, args),
         Command::Jobs { command } => jobs(cli, command),
         Command::Audit { command } => audit(cli, command),
         Command::Verify { run } => verify(cli, RunId(*run)),
@@ -424,9 +447,8 @@ fn dispatch(cli: &Cli) -> Result<u8> {
     }
 }
 
-fn run_index(cli: &Cli, l: &Loaded) -> Result<IndexReport> {
-    let bar = progress_bar(cli, "index");
-    let report = index::index(&l.config.repository_root, l.catalog.as_ref(), &bar)?;
+fn run_index(l: &Loaded, bar: &indicatif::ProgressBar) -> Result<IndexReport> {
+    let report = index::index(&l.config.repository_root, l.catalog.as_ref(), bar)?;
     bar.finish_and_clear();
     Ok(report)
 }
@@ -448,6 +470,9 @@ fn print_index(r: &IndexReport) {
 fn export_policy<'a>(l: &'a Loaded, name: &str) -> Result<&'a custodian::config::ExportPolicy> {
     match l.config.policy(name)? {
         Policy::Export(p) => Ok(p),
+        Policy::Confidential(_) => bail!(
+            "policy `{name}` sets confidential flags and exports nothing; `custodian run {name}` runs it"
+        ),
     }
 }
 
@@ -485,12 +510,12 @@ fn load_keystore(l: &Loaded, policy: &custodian::config::ExportPolicy) -> Result
 
 /// Indexes (unless told not to) and sets up an export of `policy` to `target`.
 fn prepare_export<'a>(
-    cli: &Cli,
     l: &'a Loaded,
     policy: &'a custodian::config::ExportPolicy,
     target: &'a dyn Target,
     keystore: Option<&'a Keystore>,
     no_index: bool,
+    index_bar: &indicatif::ProgressBar,
 ) -> Result<(Option<IndexReport>, Export<'a>)> {
     let ffmpeg = l.config.media.ffmpeg.as_deref();
     if let (Some(ffmpeg), Some(_)) = (ffmpeg, &policy.video_format) {
@@ -499,51 +524,17 @@ fn prepare_export<'a>(
     let index = if no_index {
         None
     } else {
-        Some(run_index(cli, l)?)
+        Some(run_index(l, index_bar)?)
     };
     let export = Export {
         policy,
         root: &l.config.repository_root,
         target,
         catalog: l.catalog.as_ref(),
-        filter: Filter::resolve(&policy.criteria, Utc::now()),
+        filter: Filter::resolve(&policy.criteria, Utc::now(), policy.job.timezone),
         tools: MediaTools { keystore, ffmpeg },
     };
     Ok((index, export))
-}
-
-fn run(cli: &Cli, name: &str, no_index: bool) -> Result<u8> {
-    let l = load(cli)?;
-    let policy = export_policy(&l, name)?;
-    let target = open_target(&l, &policy.target)?;
-    let keystore = load_keystore(&l, policy)?;
-    let _lock = l.catalog.lock_policy(name)?;
-    let (index, export) = prepare_export(
-        cli,
-        &l,
-        policy,
-        target.as_ref(),
-        keystore.as_ref(),
-        no_index,
-    )?;
-    let bar = progress_bar(cli, "export");
-    let summary = match export.run(index, &bar) {
-        Err(custodian::policy::export::RunError::Manifest(e)) => {
-            bar.finish_and_clear();
-            eprintln!(
-                "error: {e}\nthe run stays open: the next run of `{name}` resumes it, redoes what failed and writes its manifest"
-            );
-            return Ok(1);
-        }
-        result => result?,
-    };
-    bar.finish_and_clear();
-    if cli.json {
-        print_json(&summary)?;
-    } else {
-        print_summary(&summary);
-    }
-    Ok(summary.exit_code() as u8)
 }
 
 fn human_bytes(b: u64) -> String {
@@ -612,9 +603,19 @@ struct PlanReport {
 
 fn plan(cli: &Cli, name: &str, no_index: bool) -> Result<u8> {
     let l = load(cli)?;
+    if let Policy::Confidential(p) = l.config.policy(name)? {
+        return cli_run::plan_confidential(cli, &l, p, no_index);
+    }
     let policy = export_policy(&l, name)?;
     let target = build_target(&l, &policy.target)?;
-    let (index, export) = prepare_export(cli, &l, policy, target.as_ref(), None, no_index)?;
+    let (index, export) = prepare_export(
+        &l,
+        policy,
+        target.as_ref(),
+        None,
+        no_index,
+        &progress_bar(cli, "index"),
+    )?;
     let exclude = match policy.mode {
         Mode::Incremental => Exclude::ExportedBy(name.to_owned()),
         Mode::Full => Exclude::Nothing,
@@ -674,20 +675,6 @@ fn plan(cli: &Cli, name: &str, no_index: bool) -> Result<u8> {
     Ok(u8::from(!report.errors.is_empty()))
 }
 
-fn print_run_line(r: &JobRun) {
-    println!(
-        "{:>6}  {:<20} {:<11} {:<24} {}  {:>6} exported {:>5} failed  {}",
-        r.id,
-        r.policy,
-        r.mode.as_str(),
-        r.status.as_str(),
-        r.started_at.format("%Y-%m-%d %H:%M:%S"),
-        r.counters.exported,
-        r.counters.failed,
-        human_bytes(r.counters.bytes)
-    );
-}
-
 fn jobs(cli: &Cli, command: &JobsCommand) -> Result<u8> {
     let l = load(cli)?;
     match command {
@@ -697,7 +684,7 @@ fn jobs(cli: &Cli, command: &JobsCommand) -> Result<u8> {
                 print_json(&runs)?;
             } else {
                 for r in &runs {
-                    print_run_line(r);
+                    cli_run::print_run_line(r);
                 }
             }
         }
@@ -730,9 +717,10 @@ fn jobs(cli: &Cli, command: &JobsCommand) -> Result<u8> {
                 }
                 let c = &r.counters;
                 println!(
-                    "  counters: {} selected, {} exported, {} failed, {} objects, {}, {} index errors",
+                    "  counters: {} selected, {} exported, {} flagged, {} failed, {} objects, {}, {} index errors",
                     c.selected,
                     c.exported,
+                    c.flagged,
                     c.failed,
                     c.objects,
                     human_bytes(c.bytes),
@@ -740,6 +728,15 @@ fn jobs(cli: &Cli, command: &JobsCommand) -> Result<u8> {
                 );
                 if let Some(m) = &r.manifest_key {
                     println!("  manifest: {m}");
+                }
+                if let Some(e) = &r.error_summary {
+                    println!("  errors:   {e}");
+                }
+                if let Some(log) = &r.log_path {
+                    println!("  log:      {log}");
+                }
+                if let Some(n) = &r.notification {
+                    println!("  notified: {n}");
                 }
                 for f in &failures {
                     println!("  failed:   {}: {}", f.subject, f.error);

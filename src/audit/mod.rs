@@ -20,6 +20,8 @@ pub enum AuditKind {
     LifecycleAcknowledged,
     /// A lifecycle policy was created, versioned, enabled, disabled or re-pointed.
     LifecyclePolicyChanged,
+    /// A confidential-flag policy set or cleared a conversation's confidential flag.
+    ConfidentialFlagChanged,
 }
 
 impl AuditKind {
@@ -29,6 +31,7 @@ impl AuditKind {
             AuditKind::ArtifactDeleted => "artifact_deleted",
             AuditKind::LifecycleAcknowledged => "lifecycle_acknowledged",
             AuditKind::LifecyclePolicyChanged => "lifecycle_policy_changed",
+            AuditKind::ConfidentialFlagChanged => "confidential_flag_changed",
         }
     }
 
@@ -38,6 +41,7 @@ impl AuditKind {
             "artifact_deleted" => Some(AuditKind::ArtifactDeleted),
             "lifecycle_acknowledged" => Some(AuditKind::LifecycleAcknowledged),
             "lifecycle_policy_changed" => Some(AuditKind::LifecyclePolicyChanged),
+            "confidential_flag_changed" => Some(AuditKind::ConfidentialFlagChanged),
             _ => None,
         }
     }

@@ -406,7 +406,7 @@ pub fn sql_agrees_with_predicate(new_catalog: &dyn Fn() -> Box<dyn Catalog>) {
                 cat.apply_index(&convs.iter().map(upsert).collect::<Vec<_>>())
                     .unwrap();
                 for c in &criteria {
-                    let filter = Filter::resolve(c, Utc::now());
+                    let filter = Filter::resolve(c, Utc::now(), chrono_tz::Tz::UTC);
                     let mut by_sql: Vec<String> =
                         select_all(cat.as_ref(), &filter, &Exclude::Nothing)
                             .into_iter()

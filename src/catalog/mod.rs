@@ -100,6 +100,12 @@ pub enum RunStatus {
     Succeeded,
     CompletedWithFailures,
     Failed,
+    /// Stopped at the policy's execution time limit; what it finished is kept.
+    TimedOut,
+    /// Stopped after reporting no progress for the keep-alive timeout.
+    Stalled,
+    /// Stopped by a signal (`custodian serve` shutting down, Ctrl-C).
+    Cancelled,
 }
 
 impl RunStatus {
@@ -109,6 +115,9 @@ impl RunStatus {
             RunStatus::Succeeded => "succeeded",
             RunStatus::CompletedWithFailures => "completed_with_failures",
             RunStatus::Failed => "failed",
+            RunStatus::TimedOut => "timed_out",
+            RunStatus::Stalled => "stalled",
+            RunStatus::Cancelled => "cancelled",
         }
     }
 
@@ -118,6 +127,9 @@ impl RunStatus {
             RunStatus::Succeeded,
             RunStatus::CompletedWithFailures,
             RunStatus::Failed,
+            RunStatus::TimedOut,
+            RunStatus::Stalled,
+            RunStatus::Cancelled,
         ]
         .into_iter()
         .find(|v| v.as_str() == s)
@@ -130,6 +142,8 @@ pub struct Counters {
     /// Conversations the run selected (including any resumed remainder).
     pub selected: u64,
     pub exported: u64,
+    /// Conversations whose confidential flag a confidential-flag run changed.
+    pub flagged: u64,
     pub failed: u64,
     pub objects: u64,
     pub bytes: u64,
@@ -171,6 +185,10 @@ pub struct JobRun {
     pub counters: Counters,
     pub manifest_key: Option<String>,
     pub error_summary: Option<String>,
+    /// The run's detailed log file, when the policy keeps one.
+    pub log_path: Option<String>,
+    /// What became of the email notification (sent, or why not).
+    pub notification: Option<String>,
 }
 
 /// One object written to a target.
@@ -213,6 +231,19 @@ pub struct AuditQuery {
     /// Only events of this kind (a trail: exports, lifecycle deletions, acknowledgments, …).
     pub kind: Option<crate::audit::AuditKind>,
     pub after_seq: i64,
+    pub limit: usize,
+}
+
+/// What one page of a confidential-flag run does.
+pub struct ConfidentialPage<'a> {
+    pub run: RunId,
+    pub policy: &'a str,
+    pub filter: &'a Filter,
+    pub exclude: &'a Exclude,
+    pub value: bool,
+    /// Incremental mode: record each conversation so later runs leave it out.
+    pub remember: bool,
+    pub actor: &'a str,
     pub limit: usize,
 }
 
@@ -286,6 +317,23 @@ pub trait Catalog: crate::target::UploadJournal + Send + Sync {
     ) -> Result<std::io::Result<()>>;
 
     fn job_runs(&self, policy: Option<&str>, limit: usize) -> Result<Vec<JobRun>>;
+
+    /// Records where a run's log file is.
+    fn set_run_log(&self, run: RunId, path: &str) -> Result<()>;
+
+    /// Records what became of a run's notification.
+    fn set_run_notification(&self, run: RunId, text: &str) -> Result<()>;
+
+    /// Sets the confidential flag of the next page of conversations `filter` selects (after
+    /// `after_rowid`, leaving out `exclude`) to `value`, in one transaction: the flag (kept
+    /// across reindexing), one audit event per conversation whose flag changed, and the
+    /// policy's incremental state. Returns the page's size, how many changed, and its last
+    /// rowid.
+    fn set_confidential_page(
+        &self,
+        page: &ConfidentialPage<'_>,
+        after_rowid: i64,
+    ) -> Result<(u64, u64, i64)>;
 
     /// Drops the history (items, objects) of a policy's succeeded runs that finished before
     /// `before`; failed, partly failed and running ones are kept. Returns how many went.

@@ -15,8 +15,9 @@ use crate::policy::lifecycle::{
 use crate::target::{OpenUpload, UploadJournal};
 
 use super::{
-    AuditQuery, Catalog, CatalogError, Counters, Exclude, FailedItem, Fingerprint, IndexChange,
-    ItemOutcome, JobRun, Mode, ObjectRecord, PolicyLock, Result, RunId, RunStatus, Selected,
+    AuditQuery, Catalog, CatalogError, ConfidentialPage, Counters, Exclude, FailedItem,
+    Fingerprint, IndexChange, ItemOutcome, JobRun, Mode, ObjectRecord, PolicyLock, Result, RunId,
+    RunStatus, Selected,
 };
 use crate::audit::{AuditEvent, AuditKind, GENESIS, NewEvent};
 use crate::filter::{Dialect, Filter, SqlValue};
@@ -186,6 +187,20 @@ CREATE TABLE delete_intents (
     PRIMARY KEY (conversation, ordinal)
 ) WITHOUT ROWID;
 "#,
+    r#"
+ALTER TABLE job_runs ADD COLUMN flagged INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE job_runs ADD COLUMN log_path TEXT;
+ALTER TABLE job_runs ADD COLUMN notification TEXT;
+CREATE TABLE confidential_flags (
+    tenant TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    value INTEGER NOT NULL,
+    policy TEXT NOT NULL,
+    run INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (tenant, conversation_id)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The SQLite catalog.
@@ -221,9 +236,9 @@ impl SqliteCatalog {
         };
         {
             let mut conn = this.writer.lock().expect("catalog writer lock");
+            this.configure(&conn)?;
             conn.execute_batch("PRAGMA journal_mode = WAL;")
                 .map_err(|e| this.err(e))?;
-            this.configure(&conn)?;
             this.migrate(&mut conn)?;
         }
         Ok(this)
@@ -241,27 +256,34 @@ impl SqliteCatalog {
         .map_err(|e| self.err(e))
     }
 
+    /// Brings the schema up to date. Each step takes the write lock first (`BEGIN IMMEDIATE`)
+    /// and re-reads the version inside it, so processes opening a new catalog at the same
+    /// moment apply each migration once.
     fn migrate(&self, conn: &mut Connection) -> Result<()> {
-        let version: usize = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(|e| self.err(e))?;
-        if version > MIGRATIONS.len() {
-            return Err(CatalogError::Open {
-                location: self.location(),
-                message: format!(
-                    "schema version {version} is newer than this build knows ({}); upgrade custodian",
-                    MIGRATIONS.len()
-                ),
-            });
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-            let tx = conn.transaction().map_err(|e| self.err(e))?;
+        loop {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| self.err(e))?;
+            let version: usize = tx
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(|e| self.err(e))?;
+            if version > MIGRATIONS.len() {
+                return Err(CatalogError::Open {
+                    location: self.location(),
+                    message: format!(
+                        "schema version {version} is newer than this build knows ({}); upgrade custodian",
+                        MIGRATIONS.len()
+                    ),
+                });
+            }
+            let Some(sql) = MIGRATIONS.get(version) else {
+                return Ok(());
+            };
             tx.execute_batch(sql).map_err(|e| self.err(e))?;
-            tx.pragma_update(None, "user_version", i + 1)
+            tx.pragma_update(None, "user_version", version + 1)
                 .map_err(|e| self.err(e))?;
             tx.commit().map_err(|e| self.err(e))?;
         }
-        Ok(())
     }
 
     fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
@@ -340,6 +362,7 @@ impl SqliteCatalog {
             counters: Counters {
                 selected: r.get("selected").map_err(get)?,
                 exported: r.get("exported").map_err(get)?,
+                flagged: r.get("flagged").map_err(get)?,
                 failed: r.get("failed").map_err(get)?,
                 objects: r.get("objects").map_err(get)?,
                 bytes: r.get("bytes").map_err(get)?,
@@ -347,6 +370,8 @@ impl SqliteCatalog {
             },
             manifest_key: r.get("manifest_key").map_err(get)?,
             error_summary: r.get("error_summary").map_err(get)?,
+            log_path: r.get("log_path").map_err(get)?,
+            notification: r.get("notification").map_err(get)?,
         })
     }
 
@@ -492,7 +517,9 @@ fn upsert(
             "INSERT INTO conversations (rel_dir, json_mtime_ns, json_size, tenant, id, kind, \
              source_platform, direction, start_text, end_text, start_ms, duration_ms, confidential, \
              cdr_only, imported, legal_hold, channel, day) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
+             COALESCE((SELECT value FROM confidential_flags WHERE tenant = ?4 AND conversation_id = ?5), ?13), \
+             ?14, ?15, ?16, ?17, ?18) \
              ON CONFLICT (rel_dir) DO NOTHING RETURNING pk",
         )?
         .query_row(values, |r| r.get(0))
@@ -504,7 +531,9 @@ fn upsert(
                 .prepare_cached(
                     "UPDATE conversations SET json_mtime_ns = ?2, json_size = ?3, tenant = ?4, \
                      id = ?5, kind = ?6, source_platform = ?7, direction = ?8, start_text = ?9, \
-                     end_text = ?10, start_ms = ?11, duration_ms = ?12, confidential = ?13, \
+                     end_text = ?10, start_ms = ?11, duration_ms = ?12, \
+                     confidential = COALESCE((SELECT value FROM confidential_flags \
+                       WHERE tenant = ?4 AND conversation_id = ?5), ?13), \
                      cdr_only = ?14, imported = ?15, legal_hold = ?16, channel = ?17, day = ?18 \
                      WHERE rel_dir = ?1 RETURNING pk",
                 )?
@@ -893,13 +922,15 @@ impl Catalog for SqliteCatalog {
     ) -> Result<()> {
         let conn = self.writer.lock().expect("catalog writer lock");
         conn.execute(
-            "UPDATE job_runs SET status = ?, finished_at = ?, selected = ?, exported = ?, failed = ?, \
-             objects = ?, bytes = ?, index_errors = ?, manifest_key = ?, error_summary = ? WHERE id = ?",
+            "UPDATE job_runs SET status = ?, finished_at = ?, selected = ?, exported = ?, flagged = ?, \
+             failed = ?, objects = ?, bytes = ?, index_errors = ?, manifest_key = ?, error_summary = ? \
+             WHERE id = ?",
             params![
                 status.as_str(),
                 (status != RunStatus::Running).then(|| ts(Utc::now())),
                 c.selected,
                 c.exported,
+                c.flagged,
                 c.failed,
                 c.objects,
                 c.bytes,
@@ -958,6 +989,95 @@ impl Catalog for SqliteCatalog {
             ),
             None => self.query_runs("SELECT * FROM job_runs ORDER BY id DESC LIMIT ?", &[&limit]),
         }
+    }
+
+    fn set_run_log(&self, run: RunId, path: &str) -> Result<()> {
+        let conn = self.writer.lock().expect("catalog writer lock");
+        conn.execute(
+            "UPDATE job_runs SET log_path = ? WHERE id = ?",
+            params![path, run.0],
+        )
+        .map(drop)
+        .map_err(|e| self.err(e))
+    }
+
+    fn set_run_notification(&self, run: RunId, text: &str) -> Result<()> {
+        let conn = self.writer.lock().expect("catalog writer lock");
+        conn.execute(
+            "UPDATE job_runs SET notification = ? WHERE id = ?",
+            params![text, run.0],
+        )
+        .map(drop)
+        .map_err(|e| self.err(e))
+    }
+
+    fn set_confidential_page(
+        &self,
+        page: &ConfidentialPage<'_>,
+        after_rowid: i64,
+    ) -> Result<(u64, u64, i64)> {
+        let (sql, mut params) = self.selection_sql(
+            "SELECT c.pk, c.tenant, c.id, c.confidential FROM conversations c WHERE c.pk > ?",
+            page.filter,
+            page.exclude,
+            " ORDER BY c.pk LIMIT ?",
+            vec![SqlValue::Int(after_rowid)],
+        );
+        params.push(SqlValue::Int(page.limit as i64));
+        let mut conn = self.writer.lock().expect("catalog writer lock");
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let now = Utc::now();
+        let at = ts(now);
+        let write = || -> rusqlite::Result<(u64, u64, i64)> {
+            let rows: Vec<(i64, String, String, bool)> = tx
+                .prepare_cached(&sql)?
+                .query_map(params_from_iter(params.iter().map(to_sql)), |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut changed = 0;
+            let mut set_flag =
+                tx.prepare_cached("UPDATE conversations SET confidential = ? WHERE pk = ?")?;
+            let mut keep = tx.prepare_cached(
+                "INSERT OR REPLACE INTO confidential_flags (tenant, conversation_id, value, policy, run, at) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )?;
+            let mut state = tx.prepare_cached(
+                "INSERT OR REPLACE INTO export_state (policy, tenant, conversation_id, run, at) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )?;
+            for (pk, tenant, id, was) in &rows {
+                if *was != page.value {
+                    set_flag.execute(params![page.value, pk])?;
+                    append_audit(
+                        &tx,
+                        &NewEvent {
+                            at: now,
+                            kind: AuditKind::ConfidentialFlagChanged,
+                            actor: page.actor.to_owned(),
+                            policy: Some(page.policy.to_owned()),
+                            run: Some(page.run.0),
+                            tenant: Some(tenant.clone()),
+                            conversation_id: Some(id.clone()),
+                            details: serde_json::json!({ "confidential": page.value, "was": was }),
+                        },
+                    )?;
+                    changed += 1;
+                }
+                keep.execute(params![tenant, id, page.value, page.policy, page.run.0, at])?;
+                if page.remember {
+                    state.execute(params![page.policy, tenant, id, page.run.0, at])?;
+                }
+            }
+            Ok((
+                rows.len() as u64,
+                changed,
+                rows.last().map_or(after_rowid, |r| r.0),
+            ))
+        };
+        let result = write().map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(result)
     }
 
     fn job_run(&self, run: RunId) -> Result<Option<JobRun>> {
@@ -1517,6 +1637,28 @@ mod tests {
             let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Box::new(SqliteCatalog::open(&dir.path().join(format!("c{i}.db"))).unwrap())
         });
+    }
+
+    #[test]
+    fn processes_opening_a_new_catalog_at_once_migrate_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let barrier = std::sync::Barrier::new(6);
+        std::thread::scope(|s| {
+            for _ in 0..6 {
+                s.spawn(|| {
+                    barrier.wait();
+                    SqliteCatalog::open(&path).unwrap();
+                });
+            }
+        });
+        assert_eq!(
+            SqliteCatalog::open(&path)
+                .unwrap()
+                .conversation_count()
+                .unwrap(),
+            0
+        );
     }
 
     #[test]

@@ -16,7 +16,11 @@ use crate::filter::{Criteria, normalize_extension};
 use crate::media::audio::{VoiceFormat, VoiceSpec};
 use crate::policy::template::Template;
 use crate::repository::record::is_safe_name;
+use std::time::Duration;
+
+use crate::policy::confidential::FlagAction;
 use crate::schedule::Schedule;
+use crate::schedule::notify::{EmailConfig, Notify, NotifyWhen, SmtpSecurity};
 use crate::target::{AzureConfig, GcsConfig, S3Client, S3Config, Uploads};
 
 /// Why a config file cannot be used.
@@ -56,6 +60,29 @@ struct RawConfig {
     media: RawMedia,
     #[serde(default)]
     lifecycle: RawLifecycle,
+    email: Option<RawEmail>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmail {
+    smtp_host: String,
+    smtp_port: Option<u16>,
+    security: Option<SmtpSecurity>,
+    username: Option<String>,
+    password: Option<String>,
+    password_env: Option<String>,
+    from: String,
+    portal_url: Option<String>,
+    timeout_secs: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    to: String,
+    on_completion: Option<NotifyWhen>,
+    on_failure: Option<NotifyWhen>,
 }
 
 #[derive(Deserialize, Default)]
@@ -128,6 +155,7 @@ struct RawTarget {
 #[serde(rename_all = "snake_case")]
 enum ActionKind {
     Export,
+    Confidential,
 }
 
 fn yes() -> bool {
@@ -145,6 +173,11 @@ struct RawPolicy {
     schedule: Option<String>,
     timezone: Option<String>,
     keep_job_history_days: Option<u32>,
+    time_limit: Option<String>,
+    keep_alive: Option<String>,
+    log_dir: Option<PathBuf>,
+    notify: Option<RawNotify>,
+    flag: Option<FlagAction>,
     filename_format: Option<String>,
     #[serde(default = "yes")]
     metadata_file: bool,
@@ -194,12 +227,7 @@ pub struct ExportPolicy {
     pub enabled: bool,
     pub target: String,
     pub mode: Mode,
-    /// When `custodian serve` runs the policy (default: manual).
-    pub schedule: Schedule,
-    /// The timezone of the schedule (default: the system's).
-    pub timezone: chrono_tz::Tz,
-    /// Succeeded runs older than this many days leave the job history (default 60).
-    pub keep_job_history_days: u32,
+    pub job: JobSettings,
     pub filename: Template,
     pub metadata_file: bool,
     /// Only files with these extensions are exported (lower case, no dot); `None` = all.
@@ -218,6 +246,40 @@ pub struct ExportPolicy {
     pub video_format: Option<String>,
     /// Voice recordings (and stitched CDR-only calls) are transcoded to this.
     pub voice: Option<VoiceSpec>,
+    pub criteria: Criteria,
+}
+
+/// The settings every scheduled policy has (DESIGN.md §4, "Job settings").
+#[derive(Clone, Debug)]
+pub struct JobSettings {
+    /// When `custodian serve` runs the policy (default: manual).
+    pub schedule: Schedule,
+    /// The timezone of the schedule, of relative date criteria and of the filename format's
+    /// date fields (default: the system's).
+    pub timezone: chrono_tz::Tz,
+    /// Succeeded runs older than this many days leave the job history (default 60).
+    pub keep_job_history_days: u32,
+    /// A run still going after this long is stopped as `timed_out` (default: no limit).
+    pub time_limit: Option<Duration>,
+    /// A run that reports no progress for this long is stopped as `stalled` (default 15 min).
+    pub keep_alive: Duration,
+    /// Each run writes a detailed log file here (default: none).
+    pub log_dir: Option<PathBuf>,
+    /// Who hears about completed and failed runs.
+    pub notify: Option<Notify>,
+}
+
+/// The default keep-alive timeout.
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(15 * 60);
+
+/// A confidential-flag policy: sets or clears the flag on the conversations its filter matches.
+#[derive(Clone, Debug)]
+pub struct ConfidentialPolicy {
+    pub name: String,
+    pub enabled: bool,
+    pub mode: Mode,
+    pub flag: FlagAction,
+    pub job: JobSettings,
     pub criteria: Criteria,
 }
 
@@ -259,12 +321,35 @@ pub const LIFECYCLE_RUN: &str = "lifecycle";
 #[derive(Clone, Debug)]
 pub enum Policy {
     Export(ExportPolicy),
+    Confidential(ConfidentialPolicy),
 }
 
 impl Policy {
     pub fn name(&self) -> &str {
         match self {
             Policy::Export(p) => &p.name,
+            Policy::Confidential(p) => &p.name,
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        match self {
+            Policy::Export(p) => p.enabled,
+            Policy::Confidential(p) => p.enabled,
+        }
+    }
+
+    pub fn job(&self) -> &JobSettings {
+        match self {
+            Policy::Export(p) => &p.job,
+            Policy::Confidential(p) => &p.job,
+        }
+    }
+
+    pub fn mode(&self) -> Mode {
+        match self {
+            Policy::Export(p) => p.mode,
+            Policy::Confidential(p) => p.mode,
         }
     }
 }
@@ -279,6 +364,8 @@ pub struct Config {
     pub policies: BTreeMap<String, Policy>,
     pub media: MediaConfig,
     pub lifecycle: LifecycleConfig,
+    /// How notifications are sent; required when a policy has `notify`.
+    pub email: Option<EmailConfig>,
 }
 
 /// Default filename format of export policies.
@@ -425,6 +512,158 @@ fn voice_spec(p: &RawPolicy) -> Result<Option<VoiceSpec>, (&'static str, String)
     }))
 }
 
+/// Keys only an export policy takes.
+const EXPORT_ONLY_KEYS: [&str; 13] = [
+    "target",
+    "filename_format",
+    "metadata_file",
+    "file_extensions",
+    "concurrency",
+    "decrypt",
+    "stitch_cdr_only",
+    "im_attachments",
+    "zip",
+    "video_format",
+    "voice_format",
+    "voice_rate",
+    "voice_channels",
+];
+
+/// A `"90s"`, `"2h 30m"` duration of at least one second.
+fn positive_duration(
+    v: &Validator<'_>,
+    path: &[&str],
+    text: &str,
+) -> Result<Duration, ConfigError> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d >= Duration::from_secs(1) => Ok(d),
+        Ok(_) => Err(v.invalid(path, "must be at least 1s")),
+        Err(e) => Err(v.invalid(
+            path,
+            format!(
+                "`{text}` is not a duration ({e}); write one such as \"90s\", \"15m\" or \"2h 30m\""
+            ),
+        )),
+    }
+}
+
+/// The job settings every policy has.
+fn job_settings(
+    v: &Validator<'_>,
+    base: &Path,
+    name: &str,
+    p: &RawPolicy,
+    email: Option<&EmailConfig>,
+) -> Result<JobSettings, ConfigError> {
+    let at = |key: &'static str| -> Vec<&str> { vec!["policies", name, key] };
+    let schedule = match &p.schedule {
+        Some(spec) => spec.parse().map_err(|m| v.invalid(&at("schedule"), m))?,
+        None => Schedule::Manual,
+    };
+    let timezone = crate::schedule::timezone(p.timezone.as_deref())
+        .map_err(|m| v.invalid(&at("timezone"), m))?;
+    let keep_job_history_days = match p.keep_job_history_days {
+        Some(0) => {
+            return Err(v.invalid(
+                &at("keep_job_history_days"),
+                "keep at least 1 day of job history",
+            ));
+        }
+        Some(days) => days,
+        None => 60,
+    };
+    let time_limit = p
+        .time_limit
+        .as_deref()
+        .map(|t| positive_duration(v, &at("time_limit"), t))
+        .transpose()?;
+    let keep_alive = match p.keep_alive.as_deref() {
+        Some(t) => positive_duration(v, &at("keep_alive"), t)?,
+        None => DEFAULT_KEEP_ALIVE,
+    };
+    let notify = match &p.notify {
+        None => None,
+        Some(n) => {
+            if email.is_none() {
+                return Err(v.invalid(
+                    &["policies", name, "notify"],
+                    "notifications need an [email] table with `smtp_host` and `from`",
+                ));
+            }
+            let to = crate::schedule::notify::parse_addresses(&n.to)
+                .map_err(|m| v.invalid(&["policies", name, "notify", "to"], m))?;
+            Some(Notify {
+                to,
+                on_completion: n.on_completion.unwrap_or(NotifyWhen::Never),
+                on_failure: n.on_failure.unwrap_or(NotifyWhen::EveryTime),
+            })
+        }
+    };
+    Ok(JobSettings {
+        schedule,
+        timezone,
+        keep_job_history_days,
+        time_limit,
+        keep_alive,
+        log_dir: p.log_dir.as_ref().map(|d| resolve(base, d)),
+        notify,
+    })
+}
+
+/// The `[email]` table.
+fn email_config(v: &Validator<'_>, e: &RawEmail) -> Result<EmailConfig, ConfigError> {
+    let at = |key: &'static str| -> Vec<&str> { vec!["email", key] };
+    if e.smtp_host.is_empty() {
+        return Err(v.invalid(&at("smtp_host"), "name the SMTP server"));
+    }
+    let from = e.from.parse().map_err(|err| {
+        v.invalid(
+            &at("from"),
+            format!("`{}` is not an address: {err}", e.from),
+        )
+    })?;
+    let security = e.security.unwrap_or(SmtpSecurity::Starttls);
+    if e.password.is_some() && e.password_env.is_some() {
+        return Err(v.invalid(
+            &at("password_env"),
+            "set `password` or `password_env`, not both",
+        ));
+    }
+    if (e.password.is_some() || e.password_env.is_some()) && e.username.is_none() {
+        return Err(v.invalid(&at("username"), "a password needs a `username`"));
+    }
+    if let Some(url) = &e.portal_url
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        return Err(v.invalid(
+            &at("portal_url"),
+            "the web portal's address, such as \"https://custodian.example.com\"",
+        ));
+    }
+    let timeout = match e.timeout_secs {
+        Some(0) => return Err(v.invalid(&at("timeout_secs"), "must be at least 1 second")),
+        Some(s) => Duration::from_secs(s),
+        None => Duration::from_secs(30),
+    };
+    Ok(EmailConfig {
+        host: e.smtp_host.clone(),
+        port: e.smtp_port.unwrap_or(security.default_port()),
+        security,
+        username: e.username.clone(),
+        password: match (&e.password, &e.password_env) {
+            (Some(p), _) => Some(crate::schedule::notify::Secret::Value(p.clone())),
+            (None, Some(var)) => Some(crate::schedule::notify::Secret::Env(var.clone())),
+            (None, None) => None,
+        },
+        from,
+        portal_url: e
+            .portal_url
+            .as_ref()
+            .map(|u| u.trim_end_matches('/').to_owned()),
+        timeout,
+    })
+}
+
 impl Config {
     /// Reads and validates a config file.
     pub fn load(file: &Path) -> Result<Config, ConfigError> {
@@ -541,6 +780,11 @@ impl Config {
             };
             targets.insert(name.clone(), built);
         }
+        let email = raw
+            .email
+            .as_ref()
+            .map(|e| email_config(&v, e))
+            .transpose()?;
         let mut policies = BTreeMap::new();
         for (name, p) in &raw.policies {
             let at = |key: &'static str| -> Vec<&str> { vec!["policies", name.as_str(), key] };
@@ -562,8 +806,15 @@ impl Config {
             if let Err((key, message)) = p.filter.validate() {
                 return Err(v.invalid(&["policies", name, "filter", key], message));
             }
+            let job = job_settings(&v, &base, name, p, email.as_ref())?;
             let policy = match p.action {
                 ActionKind::Export => {
+                    if p.flag.is_some() {
+                        return Err(v.invalid(
+                            &at("flag"),
+                            "`flag` belongs to confidential policies (action = \"confidential\")",
+                        ));
+                    }
                     let target = p.target.clone().ok_or_else(|| {
                         v.invalid(&at("action"), "an export policy needs `target`")
                     })?;
@@ -623,22 +874,6 @@ impl Config {
                         f => f.clone(),
                     };
                     let voice = voice_spec(p).map_err(|(key, m)| v.invalid(&at(key), m))?;
-                    let schedule = match &p.schedule {
-                        Some(spec) => spec.parse().map_err(|m| v.invalid(&at("schedule"), m))?,
-                        None => Schedule::Manual,
-                    };
-                    let timezone = crate::schedule::timezone(p.timezone.as_deref())
-                        .map_err(|m| v.invalid(&at("timezone"), m))?;
-                    let keep_job_history_days = match p.keep_job_history_days {
-                        Some(0) => {
-                            return Err(v.invalid(
-                                &at("keep_job_history_days"),
-                                "keep at least 1 day of job history",
-                            ));
-                        }
-                        Some(days) => days,
-                        None => 60,
-                    };
                     Policy::Export(ExportPolicy {
                         name: name.clone(),
                         enabled: p.enabled,
@@ -655,9 +890,37 @@ impl Config {
                         video_format,
                         voice,
                         criteria: p.filter.clone(),
-                        schedule,
-                        timezone,
-                        keep_job_history_days,
+                        job,
+                    })
+                }
+                ActionKind::Confidential => {
+                    let written = |key: &str| {
+                        v.doc
+                            .as_table()
+                            .get("policies")
+                            .and_then(|p| p.get(name.as_str()))
+                            .and_then(|t| t.get(key))
+                            .is_some()
+                    };
+                    if let Some(key) = EXPORT_ONLY_KEYS.into_iter().find(|k| written(k)) {
+                        return Err(v.invalid(
+                            &at(key),
+                            "a confidential-flag policy only sets or clears the flag; export settings do not apply",
+                        ));
+                    }
+                    let flag = p.flag.ok_or_else(|| {
+                        v.invalid(
+                            &at("action"),
+                            "a confidential policy needs `flag = \"set\"` or `flag = \"clear\"`",
+                        )
+                    })?;
+                    Policy::Confidential(ConfidentialPolicy {
+                        name: name.clone(),
+                        enabled: p.enabled,
+                        mode: p.mode.unwrap_or(Mode::Incremental),
+                        flag,
+                        job,
+                        criteria: p.filter.clone(),
                     })
                 }
             };
@@ -683,6 +946,7 @@ impl Config {
             lifecycle.max_delete_share = share;
         }
         Ok(Config {
+            email,
             lifecycle,
             file: file.to_owned(),
             catalog,
@@ -755,7 +1019,9 @@ min_duration = "2h"
             }
         );
         assert_eq!(c.repository_root, Path::new("/etc/custodian/repo"));
-        let Policy::Export(p) = c.policy("nightly").unwrap();
+        let Policy::Export(p) = c.policy("nightly").unwrap() else {
+            panic!("an export policy")
+        };
         assert_eq!(p.mode, Mode::Full);
         assert_eq!(
             p.file_extensions,
@@ -842,7 +1108,9 @@ min_duration = "2h"
             c.media.keystore.as_deref(),
             Some(Path::new("/etc/custodian/keys.json"))
         );
-        let Policy::Export(p) = c.policy("nightly").unwrap();
+        let Policy::Export(p) = c.policy("nightly").unwrap() else {
+            panic!("an export policy")
+        };
         assert!(p.decrypt && p.zip && !p.stitch_cdr_only && !p.im_attachments);
     }
 
@@ -867,7 +1135,9 @@ min_duration = "2h"
         let err = with("voice_format = \"flac\"\nvoice_channels = 0").unwrap_err();
         assert!(err.contains("policies.nightly.voice_channels:"), "{err}");
         let c = with("voice_format = \"wav-ulaw\"\nvoice_rate = 8000\nvoice_channels = 1").unwrap();
-        let Policy::Export(p) = c.policy("nightly").unwrap();
+        let Policy::Export(p) = c.policy("nightly").unwrap() else {
+            panic!("an export policy")
+        };
         assert_eq!(
             p.voice,
             Some(VoiceSpec {
@@ -875,6 +1145,82 @@ min_duration = "2h"
                 rate: Some(8000),
                 channels: Some(1)
             })
+        );
+    }
+
+    #[test]
+    fn job_settings_are_checked() {
+        let with = |lines: &str| parse(&GOOD.replace("mode = \"full\"", lines));
+        let c = with("time_limit = \"2h 30m\"\nkeep_alive = \"90s\"\nlog_dir = \"logs\"").unwrap();
+        let job = c.policy("nightly").unwrap().job();
+        assert_eq!(job.time_limit, Some(Duration::from_secs(9000)));
+        assert_eq!(job.keep_alive, Duration::from_secs(90));
+        assert_eq!(
+            job.log_dir.as_deref(),
+            Some(Path::new("/etc/custodian/logs"))
+        );
+        let err = with("time_limit = \"soon\"").unwrap_err();
+        assert!(err.starts_with("/etc/custodian/custodian.toml:15: policies.nightly.time_limit: `soon` is not a duration"), "{err}");
+        let err = with("keep_alive = \"10ms\"").unwrap_err();
+        assert!(
+            err.contains("policies.nightly.keep_alive: must be at least 1s"),
+            "{err}"
+        );
+        let err = with("notify = { to = \"a@example.com\" }").unwrap_err();
+        assert!(
+            err.contains("policies.nightly.notify: notifications need an [email] table"),
+            "{err}"
+        );
+        let email = "\n[email]\nsmtp_host = \"mail\"\nfrom = \"c@example.com\"\n";
+        let err = parse(&format!(
+            "{}{email}",
+            GOOD.replace(
+                "mode = \"full\"",
+                "notify = { to = \"a@example.com, nobody\" }"
+            )
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains(":15: policies.nightly.notify.to: `nobody` is not an email address"),
+            "{err}"
+        );
+        let c = parse(&format!(
+            "{}{email}",
+            GOOD.replace("mode = \"full\"", "notify = { to = \"a@example.com\" }")
+        ))
+        .unwrap();
+        let email = c.email.unwrap();
+        assert_eq!((email.port, email.security), (587, SmtpSecurity::Starttls));
+        let notify = c.policies["nightly"].job().notify.clone().unwrap();
+        assert_eq!(notify.on_failure, NotifyWhen::EveryTime);
+        assert_eq!(notify.on_completion, NotifyWhen::Never);
+    }
+
+    #[test]
+    fn confidential_policies_take_only_their_keys() {
+        let policy = "[policies.flag]\naction = \"confidential\"\nflag = \"set\"\n";
+        let c = parse(&format!("{GOOD}{policy}")).unwrap();
+        let Policy::Confidential(p) = c.policy("flag").unwrap() else {
+            panic!("a confidential policy")
+        };
+        assert_eq!((p.flag, p.mode), (FlagAction::Set, Mode::Incremental));
+        let err = parse(&format!("{GOOD}{policy}zip = true\n")).unwrap_err();
+        assert!(
+            err.contains(":24: policies.flag.zip: a confidential-flag policy only sets"),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "{GOOD}[policies.flag]\naction = \"confidential\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("policies.flag.action: a confidential policy needs `flag"),
+            "{err}"
+        );
+        let err = parse(&GOOD.replace("mode = \"full\"", "flag = \"set\"")).unwrap_err();
+        assert!(
+            err.contains("policies.nightly.flag: `flag` belongs to confidential policies"),
+            "{err}"
         );
     }
 

@@ -11,7 +11,8 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, Days, FixedOffset, NaiveDate, NaiveTime, TimeDelta, TimeZone, Utc};
+use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer};
 
 use crate::repository::record::{
@@ -206,26 +207,42 @@ impl SqlBuilder {
     }
 }
 
+/// The first instant of local day `day` in `tz`, in Unix milliseconds: its midnight, or the
+/// end of a daylight-saving gap that swallows midnight.
+fn local_day_start(day: NaiveDate, tz: Tz) -> i64 {
+    let midnight = day.and_time(NaiveTime::MIN);
+    (0..=4)
+        .find_map(|h| {
+            tz.from_local_datetime(&(midnight + TimeDelta::hours(h)))
+                .earliest()
+        })
+        .map_or_else(
+            || midnight.and_utc().timestamp_millis(),
+            |t| t.timestamp_millis(),
+        )
+}
+
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 impl Filter {
-    /// Resolves relative criteria ("older than N days") against `now`.
-    pub fn resolve(criteria: &Criteria, now: DateTime<Utc>) -> Filter {
-        let day_ms = 86_400_000i64;
-        let now_ms = now.timestamp_millis();
+    /// Resolves relative criteria against `now` in the policy's timezone `tz`. Days are
+    /// calendar days there: "older than N days" means started before the local midnight that
+    /// began the day N days before today, and "newer than N days" started at or after it, so
+    /// every run on the same local day selects the same conversations.
+    pub fn resolve(criteria: &Criteria, now: DateTime<Utc>, tz: Tz) -> Filter {
+        let day_start = |days_back: u32| -> i64 {
+            let day = now.with_timezone(&tz).date_naive() - Days::new(u64::from(days_back));
+            local_day_start(day, tz)
+        };
         let mins = [
             criteria.start_after.map(|t| t.timestamp_millis()),
-            criteria
-                .newer_than_days
-                .map(|n| now_ms - i64::from(n) * day_ms),
+            criteria.newer_than_days.map(day_start),
         ];
         let maxs = [
             criteria.start_before.map(|t| t.timestamp_millis()),
-            criteria
-                .older_than_days
-                .map(|n| now_ms - i64::from(n) * day_ms),
+            criteria.older_than_days.map(day_start),
         ];
         Filter {
             extensions: criteria
@@ -243,7 +260,7 @@ impl Filter {
 
     /// A filter that matches everything.
     pub fn all() -> Filter {
-        Filter::resolve(&Criteria::default(), Utc::now())
+        Filter::resolve(&Criteria::default(), Utc::now(), Tz::UTC)
     }
 
     /// True when artifact-level criteria are present.
@@ -387,7 +404,7 @@ mod tests {
     fn check(toml: &str, expected: bool) {
         let criteria: Criteria = toml_edit::de::from_str(toml).unwrap();
         criteria.validate().unwrap();
-        let f = Filter::resolve(&criteria, now());
+        let f = Filter::resolve(&criteria, now(), Tz::UTC);
         assert_eq!(f.matches(&conv()), expected, "{toml}");
     }
 
@@ -444,9 +461,29 @@ mod tests {
     }
 
     #[test]
+    fn relative_days_are_calendar_days_in_the_policy_timezone() {
+        let criteria: Criteria = toml_edit::de::from_str("older_than_days = 1").unwrap();
+        // 2026-07-01 10:00 UTC is 12:00 in Paris (UTC+2) and 06:00 in New York (UTC-4).
+        let now: DateTime<Utc> = "2026-07-01T10:00:00Z".parse().unwrap();
+        let cutoff = |tz: Tz| Filter::resolve(&criteria, now, tz).start_max_ms.unwrap();
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap().timestamp_millis();
+        assert_eq!(cutoff(Tz::UTC), at("2026-06-30T00:00:00Z"));
+        assert_eq!(cutoff(chrono_tz::Europe::Paris), at("2026-06-29T22:00:00Z"));
+        assert_eq!(
+            cutoff(chrono_tz::America::New_York),
+            at("2026-06-30T04:00:00Z")
+        );
+        // Midnight does not exist in Santiago on 2026-09-06 (clocks go from 00:00 to 01:00).
+        let newer: Criteria = toml_edit::de::from_str("newer_than_days = 0").unwrap();
+        let now: DateTime<Utc> = "2026-09-06T15:00:00Z".parse().unwrap();
+        let santiago = Filter::resolve(&newer, now, chrono_tz::America::Santiago);
+        assert_eq!(santiago.start_min_ms, Some(at("2026-09-06T04:00:00Z")));
+    }
+
+    #[test]
     fn artifact_criteria_pick_artifacts() {
         let criteria: Criteria = toml_edit::de::from_str("file_extensions = ['WAV']").unwrap();
-        let f = Filter::resolve(&criteria, now());
+        let f = Filter::resolve(&criteria, now(), Tz::UTC);
         let c = conv();
         let picked: Vec<_> = c
             .artifacts
@@ -471,7 +508,7 @@ mod tests {
         }];
         let criteria: Criteria =
             toml_edit::de::from_str("confidential = true\nusers = ['alice']").unwrap();
-        assert!(!Filter::resolve(&criteria, now()).matches(&c));
+        assert!(!Filter::resolve(&criteria, now(), Tz::UTC).matches(&c));
     }
 
     #[test]
@@ -511,7 +548,7 @@ mod tests {
     fn postgres_placeholders_are_numbered() {
         let criteria: Criteria =
             toml_edit::de::from_str("tenants = ['a', 'b']\nmin_duration = '1s'").unwrap();
-        let sql = Filter::resolve(&criteria, now()).to_sql(Dialect::Postgres, 2);
+        let sql = Filter::resolve(&criteria, now(), Tz::UTC).to_sql(Dialect::Postgres, 2);
         assert_eq!(sql.sql, "c.tenant IN ($3, $4) AND c.duration_ms >= $5");
         assert_eq!(sql.params.len(), 3);
     }

@@ -7,11 +7,14 @@
 //!
 //! The recorder commits results in batches (up to `batch`, or whatever arrived within `linger`
 //! of the first), which keeps catalog transactions few: each commit writes every touched page
-//! of the catalog once. Any stage failing cancels the others.
+//! of the catalog once. Any stage failing stops the others, and so does the run's
+//! [`Control`] (time limit, keep-alive, a signal): items already taken finish and are recorded.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+pub mod control;
 
 use rayon::prelude::*;
+
+pub use control::{Control, Stop};
 
 /// Sizes of the pipeline.
 #[derive(Clone, Copy, Debug)]
@@ -40,20 +43,22 @@ impl Options {
 /// Hands items from the select stage to the workers.
 pub struct Emitter<'a, T> {
     tx: &'a crossbeam_channel::Sender<T>,
-    cancelled: &'a AtomicBool,
+    control: &'a Control,
 }
 
 impl<T> Emitter<'_, T> {
     /// Queues an item; false when the pipeline is shutting down and the stage should stop.
     pub fn emit(&self, item: T) -> bool {
-        !self.cancelled.load(Ordering::Relaxed) && self.tx.send(item).is_ok()
+        !self.control.is_stopped() && self.tx.send(item).is_ok()
     }
 }
 
 /// Runs `select` → `work` → `record` and returns the first error of any stage.
-/// `work` gets a per-thread scratch value made by `scratch`.
+/// `work` gets a per-thread scratch value made by `scratch`. When `control` is stopped the
+/// select stage ends, queued items are dropped, and items in flight are still recorded.
 pub fn run<T, R, S, E>(
     options: Options,
+    control: &Control,
     select: impl FnOnce(&Emitter<'_, T>) -> Result<(), E> + Send,
     scratch: impl Fn() -> S + Sync + Send,
     work: impl Fn(&mut S, T) -> R + Sync + Send,
@@ -66,21 +71,19 @@ where
 {
     let (work_tx, work_rx) = crossbeam_channel::bounded::<T>(options.queue);
     let (done_tx, done_rx) = crossbeam_channel::bounded::<R>(options.queue);
-    let cancelled = AtomicBool::new(false);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(options.concurrency)
         .thread_name(|i| format!("custodian-worker-{i}"))
         .build()
         .expect("worker pool");
     std::thread::scope(|scope| {
-        let cancelled = &cancelled;
         let selector = scope.spawn(move || {
             let result = select(&Emitter {
                 tx: &work_tx,
-                cancelled,
+                control,
             });
             if result.is_err() {
-                cancelled.store(true, Ordering::Relaxed);
+                control.stop(Stop::Failed);
             }
             result
         });
@@ -92,7 +95,7 @@ where
                     .into_iter()
                     .par_bridge()
                     .for_each_init(scratch, |s, item| {
-                        if !cancelled.load(Ordering::Relaxed) {
+                        if !control.is_stopped() {
                             let _ = done_tx.send(work(s, item));
                         }
                     })
@@ -113,7 +116,7 @@ where
                 &mut batch,
                 Vec::with_capacity(options.batch),
             )) {
-                cancelled.store(true, Ordering::Relaxed);
+                control.stop(Stop::Failed);
                 recorded = Err(e);
                 break;
             }
@@ -133,6 +136,7 @@ mod tests {
         let mut seen = Vec::new();
         run::<u32, u32, (), ()>(
             Options::with_concurrency(3),
+            &Control::default(),
             |e| {
                 for i in 0..10_000 {
                     assert!(e.emit(i));
@@ -155,6 +159,7 @@ mod tests {
     fn a_recorder_error_stops_the_select_stage() {
         let result = run::<u32, u32, (), &str>(
             Options::with_concurrency(2),
+            &Control::default(),
             |e| {
                 let mut i = 0;
                 while e.emit(i) {
@@ -173,6 +178,7 @@ mod tests {
     fn a_select_error_is_returned() {
         let result = run::<u32, u32, (), &str>(
             Options::with_concurrency(2),
+            &Control::default(),
             |e| {
                 e.emit(1);
                 Err("query failed")
@@ -182,5 +188,36 @@ mod tests {
             |_| Ok(()),
         );
         assert_eq!(result, Err("query failed"));
+    }
+
+    #[test]
+    fn a_stopped_run_records_what_it_took_and_takes_no_more() {
+        let control = Control::default();
+        let mut recorded = 0u32;
+        let result = run::<u32, u32, (), ()>(
+            Options::with_concurrency(2),
+            &control,
+            |e| {
+                let mut i = 0;
+                while e.emit(i) {
+                    i += 1;
+                }
+                Ok(())
+            },
+            || (),
+            |_, i| {
+                if i == 1000 {
+                    control.stop(Stop::TimedOut);
+                }
+                i
+            },
+            |batch| {
+                recorded += batch.len() as u32;
+                Ok(())
+            },
+        );
+        assert_eq!(result, Ok(()));
+        assert!((1..1_000_000).contains(&recorded), "{recorded}");
+        assert_eq!(control.stopped(), Some(Stop::TimedOut));
     }
 }

@@ -19,7 +19,7 @@ use crate::filter::Filter;
 use crate::media::audio::{self, VoiceFormat, VoiceSpec};
 use crate::media::keystore::Keystore;
 use crate::media::stitch::{self, ChannelSegment};
-use crate::pipeline;
+use crate::pipeline::{self, Control};
 use crate::policy::produce::{
     MediaTools, Place, Shared, Sink, Transform, Verified, Written, open_decrypted, run_ffmpeg,
     scratch_file, transform_for,
@@ -184,6 +184,7 @@ impl Export<'_> {
                 file,
                 artifact_type: artifact.map(|a| a.kind),
             },
+            self.policy.job.timezone,
         );
         if key.starts_with(RESERVED_PREFIX) {
             return Err(format!(
@@ -283,6 +284,16 @@ impl Export<'_> {
 
     /// Exports one conversation; every failure becomes a failed item naming the file.
     pub fn export_one(&self, run: RunId, buffer: &mut Vec<u8>, s: Selected) -> ItemOutcome {
+        #[cfg(feature = "failpoints")]
+        {
+            fail::fail_point!("export-item");
+            if fail::eval("export-panic", |policy| policy)
+                .flatten()
+                .is_some_and(|p| p == self.policy.name)
+            {
+                panic!("failpoint export-panic in policy {}", self.policy.name);
+            }
+        }
         let c = &s.conversation;
         let subject = format!("{}/{}", c.tenant, c.id);
         match self.write_conversation(run, buffer, &s) {
@@ -550,10 +561,11 @@ impl Export<'_> {
         &self,
         index: Option<IndexReport>,
         progress: &indicatif::ProgressBar,
+        control: &Control,
     ) -> Result<RunSummary, RunError> {
         let started = Instant::now();
         let policy = &self.policy.name;
-        let keep = TimeDelta::days(i64::from(self.policy.keep_job_history_days));
+        let keep = TimeDelta::days(i64::from(self.policy.job.keep_job_history_days));
         let pruned = self.catalog.prune_runs(policy, Utc::now() - keep)?;
         if pruned > 0 {
             tracing::info!(
@@ -573,6 +585,18 @@ impl Export<'_> {
                 false,
             ),
         };
+        control.begin(run);
+        if let Some(dir) = &self.policy.job.log_dir {
+            crate::schedule::runlog::open(dir, self.catalog, policy, run);
+        }
+        tracing::info!(
+            policy,
+            run = run.0,
+            mode = self.policy.mode.as_str(),
+            target = self.target.name(),
+            resumed,
+            "export run started"
+        );
         let index_failures: Vec<ItemOutcome> = index
             .iter()
             .flat_map(|r| &r.failures)
@@ -589,16 +613,30 @@ impl Export<'_> {
         };
         let selected = self.catalog.count_selection(&self.filter, &exclude)?;
         progress.set_length(selected);
+        tracing::info!(selected, "conversations selected");
         pipeline::run(
             pipeline::Options::with_concurrency(self.policy.concurrency),
+            control,
             |emitter| self.for_each_selected(&exclude, |s| emitter.emit(s)),
             Vec::new,
             |buffer, s| self.export_one(run, buffer, s),
             |batch| {
                 let n = batch.len() as u64;
                 for o in &batch {
-                    if let ItemOutcome::Failed { subject, error } = o {
-                        tracing::warn!("{subject}: {error}");
+                    match o {
+                        ItemOutcome::Failed { subject, error } => {
+                            tracing::warn!("{subject}: {error}");
+                        }
+                        ItemOutcome::Exported {
+                            tenant,
+                            conversation_id,
+                            objects,
+                            ..
+                        } => tracing::info!(
+                            "exported {tenant}/{conversation_id}: {} object(s), {} bytes",
+                            objects.len(),
+                            objects.iter().map(|o| o.size).sum::<u64>()
+                        ),
                     }
                 }
                 self.catalog.record_outcomes(run, policy, &batch)?;
@@ -610,18 +648,41 @@ impl Export<'_> {
         let mut counters = self.catalog.run_counters(run)?;
         counters.selected = selected;
         counters.index_errors = index_failures.len() as u64;
-        let status = if counters.failed == 0 {
-            RunStatus::Succeeded
-        } else {
-            RunStatus::CompletedWithFailures
+        let stopped = control.stopped();
+        let status = match stopped {
+            Some(why) => why.status(),
+            None if counters.failed == 0 => RunStatus::Succeeded,
+            None => RunStatus::CompletedWithFailures,
         };
         let failures = self.catalog.failed_items(run, 50)?;
-        let summary = failures.first().map(|f| {
-            format!(
-                "{} failed; first: {}: {}",
-                counters.failed, f.subject, f.error
-            )
-        });
+        let summary = [
+            stopped.map(|why| {
+                format!(
+                    "{}; {} of {selected} conversation(s) done, the next run goes on from there",
+                    why.describe(&self.policy.job),
+                    counters.exported + counters.failed
+                )
+            }),
+            failures.first().map(|f| {
+                format!(
+                    "{} failed; first: {}: {}",
+                    counters.failed, f.subject, f.error
+                )
+            }),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>();
+        let summary = (!summary.is_empty()).then(|| summary.join("; "));
+        tracing::info!(
+            status = status.as_str(),
+            exported = counters.exported,
+            failed = counters.failed,
+            objects = counters.objects,
+            bytes = counters.bytes,
+            manifest = %key,
+            "export run finished"
+        );
         self.catalog.finish_run(
             run,
             status,

@@ -134,9 +134,10 @@ impl Template {
         Ok(Template { pieces })
     }
 
-    /// The key of `name` of conversation `c`.
-    pub fn render(&self, c: &Conversation, name: &FileName<'_>) -> String {
+    /// The key of `name` of conversation `c`; date fields are the start's in timezone `tz`.
+    pub fn render(&self, c: &Conversation, name: &FileName<'_>, tz: chrono_tz::Tz) -> String {
         let mut out = String::new();
+        let start = c.start.with_timezone(&tz);
         let (stem, ext) = match name.file.rsplit_once('.') {
             Some((s, e)) if !s.is_empty() => (s, e),
             _ => (name.file, ""),
@@ -159,12 +160,12 @@ impl Template {
                         Field::Direction => c.direction.to_string(),
                         Field::User => first(|p| p.user.as_ref()).to_owned(),
                         Field::Extension => first(|p| p.extension.as_ref()).to_owned(),
-                        Field::Year => c.start.format("%Y").to_string(),
-                        Field::Month => c.start.format("%m").to_string(),
-                        Field::Day => c.start.format("%d").to_string(),
-                        Field::Hour => c.start.format("%H").to_string(),
-                        Field::Minute => c.start.format("%M").to_string(),
-                        Field::Second => c.start.format("%S").to_string(),
+                        Field::Year => start.format("%Y").to_string(),
+                        Field::Month => start.format("%m").to_string(),
+                        Field::Day => start.format("%d").to_string(),
+                        Field::Hour => start.format("%H").to_string(),
+                        Field::Minute => start.format("%M").to_string(),
+                        Field::Second => start.format("%S").to_string(),
                         Field::File => name.file.to_owned(),
                         Field::Stem => stem.to_owned(),
                         Field::Ext => ext.to_owned(),
@@ -195,7 +196,7 @@ mod tests {
     }
 
     #[test]
-    fn renders_fields_in_the_records_offset() {
+    fn renders_date_fields_in_the_policy_timezone() {
         let t = Template::parse(
             "{tenant}/{yyyy}{MM}{dd}-{HH}{mm}{ss}/{user}_{extension}_{id}_{stem}.{ext} {{x}}",
         )
@@ -205,8 +206,16 @@ mod tests {
             artifact_type: Some(ArtifactType::AudioRecording),
         };
         assert_eq!(
-            t.render(&conv(), &name),
+            t.render(&conv(), &name, chrono_tz::America::New_York),
             "acme/20260102-233005/bob_1001_c_1_a.wav {x}"
+        );
+        assert_eq!(
+            t.render(&conv(), &name, chrono_tz::Tz::UTC),
+            "acme/20260103-043005/bob_1001_c_1_a.wav {x}"
+        );
+        assert_eq!(
+            t.render(&conv(), &name, chrono_tz::Asia::Kolkata),
+            "acme/20260103-100005/bob_1001_c_1_a.wav {x}"
         );
     }
 

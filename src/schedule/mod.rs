@@ -10,6 +10,10 @@
 //! `monthly on D at HH:MM` (D: 1..31; months without that day are skipped), or
 //! `cron MIN HOUR DOM MONTH DOW` (lists, ranges and steps as in crontab).
 
+pub mod notify;
+pub mod runlog;
+pub mod serve;
+
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};

@@ -84,7 +84,11 @@ target = "archive"
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_custodian"));
-        cmd.arg("--config").arg(self.config()).args(args);
+        cmd.arg("--config")
+            .arg(self.config())
+            .args(args)
+            .env("TZ", "UTC")
+            .env_remove("FAILPOINTS");
         cmd
     }
 

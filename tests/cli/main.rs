@@ -10,6 +10,7 @@ mod demo;
 mod export;
 #[cfg(feature = "gcs")]
 mod gcs;
+mod jobs;
 mod lifecycle;
 mod media;
 #[cfg(feature = "s3")]

@@ -1,0 +1,386 @@
+//! `custodian run POLICY`: one run of an export or confidential-flag policy under run control
+//! (execution time limit, keep-alive, SIGTERM/SIGINT), with its panic caught and recorded, and
+//! the email notification its outcome calls for. `custodian serve` starts runs this way too.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use chrono::Utc;
+
+use custodian::catalog::{self, Catalog, JobRun, RunId, RunStatus};
+use custodian::config::{Config, JobSettings, Policy};
+use custodian::filter::Filter;
+use custodian::pipeline::control::{self, Control, Limits, Stop};
+use custodian::policy::confidential::{self, FlagSummary};
+use custodian::schedule::{notify, runlog};
+
+use super::{
+    Cli, Loaded, human_bytes, load, load_keystore, open_target, prepare_export, print_index,
+    print_json, print_summary, progress_bar, run_index,
+};
+
+/// A stopped run that has not wound down after this long (or its keep-alive, if shorter) is
+/// recorded and its process ended.
+const MAX_GRACE: Duration = Duration::from_secs(60);
+
+/// Stops `control` as cancelled on SIGTERM or SIGINT.
+fn cancel_on_signals(control: &Arc<Control>) -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    let control = control.clone();
+    std::thread::Builder::new()
+        .name("custodian-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if control.stop(Stop::Cancelled) {
+                    tracing::warn!(
+                        "signal {signal}: stopping the run; items in flight finish and are recorded"
+                    );
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// Records a run that did not stop within its grace period, notifies, and ends the process.
+fn end_overdue(config: &Config, policy: &str, control: &Control, why: Stop) -> ! {
+    let message = format!(
+        "{}; the run did not wind down within its grace period and its process was ended",
+        match config.policy(policy) {
+            Ok(p) => why.describe(p.job()),
+            Err(_) => format!("{why:?}"),
+        }
+    );
+    eprintln!("error: policy `{policy}`: {message}");
+    if let Some(run) = control.run() {
+        match catalog::open(&config.catalog) {
+            Ok(cat) => {
+                let counters = cat.run_counters(run).unwrap_or_default();
+                if let Err(e) = cat.finish_run(run, why.status(), &counters, None, Some(&message)) {
+                    eprintln!("error: cannot record the end of run {run}: {e}");
+                }
+                if let Ok(p) = config.policy(policy) {
+                    notify_run(config, cat.as_ref(), p.job(), run);
+                }
+            }
+            Err(e) => eprintln!("error: cannot record the end of run {run}: {e}"),
+        }
+    }
+    runlog::close();
+    std::process::exit(1)
+}
+
+/// Sends the notification `run`'s outcome calls for and records what became of it; returns it.
+pub fn notify_run(
+    config: &Config,
+    catalog: &dyn Catalog,
+    job: &JobSettings,
+    run: RunId,
+) -> Option<String> {
+    let (Some(n), Some(email)) = (&job.notify, &config.email) else {
+        return None;
+    };
+    let (this, previous) = match catalog.job_run(run) {
+        Ok(Some(r)) => {
+            let previous = catalog
+                .job_runs(Some(&r.policy), 50)
+                .ok()
+                .and_then(|runs| {
+                    runs.into_iter()
+                        .find(|p| p.id < run && p.status != RunStatus::Running)
+                })
+                .map(|p| p.status);
+            (r, previous)
+        }
+        _ => return None,
+    };
+    if !n.wants(this.status, previous) {
+        return None;
+    }
+    let text = match notify::send(email, &n.to, &this) {
+        Ok(()) => format!(
+            "sent to {} at {}",
+            n.to.iter()
+                .map(|m| m.email.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            Utc::now().to_rfc3339()
+        ),
+        Err(e) => {
+            tracing::warn!("notification of run {run} not sent: {e}");
+            format!("failed: {e}")
+        }
+    };
+    if let Err(e) = catalog.set_run_notification(run, &text) {
+        tracing::warn!("cannot record the notification of run {run}: {e}");
+    }
+    Some(text)
+}
+
+/// The first panic of the run, with where it happened: a panic in a worker thread reaches
+/// the run as "a scoped thread panicked", which says nothing.
+static FIRST_PANIC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn record_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let _ = FIRST_PANIC.set(format!("{message}{at}"));
+        default(info);
+    }));
+}
+
+/// `custodian run POLICY` (not `lifecycle`).
+pub fn run(cli: &Cli, name: &str, no_index: bool) -> Result<u8> {
+    let l = load(cli)?;
+    let policy = l.config.policy(name)?.clone();
+    let job = policy.job().clone();
+    let control = Control::new();
+    cancel_on_signals(&control)?;
+    record_panics();
+    let index_bar = progress_bar(cli, "index");
+    let bar = progress_bar(
+        cli,
+        match policy {
+            Policy::Export(_) => "export",
+            Policy::Confidential(_) => "flag",
+        },
+    );
+    let limits = Limits {
+        time_limit: job.time_limit,
+        keep_alive: job.keep_alive,
+        grace: job.keep_alive.min(MAX_GRACE),
+    };
+    let watched = (index_bar.clone(), bar.clone());
+    let config = l.config.clone();
+    let overdue_control = control.clone();
+    let policy_name = name.to_owned();
+    let _watchdog = control::watch(
+        control.clone(),
+        limits,
+        move || watched.0.position() + watched.1.position(),
+        move |why| end_overdue(&config, &policy_name, &overdue_control, why),
+    );
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &policy {
+        Policy::Export(p) => run_export(cli, &l, p, no_index, &index_bar, &bar, &control),
+        Policy::Confidential(p) => {
+            run_confidential(cli, &l, p, no_index, &index_bar, &bar, &control)
+        }
+    }));
+    bar.finish_and_clear();
+    let result = match outcome {
+        Ok(result) => result,
+        Err(_) => {
+            let message = format!(
+                "the run panicked: {}",
+                FIRST_PANIC.get().map_or("no message", String::as_str)
+            );
+            let Some(run) = control.run() else {
+                runlog::close();
+                anyhow::bail!("policy `{name}`: {message}");
+            };
+            let counters = l.catalog.run_counters(run).unwrap_or_default();
+            l.catalog
+                .finish_run(run, RunStatus::Failed, &counters, None, Some(&message))?;
+            tracing::error!("run {run} of policy `{name}`: {message}");
+            notify_run(&l.config, l.catalog.as_ref(), &job, run);
+            runlog::close();
+            anyhow::bail!(
+                "run {run} of policy `{name}` failed: {message}; this is a bug, please report it with the run's log"
+            );
+        }
+    };
+    let notification = control
+        .run()
+        .and_then(|run| notify_run(&l.config, l.catalog.as_ref(), &job, run));
+    runlog::close();
+    let code = result?;
+    if let Some(text) = notification
+        && !cli.json
+    {
+        println!("  notification: {text}");
+    }
+    Ok(code)
+}
+
+fn run_export(
+    cli: &Cli,
+    l: &Loaded,
+    policy: &custodian::config::ExportPolicy,
+    no_index: bool,
+    index_bar: &indicatif::ProgressBar,
+    bar: &indicatif::ProgressBar,
+    control: &Control,
+) -> Result<u8> {
+    let name = &policy.name;
+    let target = open_target(l, &policy.target)?;
+    let keystore = load_keystore(l, policy)?;
+    let _lock = l.catalog.lock_policy(name)?;
+    let (index, export) = prepare_export(
+        l,
+        policy,
+        target.as_ref(),
+        keystore.as_ref(),
+        no_index,
+        index_bar,
+    )?;
+    let summary = match export.run(index, bar, control) {
+        Err(custodian::policy::export::RunError::Manifest(e)) => {
+            bar.finish_and_clear();
+            eprintln!(
+                "error: {e}\nthe run stays open: the next run of `{name}` resumes it, redoes what failed and writes its manifest"
+            );
+            return Ok(1);
+        }
+        result => result?,
+    };
+    bar.finish_and_clear();
+    if cli.json {
+        print_json(&summary)?;
+    } else {
+        print_summary(&summary);
+        if let Some(e) = l
+            .catalog
+            .job_run(summary.run)?
+            .and_then(|r| r.error_summary)
+            .filter(|_| summary.status != RunStatus::Succeeded)
+        {
+            println!("  {e}");
+        }
+    }
+    Ok(summary.exit_code() as u8)
+}
+
+fn run_confidential(
+    cli: &Cli,
+    l: &Loaded,
+    policy: &custodian::config::ConfidentialPolicy,
+    no_index: bool,
+    index_bar: &indicatif::ProgressBar,
+    bar: &indicatif::ProgressBar,
+    control: &Control,
+) -> Result<u8> {
+    let _lock = l.catalog.lock_policy(&policy.name)?;
+    let index = if no_index {
+        None
+    } else {
+        Some(run_index(l, index_bar)?)
+    };
+    let filter = Filter::resolve(&policy.criteria, Utc::now(), policy.job.timezone);
+    let summary = confidential::run(policy, l.catalog.as_ref(), &filter, index, bar, control)?;
+    bar.finish_and_clear();
+    if cli.json {
+        print_json(&summary)?;
+    } else {
+        print_flag_summary(&summary);
+    }
+    Ok(summary.exit_code() as u8)
+}
+
+/// `custodian plan POLICY` for a confidential-flag policy: how many conversations it matches
+/// and how many of them it would change.
+pub fn plan_confidential(
+    cli: &Cli,
+    l: &Loaded,
+    policy: &custodian::config::ConfidentialPolicy,
+    no_index: bool,
+) -> Result<u8> {
+    if !no_index {
+        run_index(l, &progress_bar(cli, "index"))?;
+    }
+    let now = Utc::now();
+    let exclude = match policy.mode {
+        custodian::catalog::Mode::Incremental => {
+            custodian::catalog::Exclude::ExportedBy(policy.name.clone())
+        }
+        custodian::catalog::Mode::Full => custodian::catalog::Exclude::Nothing,
+    };
+    let matches = l.catalog.count_selection(
+        &Filter::resolve(&policy.criteria, now, policy.job.timezone),
+        &exclude,
+    )?;
+    let mut differing = policy.criteria.clone();
+    differing.confidential = Some(!policy.flag.value());
+    let changes = l.catalog.count_selection(
+        &Filter::resolve(&differing, now, policy.job.timezone),
+        &exclude,
+    )?;
+    if cli.json {
+        print_json(&serde_json::json!({
+            "policy": policy.name, "mode": policy.mode, "flag": policy.flag,
+            "conversations": matches, "changes": changes,
+        }))?;
+    } else {
+        println!(
+            "plan for {} ({}): {matches} conversation(s) match, {changes} of them would have their confidential flag {}",
+            policy.name,
+            policy.mode.as_str(),
+            if policy.flag.value() {
+                "set"
+            } else {
+                "cleared"
+            }
+        );
+    }
+    Ok(0)
+}
+
+fn print_flag_summary(s: &FlagSummary) {
+    if let Some(index) = &s.index {
+        print_index(index);
+    }
+    println!(
+        "run {} of policy {} ({}{}, {} the confidential flag): {}",
+        s.run,
+        s.policy,
+        s.mode.as_str(),
+        if s.resumed {
+            ", resumed an interrupted run"
+        } else {
+            ""
+        },
+        match s.flag {
+            confidential::FlagAction::Set => "set",
+            confidential::FlagAction::Clear => "clear",
+        },
+        s.status.as_str()
+    );
+    println!(
+        "  {} selected, {} processed, {} changed, {} failed in {:.2}s ({:.0} conversations/s)",
+        s.counters.selected,
+        s.processed,
+        s.counters.flagged,
+        s.counters.failed,
+        s.seconds,
+        s.processed as f64 / s.seconds.max(1e-9)
+    );
+    if let Some(e) = &s.error_summary {
+        println!("  {e}");
+    }
+}
+
+/// A row of `jobs list`.
+pub fn print_run_line(r: &JobRun) {
+    println!(
+        "{:>6}  {:<20} {:<11} {:<24} {}  {:>6} exported {:>6} flagged {:>5} failed  {}",
+        r.id,
+        r.policy,
+        r.mode.as_str(),
+        r.status.as_str(),
+        r.started_at.format("%Y-%m-%d %H:%M:%S"),
+        r.counters.exported,
+        r.counters.flagged,
+        r.counters.failed,
+        human_bytes(r.counters.bytes)
+    );
+}

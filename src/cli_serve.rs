@@ -1,0 +1,412 @@
+//! `custodian serve`: runs every enabled policy on its schedule, each run in its own
+//! `custodian run` process (so a panic, a crash or a stuck run takes down only that run), at
+//! most one run per policy at a time and `--max-concurrent` in all. SIGHUP reloads the config
+//! (a bad one is refused and the running one kept); SIGTERM or SIGINT stop the scheduler and
+//! give the runs `--shutdown-grace` to finish or cancel cleanly.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use custodian::catalog::{self, Catalog, RunStatus};
+use custodian::config::Config;
+use custodian::schedule::serve::{Due, Scheduler};
+
+use super::Cli;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Most runs going at once (a run of each policy at most).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    max_concurrent: u32,
+    /// On SIGTERM or SIGINT, how long runs get to finish or cancel before they are killed.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    shutdown_grace: Duration,
+}
+
+/// Lines of a run's stderr kept for its history if its process dies.
+const TAIL_LINES: usize = 20;
+
+enum Event {
+    Signal(i32),
+    Exited {
+        policy: String,
+        status: std::io::Result<ExitStatus>,
+    },
+}
+
+struct Running {
+    pid: Pid,
+    due: DateTime<Utc>,
+    spawned_at: DateTime<Utc>,
+    /// Past this, a run that ignored its own limits is killed.
+    backstop: Option<Instant>,
+    killed: bool,
+    tail: Arc<Mutex<VecDeque<String>>>,
+}
+
+struct Server {
+    exe: PathBuf,
+    config_path: PathBuf,
+    config: Config,
+    catalog: Box<dyn Catalog>,
+    scheduler: Scheduler,
+    running: HashMap<String, Running>,
+    events: crossbeam_channel::Sender<Event>,
+}
+
+pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<u8> {
+    let config_path = std::path::absolute(&cli.config)
+        .with_context(|| format!("cannot resolve {}", cli.config.display()))?;
+    let config = Config::load(&config_path)?;
+    let catalog = catalog::open(&config.catalog)?;
+    let (events, rx) = crossbeam_channel::bounded::<Event>(1024);
+    {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+        let events = events.clone();
+        std::thread::Builder::new()
+            .name("custodian-signals".into())
+            .spawn(move || {
+                for s in signals.forever() {
+                    if events.send(Event::Signal(s)).is_err() {
+                        break;
+                    }
+                }
+            })?;
+    }
+    let now = Utc::now();
+    let mut server = Server {
+        exe: std::env::current_exe().context("cannot find the custodian executable")?,
+        scheduler: Scheduler::new(&config, now),
+        config_path,
+        config,
+        catalog,
+        running: HashMap::new(),
+        events,
+    };
+    tracing::info!(
+        "serving {}: {} scheduled policies, at most {} runs at once; {}",
+        server.config_path.display(),
+        server.scheduler.scheduled(),
+        args.max_concurrent,
+        server.next_text()
+    );
+    loop {
+        let now = Utc::now();
+        for skipped in server.scheduler.tick(now) {
+            let since = server
+                .running
+                .get(&skipped.policy)
+                .map_or("waiting for a slot".to_string(), |r| {
+                    format!("running since {}", r.spawned_at.to_rfc3339())
+                });
+            tracing::warn!(
+                "policy `{}` was due at {} but its previous run is still going ({since}); this occurrence is skipped",
+                skipped.policy,
+                skipped.at.to_rfc3339()
+            );
+        }
+        while let Some(due) = server.scheduler.start_next(args.max_concurrent as usize) {
+            server.start(due);
+        }
+        server.enforce_backstops();
+        let wake = server.wake_at();
+        match rx.recv_deadline(wake) {
+            Ok(Event::Signal(signal_hook::consts::SIGHUP)) => server.reload(),
+            Ok(Event::Signal(signal)) => {
+                server.shutdown(signal, args.shutdown_grace, &rx);
+                return Ok(0);
+            }
+            Ok(Event::Exited { policy, status }) => server.exited(&policy, status),
+            Err(_) => {}
+        }
+    }
+}
+
+impl Server {
+    fn next_text(&self) -> String {
+        match self.scheduler.next_wake() {
+            Some((p, t)) => format!("next: `{p}` at {}", t.to_rfc3339()),
+            None => "nothing is due (every policy is manual or disabled)".into(),
+        }
+    }
+
+    /// When to look again: the next due instant or backstop, and at least once a minute (the
+    /// clock may jump).
+    fn wake_at(&self) -> Instant {
+        let mut wake = Instant::now() + Duration::from_secs(60);
+        if let Some((_, t)) = self.scheduler.next_wake() {
+            let until = (t - Utc::now()).to_std().unwrap_or_default();
+            wake = wake.min(Instant::now() + until);
+        }
+        for r in self.running.values().filter(|r| !r.killed) {
+            if let Some(b) = r.backstop {
+                wake = wake.min(b);
+            }
+        }
+        wake
+    }
+
+    fn start(&mut self, due: Due) {
+        let Due { policy, at } = due;
+        let job = match self.config.policy(&policy) {
+            Ok(p) => p.job().clone(),
+            Err(_) => {
+                self.scheduler.finished(&policy);
+                return;
+            }
+        };
+        let spawned = Command::new(&self.exe)
+            .arg("--config")
+            .arg(&self.config_path)
+            .arg("--json")
+            .arg("run")
+            .arg(&policy)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn();
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("policy `{policy}`: cannot start its run: {e}");
+                self.scheduler.finished(&policy);
+                return;
+            }
+        };
+        let spawned_at = Utc::now();
+        let latency = (spawned_at - at).num_microseconds().unwrap_or(0) as f64 / 1000.0;
+        tracing::info!(
+            policy,
+            due = %at.to_rfc3339(),
+            latency_ms = latency,
+            "run started (process {})",
+            child.id()
+        );
+        let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
+        if let Some(stderr) = child.stderr.take() {
+            let tail = tail.clone();
+            let name = policy.clone();
+            let _ = std::thread::Builder::new()
+                .name(format!("run-{policy}-stderr"))
+                .spawn(move || {
+                    for line in std::io::BufReader::new(stderr)
+                        .lines()
+                        .map_while(|l| l.ok())
+                    {
+                        eprintln!("[{name}] {line}");
+                        let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
+                        if t.len() == TAIL_LINES {
+                            t.pop_front();
+                        }
+                        t.push_back(line);
+                    }
+                });
+        }
+        let pid = Pid::from_raw(child.id() as i32);
+        let events = self.events.clone();
+        let name = policy.clone();
+        let _ = std::thread::Builder::new()
+            .name(format!("run-{policy}-wait"))
+            .spawn(move || {
+                let status = child.wait();
+                let _ = events.send(Event::Exited {
+                    policy: name,
+                    status,
+                });
+            });
+        // The run enforces its own limits; this is for a run process that cannot.
+        let grace = job.keep_alive.min(Duration::from_secs(60));
+        let backstop = job.time_limit.map(|l| Instant::now() + l + grace * 3);
+        self.running.insert(
+            policy,
+            Running {
+                pid,
+                due: at,
+                spawned_at,
+                backstop,
+                killed: false,
+                tail,
+            },
+        );
+    }
+
+    fn enforce_backstops(&mut self) {
+        let now = Instant::now();
+        for (policy, r) in &mut self.running {
+            if !r.killed && r.backstop.is_some_and(|b| now >= b) {
+                tracing::error!(
+                    "policy `{policy}`: run process {} is far past its time limit and did not stop; killing it",
+                    r.pid
+                );
+                let _ = kill(r.pid, Signal::SIGKILL);
+                r.killed = true;
+            }
+        }
+    }
+
+    fn exited(&mut self, policy: &str, status: std::io::Result<ExitStatus>) {
+        self.scheduler.finished(policy);
+        let Some(r) = self.running.remove(policy) else {
+            return;
+        };
+        let code = status.as_ref().ok().and_then(|s| s.code());
+        match code {
+            Some(0) => tracing::info!(policy, due = %r.due.to_rfc3339(), "run finished"),
+            Some(1) => tracing::warn!(
+                policy,
+                "run finished with failures or was stopped early; see `custodian jobs list --policy {policy}`"
+            ),
+            _ => {
+                let how = match &status {
+                    Ok(s) => s.to_string(),
+                    Err(e) => format!("could not be waited for: {e}"),
+                };
+                let tail: Vec<String> = r
+                    .tail
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .cloned()
+                    .collect();
+                tracing::error!(policy, "run process ended abnormally: {how}");
+                self.record_dead_run(policy, &r, &how, &tail);
+            }
+        }
+    }
+
+    /// A run process that died (or could not start its run) leaves its history row running,
+    /// or none at all: record it as failed, with what it last said, and notify.
+    fn record_dead_run(&self, policy: &str, r: &Running, how: &str, tail: &[String]) {
+        let Ok(p) = self.config.policy(policy) else {
+            return;
+        };
+        let last = tail.last().map_or("no output".to_string(), |l| l.clone());
+        let recorded = (|| -> custodian::catalog::Result<Option<custodian::catalog::RunId>> {
+            let latest = self.catalog.job_runs(Some(policy), 1)?.pop();
+            match latest {
+                Some(run) if run.status == RunStatus::Running && run.started_at >= r.spawned_at => {
+                    let counters = self.catalog.run_counters(run.id)?;
+                    let message = format!("the run process {how}; last output: {last}");
+                    self.catalog.finish_run(
+                        run.id,
+                        RunStatus::Failed,
+                        &counters,
+                        None,
+                        Some(&message),
+                    )?;
+                    Ok(Some(run.id))
+                }
+                Some(run) if run.started_at >= r.spawned_at => Ok(Some(run.id)),
+                _ => {
+                    let target = match p {
+                        custodian::config::Policy::Export(e) => e.target.as_str(),
+                        custodian::config::Policy::Confidential(_) => "catalog",
+                    };
+                    let id = self.catalog.begin_run(policy, p.mode(), target)?;
+                    let message = format!("the run could not start ({how}): {last}");
+                    self.catalog.finish_run(
+                        id,
+                        RunStatus::Failed,
+                        &Default::default(),
+                        None,
+                        Some(&message),
+                    )?;
+                    Ok(Some(id))
+                }
+            }
+        })();
+        match recorded {
+            Ok(Some(run)) => {
+                let already = self
+                    .catalog
+                    .job_run(run)
+                    .ok()
+                    .flatten()
+                    .and_then(|j| j.notification);
+                if already.is_none() {
+                    super::cli_run::notify_run(&self.config, self.catalog.as_ref(), p.job(), run);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!("policy `{policy}`: cannot record its failed run: {e}"),
+        }
+    }
+
+    fn reload(&mut self) {
+        let loaded = Config::load(&self.config_path)
+            .map_err(anyhow::Error::from)
+            .and_then(|c| {
+                let catalog = catalog::open(&c.catalog)?;
+                Ok((c, catalog))
+            });
+        match loaded {
+            Ok((config, catalog)) => {
+                self.scheduler.reload(&config, Utc::now());
+                self.config = config;
+                self.catalog = catalog;
+                tracing::info!(
+                    "config {} reloaded: {} scheduled policies; {}",
+                    self.config_path.display(),
+                    self.scheduler.scheduled(),
+                    self.next_text()
+                );
+            }
+            Err(e) => tracing::error!(
+                "config {} not reloaded, the running one is kept: {e:#}",
+                self.config_path.display()
+            ),
+        }
+    }
+
+    fn shutdown(&mut self, signal: i32, grace: Duration, rx: &crossbeam_channel::Receiver<Event>) {
+        let dropped = self.scheduler.clear_queue();
+        tracing::info!(
+            "signal {signal}: stopping; {} run(s) going get {} to finish or cancel{}",
+            self.running.len(),
+            humantime::format_duration(grace),
+            if dropped > 0 {
+                format!(", {dropped} waiting run(s) not started")
+            } else {
+                String::new()
+            }
+        );
+        for r in self.running.values() {
+            let _ = kill(r.pid, Signal::SIGTERM);
+        }
+        let deadline = Instant::now() + grace;
+        while !self.running.is_empty() {
+            match rx.recv_deadline(deadline) {
+                Ok(Event::Exited { policy, status }) => self.exited(&policy, status),
+                Ok(Event::Signal(_)) => {}
+                Err(_) => break,
+            }
+        }
+        for (policy, r) in &self.running {
+            tracing::error!(
+                "policy `{policy}`: run process {} did not stop within {}; killing it",
+                r.pid,
+                humantime::format_duration(grace)
+            );
+            let _ = kill(r.pid, Signal::SIGKILL);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.running.is_empty() {
+            match rx.recv_deadline(deadline) {
+                Ok(Event::Exited { policy, status }) => self.exited(&policy, status),
+                Ok(Event::Signal(_)) => {}
+                Err(_) => break,
+            }
+        }
+        tracing::info!("stopped");
+    }
+}

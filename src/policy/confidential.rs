@@ -1,0 +1,176 @@
+//! The confidential-flag action: sets or clears the confidential flag of every conversation a
+//! policy's filter matches, page by page in the catalog, with one audit event per conversation
+//! whose flag changed. Full mode processes every match each run; incremental mode remembers
+//! what it has processed. The flag is kept across reindexing, is what filters see, and is what
+//! exported metadata files carry.
+
+use std::time::Instant;
+
+use chrono::{TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::current_actor;
+use crate::catalog::{
+    Catalog, CatalogError, ConfidentialPage, Counters, Exclude, ItemOutcome, Mode, RunId, RunStatus,
+};
+use crate::config::ConfidentialPolicy;
+use crate::filter::Filter;
+use crate::pipeline::Control;
+use crate::repository::index::IndexReport;
+
+/// Conversations handled per catalog transaction.
+const PAGE: usize = 2_000;
+
+/// What a confidential-flag policy does to the flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlagAction {
+    Set,
+    Clear,
+}
+
+impl FlagAction {
+    pub fn value(self) -> bool {
+        self == FlagAction::Set
+    }
+}
+
+/// The end state of a confidential-flag run.
+#[derive(Debug, Serialize)]
+pub struct FlagSummary {
+    pub run: RunId,
+    pub policy: String,
+    pub mode: Mode,
+    pub flag: FlagAction,
+    pub status: RunStatus,
+    pub resumed: bool,
+    pub index: Option<IndexReport>,
+    /// Conversations the run went through.
+    pub processed: u64,
+    pub counters: Counters,
+    pub error_summary: Option<String>,
+    pub seconds: f64,
+}
+
+impl FlagSummary {
+    pub fn exit_code(&self) -> i32 {
+        i32::from(self.status != RunStatus::Succeeded)
+    }
+}
+
+/// Runs `policy` over the catalog.
+pub fn run(
+    policy: &ConfidentialPolicy,
+    catalog: &dyn Catalog,
+    filter: &Filter,
+    index: Option<IndexReport>,
+    progress: &indicatif::ProgressBar,
+    control: &Control,
+) -> Result<FlagSummary, CatalogError> {
+    let started = Instant::now();
+    let name = policy.name.as_str();
+    let keep = TimeDelta::days(i64::from(policy.job.keep_job_history_days));
+    catalog.prune_runs(name, Utc::now() - keep)?;
+    let (run, resumed) = match catalog.interrupted_run(name)? {
+        Some(r) => {
+            catalog.resume_run(r.id)?;
+            (r.id, true)
+        }
+        None => (catalog.begin_run(name, policy.mode, "catalog")?, false),
+    };
+    control.begin(run);
+    if let Some(dir) = &policy.job.log_dir {
+        crate::schedule::runlog::open(dir, catalog, name, run);
+    }
+    tracing::info!(
+        policy = name,
+        run = run.0,
+        mode = policy.mode.as_str(),
+        flag = ?policy.flag,
+        resumed,
+        "confidential-flag run started"
+    );
+    let index_failures: Vec<ItemOutcome> = index
+        .iter()
+        .flat_map(|r| &r.failures)
+        .map(|f| ItemOutcome::Failed {
+            subject: f.path.display().to_string(),
+            error: f.reason.clone(),
+        })
+        .collect();
+    catalog.record_outcomes(run, name, &index_failures)?;
+    let exclude = match policy.mode {
+        Mode::Incremental => Exclude::ExportedBy(name.to_owned()),
+        Mode::Full => Exclude::Nothing,
+    };
+    let selected = catalog.count_selection(filter, &exclude)?;
+    progress.set_length(selected);
+    let actor = current_actor();
+    let page = ConfidentialPage {
+        run,
+        policy: name,
+        filter,
+        exclude: &exclude,
+        value: policy.flag.value(),
+        remember: policy.mode == Mode::Incremental,
+        actor: &actor,
+        limit: PAGE,
+    };
+    let (mut processed, mut changed, mut after) = (0u64, 0u64, 0i64);
+    while !control.is_stopped() {
+        let (n, c, last) = catalog.set_confidential_page(&page, after)?;
+        if n == 0 {
+            break;
+        }
+        processed += n;
+        changed += c;
+        after = last;
+        progress.inc(n);
+        tracing::info!(
+            processed,
+            changed,
+            "page of {n} conversation(s) done, {c} flag(s) changed"
+        );
+    }
+    let mut counters = catalog.run_counters(run)?;
+    counters.selected = selected;
+    counters.flagged = changed;
+    counters.index_errors = index_failures.len() as u64;
+    let stopped = control.stopped();
+    let status = match stopped {
+        Some(why) => why.status(),
+        None if counters.failed == 0 => RunStatus::Succeeded,
+        None => RunStatus::CompletedWithFailures,
+    };
+    let error_summary = match (stopped, index_failures.first()) {
+        (Some(why), _) => Some(format!(
+            "{}; {processed} of {selected} conversation(s) done",
+            why.describe(&policy.job)
+        )),
+        (None, Some(ItemOutcome::Failed { subject, error })) => Some(format!(
+            "{} record(s) could not be indexed; first: {subject}: {error}",
+            index_failures.len()
+        )),
+        _ => None,
+    };
+    catalog.finish_run(run, status, &counters, None, error_summary.as_deref())?;
+    tracing::info!(
+        status = status.as_str(),
+        processed,
+        changed,
+        "confidential-flag run finished"
+    );
+    Ok(FlagSummary {
+        run,
+        policy: name.to_owned(),
+        mode: policy.mode,
+        flag: policy.flag,
+        status,
+        resumed,
+        index,
+        processed,
+        counters,
+        error_summary,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}

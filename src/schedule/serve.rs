@@ -1,0 +1,231 @@
+//! The scheduler behind `custodian serve`: which policies are due, which wait for a free slot,
+//! and which occurrences are skipped because the policy's previous run is still going. It only
+//! decides; the CLI starts and watches the run processes.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use super::Schedule;
+use crate::config::Config;
+
+/// An occurrence of a policy's schedule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Due {
+    pub policy: String,
+    /// The instant it was due.
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    schedule: Schedule,
+    tz: Tz,
+    next: Option<DateTime<Utc>>,
+}
+
+/// The schedules of every enabled policy, the occurrences waiting for a slot, and the policies
+/// running now.
+#[derive(Debug, Default)]
+pub struct Scheduler {
+    entries: BTreeMap<String, Entry>,
+    queue: VecDeque<Due>,
+    running: BTreeSet<String>,
+}
+
+impl Scheduler {
+    /// Schedules every enabled, non-manual policy of `config` from `now`.
+    pub fn new(config: &Config, now: DateTime<Utc>) -> Scheduler {
+        let mut s = Scheduler::default();
+        s.reload(config, now);
+        s
+    }
+
+    /// Takes the schedules of a reloaded config. Runs going on are unaffected; waiting
+    /// occurrences of policies no longer scheduled are dropped.
+    pub fn reload(&mut self, config: &Config, now: DateTime<Utc>) {
+        self.entries = config
+            .policies
+            .values()
+            .filter(|p| p.enabled() && p.job().schedule != Schedule::Manual)
+            .map(|p| {
+                let job = p.job();
+                let next = job.schedule.next_after(now, job.timezone);
+                (
+                    p.name().to_owned(),
+                    Entry {
+                        schedule: job.schedule.clone(),
+                        tz: job.timezone,
+                        next,
+                    },
+                )
+            })
+            .collect();
+        let entries = &self.entries;
+        self.queue.retain(|d| entries.contains_key(&d.policy));
+    }
+
+    /// How many policies are scheduled.
+    pub fn scheduled(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Queues every occurrence due at `now` and moves each policy to its next one. Returns the
+    /// occurrences skipped because the policy is still running or already waiting.
+    pub fn tick(&mut self, now: DateTime<Utc>) -> Vec<Due> {
+        let mut skipped = Vec::new();
+        for (name, e) in &mut self.entries {
+            let Some(at) = e.next.filter(|t| *t <= now) else {
+                continue;
+            };
+            // Occurrences missed while the machine slept or the clock jumped run once.
+            e.next = e.schedule.next_after(now, e.tz);
+            let due = Due {
+                policy: name.clone(),
+                at,
+            };
+            if self.running.contains(name) || self.queue.iter().any(|d| d.policy == *name) {
+                skipped.push(due);
+            } else {
+                self.queue.push_back(due);
+            }
+        }
+        skipped
+    }
+
+    /// The next waiting occurrence to start, if fewer than `slots` runs are going; its policy
+    /// counts as running from now.
+    pub fn start_next(&mut self, slots: usize) -> Option<Due> {
+        if self.running.len() >= slots {
+            return None;
+        }
+        let due = self.queue.pop_front()?;
+        self.running.insert(due.policy.clone());
+        Some(due)
+    }
+
+    /// Marks a policy's run as ended.
+    pub fn finished(&mut self, policy: &str) {
+        self.running.remove(policy);
+    }
+
+    /// Whether a run of the policy is going.
+    pub fn is_running(&self, policy: &str) -> bool {
+        self.running.contains(policy)
+    }
+
+    /// Drops every waiting occurrence (shutting down).
+    pub fn clear_queue(&mut self) -> usize {
+        std::mem::take(&mut self.queue).len()
+    }
+
+    /// The earliest next occurrence.
+    pub fn next_wake(&self) -> Option<(&str, DateTime<Utc>)> {
+        self.entries
+            .iter()
+            .filter_map(|(n, e)| e.next.map(|t| (n.as_str(), t)))
+            .min_by_key(|(_, t)| *t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn config(policies: &str) -> Config {
+        Config::parse(
+            Path::new("/etc/custodian.toml"),
+            &format!(
+                "[repository]\nroot = \"r\"\n[targets.t]\nkind = \"filesystem\"\npath = \"/t\"\n{policies}"
+            ),
+        )
+        .unwrap()
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    const TWO: &str = r#"
+[policies.a]
+action = "export"
+target = "t"
+schedule = "hourly at :00"
+timezone = "UTC"
+[policies.b]
+action = "export"
+target = "t"
+schedule = "hourly at :30"
+timezone = "UTC"
+[policies.manual]
+action = "export"
+target = "t"
+[policies.off]
+action = "export"
+target = "t"
+enabled = false
+schedule = "hourly at :00"
+"#;
+
+    #[test]
+    fn only_enabled_scheduled_policies_are_planned() {
+        let s = Scheduler::new(&config(TWO), at("2026-05-01T10:10:00Z"));
+        assert_eq!(s.scheduled(), 2);
+        assert_eq!(s.next_wake(), Some(("b", at("2026-05-01T10:30:00Z"))));
+    }
+
+    #[test]
+    fn a_policy_still_running_skips_its_next_occurrence() {
+        let mut s = Scheduler::new(&config(TWO), at("2026-05-01T10:50:00Z"));
+        assert!(s.tick(at("2026-05-01T10:59:59Z")).is_empty());
+        assert_eq!(s.start_next(4), None);
+        assert!(s.tick(at("2026-05-01T11:00:00Z")).is_empty());
+        let first = s.start_next(4).unwrap();
+        assert_eq!(first.policy, "a");
+        assert_eq!(first.at, at("2026-05-01T11:00:00Z"));
+        assert!(s.is_running("a"));
+        // Still running an hour later: that occurrence is skipped, not started twice.
+        s.tick(at("2026-05-01T11:30:00Z"));
+        assert_eq!(s.start_next(4).unwrap().policy, "b");
+        let skipped = s.tick(at("2026-05-01T12:00:01Z"));
+        assert_eq!(
+            skipped,
+            vec![Due {
+                policy: "a".into(),
+                at: at("2026-05-01T12:00:00Z")
+            }]
+        );
+        assert_eq!(s.start_next(4), None);
+        s.finished("a");
+        s.tick(at("2026-05-01T13:00:00Z"));
+        assert_eq!(s.start_next(4).unwrap().at, at("2026-05-01T13:00:00Z"));
+    }
+
+    #[test]
+    fn occurrences_wait_for_a_free_slot_and_missed_ones_run_once() {
+        let mut s = Scheduler::new(&config(TWO), at("2026-05-01T10:00:30Z"));
+        // Asleep for three hours: each policy runs once, not once per missed occurrence.
+        assert!(s.tick(at("2026-05-01T13:45:00Z")).is_empty());
+        let first = s.start_next(1).unwrap();
+        assert_eq!(s.start_next(1), None);
+        s.finished(&first.policy);
+        let second = s.start_next(1).unwrap();
+        assert_ne!(first.policy, second.policy);
+        assert_eq!(s.next_wake().unwrap().1, at("2026-05-01T14:00:00Z"));
+    }
+
+    #[test]
+    fn reload_drops_waiting_occurrences_of_removed_policies() {
+        let mut s = Scheduler::new(&config(TWO), at("2026-05-01T10:00:30Z"));
+        s.tick(at("2026-05-01T11:45:00Z"));
+        s.reload(
+            &config(&TWO.replace("schedule = \"hourly at :30\"", "")),
+            at("2026-05-01T11:45:01Z"),
+        );
+        assert_eq!(s.scheduled(), 1);
+        assert_eq!(s.start_next(4).unwrap().policy, "a");
+        assert_eq!(s.start_next(4), None);
+    }
+}

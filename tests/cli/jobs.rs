@@ -1,0 +1,459 @@
+//! Unattended jobs: run control (time limit, keep-alive, a panic), the per-run log file,
+//! email notifications through a real SMTP server (aiosmtpd), confidential-flag policies, and
+//! `custodian serve` with its signals.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{Env, text};
+
+/// An SMTP server on loopback (Python's aiosmtpd) that stores what it receives in a Maildir.
+struct Smtpd {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Smtpd {
+    fn start() -> Smtpd {
+        let python = std::env::var_os("CUSTODIAN_SMTPD_PYTHON")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").unwrap())
+                    .join(".cache/custodian-smtpd/bin/python")
+            });
+        assert!(
+            python.exists(),
+            "{} is missing: run `bash scripts/test.sh`, which installs aiosmtpd from PyPI",
+            python.display()
+        );
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(python)
+            .args(["-m", "aiosmtpd", "-n", "-c", "aiosmtpd.handlers.Mailbox"])
+            .args(["-l", &format!("127.0.0.1:{port}")])
+            .arg(dir.path().join("maildir"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "aiosmtpd did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Smtpd { child, port, dir }
+    }
+
+    /// The messages received so far.
+    fn messages(&self) -> Vec<String> {
+        let new = self.dir.path().join("maildir/new");
+        let mut out: Vec<String> = std::fs::read_dir(new)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+impl Drop for Smtpd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn email_table(port: u16) -> String {
+    format!(
+        "\n[email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\nsecurity = \"none\"\n\
+         from = \"custodian@example.com\"\nportal_url = \"https://portal.example.com/\"\ntimeout_secs = 5\n"
+    )
+}
+
+fn with_conversations(policy_extra: &str, n: usize) -> Env {
+    let env = Env::new(policy_extra);
+    for i in 0..n {
+        env.conversation(
+            "acme",
+            1 + (i % 28) as u32,
+            &format!("c{i:03}"),
+            &[("a.wav", format!("audio {i}").as_bytes())],
+        );
+    }
+    env
+}
+
+fn last_run(env: &Env) -> serde_json::Value {
+    let (code, runs) = env.json(&["jobs", "list", "--limit", "1"]);
+    assert_eq!(code, 0);
+    runs[0].clone()
+}
+
+#[test]
+fn a_run_past_its_time_limit_is_timed_out_and_the_next_run_goes_on() {
+    let env = with_conversations("concurrency = 1\ntime_limit = \"1s\"", 12);
+    let out = env
+        .command(&["run", "export"])
+        .env("FAILPOINTS", "export-item=sleep(250)")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let run = last_run(&env);
+    assert_eq!(run["status"], "timed_out", "{run}");
+    let done = run["counters"]["exported"].as_u64().unwrap();
+    assert!((1..12).contains(&done), "{run}");
+    assert!(
+        run["error_summary"]
+            .as_str()
+            .unwrap()
+            .contains("execution time limit (1s)"),
+        "{run}"
+    );
+    // Without the slow items the next (incremental) run exports only the rest.
+    let (code, summary) = env.json(&["run", "export"]);
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(summary["counters"]["exported"].as_u64().unwrap(), 12 - done);
+    let (_, events) = env.json(&["audit", "list", "--kind", "conversation_exported"]);
+    assert_eq!(events.as_array().unwrap().len(), 12);
+}
+
+#[test]
+fn a_run_without_progress_is_stalled_and_ended() {
+    let env = with_conversations("concurrency = 1\nkeep_alive = \"1s\"", 3);
+    let started = Instant::now();
+    let out = env
+        .command(&["run", "export"])
+        .env("FAILPOINTS", "export-item=sleep(30000)")
+        .output()
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(25), "not ended");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("keep-alive timeout (1s)"),
+        "{}",
+        text(&out)
+    );
+    let run = last_run(&env);
+    assert_eq!(run["status"], "stalled", "{run}");
+    assert!(run["finished_at"].is_string(), "{run}");
+    // Nothing was lost: the next run exports all three.
+    let (code, summary) = env.json(&["run", "export"]);
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(summary["counters"]["exported"], 3);
+}
+
+#[test]
+fn a_panicking_run_is_recorded_as_failed() {
+    let env = with_conversations("", 2);
+    let out = env
+        .command(&["run", "export"])
+        .env("FAILPOINTS", "export-panic=return(export)")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("panicked"), "{}", text(&out));
+    let run = last_run(&env);
+    assert_eq!(run["status"], "failed", "{run}");
+    assert!(
+        run["error_summary"]
+            .as_str()
+            .unwrap()
+            .contains("failpoint export-panic"),
+        "{run}"
+    );
+}
+
+#[test]
+fn a_run_keeps_a_detailed_log_file() {
+    let env = with_conversations("log_dir = \"logs\"", 3);
+    let (code, summary) = env.json(&["run", "export"]);
+    assert_eq!(code, 0);
+    let run = summary["run"].as_i64().unwrap();
+    let path = env.path().join(format!("logs/export-{run}.log"));
+    let log = std::fs::read_to_string(&path).unwrap();
+    assert!(log.contains("export run started"), "{log}");
+    assert!(log.contains("exported acme/c001: 2 object(s)"), "{log}");
+    assert!(log.contains("export run finished"), "{log}");
+    let (_, shown) = env.json(&["jobs", "show", &run.to_string()]);
+    assert_eq!(shown["log_path"], path.display().to_string());
+}
+
+#[test]
+fn notifications_go_over_smtp_every_time_or_first_of_consecutive() {
+    let smtpd = Smtpd::start();
+    let env = with_conversations(
+        "[policies.export.notify]\nto = \"a@example.com, Compliance <c@example.org>\"\n\
+         on_completion = \"first_of_consecutive\"\non_failure = \"every_time\"",
+        2,
+    );
+    let config = std::fs::read_to_string(env.config()).unwrap();
+    env.write_config(&format!("{config}{}", email_table(smtpd.port)));
+    for _ in 0..2 {
+        let out = env.run(&["run", "export"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    let mail = smtpd.messages();
+    assert_eq!(mail.len(), 1, "{mail:?}");
+    let first = &mail[0];
+    assert!(
+        first.contains("Subject: custodian: export run 1 succeeded"),
+        "{first}"
+    );
+    assert!(
+        first.contains("a@example.com") && first.contains("Compliance <c@example.org>"),
+        "{first}"
+    );
+    assert!(
+        first.contains("https://portal.example.com/runs/1"),
+        "{first}"
+    );
+    assert!(first.contains("2 exported"), "{first}");
+    let (_, runs) = env.json(&["jobs", "list"]);
+    assert!(
+        runs[1]["notification"]
+            .as_str()
+            .unwrap()
+            .starts_with("sent to a@example.com, c@example.org")
+    );
+    assert!(runs[0]["notification"].is_null(), "{runs}");
+    // A failure is sent every time (the new conversation panics in both runs).
+    env.conversation("acme", 9, "new", &[("a.wav", b"x")]);
+    for _ in 0..2 {
+        let out = env
+            .command(&["run", "export"])
+            .env("FAILPOINTS", "export-panic=return(export)")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    }
+    let mail = smtpd.messages();
+    assert_eq!(mail.len(), 3, "{mail:?}");
+    assert!(
+        mail.iter()
+            .filter(|m| m.contains("FAILED (failed)"))
+            .count()
+            == 2
+    );
+}
+
+#[test]
+fn an_unreachable_smtp_server_does_not_fail_the_run() {
+    let env = with_conversations(
+        "[policies.export.notify]\nto = \"a@example.com\"\non_completion = \"every_time\"",
+        1,
+    );
+    let config = std::fs::read_to_string(env.config()).unwrap();
+    env.write_config(&format!("{config}{}", email_table(free_port())));
+    let out = env.run(&["run", "export"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("notification: failed: email to a@example.com through 127.0.0.1:"),
+        "{}",
+        text(&out)
+    );
+    let run = last_run(&env);
+    assert_eq!(run["status"], "succeeded");
+    assert!(
+        run["notification"].as_str().unwrap().starts_with("failed:"),
+        "{run}"
+    );
+}
+
+const FLAG_POLICIES: &str = r#"
+[policies.flag]
+action = "confidential"
+flag = "set"
+mode = "incremental"
+[policies.flag.filter]
+tenants = ["acme"]
+
+[policies.unflag]
+action = "confidential"
+flag = "clear"
+mode = "full"
+
+[policies.export.filter]
+confidential = true
+"#;
+
+#[test]
+fn confidential_policies_set_and_clear_the_flag_with_audit_events() {
+    let env = Env::new("");
+    let config = std::fs::read_to_string(env.config()).unwrap();
+    env.write_config(&format!("{config}{FLAG_POLICIES}"));
+    for i in 0..3 {
+        env.conversation("acme", 2, &format!("a{i}"), &[("a.wav", b"acme")]);
+    }
+    env.conversation("globex", 2, "g0", &[("a.wav", b"globex")]);
+    let (code, plan) = env.json(&["plan", "flag"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        (plan["conversations"].as_u64(), plan["changes"].as_u64()),
+        (Some(3), Some(3))
+    );
+
+    let (code, s) = env.json(&["run", "flag"]);
+    assert_eq!(code, 0, "{s}");
+    assert_eq!(
+        (s["processed"].as_u64(), s["counters"]["flagged"].as_u64()),
+        (Some(3), Some(3))
+    );
+    // Incremental: processed conversations are remembered.
+    let (_, s) = env.json(&["run", "flag"]);
+    assert_eq!(s["processed"], 0, "{s}");
+    let (_, events) = env.json(&["audit", "list", "--kind", "confidential_flag_changed"]);
+    assert_eq!(events.as_array().unwrap().len(), 3);
+    assert_eq!(events[0]["details"]["confidential"], true);
+    assert_eq!(events[0]["policy"], "flag");
+
+    // The flag survives reindexing a changed record, filters see it, and the export's
+    // metadata files carry it.
+    let dir = env.root().join(Env::rel_dir("acme", 2, "a0"));
+    let record = std::fs::read_to_string(dir.join("conversation.json")).unwrap();
+    std::fs::write(dir.join("conversation.json"), format!("{record}\n")).unwrap();
+    let (code, s) = env.json(&["run", "export"]);
+    assert_eq!(code, 0, "{s}");
+    assert_eq!(s["counters"]["exported"], 3);
+    let meta = env.archive().join("acme/2026/01/02/a0/conversation.json");
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(meta).unwrap()).unwrap();
+    assert_eq!(
+        meta["conversation"]["flags"]["confidential"], true,
+        "{meta}"
+    );
+    assert!(!env.archive().join("globex").exists());
+
+    // Full mode goes through every match each run; only real changes are audited.
+    let (_, s) = env.json(&["run", "unflag"]);
+    assert_eq!(
+        (s["processed"].as_u64(), s["counters"]["flagged"].as_u64()),
+        (Some(4), Some(3))
+    );
+    let (_, s) = env.json(&["run", "unflag"]);
+    assert_eq!(
+        (s["processed"].as_u64(), s["counters"]["flagged"].as_u64()),
+        (Some(4), Some(0))
+    );
+    let (_, events) = env.json(&["audit", "list", "--kind", "confidential_flag_changed"]);
+    assert_eq!(events.as_array().unwrap().len(), 6);
+    let (code, verified) = env.json(&["audit", "verify"]);
+    assert_eq!(code, 0, "{verified}");
+}
+
+/// Waits until `custodian jobs list` shows `n` finished runs of `policy`.
+fn wait_for_runs(env: &Env, policy: &str, n: usize, within: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let (_, runs) = env.json(&["jobs", "list", "--policy", policy]);
+        let done = runs
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] != "running")
+            .count();
+        if done >= n {
+            return runs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{policy}: no run within {within:?}: {runs}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn signal(child: &Child, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+}
+
+#[test]
+fn serve_runs_due_policies_survives_a_panic_reloads_and_stops_on_sigterm() {
+    let env = with_conversations("schedule = \"cron * * * * *\"\ntimezone = \"UTC\"", 3);
+    let config = std::fs::read_to_string(env.config()).unwrap();
+    let config = format!(
+        "{config}\n[policies.boom]\naction = \"export\"\ntarget = \"archive\"\nschedule = \"cron * * * * *\"\n"
+    );
+    env.write_config(&config);
+    let log = env.path().join("serve.log");
+    let mut serve = env
+        .command(&["serve", "--shutdown-grace", "20s"])
+        .env("FAILPOINTS", "export-panic=return(boom)")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let runs = wait_for_runs(&env, "boom", 1, Duration::from_secs(90));
+    assert_eq!(runs[0]["status"], "failed", "{runs}");
+    assert!(
+        runs[0]["error_summary"]
+            .as_str()
+            .unwrap()
+            .contains("panicked"),
+        "{runs}"
+    );
+    let runs = wait_for_runs(&env, "export", 1, Duration::from_secs(30));
+    assert_eq!(runs[0]["status"], "succeeded", "{runs}");
+    assert_eq!(runs[0]["counters"]["exported"], 3);
+
+    // A bad config is refused on SIGHUP and the running one kept.
+    env.write_config(&config.replace("cron * * * * *\"\ntimezone", "cron 61 * * * *\"\ntimezone"));
+    signal(&serve, nix::sys::signal::Signal::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("not reloaded")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("policies.export.schedule"), "{logged}");
+    env.write_config(&config);
+    signal(&serve, nix::sys::signal::Signal::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("reloaded: 2 scheduled policies")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    signal(&serve, nix::sys::signal::Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = serve.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("run started"), "{logged}");
+    assert!(logged.contains("stopped"), "{logged}");
+}
