@@ -15,22 +15,27 @@ struct Smtpd {
     dir: tempfile::TempDir,
 }
 
+fn python() -> PathBuf {
+    let python = std::env::var_os("CUSTODIAN_SMTPD_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap())
+                .join(".cache/custodian-smtpd/bin/python")
+        });
+    assert!(
+        python.exists(),
+        "{} is missing: run `bash scripts/test.sh`, which installs aiosmtpd from PyPI",
+        python.display()
+    );
+    python
+}
+
 impl Smtpd {
+    /// A plain server.
     fn start() -> Smtpd {
-        let python = std::env::var_os("CUSTODIAN_SMTPD_PYTHON")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(std::env::var_os("HOME").unwrap())
-                    .join(".cache/custodian-smtpd/bin/python")
-            });
-        assert!(
-            python.exists(),
-            "{} is missing: run `bash scripts/test.sh`, which installs aiosmtpd from PyPI",
-            python.display()
-        );
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(python)
+        let child = Command::new(python())
             .args(["-m", "aiosmtpd", "-n", "-c", "aiosmtpd.handlers.Mailbox"])
             .args(["-l", &format!("127.0.0.1:{port}")])
             .arg(dir.path().join("maildir"))
@@ -38,6 +43,93 @@ impl Smtpd {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        Smtpd::ready(child, port, dir)
+    }
+
+    /// A server that requires STARTTLS (a certificate for `localhost` from a test CA made
+    /// with openssl, whose certificate is [`Smtpd::cert`]) and AUTH as `user` with `password`.
+    fn start_secure(user: &str, password: &str) -> Smtpd {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .current_dir(d)
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
+        };
+        // A test CA (trusted by the client through SSL_CERT_FILE) and a server certificate for
+        // localhost signed by it.
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=custodian test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "cert.pem",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "server.csr",
+        ]);
+        std::fs::write(
+            d.join("ext.cnf"),
+            "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "cert.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "server.pem",
+        ]);
+        let child = Command::new(python())
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cli/smtpd.py"))
+            .arg(port.to_string())
+            .arg(dir.path().join("maildir"))
+            .arg(dir.path().join("server.pem"))
+            .arg(dir.path().join("key.pem"))
+            .args([user, password])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Smtpd::ready(child, port, dir)
+    }
+
+    fn cert(&self) -> PathBuf {
+        self.dir.path().join("cert.pem")
+    }
+
+    fn ready(child: Child, port: u16, dir: tempfile::TempDir) -> Smtpd {
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "aiosmtpd did not start");
@@ -269,6 +361,43 @@ fn an_unreachable_smtp_server_does_not_fail_the_run() {
         run["notification"].as_str().unwrap().starts_with("failed:"),
         "{run}"
     );
+}
+
+#[test]
+fn notifications_use_starttls_and_a_password_from_the_environment() {
+    let smtpd = Smtpd::start_secure("custodian", "s3cret");
+    let env = with_conversations(
+        "[policies.export.notify]\nto = \"a@example.com\"\non_completion = \"every_time\"",
+        1,
+    );
+    let config = std::fs::read_to_string(env.config()).unwrap();
+    env.write_config(&format!(
+        "{config}\n[email]\nsmtp_host = \"localhost\"\nsmtp_port = {}\nsecurity = \"starttls\"\n\
+         username = \"custodian\"\npassword_env = \"TEST_SMTP_PASSWORD\"\nfrom = \"custodian@example.com\"\n",
+        smtpd.port
+    ));
+    let run = |password: Option<&str>| {
+        let mut cmd = env.command(&["run", "export"]);
+        cmd.env("SSL_CERT_FILE", smtpd.cert());
+        match password {
+            Some(p) => cmd.env("TEST_SMTP_PASSWORD", p),
+            None => cmd.env_remove("TEST_SMTP_PASSWORD"),
+        };
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        text(&out)
+    };
+    let out = run(Some("s3cret"));
+    assert!(out.contains("notification: sent to a@example.com"), "{out}");
+    assert_eq!(smtpd.messages().len(), 1);
+    let out = run(Some("wrong"));
+    assert!(out.contains("notification: failed:"), "{out}");
+    let out = run(None);
+    assert!(
+        out.contains("environment variable TEST_SMTP_PASSWORD (email.password_env) is not set"),
+        "{out}"
+    );
+    assert_eq!(smtpd.messages().len(), 1);
 }
 
 const FLAG_POLICIES: &str = r#"
