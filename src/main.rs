@@ -276,6 +276,7 @@ fn main() -> ExitCode {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
                 .with_filter(
                     tracing_subscriber::EnvFilter::try_from_env("CUSTODIAN_LOG")
                         .unwrap_or_else(|_| default_filter.into()),

@@ -247,6 +247,30 @@ fn a_run_without_progress_is_stalled_and_ended() {
 }
 
 #[test]
+fn sigterm_cancels_a_run_cleanly_and_the_next_run_goes_on() {
+    let env = with_conversations("concurrency = 1", 10);
+    let child = env
+        .command(&["run", "export"])
+        .env("FAILPOINTS", "export-item=sleep(300)")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(&child, nix::sys::signal::Signal::SIGTERM);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let run = last_run(&env);
+    assert_eq!(run["status"], "cancelled", "{run}");
+    assert!(run["manifest_key"].is_string(), "{run}");
+    let done = run["counters"]["exported"].as_u64().unwrap();
+    assert!(done < 10, "{run}");
+    let (code, summary) = env.json(&["run", "export"]);
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(summary["counters"]["exported"].as_u64().unwrap(), 10 - done);
+}
+
+#[test]
 fn a_panicking_run_is_recorded_as_failed() {
     let env = with_conversations("", 2);
     let out = env
