@@ -44,38 +44,29 @@ fn flag_page(c: &mut Criterion) {
     let mut group = c.benchmark_group("confidential");
     group.throughput(Throughput::Elements(PAGE as u64));
     group.sample_size(20);
+    let page = |value| ConfidentialPage {
+        run,
+        policy: "flag",
+        filter: &filter,
+        exclude: &Exclude::Nothing,
+        value,
+        remember: false,
+        actor: "bench",
+        limit: PAGE,
+    };
     // Alternately sets and clears the flag of the first page, so every iteration changes
     // (and audits) all 2,000.
     let mut value = true;
     group.bench_function("flip_page_2000", |b| {
         b.iter(|| {
-            let page = ConfidentialPage {
-                run,
-                policy: "flag",
-                filter: &filter,
-                exclude: &Exclude::Nothing,
-                value,
-                remember: false,
-                actor: "bench",
-                limit: PAGE,
-            };
+            let (n, changed, _) = cat.set_confidential_page(&page(value), 0).unwrap();
             value = !value;
-            let (n, changed, _) = cat.set_confidential_page(&page, 0).unwrap();
             assert_eq!((n, changed), (PAGE as u64, PAGE as u64));
         })
     });
+    let unchanged = page(!value);
     group.bench_function("unchanged_page_2000", |b| {
-        let page = ConfidentialPage {
-            run,
-            policy: "flag",
-            filter: &filter,
-            exclude: &Exclude::Nothing,
-            value,
-            remember: false,
-            actor: "bench",
-            limit: PAGE,
-        };
-        b.iter(|| cat.set_confidential_page(&page, 0).unwrap())
+        b.iter(|| cat.set_confidential_page(&unchanged, 0).unwrap())
     });
     group.finish();
 }

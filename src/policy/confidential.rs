@@ -6,7 +6,6 @@
 
 use std::time::Instant;
 
-use chrono::{TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::current_actor;
@@ -69,19 +68,8 @@ pub fn run(
 ) -> Result<FlagSummary, CatalogError> {
     let started = Instant::now();
     let name = policy.name.as_str();
-    let keep = TimeDelta::days(i64::from(policy.job.keep_job_history_days));
-    catalog.prune_runs(name, Utc::now() - keep)?;
-    let (run, resumed) = match catalog.interrupted_run(name)? {
-        Some(r) => {
-            catalog.resume_run(r.id)?;
-            (r.id, true)
-        }
-        None => (catalog.begin_run(name, policy.mode, "catalog")?, false),
-    };
-    control.begin(run);
-    if let Some(dir) = &policy.job.log_dir {
-        crate::schedule::runlog::open(dir, catalog, name, run);
-    }
+    let (run, resumed) =
+        super::start_run(catalog, name, policy.mode, "catalog", &policy.job, control)?;
     tracing::info!(
         policy = name,
         run = run.0,
@@ -90,14 +78,7 @@ pub fn run(
         resumed,
         "confidential-flag run started"
     );
-    let index_failures: Vec<ItemOutcome> = index
-        .iter()
-        .flat_map(|r| &r.failures)
-        .map(|f| ItemOutcome::Failed {
-            subject: f.path.display().to_string(),
-            error: f.reason.clone(),
-        })
-        .collect();
+    let index_failures = super::index_failures(index.as_ref());
     catalog.record_outcomes(run, name, &index_failures)?;
     let exclude = match policy.mode {
         Mode::Incremental => Exclude::ExportedBy(name.to_owned()),

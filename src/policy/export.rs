@@ -6,7 +6,7 @@ use std::io::{self, Read, Seek};
 use std::path::Path;
 use std::time::Instant;
 
-use chrono::{TimeDelta, Utc};
+use chrono::Utc;
 use serde::Serialize;
 
 use crate::audit::{AuditKind, NewEvent, current_actor};
@@ -25,7 +25,7 @@ use crate::policy::produce::{
     scratch_file, transform_for,
 };
 use crate::policy::template::FileName;
-use crate::repository::index::{IndexReport, RecordFailure};
+use crate::repository::index::IndexReport;
 use crate::repository::record::{
     Artifact, ArtifactType, Conversation, ConversationType, RECORD_FILE,
 };
@@ -565,30 +565,14 @@ impl Export<'_> {
     ) -> Result<RunSummary, RunError> {
         let started = Instant::now();
         let policy = &self.policy.name;
-        let keep = TimeDelta::days(i64::from(self.policy.job.keep_job_history_days));
-        let pruned = self.catalog.prune_runs(policy, Utc::now() - keep)?;
-        if pruned > 0 {
-            tracing::info!(
-                policy,
-                pruned,
-                "succeeded runs past keep_job_history_days pruned"
-            );
-        }
-        let (run, resumed) = match self.catalog.interrupted_run(policy)? {
-            Some(r) => {
-                self.catalog.resume_run(r.id)?;
-                (r.id, true)
-            }
-            None => (
-                self.catalog
-                    .begin_run(policy, self.policy.mode, self.target.name())?,
-                false,
-            ),
-        };
-        control.begin(run);
-        if let Some(dir) = &self.policy.job.log_dir {
-            crate::schedule::runlog::open(dir, self.catalog, policy, run);
-        }
+        let (run, resumed) = super::start_run(
+            self.catalog,
+            policy,
+            self.policy.mode,
+            self.target.name(),
+            &self.policy.job,
+            control,
+        )?;
         tracing::info!(
             policy,
             run = run.0,
@@ -597,14 +581,7 @@ impl Export<'_> {
             resumed,
             "export run started"
         );
-        let index_failures: Vec<ItemOutcome> = index
-            .iter()
-            .flat_map(|r| &r.failures)
-            .map(|f: &RecordFailure| ItemOutcome::Failed {
-                subject: f.path.display().to_string(),
-                error: f.reason.clone(),
-            })
-            .collect();
+        let index_failures = super::index_failures(index.as_ref());
         self.catalog.record_outcomes(run, policy, &index_failures)?;
         let exclude = match self.policy.mode {
             Mode::Incremental => Exclude::ExportedBy(policy.clone()),

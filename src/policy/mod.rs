@@ -5,3 +5,56 @@ pub mod lifecycle;
 pub mod produce;
 pub mod roles;
 pub mod template;
+
+use chrono::{TimeDelta, Utc};
+
+use crate::catalog::{Catalog, CatalogError, ItemOutcome, Mode, RunId};
+use crate::config::JobSettings;
+use crate::pipeline::Control;
+use crate::repository::index::IndexReport;
+
+/// Starts a run of `policy`: drops its succeeded runs past `keep_job_history_days`, picks up
+/// the run a killed process left (true) or begins a new one, notes it in `control` and opens
+/// its log file when the policy keeps one.
+pub fn start_run(
+    catalog: &dyn Catalog,
+    policy: &str,
+    mode: Mode,
+    target: &str,
+    job: &JobSettings,
+    control: &Control,
+) -> Result<(RunId, bool), CatalogError> {
+    let keep = TimeDelta::days(i64::from(job.keep_job_history_days));
+    let pruned = catalog.prune_runs(policy, Utc::now() - keep)?;
+    if pruned > 0 {
+        tracing::info!(
+            policy,
+            pruned,
+            "succeeded runs past keep_job_history_days pruned"
+        );
+    }
+    let (run, resumed) = match catalog.interrupted_run(policy)? {
+        Some(r) => {
+            catalog.resume_run(r.id)?;
+            (r.id, true)
+        }
+        None => (catalog.begin_run(policy, mode, target)?, false),
+    };
+    control.begin(run);
+    if let Some(dir) = &job.log_dir {
+        crate::schedule::runlog::open(dir, catalog, policy, run);
+    }
+    Ok((run, resumed))
+}
+
+/// The records an index pass could not read, as failed items of a run.
+pub fn index_failures(index: Option<&IndexReport>) -> Vec<ItemOutcome> {
+    index
+        .iter()
+        .flat_map(|r| &r.failures)
+        .map(|f| ItemOutcome::Failed {
+            subject: f.path.display().to_string(),
+            error: f.reason.clone(),
+        })
+        .collect()
+}
