@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod cli_direct;
 mod cli_lifecycle;
 mod cli_run;
 mod cli_serve;
@@ -71,6 +72,9 @@ enum Command {
     /// Run every enabled policy on its schedule until SIGTERM or SIGINT; SIGHUP reloads the
     /// config (a bad one is refused and the running one kept).
     Serve(cli_serve::ServeArgs),
+    /// Direct export on a recording server: watch the repository and export each conversation
+    /// once it is complete, with an export policy's settings, until SIGTERM or SIGINT.
+    Direct(cli_direct::DirectArgs),
     /// Retention policies: create, version, enable, disable, activate, list, show.
     Lifecycle {
         #[command(subcommand)]
@@ -415,6 +419,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         Command::Lifecycle { command } => cli_lifecycle::command(cli, command),
         Command::Schedules => schedules(cli),
         Command::Serve(args) => cli_serve::serve(cli, args),
+        Command::Direct(args) => cli_direct::direct(cli, args),
         Command::Jobs { command } => jobs(cli, command),
         Command::Audit { command } => audit(cli, command),
         Command::Verify { run } => verify(cli, RunId(*run)),

@@ -1,5 +1,6 @@
 //! Policies: what each action does to the conversations it selects.
 pub mod confidential;
+pub mod direct;
 pub mod export;
 pub mod lifecycle;
 pub mod produce;

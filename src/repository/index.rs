@@ -68,7 +68,8 @@ fn is_digits(name: &str, len: usize) -> bool {
     name.len() == len && name.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn subdirs(dir: &Path) -> std::io::Result<Vec<String>> {
+/// The names of the directories in `dir`, sorted.
+pub fn subdirs(dir: &Path) -> std::io::Result<Vec<String>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -83,7 +84,7 @@ fn subdirs(dir: &Path) -> std::io::Result<Vec<String>> {
 }
 
 /// Day directories (`tenant/YYYY/MM/DD`, relative to `root`).
-fn day_dirs(root: &Path) -> std::io::Result<Vec<String>> {
+pub fn day_dirs(root: &Path) -> std::io::Result<Vec<String>> {
     let mut days = Vec::new();
     for tenant in subdirs(root)? {
         for year in subdirs(&root.join(&tenant))?

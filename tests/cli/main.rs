@@ -7,6 +7,7 @@ mod config_errors;
 mod crash;
 mod crypto;
 mod demo;
+mod direct;
 mod export;
 #[cfg(feature = "gcs")]
 mod gcs;

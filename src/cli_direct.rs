@@ -1,0 +1,253 @@
+//! `custodian direct POLICY`: direct export on a recording server. Watches the repository,
+//! and each time conversations become complete exports them with the policy's settings (one
+//! run each time, with its manifest and audit events). Its state is the config's catalog, which
+//! must be a local SQLite file: `jobs` and `audit` read it as usual. Runs until SIGTERM or
+//! SIGINT (or one look with `--once`), then prints what it did and the latency from a
+//! conversation's completion to its export.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use chrono::Utc;
+use serde::Serialize;
+
+use custodian::catalog::sqlite::SqliteCatalog;
+use custodian::catalog::{Catalog, Exclude};
+use custodian::config::{CatalogConfig, Config, Policy};
+use custodian::filter::Filter;
+use custodian::pipeline::Control;
+use custodian::policy::direct::{self, DIRECT_CRITERIA, Latencies, Watcher};
+use custodian::policy::export::{Export, RunError};
+use custodian::policy::produce::{self, MediaTools};
+
+use super::{Cli, Loaded, load_keystore, open_target, print_json};
+
+#[derive(clap::Args)]
+pub struct DirectArgs {
+    /// The export policy whose target and settings to use.
+    policy: String,
+    /// How often the repository is looked at.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    interval: Duration,
+    /// Warn about a conversation still incomplete after this long (it is still waited for).
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    patience: Duration,
+    /// Look once, export what is complete, and exit.
+    #[arg(long)]
+    once: bool,
+}
+
+/// What a direct-export session did.
+#[derive(Serialize)]
+struct DirectSummary {
+    policy: String,
+    state: PathBuf,
+    runs: u64,
+    exported: u64,
+    failed: u64,
+    /// Conversations still incomplete when it stopped.
+    waiting: usize,
+    /// Completion-to-export latencies measured (conversations completed while it watched).
+    measured: u64,
+    latency_median_ms: Option<f64>,
+    latency_p99_ms: Option<f64>,
+}
+
+pub fn direct(cli: &Cli, args: &DirectArgs) -> Result<u8> {
+    let config = Config::load(&cli.config)?;
+    let policy = match config.policy(&args.policy)? {
+        Policy::Export(p) => p.clone(),
+        Policy::Confidential(_) => bail!(
+            "policy `{}` sets confidential flags; direct export runs an export policy",
+            args.policy
+        ),
+    };
+    if let Some(key) = direct::unsupported_criterion(&policy.criteria) {
+        bail!(
+            "{}: policies.{}.filter.{key}: direct export cannot apply this criterion; it filters by {} only (a scheduled export policy can)",
+            config.file.display(),
+            policy.name,
+            DIRECT_CRITERIA.join(", ")
+        );
+    }
+    let state_path = match &config.catalog {
+        CatalogConfig::Sqlite { path } => path.clone(),
+    };
+    let state: Arc<dyn Catalog> = Arc::new(SqliteCatalog::open(&state_path)?);
+    let l = Loaded {
+        config,
+        catalog: state.clone(),
+    };
+    let target = open_target(&l, &policy.target)?;
+    let keystore = load_keystore(&l, &policy)?;
+    let ffmpeg = l.config.media.ffmpeg.as_deref();
+    if let (Some(ffmpeg), Some(_)) = (ffmpeg, &policy.video_format) {
+        produce::check_ffmpeg(ffmpeg).map_err(anyhow::Error::msg)?;
+    }
+    let _lock = state.lock_policy(&policy.name)?;
+    let mut criteria = policy.criteria.clone();
+    criteria.imported = Some(false);
+    let filter = Filter::resolve(&criteria, Utc::now(), policy.job.timezone);
+    let export = Export {
+        policy: &policy,
+        root: &l.config.repository_root,
+        target: target.as_ref(),
+        catalog: state.as_ref(),
+        filter: filter.clone(),
+        tools: MediaTools {
+            keystore: keystore.as_ref(),
+            ffmpeg,
+        },
+    };
+    let quit = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, quit.clone())?;
+    }
+    let mut watcher = Watcher::new(&l.config.repository_root, state.as_ref(), args.patience)?;
+    let mut latencies = Latencies::new(100_000);
+    let mut summary = DirectSummary {
+        policy: policy.name.clone(),
+        state: state_path.clone(),
+        runs: 0,
+        exported: 0,
+        failed: 0,
+        waiting: 0,
+        measured: 0,
+        latency_median_ms: None,
+        latency_p99_ms: None,
+    };
+    if !cli.json {
+        eprintln!(
+            "direct: watching {} for policy `{}` (state {}); Ctrl-C to stop",
+            l.config.repository_root.display(),
+            policy.name,
+            state_path.display()
+        );
+    }
+    let exclude = Exclude::ExportedBy(policy.name.clone());
+    // The first cycle also exports what the state holds from before a restart; a run whose
+    // manifest could not be written is retried each cycle (and counts as a failure).
+    let mut retry = true;
+    loop {
+        let found = watcher
+            .scan()
+            .with_context(|| format!("cannot read {}", l.config.repository_root.display()))?;
+        if !found.is_empty() {
+            let changes = direct::changes(&found);
+            for (change, error) in changes.iter().zip(state.apply_index(&changes)?) {
+                if let (Some(e), custodian::catalog::IndexChange::Upsert { rel_dir, .. }) =
+                    (error, change)
+                {
+                    tracing::warn!("{rel_dir}: {e}");
+                }
+            }
+        }
+        if (retry || !found.is_empty())
+            && (state.count_selection(&filter, &exclude)? > 0
+                || state.interrupted_run(&policy.name)?.is_some())
+        {
+            let control = Control::new();
+            match export.run(None, &indicatif::ProgressBar::hidden(), &control) {
+                Err(RunError::Manifest(e)) => {
+                    eprintln!("error: {e}\nthe run stays open: the next cycle resumes it");
+                    retry = true;
+                    summary.failed += 1;
+                }
+                result => {
+                    retry = false;
+                    let run = result?;
+                    record_run(
+                        cli,
+                        &state,
+                        &filter,
+                        &found,
+                        &run,
+                        &mut latencies,
+                        &mut summary,
+                    )?;
+                }
+            }
+        }
+        if args.once || quit.load(Ordering::Relaxed) {
+            break;
+        }
+        let until = Instant::now() + args.interval;
+        while Instant::now() < until && !quit.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20).min(args.interval));
+        }
+    }
+    summary.waiting = watcher.waiting();
+    summary.measured = latencies.count;
+    if let Some((p50, p99)) = latencies.percentiles() {
+        summary.latency_median_ms = Some(p50);
+        summary.latency_p99_ms = Some(p99);
+    }
+    if cli.json {
+        print_json(&summary)?;
+    } else {
+        println!(
+            "direct: stopped: {} run(s), {} exported, {} failed, {} conversation(s) still incomplete{}",
+            summary.runs,
+            summary.exported,
+            summary.failed,
+            summary.waiting,
+            match (summary.latency_median_ms, summary.latency_p99_ms) {
+                (Some(p50), Some(p99)) => format!(
+                    "; completion to export over {} conversation(s): median {p50:.0} ms, p99 {p99:.0} ms",
+                    summary.measured
+                ),
+                _ => String::new(),
+            }
+        );
+    }
+    Ok(u8::from(summary.failed > 0))
+}
+
+/// Counts a finished run and the latency of each conversation it exported that completed
+/// while the watcher looked.
+fn record_run(
+    cli: &Cli,
+    state: &Arc<dyn Catalog>,
+    filter: &Filter,
+    found: &[direct::Found],
+    run: &custodian::policy::export::RunSummary,
+    latencies: &mut Latencies,
+    summary: &mut DirectSummary,
+) -> Result<()> {
+    let failed: HashSet<String> = state
+        .failed_items(run.run, usize::MAX)?
+        .into_iter()
+        .map(|f| f.subject)
+        .collect();
+    let now = SystemTime::now();
+    for f in found.iter().filter(|f| {
+        filter.matches(&f.conversation)
+            && !failed.contains(&format!("{}/{}", f.conversation.tenant, f.conversation.id))
+    }) {
+        let ms = now.duration_since(f.completed).unwrap_or_default();
+        latencies.add(ms.as_secs_f64() * 1000.0);
+    }
+    summary.runs += 1;
+    summary.exported += run.counters.exported;
+    summary.failed += run.counters.failed;
+    if !cli.json {
+        let latency = latencies
+            .percentiles()
+            .map(|(p50, p99)| {
+                format!("; completion to export so far: median {p50:.0} ms, p99 {p99:.0} ms")
+            })
+            .unwrap_or_default();
+        println!(
+            "direct: run {}: {} exported, {} failed{latency}",
+            run.run, run.counters.exported, run.counters.failed
+        );
+        for f in &run.failures {
+            println!("  failed: {}: {}", f.subject, f.error);
+        }
+    }
+    Ok(())
+}

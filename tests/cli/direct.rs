@@ -1,0 +1,181 @@
+//! Direct export: conversations exported once complete, half-written ones waited for, imported
+//! ones ignored, nothing skipped or exported twice across restarts.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::common::{Art, Env, text};
+
+fn audit_count(env: &Env) -> usize {
+    let (_, events) = env.json(&["audit", "list", "--kind", "conversation_exported"]);
+    events.as_array().unwrap().len()
+}
+
+#[test]
+fn complete_conversations_are_exported_once_and_half_written_ones_wait() {
+    let env = Env::new("[policies.export.filter]\nusers = [\"alice\"]");
+    for i in 0..3 {
+        env.conversation("acme", 3, &format!("c{i}"), &[("a.wav", b"complete")]);
+    }
+    // Listed artifact missing; another shorter than recorded; a conversation.json cut short.
+    let missing = env.conversation("acme", 3, "missing", &[("a.wav", b"soon")]);
+    std::fs::remove_file(missing.join("a.wav")).unwrap();
+    let short = env.conversation("acme", 3, "short", &[("a.wav", b"0123456789")]);
+    std::fs::write(short.join("a.wav"), b"01234").unwrap();
+    let cut = env.conversation("acme", 3, "cut", &[("a.wav", b"x")]);
+    let record = std::fs::read(cut.join("conversation.json")).unwrap();
+    std::fs::write(cut.join("conversation.json"), &record[..record.len() / 2]).unwrap();
+    // Imported records are not this server's to export.
+    let imported = env.conversation("acme", 3, "imported", &[("a.wav", b"old")]);
+    let text_of = std::fs::read_to_string(imported.join("conversation.json")).unwrap();
+    std::fs::write(
+        imported.join("conversation.json"),
+        text_of.replace(
+            "\"artifacts\"",
+            "\"flags\": {\"imported\": true},\n  \"artifacts\"",
+        ),
+    )
+    .unwrap();
+
+    let (code, s) = env.json(&["direct", "export", "--once"]);
+    assert_eq!(code, 0, "{s}");
+    assert_eq!(
+        (s["exported"].as_u64(), s["waiting"].as_u64()),
+        (Some(3), Some(3)),
+        "{s}"
+    );
+    assert_eq!(audit_count(&env), 3);
+    let exported = env.archive_files();
+    assert!(
+        exported.iter().all(|f| !f.contains("missing")
+            && !f.contains("short")
+            && !f.contains("cut")
+            && !f.contains("imported")),
+        "{exported:?}"
+    );
+
+    // They complete; a restarted direct export exports just those.
+    std::fs::write(missing.join("a.wav"), b"soon").unwrap();
+    std::fs::write(short.join("a.wav"), b"0123456789").unwrap();
+    std::fs::write(cut.join("conversation.json"), &record).unwrap();
+    let before: Vec<_> = exported
+        .iter()
+        .map(|f| {
+            std::fs::metadata(env.archive().join(f))
+                .unwrap()
+                .modified()
+                .unwrap()
+        })
+        .collect();
+    let (code, s) = env.json(&["direct", "export", "--once"]);
+    assert_eq!(code, 0, "{s}");
+    assert_eq!(
+        (s["exported"].as_u64(), s["waiting"].as_u64()),
+        (Some(3), Some(0)),
+        "{s}"
+    );
+    assert_eq!(audit_count(&env), 6);
+    let after: Vec<_> = exported
+        .iter()
+        .map(|f| {
+            std::fs::metadata(env.archive().join(f))
+                .unwrap()
+                .modified()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(before, after, "objects exported before were written again");
+    let (_, s) = env.json(&["direct", "export", "--once"]);
+    assert_eq!(s["runs"], 0, "{s}");
+}
+
+#[test]
+fn filters_direct_export_cannot_apply_are_refused() {
+    let env = Env::new("[policies.export.filter]\nolder_than_days = 3");
+    let out = env.run(&["direct", "export", "--once"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "policies.export.filter.older_than_days: direct export cannot apply this criterion"
+        ),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_running_direct_export_picks_up_new_conversations_and_reports_latency() {
+    let env = Env::new("");
+    let mut child = env
+        .command(&["direct", "export", "--interval", "100ms"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    env.record(
+        "acme",
+        4,
+        "late",
+        "voice",
+        &[Art::plain("a.wav", "audio_recording", b"late")],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !env.archive().join("acme/2026/01/04/late/a.wav").exists() {
+        assert!(Instant::now() < deadline, "not exported");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "direct did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let printed = text(&out);
+    assert!(printed.contains("1 exported"), "{printed}");
+    assert!(
+        printed.contains("completion to export over 1 conversation(s): median"),
+        "{printed}"
+    );
+}
+
+#[test]
+fn a_killed_direct_export_loses_nothing_and_repeats_nothing() {
+    let env = Env::new("concurrency = 1");
+    for i in 0..6 {
+        env.conversation(
+            "acme",
+            5,
+            &format!("k{i}"),
+            &[("a.wav", format!("kill {i}").as_bytes())],
+        );
+    }
+    let mut child = env
+        .command(&["direct", "export", "--interval", "100ms"])
+        .env("FAILPOINTS", "export-item=sleep(400)")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = audit_count(&env);
+    assert!(before < 6, "all exported before the kill: {before}");
+    let (code, s) = env.json(&["direct", "export", "--once"]);
+    assert_eq!(code, 0, "{s}");
+    assert_eq!(audit_count(&env), 6, "{s}");
+    let files = env.archive_files();
+    for i in 0..6 {
+        assert!(
+            files.contains(&format!("acme/2026/01/05/k{i}/a.wav")),
+            "{files:?}"
+        );
+    }
+}
