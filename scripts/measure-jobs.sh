@@ -10,12 +10,20 @@
 #     LATENCY_MINUTES minutes: time from the due instant to the run process's start, and to
 #     the run's row in the catalog (process start, config, catalog, index).
 #
-#   scripts/measure-jobs.sh WORK_DIR    env: SECTIONS="confidential serve-idle serve-latency"
+#   direct: `custodian direct` (interval DIRECT_INTERVAL) while a recorder writes DIRECT_RATE
+#     conversations a second for DIRECT_SECONDS (a 60 s 8 kHz WAV and conversation.json each,
+#     the record renamed into place last): latency from completion to export, from its summary.
+#
+#   scripts/measure-jobs.sh WORK_DIR    env: SECTIONS="confidential serve-idle serve-latency direct"
 #     CONVERSATIONS=1000000 IDLE_POLICIES=1000 IDLE_SECONDS=60 LATENCY_POLICIES=5 LATENCY_MINUTES=3
+#     DIRECT_RATE=20 DIRECT_SECONDS=60 DIRECT_INTERVAL=250ms
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:?usage: scripts/measure-jobs.sh WORK_DIR}
-SECTIONS=${SECTIONS:-confidential serve-idle serve-latency}
+SECTIONS=${SECTIONS:-confidential serve-idle serve-latency direct}
+DIRECT_RATE=${DIRECT_RATE:-20}
+DIRECT_SECONDS=${DIRECT_SECONDS:-60}
+DIRECT_INTERVAL=${DIRECT_INTERVAL:-250ms}
 CONVERSATIONS=${CONVERSATIONS:-1000000}
 IDLE_POLICIES=${IDLE_POLICIES:-1000}
 IDLE_SECONDS=${IDLE_SECONDS:-60}
@@ -144,5 +152,53 @@ print("| due instant to … | runs | median | p99 | max |")
 print("|---|---|---|---|---|")
 line("run process started", spawn)
 line("run row begun in the catalog", rows)
+PY
+fi
+
+if want direct; then
+  dir=$WORK/direct
+  rm -rf "$dir" && mkdir -p "$dir/repo" "$dir/archive"
+  printf '[catalog]\nurl = "sqlite:catalog.db"\n[repository]\nroot = "repo"\n[targets.archive]\nkind = "filesystem"\npath = "archive"\n[policies.direct]\naction = "export"\ntarget = "archive"\n' > "$dir/custodian.toml"
+  "$BIN" --config "$dir/custodian.toml" --json direct direct --interval "$DIRECT_INTERVAL" > "$dir/summary.json" 2> "$dir/direct.log" &
+  pid=$!
+  sleep 1
+  python3 - "$dir/repo" "$DIRECT_RATE" "$DIRECT_SECONDS" <<'PY'
+import hashlib, json, os, sys, time
+root, rate, seconds = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+wav = b"RIFF" + (36 + 960000).to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little") \
+    + (1).to_bytes(2, "little") + (1).to_bytes(2, "little") + (8000).to_bytes(4, "little") \
+    + (16000).to_bytes(4, "little") + (2).to_bytes(2, "little") + (16).to_bytes(2, "little") \
+    + b"data" + (960000).to_bytes(4, "little") + bytes(960000)
+sha = hashlib.sha256(wav).hexdigest()
+start = time.time()
+n = 0
+while time.time() - start < seconds:
+    d = os.path.join(root, "acme/2026/11/22", f"c{n:06d}")
+    os.makedirs(d)
+    with open(os.path.join(d, "a.wav"), "wb") as f:
+        f.write(wav)
+    record = {"schema": 1, "id": f"c{n:06d}", "tenant": "acme", "type": "voice",
+              "source_platform": "cisco", "direction": "inbound",
+              "start": "2026-11-22T10:00:00Z", "end": "2026-11-22T10:01:00Z",
+              "participants": [{"user": "alice", "role": "agent"}],
+              "artifacts": [{"file": "a.wav", "type": "audio_recording",
+                             "audio_type": "conference_agent", "size": len(wav), "sha256": sha}]}
+    with open(os.path.join(d, ".conversation.json.tmp"), "w") as f:
+        json.dump(record, f)
+    os.rename(os.path.join(d, ".conversation.json.tmp"), os.path.join(d, "conversation.json"))
+    n += 1
+    time.sleep(max(0.0, start + n / rate - time.time()))
+print(f"wrote {n} conversations", file=sys.stderr)
+PY
+  sleep 3
+  kill -TERM $pid && wait $pid
+  python3 - "$dir/summary.json" "$DIRECT_RATE" "$DIRECT_INTERVAL" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+print()
+print(f"| direct export, {sys.argv[2]} conversations/s arriving, --interval {sys.argv[3]} | value |")
+print("|---|---|")
+print(f"| exported | {s['exported']} in {s['runs']} runs, {s['failed']} failed |")
+print(f"| completion to export (manifest written) | median {s['latency_median_ms']:.0f} ms, p99 {s['latency_p99_ms']:.0f} ms over {s['measured']} |")
 PY
 fi
