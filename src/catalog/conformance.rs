@@ -1,16 +1,50 @@
 //! The catalog conformance suite: behaviour every [`Catalog`] implementation must show, written
-//! against the trait and run against each implementation.
+//! against the trait and run against each implementation (`conformance_suite!` makes one test
+//! per function for an implementation's fresh catalogs).
 
-use chrono::{DateTime, Duration, FixedOffset, TimeZone, Utc};
+use chrono::{DateTime, Duration, FixedOffset, SubsecRound, TimeZone, Utc};
 use proptest::prelude::*;
 
 use super::*;
 use crate::audit::{AuditKind, GENESIS, verify_chain};
 use crate::filter::Criteria;
+use crate::policy::lifecycle::RetentionAction;
 use crate::repository::record::{
     Artifact, ArtifactType, AudioRecordingType, ConversationType, Direction, Encryption, Flags,
     Participant, Role,
 };
+
+/// One `#[test]` per conformance function, each on a catalog from `$fresh()`, which returns
+/// whatever owns the catalog's storage (dropped after the test) and the catalog.
+macro_rules! conformance_suite {
+    ($fresh:path) => {
+        $crate::catalog::conformance::conformance_suite!(
+            @each $fresh;
+            round_trip,
+            duplicate_ids_are_reported,
+            index_batches_apply_in_order,
+            runs_and_audit,
+            run_history,
+            audit_queries,
+            policy_lock_is_exclusive,
+            lifecycle_policies_and_versions,
+            due_artifacts_and_summary,
+            deletes_are_recorded_once,
+            confidential_pages,
+            upload_journal,
+        );
+    };
+    (@each $fresh:path; $($name:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                let (_storage, cat) = $fresh();
+                $crate::catalog::conformance::$name(&cat);
+            }
+        )+
+    };
+}
+pub(crate) use conformance_suite;
 
 const SHA: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -19,13 +53,32 @@ fn rel_dir(c: &Conversation) -> String {
 }
 
 fn upsert(c: &Conversation) -> IndexChange {
+    upsert_at(&rel_dir(c), c)
+}
+
+fn upsert_at(dir: &str, c: &Conversation) -> IndexChange {
     IndexChange::Upsert {
-        rel_dir: rel_dir(c),
+        rel_dir: dir.into(),
         fingerprint: Fingerprint {
             mtime_ns: 1,
             size: 2,
         },
         conversation: Box::new(c.clone()),
+    }
+}
+
+fn all_events(cat: &dyn Catalog) -> Vec<crate::audit::AuditEvent> {
+    cat.audit_events(&AuditQuery {
+        limit: 10_000,
+        ..AuditQuery::default()
+    })
+    .unwrap()
+}
+
+fn refused<T: std::fmt::Debug>(result: Result<T>, needle: &str) {
+    match result {
+        Err(CatalogError::Refused(m)) => assert!(m.contains(needle), "{m}"),
+        other => panic!("expected a refusal naming {needle:?}, got {other:?}"),
     }
 }
 
@@ -429,4 +482,800 @@ pub fn sql_agrees_with_predicate(new_catalog: &dyn Fn() -> Box<dyn Catalog>) {
             },
         )
         .unwrap();
+}
+
+/// A batch is applied change by change: a directory removed and added again, an id that moves
+/// between directories, the same directory twice, and a refused change amid accepted ones.
+pub fn index_batches_apply_in_order(cat: &dyn Catalog) {
+    let a = base("a", "acme");
+    let ids = |cat: &dyn Catalog| -> Vec<(String, String)> {
+        let mut page = cat
+            .select_page(&Filter::all(), &Exclude::Nothing, i64::MIN, 100)
+            .unwrap();
+        page.sort_by(|x, y| x.rel_dir.cmp(&y.rel_dir));
+        page.into_iter()
+            .map(|s| (s.rel_dir, s.conversation.id))
+            .collect()
+    };
+    let out = cat
+        .apply_index(&[
+            upsert(&a),
+            IndexChange::Remove {
+                rel_dir: rel_dir(&a),
+            },
+            upsert(&a),
+            IndexChange::Remove {
+                rel_dir: "acme/2026/01/09/never-indexed".into(),
+            },
+        ])
+        .unwrap();
+    assert_eq!(out, vec![None; 4]);
+    assert_eq!(ids(cat), [(rel_dir(&a), "a".to_string())]);
+
+    // The record moves to another day directory: removed there, added here, in one batch.
+    let moved = "acme/2026/01/05/a";
+    let out = cat
+        .apply_index(&[
+            IndexChange::Remove {
+                rel_dir: rel_dir(&a),
+            },
+            upsert_at(moved, &a),
+        ])
+        .unwrap();
+    assert_eq!(out, vec![None, None]);
+    assert_eq!(ids(cat), [(moved.to_string(), "a".to_string())]);
+
+    // Directory y gives up id `y` before directory x takes it: valid in this order.
+    let (x, y) = ("acme/2026/01/06/x", "acme/2026/01/07/y");
+    let with_id = |id: &str| base(id, "acme");
+    cat.apply_index(&[upsert_at(x, &with_id("x")), upsert_at(y, &with_id("y"))])
+        .unwrap();
+    let out = cat
+        .apply_index(&[upsert_at(y, &with_id("z")), upsert_at(x, &with_id("y"))])
+        .unwrap();
+    assert_eq!(out, vec![None, None]);
+    assert_eq!(
+        ids(cat),
+        [
+            (moved.to_string(), "a".to_string()),
+            (x.to_string(), "y".to_string()),
+            (y.to_string(), "z".to_string()),
+        ]
+    );
+
+    // In the other order the first change is refused (z is still y's) and the second applies.
+    let out = cat
+        .apply_index(&[upsert_at(x, &with_id("z")), upsert_at(y, &with_id("w"))])
+        .unwrap();
+    assert!(out[0].as_ref().unwrap().contains(y), "{:?}", out[0]);
+    assert_eq!(out[1], None);
+    assert_eq!(
+        ids(cat),
+        [
+            (moved.to_string(), "a".to_string()),
+            (x.to_string(), "y".to_string()),
+            (y.to_string(), "w".to_string()),
+        ]
+    );
+
+    // The same directory twice: the last record wins, children included.
+    let mut twice = with_id("y");
+    twice.artifacts[0].file = "second.wav".into();
+    twice.participants.push(Participant {
+        user: None,
+        extension: Some("2002".into()),
+        role: Role::Customer,
+    });
+    cat.apply_index(&[upsert_at(x, &with_id("y")), upsert_at(x, &twice)])
+        .unwrap();
+    let stored = select_all(cat, &Filter::all(), &Exclude::Nothing)
+        .into_iter()
+        .find(|c| c.id == "y")
+        .unwrap();
+    assert_eq!(stored, twice);
+    assert_eq!(cat.conversation_count().unwrap(), 3);
+}
+
+/// Job-run rows: listing, resume counts, logs and notifications, counters as recorded.
+pub fn run_history(cat: &dyn Catalog) {
+    let r1 = cat.begin_run("p", Mode::Full, "t").unwrap();
+    let r2 = cat.begin_run("p", Mode::Incremental, "t2").unwrap();
+    let r3 = cat.begin_run("q", Mode::Full, "t").unwrap();
+    assert!(r1 < r2 && r2 < r3);
+    assert_eq!(cat.interrupted_run("p").unwrap().unwrap().id, r2);
+    cat.resume_run(r2).unwrap();
+    cat.resume_run(r2).unwrap();
+    cat.set_run_log(r1, "/var/log/custodian/p-1.log").unwrap();
+    cat.set_run_notification(r1, "sent to ops@example.com")
+        .unwrap();
+    let counters = Counters {
+        selected: 5,
+        exported: 4,
+        flagged: 1,
+        failed: 1,
+        objects: 8,
+        bytes: 1 << 40,
+        index_errors: 2,
+    };
+    cat.finish_run(
+        r1,
+        RunStatus::Succeeded,
+        &counters,
+        Some("manifest.json"),
+        None,
+    )
+    .unwrap();
+    let run = cat.job_run(r1).unwrap().unwrap();
+    assert_eq!(
+        (
+            run.policy.as_str(),
+            run.mode,
+            run.target.as_str(),
+            run.status
+        ),
+        ("p", Mode::Full, "t", RunStatus::Succeeded)
+    );
+    assert_eq!(run.counters, counters);
+    assert_eq!(run.manifest_key.as_deref(), Some("manifest.json"));
+    assert_eq!(run.error_summary, None);
+    assert_eq!(run.log_path.as_deref(), Some("/var/log/custodian/p-1.log"));
+    assert_eq!(run.notification.as_deref(), Some("sent to ops@example.com"));
+    assert!(run.finished_at.unwrap() >= run.started_at);
+    assert_eq!(run.resumed, 0);
+    assert_eq!(cat.job_run(r2).unwrap().unwrap().resumed, 2);
+
+    cat.finish_run(
+        r2,
+        RunStatus::Running,
+        &Counters::default(),
+        None,
+        Some("still going"),
+    )
+    .unwrap();
+    let still = cat.job_run(r2).unwrap().unwrap();
+    assert_eq!(
+        (
+            still.status,
+            still.finished_at,
+            still.error_summary.as_deref()
+        ),
+        (RunStatus::Running, None, Some("still going"))
+    );
+    let ids = |runs: Vec<JobRun>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(ids(cat.job_runs(Some("p"), 10).unwrap()), [r2, r1]);
+    assert_eq!(ids(cat.job_runs(None, 2).unwrap()), [r3, r2]);
+    assert_eq!(cat.job_runs(Some("none"), 10).unwrap().len(), 0);
+    assert!(cat.job_run(RunId(r3.0 + 1000)).unwrap().is_none());
+
+    let failures: Vec<ItemOutcome> = (0..3)
+        .map(|i| ItemOutcome::Failed {
+            subject: format!("acme/f{i}"),
+            error: format!("error {i}"),
+        })
+        .collect();
+    cat.record_outcomes(r3, "q", &failures).unwrap();
+    let listed = cat.failed_items(r3, 2).unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|f| (f.subject.as_str(), f.error.as_str()))
+            .collect::<Vec<_>>(),
+        [("acme/f0", "error 0"), ("acme/f1", "error 1")]
+    );
+    assert_eq!(cat.run_counters(r3).unwrap().failed, 3);
+}
+
+fn exported(run: RunId, c: &Conversation, keys: &[&str]) -> ItemOutcome {
+    ItemOutcome::Exported {
+        tenant: c.tenant.clone(),
+        conversation_id: c.id.clone(),
+        objects: keys
+            .iter()
+            .map(|k| ObjectRecord {
+                key: (*k).into(),
+                size: 7,
+                sha256: SHA.into(),
+            })
+            .collect(),
+        audit: NewEvent {
+            at: Utc::now(),
+            kind: AuditKind::ConversationExported,
+            actor: "tester".into(),
+            policy: Some("p".into()),
+            run: Some(run.0),
+            tenant: Some(c.tenant.clone()),
+            conversation_id: Some(c.id.clone()),
+            details: serde_json::json!({ "keys": keys, "n": 1.5, "nested": { "b": [1, 2], "a": null } }),
+        },
+    }
+}
+
+/// Audit events are listed by run, conversation, kind and page, with details as written.
+pub fn audit_queries(cat: &dyn Catalog) {
+    let convs: Vec<_> = (0..4).map(|i| base(&format!("c{i}"), "acme")).collect();
+    cat.apply_index(&convs.iter().map(upsert).collect::<Vec<_>>())
+        .unwrap();
+    let r1 = cat.begin_run("p", Mode::Full, "t").unwrap();
+    let r2 = cat.begin_run("p", Mode::Full, "t").unwrap();
+    cat.record_outcomes(
+        r1,
+        "p",
+        &[
+            exported(r1, &convs[0], &["k/0"]),
+            exported(r1, &convs[1], &["k/1"]),
+        ],
+    )
+    .unwrap();
+    cat.record_outcomes(
+        r2,
+        "p",
+        &[
+            exported(r2, &convs[1], &["k/1"]),
+            exported(r2, &convs[2], &["k/2"]),
+            exported(r2, &convs[3], &["k/3"]),
+        ],
+    )
+    .unwrap();
+    let policy = LifecyclePolicy::new("t", "", ArtifactType::Transcript, None, "tester");
+    let mut created = match exported(r1, &convs[0], &[]) {
+        ItemOutcome::Exported { audit, .. } => audit,
+        ItemOutcome::Failed { .. } => unreachable!(),
+    };
+    created.kind = AuditKind::LifecyclePolicyChanged;
+    created.run = None;
+    cat.create_lifecycle_policy(&policy, &created).unwrap();
+
+    let all = all_events(cat);
+    assert_eq!(all.len(), 6);
+    assert_eq!(
+        all.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6]
+    );
+    verify_chain(&all, GENESIS.into()).unwrap();
+    assert_eq!(
+        all[0].event.details,
+        serde_json::json!({ "keys": ["k/0"], "n": 1.5, "nested": { "a": null, "b": [1, 2] } })
+    );
+    let query = |q: AuditQuery| {
+        cat.audit_events(&AuditQuery { limit: 100, ..q })
+            .unwrap()
+            .into_iter()
+            .map(|e| e.seq)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        query(AuditQuery {
+            run: Some(r2),
+            ..AuditQuery::default()
+        }),
+        [3, 4, 5]
+    );
+    assert_eq!(
+        query(AuditQuery {
+            conversation_id: Some("c1".into()),
+            ..AuditQuery::default()
+        }),
+        [2, 3]
+    );
+    assert_eq!(
+        query(AuditQuery {
+            kind: Some(AuditKind::LifecyclePolicyChanged),
+            ..AuditQuery::default()
+        }),
+        [6]
+    );
+    assert_eq!(
+        query(AuditQuery {
+            run: Some(r2),
+            conversation_id: Some("c1".into()),
+            kind: Some(AuditKind::ConversationExported),
+            ..AuditQuery::default()
+        }),
+        [3]
+    );
+    let mut paged = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = cat
+            .audit_events(&AuditQuery {
+                after_seq: after,
+                limit: 4,
+                ..AuditQuery::default()
+            })
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        paged.extend(page);
+    }
+    assert_eq!(
+        paged.iter().map(|e| e.hash.as_str()).collect::<Vec<_>>(),
+        all.iter().map(|e| e.hash.as_str()).collect::<Vec<_>>()
+    );
+}
+
+fn changed(what: &str) -> NewEvent {
+    NewEvent {
+        at: Utc::now(),
+        kind: AuditKind::LifecyclePolicyChanged,
+        actor: "tester".into(),
+        policy: Some(what.into()),
+        run: None,
+        tenant: None,
+        conversation_id: None,
+        details: serde_json::json!({ "change": what }),
+    }
+}
+
+/// Lifecycle policies: unique names, immutable versions, the first version active, at most
+/// one enabled policy per artifact (and audio recording) type, and an event per change.
+pub fn lifecycle_policies_and_versions(cat: &dyn Catalog) {
+    let now = Utc::now().trunc_subsecs(6);
+    let policy = |name: &str, audio: Option<AudioRecordingType>| LifecyclePolicy {
+        created_at: now,
+        ..LifecyclePolicy::new(
+            name,
+            "what it keeps",
+            ArtifactType::AudioRecording,
+            audio,
+            "alice",
+        )
+    };
+    let version = |name: &str, action: RetentionAction| LifecycleVersion {
+        published_at: now,
+        ..LifecycleVersion::new(name, action, "bob")
+    };
+    let agent = policy("agent", Some(AudioRecordingType::ConferenceAgent));
+    let v1 = version("v1", RetentionAction::Delete { days: 30 });
+    let v2 = version("v2", RetentionAction::KeepForever);
+    let mut events = 0;
+    cat.create_lifecycle_policy(&agent, &changed("create"))
+        .unwrap();
+    events += 1;
+    refused(
+        cat.create_lifecycle_policy(&agent, &changed("again")),
+        "already exists",
+    );
+    refused(
+        cat.publish_lifecycle_version("nope", &v1, &changed("v1")),
+        "no lifecycle policy named `nope`",
+    );
+    assert_eq!(cat.lifecycle_policies().unwrap(), vec![agent.clone()]);
+    cat.publish_lifecycle_version("agent", &v1, &changed("v1"))
+        .unwrap();
+    refused(
+        cat.publish_lifecycle_version(
+            "agent",
+            &LifecycleVersion {
+                name: "v1".into(),
+                ..v2.clone()
+            },
+            &changed("v1"),
+        ),
+        "already has a version named `v1`",
+    );
+    cat.publish_lifecycle_version("agent", &v2, &changed("v2"))
+        .unwrap();
+    events += 2;
+    assert_eq!(
+        cat.lifecycle_policies().unwrap(),
+        vec![LifecyclePolicy {
+            active_version: Some("v1".into()),
+            versions: vec![v1.clone(), v2.clone()],
+            ..agent.clone()
+        }]
+    );
+    cat.update_lifecycle_policy("agent", true, "v2", &[changed("enable"), changed("ack")])
+        .unwrap();
+    events += 2;
+    refused(
+        cat.update_lifecycle_policy("missing", true, "v1", &[changed("x")]),
+        "no lifecycle policy named `missing`",
+    );
+
+    let rival = policy("rival", Some(AudioRecordingType::ConferenceAgent));
+    let all_audio = policy("all-audio", None);
+    let customer = policy("customer", Some(AudioRecordingType::ConferenceCustomer));
+    for p in [&rival, &all_audio, &customer] {
+        cat.create_lifecycle_policy(p, &changed("create")).unwrap();
+        cat.publish_lifecycle_version(&p.name, &v1, &changed("v1"))
+            .unwrap();
+        events += 2;
+    }
+    refused(
+        cat.update_lifecycle_policy("rival", true, "v1", &[changed("enable")]),
+        "policy `agent` is already enabled for audio_recording/conference_agent",
+    );
+    // Another audio recording type, and audio recordings of no audio type, are other scopes.
+    for name in ["all-audio", "customer"] {
+        cat.update_lifecycle_policy(name, true, "v1", &[changed("enable")])
+            .unwrap();
+        events += 1;
+    }
+    cat.create_lifecycle_policy(&policy("more-audio", None), &changed("create"))
+        .unwrap();
+    cat.publish_lifecycle_version("more-audio", &v1, &changed("v1"))
+        .unwrap();
+    events += 2;
+    refused(
+        cat.update_lifecycle_policy("more-audio", true, "v1", &[changed("enable")]),
+        "policy `all-audio` is already enabled for audio_recording;",
+    );
+    // Disabling frees the scope.
+    cat.update_lifecycle_policy("agent", false, "v2", &[changed("disable")])
+        .unwrap();
+    cat.update_lifecycle_policy("rival", true, "v1", &[changed("enable")])
+        .unwrap();
+    events += 2;
+    let state: Vec<_> = cat
+        .lifecycle_policies()
+        .unwrap()
+        .into_iter()
+        .map(|p| {
+            (
+                p.name,
+                p.enabled,
+                p.active_version.unwrap(),
+                p.versions.len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        state,
+        [
+            ("agent".to_string(), false, "v2".to_string(), 2),
+            ("all-audio".to_string(), true, "v1".to_string(), 1),
+            ("customer".to_string(), true, "v1".to_string(), 1),
+            ("more-audio".to_string(), false, "v1".to_string(), 1),
+            ("rival".to_string(), true, "v1".to_string(), 1),
+        ]
+    );
+    let trail = all_events(cat);
+    assert_eq!(trail.len(), events, "refused changes leave no event");
+    verify_chain(&trail, GENESIS.into()).unwrap();
+}
+
+/// Conversations whose artifacts retention tests use: an agent recording (10 bytes), a
+/// transcript (5) and a customer recording (20).
+fn with_retention_artifacts(id: &str, start: &str) -> Conversation {
+    let mut c = base(id, "acme");
+    let start: DateTime<FixedOffset> = start.parse().unwrap();
+    c.start = start;
+    c.end = start + Duration::seconds(90);
+    let artifact = |file: &str, kind, audio_type, size| Artifact {
+        file: file.into(),
+        kind,
+        audio_type,
+        size,
+        sha256: SHA.into(),
+        encryption: None,
+    };
+    c.artifacts = vec![
+        artifact(
+            "agent.wav",
+            ArtifactType::AudioRecording,
+            Some(AudioRecordingType::ConferenceAgent),
+            10,
+        ),
+        artifact("t.txt", ArtifactType::Transcript, None, 5),
+        artifact(
+            "customer.wav",
+            ArtifactType::AudioRecording,
+            Some(AudioRecordingType::ConferenceCustomer),
+            20,
+        ),
+    ];
+    c
+}
+
+fn due_query(
+    artifact_type: ArtifactType,
+    audio_type: Option<AudioRecordingType>,
+    cutoff: &str,
+) -> DueQuery {
+    DueQuery {
+        policy: "retention".into(),
+        version: "v1".into(),
+        artifact_type,
+        audio_type,
+        days: 30,
+        cutoff: cutoff.parse().unwrap(),
+    }
+}
+
+/// Due artifacts: of the query's type and audio type (none means none), ended by the cutoff,
+/// not under legal hold, paged by (conversation, ordinal); the summary agrees.
+pub fn due_artifacts_and_summary(cat: &dyn Catalog) {
+    let early = with_retention_artifacts("early", "2026-01-02T10:00:00+01:00");
+    let mut held = with_retention_artifacts("held", "2026-01-03T10:00:00+00:00");
+    held.flags.legal_hold = true;
+    let late = with_retention_artifacts("late", "2026-03-01T08:00:00-05:00");
+    let middle = with_retention_artifacts("middle", "2026-01-05T10:00:00Z");
+    cat.apply_index(&[
+        upsert(&early),
+        upsert(&held),
+        upsert(&late),
+        upsert(&middle),
+    ])
+    .unwrap();
+    assert_eq!(cat.live_artifact_count().unwrap(), 12);
+    let q = due_query(
+        ArtifactType::AudioRecording,
+        Some(AudioRecordingType::ConferenceAgent),
+        "2026-02-10T00:00:00Z",
+    );
+    let first = cat.due_artifacts(&q, (0, -1), 1).unwrap();
+    assert_eq!(first.len(), 1);
+    let a = &first[0];
+    assert_eq!(
+        (
+            a.tenant.as_str(),
+            a.conversation_id.as_str(),
+            a.rel_dir.as_str(),
+            a.file.as_str(),
+            a.size,
+            a.ordinal,
+            a.policy.as_str(),
+            a.version.as_str()
+        ),
+        (
+            "acme",
+            "early",
+            "acme/2026/01/02/early",
+            "agent.wav",
+            10,
+            0,
+            "retention",
+            "v1"
+        )
+    );
+    assert_eq!(a.due, early.end.to_utc() + Duration::days(30));
+    let rest = cat
+        .due_artifacts(&q, (a.conversation_pk, a.ordinal), 10)
+        .unwrap();
+    assert_eq!(
+        rest.iter()
+            .map(|a| a.conversation_id.as_str())
+            .collect::<Vec<_>>(),
+        ["middle"]
+    );
+    assert!(
+        cat.due_artifacts(&q, (rest[0].conversation_pk, rest[0].ordinal), 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        cat.due_summary(&q).unwrap(),
+        (2, 20, Some(late.end.to_utc()))
+    );
+    let transcripts = due_query(ArtifactType::Transcript, None, "2026-12-31T00:00:00Z");
+    assert_eq!(cat.due_summary(&transcripts).unwrap(), (3, 15, None));
+    let untyped_audio = due_query(ArtifactType::AudioRecording, None, "2026-12-31T00:00:00Z");
+    assert_eq!(cat.due_summary(&untyped_audio).unwrap(), (0, 0, None));
+    assert!(
+        cat.due_artifacts(&untyped_audio, (0, -1), 10)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Delete intents survive until finished; a finished delete is recorded once with its event
+/// and stays recorded when the conversation is reindexed; a failed one is only forgotten.
+pub fn deletes_are_recorded_once(cat: &dyn Catalog) {
+    let convs: Vec<_> = (0..3)
+        .map(|i| with_retention_artifacts(&format!("c{i}"), "2026-01-02T10:00:00Z"))
+        .collect();
+    cat.apply_index(&convs.iter().map(upsert).collect::<Vec<_>>())
+        .unwrap();
+    let q = due_query(
+        ArtifactType::AudioRecording,
+        Some(AudioRecordingType::ConferenceAgent),
+        "2027-01-01T00:00:00Z",
+    );
+    let due = cat.due_artifacts(&q, (0, -1), 100).unwrap();
+    assert_eq!(due.len(), 3);
+    assert!(cat.pending_deletes().unwrap().is_empty());
+    cat.begin_deletes(&due).unwrap();
+    cat.begin_deletes(&due[..1]).unwrap();
+    assert_eq!(cat.pending_deletes().unwrap(), due);
+    cat.finish_deletes(
+        &[
+            (
+                due[0].clone(),
+                DeleteOutcome::Deleted { was_missing: false },
+            ),
+            (due[1].clone(), DeleteOutcome::Deleted { was_missing: true }),
+            (due[2].clone(), DeleteOutcome::Failed("busy".into())),
+        ],
+        "tester",
+    )
+    .unwrap();
+    assert!(cat.pending_deletes().unwrap().is_empty());
+    assert_eq!(
+        cat.due_artifacts(&q, (0, -1), 100).unwrap(),
+        [due[2].clone()]
+    );
+    assert_eq!(cat.live_artifact_count().unwrap(), 7);
+    let files = |id: &str| {
+        select_all(cat, &Filter::all(), &Exclude::Nothing)
+            .into_iter()
+            .find(|c| c.id == id)
+            .unwrap()
+            .artifacts
+            .into_iter()
+            .map(|a| a.file)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(files("c0"), ["t.txt", "customer.wav"]);
+    assert_eq!(files("c2"), ["agent.wav", "t.txt", "customer.wav"]);
+    cat.apply_index(&[upsert(&convs[0])]).unwrap();
+    assert_eq!(
+        files("c0"),
+        ["t.txt", "customer.wav"],
+        "reindexing keeps it deleted"
+    );
+    assert_eq!(
+        cat.due_artifacts(&q, (0, -1), 100).unwrap(),
+        [due[2].clone()]
+    );
+    let events = all_events(cat);
+    verify_chain(&events, GENESIS.into()).unwrap();
+    let deleted: Vec<_> = events
+        .iter()
+        .map(|e| {
+            assert_eq!(e.event.kind, AuditKind::ArtifactDeleted);
+            assert_eq!(e.event.actor, "tester");
+            assert_eq!(e.event.policy.as_deref(), Some("retention"));
+            (
+                e.event.conversation_id.clone().unwrap(),
+                e.event.details["path"].clone(),
+                e.event.details["file_was_missing"].clone(),
+                e.event.details["due"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        deleted,
+        [
+            (
+                "c0".to_string(),
+                serde_json::json!("acme/2026/01/02/c0/agent.wav"),
+                serde_json::json!(false),
+                serde_json::json!("2026-02-01T10:01:30.000000Z")
+            ),
+            (
+                "c1".to_string(),
+                serde_json::json!("acme/2026/01/02/c1/agent.wav"),
+                serde_json::json!(true),
+                serde_json::json!("2026-02-01T10:01:30.000000Z")
+            ),
+        ]
+    );
+}
+
+/// Confidential-flag pages: paged by rowid, one event per changed flag, the flag kept across
+/// reindexing, and incremental pages remembered.
+pub fn confidential_pages(cat: &dyn Catalog) {
+    let convs: Vec<_> = (0..5).map(|i| base(&format!("c{i}"), "acme")).collect();
+    cat.apply_index(&convs.iter().map(upsert).collect::<Vec<_>>())
+        .unwrap();
+    let run = cat.begin_run("flag", Mode::Full, "catalog").unwrap();
+    let all = Filter::all();
+    let page = ConfidentialPage {
+        run,
+        policy: "flag",
+        filter: &all,
+        exclude: &Exclude::Nothing,
+        value: true,
+        remember: false,
+        actor: "tester",
+        limit: 2,
+    };
+    let pass = |page: &ConfidentialPage<'_>| {
+        let mut sizes = Vec::new();
+        let mut after = 0;
+        loop {
+            let (n, changed, last) = cat.set_confidential_page(page, after).unwrap();
+            sizes.push((n, changed));
+            if n == 0 {
+                assert_eq!(last, after);
+                return sizes;
+            }
+            assert!(last > after);
+            after = last;
+        }
+    };
+    assert_eq!(pass(&page), [(2, 2), (2, 2), (1, 1), (0, 0)]);
+    assert_eq!(pass(&page), [(2, 0), (2, 0), (1, 0), (0, 0)]);
+    let confidential = Filter::resolve(
+        &Criteria {
+            confidential: Some(true),
+            ..Criteria::default()
+        },
+        Utc::now(),
+        chrono_tz::Tz::UTC,
+    );
+    assert_eq!(
+        cat.count_selection(&confidential, &Exclude::Nothing)
+            .unwrap(),
+        5
+    );
+    // The record says false; the flag a policy set stays.
+    cat.apply_index(&[upsert(&convs[0])]).unwrap();
+    assert_eq!(
+        cat.count_selection(&confidential, &Exclude::Nothing)
+            .unwrap(),
+        5
+    );
+
+    let exclude = Exclude::ExportedBy("flag".into());
+    let clear = ConfidentialPage {
+        exclude: &exclude,
+        value: false,
+        remember: true,
+        limit: 10,
+        ..page
+    };
+    assert_eq!(pass(&clear), [(5, 5), (0, 0)]);
+    assert_eq!(cat.count_selection(&all, &exclude).unwrap(), 0);
+    let mut says_confidential = convs[1].clone();
+    says_confidential.flags.confidential = true;
+    let mut new_one = base("c9", "acme");
+    new_one.flags.confidential = true;
+    cat.apply_index(&[upsert(&says_confidential), upsert(&new_one)])
+        .unwrap();
+    let flagged: Vec<String> = select_all(cat, &confidential, &Exclude::Nothing)
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(
+        flagged,
+        ["c9"],
+        "a cleared flag stays cleared; a new record keeps its own"
+    );
+    assert_eq!(cat.count_selection(&all, &exclude).unwrap(), 1);
+
+    let events = all_events(cat);
+    assert_eq!(events.len(), 10);
+    verify_chain(&events, GENESIS.into()).unwrap();
+    assert!(
+        events
+            .iter()
+            .all(|e| e.event.kind == AuditKind::ConfidentialFlagChanged
+                && e.event.run == Some(run.0)
+                && e.event.policy.as_deref() == Some("flag"))
+    );
+    assert_eq!(
+        events[0].event.details,
+        serde_json::json!({ "confidential": true, "was": false })
+    );
+    assert_eq!(
+        events[9].event.details,
+        serde_json::json!({ "confidential": false, "was": true })
+    );
+}
+
+/// The upload journal keeps open multipart uploads per target until they end.
+pub fn upload_journal(cat: &dyn Catalog) {
+    let open = |target: &str| {
+        let mut v: Vec<(String, String)> = cat
+            .open_uploads(target)
+            .unwrap()
+            .into_iter()
+            .map(|u| (u.upload_id, u.key))
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(open("t1").is_empty());
+    cat.upload_started("t1", "k/a", "u1").unwrap();
+    cat.upload_started("t1", "k/b", "u2").unwrap();
+    cat.upload_started("t2", "k/c", "u1").unwrap();
+    let pair = |u: &str, k: &str| (u.to_string(), k.to_string());
+    assert_eq!(open("t1"), [pair("u1", "k/a"), pair("u2", "k/b")]);
+    cat.upload_started("t1", "k/a2", "u1").unwrap();
+    assert_eq!(open("t1"), [pair("u1", "k/a2"), pair("u2", "k/b")]);
+    cat.upload_ended("t1", "u1").unwrap();
+    cat.upload_ended("t1", "unknown").unwrap();
+    assert_eq!(open("t1"), [pair("u2", "k/b")]);
+    assert_eq!(open("t2"), [pair("u1", "k/c")]);
 }

@@ -1,12 +1,15 @@
 //! The catalog: conversations and artifacts indexed from the repository, job runs, incremental
-//! export state and audit events, behind one trait so SQLite (one file, the default) and a
-//! shared server catalog can stand in for each other.
+//! export state and audit events, behind one trait so SQLite (one file, the default) and
+//! PostgreSQL (a catalog shared by several nodes) can stand in for each other. What both
+//! implementations must say the same way (refusals, audit events they write) lives here.
 
 #[cfg(test)]
 mod conformance;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use crate::audit::{AuditEvent, NewEvent};
@@ -23,6 +26,14 @@ pub enum CatalogError {
     Sqlite {
         location: String,
         source: rusqlite::Error,
+    },
+    /// A PostgreSQL error; the message carries the server's own text (its cause is not
+    /// chained again, so `{:#}` prints it once).
+    #[cfg(feature = "postgres")]
+    #[error("catalog {location}: {}", postgres::describe(error))]
+    Postgres {
+        location: String,
+        error: ::postgres::Error,
     },
     #[error("catalog {location}: {message}")]
     Open { location: String, message: String },
@@ -401,6 +412,163 @@ pub fn open(config: &crate::config::CatalogConfig) -> Result<Box<dyn Catalog>> {
     match config {
         crate::config::CatalogConfig::Sqlite { path } => {
             Ok(Box::new(sqlite::SqliteCatalog::open(path)?))
+        }
+        #[cfg(feature = "postgres")]
+        crate::config::CatalogConfig::Postgres { url } => {
+            Ok(Box::new(postgres::PostgresCatalog::open(url)?))
+        }
+        #[cfg(not(feature = "postgres"))]
+        crate::config::CatalogConfig::Postgres { url } => Err(CatalogError::Open {
+            location: redact_url(url),
+            message: POSTGRES_LEFT_OUT.into(),
+        }),
+    }
+}
+
+/// Why a build without the `postgres` feature cannot open a PostgreSQL catalog.
+pub const POSTGRES_LEFT_OUT: &str = "this build of custodian leaves out the PostgreSQL catalog; build it with `--features postgres`";
+
+/// `url` without its password (in the user info or a `password=` parameter), for messages.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, q)) => (r, Some(q)),
+        None => (rest, None),
+    };
+    let rest = match rest.rsplit_once('@') {
+        Some((user_info, host)) => {
+            let user = user_info.split_once(':').map_or(user_info, |(u, _)| u);
+            format!("{user}@{host}")
+        }
+        None => rest.to_owned(),
+    };
+    let query = query.map(|q| {
+        q.split('&')
+            .filter(|kv| {
+                !kv.split('=')
+                    .next()
+                    .unwrap_or("")
+                    .eq_ignore_ascii_case("password")
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    });
+    let mut out = if scheme.is_empty() {
+        rest
+    } else {
+        format!("{scheme}://{rest}")
+    };
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        out.push('?');
+        out.push_str(&q);
+    }
+    out
+}
+
+/// An instant as audit details and SQLite store it: RFC 3339, microseconds, `Z`.
+pub(crate) fn rfc3339_micros(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// The refusal of a record whose tenant and id another directory already holds.
+fn duplicate_id(conversation: &Conversation, other: Option<&str>) -> String {
+    format!(
+        "conversation id `{}` of tenant `{}` is already indexed from {}; ids must be unique per tenant",
+        conversation.id,
+        conversation.tenant,
+        other.unwrap_or("another directory")
+    )
+}
+
+fn unknown_policy(policy: &str) -> CatalogError {
+    CatalogError::Refused(format!(
+        "no lifecycle policy named `{policy}` (see `custodian lifecycle list`)"
+    ))
+}
+
+fn policy_exists(policy: &str) -> CatalogError {
+    CatalogError::Refused(format!(
+        "a lifecycle policy named `{policy}` already exists"
+    ))
+}
+
+fn version_exists(policy: &str, version: &str) -> CatalogError {
+    CatalogError::Refused(format!(
+        "policy `{policy}` already has a version named `{version}`; versions are immutable, publish a new name"
+    ))
+}
+
+fn other_enabled(other: &str, artifact_type: &str, audio_type: Option<&str>) -> CatalogError {
+    let scope = match audio_type {
+        Some(a) => format!("{artifact_type}/{a}"),
+        None => artifact_type.to_owned(),
+    };
+    CatalogError::Refused(format!(
+        "policy `{other}` is already enabled for {scope}; disable it first (at most one enabled policy per type)"
+    ))
+}
+
+/// The lifecycle-history event of one deleted artifact.
+fn deletion_event(a: &DueArtifact, was_missing: bool, now: DateTime<Utc>, actor: &str) -> NewEvent {
+    NewEvent {
+        at: now,
+        kind: crate::audit::AuditKind::ArtifactDeleted,
+        actor: actor.to_owned(),
+        policy: Some(a.policy.clone()),
+        run: None,
+        tenant: Some(a.tenant.clone()),
+        conversation_id: Some(a.conversation_id.clone()),
+        details: serde_json::json!({
+            "artifact": a.file,
+            "path": format!("{}/{}", a.rel_dir, a.file),
+            "size": a.size,
+            "version": a.version,
+            "due": rfc3339_micros(a.due),
+            "deleted_at": rfc3339_micros(now),
+            "file_was_missing": was_missing,
+        }),
+    }
+}
+
+/// The event of one conversation whose confidential flag a page changed.
+fn flag_event(
+    page: &ConfidentialPage<'_>,
+    tenant: &str,
+    id: &str,
+    was: bool,
+    now: DateTime<Utc>,
+) -> NewEvent {
+    NewEvent {
+        at: now,
+        kind: crate::audit::AuditKind::ConfidentialFlagChanged,
+        actor: page.actor.to_owned(),
+        policy: Some(page.policy.to_owned()),
+        run: Some(page.run.0),
+        tenant: Some(tenant.to_owned()),
+        conversation_id: Some(id.to_owned()),
+        details: serde_json::json!({ "confidential": page.value, "was": was }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn urls_are_shown_without_passwords() {
+        for (url, shown) in [
+            (
+                "postgres://alice:s3cret@db:5432/custodian",
+                "postgres://alice@db:5432/custodian",
+            ),
+            (
+                "postgresql://alice@db/custodian?password=s3cret&options=-c%20search_path%3Dx",
+                "postgresql://alice@db/custodian?options=-c%20search_path%3Dx",
+            ),
+            ("postgres://db/custodian", "postgres://db/custodian"),
+            ("postgres://a:b:c@db/x?PASSWORD=y", "postgres://a@db/x"),
+        ] {
+            assert_eq!(redact_url(url), shown);
         }
     }
 }

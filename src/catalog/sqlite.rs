@@ -6,7 +6,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
 use crate::policy::lifecycle::{
@@ -17,7 +17,8 @@ use crate::target::{OpenUpload, UploadJournal};
 use super::{
     AuditQuery, Catalog, CatalogError, ConfidentialPage, Counters, Exclude, FailedItem,
     Fingerprint, IndexChange, ItemOutcome, JobRun, Mode, ObjectRecord, PolicyLock, Result, RunId,
-    RunStatus, Selected,
+    RunStatus, Selected, deletion_event, duplicate_id, flag_event, other_enabled, policy_exists,
+    rfc3339_micros as ts, unknown_policy, version_exists,
 };
 use crate::audit::{AuditEvent, AuditKind, GENESIS, NewEvent};
 use crate::filter::{Dialect, Filter, SqlValue};
@@ -215,10 +216,6 @@ struct FileLock {
 }
 
 impl PolicyLock for FileLock {}
-
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
 
 impl SqliteCatalog {
     /// Opens (creating if needed) the catalog file and brings its schema up to date.
@@ -599,12 +596,6 @@ fn append_audit(tx: &rusqlite::Transaction<'_>, e: &NewEvent) -> rusqlite::Resul
     Ok(())
 }
 
-fn unknown_policy(policy: &str) -> CatalogError {
-    CatalogError::Refused(format!(
-        "no lifecycle policy named `{policy}` (see `custodian lifecycle list`)"
-    ))
-}
-
 fn parse_column<T: std::str::FromStr>(
     cat: &SqliteCatalog,
     column: &'static str,
@@ -711,12 +702,7 @@ impl Catalog for SqliteCatalog {
                         )
                         .optional()
                         .map_err(|e| self.err(e))?;
-                    Some(format!(
-                        "conversation id `{}` of tenant `{}` is already indexed from {}; ids must be unique per tenant",
-                        conversation.id,
-                        conversation.tenant,
-                        other.unwrap_or_else(|| "another directory".into())
-                    ))
+                    Some(duplicate_id(conversation, other.as_deref()))
                 }
                 Err(e) => return Err(self.err(e)),
             });
@@ -1049,19 +1035,7 @@ impl Catalog for SqliteCatalog {
             for (pk, tenant, id, was) in &rows {
                 if *was != page.value {
                     set_flag.execute(params![page.value, pk])?;
-                    append_audit(
-                        &tx,
-                        &NewEvent {
-                            at: now,
-                            kind: AuditKind::ConfidentialFlagChanged,
-                            actor: page.actor.to_owned(),
-                            policy: Some(page.policy.to_owned()),
-                            run: Some(page.run.0),
-                            tenant: Some(tenant.clone()),
-                            conversation_id: Some(id.clone()),
-                            details: serde_json::json!({ "confidential": page.value, "was": was }),
-                        },
-                    )?;
+                    append_audit(&tx, &flag_event(page, tenant, id, *was, now))?;
                     changed += 1;
                 }
                 keep.execute(params![tenant, id, page.value, page.policy, page.run.0, at])?;
@@ -1174,10 +1148,7 @@ impl Catalog for SqliteCatalog {
             )
             .map_err(|e| self.err(e))?;
         if taken {
-            return Err(CatalogError::Refused(format!(
-                "a lifecycle policy named `{}` already exists",
-                p.name
-            )));
+            return Err(policy_exists(&p.name));
         }
         tx.execute(
             "INSERT INTO lifecycle_policies (name, description, artifact_type, audio_type, enabled, active_version, created_at, created_by) \
@@ -1223,10 +1194,7 @@ impl Catalog for SqliteCatalog {
             )
             .map_err(|e| self.err(e))?;
         if taken {
-            return Err(CatalogError::Refused(format!(
-                "policy `{policy}` already has a version named `{}`; versions are immutable, publish a new name",
-                v.name
-            )));
+            return Err(version_exists(policy, &v.name));
         }
         let (action, days) = match v.action {
             RetentionAction::KeepForever => ("keep_forever", None),
@@ -1279,13 +1247,7 @@ impl Catalog for SqliteCatalog {
                 .optional()
                 .map_err(|e| self.err(e))?;
             if let Some(other) = other {
-                let scope = match audio_type {
-                    Some(a) => format!("{artifact_type}/{a}"),
-                    None => artifact_type,
-                };
-                return Err(CatalogError::Refused(format!(
-                    "policy `{other}` is already enabled for {scope}; disable it first (at most one enabled policy per type)"
-                )));
+                return Err(other_enabled(&other, &artifact_type, audio_type.as_deref()));
             }
         }
         tx.execute(
@@ -1530,25 +1492,8 @@ impl Catalog for SqliteCatalog {
                 )
                 .and_then(|mut s| s.execute(params![a.conversation_pk, a.file, ts(now), a.policy, a.version]))
                 .map_err(|e| self.err(e))?;
-                let event = NewEvent {
-                    at: now,
-                    kind: AuditKind::ArtifactDeleted,
-                    actor: actor.to_owned(),
-                    policy: Some(a.policy.clone()),
-                    run: None,
-                    tenant: Some(a.tenant.clone()),
-                    conversation_id: Some(a.conversation_id.clone()),
-                    details: serde_json::json!({
-                        "artifact": a.file,
-                        "path": format!("{}/{}", a.rel_dir, a.file),
-                        "size": a.size,
-                        "version": a.version,
-                        "due": ts(a.due),
-                        "deleted_at": ts(now),
-                        "file_was_missing": was_missing,
-                    }),
-                };
-                append_audit(&tx, &event).map_err(|e| self.err(e))?;
+                append_audit(&tx, &deletion_event(a, *was_missing, now, actor))
+                    .map_err(|e| self.err(e))?;
             }
             tx.prepare_cached("DELETE FROM delete_intents WHERE conversation = ? AND ordinal = ?")
                 .and_then(|mut s| s.execute(params![a.conversation_pk, a.ordinal]))
@@ -1609,25 +1554,7 @@ mod tests {
         (dir, cat)
     }
 
-    #[test]
-    fn round_trip() {
-        conformance::round_trip(&fresh().1);
-    }
-
-    #[test]
-    fn duplicate_ids_are_reported() {
-        conformance::duplicate_ids_are_reported(&fresh().1);
-    }
-
-    #[test]
-    fn runs_and_audit() {
-        conformance::runs_and_audit(&fresh().1);
-    }
-
-    #[test]
-    fn policy_lock_is_exclusive() {
-        conformance::policy_lock_is_exclusive(&fresh().1);
-    }
+    conformance::conformance_suite!(fresh);
 
     #[test]
     fn sql_agrees_with_predicate() {

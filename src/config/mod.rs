@@ -200,9 +200,27 @@ struct RawPolicy {
 }
 
 /// Where the catalog lives.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum CatalogConfig {
-    Sqlite { path: PathBuf },
+    Sqlite {
+        path: PathBuf,
+    },
+    /// A PostgreSQL server; `url` may hold a password, so Debug leaves it out.
+    Postgres {
+        url: String,
+    },
+}
+
+impl std::fmt::Debug for CatalogConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CatalogConfig::Sqlite { path } => f.debug_struct("Sqlite").field("path", path).finish(),
+            CatalogConfig::Postgres { url } => f
+                .debug_struct("Postgres")
+                .field("url", &crate::catalog::redact_url(url))
+                .finish(),
+        }
+    }
 }
 
 /// A configured storage target.
@@ -409,6 +427,39 @@ fn key_prefix(prefix: &str) -> String {
     match prefix.trim_matches('/') {
         "" => String::new(),
         p => format!("{p}/"),
+    }
+}
+
+/// The catalog `url` names. `postgres_built` says whether this build has the PostgreSQL
+/// catalog (a parameter so that both answers are tested in every build).
+fn catalog_config(
+    v: &Validator<'_>,
+    base: &Path,
+    url: &str,
+    postgres_built: bool,
+) -> Result<CatalogConfig, ConfigError> {
+    let at = ["catalog", "url"];
+    match url.split_once(':') {
+        Some(("sqlite", path)) if !path.is_empty() => Ok(CatalogConfig::Sqlite {
+            path: resolve(base, Path::new(path)),
+        }),
+        Some(("postgres" | "postgresql", rest)) if rest.starts_with("//") => {
+            if !postgres_built {
+                return Err(v.invalid(&at, crate::catalog::POSTGRES_LEFT_OUT));
+            }
+            #[cfg(feature = "postgres")]
+            crate::catalog::postgres::check_url(url).map_err(|m| v.invalid(&at, m))?;
+            Ok(CatalogConfig::Postgres {
+                url: url.to_owned(),
+            })
+        }
+        _ => Err(v.invalid(
+            &at,
+            format!(
+                "`{}` is not a catalog URL; use `sqlite:PATH` (relative to the config file) or `postgres://USER@HOST:PORT/DATABASE`",
+                crate::catalog::redact_url(url)
+            ),
+        )),
     }
 }
 
@@ -705,20 +756,7 @@ impl Config {
             }
         })?;
         let base = file.parent().unwrap_or(Path::new(".")).to_owned();
-        let catalog = match raw.catalog.url.split_once(':') {
-            Some(("sqlite", path)) if !path.is_empty() => CatalogConfig::Sqlite {
-                path: resolve(&base, Path::new(path)),
-            },
-            _ => {
-                return Err(v.invalid(
-                    &["catalog", "url"],
-                    format!(
-                        "`{}` is not a catalog URL; use `sqlite:PATH` (relative to the config file)",
-                        raw.catalog.url
-                    ),
-                ));
-            }
-        };
+        let catalog = catalog_config(&v, &base, &raw.catalog.url, cfg!(feature = "postgres"))?;
         let mut targets = BTreeMap::new();
         for (name, t) in &raw.targets {
             if !is_safe_name(name) {
@@ -1221,6 +1259,50 @@ min_duration = "2h"
         assert!(
             err.contains("policies.nightly.flag: `flag` belongs to confidential policies"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn catalog_urls_select_the_implementation() {
+        let with = |url: &str| GOOD.replace("sqlite:state/catalog.db", url);
+        let url = "postgres://custodian:s3cret@db.example.com:5433/records";
+        if cfg!(feature = "postgres") {
+            assert_eq!(
+                parse(&with(url)).unwrap().catalog,
+                CatalogConfig::Postgres { url: url.into() }
+            );
+            let shown = format!("{:?}", parse(&with(url)).unwrap().catalog);
+            assert!(
+                !shown.contains("s3cret") && shown.contains("db.example.com"),
+                "{shown}"
+            );
+            let err = parse(&with("postgresql://u:s3cret@db/x?connect_timeout=soon")).unwrap_err();
+            assert!(
+                err.starts_with("/etc/custodian/custodian.toml:3: catalog.url: ")
+                    && err.contains("connect_timeout")
+                    && !err.contains("s3cret"),
+                "{err}"
+            );
+        }
+        let err = parse(&with("mysql://u:s3cret@db/x")).unwrap_err();
+        assert!(
+            err.starts_with("/etc/custodian/custodian.toml:3: catalog.url: ")
+                && err.contains("`mysql://u@db/x` is not a catalog URL")
+                && !err.contains("s3cret"),
+            "{err}"
+        );
+        let text = with(url);
+        let doc = toml_edit::ImDocument::parse(text.as_str()).unwrap();
+        let v = Validator {
+            file: Path::new("/etc/custodian/custodian.toml"),
+            doc,
+        };
+        let err = catalog_config(&v, Path::new("/etc/custodian"), url, false)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "/etc/custodian/custodian.toml:3: catalog.url: this build of custodian leaves out the PostgreSQL catalog; build it with `--features postgres`"
         );
     }
 

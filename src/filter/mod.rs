@@ -202,8 +202,9 @@ impl SqlBuilder {
         v.map(|v| format!("{column} {op} {}", self.param(SqlValue::Int(v))))
     }
 
+    /// SQLite keeps flags as 0/1 and PostgreSQL as BOOLEAN; both read TRUE and FALSE.
     fn flag(&mut self, column: &str, v: Option<bool>) -> Option<String> {
-        v.map(|v| format!("{column} = {}", i64::from(v)))
+        v.map(|v| format!("{column} = {}", if v { "TRUE" } else { "FALSE" }))
     }
 }
 
@@ -546,10 +547,15 @@ mod tests {
 
     #[test]
     fn postgres_placeholders_are_numbered() {
-        let criteria: Criteria =
-            toml_edit::de::from_str("tenants = ['a', 'b']\nmin_duration = '1s'").unwrap();
+        let criteria: Criteria = toml_edit::de::from_str(
+            "tenants = ['a', 'b']\nmin_duration = '1s'\nlegal_hold = false",
+        )
+        .unwrap();
         let sql = Filter::resolve(&criteria, now(), Tz::UTC).to_sql(Dialect::Postgres, 2);
-        assert_eq!(sql.sql, "c.tenant IN ($3, $4) AND c.duration_ms >= $5");
+        assert_eq!(
+            sql.sql,
+            "c.tenant IN ($3, $4) AND c.duration_ms >= $5 AND c.legal_hold = FALSE"
+        );
         assert_eq!(sql.params.len(), 3);
     }
 }
