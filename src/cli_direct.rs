@@ -76,6 +76,10 @@ pub fn direct(cli: &Cli, args: &DirectArgs) -> Result<u8> {
     }
     let state_path = match &config.catalog {
         CatalogConfig::Sqlite { path } => path.clone(),
+        CatalogConfig::Postgres { .. } => bail!(
+            "{}: catalog.url: direct export keeps its state on the recording server; give it a config with catalog.url = \"sqlite:PATH\"",
+            config.file.display()
+        ),
     };
     let state: Arc<dyn Catalog> = Arc::new(SqliteCatalog::open(&state_path)?);
     let l = Loaded {
