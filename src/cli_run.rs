@@ -15,9 +15,11 @@ use custodian::pipeline::control::{self, Control, Limits, Stop};
 use custodian::policy::confidential::{self, FlagSummary};
 use custodian::schedule::{notify, runlog};
 
+use custodian::cluster::{self, NodeOptions};
+
 use super::{
-    Cli, Loaded, human_bytes, load, load_keystore, open_target, prepare_export, print_index,
-    print_json, print_summary, progress_bar, run_index,
+    Cli, Loaded, build_target, human_bytes, load, load_keystore, open_target, prepare_export,
+    print_index, print_json, print_summary, progress_bar, run_index,
 };
 
 /// A stopped run that has not wound down after this long (or its keep-alive, if shorter) is
@@ -140,8 +142,24 @@ fn record_panics() {
     }));
 }
 
+/// `run POLICY --node NAME`: one of several nodes sharing the run.
+#[derive(clap::Args)]
+pub struct ClusterArgs {
+    /// Take part in the policy's run as this node, with the other nodes that share its
+    /// PostgreSQL catalog (the repository is not indexed: run `custodian index` once first).
+    #[arg(long)]
+    node: Option<String>,
+    /// Conversations per work unit.
+    #[arg(long, default_value_t = 500, requires = "node",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    unit_size: u32,
+    /// How long a claimed unit stays this node's without a renewal (renewed every third).
+    #[arg(long, default_value = "30s", requires = "node", value_parser = humantime::parse_duration)]
+    lease: Duration,
+}
+
 /// `custodian run POLICY` (not `lifecycle`).
-pub fn run(cli: &Cli, name: &str, no_index: bool) -> Result<u8> {
+pub fn run(cli: &Cli, name: &str, no_index: bool, cluster: &ClusterArgs) -> Result<u8> {
     let l = load(cli)?;
     let policy = l.config.policy(name)?.clone();
     let job = policy.job().clone();
@@ -171,10 +189,27 @@ pub fn run(cli: &Cli, name: &str, no_index: bool) -> Result<u8> {
         move || watched.0.position() + watched.1.position(),
         move |why| end_overdue(&config, &policy_name, &overdue_control, why),
     );
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &policy {
-        Policy::Export(p) => run_export(cli, &l, p, no_index, &index_bar, &bar, &control),
-        Policy::Confidential(p) => {
-            run_confidential(cli, &l, p, no_index, &index_bar, &bar, &control)
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        match (&policy, &cluster.node) {
+            (Policy::Export(p), Some(node)) => {
+                let options = NodeOptions {
+                    node: node.clone(),
+                    unit_size: cluster.unit_size as usize,
+                    lease: cluster.lease,
+                };
+                run_export_node(cli, &l, p, &options, &bar, &control)
+            }
+            (Policy::Confidential(_), Some(_)) => {
+                anyhow::bail!(
+                    "policy `{name}` sets confidential flags; only export policies run on several nodes"
+                )
+            }
+            (Policy::Export(p), None) => {
+                run_export(cli, &l, p, no_index, &index_bar, &bar, &control)
+            }
+            (Policy::Confidential(p), None) => {
+                run_confidential(cli, &l, p, no_index, &index_bar, &bar, &control)
+            }
         }
     }));
     bar.finish_and_clear();
@@ -259,6 +294,76 @@ fn run_export(
         }
     }
     Ok(summary.exit_code() as u8)
+}
+
+/// `run POLICY --node NAME`.
+fn run_export_node(
+    cli: &Cli,
+    l: &Loaded,
+    policy: &custodian::config::ExportPolicy,
+    options: &NodeOptions,
+    bar: &indicatif::ProgressBar,
+    control: &Control,
+) -> Result<u8> {
+    let Some(units) = l.catalog.work_units() else {
+        anyhow::bail!(
+            "--node needs a catalog the nodes share: set catalog.url = \"postgres://…\" (this one is {})",
+            l.catalog.location()
+        );
+    };
+    // Not `open_target`: its recovery would abort the other nodes' uploads in flight.
+    let target = build_target(l, &policy.target)?;
+    target.check()?;
+    let keystore = load_keystore(l, policy)?;
+    let (_, export) = prepare_export(
+        l,
+        policy,
+        target.as_ref(),
+        keystore.as_ref(),
+        true,
+        &indicatif::ProgressBar::hidden(),
+    )?;
+    let report = cluster::run_node(&export, units, options, bar, control)?;
+    bar.finish_and_clear();
+    if cli.json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "node {} in run {} of policy {}{}: {} unit(s) ({} reclaimed from expired leases, {} lost), {} exported, {} failed, {} lease renewal(s)",
+            report.node,
+            report.run,
+            policy.name,
+            if report.began {
+                " (began and split it)"
+            } else {
+                ""
+            },
+            report.units,
+            report.reclaimed,
+            report.lost,
+            report.exported,
+            report.failed,
+            report.renewals
+        );
+        if let Some(summary) = &report.finished {
+            print_summary(summary);
+            for n in &report.per_node {
+                println!(
+                    "  node {}: {} unit(s), {} reclaimed, {} exported, {} failed, {}",
+                    n.node,
+                    n.units,
+                    n.reclaimed,
+                    n.exported,
+                    n.failed,
+                    human_bytes(n.bytes)
+                );
+            }
+        }
+    }
+    Ok(match &report.finished {
+        Some(s) => s.exit_code() as u8,
+        None => u8::from(report.failed > 0),
+    })
 }
 
 fn run_confidential(

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod catalog;
+pub mod cluster;
 pub mod config;
 pub mod filter;
 pub mod media;

@@ -66,6 +66,8 @@ enum Command {
         /// `run lifecycle`: delete even when more is due than the per-run limits allow.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        cluster: cli_run::ClusterArgs,
     },
     /// Each policy's schedule, timezone, and when it is next due.
     Schedules,
@@ -406,11 +408,12 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             dry_run,
             no_index,
             force,
+            cluster,
         } => match (policy.as_str(), dry_run) {
             (LIFECYCLE_RUN, true) => cli_lifecycle::plan(cli, *no_index),
             (LIFECYCLE_RUN, false) => cli_lifecycle::run(cli, *no_index, *force),
             (_, true) => plan(cli, policy, *no_index),
-            (_, false) => cli_run::run(cli, policy, *no_index),
+            (_, false) => cli_run::run(cli, policy, *no_index, cluster),
         },
         Command::Plan { policy, no_index } if policy == LIFECYCLE_RUN => {
             cli_lifecycle::plan(cli, *no_index)

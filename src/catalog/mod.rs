@@ -266,6 +266,11 @@ pub trait Catalog: crate::target::UploadJournal + Send + Sync {
     /// Human-readable location (a path or a URL without credentials) for messages.
     fn location(&self) -> String;
 
+    /// Work units for runs shared by several nodes; None for a catalog one machine owns.
+    fn work_units(&self) -> Option<&dyn crate::cluster::WorkUnits> {
+        None
+    }
+
     /// Fingerprints of indexed conversations whose directory lies under `rel_prefix/`.
     fn fingerprints_under(&self, rel_prefix: &str) -> Result<Vec<(String, Fingerprint)>>;
 

@@ -11,6 +11,7 @@
 //! own, which the server releases if the process dies.
 
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -42,7 +43,8 @@ use crate::target::{OpenUpload, UploadJournal};
 /// TIMESTAMPTZ; a conversation's start and end also keep their RFC 3339 text, whose offset is
 /// part of the record. Text that is ranged over or sorted (directories, object keys, policy
 /// names) is `COLLATE "C"`, so it orders by bytes as in SQLite whatever the database's locale.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE conversations (
     pk BIGSERIAL PRIMARY KEY,
     rel_dir TEXT COLLATE "C" NOT NULL UNIQUE,
@@ -217,7 +219,27 @@ CREATE TABLE confidential_flags (
     at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (tenant, conversation_id)
 );
-"#];
+"#,
+    r#"
+ALTER TABLE job_runs ADD COLUMN finisher TEXT;
+CREATE TABLE work_units (
+    id BIGSERIAL PRIMARY KEY,
+    run BIGINT NOT NULL REFERENCES job_runs (id) ON DELETE CASCADE,
+    lo BIGINT NOT NULL,
+    hi BIGINT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    node TEXT,
+    lease_until TIMESTAMPTZ,
+    claims BIGINT NOT NULL DEFAULT 0,
+    exported BIGINT NOT NULL DEFAULT 0,
+    failed BIGINT NOT NULL DEFAULT 0,
+    objects BIGINT NOT NULL DEFAULT 0,
+    bytes BIGINT NOT NULL DEFAULT 0,
+    finished_at TIMESTAMPTZ
+);
+CREATE INDEX work_units_open ON work_units (run, id) WHERE state <> 'done';
+"#,
+];
 
 /// Idle connections the pool keeps; more are opened while more threads need one.
 const IDLE: usize = 8;
@@ -1154,7 +1176,196 @@ impl PostgresCatalog {
     }
 }
 
+impl crate::cluster::WorkUnits for PostgresCatalog {
+    fn join_or_split(
+        &self,
+        policy: &str,
+        mode: Mode,
+        target: &str,
+        filter: &Filter,
+        exclude: &Exclude,
+        unit_size: usize,
+    ) -> Result<(RunId, bool)> {
+        let key = self.lock_key("cluster-run", policy);
+        let (boundaries_sql, mut params) = self.selection(
+            "SELECT c.pk FROM conversations c WHERE c.pk > $1",
+            filter,
+            exclude,
+            0,
+        );
+        params.push(SqlValue::Int(unit_size.max(1) as i64));
+        let split_sql = format!(
+            "SELECT pk, n, total FROM (SELECT c.pk, row_number() OVER (ORDER BY c.pk) AS n, \
+             count(*) OVER () AS total FROM ({boundaries_sql}) c) t \
+             WHERE n % ${} = 0 OR n = total ORDER BY pk",
+            params.len()
+        );
+        let now = micros(Utc::now());
+        self.write(|s| {
+            s.execute("SELECT pg_advisory_xact_lock($1)", &[&key])?;
+            if let Some(row) = s.query_opt(
+                "SELECT id FROM job_runs j WHERE policy = $1 AND status = 'running' \
+                 AND EXISTS (SELECT 1 FROM work_units w WHERE w.run = j.id) ORDER BY id DESC LIMIT 1",
+                &[&policy],
+            )? {
+                return Ok((RunId(row.try_get(0)?), false));
+            }
+            let rows = s.query(&split_sql, &sql_params(&params))?;
+            let mut lo = Vec::with_capacity(rows.len());
+            let mut hi = Vec::with_capacity(rows.len());
+            let mut last = 0i64;
+            let mut total = 0i64;
+            for r in &rows {
+                let pk: i64 = r.try_get(0)?;
+                total = r.try_get(2)?;
+                lo.push(last);
+                hi.push(pk);
+                last = pk;
+            }
+            let run: i64 = s
+                .query_one(
+                    "INSERT INTO job_runs (policy, mode, target, status, started_at, selected) \
+                     VALUES ($1, $2, $3, 'running', $4, $5) RETURNING id",
+                    &[&policy, &mode.as_str(), &target, &now, &total],
+                )?
+                .try_get(0)?;
+            if lo.is_empty() {
+                // Nothing selected: one empty unit, so the run is a cluster run others can
+                // join and the first node ends it.
+                lo.push(0);
+                hi.push(0);
+            }
+            s.execute(
+                "INSERT INTO work_units (run, lo, hi) SELECT $1, u.lo, u.hi \
+                 FROM unnest($2::int8[], $3::int8[]) AS u(lo, hi)",
+                &[&run, &lo, &hi],
+            )?;
+            Ok((RunId(run), true))
+        })
+    }
+
+    fn claim_unit(
+        &self,
+        run: RunId,
+        node: &str,
+        lease: Duration,
+    ) -> Result<Option<crate::cluster::Unit>> {
+        let ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        self.write(|s| {
+            let row = s.query_opt(
+                "UPDATE work_units SET state = 'claimed', node = $2, \
+                 lease_until = now() + $3 * interval '1 millisecond', claims = claims + 1 \
+                 WHERE id = (SELECT id FROM work_units WHERE run = $1 AND (state = 'pending' \
+                   OR (state = 'claimed' AND lease_until < now())) ORDER BY id LIMIT 1 \
+                   FOR UPDATE SKIP LOCKED) \
+                 RETURNING id, lo, hi, claims",
+                &[&run.0, &node, &ms],
+            )?;
+            row.map(|r| {
+                Ok(crate::cluster::Unit {
+                    id: r.try_get(0)?,
+                    lo: r.try_get(1)?,
+                    hi: r.try_get(2)?,
+                    reclaimed: r.try_get::<_, i64>(3)? > 1,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn renew_lease(&self, unit: i64, node: &str, lease: Duration) -> Result<bool> {
+        let ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        self.write(|s| {
+            Ok(s.execute(
+                "UPDATE work_units SET lease_until = now() + $3 * interval '1 millisecond' \
+                 WHERE id = $1 AND node = $2 AND state = 'claimed'",
+                &[&unit, &node, &ms],
+            )? == 1)
+        })
+    }
+
+    fn complete_unit(&self, unit: i64, node: &str, done: &Counters) -> Result<bool> {
+        let now = micros(Utc::now());
+        self.write(|s| {
+            Ok(s.execute(
+                "UPDATE work_units SET state = 'done', exported = $3, failed = $4, objects = $5, \
+                 bytes = $6, finished_at = $7 WHERE id = $1 AND node = $2 AND state = 'claimed'",
+                &[
+                    &unit,
+                    &node,
+                    &int(done.exported)?,
+                    &int(done.failed)?,
+                    &int(done.objects)?,
+                    &int(done.bytes)?,
+                    &now,
+                ],
+            )? == 1)
+        })
+    }
+
+    fn open_units(&self, run: RunId) -> Result<u64> {
+        self.read(|s| {
+            let n: i64 = s
+                .query_one(
+                    "SELECT count(*) FROM work_units WHERE run = $1 AND state <> 'done'",
+                    &[&run.0],
+                )?
+                .try_get(0)?;
+            self.unsigned("work_units.count", n)
+        })
+    }
+
+    fn selected(&self, run: RunId) -> Result<u64> {
+        self.read(|s| {
+            let n: i64 = s
+                .query_one("SELECT selected FROM job_runs WHERE id = $1", &[&run.0])?
+                .try_get(0)?;
+            self.unsigned("job_runs.selected", n)
+        })
+    }
+
+    fn take_finish(&self, run: RunId, node: &str) -> Result<bool> {
+        self.write(|s| {
+            Ok(s.execute(
+                "UPDATE job_runs SET finisher = $2 WHERE id = $1 AND finisher IS NULL AND status = 'running'",
+                &[&run.0, &node],
+            )? == 1)
+        })
+    }
+
+    fn node_counters(&self, run: RunId) -> Result<Vec<crate::cluster::NodeCounters>> {
+        self.read(|s| {
+            s.query(
+                "SELECT node, count(*), count(*) FILTER (WHERE claims > 1), sum(exported)::int8, \
+                 sum(failed)::int8, sum(objects)::int8, sum(bytes)::int8 FROM work_units WHERE run = $1 AND state = 'done' \
+                 GROUP BY node ORDER BY node",
+                &[&run.0],
+            )?
+            .into_iter()
+            .map(|r| {
+                let num = |i: usize| -> Fallible<u64> {
+                    self.unsigned("work_units", r.try_get::<_, i64>(i)?)
+                };
+                Ok(crate::cluster::NodeCounters {
+                    node: r.try_get::<_, Option<String>>(0)?.unwrap_or_default(),
+                    units: num(1)?,
+                    reclaimed: num(2)?,
+                    exported: num(3)?,
+                    failed: num(4)?,
+                    objects: num(5)?,
+                    bytes: num(6)?,
+                })
+            })
+            .collect()
+        })
+    }
+}
+
 impl Catalog for PostgresCatalog {
+    fn work_units(&self) -> Option<&dyn crate::cluster::WorkUnits> {
+        Some(self)
+    }
+
     fn location(&self) -> String {
         self.location.clone()
     }
@@ -1416,66 +1627,94 @@ impl Catalog for PostgresCatalog {
             return Ok(());
         }
         let now = micros(Utc::now());
-        let mut subject = Vec::with_capacity(outcomes.len());
-        let mut tenant = Vec::with_capacity(outcomes.len());
-        let mut conversation = Vec::with_capacity(outcomes.len());
-        let mut outcome = Vec::with_capacity(outcomes.len());
-        let mut error = Vec::with_capacity(outcomes.len());
-        let mut object_count = Vec::with_capacity(outcomes.len());
-        let mut bytes = Vec::with_capacity(outcomes.len());
-        let mut objects = Vec::new();
-        let mut exported = Vec::new();
-        let mut events = Vec::new();
-        for o in outcomes {
-            match o {
-                ItemOutcome::Exported {
-                    tenant: t,
-                    conversation_id,
-                    objects: written,
-                    audit,
-                } => {
-                    subject.push(format!("{t}/{conversation_id}"));
-                    tenant.push(Some(t.as_str()));
-                    conversation.push(Some(conversation_id.as_str()));
-                    outcome.push("exported");
-                    error.push(None);
-                    object_count.push(written.len() as i64);
-                    bytes
-                        .push(int(written.iter().map(|o| o.size).sum()).map_err(|f| self.fail(f))?);
-                    objects.extend(written);
-                    exported.push((t.as_str(), conversation_id.as_str()));
-                    events.push(audit);
-                }
-                ItemOutcome::Failed {
-                    subject: s,
-                    error: e,
-                } => {
-                    subject.push(s.clone());
-                    tenant.push(None);
-                    conversation.push(None);
-                    outcome.push("failed");
-                    error.push(Some(e.as_str()));
-                    object_count.push(0);
-                    bytes.push(0);
+        let exports = outcomes
+            .iter()
+            .any(|o| matches!(o, ItemOutcome::Exported { .. }));
+        self.write(|s| {
+            let mut head = if exports { Some(lock_chain(s)?) } else { None };
+            // A conversation another node already recorded in this run (its unit was redone
+            // after a lease expired) is not recorded again: one export and one audit event
+            // per conversation and run. Appends are serialized by the chain lock above.
+            let recorded: HashSet<(String, String)> = if exports {
+                let (tenants, ids): (Vec<&str>, Vec<&str>) = outcomes
+                    .iter()
+                    .filter_map(|o| match o {
+                        ItemOutcome::Exported {
+                            tenant,
+                            conversation_id,
+                            ..
+                        } => Some((tenant.as_str(), conversation_id.as_str())),
+                        ItemOutcome::Failed { .. } => None,
+                    })
+                    .unzip();
+                s.query(
+                    "SELECT r.tenant, r.conversation_id FROM run_items r \
+                     JOIN unnest($2::text[], $3::text[]) AS u(tenant, conversation_id) \
+                     ON r.tenant = u.tenant AND r.conversation_id = u.conversation_id \
+                     WHERE r.run = $1 AND r.outcome = 'exported'",
+                    &[&run.0, &tenants, &ids],
+                )?
+                .into_iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<Fallible<_>>()?
+            } else {
+                HashSet::new()
+            };
+            let mut subject = Vec::with_capacity(outcomes.len());
+            let mut tenant = Vec::with_capacity(outcomes.len());
+            let mut conversation = Vec::with_capacity(outcomes.len());
+            let mut outcome = Vec::with_capacity(outcomes.len());
+            let mut error = Vec::with_capacity(outcomes.len());
+            let mut object_count = Vec::with_capacity(outcomes.len());
+            let mut bytes = Vec::with_capacity(outcomes.len());
+            let mut objects = Vec::new();
+            let mut exported = Vec::new();
+            let mut events = Vec::new();
+            for o in outcomes {
+                match o {
+                    ItemOutcome::Exported {
+                        tenant: t,
+                        conversation_id,
+                        objects: written,
+                        audit,
+                    } => {
+                        if recorded.contains(&(t.clone(), conversation_id.clone())) {
+                            continue;
+                        }
+                        subject.push(format!("{t}/{conversation_id}"));
+                        tenant.push(Some(t.as_str()));
+                        conversation.push(Some(conversation_id.as_str()));
+                        outcome.push("exported");
+                        error.push(None);
+                        object_count.push(written.len() as i64);
+                        bytes.push(int(written.iter().map(|o| o.size).sum())?);
+                        objects.extend(written);
+                        exported.push((t.as_str(), conversation_id.as_str()));
+                        events.push(audit);
+                    }
+                    ItemOutcome::Failed {
+                        subject: sub,
+                        error: e,
+                    } => {
+                        subject.push(sub.clone());
+                        tenant.push(None);
+                        conversation.push(None);
+                        outcome.push("failed");
+                        error.push(Some(e.as_str()));
+                        object_count.push(0);
+                        bytes.push(0);
+                    }
                 }
             }
-        }
-        let objects = last_of_each(objects, |o| o.key.as_str());
-        let keys: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
-        let sizes = objects
-            .iter()
-            .map(|o| int(o.size))
-            .collect::<Fallible<Vec<_>>>()
-            .map_err(|f| self.fail(f))?;
-        let shas: Vec<&str> = objects.iter().map(|o| o.sha256.as_str()).collect();
-        let (state_tenants, state_ids): (Vec<&str>, Vec<&str>) =
-            last_of_each(exported, |k| *k).into_iter().unzip();
-        self.write(|s| {
-            let mut head = if events.is_empty() {
-                None
-            } else {
-                Some(lock_chain(s)?)
-            };
+            let objects = last_of_each(objects, |o| o.key.as_str());
+            let keys: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
+            let sizes = objects
+                .iter()
+                .map(|o| int(o.size))
+                .collect::<Fallible<Vec<_>>>()?;
+            let shas: Vec<&str> = objects.iter().map(|o| o.sha256.as_str()).collect();
+            let (state_tenants, state_ids): (Vec<&str>, Vec<&str>) =
+                last_of_each(exported, |k| *k).into_iter().unzip();
             s.execute(
                 "INSERT INTO run_items (run, subject, tenant, conversation_id, outcome, error, objects, bytes, at) \
                  SELECT $1, u.subject, u.tenant, u.conversation_id, u.outcome, u.error, u.objects, u.bytes, $2 \

@@ -535,9 +535,18 @@ impl Export<'_> {
     pub fn for_each_selected(
         &self,
         exclude: &Exclude,
+        each: impl FnMut(Selected) -> bool,
+    ) -> Result<(), CatalogError> {
+        self.for_each_selected_from(exclude, i64::MIN, each)
+    }
+
+    /// [`Export::for_each_selected`] from the conversations after rowid `after`.
+    pub fn for_each_selected_from(
+        &self,
+        exclude: &Exclude,
+        mut after: i64,
         mut each: impl FnMut(Selected) -> bool,
     ) -> Result<(), CatalogError> {
-        let mut after = i64::MIN;
         loop {
             let page = self
                 .catalog
@@ -554,47 +563,25 @@ impl Export<'_> {
         }
     }
 
-    /// Runs the export: resumes the policy's interrupted run if there is one, otherwise starts
-    /// a new one. `index` is the index pass made just before, whose failures count as failed
-    /// items of this run. The caller holds the policy lock.
-    pub fn run(
+    /// Exports the selected conversations with `lo < rowid <= hi` into `run`, recording each
+    /// outcome; returns what this call exported and failed.
+    pub fn export_selected(
         &self,
-        index: Option<IndexReport>,
+        run: RunId,
+        exclude: &Exclude,
+        lo: i64,
+        hi: i64,
         progress: &indicatif::ProgressBar,
         control: &Control,
-    ) -> Result<RunSummary, RunError> {
-        let started = Instant::now();
+    ) -> Result<Counters, CatalogError> {
         let policy = &self.policy.name;
-        let (run, resumed) = super::start_run(
-            self.catalog,
-            policy,
-            self.policy.mode,
-            self.target.name(),
-            &self.policy.job,
-            control,
-        )?;
-        tracing::info!(
-            policy,
-            run = run.0,
-            mode = self.policy.mode.as_str(),
-            target = self.target.name(),
-            resumed,
-            "export run started"
-        );
-        let index_failures = super::index_failures(index.as_ref());
-        self.catalog.record_outcomes(run, policy, &index_failures)?;
-        let exclude = match self.policy.mode {
-            Mode::Incremental => Exclude::ExportedBy(policy.clone()),
-            Mode::Full if resumed => Exclude::DoneIn(run),
-            Mode::Full => Exclude::Nothing,
-        };
-        let selected = self.catalog.count_selection(&self.filter, &exclude)?;
-        progress.set_length(selected);
-        tracing::info!(selected, "conversations selected");
+        let mut done = Counters::default();
         pipeline::run(
             pipeline::Options::with_concurrency(self.policy.concurrency),
             control,
-            |emitter| self.for_each_selected(&exclude, |s| emitter.emit(s)),
+            |emitter| {
+                self.for_each_selected_from(exclude, lo, |s| s.rowid <= hi && emitter.emit(s))
+            },
             Vec::new,
             |buffer, s| self.export_one(run, buffer, s),
             |batch| {
@@ -602,6 +589,7 @@ impl Export<'_> {
                 for o in &batch {
                     match o {
                         ItemOutcome::Failed { subject, error } => {
+                            done.failed += 1;
                             tracing::warn!("{subject}: {error}");
                         }
                         ItemOutcome::Exported {
@@ -609,11 +597,16 @@ impl Export<'_> {
                             conversation_id,
                             objects,
                             ..
-                        } => tracing::info!(
-                            "exported {tenant}/{conversation_id}: {} object(s), {} bytes",
-                            objects.len(),
-                            objects.iter().map(|o| o.size).sum::<u64>()
-                        ),
+                        } => {
+                            let bytes = objects.iter().map(|o| o.size).sum::<u64>();
+                            done.exported += 1;
+                            done.objects += objects.len() as u64;
+                            done.bytes += bytes;
+                            tracing::info!(
+                                "exported {tenant}/{conversation_id}: {} object(s), {bytes} bytes",
+                                objects.len()
+                            );
+                        }
                     }
                 }
                 self.catalog.record_outcomes(run, policy, &batch)?;
@@ -621,10 +614,23 @@ impl Export<'_> {
                 Ok::<_, CatalogError>(())
             },
         )?;
+        Ok(done)
+    }
+
+    /// Ends `run`: writes its manifest, then records its outcome (from `control` and the
+    /// recorded items) with `selected` and `index_errors` in its counters.
+    pub fn finish(
+        &self,
+        run: RunId,
+        selected: u64,
+        index_errors: u64,
+        control: &Control,
+    ) -> Result<(RunStatus, Counters, ObjectKey, Vec<FailedItem>), RunError> {
+        let policy = &self.policy.name;
         let key = manifest::write(self.target, self.catalog, policy, run)?;
         let mut counters = self.catalog.run_counters(run)?;
         counters.selected = selected;
-        counters.index_errors = index_failures.len() as u64;
+        counters.index_errors = index_errors;
         let stopped = control.stopped();
         let status = match stopped {
             Some(why) => why.status(),
@@ -667,6 +673,49 @@ impl Export<'_> {
             Some(key.as_str()),
             summary.as_deref(),
         )?;
+        Ok((status, counters, key, failures))
+    }
+
+    /// Runs the export: resumes the policy's interrupted run if there is one, otherwise starts
+    /// a new one. `index` is the index pass made just before, whose failures count as failed
+    /// items of this run. The caller holds the policy lock.
+    pub fn run(
+        &self,
+        index: Option<IndexReport>,
+        progress: &indicatif::ProgressBar,
+        control: &Control,
+    ) -> Result<RunSummary, RunError> {
+        let started = Instant::now();
+        let policy = &self.policy.name;
+        let (run, resumed) = super::start_run(
+            self.catalog,
+            policy,
+            self.policy.mode,
+            self.target.name(),
+            &self.policy.job,
+            control,
+        )?;
+        tracing::info!(
+            policy,
+            run = run.0,
+            mode = self.policy.mode.as_str(),
+            target = self.target.name(),
+            resumed,
+            "export run started"
+        );
+        let index_failures = super::index_failures(index.as_ref());
+        self.catalog.record_outcomes(run, policy, &index_failures)?;
+        let exclude = match self.policy.mode {
+            Mode::Incremental => Exclude::ExportedBy(policy.clone()),
+            Mode::Full if resumed => Exclude::DoneIn(run),
+            Mode::Full => Exclude::Nothing,
+        };
+        let selected = self.catalog.count_selection(&self.filter, &exclude)?;
+        progress.set_length(selected);
+        tracing::info!(selected, "conversations selected");
+        self.export_selected(run, &exclude, i64::MIN, i64::MAX, progress, control)?;
+        let (status, counters, key, failures) =
+            self.finish(run, selected, index_failures.len() as u64, control)?;
         Ok(RunSummary {
             run,
             policy: policy.clone(),

@@ -1,0 +1,247 @@
+//! Several nodes, one run: the first node to start a policy's run splits its selection into
+//! work units (ranges of conversation rowids) stored in the shared catalog; every node claims
+//! units (`FOR UPDATE SKIP LOCKED`), holds a lease it renews while working, and records
+//! completion. A unit whose lease expires is claimed again by another node. Target writes are
+//! idempotent and the catalog records one export (and one audit event) per conversation and
+//! run, so a unit done twice changes nothing. The node that sees the last unit done writes the
+//! manifest and ends the run.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::catalog::{CatalogError, Counters, Exclude, Mode, RunId};
+use crate::filter::Filter;
+use crate::pipeline::{Control, Stop};
+use crate::policy::export::{Export, RunError};
+
+/// A range of a run's selection: conversations with `lo < rowid <= hi`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unit {
+    pub id: i64,
+    pub lo: i64,
+    pub hi: i64,
+    /// Claimed before by a node whose lease expired.
+    pub reclaimed: bool,
+}
+
+/// What a node did in a run, as the catalog records it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct NodeCounters {
+    pub node: String,
+    pub units: u64,
+    /// Units it finished after another node's lease on them expired.
+    pub reclaimed: u64,
+    pub exported: u64,
+    pub failed: u64,
+    pub objects: u64,
+    pub bytes: u64,
+}
+
+/// The catalog side of cluster runs; a catalog shared by several machines implements it.
+pub trait WorkUnits: Send + Sync {
+    /// Joins the policy's running cluster run, or begins one and splits `filter`'s selection
+    /// (leaving out `exclude`) into units of `unit_size` conversations. True when this call
+    /// began it. Two nodes starting at once get the same run.
+    fn join_or_split(
+        &self,
+        policy: &str,
+        mode: Mode,
+        target: &str,
+        filter: &Filter,
+        exclude: &Exclude,
+        unit_size: usize,
+    ) -> Result<(RunId, bool), CatalogError>;
+
+    /// Claims the next pending unit, or one whose lease expired, for `lease`.
+    fn claim_unit(
+        &self,
+        run: RunId,
+        node: &str,
+        lease: Duration,
+    ) -> Result<Option<Unit>, CatalogError>;
+
+    /// Extends the lease; false when the node no longer holds the unit.
+    fn renew_lease(&self, unit: i64, node: &str, lease: Duration) -> Result<bool, CatalogError>;
+
+    /// Records the unit done with what the node did; false when the node no longer held it.
+    fn complete_unit(&self, unit: i64, node: &str, done: &Counters) -> Result<bool, CatalogError>;
+
+    /// Units of the run not done yet.
+    fn open_units(&self, run: RunId) -> Result<u64, CatalogError>;
+
+    /// Conversations the run selected when it was split.
+    fn selected(&self, run: RunId) -> Result<u64, CatalogError>;
+
+    /// True for exactly one node: the one that ends the run.
+    fn take_finish(&self, run: RunId, node: &str) -> Result<bool, CatalogError>;
+
+    /// Per-node counters of the run.
+    fn node_counters(&self, run: RunId) -> Result<Vec<NodeCounters>, CatalogError>;
+}
+
+/// How a node takes part.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    pub node: String,
+    pub unit_size: usize,
+    pub lease: Duration,
+}
+
+/// What one node did.
+#[derive(Debug, Serialize)]
+pub struct NodeReport {
+    pub run: RunId,
+    pub node: String,
+    /// This node began the run (and split it).
+    pub began: bool,
+    pub units: u64,
+    pub reclaimed: u64,
+    pub renewals: u64,
+    /// Units it lost to another node when its lease expired.
+    pub lost: u64,
+    pub exported: u64,
+    pub failed: u64,
+    /// Set on the node that ended the run: the run's outcome and manifest.
+    pub finished: Option<crate::policy::export::RunSummary>,
+    pub per_node: Vec<NodeCounters>,
+}
+
+/// Takes part in a cluster run of `export` until no unit is left, then, if this node is the
+/// last, ends the run.
+pub fn run_node(
+    export: &Export<'_>,
+    units: &dyn WorkUnits,
+    options: &NodeOptions,
+    progress: &indicatif::ProgressBar,
+    control: &Control,
+) -> Result<NodeReport, RunError> {
+    let started = std::time::Instant::now();
+    let policy = &export.policy.name;
+    let split_exclude = match export.policy.mode {
+        Mode::Incremental => Exclude::ExportedBy(policy.clone()),
+        Mode::Full => Exclude::Nothing,
+    };
+    let (run, began) = units.join_or_split(
+        policy,
+        export.policy.mode,
+        export.target.name(),
+        &export.filter,
+        &split_exclude,
+        options.unit_size,
+    )?;
+    control.begin(run);
+    tracing::info!(
+        policy,
+        run = run.0,
+        node = options.node,
+        began,
+        "joined cluster run"
+    );
+    // A unit redone after a lease expired leaves out what is already recorded.
+    let exclude = match export.policy.mode {
+        Mode::Incremental => Exclude::ExportedBy(policy.clone()),
+        Mode::Full => Exclude::DoneIn(run),
+    };
+    let mut report = NodeReport {
+        run,
+        node: options.node.clone(),
+        began,
+        units: 0,
+        reclaimed: 0,
+        renewals: 0,
+        lost: 0,
+        exported: 0,
+        failed: 0,
+        finished: None,
+        per_node: Vec::new(),
+    };
+    let renewals = AtomicU64::new(0);
+    let poll = (options.lease / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    while !control.is_stopped() {
+        let Some(unit) = units.claim_unit(run, &options.node, options.lease)? else {
+            if units.open_units(run)? > 0 {
+                // Other nodes hold the rest; one may die and its lease expire.
+                std::thread::sleep(poll);
+                continue;
+            }
+            if units.take_finish(run, &options.node)? {
+                let selected = units.selected(run)?;
+                let (status, counters, key, failures) = export.finish(run, selected, 0, control)?;
+                report.finished = Some(crate::policy::export::RunSummary {
+                    run,
+                    policy: policy.clone(),
+                    mode: export.policy.mode,
+                    target: export.target.name().to_owned(),
+                    status,
+                    resumed: false,
+                    index: None,
+                    counters,
+                    manifest: key.to_string(),
+                    failures,
+                    media: Vec::new(),
+                    seconds: started.elapsed().as_secs_f64(),
+                });
+            }
+            break;
+        };
+        // Stopped when the lease is lost, or when the run itself is stopped (signal, limit).
+        let held = Control::default();
+        let worked = std::thread::scope(|scope| -> Result<Counters, RunError> {
+            let (stop_renewing, renew_rx) = crossbeam_channel::bounded::<()>(0);
+            let held = &held;
+            let renewals = &renewals;
+            scope.spawn(move || {
+                let mut renewed = std::time::Instant::now();
+                while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                    renew_rx.recv_timeout(Duration::from_millis(100))
+                {
+                    if let Some(why) = control.stopped() {
+                        held.stop(why);
+                        return;
+                    }
+                    if renewed.elapsed() < options.lease / 3 {
+                        continue;
+                    }
+                    match units.renew_lease(unit.id, &options.node, options.lease) {
+                        Ok(true) => {
+                            renewed = std::time::Instant::now();
+                            renewals.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(false) => {
+                            tracing::warn!(
+                                unit = unit.id,
+                                "lease lost to another node; leaving the unit"
+                            );
+                            held.stop(Stop::Failed);
+                            return;
+                        }
+                        Err(e) => tracing::warn!(unit = unit.id, "cannot renew the lease: {e}"),
+                    }
+                }
+            });
+            let done = export.export_selected(run, &exclude, unit.lo, unit.hi, progress, held);
+            drop(stop_renewing);
+            Ok(done?)
+        })?;
+        if control.is_stopped() {
+            break;
+        }
+        if held.is_stopped() {
+            report.lost += 1;
+            continue;
+        }
+        if units.complete_unit(unit.id, &options.node, &worked)? {
+            report.units += 1;
+            report.reclaimed += u64::from(unit.reclaimed);
+            report.exported += worked.exported;
+            report.failed += worked.failed;
+        } else {
+            report.lost += 1;
+        }
+    }
+    report.renewals = renewals.load(Ordering::Relaxed);
+    report.per_node = units.node_counters(run)?;
+    Ok(report)
+}
