@@ -29,4 +29,6 @@ if ! "$CUSTODIAN_SMTPD_PYTHON" -c 'import aiosmtpd' 2>/dev/null; then
     python3 -m venv "$CUSTODIAN_SMTPD_HOME"
     "$CUSTODIAN_SMTPD_PYTHON" -m pip install --quiet --disable-pip-version-check 'aiosmtpd==1.4.6'
 fi
+# Catalog tests use PostgreSQL at CUSTODIAN_TEST_POSTGRES (default postgres://postgres@127.0.0.1:5432/test),
+# each in a schema of its own; they fail, saying so, when no server answers there.
 exec cargo test --all-features "$@"

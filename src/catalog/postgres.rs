@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use postgres::config::Host;
+use postgres::config::{Host, SslMode};
 use postgres::types::ToSql;
 use postgres::{Client, GenericClient, NoTls, Row, Statement, Transaction};
 use sha2::{Digest, Sha256};
@@ -347,13 +347,20 @@ pub fn check_url(url: &str) -> std::result::Result<(), String> {
 }
 
 fn parse_url(url: &str) -> std::result::Result<postgres::Config, String> {
-    url.parse().map_err(|e| {
+    let config: postgres::Config = url.parse().map_err(|e| {
         format!(
             "`{}` is not a PostgreSQL URL: {}",
             redact_url(url),
             describe(&e)
         )
-    })
+    })?;
+    if config.get_ssl_mode() == SslMode::Require {
+        return Err(format!(
+            "`{}` requires TLS (sslmode=require), and custodian connects to PostgreSQL without it; reach the server over a trusted network or a TLS tunnel and drop sslmode",
+            redact_url(url)
+        ));
+    }
+    Ok(config)
 }
 
 /// `host:port` of each server the config names.

@@ -1276,13 +1276,21 @@ min_duration = "2h"
                 !shown.contains("s3cret") && shown.contains("db.example.com"),
                 "{shown}"
             );
-            let err = parse(&with("postgresql://u:s3cret@db/x?connect_timeout=soon")).unwrap_err();
-            assert!(
-                err.starts_with("/etc/custodian/custodian.toml:3: catalog.url: ")
-                    && err.contains("connect_timeout")
-                    && !err.contains("s3cret"),
-                "{err}"
-            );
+            for (bad, why) in [
+                (
+                    "postgresql://u:s3cret@db/x?connect_timeout=soon",
+                    "connect_timeout",
+                ),
+                ("postgresql://u:s3cret@db/x?sslmode=require", "requires TLS"),
+            ] {
+                let err = parse(&with(bad)).unwrap_err();
+                assert!(
+                    err.starts_with("/etc/custodian/custodian.toml:3: catalog.url: ")
+                        && err.contains(why)
+                        && !err.contains("s3cret"),
+                    "{err}"
+                );
+            }
         }
         let err = parse(&with("mysql://u:s3cret@db/x")).unwrap_err();
         assert!(

@@ -14,6 +14,8 @@ mod gcs;
 mod jobs;
 mod lifecycle;
 mod media;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "s3")]
 mod s3;
 mod stitch;
