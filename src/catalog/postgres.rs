@@ -1261,7 +1261,7 @@ impl crate::cluster::WorkUnits for PostgresCatalog {
         self.write(|s| {
             let row = s.query_opt(
                 "UPDATE work_units SET state = 'claimed', node = $2, \
-                 lease_until = now() + $3 * interval '1 millisecond', claims = claims + 1 \
+                 lease_until = now() + $3::int8 * interval '1 millisecond', claims = claims + 1 \
                  WHERE id = (SELECT id FROM work_units WHERE run = $1 AND (state = 'pending' \
                    OR (state = 'claimed' AND lease_until < now())) ORDER BY id LIMIT 1 \
                    FOR UPDATE SKIP LOCKED) \
@@ -1284,7 +1284,7 @@ impl crate::cluster::WorkUnits for PostgresCatalog {
         let ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
         self.write(|s| {
             Ok(s.execute(
-                "UPDATE work_units SET lease_until = now() + $3 * interval '1 millisecond' \
+                "UPDATE work_units SET lease_until = now() + $3::int8 * interval '1 millisecond' \
                  WHERE id = $1 AND node = $2 AND state = 'claimed'",
                 &[&unit, &node, &ms],
             )? == 1)

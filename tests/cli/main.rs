@@ -2,6 +2,8 @@
 
 #[cfg(feature = "azure")]
 mod azure;
+#[cfg(feature = "postgres")]
+mod cluster;
 mod common;
 mod config_errors;
 mod crash;

@@ -8,13 +8,13 @@ use postgres::{Client, NoTls};
 use crate::common::{Env, text};
 
 /// A schema of its own on the test server, dropped when the test ends, passed or failed.
-struct Scratch {
+pub struct Scratch {
     server: String,
     schema: String,
 }
 
 impl Scratch {
-    fn new(name: &str) -> Scratch {
+    pub fn new(name: &str) -> Scratch {
         let server = std::env::var("CUSTODIAN_TEST_POSTGRES")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
         let schema = format!("custodian_cli_{}_{name}", std::process::id());
@@ -35,7 +35,7 @@ impl Scratch {
     }
 
     /// The catalog URL of this schema.
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         let separator = if self.server.contains('?') { '&' } else { '?' };
         format!(
             "{}{separator}options=-c%20search_path%3D{}",
@@ -43,7 +43,7 @@ impl Scratch {
         )
     }
 
-    fn count(&self, table: &str) -> i64 {
+    pub fn count(&self, table: &str) -> i64 {
         let mut client = Client::connect(&self.server, NoTls).unwrap();
         client
             .query_one(
@@ -64,7 +64,7 @@ impl Drop for Scratch {
 }
 
 /// An installation whose catalog is `url`.
-fn env_with_catalog(url: &str) -> Env {
+pub fn env_with_catalog(url: &str) -> Env {
     let env = Env::new("mode = \"incremental\"");
     let config = std::fs::read_to_string(env.config()).unwrap();
     env.write_config(&config.replace("sqlite:catalog.db", url));
