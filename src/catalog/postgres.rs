@@ -222,6 +222,7 @@ CREATE TABLE confidential_flags (
 "#,
     r#"
 ALTER TABLE job_runs ADD COLUMN finisher TEXT;
+ALTER TABLE job_runs ADD COLUMN finisher_since TIMESTAMPTZ;
 CREATE TABLE work_units (
     id BIGSERIAL PRIMARY KEY,
     run BIGINT NOT NULL REFERENCES job_runs (id) ON DELETE CASCADE,
@@ -1331,11 +1332,14 @@ impl crate::cluster::WorkUnits for PostgresCatalog {
         })
     }
 
-    fn take_finish(&self, run: RunId, node: &str) -> Result<bool> {
+    fn take_finish(&self, run: RunId, node: &str, lease: Duration) -> Result<bool> {
+        let ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
         self.write(|s| {
             Ok(s.execute(
-                "UPDATE job_runs SET finisher = $2 WHERE id = $1 AND finisher IS NULL AND status = 'running'",
-                &[&run.0, &node],
+                "UPDATE job_runs SET finisher = $2, finisher_since = now() WHERE id = $1 \
+                 AND status = 'running' AND (finisher IS NULL OR finisher = $2 \
+                 OR finisher_since < now() - $3::int8 * interval '1 millisecond')",
+                &[&run.0, &node, &ms],
             )? == 1)
         })
     }

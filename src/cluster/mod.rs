@@ -74,11 +74,40 @@ pub trait WorkUnits: Send + Sync {
     /// Conversations the run selected when it was split.
     fn selected(&self, run: RunId) -> Result<u64, CatalogError>;
 
-    /// True for exactly one node: the one that ends the run.
-    fn take_finish(&self, run: RunId, node: &str) -> Result<bool, CatalogError>;
+    /// True for the one node that ends the run; another may take over when that node has not
+    /// ended it within `lease`.
+    fn take_finish(&self, run: RunId, node: &str, lease: Duration) -> Result<bool, CatalogError>;
 
     /// Per-node counters of the run.
     fn node_counters(&self, run: RunId) -> Result<Vec<NodeCounters>, CatalogError>;
+}
+
+/// How long a node keeps retrying a catalog that went away (a restart, the network) before it
+/// gives up; its units are then reclaimed by the others when their leases expire.
+pub const CATALOG_PATIENCE: Duration = Duration::from_secs(120);
+
+/// Runs `f` until it succeeds, retrying with backoff for up to `patience`.
+fn retrying<T>(
+    what: &str,
+    patience: Duration,
+    mut f: impl FnMut() -> Result<T, CatalogError>,
+) -> Result<T, CatalogError> {
+    let started = std::time::Instant::now();
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(e) if started.elapsed() + wait < patience => {
+                tracing::warn!(
+                    "{what}: {e}; retrying in {}",
+                    humantime::format_duration(wait)
+                );
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// How a node takes part.
@@ -160,14 +189,23 @@ pub fn run_node(
     let renewals = AtomicU64::new(0);
     let poll = (options.lease / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     while !control.is_stopped() {
-        let Some(unit) = units.claim_unit(run, &options.node, options.lease)? else {
-            if units.open_units(run)? > 0 {
+        let claimed = retrying("claiming a unit", CATALOG_PATIENCE, || {
+            units.claim_unit(run, &options.node, options.lease)
+        })?;
+        let Some(unit) = claimed else {
+            if retrying("counting open units", CATALOG_PATIENCE, || {
+                units.open_units(run)
+            })? > 0
+            {
                 // Other nodes hold the rest; one may die and its lease expire.
                 std::thread::sleep(poll);
                 continue;
             }
-            if units.take_finish(run, &options.node)? {
-                let selected = units.selected(run)?;
+            if retrying("ending the run", CATALOG_PATIENCE, || {
+                units.take_finish(run, &options.node, options.lease)
+            })? {
+                let selected =
+                    retrying("ending the run", CATALOG_PATIENCE, || units.selected(run))?;
                 let (status, counters, key, failures) = export.finish(run, selected, 0, control)?;
                 report.finished = Some(crate::policy::export::RunSummary {
                     run,
@@ -188,7 +226,7 @@ pub fn run_node(
         };
         // Stopped when the lease is lost, or when the run itself is stopped (signal, limit).
         let held = Control::default();
-        let worked = std::thread::scope(|scope| -> Result<Counters, RunError> {
+        let worked = std::thread::scope(|scope| -> Result<Counters, CatalogError> {
             let (stop_renewing, renew_rx) = crossbeam_channel::bounded::<()>(0);
             let held = &held;
             let renewals = &renewals;
@@ -223,8 +261,17 @@ pub fn run_node(
             });
             let done = export.export_selected(run, &exclude, unit.lo, unit.hi, progress, held);
             drop(stop_renewing);
-            Ok(done?)
-        })?;
+            done
+        });
+        let worked = match worked {
+            Ok(w) => w,
+            Err(e) => {
+                // What it recorded stays; its lease runs out and the rest is redone.
+                tracing::warn!(unit = unit.id, "unit abandoned: {e}");
+                report.lost += 1;
+                continue;
+            }
+        };
         if control.is_stopped() {
             break;
         }
@@ -232,7 +279,9 @@ pub fn run_node(
             report.lost += 1;
             continue;
         }
-        if units.complete_unit(unit.id, &options.node, &worked)? {
+        if retrying("completing a unit", CATALOG_PATIENCE, || {
+            units.complete_unit(unit.id, &options.node, &worked)
+        })? {
             report.units += 1;
             report.reclaimed += u64::from(unit.reclaimed);
             report.exported += worked.exported;

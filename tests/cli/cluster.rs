@@ -163,3 +163,84 @@ fn nodes_starting_at_once_share_one_run() {
     assert_eq!(runs[0]["counters"]["exported"], 20, "{runs}");
     assert_eq!(scratch.count("audit_events"), 20);
 }
+
+/// A TCP proxy to the PostgreSQL server that can drop every connection and refuse new ones
+/// for a while: the catalog going away under a running node.
+struct Flaky {
+    port: u16,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Flaky {
+    fn start(upstream: &str) -> Flaky {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (down2, open2, upstream) = (down.clone(), open.clone(), upstream.to_owned());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if down2.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                for s in [&client, &server] {
+                    open2.lock().unwrap().push(s.try_clone().unwrap());
+                }
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Flaky { port, down, open }
+    }
+
+    /// Drops every connection and refuses new ones for `outage`.
+    fn outage(&self, outage: Duration) {
+        use std::sync::atomic::Ordering;
+        self.down.store(true, Ordering::SeqCst);
+        for s in self.open.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        std::thread::sleep(outage);
+        self.down.store(false, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_node_rides_out_a_catalog_outage() {
+    let scratch = Scratch::new("outage");
+    let env = env_with_catalog(&scratch.url());
+    for i in 0..40 {
+        env.conversation(
+            "acme",
+            3,
+            &format!("o{i:02}"),
+            &[("a.wav", format!("o {i}").as_bytes())],
+        );
+    }
+    assert_eq!(env.run(&["index"]).status.code(), Some(0));
+    let flaky = Flaky::start("127.0.0.1:5432");
+    let config = std::fs::read_to_string(env.config()).unwrap();
+    assert!(config.contains("127.0.0.1:5432"), "{config}");
+    env.write_config(&config.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", flaky.port)));
+    let child = node(&env, "survivor", Some("export-item=sleep(100)"));
+    std::thread::sleep(Duration::from_millis(800));
+    flaky.outage(Duration::from_secs(3));
+    let (code, report, printed) = wait(child, Duration::from_secs(120));
+    assert_eq!(code, 0, "{printed}");
+    assert!(printed.contains("retrying in"), "{printed}");
+    assert_eq!(report["finished"]["status"], "succeeded", "{report}");
+    assert_eq!(report["finished"]["counters"]["exported"], 40, "{report}");
+    assert_eq!(scratch.count("audit_events"), 40);
+}
