@@ -12,8 +12,6 @@
 
 pub mod control;
 
-use rayon::prelude::*;
-
 pub use control::{Control, Stop};
 
 /// Sizes of the pipeline.
@@ -89,16 +87,26 @@ where
         });
         let scratch = &scratch;
         let work = &work;
+        let workers = options.concurrency;
+        // Each worker blocks on the channel itself. (`par_bridge` would have idle workers spin
+        // on `sched_yield` while the select stage waits on the catalog, taking the CPU the
+        // catalog server needs.) Work a worker runs in parallel (rayon) stays on this pool.
         scope.spawn(move || {
             pool.install(|| {
-                work_rx
-                    .into_iter()
-                    .par_bridge()
-                    .for_each_init(scratch, |s, item| {
-                        if !control.is_stopped() {
-                            let _ = done_tx.send(work(s, item));
-                        }
-                    })
+                rayon::scope(|s| {
+                    for _ in 0..workers {
+                        let (work_rx, done_tx) = (work_rx.clone(), done_tx.clone());
+                        s.spawn(move |_| {
+                            let mut state = scratch();
+                            for item in work_rx {
+                                if !control.is_stopped() {
+                                    let _ = done_tx.send(work(&mut state, item));
+                                }
+                            }
+                        });
+                    }
+                });
+                drop(done_tx);
             });
         });
         let mut recorded = Ok(());
