@@ -6,6 +6,13 @@ use std::time::{Duration, Instant};
 
 use crate::common::{Art, Env, text};
 
+/// Runs `direct export --once` and returns its JSON summary, checking it exited 0.
+fn direct_once(env: &Env) -> serde_json::Value {
+    let (code, s) = env.json(&["direct", "export", "--once"]);
+    assert_eq!(code, 0, "{s}");
+    s
+}
+
 fn audit_count(env: &Env) -> usize {
     let (_, events) = env.json(&["audit", "list", "--kind", "conversation_exported"]);
     events.as_array().unwrap().len()
@@ -37,8 +44,7 @@ fn complete_conversations_are_exported_once_and_half_written_ones_wait() {
     )
     .unwrap();
 
-    let (code, s) = env.json(&["direct", "export", "--once"]);
-    assert_eq!(code, 0, "{s}");
+    let s = direct_once(&env);
     assert_eq!(
         (s["exported"].as_u64(), s["waiting"].as_u64()),
         (Some(3), Some(3)),
@@ -58,32 +64,26 @@ fn complete_conversations_are_exported_once_and_half_written_ones_wait() {
     std::fs::write(missing.join("a.wav"), b"soon").unwrap();
     std::fs::write(short.join("a.wav"), b"0123456789").unwrap();
     std::fs::write(cut.join("conversation.json"), &record).unwrap();
-    let before: Vec<_> = exported
-        .iter()
-        .map(|f| {
-            std::fs::metadata(env.archive().join(f))
-                .unwrap()
-                .modified()
-                .unwrap()
-        })
-        .collect();
-    let (code, s) = env.json(&["direct", "export", "--once"]);
-    assert_eq!(code, 0, "{s}");
+    let mtimes = || -> Vec<_> {
+        exported
+            .iter()
+            .map(|f| {
+                std::fs::metadata(env.archive().join(f))
+                    .unwrap()
+                    .modified()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let before = mtimes();
+    let s = direct_once(&env);
     assert_eq!(
         (s["exported"].as_u64(), s["waiting"].as_u64()),
         (Some(3), Some(0)),
         "{s}"
     );
     assert_eq!(audit_count(&env), 6);
-    let after: Vec<_> = exported
-        .iter()
-        .map(|f| {
-            std::fs::metadata(env.archive().join(f))
-                .unwrap()
-                .modified()
-                .unwrap()
-        })
-        .collect();
+    let after = mtimes();
     assert_eq!(before, after, "objects exported before were written again");
     let (_, s) = env.json(&["direct", "export", "--once"]);
     assert_eq!(s["runs"], 0, "{s}");
@@ -168,8 +168,7 @@ fn a_killed_direct_export_loses_nothing_and_repeats_nothing() {
     child.wait().unwrap();
     let before = audit_count(&env);
     assert!(before < 6, "all exported before the kill: {before}");
-    let (code, s) = env.json(&["direct", "export", "--once"]);
-    assert_eq!(code, 0, "{s}");
+    let s = direct_once(&env);
     assert_eq!(audit_count(&env), 6, "{s}");
     let files = env.archive_files();
     for i in 0..6 {
