@@ -226,7 +226,7 @@ const IDLE: usize = 8;
 /// varies with each policy's criteria).
 const STATEMENTS: usize = 256;
 
-/// Seconds to wait for the server when the URL does not say (`connect_timeout`).
+/// How long to wait for the server when the URL does not say (`connect_timeout`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The PostgreSQL catalog.
