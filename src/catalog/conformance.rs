@@ -137,12 +137,18 @@ pub fn round_trip(cat: &dyn Catalog) {
         cat.indexed_days().unwrap(),
         vec!["acme/2026/01/02".to_string()]
     );
+    assert_eq!(cat.live_artifact_count().unwrap(), 1);
     let mut changed = c.clone();
     changed.artifacts.clear();
     cat.apply_index(&[upsert(&changed)]).unwrap();
     assert_eq!(
         select_all(cat, &Filter::all(), &Exclude::Nothing),
         vec![changed]
+    );
+    assert_eq!(
+        cat.live_artifact_count().unwrap(),
+        0,
+        "children are replaced"
     );
     cat.apply_index(&[IndexChange::Remove {
         rel_dir: rel_dir(&c),
@@ -574,6 +580,11 @@ pub fn index_batches_apply_in_order(cat: &dyn Catalog) {
         .unwrap();
     assert_eq!(stored, twice);
     assert_eq!(cat.conversation_count().unwrap(), 3);
+    assert_eq!(
+        cat.live_artifact_count().unwrap(),
+        3,
+        "no artifact outlives its row"
+    );
 }
 
 /// Job-run rows: listing, resume counts, logs and notifications, counters as recorded.

@@ -424,6 +424,17 @@ mod tests {
     use crate::catalog::sqlite::SqliteCatalog;
     use crate::catalog::{AuditQuery, Fingerprint, IndexChange};
 
+    /// Runs `check` on a fresh SQLite catalog and, with the feature, a fresh PostgreSQL one.
+    fn on_each_catalog(check: impl Fn(&dyn Catalog)) {
+        let dir = tempfile::tempdir().unwrap();
+        check(&SqliteCatalog::open(&dir.path().join("c.db")).unwrap());
+        #[cfg(feature = "postgres")]
+        {
+            let scratch = crate::catalog::postgres::tests::Scratch::new();
+            check(&scratch.open());
+        }
+    }
+
     fn event() -> NewEvent {
         NewEvent {
             at: Utc::now(),
@@ -437,11 +448,10 @@ mod tests {
         }
     }
 
-    /// A catalog of `n` conversations from January 2026, one transcript file each on disk, and
-    /// an enabled policy deleting transcripts after 30 days.
-    fn setup(n: usize) -> (tempfile::TempDir, SqliteCatalog) {
+    /// Fills `cat` with `n` conversations from January 2026, one transcript file each on disk
+    /// under the returned directory, and an enabled policy deleting transcripts after 30 days.
+    fn setup(cat: &dyn Catalog, n: usize) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
-        let cat = SqliteCatalog::open(&dir.path().join("c.db")).unwrap();
         let changes: Vec<IndexChange> = (0..n)
             .map(|i| {
                 let rel_dir = format!("acme/2026/01/02/c{i}");
@@ -470,7 +480,7 @@ mod tests {
         cat.publish_lifecycle_version("t30", &v, &event()).unwrap();
         cat.update_lifecycle_policy("t30", true, "v1", &[event()])
             .unwrap();
-        (dir, cat)
+        dir
     }
 
     const NO_LIMIT: Limits = Limits {
@@ -481,7 +491,11 @@ mod tests {
 
     #[test]
     fn a_sweep_killed_between_intent_and_event_is_completed_with_one_event_each() {
-        let (dir, cat) = setup(10);
+        on_each_catalog(killed_sweep_is_completed);
+    }
+
+    fn killed_sweep_is_completed(cat: &dyn Catalog) {
+        let dir = setup(cat, 10);
         let root = dir.path().join("repo");
         let now = Utc::now();
         let p = cat.lifecycle_policies().unwrap().remove(0);
@@ -493,7 +507,7 @@ mod tests {
         for a in &due[..3] {
             std::fs::remove_file(root.join(&a.rel_dir).join(&a.file)).unwrap();
         }
-        let report = sweep(&cat, &root, now, "test", NO_LIMIT, &|_| {}).unwrap();
+        let report = sweep(cat, &root, now, "test", NO_LIMIT, &|_| {}).unwrap();
         assert_eq!(report.resumed, 6);
         assert_eq!(report.deleted, 10);
         assert_eq!(report.already_missing, 3);
@@ -523,17 +537,21 @@ mod tests {
         for i in 0..10 {
             assert!(!root.join(format!("acme/2026/01/02/c{i}/t.txt")).exists());
         }
-        let again = sweep(&cat, &root, now, "test", NO_LIMIT, &|_| {}).unwrap();
+        let again = sweep(cat, &root, now, "test", NO_LIMIT, &|_| {}).unwrap();
         assert_eq!((again.resumed, again.deleted), (0, 0));
     }
 
     #[test]
     fn plan_counts_what_is_due_and_when_the_next_is() {
-        let (_dir, cat) = setup(3);
+        on_each_catalog(plan_counts);
+    }
+
+    fn plan_counts(cat: &dyn Catalog) {
+        let _dir = setup(cat, 3);
         let jan = DateTime::parse_from_rfc3339("2026-01-20T00:00:00Z")
             .unwrap()
             .to_utc();
-        let none = plan(&cat, jan).unwrap();
+        let none = plan(cat, jan).unwrap();
         assert_eq!(none[0].artifacts, 0);
         assert_eq!(
             none[0].next_due.unwrap(),
@@ -541,7 +559,7 @@ mod tests {
                 .unwrap()
                 .to_utc()
         );
-        let all = plan(&cat, Utc::now()).unwrap();
+        let all = plan(cat, Utc::now()).unwrap();
         assert_eq!((all[0].artifacts, all[0].bytes), (3, 6));
     }
 
