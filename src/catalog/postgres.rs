@@ -2587,8 +2587,9 @@ pub(crate) mod tests {
             for (cat, policy) in [(&a, "one"), (&b, "two")] {
                 let convs = &convs;
                 s.spawn(move || {
-                    let run = cat.begin_run(policy, Mode::Full, "t").unwrap();
                     for round in 0..rounds {
+                        // A run records a conversation once, so each round is a run.
+                        let run = cat.begin_run(policy, Mode::Full, "t").unwrap();
                         let outcomes: Vec<ItemOutcome> = convs
                             .iter()
                             .skip(round % 5)
