@@ -899,7 +899,9 @@ impl PostgresCatalog {
         out.map_err(|f| self.fail(f))
     }
 
-    fn read<T>(&self, f: impl FnOnce(&mut Session<'_, Client>) -> Fallible<T>) -> Result<T> {
+    /// Runs `f` on a pooled connection outside a transaction: each statement commits alone
+    /// (reads, and writes of one statement).
+    fn autocommit<T>(&self, f: impl FnOnce(&mut Session<'_, Client>) -> Fallible<T>) -> Result<T> {
         self.with_conn(|conn| {
             f(&mut Session {
                 client: &mut conn.client,
@@ -908,8 +910,8 @@ impl PostgresCatalog {
         })
     }
 
-    /// Runs `f` in a transaction, committed when it succeeds.
-    fn write<T>(&self, f: impl FnOnce(&mut Tx<'_, '_>) -> Fallible<T>) -> Result<T> {
+    /// Runs `f` in a transaction on a pooled connection, committed when it succeeds.
+    fn transaction<T>(&self, f: impl FnOnce(&mut Tx<'_, '_>) -> Fallible<T>) -> Result<T> {
         self.with_conn(|conn| {
             let mut tx = conn.client.transaction()?;
             let out = f(&mut Session {
@@ -1010,7 +1012,7 @@ impl PostgresCatalog {
     }
 
     fn query_runs(&self, sql: &str, params: &Params<'_>) -> Result<Vec<JobRun>> {
-        self.read(|s| {
+        self.autocommit(|s| {
             s.query(sql, params)?
                 .iter()
                 .map(|r| self.job_run_from_row(r))
@@ -1173,7 +1175,7 @@ impl Catalog for PostgresCatalog {
     fn fingerprints_under(&self, rel_prefix: &str) -> Result<Vec<(String, Fingerprint)>> {
         let lo = format!("{rel_prefix}/");
         let hi = format!("{rel_prefix}0");
-        self.read(|s| {
+        self.autocommit(|s| {
             s.query(
                 "SELECT rel_dir, json_mtime_ns, json_size FROM conversations \
                  WHERE rel_dir >= $1 AND rel_dir < $2",
@@ -1194,7 +1196,7 @@ impl Catalog for PostgresCatalog {
     }
 
     fn indexed_days(&self) -> Result<Vec<String>> {
-        self.read(|s| {
+        self.autocommit(|s| {
             s.query("SELECT DISTINCT day FROM conversations ORDER BY day", &[])?
                 .iter()
                 .map(|r| Ok(r.try_get(0)?))
@@ -1223,7 +1225,7 @@ impl Catalog for PostgresCatalog {
                 IndexChange::Remove { rel_dir } => dirs.push(rel_dir.as_str()),
             }
         }
-        self.write(|s| {
+        self.transaction(|s| {
             // One index batch at a time, so the rows read below stay as read until commit.
             s.execute(
                 "SELECT pg_advisory_xact_lock($1)",
@@ -1331,7 +1333,7 @@ impl Catalog for PostgresCatalog {
     }
 
     fn conversation_count(&self) -> Result<u64> {
-        self.read(|s| {
+        self.autocommit(|s| {
             let n: i64 = s
                 .query_one("SELECT count(*) FROM conversations", &[])?
                 .try_get(0)?;
@@ -1346,7 +1348,7 @@ impl Catalog for PostgresCatalog {
             exclude,
             i64::MIN,
         );
-        self.read(|s| {
+        self.autocommit(|s| {
             let n: i64 = s.query_one(&sql, &sql_params(&params))?.try_get(0)?;
             self.unsigned("count", n)
         })
@@ -1360,7 +1362,7 @@ impl Catalog for PostgresCatalog {
         limit: usize,
     ) -> Result<Vec<Selected>> {
         let (sql, params) = self.page_sql(SELECT_CONVERSATION, filter, exclude, after_rowid, limit);
-        self.read(|s| {
+        self.autocommit(|s| {
             let mut page = s
                 .query(&sql, &sql_params(&params))?
                 .iter()
@@ -1402,7 +1404,7 @@ impl Catalog for PostgresCatalog {
 
     fn begin_run(&self, policy: &str, mode: Mode, target: &str) -> Result<RunId> {
         let now = micros(Utc::now());
-        self.read(|s| {
+        self.autocommit(|s| {
             Ok(RunId(
                 s.query_one(
                     "INSERT INTO job_runs (policy, mode, target, status, started_at) \
@@ -1415,7 +1417,7 @@ impl Catalog for PostgresCatalog {
     }
 
     fn resume_run(&self, run: RunId) -> Result<()> {
-        self.read(|s| {
+        self.autocommit(|s| {
             s.execute(
                 "UPDATE job_runs SET resumed = resumed + 1 WHERE id = $1",
                 &[&run.0],
@@ -1483,7 +1485,7 @@ impl Catalog for PostgresCatalog {
         let shas: Vec<&str> = objects.iter().map(|o| o.sha256.as_str()).collect();
         let (state_tenants, state_ids): (Vec<&str>, Vec<&str>) =
             last_of_each(exported, |k| *k).into_iter().unzip();
-        self.write(|s| {
+        self.transaction(|s| {
             let mut head = if events.is_empty() {
                 None
             } else {
@@ -1525,7 +1527,7 @@ impl Catalog for PostgresCatalog {
     }
 
     fn run_counters(&self, run: RunId) -> Result<Counters> {
-        self.read(|s| {
+        self.autocommit(|s| {
             let r = s.query_one(
                 "SELECT \
                    (SELECT count(*) FROM run_items WHERE run = $1 AND outcome = 'exported'), \
@@ -1565,7 +1567,7 @@ impl Catalog for PostgresCatalog {
             c.index_errors,
         ]
         .map(int);
-        self.read(|s| {
+        self.autocommit(|s| {
             let [
                 selected,
                 exported,
@@ -1603,7 +1605,7 @@ impl Catalog for PostgresCatalog {
         run: RunId,
         each: &mut dyn FnMut(ObjectRecord) -> std::io::Result<()>,
     ) -> Result<std::io::Result<()>> {
-        self.read(|s| {
+        self.autocommit(|s| {
             let statement = s.prepared(
                 "SELECT key, size, sha256 FROM run_objects WHERE run = $1 ORDER BY key",
             )?;
@@ -1638,7 +1640,7 @@ impl Catalog for PostgresCatalog {
     }
 
     fn set_run_log(&self, run: RunId, path: &str) -> Result<()> {
-        self.read(|s| {
+        self.autocommit(|s| {
             s.execute(
                 "UPDATE job_runs SET log_path = $1 WHERE id = $2",
                 &[&path, &run.0],
@@ -1648,7 +1650,7 @@ impl Catalog for PostgresCatalog {
     }
 
     fn set_run_notification(&self, run: RunId, text: &str) -> Result<()> {
-        self.read(|s| {
+        self.autocommit(|s| {
             s.execute(
                 "UPDATE job_runs SET notification = $1 WHERE id = $2",
                 &[&text, &run.0],
@@ -1670,7 +1672,7 @@ impl Catalog for PostgresCatalog {
             page.limit,
         );
         let now = micros(Utc::now());
-        self.write(|s| {
+        self.transaction(|s| {
             let mut head = lock_chain(s)?;
             let rows = s.query(&sql, &sql_params(&params))?;
             let mut tenants = Vec::with_capacity(rows.len());
@@ -1717,7 +1719,7 @@ impl Catalog for PostgresCatalog {
     }
 
     fn prune_runs(&self, policy: &str, before: DateTime<Utc>) -> Result<u64> {
-        self.read(|s| {
+        self.autocommit(|s| {
             s.execute(
                 "DELETE FROM job_runs WHERE policy = $1 AND status = 'succeeded' AND finished_at < $2",
                 &[&policy, &before],
@@ -1732,7 +1734,7 @@ impl Catalog for PostgresCatalog {
     }
 
     fn failed_items(&self, run: RunId, limit: usize) -> Result<Vec<FailedItem>> {
-        self.read(|s| {
+        self.autocommit(|s| {
             s.query(
                 "SELECT subject, error, at FROM run_items WHERE run = $1 AND outcome = 'failed' \
                  ORDER BY id LIMIT $2",
@@ -1751,7 +1753,7 @@ impl Catalog for PostgresCatalog {
     }
 
     fn audit_events(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>> {
-        self.read(|s| {
+        self.autocommit(|s| {
             s.query(
                 "SELECT seq, at, kind, actor, policy, run, tenant, conversation_id, details, prev_hash, hash \
                  FROM audit_events WHERE seq > $1 AND ($2::int8 IS NULL OR run = $2) \
@@ -1792,7 +1794,7 @@ impl Catalog for PostgresCatalog {
     }
 
     fn create_lifecycle_policy(&self, p: &LifecyclePolicy, event: &NewEvent) -> Result<()> {
-        self.write(|s| {
+        self.transaction(|s| {
             let mut head = lock_chain(s)?;
             if s.query_opt(
                 "SELECT 1 FROM lifecycle_policies WHERE name = $1",
@@ -1824,7 +1826,7 @@ impl Catalog for PostgresCatalog {
         v: &LifecycleVersion,
         event: &NewEvent,
     ) -> Result<()> {
-        self.write(|s| {
+        self.transaction(|s| {
             let mut head = lock_chain(s)?;
             let Some(active) = s.query_opt(
                 "SELECT active_version FROM lifecycle_policies WHERE name = $1",
@@ -1876,7 +1878,7 @@ impl Catalog for PostgresCatalog {
         active_version: &str,
         events: &[NewEvent],
     ) -> Result<()> {
-        self.write(|s| {
+        self.transaction(|s| {
             // The chain lock also makes the check below and the update one step for every writer.
             let mut head = lock_chain(s)?;
             let Some(scope) = s.query_opt(
@@ -1907,7 +1909,7 @@ impl Catalog for PostgresCatalog {
     }
 
     fn lifecycle_policies(&self) -> Result<Vec<LifecyclePolicy>> {
-        self.read(|s| {
+        self.autocommit(|s| {
             let mut policies = Vec::new();
             for r in s.query(
                 "SELECT name, description, artifact_type, audio_type, enabled, active_version, created_at, created_by \
@@ -1962,7 +1964,7 @@ impl Catalog for PostgresCatalog {
         after: (i64, i64),
         limit: usize,
     ) -> Result<Vec<DueArtifact>> {
-        self.read(|s| {
+        self.autocommit(|s| {
             s.query(
                 "SELECT c.pk, a.ordinal, c.tenant, c.id, c.rel_dir, a.file, a.size, c.start_ms + c.duration_ms \
                  FROM conversations c JOIN artifacts a ON a.conversation = c.pk \
@@ -1991,7 +1993,7 @@ impl Catalog for PostgresCatalog {
         let cutoff = q.cutoff.timestamp_millis();
         let audio_type = q.audio_type.map(|a| a.as_str());
         let params: [&(dyn ToSql + Sync); 3] = [&cutoff, &q.artifact_type.as_str(), &audio_type];
-        self.read(|s| {
+        self.autocommit(|s| {
             let r = s.query_one(
                 &format!(
                     "SELECT count(*), coalesce(sum(a.size), 0)::int8 FROM conversations c \
@@ -2017,7 +2019,7 @@ impl Catalog for PostgresCatalog {
     }
 
     fn live_artifact_count(&self) -> Result<u64> {
-        self.read(|s| {
+        self.autocommit(|s| {
             let n: i64 = s
                 .query_one(
                     "SELECT (SELECT count(*) FROM artifacts) - (SELECT count(*) FROM artifact_deletions)",
@@ -2047,7 +2049,7 @@ impl Catalog for PostgresCatalog {
         let policy: Vec<&str> = intents.iter().map(|a| a.policy.as_str()).collect();
         let version: Vec<&str> = intents.iter().map(|a| a.version.as_str()).collect();
         let due: Vec<DateTime<Utc>> = intents.iter().map(|a| micros(a.due)).collect();
-        self.write(|s| {
+        self.autocommit(|s| {
             s.execute(
                 "INSERT INTO delete_intents (conversation, ordinal, tenant, conversation_id, rel_dir, file, size, policy, version, due) \
                  SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], \
@@ -2073,7 +2075,7 @@ impl Catalog for PostgresCatalog {
     }
 
     fn pending_deletes(&self) -> Result<Vec<DueArtifact>> {
-        self.read(|s| {
+        self.autocommit(|s| {
             s.query(
                 "SELECT conversation, ordinal, tenant, conversation_id, rel_dir, file, size, policy, version, due \
                  FROM delete_intents ORDER BY conversation, ordinal",
@@ -2119,7 +2121,7 @@ impl Catalog for PostgresCatalog {
         }
         let intent_pk: Vec<i64> = outcomes.iter().map(|(a, _)| a.conversation_pk).collect();
         let intent_ordinal: Vec<i64> = outcomes.iter().map(|(a, _)| a.ordinal).collect();
-        self.write(|s| {
+        self.transaction(|s| {
             if !events.is_empty() {
                 let mut head = lock_chain(s)?;
                 s.execute(
@@ -2144,7 +2146,7 @@ impl Catalog for PostgresCatalog {
 impl UploadJournal for PostgresCatalog {
     fn upload_started(&self, target: &str, key: &str, upload_id: &str) -> Result<()> {
         let now = micros(Utc::now());
-        self.read(|s| {
+        self.autocommit(|s| {
             s.execute(
                 "INSERT INTO open_uploads (target, upload_id, key, started_at) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (target, upload_id) DO UPDATE SET key = EXCLUDED.key, started_at = EXCLUDED.started_at",
@@ -2155,7 +2157,7 @@ impl UploadJournal for PostgresCatalog {
     }
 
     fn upload_ended(&self, target: &str, upload_id: &str) -> Result<()> {
-        self.read(|s| {
+        self.autocommit(|s| {
             s.execute(
                 "DELETE FROM open_uploads WHERE target = $1 AND upload_id = $2",
                 &[&target, &upload_id],
@@ -2165,7 +2167,7 @@ impl UploadJournal for PostgresCatalog {
     }
 
     fn open_uploads(&self, target: &str) -> Result<Vec<OpenUpload>> {
-        self.read(|s| {
+        self.autocommit(|s| {
             s.query(
                 "SELECT key, upload_id FROM open_uploads WHERE target = $1 ORDER BY started_at, upload_id",
                 &[&target],
@@ -2285,7 +2287,7 @@ pub(crate) mod tests {
         let cat = scratch.open();
         assert_eq!(cat.conversation_count().unwrap(), 0);
         let versions: Vec<i64> = cat
-            .read(|s| {
+            .autocommit(|s| {
                 s.query("SELECT version FROM custodian_schema ORDER BY version", &[])?
                     .iter()
                     .map(|r| Ok(r.try_get(0)?))
@@ -2300,7 +2302,7 @@ pub(crate) mod tests {
         let scratch = Scratch::new();
         scratch
             .open()
-            .read(|s| s.execute("INSERT INTO custodian_schema (version) VALUES (99)", &[]))
+            .autocommit(|s| s.execute("INSERT INTO custodian_schema (version) VALUES (99)", &[]))
             .unwrap();
         let err = PostgresCatalog::open(&scratch.url)
             .err()
@@ -2431,7 +2433,7 @@ pub(crate) mod tests {
         // A process that dies closes its connection without unlocking.
         std::mem::forget(held);
         let key = cat.lock_key("policy", "p");
-        cat.read(|s| {
+        cat.autocommit(|s| {
             s.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' \
                  AND classid = (($1::int8 >> 32) & 4294967295)::oid \
