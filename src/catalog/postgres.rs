@@ -922,7 +922,9 @@ impl PostgresCatalog {
         out.map_err(|f| self.fail(f))
     }
 
-    fn read<T>(&self, f: impl FnOnce(&mut Session<'_, Client>) -> Fallible<T>) -> Result<T> {
+    /// Runs `f` on a pooled connection outside a transaction: each statement commits alone
+    /// (reads, and writes of one statement).
+    fn autocommit<T>(&self, f: impl FnOnce(&mut Session<'_, Client>) -> Fallible<T>) -> Result<T> {
         self.with_conn(|conn| {
             f(&mut Session {
                 client: &mut conn.client,
@@ -931,8 +933,8 @@ impl PostgresCatalog {
         })
     }
 
-    /// Runs `f` in a transaction, committed when it succeeds.
-    fn write<T>(&self, f: impl FnOnce(&mut Tx<'_, '_>) -> Fallible<T>) -> Result<T> {
+    /// Runs `f` in a transaction on a pooled connection, committed when it succeeds.
+    fn transaction<T>(&self, f: impl FnOnce(&mut Tx<'_, '_>) -> Fallible<T>) -> Result<T> {
         self.with_conn(|conn| {
             let mut tx = conn.client.transaction()?;
             let out = f(&mut Session {
@@ -1033,7 +1035,7 @@ impl PostgresCatalog {
     }
 
     fn query_runs(&self, sql: &str, params: &Params<'_>) -> Result<Vec<JobRun>> {
-        self.read(|s| {
+        self.autocommit(|s| {
             s.query(sql, params)?
                 .iter()
                 .map(|r| self.job_run_from_row(r))
@@ -1213,7 +1215,7 @@ impl crate::cluster::WorkUnits for PostgresCatalog {
             params.len()
         );
         let now = micros(Utc::now());
-        self.write(|s| {
+        self.transaction(|s| {
             s.execute("SELECT pg_advisory_xact_lock($1)", &[&key])?;
             if let Some(row) = s.query_opt(
                 "SELECT id FROM job_runs j WHERE policy = $1 AND status = 'running' \
@@ -1263,7 +1265,7 @@ impl crate::cluster::WorkUnits for PostgresCatalog {
         lease: Duration,
     ) -> Result<Option<crate::cluster::Unit>> {
         let ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-        self.write(|s| {
+        self.transaction(|s| {
             let row = s.query_opt(
                 "UPDATE work_units SET state = 'claimed', node = $2, \
                  lease_until = now() + $3::int8 * interval '1 millisecond', claims = claims + 1 \
@@ -1287,7 +1289,7 @@ impl crate::cluster::WorkUnits for PostgresCatalog {
 
     fn renew_lease(&self, unit: i64, node: &str, lease: Duration) -> Result<bool> {
         let ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-        self.write(|s| {
+        self.transaction(|s| {
             Ok(s.execute(
                 "UPDATE work_units SET lease_until = now() + $3::int8 * interval '1 millisecond' \
                  WHERE id = $1 AND node = $2 AND state = 'claimed'",
@@ -1298,7 +1300,7 @@ impl crate::cluster::WorkUnits for PostgresCatalog {
 
     fn complete_unit(&self, unit: i64, node: &str, done: &Counters) -> Result<bool> {
         let now = micros(Utc::now());
-        self.write(|s| {
+        self.transaction(|s| {
             Ok(s.execute(
                 "UPDATE work_units SET state = 'done', exported = $3, failed = $4, objects = $5, \
                  bytes = $6, finished_at = $7 WHERE id = $1 AND node = $2 AND state = 'claimed'",
@@ -1316,7 +1318,7 @@ impl crate::cluster::WorkUnits for PostgresCatalog {
     }
 
     fn open_units(&self, run: RunId) -> Result<u64> {
-        self.read(|s| {
+        self.autocommit(|s| {
             let n: i64 = s
                 .query_one(
                     "SELECT count(*) FROM work_units WHERE run = $1 AND state <> 'done'",
@@ -1328,7 +1330,7 @@ impl crate::cluster::WorkUnits for PostgresCatalog {
     }
 
     fn selected(&self, run: RunId) -> Result<u64> {
-        self.read(|s| {
+        self.autocommit(|s| {
             let n: i64 = s
                 .query_one("SELECT selected FROM job_runs WHERE id = $1", &[&run.0])?
                 .try_get(0)?;
@@ -1338,7 +1340,7 @@ impl crate::cluster::WorkUnits for PostgresCatalog {
 
     fn take_finish(&self, run: RunId, node: &str, lease: Duration) -> Result<bool> {
         let ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-        self.write(|s| {
+        self.transaction(|s| {
             Ok(s.execute(
                 "UPDATE job_runs SET finisher = $2, finisher_since = now() WHERE id = $1 \
                  AND status = 'running' AND (finisher IS NULL OR finisher = $2 \
@@ -1349,7 +1351,7 @@ impl crate::cluster::WorkUnits for PostgresCatalog {
     }
 
     fn node_counters(&self, run: RunId) -> Result<Vec<crate::cluster::NodeCounters>> {
-        self.read(|s| {
+        self.autocommit(|s| {
             s.query(
                 "SELECT node, count(*), count(*) FILTER (WHERE claims > 1), sum(exported)::int8, \
                  sum(failed)::int8, sum(objects)::int8, sum(bytes)::int8 FROM work_units WHERE run = $1 AND state = 'done' \
@@ -1388,7 +1390,7 @@ impl Catalog for PostgresCatalog {
     fn fingerprints_under(&self, rel_prefix: &str) -> Result<Vec<(String, Fingerprint)>> {
         let lo = format!("{rel_prefix}/");
         let hi = format!("{rel_prefix}0");
-        self.read(|s| {
+        self.autocommit(|s| {
             s.query(
                 "SELECT rel_dir, json_mtime_ns, json_size FROM conversations \
                  WHERE rel_dir >= $1 AND rel_dir < $2",
@@ -1409,7 +1411,7 @@ impl Catalog for PostgresCatalog {
     }
 
     fn indexed_days(&self) -> Result<Vec<String>> {
-        self.read(|s| {
+        self.autocommit(|s| {
             s.query("SELECT DISTINCT day FROM conversations ORDER BY day", &[])?
                 .iter()
                 .map(|r| Ok(r.try_get(0)?))
@@ -1438,7 +1440,7 @@ impl Catalog for PostgresCatalog {
                 IndexChange::Remove { rel_dir } => dirs.push(rel_dir.as_str()),
             }
         }
-        self.write(|s| {
+        self.transaction(|s| {
             // One index batch at a time, so the rows read below stay as read until commit.
             s.execute(
                 "SELECT pg_advisory_xact_lock($1)",
@@ -1546,7 +1548,7 @@ impl Catalog for PostgresCatalog {
     }
 
     fn conversation_count(&self) -> Result<u64> {
-        self.read(|s| {
+        self.autocommit(|s| {
             let n: i64 = s
                 .query_one("SELECT count(*) FROM conversations", &[])?
                 .try_get(0)?;
@@ -1561,7 +1563,7 @@ impl Catalog for PostgresCatalog {
             exclude,
             i64::MIN,
         );
-        self.read(|s| {
+        self.autocommit(|s| {
             let n: i64 = s.query_one(&sql, &sql_params(&params))?.try_get(0)?;
             self.unsigned("count", n)
         })
@@ -1575,7 +1577,7 @@ impl Catalog for PostgresCatalog {
         limit: usize,
     ) -> Result<Vec<Selected>> {
         let (sql, params) = self.page_sql(SELECT_CONVERSATION, filter, exclude, after_rowid, limit);
-        self.read(|s| {
+        self.autocommit(|s| {
             let mut page = s
                 .query(&sql, &sql_params(&params))?
                 .iter()
@@ -1617,7 +1619,7 @@ impl Catalog for PostgresCatalog {
 
     fn begin_run(&self, policy: &str, mode: Mode, target: &str) -> Result<RunId> {
         let now = micros(Utc::now());
-        self.read(|s| {
+        self.autocommit(|s| {
             Ok(RunId(
                 s.query_one(
                     "INSERT INTO job_runs (policy, mode, target, status, started_at) \
@@ -1630,7 +1632,7 @@ impl Catalog for PostgresCatalog {
     }
 
     fn resume_run(&self, run: RunId) -> Result<()> {
-        self.read(|s| {
+        self.autocommit(|s| {
             s.execute(
                 "UPDATE job_runs SET resumed = resumed + 1 WHERE id = $1",
                 &[&run.0],
@@ -1647,7 +1649,7 @@ impl Catalog for PostgresCatalog {
         let exports = outcomes
             .iter()
             .any(|o| matches!(o, ItemOutcome::Exported { .. }));
-        self.write(|s| {
+        self.transaction(|s| {
             let mut head = if exports { Some(lock_chain(s)?) } else { None };
             // A conversation another node already recorded in this run (its unit was redone
             // after a lease expired) is not recorded again: one export and one audit event
@@ -1768,7 +1770,7 @@ impl Catalog for PostgresCatalog {
     }
 
     fn run_counters(&self, run: RunId) -> Result<Counters> {
-        self.read(|s| {
+        self.autocommit(|s| {
             let r = s.query_one(
                 "SELECT \
                    (SELECT count(*) FROM run_items WHERE run = $1 AND outcome = 'exported'), \
@@ -1808,7 +1810,7 @@ impl Catalog for PostgresCatalog {
             c.index_errors,
         ]
         .map(int);
-        self.read(|s| {
+        self.autocommit(|s| {
             let [
                 selected,
                 exported,
@@ -1846,7 +1848,7 @@ impl Catalog for PostgresCatalog {
         run: RunId,
         each: &mut dyn FnMut(ObjectRecord) -> std::io::Result<()>,
     ) -> Result<std::io::Result<()>> {
-        self.read(|s| {
+        self.autocommit(|s| {
             let statement = s.prepared(
                 "SELECT key, size, sha256 FROM run_objects WHERE run = $1 ORDER BY key",
             )?;
@@ -1881,7 +1883,7 @@ impl Catalog for PostgresCatalog {
     }
 
     fn set_run_log(&self, run: RunId, path: &str) -> Result<()> {
-        self.read(|s| {
+        self.autocommit(|s| {
             s.execute(
                 "UPDATE job_runs SET log_path = $1 WHERE id = $2",
                 &[&path, &run.0],
@@ -1891,7 +1893,7 @@ impl Catalog for PostgresCatalog {
     }
 
     fn set_run_notification(&self, run: RunId, text: &str) -> Result<()> {
-        self.read(|s| {
+        self.autocommit(|s| {
             s.execute(
                 "UPDATE job_runs SET notification = $1 WHERE id = $2",
                 &[&text, &run.0],
@@ -1913,7 +1915,7 @@ impl Catalog for PostgresCatalog {
             page.limit,
         );
         let now = micros(Utc::now());
-        self.write(|s| {
+        self.transaction(|s| {
             let mut head = lock_chain(s)?;
             let rows = s.query(&sql, &sql_params(&params))?;
             let mut tenants = Vec::with_capacity(rows.len());
@@ -1960,7 +1962,7 @@ impl Catalog for PostgresCatalog {
     }
 
     fn prune_runs(&self, policy: &str, before: DateTime<Utc>) -> Result<u64> {
-        self.read(|s| {
+        self.autocommit(|s| {
             s.execute(
                 "DELETE FROM job_runs WHERE policy = $1 AND status = 'succeeded' AND finished_at < $2",
                 &[&policy, &before],
@@ -1975,7 +1977,7 @@ impl Catalog for PostgresCatalog {
     }
 
     fn failed_items(&self, run: RunId, limit: usize) -> Result<Vec<FailedItem>> {
-        self.read(|s| {
+        self.autocommit(|s| {
             s.query(
                 "SELECT subject, error, at FROM run_items WHERE run = $1 AND outcome = 'failed' \
                  ORDER BY id LIMIT $2",
@@ -1994,7 +1996,7 @@ impl Catalog for PostgresCatalog {
     }
 
     fn audit_events(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>> {
-        self.read(|s| {
+        self.autocommit(|s| {
             s.query(
                 "SELECT seq, at, kind, actor, policy, run, tenant, conversation_id, details, prev_hash, hash \
                  FROM audit_events WHERE seq > $1 AND ($2::int8 IS NULL OR run = $2) \
@@ -2035,7 +2037,7 @@ impl Catalog for PostgresCatalog {
     }
 
     fn create_lifecycle_policy(&self, p: &LifecyclePolicy, event: &NewEvent) -> Result<()> {
-        self.write(|s| {
+        self.transaction(|s| {
             let mut head = lock_chain(s)?;
             if s.query_opt(
                 "SELECT 1 FROM lifecycle_policies WHERE name = $1",
@@ -2067,7 +2069,7 @@ impl Catalog for PostgresCatalog {
         v: &LifecycleVersion,
         event: &NewEvent,
     ) -> Result<()> {
-        self.write(|s| {
+        self.transaction(|s| {
             let mut head = lock_chain(s)?;
             let Some(active) = s.query_opt(
                 "SELECT active_version FROM lifecycle_policies WHERE name = $1",
@@ -2119,7 +2121,7 @@ impl Catalog for PostgresCatalog {
         active_version: &str,
         events: &[NewEvent],
     ) -> Result<()> {
-        self.write(|s| {
+        self.transaction(|s| {
             // The chain lock also makes the check below and the update one step for every writer.
             let mut head = lock_chain(s)?;
             let Some(scope) = s.query_opt(
@@ -2150,7 +2152,7 @@ impl Catalog for PostgresCatalog {
     }
 
     fn lifecycle_policies(&self) -> Result<Vec<LifecyclePolicy>> {
-        self.read(|s| {
+        self.autocommit(|s| {
             let mut policies = Vec::new();
             for r in s.query(
                 "SELECT name, description, artifact_type, audio_type, enabled, active_version, created_at, created_by \
@@ -2205,7 +2207,7 @@ impl Catalog for PostgresCatalog {
         after: (i64, i64),
         limit: usize,
     ) -> Result<Vec<DueArtifact>> {
-        self.read(|s| {
+        self.autocommit(|s| {
             s.query(
                 "SELECT c.pk, a.ordinal, c.tenant, c.id, c.rel_dir, a.file, a.size, c.start_ms + c.duration_ms \
                  FROM conversations c JOIN artifacts a ON a.conversation = c.pk \
@@ -2234,7 +2236,7 @@ impl Catalog for PostgresCatalog {
         let cutoff = q.cutoff.timestamp_millis();
         let audio_type = q.audio_type.map(|a| a.as_str());
         let params: [&(dyn ToSql + Sync); 3] = [&cutoff, &q.artifact_type.as_str(), &audio_type];
-        self.read(|s| {
+        self.autocommit(|s| {
             let r = s.query_one(
                 &format!(
                     "SELECT count(*), coalesce(sum(a.size), 0)::int8 FROM conversations c \
@@ -2260,7 +2262,7 @@ impl Catalog for PostgresCatalog {
     }
 
     fn live_artifact_count(&self) -> Result<u64> {
-        self.read(|s| {
+        self.autocommit(|s| {
             let n: i64 = s
                 .query_one(
                     "SELECT (SELECT count(*) FROM artifacts) - (SELECT count(*) FROM artifact_deletions)",
@@ -2290,7 +2292,7 @@ impl Catalog for PostgresCatalog {
         let policy: Vec<&str> = intents.iter().map(|a| a.policy.as_str()).collect();
         let version: Vec<&str> = intents.iter().map(|a| a.version.as_str()).collect();
         let due: Vec<DateTime<Utc>> = intents.iter().map(|a| micros(a.due)).collect();
-        self.write(|s| {
+        self.autocommit(|s| {
             s.execute(
                 "INSERT INTO delete_intents (conversation, ordinal, tenant, conversation_id, rel_dir, file, size, policy, version, due) \
                  SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], \
@@ -2316,7 +2318,7 @@ impl Catalog for PostgresCatalog {
     }
 
     fn pending_deletes(&self) -> Result<Vec<DueArtifact>> {
-        self.read(|s| {
+        self.autocommit(|s| {
             s.query(
                 "SELECT conversation, ordinal, tenant, conversation_id, rel_dir, file, size, policy, version, due \
                  FROM delete_intents ORDER BY conversation, ordinal",
@@ -2362,7 +2364,7 @@ impl Catalog for PostgresCatalog {
         }
         let intent_pk: Vec<i64> = outcomes.iter().map(|(a, _)| a.conversation_pk).collect();
         let intent_ordinal: Vec<i64> = outcomes.iter().map(|(a, _)| a.ordinal).collect();
-        self.write(|s| {
+        self.transaction(|s| {
             if !events.is_empty() {
                 let mut head = lock_chain(s)?;
                 s.execute(
@@ -2387,7 +2389,7 @@ impl Catalog for PostgresCatalog {
 impl UploadJournal for PostgresCatalog {
     fn upload_started(&self, target: &str, key: &str, upload_id: &str) -> Result<()> {
         let now = micros(Utc::now());
-        self.read(|s| {
+        self.autocommit(|s| {
             s.execute(
                 "INSERT INTO open_uploads (target, upload_id, key, started_at) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (target, upload_id) DO UPDATE SET key = EXCLUDED.key, started_at = EXCLUDED.started_at",
@@ -2398,7 +2400,7 @@ impl UploadJournal for PostgresCatalog {
     }
 
     fn upload_ended(&self, target: &str, upload_id: &str) -> Result<()> {
-        self.read(|s| {
+        self.autocommit(|s| {
             s.execute(
                 "DELETE FROM open_uploads WHERE target = $1 AND upload_id = $2",
                 &[&target, &upload_id],
@@ -2408,7 +2410,7 @@ impl UploadJournal for PostgresCatalog {
     }
 
     fn open_uploads(&self, target: &str) -> Result<Vec<OpenUpload>> {
-        self.read(|s| {
+        self.autocommit(|s| {
             s.query(
                 "SELECT key, upload_id FROM open_uploads WHERE target = $1 ORDER BY started_at, upload_id",
                 &[&target],
@@ -2528,7 +2530,7 @@ pub(crate) mod tests {
         let cat = scratch.open();
         assert_eq!(cat.conversation_count().unwrap(), 0);
         let versions: Vec<i64> = cat
-            .read(|s| {
+            .autocommit(|s| {
                 s.query("SELECT version FROM custodian_schema ORDER BY version", &[])?
                     .iter()
                     .map(|r| Ok(r.try_get(0)?))
@@ -2543,7 +2545,7 @@ pub(crate) mod tests {
         let scratch = Scratch::new();
         scratch
             .open()
-            .read(|s| s.execute("INSERT INTO custodian_schema (version) VALUES (99)", &[]))
+            .autocommit(|s| s.execute("INSERT INTO custodian_schema (version) VALUES (99)", &[]))
             .unwrap();
         let err = PostgresCatalog::open(&scratch.url)
             .err()
@@ -2675,7 +2677,7 @@ pub(crate) mod tests {
         // A process that dies closes its connection without unlocking.
         std::mem::forget(held);
         let key = cat.lock_key("policy", "p");
-        cat.read(|s| {
+        cat.autocommit(|s| {
             s.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' \
                  AND classid = (($1::int8 >> 32) & 4294967295)::oid \
