@@ -560,36 +560,24 @@ fn serve_runs_due_policies_survives_a_panic_reloads_and_stops_on_sigterm() {
     assert_eq!(runs[0]["counters"]["exported"], 3);
 
     // A bad config is refused on SIGHUP and the running one kept.
+    let wait_for_log = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let logged = std::fs::read_to_string(&log).unwrap();
+            if logged.contains(needle) {
+                return logged;
+            }
+            assert!(Instant::now() < deadline, "no `{needle}` in: {logged}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
     env.write_config(&config.replace("cron * * * * *\"\ntimezone", "cron 61 * * * *\"\ntimezone"));
     signal(&serve, nix::sys::signal::Signal::SIGHUP);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&log)
-        .unwrap()
-        .contains("not reloaded")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "{}",
-            std::fs::read_to_string(&log).unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let logged = std::fs::read_to_string(&log).unwrap();
+    let logged = wait_for_log("not reloaded");
     assert!(logged.contains("policies.export.schedule"), "{logged}");
     env.write_config(&config);
     signal(&serve, nix::sys::signal::Signal::SIGHUP);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&log)
-        .unwrap()
-        .contains("reloaded: 2 scheduled policies")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "{}",
-            std::fs::read_to_string(&log).unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_log("reloaded: 2 scheduled policies");
 
     signal(&serve, nix::sys::signal::Signal::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(30);
