@@ -150,10 +150,13 @@ pub fn direct(cli: &Cli, args: &DirectArgs) -> Result<u8> {
                 }
             }
         }
-        if (retry || !found.is_empty())
-            && (state.count_selection(&filter, &exclude)? > 0
-                || state.interrupted_run(&policy.name)?.is_some())
-        {
+        // Only newly complete conversations the filter takes start a run; the whole state is
+        // counted only on the first cycle and after a failed manifest.
+        let due = found.iter().any(|f| filter.matches(&f.conversation))
+            || (retry
+                && (state.count_selection(&filter, &exclude)? > 0
+                    || state.interrupted_run(&policy.name)?.is_some()));
+        if due {
             let control = Control::new();
             match export.run(None, &indicatif::ProgressBar::hidden(), &control) {
                 Err(RunError::Manifest(e)) => {

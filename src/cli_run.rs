@@ -19,7 +19,7 @@ use custodian::cluster::{self, NodeOptions};
 
 use super::{
     Cli, Loaded, build_target, human_bytes, load, load_keystore, open_target, prepare_export,
-    print_index, print_json, print_summary, progress_bar, run_index,
+    print_index, print_json, print_summary, progress_bar, run_heading, run_index,
 };
 
 /// A stopped run that has not wound down after this long (or its keep-alive, if shorter) is
@@ -445,15 +445,8 @@ fn print_flag_summary(s: &FlagSummary) {
         print_index(index);
     }
     println!(
-        "run {} of policy {} ({}{}, {} the confidential flag): {}",
-        s.run,
-        s.policy,
-        s.mode.as_str(),
-        if s.resumed {
-            ", resumed an interrupted run"
-        } else {
-            ""
-        },
+        "{}, {} the confidential flag: {}",
+        run_heading(s.run, &s.policy, s.mode, s.resumed),
         match s.flag {
             confidential::FlagAction::Set => "set",
             confidential::FlagAction::Clear => "clear",

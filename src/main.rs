@@ -561,21 +561,27 @@ fn human_bytes(b: u64) -> String {
     }
 }
 
+/// "run R of policy P (mode[, resumed …])", the start of every run summary.
+fn run_heading(run: RunId, policy: &str, mode: Mode, resumed: bool) -> String {
+    format!(
+        "run {run} of policy {policy} ({}{})",
+        mode.as_str(),
+        if resumed {
+            ", resumed an interrupted run"
+        } else {
+            ""
+        }
+    )
+}
+
 fn print_summary(s: &RunSummary) {
     if let Some(index) = &s.index {
         print_index(index);
     }
     let c = &s.counters;
     println!(
-        "run {} of policy {} ({}{}) to target {}: {}",
-        s.run,
-        s.policy,
-        s.mode.as_str(),
-        if s.resumed {
-            ", resumed an interrupted run"
-        } else {
-            ""
-        },
+        "{} to target {}: {}",
+        run_heading(s.run, &s.policy, s.mode, s.resumed),
         s.target,
         s.status.as_str()
     );

@@ -187,6 +187,14 @@ fn with_conversations(policy_extra: &str, n: usize) -> Env {
     env
 }
 
+/// `custodian run export` with fault injection (tikv's `fail`: `name=action;…`).
+fn run_with_failpoints(env: &Env, failpoints: &str) -> std::process::Output {
+    env.command(&["run", "export"])
+        .env("FAILPOINTS", failpoints)
+        .output()
+        .unwrap()
+}
+
 fn last_run(env: &Env) -> serde_json::Value {
     let (code, runs) = env.json(&["jobs", "list", "--limit", "1"]);
     assert_eq!(code, 0);
@@ -196,11 +204,7 @@ fn last_run(env: &Env) -> serde_json::Value {
 #[test]
 fn a_run_past_its_time_limit_is_timed_out_and_the_next_run_goes_on() {
     let env = with_conversations("concurrency = 1\ntime_limit = \"1s\"", 12);
-    let out = env
-        .command(&["run", "export"])
-        .env("FAILPOINTS", "export-item=sleep(250)")
-        .output()
-        .unwrap();
+    let out = run_with_failpoints(&env, "export-item=sleep(250)");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let run = last_run(&env);
     assert_eq!(run["status"], "timed_out", "{run}");
@@ -225,11 +229,7 @@ fn a_run_past_its_time_limit_is_timed_out_and_the_next_run_goes_on() {
 fn a_run_without_progress_is_stalled_and_ended() {
     let env = with_conversations("concurrency = 1\nkeep_alive = \"1s\"", 3);
     let started = Instant::now();
-    let out = env
-        .command(&["run", "export"])
-        .env("FAILPOINTS", "export-item=sleep(30000)")
-        .output()
-        .unwrap();
+    let out = run_with_failpoints(&env, "export-item=sleep(30000)");
     assert!(started.elapsed() < Duration::from_secs(25), "not ended");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
@@ -273,11 +273,7 @@ fn sigterm_cancels_a_run_cleanly_and_the_next_run_goes_on() {
 #[test]
 fn a_panicking_run_is_recorded_as_failed() {
     let env = with_conversations("", 2);
-    let out = env
-        .command(&["run", "export"])
-        .env("FAILPOINTS", "export-panic=return(export)")
-        .output()
-        .unwrap();
+    let out = run_with_failpoints(&env, "export-panic=return(export)");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("panicked"), "{}", text(&out));
     let run = last_run(&env);
@@ -347,11 +343,7 @@ fn notifications_go_over_smtp_every_time_or_first_of_consecutive() {
     // A failure is sent every time (the new conversation panics in both runs).
     env.conversation("acme", 9, "new", &[("a.wav", b"x")]);
     for _ in 0..2 {
-        let out = env
-            .command(&["run", "export"])
-            .env("FAILPOINTS", "export-panic=return(export)")
-            .output()
-            .unwrap();
+        let out = run_with_failpoints(&env, "export-panic=return(export)");
         assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     }
     let mail = smtpd.messages();
