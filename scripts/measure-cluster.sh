@@ -9,6 +9,10 @@
 #
 #   scripts/measure-cluster.sh WORK_DIR   env: CONVERSATIONS=20000 AUDIO_SECONDS=0 UNIT=500 LEASE=10s
 #     PG=postgres://postgres@127.0.0.1:5432/test (a schema custodian_measure is made and dropped)
+#     ARCHIVE=/dev/shm/custodian-measure-archive: the target directory, emptied before each row.
+#     On tmpfs by default: on ext4, files created right after `rm -rf` of tens of thousands
+#     take ~5x longer (the inode allocator skips recently deleted inodes), which would bury
+#     the coordination cost this measures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:?usage: scripts/measure-cluster.sh WORK_DIR}
@@ -17,6 +21,7 @@ AUDIO_SECONDS=${AUDIO_SECONDS:-0}
 UNIT=${UNIT:-500}
 LEASE=${LEASE:-10s}
 PG=${PG:-postgres://postgres@127.0.0.1:5432/test}
+ARCHIVE=${ARCHIVE:-/dev/shm/custodian-measure-archive}
 SCHEMA=custodian_measure
 export CARGO_TARGET_DIR=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 cargo build --release --quiet --bin custodian --example synth
@@ -26,7 +31,7 @@ WORK=$(realpath "$WORK")
 REPO=$WORK/repo-$CONVERSATIONS-$AUDIO_SECONDS
 [ -d "$REPO" ] || "$CARGO_TARGET_DIR/release/examples/synth" "$REPO" --conversations "$CONVERSATIONS" --seconds "$AUDIO_SECONDS" --rate 8000
 psql -q "$PG" -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE; CREATE SCHEMA $SCHEMA"
-trap 'psql -q "$PG" -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE"' EXIT
+trap 'psql -q "$PG" -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE"; rm -rf "$ARCHIVE"' EXIT
 cat > "$WORK/cluster.toml" <<TOML
 [catalog]
 url = "$PG?options=-c%20search_path%3D$SCHEMA"
@@ -34,18 +39,34 @@ url = "$PG?options=-c%20search_path%3D$SCHEMA"
 root = "$REPO"
 [targets.archive]
 kind = "filesystem"
-path = "$WORK/archive"
+path = "$ARCHIVE"
 [policies.p]
 action = "export"
 target = "archive"
 mode = "full"
 TOML
 "$BIN" --config "$WORK/cluster.toml" index > /dev/null
+# The same policy over a SQLite catalog, for the single-process baseline.
+rm -f "$WORK"/catalog.db*
+sed -e "s|^url = .*|url = \"sqlite:$WORK/catalog.db\"|" "$WORK/cluster.toml" > "$WORK/single.toml"
+"$BIN" --config "$WORK/single.toml" index > /dev/null
+
+# One plain run (no --node) with CONFIG; prints a table row.
+baseline() {
+  local config=$1 label=$2
+  rm -rf "$ARCHIVE"
+  sync
+  local start=$(date +%s.%N)
+  "$BIN" --config "$config" run p --no-index > /dev/null 2>&1
+  local end=$(date +%s.%N)
+  python3 -c "import sys; w = float(sys.argv[2]) - float(sys.argv[1]); print(f'| {sys.argv[3]} | {w:.2f} s | {int(sys.argv[4]) / w:,.0f} conv/s | – | – | – | – | {int(sys.argv[4]):,} |')" \
+    "$start" "$end" "$label" "$CONVERSATIONS"
+}
 
 # Runs N nodes (killing the first after KILL_AFTER seconds if set); prints a table row.
 measure() {
   local n=$1 label=$2 kill_after=${3:-}
-  rm -rf "$WORK/archive" "$WORK"/node-*.json
+  rm -rf "$ARCHIVE" "$WORK"/node-*.json
   sync
   local start=$(date +%s.%N) pids=()
   for i in $(seq 1 "$n"); do
@@ -79,9 +100,11 @@ PY
 
 echo "| nodes ($CONVERSATIONS conversations, units of $UNIT, lease $LEASE) | wall | export rate | units claimed | lease renewals | units lost | units reclaimed | exported |"
 echo "|---|---|---|---|---|---|---|---|"
+baseline "$WORK/single.toml" "plain run, SQLite catalog"
+baseline "$WORK/cluster.toml" "plain run, PostgreSQL catalog"
 measure 1 "1 node"
 measure 2 "2 nodes"
 row=$(measure 3 "3 nodes")
 echo "$row"
-third=$(echo "$row" | awk -F'|' '{gsub(/ s/, "", $3); print $3 / 3}')
+third=$(echo "$row" | awk -F'|' '{gsub(/ s/, "", $3); printf "%.1f", $3 / 3}')
 measure 3 "3 nodes, one killed -9 after ${third} s" "$third"

@@ -18,8 +18,8 @@ use custodian::schedule::{notify, runlog};
 use custodian::cluster::{self, NodeOptions};
 
 use super::{
-    Cli, Loaded, build_target, human_bytes, load, load_keystore, open_target, prepare_export,
-    print_index, print_json, print_summary, progress_bar, run_heading, run_index,
+    Cli, Loaded, human_bytes, load, load_keystore, open_target, prepare_export, print_index,
+    print_json, print_summary, progress_bar, run_heading, run_index,
 };
 
 /// A stopped run that has not wound down after this long (or its keep-alive, if shorter) is
@@ -156,6 +156,10 @@ pub struct ClusterArgs {
     /// How long a claimed unit stays this node's without a renewal (renewed every third).
     #[arg(long, default_value = "30s", requires = "node", value_parser = humantime::parse_duration)]
     lease: Duration,
+    /// How long to retry a catalog that went away before this node gives up (the other nodes
+    /// then take over its unit when its lease expires).
+    #[arg(long, default_value = "2m", requires = "node", value_parser = humantime::parse_duration)]
+    catalog_patience: Duration,
 }
 
 /// `custodian run POLICY` (not `lifecycle`).
@@ -196,6 +200,7 @@ pub fn run(cli: &Cli, name: &str, no_index: bool, cluster: &ClusterArgs) -> Resu
                     node: node.clone(),
                     unit_size: cluster.unit_size as usize,
                     lease: cluster.lease,
+                    catalog_patience: cluster.catalog_patience,
                 };
                 run_export_node(cli, &l, p, &options, &bar, &control)
             }
@@ -311,9 +316,7 @@ fn run_export_node(
             l.catalog.location()
         );
     };
-    // Not `open_target`: its recovery would abort the other nodes' uploads in flight.
-    let target = build_target(l, &policy.target)?;
-    target.check()?;
+    let target = open_target(l, &policy.target)?;
     let keystore = load_keystore(l, policy)?;
     let (_, export) = prepare_export(
         l,

@@ -499,12 +499,6 @@ fn build_target(l: &Loaded, name: &str) -> Result<Box<dyn Target>> {
 fn open_target(l: &Loaded, name: &str) -> Result<Box<dyn Target>> {
     let t = build_target(l, name)?;
     t.check()?;
-    let aborted = t.recover()?;
-    if aborted > 0 {
-        eprintln!(
-            "target `{name}`: aborted {aborted} unfinished upload(s) left by an interrupted run; their items are redone"
-        );
-    }
     Ok(t)
 }
 

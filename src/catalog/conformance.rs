@@ -674,6 +674,11 @@ pub fn run_history(cat: &dyn Catalog) {
         [("acme/f0", "error 0"), ("acme/f1", "error 1")]
     );
     assert_eq!(cat.run_counters(r3).unwrap().failed, 3);
+    // A conversation that failed and then was exported in the same run counts as exported.
+    cat.record_outcomes(r3, "q", &[exported(r3, &base("f0", "acme"), &["k/f0"])])
+        .unwrap();
+    let counters = cat.run_counters(r3).unwrap();
+    assert_eq!((counters.exported, counters.failed), (1, 2));
 }
 
 fn exported(run: RunId, c: &Conversation, keys: &[&str]) -> ItemOutcome {
@@ -1265,11 +1270,12 @@ pub fn confidential_pages(cat: &dyn Catalog) {
     );
 }
 
-/// The upload journal keeps open multipart uploads per target until they end.
+/// The upload journal keeps open multipart uploads per target until they end, with their run:
+/// an upload is abandoned once its run is no longer running, or when the caller holds its run.
 pub fn upload_journal(cat: &dyn Catalog) {
-    let open = |target: &str| {
+    let abandoned = |target: &str, run: Option<RunId>| {
         let mut v: Vec<(String, String)> = cat
-            .open_uploads(target)
+            .abandoned_uploads(target, run)
             .unwrap()
             .into_iter()
             .map(|u| (u.upload_id, u.key))
@@ -1277,16 +1283,39 @@ pub fn upload_journal(cat: &dyn Catalog) {
         v.sort();
         v
     };
-    assert!(open("t1").is_empty());
-    cat.upload_started("t1", "k/a", "u1").unwrap();
-    cat.upload_started("t1", "k/b", "u2").unwrap();
-    cat.upload_started("t2", "k/c", "u1").unwrap();
     let pair = |u: &str, k: &str| (u.to_string(), k.to_string());
-    assert_eq!(open("t1"), [pair("u1", "k/a"), pair("u2", "k/b")]);
-    cat.upload_started("t1", "k/a2", "u1").unwrap();
-    assert_eq!(open("t1"), [pair("u1", "k/a2"), pair("u2", "k/b")]);
+    assert!(abandoned("t1", None).is_empty());
+    let mine = cat.begin_run("p", Mode::Full, "t1").unwrap();
+    let other = cat.begin_run("q", Mode::Full, "t1").unwrap();
+    cat.upload_started("t1", "k/a", "u1", Some(mine)).unwrap();
+    cat.upload_started("t1", "k/b", "u2", Some(other)).unwrap();
+    cat.upload_started("t1", "k/n", "u3", None).unwrap();
+    cat.upload_started("t2", "k/c", "u1", Some(mine)).unwrap();
+    // Another run still going keeps its uploads; the caller's own run and no run do not.
+    assert_eq!(abandoned("t1", None), [pair("u3", "k/n")]);
+    assert_eq!(
+        abandoned("t1", Some(mine)),
+        [pair("u1", "k/a"), pair("u3", "k/n")]
+    );
+    cat.upload_started("t1", "k/a2", "u1", Some(mine)).unwrap();
+    assert_eq!(
+        abandoned("t1", Some(mine)),
+        [pair("u1", "k/a2"), pair("u3", "k/n")]
+    );
     cat.upload_ended("t1", "u1").unwrap();
+    cat.upload_ended("t1", "u3").unwrap();
     cat.upload_ended("t1", "unknown").unwrap();
-    assert_eq!(open("t1"), [pair("u2", "k/b")]);
-    assert_eq!(open("t2"), [pair("u1", "k/c")]);
+    assert!(abandoned("t1", Some(mine)).is_empty());
+    // Once the other run has ended (a killed run recorded failed), its upload is abandoned.
+    cat.finish_run(
+        other,
+        RunStatus::Failed,
+        &Counters::default(),
+        None,
+        Some("killed"),
+    )
+    .unwrap();
+    assert_eq!(abandoned("t1", None), [pair("u2", "k/b")]);
+    assert_eq!(abandoned("t2", Some(mine)), [pair("u1", "k/c")]);
+    assert!(abandoned("t2", None).is_empty());
 }

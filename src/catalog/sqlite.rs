@@ -202,6 +202,9 @@ CREATE TABLE confidential_flags (
     PRIMARY KEY (tenant, conversation_id)
 ) WITHOUT ROWID;
 "#,
+    r#"
+ALTER TABLE open_uploads ADD COLUMN run INTEGER;
+"#,
 ];
 
 /// The SQLite catalog.
@@ -234,9 +237,24 @@ impl SqliteCatalog {
         {
             let mut conn = this.writer.lock().expect("catalog writer lock");
             this.configure(&conn)?;
-            conn.execute_batch("PRAGMA journal_mode = WAL;")
-                .map_err(|e| this.err(e))?;
-            this.migrate(&mut conn)?;
+            // Switching a new file to WAL, and reading a WAL file another process is setting
+            // up, can fail with SQLITE_BUSY at once rather than through the busy handler: two
+            // processes starting on a new catalog (`serve` and a `jobs list`) would see
+            // "database is locked". Each step is safe to repeat, so it is retried for as long
+            // as the busy timeout.
+            let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+            loop {
+                let opened = conn
+                    .execute_batch("PRAGMA journal_mode = WAL;")
+                    .map_err(|e| this.err(e))
+                    .and_then(|()| this.migrate(&mut conn));
+                match opened {
+                    Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    other => break other?,
+                }
+            }
         }
         Ok(this)
     }
@@ -247,9 +265,10 @@ impl SqliteCatalog {
 
     fn configure(&self, conn: &Connection) -> Result<()> {
         conn.execute_batch(
-            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;
+            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
              PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 16384;",
         )
+        .and_then(|()| conn.busy_timeout(BUSY_TIMEOUT))
         .map_err(|e| self.err(e))
     }
 
@@ -608,6 +627,20 @@ fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .ok()
         .map(|t| t.with_timezone(&Utc))
+}
+
+/// How long a statement waits for another connection's lock before failing.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// SQLITE_BUSY or SQLITE_LOCKED: another connection holds the lock.
+fn is_busy(e: &CatalogError) -> bool {
+    matches!(
+        e,
+        CatalogError::Sqlite {
+            source: rusqlite::Error::SqliteFailure(f, _),
+            ..
+        } if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 fn sql_err(path: &Path, source: rusqlite::Error) -> CatalogError {
@@ -1504,12 +1537,26 @@ impl Catalog for SqliteCatalog {
 }
 
 impl UploadJournal for SqliteCatalog {
-    fn upload_started(&self, target: &str, key: &str, upload_id: &str) -> Result<()> {
+    fn upload_started(
+        &self,
+        target: &str,
+        key: &str,
+        upload_id: &str,
+        run: Option<RunId>,
+    ) -> Result<()> {
         let conn = self.writer.lock().expect("catalog writer lock");
         conn.prepare_cached(
-            "INSERT OR REPLACE INTO open_uploads (target, upload_id, key, started_at) VALUES (?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO open_uploads (target, upload_id, key, started_at, run) VALUES (?, ?, ?, ?, ?)",
         )
-        .and_then(|mut s| s.execute(params![target, upload_id, key, ts(Utc::now())]))
+        .and_then(|mut s| {
+            s.execute(params![
+                target,
+                upload_id,
+                key,
+                ts(Utc::now()),
+                run.map(|r| r.0)
+            ])
+        })
         .map(|_| ())
         .map_err(|e| self.err(e))
     }
@@ -1522,15 +1569,18 @@ impl UploadJournal for SqliteCatalog {
             .map_err(|e| self.err(e))
     }
 
-    fn open_uploads(&self, target: &str) -> Result<Vec<OpenUpload>> {
+    fn abandoned_uploads(&self, target: &str, run: Option<RunId>) -> Result<Vec<OpenUpload>> {
         self.with_reader(|conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT key, upload_id FROM open_uploads WHERE target = ? ORDER BY started_at",
+                    "SELECT key, upload_id FROM open_uploads u WHERE target = ?1 \
+                     AND (u.run IS NULL OR u.run IS ?2 OR NOT EXISTS \
+                          (SELECT 1 FROM job_runs j WHERE j.id = u.run AND j.status = 'running')) \
+                     ORDER BY started_at, upload_id",
                 )
                 .map_err(|e| self.err(e))?;
             let rows = stmt
-                .query_map(params![target], |r| {
+                .query_map(params![target, run.map(|r| r.0)], |r| {
                     Ok(OpenUpload {
                         key: r.get(0)?,
                         upload_id: r.get(1)?,

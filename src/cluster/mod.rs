@@ -82,30 +82,57 @@ pub trait WorkUnits: Send + Sync {
     fn node_counters(&self, run: RunId) -> Result<Vec<NodeCounters>, CatalogError>;
 }
 
-/// How long a node keeps retrying a catalog that went away (a restart, the network) before it
-/// gives up; its units are then reclaimed by the others when their leases expire.
-pub const CATALOG_PATIENCE: Duration = Duration::from_secs(120);
+/// Why a node stopped taking part before the run ended.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(
+        "the catalog stayed unreachable for {} while {what}, so node `{node}` stops; the other nodes take over its unit when its lease expires, and running this command again rejoins the run",
+        humantime::format_duration(*patience)
+    )]
+    CatalogLost {
+        node: String,
+        what: &'static str,
+        patience: Duration,
+        source: Box<CatalogError>,
+    },
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
 
-/// Runs `f` until it succeeds, retrying with backoff for up to `patience`.
+impl From<CatalogError> for NodeError {
+    fn from(e: CatalogError) -> Self {
+        NodeError::Run(RunError::Catalog(e))
+    }
+}
+
+/// Runs `f` until it succeeds, retrying with backoff for up to the node's catalog patience.
 fn retrying<T>(
-    what: &str,
-    patience: Duration,
+    options: &NodeOptions,
+    what: &'static str,
     mut f: impl FnMut() -> Result<T, CatalogError>,
-) -> Result<T, CatalogError> {
+) -> Result<T, NodeError> {
     let started = std::time::Instant::now();
     let mut wait = Duration::from_millis(200);
     loop {
         match f() {
             Ok(v) => return Ok(v),
-            Err(e) if started.elapsed() + wait < patience => {
+            Err(e) if started.elapsed() < options.catalog_patience => {
+                let pause = wait.min(options.catalog_patience - started.elapsed());
                 tracing::warn!(
                     "{what}: {e}; retrying in {}",
-                    humantime::format_duration(wait)
+                    humantime::format_duration(pause)
                 );
-                std::thread::sleep(wait);
+                std::thread::sleep(pause);
                 wait = (wait * 2).min(Duration::from_secs(5));
             }
-            Err(e) => return Err(e),
+            Err(source) => {
+                return Err(NodeError::CatalogLost {
+                    node: options.node.clone(),
+                    what,
+                    patience: options.catalog_patience,
+                    source: Box::new(source),
+                });
+            }
         }
     }
 }
@@ -116,6 +143,9 @@ pub struct NodeOptions {
     pub node: String,
     pub unit_size: usize,
     pub lease: Duration,
+    /// How long the node retries a catalog that went away (a restart, the network) before it
+    /// gives up; its unit is then reclaimed by the others when its lease expires.
+    pub catalog_patience: Duration,
 }
 
 /// What one node did.
@@ -145,7 +175,7 @@ pub fn run_node(
     options: &NodeOptions,
     progress: &indicatif::ProgressBar,
     control: &Control,
-) -> Result<NodeReport, RunError> {
+) -> Result<NodeReport, NodeError> {
     let started = std::time::Instant::now();
     let policy = &export.policy.name;
     let split_exclude = match export.policy.mode {
@@ -161,6 +191,9 @@ pub fn run_node(
         options.unit_size,
     )?;
     control.begin(run);
+    export.target.begin_run(run);
+    // Uploads of runs that ended; this run's belong to nodes that may still be writing them.
+    export.abort_abandoned_uploads(None)?;
     tracing::info!(
         policy,
         run = run.0,
@@ -189,23 +222,22 @@ pub fn run_node(
     let renewals = AtomicU64::new(0);
     let poll = (options.lease / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     while !control.is_stopped() {
-        let claimed = retrying("claiming a unit", CATALOG_PATIENCE, || {
+        let claimed = retrying(options, "claiming a unit", || {
             units.claim_unit(run, &options.node, options.lease)
         })?;
         let Some(unit) = claimed else {
-            if retrying("counting open units", CATALOG_PATIENCE, || {
-                units.open_units(run)
-            })? > 0
-            {
+            if retrying(options, "counting open units", || units.open_units(run))? > 0 {
                 // Other nodes hold the rest; one may die and its lease expire.
                 std::thread::sleep(poll);
                 continue;
             }
-            if retrying("ending the run", CATALOG_PATIENCE, || {
+            if retrying(options, "ending the run", || {
                 units.take_finish(run, &options.node, options.lease)
             })? {
-                let selected =
-                    retrying("ending the run", CATALOG_PATIENCE, || units.selected(run))?;
+                let selected = retrying(options, "ending the run", || units.selected(run))?;
+                // Every unit is done: an upload of this run still open belongs to a node
+                // that died (or lost its lease) mid-object.
+                export.abort_abandoned_uploads(Some(run))?;
                 let (status, counters, key, failures) = export.finish(run, selected, 0, control)?;
                 report.finished = Some(crate::policy::export::RunSummary {
                     run,
@@ -279,7 +311,7 @@ pub fn run_node(
             report.lost += 1;
             continue;
         }
-        if retrying("completing a unit", CATALOG_PATIENCE, || {
+        if retrying(options, "completing a unit", || {
             units.complete_unit(unit.id, &options.node, &worked)
         })? {
             report.units += 1;

@@ -30,7 +30,7 @@ use crate::repository::record::{
     Artifact, ArtifactType, Conversation, ConversationType, RECORD_FILE,
 };
 use crate::target::manifest::{self, ManifestError, RESERVED_PREFIX};
-use crate::target::{Expected, ObjectKey, Target};
+use crate::target::{Expected, ObjectKey, Target, TargetError};
 
 /// Conversations fetched from the catalog per page.
 const PAGE: usize = 512;
@@ -42,6 +42,8 @@ pub enum RunError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Target(#[from] TargetError),
 }
 
 /// One object an export would write.
@@ -617,6 +619,19 @@ impl Export<'_> {
         Ok(done)
     }
 
+    /// Aborts the target's multipart uploads that killed processes left open: those of runs
+    /// no longer running, and those of `run`, which the caller holds alone.
+    pub fn abort_abandoned_uploads(&self, run: Option<RunId>) -> Result<usize, RunError> {
+        let aborted = self.target.recover(run)?;
+        if aborted > 0 {
+            tracing::warn!(
+                target = self.target.name(),
+                "aborted {aborted} unfinished upload(s) left by an interrupted run; their items are redone"
+            );
+        }
+        Ok(aborted)
+    }
+
     /// Ends `run`: writes its manifest, then records its outcome (from `control` and the
     /// recorded items) with `selected` and `index_errors` in its counters.
     pub fn finish(
@@ -703,6 +718,8 @@ impl Export<'_> {
             resumed,
             "export run started"
         );
+        self.target.begin_run(run);
+        self.abort_abandoned_uploads(Some(run))?;
         let index_failures = super::index_failures(index.as_ref());
         self.catalog.record_outcomes(run, policy, &index_failures)?;
         let exclude = match self.policy.mode {

@@ -18,7 +18,7 @@ use std::io::{self, Read, Write};
 
 use sha2::{Digest, Sha256};
 
-use crate::catalog::ObjectRecord;
+use crate::catalog::{ObjectRecord, RunId};
 
 /// Why a target operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -111,9 +111,15 @@ pub trait Target: Send + Sync {
         Ok(None)
     }
 
-    /// Aborts the multipart uploads a killed run left open (their bytes are gone with the
-    /// process, so completing them is impossible; the run redoes their items). Returns how many.
-    fn recover(&self) -> Result<usize, TargetError> {
+    /// Notes the run the objects written from now on belong to; remote targets journal each
+    /// multipart upload with it.
+    fn begin_run(&self, _run: RunId) {}
+
+    /// Aborts the multipart uploads that killed processes left open (their bytes are gone
+    /// with the process, so completing them is impossible; their items are redone): those of
+    /// runs no longer running, and those of `run`, a run the caller now holds alone. Uploads
+    /// of other runs still going are left alone. Returns how many were aborted.
+    fn recover(&self, _run: Option<RunId>) -> Result<usize, TargetError> {
         Ok(0)
     }
 }
@@ -129,14 +135,22 @@ pub struct OpenUpload {
 /// crash cut off is found and aborted by the next run instead of lingering (and billing) at
 /// the store. The catalog keeps it.
 pub trait UploadJournal: Send + Sync {
+    /// Notes an upload begun for `run` (None outside any run).
     fn upload_started(
         &self,
         target: &str,
         key: &str,
         upload_id: &str,
+        run: Option<RunId>,
     ) -> crate::catalog::Result<()>;
     fn upload_ended(&self, target: &str, upload_id: &str) -> crate::catalog::Result<()>;
-    fn open_uploads(&self, target: &str) -> crate::catalog::Result<Vec<OpenUpload>>;
+    /// The open uploads of `target` no live process is writing: those of no run, of a run no
+    /// longer running (a killed run later finished, or pruned), and of `run` when given.
+    fn abandoned_uploads(
+        &self,
+        target: &str,
+        run: Option<RunId>,
+    ) -> crate::catalog::Result<Vec<OpenUpload>>;
 }
 
 /// Which client an S3 target uploads with.

@@ -6,12 +6,13 @@
 //! background, at most `part_concurrency` of them at once (and twice that across the target),
 //! while the next part fills, so memory is bounded whatever the recordings' sizes. Nothing is visible under the key until the upload
 //! completes on commit; a writer dropped before that aborts it. Each multipart upload is noted
-//! in the [`UploadJournal`] from start to end, so one cut off by a crash is aborted by the next
-//! run ([`Target::recover`]). The export side stays synchronous: calls wait on a small tokio
+//! in the [`UploadJournal`] from start to end with the run it belongs to, so one cut off by a
+//! crash is aborted by the process that next holds that run, or by any run once that run has
+//! ended ([`Target::recover`]). The export side stays synchronous: calls wait on a small tokio
 //! runtime owned by the target.
 
 use std::io::{self, Read, Write};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
@@ -20,6 +21,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::{ObjectKey, ObjectWriter, Target, TargetError, UploadJournal, Uploads};
+use crate::catalog::RunId;
 
 /// Why a backend call failed. Messages never carry credentials.
 #[derive(Debug)]
@@ -81,6 +83,8 @@ pub struct RemoteTarget {
     backend: Arc<dyn Backend>,
     uploads: Uploads,
     journal: Option<Arc<dyn UploadJournal>>,
+    /// The run uploads are journaled with (`begin_run`).
+    run: Mutex<Option<RunId>>,
     runtime: Arc<tokio::runtime::Runtime>,
     parts: Arc<Semaphore>,
 }
@@ -110,6 +114,7 @@ impl RemoteTarget {
             backend,
             uploads,
             journal,
+            run: Mutex::new(None),
             runtime,
             parts: Arc::new(Semaphore::new(
                 uploads.part_concurrency * TARGET_PARTS_FACTOR,
@@ -156,6 +161,7 @@ impl Target for RemoteTarget {
             backend: self.backend.clone(),
             runtime: self.runtime.clone(),
             journal: self.journal.clone(),
+            run: *self.run.lock().expect("run lock"),
             parts: self.parts.clone(),
             uploads: self.uploads,
             sha256: sha256.map(str::to_owned),
@@ -188,7 +194,11 @@ impl Target for RemoteTarget {
             .map_err(|e| self.io(key.as_str(), e))
     }
 
-    fn recover(&self) -> Result<usize, TargetError> {
+    fn begin_run(&self, run: RunId) {
+        *self.run.lock().expect("run lock") = Some(run);
+    }
+
+    fn recover(&self, run: Option<RunId>) -> Result<usize, TargetError> {
         let Some(journal) = &self.journal else {
             return Ok(0);
         };
@@ -196,7 +206,9 @@ impl Target for RemoteTarget {
             target: self.name.clone(),
             message: format!("upload journal: {e}"),
         };
-        let open = journal.open_uploads(&self.name).map_err(journal_err)?;
+        let open = journal
+            .abandoned_uploads(&self.name, run)
+            .map_err(journal_err)?;
         for upload in &open {
             match self
                 .runtime
@@ -242,6 +254,7 @@ struct RemoteWriter {
     backend: Arc<dyn Backend>,
     runtime: Arc<tokio::runtime::Runtime>,
     journal: Option<Arc<dyn UploadJournal>>,
+    run: Option<RunId>,
     parts: Arc<Semaphore>,
     uploads: Uploads,
     sha256: Option<String>,
@@ -271,7 +284,7 @@ impl RemoteWriter {
                 .block_on(self.backend.begin(&self.full_key, self.sha256.as_deref()))
                 .map_err(|e| e.to_string())?;
             if let Some(journal) = &self.journal
-                && let Err(e) = journal.upload_started(&self.target, &self.full_key, &id)
+                && let Err(e) = journal.upload_started(&self.target, &self.full_key, &id, self.run)
             {
                 let _ = self
                     .runtime

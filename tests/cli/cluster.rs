@@ -2,7 +2,7 @@
 //! with SKIP LOCKED under renewed leases, a killed node's units finished by the others after
 //! its lease expires, one run, one manifest, one audit event per conversation.
 
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{Env, text};
@@ -11,17 +11,32 @@ use crate::postgres::{Scratch, env_with_catalog};
 const CONVERSATIONS: usize = 60;
 
 fn node(env: &Env, name: &str, failpoints: Option<&str>) -> Child {
-    let mut cmd = env.command(&[
-        "--json",
-        "run",
-        "export",
-        "--node",
-        name,
-        "--unit-size",
-        "5",
-        "--lease",
-        "2s",
-    ]);
+    node_with(env, name, failpoints, &[])
+}
+
+/// `custodian --json run export --node NAME` in units of `unit_size` under a 2 s lease.
+pub fn node_command(env: &Env, name: &str, unit_size: &str, extra: &[&str]) -> Command {
+    env.command(
+        &[
+            &[
+                "--json",
+                "run",
+                "export",
+                "--node",
+                name,
+                "--unit-size",
+                unit_size,
+                "--lease",
+                "2s",
+            ],
+            extra,
+        ]
+        .concat(),
+    )
+}
+
+fn node_with(env: &Env, name: &str, failpoints: Option<&str>, extra: &[&str]) -> Child {
+    let mut cmd = node_command(env, name, "5", extra);
     if let Some(f) = failpoints {
         cmd.env("FAILPOINTS", f);
     }
@@ -205,15 +220,28 @@ impl Flaky {
         Flaky { port, down, open }
     }
 
-    /// Drops every connection and refuses new ones for `outage`.
-    fn outage(&self, outage: Duration) {
+    /// Drops every connection and refuses new ones until `restore`.
+    fn cut(&self) {
         use std::sync::atomic::Ordering;
         self.down.store(true, Ordering::SeqCst);
         for s in self.open.lock().unwrap().drain(..) {
             let _ = s.shutdown(std::net::Shutdown::Both);
         }
+    }
+
+    /// Drops every connection and refuses new ones for `outage`.
+    fn outage(&self, outage: Duration) {
+        self.cut();
         std::thread::sleep(outage);
-        self.down.store(false, Ordering::SeqCst);
+        self.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// `env`'s config with the catalog reached through this proxy.
+    fn config_through(&self, env: &Env) -> (String, String) {
+        let config = std::fs::read_to_string(env.config()).unwrap();
+        assert!(config.contains("127.0.0.1:5432"), "{config}");
+        let proxied = config.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", self.port));
+        (config, proxied)
     }
 }
 
@@ -231,9 +259,7 @@ fn a_node_rides_out_a_catalog_outage() {
     }
     assert_eq!(env.run(&["index"]).status.code(), Some(0));
     let flaky = Flaky::start("127.0.0.1:5432");
-    let config = std::fs::read_to_string(env.config()).unwrap();
-    assert!(config.contains("127.0.0.1:5432"), "{config}");
-    env.write_config(&config.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", flaky.port)));
+    env.write_config(&flaky.config_through(&env).1);
     let child = node(&env, "survivor", Some("export-item=sleep(100)"));
     std::thread::sleep(Duration::from_millis(800));
     flaky.outage(Duration::from_secs(3));
@@ -243,4 +269,53 @@ fn a_node_rides_out_a_catalog_outage() {
     assert_eq!(report["finished"]["status"], "succeeded", "{report}");
     assert_eq!(report["finished"]["counters"]["exported"], 40, "{report}");
     assert_eq!(scratch.count("audit_events"), 40);
+}
+
+#[test]
+fn a_node_that_loses_the_catalog_for_good_gives_up_and_the_others_finish_its_unit() {
+    let scratch = Scratch::new("lost");
+    let env = env_with_catalog(&scratch.url());
+    for i in 0..40 {
+        env.conversation(
+            "acme",
+            4,
+            &format!("l{i:02}"),
+            &[("a.wav", format!("l {i}").as_bytes())],
+        );
+    }
+    assert_eq!(env.run(&["index"]).status.code(), Some(0));
+    let flaky = Flaky::start("127.0.0.1:5432");
+    let (direct, proxied) = flaky.config_through(&env);
+    env.write_config(&proxied);
+    // Slow items keep the cut node inside a unit (not between two) when its catalog goes.
+    let cut = node_with(
+        &env,
+        "cut",
+        Some("export-item=sleep(200)"),
+        &["--catalog-patience", "3s"],
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    env.write_config(&direct);
+    let rescuer = node(&env, "rescuer", Some("export-item=sleep(100)"));
+    std::thread::sleep(Duration::from_millis(300));
+    flaky.cut();
+
+    let (code, _, printed) = wait(cut, Duration::from_secs(60));
+    assert_eq!(code, 2, "{printed}");
+    assert!(
+        printed.contains("the catalog stayed unreachable for 3s")
+            && printed.contains("node `cut` stops; the other nodes take over its unit"),
+        "{printed}"
+    );
+    let (code, report, printed) = wait(rescuer, Duration::from_secs(120));
+    assert_eq!(code, 0, "{printed}");
+    assert_eq!(report["finished"]["status"], "succeeded", "{report}");
+    assert_eq!(report["finished"]["counters"]["exported"], 40, "{report}");
+    assert!(
+        report["reclaimed"].as_u64().unwrap() >= 1,
+        "the cut node's unit was not reclaimed: {report}"
+    );
+    assert_eq!(scratch.count("audit_events"), 40);
+    let (_, runs) = env.json(&["jobs", "list"]);
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
 }

@@ -124,7 +124,7 @@ fn index_export_jobs_and_audit_work_on_a_postgres_catalog() {
 }
 
 #[test]
-fn an_unreachable_postgres_catalog_stops_index_with_exit_2() {
+fn an_unreachable_postgres_catalog_stops_index_and_a_node_with_exit_2() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -134,14 +134,16 @@ fn an_unreachable_postgres_catalog_stops_index_with_exit_2() {
         "postgres://custodian:s3cret@127.0.0.1:{port}/records"
     ));
     env.conversation("acme", 1, "a1", &[("in.wav", b"RIFF-a1")]);
-    let out = env.run(&["index"]);
-    let said = text(&out);
-    assert_eq!(out.status.code(), Some(2), "{said}");
-    assert!(
-        said.contains(&format!(
-            "error: catalog postgres://custodian@127.0.0.1:{port}/records: cannot connect to PostgreSQL at 127.0.0.1:{port}"
-        )) && said.contains("check that the server is running"),
-        "{said}"
-    );
-    assert!(!said.contains("s3cret"), "{said}");
+    for args in [&["index"][..], &["run", "export", "--node", "a"]] {
+        let out = env.run(args);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {said}");
+        assert!(
+            said.contains(&format!(
+                "error: catalog postgres://custodian@127.0.0.1:{port}/records: cannot connect to PostgreSQL at 127.0.0.1:{port}"
+            )) && said.contains("check that the server is running"),
+            "{args:?}: {said}"
+        );
+        assert!(!said.contains("s3cret"), "{said}");
+    }
 }

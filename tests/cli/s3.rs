@@ -28,16 +28,25 @@ enum Fault {
 }
 
 /// The faults to inject, in order, one per upload request; then either pass everything or,
-/// from `fail_after` successful uploads on, answer every upload with 500.
+/// from `fail_after` successful uploads on, answer every upload with 500. Whatever the order
+/// of requests, a multipart part numbered above `hang_parts_above` hangs for ten minutes.
 #[derive(Default)]
 struct Plan {
     faults: Vec<Fault>,
     fail_after: Option<usize>,
+    hang_parts_above: Option<u32>,
+    hung: usize,
     passed: usize,
 }
 
 impl Plan {
-    fn next(&mut self) -> Option<Fault> {
+    fn next(&mut self, part: Option<u32>) -> Option<Fault> {
+        if let (Some(n), Some(above)) = (part, self.hang_parts_above)
+            && n > above
+        {
+            self.hung += 1;
+            return Some(Fault::Stall(Duration::from_secs(600)));
+        }
         if !self.faults.is_empty() {
             return Some(self.faults.remove(0));
         }
@@ -69,7 +78,12 @@ async fn serve(
 ) -> Result<Response, s3s::HttpError> {
     let upload = matches!(*req.method(), hyper::Method::PUT | hyper::Method::POST);
     let fault = if upload {
-        plan.lock().unwrap().next()
+        let part = req.uri().query().and_then(|q| {
+            q.split('&')
+                .find_map(|kv| kv.strip_prefix("partNumber="))
+                .and_then(|n| n.parse().ok())
+        });
+        plan.lock().unwrap().next(part)
     } else {
         None
     };
@@ -155,6 +169,26 @@ impl S3Server {
 
     fn set_plan(&self, plan: Plan) {
         *self.plan.lock().unwrap() = plan;
+    }
+
+    /// Every upload passes except multipart parts after the first, which hang.
+    fn hang_second_part(&self) {
+        self.set_plan(Plan {
+            hang_parts_above: Some(1),
+            ..Plan::default()
+        });
+    }
+
+    /// Waits until the upload `hang_second_part` set up is open and hanging.
+    fn wait_for_hung_part(&self, client: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while self.open_uploads() == 0 || self.plan.lock().unwrap().hung == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{client}: upload never started"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Multipart uploads the store holds open (s3s-fs keeps one `.upload-ID.json` each).
@@ -381,17 +415,7 @@ fn a_killed_run_leaves_no_open_upload_after_the_next_one() {
         let env = s3_env(&server, "archive", client, "part_size_mib = 5");
         let big = pattern(16_000_000, 9);
         env.conversation("acme", 1, "a1", &[("big.wav", &big)]);
-        // The upload starts and its first part lands; the second part hangs.
-        server.set_plan(Plan {
-            faults: vec![Fault::Stall(Duration::ZERO), Fault::Stall(Duration::ZERO)]
-                .into_iter()
-                .chain(std::iter::repeat_n(
-                    Fault::Stall(Duration::from_secs(600)),
-                    8,
-                ))
-                .collect(),
-            ..Plan::default()
-        });
+        server.hang_second_part();
         let mut child = env
             .command(&["run", "export"])
             .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
@@ -400,19 +424,22 @@ fn a_killed_run_leaves_no_open_upload_after_the_next_one() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while server.open_uploads() == 0 || server.plan.lock().unwrap().faults.len() > 7 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{client}: upload never started"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        server.wait_for_hung_part(client);
+        // Another policy's run to the same target leaves the upload in flight alone.
+        server.set_plan(Plan::default());
+        let config = std::fs::read_to_string(env.config()).unwrap();
+        env.write_config(&format!(
+            "{config}\n[policies.other]\naction = \"export\"\ntarget = \"s3\"\n"
+        ));
+        let out = run(&env, &["--json", "run", "other"]);
+        assert_eq!(out.status.code(), Some(0), "{client}: {}", text(&out));
+        assert_eq!(server.open_uploads(), 1, "{client}: {}", text(&out));
+        assert!(child.try_wait().unwrap().is_none(), "{client}");
+
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(server.open_uploads(), 1, "{client}");
 
-        server.set_plan(Plan::default());
         let out = run(&env, &["--json", "run", "export"]);
         assert_eq!(out.status.code(), Some(0), "{client}: {}", text(&out));
         assert!(
@@ -482,4 +509,51 @@ fn unreachable_endpoint_stops_before_any_work() {
         assert_eq!(out.status.code(), Some(2), "{client}: {}", text(&out));
         assert!(text(&out).contains("target `s3`"), "{}", text(&out));
     }
+}
+
+#[test]
+fn the_node_that_ends_a_cluster_run_aborts_a_killed_nodes_upload() {
+    let scratch = crate::postgres::Scratch::new("s3node");
+    let server = S3Server::start(Some("archive"));
+    let env = s3_env(&server, "archive", "aws_sdk", "part_size_mib = 5");
+    let config = std::fs::read_to_string(env.config()).unwrap();
+    env.write_config(&config.replace("sqlite:catalog.db", &scratch.url()));
+    let big = pattern(16_000_000, 5);
+    env.conversation("acme", 1, "a1", &[("big.wav", &big)]);
+    env.conversation("acme", 2, "a2", &[("small.wav", b"RIFF-small")]);
+    assert_eq!(run(&env, &["index"]).status.code(), Some(0));
+    let node = |name: &str| {
+        let mut cmd = crate::cluster::node_command(&env, name, "1", &[]);
+        cmd.env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
+        cmd
+    };
+
+    server.hang_second_part();
+    let mut doomed = node("doomed")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    server.wait_for_hung_part("doomed");
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+    server.set_plan(Plan::default());
+
+    // The survivor starts with the run still going, so it leaves the upload for now; it ends
+    // the run once it has redone the doomed node's unit, and then aborts the upload.
+    let out = node("survivor").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["finished"]["status"], "succeeded", "{report}");
+    assert_eq!(report["finished"]["counters"]["exported"], 2, "{report}");
+    assert_eq!(report["reclaimed"], 1, "{report}");
+    assert!(
+        text(&out).contains("aborted 1 unfinished upload"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(server.open_uploads(), 0);
+    let dir = server.root.join("archive/exports/acme/2026/01/01/a1");
+    assert_eq!(std::fs::read(dir.join("big.wav")).unwrap(), big);
 }
