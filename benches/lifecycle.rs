@@ -89,7 +89,7 @@ fn sweep_steps(c: &mut Criterion) {
                     .collect();
                 let started = std::time::Instant::now();
                 cat.begin_deletes(&page).unwrap();
-                cat.finish_deletes(&outcomes, "bench").unwrap();
+                cat.finish_deletes(&outcomes, "bench", None).unwrap();
                 total += started.elapsed();
             }
             total

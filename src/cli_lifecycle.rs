@@ -6,14 +6,16 @@ use chrono::Utc;
 use clap::Subcommand;
 
 use custodian::audit::{AuditKind, NewEvent};
+use custodian::catalog::Mode;
 use custodian::config::LIFECYCLE_RUN;
 use custodian::policy::lifecycle::{
     self, Acknowledgment, LifecyclePolicy, LifecycleVersion, Limits, RetentionAction, SweepError,
+    SweepSummary,
 };
 use custodian::policy::roles::{Actor, Permission, Roles};
 use custodian::repository::record::{ArtifactType, AudioRecordingType};
 
-use super::{Cli, Loaded, load, print_json, progress_bar, run_index};
+use super::{Cli, Loaded, load, print_index, print_json, progress_bar, run_heading, run_index};
 
 #[derive(Subcommand)]
 pub enum LifecycleCommand {
@@ -351,47 +353,79 @@ pub fn plan(cli: &Cli, no_index: bool) -> Result<u8> {
     Ok(0)
 }
 
-/// `run lifecycle`: the sweep.
+/// `run lifecycle`: the sweep, as a job run under the `[lifecycle]` job settings.
 pub fn run(cli: &Cli, no_index: bool, force: bool) -> Result<u8> {
     let l = load(cli)?;
-    let _lock = l.catalog.lock_policy(LIFECYCLE_RUN)?;
-    if !no_index {
-        run_index(&l, &progress_bar(cli, "index"))?;
-    }
-    let actor = Actor::current()?;
-    let limits = Limits {
-        max_count: l.config.lifecycle.max_deletes_per_run,
-        max_share: l.config.lifecycle.max_delete_share,
-        force,
-    };
+    let job = l.config.lifecycle.job.clone();
+    let index_bar = progress_bar(cli, "index");
     let bar = progress_bar(cli, "delete");
-    let report = match lifecycle::sweep(
-        l.catalog.as_ref(),
-        &l.config.repository_root,
-        Utc::now(),
-        &format!("{} (lifecycle)", actor.user),
-        limits,
-        &|n| bar.inc(n),
-    ) {
-        Ok(r) => r,
-        Err(e @ SweepError::OverLimit { .. }) => {
+    super::cli_run::controlled(
+        cli,
+        &l,
+        LIFECYCLE_RUN,
+        &job,
+        [&index_bar, &bar],
+        |control| {
+            let _lock = l.catalog.lock_policy(LIFECYCLE_RUN)?;
+            let index = if no_index {
+                None
+            } else {
+                Some(run_index(&l, &index_bar)?)
+            };
+            let actor = Actor::current()?;
+            let limits = Limits {
+                max_count: l.config.lifecycle.max_deletes_per_run,
+                max_share: l.config.lifecycle.max_delete_share,
+                force,
+            };
+            let summary = match lifecycle::run(
+                l.catalog.as_ref(),
+                &l.config.repository_root,
+                Utc::now(),
+                &job,
+                &format!("{} (lifecycle)", actor.user),
+                limits,
+                index,
+                &bar,
+                control,
+            ) {
+                Ok(s) => s,
+                Err(e @ SweepError::OverLimit { .. }) => {
+                    bar.finish_and_clear();
+                    eprintln!("error: {e}");
+                    return Ok(2);
+                }
+                Err(SweepError::Catalog(e)) => return Err(e.into()),
+            };
             bar.finish_and_clear();
-            eprintln!("error: {e}");
-            return Ok(2);
-        }
-        Err(SweepError::Catalog(e)) => return Err(e.into()),
-    };
-    bar.finish_and_clear();
-    if cli.json {
-        print_json(&report)?;
-    } else {
-        println!(
-            "lifecycle: deleted {} artifacts ({} bytes), {} of them already missing; {} failed; {} half-done deletes completed",
-            report.deleted, report.bytes, report.already_missing, report.failed, report.resumed
-        );
-        for f in &report.failures {
-            println!("  failed: {f}");
-        }
+            if cli.json {
+                print_json(&summary)?;
+            } else {
+                print_sweep(&summary);
+            }
+            Ok(summary.exit_code() as u8)
+        },
+    )
+}
+
+fn print_sweep(s: &SweepSummary) {
+    if let Some(index) = &s.index {
+        print_index(index);
     }
-    Ok(u8::from(report.failed > 0))
+    let r = &s.report;
+    println!(
+        "{}: {}",
+        run_heading(s.run, LIFECYCLE_RUN, Mode::Full, s.resumed_run),
+        s.status.as_str()
+    );
+    println!(
+        "lifecycle: deleted {} artifacts ({} bytes), {} of them already missing; {} failed; {} half-done deletes completed in {:.2}s",
+        r.deleted, r.bytes, r.already_missing, r.failed, r.resumed, s.seconds
+    );
+    for f in &r.failures {
+        println!("  failed: {f}");
+    }
+    if let Some(e) = &s.error_summary {
+        println!("  {e}");
+    }
 }

@@ -1,6 +1,7 @@
-//! `custodian run POLICY`: one run of an export or confidential-flag policy under run control
-//! (execution time limit, keep-alive, SIGTERM/SIGINT), with its panic caught and recorded, and
-//! the email notification its outcome calls for. `custodian serve` starts runs this way too.
+//! `custodian run POLICY`: one run of an export or confidential-flag policy (or, through
+//! [`controlled`], of the lifecycle sweep) under run control (execution time limit, keep-alive,
+//! SIGTERM/SIGINT), with its panic caught and recorded, and the email notification its outcome
+//! calls for. `custodian serve` starts runs this way too.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,9 +50,9 @@ fn cancel_on_signals(control: &Arc<Control>) -> Result<()> {
 fn end_overdue(config: &Config, policy: &str, control: &Control, why: Stop) -> ! {
     let message = format!(
         "{}; the run did not wind down within its grace period and its process was ended",
-        match config.policy(policy) {
-            Ok(p) => why.describe(p.job()),
-            Err(_) => format!("{why:?}"),
+        match config.job(policy) {
+            Some(job) => why.describe(job),
+            None => format!("{why:?}"),
         }
     );
     eprintln!("error: policy `{policy}`: {message}");
@@ -62,8 +63,8 @@ fn end_overdue(config: &Config, policy: &str, control: &Control, why: Stop) -> !
                 if let Err(e) = cat.finish_run(run, why.status(), &counters, None, Some(&message)) {
                     eprintln!("error: cannot record the end of run {run}: {e}");
                 }
-                if let Ok(p) = config.policy(policy) {
-                    notify_run(config, cat.as_ref(), p.job(), run);
+                if let Some(job) = config.job(policy) {
+                    notify_run(config, cat.as_ref(), job, run);
                 }
             }
             Err(e) => eprintln!("error: cannot record the end of run {run}: {e}"),
@@ -166,10 +167,6 @@ pub struct ClusterArgs {
 pub fn run(cli: &Cli, name: &str, no_index: bool, cluster: &ClusterArgs) -> Result<u8> {
     let l = load(cli)?;
     let policy = l.config.policy(name)?.clone();
-    let job = policy.job().clone();
-    let control = Control::new();
-    cancel_on_signals(&control)?;
-    record_panics();
     let index_bar = progress_bar(cli, "index");
     let bar = progress_bar(
         cli,
@@ -178,23 +175,13 @@ pub fn run(cli: &Cli, name: &str, no_index: bool, cluster: &ClusterArgs) -> Resu
             Policy::Confidential(_) => "flag",
         },
     );
-    let limits = Limits {
-        time_limit: job.time_limit,
-        keep_alive: job.keep_alive,
-        grace: job.keep_alive.min(MAX_GRACE),
-    };
-    let watched = (index_bar.clone(), bar.clone());
-    let config = l.config.clone();
-    let overdue_control = control.clone();
-    let policy_name = name.to_owned();
-    let _watchdog = control::watch(
-        control.clone(),
-        limits,
-        move || watched.0.position() + watched.1.position(),
-        move |why| end_overdue(&config, &policy_name, &overdue_control, why),
-    );
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        match (&policy, &cluster.node) {
+    controlled(
+        cli,
+        &l,
+        name,
+        policy.job(),
+        [&index_bar, &bar],
+        |control| match (&policy, &cluster.node) {
             (Policy::Export(p), Some(node)) => {
                 let options = NodeOptions {
                     node: node.clone(),
@@ -202,7 +189,7 @@ pub fn run(cli: &Cli, name: &str, no_index: bool, cluster: &ClusterArgs) -> Resu
                     lease: cluster.lease,
                     catalog_patience: cluster.catalog_patience,
                 };
-                run_export_node(cli, &l, p, &options, &bar, &control)
+                run_export_node(cli, &l, p, &options, &bar, control)
             }
             (Policy::Confidential(_), Some(_)) => {
                 anyhow::bail!(
@@ -210,14 +197,48 @@ pub fn run(cli: &Cli, name: &str, no_index: bool, cluster: &ClusterArgs) -> Resu
                 )
             }
             (Policy::Export(p), None) => {
-                run_export(cli, &l, p, no_index, &index_bar, &bar, &control)
+                run_export(cli, &l, p, no_index, &index_bar, &bar, control)
             }
             (Policy::Confidential(p), None) => {
-                run_confidential(cli, &l, p, no_index, &index_bar, &bar, &control)
+                run_confidential(cli, &l, p, no_index, &index_bar, &bar, control)
             }
-        }
-    }));
-    bar.finish_and_clear();
+        },
+    )
+}
+
+/// Runs `body`, one run of job `name` with settings `job`, under run control: SIGTERM and
+/// SIGINT cancel it, the watchdog enforces its time limit and keep-alive (progress is the
+/// `bars`' positions), a panic is recorded as the run's failure, and its outcome is notified.
+pub fn controlled(
+    cli: &Cli,
+    l: &Loaded,
+    name: &str,
+    job: &JobSettings,
+    bars: [&indicatif::ProgressBar; 2],
+    body: impl FnOnce(&Control) -> Result<u8>,
+) -> Result<u8> {
+    let control = Control::new();
+    cancel_on_signals(&control)?;
+    record_panics();
+    let limits = Limits {
+        time_limit: job.time_limit,
+        keep_alive: job.keep_alive,
+        grace: job.keep_alive.min(MAX_GRACE),
+    };
+    let watched = bars.map(|b| b.clone());
+    let config = l.config.clone();
+    let overdue_control = control.clone();
+    let policy_name = name.to_owned();
+    let _watchdog = control::watch(
+        control.clone(),
+        limits,
+        move || watched.iter().map(indicatif::ProgressBar::position).sum(),
+        move |why| end_overdue(&config, &policy_name, &overdue_control, why),
+    );
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&control)));
+    for bar in bars {
+        bar.finish_and_clear();
+    }
     let result = match outcome {
         Ok(result) => result,
         Err(_) => {
@@ -233,7 +254,7 @@ pub fn run(cli: &Cli, name: &str, no_index: bool, cluster: &ClusterArgs) -> Resu
             l.catalog
                 .finish_run(run, RunStatus::Failed, &counters, None, Some(&message))?;
             tracing::error!("run {run} of policy `{name}`: {message}");
-            notify_run(&l.config, l.catalog.as_ref(), &job, run);
+            notify_run(&l.config, l.catalog.as_ref(), job, run);
             runlog::close();
             anyhow::bail!(
                 "run {run} of policy `{name}` failed: {message}; this is a bug, please report it with the run's log"
@@ -242,7 +263,7 @@ pub fn run(cli: &Cli, name: &str, no_index: bool, cluster: &ClusterArgs) -> Resu
     };
     let notification = control
         .run()
-        .and_then(|run| notify_run(&l.config, l.catalog.as_ref(), &job, run));
+        .and_then(|run| notify_run(&l.config, l.catalog.as_ref(), job, run));
     runlog::close();
     let code = result?;
     if let Some(text) = notification
@@ -473,7 +494,7 @@ fn print_flag_summary(s: &FlagSummary) {
 /// A row of `jobs list`.
 pub fn print_run_line(r: &JobRun) {
     println!(
-        "{:>6}  {:<20} {:<11} {:<24} {}  {:>6} exported {:>6} flagged {:>5} failed  {}",
+        "{:>6}  {:<20} {:<11} {:<24} {}  {:>6} exported {:>6} flagged {:>6} deleted {:>5} failed  {}",
         r.id,
         r.policy,
         r.mode.as_str(),
@@ -481,6 +502,7 @@ pub fn print_run_line(r: &JobRun) {
         r.started_at.format("%Y-%m-%d %H:%M:%S"),
         r.counters.exported,
         r.counters.flagged,
+        r.counters.deleted,
         r.counters.failed,
         human_bytes(r.counters.bytes)
     );

@@ -16,8 +16,8 @@ use chrono::{DateTime, Utc};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use custodian::catalog::{self, Catalog, RunStatus};
-use custodian::config::Config;
+use custodian::catalog::{self, Catalog, Mode, RunStatus};
+use custodian::config::{Config, LIFECYCLE_TARGET, Policy};
 use custodian::schedule::serve::{Due, Scheduler};
 
 use super::Cli;
@@ -94,7 +94,7 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<u8> {
         events,
     };
     tracing::info!(
-        "serving {}: {} scheduled policies, at most {} runs at once; {}",
+        "serving {}: {} scheduled jobs, at most {} runs at once; {}",
         server.config_path.display(),
         server.scheduler.scheduled(),
         args.max_concurrent,
@@ -158,12 +158,9 @@ impl Server {
 
     fn start(&mut self, due: Due) {
         let Due { policy, at } = due;
-        let job = match self.config.policy(&policy) {
-            Ok(p) => p.job().clone(),
-            Err(_) => {
-                self.scheduler.finished(&policy);
-                return;
-            }
+        let Some(job) = self.config.job(&policy).cloned() else {
+            self.scheduler.finished(&policy);
+            return;
         };
         let spawned = Command::new(&self.exe)
             .arg("--config")
@@ -287,7 +284,7 @@ impl Server {
     /// A run process that died (or could not start its run) leaves its history row running,
     /// or none at all: record it as failed, with what it last said, and notify.
     fn record_dead_run(&self, policy: &str, r: &Running, how: &str, tail: &[String]) {
-        let Ok(p) = self.config.policy(policy) else {
+        let Some(job) = self.config.job(policy) else {
             return;
         };
         let last = tail.last().map_or("no output".to_string(), |l| l.clone());
@@ -308,11 +305,12 @@ impl Server {
                 }
                 Some(run) if run.started_at >= r.spawned_at => Ok(Some(run.id)),
                 _ => {
-                    let target = match p {
-                        custodian::config::Policy::Export(e) => e.target.as_str(),
-                        custodian::config::Policy::Confidential(_) => "catalog",
+                    let (mode, target) = match self.config.policy(policy) {
+                        Ok(Policy::Export(e)) => (e.mode, e.target.as_str()),
+                        Ok(Policy::Confidential(c)) => (c.mode, "catalog"),
+                        Err(_) => (Mode::Full, LIFECYCLE_TARGET),
                     };
-                    let id = self.catalog.begin_run(policy, p.mode(), target)?;
+                    let id = self.catalog.begin_run(policy, mode, target)?;
                     let message = format!("the run could not start ({how}): {last}");
                     self.catalog.finish_run(
                         id,
@@ -334,7 +332,7 @@ impl Server {
                     .flatten()
                     .and_then(|j| j.notification);
                 if already.is_none() {
-                    super::cli_run::notify_run(&self.config, self.catalog.as_ref(), p.job(), run);
+                    super::cli_run::notify_run(&self.config, self.catalog.as_ref(), job, run);
                 }
             }
             Ok(None) => {}
@@ -355,7 +353,7 @@ impl Server {
                 self.config = config;
                 self.catalog = catalog;
                 tracing::info!(
-                    "config {} reloaded: {} scheduled policies; {}",
+                    "config {} reloaded: {} scheduled jobs; {}",
                     self.config_path.display(),
                     self.scheduler.scheduled(),
                     self.next_text()

@@ -726,10 +726,11 @@ fn jobs(cli: &Cli, command: &JobsCommand) -> Result<u8> {
                 }
                 let c = &r.counters;
                 println!(
-                    "  counters: {} selected, {} exported, {} flagged, {} failed, {} objects, {}, {} index errors",
+                    "  counters: {} selected, {} exported, {} flagged, {} deleted, {} failed, {} objects, {}, {} index errors",
                     c.selected,
                     c.exported,
                     c.flagged,
+                    c.deleted,
                     c.failed,
                     c.objects,
                     human_bytes(c.bytes),

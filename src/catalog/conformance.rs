@@ -603,6 +603,7 @@ pub fn run_history(cat: &dyn Catalog) {
         selected: 5,
         exported: 4,
         flagged: 1,
+        deleted: 3,
         failed: 1,
         objects: 8,
         bytes: 1 << 40,
@@ -1093,6 +1094,9 @@ pub fn deletes_are_recorded_once(cat: &dyn Catalog) {
     cat.begin_deletes(&due).unwrap();
     cat.begin_deletes(&due[..1]).unwrap();
     assert_eq!(cat.pending_deletes().unwrap(), due);
+    let sweep = cat
+        .begin_run("lifecycle", Mode::Full, "repository")
+        .unwrap();
     cat.finish_deletes(
         &[
             (
@@ -1103,6 +1107,7 @@ pub fn deletes_are_recorded_once(cat: &dyn Catalog) {
             (due[2].clone(), DeleteOutcome::Failed("busy".into())),
         ],
         "tester",
+        Some(sweep),
     )
     .unwrap();
     assert!(cat.pending_deletes().unwrap().is_empty());
@@ -1141,6 +1146,7 @@ pub fn deletes_are_recorded_once(cat: &dyn Catalog) {
             assert_eq!(e.event.kind, AuditKind::ArtifactDeleted);
             assert_eq!(e.event.actor, "tester");
             assert_eq!(e.event.policy.as_deref(), Some("retention"));
+            assert_eq!(e.event.run, Some(sweep.0));
             (
                 e.event.conversation_id.clone().unwrap(),
                 e.event.details["path"].clone(),

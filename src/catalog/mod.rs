@@ -155,6 +155,8 @@ pub struct Counters {
     pub exported: u64,
     /// Conversations whose confidential flag a confidential-flag run changed.
     pub flagged: u64,
+    /// Artifacts a lifecycle sweep deleted.
+    pub deleted: u64,
     pub failed: u64,
     pub objects: u64,
     pub bytes: u64,
@@ -407,9 +409,15 @@ pub trait Catalog: crate::target::UploadJournal + Send + Sync {
     /// Intents a killed run left.
     fn pending_deletes(&self) -> Result<Vec<DueArtifact>>;
 
-    /// Ends intents: a deleted artifact is recorded as deleted with its audit event; a failed
-    /// one is only forgotten (its file is still there; the next run tries again).
-    fn finish_deletes(&self, outcomes: &[(DueArtifact, DeleteOutcome)], actor: &str) -> Result<()>;
+    /// Ends intents: a deleted artifact is recorded as deleted with its audit event (of `run`,
+    /// the sweep's job run); a failed one is only forgotten (its file is still there; the next
+    /// run tries again).
+    fn finish_deletes(
+        &self,
+        outcomes: &[(DueArtifact, DeleteOutcome)],
+        actor: &str,
+        run: Option<RunId>,
+    ) -> Result<()>;
 }
 
 /// Opens the catalog a config names.
@@ -514,13 +522,19 @@ fn other_enabled(other: &str, artifact_type: &str, audio_type: Option<&str>) -> 
 }
 
 /// The lifecycle-history event of one deleted artifact.
-fn deletion_event(a: &DueArtifact, was_missing: bool, now: DateTime<Utc>, actor: &str) -> NewEvent {
+fn deletion_event(
+    a: &DueArtifact,
+    was_missing: bool,
+    now: DateTime<Utc>,
+    actor: &str,
+    run: Option<RunId>,
+) -> NewEvent {
     NewEvent {
         at: now,
         kind: crate::audit::AuditKind::ArtifactDeleted,
         actor: actor.to_owned(),
         policy: Some(a.policy.clone()),
-        run: None,
+        run: run.map(|r| r.0),
         tenant: Some(a.tenant.clone()),
         conversation_id: Some(a.conversation_id.clone()),
         details: serde_json::json!({

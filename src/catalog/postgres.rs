@@ -253,6 +253,9 @@ CREATE INDEX work_units_open ON work_units (run, id) WHERE state <> 'done';
     r#"
 ALTER TABLE open_uploads ADD COLUMN run BIGINT;
 "#,
+    r#"
+ALTER TABLE job_runs ADD COLUMN deleted BIGINT NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// Idle connections the pool keeps; more are opened while more threads need one.
@@ -1031,6 +1034,7 @@ impl PostgresCatalog {
                 selected: count("selected")?,
                 exported: count("exported")?,
                 flagged: count("flagged")?,
+                deleted: count("deleted")?,
                 failed: count("failed")?,
                 objects: count("objects")?,
                 bytes: count("bytes")?,
@@ -1812,6 +1816,7 @@ impl Catalog for PostgresCatalog {
             c.selected,
             c.exported,
             c.flagged,
+            c.deleted,
             c.failed,
             c.objects,
             c.bytes,
@@ -1823,6 +1828,7 @@ impl Catalog for PostgresCatalog {
                 selected,
                 exported,
                 flagged,
+                deleted,
                 failed,
                 objects,
                 bytes,
@@ -1831,7 +1837,7 @@ impl Catalog for PostgresCatalog {
             s.execute(
                 "UPDATE job_runs SET status = $1, finished_at = $2, selected = $3, exported = $4, \
                  flagged = $5, failed = $6, objects = $7, bytes = $8, index_errors = $9, \
-                 manifest_key = $10, error_summary = $11 WHERE id = $12",
+                 manifest_key = $10, error_summary = $11, deleted = $12 WHERE id = $13",
                 &[
                     &status.as_str(),
                     &finished,
@@ -1844,6 +1850,7 @@ impl Catalog for PostgresCatalog {
                     &index_errors?,
                     &manifest_key,
                     &error_summary,
+                    &deleted?,
                     &run.0,
                 ],
             )
@@ -2351,7 +2358,12 @@ impl Catalog for PostgresCatalog {
         })
     }
 
-    fn finish_deletes(&self, outcomes: &[(DueArtifact, DeleteOutcome)], actor: &str) -> Result<()> {
+    fn finish_deletes(
+        &self,
+        outcomes: &[(DueArtifact, DeleteOutcome)],
+        actor: &str,
+        run: Option<RunId>,
+    ) -> Result<()> {
         if outcomes.is_empty() {
             return Ok(());
         }
@@ -2367,7 +2379,7 @@ impl Catalog for PostgresCatalog {
                 deleted_file.push(a.file.as_str());
                 deleted_policy.push(a.policy.as_str());
                 deleted_version.push(a.version.as_str());
-                events.push(deletion_event(a, *was_missing, now, actor));
+                events.push(deletion_event(a, *was_missing, now, actor, run));
             }
         }
         let intent_pk: Vec<i64> = outcomes.iter().map(|(a, _)| a.conversation_pk).collect();

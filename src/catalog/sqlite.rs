@@ -205,6 +205,9 @@ CREATE TABLE confidential_flags (
     r#"
 ALTER TABLE open_uploads ADD COLUMN run INTEGER;
 "#,
+    r#"
+ALTER TABLE job_runs ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// The SQLite catalog.
@@ -383,6 +386,7 @@ impl SqliteCatalog {
                 objects: r.get("objects").map_err(get)?,
                 bytes: r.get("bytes").map_err(get)?,
                 index_errors: r.get("index_errors").map_err(get)?,
+                deleted: r.get("deleted").map_err(get)?,
             },
             manifest_key: r.get("manifest_key").map_err(get)?,
             error_summary: r.get("error_summary").map_err(get)?,
@@ -942,8 +946,8 @@ impl Catalog for SqliteCatalog {
         let conn = self.writer.lock().expect("catalog writer lock");
         conn.execute(
             "UPDATE job_runs SET status = ?, finished_at = ?, selected = ?, exported = ?, flagged = ?, \
-             failed = ?, objects = ?, bytes = ?, index_errors = ?, manifest_key = ?, error_summary = ? \
-             WHERE id = ?",
+             failed = ?, objects = ?, bytes = ?, index_errors = ?, manifest_key = ?, error_summary = ?, \
+             deleted = ? WHERE id = ?",
             params![
                 status.as_str(),
                 (status != RunStatus::Running).then(|| ts(Utc::now())),
@@ -956,6 +960,7 @@ impl Catalog for SqliteCatalog {
                 c.index_errors,
                 manifest_key,
                 error_summary,
+                c.deleted,
                 run.0
             ],
         )
@@ -1514,7 +1519,12 @@ impl Catalog for SqliteCatalog {
         })
     }
 
-    fn finish_deletes(&self, outcomes: &[(DueArtifact, DeleteOutcome)], actor: &str) -> Result<()> {
+    fn finish_deletes(
+        &self,
+        outcomes: &[(DueArtifact, DeleteOutcome)],
+        actor: &str,
+        run: Option<RunId>,
+    ) -> Result<()> {
         let mut conn = self.writer.lock().expect("catalog writer lock");
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         let now = Utc::now();
@@ -1525,7 +1535,7 @@ impl Catalog for SqliteCatalog {
                 )
                 .and_then(|mut s| s.execute(params![a.conversation_pk, a.file, ts(now), a.policy, a.version]))
                 .map_err(|e| self.err(e))?;
-                append_audit(&tx, &deletion_event(a, *was_missing, now, actor))
+                append_audit(&tx, &deletion_event(a, *was_missing, now, actor, run))
                     .map_err(|e| self.err(e))?;
             }
             tx.prepare_cached("DELETE FROM delete_intents WHERE conversation = ? AND ordinal = ?")

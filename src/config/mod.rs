@@ -91,6 +91,52 @@ struct RawLifecycle {
     roles: Option<PathBuf>,
     max_deletes_per_run: Option<u64>,
     max_delete_share: Option<f64>,
+    schedule: Option<String>,
+    timezone: Option<String>,
+    keep_job_history_days: Option<u32>,
+    time_limit: Option<String>,
+    keep_alive: Option<String>,
+    log_dir: Option<PathBuf>,
+    notify: Option<RawNotify>,
+}
+
+/// The job-setting keys of a policy or of the `[lifecycle]` table, as written.
+struct RawJob<'a> {
+    schedule: Option<&'a str>,
+    timezone: Option<&'a str>,
+    keep_job_history_days: Option<u32>,
+    time_limit: Option<&'a str>,
+    keep_alive: Option<&'a str>,
+    log_dir: Option<&'a PathBuf>,
+    notify: Option<&'a RawNotify>,
+}
+
+impl RawLifecycle {
+    fn job(&self) -> RawJob<'_> {
+        RawJob {
+            schedule: self.schedule.as_deref(),
+            timezone: self.timezone.as_deref(),
+            keep_job_history_days: self.keep_job_history_days,
+            time_limit: self.time_limit.as_deref(),
+            keep_alive: self.keep_alive.as_deref(),
+            log_dir: self.log_dir.as_ref(),
+            notify: self.notify.as_ref(),
+        }
+    }
+}
+
+impl RawPolicy {
+    fn job(&self) -> RawJob<'_> {
+        RawJob {
+            schedule: self.schedule.as_deref(),
+            timezone: self.timezone.as_deref(),
+            keep_job_history_days: self.keep_job_history_days,
+            time_limit: self.time_limit.as_deref(),
+            keep_alive: self.keep_alive.as_deref(),
+            log_dir: self.log_dir.as_ref(),
+            notify: self.notify.as_ref(),
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -312,7 +358,7 @@ pub struct MediaConfig {
 }
 
 /// Settings of the lifecycle sweep and of lifecycle policy management.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct LifecycleConfig {
     /// The roles file granting lifecycle permissions to users and groups.
     pub roles: Option<PathBuf>,
@@ -320,20 +366,15 @@ pub struct LifecycleConfig {
     pub max_deletes_per_run: u64,
     /// Largest share (0..=1) of the catalog's artifacts one run may delete without `--force`.
     pub max_delete_share: f64,
-}
-
-impl Default for LifecycleConfig {
-    fn default() -> LifecycleConfig {
-        LifecycleConfig {
-            roles: None,
-            max_deletes_per_run: 100_000,
-            max_delete_share: 0.10,
-        }
-    }
+    /// When `custodian serve` runs the sweep, and its run control, log and notifications.
+    pub job: JobSettings,
 }
 
 /// Name `custodian run` and `plan` give the lifecycle sweep; no config policy may take it.
 pub const LIFECYCLE_RUN: &str = "lifecycle";
+
+/// What the job history names as the lifecycle sweep's target: it deletes from the repository.
+pub const LIFECYCLE_TARGET: &str = "repository";
 
 /// A configured policy.
 #[derive(Clone, Debug)]
@@ -598,21 +639,22 @@ fn positive_duration(
     }
 }
 
-/// The job settings every policy has.
+/// The job settings every policy, and the lifecycle sweep, has; `table` is where their keys
+/// are (`["policies", NAME]` or `["lifecycle"]`).
 fn job_settings(
     v: &Validator<'_>,
     base: &Path,
-    name: &str,
-    p: &RawPolicy,
+    table: &[&str],
+    p: RawJob<'_>,
     email: Option<&EmailConfig>,
 ) -> Result<JobSettings, ConfigError> {
-    let at = |key: &'static str| -> Vec<&str> { vec!["policies", name, key] };
-    let schedule = match &p.schedule {
+    let at = |key: &'static str| -> Vec<&str> { [table, &[key]].concat() };
+    let schedule = match p.schedule {
         Some(spec) => spec.parse().map_err(|m| v.invalid(&at("schedule"), m))?,
         None => Schedule::Manual,
     };
-    let timezone = crate::schedule::timezone(p.timezone.as_deref())
-        .map_err(|m| v.invalid(&at("timezone"), m))?;
+    let timezone =
+        crate::schedule::timezone(p.timezone).map_err(|m| v.invalid(&at("timezone"), m))?;
     let keep_job_history_days = match p.keep_job_history_days {
         Some(0) => {
             return Err(v.invalid(
@@ -625,24 +667,23 @@ fn job_settings(
     };
     let time_limit = p
         .time_limit
-        .as_deref()
         .map(|t| positive_duration(v, &at("time_limit"), t))
         .transpose()?;
-    let keep_alive = match p.keep_alive.as_deref() {
+    let keep_alive = match p.keep_alive {
         Some(t) => positive_duration(v, &at("keep_alive"), t)?,
         None => DEFAULT_KEEP_ALIVE,
     };
-    let notify = match &p.notify {
+    let notify = match p.notify {
         None => None,
         Some(n) => {
             if email.is_none() {
                 return Err(v.invalid(
-                    &["policies", name, "notify"],
+                    &at("notify"),
                     "notifications need an [email] table with `smtp_host` and `from`",
                 ));
             }
             let to = crate::schedule::notify::parse_addresses(&n.to)
-                .map_err(|m| v.invalid(&["policies", name, "notify", "to"], m))?;
+                .map_err(|m| v.invalid(&[table, &["notify", "to"]].concat(), m))?;
             Some(Notify {
                 to,
                 on_completion: n.on_completion.unwrap_or(NotifyWhen::Never),
@@ -656,7 +697,7 @@ fn job_settings(
         keep_job_history_days,
         time_limit,
         keep_alive,
-        log_dir: p.log_dir.as_ref().map(|d| resolve(base, d)),
+        log_dir: p.log_dir.map(|d| resolve(base, d)),
         notify,
     })
 }
@@ -844,7 +885,7 @@ impl Config {
             if let Err((key, message)) = p.filter.validate() {
                 return Err(v.invalid(&["policies", name, "filter", key], message));
             }
-            let job = job_settings(&v, &base, name, p, email.as_ref())?;
+            let job = job_settings(&v, &base, &["policies", name], p.job(), email.as_ref())?;
             let policy = match p.action {
                 ActionKind::Export => {
                     if p.flag.is_some() {
@@ -966,7 +1007,15 @@ impl Config {
         }
         let mut lifecycle = LifecycleConfig {
             roles: raw.lifecycle.roles.as_ref().map(|r| resolve(&base, r)),
-            ..LifecycleConfig::default()
+            max_deletes_per_run: 100_000,
+            max_delete_share: 0.10,
+            job: job_settings(
+                &v,
+                &base,
+                &["lifecycle"],
+                raw.lifecycle.job(),
+                email.as_ref(),
+            )?,
         };
         if let Some(n) = raw.lifecycle.max_deletes_per_run {
             if n == 0 {
@@ -1005,6 +1054,25 @@ impl Config {
     }
 
     /// The policy called `name`, or an error listing the defined ones.
+    /// The job settings of a policy, or of the lifecycle sweep ([`LIFECYCLE_RUN`]).
+    pub fn job(&self, name: &str) -> Option<&JobSettings> {
+        if name == LIFECYCLE_RUN {
+            return Some(&self.lifecycle.job);
+        }
+        self.policies.get(name).map(Policy::job)
+    }
+
+    /// What `custodian serve` runs: every enabled policy with a schedule, and the lifecycle
+    /// sweep when `[lifecycle]` has one.
+    pub fn scheduled_jobs(&self) -> impl Iterator<Item = (&str, &JobSettings)> {
+        self.policies
+            .values()
+            .filter(|p| p.enabled())
+            .map(|p| (p.name(), p.job()))
+            .chain(std::iter::once((LIFECYCLE_RUN, &self.lifecycle.job)))
+            .filter(|(_, job)| job.schedule != crate::schedule::Schedule::Manual)
+    }
+
     pub fn policy(&self, name: &str) -> Result<&Policy, ConfigError> {
         self.policies.get(name).ok_or_else(|| ConfigError::Missing {
             file: self.file.clone(),

@@ -5,14 +5,22 @@
 //! removed, then the deletion and its audit event are committed together and the intent
 //! dropped. A rerun first completes every intent left by a killed run, so every deleted
 //! artifact has exactly one event, and nothing is recorded deleted that is still on disk.
+//!
+//! A sweep is a job run of its own ([`run`]), under the `[lifecycle]` job settings: its
+//! deletions' audit events carry the run, a stopped sweep (signal, time limit, keep-alive)
+//! ends after the batch in flight, and a killed one is resumed by the next.
 
 use std::path::Path;
+use std::time::Instant;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::catalog::{Catalog, CatalogError};
+use crate::catalog::{Catalog, CatalogError, ItemOutcome, Mode, RunId, RunStatus};
+use crate::config::{JobSettings, LIFECYCLE_RUN, LIFECYCLE_TARGET};
+use crate::pipeline::Control;
+use crate::repository::index::IndexReport;
 use crate::repository::record::{ArtifactType, AudioRecordingType};
 
 /// What a version does with the artifacts of its type in active storage.
@@ -280,7 +288,9 @@ pub struct SweepReport {
     pub policies: Vec<DueSummary>,
 }
 
-/// Why a sweep could not run.
+/// Why a sweep could not run: the catalog failed (a sweep's run then stays open and the next
+/// one resumes it), or more is due than its limits allow (its run is recorded `failed`, and
+/// nothing was deleted but what a killed run had left half done).
 #[derive(Debug, thiserror::Error)]
 pub enum SweepError {
     #[error(transparent)]
@@ -322,12 +332,136 @@ fn summarize(
     Ok(out)
 }
 
-/// Deletes everything due at `now` under `root`, completing the deletes a killed run left first.
+/// Who deletes: the actor and job run each audit event records, and the run's control (a
+/// stopped sweep ends after the batch in flight).
+#[derive(Clone, Copy)]
+pub struct Deleter<'a> {
+    pub actor: &'a str,
+    pub run: Option<RunId>,
+    pub control: &'a Control,
+}
+
+/// The end state of a sweep's job run.
+#[derive(Debug, Serialize)]
+pub struct SweepSummary {
+    pub run: RunId,
+    pub status: RunStatus,
+    /// The run picks up one a killed process left.
+    pub resumed_run: bool,
+    pub index: Option<IndexReport>,
+    #[serde(flatten)]
+    pub report: SweepReport,
+    pub error_summary: Option<String>,
+    pub seconds: f64,
+}
+
+impl SweepSummary {
+    pub fn exit_code(&self) -> i32 {
+        i32::from(self.status != RunStatus::Succeeded)
+    }
+}
+
+/// One sweep as a job run of its own: starts (or resumes) the run, records the index
+/// failures, deletes what is due at `now` and records the outcome.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    catalog: &dyn Catalog,
+    root: &Path,
+    now: DateTime<Utc>,
+    job: &JobSettings,
+    actor: &str,
+    limits: Limits,
+    index: Option<IndexReport>,
+    progress: &indicatif::ProgressBar,
+    control: &Control,
+) -> Result<SweepSummary, SweepError> {
+    let started = Instant::now();
+    let (run, resumed_run) = super::start_run(
+        catalog,
+        LIFECYCLE_RUN,
+        Mode::Full,
+        LIFECYCLE_TARGET,
+        job,
+        control,
+    )?;
+    tracing::info!(run = run.0, resumed_run, "lifecycle sweep started");
+    let index_failures = super::index_failures(index.as_ref());
+    catalog.record_outcomes(run, LIFECYCLE_RUN, &index_failures)?;
+    let by = Deleter {
+        actor,
+        run: Some(run),
+        control,
+    };
+    let swept = sweep(catalog, root, now, by, limits, &|n| progress.inc(n));
+    let mut counters = catalog.run_counters(run)?;
+    counters.index_errors = index_failures.len() as u64;
+    let report = match swept {
+        Ok(report) => report,
+        Err(e @ SweepError::OverLimit { due, .. }) => {
+            counters.selected = due;
+            catalog.finish_run(
+                run,
+                RunStatus::Failed,
+                &counters,
+                None,
+                Some(&e.to_string()),
+            )?;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
+    counters.selected = report.policies.iter().map(|p| p.artifacts).sum();
+    counters.deleted = report.deleted;
+    counters.failed += report.failed;
+    counters.bytes = report.bytes;
+    let stopped = control.stopped();
+    let status = match stopped {
+        Some(why) => why.status(),
+        None if counters.failed == 0 => RunStatus::Succeeded,
+        None => RunStatus::CompletedWithFailures,
+    };
+    let error_summary = match (stopped, report.failures.first(), index_failures.first()) {
+        (Some(why), _, _) => Some(format!(
+            "{}; {} of {} due artifact(s) deleted",
+            why.describe(job),
+            report.deleted,
+            counters.selected
+        )),
+        (None, Some(first), _) => Some(format!(
+            "{} artifact(s) could not be deleted; first: {first}",
+            report.failed
+        )),
+        (None, None, Some(ItemOutcome::Failed { subject, error })) => Some(format!(
+            "{} record(s) could not be indexed; first: {subject}: {error}",
+            index_failures.len()
+        )),
+        _ => None,
+    };
+    catalog.finish_run(run, status, &counters, None, error_summary.as_deref())?;
+    tracing::info!(
+        status = status.as_str(),
+        deleted = report.deleted,
+        failed = report.failed,
+        "lifecycle sweep finished"
+    );
+    Ok(SweepSummary {
+        run,
+        status,
+        resumed_run,
+        index,
+        report,
+        error_summary,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Deletes everything due at `now` under `root`, completing the deletes a killed run left
+/// first; stops after the batch in flight once `by.control` is stopped.
 pub fn sweep(
     catalog: &dyn Catalog,
     root: &Path,
     now: DateTime<Utc>,
-    actor: &str,
+    by: Deleter<'_>,
     limits: Limits,
     progress: &dyn Fn(u64),
 ) -> Result<SweepReport, SweepError> {
@@ -335,7 +469,7 @@ pub fn sweep(
     let pending = catalog.pending_deletes()?;
     report.resumed = pending.len() as u64;
     for chunk in pending.chunks(BATCH) {
-        remove_and_record(catalog, root, chunk, actor, &mut report)?;
+        remove_and_record(catalog, root, chunk, by, &mut report)?;
     }
     let policies = catalog.lifecycle_policies()?;
     report.policies = summarize(catalog, &policies, now)?;
@@ -362,13 +496,15 @@ pub fn sweep(
     }
     for q in policies.iter().filter_map(|p| DueQuery::of(p, now)) {
         let mut after = (0, -1);
-        loop {
+        while !by.control.is_stopped() {
             let batch = catalog.due_artifacts(&q, after, BATCH)?;
             let Some(last) = batch.last() else { break };
             after = (last.conversation_pk, last.ordinal);
             catalog.begin_deletes(&batch)?;
-            remove_and_record(catalog, root, &batch, actor, &mut report)?;
+            remove_and_record(catalog, root, &batch, by, &mut report)?;
             progress(batch.len() as u64);
+            #[cfg(feature = "failpoints")]
+            fail::fail_point!("lifecycle-batch");
         }
     }
     Ok(report)
@@ -379,7 +515,7 @@ fn remove_and_record(
     catalog: &dyn Catalog,
     root: &Path,
     intents: &[DueArtifact],
-    actor: &str,
+    by: Deleter<'_>,
     report: &mut SweepReport,
 ) -> Result<(), CatalogError> {
     let outcomes: Vec<(DueArtifact, DeleteOutcome)> = intents
@@ -414,7 +550,7 @@ fn remove_and_record(
             }
         }
     }
-    catalog.finish_deletes(&outcomes, actor)
+    catalog.finish_deletes(&outcomes, by.actor, by.run)
 }
 
 #[cfg(test)]
@@ -483,6 +619,14 @@ mod tests {
         dir
     }
 
+    fn by(control: &Control) -> Deleter<'_> {
+        Deleter {
+            actor: "test",
+            run: None,
+            control,
+        }
+    }
+
     const NO_LIMIT: Limits = Limits {
         max_count: u64::MAX,
         max_share: 1.0,
@@ -507,7 +651,7 @@ mod tests {
         for a in &due[..3] {
             std::fs::remove_file(root.join(&a.rel_dir).join(&a.file)).unwrap();
         }
-        let report = sweep(cat, &root, now, "test", NO_LIMIT, &|_| {}).unwrap();
+        let report = sweep(cat, &root, now, by(&Control::new()), NO_LIMIT, &|_| {}).unwrap();
         assert_eq!(report.resumed, 6);
         assert_eq!(report.deleted, 10);
         assert_eq!(report.already_missing, 3);
@@ -537,8 +681,28 @@ mod tests {
         for i in 0..10 {
             assert!(!root.join(format!("acme/2026/01/02/c{i}/t.txt")).exists());
         }
-        let again = sweep(cat, &root, now, "test", NO_LIMIT, &|_| {}).unwrap();
+        let again = sweep(cat, &root, now, by(&Control::new()), NO_LIMIT, &|_| {}).unwrap();
         assert_eq!((again.resumed, again.deleted), (0, 0));
+    }
+
+    #[test]
+    fn a_stopped_sweep_ends_after_the_batch_in_flight_and_the_next_finishes() {
+        let cat_dir = tempfile::tempdir().unwrap();
+        let cat = SqliteCatalog::open(&cat_dir.path().join("c.db")).unwrap();
+        let n = BATCH + 100;
+        let dir = setup(&cat, n);
+        let root = dir.path().join("repo");
+        let now = Utc::now();
+        let control = Control::new();
+        let stop = |_| {
+            control.stop(crate::pipeline::control::Stop::Cancelled);
+        };
+        let first = sweep(&cat, &root, now, by(&control), NO_LIMIT, &stop).unwrap();
+        assert_eq!(first.deleted, BATCH as u64);
+        assert!(cat.pending_deletes().unwrap().is_empty());
+        let rest = sweep(&cat, &root, now, by(&Control::new()), NO_LIMIT, &|_| {}).unwrap();
+        assert_eq!(rest.deleted, 100);
+        assert_eq!(cat.live_artifact_count().unwrap(), 0);
     }
 
     #[test]

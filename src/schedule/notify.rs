@@ -154,8 +154,8 @@ pub fn message(email: &EmailConfig, to: &[Mailbox], run: &JobRun) -> Result<Mess
         body.push_str(&format!("Finished: {}\n", f.to_rfc3339()));
     }
     body.push_str(&format!(
-        "Counters: {} selected, {} exported, {} flagged, {} failed, {} objects, {} bytes\n",
-        c.selected, c.exported, c.flagged, c.failed, c.objects, c.bytes
+        "Counters: {} selected, {} exported, {} flagged, {} deleted, {} failed, {} objects, {} bytes\n",
+        c.selected, c.exported, c.flagged, c.deleted, c.failed, c.objects, c.bytes
     ));
     if let Some(e) = &run.error_summary {
         body.push_str(&format!("Errors:   {e}\n"));

@@ -35,7 +35,8 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Schedules every enabled, non-manual policy of `config` from `now`.
+    /// Schedules every enabled, non-manual policy of `config`, and the lifecycle sweep when it
+    /// has a schedule, from `now`.
     pub fn new(config: &Config, now: DateTime<Utc>) -> Scheduler {
         let mut s = Scheduler::default();
         s.reload(config, now);
@@ -46,14 +47,11 @@ impl Scheduler {
     /// occurrences of policies no longer scheduled are dropped.
     pub fn reload(&mut self, config: &Config, now: DateTime<Utc>) {
         self.entries = config
-            .policies
-            .values()
-            .filter(|p| p.enabled() && p.job().schedule != Schedule::Manual)
-            .map(|p| {
-                let job = p.job();
+            .scheduled_jobs()
+            .map(|(name, job)| {
                 let next = job.schedule.next_after(now, job.timezone);
                 (
-                    p.name().to_owned(),
+                    name.to_owned(),
                     Entry {
                         schedule: job.schedule.clone(),
                         tz: job.timezone,

@@ -498,7 +498,7 @@ fn confidential_policies_set_and_clear_the_flag_with_audit_events() {
 
 /// Waits until `custodian jobs list` shows `n` finished runs of `policy` (`serve` logging to
 /// `log`).
-fn wait_for_runs(
+pub fn wait_for_runs(
     env: &Env,
     log: &Path,
     policy: &str,
@@ -531,7 +531,7 @@ fn signal(child: &Child, signal: nix::sys::signal::Signal) {
 }
 
 /// Starts `custodian serve` with `failpoints`, its stderr going to the returned log file.
-fn serve_with(env: &Env, failpoints: &str) -> (Child, PathBuf) {
+pub fn serve_with(env: &Env, failpoints: &str) -> (Child, PathBuf) {
     let log = env.path().join("serve.log");
     let serve = env
         .command(&["serve", "--shutdown-grace", "20s"])
@@ -544,7 +544,7 @@ fn serve_with(env: &Env, failpoints: &str) -> (Child, PathBuf) {
 }
 
 /// Sends SIGTERM to `serve` and returns its exit code and log once it has stopped.
-fn terminate(mut serve: Child, log: &Path) -> (Option<i32>, String) {
+pub fn terminate(mut serve: Child, log: &Path) -> (Option<i32>, String) {
     signal(&serve, nix::sys::signal::Signal::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
@@ -597,7 +597,7 @@ fn serve_runs_due_policies_survives_a_panic_reloads_and_stops_on_sigterm() {
     assert!(logged.contains("policies.export.schedule"), "{logged}");
     env.write_config(&config);
     signal(&serve, nix::sys::signal::Signal::SIGHUP);
-    wait_for_log("reloaded: 2 scheduled policies");
+    wait_for_log("reloaded: 2 scheduled jobs");
 
     let (code, logged) = terminate(serve, &log);
     assert_eq!(code, Some(0), "{logged}");

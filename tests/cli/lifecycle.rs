@@ -103,6 +103,7 @@ fn a_policy_deletes_what_is_due_with_one_audit_event_each() {
     let (code, report) = env.json(&["run", "lifecycle"]);
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["deleted"], 3);
+    assert_eq!(report["status"], "succeeded", "{report}");
     assert!(
         !env.root()
             .join(Env::rel_dir("acme", 1, "c1"))
@@ -113,8 +114,17 @@ fn a_policy_deletes_what_is_due_with_one_audit_event_each() {
     let deleted = events(&env, "artifact_deleted");
     assert_eq!(deleted.len(), 3);
     assert!(deleted.iter().all(|e| e["policy"] == "voice-30d"
+        && e["run"] == report["run"]
         && e["details"]["version"] == "v1"
         && e["details"]["file_was_missing"] == false));
+    // The sweep is a job run of its own, in the job history with what it deleted.
+    let (_, runs) = env.json(&["jobs", "list", "--policy", "lifecycle"]);
+    assert_eq!(runs[0]["id"], report["run"], "{runs}");
+    assert_eq!(runs[0]["target"], "repository");
+    assert_eq!(runs[0]["status"], "succeeded");
+    assert_eq!(runs[0]["counters"]["deleted"], 3);
+    assert_eq!(runs[0]["counters"]["selected"], 3);
+    assert_eq!(runs[0]["counters"]["bytes"], 18);
     let acks = events(&env, "lifecycle_acknowledged");
     assert_eq!(acks.len(), 2);
     assert!(
@@ -338,6 +348,17 @@ fn more_due_than_the_limit_is_refused_unless_forced() {
         "{msg}"
     );
     assert!(events(&env, "artifact_deleted").is_empty());
+    // The refusal is a failed run in the job history, which is what notifications report.
+    let (_, runs) = env.json(&["jobs", "list", "--policy", "lifecycle"]);
+    assert_eq!(runs[0]["status"], "failed", "{runs}");
+    assert_eq!(runs[0]["counters"]["selected"], 2);
+    assert!(
+        runs[0]["error_summary"]
+            .as_str()
+            .unwrap()
+            .contains("2 artifacts are due"),
+        "{runs}"
+    );
     let (code, report) = env.json(&["run", "lifecycle", "--force"]);
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["deleted"], 2);
@@ -345,9 +366,100 @@ fn more_due_than_the_limit_is_refused_unless_forced() {
 
 #[test]
 fn bad_lifecycle_config_names_the_key() {
-    let env = env_with(ALL, "max_delete_share = 2.0");
-    let msg = fails(&env, &["lifecycle", "list"]);
-    assert!(msg.contains("lifecycle.max_delete_share"), "{msg}");
+    for (setting, key) in [
+        ("max_delete_share = 2.0", "lifecycle.max_delete_share"),
+        ("schedule = \"daily at 25:00\"", "lifecycle.schedule"),
+        ("time_limit = \"soon\"", "lifecycle.time_limit"),
+        ("notify = { to = \"ops@example.com\" }", "lifecycle.notify"),
+        ("retention = 7", "retention"),
+    ] {
+        let env = env_with(ALL, setting);
+        let msg = fails(&env, &["lifecycle", "list"]);
+        assert!(msg.contains(key), "{setting}: {msg}");
+    }
+}
+
+#[test]
+fn a_sweep_past_its_time_limit_is_timed_out_and_the_next_finishes() {
+    let env = env_with(
+        ALL,
+        "max_delete_share = 1.0
+time_limit = \"1s\"",
+    );
+    let n = 2500;
+    for i in 0..n {
+        env.conversation("acme", 1 + i % 28, &format!("c{i}"), &[("a.wav", b"RIFF")]);
+    }
+    ok(&env, &["index"]);
+    enabled_policy(&env);
+    // Each batch of 2,000 takes 1.5 s more, so the limit passes during the first.
+    let out = env
+        .command(&["--json", "run", "lifecycle", "--no-index"])
+        .env("FAILPOINTS", "lifecycle-batch=sleep(1500)")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let first: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(first["status"], "timed_out", "{first}");
+    assert_eq!(first["deleted"], 2000, "{first}");
+    assert!(
+        first["error_summary"]
+            .as_str()
+            .unwrap()
+            .contains("execution time limit (1s); 2000 of 2500"),
+        "{first}"
+    );
+    let (code, rest) = env.json(&["run", "lifecycle", "--no-index"]);
+    assert_eq!(code, 0, "{rest}");
+    assert_eq!(rest["deleted"], 500, "{rest}");
+    let (_, runs) = env.json(&["jobs", "list", "--policy", "lifecycle"]);
+    let statuses: Vec<_> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["status"])
+        .collect();
+    assert_eq!(statuses, ["succeeded", "timed_out"], "{runs}");
+    let deleted = events(&env, "artifact_deleted");
+    assert_eq!(deleted.len(), n as usize);
+    assert_eq!(
+        deleted.iter().filter(|e| e["run"] == first["run"]).count(),
+        2000
+    );
+    ok(&env, &["audit", "verify"]);
+}
+
+#[test]
+fn serve_runs_the_sweep_on_its_schedule_with_its_log() {
+    let env = env_with(
+        ALL,
+        "schedule = \"cron * * * * *\"\ntimezone = \"UTC\"\nlog_dir = \"logs\"\nmax_delete_share = 1.0",
+    );
+    env.conversation("acme", 1, "c1", &[("a.wav", b"RIFF-1")]);
+    env.conversation("acme", 2, "c2", &[("a.wav", b"RIFF-2")]);
+    enabled_policy(&env);
+    let (serve, log) = crate::jobs::serve_with(&env, "");
+    let runs = crate::jobs::wait_for_runs(
+        &env,
+        &log,
+        "lifecycle",
+        1,
+        std::time::Duration::from_secs(150),
+    );
+    let (code, logged) = crate::jobs::terminate(serve, &log);
+    assert_eq!(code, Some(0), "{logged}");
+    assert!(logged.contains("1 scheduled jobs"), "{logged}");
+    assert_eq!(runs[0]["status"], "succeeded", "{runs}\n{logged}");
+    assert_eq!(runs[0]["counters"]["deleted"], 2, "{runs}");
+    let run_log = std::fs::read_to_string(runs[0]["log_path"].as_str().unwrap()).unwrap();
+    assert!(run_log.contains("lifecycle sweep finished"), "{run_log}");
+    assert!(
+        !env.root()
+            .join(Env::rel_dir("acme", 2, "c2"))
+            .join("a.wav")
+            .exists()
+    );
+    assert_eq!(events(&env, "artifact_deleted").len(), 2);
 }
 
 #[test]
