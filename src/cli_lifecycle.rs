@@ -403,7 +403,7 @@ pub fn run(cli: &Cli, no_index: bool, force: bool) -> Result<u8> {
             } else {
                 print_sweep(&summary);
             }
-            Ok(summary.exit_code() as u8)
+            Ok(summary.status.exit_code())
         },
     )
 }

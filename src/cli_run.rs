@@ -319,7 +319,7 @@ fn run_export(
             println!("  {e}");
         }
     }
-    Ok(summary.exit_code() as u8)
+    Ok(summary.status.exit_code())
 }
 
 /// `run POLICY --node NAME`.
@@ -385,7 +385,7 @@ fn run_export_node(
         }
     }
     Ok(match &report.finished {
-        Some(s) => s.exit_code() as u8,
+        Some(s) => s.status.exit_code(),
         None => u8::from(report.failed > 0),
     })
 }
@@ -413,7 +413,7 @@ fn run_confidential(
     } else {
         print_flag_summary(&summary);
     }
-    Ok(summary.exit_code() as u8)
+    Ok(summary.status.exit_code())
 }
 
 /// `custodian plan POLICY` for a confidential-flag policy: how many conversations it matches

@@ -120,6 +120,11 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// The exit code of a run that ended this way (DESIGN.md §6): 0 only for success.
+    pub fn exit_code(self) -> u8 {
+        u8::from(self != RunStatus::Succeeded)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Running => "running",

@@ -111,33 +111,27 @@ struct RawJob<'a> {
     notify: Option<&'a RawNotify>,
 }
 
-impl RawLifecycle {
-    fn job(&self) -> RawJob<'_> {
-        RawJob {
-            schedule: self.schedule.as_deref(),
-            timezone: self.timezone.as_deref(),
-            keep_job_history_days: self.keep_job_history_days,
-            time_limit: self.time_limit.as_deref(),
-            keep_alive: self.keep_alive.as_deref(),
-            log_dir: self.log_dir.as_ref(),
-            notify: self.notify.as_ref(),
+/// `RawJob`'s view of each raw table that has the job-setting keys (both deny unknown keys,
+/// which serde's `flatten` cannot share).
+macro_rules! job_keys {
+    ($($table:ty),*) => {$(
+        impl $table {
+            fn job(&self) -> RawJob<'_> {
+                RawJob {
+                    schedule: self.schedule.as_deref(),
+                    timezone: self.timezone.as_deref(),
+                    keep_job_history_days: self.keep_job_history_days,
+                    time_limit: self.time_limit.as_deref(),
+                    keep_alive: self.keep_alive.as_deref(),
+                    log_dir: self.log_dir.as_ref(),
+                    notify: self.notify.as_ref(),
+                }
+            }
         }
-    }
+    )*};
 }
 
-impl RawPolicy {
-    fn job(&self) -> RawJob<'_> {
-        RawJob {
-            schedule: self.schedule.as_deref(),
-            timezone: self.timezone.as_deref(),
-            keep_job_history_days: self.keep_job_history_days,
-            time_limit: self.time_limit.as_deref(),
-            keep_alive: self.keep_alive.as_deref(),
-            log_dir: self.log_dir.as_ref(),
-            notify: self.notify.as_ref(),
-        }
-    }
-}
+job_keys!(RawLifecycle, RawPolicy);
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]

@@ -51,12 +51,6 @@ pub struct FlagSummary {
     pub seconds: f64,
 }
 
-impl FlagSummary {
-    pub fn exit_code(&self) -> i32 {
-        i32::from(self.status != RunStatus::Succeeded)
-    }
-}
-
 /// Runs `policy` over the catalog.
 pub fn run(
     policy: &ConfidentialPolicy,

@@ -118,16 +118,6 @@ pub struct RunSummary {
     pub seconds: f64,
 }
 
-impl RunSummary {
-    /// Process exit code for this outcome (DESIGN.md §6).
-    pub fn exit_code(&self) -> i32 {
-        match self.status {
-            RunStatus::Succeeded => 0,
-            _ => 1,
-        }
-    }
-}
-
 /// Metadata file written beside each exported conversation.
 #[derive(Serialize)]
 struct MetadataFile<'a> {

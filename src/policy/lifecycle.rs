@@ -355,12 +355,6 @@ pub struct SweepSummary {
     pub seconds: f64,
 }
 
-impl SweepSummary {
-    pub fn exit_code(&self) -> i32 {
-        i32::from(self.status != RunStatus::Succeeded)
-    }
-}
-
 /// One sweep as a job run of its own: starts (or resumes) the run, records the index
 /// failures, deletes what is due at `now` and records the outcome.
 #[allow(clippy::too_many_arguments)]
