@@ -232,7 +232,13 @@ pub fn controlled(
     let _watchdog = control::watch(
         control.clone(),
         limits,
-        move || watched.iter().map(indicatif::ProgressBar::position).sum(),
+        move || {
+            watched
+                .iter()
+                .map(indicatif::ProgressBar::position)
+                .sum::<u64>()
+                + custodian::target::headway()
+        },
         move |why| end_overdue(&config, &policy_name, &overdue_control, why),
     );
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&control)));

@@ -132,7 +132,8 @@ impl Drop for Watchdog {
 }
 
 /// Starts a watchdog over `control`. `progress` returns a count that grows while the run makes
-/// progress (items recorded, records indexed). `overdue` runs once if the run is still going
+/// progress (items recorded, records indexed, bytes and parts written to a target). `overdue`
+/// runs once if the run is still going
 /// `limits.grace` after being stopped.
 pub fn watch(
     control: Arc<Control>,

@@ -15,6 +15,7 @@ mod objstore;
 pub mod remote;
 
 use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
@@ -217,6 +218,20 @@ impl Default for Uploads {
     }
 }
 
+/// Grows whenever a target makes headway in this process: bytes accepted by a writer or copied
+/// in the kernel, and parts uploaded. Run control watches it beside the items recorded, so an
+/// object that takes longer than the keep-alive timeout to write is not taken for a stall.
+static HEADWAY: AtomicU64 = AtomicU64::new(0);
+
+/// See [`HEADWAY`]; only its growth means anything.
+pub fn headway() -> u64 {
+    HEADWAY.load(Ordering::Relaxed)
+}
+
+fn advance(n: u64) {
+    HEADWAY.fetch_add(n, Ordering::Relaxed);
+}
+
 /// Wraps a writer, counting and hashing the bytes that pass through.
 pub struct HashingWriter<W> {
     inner: W,
@@ -244,6 +259,7 @@ impl<W: Write> Write for HashingWriter<W> {
         let n = self.inner.write(buf)?;
         self.hasher.update(&buf[..n]);
         self.size += n as u64;
+        advance(n as u64);
         Ok(n)
     }
 
@@ -386,6 +402,7 @@ pub fn put_file(
             .map_err(PutError::Source)?;
         hasher.update(&*chunk);
         size += copied;
+        advance(copied);
     }
     commit_verified(writer, size, hex::encode(hasher.finalize()), expect)
 }

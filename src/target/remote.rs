@@ -313,8 +313,12 @@ impl RemoteWriter {
             .expect("the semaphore is never closed");
         upload.running.spawn_on(
             async move {
+                let len = body.len() as u64;
                 let result = backend.part(&key, &id, index, body).await;
                 drop(permit);
+                if result.is_ok() {
+                    super::advance(len);
+                }
                 (index, result)
             },
             self.runtime.handle(),

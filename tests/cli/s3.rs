@@ -29,23 +29,24 @@ enum Fault {
 
 /// The faults to inject, in order, one per upload request; then either pass everything or,
 /// from `fail_after` successful uploads on, answer every upload with 500. Whatever the order
-/// of requests, a multipart part numbered above `hang_parts_above` hangs for ten minutes.
+/// of requests, a multipart part numbered above `stall_parts.0` waits `stall_parts.1` first
+/// (counted in `hung`).
 #[derive(Default)]
 struct Plan {
     faults: Vec<Fault>,
     fail_after: Option<usize>,
-    hang_parts_above: Option<u32>,
+    stall_parts: Option<(u32, Duration)>,
     hung: usize,
     passed: usize,
 }
 
 impl Plan {
     fn next(&mut self, part: Option<u32>) -> Option<Fault> {
-        if let (Some(n), Some(above)) = (part, self.hang_parts_above)
+        if let (Some(n), Some((above, wait))) = (part, self.stall_parts)
             && n > above
         {
             self.hung += 1;
-            return Some(Fault::Stall(Duration::from_secs(600)));
+            return Some(Fault::Stall(wait));
         }
         if !self.faults.is_empty() {
             return Some(self.faults.remove(0));
@@ -174,7 +175,7 @@ impl S3Server {
     /// Every upload passes except multipart parts after the first, which hang.
     fn hang_second_part(&self) {
         self.set_plan(Plan {
-            hang_parts_above: Some(1),
+            stall_parts: Some((1, Duration::from_secs(600))),
             ..Plan::default()
         });
     }
@@ -451,6 +452,34 @@ fn a_killed_run_leaves_no_open_upload_after_the_next_one() {
         let dir = server.root.join("archive/exports/acme/2026/01/01/a1");
         assert_eq!(std::fs::read(dir.join("big.wav")).unwrap(), big);
     }
+}
+
+#[test]
+fn an_upload_longer_than_the_keep_alive_is_not_taken_for_a_stall() {
+    let server = S3Server::start(Some("archive"));
+    let env = s3_env(
+        &server,
+        "archive",
+        "aws_sdk",
+        "part_size_mib = 5\npart_concurrency = 1",
+    );
+    let config = std::fs::read_to_string(env.config()).unwrap();
+    env.write_config(&format!("{config}keep_alive = \"3s\"\n"));
+    let big = pattern(20_000_000, 3);
+    env.conversation("acme", 1, "a1", &[("big.wav", &big)]);
+    // Four parts one after another, 1 s each: the one object takes over 4 s, longer than the
+    // keep-alive, while every part is headway.
+    server.set_plan(Plan {
+        stall_parts: Some((0, Duration::from_secs(1))),
+        ..Plan::default()
+    });
+    let out = run(&env, &["--json", "run", "export"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let summary = json(&out);
+    assert_eq!(summary["status"], "succeeded", "{summary}");
+    assert_eq!(server.plan.lock().unwrap().hung, 4);
+    let dir = server.root.join("archive/exports/acme/2026/01/01/a1");
+    assert_eq!(std::fs::read(dir.join("big.wav")).unwrap(), big);
 }
 
 #[test]
