@@ -43,13 +43,38 @@ enum Event {
     },
 }
 
+/// Why serve killed a run process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kill {
+    /// Far past its time limit: it ignored its own.
+    Backstop,
+    /// Still going at the end of the shutdown grace.
+    Shutdown,
+}
+
+impl Kill {
+    /// What its run's history records.
+    fn outcome(self) -> (RunStatus, &'static str) {
+        match self {
+            Kill::Backstop => (
+                RunStatus::TimedOut,
+                "the run did not stop at its time limit, so serve killed its process",
+            ),
+            Kill::Shutdown => (
+                RunStatus::Cancelled,
+                "serve was stopping and the run did not end within the shutdown grace, so its process was killed",
+            ),
+        }
+    }
+}
+
 struct Running {
     pid: Pid,
     due: DateTime<Utc>,
     spawned_at: DateTime<Utc>,
     /// Past this, a run that ignored its own limits is killed.
     backstop: Option<Instant>,
-    killed: bool,
+    killed: Option<Kill>,
     tail: Arc<Mutex<VecDeque<String>>>,
 }
 
@@ -148,7 +173,7 @@ impl Server {
             let until = (t - Utc::now()).to_std().unwrap_or_default();
             wake = wake.min(Instant::now() + until);
         }
-        for r in self.running.values().filter(|r| !r.killed) {
+        for r in self.running.values().filter(|r| r.killed.is_none()) {
             if let Some(b) = r.backstop {
                 wake = wake.min(b);
             }
@@ -231,7 +256,7 @@ impl Server {
                 due: at,
                 spawned_at,
                 backstop,
-                killed: false,
+                killed: None,
                 tail,
             },
         );
@@ -240,13 +265,13 @@ impl Server {
     fn enforce_backstops(&mut self) {
         let now = Instant::now();
         for (policy, r) in &mut self.running {
-            if !r.killed && r.backstop.is_some_and(|b| now >= b) {
+            if r.killed.is_none() && r.backstop.is_some_and(|b| now >= b) {
                 tracing::error!(
                     "policy `{policy}`: run process {} is far past its time limit and did not stop; killing it",
                     r.pid
                 );
                 let _ = kill(r.pid, Signal::SIGKILL);
-                r.killed = true;
+                r.killed = Some(Kill::Backstop);
             }
         }
     }
@@ -293,14 +318,15 @@ impl Server {
             match latest {
                 Some(run) if run.status == RunStatus::Running && run.started_at >= r.spawned_at => {
                     let counters = self.catalog.run_counters(run.id)?;
-                    let message = format!("the run process {how}; last output: {last}");
-                    self.catalog.finish_run(
-                        run.id,
-                        RunStatus::Failed,
-                        &counters,
-                        None,
-                        Some(&message),
-                    )?;
+                    let (status, message) = match r.killed.map(Kill::outcome) {
+                        Some((status, why)) => (status, format!("{why}; last output: {last}")),
+                        None => (
+                            RunStatus::Failed,
+                            format!("the run process {how}; last output: {last}"),
+                        ),
+                    };
+                    self.catalog
+                        .finish_run(run.id, status, &counters, None, Some(&message))?;
                     Ok(Some(run.id))
                 }
                 Some(run) if run.started_at >= r.spawned_at => Ok(Some(run.id)),
@@ -389,13 +415,14 @@ impl Server {
                 Err(_) => break,
             }
         }
-        for (policy, r) in &self.running {
+        for (policy, r) in &mut self.running {
             tracing::error!(
                 "policy `{policy}`: run process {} did not stop within {}; killing it",
                 r.pid,
                 humantime::format_duration(grace)
             );
             let _ = kill(r.pid, Signal::SIGKILL);
+            r.killed = Some(Kill::Shutdown);
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.running.is_empty() {

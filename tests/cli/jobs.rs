@@ -532,9 +532,13 @@ fn signal(child: &Child, signal: nix::sys::signal::Signal) {
 
 /// Starts `custodian serve` with `failpoints`, its stderr going to the returned log file.
 pub fn serve_with(env: &Env, failpoints: &str) -> (Child, PathBuf) {
+    serve_with_grace(env, failpoints, "20s")
+}
+
+fn serve_with_grace(env: &Env, failpoints: &str, grace: &str) -> (Child, PathBuf) {
     let log = env.path().join("serve.log");
     let serve = env
-        .command(&["serve", "--shutdown-grace", "20s"])
+        .command(&["serve", "--shutdown-grace", grace])
         .env("FAILPOINTS", failpoints)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -632,19 +636,7 @@ fn serve_records_a_run_that_cannot_start_and_cancels_one_in_flight_on_sigterm() 
 
     // SIGTERM while the export is going: serve passes it on, the run ends `cancelled` with what
     // it finished, and the next run exports the rest.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, runs) = env.json(&["jobs", "list", "--policy", "export"]);
-        if runs[0]["status"] == "running" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the export never started: {runs}\nserve said: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_running(&env, &log, "export", Duration::from_secs(30));
     std::thread::sleep(Duration::from_millis(600));
     let (code, logged) = terminate(serve, &log);
     assert_eq!(code, Some(0), "{logged}");
@@ -657,6 +649,51 @@ fn serve_records_a_run_that_cannot_start_and_cancels_one_in_flight_on_sigterm() 
     assert_eq!(summary["counters"]["exported"].as_u64().unwrap(), 10 - done);
     let (_, events) = env.json(&["audit", "list", "--kind", "conversation_exported"]);
     assert_eq!(events.as_array().unwrap().len(), 10);
+}
+
+/// Waits until `policy`'s latest run is going.
+fn wait_for_running(env: &Env, log: &Path, policy: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let (_, runs) = env.json(&["jobs", "list", "--policy", policy]);
+        if runs[0]["status"] == "running" {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{policy} never started: {runs}\nserve said: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_run_still_going_after_the_shutdown_grace_is_killed_and_recorded_cancelled() {
+    let env = with_conversations(
+        "schedule = \"cron * * * * *\"\ntimezone = \"UTC\"\nconcurrency = 1",
+        3,
+    );
+    let (serve, log) = serve_with_grace(&env, "export-item=sleep(30000)", "1s");
+    wait_for_running(&env, &log, "export", Duration::from_secs(150));
+    let (code, logged) = terminate(serve, &log);
+    assert_eq!(code, Some(0), "{logged}");
+    assert!(
+        logged.contains("did not stop within 1s; killing it"),
+        "{logged}"
+    );
+    let (_, runs) = env.json(&["jobs", "list", "--policy", "export"]);
+    assert_eq!(runs[0]["status"], "cancelled", "{runs}\n{logged}");
+    assert!(
+        runs[0]["error_summary"]
+            .as_str()
+            .unwrap()
+            .contains("did not end within the shutdown grace"),
+        "{runs}"
+    );
+    let (code, summary) = env.json(&["run", "export"]);
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(summary["counters"]["exported"], 3, "{summary}");
 }
 
 #[test]
