@@ -78,8 +78,9 @@ fn export_conversation(c: &mut Criterion) {
     let mut group = c.benchmark_group("export_conversation");
     group.throughput(Throughput::Bytes(wav.len() as u64));
     let mut buffer = Vec::new();
+    let control = custodian::pipeline::Control::new();
     group.bench_function("60s_8kHz_wav_plus_metadata", |b| {
-        b.iter(|| export.export_one(RunId(1), &mut buffer, selected.clone()))
+        b.iter(|| export.export_one(RunId(1), &mut buffer, selected.clone(), &control))
     });
     group.finish();
 }

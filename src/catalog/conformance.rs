@@ -680,6 +680,15 @@ pub fn run_history(cat: &dyn Catalog) {
         .unwrap();
     let counters = cat.run_counters(r3).unwrap();
     assert_eq!((counters.exported, counters.failed), (1, 2));
+    let listed = cat.failed_items(r3, 10).unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|f| f.subject.as_str())
+            .collect::<Vec<_>>(),
+        ["acme/f1", "acme/f2"],
+        "and is no longer listed as failed"
+    );
 }
 
 fn exported(run: RunId, c: &Conversation, keys: &[&str]) -> ItemOutcome {

@@ -1994,8 +1994,10 @@ impl Catalog for PostgresCatalog {
     fn failed_items(&self, run: RunId, limit: usize) -> Result<Vec<FailedItem>> {
         self.autocommit(|s| {
             s.query(
-                "SELECT subject, error, at FROM run_items WHERE run = $1 AND outcome = 'failed' \
-                 ORDER BY id LIMIT $2",
+                "SELECT subject, error, at FROM run_items f WHERE f.run = $1 AND f.outcome = 'failed' \
+                 AND NOT EXISTS (SELECT 1 FROM run_items x WHERE x.run = $1 AND x.outcome = 'exported' \
+                                 AND x.subject = f.subject OFFSET 0) \
+                 ORDER BY f.id LIMIT $2",
                 &[&run.0, &(limit as i64)],
             )?
             .iter()

@@ -1102,8 +1102,10 @@ impl Catalog for SqliteCatalog {
         self.with_reader(|conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT subject, error, at FROM run_items WHERE run = ? AND outcome = 'failed' \
-                     ORDER BY rowid LIMIT ?",
+                    "SELECT subject, error, at FROM run_items f WHERE f.run = ?1 AND f.outcome = 'failed' \
+                     AND NOT EXISTS (SELECT 1 FROM run_items x WHERE x.run = ?1 AND x.outcome = 'exported' \
+                                     AND x.subject = f.subject) \
+                     ORDER BY f.rowid LIMIT ?2",
                 )
                 .map_err(|e| self.err(e))?;
             let rows = stmt

@@ -24,10 +24,18 @@ pub enum Stop {
     Stalled,
     /// A signal asked the run to stop.
     Cancelled,
+    /// The target ran out of space (or over its quota): every further write would fail.
+    TargetFull,
 }
 
 impl Stop {
-    const ALL: [Stop; 4] = [Stop::Failed, Stop::TimedOut, Stop::Stalled, Stop::Cancelled];
+    const ALL: [Stop; 5] = [
+        Stop::Failed,
+        Stop::TimedOut,
+        Stop::Stalled,
+        Stop::Cancelled,
+        Stop::TargetFull,
+    ];
 
     fn code(self) -> u8 {
         Stop::ALL.iter().position(|s| *s == self).expect("listed") as u8 + 1
@@ -36,7 +44,7 @@ impl Stop {
     /// The outcome a run stopped this way ends with.
     pub fn status(self) -> RunStatus {
         match self {
-            Stop::Failed => RunStatus::Failed,
+            Stop::Failed | Stop::TargetFull => RunStatus::Failed,
             Stop::TimedOut => RunStatus::TimedOut,
             Stop::Stalled => RunStatus::Stalled,
             Stop::Cancelled => RunStatus::Cancelled,
@@ -56,6 +64,7 @@ impl Stop {
                 humantime::format_duration(job.keep_alive)
             ),
             Stop::Cancelled => "cancelled by a signal".into(),
+            Stop::TargetFull => "stopped because the target is out of space: free space on it (or point the policy at another target) and run it again".into(),
         }
     }
 }

@@ -19,10 +19,11 @@ use crate::filter::Filter;
 use crate::media::audio::{self, VoiceFormat, VoiceSpec};
 use crate::media::keystore::Keystore;
 use crate::media::stitch::{self, ChannelSegment};
+use crate::pipeline::control::Stop;
 use crate::pipeline::{self, Control};
 use crate::policy::produce::{
-    MediaTools, Place, Shared, Sink, Transform, Verified, Written, open_decrypted, run_ffmpeg,
-    scratch_file, transform_for,
+    ItemError, MediaTools, Place, Shared, Sink, Transform, Verified, Written, open_decrypted,
+    run_ffmpeg, scratch_file, transform_for,
 };
 use crate::policy::template::FileName;
 use crate::repository::index::IndexReport;
@@ -274,8 +275,15 @@ impl Export<'_> {
         })
     }
 
-    /// Exports one conversation; every failure becomes a failed item naming the file.
-    pub fn export_one(&self, run: RunId, buffer: &mut Vec<u8>, s: Selected) -> ItemOutcome {
+    /// Exports one conversation; every failure becomes a failed item naming the file. A target
+    /// out of space also stops the run (`control`): every further item would fail alike.
+    pub fn export_one(
+        &self,
+        run: RunId,
+        buffer: &mut Vec<u8>,
+        s: Selected,
+        control: &Control,
+    ) -> ItemOutcome {
         #[cfg(feature = "failpoints")]
         {
             fail::fail_point!("export-item");
@@ -307,7 +315,15 @@ impl Export<'_> {
                 },
                 objects,
             },
-            Err(error) => ItemOutcome::Failed { subject, error },
+            Err(e) => {
+                if e.target_full && control.stop(Stop::TargetFull) {
+                    tracing::error!("{}; stopping the run", e.message);
+                }
+                ItemOutcome::Failed {
+                    subject,
+                    error: e.message,
+                }
+            }
         }
     }
 
@@ -324,7 +340,7 @@ impl Export<'_> {
         run: RunId,
         buffer: &mut Vec<u8>,
         s: &Selected,
-    ) -> Result<Vec<ObjectRecord>, String> {
+    ) -> Result<Vec<ObjectRecord>, ItemError> {
         let c = &s.conversation;
         let dir = self.root.join(&s.rel_dir);
         let outputs = self.outputs(c)?;
@@ -386,7 +402,7 @@ impl Export<'_> {
         a: &Artifact,
         transform: &Transform,
         buffer: &mut Vec<u8>,
-    ) -> Result<Written, String> {
+    ) -> Result<Written, ItemError> {
         let path = dir.join(&a.file);
         let what = format!("artifact {}", path.display());
         let file = std::fs::File::open(&path).map_err(|e| match e.kind() {
@@ -489,7 +505,7 @@ impl Export<'_> {
         channel: &str,
         spec: &VoiceSpec,
         buffer: &mut Vec<u8>,
-    ) -> Result<Written, String> {
+    ) -> Result<Written, ItemError> {
         let dir = self.root.join(&c.tenant).join("channels").join(channel);
         let segments = stitch::load_channel(&dir).map_err(|e| e.to_string())?;
         let open = |s: &ChannelSegment| -> Result<Box<dyn Read + Send + Sync>, String> {
@@ -575,7 +591,7 @@ impl Export<'_> {
                 self.for_each_selected_from(exclude, lo, |s| s.rowid <= hi && emitter.emit(s))
             },
             Vec::new,
-            |buffer, s| self.export_one(run, buffer, s),
+            |buffer, s| self.export_one(run, buffer, s, control),
             |batch| {
                 let n = batch.len() as u64;
                 for o in &batch {

@@ -119,22 +119,49 @@ pub struct ZipSink<'t> {
     modified: rawzip::time::UtcDateTime,
 }
 
-fn target_io(target: &dyn Target, key: &str, source: io::Error) -> String {
+/// Why an output could not be made: a message naming the file, and whether it was because
+/// the target is out of space (then every further item would fail alike).
+#[derive(Debug)]
+pub struct ItemError {
+    pub message: String,
+    pub target_full: bool,
+}
+
+impl From<String> for ItemError {
+    fn from(message: String) -> ItemError {
+        ItemError {
+            message,
+            target_full: false,
+        }
+    }
+}
+
+impl From<TargetError> for ItemError {
+    fn from(e: TargetError) -> ItemError {
+        ItemError {
+            target_full: e.is_full(),
+            message: e.to_string(),
+        }
+    }
+}
+
+fn target_io(target: &dyn Target, key: &str, source: io::Error) -> ItemError {
     TargetError::Io {
         target: target.name().to_owned(),
         key: key.to_owned(),
         cause: source,
     }
-    .to_string()
+    .into()
 }
 
-fn put_error(e: PutError, what: &str) -> String {
+fn put_error(e: PutError, what: &str) -> ItemError {
     match e {
         PutError::Mismatch { expected, found } => format!(
             "{what} is {found} but {RECORD_FILE} says {expected}: the file is corrupt or was replaced; nothing was written"
-        ),
-        PutError::Source(e) => format!("{what}: {e}"),
-        PutError::Target(e) => e.to_string(),
+        )
+        .into(),
+        PutError::Source(e) => format!("{what}: {e}").into(),
+        PutError::Target(e) => e.into(),
     }
 }
 
@@ -148,8 +175,12 @@ impl<'t> Sink<'t> {
     }
 
     /// One zip object at `key`, its entries stamped with `modified` (Unix seconds).
-    pub fn zip(target: &'t dyn Target, key: ObjectKey, modified: i64) -> Result<Sink<'t>, String> {
-        let writer = target.create(&key, None).map_err(|e| e.to_string())?;
+    pub fn zip(
+        target: &'t dyn Target,
+        key: ObjectKey,
+        modified: i64,
+    ) -> Result<Sink<'t>, ItemError> {
+        let writer = target.create(&key, None)?;
         Ok(Sink::Zip(Box::new(ZipSink {
             target,
             key,
@@ -166,7 +197,7 @@ impl<'t> Sink<'t> {
         expect: Expected<'_>,
         what: &str,
         buffer: &mut Vec<u8>,
-    ) -> Result<Written, String> {
+    ) -> Result<Written, ItemError> {
         match (self, place) {
             (Sink::Loose { target, objects }, Place::Object(key)) => {
                 let o = put_file(*target, &key, file, buffer, Some(expect))
@@ -188,7 +219,7 @@ impl<'t> Sink<'t> {
         source: &mut dyn Read,
         what: &str,
         buffer: &mut Vec<u8>,
-    ) -> Result<Written, String> {
+    ) -> Result<Written, ItemError> {
         match (self, place) {
             (Sink::Loose { target, objects }, Place::Object(key)) => {
                 let o = put_stream(*target, &key, source, buffer, None)
@@ -201,7 +232,12 @@ impl<'t> Sink<'t> {
     }
 
     /// Writes bytes made in memory by this run (the metadata file).
-    pub fn put_bytes(&mut self, place: Place, bytes: &[u8], what: &str) -> Result<Written, String> {
+    pub fn put_bytes(
+        &mut self,
+        place: Place,
+        bytes: &[u8],
+        what: &str,
+    ) -> Result<Written, ItemError> {
         match (self, place) {
             (Sink::Loose { target, objects }, Place::Object(key)) => {
                 let o = put_bytes(*target, &key, bytes).map_err(|e| put_error(e, what))?;
@@ -212,7 +248,7 @@ impl<'t> Sink<'t> {
     }
 
     /// Finishes the sink; returns the objects committed at the target.
-    pub fn finish(self) -> Result<Vec<ObjectRecord>, String> {
+    pub fn finish(self) -> Result<Vec<ObjectRecord>, ItemError> {
         match self {
             Sink::Loose { objects, .. } => Ok(objects),
             Sink::Zip(zip) => zip.finish().map(|o| vec![o]),
@@ -237,7 +273,7 @@ impl ZipSink<'_> {
         source: &mut dyn Read,
         what: &str,
         buffer: &mut Vec<u8>,
-    ) -> Result<Written, String> {
+    ) -> Result<Written, ItemError> {
         let zip_err = |e: rawzip::Error| format!("zip {}: entry {name}: {e}", self.key);
         let (mut entry, config) = self
             .archive
@@ -248,7 +284,7 @@ impl ZipSink<'_> {
             .map_err(zip_err)?;
         let mut data = config.wrap(HashingWriter::new(&mut entry));
         copy_through(source, &mut data, buffer).map_err(|e| match e {
-            Copy::Read(e) => format!("{what}: {e}"),
+            Copy::Read(e) => format!("{what}: {e}").into(),
             Copy::Write(e) => target_io(self.target, self.key.as_str(), e),
         })?;
         let (hashing, descriptor) = data.finish().map_err(zip_err)?;
@@ -261,14 +297,14 @@ impl ZipSink<'_> {
         })
     }
 
-    fn finish(self) -> Result<ObjectRecord, String> {
+    fn finish(self) -> Result<ObjectRecord, ItemError> {
         let key = self.key.to_string();
         let hashing = self
             .archive
             .finish()
             .map_err(|e| format!("zip {key}: {e}"))?;
         let (writer, size, sha256) = hashing.finish();
-        writer.commit(&sha256).map_err(|e| e.to_string())?;
+        writer.commit(&sha256)?;
         Ok(ObjectRecord { key, size, sha256 })
     }
 }

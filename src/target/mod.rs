@@ -38,6 +38,14 @@ pub enum TargetError {
     NotFound { target: String, key: String },
 }
 
+impl TargetError {
+    /// The target is out of space (or over its quota): every further write fails alike.
+    pub fn is_full(&self) -> bool {
+        matches!(self, TargetError::Io { cause, .. }
+            if matches!(cause.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded))
+    }
+}
+
 /// A validated object key: relative, `/`-separated, no empty, `.` or `..` components.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjectKey(String);

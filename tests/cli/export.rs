@@ -271,6 +271,110 @@ fn target_that_refuses_writes_fails_those_items_and_the_next_run_exports_them() 
     assert_eq!(audit_counts(&env).values().sum::<usize>(), 3);
 }
 
+/// A tmpfs of `size` mounted over a directory for one test (mounting needs root, which this
+/// machine and CI run tests as), unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &std::path::Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mounting a {size} tmpfs on {} (run the tests as root): {}",
+            dir.display(),
+            text(&out)
+        );
+        SmallDisk(dir.to_owned())
+    }
+
+    fn resize(&self, size: &str) {
+        let out = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_target_stops_the_run_and_the_next_finishes_once_there_is_room() {
+    let env = Env::new("");
+    let n = 40;
+    let payload =
+        |i: usize| -> Vec<u8> { (0..64 * 1024).map(|j| ((i * 7 + j) % 251) as u8).collect() };
+    for i in 0..n {
+        env.conversation("acme", 1, &format!("c{i:02}"), &[("call.wav", &payload(i))]);
+    }
+    let disk = SmallDisk::mount(&env.archive(), "1m");
+    let out = env.run(&["run", "export"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("No space left on device"), "{t}");
+    let (_, runs) = env.json(&["jobs", "list"]);
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
+    // The run stopped at the first full write instead of failing every item after it; it is
+    // either open (its manifest did not fit either) or failed with the reason.
+    let run = &runs[0];
+    match run["status"].as_str().unwrap() {
+        "running" => {}
+        "failed" => assert!(
+            run["error_summary"]
+                .as_str()
+                .unwrap()
+                .contains("the target is out of space"),
+            "{run}"
+        ),
+        other => panic!("{other}: {run}"),
+    }
+    let (_, shown) = env.json(&["jobs", "show", "1"]);
+    let failed = shown["failures"].as_array().unwrap().len();
+    assert!(
+        (1..10).contains(&failed),
+        "only the items in flight fail: {shown}"
+    );
+    let (_, events) = env.json(&["audit", "list", "--limit", "1000"]);
+    let first = events.as_array().unwrap().len();
+    assert!(
+        first > 0 && first < n / 2,
+        "{first} exported before the disk filled"
+    );
+    // Nothing partial under a final name, and no temporary left behind.
+    let files = env.archive_files();
+    for f in &files {
+        assert!(!f.contains(".custodian-tmp-"), "{files:?}");
+        if let Some(id) = f.strip_suffix("/call.wav") {
+            let i: usize = id.rsplit('/').next().unwrap()[1..].parse().unwrap();
+            assert_eq!(exported(&env, f).unwrap(), payload(i), "{f}");
+        }
+    }
+
+    disk.resize("16m");
+    let out = env.run(&["run", "export"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let counts = audit_counts(&env);
+    assert_eq!(counts.len(), n, "{counts:?}");
+    assert!(counts.values().all(|&c| c == 1), "{counts:?}");
+    for i in 0..n {
+        let key = format!("acme/2026/01/01/c{i:02}/call.wav");
+        assert_eq!(exported(&env, &key).unwrap(), payload(i), "{key}");
+    }
+}
+
 #[test]
 fn verify_reports_an_exported_file_changed_after_the_run() {
     let env = Env::new("");
