@@ -375,6 +375,9 @@ fn run_export_node(
             report.failed,
             report.renewals
         );
+        if let Some(why) = &report.stopped {
+            println!("  {why}; running this command again rejoins the run");
+        }
         if let Some(summary) = &report.finished {
             print_summary(summary);
             for n in &report.per_node {
@@ -392,7 +395,7 @@ fn run_export_node(
     }
     Ok(match &report.finished {
         Some(s) => s.status.exit_code(),
-        None => u8::from(report.failed > 0),
+        None => u8::from(report.failed > 0 || report.stopped.is_some()),
     })
 }
 

@@ -164,6 +164,8 @@ pub struct NodeReport {
     pub failed: u64,
     /// Set on the node that ended the run: the run's outcome and manifest.
     pub finished: Option<crate::policy::export::RunSummary>,
+    /// Why this node stopped before the run ended (a signal, a limit, a full target).
+    pub stopped: Option<String>,
     pub per_node: Vec<NodeCounters>,
 }
 
@@ -217,6 +219,7 @@ pub fn run_node(
         exported: 0,
         failed: 0,
         finished: None,
+        stopped: None,
         per_node: Vec::new(),
     };
     let renewals = AtomicU64::new(0);
@@ -304,6 +307,12 @@ pub fn run_node(
                 continue;
             }
         };
+        if held.stopped() == Some(Stop::TargetFull) {
+            // Every node writes to the same target: the run waits for room, with this unit's
+            // lease left to expire. Running the node again rejoins it.
+            control.stop(Stop::TargetFull);
+            report.lost += 1;
+        }
         if control.is_stopped() {
             break;
         }
@@ -323,6 +332,10 @@ pub fn run_node(
         }
     }
     report.renewals = renewals.load(Ordering::Relaxed);
+    report.stopped = control
+        .stopped()
+        .filter(|_| report.finished.is_none())
+        .map(|why| why.describe(&export.policy.job));
     report.per_node = units.node_counters(run)?;
     Ok(report)
 }

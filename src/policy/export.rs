@@ -19,8 +19,7 @@ use crate::filter::Filter;
 use crate::media::audio::{self, VoiceFormat, VoiceSpec};
 use crate::media::keystore::Keystore;
 use crate::media::stitch::{self, ChannelSegment};
-use crate::pipeline::control::Stop;
-use crate::pipeline::{self, Control};
+use crate::pipeline::{self, Control, Stop};
 use crate::policy::produce::{
     ItemError, MediaTools, Place, Shared, Sink, Transform, Verified, Written, open_decrypted,
     run_ffmpeg, scratch_file, transform_for,

@@ -319,3 +319,55 @@ fn a_node_that_loses_the_catalog_for_good_gives_up_and_the_others_finish_its_uni
     let (_, runs) = env.json(&["jobs", "list"]);
     assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
 }
+
+#[test]
+fn a_full_target_stops_the_node_and_running_it_again_finishes_the_run() {
+    let scratch = Scratch::new("clusterfull");
+    let env = env_with_catalog(&scratch.url());
+    let n = 40;
+    let payload =
+        |i: usize| -> Vec<u8> { (0..64 * 1024).map(|j| ((i * 5 + j) % 251) as u8).collect() };
+    for i in 0..n {
+        env.conversation("acme", 1, &format!("c{i:02}"), &[("call.wav", &payload(i))]);
+    }
+    let out = env.run(&["index"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let disk = crate::common::SmallDisk::mount(&env.archive(), "1m");
+    let (code, report, out) = wait(node(&env, "solo", None), Duration::from_secs(60));
+    assert_eq!(code, 1, "{out}");
+    assert!(report["finished"].is_null(), "{report}");
+    assert!(
+        report["stopped"]
+            .as_str()
+            .unwrap()
+            .contains("the target is out of space"),
+        "{report}"
+    );
+    assert!(report["units"].as_u64().unwrap() < 8, "{report}");
+
+    // Once there is room, running the node again rejoins the run, takes the full unit over
+    // when its lease expires, and ends the run.
+    disk.resize("16m");
+    let (code, report, out) = wait(node(&env, "solo", None), Duration::from_secs(60));
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(report["finished"]["status"], "succeeded", "{report}");
+    assert_eq!(report["finished"]["counters"]["exported"], n, "{report}");
+    let (_, events) = env.json(&["audit", "list", "--limit", "1000"]);
+    let mut ids: Vec<_> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["conversation_id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((ids.len(), events.as_array().unwrap().len()), (n, n));
+    for i in 0..n {
+        let key = format!("acme/2026/01/01/c{i:02}/call.wav");
+        assert_eq!(
+            std::fs::read(env.archive().join(&key)).unwrap(),
+            payload(i),
+            "{key}"
+        );
+    }
+}

@@ -271,46 +271,6 @@ fn target_that_refuses_writes_fails_those_items_and_the_next_run_exports_them() 
     assert_eq!(audit_counts(&env).values().sum::<usize>(), 3);
 }
 
-/// A tmpfs of `size` mounted over a directory for one test (mounting needs root, which this
-/// machine and CI run tests as), unmounted when dropped.
-struct SmallDisk(std::path::PathBuf);
-
-impl SmallDisk {
-    fn mount(dir: &std::path::Path, size: &str) -> SmallDisk {
-        std::fs::create_dir_all(dir).unwrap();
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "mounting a {size} tmpfs on {} (run the tests as root): {}",
-            dir.display(),
-            text(&out)
-        );
-        SmallDisk(dir.to_owned())
-    }
-
-    fn resize(&self, size: &str) {
-        let out = std::process::Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.0)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out));
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 #[test]
 fn a_full_target_stops_the_run_and_the_next_finishes_once_there_is_room() {
     let env = Env::new("");
@@ -320,7 +280,7 @@ fn a_full_target_stops_the_run_and_the_next_finishes_once_there_is_room() {
     for i in 0..n {
         env.conversation("acme", 1, &format!("c{i:02}"), &[("call.wav", &payload(i))]);
     }
-    let disk = SmallDisk::mount(&env.archive(), "1m");
+    let disk = crate::common::SmallDisk::mount(&env.archive(), "1m");
     let out = env.run(&["run", "export"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let t = text(&out);
