@@ -386,7 +386,10 @@ pub fn run(
         run: Some(run),
         control,
     };
-    let swept = sweep(catalog, root, now, by, limits, &|n| progress.inc(n));
+    let swept = sweep(catalog, root, now, by, limits, &|p| match p {
+        Progress::Due(n) => progress.set_length(n),
+        Progress::Done(n) => progress.inc(n),
+    });
     let mut counters = catalog.run_counters(run)?;
     counters.index_errors = index_failures.len() as u64;
     let report = match swept {
@@ -449,6 +452,15 @@ pub fn run(
     })
 }
 
+/// What a sweep reports as it goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// This many artifacts are due, once the limits are checked.
+    Due(u64),
+    /// A batch of this many was deleted (or failed) and recorded.
+    Done(u64),
+}
+
 /// Deletes everything due at `now` under `root`, completing the deletes a killed run left
 /// first; stops after the batch in flight once `by.control` is stopped.
 pub fn sweep(
@@ -457,7 +469,7 @@ pub fn sweep(
     now: DateTime<Utc>,
     by: Deleter<'_>,
     limits: Limits,
-    progress: &dyn Fn(u64),
+    progress: &dyn Fn(Progress),
 ) -> Result<SweepReport, SweepError> {
     let mut report = SweepReport::default();
     let pending = catalog.pending_deletes()?;
@@ -488,6 +500,7 @@ pub fn sweep(
             });
         }
     }
+    progress(Progress::Due(due));
     for q in policies.iter().filter_map(|p| DueQuery::of(p, now)) {
         let mut after = (0, -1);
         while !by.control.is_stopped() {
@@ -496,7 +509,7 @@ pub fn sweep(
             after = (last.conversation_pk, last.ordinal);
             catalog.begin_deletes(&batch)?;
             remove_and_record(catalog, root, &batch, by, &mut report)?;
-            progress(batch.len() as u64);
+            progress(Progress::Done(batch.len() as u64));
             #[cfg(feature = "failpoints")]
             fail::fail_point!("lifecycle-batch");
         }
@@ -688,8 +701,10 @@ mod tests {
         let root = dir.path().join("repo");
         let now = Utc::now();
         let control = Control::new();
-        let stop = |_| {
-            control.stop(crate::pipeline::control::Stop::Cancelled);
+        let stop = |p| {
+            if let Progress::Done(_) = p {
+                control.stop(crate::pipeline::control::Stop::Cancelled);
+            }
         };
         let first = sweep(&cat, &root, now, by(&control), NO_LIMIT, &stop).unwrap();
         assert_eq!(first.deleted, BATCH as u64);
