@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::current_actor;
 use crate::catalog::{
-    Catalog, CatalogError, ConfidentialPage, Counters, Exclude, ItemOutcome, Mode, RunId, RunStatus,
+    Catalog, CatalogError, ConfidentialPage, Counters, Exclude, Mode, RunId, RunStatus,
 };
 use crate::config::ConfidentialPolicy;
 use crate::filter::Filter;
@@ -112,21 +112,13 @@ pub fn run(
     counters.flagged = changed;
     counters.index_errors = index_failures.len() as u64;
     let stopped = control.stopped();
-    let status = match stopped {
-        Some(why) => why.status(),
-        None if counters.failed == 0 => RunStatus::Succeeded,
-        None => RunStatus::CompletedWithFailures,
-    };
-    let error_summary = match (stopped, index_failures.first()) {
-        (Some(why), _) => Some(format!(
+    let status = super::outcome(stopped, counters.failed);
+    let error_summary = match stopped {
+        Some(why) => Some(format!(
             "{}; {processed} of {selected} conversation(s) done",
             why.describe(&policy.job)
         )),
-        (None, Some(ItemOutcome::Failed { subject, error })) => Some(format!(
-            "{} record(s) could not be indexed; first: {subject}: {error}",
-            index_failures.len()
-        )),
-        _ => None,
+        None => super::index_failure_summary(&index_failures),
     };
     catalog.finish_run(run, status, &counters, None, error_summary.as_deref())?;
     tracing::info!(

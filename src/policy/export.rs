@@ -652,11 +652,7 @@ impl Export<'_> {
         counters.selected = selected;
         counters.index_errors = index_errors;
         let stopped = control.stopped();
-        let status = match stopped {
-            Some(why) => why.status(),
-            None if counters.failed == 0 => RunStatus::Succeeded,
-            None => RunStatus::CompletedWithFailures,
-        };
+        let status = super::outcome(stopped, counters.failed);
         let failures = self.catalog.failed_items(run, 50)?;
         let summary = [
             stopped.map(|why| {

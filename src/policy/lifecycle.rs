@@ -17,7 +17,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::catalog::{Catalog, CatalogError, ItemOutcome, Mode, RunId, RunStatus};
+use crate::catalog::{Catalog, CatalogError, Mode, RunId, RunStatus};
 use crate::config::{JobSettings, LIFECYCLE_RUN, LIFECYCLE_TARGET};
 use crate::pipeline::Control;
 use crate::repository::index::IndexReport;
@@ -412,27 +412,19 @@ pub fn run(
     counters.failed += report.failed;
     counters.bytes = report.bytes;
     let stopped = control.stopped();
-    let status = match stopped {
-        Some(why) => why.status(),
-        None if counters.failed == 0 => RunStatus::Succeeded,
-        None => RunStatus::CompletedWithFailures,
-    };
-    let error_summary = match (stopped, report.failures.first(), index_failures.first()) {
-        (Some(why), _, _) => Some(format!(
+    let status = super::outcome(stopped, counters.failed);
+    let error_summary = match (stopped, report.failures.first()) {
+        (Some(why), _) => Some(format!(
             "{}; {} of {} due artifact(s) deleted",
             why.describe(job),
             report.deleted,
             counters.selected
         )),
-        (None, Some(first), _) => Some(format!(
+        (None, Some(first)) => Some(format!(
             "{} artifact(s) could not be deleted; first: {first}",
             report.failed
         )),
-        (None, None, Some(ItemOutcome::Failed { subject, error })) => Some(format!(
-            "{} record(s) could not be indexed; first: {subject}: {error}",
-            index_failures.len()
-        )),
-        _ => None,
+        (None, None) => super::index_failure_summary(&index_failures),
     };
     catalog.finish_run(run, status, &counters, None, error_summary.as_deref())?;
     tracing::info!(

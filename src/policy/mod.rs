@@ -48,6 +48,27 @@ pub fn start_run(
     Ok((run, resumed))
 }
 
+/// How a run ended: as it was stopped, else succeeded unless items failed.
+pub fn outcome(stopped: Option<crate::pipeline::Stop>, failed: u64) -> crate::catalog::RunStatus {
+    use crate::catalog::RunStatus;
+    match stopped {
+        Some(why) => why.status(),
+        None if failed == 0 => RunStatus::Succeeded,
+        None => RunStatus::CompletedWithFailures,
+    }
+}
+
+/// The error summary line of a run whose index pass could not read some records.
+pub fn index_failure_summary(failures: &[ItemOutcome]) -> Option<String> {
+    match failures.first() {
+        Some(ItemOutcome::Failed { subject, error }) => Some(format!(
+            "{} record(s) could not be indexed; first: {subject}: {error}",
+            failures.len()
+        )),
+        _ => None,
+    }
+}
+
 /// The records an index pass could not read, as failed items of a run.
 pub fn index_failures(index: Option<&IndexReport>) -> Vec<ItemOutcome> {
     index
