@@ -37,6 +37,10 @@ pub enum CatalogError {
     },
     #[error("catalog {location}: {message}")]
     Open { location: String, message: String },
+    #[error(
+        "catalog {location}: the disk holding it is full; free space there and run the command again (what was committed is kept, and an unfinished run is resumed)"
+    )]
+    Full { location: String },
     /// A change the catalog's rules forbid (a duplicate name, a second enabled policy, …).
     #[error("{0}")]
     Refused(String),

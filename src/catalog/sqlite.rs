@@ -648,10 +648,24 @@ fn is_busy(e: &CatalogError) -> bool {
 }
 
 fn sql_err(path: &Path, source: rusqlite::Error) -> CatalogError {
-    CatalogError::Sqlite {
-        location: path.display().to_string(),
-        source,
+    let location = path.display().to_string();
+    let full = match source.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DiskFull) => true,
+        // SQLite reports a full disk met while growing its WAL index as an I/O error.
+        Some(rusqlite::ErrorCode::SystemIoFailure) => disk_nearly_full(path),
+        _ => false,
+    };
+    if full {
+        return CatalogError::Full { location };
     }
+    CatalogError::Sqlite { location, source }
+}
+
+/// Less than 1 MiB is free on the filesystem holding `path`.
+fn disk_nearly_full(path: &Path) -> bool {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    nix::sys::statvfs::statvfs(dir.unwrap_or(Path::new(".")))
+        .is_ok_and(|s| s.blocks_available() * s.fragment_size() < 1 << 20)
 }
 
 fn to_sql(v: &SqlValue) -> rusqlite::types::Value {
@@ -837,12 +851,14 @@ impl Catalog for SqliteCatalog {
 
     fn begin_run(&self, policy: &str, mode: Mode, target: &str) -> Result<RunId> {
         let conn = self.writer.lock().expect("catalog writer lock");
-        conn.query_row(
-            "INSERT INTO job_runs (policy, mode, target, status, started_at) VALUES (?, ?, ?, 'running', ?) RETURNING id",
+        // Not `RETURNING` through `query_row`: in autocommit the insert commits when the
+        // statement is reset, and an error there (a full disk) would go unreported, leaving an
+        // id with no row behind it.
+        conn.execute(
+            "INSERT INTO job_runs (policy, mode, target, status, started_at) VALUES (?, ?, ?, 'running', ?)",
             params![policy, mode.as_str(), target, ts(Utc::now())],
-            |r| r.get(0),
         )
-        .map(RunId)
+        .map(|_| RunId(conn.last_insert_rowid()))
         .map_err(|e| self.err(e))
     }
 

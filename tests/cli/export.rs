@@ -336,6 +336,49 @@ fn a_full_target_stops_the_run_and_the_next_finishes_once_there_is_room() {
 }
 
 #[test]
+fn a_full_catalog_disk_stops_with_a_clear_error_and_the_next_run_loses_nothing() {
+    // How much room is left decides where the catalog fills: opening it, beginning the run,
+    // or recording items.
+    for room in [24, 32, 40, 48, 64] {
+        let env = Env::new("");
+        let config = std::fs::read_to_string(env.config()).unwrap();
+        env.write_config(&config.replace("sqlite:catalog.db", "sqlite:cat/catalog.db"));
+        let n = 40;
+        for i in 0..n {
+            let bytes = format!("RIFF {i}");
+            env.conversation(
+                "acme",
+                1,
+                &format!("c{i:02}"),
+                &[("call.wav", bytes.as_bytes())],
+            );
+        }
+        let _disk = crate::common::SmallDisk::mount(&env.path().join("cat"), "2m");
+        let out = env.run(&["index"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let ballast = env.path().join("cat/ballast");
+        let free = nix::sys::statvfs::statvfs(&env.path().join("cat")).unwrap();
+        let fill = free.blocks_available() * free.fragment_size() - room * 1024;
+        std::fs::write(&ballast, vec![0u8; fill as usize]).unwrap();
+        let out = env.run(&["run", "export", "--no-index"]);
+        assert_eq!(out.status.code(), Some(2), "{room} KiB: {}", text(&out));
+        let t = text(&out);
+        assert!(
+            t.contains("cat/catalog.db: the disk holding it is full; free space there"),
+            "{room} KiB: {t}"
+        );
+
+        std::fs::remove_file(&ballast).unwrap();
+        let (code, summary) = env.json(&["run", "export", "--no-index"]);
+        assert_eq!(code, 0, "{room} KiB: {summary}");
+        let counts = audit_counts(&env);
+        assert_eq!(counts.len(), n, "{room} KiB: {counts:?}");
+        assert!(counts.values().all(|&c| c == 1), "{room} KiB: {counts:?}");
+        assert_eq!(env.archive_files().len(), 2 * n, "{room} KiB");
+    }
+}
+
+#[test]
 fn verify_reports_an_exported_file_changed_after_the_run() {
     let env = Env::new("");
     three(&env);
