@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use crate::common::{Env, text};
 
 /// An SMTP server on loopback (Python's aiosmtpd) that stores what it receives in a Maildir.
-struct Smtpd {
+pub struct Smtpd {
     child: Child,
-    port: u16,
+    pub port: u16,
     dir: tempfile::TempDir,
 }
 
@@ -32,7 +32,7 @@ fn python() -> PathBuf {
 
 impl Smtpd {
     /// A plain server.
-    fn start() -> Smtpd {
+    pub fn start() -> Smtpd {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let child = Command::new(python())
@@ -139,7 +139,7 @@ impl Smtpd {
     }
 
     /// The messages received so far.
-    fn messages(&self) -> Vec<String> {
+    pub fn messages(&self) -> Vec<String> {
         let new = self.dir.path().join("maildir/new");
         let mut out: Vec<String> = std::fs::read_dir(new)
             .into_iter()
@@ -167,7 +167,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn email_table(port: u16) -> String {
+pub fn email_table(port: u16) -> String {
     format!(
         "\n[email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\nsecurity = \"none\"\n\
          from = \"custodian@example.com\"\nportal_url = \"https://portal.example.com/\"\ntimeout_secs = 5\n"

@@ -518,3 +518,38 @@ fn a_sweep_killed_mid_run_is_completed_by_the_next_with_one_event_per_artifact()
     assert_eq!(deleted.len(), n as usize, "and only one");
     ok(&env, &["audit", "verify"]);
 }
+
+#[test]
+fn a_refused_sweep_and_a_finished_one_are_notified_by_email() {
+    let smtpd = crate::jobs::Smtpd::start();
+    let env = env_with(
+        ALL,
+        "max_deletes_per_run = 1\nnotify = { to = \"compliance@example.com\", on_completion = \"every_time\" }",
+    );
+    let config = std::fs::read_to_string(env.config()).unwrap();
+    env.write_config(&format!("{config}{}", crate::jobs::email_table(smtpd.port)));
+    env.conversation("acme", 1, "c1", &[("a.wav", b"RIFF-1")]);
+    env.conversation("acme", 2, "c2", &[("a.wav", b"RIFF-2")]);
+    enabled_policy(&env);
+
+    fails(&env, &["run", "lifecycle"]);
+    let (code, report) = env.json(&["run", "lifecycle", "--force"]);
+    assert_eq!(code, 0, "{report}");
+    let messages = smtpd.messages();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    let refused = messages
+        .iter()
+        .find(|m| m.contains("FAILED"))
+        .unwrap_or_else(|| panic!("{messages:?}"));
+    assert!(
+        refused.contains("custodian: lifecycle run")
+            && refused.contains("To: compliance@example.com")
+            && refused.contains("2 artifacts are due"),
+        "{refused}"
+    );
+    let done = messages
+        .iter()
+        .find(|m| m.contains("succeeded"))
+        .unwrap_or_else(|| panic!("{messages:?}"));
+    assert!(done.contains("2 deleted"), "{done}");
+}
