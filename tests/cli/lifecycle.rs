@@ -384,7 +384,7 @@ fn a_sweep_past_its_time_limit_is_timed_out_and_the_next_finishes() {
     let env = env_with(
         ALL,
         "max_delete_share = 1.0
-time_limit = \"1s\"",
+time_limit = \"2s\"",
     );
     let n = 2500;
     for i in 0..n {
@@ -392,10 +392,10 @@ time_limit = \"1s\"",
     }
     ok(&env, &["index"]);
     enabled_policy(&env);
-    // Each batch of 2,000 takes 1.5 s more, so the limit passes during the first.
+    // Each batch of 2,000 takes 3 s more, so the limit passes right after the first.
     let out = env
         .command(&["--json", "run", "lifecycle", "--no-index"])
-        .env("FAILPOINTS", "lifecycle-batch=sleep(1500)")
+        .env("FAILPOINTS", "lifecycle-batch=sleep(3000)")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -406,7 +406,7 @@ time_limit = \"1s\"",
         first["error_summary"]
             .as_str()
             .unwrap()
-            .contains("execution time limit (1s); 2000 of 2500"),
+            .contains("execution time limit (2s); 2000 of 2500"),
         "{first}"
     );
     let (code, rest) = env.json(&["run", "lifecycle", "--no-index"]);
