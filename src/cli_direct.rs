@@ -16,7 +16,7 @@ use chrono::Utc;
 use serde::Serialize;
 
 use custodian::catalog::sqlite::SqliteCatalog;
-use custodian::catalog::{Catalog, Exclude};
+use custodian::catalog::{Catalog, Exclude, RunStatus};
 use custodian::config::{CatalogConfig, Config, Policy};
 use custodian::filter::Filter;
 use custodian::pipeline::Control;
@@ -25,6 +25,10 @@ use custodian::policy::export::{Export, RunError};
 use custodian::policy::produce::{self, MediaTools};
 
 use super::{Cli, Loaded, load_keystore, open_target, print_json};
+
+/// The first pause before conversations a stopped run left are retried, and the longest.
+const STOPPED_RETRY_FIRST: Duration = Duration::from_secs(1);
+const STOPPED_RETRY_MAX: Duration = Duration::from_secs(300);
 
 #[derive(clap::Args)]
 pub struct DirectArgs {
@@ -134,8 +138,11 @@ pub fn direct(cli: &Cli, args: &DirectArgs) -> Result<u8> {
     }
     let exclude = Exclude::ExportedBy(policy.name.clone());
     // The first cycle also exports what the state holds from before a restart; a run whose
-    // manifest could not be written is retried each cycle (and counts as a failure).
+    // manifest could not be written is retried each cycle (and counts as a failure). A run
+    // stopped early (a full target) leaves conversations no new arrival may come to pick up:
+    // they are retried after a pause that doubles while runs keep stopping.
     let mut retry = true;
+    let mut stopped_retry: Option<(Instant, Duration)> = None;
     loop {
         let found = watcher
             .scan()
@@ -152,8 +159,9 @@ pub fn direct(cli: &Cli, args: &DirectArgs) -> Result<u8> {
         }
         // Only newly complete conversations the filter takes start a run; the whole state is
         // counted only on the first cycle and after a failed manifest.
+        let pause_over = stopped_retry.is_some_and(|(at, _)| Instant::now() >= at);
         let due = found.iter().any(|f| filter.matches(&f.conversation))
-            || (retry
+            || ((retry || pause_over)
                 && (state.count_selection(&filter, &exclude)? > 0
                     || state.interrupted_run(&policy.name)?.is_some()));
         if due {
@@ -167,6 +175,15 @@ pub fn direct(cli: &Cli, args: &DirectArgs) -> Result<u8> {
                 result => {
                     retry = false;
                     let run = result?;
+                    stopped_retry = match run.status {
+                        RunStatus::Failed | RunStatus::TimedOut | RunStatus::Stalled => {
+                            let pause = stopped_retry
+                                .map_or(STOPPED_RETRY_FIRST, |(_, p)| p * 2)
+                                .min(STOPPED_RETRY_MAX);
+                            Some((Instant::now() + pause, pause))
+                        }
+                        _ => None,
+                    };
                     record_run(
                         cli,
                         &state,

@@ -178,3 +178,66 @@ fn a_killed_direct_export_loses_nothing_and_repeats_nothing() {
         );
     }
 }
+
+#[test]
+fn what_a_full_target_left_is_exported_once_there_is_room_without_new_arrivals() {
+    let env = Env::new("");
+    let n = 30;
+    let payload =
+        |i: usize| -> Vec<u8> { (0..64 * 1024).map(|j| ((i * 3 + j) % 251) as u8).collect() };
+    for i in 0..n {
+        env.conversation("acme", 2, &format!("c{i:02}"), &[("a.wav", &payload(i))]);
+    }
+    let disk = crate::common::SmallDisk::mount(&env.archive(), "1m");
+    let mut child = env
+        .command(&["direct", "export", "--interval", "100ms"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let stopped = || {
+        let (_, runs) = env.json(&["jobs", "list"]);
+        runs.as_array()
+            .is_some_and(|r| r.iter().any(|r| r["status"] == "failed"))
+    };
+    while !stopped() {
+        assert!(Instant::now() < deadline, "the first run never stopped");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    disk.resize("16m");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while audit_count(&env) < n {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} exported",
+            audit_count(&env)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "direct did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        text(&out).contains("No space left on device"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(audit_count(&env), n);
+    for i in 0..n {
+        let key = format!("acme/2026/01/02/c{i:02}/a.wav");
+        assert_eq!(
+            std::fs::read(env.archive().join(&key)).unwrap(),
+            payload(i),
+            "{key}"
+        );
+    }
+}
