@@ -15,8 +15,9 @@ use anyhow::{Context, Result, bail};
 use chrono::Utc;
 use serde::Serialize;
 
+use custodian::audit::AuditKind;
 use custodian::catalog::sqlite::SqliteCatalog;
-use custodian::catalog::{Catalog, Exclude, RunStatus};
+use custodian::catalog::{AuditQuery, Catalog, Exclude, RunStatus};
 use custodian::config::{CatalogConfig, Config, Policy};
 use custodian::filter::Filter;
 use custodian::pipeline::Control;
@@ -232,7 +233,7 @@ pub fn direct(cli: &Cli, args: &DirectArgs) -> Result<u8> {
 }
 
 /// Counts a finished run and the latency of each conversation it exported that completed
-/// while the watcher looked.
+/// while the watcher looked (a run stopped early did not reach them all).
 fn record_run(
     cli: &Cli,
     state: &Arc<dyn Catalog>,
@@ -242,15 +243,20 @@ fn record_run(
     latencies: &mut Latencies,
     summary: &mut DirectSummary,
 ) -> Result<()> {
-    let failed: HashSet<String> = state
-        .failed_items(run.run, usize::MAX)?
+    let exported: HashSet<(String, String)> = state
+        .audit_events(&AuditQuery {
+            run: Some(run.run),
+            kind: Some(AuditKind::ConversationExported),
+            limit: usize::MAX,
+            ..AuditQuery::default()
+        })?
         .into_iter()
-        .map(|f| f.subject)
+        .filter_map(|e| Some((e.event.tenant?, e.event.conversation_id?)))
         .collect();
     let now = SystemTime::now();
     for f in found.iter().filter(|f| {
         filter.matches(&f.conversation)
-            && !failed.contains(&format!("{}/{}", f.conversation.tenant, f.conversation.id))
+            && exported.contains(&(f.conversation.tenant.clone(), f.conversation.id.clone()))
     }) {
         let ms = now.duration_since(f.completed).unwrap_or_default();
         latencies.add(ms.as_secs_f64() * 1000.0);
@@ -271,6 +277,18 @@ fn record_run(
         );
         for f in &run.failures {
             println!("  failed: {}: {}", f.subject, f.error);
+        }
+        if let Some(why) = state
+            .job_run(run.run)?
+            .and_then(|r| r.error_summary)
+            .filter(|_| {
+                matches!(
+                    run.status,
+                    RunStatus::Failed | RunStatus::TimedOut | RunStatus::Stalled
+                )
+            })
+        {
+            println!("  {why}");
         }
     }
     Ok(())

@@ -226,10 +226,22 @@ fn what_a_full_target_left_is_exported_once_there_is_room_without_new_arrivals()
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = child.wait_with_output().unwrap();
+    let printed = text(&out);
     assert!(
-        text(&out).contains("No space left on device"),
-        "{}",
-        text(&out)
+        printed.contains("No space left on device")
+            && printed.contains("stopped because the target is out of space"),
+        "{printed}"
+    );
+    // Latency counts only what was exported as it completed: the first run's conversations,
+    // not those it never reached (the second run found nothing new).
+    let first = printed
+        .split("direct: run 1: ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .unwrap();
+    assert!(
+        printed.contains(&format!("over {first} conversation(s)")),
+        "{printed}"
     );
     assert_eq!(audit_count(&env), n);
     for i in 0..n {
