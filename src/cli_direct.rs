@@ -138,12 +138,18 @@ pub fn direct(cli: &Cli, args: &DirectArgs) -> Result<u8> {
         );
     }
     let exclude = Exclude::ExportedBy(policy.name.clone());
-    // The first cycle also exports what the state holds from before a restart; a run whose
-    // manifest could not be written is retried each cycle (and counts as a failure). A run
-    // stopped early (a full target) leaves conversations no new arrival may come to pick up:
-    // they are retried after a pause that doubles while runs keep stopping.
+    // The first cycle also exports what the state holds from before a restart. A run whose
+    // manifest could not be written (it stays open), or one stopped early (a full target),
+    // leaves work no new arrival may come to pick up: it is retried after a pause that
+    // doubles while runs keep ending that way.
     let mut retry = true;
     let mut stopped_retry: Option<(Instant, Duration)> = None;
+    let pause_after = |last: Option<(Instant, Duration)>| {
+        let pause = last
+            .map_or(STOPPED_RETRY_FIRST, |(_, p)| p * 2)
+            .min(STOPPED_RETRY_MAX);
+        Some((Instant::now() + pause, pause))
+    };
     loop {
         let found = watcher
             .scan()
@@ -169,8 +175,9 @@ pub fn direct(cli: &Cli, args: &DirectArgs) -> Result<u8> {
             let control = Control::new();
             match export.run(None, &indicatif::ProgressBar::hidden(), &control) {
                 Err(RunError::Manifest(e)) => {
-                    eprintln!("error: {e}\nthe run stays open: the next cycle resumes it");
-                    retry = true;
+                    eprintln!("error: {e}\nthe run stays open: a later cycle resumes it");
+                    retry = false;
+                    stopped_retry = pause_after(stopped_retry);
                     summary.failed += 1;
                 }
                 result => {
@@ -178,10 +185,7 @@ pub fn direct(cli: &Cli, args: &DirectArgs) -> Result<u8> {
                     let run = result?;
                     stopped_retry = match run.status {
                         RunStatus::Failed | RunStatus::TimedOut | RunStatus::Stalled => {
-                            let pause = stopped_retry
-                                .map_or(STOPPED_RETRY_FIRST, |(_, p)| p * 2)
-                                .min(STOPPED_RETRY_MAX);
-                            Some((Instant::now() + pause, pause))
+                            pause_after(stopped_retry)
                         }
                         _ => None,
                     };

@@ -307,24 +307,25 @@ impl Server {
     }
 
     /// A run process that died (or could not start its run) leaves its history row running,
-    /// or none at all: record it as failed, with what it last said, and notify.
+    /// or none at all: record its end (failed, or what serve killed it for), with what it last
+    /// said, and notify.
     fn record_dead_run(&self, policy: &str, r: &Running, how: &str, tail: &[String]) {
         let Some(job) = self.config.job(policy) else {
             return;
         };
         let last = tail.last().map_or("no output".to_string(), |l| l.clone());
+        let (status, message) = match r.killed.map(Kill::outcome) {
+            Some((status, why)) => (status, format!("{why}; last output: {last}")),
+            None => (
+                RunStatus::Failed,
+                format!("the run process {how}; last output: {last}"),
+            ),
+        };
         let recorded = (|| -> custodian::catalog::Result<Option<custodian::catalog::RunId>> {
             let latest = self.catalog.job_runs(Some(policy), 1)?.pop();
             match latest {
                 Some(run) if run.status == RunStatus::Running && run.started_at >= r.spawned_at => {
                     let counters = self.catalog.run_counters(run.id)?;
-                    let (status, message) = match r.killed.map(Kill::outcome) {
-                        Some((status, why)) => (status, format!("{why}; last output: {last}")),
-                        None => (
-                            RunStatus::Failed,
-                            format!("the run process {how}; last output: {last}"),
-                        ),
-                    };
                     self.catalog
                         .finish_run(run.id, status, &counters, None, Some(&message))?;
                     Ok(Some(run.id))
@@ -336,11 +337,15 @@ impl Server {
                         Ok(Policy::Confidential(c)) => (c.mode, "catalog"),
                         Err(_) => (Mode::Full, LIFECYCLE_TARGET),
                     };
+                    // Ended before its run began: killed (while indexing, say), or unable to.
                     let id = self.catalog.begin_run(policy, mode, target)?;
-                    let message = format!("the run could not start ({how}): {last}");
+                    let message = match r.killed {
+                        Some(_) => message.clone(),
+                        None => format!("the run could not start ({how}): {last}"),
+                    };
                     self.catalog.finish_run(
                         id,
-                        RunStatus::Failed,
+                        status,
                         &Default::default(),
                         None,
                         Some(&message),
@@ -422,7 +427,7 @@ impl Server {
                 humantime::format_duration(grace)
             );
             let _ = kill(r.pid, Signal::SIGKILL);
-            r.killed = Some(Kill::Shutdown);
+            r.killed.get_or_insert(Kill::Shutdown);
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.running.is_empty() {

@@ -314,22 +314,28 @@ fn schedules(cli: &Cli) -> Result<u8> {
     }
     let config = custodian::config::Config::load(&cli.config)?;
     let now = Utc::now();
+    // Every policy, and the lifecycle sweep when `[lifecycle]` schedules it.
+    let sweep =
+        (config.lifecycle.job.schedule != custodian::schedule::Schedule::Manual).then_some((
+            custodian::config::LIFECYCLE_RUN,
+            true,
+            &config.lifecycle.job,
+        ));
     let rows: Vec<Row<'_>> = config
         .policies
         .values()
-        .map(|p| {
-            let job = p.job();
-            Row {
-                policy: p.name(),
-                enabled: p.enabled(),
-                schedule: job.schedule.to_string(),
-                timezone: job.timezone.name().to_owned(),
-                tz: job.timezone,
-                next_due: job
-                    .schedule
-                    .next_after(now, job.timezone)
-                    .filter(|_| p.enabled()),
-            }
+        .map(|p| (p.name(), p.enabled(), p.job()))
+        .chain(sweep)
+        .map(|(policy, enabled, job)| Row {
+            policy,
+            enabled,
+            schedule: job.schedule.to_string(),
+            timezone: job.timezone.name().to_owned(),
+            tz: job.timezone,
+            next_due: job
+                .schedule
+                .next_after(now, job.timezone)
+                .filter(|_| enabled),
         })
         .collect();
     if cli.json {

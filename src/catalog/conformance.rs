@@ -1119,6 +1119,7 @@ pub fn deletes_are_recorded_once(cat: &dyn Catalog) {
         Some(sweep),
     )
     .unwrap();
+    assert_eq!(cat.run_counters(sweep).unwrap().deleted, 2);
     assert!(cat.pending_deletes().unwrap().is_empty());
     assert_eq!(
         cat.due_artifacts(&q, (0, -1), 100).unwrap(),

@@ -38,7 +38,7 @@ pub enum CatalogError {
     #[error("catalog {location}: {message}")]
     Open { location: String, message: String },
     #[error(
-        "catalog {location}: the disk holding it is full; free space there and run the command again (what was committed is kept, and an unfinished run is resumed)"
+        "catalog {location}: the disk holding it is full; free space there and run the command again (what was committed is kept)"
     )]
     Full { location: String },
     /// A change the catalog's rules forbid (a duplicate name, a second enabled policy, …).
@@ -323,7 +323,8 @@ pub trait Catalog: crate::target::UploadJournal + Send + Sync {
     /// one audit event per exported conversation.
     fn record_outcomes(&self, run: RunId, policy: &str, outcomes: &[ItemOutcome]) -> Result<()>;
 
-    /// Recomputes a run's counters from its recorded items.
+    /// Recomputes a run's counters from its recorded items (and, for a lifecycle sweep, its
+    /// `artifact_deleted` events).
     fn run_counters(&self, run: RunId) -> Result<Counters>;
 
     /// Ends a run.

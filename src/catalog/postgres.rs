@@ -1790,7 +1790,8 @@ impl Catalog for PostgresCatalog {
                    (SELECT count(*) FROM (SELECT 1 FROM run_items WHERE run = $1 GROUP BY subject \
                       HAVING bool_and(outcome = 'failed')) f), \
                    (SELECT count(*) FROM run_objects WHERE run = $1), \
-                   (SELECT coalesce(sum(size), 0)::int8 FROM run_objects WHERE run = $1)",
+                   (SELECT coalesce(sum(size), 0)::int8 FROM run_objects WHERE run = $1), \
+                   (SELECT count(*) FROM audit_events WHERE run = $1 AND kind = 'artifact_deleted')",
                 &[&run.0],
             )?;
             Ok(Counters {
@@ -1798,6 +1799,7 @@ impl Catalog for PostgresCatalog {
                 failed: self.unsigned("count", r.try_get(1)?)?,
                 objects: self.unsigned("count", r.try_get(2)?)?,
                 bytes: self.unsigned("run_objects.size", r.try_get(3)?)?,
+                deleted: self.unsigned("count", r.try_get(4)?)?,
                 ..Counters::default()
             })
         })

@@ -935,7 +935,8 @@ impl Catalog for SqliteCatalog {
                       AND NOT EXISTS (SELECT 1 FROM run_items x WHERE x.run = ?1 AND x.outcome = 'exported' \
                                       AND x.subject = f.subject)), \
                    (SELECT COUNT(*) FROM run_objects WHERE run = ?1), \
-                   (SELECT COALESCE(SUM(size), 0) FROM run_objects WHERE run = ?1)",
+                   (SELECT COALESCE(SUM(size), 0) FROM run_objects WHERE run = ?1), \
+                   (SELECT COUNT(*) FROM audit_events WHERE run = ?1 AND kind = 'artifact_deleted')",
                 [run.0],
                 |r| {
                     Ok(Counters {
@@ -943,6 +944,7 @@ impl Catalog for SqliteCatalog {
                         failed: r.get(1)?,
                         objects: r.get(2)?,
                         bytes: r.get(3)?,
+                        deleted: r.get(4)?,
                         ..Counters::default()
                     })
                 },

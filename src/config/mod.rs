@@ -1047,7 +1047,6 @@ impl Config {
         })
     }
 
-    /// The policy called `name`, or an error listing the defined ones.
     /// The job settings of a policy, or of the lifecycle sweep ([`LIFECYCLE_RUN`]).
     pub fn job(&self, name: &str) -> Option<&JobSettings> {
         if name == LIFECYCLE_RUN {
@@ -1067,6 +1066,7 @@ impl Config {
             .filter(|(_, job)| job.schedule != crate::schedule::Schedule::Manual)
     }
 
+    /// The policy called `name`, or an error listing the defined ones.
     pub fn policy(&self, name: &str) -> Result<&Policy, ConfigError> {
         self.policies.get(name).ok_or_else(|| ConfigError::Missing {
             file: self.file.clone(),

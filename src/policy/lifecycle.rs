@@ -288,9 +288,10 @@ pub struct SweepReport {
     pub policies: Vec<DueSummary>,
 }
 
-/// Why a sweep could not run: the catalog failed (a sweep's run then stays open and the next
-/// one resumes it), or more is due than its limits allow (its run is recorded `failed`, and
-/// nothing was deleted but what a killed run had left half done).
+/// Why a sweep could not run: the catalog failed (its run stays open, and the next sweep
+/// resumes it unless `serve` records it failed), or more is due than its limits allow (its
+/// run is recorded `failed`, and nothing was deleted but what a killed run had left half
+/// done).
 #[derive(Debug, thiserror::Error)]
 pub enum SweepError {
     #[error(transparent)]
@@ -390,6 +391,8 @@ pub fn run(
         Progress::Due(n) => progress.set_length(n),
         Progress::Done(n) => progress.inc(n),
     });
+    // Counted from what the sweep recorded, with the deletions of a killed process this run
+    // resumes (the index failures are recorded as failed items).
     let mut counters = catalog.run_counters(run)?;
     counters.index_errors = index_failures.len() as u64;
     let report = match swept {
@@ -407,8 +410,8 @@ pub fn run(
         }
         Err(e) => return Err(e),
     };
-    counters.selected = report.policies.iter().map(|p| p.artifacts).sum();
-    counters.deleted = report.deleted;
+    // The half-done deletes it completed were due too.
+    counters.selected = report.resumed + report.policies.iter().map(|p| p.artifacts).sum::<u64>();
     counters.failed += report.failed;
     counters.bytes = report.bytes;
     let stopped = control.stopped();

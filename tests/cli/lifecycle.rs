@@ -438,6 +438,18 @@ fn serve_runs_the_sweep_on_its_schedule_with_its_log() {
     env.conversation("acme", 1, "c1", &[("a.wav", b"RIFF-1")]);
     env.conversation("acme", 2, "c2", &[("a.wav", b"RIFF-2")]);
     enabled_policy(&env);
+    let (_, rows) = env.json(&["schedules"]);
+    let sweep = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["policy"] == "lifecycle");
+    assert!(
+        sweep
+            .is_some_and(|r| r["schedule"].as_str().unwrap().contains("* * * * *")
+                && r["next_due"].is_string()),
+        "{rows}"
+    );
     let (serve, log) = crate::jobs::serve_with(&env, "");
     let runs = crate::jobs::wait_for_runs(
         &env,
