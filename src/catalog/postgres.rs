@@ -256,6 +256,9 @@ ALTER TABLE open_uploads ADD COLUMN run BIGINT;
     r#"
 ALTER TABLE job_runs ADD COLUMN deleted BIGINT NOT NULL DEFAULT 0;
 "#,
+    r#"
+CREATE INDEX audit_events_deletions ON audit_events (run) WHERE kind = 'artifact_deleted';
+"#,
 ];
 
 /// Idle connections the pool keeps; more are opened while more threads need one.
