@@ -13,6 +13,21 @@ fn direct_once(env: &Env) -> serde_json::Value {
     s
 }
 
+/// Sends SIGTERM to a running `direct` and returns what it printed once it has stopped.
+fn terminate(mut child: std::process::Child) -> std::process::Output {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "direct did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
 fn audit_count(env: &Env) -> usize {
     let (_, events) = env.json(&["audit", "list", "--kind", "conversation_exported"]);
     events.as_array().unwrap().len()
@@ -106,7 +121,7 @@ fn filters_direct_export_cannot_apply_are_refused() {
 #[test]
 fn a_running_direct_export_picks_up_new_conversations_and_reports_latency() {
     let env = Env::new("");
-    let mut child = env
+    let child = env
         .command(&["direct", "export", "--interval", "100ms"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -125,17 +140,7 @@ fn a_running_direct_export_picks_up_new_conversations_and_reports_latency() {
         assert!(Instant::now() < deadline, "not exported");
         std::thread::sleep(Duration::from_millis(50));
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "direct did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = terminate(child);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let printed = text(&out);
     assert!(printed.contains("1 exported"), "{printed}");
@@ -189,7 +194,7 @@ fn what_a_full_target_left_is_exported_once_there_is_room_without_new_arrivals()
         env.conversation("acme", 2, &format!("c{i:02}"), &[("a.wav", &payload(i))]);
     }
     let disk = crate::common::SmallDisk::mount(&env.archive(), "1m");
-    let mut child = env
+    let child = env
         .command(&["direct", "export", "--interval", "100ms"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -215,17 +220,7 @@ fn what_a_full_target_left_is_exported_once_there_is_room_without_new_arrivals()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "direct did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = terminate(child);
     let printed = text(&out);
     assert!(
         printed.contains("No space left on device")
