@@ -325,8 +325,7 @@ fn a_full_target_stops_the_node_and_running_it_again_finishes_the_run() {
     let scratch = Scratch::new("clusterfull");
     let env = env_with_catalog(&scratch.url());
     let n = 40;
-    let payload =
-        |i: usize| -> Vec<u8> { (0..64 * 1024).map(|j| ((i * 5 + j) % 251) as u8).collect() };
+    let payload = crate::common::payload;
     for i in 0..n {
         env.conversation("acme", 1, &format!("c{i:02}"), &[("call.wav", &payload(i))]);
     }

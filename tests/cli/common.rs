@@ -280,3 +280,8 @@ impl Drop for SmallDisk {
             .status();
     }
 }
+
+/// 64 KiB of bytes particular to `i`: conversations big enough to fill a small disk.
+pub fn payload(i: usize) -> Vec<u8> {
+    (0..64 * 1024).map(|j| ((i * 7 + j) % 251) as u8).collect()
+}

@@ -13,6 +13,15 @@ fn direct_once(env: &Env) -> serde_json::Value {
     s
 }
 
+/// Starts `direct export` looking every 100 ms, its output captured.
+fn start(env: &Env) -> std::process::Child {
+    env.command(&["direct", "export", "--interval", "100ms"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// Sends SIGTERM to a running `direct` and returns what it printed once it has stopped.
 fn terminate(mut child: std::process::Child) -> std::process::Output {
     nix::sys::signal::kill(
@@ -121,12 +130,7 @@ fn filters_direct_export_cannot_apply_are_refused() {
 #[test]
 fn a_running_direct_export_picks_up_new_conversations_and_reports_latency() {
     let env = Env::new("");
-    let child = env
-        .command(&["direct", "export", "--interval", "100ms"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = start(&env);
     std::thread::sleep(Duration::from_millis(500));
     env.record(
         "acme",
@@ -188,18 +192,12 @@ fn a_killed_direct_export_loses_nothing_and_repeats_nothing() {
 fn what_a_full_target_left_is_exported_once_there_is_room_without_new_arrivals() {
     let env = Env::new("");
     let n = 30;
-    let payload =
-        |i: usize| -> Vec<u8> { (0..64 * 1024).map(|j| ((i * 3 + j) % 251) as u8).collect() };
+    let payload = crate::common::payload;
     for i in 0..n {
         env.conversation("acme", 2, &format!("c{i:02}"), &[("a.wav", &payload(i))]);
     }
     let disk = crate::common::SmallDisk::mount(&env.archive(), "1m");
-    let child = env
-        .command(&["direct", "export", "--interval", "100ms"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = start(&env);
     let deadline = Instant::now() + Duration::from_secs(20);
     let stopped = || {
         let (_, runs) = env.json(&["jobs", "list"]);

@@ -275,8 +275,7 @@ fn target_that_refuses_writes_fails_those_items_and_the_next_run_exports_them() 
 fn a_full_target_stops_the_run_and_the_next_finishes_once_there_is_room() {
     let env = Env::new("");
     let n = 40;
-    let payload =
-        |i: usize| -> Vec<u8> { (0..64 * 1024).map(|j| ((i * 7 + j) % 251) as u8).collect() };
+    let payload = crate::common::payload;
     for i in 0..n {
         env.conversation("acme", 1, &format!("c{i:02}"), &[("call.wav", &payload(i))]);
     }
