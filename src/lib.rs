@@ -5,6 +5,7 @@ pub mod audit;
 pub mod catalog;
 pub mod cluster;
 pub mod config;
+pub mod confined;
 pub mod filter;
 pub mod media;
 pub mod pipeline;
