@@ -13,6 +13,9 @@
 #
 #   scripts/compare.sh [WORK_DIR]     env: SECTIONS="export crypto audio stitch s3 lifecycle"
 #                                          CONVERSATIONS=2000 INDEX_CONVERSATIONS=1000000 RUNS=3
+#                                          BASELINE=path/to/an/older/custodian (export section:
+#                                          the same runs with that binary, interleaved, for a
+#                                          before/after table measured in one run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-${TMPDIR:-/tmp}/custodian-compare}
@@ -81,12 +84,19 @@ measure "cp -r" "rm -rf out-cp" "cp -r wav-$CONVERSATIONS out-cp"
 measure "rclone copy" "rm -rf out-rclone" "rclone copy wav-$CONVERSATIONS out-rclone"
 measure "rclone copy --transfers 16" "rm -rf out-rclone" "rclone copy --transfers 16 wav-$CONVERSATIONS out-rclone"
 measure "custodian run (export)" "rm -rf out-custodian" "$BIN --config export.toml run copy --no-index"
+if [ -n "${BASELINE:-}" ]; then
+  measure "baseline run (export)" "rm -rf out-custodian" "$BASELINE --config export.toml run copy --no-index"
+fi
 rm -rf "$WORK/out-cp" "$WORK/out-rclone" "$WORK/out-custodian"
 
 measure "find + cat (read floor)" "true" "find small-$INDEX_CONVERSATIONS -name conversation.json -print0 | xargs -0 cat"
 measure "find (walk floor)" "true" "find small-$INDEX_CONVERSATIONS -name conversation.json"
 measure "custodian index (fresh)" "rm -rf state-index" "$BIN --config index.toml index"
 measure "custodian index (rerun)" "true" "$BIN --config index.toml index"
+if [ -n "${BASELINE:-}" ]; then
+  measure "baseline index (fresh)" "rm -rf state-index" "$BASELINE --config index.toml index"
+  measure "baseline index (rerun)" "true" "$BASELINE --config index.toml index"
+fi
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 bytes=$(du -sb "$WAV" | cut -f1)
@@ -100,6 +110,16 @@ cat <<TABLE
 | index $INDEX_CONVERSATIONS conversations, fresh catalog | ${SECS[custodian index (fresh)]} s, ${RSS[custodian index (fresh)]} KB peak | find + cat ${SECS[find + cat (read floor)]} s | $(ratio "${SECS[custodian index (fresh)]}" "${SECS[find + cat (read floor)]}")x the read floor |
 | index rerun, nothing changed | ${SECS[custodian index (rerun)]} s, ${RSS[custodian index (rerun)]} KB peak | find ${SECS[find (walk floor)]} s | $(ratio "${SECS[custodian index (rerun)]}" "${SECS[find (walk floor)]}")x the walk floor |
 TABLE
+if [ -n "${BASELINE:-}" ]; then
+cat <<TABLE
+
+| figure | baseline ($BASELINE) | this build | ratio |
+|---|---|---|---|
+| export $CONVERSATIONS x 60 s WAV | ${SECS[baseline run (export)]} s, ${RSS[baseline run (export)]} KB peak | ${SECS[custodian run (export)]} s, ${RSS[custodian run (export)]} KB peak | $(ratio "${SECS[custodian run (export)]}" "${SECS[baseline run (export)]}")x |
+| index $INDEX_CONVERSATIONS conversations, fresh catalog | ${SECS[baseline index (fresh)]} s, ${RSS[baseline index (fresh)]} KB peak | ${SECS[custodian index (fresh)]} s, ${RSS[custodian index (fresh)]} KB peak | $(ratio "${SECS[custodian index (fresh)]}" "${SECS[baseline index (fresh)]}")x |
+| index rerun, nothing changed | ${SECS[baseline index (rerun)]} s | ${SECS[custodian index (rerun)]} s | $(ratio "${SECS[custodian index (rerun)]}" "${SECS[baseline index (rerun)]}")x |
+TABLE
+fi
 }
 
 want export && export_section
