@@ -14,7 +14,7 @@
 #   scripts/compare.sh [WORK_DIR]     env: SECTIONS="export crypto audio stitch s3 lifecycle"
 #                                          CONVERSATIONS=2000 INDEX_CONVERSATIONS=1000000 RUNS=3
 #                                          BASELINE=path/to/an/older/custodian (export section:
-#                                          the same runs with that binary, interleaved, for a
+#                                          the same runs with that binary, right after, for a
 #                                          before/after table measured in one run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
