@@ -30,5 +30,11 @@ if ! "$CUSTODIAN_SMTPD_PYTHON" -c 'import aiosmtpd' 2>/dev/null; then
     "$CUSTODIAN_SMTPD_PYTHON" -m pip install --quiet --disable-pip-version-check 'aiosmtpd==1.4.6'
 fi
 # Catalog tests use PostgreSQL at CUSTODIAN_TEST_POSTGRES (default postgres://postgres@127.0.0.1:5432/test),
-# each in a schema of its own; they fail, saying so, when no server answers there.
-exec cargo test --all-features "$@"
+# each in a schema of its own. When that variable is unset and no server answers at the default
+# address, the tests get a private server of their own (scripts/test-postgres.sh), stopped at the end.
+if [ -z "${CUSTODIAN_TEST_POSTGRES:-}" ] && ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+    CUSTODIAN_TEST_POSTGRES=$(bash scripts/test-postgres.sh)
+    export CUSTODIAN_TEST_POSTGRES
+    trap 'bash scripts/test-postgres.sh stop' EXIT
+fi
+cargo test --all-features "$@"
