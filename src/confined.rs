@@ -40,6 +40,15 @@ impl ConfinedError {
         }
     }
 
+    /// As a plain I/O error, for callers whose message names the path already: the
+    /// underlying error when there is one, this error's message otherwise.
+    pub fn into_io(self) -> io::Error {
+        match self {
+            ConfinedError::Io { source, .. } => source,
+            e => io::Error::new(e.kind(), e),
+        }
+    }
+
     fn from_errno(path: PathBuf, e: rustix::io::Errno) -> ConfinedError {
         match e {
             rustix::io::Errno::LOOP => ConfinedError::Symlink { path },
@@ -286,17 +295,25 @@ impl Dir {
                 });
             };
             so_far.push(name);
-            match rustix::fs::mkdirat(&dir.fd, name, Mode::from_raw_mode(mode)) {
-                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            let created = match rustix::fs::mkdirat(&dir.fd, name, Mode::from_raw_mode(mode)) {
+                Ok(()) => true,
+                Err(rustix::io::Errno::EXIST) => false,
                 Err(e) => return Err(ConfinedError::from_errno(self.display_path(&so_far), e)),
-            }
+            };
             dir = dir.open_dir(name)?;
+            if created {
+                // The umask may have narrowed `mode` (an archive group would lose its read)
+                // or a lenient one left it as asked: either way the new directory gets
+                // exactly `mode`. Existing directories keep the mode their owner chose.
+                rustix::fs::fchmod(&dir.fd, Mode::from_raw_mode(mode))
+                    .map_err(|e| ConfinedError::from_errno(self.display_path(&so_far), e))?;
+            }
         }
         Ok(dir)
     }
 
-    /// Creates a new file `name` in this directory with `mode` (before the umask), failing
-    /// if anything (a link included) already has that name.
+    /// Creates a new file `name` in this directory with exactly `mode` (whatever the umask),
+    /// failing if anything (a link included) already has that name.
     pub fn create_new(&self, name: &str, mode: u32) -> Result<File, ConfinedError> {
         let fd = rustix::fs::openat2(
             &self.fd,
@@ -311,6 +328,9 @@ impl Dir {
             resolve(),
         )
         .map_err(|e| ConfinedError::from_errno(self.display_path(name), e))?;
+        // Set before any byte is written, so the file is never readable more widely.
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))
+            .map_err(|e| ConfinedError::from_errno(self.display_path(name), e))?;
         Ok(File::from(fd))
     }
 
@@ -348,6 +368,131 @@ pub fn is_plain_name(name: &str) -> bool {
         && name != ".."
         && !name.as_bytes().contains(&b'/')
         && !name.chars().any(char::is_control)
+}
+
+/// Mode of the files custodian writes outside a target (decrypted or transcoded output, run
+/// logs): they hold recordings or traces of them, so only the owner reads them.
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
+
+/// Prefix of every temporary file custodian writes; no committed file has it, so one a crash
+/// left behind is recognisable.
+pub const TEMP_PREFIX: &str = ".custodian-tmp-";
+
+/// A fresh temporary name: the prefix and 16 random hex digits. Short and of fixed length
+/// whatever the final name (a 255-byte final name still fits), and it says nothing of the
+/// file's contents.
+pub fn temp_name() -> Result<String, io::Error> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 8];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| io::Error::other("the system random source failed"))?;
+    Ok(format!("{TEMP_PREFIX}{}", hex::encode(bytes)))
+}
+
+/// A file written under a temporary name in the directory it belongs in, and renamed to its
+/// final name only by [`Staged::commit`]; dropped uncommitted, the temporary is removed. So
+/// no reader ever sees a partial file under the final name, and a crash leaves at most a
+/// temporary.
+///
+/// The temporary is created exclusively, never through a link, with exactly the mode asked
+/// for before any byte is written; the rename goes through the directory's handle, so a link
+/// at the final name is replaced, never written through.
+#[derive(Debug)]
+pub struct Staged {
+    dir: Dir,
+    temp: String,
+    name: std::ffi::OsString,
+    file: File,
+    committed: bool,
+}
+
+impl Staged {
+    /// Starts writing `name` (one plain path component) in `dir`.
+    pub fn new(dir: Dir, name: &OsStr, mode: u32) -> Result<Staged, ConfinedError> {
+        let bytes = name.as_encoded_bytes();
+        if bytes.is_empty() || bytes == b"." || bytes == b".." || bytes.contains(&b'/') {
+            return Err(ConfinedError::Escape {
+                path: dir.display_path(name),
+            });
+        }
+        // Random names collide only by chance or by a planted file; either way, draw again.
+        let mut attempts = 0;
+        let (temp, file) = loop {
+            let temp = temp_name().map_err(|source| ConfinedError::Io {
+                path: dir.path.clone(),
+                source,
+            })?;
+            match dir.create_new(&temp, mode) {
+                Ok(file) => break (temp, file),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 8 => {
+                    attempts += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        Ok(Staged {
+            dir,
+            temp,
+            name: name.to_owned(),
+            file,
+            committed: false,
+        })
+    }
+
+    /// Starts writing `path`, a path the user named on the command line: its directory is
+    /// opened as given (links on the way there are the user's choice), the file itself is
+    /// staged as in [`Staged::new`].
+    pub fn beside(path: &Path, mode: u32) -> Result<Staged, ConfinedError> {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let name = path.file_name().ok_or_else(|| ConfinedError::Io {
+            path: path.to_owned(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, "does not name a file"),
+        })?;
+        Staged::new(Dir::open_root(dir)?, name, mode)
+    }
+
+    /// The temporary file, to write the contents to.
+    pub fn file(&mut self) -> &mut File {
+        &mut self.file
+    }
+
+    /// The directory the file is committed to.
+    pub fn dir(&self) -> &Dir {
+        &self.dir
+    }
+
+    /// Renames the temporary to the final name. With `durable`, the file's bytes and then the
+    /// directory entry are flushed to disk, so the file survives a power loss once this
+    /// returns.
+    pub fn commit(mut self, durable: bool) -> Result<(), ConfinedError> {
+        let final_path = self.dir.display_path(&self.name);
+        if durable {
+            self.file.sync_all().map_err(|source| ConfinedError::Io {
+                path: final_path.clone(),
+                source,
+            })?;
+        }
+        rustix::fs::renameat(&self.dir.fd, self.temp.as_str(), &self.dir.fd, &self.name)
+            .map_err(|e| ConfinedError::from_errno(final_path, e))?;
+        self.committed = true;
+        if durable {
+            self.dir.sync()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
+            // Best effort: a temporary that cannot be removed is recognisable by its prefix.
+            let _ = self.dir.unlink(&self.temp);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -446,6 +591,121 @@ mod tests {
         made.create_new("f", 0o600).unwrap();
         assert!(root.path().join("new/deeper/f").is_file());
         assert!(made.create_new("f", 0o600).is_err(), "exclusive create");
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::symlink_metadata(path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    }
+
+    fn names_in(path: &Path) -> Vec<String> {
+        let mut names: Vec<_> = std::fs::read_dir(path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn new_files_and_directories_get_exactly_the_mode_asked_for() {
+        // 0o660 and 0o770 carry group write, which the usual umask (022) strips: only a mode
+        // set on the handle keeps it.
+        let (t, root) = tree();
+        let dir = root.create_dir_all("shared/deeper", 0o770).unwrap();
+        assert_eq!(mode_of(&t.path().join("root/shared")), 0o770);
+        assert_eq!(mode_of(&t.path().join("root/shared/deeper")), 0o770);
+        dir.create_new("f", 0o660).unwrap();
+        assert_eq!(mode_of(&t.path().join("root/shared/deeper/f")), 0o660);
+        std::fs::set_permissions(
+            t.path().join("root/a"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o711),
+        )
+        .unwrap();
+        root.create_dir_all("a/b", 0o700).unwrap();
+        assert_eq!(
+            mode_of(&t.path().join("root/a")),
+            0o711,
+            "an existing directory keeps its mode"
+        );
+    }
+
+    #[test]
+    fn a_staged_file_appears_under_its_name_only_when_committed() {
+        let (t, root) = tree();
+        let dir = root.open_dir("a").unwrap();
+        let mut staged = Staged::new(dir, OsStr::new("out.wav"), 0o600).unwrap();
+        std::io::Write::write_all(staged.file(), b"partial").unwrap();
+        let names = names_in(&t.path().join("root/a"));
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(
+            names.iter().any(|n| n.starts_with(TEMP_PREFIX)),
+            "{names:?}"
+        );
+        drop(staged);
+        assert_eq!(names_in(&t.path().join("root/a")), vec!["b"]);
+
+        let mut staged =
+            Staged::new(root.open_dir("a").unwrap(), OsStr::new("out.wav"), 0o640).unwrap();
+        std::io::Write::write_all(staged.file(), b"whole").unwrap();
+        staged.commit(true).unwrap();
+        assert_eq!(
+            std::fs::read(t.path().join("root/a/out.wav")).unwrap(),
+            b"whole"
+        );
+        assert_eq!(mode_of(&t.path().join("root/a/out.wav")), 0o640);
+        assert_eq!(names_in(&t.path().join("root/a")), vec!["b", "out.wav"]);
+    }
+
+    #[test]
+    fn temporary_names_are_short_whatever_the_final_name() {
+        let (t, root) = tree();
+        let long = "x".repeat(251) + ".wav";
+        assert_eq!(long.len(), 255);
+        let staged = Staged::new(root.open_dir("a").unwrap(), OsStr::new(&long), 0o600).unwrap();
+        let temp = names_in(&t.path().join("root/a"))
+            .into_iter()
+            .find(|n| n.starts_with(TEMP_PREFIX))
+            .unwrap();
+        assert_eq!(temp.len(), TEMP_PREFIX.len() + 16, "{temp}");
+        assert!(
+            !temp.contains('x'),
+            "the temporary carries no part of the name: {temp}"
+        );
+        staged.commit(false).unwrap();
+        assert!(t.path().join("root/a").join(&long).is_file());
+    }
+
+    #[test]
+    fn committing_over_a_link_replaces_the_link_and_leaves_its_target_alone() {
+        let (t, root) = tree();
+        symlink(t.path().join("secret"), t.path().join("root/a/out")).unwrap();
+        let mut staged =
+            Staged::new(root.open_dir("a").unwrap(), OsStr::new("out"), 0o600).unwrap();
+        std::io::Write::write_all(staged.file(), b"new").unwrap();
+        staged.commit(false).unwrap();
+        assert_eq!(std::fs::read(t.path().join("secret")).unwrap(), b"outside");
+        let out = t.path().join("root/a/out");
+        assert!(out.symlink_metadata().unwrap().is_file());
+        assert_eq!(std::fs::read(out).unwrap(), b"new");
+    }
+
+    #[test]
+    fn a_staged_name_is_one_component() {
+        let (_t, root) = tree();
+        for bad in ["", ".", "..", "b/file", "../escape"] {
+            assert!(
+                matches!(
+                    Staged::new(root.open_dir("a").unwrap(), OsStr::new(bad), 0o600),
+                    Err(ConfinedError::Escape { .. })
+                ),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -1039,43 +1039,25 @@ fn transcode_batch(
     Ok(u8::from(failed > 0))
 }
 
-/// Writes `output` through `make` into a temporary file beside it, renamed to `output` only
-/// when `make` succeeds; when it fails the temporary file is removed and `output` is untouched.
-/// The outer error (the temporary file cannot be made or renamed) stops the command; the inner
-/// one is `make`'s.
+/// Writes `output` through `make` into a temporary file beside it, readable by the owner alone
+/// (transcoded and stitched audio is a recording), renamed to `output` only when `make`
+/// succeeds; when it fails the temporary file is removed and `output` is untouched. The outer
+/// error (the temporary file cannot be made or renamed) stops the command; the inner one is
+/// `make`'s.
 fn into_place<T, E>(
     output: &Path,
     make: impl FnOnce(&mut std::fs::File) -> std::result::Result<T, E>,
 ) -> Result<std::result::Result<T, E>> {
-    let dir = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = output
-        .file_name()
-        .with_context(|| format!("output {} is not a file name", output.display()))?;
-    let temp = dir.join(format!(
-        ".{}.{}.part",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&temp)
-        .with_context(|| format!("cannot create {}", temp.display()))?;
-    let made = make(&mut file);
-    drop(file);
-    let renamed = match &made {
-        Ok(_) => std::fs::rename(&temp, output)
-            .with_context(|| format!("cannot rename {} to {}", temp.display(), output.display())),
-        Err(_) => Ok(()),
-    };
-    if made.is_err() || renamed.is_err() {
-        // The temporary file may already be gone; the error to report is the one above.
-        let _ = std::fs::remove_file(&temp);
+    let mut staged =
+        custodian::confined::Staged::beside(output, custodian::confined::PRIVATE_FILE_MODE)
+            .with_context(|| format!("cannot write {}", output.display()))?;
+    let made = make(staged.file());
+    if made.is_ok() {
+        staged
+            .commit(false)
+            .with_context(|| format!("cannot write {}", output.display()))?;
     }
-    renamed.map(|()| made)
+    Ok(made)
 }
 
 /// Stitches one call out of a channel directory (no config or catalog needed).

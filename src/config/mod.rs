@@ -176,6 +176,7 @@ struct RawTarget {
     path: Option<PathBuf>,
     #[serde(default)]
     fsync: bool,
+    file_mode: Option<String>,
     bucket: Option<String>,
     #[serde(default)]
     prefix: String,
@@ -269,6 +270,8 @@ pub enum TargetConfig {
     Filesystem {
         path: PathBuf,
         fsync: bool,
+        /// Mode of the files written (owner and group bits only).
+        file_mode: u32,
     },
     /// An S3-compatible bucket; credentials come from the standard AWS chain.
     S3(S3Config, Uploads),
@@ -455,6 +458,33 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
     } else {
         base.join(p)
     }
+}
+
+/// A filesystem target's `file_mode`: octal digits such as `"0640"`, the owner able to read
+/// (verify reads objects back), and nothing for others: exports are recordings.
+fn file_mode(text: &str) -> Result<u32, String> {
+    let digits = text.strip_prefix('0').unwrap_or(text);
+    let mode = match digits.len() {
+        3 if digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) => {
+            u32::from_str_radix(digits, 8).map_err(|e| e.to_string())?
+        }
+        _ => {
+            return Err(format!(
+                "`{text}` is not a file mode; write it in octal like \"0600\" or \"0640\""
+            ));
+        }
+    };
+    if mode & 0o007 != 0 {
+        return Err(format!(
+            "`{text}` lets others read or write exported recordings; only owner and group bits are allowed (e.g. \"0640\")"
+        ));
+    }
+    if mode & 0o400 == 0 {
+        return Err(format!(
+            "`{text}` does not let the owner read its files, so `verify` could not read them back; include 0400 (e.g. \"0600\")"
+        ));
+    }
+    Ok(mode)
 }
 
 /// `prefix` as stored: no leading or trailing `/`, then one `/` unless empty.
@@ -800,6 +830,12 @@ impl Config {
                     "target names must be safe path components",
                 ));
             }
+            if t.file_mode.is_some() && t.kind != TargetKind::Filesystem {
+                return Err(v.invalid(
+                    &["targets", name, "file_mode"],
+                    "`file_mode` belongs to filesystem targets; an object store's access is set by its own policies",
+                ));
+            }
             let built = match t.kind {
                 TargetKind::Filesystem => {
                     let path = t.path.as_ref().ok_or_else(|| {
@@ -811,6 +847,12 @@ impl Config {
                     TargetConfig::Filesystem {
                         path: resolve(&base, path),
                         fsync: t.fsync,
+                        file_mode: match &t.file_mode {
+                            Some(text) => file_mode(text).map_err(|message| {
+                                v.invalid(&["targets", name, "file_mode"], message)
+                            })?,
+                            None => crate::target::fs::DEFAULT_FILE_MODE,
+                        },
                     }
                 }
                 TargetKind::S3 => {
@@ -1128,6 +1170,60 @@ min_duration = "2h"
             Some(vec!["wav".to_string(), "mp3".to_string()])
         );
         assert!(p.metadata_file);
+    }
+
+    #[test]
+    fn a_filesystem_target_writes_owner_only_files_unless_file_mode_says() {
+        let mode_of = |text: &str| match &parse(text).unwrap().targets["archive"] {
+            TargetConfig::Filesystem { file_mode, .. } => *file_mode,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(mode_of(GOOD), 0o600);
+        let with = |mode: &str| {
+            GOOD.replace(
+                "path = \"/srv/archive\"",
+                &format!("path = \"/srv/archive\"\nfile_mode = \"{mode}\""),
+            )
+        };
+        assert_eq!(mode_of(&with("0640")), 0o640);
+        assert_eq!(mode_of(&with("440")), 0o440);
+    }
+
+    #[test]
+    fn a_file_mode_for_others_or_not_octal_is_refused_naming_file_line_and_key() {
+        let with = |mode: &str| {
+            parse(&GOOD.replace(
+                "path = \"/srv/archive\"",
+                &format!("path = \"/srv/archive\"\nfile_mode = \"{mode}\""),
+            ))
+            .unwrap_err()
+        };
+        for (mode, says) in [
+            ("0644", "lets others read"),
+            ("0602", "lets others read or write"),
+            ("4640", "not a file mode"),
+            ("0o640", "not a file mode"),
+            ("rw-r-----", "not a file mode"),
+            ("0890", "not a file mode"),
+            ("", "not a file mode"),
+            ("0240", "does not let the owner read"),
+        ] {
+            let err = with(mode);
+            assert!(
+                err.starts_with("/etc/custodian/custodian.toml:11: targets.archive.file_mode: "),
+                "{mode}: {err}"
+            );
+            assert!(err.contains(says), "{mode}: {err}");
+        }
+        let s3 = GOOD.replace(
+            "kind = \"filesystem\"\npath = \"/srv/archive\"",
+            "kind = \"s3\"\nbucket = \"b\"\nfile_mode = \"0600\"",
+        );
+        let err = parse(&s3).unwrap_err();
+        assert!(
+            err.contains("targets.archive.file_mode: `file_mode` belongs to filesystem targets"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -21,14 +21,13 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 use rayon::prelude::*;
 
 use super::aead::{ChunkKey, NONCE_LEN, fill_random};
 use super::keystore::{Keystore, KeystoreError};
-use crate::target::fs::TEMP_PREFIX;
+use crate::confined::{ConfinedError, PRIVATE_FILE_MODE, Staged};
 
 pub use super::aead::TAG_LEN;
 
@@ -495,44 +494,18 @@ fn open_regular(path: &Path) -> Result<File, Failure> {
     Ok(file)
 }
 
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Runs `write` on a new hidden temporary file in `dst`'s directory and renames it to `dst`
-/// when `write` succeeds; removes it otherwise.
+/// Runs `write` on a new temporary file in `dst`'s directory, readable by the owner alone
+/// (a decrypted file is plaintext), and renames it to `dst` when `write` succeeds; removes it
+/// otherwise.
 fn write_atomically<T>(
     dst: &Path,
     write: impl FnOnce(&mut File) -> Result<T, Failure>,
 ) -> Result<T, Failure> {
-    let dir = match dst.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = dst.file_name().ok_or_else(|| {
-        Failure::Output(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the output path does not name a file",
-        ))
-    })?;
-    let temp = dir.join(format!(
-        "{TEMP_PREFIX}{}-{}-{}",
-        std::process::id(),
-        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed),
-        name.to_string_lossy()
-    ));
-    let mut file = File::options()
-        .write(true)
-        .create_new(true)
-        .open(&temp)
-        .map_err(Failure::Output)?;
-    let result = write(&mut file).and_then(|value| {
-        drop(file);
-        std::fs::rename(&temp, dst).map_err(Failure::Output)?;
-        Ok(value)
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
+    let output = |e: ConfinedError| Failure::Output(e.into_io());
+    let mut staged = Staged::beside(dst, PRIVATE_FILE_MODE).map_err(output)?;
+    let value = write(staged.file())?;
+    staged.commit(false).map_err(output)?;
+    Ok(value)
 }
 
 /// Decrypts the regular file `input` to `out` (see [`decrypt_file`]).

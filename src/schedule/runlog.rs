@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,17 +14,20 @@ use tracing_subscriber::filter::{FilterFn, LevelFilter};
 use tracing_subscriber::fmt::MakeWriter;
 
 use crate::catalog::{Catalog, RunId};
+use crate::confined::PRIVATE_FILE_MODE;
 
 static OPEN: AtomicBool = AtomicBool::new(false);
 static FILE: Mutex<Option<File>> = Mutex::new(None);
 
-/// Opens (appending: a resumed run continues its file) the log of `run` and records its path
-/// in the run's history row. A log that cannot be opened is reported and the run goes on.
+/// Mode of a missing log directory: the logs name conversations and participants.
+const LOG_DIR_MODE: u32 = 0o700;
+
+/// Opens (appending: a resumed run continues its file) the log of `run`, readable by the
+/// owner alone, and records its path in the run's history row. A log that cannot be opened is
+/// reported and the run goes on.
 pub fn open(dir: &Path, catalog: &dyn Catalog, policy: &str, run: RunId) -> Option<PathBuf> {
     let path = dir.join(format!("{policy}-{run}.log"));
-    let opened = std::fs::create_dir_all(dir)
-        .and_then(|()| File::options().create(true).append(true).open(&path));
-    match opened {
+    match open_private(dir, &path) {
         Ok(file) => {
             *FILE.lock().unwrap_or_else(|e| e.into_inner()) = Some(file);
             OPEN.store(true, Ordering::SeqCst);
@@ -41,6 +45,25 @@ pub fn open(dir: &Path, catalog: &dyn Catalog, policy: &str, run: RunId) -> Opti
             None
         }
     }
+}
+
+/// Opens `path` for appending, creating it (and `dir`, 0700) when missing. The file gets mode
+/// 0600 on its handle before anything is written, whatever the umask, and a log a former
+/// version left readable by others is narrowed too; a link in its place is refused rather
+/// than followed.
+fn open_private(dir: &Path, path: &Path) -> std::io::Result<File> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(LOG_DIR_MODE)
+        .create(dir)?;
+    let file = File::options()
+        .create(true)
+        .append(true)
+        .mode(PRIVATE_FILE_MODE)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(PRIVATE_FILE_MODE))?;
+    Ok(file)
 }
 
 /// Flushes and closes the open log.
@@ -88,4 +111,51 @@ where
         .with_ansi(false)
         .with_filter(LevelFilter::INFO)
         .with_filter(FilterFn::new(|_| OPEN.load(Ordering::Relaxed)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode_of(path: &Path) -> u32 {
+        std::fs::symlink_metadata(path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    }
+
+    #[test]
+    fn run_logs_and_their_directory_are_private() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("logs");
+        let path = dir.join("export-1.log");
+        open_private(&dir, &path).unwrap();
+        assert_eq!(mode_of(&dir), 0o700);
+        assert_eq!(mode_of(&path), 0o600);
+
+        let old = dir.join("export-2.log");
+        std::fs::write(&old, b"earlier\n").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+        open_private(&dir, &old)
+            .unwrap()
+            .write_all(b"resumed\n")
+            .unwrap();
+        assert_eq!(mode_of(&old), 0o600);
+        assert_eq!(std::fs::read(&old).unwrap(), b"earlier\nresumed\n");
+    }
+
+    #[test]
+    fn a_link_in_place_of_a_run_log_is_not_followed() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("logs");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(t.path().join("victim"), b"keep").unwrap();
+        let path = dir.join("export-1.log");
+        std::os::unix::fs::symlink(t.path().join("victim"), &path).unwrap();
+        let before = mode_of(&t.path().join("victim"));
+        assert!(open_private(&dir, &path).is_err());
+        assert_eq!(std::fs::read(t.path().join("victim")).unwrap(), b"keep");
+        assert_eq!(mode_of(&t.path().join("victim")), before);
+    }
 }

@@ -1,27 +1,48 @@
 //! The filesystem target: objects are files under a root directory.
 //!
-//! A file is written as a hidden temporary in its final directory and renamed over the final
-//! name on commit, so a crash never leaves a partial file under a final name (a stale
-//! temporary may stay behind; a later run overwrites the real object and the temporary's name
-//! says what it was).
+//! The root is opened once; every directory under it is created and entered one component at
+//! a time through handles that never follow a link, so a link planted in the target (in place
+//! of a directory or of a final name) fails the item instead of sending a write outside the
+//! root. A file is written as a temporary with a short random name in its final directory
+//! (created exclusively, never through a link) and renamed over the final name on commit, so
+//! a crash never leaves a partial file under a final name; a stale temporary may stay behind,
+//! recognisable by [`TEMP_PREFIX`].
+//!
+//! Files are created with the target's `file_mode` (0600 unless configured) before any byte
+//! is written, and new directories 0700 (0750 when the group may read files).
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use rustix::fs::FileType;
 
 use super::{ObjectKey, ObjectWriter, Target, TargetError};
+use crate::confined::{ConfinedError, Dir, Staged};
 
-/// Prefix of temporary files; never used by a committed object.
-pub const TEMP_PREFIX: &str = ".custodian-tmp-";
+pub use crate::confined::TEMP_PREFIX;
 
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+/// Mode of exported files unless a target sets `file_mode`: nobody but the owner reads
+/// recordings.
+pub const DEFAULT_FILE_MODE: u32 = 0o600;
+
+/// The mode of directories holding files of `file_mode`: the group may enter them when it may
+/// read the files.
+pub fn dir_mode(file_mode: u32) -> u32 {
+    if file_mode & 0o040 != 0 { 0o750 } else { 0o700 }
+}
 
 /// A directory target.
 pub struct FsTarget {
     name: String,
-    root: PathBuf,
+    path: PathBuf,
     fsync: bool,
+    file_mode: u32,
+    /// The root, opened by the first operation; everything after goes through this handle.
+    root: OnceLock<Dir>,
 }
 
 impl FsTarget {
@@ -30,9 +51,44 @@ impl FsTarget {
     pub fn new(name: &str, root: &Path, fsync: bool) -> FsTarget {
         FsTarget {
             name: name.to_owned(),
-            root: root.to_owned(),
+            path: root.to_owned(),
             fsync,
+            file_mode: DEFAULT_FILE_MODE,
+            root: OnceLock::new(),
         }
+    }
+
+    /// The same target creating its files with `mode` (owner and group bits only, checked
+    /// by the config).
+    pub fn with_file_mode(mut self, mode: u32) -> FsTarget {
+        self.file_mode = mode;
+        self
+    }
+
+    /// The root's handle, opened on first use; with `create`, a missing root is created
+    /// first (the configured path itself, so links on the way to it are the operator's).
+    fn root(&self, create: bool) -> Result<&Dir, ConfinedError> {
+        if let Some(root) = self.root.get() {
+            return Ok(root);
+        }
+        if create && !self.path.exists() {
+            // Exactly the directory mode, as for every directory below it: a strict umask
+            // would keep the archive group out.
+            let mode = dir_mode(self.file_mode);
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(mode)
+                .create(&self.path)
+                .and_then(|()| {
+                    std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(mode))
+                })
+                .map_err(|source| ConfinedError::Io {
+                    path: self.path.clone(),
+                    source,
+                })?;
+        }
+        let opened = Dir::open_root(&self.path)?;
+        Ok(self.root.get_or_init(|| opened))
     }
 
     fn io(&self, key: &str, source: io::Error) -> TargetError {
@@ -43,28 +99,59 @@ impl FsTarget {
         }
     }
 
-    fn path_of(&self, key: &ObjectKey) -> PathBuf {
-        self.root.join(key.as_str())
+    /// A refused or failed confined operation, as an error of the item writing `key`; the
+    /// message names the path and why (a link, a non-directory), the kind stays (a full disk
+    /// is still recognised as one).
+    fn confined(&self, key: &ObjectKey, e: ConfinedError) -> TargetError {
+        self.io(key.as_str(), io::Error::new(e.kind(), e))
+    }
+
+    /// Opens (creating what is missing) the directory `key` goes in and checks that its final
+    /// name is free or a regular file.
+    fn prepare<'k>(&self, key: &'k ObjectKey) -> Result<(Dir, &'k str), ConfinedError> {
+        let (parent, name) = match key.as_str().rsplit_once('/') {
+            Some((parent, name)) => (parent, name),
+            None => ("", key.as_str()),
+        };
+        let dir = self
+            .root(true)?
+            .create_dir_all(parent, dir_mode(self.file_mode))?;
+        match dir.stat(name) {
+            Ok(st) => match FileType::from_raw_mode(st.st_mode) {
+                FileType::RegularFile => {}
+                FileType::Symlink => {
+                    return Err(ConfinedError::Symlink {
+                        path: dir.display_path(name),
+                    });
+                }
+                other => {
+                    return Err(ConfinedError::NotRegular {
+                        path: dir.display_path(name),
+                        kind: crate::confined::kind_name(other),
+                    });
+                }
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Ok((dir, name))
     }
 }
 
 struct FsWriter {
-    file: File,
-    temp: PathBuf,
-    dest: PathBuf,
+    staged: Staged,
     fsync: bool,
-    committed: bool,
     target: String,
     key: String,
 }
 
 impl Write for FsWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.write(buf)
+        self.staged.file().write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+        self.staged.file().flush()
     }
 }
 
@@ -74,35 +161,21 @@ impl ObjectWriter for FsWriter {
     }
 
     fn local_file(&mut self) -> Option<&mut File> {
-        Some(&mut self.file)
+        Some(self.staged.file())
     }
 
-    fn commit(mut self: Box<Self>, _sha256: &str) -> Result<(), TargetError> {
-        let result = (|| {
-            if self.fsync {
-                self.file.sync_all()?;
-            }
-            std::fs::rename(&self.temp, &self.dest)
-        })();
-        match result {
-            Ok(()) => {
-                self.committed = true;
-                Ok(())
-            }
-            Err(source) => Err(TargetError::Io {
-                target: self.target.clone(),
-                key: self.key.clone(),
-                cause: source,
-            }),
-        }
-    }
-}
-
-impl Drop for FsWriter {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_file(&self.temp);
-        }
+    fn commit(self: Box<Self>, _sha256: &str) -> Result<(), TargetError> {
+        let FsWriter {
+            staged,
+            fsync,
+            target,
+            key,
+        } = *self;
+        staged.commit(fsync).map_err(|e| TargetError::Io {
+            target,
+            key,
+            cause: io::Error::new(e.kind(), e),
+        })
     }
 }
 
@@ -116,15 +189,23 @@ impl Target for FsTarget {
             target: self.name.clone(),
             message,
         };
-        std::fs::create_dir_all(&self.root)
-            .map_err(|e| unusable(format!("cannot create {}: {e}", self.root.display())))?;
-        let probe = self
-            .root
-            .join(format!("{TEMP_PREFIX}probe-{}", std::process::id()));
-        std::fs::write(&probe, b"probe")
-            .map_err(|e| unusable(format!("cannot write in {}: {e}", self.root.display())))?;
-        std::fs::remove_file(&probe)
-            .map_err(|e| unusable(format!("cannot remove from {}: {e}", self.root.display())))
+        let root = self
+            .root(true)
+            .map_err(|e| unusable(format!("cannot create or open it: {e}")))?;
+        let probe = crate::confined::temp_name()
+            .map_err(|e| unusable(format!("cannot name a probe file: {e}")))?;
+        let written = root
+            .create_new(&probe, self.file_mode)
+            .map_err(|e| unusable(format!("cannot write in it: {e}")))?
+            .write_all(b"probe");
+        let removed = root.unlink(&probe);
+        written.map_err(|e| {
+            unusable(format!(
+                "cannot write in it: {}: {e}",
+                root.display_path(&probe).display()
+            ))
+        })?;
+        removed.map_err(|e| unusable(format!("cannot remove from it: {e}")))
     }
 
     fn create(
@@ -132,38 +213,29 @@ impl Target for FsTarget {
         key: &ObjectKey,
         _sha256: Option<&str>,
     ) -> Result<Box<dyn ObjectWriter>, TargetError> {
-        let dest = self.path_of(key);
-        let dir = dest.parent().expect("a key has at least one component");
-        std::fs::create_dir_all(dir).map_err(|e| self.io(key.as_str(), e))?;
-        let file_name = dest
-            .file_name()
-            .expect("a key's last component is a name")
-            .to_string_lossy();
-        let temp = dir.join(format!(
-            "{TEMP_PREFIX}{}-{}-{file_name}",
-            std::process::id(),
-            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let file = File::create(&temp).map_err(|e| self.io(key.as_str(), e))?;
+        let staged = self
+            .prepare(key)
+            .and_then(|(dir, name)| Staged::new(dir, OsStr::new(name), self.file_mode))
+            .map_err(|e| self.confined(key, e))?;
         Ok(Box::new(FsWriter {
-            file,
-            temp,
-            dest,
+            staged,
             fsync: self.fsync,
-            committed: false,
             target: self.name.clone(),
             key: key.to_string(),
         }))
     }
 
     fn open(&self, key: &ObjectKey) -> Result<Box<dyn io::Read + Send>, TargetError> {
-        match File::open(self.path_of(key)) {
+        match self
+            .root(false)
+            .and_then(|root| root.open_file(key.as_str()))
+        {
             Ok(f) => Ok(Box::new(f)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(TargetError::NotFound {
                 target: self.name.clone(),
                 key: key.to_string(),
             }),
-            Err(e) => Err(self.io(key.as_str(), e)),
+            Err(e) => Err(self.confined(key, e)),
         }
     }
 }
@@ -211,6 +283,127 @@ mod tests {
         let err = put_stream(&t, &key, &mut Failing, &mut Vec::new(), None).unwrap_err();
         assert!(err.to_string().contains("disk gone"));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::symlink_metadata(path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    }
+
+    /// A target under `<tmp>/root` and a directory `<tmp>/outside` holding `secret`.
+    fn beside_outside() -> (tempfile::TempDir, FsTarget) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("root")).unwrap();
+        std::fs::create_dir_all(dir.path().join("outside")).unwrap();
+        std::fs::write(dir.path().join("outside/secret"), b"untouched").unwrap();
+        let t = FsTarget::new("archive", &dir.path().join("root"), false);
+        t.check().unwrap();
+        (dir, t)
+    }
+
+    fn outside_names(dir: &tempfile::TempDir) -> Vec<String> {
+        let mut names: Vec<_> = std::fs::read_dir(dir.path().join("outside"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_link_in_place_of_a_directory_never_redirects_a_write() {
+        let (dir, t) = beside_outside();
+        std::os::unix::fs::symlink(dir.path().join("outside"), dir.path().join("root/acme"))
+            .unwrap();
+        for key in ["acme/x.wav", "acme/deeper/x.wav"] {
+            let err = put_bytes(&t, &ObjectKey::new(key).unwrap(), b"payload")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("target `archive`: {key}")), "{err}");
+            assert!(err.contains("root/acme is a symbolic link"), "{err}");
+        }
+        assert_eq!(outside_names(&dir), vec!["secret"]);
+    }
+
+    #[test]
+    fn a_link_at_the_final_name_fails_the_item_and_its_target_is_untouched() {
+        let (dir, t) = beside_outside();
+        std::fs::create_dir(dir.path().join("root/acme")).unwrap();
+        let link = dir.path().join("root/acme/x.wav");
+        std::os::unix::fs::symlink(dir.path().join("outside/secret"), &link).unwrap();
+        let key = ObjectKey::new("acme/x.wav").unwrap();
+        let err = put_bytes(&t, &key, b"payload").unwrap_err().to_string();
+        assert!(err.contains("target `archive`: acme/x.wav"), "{err}");
+        assert!(err.contains("is a symbolic link"), "{err}");
+        assert_eq!(
+            std::fs::read(dir.path().join("outside/secret")).unwrap(),
+            b"untouched"
+        );
+        assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
+        assert_eq!(outside_names(&dir), vec!["secret"]);
+        let err = t
+            .open(&key)
+            .err()
+            .expect("a link is never read")
+            .to_string();
+        assert!(err.contains("is a symbolic link"), "{err}");
+    }
+
+    #[test]
+    fn a_directory_at_the_final_name_is_named() {
+        let (dir, t) = beside_outside();
+        std::fs::create_dir_all(dir.path().join("root/acme/x.wav")).unwrap();
+        let err = put_bytes(&t, &ObjectKey::new("acme/x.wav").unwrap(), b"1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("acme/x.wav is a directory, not a regular file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_255_byte_name_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = FsTarget::new("t", dir.path(), false);
+        let name = format!("{}.wav", "n".repeat(251));
+        let key = ObjectKey::new(format!("acme/{name}")).unwrap();
+        put_bytes(&t, &key, b"long name").unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("acme").join(&name)).unwrap(),
+            b"long name"
+        );
+    }
+
+    #[test]
+    fn files_are_owner_only_unless_a_file_mode_lets_the_group_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let private = FsTarget::new("p", &dir.path().join("p"), false);
+        put_bytes(&private, &ObjectKey::new("acme/2026/x.wav").unwrap(), b"1").unwrap();
+        assert_eq!(mode_of(&dir.path().join("p")), 0o700);
+        assert_eq!(mode_of(&dir.path().join("p/acme")), 0o700);
+        assert_eq!(mode_of(&dir.path().join("p/acme/2026")), 0o700);
+        assert_eq!(mode_of(&dir.path().join("p/acme/2026/x.wav")), 0o600);
+
+        let group = FsTarget::new("g", &dir.path().join("g"), false).with_file_mode(0o640);
+        put_bytes(&group, &ObjectKey::new("acme/x.wav").unwrap(), b"1").unwrap();
+        assert_eq!(mode_of(&dir.path().join("g/acme")), 0o750);
+        assert_eq!(mode_of(&dir.path().join("g/acme/x.wav")), 0o640);
+    }
+
+    #[test]
+    fn a_configured_root_may_be_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("root")).unwrap();
+        let t = FsTarget::new("t", &dir.path().join("root"), false);
+        t.check().unwrap();
+        put_bytes(&t, &ObjectKey::new("a/x").unwrap(), b"1").unwrap();
+        assert!(dir.path().join("real/a/x").is_file());
     }
 
     #[test]

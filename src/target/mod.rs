@@ -467,7 +467,11 @@ pub fn build(
     #[cfg(not(feature = "remote"))]
     let _ = journal;
     Ok(match config {
-        TargetConfig::Filesystem { path, fsync } => Box::new(fs::FsTarget::new(name, path, *fsync)),
+        TargetConfig::Filesystem {
+            path,
+            fsync,
+            file_mode,
+        } => Box::new(fs::FsTarget::new(name, path, *fsync).with_file_mode(*file_mode)),
         #[cfg(feature = "s3")]
         TargetConfig::S3(s3, uploads) => {
             let backend = match s3.client {

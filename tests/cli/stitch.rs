@@ -135,7 +135,11 @@ fn stitch_with_no_recording_in_range_fails_and_writes_nothing() {
     let left: Vec<_> = std::fs::read_dir(env.path())
         .unwrap()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".custodian-tmp-")
+        })
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
