@@ -259,6 +259,11 @@ ALTER TABLE job_runs ADD COLUMN deleted BIGINT NOT NULL DEFAULT 0;
     r#"
 CREATE INDEX audit_events_deletions ON audit_events (run) WHERE kind = 'artifact_deleted';
 "#,
+    // A run's failed subjects are those it never exported: without this index each failed
+    // item's probe for an export of the same subject scanned all of the run's items.
+    r#"
+CREATE INDEX run_items_subject ON run_items (run, subject, outcome);
+"#,
 ];
 
 /// Idle connections the pool keeps; more are opened while more threads need one.

@@ -211,6 +211,11 @@ ALTER TABLE job_runs ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
     r#"
 CREATE INDEX audit_events_deletions ON audit_events (run) WHERE kind = 'artifact_deleted';
 "#,
+    // A run's failed subjects are those it never exported: without this index each failed
+    // item's probe for an export of the same subject scanned all of the run's items.
+    r#"
+CREATE INDEX run_items_subject ON run_items (run, subject, outcome);
+"#,
 ];
 
 /// The SQLite catalog.
@@ -678,6 +683,23 @@ fn to_sql(v: &SqlValue) -> rusqlite::types::Value {
     }
 }
 
+/// A run's counters. A subject counts as failed only if the run never exported it; that
+/// probe is one lookup in `run_items_subject` per failed item.
+const RUN_COUNTERS: &str = "SELECT \
+       (SELECT COUNT(*) FROM run_items WHERE run = ?1 AND outcome = 'exported'), \
+       (SELECT COUNT(DISTINCT f.subject) FROM run_items f WHERE f.run = ?1 AND f.outcome = 'failed' \
+          AND NOT EXISTS (SELECT 1 FROM run_items x WHERE x.run = ?1 AND x.outcome = 'exported' \
+                          AND x.subject = f.subject)), \
+       (SELECT COUNT(*) FROM run_objects WHERE run = ?1), \
+       (SELECT COALESCE(SUM(size), 0) FROM run_objects WHERE run = ?1), \
+       (SELECT COUNT(*) FROM audit_events WHERE run = ?1 AND kind = 'artifact_deleted')";
+
+/// The failed items of a run whose subject it never exported, oldest first.
+const FAILED_ITEMS: &str = "SELECT subject, error, at FROM run_items f WHERE f.run = ?1 AND f.outcome = 'failed' \
+     AND NOT EXISTS (SELECT 1 FROM run_items x WHERE x.run = ?1 AND x.outcome = 'exported' \
+                     AND x.subject = f.subject) \
+     ORDER BY f.rowid LIMIT ?2";
+
 const SELECT_CONVERSATION: &str = "SELECT c.pk, c.rel_dir, c.tenant, c.id, c.kind, c.source_platform, \
      c.direction, c.start_text, c.end_text, c.confidential, c.cdr_only, c.imported, c.legal_hold, \
      c.channel FROM conversations c WHERE c.pk > ?";
@@ -931,27 +953,16 @@ impl Catalog for SqliteCatalog {
 
     fn run_counters(&self, run: RunId) -> Result<Counters> {
         self.with_reader(|conn| {
-            conn.query_row(
-                "SELECT \
-                   (SELECT COUNT(*) FROM run_items WHERE run = ?1 AND outcome = 'exported'), \
-                   (SELECT COUNT(DISTINCT f.subject) FROM run_items f WHERE f.run = ?1 AND f.outcome = 'failed' \
-                      AND NOT EXISTS (SELECT 1 FROM run_items x WHERE x.run = ?1 AND x.outcome = 'exported' \
-                                      AND x.subject = f.subject)), \
-                   (SELECT COUNT(*) FROM run_objects WHERE run = ?1), \
-                   (SELECT COALESCE(SUM(size), 0) FROM run_objects WHERE run = ?1), \
-                   (SELECT COUNT(*) FROM audit_events WHERE run = ?1 AND kind = 'artifact_deleted')",
-                [run.0],
-                |r| {
-                    Ok(Counters {
-                        exported: r.get(0)?,
-                        failed: r.get(1)?,
-                        objects: r.get(2)?,
-                        bytes: r.get(3)?,
-                        deleted: r.get(4)?,
-                        ..Counters::default()
-                    })
-                },
-            )
+            conn.query_row(RUN_COUNTERS, [run.0], |r| {
+                Ok(Counters {
+                    exported: r.get(0)?,
+                    failed: r.get(1)?,
+                    objects: r.get(2)?,
+                    bytes: r.get(3)?,
+                    deleted: r.get(4)?,
+                    ..Counters::default()
+                })
+            })
             .map_err(|e| self.err(e))
         })
     }
@@ -1121,14 +1132,7 @@ impl Catalog for SqliteCatalog {
 
     fn failed_items(&self, run: RunId, limit: usize) -> Result<Vec<FailedItem>> {
         self.with_reader(|conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT subject, error, at FROM run_items f WHERE f.run = ?1 AND f.outcome = 'failed' \
-                     AND NOT EXISTS (SELECT 1 FROM run_items x WHERE x.run = ?1 AND x.outcome = 'exported' \
-                                     AND x.subject = f.subject) \
-                     ORDER BY f.rowid LIMIT ?2",
-                )
-                .map_err(|e| self.err(e))?;
+            let mut stmt = conn.prepare_cached(FAILED_ITEMS).map_err(|e| self.err(e))?;
             let rows = stmt
                 .query_map(params![run.0, limit as i64], |r| {
                     Ok((
@@ -1654,6 +1658,33 @@ mod tests {
             let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Box::new(SqliteCatalog::open(&dir.path().join(format!("c{i}.db"))).unwrap())
         });
+    }
+
+    #[test]
+    fn failed_subjects_are_probed_through_an_index_not_a_scan_of_the_run() {
+        let (_dir, cat) = fresh();
+        for (sql, n) in [(RUN_COUNTERS, 1), (FAILED_ITEMS, 2)] {
+            let plan: Vec<String> = cat
+                .with_reader(|conn| {
+                    let mut stmt = conn
+                        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                        .map_err(|e| cat.err(e))?;
+                    let rows = stmt
+                        .query_map(params_from_iter([1, 10].into_iter().take(n)), |r| {
+                            r.get::<_, String>(3)
+                        })
+                        .map_err(|e| cat.err(e))?;
+                    rows.collect::<rusqlite::Result<_>>()
+                        .map_err(|e| cat.err(e))
+                })
+                .unwrap();
+            assert!(
+                plan.iter()
+                    .any(|l| l.contains("SEARCH x USING COVERING INDEX run_items_subject")),
+                "{sql}:\n{}",
+                plan.join("\n")
+            );
+        }
     }
 
     #[test]
