@@ -31,7 +31,7 @@ use super::{
     AuditQuery, Catalog, CatalogError, ConfidentialPage, Counters, Exclude, FailedItem,
     Fingerprint, IndexChange, ItemOutcome, JobRun, Mode, ObjectRecord, PolicyLock, Result, RunId,
     RunStatus, Selected, deletion_event, duplicate_id, flag_event, other_enabled, policy_exists,
-    redact_url, unknown_policy, version_exists,
+    redact_url, unknown_policy, unstorable, version_exists,
 };
 use crate::audit::{AuditEvent, AuditKind, NewEvent};
 use crate::filter::{Dialect, Filter, SqlValue};
@@ -611,9 +611,13 @@ fn plan_index<'a>(
             IndexChange::Upsert {
                 rel_dir,
                 conversation,
-                ..
+                fingerprint,
             } => {
                 let key = (conversation.tenant.as_str(), conversation.id.as_str());
+                if let Some(reason) = unstorable(conversation, *fingerprint) {
+                    plan.outcomes.push(Some(reason));
+                    continue;
+                }
                 match owner.get(&key) {
                     Some(&other) if other != rel_dir.as_str() => {
                         Some(duplicate_id(conversation, Some(other)))

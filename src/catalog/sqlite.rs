@@ -18,7 +18,7 @@ use super::{
     AuditQuery, Catalog, CatalogError, ConfidentialPage, Counters, Exclude, FailedItem,
     Fingerprint, IndexChange, ItemOutcome, JobRun, Mode, ObjectRecord, PolicyLock, Result, RunId,
     RunStatus, Selected, deletion_event, duplicate_id, flag_event, other_enabled, policy_exists,
-    rfc3339_micros as ts, unknown_policy, version_exists,
+    rfc3339_micros as ts, unknown_policy, unstorable, version_exists,
 };
 use crate::audit::{AuditEvent, AuditKind, GENESIS, NewEvent};
 use crate::filter::{Dialect, Filter, SqlValue};
@@ -511,7 +511,7 @@ impl SqliteCatalog {
 }
 
 fn upsert(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     rel_dir: &str,
     fp: Fingerprint,
     c: &Conversation,
@@ -748,28 +748,44 @@ impl Catalog for SqliteCatalog {
 
     fn apply_index(&self, changes: &[IndexChange]) -> Result<Vec<Option<String>>> {
         let mut conn = self.writer.lock().expect("catalog writer lock");
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let mut tx = conn.transaction().map_err(|e| self.err(e))?;
         let mut outcomes = Vec::with_capacity(changes.len());
         for change in changes {
-            let outcome = match change {
+            let (rel_dir, fingerprint, conversation) = match change {
+                IndexChange::Remove { rel_dir } => {
+                    tx.prepare_cached("DELETE FROM conversations WHERE rel_dir = ?")
+                        .and_then(|mut s| s.execute([rel_dir]))
+                        .map_err(|e| self.err(e))?;
+                    outcomes.push(None);
+                    continue;
+                }
                 IndexChange::Upsert {
                     rel_dir,
                     fingerprint,
                     conversation,
-                } => upsert(&tx, rel_dir, *fingerprint, conversation),
-                IndexChange::Remove { rel_dir } => tx
-                    .prepare_cached("DELETE FROM conversations WHERE rel_dir = ?")
-                    .and_then(|mut s| s.execute([rel_dir]))
-                    .map(drop),
+                } => (rel_dir, *fingerprint, conversation),
             };
-            outcomes.push(match outcome {
-                Ok(()) => None,
-                Err(rusqlite::Error::SqliteFailure(e, _))
+            if let Some(reason) = unstorable(conversation, fingerprint) {
+                outcomes.push(Some(reason));
+                continue;
+            }
+            // Each record in a savepoint of its own: one that cannot be stored leaves nothing
+            // half-written behind and fails alone.
+            let sp = tx.savepoint().map_err(|e| self.err(e))?;
+            let written = upsert(&sp, rel_dir, fingerprint, conversation);
+            let failed = match written {
+                Ok(()) => {
+                    sp.commit().map_err(|e| self.err(e))?;
+                    outcomes.push(None);
+                    continue;
+                }
+                Err(e) => e,
+            };
+            drop(sp);
+            outcomes.push(Some(match failed {
+                rusqlite::Error::SqliteFailure(e, _)
                     if e.code == rusqlite::ErrorCode::ConstraintViolation =>
                 {
-                    let IndexChange::Upsert { conversation, .. } = change else {
-                        unreachable!("a delete violates no constraint")
-                    };
                     let other: Option<String> = tx
                         .query_row(
                             "SELECT rel_dir FROM conversations WHERE tenant = ? AND id = ?",
@@ -778,10 +794,18 @@ impl Catalog for SqliteCatalog {
                         )
                         .optional()
                         .map_err(|e| self.err(e))?;
-                    Some(duplicate_id(conversation, other.as_deref()))
+                    duplicate_id(conversation, other.as_deref())
                 }
-                Err(e) => return Err(self.err(e)),
-            });
+                e @ (rusqlite::Error::ToSqlConversionFailure(_)
+                | rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error {
+                        code: rusqlite::ErrorCode::TooBig,
+                        ..
+                    },
+                    _,
+                )) => format!("the catalog cannot store this record: {e}"),
+                e => return Err(self.err(e)),
+            }));
         }
         tx.commit().map_err(|e| self.err(e))?;
         Ok(outcomes)
