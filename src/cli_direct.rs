@@ -116,7 +116,12 @@ pub fn direct(cli: &Cli, args: &DirectArgs) -> Result<u8> {
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, quit.clone())?;
     }
-    let mut watcher = Watcher::new(&l.config.repository_root, state.as_ref(), args.patience)?;
+    let mut watcher = Watcher::new(
+        &l.config.repository_root,
+        l.config.max_record_bytes,
+        state.as_ref(),
+        args.patience,
+    )?;
     let mut latencies = Latencies::new(100_000);
     let mut summary = DirectSummary {
         policy: policy.name.clone(),

@@ -8,6 +8,7 @@ use clap::Subcommand;
 use custodian::audit::{AuditKind, NewEvent};
 use custodian::catalog::Mode;
 use custodian::config::LIFECYCLE_RUN;
+use custodian::pipeline::Control;
 use custodian::policy::lifecycle::{
     self, Acknowledgment, LifecyclePolicy, LifecycleVersion, Limits, RetentionAction, SweepError,
     SweepSummary,
@@ -328,7 +329,7 @@ fn change(
 pub fn plan(cli: &Cli, no_index: bool) -> Result<u8> {
     let l = load(cli)?;
     if !no_index {
-        run_index(&l, &progress_bar(cli, "index"))?;
+        run_index(&l, &progress_bar(cli, "index"), &Control::default())?;
     }
     let due = lifecycle::plan(l.catalog.as_ref(), Utc::now())?;
     if cli.json {
@@ -370,7 +371,7 @@ pub fn run(cli: &Cli, no_index: bool, force: bool) -> Result<u8> {
             let index = if no_index {
                 None
             } else {
-                Some(run_index(&l, &index_bar)?)
+                Some(run_index(&l, &index_bar, control)?)
             };
             let actor = Actor::current()?;
             let limits = Limits {

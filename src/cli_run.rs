@@ -28,7 +28,8 @@ use super::{
 const MAX_GRACE: Duration = Duration::from_secs(60);
 
 /// Stops `control` as cancelled on SIGTERM or SIGINT.
-fn cancel_on_signals(control: &Arc<Control>) -> Result<()> {
+/// SIGTERM and SIGINT stop `control`; `what` says what stops, and what becomes of the work.
+pub fn cancel_on_signals(control: &Arc<Control>, what: &'static str) -> Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
     let control = control.clone();
@@ -37,9 +38,7 @@ fn cancel_on_signals(control: &Arc<Control>) -> Result<()> {
         .spawn(move || {
             for signal in signals.forever() {
                 if control.stop(Stop::Cancelled) {
-                    tracing::warn!(
-                        "signal {signal}: stopping the run; items in flight finish and are recorded"
-                    );
+                    tracing::warn!("signal {signal}: stopping {what}");
                 }
             }
         })?;
@@ -218,7 +217,7 @@ pub fn controlled(
     body: impl FnOnce(&Control) -> Result<u8>,
 ) -> Result<u8> {
     let control = Control::new();
-    cancel_on_signals(&control)?;
+    cancel_on_signals(&control, "the run; items in flight finish and are recorded")?;
     record_panics();
     let limits = Limits {
         time_limit: job.time_limit,
@@ -300,6 +299,7 @@ fn run_export(
         keystore.as_ref(),
         no_index,
         index_bar,
+        control,
     )?;
     let summary = match export.run(index, bar, control) {
         Err(custodian::policy::export::RunError::Manifest(e)) => {
@@ -352,6 +352,7 @@ fn run_export_node(
         keystore.as_ref(),
         true,
         &indicatif::ProgressBar::hidden(),
+        control,
     )?;
     let report = cluster::run_node(&export, units, options, bar, control)?;
     bar.finish_and_clear();
@@ -412,7 +413,7 @@ fn run_confidential(
     let index = if no_index {
         None
     } else {
-        Some(run_index(l, index_bar)?)
+        Some(run_index(l, index_bar, control)?)
     };
     let filter = Filter::resolve(&policy.criteria, Utc::now(), policy.job.timezone);
     let summary = confidential::run(policy, l.catalog.as_ref(), &filter, index, bar, control)?;
@@ -434,7 +435,7 @@ pub fn plan_confidential(
     no_index: bool,
 ) -> Result<u8> {
     if !no_index {
-        run_index(l, &progress_bar(cli, "index"))?;
+        run_index(l, &progress_bar(cli, "index"), &Control::default())?;
     }
     let now = Utc::now();
     let exclude = match policy.mode {

@@ -23,6 +23,7 @@ use custodian::filter::Filter;
 use custodian::media::audio::{self, AudioReport, VoiceFormat, VoiceSpec};
 use custodian::media::crypto::{self, FileError, FileReport};
 use custodian::media::keystore::Keystore;
+use custodian::pipeline::Control;
 use custodian::policy::export::{Export, PlannedConversation, RunSummary};
 use custodian::policy::produce::{self, MediaTools};
 use custodian::repository::index::{self, IndexReport};
@@ -401,13 +402,18 @@ fn dispatch(cli: &Cli) -> Result<u8> {
     match &cli.command {
         Command::Index => {
             let l = load(cli)?;
-            let report = run_index(&l, &progress_bar(cli, "index"))?;
+            let control = Control::new();
+            cli_run::cancel_on_signals(
+                &control,
+                "the index; what it has found is committed, and the next `custodian index` goes on",
+            )?;
+            let report = run_index(&l, &progress_bar(cli, "index"), &control)?;
             if cli.json {
                 print_json(&report)?;
             } else {
                 print_index(&report);
             }
-            Ok(u8::from(!report.failures.is_empty()))
+            Ok(u8::from(!report.failures.is_empty() || report.stopped))
         }
         Command::Run {
             policy,
@@ -462,8 +468,16 @@ fn dispatch(cli: &Cli) -> Result<u8> {
     }
 }
 
-fn run_index(l: &Loaded, bar: &indicatif::ProgressBar) -> Result<IndexReport> {
-    let report = index::index(&l.config.repository_root, l.catalog.as_ref(), bar)?;
+/// Indexes the repository; a stop asked of `control` (a signal, the run's time limit) ends the
+/// pass early with what it found committed.
+fn run_index(l: &Loaded, bar: &indicatif::ProgressBar, control: &Control) -> Result<IndexReport> {
+    let report = index::index(
+        &l.config.repository_root,
+        l.config.max_record_bytes,
+        l.catalog.as_ref(),
+        bar,
+        control,
+    )?;
     bar.finish_and_clear();
     Ok(report)
 }
@@ -479,6 +493,11 @@ fn print_index(r: &IndexReport) {
     );
     for f in &r.failures {
         println!("  failed: {f}");
+    }
+    if r.stopped {
+        println!(
+            "index: stopped before it saw every conversation; what it found is committed, and the next index goes on from there"
+        );
     }
 }
 
@@ -525,6 +544,7 @@ fn prepare_export<'a>(
     keystore: Option<&'a Keystore>,
     no_index: bool,
     index_bar: &indicatif::ProgressBar,
+    control: &Control,
 ) -> Result<(Option<IndexReport>, Export<'a>)> {
     let ffmpeg = l.config.media.ffmpeg.as_deref();
     if let (Some(ffmpeg), Some(_)) = (ffmpeg, &policy.video_format) {
@@ -533,7 +553,7 @@ fn prepare_export<'a>(
     let index = if no_index {
         None
     } else {
-        Some(run_index(l, index_bar)?)
+        Some(run_index(l, index_bar, control)?)
     };
     let export = Export {
         policy,
@@ -630,6 +650,7 @@ fn plan(cli: &Cli, name: &str, no_index: bool) -> Result<u8> {
         None,
         no_index,
         &progress_bar(cli, "index"),
+        &Control::default(),
     )?;
     let exclude = match policy.mode {
         Mode::Incremental => Exclude::ExportedBy(name.to_owned()),

@@ -22,6 +22,7 @@ macro_rules! conformance_suite {
             @each $fresh;
             round_trip,
             duplicate_ids_are_reported,
+            a_record_the_catalog_cannot_store_fails_alone,
             index_batches_apply_in_order,
             runs_and_audit,
             run_history,
@@ -123,6 +124,31 @@ fn base(id: &str, tenant: &str) -> Conversation {
             }),
         }],
     }
+}
+
+/// A record whose content no catalog can store (a size past i64, a NUL in text) fails alone:
+/// the rest of its batch is indexed, and nothing of it is written.
+pub fn a_record_the_catalog_cannot_store_fails_alone(cat: &dyn Catalog) {
+    let good = base("good", "acme");
+    let mut huge = base("huge", "acme");
+    huge.artifacts[0].size = u64::MAX;
+    let mut nul = base("nul", "acme");
+    nul.participants[0].user = Some("a\0b".into());
+    let mut channel = base("channel", "acme");
+    channel.channel = Some("../../globex/channels/X".into());
+    let outcomes = cat
+        .apply_index(&[upsert(&huge), upsert(&good), upsert(&nul), upsert(&channel)])
+        .unwrap();
+    assert_eq!(outcomes[1], None);
+    for (i, needle) in [(0, "out of range"), (2, "NUL"), (3, "not a plain name")] {
+        let reason = outcomes[i].as_deref().unwrap_or_default();
+        assert!(reason.contains(needle), "{i}: {reason:?}");
+    }
+    let ids: Vec<String> = select_all(cat, &Filter::all(), &Exclude::Nothing)
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(ids, vec!["good".to_owned()]);
 }
 
 /// Records round-trip through index and selection unchanged.

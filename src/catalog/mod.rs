@@ -494,6 +494,19 @@ pub(crate) fn rfc3339_micros(t: DateTime<Utc>) -> String {
 }
 
 /// The refusal of a record whose tenant and id another directory already holds.
+/// Why a record cannot go into any catalog, if it cannot: a catalog stores only records that
+/// validate (numbers in range, no NUL in text), so one record's content fails that record and
+/// never the batch it came in.
+fn unstorable(conversation: &Conversation, fingerprint: Fingerprint) -> Option<String> {
+    if fingerprint.size > crate::repository::record::MAX_SIZE {
+        return Some(format!(
+            "the record file's size {} is out of range",
+            fingerprint.size
+        ));
+    }
+    conversation.validate().err().map(|e| e.to_string())
+}
+
 fn duplicate_id(conversation: &Conversation, other: Option<&str>) -> String {
     format!(
         "conversation id `{}` of tenant `{}` is already indexed from {}; ids must be unique per tenant",

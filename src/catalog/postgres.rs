@@ -31,7 +31,7 @@ use super::{
     AuditQuery, Catalog, CatalogError, ConfidentialPage, Counters, Exclude, FailedItem,
     Fingerprint, IndexChange, ItemOutcome, JobRun, Mode, ObjectRecord, PolicyLock, Result, RunId,
     RunStatus, Selected, deletion_event, duplicate_id, flag_event, other_enabled, policy_exists,
-    redact_url, unknown_policy, version_exists,
+    redact_url, unknown_policy, unstorable, version_exists,
 };
 use crate::audit::{AuditEvent, AuditKind, NewEvent};
 use crate::filter::{Dialect, Filter, SqlValue};
@@ -258,6 +258,11 @@ ALTER TABLE job_runs ADD COLUMN deleted BIGINT NOT NULL DEFAULT 0;
 "#,
     r#"
 CREATE INDEX audit_events_deletions ON audit_events (run) WHERE kind = 'artifact_deleted';
+"#,
+    // A run's failed subjects are those it never exported: without this index each failed
+    // item's probe for an export of the same subject scanned all of the run's items.
+    r#"
+CREATE INDEX run_items_subject ON run_items (run, subject, outcome);
 "#,
 ];
 
@@ -606,9 +611,13 @@ fn plan_index<'a>(
             IndexChange::Upsert {
                 rel_dir,
                 conversation,
-                ..
+                fingerprint,
             } => {
                 let key = (conversation.tenant.as_str(), conversation.id.as_str());
+                if let Some(reason) = unstorable(conversation, *fingerprint) {
+                    plan.outcomes.push(Some(reason));
+                    continue;
+                }
                 match owner.get(&key) {
                     Some(&other) if other != rel_dir.as_str() => {
                         Some(duplicate_id(conversation, Some(other)))

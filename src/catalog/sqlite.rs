@@ -18,7 +18,7 @@ use super::{
     AuditQuery, Catalog, CatalogError, ConfidentialPage, Counters, Exclude, FailedItem,
     Fingerprint, IndexChange, ItemOutcome, JobRun, Mode, ObjectRecord, PolicyLock, Result, RunId,
     RunStatus, Selected, deletion_event, duplicate_id, flag_event, other_enabled, policy_exists,
-    rfc3339_micros as ts, unknown_policy, version_exists,
+    rfc3339_micros as ts, unknown_policy, unstorable, version_exists,
 };
 use crate::audit::{AuditEvent, AuditKind, GENESIS, NewEvent};
 use crate::filter::{Dialect, Filter, SqlValue};
@@ -210,6 +210,11 @@ ALTER TABLE job_runs ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
 "#,
     r#"
 CREATE INDEX audit_events_deletions ON audit_events (run) WHERE kind = 'artifact_deleted';
+"#,
+    // A run's failed subjects are those it never exported: without this index each failed
+    // item's probe for an export of the same subject scanned all of the run's items.
+    r#"
+CREATE INDEX run_items_subject ON run_items (run, subject, outcome);
 "#,
 ];
 
@@ -506,7 +511,7 @@ impl SqliteCatalog {
 }
 
 fn upsert(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     rel_dir: &str,
     fp: Fingerprint,
     c: &Conversation,
@@ -678,6 +683,23 @@ fn to_sql(v: &SqlValue) -> rusqlite::types::Value {
     }
 }
 
+/// A run's counters. A subject counts as failed only if the run never exported it; that
+/// probe is one lookup in `run_items_subject` per failed item.
+const RUN_COUNTERS: &str = "SELECT \
+       (SELECT COUNT(*) FROM run_items WHERE run = ?1 AND outcome = 'exported'), \
+       (SELECT COUNT(DISTINCT f.subject) FROM run_items f WHERE f.run = ?1 AND f.outcome = 'failed' \
+          AND NOT EXISTS (SELECT 1 FROM run_items x WHERE x.run = ?1 AND x.outcome = 'exported' \
+                          AND x.subject = f.subject)), \
+       (SELECT COUNT(*) FROM run_objects WHERE run = ?1), \
+       (SELECT COALESCE(SUM(size), 0) FROM run_objects WHERE run = ?1), \
+       (SELECT COUNT(*) FROM audit_events WHERE run = ?1 AND kind = 'artifact_deleted')";
+
+/// The failed items of a run whose subject it never exported, oldest first.
+const FAILED_ITEMS: &str = "SELECT subject, error, at FROM run_items f WHERE f.run = ?1 AND f.outcome = 'failed' \
+     AND NOT EXISTS (SELECT 1 FROM run_items x WHERE x.run = ?1 AND x.outcome = 'exported' \
+                     AND x.subject = f.subject) \
+     ORDER BY f.rowid LIMIT ?2";
+
 const SELECT_CONVERSATION: &str = "SELECT c.pk, c.rel_dir, c.tenant, c.id, c.kind, c.source_platform, \
      c.direction, c.start_text, c.end_text, c.confidential, c.cdr_only, c.imported, c.legal_hold, \
      c.channel FROM conversations c WHERE c.pk > ?";
@@ -726,28 +748,44 @@ impl Catalog for SqliteCatalog {
 
     fn apply_index(&self, changes: &[IndexChange]) -> Result<Vec<Option<String>>> {
         let mut conn = self.writer.lock().expect("catalog writer lock");
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let mut tx = conn.transaction().map_err(|e| self.err(e))?;
         let mut outcomes = Vec::with_capacity(changes.len());
         for change in changes {
-            let outcome = match change {
+            let (rel_dir, fingerprint, conversation) = match change {
+                IndexChange::Remove { rel_dir } => {
+                    tx.prepare_cached("DELETE FROM conversations WHERE rel_dir = ?")
+                        .and_then(|mut s| s.execute([rel_dir]))
+                        .map_err(|e| self.err(e))?;
+                    outcomes.push(None);
+                    continue;
+                }
                 IndexChange::Upsert {
                     rel_dir,
                     fingerprint,
                     conversation,
-                } => upsert(&tx, rel_dir, *fingerprint, conversation),
-                IndexChange::Remove { rel_dir } => tx
-                    .prepare_cached("DELETE FROM conversations WHERE rel_dir = ?")
-                    .and_then(|mut s| s.execute([rel_dir]))
-                    .map(drop),
+                } => (rel_dir, *fingerprint, conversation),
             };
-            outcomes.push(match outcome {
-                Ok(()) => None,
-                Err(rusqlite::Error::SqliteFailure(e, _))
+            if let Some(reason) = unstorable(conversation, fingerprint) {
+                outcomes.push(Some(reason));
+                continue;
+            }
+            // Each record in a savepoint of its own: one that cannot be stored leaves nothing
+            // half-written behind and fails alone.
+            let sp = tx.savepoint().map_err(|e| self.err(e))?;
+            let written = upsert(&sp, rel_dir, fingerprint, conversation);
+            let failed = match written {
+                Ok(()) => {
+                    sp.commit().map_err(|e| self.err(e))?;
+                    outcomes.push(None);
+                    continue;
+                }
+                Err(e) => e,
+            };
+            drop(sp);
+            outcomes.push(Some(match failed {
+                rusqlite::Error::SqliteFailure(e, _)
                     if e.code == rusqlite::ErrorCode::ConstraintViolation =>
                 {
-                    let IndexChange::Upsert { conversation, .. } = change else {
-                        unreachable!("a delete violates no constraint")
-                    };
                     let other: Option<String> = tx
                         .query_row(
                             "SELECT rel_dir FROM conversations WHERE tenant = ? AND id = ?",
@@ -756,10 +794,18 @@ impl Catalog for SqliteCatalog {
                         )
                         .optional()
                         .map_err(|e| self.err(e))?;
-                    Some(duplicate_id(conversation, other.as_deref()))
+                    duplicate_id(conversation, other.as_deref())
                 }
-                Err(e) => return Err(self.err(e)),
-            });
+                e @ (rusqlite::Error::ToSqlConversionFailure(_)
+                | rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error {
+                        code: rusqlite::ErrorCode::TooBig,
+                        ..
+                    },
+                    _,
+                )) => format!("the catalog cannot store this record: {e}"),
+                e => return Err(self.err(e)),
+            }));
         }
         tx.commit().map_err(|e| self.err(e))?;
         Ok(outcomes)
@@ -931,27 +977,16 @@ impl Catalog for SqliteCatalog {
 
     fn run_counters(&self, run: RunId) -> Result<Counters> {
         self.with_reader(|conn| {
-            conn.query_row(
-                "SELECT \
-                   (SELECT COUNT(*) FROM run_items WHERE run = ?1 AND outcome = 'exported'), \
-                   (SELECT COUNT(DISTINCT f.subject) FROM run_items f WHERE f.run = ?1 AND f.outcome = 'failed' \
-                      AND NOT EXISTS (SELECT 1 FROM run_items x WHERE x.run = ?1 AND x.outcome = 'exported' \
-                                      AND x.subject = f.subject)), \
-                   (SELECT COUNT(*) FROM run_objects WHERE run = ?1), \
-                   (SELECT COALESCE(SUM(size), 0) FROM run_objects WHERE run = ?1), \
-                   (SELECT COUNT(*) FROM audit_events WHERE run = ?1 AND kind = 'artifact_deleted')",
-                [run.0],
-                |r| {
-                    Ok(Counters {
-                        exported: r.get(0)?,
-                        failed: r.get(1)?,
-                        objects: r.get(2)?,
-                        bytes: r.get(3)?,
-                        deleted: r.get(4)?,
-                        ..Counters::default()
-                    })
-                },
-            )
+            conn.query_row(RUN_COUNTERS, [run.0], |r| {
+                Ok(Counters {
+                    exported: r.get(0)?,
+                    failed: r.get(1)?,
+                    objects: r.get(2)?,
+                    bytes: r.get(3)?,
+                    deleted: r.get(4)?,
+                    ..Counters::default()
+                })
+            })
             .map_err(|e| self.err(e))
         })
     }
@@ -1121,14 +1156,7 @@ impl Catalog for SqliteCatalog {
 
     fn failed_items(&self, run: RunId, limit: usize) -> Result<Vec<FailedItem>> {
         self.with_reader(|conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT subject, error, at FROM run_items f WHERE f.run = ?1 AND f.outcome = 'failed' \
-                     AND NOT EXISTS (SELECT 1 FROM run_items x WHERE x.run = ?1 AND x.outcome = 'exported' \
-                                     AND x.subject = f.subject) \
-                     ORDER BY f.rowid LIMIT ?2",
-                )
-                .map_err(|e| self.err(e))?;
+            let mut stmt = conn.prepare_cached(FAILED_ITEMS).map_err(|e| self.err(e))?;
             let rows = stmt
                 .query_map(params![run.0, limit as i64], |r| {
                     Ok((
@@ -1654,6 +1682,33 @@ mod tests {
             let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Box::new(SqliteCatalog::open(&dir.path().join(format!("c{i}.db"))).unwrap())
         });
+    }
+
+    #[test]
+    fn failed_subjects_are_probed_through_an_index_not_a_scan_of_the_run() {
+        let (_dir, cat) = fresh();
+        for (sql, n) in [(RUN_COUNTERS, 1), (FAILED_ITEMS, 2)] {
+            let plan: Vec<String> = cat
+                .with_reader(|conn| {
+                    let mut stmt = conn
+                        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                        .map_err(|e| cat.err(e))?;
+                    let rows = stmt
+                        .query_map(params_from_iter([1, 10].into_iter().take(n)), |r| {
+                            r.get::<_, String>(3)
+                        })
+                        .map_err(|e| cat.err(e))?;
+                    rows.collect::<rusqlite::Result<_>>()
+                        .map_err(|e| cat.err(e))
+                })
+                .unwrap();
+            assert!(
+                plan.iter()
+                    .any(|l| l.contains("SEARCH x USING COVERING INDEX run_items_subject")),
+                "{sql}:\n{}",
+                plan.join("\n")
+            );
+        }
     }
 
     #[test]

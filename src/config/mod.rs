@@ -158,6 +158,7 @@ impl Default for RawCatalog {
 #[serde(deny_unknown_fields)]
 struct RawRepository {
     root: PathBuf,
+    max_record_bytes: Option<u64>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -416,6 +417,8 @@ pub struct Config {
     pub file: PathBuf,
     pub catalog: CatalogConfig,
     pub repository_root: PathBuf,
+    /// A conversation.json larger than this is refused without being read.
+    pub max_record_bytes: u64,
     pub targets: BTreeMap<String, TargetConfig>,
     pub policies: BTreeMap<String, Policy>,
     pub media: MediaConfig,
@@ -423,6 +426,13 @@ pub struct Config {
     /// How notifications are sent; required when a policy has `notify`.
     pub email: Option<EmailConfig>,
 }
+
+/// Default of `[repository] max_record_bytes`: far above any real record (a thousand
+/// participants and artifacts take some 200 KiB), far below what would strain memory.
+pub const DEFAULT_MAX_RECORD_BYTES: u64 = 16 << 20;
+const MIN_RECORD_BYTES: u64 = 1024;
+/// Each indexing thread may hold one record this large, and its parsed form, at once.
+const MAX_RECORD_BYTES: u64 = 1 << 30;
 
 /// Default filename format of export policies.
 pub const DEFAULT_FILENAME_FORMAT: &str = "{tenant}/{yyyy}/{MM}/{dd}/{id}/{file}";
@@ -1068,9 +1078,22 @@ impl Config {
             }
             lifecycle.max_delete_share = share;
         }
+        let max_record_bytes = match raw.repository.max_record_bytes {
+            None => DEFAULT_MAX_RECORD_BYTES,
+            Some(n) if (MIN_RECORD_BYTES..=MAX_RECORD_BYTES).contains(&n) => n,
+            Some(_) => {
+                return Err(v.invalid(
+                    &["repository", "max_record_bytes"],
+                    format!(
+                        "the largest conversation.json to read, in bytes, between {MIN_RECORD_BYTES} and {MAX_RECORD_BYTES} (default {DEFAULT_MAX_RECORD_BYTES}, 16 MiB)"
+                    ),
+                ));
+            }
+        };
         Ok(Config {
             email,
             lifecycle,
+            max_record_bytes,
             file: file.to_owned(),
             catalog,
             repository_root: resolve(&base, &raw.repository.root),
@@ -1470,6 +1493,27 @@ min_duration = "2h"
             err,
             "/etc/custodian/custodian.toml:3: catalog.url: this build of custodian leaves out the PostgreSQL catalog; build it with `--features postgres`"
         );
+    }
+
+    #[test]
+    fn max_record_bytes_defaults_to_16_mib_and_is_checked() {
+        assert_eq!(parse(GOOD).unwrap().max_record_bytes, 16 << 20);
+        let with = |value: &str| {
+            parse(&GOOD.replace(
+                "root = \"repo\"",
+                &format!("root = \"repo\"\nmax_record_bytes = {value}"),
+            ))
+        };
+        assert_eq!(with("65536").unwrap().max_record_bytes, 65536);
+        for bad in ["0", "1023", "2147483648"] {
+            let err = with(bad).unwrap_err();
+            assert!(
+                err.starts_with("/etc/custodian/custodian.toml:7: repository.max_record_bytes: the largest conversation.json to read"),
+                "{err}"
+            );
+        }
+        let err = with("-1").unwrap_err();
+        assert!(err.contains(":7: repository.max_record_bytes"), "{err}");
     }
 
     #[test]

@@ -9,13 +9,15 @@
 //! is exported again.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use rustix::fs::FileType;
+
 use crate::catalog::{Catalog, CatalogError, Fingerprint, IndexChange};
+use crate::confined::{ConfinedError, Dir, kind_name};
 use crate::filter::Criteria;
-use crate::repository::index::{day_dirs, read_record, subdirs};
+use crate::repository::index::{day_dirs, mtime_ns, read_record, reason, stat_record};
 use crate::repository::record::{Conversation, RECORD_FILE};
 
 /// The criteria direct export can apply: what a recording server knows of a conversation on
@@ -74,40 +76,52 @@ pub enum Check {
     Waiting(String),
 }
 
-/// Whether the conversation at `rel_dir` is complete.
-pub fn check(root: &Path, rel_dir: &str) -> Check {
-    let dir = root.join(rel_dir);
-    let meta = match std::fs::metadata(dir.join(RECORD_FILE)) {
-        Ok(m) => m,
-        Err(_) => return Check::Waiting(format!("no {RECORD_FILE} yet")),
-    };
-    let conversation = match read_record(root, rel_dir) {
+/// An instant given in nanoseconds since the epoch.
+fn instant(ns: i64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_nanos(u64::try_from(ns).unwrap_or(0))
+}
+
+/// Whether the conversation at `rel_dir` is complete. Everything is looked at through `root`
+/// without following a link: a record or artifact that is a link or a special file is never
+/// complete, and no record larger than `max_record_bytes` is read.
+pub fn check(root: &Dir, rel_dir: &str, max_record_bytes: u64) -> Check {
+    match stat_record(root, &format!("{rel_dir}/{RECORD_FILE}")) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Check::Waiting(format!("no {RECORD_FILE} yet"));
+        }
+        Err(e) => return Check::Waiting(format!("{RECORD_FILE} {}", reason(&e))),
+    }
+    let (conversation, fingerprint) = match read_record(root, rel_dir, max_record_bytes) {
         Ok(c) => c,
         Err(e) => return Check::Waiting(format!("{RECORD_FILE} is not final yet: {e}")),
     };
-    let mut completed = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut completed = instant(fingerprint.mtime_ns);
     for a in &conversation.artifacts {
-        match std::fs::metadata(dir.join(&a.file)) {
-            Ok(m) if m.len() == a.size => {
-                completed = completed.max(m.modified().unwrap_or(completed));
+        let st = match root.stat(format!("{rel_dir}/{}", a.file)) {
+            Ok(st) => st,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Check::Waiting(format!("{} is not there yet", a.file));
             }
-            Ok(m) => {
-                return Check::Waiting(format!(
-                    "{} has {} of its {} bytes",
-                    a.file,
-                    m.len(),
-                    a.size
-                ));
-            }
-            Err(_) => return Check::Waiting(format!("{} is not there yet", a.file)),
+            Err(e) => return Check::Waiting(format!("{} {}", a.file, reason(&e))),
+        };
+        let file_type = FileType::from_raw_mode(st.st_mode);
+        let size = st.st_size as u64;
+        if file_type != FileType::RegularFile {
+            return Check::Waiting(format!(
+                "{} is a {}, not a regular file; custodian never follows links in the repository",
+                a.file,
+                kind_name(file_type)
+            ));
         }
+        if size != a.size {
+            return Check::Waiting(format!("{} has {size} of its {} bytes", a.file, a.size));
+        }
+        completed = completed.max(instant(mtime_ns(&st)));
     }
     Check::Complete {
         conversation: Box::new(conversation),
-        fingerprint: Fingerprint {
-            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-            size: meta.size(),
-        },
+        fingerprint,
         completed,
     }
 }
@@ -129,6 +143,9 @@ pub struct Found {
 /// Watches a repository for conversations becoming complete.
 pub struct Watcher {
     root: PathBuf,
+    max_record_bytes: u64,
+    /// Links met in place of directories, each warned about once.
+    links: HashSet<PathBuf>,
     /// Day directories and the modification time their listing was read at.
     days: HashMap<String, SystemTime>,
     /// Conversations seen but not complete yet.
@@ -143,6 +160,7 @@ impl Watcher {
     /// A watcher that knows what the state catalog already holds.
     pub fn new(
         root: &Path,
+        max_record_bytes: u64,
         state: &dyn Catalog,
         patience: Duration,
     ) -> Result<Watcher, CatalogError> {
@@ -152,6 +170,8 @@ impl Watcher {
         }
         Ok(Watcher {
             root: root.to_owned(),
+            max_record_bytes,
+            links: HashSet::new(),
             days: HashMap::new(),
             pending: BTreeMap::new(),
             known,
@@ -166,31 +186,46 @@ impl Watcher {
 
     /// Looks for new conversation directories and re-checks the incomplete ones; returns those
     /// complete now (each once).
-    pub fn scan(&mut self) -> std::io::Result<Vec<Found>> {
+    pub fn scan(&mut self) -> Result<Vec<Found>, ConfinedError> {
         let now = SystemTime::now();
-        for day in day_dirs(&self.root)? {
-            let Ok(modified) = std::fs::metadata(self.root.join(&day)).and_then(|m| m.modified())
-            else {
+        let root = Dir::open_root(&self.root)?;
+        let walked = day_dirs(&root)?;
+        let mut skipped = walked.failures;
+        for day in walked.days {
+            let Ok(st) = root.stat(&day) else {
                 continue;
             };
+            let modified = instant(mtime_ns(&st));
             if self.days.get(&day) == Some(&modified) {
                 continue;
             }
-            for name in subdirs(&self.root.join(&day)).unwrap_or_default() {
-                let rel_dir = format!("{day}/{name}");
-                if !self.known.contains(&rel_dir) {
-                    self.pending.entry(rel_dir).or_insert(Pending {
-                        since: now,
-                        warned: false,
-                    });
+            for entry in root.entries(&day).unwrap_or_default() {
+                let rel_dir = format!("{day}/{}", entry.name);
+                match entry.file_type {
+                    FileType::Directory if !self.known.contains(&rel_dir) => {
+                        self.pending.entry(rel_dir).or_insert(Pending {
+                            since: now,
+                            warned: false,
+                        });
+                    }
+                    FileType::Symlink => skipped.push(crate::repository::index::RecordFailure {
+                        path: root.display_path(&rel_dir),
+                        reason: "is a symbolic link; custodian never follows links in the repository, so it is skipped".into(),
+                    }),
+                    _ => {}
                 }
             }
             self.days.insert(day, modified);
         }
+        for f in skipped {
+            if self.links.insert(f.path.clone()) {
+                tracing::warn!("{f}");
+            }
+        }
         let mut found = Vec::new();
         let patience = self.patience;
-        self.pending
-            .retain(|rel_dir, p| match check(&self.root, rel_dir) {
+        self.pending.retain(
+            |rel_dir, p| match check(&root, rel_dir, self.max_record_bytes) {
                 Check::Complete {
                     conversation,
                     completed,
@@ -214,7 +249,8 @@ impl Watcher {
                     }
                     true
                 }
-            });
+            },
+        );
         self.known.extend(found.iter().map(|f| f.rel_dir.clone()));
         Ok(found)
     }

@@ -229,7 +229,18 @@ pub enum RecordError {
     Participant { index: usize },
     #[error("cdr_only record has no channel")]
     CdrOnlyWithoutChannel,
+    #[error(
+        "channel `{value}` is not a plain name: it names a folder of the record's own tenant (`<tenant>/channels/<channel>`), without `/`, `..` or control characters"
+    )]
+    Channel { value: String },
+    #[error("artifact `{file}`: size {size} is out of range (at most {MAX_SIZE} bytes)")]
+    Size { file: String, size: u64 },
+    #[error("{field} contains a NUL character")]
+    Nul { field: &'static str },
 }
+
+/// The largest size a record may state: what the catalog can store (a signed 64-bit integer).
+pub const MAX_SIZE: u64 = i64::MAX as u64;
 
 /// True when `name` can be used as one path component without escaping its directory.
 pub fn is_safe_name(name: &str) -> bool {
@@ -281,6 +292,14 @@ impl Conversation {
         if self.flags.cdr_only && self.channel.is_none() {
             return Err(RecordError::CdrOnlyWithoutChannel);
         }
+        if let Some(channel) = &self.channel
+            && !crate::confined::is_plain_name(channel)
+        {
+            return Err(RecordError::Channel {
+                value: channel.clone(),
+            });
+        }
+        self.check_text()?;
         let mut seen = std::collections::HashSet::new();
         for a in &self.artifacts {
             if !is_safe_name(&a.file) || a.file == RECORD_FILE {
@@ -304,11 +323,44 @@ impl Conversation {
                     file: a.file.clone(),
                 });
             }
+            if a.size > MAX_SIZE {
+                return Err(RecordError::Size {
+                    file: a.file.clone(),
+                    size: a.size,
+                });
+            }
             if !seen.insert(a.file.as_str()) {
                 return Err(RecordError::DuplicateFile {
                     file: a.file.clone(),
                 });
             }
+        }
+        Ok(())
+    }
+
+    /// No free-text field holds a NUL, which no catalog can store (PostgreSQL refuses it in
+    /// text and would fail the whole batch the record came in).
+    fn check_text(&self) -> Result<(), RecordError> {
+        let nul = |field, value: &str| {
+            if value.contains('\0') {
+                Err(RecordError::Nul { field })
+            } else {
+                Ok(())
+            }
+        };
+        nul("source_platform", &self.source_platform)?;
+        for p in &self.participants {
+            nul("participant user", p.user.as_deref().unwrap_or(""))?;
+            nul(
+                "participant extension",
+                p.extension.as_deref().unwrap_or(""),
+            )?;
+        }
+        for a in &self.artifacts {
+            nul(
+                "artifact key_id",
+                a.encryption.as_ref().map_or("", |e| e.key_id.as_str()),
+            )?;
         }
         Ok(())
     }
@@ -380,6 +432,56 @@ mod tests {
         let mut c = sample();
         c.schema = 2;
         assert_eq!(c.validate(), Err(RecordError::Schema(2)));
+    }
+
+    #[test]
+    fn a_size_the_catalog_cannot_store_fails_the_record() {
+        let json = serde_json::to_string(&sample())
+            .unwrap()
+            .replace(r#""size":10"#, r#""size":9223372036854775808"#);
+        let err = Conversation::from_json(json.as_bytes()).unwrap_err();
+        assert!(
+            err.contains("artifact `a.wav`: size 9223372036854775808 is out of range"),
+            "{err}"
+        );
+        let mut c = sample();
+        c.artifacts[0].size = MAX_SIZE;
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_channel_that_is_a_path_is_refused() {
+        for bad in [
+            "../../globex/channels/X",
+            "/srv/other/channels/X",
+            "a/b",
+            "..",
+            "",
+        ] {
+            let mut c = sample();
+            c.channel = Some(bad.into());
+            let err = c.validate().unwrap_err();
+            assert!(matches!(err, RecordError::Channel { .. }), "{bad}: {err}");
+            assert!(err.to_string().contains("not a plain name"), "{err}");
+        }
+        let mut c = sample();
+        c.channel = Some("turret-0042".into());
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_nul_in_free_text_is_refused() {
+        let mut c = sample();
+        c.participants[0].user = Some("al\0ice".into());
+        assert_eq!(
+            c.validate(),
+            Err(RecordError::Nul {
+                field: "participant user"
+            })
+        );
+        let mut c = sample();
+        c.source_platform = "cis\0co".into();
+        assert!(matches!(c.validate(), Err(RecordError::Nul { .. })));
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod export;
 #[cfg(feature = "gcs")]
 mod gcs;
 mod hostile_target;
+mod hostile_index;
 mod jobs;
 mod lifecycle;
 mod media;
