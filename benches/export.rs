@@ -64,7 +64,8 @@ fn export_conversation(c: &mut Criterion) {
     let catalog = SqliteCatalog::open(&dir.path().join("c.db")).unwrap();
     let export = Export {
         policy,
-        root: &root,
+        repo: custodian::confined::Dir::open_root(&root).unwrap(),
+        scratch: custodian::media::scratch::Scratch::open(&dir.path().join("scratch")).unwrap(),
         target: &target,
         catalog: &catalog,
         filter: Filter::all(),

@@ -84,7 +84,8 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let t0 = DateTime::parse_from_rfc3339("2026-01-01T10:00:00Z").unwrap();
     channel(dir.path(), t0);
-    let segments = load_channel(dir.path()).unwrap();
+    let handle = custodian::confined::Dir::open_root(dir.path()).unwrap();
+    let segments = load_channel(&handle, "bench").unwrap();
     let (start, end) = (t0 + Duration::seconds(30), t0 + Duration::seconds(300));
     let seconds = (end - start).num_seconds() as u64;
     let mut group = c.benchmark_group("stitch");

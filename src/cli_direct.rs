@@ -25,7 +25,7 @@ use custodian::policy::direct::{self, DIRECT_CRITERIA, Latencies, Watcher};
 use custodian::policy::export::{Export, RunError};
 use custodian::policy::produce::{self, MediaTools};
 
-use super::{Cli, Loaded, load_keystore, open_target, print_json};
+use super::{Cli, Loaded, export_io, load_keystore, open_target, print_json};
 
 /// The first pause before conversations a stopped run left are retried, and the longest.
 const STOPPED_RETRY_FIRST: Duration = Duration::from_secs(1);
@@ -101,9 +101,11 @@ pub fn direct(cli: &Cli, args: &DirectArgs) -> Result<u8> {
     let mut criteria = policy.criteria.clone();
     criteria.imported = Some(false);
     let filter = Filter::resolve(&criteria, Utc::now(), policy.job.timezone);
+    let (repo, scratch) = export_io(&l)?;
     let export = Export {
         policy: &policy,
-        root: &l.config.repository_root,
+        repo,
+        scratch,
         target: target.as_ref(),
         catalog: state.as_ref(),
         filter: filter.clone(),

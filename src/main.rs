@@ -23,6 +23,7 @@ use custodian::filter::Filter;
 use custodian::media::audio::{self, AudioReport, VoiceFormat, VoiceSpec};
 use custodian::media::crypto::{self, FileError, FileReport};
 use custodian::media::keystore::Keystore;
+use custodian::media::scratch::Scratch;
 use custodian::pipeline::Control;
 use custodian::policy::export::{Export, PlannedConversation, RunSummary};
 use custodian::policy::produce::{self, MediaTools};
@@ -536,6 +537,28 @@ fn load_keystore(l: &Loaded, policy: &custodian::config::ExportPolicy) -> Result
     }
 }
 
+/// The repository handle an export reads every file through, and this process's private
+/// scratch directory (opening it sweeps what killed runs left in the scratch root).
+fn export_io(l: &Loaded) -> Result<(custodian::confined::Dir, Scratch)> {
+    let repo = custodian::confined::Dir::open_root(&l.config.repository_root)
+        .context("opening the repository root")?;
+    let scratch_root = l
+        .config
+        .media
+        .scratch_dir
+        .clone()
+        .unwrap_or_else(Scratch::default_root);
+    let scratch = Scratch::open(&scratch_root)?;
+    if scratch.swept() > 0 {
+        tracing::info!(
+            "removed {} scratch director(ies) of dead processes from {}",
+            scratch.swept(),
+            scratch_root.display()
+        );
+    }
+    Ok((repo, scratch))
+}
+
 /// Indexes (unless told not to) and sets up an export of `policy` to `target`.
 fn prepare_export<'a>(
     l: &'a Loaded,
@@ -550,6 +573,7 @@ fn prepare_export<'a>(
     if let (Some(ffmpeg), Some(_)) = (ffmpeg, &policy.video_format) {
         produce::check_ffmpeg(ffmpeg).map_err(anyhow::Error::msg)?;
     }
+    let (repo, scratch) = export_io(l)?;
     let index = if no_index {
         None
     } else {
@@ -557,7 +581,8 @@ fn prepare_export<'a>(
     };
     let export = Export {
         policy,
-        root: &l.config.repository_root,
+        repo,
+        scratch,
         target,
         catalog: l.catalog.as_ref(),
         filter: Filter::resolve(&policy.criteria, Utc::now(), policy.job.timezone),
@@ -1086,11 +1111,12 @@ fn stitch(cli: &Cli, args: &StitchArgs) -> Result<u8> {
     use custodian::media::crypto::Decryptor;
     use custodian::media::stitch::{self, ChannelSegment};
     let keystore = args.keystore.as_deref().map(Keystore::load).transpose()?;
-    let segments = stitch::load_channel(&args.channel)?;
     let channel = args.channel.file_name().map_or_else(
         || args.channel.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
+    let dir = custodian::confined::Dir::open_root(&args.channel)?;
+    let segments = stitch::load_channel(&dir, &channel)?;
     let spec = VoiceSpec {
         format: args.format,
         rate: args.rate,
@@ -1098,7 +1124,13 @@ fn stitch(cli: &Cli, args: &StitchArgs) -> Result<u8> {
     };
     let open =
         |s: &ChannelSegment| -> std::result::Result<Box<dyn std::io::Read + Send + Sync>, String> {
-            let file = std::fs::File::open(&s.path).map_err(|e| e.to_string())?;
+            let file = dir.open_file(&s.record.file).map_err(|e| e.to_string())?;
+            let what = format!("segment {}", s.path.display());
+            let expect = target::Expected {
+                size: s.record.size,
+                sha256: &s.record.sha256,
+            };
+            let file = produce::Verified::new(file, expect, &what);
             match (&s.record.encryption, &keystore) {
                 (None, _) => Ok(Box::new(file)),
                 (Some(e), None) => Err(format!(

@@ -138,6 +138,7 @@ job_keys!(RawLifecycle, RawPolicy);
 struct RawMedia {
     keystore: Option<PathBuf>,
     ffmpeg: Option<PathBuf>,
+    scratch_dir: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -353,6 +354,9 @@ pub struct MediaConfig {
     /// The ffmpeg program used for video and screen formats: a bare name is looked up in
     /// `PATH`, a path is resolved against the config file's directory.
     pub ffmpeg: Option<PathBuf>,
+    /// Where exports stage transcoded, stitched and ffmpeg files (a private directory per
+    /// process inside it); None for the per-user default under the system temporary directory.
+    pub scratch_dir: Option<PathBuf>,
 }
 
 /// Settings of the lifecycle sweep and of lifecycle policy management.
@@ -1108,6 +1112,7 @@ impl Config {
                         f
                     }
                 }),
+                scratch_dir: raw.media.scratch_dir.map(|d| resolve(&base, &d)),
             },
         })
     }
@@ -1319,13 +1324,17 @@ min_duration = "2h"
             "{err}"
         );
         let c = parse(&format!(
-            "{}\n[media]\nkeystore = \"keys.json\"\nffmpeg = \"ffmpeg\"\n",
+            "{}\n[media]\nkeystore = \"keys.json\"\nffmpeg = \"ffmpeg\"\nscratch_dir = \"scratch\"\n",
             GOOD.replace("mode = \"full\"", "decrypt = true\nzip = true")
         ))
         .unwrap();
         assert_eq!(
             c.media.keystore.as_deref(),
             Some(Path::new("/etc/custodian/keys.json"))
+        );
+        assert_eq!(
+            c.media.scratch_dir.as_deref(),
+            Some(Path::new("/etc/custodian/scratch"))
         );
         let Policy::Export(p) = c.policy("nightly").unwrap() else {
             panic!("an export policy")

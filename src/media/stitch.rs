@@ -9,11 +9,12 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chrono::{DateTime, FixedOffset};
 use serde::Serialize;
 
+use crate::confined::{Dir, is_plain_name};
 use crate::media::audio::{AudioError, Decoder, Encoder, Resampler, VoiceSpec};
 use crate::repository::segment::Segment;
 
@@ -21,6 +22,8 @@ use crate::repository::segment::Segment;
 #[derive(Clone, Debug)]
 pub struct ChannelSegment {
     pub record: Segment,
+    /// Where the audio file is, for messages; it is opened by `record.file` through the
+    /// channel folder's handle.
     pub path: PathBuf,
 }
 
@@ -70,34 +73,58 @@ pub struct StitchReport {
     pub segments: Vec<String>,
 }
 
-/// Reads the segment records of a channel directory (`<tenant>/channels/<channel>/`), ordered
-/// by start. A record that does not parse is an error naming it.
-pub fn load_channel(dir: &Path) -> Result<Vec<ChannelSegment>, StitchError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| StitchError::Channel {
-        dir: dir.to_owned(),
+/// Largest segment record read; a real one is a few hundred bytes, and a larger file is
+/// refused without being read into memory.
+pub const SEGMENT_RECORD_CAP: u64 = 64 * 1024;
+
+/// Reads the segment records of the channel `channel`, opened as `dir` (its folder,
+/// `<tenant>/channels/<channel>/`), ordered by start. Every record is a regular file read
+/// through the folder's handle (never through a link) up to [`SEGMENT_RECORD_CAP`], names
+/// this channel, and names its audio file as a plain name in this folder; a record that is not
+/// is an error naming it.
+pub fn load_channel(dir: &Dir, channel: &str) -> Result<Vec<ChannelSegment>, StitchError> {
+    let entries = dir.entries("").map_err(|e| StitchError::Channel {
+        dir: dir.path().to_owned(),
         reason: e.to_string(),
     })?;
     let mut segments = Vec::new();
     for entry in entries {
-        let path = entry
-            .map_err(|e| StitchError::Channel {
-                dir: dir.to_owned(),
-                reason: e.to_string(),
-            })?
-            .path();
-        if path.extension().is_none_or(|e| e != "json") {
+        if !entry.name.ends_with(".json") {
             continue;
         }
-        let bytes = std::fs::read(&path).map_err(|e| StitchError::Record {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        let record = Segment::from_json(&bytes).map_err(|reason| StitchError::Record {
+        let path = dir.display_path(&entry.name);
+        let failed = |reason: String| StitchError::Record {
             path: path.clone(),
             reason,
-        })?;
+        };
+        let file = dir
+            .open_file(&entry.name)
+            .map_err(|e| failed(e.to_string()))?;
+        let mut bytes = Vec::new();
+        file.take(SEGMENT_RECORD_CAP + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| failed(e.to_string()))?;
+        if bytes.len() as u64 > SEGMENT_RECORD_CAP {
+            return Err(failed(format!(
+                "larger than {SEGMENT_RECORD_CAP} bytes; a segment record is a few hundred"
+            )));
+        }
+        let record = Segment::from_json(&bytes).map_err(&failed)?;
+        if record.channel != channel {
+            return Err(failed(format!(
+                "it names channel `{}` but lies in the folder of channel `{}`",
+                record.channel.escape_debug(),
+                channel.escape_debug()
+            )));
+        }
+        if !is_plain_name(&record.file) {
+            return Err(failed(format!(
+                "its file `{}` is not a plain name in the channel's folder",
+                record.file.escape_debug()
+            )));
+        }
         segments.push(ChannelSegment {
-            path: dir.join(&record.file),
+            path: dir.display_path(&record.file),
             record,
         });
     }
@@ -267,6 +294,76 @@ impl Timeline<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(channel: &str, file: &str) -> String {
+        serde_json::json!({
+            "schema": 1, "channel": channel, "file": file, "start": "2026-01-01T10:00:00Z",
+            "sample_rate": 8000, "channels": 1, "frames": 8000, "size": 16044,
+            "sha256": "0".repeat(64)
+        })
+        .to_string()
+    }
+
+    fn channel_dir(records: &[(&str, String)]) -> (tempfile::TempDir, Dir) {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("acme/channels/turret-1");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text) in records {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        let handle = Dir::open_root(&dir).unwrap();
+        (t, handle)
+    }
+
+    #[test]
+    fn a_channel_loads_its_own_segments_in_time_order() {
+        let (_t, dir) = channel_dir(&[("a.json", record("turret-1", "a.wav"))]);
+        let segments = load_channel(&dir, "turret-1").unwrap();
+        assert_eq!(segments.len(), 1);
+        assert!(segments[0].path.ends_with("turret-1/a.wav"));
+    }
+
+    #[test]
+    fn a_segment_naming_another_channel_is_refused() {
+        let (_t, dir) = channel_dir(&[("a.json", record("turret-9", "a.wav"))]);
+        let err = load_channel(&dir, "turret-1").unwrap_err().to_string();
+        assert!(
+            err.contains("a.json") && err.contains("names channel `turret-9`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_segment_file_outside_its_folder_is_refused() {
+        let (_t, dir) = channel_dir(&[("a.json", record("turret-1", "../../globex/x.wav"))]);
+        assert!(load_channel(&dir, "turret-1").is_err());
+    }
+
+    #[test]
+    fn an_oversized_segment_record_is_refused() {
+        let big = format!(
+            "{}{}",
+            " ".repeat(SEGMENT_RECORD_CAP as usize),
+            record("turret-1", "a.wav")
+        );
+        let (_t, dir) = channel_dir(&[("a.json", big)]);
+        let err = load_channel(&dir, "turret-1").unwrap_err().to_string();
+        assert!(err.contains("larger than 65536 bytes"), "{err}");
+    }
+
+    #[test]
+    fn a_linked_segment_record_is_refused() {
+        let (t, dir) = channel_dir(&[]);
+        std::fs::create_dir_all(t.path().join("globex")).unwrap();
+        std::fs::write(t.path().join("globex/s.json"), record("turret-1", "a.wav")).unwrap();
+        std::os::unix::fs::symlink(
+            t.path().join("globex/s.json"),
+            t.path().join("acme/channels/turret-1/s.json"),
+        )
+        .unwrap();
+        let err = load_channel(&dir, "turret-1").unwrap_err().to_string();
+        assert!(err.contains("symbolic link"), "{err}");
+    }
 
     #[test]
     fn frames_round_to_the_nearest_sample() {

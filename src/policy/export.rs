@@ -15,14 +15,16 @@ use crate::catalog::{
     RunStatus, Selected,
 };
 use crate::config::ExportPolicy;
+use crate::confined::{ConfinedError, Dir, is_plain_name};
 use crate::filter::Filter;
 use crate::media::audio::{self, VoiceFormat, VoiceSpec};
 use crate::media::keystore::Keystore;
+use crate::media::scratch::Scratch;
 use crate::media::stitch::{self, ChannelSegment};
 use crate::pipeline::{self, Control, Stop};
 use crate::policy::produce::{
     ItemError, MediaTools, Place, Shared, Sink, Transform, Verified, Written, open_decrypted,
-    run_ffmpeg, scratch_file, transform_for,
+    run_ffmpeg, transform_for,
 };
 use crate::policy::template::FileName;
 use crate::repository::index::IndexReport;
@@ -70,7 +72,11 @@ pub struct PlannedConversation {
 /// The fixed inputs of one export run.
 pub struct Export<'a> {
     pub policy: &'a ExportPolicy,
-    pub root: &'a Path,
+    /// The repository root: every artifact and channel segment is opened through it, never
+    /// through a link and never above it.
+    pub repo: Dir,
+    /// This process's private scratch directory for transcode, stitch and ffmpeg files.
+    pub scratch: Scratch,
     pub target: &'a dyn Target,
     pub catalog: &'a dyn Catalog,
     pub filter: Filter,
@@ -341,7 +347,6 @@ impl Export<'_> {
         s: &Selected,
     ) -> Result<Vec<ObjectRecord>, ItemError> {
         let c = &s.conversation;
-        let dir = self.root.join(&s.rel_dir);
         let outputs = self.outputs(c)?;
         let mut sink = if self.policy.zip {
             Sink::zip(self.target, self.zip_key(c)?, c.start.timestamp())?
@@ -352,7 +357,7 @@ impl Export<'_> {
         for o in &outputs {
             let place = self.place(c, &o.name, o.artifact)?;
             let w = match o.artifact {
-                Some(a) => self.produce(&mut sink, place, &dir, a, &o.transform, buffer)?,
+                Some(a) => self.produce(&mut sink, place, &s.rel_dir, a, &o.transform, buffer)?,
                 None => {
                     let Transform::Stitch { channel, voice } = &o.transform else {
                         unreachable!("only stitches are made without an artifact")
@@ -392,29 +397,49 @@ impl Export<'_> {
         sink.finish()
     }
 
+    /// Opens an artifact through the repository's handle: a link anywhere on its path (the
+    /// file, its conversation or day directory), a name that is not plain, or anything but a
+    /// regular file fails the item and nothing is read.
+    fn open_artifact(
+        &self,
+        rel_dir: &str,
+        a: &Artifact,
+    ) -> Result<(std::fs::File, String), String> {
+        let rel = Path::new(rel_dir).join(&a.file);
+        let what = format!("artifact {}", self.repo.display_path(&rel).display());
+        if !is_plain_name(&a.file) {
+            return Err(format!(
+                "{what}: its name in {RECORD_FILE} is not a plain file name in the conversation directory; nothing was read"
+            ));
+        }
+        match self.repo.open_file(&rel) {
+            Ok(file) => Ok((file, what)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(format!(
+                "{what} is listed in {RECORD_FILE} but missing from the repository"
+            )),
+            Err(e @ (ConfinedError::Symlink { .. } | ConfinedError::NotRegular { .. })) => {
+                Err(format!("artifact {e}; nothing was read"))
+            }
+            Err(e) => Err(format!("artifact {e}")),
+        }
+    }
+
     /// Makes one output from its artifact into `sink`.
     fn produce(
         &self,
         sink: &mut Sink<'_>,
         place: Place,
-        dir: &Path,
+        rel_dir: &str,
         a: &Artifact,
         transform: &Transform,
         buffer: &mut Vec<u8>,
     ) -> Result<Written, ItemError> {
-        let path = dir.join(&a.file);
-        let what = format!("artifact {}", path.display());
-        let file = std::fs::File::open(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => format!(
-                "artifact {} is listed in {RECORD_FILE} but missing from the repository",
-                path.display()
-            ),
-            _ => format!("{what}: {e}"),
-        })?;
+        let (file, what) = self.open_artifact(rel_dir, a)?;
         let expect = Expected {
             size: a.size,
             sha256: &a.sha256,
         };
+        let scratch_err = |e: crate::media::scratch::ScratchError| e.to_string();
         match transform {
             Transform::Copy => sink.put_file(place, &file, expect, &what, buffer),
             Transform::Stitch { .. } => unreachable!("stitches have no artifact"),
@@ -426,7 +451,7 @@ impl Export<'_> {
                     Box::new(verified)
                 };
                 let shared = Shared::new(source);
-                let mut scratch = scratch_file()?;
+                let mut scratch = self.scratch.file().map_err(scratch_err)?;
                 audio::transcode(shared.clone(), Some(&a.extension()), voice, &mut scratch)
                     .map_err(|e| format!("{what}: {e}"))?;
                 shared.drain().map_err(|e| format!("{what}: {e}"))?;
@@ -443,25 +468,30 @@ impl Export<'_> {
                     .tools
                     .ffmpeg
                     .expect("ffmpeg transforms only when configured");
-                let scratch = tempfile::tempdir().map_err(|e| format!("scratch directory: {e}"))?;
-                let mut verified = Verified::new(file, expect, &what);
-                // ffmpeg reads a plain original in place, once it has been checked; an
-                // encrypted one is decrypted (and checked) into the scratch directory first.
-                let input = if *decrypt {
-                    let staged_path = scratch.path().join(format!("in.{}", a.extension()));
-                    let mut staged = std::fs::File::create(&staged_path)
-                        .map_err(|e| format!("scratch file {}: {e}", staged_path.display()))?;
-                    let mut plain = open_decrypted(verified, self.keystore()?, &what)?;
-                    io::copy(&mut plain, &mut staged).map_err(|e| format!("{what}: {e}"))?;
-                    staged_path
+                let work = self.scratch.dir("ffmpeg-").map_err(scratch_err)?;
+                // ffmpeg gets a private copy of exactly the bytes checked against the record
+                // (decrypted when asked), never the repository path: a file swapped or
+                // rewritten after the check is not what it reads. A copy, unlike an inherited
+                // descriptor, stays seekable for containers indexed at their end (mp4 with its
+                // moov last) and needs no descriptor passed into the child.
+                let staged_path = work.path().join(format!("in.{}", a.extension()));
+                let mut staged = private_file(&staged_path)?;
+                let verified = Verified::new(file, expect, &what);
+                let copied = if *decrypt {
+                    io::copy(
+                        &mut open_decrypted(verified, self.keystore()?, &what)?,
+                        &mut staged,
+                    )
                 } else {
-                    io::copy(&mut verified, &mut io::sink()).map_err(|e| format!("{what}: {e}"))?;
-                    path.clone()
+                    io::copy(&mut { verified }, &mut staged)
                 };
-                let out = run_ffmpeg(ffmpeg, &input, format, scratch.path())
-                    .map_err(|e| format!("{what}: {e}"))?;
-                let produced = std::fs::File::open(&out)
-                    .map_err(|e| format!("ffmpeg output {}: {e}", out.display()))?;
+                copied.map_err(|e| format!("{what}: {e}"))?;
+                drop(staged);
+                let out_path = work.path().join(format!("out.{format}"));
+                private_file(&out_path)?;
+                run_ffmpeg(ffmpeg, &staged_path, &out_path).map_err(|e| format!("{what}: {e}"))?;
+                let produced = std::fs::File::open(&out_path)
+                    .map_err(|e| format!("ffmpeg output {}: {e}", out_path.display()))?;
                 sink.put_reader(place, &mut &produced, &what, buffer)
             }
         }
@@ -495,6 +525,23 @@ impl Export<'_> {
         notes
     }
 
+    /// Opens the folder of `c`'s channel, `<tenant>/channels/<channel>`, through the
+    /// repository's handle. The record comes from the catalog and is not trusted: the tenant
+    /// and channel must be plain names, so the folder is the record's own tenant's.
+    fn open_channel(&self, c: &Conversation, channel: &str) -> Result<Dir, String> {
+        let subject = format!("{}/{}", c.tenant, c.id);
+        if !is_plain_name(&c.tenant) || !is_plain_name(channel) {
+            return Err(format!(
+                "{subject}: channel `{}` is not a plain channel name (a folder of {}/channels/); nothing was read",
+                channel.escape_debug(),
+                c.tenant.escape_debug()
+            ));
+        }
+        self.repo
+            .open_dir(Path::new(&c.tenant).join("channels").join(channel))
+            .map_err(|e| format!("{subject}: channel {e}"))
+    }
+
     /// Stitches a CDR-only call from its channel into `sink`.
     fn produce_stitch(
         &self,
@@ -505,11 +552,11 @@ impl Export<'_> {
         spec: &VoiceSpec,
         buffer: &mut Vec<u8>,
     ) -> Result<Written, ItemError> {
-        let dir = self.root.join(&c.tenant).join("channels").join(channel);
-        let segments = stitch::load_channel(&dir).map_err(|e| e.to_string())?;
+        let dir = self.open_channel(c, channel)?;
+        let segments = stitch::load_channel(&dir, channel).map_err(|e| e.to_string())?;
         let open = |s: &ChannelSegment| -> Result<Box<dyn Read + Send + Sync>, String> {
             let what = format!("segment {}", s.path.display());
-            let file = std::fs::File::open(&s.path).map_err(|e| format!("{e}"))?;
+            let file = dir.open_file(&s.record.file).map_err(|e| e.to_string())?;
             let expect = Expected {
                 size: s.record.size,
                 sha256: &s.record.sha256,
@@ -520,7 +567,7 @@ impl Export<'_> {
                 None => Box::new(verified),
             })
         };
-        let mut scratch = scratch_file()?;
+        let mut scratch = self.scratch.file().map_err(|e| e.to_string())?;
         let out = scratch
             .try_clone()
             .map_err(|e| format!("scratch file: {e}"))?;
@@ -749,4 +796,15 @@ impl Export<'_> {
             seconds: started.elapsed().as_secs_f64(),
         })
     }
+}
+
+/// Creates a new file readable by its owner only (0600), failing if the name is taken.
+fn private_file(path: &Path) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("scratch file {}: {e}", path.display()))
 }

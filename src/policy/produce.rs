@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
@@ -19,10 +19,10 @@ use crate::catalog::ObjectRecord;
 use crate::media::audio::VoiceSpec;
 use crate::media::crypto::{Decryptor, DecryptorError};
 use crate::media::keystore::Keystore;
-use crate::repository::record::{Artifact, ArtifactType, RECORD_FILE};
+use crate::repository::record::{Artifact, ArtifactType};
 use crate::target::{
-    COPY_BUFFER, Expected, HashingWriter, ObjectKey, ObjectWriter, PutError, Target, TargetError,
-    put_bytes, put_file, put_stream,
+    COPY_BUFFER, Expected, HashingWriter, Mismatch, ObjectKey, ObjectWriter, PutError, Target,
+    TargetError, put_bytes, put_file, put_stream,
 };
 
 /// Media tools and secrets an export run uses.
@@ -154,12 +154,14 @@ fn target_io(target: &dyn Target, key: &str, source: io::Error) -> ItemError {
     .into()
 }
 
+/// The message of a source that is not what its record lists.
+fn mismatch_message(what: &str, mismatch: Mismatch) -> String {
+    format!("{what}: {mismatch}; the file is corrupt or was replaced; nothing was written")
+}
+
 fn put_error(e: PutError, what: &str) -> ItemError {
     match e {
-        PutError::Mismatch { expected, found } => format!(
-            "{what} is {found} but {RECORD_FILE} says {expected}: the file is corrupt or was replaced; nothing was written"
-        )
-        .into(),
+        PutError::Mismatch(m) => mismatch_message(what, m).into(),
         PutError::Source(e) => format!("{what}: {e}").into(),
         PutError::Target(e) => e.into(),
     }
@@ -334,7 +336,8 @@ fn copy_through(
 }
 
 /// Reads an original, hashing what passes; at its end the size and SHA-256 must be the
-/// record's, or the read fails, so whatever consumed it is not committed.
+/// record's, or the read fails, so whatever consumed it is not committed. It never reads more
+/// than one byte past the recorded size: a longer file (or one that grows) fails right there.
 pub struct Verified<R> {
     inner: R,
     hasher: Sha256,
@@ -342,7 +345,13 @@ pub struct Verified<R> {
     expect_size: u64,
     expect_sha256: String,
     what: String,
-    done: bool,
+    state: State,
+}
+
+enum State {
+    Reading,
+    Done,
+    Failed(Mismatch),
 }
 
 impl<R: Read> Verified<R> {
@@ -354,33 +363,51 @@ impl<R: Read> Verified<R> {
             expect_size: expect.size,
             expect_sha256: expect.sha256.to_owned(),
             what: what.to_owned(),
-            done: false,
+            state: State::Reading,
         }
+    }
+
+    fn expected(&self) -> Expected<'_> {
+        Expected {
+            size: self.expect_size,
+            sha256: &self.expect_sha256,
+        }
+    }
+
+    fn fail(&mut self, mismatch: Mismatch) -> io::Error {
+        self.state = State::Failed(mismatch);
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            mismatch_message(&self.what, mismatch),
+        )
     }
 }
 
 impl<R: Read> Read for Verified<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.done {
-            return Ok(0);
+        match self.state {
+            State::Reading => {}
+            State::Done => return Ok(0),
+            State::Failed(m) => return Err(self.fail(m)),
         }
-        let n = self.inner.read(buf)?;
+        let room = self.expected().read_limit() - self.size;
+        let take = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..take])?;
         if n == 0 && !buf.is_empty() {
             let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
-            if self.size != self.expect_size || sha256 != self.expect_sha256 {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "{} is {} bytes, sha256 {sha256} but {RECORD_FILE} says {} bytes, sha256 {}: the file is corrupt or was replaced; nothing was written",
-                        self.what, self.size, self.expect_size, self.expect_sha256
-                    ),
-                ));
+            if let Some(m) = self.expected().check(self.size, &sha256) {
+                return Err(self.fail(m));
             }
-            self.done = true;
+            self.state = State::Done;
             return Ok(0);
         }
-        self.hasher.update(&buf[..n]);
         self.size += n as u64;
+        if self.size > self.expect_size {
+            return Err(self.fail(Mismatch::Longer {
+                expected: self.expect_size,
+            }));
+        }
+        self.hasher.update(&buf[..n]);
         Ok(n)
     }
 }
@@ -420,18 +447,14 @@ pub fn open_decrypted<R: Read>(
     })
 }
 
-/// Runs ffmpeg on `input`, writing a file of container `format` into `scratch`.
-pub fn run_ffmpeg(
-    ffmpeg: &Path,
-    input: &Path,
-    format: &str,
-    scratch: &Path,
-) -> Result<PathBuf, String> {
-    let output = scratch.join(format!("out.{format}"));
+/// Runs ffmpeg on `input`, writing `output` (whose extension names the container). `output`
+/// may exist already (created private by the caller): ffmpeg overwrites it in place, keeping
+/// its mode.
+pub fn run_ffmpeg(ffmpeg: &Path, input: &Path, output: &Path) -> Result<(), String> {
     let result = Command::new(ffmpeg)
         .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i"])
         .arg(input)
-        .arg(&output)
+        .arg(output)
         .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| format!("running {}: {e}", ffmpeg.display()))?;
@@ -444,13 +467,7 @@ pub fn run_ffmpeg(
             stderr.trim()
         ));
     }
-    Ok(output)
-}
-
-/// An anonymous scratch file (in `TMPDIR`), gone when dropped.
-pub fn scratch_file() -> Result<File, String> {
-    tempfile::tempfile()
-        .map_err(|e| format!("scratch file in {}: {e}", std::env::temp_dir().display()))
+    Ok(())
 }
 
 /// Checks that `ffmpeg` runs, before any work starts.
@@ -545,8 +562,73 @@ mod tests {
             },
             "a.wav",
         );
-        let err = bad.read_to_end(&mut Vec::new()).unwrap_err();
-        assert!(err.to_string().contains("a.wav is 11 bytes"), "{err}");
+        let err = bad.read_to_end(&mut Vec::new()).unwrap_err().to_string();
+        assert!(
+            err.contains("a.wav: content does not match the sha256 its record lists"),
+            "{err}"
+        );
+        assert!(
+            !err.contains(&hex::encode(Sha256::digest(b"hello worle"))),
+            "{err}"
+        );
+    }
+
+    /// A megabyte of zeros that counts how much of it was read.
+    struct Counting(u64);
+
+    impl Read for Counting {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min((1 << 20) - self.0 as usize);
+            buf[..n].fill(0);
+            self.0 += n as u64;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn verified_reader_stops_one_byte_past_the_recorded_size() {
+        let sha = hex::encode(Sha256::digest([0u8; 10]));
+        let expect = Expected {
+            size: 10,
+            sha256: &sha,
+        };
+        let mut source = Counting(0);
+        let mut v = Verified::new(&mut source, expect, "zero.wav");
+        let mut out = Vec::new();
+        let err = v.read_to_end(&mut out).unwrap_err().to_string();
+        assert!(
+            err.contains("zero.wav: is longer than the 10 bytes its record lists"),
+            "{err}"
+        );
+        assert!(
+            v.read(&mut [0u8; 64]).is_err(),
+            "a failed read stays failed"
+        );
+        assert!(
+            out.len() <= 10,
+            "nothing past the recorded size is handed on"
+        );
+        assert_eq!(
+            source.0, 11,
+            "one byte past the recorded size is read, no more"
+        );
+    }
+
+    #[test]
+    fn verified_reader_tells_a_short_file_by_its_size() {
+        let sha = hex::encode(Sha256::digest(b"hello world"));
+        let expect = Expected {
+            size: 11,
+            sha256: &sha,
+        };
+        let err = Verified::new(&b"hello"[..], expect, "a.wav")
+            .read_to_end(&mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a.wav: is 5 bytes but its record lists 11"),
+            "{err}"
+        );
     }
 
     #[test]

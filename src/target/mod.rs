@@ -285,6 +285,59 @@ pub struct Expected<'a> {
     pub sha256: &'a str,
 }
 
+impl Expected<'_> {
+    /// The most bytes read from a source checked against this: one past its size, enough to
+    /// tell that it is longer without reading the rest (a file that grows, a link to a device).
+    pub fn read_limit(&self) -> u64 {
+        self.size.saturating_add(1)
+    }
+
+    /// How a source of `size` bytes hashing to `sha256` differs from this, if it does.
+    pub fn check(&self, size: u64, sha256: &str) -> Option<Mismatch> {
+        if size > self.size {
+            Some(Mismatch::Longer {
+                expected: self.size,
+            })
+        } else if size < self.size {
+            Some(Mismatch::Shorter {
+                expected: self.size,
+                found: size,
+            })
+        } else if sha256 != self.sha256 {
+            Some(Mismatch::Content)
+        } else {
+            None
+        }
+    }
+}
+
+/// How a source differed from its record. Only sizes are told, never the SHA-256 found: the
+/// hash of a file that is not the recorded one (a link to a secret, a replaced file) would let
+/// a record written with it export that file on the next run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mismatch {
+    /// It ended after `found` bytes, short of `expected`.
+    Shorter { expected: u64, found: u64 },
+    /// It has more than `expected` bytes; reading stopped one byte past them.
+    Longer { expected: u64 },
+    /// Its size is right but its content does not hash to the recorded SHA-256.
+    Content,
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mismatch::Shorter { expected, found } => {
+                write!(f, "is {found} bytes but its record lists {expected}")
+            }
+            Mismatch::Longer { expected } => {
+                write!(f, "is longer than the {expected} bytes its record lists")
+            }
+            Mismatch::Content => f.write_str("content does not match the sha256 its record lists"),
+        }
+    }
+}
+
 /// Writes everything `source` yields to `key` and commits it; returns what was written.
 /// With `expect`, a source whose size or SHA-256 differ is refused and nothing is committed.
 /// `buffer` is reused between calls to keep the hot path allocation-free.
@@ -334,6 +387,8 @@ fn stream_into(
 ) -> Result<ObjectRecord, PutError> {
     buffer.resize(COPY_BUFFER, 0);
     let mut writer = HashingWriter::new(writer);
+    let limit = expect.as_ref().map_or(u64::MAX, Expected::read_limit);
+    let mut source = Read::take(source, limit);
     loop {
         let n = match source.read(buffer) {
             Ok(0) => break,
@@ -375,7 +430,9 @@ const FILE_CHUNK: u64 = 1024 * 1024;
 
 /// Copies a local file to `key` and commits it like [`put_stream`]. When the target is a local
 /// directory the bytes are copied in the kernel, and each chunk is hashed right after it is
-/// copied, reading it back from the source while it is still in cache.
+/// copied, reading it back from the source while it is still in cache. With `expect`, at most
+/// one byte past its size is copied, so a file longer than its record (or one that grows while
+/// it is read) fails without filling the target.
 pub fn put_file(
     target: &dyn Target,
     key: &ObjectKey,
@@ -394,13 +451,14 @@ pub fn put_file(
     buffer.resize(FILE_CHUNK as usize, 0);
     let mut hasher = Sha256::new();
     let mut size = 0u64;
-    loop {
-        let copied =
-            io::copy(&mut source.take(FILE_CHUNK), dest).map_err(|source| TargetError::Io {
-                target: target.name().to_owned(),
-                key: key.to_string(),
-                cause: source,
-            })?;
+    let limit = expect.as_ref().map_or(u64::MAX, Expected::read_limit);
+    while size < limit {
+        let step = FILE_CHUNK.min(limit - size);
+        let copied = io::copy(&mut source.take(step), dest).map_err(|source| TargetError::Io {
+            target: target.name().to_owned(),
+            key: key.to_string(),
+            cause: source,
+        })?;
         if copied == 0 {
             break;
         }
@@ -421,13 +479,8 @@ fn commit_verified(
     sha256: String,
     expect: Option<Expected<'_>>,
 ) -> Result<ObjectRecord, PutError> {
-    if let Some(e) = expect
-        && (e.size != size || e.sha256 != sha256)
-    {
-        return Err(PutError::Mismatch {
-            expected: format!("{} bytes, sha256 {}", e.size, e.sha256),
-            found: format!("{size} bytes, sha256 {sha256}"),
-        });
+    if let Some(mismatch) = expect.and_then(|e| e.check(size, &sha256)) {
+        return Err(PutError::Mismatch(mismatch));
     }
     let key = inner.key().to_owned();
     inner.commit(&sha256)?;
@@ -452,8 +505,8 @@ pub enum PutError {
     Source(io::Error),
     #[error(transparent)]
     Target(#[from] TargetError),
-    #[error("source is {found} but its record says {expected}")]
-    Mismatch { expected: String, found: String },
+    #[error("source {0}")]
+    Mismatch(Mismatch),
 }
 
 /// Builds the target a config names (no I/O; call [`Target::check`] before use). Remote
@@ -588,9 +641,126 @@ mod tests {
             let other = ObjectKey::new("x/z.bin").unwrap();
             assert!(matches!(
                 put_file(t, &other, &file, &mut Vec::new(), Some(wrong)),
-                Err(PutError::Mismatch { .. })
+                Err(PutError::Mismatch(Mismatch::Content))
             ));
             assert!(matches!(t.open(&other), Err(TargetError::NotFound { .. })));
+        }
+    }
+
+    /// A target whose one object is a file the test keeps, copied into in the kernel or
+    /// streamed, so what a put wrote shows even when it was not committed.
+    struct Capture {
+        path: std::path::PathBuf,
+        kernel: bool,
+    }
+
+    struct CaptureWriter {
+        file: std::fs::File,
+        kernel: bool,
+    }
+
+    impl Write for CaptureWriter {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.file.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.file.flush()
+        }
+    }
+
+    impl ObjectWriter for CaptureWriter {
+        fn key(&self) -> &str {
+            "captured"
+        }
+        fn local_file(&mut self) -> Option<&mut std::fs::File> {
+            self.kernel.then_some(&mut self.file)
+        }
+        fn commit(self: Box<Self>, _sha256: &str) -> Result<(), TargetError> {
+            Ok(())
+        }
+    }
+
+    impl Target for Capture {
+        fn name(&self) -> &str {
+            "capture"
+        }
+        fn check(&self) -> Result<(), TargetError> {
+            Ok(())
+        }
+        fn create(
+            &self,
+            _key: &ObjectKey,
+            _sha256: Option<&str>,
+        ) -> Result<Box<dyn ObjectWriter>, TargetError> {
+            Ok(Box::new(CaptureWriter {
+                file: std::fs::File::create(&self.path).unwrap(),
+                kernel: self.kernel,
+            }))
+        }
+        fn open(&self, _key: &ObjectKey) -> Result<Box<dyn Read + Send>, TargetError> {
+            unreachable!("puts never read back")
+        }
+    }
+
+    #[test]
+    fn a_source_longer_than_its_record_is_read_one_byte_past_it_and_no_further() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = vec![7u8; 3 * FILE_CHUNK as usize];
+        let src = dir.path().join("long.bin");
+        std::fs::write(&src, &data).unwrap();
+        let sha = hex::encode(Sha256::digest(&data[..10]));
+        for kernel in [true, false] {
+            let t = Capture {
+                path: dir.path().join(format!("captured-{kernel}")),
+                kernel,
+            };
+            let file = std::fs::File::open(&src).unwrap();
+            let expect = Expected {
+                size: 10,
+                sha256: &sha,
+            };
+            let key = ObjectKey::new("x.bin").unwrap();
+            let err = put_file(&t, &key, &file, &mut Vec::new(), Some(expect)).unwrap_err();
+            assert!(
+                matches!(err, PutError::Mismatch(Mismatch::Longer { expected: 10 })),
+                "{err}"
+            );
+            assert_eq!(
+                std::fs::metadata(&t.path).unwrap().len(),
+                11,
+                "kernel {kernel}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_mismatch_tells_sizes_but_never_the_hash_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = fs::FsTarget::new("t", dir.path(), false);
+        let secret = b"root:$6$salt$hash:19000:0:99999:7:::";
+        let found = hex::encode(Sha256::digest(secret));
+        let key = ObjectKey::new("x").unwrap();
+        let recorded = "0".repeat(64);
+        for (size, says) in [
+            (
+                secret.len() as u64,
+                "content does not match the sha256 its record lists",
+            ),
+            (10, "is longer than the 10 bytes its record lists"),
+            (
+                100,
+                &format!("is {} bytes but its record lists 100", secret.len()),
+            ),
+        ] {
+            let expect = Expected {
+                size,
+                sha256: &recorded,
+            };
+            let err = put_stream(&t, &key, &mut &secret[..], &mut Vec::new(), Some(expect))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{err}");
+            assert!(!err.contains(&found), "{err}");
         }
     }
 

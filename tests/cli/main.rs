@@ -15,6 +15,7 @@ mod export;
 mod gcs;
 mod hostile_target;
 mod hostile_index;
+mod hostile_reads;
 mod jobs;
 mod lifecycle;
 mod media;
