@@ -74,7 +74,12 @@ fn export_conversation(c: &mut Criterion) {
     let selected = Selected {
         rowid: 1,
         rel_dir: rel_dir.into(),
+        fingerprint: custodian::catalog::Fingerprint {
+            mtime_ns: 1,
+            size: 1,
+        },
         conversation: conv,
+        exported: Vec::new(),
     };
     let mut group = c.benchmark_group("export_conversation");
     group.throughput(Throughput::Bytes(wav.len() as u64));

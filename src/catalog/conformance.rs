@@ -33,6 +33,9 @@ macro_rules! conformance_suite {
             deletes_are_recorded_once,
             confidential_pages,
             upload_journal,
+            object_keys_are_held_by_one_file,
+            object_key_claims_race_to_one_winner,
+            incremental_state_is_per_record_version_and_artifact,
         );
     };
     (@each $fresh:path; $($name:ident),+ $(,)?) => {
@@ -57,13 +60,16 @@ fn upsert(c: &Conversation) -> IndexChange {
     upsert_at(&rel_dir(c), c)
 }
 
+/// The fingerprint `upsert` indexes records with.
+const FP: Fingerprint = Fingerprint {
+    mtime_ns: 1,
+    size: 2,
+};
+
 fn upsert_at(dir: &str, c: &Conversation) -> IndexChange {
     IndexChange::Upsert {
         rel_dir: dir.into(),
-        fingerprint: Fingerprint {
-            mtime_ns: 1,
-            size: 2,
-        },
+        fingerprint: FP,
         conversation: Box::new(c.clone()),
     }
 }
@@ -211,6 +217,8 @@ pub fn runs_and_audit(cat: &dyn Catalog) {
     let exported = |c: &Conversation| ItemOutcome::Exported {
         tenant: c.tenant.clone(),
         conversation_id: c.id.clone(),
+        fingerprint: FP,
+        artifacts: Vec::new(),
         objects: vec![ObjectRecord {
             key: format!("k/{}", c.id),
             size: 3,
@@ -721,6 +729,8 @@ fn exported(run: RunId, c: &Conversation, keys: &[&str]) -> ItemOutcome {
     ItemOutcome::Exported {
         tenant: c.tenant.clone(),
         conversation_id: c.id.clone(),
+        fingerprint: FP,
+        artifacts: Vec::new(),
         objects: keys
             .iter()
             .map(|k| ObjectRecord {
@@ -1360,4 +1370,188 @@ pub fn upload_journal(cat: &dyn Catalog) {
     assert_eq!(abandoned("t1", None), [pair("u2", "k/b")]);
     assert_eq!(abandoned("t2", Some(mine)), [pair("u1", "k/c")]);
     assert!(abandoned("t2", None).is_empty());
+}
+
+fn claim(key: &str, id: &str, file: &str) -> KeyClaim {
+    KeyClaim {
+        key: key.into(),
+        tenant: "acme".into(),
+        conversation_id: id.into(),
+        file: file.into(),
+    }
+}
+
+/// A key belongs to the first file of a conversation that claimed it at a target: the same
+/// file claims it again (a rerun), any other is told who holds it, and a refused batch claims
+/// nothing.
+pub fn object_keys_are_held_by_one_file(cat: &dyn Catalog) {
+    let run = cat.begin_run("p", Mode::Full, "t").unwrap();
+    let victim = [
+        claim("victim-x-a.wav", "victim", "x-a.wav"),
+        claim("victim/conversation.json", "victim", "conversation.json"),
+    ];
+    assert_eq!(cat.claim_keys("t", run, &victim).unwrap(), []);
+    assert_eq!(cat.claim_keys("t", run, &victim).unwrap(), [], "a rerun");
+    let other = [
+        claim(
+            "victim-x/conversation.json",
+            "victim-x",
+            "conversation.json",
+        ),
+        claim("victim-x-a.wav", "victim-x", "a.wav"),
+    ];
+    assert_eq!(
+        cat.claim_keys("t", run, &other).unwrap(),
+        [victim[0].clone()]
+    );
+    let after = claim("victim-x/conversation.json", "later", "conversation.json");
+    assert_eq!(
+        cat.claim_keys("t", run, std::slice::from_ref(&after))
+            .unwrap(),
+        [],
+        "the refused batch claimed none of its keys"
+    );
+    let same_conversation = claim("victim-x-a.wav", "victim", "call.txt");
+    assert_eq!(
+        cat.claim_keys("t", run, &[same_conversation]).unwrap(),
+        [victim[0].clone()],
+        "another file of the same conversation"
+    );
+    assert_eq!(
+        cat.claim_keys("other-target", run, &other).unwrap(),
+        [],
+        "keys are per target"
+    );
+    let twice = [claim("dup", "c", "a.wav"), claim("dup", "c", "b.wav")];
+    assert_eq!(
+        cat.claim_keys("t", run, &twice).unwrap(),
+        [claim("dup", "c", "a.wav")],
+        "two files of one batch"
+    );
+}
+
+/// Claims of one key made at the same moment from many threads: exactly one wins.
+pub fn object_key_claims_race_to_one_winner(cat: &dyn Catalog) {
+    let run = cat.begin_run("p", Mode::Full, "t").unwrap();
+    for round in 0..5 {
+        let key = format!("race/{round}");
+        let winners = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for i in 0..6 {
+                let (key, winners) = (&key, &winners);
+                s.spawn(move || {
+                    let c = claim(key, &format!("c{i}"), "a.wav");
+                    let held = cat.claim_keys("t", run, &[c]).unwrap();
+                    if held.is_empty() {
+                        winners.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    } else {
+                        assert_eq!(held.len(), 1);
+                        assert_ne!(held[0].conversation_id, format!("c{i}"));
+                    }
+                });
+            }
+        });
+        assert_eq!(winners.into_inner(), 1, "round {round}");
+    }
+}
+
+/// Incremental state records the record version and each artifact: a record that changed
+/// since (a transcript added) is selected again, with what was exported of it before.
+pub fn incremental_state_is_per_record_version_and_artifact(cat: &dyn Catalog) {
+    let mut c = base("late", "acme");
+    let other = base("other", "acme");
+    cat.apply_index(&[upsert(&c), upsert(&other)]).unwrap();
+    let selected = |policy: &str| {
+        let exclude = Exclude::ExportedBy(policy.into());
+        let page = cat
+            .select_page(&Filter::all(), &exclude, i64::MIN, 10)
+            .unwrap();
+        assert_eq!(
+            cat.count_selection(&Filter::all(), &exclude).unwrap(),
+            page.len() as u64
+        );
+        page
+    };
+    let first = selected("p");
+    assert_eq!(first.len(), 2);
+    assert_eq!(first[0].fingerprint, FP);
+    assert!(first[0].exported.is_empty());
+    let run = cat.begin_run("p", Mode::Incremental, "t").unwrap();
+    let wav = ExportedArtifact {
+        file: "a.wav".into(),
+        sha256: SHA.into(),
+        output: Some(ObjectRecord {
+            key: "acme/late/a.wav".into(),
+            size: 10,
+            sha256: SHA.into(),
+        }),
+    };
+    let outcome = |run: RunId, fingerprint: Fingerprint, artifacts: Vec<ExportedArtifact>| {
+        let late = base("late", "acme");
+        let ItemOutcome::Exported { audit, objects, .. } = exported(run, &late, &["k"]) else {
+            unreachable!()
+        };
+        ItemOutcome::Exported {
+            tenant: "acme".into(),
+            conversation_id: "late".into(),
+            fingerprint,
+            artifacts,
+            objects,
+            audit,
+        }
+    };
+    cat.record_outcomes(run, "p", &[outcome(run, FP, vec![wav.clone()])])
+        .unwrap();
+    let ids = |page: &[Selected]| {
+        page.iter()
+            .map(|s| s.conversation.id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&selected("p")), ["other"]);
+    assert_eq!(ids(&selected("q")), ["late", "other"]);
+    assert!(selected("q")[0].exported.is_empty(), "state is per policy");
+
+    c.artifacts.push(Artifact {
+        file: "a.txt".into(),
+        kind: ArtifactType::Transcript,
+        audio_type: None,
+        size: 4,
+        sha256: SHA.replace('0', "1"),
+        encryption: None,
+    });
+    let changed = Fingerprint {
+        mtime_ns: 5,
+        size: 3,
+    };
+    cat.apply_index(&[IndexChange::Upsert {
+        rel_dir: rel_dir(&c),
+        fingerprint: changed,
+        conversation: Box::new(c.clone()),
+    }])
+    .unwrap();
+    let again = selected("p");
+    assert_eq!(ids(&again), ["late", "other"]);
+    assert_eq!(again[0].fingerprint, changed);
+    assert_eq!(again[0].exported, [wav.clone()]);
+    assert_eq!(again[0].conversation.artifacts.len(), 2);
+
+    let txt = ExportedArtifact {
+        file: "a.txt".into(),
+        sha256: SHA.replace('0', "1"),
+        output: None,
+    };
+    // The next run (a run records a conversation once).
+    let run = cat.begin_run("p", Mode::Incremental, "t").unwrap();
+    cat.record_outcomes(run, "p", &[outcome(run, changed, vec![txt.clone()])])
+        .unwrap();
+    assert_eq!(ids(&selected("p")), ["other"]);
+    cat.apply_index(&[IndexChange::Upsert {
+        rel_dir: rel_dir(&c),
+        fingerprint: FP,
+        conversation: Box::new(c.clone()),
+    }])
+    .unwrap();
+    let mut both = selected("p")[0].exported.clone();
+    both.sort_by(|a, b| a.file.cmp(&b.file));
+    assert_eq!(both, [txt, wav]);
 }

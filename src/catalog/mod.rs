@@ -83,14 +83,52 @@ pub enum IndexChange {
 pub struct Selected {
     pub rowid: i64,
     pub rel_dir: String,
+    /// The version of the record selected; an incremental policy has handled the
+    /// conversation once it has recorded this version.
+    pub fingerprint: Fingerprint,
     pub conversation: Conversation,
+    /// What the policy exported of this conversation before (filled for
+    /// [`Exclude::ExportedBy`] only): a record that gained an artifact is selected again and
+    /// only what is new or changed needs writing.
+    pub exported: Vec<ExportedArtifact>,
+}
+
+/// An artifact a policy exported, as its record stated it then, and the file made from it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportedArtifact {
+    pub file: String,
+    /// The SHA-256 of the artifact (a changed one is exported again).
+    pub sha256: String,
+    /// Where it went, with the exported file's size and SHA-256; None for conversations
+    /// exported before the catalog kept per-artifact state.
+    pub output: Option<ObjectRecord>,
+}
+
+/// One object key an item is about to write, and the file of which conversation it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyClaim {
+    pub key: String,
+    pub tenant: String,
+    pub conversation_id: String,
+    /// The exported file's name (an output name, `conversation.json`, or `<id>.zip`).
+    pub file: String,
+}
+
+impl KeyClaim {
+    /// True when `other` holds the same file of the same conversation (a rerun).
+    pub fn same_holder(&self, other: &KeyClaim) -> bool {
+        self.tenant == other.tenant
+            && self.conversation_id == other.conversation_id
+            && self.file == other.file
+    }
 }
 
 /// Which already-handled conversations a selection leaves out.
 #[derive(Clone, Debug)]
 pub enum Exclude {
     Nothing,
-    /// Conversations the policy has exported before (incremental mode).
+    /// Conversations whose current record version the policy has exported before
+    /// (incremental mode); a record that changed since (a late transcript) is selected again.
     ExportedBy(String),
     /// Conversations already finished by this run (resuming a full-mode run).
     DoneIn(RunId),
@@ -227,6 +265,10 @@ pub enum ItemOutcome {
     Exported {
         tenant: String,
         conversation_id: String,
+        /// The record version exported (incremental state).
+        fingerprint: Fingerprint,
+        /// The artifacts written (per-artifact incremental state).
+        artifacts: Vec<ExportedArtifact>,
         objects: Vec<ObjectRecord>,
         audit: NewEvent,
     },
@@ -307,6 +349,13 @@ pub trait Catalog: crate::target::UploadJournal + Send + Sync {
         limit: usize,
     ) -> Result<Vec<Selected>>;
 
+    /// Claims object keys of `target` before anything is written under them, in one
+    /// transaction committed before it returns: each key is held by one file of one
+    /// conversation for good, and the holder claiming it again (a rerun) keeps it. When any
+    /// key is held by another file, nothing is claimed and the holders of those keys are
+    /// returned (empty when every key was claimed).
+    fn claim_keys(&self, target: &str, run: RunId, claims: &[KeyClaim]) -> Result<Vec<KeyClaim>>;
+
     /// Takes the per-policy run lock.
     fn lock_policy(&self, policy: &str) -> Result<Box<dyn PolicyLock>>;
 
@@ -319,8 +368,9 @@ pub trait Catalog: crate::target::UploadJournal + Send + Sync {
     /// Marks an interrupted run as picked up again.
     fn resume_run(&self, run: RunId) -> Result<()>;
 
-    /// Records item outcomes in one transaction: run items, objects, incremental state and
-    /// one audit event per exported conversation.
+    /// Records item outcomes in one transaction: run items, objects, incremental state (the
+    /// record version and each artifact written) and one audit event per exported
+    /// conversation.
     fn record_outcomes(&self, run: RunId, policy: &str, outcomes: &[ItemOutcome]) -> Result<()>;
 
     /// Recomputes a run's counters from its recorded items (and, for a lifecycle sweep, its

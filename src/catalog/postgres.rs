@@ -28,10 +28,10 @@ use postgres::{Client, GenericClient, NoTls, Row, Statement, Transaction};
 use sha2::{Digest, Sha256};
 
 use super::{
-    AuditQuery, Catalog, CatalogError, ConfidentialPage, Counters, Exclude, FailedItem,
-    Fingerprint, IndexChange, ItemOutcome, JobRun, Mode, ObjectRecord, PolicyLock, Result, RunId,
-    RunStatus, Selected, deletion_event, duplicate_id, flag_event, other_enabled, policy_exists,
-    redact_url, unknown_policy, unstorable, version_exists,
+    AuditQuery, Catalog, CatalogError, ConfidentialPage, Counters, Exclude, ExportedArtifact,
+    FailedItem, Fingerprint, IndexChange, ItemOutcome, JobRun, KeyClaim, Mode, ObjectRecord,
+    PolicyLock, Result, RunId, RunStatus, Selected, deletion_event, duplicate_id, flag_event,
+    other_enabled, policy_exists, redact_url, unknown_policy, unstorable, version_exists,
 };
 use crate::audit::{AuditEvent, AuditKind, NewEvent};
 use crate::filter::{Dialect, Filter, SqlValue};
@@ -264,6 +264,42 @@ CREATE INDEX audit_events_deletions ON audit_events (run) WHERE kind = 'artifact
     r#"
 CREATE INDEX run_items_subject ON run_items (run, subject, outcome);
 "#,
+    // Incremental state per record version and per artifact (a transcript added to an exported
+    // conversation is exported by the next run), and object keys claimed before they are
+    // written (no object replaces another's). Conversations exported before count the record
+    // version and the artifacts they have now as exported.
+    r#"
+ALTER TABLE export_state ADD COLUMN json_mtime_ns BIGINT;
+ALTER TABLE export_state ADD COLUMN json_size BIGINT;
+UPDATE export_state s SET json_mtime_ns = c.json_mtime_ns, json_size = c.json_size
+    FROM conversations c WHERE c.tenant = s.tenant AND c.id = s.conversation_id;
+CREATE TABLE export_artifacts (
+    policy TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    file TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    key TEXT,
+    size BIGINT,
+    out_sha256 TEXT,
+    run BIGINT NOT NULL,
+    PRIMARY KEY (policy, tenant, conversation_id, file)
+);
+INSERT INTO export_artifacts (policy, tenant, conversation_id, file, sha256, run)
+    SELECT s.policy, s.tenant, s.conversation_id, a.file, a.sha256, s.run FROM export_state s
+    JOIN conversations c ON c.tenant = s.tenant AND c.id = s.conversation_id
+    JOIN artifacts a ON a.conversation = c.pk;
+CREATE TABLE object_keys (
+    target TEXT NOT NULL,
+    key TEXT COLLATE "C" NOT NULL,
+    tenant TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    file TEXT NOT NULL,
+    run BIGINT NOT NULL,
+    at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (target, key)
+);
+"#,
 ];
 
 /// Idle connections the pool keeps; more are opened while more threads need one.
@@ -461,7 +497,7 @@ fn last_of_each<T, K: std::hash::Hash + Eq>(items: Vec<T>, key: impl Fn(&T) -> K
 
 const SELECT_CONVERSATION: &str = "SELECT c.pk, c.rel_dir, c.tenant, c.id, c.kind, c.source_platform, \
      c.direction, c.start_text, c.end_text, c.confidential, c.cdr_only, c.imported, c.legal_hold, \
-     c.channel FROM conversations c WHERE c.pk > $1";
+     c.channel, c.json_mtime_ns, c.json_size FROM conversations c WHERE c.pk > $1";
 
 /// The rows of an index batch, as the arrays `unnest` reads ($1..$18, in `CONVERSATION_ROWS`'
 /// column order).
@@ -746,25 +782,108 @@ fn append_audit<'e>(
     Ok(())
 }
 
-/// Records conversations as handled by `policy` (incremental state), replacing older marks.
+/// Conversations (tenant, id) handled by a policy, with the record version each was at.
+#[derive(Default)]
+struct Handled<'a> {
+    tenants: Vec<&'a str>,
+    ids: Vec<&'a str>,
+    mtimes: Vec<i64>,
+    sizes: Vec<i64>,
+}
+
+impl<'a> Handled<'a> {
+    fn push(&mut self, tenant: &'a str, id: &'a str, fp: Fingerprint) -> Fallible<()> {
+        self.tenants.push(tenant);
+        self.ids.push(id);
+        self.mtimes.push(fp.mtime_ns);
+        self.sizes.push(int(fp.size)?);
+        Ok(())
+    }
+}
+
+/// Records conversations as handled by `policy` at their record version (incremental state),
+/// replacing older marks.
 fn remember(
     s: &mut Tx<'_, '_>,
     policy: &str,
     run: RunId,
     at: DateTime<Utc>,
-    tenants: &[&str],
-    ids: &[&str],
+    handled: &Handled<'_>,
 ) -> Fallible<()> {
-    if tenants.is_empty() {
+    if handled.tenants.is_empty() {
         return Ok(());
     }
     s.execute(
-        "INSERT INTO export_state (policy, tenant, conversation_id, run, at) \
-         SELECT $1, u.tenant, u.id, $2, $3 FROM unnest($4::text[], $5::text[]) AS u(tenant, id) \
-         ON CONFLICT (policy, tenant, conversation_id) DO UPDATE SET run = EXCLUDED.run, at = EXCLUDED.at",
-        &[&policy, &run.0, &at, &tenants, &ids],
+        "INSERT INTO export_state (policy, tenant, conversation_id, run, at, json_mtime_ns, json_size) \
+         SELECT $1, u.tenant, u.id, $2, $3, u.mtime, u.size \
+         FROM unnest($4::text[], $5::text[], $6::int8[], $7::int8[]) AS u(tenant, id, mtime, size) \
+         ON CONFLICT (policy, tenant, conversation_id) DO UPDATE SET run = EXCLUDED.run, at = EXCLUDED.at, \
+         json_mtime_ns = EXCLUDED.json_mtime_ns, json_size = EXCLUDED.json_size",
+        &[
+            &policy,
+            &run.0,
+            &at,
+            &handled.tenants,
+            &handled.ids,
+            &handled.mtimes,
+            &handled.sizes,
+        ],
     )?;
     Ok(())
+}
+
+/// Artifacts a policy exported, as the arrays `unnest` reads.
+#[derive(Default)]
+struct ExportedRows<'a> {
+    tenants: Vec<&'a str>,
+    ids: Vec<&'a str>,
+    files: Vec<&'a str>,
+    shas: Vec<&'a str>,
+    keys: Vec<Option<&'a str>>,
+    sizes: Vec<Option<i64>>,
+    out_shas: Vec<Option<&'a str>>,
+}
+
+impl<'a> ExportedRows<'a> {
+    fn push(&mut self, tenant: &'a str, id: &'a str, a: &'a ExportedArtifact) -> Fallible<()> {
+        self.tenants.push(tenant);
+        self.ids.push(id);
+        self.files.push(&a.file);
+        self.shas.push(&a.sha256);
+        self.keys.push(a.output.as_ref().map(|o| o.key.as_str()));
+        self.sizes
+            .push(a.output.as_ref().map(|o| int(o.size)).transpose()?);
+        self.out_shas
+            .push(a.output.as_ref().map(|o| o.sha256.as_str()));
+        Ok(())
+    }
+
+    /// Records them as `policy`'s per-artifact incremental state, replacing older marks.
+    fn write(&self, s: &mut Tx<'_, '_>, policy: &str, run: RunId) -> Fallible<()> {
+        if self.files.is_empty() {
+            return Ok(());
+        }
+        s.execute(
+            "INSERT INTO export_artifacts (policy, tenant, conversation_id, file, sha256, key, size, out_sha256, run) \
+             SELECT $1, u.tenant, u.id, u.file, u.sha256, u.key, u.size, u.out_sha256, $2 \
+             FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int8[], $9::text[]) \
+             AS u(tenant, id, file, sha256, key, size, out_sha256) \
+             ON CONFLICT (policy, tenant, conversation_id, file) DO UPDATE SET sha256 = EXCLUDED.sha256, \
+             key = EXCLUDED.key, size = EXCLUDED.size, out_sha256 = EXCLUDED.out_sha256, run = EXCLUDED.run",
+            &[
+                &policy,
+                &run.0,
+                &self.tenants,
+                &self.ids,
+                &self.files,
+                &self.shas,
+                &self.keys,
+                &self.sizes,
+                &self.out_shas,
+            ],
+        )?;
+        Ok(())
+    }
 }
 
 /// A session advisory lock, held by a connection of its own until dropped.
@@ -970,6 +1089,27 @@ impl PostgresCatalog {
         })
     }
 
+    /// Runs `f` in a transaction on a pooled connection, committed only when it succeeds and
+    /// asks for it; otherwise rolled back.
+    fn transaction_unless<T>(
+        &self,
+        f: impl FnOnce(&mut Tx<'_, '_>) -> Fallible<(T, bool)>,
+    ) -> Result<T> {
+        self.with_conn(|conn| {
+            let mut tx = conn.client.transaction()?;
+            let (out, commit) = f(&mut Session {
+                client: &mut tx,
+                statements: &mut conn.statements,
+            })?;
+            if commit {
+                tx.commit()?;
+            } else {
+                tx.rollback()?;
+            }
+            Ok(out)
+        })
+    }
+
     /// A selection over `conversations c` after `$1` (a rowid), leaving out `exclude`.
     fn selection(
         &self,
@@ -987,7 +1127,8 @@ impl PostgresCatalog {
                 params.push(SqlValue::Text(policy.clone()));
                 format!(
                     " AND NOT EXISTS (SELECT 1 FROM export_state s WHERE s.policy = ${} \
-                     AND s.tenant = c.tenant AND s.conversation_id = c.id OFFSET 0)",
+                     AND s.tenant = c.tenant AND s.conversation_id = c.id \
+                     AND s.json_mtime_ns = c.json_mtime_ns AND s.json_size = c.json_size OFFSET 0)",
                     params.len()
                 )
             }
@@ -1076,6 +1217,11 @@ impl PostgresCatalog {
         Ok(Selected {
             rowid: r.try_get("pk")?,
             rel_dir: r.try_get("rel_dir")?,
+            fingerprint: Fingerprint {
+                mtime_ns: r.try_get("json_mtime_ns")?,
+                size: self.unsigned("conversations.json_size", r.try_get("json_size")?)?,
+            },
+            exported: Vec::new(),
             conversation: Conversation {
                 schema: SCHEMA_VERSION,
                 id: r.try_get("id")?,
@@ -1098,8 +1244,14 @@ impl PostgresCatalog {
         })
     }
 
-    /// Fills participants and artifacts of a page of conversations (two queries a page).
-    fn fill_children(&self, s: &mut Session<'_, Client>, page: &mut [Selected]) -> Fallible<()> {
+    /// Fills participants and artifacts of a page of conversations (two queries a page), and
+    /// what `exported_by` (a policy) exported of them before (a third).
+    fn fill_children(
+        &self,
+        s: &mut Session<'_, Client>,
+        page: &mut [Selected],
+        exported_by: Option<&str>,
+    ) -> Fallible<()> {
         if page.is_empty() {
             return Ok(());
         }
@@ -1136,6 +1288,33 @@ impl PostgresCatalog {
                 size: self.unsigned("artifacts.size", r.try_get(4)?)?,
                 sha256: r.try_get(5)?,
                 encryption: key_id.map(|key_id| Encryption { key_id }),
+            });
+        }
+        let Some(policy) = exported_by else {
+            return Ok(());
+        };
+        for r in s.query(
+            "SELECT c.pk, e.file, e.sha256, e.key, e.size, e.out_sha256 FROM conversations c \
+             CROSS JOIN LATERAL (SELECT * FROM export_artifacts e WHERE e.policy = $1 \
+             AND e.tenant = c.tenant AND e.conversation_id = c.id OFFSET 0) e WHERE c.pk = ANY($2)",
+            &[&policy, &pks],
+        )? {
+            let i = index[&r.try_get::<_, i64>(0)?];
+            let key: Option<String> = r.try_get(3)?;
+            let size: Option<i64> = r.try_get(4)?;
+            let sha256: Option<String> = r.try_get(5)?;
+            let output = match (key, size, sha256) {
+                (Some(key), Some(size), Some(sha256)) => Some(ObjectRecord {
+                    key,
+                    size: self.unsigned("export_artifacts.size", size)?,
+                    sha256,
+                }),
+                _ => None,
+            };
+            page[i].exported.push(ExportedArtifact {
+                file: r.try_get(1)?,
+                sha256: r.try_get(2)?,
+                output,
             });
         }
         Ok(())
@@ -1608,8 +1787,53 @@ impl Catalog for PostgresCatalog {
                 .iter()
                 .map(|r| self.conversation_from_row(r))
                 .collect::<Fallible<Vec<_>>>()?;
-            self.fill_children(s, &mut page)?;
+            let exported_by = match exclude {
+                Exclude::ExportedBy(policy) => Some(policy.as_str()),
+                _ => None,
+            };
+            self.fill_children(s, &mut page, exported_by)?;
             Ok(page)
+        })
+    }
+
+    fn claim_keys(&self, target: &str, run: RunId, claims: &[KeyClaim]) -> Result<Vec<KeyClaim>> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<&str> = claims.iter().map(|c| c.key.as_str()).collect();
+        let tenants: Vec<&str> = claims.iter().map(|c| c.tenant.as_str()).collect();
+        let ids: Vec<&str> = claims.iter().map(|c| c.conversation_id.as_str()).collect();
+        let files: Vec<&str> = claims.iter().map(|c| c.file.as_str()).collect();
+        let now = micros(Utc::now());
+        self.transaction_unless(|s| {
+            // An insert racing another node's uncommitted claim of the same key waits for it,
+            // then does nothing; the holder is read by a statement of its own, whose snapshot
+            // sees the claim that won.
+            s.execute(
+                "INSERT INTO object_keys (target, key, tenant, conversation_id, file, run, at) \
+                 SELECT $1, u.key, u.tenant, u.id, u.file, $2, $3 \
+                 FROM unnest($4::text[], $5::text[], $6::text[], $7::text[]) AS u(key, tenant, id, file) \
+                 ON CONFLICT (target, key) DO NOTHING",
+                &[&target, &run.0, &now, &keys, &tenants, &ids, &files],
+            )?;
+            let mut held = Vec::new();
+            for r in s.query(
+                "SELECT key, tenant, conversation_id, file FROM object_keys \
+                 WHERE target = $1 AND key = ANY($2)",
+                &[&target, &keys],
+            )? {
+                let h = KeyClaim {
+                    key: r.try_get(0)?,
+                    tenant: r.try_get(1)?,
+                    conversation_id: r.try_get(2)?,
+                    file: r.try_get(3)?,
+                };
+                if claims.iter().any(|c| c.key == h.key && !c.same_holder(&h)) {
+                    held.push(h);
+                }
+            }
+            let commit = held.is_empty();
+            Ok((held, commit))
         })
     }
 
@@ -1719,6 +1943,8 @@ impl Catalog for PostgresCatalog {
                     ItemOutcome::Exported {
                         tenant: t,
                         conversation_id,
+                        fingerprint,
+                        artifacts,
                         objects: written,
                         audit,
                     } => {
@@ -1733,7 +1959,11 @@ impl Catalog for PostgresCatalog {
                         object_count.push(written.len() as i64);
                         bytes.push(int(written.iter().map(|o| o.size).sum())?);
                         objects.extend(written);
-                        exported.push((t.as_str(), conversation_id.as_str()));
+                        exported.push((
+                            (t.as_str(), conversation_id.as_str()),
+                            *fingerprint,
+                            artifacts,
+                        ));
                         events.push(audit);
                     }
                     ItemOutcome::Failed {
@@ -1757,8 +1987,14 @@ impl Catalog for PostgresCatalog {
                 .map(|o| int(o.size))
                 .collect::<Fallible<Vec<_>>>()?;
             let shas: Vec<&str> = objects.iter().map(|o| o.sha256.as_str()).collect();
-            let (state_tenants, state_ids): (Vec<&str>, Vec<&str>) =
-                last_of_each(exported, |k| *k).into_iter().unzip();
+            let mut handled = Handled::default();
+            let mut done = ExportedRows::default();
+            for ((t, id), fingerprint, artifacts) in last_of_each(exported, |e| e.0) {
+                handled.push(t, id, fingerprint)?;
+                for a in artifacts {
+                    done.push(t, id, a)?;
+                }
+            }
             s.execute(
                 "INSERT INTO run_items (run, subject, tenant, conversation_id, outcome, error, objects, bytes, at) \
                  SELECT $1, u.subject, u.tenant, u.conversation_id, u.outcome, u.error, u.objects, u.bytes, $2 \
@@ -1786,7 +2022,8 @@ impl Catalog for PostgresCatalog {
                     &[&run.0, &keys, &sizes, &shas],
                 )?;
             }
-            remember(s, policy, run, now, &state_tenants, &state_ids)?;
+            remember(s, policy, run, now, &handled)?;
+            done.write(s, policy, run)?;
             if let Some(head) = &mut head {
                 append_audit(s, head, events)?;
             }
@@ -1937,7 +2174,8 @@ impl Catalog for PostgresCatalog {
         after_rowid: i64,
     ) -> Result<(u64, u64, i64)> {
         let (sql, params) = self.page_sql(
-            "SELECT c.pk, c.tenant, c.id, c.confidential FROM conversations c WHERE c.pk > $1",
+            "SELECT c.pk, c.tenant, c.id, c.confidential, c.json_mtime_ns, c.json_size \
+             FROM conversations c WHERE c.pk > $1",
             page.filter,
             page.exclude,
             after_rowid,
@@ -1949,6 +2187,7 @@ impl Catalog for PostgresCatalog {
             let rows = s.query(&sql, &sql_params(&params))?;
             let mut tenants = Vec::with_capacity(rows.len());
             let mut ids = Vec::with_capacity(rows.len());
+            let mut handled = Handled::default();
             let mut changed = Vec::new();
             let mut events = Vec::new();
             for r in &rows {
@@ -1962,6 +2201,11 @@ impl Catalog for PostgresCatalog {
                 }
                 tenants.push(tenant);
                 ids.push(id);
+                let fingerprint = Fingerprint {
+                    mtime_ns: r.try_get(4)?,
+                    size: self.unsigned("conversations.json_size", r.try_get(5)?)?,
+                };
+                handled.push(tenant, id, fingerprint)?;
             }
             if !changed.is_empty() {
                 s.execute(
@@ -1979,7 +2223,7 @@ impl Catalog for PostgresCatalog {
                 )?;
             }
             if page.remember {
-                remember(s, page.policy, page.run, now, &tenants, &ids)?;
+                remember(s, page.policy, page.run, now, &handled)?;
             }
             append_audit(s, &mut head, &events)?;
             let last = match rows.last() {
@@ -2671,6 +2915,11 @@ pub(crate) mod tests {
                             .map(|c| ItemOutcome::Exported {
                                 tenant: c.tenant.clone(),
                                 conversation_id: c.id.clone(),
+                                fingerprint: Fingerprint {
+                                    mtime_ns: 1,
+                                    size: 1,
+                                },
+                                artifacts: Vec::new(),
                                 objects: vec![ObjectRecord {
                                     key: format!("{policy}/{round}/{}", c.id),
                                     size: 1,

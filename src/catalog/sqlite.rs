@@ -15,10 +15,10 @@ use crate::policy::lifecycle::{
 use crate::target::{OpenUpload, UploadJournal};
 
 use super::{
-    AuditQuery, Catalog, CatalogError, ConfidentialPage, Counters, Exclude, FailedItem,
-    Fingerprint, IndexChange, ItemOutcome, JobRun, Mode, ObjectRecord, PolicyLock, Result, RunId,
-    RunStatus, Selected, deletion_event, duplicate_id, flag_event, other_enabled, policy_exists,
-    rfc3339_micros as ts, unknown_policy, unstorable, version_exists,
+    AuditQuery, Catalog, CatalogError, ConfidentialPage, Counters, Exclude, ExportedArtifact,
+    FailedItem, Fingerprint, IndexChange, ItemOutcome, JobRun, KeyClaim, Mode, ObjectRecord,
+    PolicyLock, Result, RunId, RunStatus, Selected, deletion_event, duplicate_id, flag_event,
+    other_enabled, policy_exists, rfc3339_micros as ts, unknown_policy, unstorable, version_exists,
 };
 use crate::audit::{AuditEvent, AuditKind, GENESIS, NewEvent};
 use crate::filter::{Dialect, Filter, SqlValue};
@@ -216,6 +216,42 @@ CREATE INDEX audit_events_deletions ON audit_events (run) WHERE kind = 'artifact
     r#"
 CREATE INDEX run_items_subject ON run_items (run, subject, outcome);
 "#,
+    // Incremental state per record version and per artifact (a transcript added to an exported
+    // conversation is exported by the next run), and object keys claimed before they are
+    // written (no object replaces another's). Conversations exported before count the record
+    // version and the artifacts they have now as exported.
+    r#"
+ALTER TABLE export_state ADD COLUMN json_mtime_ns INTEGER;
+ALTER TABLE export_state ADD COLUMN json_size INTEGER;
+UPDATE export_state SET json_mtime_ns = c.json_mtime_ns, json_size = c.json_size
+    FROM conversations c WHERE c.tenant = export_state.tenant AND c.id = export_state.conversation_id;
+CREATE TABLE export_artifacts (
+    policy TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    file TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    key TEXT,
+    size INTEGER,
+    out_sha256 TEXT,
+    run INTEGER NOT NULL,
+    PRIMARY KEY (policy, tenant, conversation_id, file)
+) WITHOUT ROWID;
+INSERT INTO export_artifacts (policy, tenant, conversation_id, file, sha256, run)
+    SELECT s.policy, s.tenant, s.conversation_id, a.file, a.sha256, s.run FROM export_state s
+    JOIN conversations c ON c.tenant = s.tenant AND c.id = s.conversation_id
+    JOIN artifacts a ON a.conversation = c.pk;
+CREATE TABLE object_keys (
+    target TEXT NOT NULL,
+    key TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    file TEXT NOT NULL,
+    run INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (target, key)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The SQLite catalog.
@@ -351,7 +387,8 @@ impl SqliteCatalog {
             Exclude::ExportedBy(policy) => {
                 params.push(SqlValue::Text(policy.clone()));
                 " AND NOT EXISTS (SELECT 1 FROM export_state s WHERE s.policy = ? \
-                 AND s.tenant = c.tenant AND s.conversation_id = c.id)"
+                 AND s.tenant = c.tenant AND s.conversation_id = c.id \
+                 AND s.json_mtime_ns = c.json_mtime_ns AND s.json_size = c.json_size)"
             }
             Exclude::DoneIn(run) => {
                 params.push(SqlValue::Int(run.0));
@@ -426,6 +463,11 @@ impl SqliteCatalog {
         Ok(Selected {
             rowid: r.get("pk").map_err(get)?,
             rel_dir: text("rel_dir")?,
+            fingerprint: Fingerprint {
+                mtime_ns: r.get("json_mtime_ns").map_err(get)?,
+                size: r.get("json_size").map_err(get)?,
+            },
+            exported: Vec::new(),
             conversation: Conversation {
                 schema: SCHEMA_VERSION,
                 id: text("id")?,
@@ -448,8 +490,14 @@ impl SqliteCatalog {
         })
     }
 
-    /// Fills participants and artifacts of a page of conversations ordered by rowid.
-    fn fill_children(&self, conn: &Connection, page: &mut [Selected]) -> Result<()> {
+    /// Fills participants and artifacts of a page of conversations ordered by rowid, and
+    /// what `exported_by` (a policy) exported of them before.
+    fn fill_children(
+        &self,
+        conn: &Connection,
+        page: &mut [Selected],
+        exported_by: Option<&str>,
+    ) -> Result<()> {
         let (Some(first), Some(last)) = (page.first(), page.last()) else {
             return Ok(());
         };
@@ -504,6 +552,36 @@ impl SqliteCatalog {
                 size: r.get(4).map_err(|e| self.err(e))?,
                 sha256: r.get(5).map_err(|e| self.err(e))?,
                 encryption: key_id.map(|key_id| Encryption { key_id }),
+            });
+        }
+        let Some(policy) = exported_by else {
+            return Ok(());
+        };
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT c.pk, e.file, e.sha256, e.key, e.size, e.out_sha256 FROM conversations c \
+                 JOIN export_artifacts e ON e.policy = ? AND e.tenant = c.tenant AND e.conversation_id = c.id \
+                 WHERE c.pk BETWEEN ? AND ?",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt
+            .query(params![policy, lo, hi])
+            .map_err(|e| self.err(e))?;
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            let conv: i64 = r.get(0).map_err(|e| self.err(e))?;
+            let Some(&i) = index.get(&conv) else { continue };
+            let key: Option<String> = r.get(3).map_err(|e| self.err(e))?;
+            let size: Option<u64> = r.get(4).map_err(|e| self.err(e))?;
+            let sha256: Option<String> = r.get(5).map_err(|e| self.err(e))?;
+            page[i].exported.push(ExportedArtifact {
+                file: r.get(1).map_err(|e| self.err(e))?,
+                sha256: r.get(2).map_err(|e| self.err(e))?,
+                output: match (key, size, sha256) {
+                    (Some(key), Some(size), Some(sha256)) => {
+                        Some(ObjectRecord { key, size, sha256 })
+                    }
+                    _ => None,
+                },
             });
         }
         Ok(())
@@ -702,7 +780,7 @@ const FAILED_ITEMS: &str = "SELECT subject, error, at FROM run_items f WHERE f.r
 
 const SELECT_CONVERSATION: &str = "SELECT c.pk, c.rel_dir, c.tenant, c.id, c.kind, c.source_platform, \
      c.direction, c.start_text, c.end_text, c.confidential, c.cdr_only, c.imported, c.legal_hold, \
-     c.channel FROM conversations c WHERE c.pk > ?";
+     c.channel, c.json_mtime_ns, c.json_size FROM conversations c WHERE c.pk > ?";
 
 impl Catalog for SqliteCatalog {
     fn location(&self) -> String {
@@ -860,9 +938,57 @@ impl Catalog for SqliteCatalog {
                 page.push(self.conversation_from_row(r)?);
             }
             drop(rows);
-            self.fill_children(conn, &mut page)?;
+            let exported_by = match exclude {
+                Exclude::ExportedBy(policy) => Some(policy.as_str()),
+                _ => None,
+            };
+            self.fill_children(conn, &mut page, exported_by)?;
             Ok(page)
         })
+    }
+
+    fn claim_keys(&self, target: &str, run: RunId, claims: &[KeyClaim]) -> Result<Vec<KeyClaim>> {
+        let mut conn = self.writer.lock().expect("catalog writer lock");
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let now = ts(Utc::now());
+        let claim = || -> rusqlite::Result<Vec<KeyClaim>> {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO object_keys (target, key, tenant, conversation_id, file, run, at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (target, key) DO NOTHING",
+            )?;
+            let mut holder = tx.prepare_cached(
+                "SELECT tenant, conversation_id, file FROM object_keys WHERE target = ? AND key = ?",
+            )?;
+            let mut held = Vec::new();
+            for c in claims {
+                insert.execute(params![
+                    target,
+                    c.key,
+                    c.tenant,
+                    c.conversation_id,
+                    c.file,
+                    run.0,
+                    now
+                ])?;
+                let h = holder.query_row(params![target, c.key], |r| {
+                    Ok(KeyClaim {
+                        key: c.key.clone(),
+                        tenant: r.get(0)?,
+                        conversation_id: r.get(1)?,
+                        file: r.get(2)?,
+                    })
+                })?;
+                if !h.same_holder(c) {
+                    held.push(h);
+                }
+            }
+            Ok(held)
+        };
+        let held = claim().map_err(|e| self.err(e))?;
+        if held.is_empty() {
+            tx.commit().map_err(|e| self.err(e))?;
+        }
+        Ok(held)
     }
 
     fn lock_policy(&self, policy: &str) -> Result<Box<dyn PolicyLock>> {
@@ -931,6 +1057,8 @@ impl Catalog for SqliteCatalog {
                     ItemOutcome::Exported {
                         tenant,
                         conversation_id,
+                        fingerprint,
+                        artifacts,
                         objects,
                         audit,
                     } => {
@@ -955,10 +1083,38 @@ impl Catalog for SqliteCatalog {
                             ins.execute(params![run.0, obj.key, obj.size, obj.sha256])?;
                         }
                         tx.prepare_cached(
-                            "INSERT OR REPLACE INTO export_state (policy, tenant, conversation_id, run, at) \
-                             VALUES (?, ?, ?, ?, ?)",
+                            "INSERT OR REPLACE INTO export_state \
+                             (policy, tenant, conversation_id, run, at, json_mtime_ns, json_size) \
+                             VALUES (?, ?, ?, ?, ?, ?, ?)",
                         )?
-                        .execute(params![policy, tenant, conversation_id, run.0, now])?;
+                        .execute(params![
+                            policy,
+                            tenant,
+                            conversation_id,
+                            run.0,
+                            now,
+                            fingerprint.mtime_ns,
+                            fingerprint.size
+                        ])?;
+                        let mut ins = tx.prepare_cached(
+                            "INSERT OR REPLACE INTO export_artifacts \
+                             (policy, tenant, conversation_id, file, sha256, key, size, out_sha256, run) \
+                             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        )?;
+                        for a in artifacts {
+                            let o = a.output.as_ref();
+                            ins.execute(params![
+                                policy,
+                                tenant,
+                                conversation_id,
+                                a.file,
+                                a.sha256,
+                                o.map(|o| &o.key),
+                                o.map(|o| o.size),
+                                o.map(|o| &o.sha256),
+                                run.0
+                            ])?;
+                        }
                         append_audit(&tx, audit)?;
                     }
                     ItemOutcome::Failed { subject, error } => {
@@ -1097,7 +1253,8 @@ impl Catalog for SqliteCatalog {
         after_rowid: i64,
     ) -> Result<(u64, u64, i64)> {
         let (sql, mut params) = self.selection_sql(
-            "SELECT c.pk, c.tenant, c.id, c.confidential FROM conversations c WHERE c.pk > ?",
+            "SELECT c.pk, c.tenant, c.id, c.confidential, c.json_mtime_ns, c.json_size \
+             FROM conversations c WHERE c.pk > ?",
             page.filter,
             page.exclude,
             " ORDER BY c.pk LIMIT ?",
@@ -1109,10 +1266,17 @@ impl Catalog for SqliteCatalog {
         let now = Utc::now();
         let at = ts(now);
         let write = || -> rusqlite::Result<(u64, u64, i64)> {
-            let rows: Vec<(i64, String, String, bool)> = tx
+            let rows: Vec<(i64, String, String, bool, i64, i64)> = tx
                 .prepare_cached(&sql)?
                 .query_map(params_from_iter(params.iter().map(to_sql)), |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             let mut changed = 0;
@@ -1123,10 +1287,11 @@ impl Catalog for SqliteCatalog {
                  VALUES (?, ?, ?, ?, ?, ?)",
             )?;
             let mut state = tx.prepare_cached(
-                "INSERT OR REPLACE INTO export_state (policy, tenant, conversation_id, run, at) \
-                 VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO export_state \
+                 (policy, tenant, conversation_id, run, at, json_mtime_ns, json_size) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
             )?;
-            for (pk, tenant, id, was) in &rows {
+            for (pk, tenant, id, was, mtime_ns, size) in &rows {
                 if *was != page.value {
                     set_flag.execute(params![page.value, pk])?;
                     append_audit(&tx, &flag_event(page, tenant, id, *was, now))?;
@@ -1134,7 +1299,15 @@ impl Catalog for SqliteCatalog {
                 }
                 keep.execute(params![tenant, id, page.value, page.policy, page.run.0, at])?;
                 if page.remember {
-                    state.execute(params![page.policy, tenant, id, page.run.0, at])?;
+                    state.execute(params![
+                        page.policy,
+                        tenant,
+                        id,
+                        page.run.0,
+                        at,
+                        mtime_ns,
+                        size
+                    ])?;
                 }
             }
             Ok((

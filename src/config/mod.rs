@@ -961,6 +961,7 @@ impl Config {
                             .as_deref()
                             .unwrap_or(DEFAULT_FILENAME_FORMAT),
                     )
+                    .and_then(|t| t.check_distinct(p.filter.tenants.len() == 1).map(|()| t))
                     .map_err(|m| v.invalid(&at("filename_format"), m))?;
                     let file_extensions = match &p.file_extensions {
                         Some(list)

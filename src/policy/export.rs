@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::audit::{AuditKind, NewEvent, current_actor};
 use crate::catalog::{
-    Catalog, CatalogError, Counters, Exclude, FailedItem, ItemOutcome, Mode, ObjectRecord, RunId,
-    RunStatus, Selected,
+    Catalog, CatalogError, Counters, Exclude, ExportedArtifact, FailedItem, ItemOutcome, KeyClaim,
+    Mode, ObjectRecord, RunId, RunStatus, Selected,
 };
 use crate::config::ExportPolicy;
 use crate::confined::{ConfinedError, Dir, is_plain_name};
@@ -124,7 +124,10 @@ pub struct RunSummary {
     pub seconds: f64,
 }
 
-/// Metadata file written beside each exported conversation.
+/// Metadata file written beside each exported conversation: the conversation's record and
+/// where its files went. Nothing in it belongs to one run (no run id, no export time), so a
+/// full-mode rerun that exports the same record and files writes the same bytes, and the
+/// earlier runs' `verify` still finds their objects unchanged.
 #[derive(Serialize)]
 struct MetadataFile<'a> {
     schema: u32,
@@ -135,8 +138,6 @@ struct MetadataFile<'a> {
 #[derive(Serialize)]
 struct ExportInfo<'a> {
     policy: &'a str,
-    run: RunId,
-    exported_at: chrono::DateTime<Utc>,
     files: Vec<ExportedFile<'a>>,
 }
 
@@ -148,10 +149,20 @@ struct ExportedFile<'a> {
     source: String,
     /// Its object key, or its entry name inside the conversation's zip.
     key: &'a str,
-    size: u64,
-    sha256: &'a str,
+    /// Size and SHA-256 of the exported file; unknown for a file an earlier run exported
+    /// before the catalog kept them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sha256: Option<&'a str>,
     #[serde(flatten)]
     transform: &'a Transform,
+}
+
+/// What an export did to one conversation.
+struct Done {
+    objects: Vec<ObjectRecord>,
+    artifacts: Vec<ExportedArtifact>,
 }
 
 impl Export<'_> {
@@ -237,6 +248,73 @@ impl Export<'_> {
         Ok(outputs)
     }
 
+    /// What an earlier run of this policy exported of `o`'s artifact, when that is still
+    /// current (same file, same SHA-256): then `o` needs no writing. Never for a zip, which
+    /// is written whole, nor for a stitched call.
+    fn earlier<'s>(&self, s: &'s Selected, o: &Output<'_>) -> Option<&'s ExportedArtifact> {
+        let a = o.artifact.filter(|_| !self.policy.zip)?;
+        s.exported
+            .iter()
+            .find(|e| e.file == a.file && e.sha256 == a.sha256)
+    }
+
+    /// Claims in the catalog every key the export of `c` is about to write (committed before
+    /// any is written); fails naming the other conversation when one is held by another file.
+    fn claim(
+        &self,
+        run: RunId,
+        c: &Conversation,
+        outputs: &[&Output<'_>],
+    ) -> Result<(), ItemError> {
+        let claim = |key: ObjectKey, file: &str| KeyClaim {
+            key: key.to_string(),
+            tenant: c.tenant.clone(),
+            conversation_id: c.id.clone(),
+            file: file.to_owned(),
+        };
+        let mut claims = Vec::new();
+        if self.policy.zip {
+            let file = format!("{}.zip", c.id);
+            claims.push(claim(self.key(c, &file, None)?, &file));
+        } else {
+            for o in outputs {
+                claims.push(claim(self.key(c, &o.name, o.artifact)?, &o.name));
+            }
+            if self.policy.metadata_file {
+                claims.push(claim(self.key(c, RECORD_FILE, None)?, RECORD_FILE));
+            }
+        }
+        let held = self
+            .catalog
+            .claim_keys(self.target.name(), run, &claims)
+            .map_err(|e| {
+                format!(
+                    "claiming object keys at target `{}`: {e}",
+                    self.target.name()
+                )
+            })?;
+        let Some(h) = held.first() else {
+            return Ok(());
+        };
+        let mine = claims
+            .iter()
+            .find(|m| m.key == h.key)
+            .map_or("?", |m| m.file.as_str());
+        Err(format!(
+            "object key `{}` of {}/{} ({mine}) already holds {}/{} ({}) at target `{}`; nothing \
+             was written, so that object is not replaced: give each conversation and file a key \
+             of its own (`{{id}}` and `{{file}}` as whole path components of the filename format)",
+            h.key,
+            c.tenant,
+            c.id,
+            h.tenant,
+            h.conversation_id,
+            h.file,
+            self.target.name()
+        )
+        .into())
+    }
+
     /// The key of the zip holding `c`.
     fn zip_key(&self, c: &Conversation) -> Result<ObjectKey, String> {
         self.key(c, &format!("{}.zip", c.id), None)
@@ -256,6 +334,9 @@ impl Export<'_> {
         } else {
             let mut objects = Vec::new();
             for o in outputs {
+                if self.earlier(s, &o).is_some() {
+                    continue;
+                }
                 objects.push(PlannedObject {
                     key: self.key(c, &o.name, o.artifact)?.to_string(),
                     file: o.artifact.map(|a| a.file.clone()),
@@ -302,9 +383,10 @@ impl Export<'_> {
         let c = &s.conversation;
         let subject = format!("{}/{}", c.tenant, c.id);
         match self.write_conversation(run, buffer, &s) {
-            Ok(objects) => ItemOutcome::Exported {
+            Ok(Done { objects, artifacts }) => ItemOutcome::Exported {
                 tenant: c.tenant.clone(),
                 conversation_id: c.id.clone(),
+                fingerprint: s.fingerprint,
                 audit: NewEvent {
                     at: Utc::now(),
                     kind: AuditKind::ConversationExported,
@@ -316,8 +398,11 @@ impl Export<'_> {
                     details: serde_json::json!({
                         "target": self.target.name(),
                         "objects": objects,
+                        "artifacts": artifacts.iter().map(|a| &a.file).collect::<Vec<_>>(),
+                        "earlier": !s.exported.is_empty(),
                     }),
                 },
+                artifacts,
                 objects,
             },
             Err(e) => {
@@ -345,16 +430,37 @@ impl Export<'_> {
         run: RunId,
         buffer: &mut Vec<u8>,
         s: &Selected,
-    ) -> Result<Vec<ObjectRecord>, ItemError> {
+    ) -> Result<Done, ItemError> {
         let c = &s.conversation;
         let outputs = self.outputs(c)?;
+        let fresh: Vec<&Output<'_>> = outputs
+            .iter()
+            .filter(|o| self.earlier(s, o).is_none())
+            .collect();
+        self.claim(run, c, &fresh)?;
         let mut sink = if self.policy.zip {
             Sink::zip(self.target, self.zip_key(c)?, c.start.timestamp())?
         } else {
             Sink::loose(self.target)
         };
         let mut written = Vec::with_capacity(outputs.len());
+        let mut artifacts = Vec::new();
         for o in &outputs {
+            if let Some(e) = self.earlier(s, o) {
+                written.push(match &e.output {
+                    Some(out) => Written {
+                        at: out.key.clone(),
+                        size: out.size,
+                        sha256: out.sha256.clone(),
+                    },
+                    None => Written {
+                        at: self.key(c, &o.name, o.artifact)?.to_string(),
+                        size: 0,
+                        sha256: String::new(),
+                    },
+                });
+                continue;
+            }
             let place = self.place(c, &o.name, o.artifact)?;
             let w = match o.artifact {
                 Some(a) => self.produce(&mut sink, place, &s.rel_dir, a, &o.transform, buffer)?,
@@ -365,19 +471,33 @@ impl Export<'_> {
                     self.produce_stitch(&mut sink, place, c, channel, voice, buffer)?
                 }
             };
+            if let Some(a) = o.artifact {
+                artifacts.push(ExportedArtifact {
+                    file: a.file.clone(),
+                    sha256: a.sha256.clone(),
+                    output: Some(ObjectRecord {
+                        key: w.at.clone(),
+                        size: w.size,
+                        sha256: w.sha256.clone(),
+                    }),
+                });
+            }
             written.push(w);
         }
         if self.policy.metadata_file {
             let files = outputs
                 .iter()
                 .zip(&written)
-                .map(|(o, w)| ExportedFile {
-                    file: &o.name,
-                    source: o.source(),
-                    key: &w.at,
-                    size: w.size,
-                    sha256: &w.sha256,
-                    transform: &o.transform,
+                .map(|(o, w)| {
+                    let known = !w.sha256.is_empty();
+                    ExportedFile {
+                        file: &o.name,
+                        source: o.source(),
+                        key: &w.at,
+                        size: known.then_some(w.size),
+                        sha256: known.then_some(w.sha256.as_str()),
+                        transform: &o.transform,
+                    }
                 })
                 .collect();
             let meta = MetadataFile {
@@ -385,8 +505,6 @@ impl Export<'_> {
                 conversation: c,
                 export: ExportInfo {
                     policy: &self.policy.name,
-                    run,
-                    exported_at: Utc::now(),
                     files,
                 },
             };
@@ -394,7 +512,10 @@ impl Export<'_> {
             let place = self.place(c, RECORD_FILE, None)?;
             sink.put_bytes(place, &bytes, RECORD_FILE)?;
         }
-        sink.finish()
+        Ok(Done {
+            objects: sink.finish()?,
+            artifacts,
+        })
     }
 
     /// Opens an artifact through the repository's handle: a link anywhere on its path (the

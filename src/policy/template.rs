@@ -1,5 +1,11 @@
 //! Filename format: a template over CDR fields and start-date parts that names each exported
 //! file, e.g. `{tenant}/{yyyy}/{MM}/{dd}/{id}/{file}`.
+//!
+//! A format must give every exported file its own key, or one object silently replaces another.
+//! [`Template::check_distinct`] accepts only formats where that holds for every record: ids,
+//! tenants and file names are validated as single path components (no `/`, never empty, `.` or
+//! `..`), so a format with `{id}` and `{tenant}` each a component of their own and `{file}` the
+//! whole last component renders keys from which those three values can be read back.
 
 use crate::repository::record::{ArtifactType, Conversation};
 
@@ -134,6 +140,97 @@ impl Template {
         Ok(Template { pieces })
     }
 
+    /// Refuses a format that can render the same key for two different files: `{id}` must be
+    /// a whole path component, `{file}` the whole last component, and `{tenant}` a whole
+    /// component unless the policy exports one tenant only (`per_tenant`). Other components
+    /// (dates, literals) may be anything: they only ever add distinctions. The error names a
+    /// format built from this one that passes.
+    pub fn check_distinct(&self, per_tenant: bool) -> Result<(), String> {
+        let components = self.components();
+        let alone = |f: Field| components.iter().any(|c| c[..] == [Piece::Field(f)]);
+        let last_is_file = components
+            .last()
+            .is_some_and(|c| c[..] == [Piece::Field(Field::File)]);
+        if alone(Field::Id) && last_is_file && (per_tenant || alone(Field::Tenant)) {
+            return Ok(());
+        }
+        let tenant_rule = if per_tenant {
+            ""
+        } else {
+            ", `{tenant}` a component of its own (or a filter naming one tenant)"
+        };
+        Err(format!(
+            "two files could get the same key (one object would replace another): `{{id}}` \
+             must be a path component of its own{tenant_rule} and `{{file}}` the whole last \
+             component; for example `{}`",
+            self.suggestion(per_tenant)
+        ))
+    }
+
+    /// The pieces of each `/`-separated path component.
+    fn components(&self) -> Vec<Vec<Piece>> {
+        let mut components = vec![Vec::new()];
+        for piece in &self.pieces {
+            match piece {
+                Piece::Field(_) => components.last_mut().expect("one").push(piece.clone()),
+                Piece::Literal(l) => {
+                    for (i, part) in l.split('/').enumerate() {
+                        if i > 0 {
+                            components.push(Vec::new());
+                        }
+                        if !part.is_empty() {
+                            let c = components.last_mut().expect("one");
+                            c.push(Piece::Literal(part.to_owned()));
+                        }
+                    }
+                }
+            }
+        }
+        components
+    }
+
+    /// A format that keeps this one's folders that hold neither the conversation's nor the
+    /// file's identity, and ends in `{id}/{file}` (after `{tenant}` when needed).
+    fn suggestion(&self, per_tenant: bool) -> String {
+        let identity = [
+            Field::Id,
+            Field::File,
+            Field::Stem,
+            Field::Ext,
+            Field::Tenant,
+        ];
+        let text = |c: &[Piece]| -> String {
+            c.iter()
+                .map(|p| match p {
+                    Piece::Literal(l) => l.replace('{', "{{").replace('}', "}}"),
+                    Piece::Field(f) => {
+                        let name = FIELDS.iter().find(|(_, g)| g == f).expect("known").0;
+                        format!("{{{name}}}")
+                    }
+                })
+                .collect()
+        };
+        let mut kept: Vec<String> = Vec::new();
+        let mut has_tenant = false;
+        for c in self.components() {
+            if c[..] == [Piece::Field(Field::Tenant)] {
+                has_tenant = true;
+            } else if c.is_empty()
+                || c.iter()
+                    .any(|p| matches!(p, Piece::Field(f) if identity.contains(f)))
+            {
+                continue;
+            }
+            kept.push(text(&c));
+        }
+        if !per_tenant && !has_tenant {
+            kept.insert(0, "{tenant}".to_owned());
+        }
+        kept.push("{id}".to_owned());
+        kept.push("{file}".to_owned());
+        kept.join("/")
+    }
+
     /// The key of `name` of conversation `c`; date fields are the start's in timezone `tz`.
     pub fn render(&self, c: &Conversation, name: &FileName<'_>, tz: chrono_tz::Tz) -> String {
         let mut out = String::new();
@@ -233,5 +330,54 @@ mod tests {
         );
         assert!(Template::parse("../{id}/{file}").is_err());
         assert!(Template::parse("{id}/{file}}").is_err());
+    }
+
+    fn distinct(format: &str, per_tenant: bool) -> Result<(), String> {
+        Template::parse(format).unwrap().check_distinct(per_tenant)
+    }
+
+    #[test]
+    fn formats_that_can_merge_two_keys_are_refused_with_one_that_works() {
+        for (format, per_tenant, works) in [
+            ("{id}-{file}", true, "{id}/{file}"),
+            ("{tenant}/{id}-{file}", false, "{tenant}/{id}/{file}"),
+            ("{tenant}/{id}/{stem}", false, "{tenant}/{id}/{file}"),
+            ("{tenant}/{id}/{stem}.{ext}", false, "{tenant}/{id}/{file}"),
+            ("{tenant}/{id}/x_{file}", false, "{tenant}/{id}/{file}"),
+            ("{yyyy}/{id}/{file}", false, "{tenant}/{yyyy}/{id}/{file}"),
+            ("{tenant}-{yyyy}/{id}/{file}", false, "{tenant}/{id}/{file}"),
+            (
+                "{tenant}/{MM}{{x}}/{user}_{id}/{file}",
+                false,
+                "{tenant}/{MM}{{x}}/{id}/{file}",
+            ),
+        ] {
+            let err = distinct(format, per_tenant).unwrap_err();
+            assert!(
+                err.ends_with(&format!("for example `{works}`")),
+                "{format}: {err}"
+            );
+            assert_eq!(distinct(works, per_tenant), Ok(()), "{works}");
+        }
+    }
+
+    #[test]
+    fn formats_with_whole_identity_components_are_accepted() {
+        assert_eq!(
+            Template::parse(crate::config::DEFAULT_FILENAME_FORMAT)
+                .unwrap()
+                .check_distinct(false),
+            Ok(())
+        );
+        assert_eq!(distinct("{id}/{file}", true), Ok(()));
+        assert_eq!(
+            distinct("x/{tenant}/{yyyy}-{MM}/{id}/{user}/{file}", false),
+            Ok(())
+        );
+        assert!(
+            distinct("{id}/{file}", false)
+                .unwrap_err()
+                .contains("{tenant}")
+        );
     }
 }

@@ -16,6 +16,7 @@ mod gcs;
 mod hostile_target;
 mod hostile_index;
 mod hostile_reads;
+mod hostile_keys;
 mod jobs;
 mod lifecycle;
 mod media;
