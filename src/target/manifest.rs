@@ -222,7 +222,11 @@ pub fn verify(
         match serde_json::from_str::<Line>(&text).map_err(|e| malformed(n, e.to_string()))? {
             Line::Object(obj) => {
                 report.objects += 1;
-                report.bytes += obj.size;
+                // Sizes come from the file: a sum past u64 is a forged manifest, and a wrapped
+                // total could be made to match a forged trailer.
+                report.bytes = report.bytes.checked_add(obj.size).ok_or_else(|| {
+                    malformed(n, "the object sizes add up to more than 2^64 bytes".into())
+                })?;
                 batch.push(obj);
                 if batch.len() == batch.capacity() {
                     check(&mut batch, &mut report);
@@ -244,4 +248,41 @@ pub fn verify(
         ));
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::fs::FsTarget;
+    use crate::target::put_bytes;
+
+    /// Object sizes come from the manifest file: sizes whose sum passes u64 are a malformed
+    /// manifest (a wrapped total could match a forged trailer), not an overflow.
+    #[test]
+    fn object_sizes_that_overflow_their_total_are_malformed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = FsTarget::new("archive", dir.path(), false);
+        let half = u64::MAX / 2 + 1;
+        let object = |name: &str| {
+            format!(
+                r#"{{"key":"{name}","size":{half},"sha256":"{}"}}"#,
+                "0".repeat(64)
+            )
+        };
+        let manifest = [
+            r#"{"manifest":1,"policy":"p","run":1,"target":"archive","created_at":"2026-03-01T02:30:00Z"}"#.to_owned(),
+            object("a.wav"),
+            object("b.wav"),
+            r#"{"end":{"objects":2,"bytes":0}}"#.to_owned(),
+        ]
+        .join("\n");
+        let key = key_for("p", RunId(1));
+        put_bytes(&target, &key, manifest.as_bytes()).unwrap();
+        let err = verify(&target, &key, &indicatif::ProgressBar::hidden()).unwrap_err();
+        assert!(
+            matches!(&err, VerifyError::Malformed { line: 3, reason, .. }
+                if reason.contains("add up to more than 2^64 bytes")),
+            "{err}"
+        );
+    }
 }

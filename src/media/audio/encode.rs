@@ -93,6 +93,7 @@ impl Encoder {
         let out = BufWriter::with_capacity(WRITE_BUFFER, out);
         let sink = match format {
             VoiceFormat::WavPcm16 => {
+                wav_byte_rate(rate, channels, 2)?;
                 let spec = hound::WavSpec {
                     channels,
                     sample_rate: rate,
@@ -188,6 +189,19 @@ impl Encoder {
     }
 }
 
+/// A WAV header's bytes per second (`rate × channels × bytes per sample`), refused when it does
+/// not fit the header's 32-bit field: the rate comes from the input file, and a wrapped value
+/// would be a header that lies (or, with overflow checks, a panic).
+fn wav_byte_rate(rate: u32, channels: u16, bytes_per_sample: u32) -> Result<u32, AudioError> {
+    rate.checked_mul(u32::from(channels) * bytes_per_sample)
+        .ok_or_else(|| AudioError::Unsupported {
+            reason: format!(
+                "{rate} Hz with {channels} channels does not fit a WAV header (bytes per second \
+                 over 2^32); set voice_rate"
+            ),
+        })
+}
+
 fn hound_error(e: hound::Error) -> AudioError {
     match e {
         hound::Error::IoError(io) => AudioError::Io(io),
@@ -223,6 +237,7 @@ impl G711Writer {
             Law::Ulaw => 7,
             Law::Alaw => 6,
         };
+        let byte_rate = wav_byte_rate(rate, channels, 1)?;
         let mut h = Vec::with_capacity(G711_HEADER_LEN as usize);
         h.extend_from_slice(b"RIFF");
         h.extend_from_slice(&(G711_HEADER_LEN - 8).to_le_bytes());
@@ -231,7 +246,7 @@ impl G711Writer {
         h.extend_from_slice(&tag.to_le_bytes());
         h.extend_from_slice(&channels.to_le_bytes());
         h.extend_from_slice(&rate.to_le_bytes());
-        h.extend_from_slice(&(rate * u32::from(channels)).to_le_bytes()); // bytes per second
+        h.extend_from_slice(&byte_rate.to_le_bytes());
         h.extend_from_slice(&channels.to_le_bytes()); // block align
         h.extend_from_slice(&8u16.to_le_bytes()); // bits per sample
         h.extend_from_slice(&0u16.to_le_bytes()); // cbSize

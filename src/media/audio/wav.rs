@@ -548,6 +548,38 @@ mod tests {
         }
     }
 
+    /// With no `voice_rate`, the output keeps the input's rate, which a hostile header sets:
+    /// a WAV output whose bytes per second do not fit its header's 32 bits is refused, never
+    /// written with a wrapped (lying) value or a panic.
+    #[test]
+    fn an_input_rate_too_high_for_a_wav_header_is_refused() {
+        use crate::media::audio::{AudioError, VoiceFormat, VoiceSpec, transcode};
+        let dir = tempfile::tempdir().unwrap();
+        let mut fmt = pcm_fmt(8000, 2);
+        fmt[4..8].copy_from_slice(&0x8000_0000u32.to_le_bytes());
+        let bytes = wav(&fmt, &[(b"data", &[1, 0, 2, 0])]);
+        assert!(parse_header(&bytes).is_some(), "the fast path takes it");
+        for format in [
+            VoiceFormat::WavPcm16,
+            VoiceFormat::WavUlaw,
+            VoiceFormat::WavAlaw,
+        ] {
+            let spec = VoiceSpec {
+                format,
+                rate: None,
+                channels: None,
+            };
+            let mut out = std::fs::File::create(dir.path().join("out.wav")).unwrap();
+            let err =
+                transcode(Cursor::new(bytes.clone()), Some("wav"), &spec, &mut out).unwrap_err();
+            assert!(
+                matches!(&err, AudioError::Unsupported { reason }
+                    if reason.contains("2147483648 Hz with 2 channels does not fit a WAV header")),
+                "{format}: {err}"
+            );
+        }
+    }
+
     #[test]
     fn a_truncated_stream_keeps_whole_frames_only() {
         let header = Header {
