@@ -13,10 +13,10 @@ mod direct;
 mod export;
 #[cfg(feature = "gcs")]
 mod gcs;
-mod hostile_target;
 mod hostile_index;
-mod hostile_reads;
 mod hostile_keys;
+mod hostile_reads;
+mod hostile_target;
 mod jobs;
 mod lifecycle;
 mod media;
