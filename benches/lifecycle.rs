@@ -1,6 +1,7 @@
-//! Hot paths of the lifecycle sweep: selecting a page of due artifacts, and committing a batch
-//! of deletions with one hash-chained audit event each. Whole sweeps against `find -delete`
-//! live in `scripts/compare-lifecycle.sh`.
+//! Hot paths of the lifecycle sweep: selecting a page of due artifacts, committing a batch
+//! of deletions with one hash-chained audit event each, and one whole batch of a sweep over
+//! real files (checks on disk, removals, commit). Whole sweeps against `find -delete` live in
+//! `scripts/compare-lifecycle.sh`.
 
 use chrono::Utc;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -8,8 +9,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use custodian::audit::{AuditKind, NewEvent};
 use custodian::catalog::sqlite::SqliteCatalog;
 use custodian::catalog::{Catalog, Fingerprint, IndexChange};
+use custodian::pipeline::Control;
 use custodian::policy::lifecycle::{
-    DeleteOutcome, DueQuery, LifecyclePolicy, LifecycleVersion, RetentionAction,
+    self, DeleteOutcome, Deleter, DueQuery, LifecyclePolicy, LifecycleVersion, Limits,
+    RetentionAction,
 };
 use custodian::repository::record::ArtifactType;
 
@@ -27,6 +30,39 @@ fn event() -> NewEvent {
         conversation_id: None,
         details: serde_json::json!({}),
     }
+}
+
+fn enable_policy(cat: &SqliteCatalog) {
+    let policy = LifecyclePolicy::new("t", "", ArtifactType::Transcript, None, "bench");
+    cat.create_lifecycle_policy(&policy, &event()).unwrap();
+    let v = LifecycleVersion::new("v1", RetentionAction::Delete { days: 30 }, "bench");
+    cat.publish_lifecycle_version("t", &v, &event()).unwrap();
+    cat.update_lifecycle_policy("t", true, "v1", &[event()])
+        .unwrap();
+}
+
+/// A repository of one batch of due conversations (a record and a 200-byte transcript each)
+/// on disk, indexed into a fresh catalog with a policy deleting transcripts after 30 days.
+fn repository(dir: &std::path::Path) -> SqliteCatalog {
+    let sha = "0".repeat(64);
+    for i in 0..PAGE {
+        let conv = dir.join(format!("repo/acme/2026/01/02/c{i}"));
+        std::fs::create_dir_all(&conv).unwrap();
+        std::fs::write(conv.join("t.txt"), [b'x'; 200]).unwrap();
+        let record = serde_json::json!({
+            "schema": 1, "id": format!("c{i}"), "tenant": "acme", "type": "im",
+            "source_platform": "teams", "direction": "internal",
+            "start": "2026-01-02T10:00:00+00:00", "end": "2026-01-02T10:01:00+00:00",
+            "participants": [{"user": "a", "role": "participant"}],
+            "artifacts": [{"file": "t.txt", "type": "transcript", "size": 200, "sha256": sha}]
+        });
+        std::fs::write(conv.join("conversation.json"), record.to_string()).unwrap();
+    }
+    let cat = SqliteCatalog::open(&dir.join("c.db")).unwrap();
+    custodian::repository::index::index(&dir.join("repo"), &cat, &indicatif::ProgressBar::hidden())
+        .unwrap();
+    enable_policy(&cat);
+    cat
 }
 
 fn catalog(dir: &std::path::Path) -> SqliteCatalog {
@@ -49,12 +85,7 @@ fn catalog(dir: &std::path::Path) -> SqliteCatalog {
         })
         .collect();
     cat.apply_index(&changes).unwrap();
-    let policy = LifecyclePolicy::new("t", "", ArtifactType::Transcript, None, "bench");
-    cat.create_lifecycle_policy(&policy, &event()).unwrap();
-    let v = LifecycleVersion::new("v1", RetentionAction::Delete { days: 30 }, "bench");
-    cat.publish_lifecycle_version("t", &v, &event()).unwrap();
-    cat.update_lifecycle_policy("t", true, "v1", &[event()])
-        .unwrap();
+    enable_policy(&cat);
     cat
 }
 
@@ -91,6 +122,42 @@ fn sweep_steps(c: &mut Criterion) {
                 cat.begin_deletes(&page).unwrap();
                 cat.finish_deletes(&outcomes, "bench", None).unwrap();
                 total += started.elapsed();
+            }
+            total
+        })
+    });
+    // One sweep of a batch of real files: the checks each conversation gets on disk before
+    // its artifacts are removed, the removals and the commit; the repository is rebuilt
+    // outside the timing.
+    group.bench_function("sweep_files_2000", |b| {
+        b.iter_custom(|iters| {
+            let mut total = std::time::Duration::ZERO;
+            for _ in 0..iters {
+                let dir = tempfile::tempdir().unwrap();
+                let cat = repository(dir.path());
+                let control = Control::new();
+                let by = Deleter {
+                    actor: "bench",
+                    run: None,
+                    control: &control,
+                };
+                let limits = Limits {
+                    max_count: u64::MAX,
+                    max_share: 1.0,
+                    force: true,
+                };
+                let started = std::time::Instant::now();
+                let report = lifecycle::sweep(
+                    &cat,
+                    &dir.path().join("repo"),
+                    Utc::now(),
+                    by,
+                    limits,
+                    &|_| {},
+                )
+                .unwrap();
+                total += started.elapsed();
+                assert_eq!(report.deleted, PAGE as u64);
             }
             total
         })

@@ -1,19 +1,21 @@
 //! The `custodian lifecycle …` commands, `run lifecycle` and `plan lifecycle`: retention
 //! policy management with permissions and acknowledgments, and the sweep.
 
+use std::os::unix::fs::MetadataExt;
+
 use anyhow::{Context, Result, bail};
 use chrono::Utc;
 use clap::Subcommand;
 
 use custodian::audit::{AuditKind, NewEvent};
 use custodian::catalog::Mode;
-use custodian::config::LIFECYCLE_RUN;
+use custodian::config::{CatalogConfig, LIFECYCLE_RUN};
 use custodian::pipeline::Control;
 use custodian::policy::lifecycle::{
     self, Acknowledgment, LifecyclePolicy, LifecycleVersion, Limits, RetentionAction, SweepError,
     SweepSummary,
 };
-use custodian::policy::roles::{Actor, Permission, Roles};
+use custodian::policy::roles::{Actor, Permission, Roles, describe_uid};
 use custodian::repository::record::{ArtifactType, AudioRecordingType};
 
 use super::{Cli, Loaded, load, print_index, print_json, progress_bar, run_heading, run_index};
@@ -70,17 +72,48 @@ pub enum LifecycleCommand {
     Show { name: String },
 }
 
-/// The roles file and the acting user, checked for `permission`.
-fn authorize(l: &Loaded, permission: Permission) -> Result<Actor> {
+/// Besides root, who may own the roles file: the owner of the SQLite catalog file, or, for a
+/// PostgreSQL catalog (no file to own), the user running custodian. The uid and how messages
+/// name it.
+fn trusted_owner(catalog: &CatalogConfig) -> Result<(u32, String)> {
+    Ok(match catalog {
+        CatalogConfig::Sqlite { path } => {
+            let uid = std::fs::metadata(path)
+                .with_context(|| format!("catalog {}", path.display()))?
+                .uid();
+            (
+                uid,
+                format!(
+                    "the catalog's owner {} ({})",
+                    describe_uid(uid),
+                    path.display()
+                ),
+            )
+        }
+        CatalogConfig::Postgres { .. } => {
+            let uid = nix::unistd::getuid().as_raw();
+            (
+                uid,
+                format!("the user running custodian, {}", describe_uid(uid)),
+            )
+        }
+    })
+}
+
+/// The roles file and the acting user, checked for each of `permissions`.
+fn authorize(l: &Loaded, permissions: &[Permission]) -> Result<Actor> {
     let Some(roles) = &l.config.lifecycle.roles else {
         bail!(
             "lifecycle commands need a roles file granting permissions: set `roles` in the [lifecycle] table of {}",
             l.config.file.display()
         );
     };
-    let roles = Roles::load(roles)?;
+    let (trusted, trusted_as) = trusted_owner(&l.config.catalog)?;
+    let roles = Roles::load(roles, trusted, &trusted_as)?;
     let actor = Actor::current()?;
-    roles.require(&actor, permission)?;
+    for permission in permissions {
+        roles.require(&actor, *permission)?;
+    }
     Ok(actor)
 }
 
@@ -116,7 +149,7 @@ pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
             audio_type,
             description,
         } => {
-            let actor = authorize(&l, Permission::Create)?;
+            let actor = authorize(&l, &[Permission::Create])?;
             match (artifact_type, audio_type) {
                 (ArtifactType::AudioRecording, None) => bail!(
                     "an audio_recording policy covers one audio recording type: add --audio-type ({})",
@@ -155,7 +188,7 @@ pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
             keep_forever,
             delete_after_days,
         } => {
-            let actor = authorize(&l, Permission::Create)?;
+            let actor = authorize(&l, &[Permission::Create])?;
             let action = match (keep_forever, delete_after_days) {
                 (true, _) => RetentionAction::KeepForever,
                 (false, Some(days)) => {
@@ -181,7 +214,7 @@ pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
             Ok(0)
         }
         LifecycleCommand::Enable { name, acknowledge } => {
-            let actor = authorize(&l, Permission::Create)?;
+            let actor = authorize(&l, &[Permission::Create])?;
             let p = find(&l, name)?;
             let Some(active) = p.active() else {
                 bail!(
@@ -191,7 +224,7 @@ pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
             change(&l, &actor, &p, true, active, "enable", acknowledge)
         }
         LifecycleCommand::Disable { name, acknowledge } => {
-            let actor = authorize(&l, Permission::Delete)?;
+            let actor = authorize(&l, &[Permission::Delete])?;
             let p = find(&l, name)?;
             let Some(active) = p.active() else {
                 bail!("policy `{name}` has no version and is not enabled");
@@ -203,7 +236,7 @@ pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
             version,
             acknowledge,
         } => {
-            let actor = authorize(&l, Permission::Create)?;
+            let actor = authorize(&l, &[Permission::Create])?;
             let p = find(&l, name)?;
             let Some(v) = p.version(version) else {
                 bail!(
@@ -218,7 +251,7 @@ pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
             change(&l, &actor, &p, p.enabled, v, "activate", acknowledge)
         }
         LifecycleCommand::List => {
-            authorize(&l, Permission::Read)?;
+            authorize(&l, &[Permission::Read])?;
             let policies = l.catalog.lifecycle_policies()?;
             if cli.json {
                 print_json(&policies)?;
@@ -243,7 +276,7 @@ pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
             Ok(0)
         }
         LifecycleCommand::Show { name } => {
-            authorize(&l, Permission::Read)?;
+            authorize(&l, &[Permission::Read])?;
             let p = find(&l, name)?;
             if cli.json {
                 print_json(&p)?;
@@ -354,9 +387,16 @@ pub fn plan(cli: &Cli, no_index: bool) -> Result<u8> {
     Ok(0)
 }
 
-/// `run lifecycle`: the sweep, as a job run under the `[lifecycle]` job settings.
+/// `run lifecycle`: the sweep, as a job run under the `[lifecycle]` job settings. It needs a
+/// permission of its own, and `--force` (past the safety limits) another.
 pub fn run(cli: &Cli, no_index: bool, force: bool) -> Result<u8> {
     let l = load(cli)?;
+    let needed: &[Permission] = if force {
+        &[Permission::Run, Permission::Force]
+    } else {
+        &[Permission::Run]
+    };
+    let actor = authorize(&l, needed)?;
     let job = l.config.lifecycle.job.clone();
     let index_bar = progress_bar(cli, "index");
     let bar = progress_bar(cli, "delete");
@@ -373,7 +413,6 @@ pub fn run(cli: &Cli, no_index: bool, force: bool) -> Result<u8> {
             } else {
                 Some(run_index(&l, &index_bar, control)?)
             };
-            let actor = Actor::current()?;
             let limits = Limits {
                 max_count: l.config.lifecycle.max_deletes_per_run,
                 max_share: l.config.lifecycle.max_delete_share,
@@ -391,7 +430,7 @@ pub fn run(cli: &Cli, no_index: bool, force: bool) -> Result<u8> {
                 control,
             ) {
                 Ok(s) => s,
-                Err(e @ SweepError::OverLimit { .. }) => {
+                Err(e @ (SweepError::OverLimit { .. } | SweepError::Root { .. })) => {
                     bar.finish_and_clear();
                     eprintln!("error: {e}");
                     return Ok(2);
@@ -420,9 +459,12 @@ fn print_sweep(s: &SweepSummary) {
         s.status.as_str()
     );
     println!(
-        "lifecycle: deleted {} artifacts ({} bytes), {} of them already missing; {} failed; {} half-done deletes completed in {:.2}s",
-        r.deleted, r.bytes, r.already_missing, r.failed, r.resumed, s.seconds
+        "lifecycle: deleted {} artifacts ({} bytes), {} of them already missing; {} held back; {} failed; {} half-done deletes completed in {:.2}s",
+        r.deleted, r.bytes, r.already_missing, r.held_back, r.failed, r.resumed, s.seconds
     );
+    for h in &r.held_back_reasons {
+        println!("  held back: {h}");
+    }
     for f in &r.failures {
         println!("  failed: {f}");
     }

@@ -1390,6 +1390,10 @@ impl PostgresCatalog {
             version: q.version.clone(),
             due: DateTime::from_timestamp_millis(end_ms + i64::from(q.days) * 86_400_000)
                 .unwrap_or_default(),
+            record: Some(Fingerprint {
+                mtime_ns: r.try_get(8)?,
+                size: self.unsigned("conversations.json_size", r.try_get(9)?)?,
+            }),
         })
     }
 }
@@ -2484,7 +2488,8 @@ impl Catalog for PostgresCatalog {
     ) -> Result<Vec<DueArtifact>> {
         self.autocommit(|s| {
             s.query(
-                "SELECT c.pk, a.ordinal, c.tenant, c.id, c.rel_dir, a.file, a.size, c.start_ms + c.duration_ms \
+                "SELECT c.pk, a.ordinal, c.tenant, c.id, c.rel_dir, a.file, a.size, c.start_ms + c.duration_ms, \
+                 c.json_mtime_ns, c.json_size \
                  FROM conversations c JOIN artifacts a ON a.conversation = c.pk \
                  WHERE (c.pk, a.ordinal) > ($1, $2) AND c.start_ms + c.duration_ms <= $3 AND NOT c.legal_hold \
                  AND a.kind = $4 AND a.audio_type IS NOT DISTINCT FROM $5::text \
@@ -2595,8 +2600,10 @@ impl Catalog for PostgresCatalog {
     fn pending_deletes(&self) -> Result<Vec<DueArtifact>> {
         self.autocommit(|s| {
             s.query(
-                "SELECT conversation, ordinal, tenant, conversation_id, rel_dir, file, size, policy, version, due \
-                 FROM delete_intents ORDER BY conversation, ordinal",
+                "SELECT d.conversation, d.ordinal, d.tenant, d.conversation_id, d.rel_dir, d.file, d.size, \
+                 d.policy, d.version, d.due, c.json_mtime_ns, c.json_size \
+                 FROM delete_intents d LEFT JOIN conversations c ON c.pk = d.conversation \
+                 ORDER BY d.conversation, d.ordinal",
                 &[],
             )?
             .iter()
@@ -2612,6 +2619,13 @@ impl Catalog for PostgresCatalog {
                     policy: r.try_get(7)?,
                     version: r.try_get(8)?,
                     due: r.try_get(9)?,
+                    record: match (r.try_get::<_, Option<i64>>(10)?, r.try_get(11)?) {
+                        (Some(mtime_ns), Some(size)) => Some(Fingerprint {
+                            mtime_ns,
+                            size: self.unsigned("conversations.json_size", size)?,
+                        }),
+                        _ => None,
+                    },
                 })
             })
             .collect()

@@ -1608,7 +1608,8 @@ impl Catalog for SqliteCatalog {
         self.with_reader(|conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT c.pk, a.ordinal, c.tenant, c.id, c.rel_dir, a.file, a.size, c.start_ms + c.duration_ms \
+                    "SELECT c.pk, a.ordinal, c.tenant, c.id, c.rel_dir, a.file, a.size, c.start_ms + c.duration_ms, \
+                     c.json_mtime_ns, c.json_size \
                      FROM conversations c JOIN artifacts a ON a.conversation = c.pk \
                      WHERE (c.pk, a.ordinal) > (?1, ?2) AND c.start_ms + c.duration_ms <= ?3 AND c.legal_hold = 0 \
                      AND a.kind = ?4 AND a.audio_type IS ?5 \
@@ -1640,6 +1641,10 @@ impl Catalog for SqliteCatalog {
                             version: q.version.clone(),
                             due: DateTime::from_timestamp_millis(end_ms + due_shift)
                                 .unwrap_or_default(),
+                            record: Some(Fingerprint {
+                                mtime_ns: r.get(8)?,
+                                size: r.get(9)?,
+                            }),
                         })
                     },
                 )
@@ -1725,8 +1730,10 @@ impl Catalog for SqliteCatalog {
         self.with_reader(|conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT conversation, ordinal, tenant, conversation_id, rel_dir, file, size, policy, version, due \
-                     FROM delete_intents ORDER BY conversation, ordinal",
+                    "SELECT d.conversation, d.ordinal, d.tenant, d.conversation_id, d.rel_dir, d.file, d.size, \
+                     d.policy, d.version, d.due, c.json_mtime_ns, c.json_size \
+                     FROM delete_intents d LEFT JOIN conversations c ON c.pk = d.conversation \
+                     ORDER BY d.conversation, d.ordinal",
                 )
                 .map_err(|e| self.err(e))?;
             let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
@@ -1744,6 +1751,13 @@ impl Catalog for SqliteCatalog {
                     policy: r.get(7).map_err(|e| self.err(e))?,
                     version: r.get(8).map_err(|e| self.err(e))?,
                     due: parse_ts(&due).ok_or_else(|| self.corrupt("delete_intents.due", &due))?,
+                    record: match (
+                        r.get::<_, Option<i64>>(10).map_err(|e| self.err(e))?,
+                        r.get::<_, Option<u64>>(11).map_err(|e| self.err(e))?,
+                    ) {
+                        (Some(mtime_ns), Some(size)) => Some(Fingerprint { mtime_ns, size }),
+                        _ => None,
+                    },
                 });
             }
             Ok(out)

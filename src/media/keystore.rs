@@ -1,9 +1,12 @@
 //! The keystore: a JSON file mapping key ids to 32-byte AES keys (DESIGN.md §3).
 //!
 //! It holds secrets, so like ssh with a private key we refuse a file that group or others can
-//! read, and no error message ever contains key material.
+//! read or write, or that is owned by anyone but the user running custodian (or root), and no
+//! error message ever contains key material.
 
 use std::collections::HashMap;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -17,9 +20,27 @@ pub enum KeystoreError {
         source: std::io::Error,
     },
     #[error(
-        "keystore {path} is readable by group or others (mode {mode:o}); run `chmod 600 {path}`"
+        "keystore {path} (owner {owner}, mode {mode:03o}) is readable or writable by group or others; run `chmod 600 {path}`"
     )]
-    Permissions { path: PathBuf, mode: u32 },
+    Permissions {
+        path: PathBuf,
+        owner: String,
+        mode: u32,
+    },
+    #[error(
+        "keystore {path} (owner {owner}, mode {mode:03o}) is owned by another user than the one running custodian, {me}; run `chown {me_name} {path}` (and `chmod 600 {path}`)"
+    )]
+    Owner {
+        path: PathBuf,
+        owner: String,
+        mode: u32,
+        me: String,
+        me_name: String,
+    },
+    #[error("keystore {path} is not a regular file")]
+    NotRegular { path: PathBuf },
+    #[error("keystore {path} is larger than {max} bytes; a keystore holds a few keys")]
+    TooLarge { path: PathBuf, max: u64 },
     #[error("keystore {path}: invalid JSON: {reason}")]
     Parse { path: PathBuf, reason: String },
     #[error("keystore {path}: key `{key_id}` is not base64 of exactly 32 bytes")]
@@ -49,26 +70,57 @@ impl std::fmt::Debug for Keystore {
     }
 }
 
+/// Largest keystore read: thousands of keys fit in far less.
+const MAX_KEYSTORE_BYTES: u64 = 16 << 20;
+
 impl Keystore {
-    /// Loads a keystore, refusing one readable by group or others.
+    /// Loads a keystore, refusing one that group or others can read or write, or that is
+    /// owned by another user than the one running custodian (root's is accepted).
     pub fn load(path: &Path) -> Result<Keystore, KeystoreError> {
-        use std::os::unix::fs::PermissionsExt;
         let read_err = |source| KeystoreError::Read {
             path: path.to_owned(),
             source,
         };
-        let mode = std::fs::metadata(path)
-            .map_err(read_err)?
-            .permissions()
-            .mode()
-            & 0o777;
+        let file = std::fs::File::open(path).map_err(read_err)?;
+        // Checked on the open file, so the bytes read are those of the file checked.
+        let meta = file.metadata().map_err(read_err)?;
+        if !meta.is_file() {
+            return Err(KeystoreError::NotRegular {
+                path: path.to_owned(),
+            });
+        }
+        let mode = meta.mode() & 0o7777;
+        let owner = meta.uid();
+        let me = nix::unistd::getuid().as_raw();
+        if owner != me && owner != 0 {
+            return Err(KeystoreError::Owner {
+                path: path.to_owned(),
+                owner: crate::policy::roles::describe_uid(owner),
+                mode,
+                me: crate::policy::roles::describe_uid(me),
+                me_name: nix::unistd::User::from_uid(me.into())
+                    .ok()
+                    .flatten()
+                    .map_or_else(|| me.to_string(), |u| u.name),
+            });
+        }
         if mode & 0o077 != 0 {
             return Err(KeystoreError::Permissions {
                 path: path.to_owned(),
+                owner: crate::policy::roles::describe_uid(owner),
                 mode,
             });
         }
-        let text = std::fs::read(path).map_err(read_err)?;
+        let mut text = Vec::new();
+        file.take(MAX_KEYSTORE_BYTES + 1)
+            .read_to_end(&mut text)
+            .map_err(read_err)?;
+        if text.len() as u64 > MAX_KEYSTORE_BYTES {
+            return Err(KeystoreError::TooLarge {
+                path: path.to_owned(),
+                max: MAX_KEYSTORE_BYTES,
+            });
+        }
         let file: KeystoreFile =
             serde_json::from_slice(&text).map_err(|e| KeystoreError::Parse {
                 path: path.to_owned(),
@@ -136,7 +188,39 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), r#"{"keys":{}}"#, 0o640);
         let err = Keystore::load(&p).unwrap_err().to_string();
-        assert!(err.contains("chmod 600"), "{err}");
+        assert!(
+            err.contains("chmod 600") && err.contains("mode 640"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_keystore_others_can_write_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for mode in [0o602, 0o620, 0o601] {
+            let p = write(dir.path(), r#"{"keys":{}}"#, mode);
+            let err = Keystore::load(&p).unwrap_err().to_string();
+            assert!(
+                err.contains("chmod 600") && err.contains(&format!("mode {mode:03o}")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_keystore_owned_by_another_user_is_refused_even_at_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), r#"{"keys":{}}"#, 0o600);
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap().uid;
+        std::os::unix::fs::chown(&p, Some(nobody.as_raw()), None).unwrap();
+        let err = Keystore::load(&p).unwrap_err().to_string();
+        assert!(
+            err.contains("owner nobody")
+                && err.contains("mode 600")
+                && err.contains("chown ")
+                && err.contains(&p.display().to_string()),
+            "{err}"
+        );
     }
 
     #[test]

@@ -6,22 +6,32 @@
 //! dropped. A rerun first completes every intent left by a killed run, so every deleted
 //! artifact has exactly one event, and nothing is recorded deleted that is still on disk.
 //!
+//! Each delete goes through directory handles under the repository root, opened once per sweep,
+//! and never through a link: a conversation directory swapped for a symlink fails its artifacts
+//! instead of deleting what the link points to. Just before a conversation's artifacts are
+//! removed its `conversation.json` is read again, once per conversation and batch, through the
+//! same handle: a record that now puts it under legal hold, or that changed since it was indexed,
+//! holds its artifacts back.
+//!
 //! A sweep is a job run of its own ([`run`]), under the `[lifecycle]` job settings: its
 //! deletions' audit events carry the run, a stopped sweep (signal, time limit, keep-alive)
 //! ends after the batch in flight, and a killed one is resumed by the next.
 
-use std::path::Path;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::catalog::{Catalog, CatalogError, Mode, RunId, RunStatus};
+use crate::catalog::{Catalog, CatalogError, Fingerprint, Mode, RunId, RunStatus};
 use crate::config::{JobSettings, LIFECYCLE_RUN, LIFECYCLE_TARGET};
+use crate::confined::{ConfinedError, Dir};
 use crate::pipeline::Control;
 use crate::repository::index::IndexReport;
-use crate::repository::record::{ArtifactType, AudioRecordingType};
+use crate::repository::record::{ArtifactType, AudioRecordingType, Conversation, RECORD_FILE};
 
 /// What a version does with the artifacts of its type in active storage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -207,6 +217,10 @@ pub struct DueArtifact {
     pub policy: String,
     pub version: String,
     pub due: DateTime<Utc>,
+    /// The fingerprint of the conversation.json the catalog indexed (None once the
+    /// conversation left the catalog), checked against the file just before deleting.
+    #[serde(skip)]
+    pub record: Option<Fingerprint>,
 }
 
 /// What selects the due artifacts of one policy.
@@ -260,6 +274,10 @@ pub struct DueSummary {
 pub enum DeleteOutcome {
     /// The file was removed (or was already gone, recorded as such).
     Deleted { was_missing: bool },
+    /// The record read again just before deleting holds the file back: it is under legal hold,
+    /// or changed since it was indexed (kept until the next index reads it). Nothing is
+    /// removed or recorded, and it is not a failure.
+    HeldBack(String),
     /// The file could not be removed; nothing is recorded and the next run tries again.
     Failed(String),
 }
@@ -283,19 +301,29 @@ pub struct SweepReport {
     /// Deleted artifacts whose file was already gone (recorded with that fact).
     pub already_missing: u64,
     pub bytes: u64,
+    /// Due artifacts kept because their record, read again, holds them (legal hold set, or
+    /// changed since indexed).
+    pub held_back: u64,
+    /// Why, for the first 50 of them.
+    pub held_back_reasons: Vec<String>,
     pub failed: u64,
     pub failures: Vec<String>,
     pub policies: Vec<DueSummary>,
 }
 
 /// Why a sweep could not run: the catalog failed (its run stays open, and the next sweep
-/// resumes it unless `serve` records it failed), or more is due than its limits allow (its
-/// run is recorded `failed`, and nothing was deleted but what a killed run had left half
-/// done).
+/// resumes it unless `serve` records it failed), or the repository root cannot be opened or
+/// more is due than its limits allow (its run is recorded `failed`, and nothing was deleted
+/// but, in the second case, what a killed run had left half done).
 #[derive(Debug, thiserror::Error)]
 pub enum SweepError {
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    #[error("repository root {path}: {source}; check `root` in [repository] of the config")]
+    Root {
+        path: PathBuf,
+        source: ConfinedError,
+    },
     #[error(
         "{due} artifacts are due, more than this run may delete ({reason}); check the policies (`custodian plan lifecycle`), raise the limit in [lifecycle] of the config, or rerun with --force"
     )]
@@ -397,8 +425,10 @@ pub fn run(
     counters.index_errors = index_failures.len() as u64;
     let report = match swept {
         Ok(report) => report,
-        Err(e @ SweepError::OverLimit { due, .. }) => {
-            counters.selected = due;
+        Err(e @ (SweepError::OverLimit { .. } | SweepError::Root { .. })) => {
+            if let SweepError::OverLimit { due, .. } = e {
+                counters.selected = due;
+            }
             catalog.finish_run(
                 run,
                 RunStatus::Failed,
@@ -467,6 +497,11 @@ pub fn sweep(
     progress: &dyn Fn(Progress),
 ) -> Result<SweepReport, SweepError> {
     let mut report = SweepReport::default();
+    let root = Dir::open_root(root).map_err(|source| SweepError::Root {
+        path: root.to_owned(),
+        source,
+    })?;
+    let root = &root;
     let pending = catalog.pending_deletes()?;
     report.resumed = pending.len() as u64;
     for chunk in pending.chunks(BATCH) {
@@ -515,27 +550,18 @@ pub fn sweep(
 /// Removes the files of recorded intents, then commits what happened to each.
 fn remove_and_record(
     catalog: &dyn Catalog,
-    root: &Path,
+    root: &Dir,
     intents: &[DueArtifact],
     by: Deleter<'_>,
     report: &mut SweepReport,
 ) -> Result<(), CatalogError> {
-    let outcomes: Vec<(DueArtifact, DeleteOutcome)> = intents
+    // Intents come ordered by conversation, so each conversation's record is read once.
+    let conversations: Vec<&[DueArtifact]> = intents
+        .chunk_by(|a, b| a.conversation_pk == b.conversation_pk)
+        .collect();
+    let outcomes: Vec<(DueArtifact, DeleteOutcome)> = conversations
         .par_iter()
-        .map(|a| {
-            let path = root.join(&a.rel_dir).join(&a.file);
-            let outcome = match std::fs::remove_file(&path) {
-                Ok(()) => DeleteOutcome::Deleted { was_missing: false },
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    DeleteOutcome::Deleted { was_missing: true }
-                }
-                Err(e) => DeleteOutcome::Failed(format!(
-                    "cannot remove {}: {e}; it stays, and the next run tries again",
-                    path.display()
-                )),
-            };
-            (a.clone(), outcome)
-        })
+        .flat_map_iter(|artifacts| remove_conversation(root, artifacts))
         .collect();
     for (a, o) in &outcomes {
         match o {
@@ -543,6 +569,12 @@ fn remove_and_record(
                 report.deleted += 1;
                 report.bytes += a.size;
                 report.already_missing += u64::from(*was_missing);
+            }
+            DeleteOutcome::HeldBack(why) => {
+                report.held_back += 1;
+                if report.held_back_reasons.len() < 50 {
+                    report.held_back_reasons.push(why.clone());
+                }
             }
             DeleteOutcome::Failed(why) => {
                 report.failed += 1;
@@ -553,6 +585,109 @@ fn remove_and_record(
         }
     }
     catalog.finish_deletes(&outcomes, by.actor, by.run)
+}
+
+/// What the record of a conversation, read again just before deleting, says.
+enum Recheck {
+    /// Its directory is gone: every artifact is already missing.
+    Gone,
+    /// Delete its due artifacts through this handle.
+    Clear(Dir),
+    /// Keep them, for this reason.
+    HeldBack(String),
+    /// Its directory or record cannot be used (a link, a special file, unreadable).
+    Failed(String),
+}
+
+/// Deletes the due artifacts of one conversation (all of `artifacts` share it) once its record
+/// still allows it.
+fn remove_conversation(root: &Dir, artifacts: &[DueArtifact]) -> Vec<(DueArtifact, DeleteOutcome)> {
+    let all = |o: DeleteOutcome| artifacts.iter().map(|a| (a.clone(), o.clone())).collect();
+    let dir = match recheck(root, &artifacts[0]) {
+        Recheck::Gone => return all(DeleteOutcome::Deleted { was_missing: true }),
+        Recheck::HeldBack(why) => return all(DeleteOutcome::HeldBack(why)),
+        Recheck::Failed(why) => return all(DeleteOutcome::Failed(why)),
+        Recheck::Clear(dir) => dir,
+    };
+    artifacts
+        .iter()
+        .map(|a| {
+            let outcome = match dir.remove_file(&a.file) {
+                Ok(()) => DeleteOutcome::Deleted { was_missing: false },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    DeleteOutcome::Deleted { was_missing: true }
+                }
+                Err(e) => DeleteOutcome::Failed(format!(
+                    "cannot delete {}: {e}; it stays due, and the next sweep tries again",
+                    dir.display_path(&a.file).display()
+                )),
+            };
+            (a.clone(), outcome)
+        })
+        .collect()
+}
+
+/// Opens the conversation directory of `a` under `root` without following a link, and reads
+/// its record again: only a record identical to the one indexed (same modification time and
+/// size) and not under legal hold clears its artifacts for deletion.
+fn recheck(root: &Dir, a: &DueArtifact) -> Recheck {
+    let dir = match root.open_dir(&a.rel_dir) {
+        Ok(dir) => dir,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Recheck::Gone,
+        Err(e) => {
+            return Recheck::Failed(format!(
+                "conversation `{}`: {e}; nothing in it was deleted, it stays due, and the next sweep tries again",
+                a.conversation_id
+            ));
+        }
+    };
+    let path = dir.display_path(RECORD_FILE);
+    let changed = || {
+        Recheck::HeldBack(format!(
+            "{} changed since it was indexed; its artifacts are kept until `custodian index` reads it again",
+            path.display()
+        ))
+    };
+    let unusable = |why: String| {
+        Recheck::Failed(format!(
+            "{why}; without its record custodian cannot tell whether conversation `{}` is on hold, so nothing in it was deleted (run `custodian index`, then sweep again)",
+            a.conversation_id
+        ))
+    };
+    let file = match dir.open_file(RECORD_FILE) {
+        Ok(file) => file,
+        Err(e) => return unusable(e.to_string()),
+    };
+    let Some(indexed) = a.record else {
+        return changed();
+    };
+    let found = match file.metadata() {
+        Ok(m) => Fingerprint {
+            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+            size: m.size(),
+        },
+        Err(e) => return unusable(format!("{}: {e}", path.display())),
+    };
+    if found != indexed {
+        return changed();
+    }
+    // Never read past the size indexed: one byte more shows the file grew.
+    let mut bytes = Vec::new();
+    if let Err(e) = file.take(indexed.size + 1).read_to_end(&mut bytes) {
+        return unusable(format!("{}: {e}", path.display()));
+    }
+    if bytes.len() as u64 != indexed.size {
+        return changed();
+    }
+    match Conversation::from_json(&bytes) {
+        Ok(record) if record.flags.legal_hold => Recheck::HeldBack(format!(
+            "{} puts conversation `{}` under legal hold; its artifacts are kept",
+            path.display(),
+            a.conversation_id
+        )),
+        Ok(_) => Recheck::Clear(dir),
+        Err(why) => unusable(format!("{}: {why}", path.display())),
+    }
 }
 
 #[cfg(test)]
@@ -586,32 +721,65 @@ mod tests {
         }
     }
 
-    /// Fills `cat` with `n` conversations from January 2026, one transcript file each on disk
-    /// under the returned directory, and an enabled policy deleting transcripts after 30 days.
+    /// The record of conversation `c{i}`: two transcripts, under legal hold when `hold`.
+    fn record(i: usize, hold: bool) -> serde_json::Value {
+        let sha = "0".repeat(64);
+        serde_json::json!({
+            "schema": 1, "id": format!("c{i}"), "tenant": "acme", "type": "im",
+            "source_platform": "teams", "direction": "internal",
+            "start": "2026-01-02T10:00:00+00:00", "end": "2026-01-02T10:01:00+00:00",
+            "participants": [{"user": "a", "role": "participant"}],
+            "flags": {"legal_hold": hold},
+            "artifacts": [{"file": "t.txt", "type": "transcript", "size": 2, "sha256": sha},
+                          {"file": "u.txt", "type": "transcript", "size": 2, "sha256": sha}]
+        })
+    }
+
+    /// The fingerprint the index takes of a record file.
+    fn fingerprint_of(path: &Path) -> Fingerprint {
+        let m = std::fs::metadata(path).unwrap();
+        Fingerprint {
+            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+            size: m.size(),
+        }
+    }
+
+    /// Indexes the record of `c{i}` as it is on disk under `root`.
+    fn index_one(cat: &dyn Catalog, root: &Path, i: usize) {
+        let rel_dir = format!("acme/2026/01/02/c{i}");
+        let path = root.join(&rel_dir).join(RECORD_FILE);
+        let conversation = Conversation::from_json(&std::fs::read(&path).unwrap()).unwrap();
+        cat.apply_index(&[IndexChange::Upsert {
+            rel_dir,
+            fingerprint: fingerprint_of(&path),
+            conversation: Box::new(conversation),
+        }])
+        .unwrap();
+    }
+
+    /// Fills `cat` with `n` conversations from January 2026, their records and two transcript
+    /// files each on disk under `repo/` of the returned directory (indexed as they are), and an
+    /// enabled policy deleting transcripts after 30 days.
     fn setup(cat: &dyn Catalog, n: usize) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         let changes: Vec<IndexChange> = (0..n)
             .map(|i| {
-                let rel_dir = format!("acme/2026/01/02/c{i}");
-                std::fs::create_dir_all(dir.path().join("repo").join(&rel_dir)).unwrap();
-                std::fs::write(dir.path().join("repo").join(&rel_dir).join("t.txt"), b"hi").unwrap();
-                let conversation = serde_json::from_value(serde_json::json!({
-                    "schema": 1, "id": format!("c{i}"), "tenant": "acme", "type": "im",
-                    "source_platform": "teams", "direction": "internal",
-                    "start": "2026-01-02T10:00:00+00:00", "end": "2026-01-02T10:01:00+00:00",
-                    "participants": [{"user": "a", "role": "participant"}],
-                    "artifacts": [{"file": "t.txt", "type": "transcript", "size": 2,
-                                   "sha256": "0000000000000000000000000000000000000000000000000000000000000000"}]
-                }))
-                .unwrap();
+                let conv = dir.path().join(format!("repo/acme/2026/01/02/c{i}"));
+                std::fs::create_dir_all(&conv).unwrap();
+                std::fs::write(conv.join("t.txt"), b"hi").unwrap();
+                std::fs::write(conv.join("u.txt"), b"hi").unwrap();
+                let path = conv.join(RECORD_FILE);
+                std::fs::write(&path, record(i, false).to_string()).unwrap();
                 IndexChange::Upsert {
-                    rel_dir,
-                    fingerprint: Fingerprint { mtime_ns: 1, size: 1 },
-                    conversation: Box::new(conversation),
+                    rel_dir: format!("acme/2026/01/02/c{i}"),
+                    fingerprint: fingerprint_of(&path),
+                    conversation: Box::new(serde_json::from_value(record(i, false)).unwrap()),
                 }
             })
             .collect();
-        cat.apply_index(&changes).unwrap();
+        for chunk in changes.chunks(500) {
+            cat.apply_index(chunk).unwrap();
+        }
         let policy = LifecyclePolicy::new("t30", "", ArtifactType::Transcript, None, "test");
         cat.create_lifecycle_policy(&policy, &event()).unwrap();
         let v = LifecycleVersion::new("v1", RetentionAction::Delete { days: 30 }, "test");
@@ -655,8 +823,9 @@ mod tests {
         }
         let report = sweep(cat, &root, now, by(&Control::new()), NO_LIMIT, &|_| {}).unwrap();
         assert_eq!(report.resumed, 6);
-        assert_eq!(report.deleted, 10);
+        assert_eq!(report.deleted, 20);
         assert_eq!(report.already_missing, 3);
+        assert_eq!((report.held_back, report.failed), (0, 0), "{report:?}");
         assert!(cat.pending_deletes().unwrap().is_empty());
         let events = cat
             .audit_events(&AuditQuery {
@@ -678,10 +847,11 @@ mod tests {
                 .iter()
                 .filter(|e| e.event.kind == AuditKind::ArtifactDeleted)
                 .count(),
-            10
+            20
         );
         for i in 0..10 {
             assert!(!root.join(format!("acme/2026/01/02/c{i}/t.txt")).exists());
+            assert!(!root.join(format!("acme/2026/01/02/c{i}/u.txt")).exists());
         }
         let again = sweep(cat, &root, now, by(&Control::new()), NO_LIMIT, &|_| {}).unwrap();
         assert_eq!((again.resumed, again.deleted), (0, 0));
@@ -691,7 +861,8 @@ mod tests {
     fn a_stopped_sweep_ends_after_the_batch_in_flight_and_the_next_finishes() {
         let cat_dir = tempfile::tempdir().unwrap();
         let cat = SqliteCatalog::open(&cat_dir.path().join("c.db")).unwrap();
-        let n = BATCH + 100;
+        // Two artifacts each: one batch and a hundred more.
+        let n = BATCH / 2 + 50;
         let dir = setup(&cat, n);
         let root = dir.path().join("repo");
         let now = Utc::now();
@@ -728,7 +899,224 @@ mod tests {
                 .to_utc()
         );
         let all = plan(cat, Utc::now()).unwrap();
-        assert_eq!((all[0].artifacts, all[0].bytes), (3, 6));
+        assert_eq!((all[0].artifacts, all[0].bytes), (6, 12));
+    }
+
+    fn events_of(cat: &dyn Catalog, kind: AuditKind) -> Vec<crate::audit::AuditEvent> {
+        cat.audit_events(&AuditQuery {
+            limit: 10_000,
+            ..AuditQuery::default()
+        })
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event.kind == kind)
+        .collect()
+    }
+
+    fn deleted_ids(cat: &dyn Catalog) -> Vec<String> {
+        events_of(cat, AuditKind::ArtifactDeleted)
+            .into_iter()
+            .map(|e| e.event.conversation_id.unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_conversation_directory_swapped_for_a_link_is_not_deleted_through() {
+        on_each_catalog(swapped_directory_is_not_followed);
+    }
+
+    fn swapped_directory_is_not_followed(cat: &dyn Catalog) {
+        let dir = setup(cat, 2);
+        let root = dir.path().join("repo");
+        // c0's directory is moved out of the repository and a link put in its place.
+        let outside = dir.path().join("outside");
+        std::fs::rename(root.join("acme/2026/01/02/c0"), &outside).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("acme/2026/01/02/c0")).unwrap();
+        let report = sweep(
+            cat,
+            &root,
+            Utc::now(),
+            by(&Control::new()),
+            NO_LIMIT,
+            &|_| {},
+        )
+        .unwrap();
+        assert!(outside.join("t.txt").exists() && outside.join("u.txt").exists());
+        assert_eq!((report.deleted, report.failed), (2, 2), "{report:?}");
+        assert!(
+            report.failures[0].contains("acme/2026/01/02/c0")
+                && report.failures[0].contains("symbolic link")
+                && report.failures[0].contains("next sweep tries again"),
+            "{report:?}"
+        );
+        assert_eq!(
+            deleted_ids(cat),
+            ["c1", "c1"],
+            "no deletion recorded for c0"
+        );
+        assert!(cat.pending_deletes().unwrap().is_empty());
+        // Still due: once the directory is back, the next sweep deletes it.
+        std::fs::remove_file(root.join("acme/2026/01/02/c0")).unwrap();
+        std::fs::rename(&outside, root.join("acme/2026/01/02/c0")).unwrap();
+        let next = sweep(
+            cat,
+            &root,
+            Utc::now(),
+            by(&Control::new()),
+            NO_LIMIT,
+            &|_| {},
+        )
+        .unwrap();
+        assert_eq!((next.deleted, next.failed), (2, 0), "{next:?}");
+        assert!(!root.join("acme/2026/01/02/c0/t.txt").exists());
+    }
+
+    #[test]
+    fn an_artifact_replaced_by_a_link_is_not_removed_nor_its_target() {
+        let cat_dir = tempfile::tempdir().unwrap();
+        let cat = SqliteCatalog::open(&cat_dir.path().join("c.db")).unwrap();
+        let dir = setup(&cat, 1);
+        let root = dir.path().join("repo");
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, b"keep").unwrap();
+        let link = root.join("acme/2026/01/02/c0/t.txt");
+        std::fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink(&secret, &link).unwrap();
+        let report = sweep(
+            &cat,
+            &root,
+            Utc::now(),
+            by(&Control::new()),
+            NO_LIMIT,
+            &|_| {},
+        )
+        .unwrap();
+        assert_eq!((report.deleted, report.failed), (1, 1), "{report:?}");
+        assert!(report.failures[0].contains("c0/t.txt"), "{report:?}");
+        assert!(secret.exists() && link.symlink_metadata().is_ok());
+        assert_eq!(deleted_ids(&cat), ["c0"], "only u.txt was deleted");
+    }
+
+    #[test]
+    fn a_record_put_on_hold_after_indexing_is_held_back() {
+        on_each_catalog(late_hold_is_held_back);
+    }
+
+    fn late_hold_is_held_back(cat: &dyn Catalog) {
+        let dir = setup(cat, 3);
+        let root = dir.path().join("repo");
+        let c1 = root.join("acme/2026/01/02/c1");
+        std::fs::write(c1.join(RECORD_FILE), record(1, true).to_string()).unwrap();
+        // Indexed again with the hold: the catalog knows, and nothing of c1 is due.
+        index_one(cat, &root, 1);
+        // Then the hold is set on c2 after indexing, keeping the size and modification time
+        // its fingerprint saw, so only the record's content tells.
+        let c2 = root.join("acme/2026/01/02/c2/conversation.json");
+        let before = std::fs::metadata(&c2).unwrap();
+        let held = record(2, true).to_string();
+        let padded = format!("{held:<width$}", width = before.len() as usize);
+        assert_eq!(padded.len() as u64, before.len());
+        std::fs::write(&c2, padded).unwrap();
+        let mtime = std::fs::FileTimes::new().set_modified(before.modified().unwrap());
+        std::fs::File::options()
+            .write(true)
+            .open(&c2)
+            .unwrap()
+            .set_times(mtime)
+            .unwrap();
+        let report = sweep(
+            cat,
+            &root,
+            Utc::now(),
+            by(&Control::new()),
+            NO_LIMIT,
+            &|_| {},
+        )
+        .unwrap();
+        assert_eq!(
+            (report.deleted, report.held_back, report.failed),
+            (2, 2, 0),
+            "{report:?}"
+        );
+        assert!(
+            report.held_back_reasons[0].contains("legal hold")
+                && report.held_back_reasons[0].contains("`c2`"),
+            "{report:?}"
+        );
+        assert!(c1.join("t.txt").exists());
+        assert!(root.join("acme/2026/01/02/c2/t.txt").exists());
+        assert!(root.join("acme/2026/01/02/c2/u.txt").exists());
+        assert_eq!(deleted_ids(cat), ["c0", "c0"]);
+        assert!(cat.pending_deletes().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_record_changed_since_indexing_is_skipped_until_reindexed() {
+        let cat_dir = tempfile::tempdir().unwrap();
+        let cat = SqliteCatalog::open(&cat_dir.path().join("c.db")).unwrap();
+        let dir = setup(&cat, 1);
+        let root = dir.path().join("repo");
+        let path = root.join("acme/2026/01/02/c0").join(RECORD_FILE);
+        let mut changed = record(0, false);
+        changed["source_platform"] = "zoom".into();
+        std::fs::write(&path, changed.to_string()).unwrap();
+        let report = sweep(
+            &cat,
+            &root,
+            Utc::now(),
+            by(&Control::new()),
+            NO_LIMIT,
+            &|_| {},
+        )
+        .unwrap();
+        assert_eq!((report.deleted, report.held_back), (0, 2), "{report:?}");
+        assert!(
+            report.held_back_reasons[0].contains("changed since it was indexed"),
+            "{report:?}"
+        );
+        assert!(root.join("acme/2026/01/02/c0/t.txt").exists());
+        index_one(&cat, &root, 0);
+        let next = sweep(
+            &cat,
+            &root,
+            Utc::now(),
+            by(&Control::new()),
+            NO_LIMIT,
+            &|_| {},
+        )
+        .unwrap();
+        assert_eq!((next.deleted, next.held_back), (2, 0), "{next:?}");
+    }
+
+    #[test]
+    fn a_missing_or_special_record_fails_its_conversation_without_deleting() {
+        let cat_dir = tempfile::tempdir().unwrap();
+        let cat = SqliteCatalog::open(&cat_dir.path().join("c.db")).unwrap();
+        let dir = setup(&cat, 2);
+        let root = dir.path().join("repo");
+        std::fs::remove_file(root.join("acme/2026/01/02/c0").join(RECORD_FILE)).unwrap();
+        let fifo = root.join("acme/2026/01/02/c1").join(RECORD_FILE);
+        std::fs::remove_file(&fifo).unwrap();
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let report = sweep(
+            &cat,
+            &root,
+            Utc::now(),
+            by(&Control::new()),
+            NO_LIMIT,
+            &|_| {},
+        )
+        .unwrap();
+        assert_eq!((report.deleted, report.failed), (0, 4), "{report:?}");
+        assert!(
+            report.failures[0].contains("cannot tell whether conversation `c0` is on hold"),
+            "{report:?}"
+        );
+        assert!(report.failures[2].contains("FIFO"), "{report:?}");
+        for c in ["c0", "c1"] {
+            assert!(root.join(format!("acme/2026/01/02/{c}/t.txt")).exists());
+        }
+        assert!(deleted_ids(&cat).is_empty());
     }
 
     #[test]

@@ -1,5 +1,10 @@
-//! Who may manage lifecycle policies: permissions granted to operating-system users and groups
-//! in a roles file the config names. The acting user is the one the process runs as.
+//! Who may manage lifecycle policies and run the sweep: permissions granted to operating-system
+//! users and groups in a roles file the config names. The acting user is the one the process
+//! runs as.
+//!
+//! Whoever can write the roles file can grant any permission, so, as ssh treats its key files,
+//! it is refused unless only its owner can write it and that owner is root or the one the
+//! caller trusts (the catalog's owner).
 //!
 //! ```toml
 //! [users]
@@ -10,6 +15,8 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -26,6 +33,12 @@ pub enum Permission {
     /// Disable policies.
     #[serde(rename = "ARTIFACTS_LIFECYCLE_POLICY_DELETE")]
     Delete,
+    /// Run the sweep (`run lifecycle`), which deletes what the enabled policies make due.
+    #[serde(rename = "ARTIFACTS_LIFECYCLE_POLICY_RUN")]
+    Run,
+    /// Run the sweep past its safety limits (`run lifecycle --force`).
+    #[serde(rename = "ARTIFACTS_LIFECYCLE_POLICY_FORCE")]
+    Force,
 }
 
 impl Permission {
@@ -34,6 +47,8 @@ impl Permission {
             Permission::Read => "ARTIFACTS_LIFECYCLE_POLICY_READ",
             Permission::Create => "ARTIFACTS_LIFECYCLE_POLICY_CREATE",
             Permission::Delete => "ARTIFACTS_LIFECYCLE_POLICY_DELETE",
+            Permission::Run => "ARTIFACTS_LIFECYCLE_POLICY_RUN",
+            Permission::Force => "ARTIFACTS_LIFECYCLE_POLICY_FORCE",
         }
     }
 }
@@ -52,6 +67,18 @@ struct RawRoles {
 pub enum RolesError {
     #[error("roles file {file}: {message}")]
     File { file: PathBuf, message: String },
+    #[error(
+        "roles file {file} is writable by group or others (mode {mode:03o}), so anyone could grant themselves permissions; run `chmod go-w {file}`"
+    )]
+    Writable { file: PathBuf, mode: u32 },
+    #[error(
+        "roles file {file} is owned by {owner}, not by root or {trusted}; only they may grant permissions: run `chown root {file}` (or chown it to {trusted})"
+    )]
+    Owner {
+        file: PathBuf,
+        owner: String,
+        trusted: String,
+    },
     #[error(
         "user `{user}` lacks the permission {permission} (roles file {file}); ask an administrator to grant it to the user or one of its groups ({groups})"
     )]
@@ -95,6 +122,17 @@ impl Actor {
     }
 }
 
+/// A user named for messages: `alice (uid 1000)`, or the uid alone without a passwd entry.
+pub fn describe_uid(uid: u32) -> String {
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(user)) => format!("{} (uid {uid})", user.name),
+        _ => format!("uid {uid}"),
+    }
+}
+
+/// Largest roles file read; a real one is a few lines.
+const MAX_ROLES_BYTES: u64 = 1 << 20;
+
 /// Grants from a roles file.
 pub struct Roles {
     file: PathBuf,
@@ -102,12 +140,43 @@ pub struct Roles {
 }
 
 impl Roles {
-    pub fn load(file: &Path) -> Result<Roles, RolesError> {
+    /// Loads the roles file, refusing one that group or others can write, or that is owned by
+    /// anyone but root and `trusted` (a uid, described in messages as `trusted_as`).
+    pub fn load(file: &Path, trusted: u32, trusted_as: &str) -> Result<Roles, RolesError> {
         let err = |message: String| RolesError::File {
             file: file.to_owned(),
             message,
         };
-        let text = std::fs::read_to_string(file).map_err(|e| err(e.to_string()))?;
+        let opened = std::fs::File::open(file).map_err(|e| err(e.to_string()))?;
+        // Checked on the open file, so what is read is what was checked.
+        let meta = opened.metadata().map_err(|e| err(e.to_string()))?;
+        if !meta.is_file() {
+            return Err(err("not a regular file".into()));
+        }
+        let mode = meta.mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            return Err(RolesError::Writable {
+                file: file.to_owned(),
+                mode,
+            });
+        }
+        if meta.uid() != 0 && meta.uid() != trusted {
+            return Err(RolesError::Owner {
+                file: file.to_owned(),
+                owner: describe_uid(meta.uid()),
+                trusted: trusted_as.to_owned(),
+            });
+        }
+        let mut text = String::new();
+        opened
+            .take(MAX_ROLES_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(|e| err(e.to_string()))?;
+        if text.len() as u64 > MAX_ROLES_BYTES {
+            return Err(err(format!(
+                "larger than {MAX_ROLES_BYTES} bytes; a roles file lists a few users and groups"
+            )));
+        }
         let raw: RawRoles = toml_edit::de::from_str(&text).map_err(|e| err(e.to_string()))?;
         Ok(Roles {
             file: file.to_owned(),
@@ -171,6 +240,85 @@ mod tests {
             err.contains("ARTIFACTS_LIFECYCLE_POLICY_CREATE") && err.contains("`bob`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_sweep_and_force_are_permissions_of_their_own() {
+        let r = roles(
+            "[users]\nops = [\"ARTIFACTS_LIFECYCLE_POLICY_RUN\"]\n\"*\" = [\"ARTIFACTS_LIFECYCLE_POLICY_READ\", \"ARTIFACTS_LIFECYCLE_POLICY_CREATE\", \"ARTIFACTS_LIFECYCLE_POLICY_DELETE\"]\n[groups]\nadmins = [\"ARTIFACTS_LIFECYCLE_POLICY_FORCE\"]\n",
+        );
+        let anyone = Actor {
+            user: "eve".into(),
+            groups: vec![],
+        };
+        let ops = Actor {
+            user: "ops".into(),
+            groups: vec![],
+        };
+        let admin = Actor {
+            user: "root".into(),
+            groups: vec!["admins".into()],
+        };
+        for p in [Permission::Run, Permission::Force] {
+            let err = r.require(&anyone, p).unwrap_err().to_string();
+            assert!(err.contains(p.name()), "{err}");
+        }
+        assert!(r.require(&ops, Permission::Run).is_ok());
+        assert!(r.require(&ops, Permission::Force).is_err());
+        assert!(r.require(&admin, Permission::Force).is_ok());
+    }
+
+    fn roles_file(dir: &Path, mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let file = dir.join("roles.toml");
+        std::fs::write(
+            &file,
+            "[users]\n\"*\" = [\"ARTIFACTS_LIFECYCLE_POLICY_RUN\"]\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        file
+    }
+
+    fn owner_of(file: &Path) -> u32 {
+        std::fs::metadata(file).unwrap().uid()
+    }
+
+    #[test]
+    fn a_roles_file_others_can_write_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for mode in [0o666, 0o620, 0o602] {
+            let file = roles_file(dir.path(), mode);
+            let err = Roles::load(&file, owner_of(&file), "the catalog's owner")
+                .err()
+                .expect("refused")
+                .to_string();
+            assert!(
+                err.contains(&format!("mode {mode:03o}")) && err.contains("chmod go-w"),
+                "{err}"
+            );
+        }
+        let file = roles_file(dir.path(), 0o644);
+        assert!(Roles::load(&file, owner_of(&file), "the catalog's owner").is_ok());
+    }
+
+    #[test]
+    fn a_roles_file_owned_by_someone_else_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = roles_file(dir.path(), 0o644);
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap().uid;
+        std::os::unix::fs::chown(&file, Some(nobody.as_raw()), None).unwrap();
+        // Owned by nobody: refused whoever is trusted, unless nobody is.
+        let mine = nix::unistd::getuid().as_raw();
+        let err = Roles::load(&file, mine, "the catalog's owner")
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            err.contains("owned by nobody") && err.contains("chown root"),
+            "{err}"
+        );
+        assert!(Roles::load(&file, nobody.as_raw(), "nobody").is_ok());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use crate::common::{Env, text};
 
-const ALL: &str = r#"["ARTIFACTS_LIFECYCLE_POLICY_READ", "ARTIFACTS_LIFECYCLE_POLICY_CREATE", "ARTIFACTS_LIFECYCLE_POLICY_DELETE"]"#;
+pub const ALL: &str = r#"["ARTIFACTS_LIFECYCLE_POLICY_READ", "ARTIFACTS_LIFECYCLE_POLICY_CREATE", "ARTIFACTS_LIFECYCLE_POLICY_DELETE", "ARTIFACTS_LIFECYCLE_POLICY_RUN", "ARTIFACTS_LIFECYCLE_POLICY_FORCE"]"#;
 const ACKS: [&str; 4] = [
     "--acknowledge",
     "storage-overage",
@@ -13,7 +13,7 @@ const ACKS: [&str; 4] = [
 
 /// An installation whose roles file grants `grants` to every user (`*`), with `lifecycle`
 /// settings added to the config.
-fn env_with(grants: &str, lifecycle: &str) -> Env {
+pub fn env_with(grants: &str, lifecycle: &str) -> Env {
     let env = Env::new("");
     std::fs::write(
         env.path().join("roles.toml"),
@@ -27,20 +27,20 @@ fn env_with(grants: &str, lifecycle: &str) -> Env {
     env
 }
 
-fn ok(env: &Env, args: &[&str]) -> String {
+pub fn ok(env: &Env, args: &[&str]) -> String {
     let out = env.run(args);
     assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
     text(&out)
 }
 
-fn fails(env: &Env, args: &[&str]) -> String {
+pub fn fails(env: &Env, args: &[&str]) -> String {
     let out = env.run(args);
     assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
     text(&out)
 }
 
 /// A 30-day delete policy for customer-leg audio, enabled.
-fn enabled_policy(env: &Env) {
+pub fn enabled_policy(env: &Env) {
     ok(
         env,
         &[
@@ -69,7 +69,7 @@ fn enabled_policy(env: &Env) {
     ok(env, &enable);
 }
 
-fn events(env: &Env, kind: &str) -> Vec<serde_json::Value> {
+pub fn events(env: &Env, kind: &str) -> Vec<serde_json::Value> {
     let (_, trail) = env.json(&["audit", "list", "--kind", kind, "--limit", "100000"]);
     let trail = trail.as_array().unwrap().clone();
     assert!(trail.iter().all(|e| e["kind"] == kind));

@@ -17,6 +17,7 @@ mod hostile_index;
 mod hostile_keys;
 mod hostile_reads;
 mod hostile_target;
+mod hostile_sweep;
 mod jobs;
 mod lifecycle;
 mod media;
