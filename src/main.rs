@@ -907,7 +907,7 @@ fn print_trail(report: &TrailReport, key_id: Option<&str>, unreadable: &[serde_j
     match &report.broken {
         Some(b) => println!("{b}"),
         None => println!(
-            "audit trail chain intact: {} events, head {} {}; {keying}",
+            "audit chain unbroken: {} events, head {} {}; {keying}",
             report.events, report.head.seq, report.head.hash
         ),
     }
@@ -949,7 +949,11 @@ fn print_trail(report: &TrailReport, key_id: Option<&str>, unreadable: &[serde_j
         );
     }
     if report.intact() && unreadable.is_empty() {
-        println!("audit trail intact");
+        println!(
+            "audit trail intact: {} events, {} anchor(s) checked",
+            report.events,
+            report.anchors.len()
+        );
     } else if report.intact() {
         println!("audit trail unconfirmed: some anchors could not be read");
     } else {
