@@ -122,21 +122,38 @@ pub fn write(
     let hashing = w.into_inner().map_err(|e| io_err(e.into_error()))?;
     let (inner, _, sha256) = hashing.finish();
     inner.commit(&sha256)?;
+    // The pointer only finds the newest anchor quickly; the anchor itself is in the manifest
+    // just committed. A target that takes the manifest but not the pointer (full right then)
+    // leaves the previous pointer, an older anchor that still holds, until the next run.
+    if let Err(e) = write_latest(target, policy, run, &key, head) {
+        tracing::warn!("{e}; `audit verify` checks an older anchor of {policy} until its next run");
+    }
+    Ok(key)
+}
+
+/// Points `latest.json` of `policy` at the manifest of `run`, stored at `key`.
+fn write_latest(
+    target: &dyn Target,
+    policy: &str,
+    run: RunId,
+    key: &ObjectKey,
+    head: AuditHead,
+) -> Result<(), TargetError> {
     let latest = Latest {
         run: run.0,
         manifest: key.to_string(),
         audit: head,
     };
     let body = serde_json::to_vec(&latest).expect("a pointer serializes");
+    let sha256 = hex::encode(Sha256::digest(&body));
     let pointer = latest_key(policy);
-    let mut w = target.create(&pointer, Some(&hex::encode(Sha256::digest(&body))))?;
+    let mut w = target.create(&pointer, Some(&sha256))?;
     w.write_all(&body).map_err(|cause| TargetError::Io {
         target: target.name().to_owned(),
         key: pointer.to_string(),
         cause,
     })?;
-    w.commit(&hex::encode(Sha256::digest(&body)))?;
-    Ok(key)
+    w.commit(&sha256)
 }
 
 /// Why an anchor could not be read from a target.
