@@ -86,7 +86,9 @@ pub fn direct(cli: &Cli, args: &DirectArgs) -> Result<u8> {
             config.file.display()
         ),
     };
-    let state: Arc<dyn Catalog> = Arc::new(SqliteCatalog::open(&state_path)?);
+    let state: Arc<dyn Catalog> = Arc::new(SqliteCatalog::open(&state_path)?.with_audit_key(Some(
+        custodian::audit::KeySource::new(&config.audit.key_file),
+    )));
     let l = Loaded {
         config,
         catalog: state.clone(),

@@ -15,7 +15,8 @@ use chrono::Utc;
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
-use custodian::audit::{AuditKind, GENESIS, verify_chain};
+use custodian::audit::verify::{AnchorStatus, TrailReport, check_trail};
+use custodian::audit::{AuditKind, ChainProblem, KeyError, KeySource};
 use custodian::catalog::{self, AuditQuery, Catalog, Exclude, JobRun, Mode, RunId};
 use custodian::config::LIFECYCLE_RUN;
 use custodian::config::{Config, Policy};
@@ -269,8 +270,13 @@ enum AuditCommand {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
-    /// Check that the hash chain of the whole audit trail is unbroken.
+    /// Check the whole audit trail: its hash chain (keyed with the audit key), and the
+    /// catalog against the chain heads the newest manifest of each export policy anchored at
+    /// its target.
     Verify,
+    /// Create the audit key (`[audit] key_file`, 32 random bytes, mode 0600). It is also
+    /// created on the first append to a catalog whose chain is not keyed yet.
+    InitKey,
 }
 
 fn main() -> ExitCode {
@@ -395,7 +401,8 @@ struct Loaded {
 
 fn load(cli: &Cli) -> Result<Loaded> {
     let config = Config::load(&cli.config)?;
-    let catalog = catalog::open(&config.catalog)?.into();
+    let catalog =
+        catalog::open_keyed(&config.catalog, KeySource::new(&config.audit.key_file))?.into();
     Ok(Loaded { config, catalog })
 }
 
@@ -844,40 +851,159 @@ fn audit(cli: &Cli, command: &AuditCommand) -> Result<u8> {
             }
             Ok(0)
         }
-        AuditCommand::Verify => {
-            let mut prev = GENESIS.to_string();
-            let mut after = 0;
-            let mut count = 0u64;
-            loop {
-                let page = l.catalog.audit_events(&AuditQuery {
-                    after_seq: after,
-                    limit: 10_000,
-                    ..AuditQuery::default()
-                })?;
-                let Some(last) = page.last() else { break };
-                after = last.seq;
-                count += page.len() as u64;
-                prev = match verify_chain(&page, prev) {
-                    Ok(p) => p,
-                    Err((seq, why)) => {
-                        if cli.json {
-                            print_json(
-                                &serde_json::json!({"ok": false, "seq": seq, "problem": why}),
-                            )?;
-                        } else {
-                            println!("audit trail broken at event {seq}: {why}");
-                        }
-                        return Ok(1);
-                    }
-                };
+        AuditCommand::Verify => audit_verify(cli, &l),
+        AuditCommand::InitKey => {
+            let path = &l.config.audit.key_file;
+            // A catalog keyed with a key whose file is gone needs that file back: a new key
+            // could not continue its chain.
+            let head = l.catalog.audit_head()?;
+            let last = l.catalog.audit_events(&AuditQuery {
+                after_seq: head.seq - 1,
+                limit: 1,
+                ..AuditQuery::default()
+            })?;
+            if let Some(key_id) = last.first().and_then(|e| e.key_id.clone())
+                && custodian::audit::key::read_key(path)?.is_none()
+            {
+                return Err(KeyError::Missing {
+                    path: path.clone(),
+                    key_id,
+                }
+                .into());
             }
+            let key = custodian::audit::key::create_key(path)?;
             if cli.json {
-                print_json(&serde_json::json!({"ok": true, "events": count, "head": prev}))?;
+                print_json(&serde_json::json!({"key_file": path, "key_id": key.id()}))?;
             } else {
-                println!("audit trail intact: {count} events, head {prev}");
+                println!(
+                    "created audit key {} (key id {}); keep it from anyone who can write the catalog, and give every node of this catalog a copy",
+                    path.display(),
+                    key.id()
+                );
             }
             Ok(0)
         }
+    }
+}
+
+/// `audit verify`: the chain, then the newest anchor of each export policy at its target.
+/// Exit 1 when anything no longer matches, 2 when an anchor could not be read.
+fn audit_verify(cli: &Cli, l: &Loaded) -> Result<u8> {
+    let key_source = KeySource::new(&l.config.audit.key_file);
+    let key = key_source.load()?;
+    let mut anchors = Vec::new();
+    let mut unreadable = Vec::new();
+    for policy in l.config.policies.values() {
+        let custodian::config::Policy::Export(p) = policy else {
+            continue;
+        };
+        let found = build_target(l, &p.target)
+            .and_then(|t| Ok(manifest::newest_anchor(t.as_ref(), &p.name)?));
+        match found {
+            Ok(Some(anchor)) => anchors.push(anchor),
+            Ok(None) => {}
+            Err(e) => unreadable.push(serde_json::json!({
+                "policy": p.name,
+                "target": p.target,
+                "error": format!("{e:#}"),
+            })),
+        }
+    }
+    let report = check_trail(l.catalog.as_ref(), key.as_deref(), anchors)?;
+    if let Some(b) = &report.broken
+        && let ChainProblem::NoKey { key_id } = &b.problem
+    {
+        return Err(KeyError::Missing {
+            path: key_source.path().to_owned(),
+            key_id: key_id.clone(),
+        }
+        .into());
+    }
+    let code = if !report.intact() {
+        1
+    } else if !unreadable.is_empty() {
+        2
+    } else {
+        0
+    };
+    if cli.json {
+        let mut value = serde_json::to_value(&report)?;
+        value["ok"] = serde_json::Value::Bool(code == 0);
+        value["unreadable"] = serde_json::Value::Array(unreadable);
+        value["key_id"] = key
+            .as_ref()
+            .filter(|_| report.keyed_from.is_some())
+            .map_or(serde_json::Value::Null, |k| k.id().into());
+        print_json(&value)?;
+    } else {
+        print_trail(&report, key.as_deref().map(|k| k.id()), &unreadable);
+    }
+    Ok(code)
+}
+
+fn print_trail(report: &TrailReport, key_id: Option<&str>, unreadable: &[serde_json::Value]) {
+    let keying = match (report.keyed_from, key_id) {
+        (Some(1), Some(id)) => format!("keyed (HMAC-SHA-256, key {id})"),
+        (Some(seq), Some(id)) => format!(
+            "plain SHA-256 up to event {}, keyed (HMAC-SHA-256, key {id}) from event {seq}",
+            seq - 1
+        ),
+        _ => "not keyed (plain SHA-256)".to_owned(),
+    };
+    match &report.broken {
+        Some(b) => println!("{b}"),
+        None => println!(
+            "audit chain unbroken: {} events, head {} {}; {keying}",
+            report.events, report.head.seq, report.head.hash
+        ),
+    }
+    for a in &report.anchors {
+        let what = format!(
+            "anchor of run {} (policy {}, target {}, {}): event {} {}",
+            a.anchor.run,
+            a.anchor.policy,
+            a.anchor.target,
+            a.anchor.manifest,
+            a.anchor.head.seq,
+            a.anchor.head.hash
+        );
+        match &a.status {
+            AnchorStatus::Matches => println!("  {what}: matches"),
+            AnchorStatus::Truncated { chain_ends_at } => println!(
+                "  {what}: TRUNCATED: the catalog's chain ends at event {chain_ends_at}; events from {} on were removed",
+                chain_ends_at + 1
+            ),
+            AnchorStatus::Differs {
+                catalog_hash,
+                changed_from,
+            } => println!(
+                "  {what}: DOES NOT MATCH: the catalog has {} there; an event from {changed_from} to {} was edited or removed and the chain recomputed",
+                catalog_hash.as_deref().unwrap_or("no event"),
+                a.anchor.head.seq
+            ),
+        }
+    }
+    if report.anchors.is_empty() {
+        println!("  no anchors found: no export policy has written an anchored manifest yet");
+    }
+    for u in unreadable {
+        println!(
+            "  anchor of policy {} at target {} could not be read: {}",
+            u["policy"].as_str().unwrap_or(""),
+            u["target"].as_str().unwrap_or(""),
+            u["error"].as_str().unwrap_or("")
+        );
+    }
+    if report.intact() && unreadable.is_empty() {
+        println!(
+            "audit trail intact: {} events, {} anchor(s) checked",
+            report.events,
+            report.anchors.len()
+        );
+    } else if report.intact() {
+        println!("audit trail unconfirmed: some anchors could not be read");
+    } else {
+        println!("audit trail TAMPERED or damaged");
     }
 }
 

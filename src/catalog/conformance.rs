@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, FixedOffset, SubsecRound, TimeZone, Utc};
 use proptest::prelude::*;
 
 use super::*;
-use crate::audit::{AuditKind, GENESIS, verify_chain};
+use crate::audit::{AuditKind, KeyError, KeySource, verify_chain};
 use crate::filter::Criteria;
 use crate::policy::lifecycle::RetentionAction;
 use crate::repository::record::{
@@ -299,7 +299,7 @@ pub fn runs_and_audit(cat: &dyn Catalog) {
         })
         .unwrap();
     assert_eq!(events.len(), 2);
-    verify_chain(&events, GENESIS.into()).unwrap();
+    verify_chain(&events, None).unwrap();
 
     // History pruning drops succeeded runs finished before the cutoff, and only those.
     let ok = cat.begin_run("p", Mode::Full, "t").unwrap();
@@ -793,7 +793,7 @@ pub fn audit_queries(cat: &dyn Catalog) {
         all.iter().map(|e| e.seq).collect::<Vec<_>>(),
         [1, 2, 3, 4, 5, 6]
     );
-    verify_chain(&all, GENESIS.into()).unwrap();
+    verify_chain(&all, None).unwrap();
     assert_eq!(
         all[0].event.details,
         serde_json::json!({ "keys": ["k/0"], "n": 1.5, "nested": { "a": null, "b": [1, 2] } })
@@ -993,7 +993,7 @@ pub fn lifecycle_policies_and_versions(cat: &dyn Catalog) {
     );
     let trail = all_events(cat);
     assert_eq!(trail.len(), events, "refused changes leave no event");
-    verify_chain(&trail, GENESIS.into()).unwrap();
+    verify_chain(&trail, None).unwrap();
 }
 
 /// Conversations whose artifacts retention tests use: an agent recording (10 bytes), a
@@ -1185,7 +1185,7 @@ pub fn deletes_are_recorded_once(cat: &dyn Catalog) {
         [due[2].clone()]
     );
     let events = all_events(cat);
-    verify_chain(&events, GENESIS.into()).unwrap();
+    verify_chain(&events, None).unwrap();
     let deleted: Vec<_> = events
         .iter()
         .map(|e| {
@@ -1304,7 +1304,7 @@ pub fn confidential_pages(cat: &dyn Catalog) {
 
     let events = all_events(cat);
     assert_eq!(events.len(), 10);
-    verify_chain(&events, GENESIS.into()).unwrap();
+    verify_chain(&events, None).unwrap();
     assert!(
         events
             .iter()
@@ -1554,4 +1554,89 @@ pub fn incremental_state_is_per_record_version_and_artifact(cat: &dyn Catalog) {
     let mut both = selected("p")[0].exported.clone();
     both.sort_by(|a, b| a.file.cmp(&b.file));
     assert_eq!(both, [txt, wav]);
+}
+
+/// Appends one lifecycle-policy event through `cat` (a policy named `name` is created).
+fn append_one(cat: &dyn Catalog, name: &str) -> Result<()> {
+    let policy = LifecyclePolicy::new(name, "", ArtifactType::Transcript, None, "tester");
+    cat.create_lifecycle_policy(&policy, &changed(name))
+}
+
+/// The keyed chain: a catalog whose events are plain goes on keyed from the first append
+/// with a key (the key file is created then, and each keyed event names the key's id);
+/// afterwards an append without the key, with another key, or with the key file gone is
+/// refused naming why, and nothing is appended. `open` opens the same catalog each time,
+/// with the key source given.
+pub fn keyed_chain(open: &dyn Fn(Option<KeySource>) -> Box<dyn Catalog>) {
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("audit.key");
+    let plain = open(None);
+    append_one(plain.as_ref(), "p1").unwrap();
+    append_one(plain.as_ref(), "p2").unwrap();
+    assert_eq!(plain.audit_head().unwrap().seq, 2);
+
+    let keyed = open(Some(KeySource::new(&key_file)));
+    append_one(keyed.as_ref(), "k1").unwrap();
+    let key = crate::audit::key::read_key(&key_file)
+        .unwrap()
+        .expect("the first keyed append creates the key file");
+    let events = all_events(keyed.as_ref());
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[1].key_id, None);
+    assert_eq!(events[2].key_id.as_deref(), Some(key.id()));
+    assert_eq!(verify_chain(&events, Some(&key)).unwrap(), events[2].hash);
+    assert_eq!(
+        keyed.audit_head().unwrap(),
+        AuditHead {
+            seq: 3,
+            hash: events[2].hash.clone()
+        }
+    );
+    // Several events in one transaction are all keyed.
+    let v1 = LifecycleVersion::new("v1", RetentionAction::KeepForever, "tester");
+    keyed
+        .publish_lifecycle_version("k1", &v1, &changed("v1"))
+        .unwrap();
+    keyed
+        .update_lifecycle_policy("k1", false, "v1", &[changed("a"), changed("b")])
+        .unwrap();
+    let events = all_events(keyed.as_ref());
+    assert_eq!(events.len(), 6);
+    assert!(
+        events[2..]
+            .iter()
+            .all(|e| e.key_id.as_deref() == Some(key.id()))
+    );
+    verify_chain(&events, Some(&key)).unwrap();
+    // Without its key, verification stops at the first keyed event.
+    assert_eq!(verify_chain(&events, None).unwrap_err().seq, 3);
+
+    let refusals: [(Option<KeySource>, fn(&KeyError) -> bool); 3] = [
+        (None, |e| matches!(e, KeyError::NotConfigured { .. })),
+        (Some(KeySource::new(keys.path().join("gone.key"))), |e| {
+            matches!(e, KeyError::Missing { .. })
+        }),
+        (
+            Some({
+                let other = keys.path().join("other.key");
+                crate::audit::key::create_key(&other).unwrap();
+                KeySource::new(other)
+            }),
+            |e| matches!(e, KeyError::Mismatch { .. }),
+        ),
+    ];
+    for (i, (source, expected)) in refusals.into_iter().enumerate() {
+        let cat = open(source);
+        match append_one(cat.as_ref(), &format!("refused{i}")) {
+            Err(CatalogError::AuditKey(e)) => assert!(expected(&e), "{i}: {e}"),
+            other => panic!("{i}: {other:?}"),
+        }
+        assert_eq!(cat.audit_head().unwrap().seq, 6, "{i}");
+        let policies = cat.lifecycle_policies().unwrap();
+        assert!(
+            policies.iter().all(|p| p.name != format!("refused{i}")),
+            "{i}"
+        );
+    }
+    assert!(!keys.path().join("gone.key").exists());
 }

@@ -46,6 +46,9 @@ pub enum CatalogError {
     Refused(String),
     #[error("policy `{policy}` is already running (lock {lock}); wait for it to finish")]
     Busy { policy: String, lock: String },
+    /// The audit key cannot be used to append to this catalog's chain.
+    #[error(transparent)]
+    AuditKey(#[from] crate::audit::KeyError),
     #[error(
         "catalog {location}: stored value {value:?} in {column} is not valid; was the catalog written by a newer custodian?"
     )]
@@ -421,6 +424,10 @@ pub trait Catalog: crate::target::UploadJournal + Send + Sync {
 
     fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>>;
 
+    /// The audit chain's head: the last event's sequence number and hash (0 and the genesis
+    /// hash when there is none), which run manifests anchor outside the catalog.
+    fn audit_head(&self) -> Result<AuditHead>;
+
     /// Creates a lifecycle policy (disabled, no versions); refused if the name is taken.
     fn create_lifecycle_policy(&self, policy: &LifecyclePolicy, event: &NewEvent) -> Result<()>;
 
@@ -480,16 +487,41 @@ pub trait Catalog: crate::target::UploadJournal + Send + Sync {
     ) -> Result<()>;
 }
 
-/// Opens the catalog a config names.
+/// The audit chain's head at one moment.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditHead {
+    pub seq: i64,
+    pub hash: String,
+}
+
+/// Opens the catalog a config names, appending audit events without a key: enough for
+/// commands that only read, or that record a run's end. Appending to a keyed chain through
+/// it is refused; open with [`open_keyed`] to append.
 pub fn open(config: &crate::config::CatalogConfig) -> Result<Box<dyn Catalog>> {
+    open_with(config, None)
+}
+
+/// Opens the catalog a config names, appending audit events keyed with the key at `key`.
+pub fn open_keyed(
+    config: &crate::config::CatalogConfig,
+    key: crate::audit::KeySource,
+) -> Result<Box<dyn Catalog>> {
+    open_with(config, Some(key))
+}
+
+fn open_with(
+    config: &crate::config::CatalogConfig,
+    key: Option<crate::audit::KeySource>,
+) -> Result<Box<dyn Catalog>> {
     match config {
-        crate::config::CatalogConfig::Sqlite { path } => {
-            Ok(Box::new(sqlite::SqliteCatalog::open(path)?))
-        }
+        crate::config::CatalogConfig::Sqlite { path } => Ok(Box::new(
+            sqlite::SqliteCatalog::open(path)?.with_audit_key(key),
+        )),
         #[cfg(feature = "postgres")]
-        crate::config::CatalogConfig::Postgres { url } => {
-            Ok(Box::new(postgres::PostgresCatalog::open(url)?))
-        }
+        crate::config::CatalogConfig::Postgres { url } => Ok(Box::new(
+            postgres::PostgresCatalog::open(url)?.with_audit_key(key),
+        )),
         #[cfg(not(feature = "postgres"))]
         crate::config::CatalogConfig::Postgres { url } => Err(CatalogError::Open {
             location: redact_url(url),

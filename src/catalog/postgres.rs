@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -28,12 +28,12 @@ use postgres::{Client, GenericClient, NoTls, Row, Statement, Transaction};
 use sha2::{Digest, Sha256};
 
 use super::{
-    AuditQuery, Catalog, CatalogError, ConfidentialPage, Counters, Exclude, ExportedArtifact,
+    AuditHead, AuditQuery, Catalog, CatalogError, ConfidentialPage, Counters, Exclude, ExportedArtifact,
     FailedItem, Fingerprint, IndexChange, ItemOutcome, JobRun, KeyClaim, Mode, ObjectRecord,
     PolicyLock, Result, RunId, RunStatus, Selected, deletion_event, duplicate_id, flag_event,
     other_enabled, policy_exists, redact_url, unknown_policy, unstorable, version_exists,
 };
-use crate::audit::{AuditEvent, AuditKind, NewEvent};
+use crate::audit::{AuditEvent, AuditKind, ChainKey, KeyError, KeySource, NewEvent};
 use crate::filter::{Dialect, Filter, SqlValue};
 use crate::policy::lifecycle::{
     DeleteOutcome, DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion, RetentionAction,
@@ -300,6 +300,10 @@ CREATE TABLE object_keys (
     PRIMARY KEY (target, key)
 );
 "#,
+    r#"
+ALTER TABLE audit_head ADD COLUMN key_id TEXT;
+ALTER TABLE audit_events ADD COLUMN key_id TEXT;
+"#,
 ];
 
 /// Idle connections the pool keeps; more are opened while more threads need one.
@@ -318,6 +322,7 @@ pub struct PostgresCatalog {
     location: String,
     schema: String,
     idle: Mutex<Vec<Conn>>,
+    audit_key: Option<KeySource>,
 }
 
 /// A pooled connection and the statements prepared on it.
@@ -705,19 +710,39 @@ fn plan_index<'a>(
     plan
 }
 
-/// The head of the audit chain, locked by the transaction that read it.
+/// The head of the audit chain, locked by the transaction that read it, and the key the
+/// transaction appends with.
 struct ChainHead {
     seq: i64,
     hash: String,
+    key: Option<Arc<ChainKey>>,
 }
 
 /// Locks the chain head for the rest of the transaction. Every transaction that appends audit
-/// events takes it before anything else, so they run one at a time and never deadlock.
-fn lock_chain(s: &mut Tx<'_, '_>) -> Fallible<ChainHead> {
-    let row = s.query_one("SELECT seq, hash FROM audit_head FOR UPDATE", &[])?;
+/// events takes it before anything else, so they run one at a time and never deadlock. The
+/// head row also says which key the chain is keyed with, so checking the key costs no round
+/// trip.
+fn lock_chain(s: &mut Tx<'_, '_>, source: Option<&KeySource>) -> Fallible<ChainHead> {
+    let row = s.query_one("SELECT seq, hash, key_id FROM audit_head FOR UPDATE", &[])?;
+    let chain_id: Option<String> = row.try_get(2)?;
+    let key = match (source, &chain_id) {
+        (None, None) => None,
+        (None, Some(key_id)) => {
+            return Err(CatalogError::AuditKey(KeyError::NotConfigured {
+                key_id: key_id.clone(),
+            })
+            .into());
+        }
+        (Some(source), chain_id) => Some(
+            source
+                .for_append(chain_id.as_deref())
+                .map_err(CatalogError::AuditKey)?,
+        ),
+    };
     Ok(ChainHead {
         seq: row.try_get(0)?,
         hash: row.try_get(1)?,
+        key,
     })
 }
 
@@ -738,9 +763,10 @@ fn append_audit<'e>(
     let mut details = Vec::new();
     let mut prev = Vec::new();
     let mut hash = Vec::new();
+    let key_id = head.key.as_ref().map(|k| k.id().to_owned());
     for e in events {
         let n = head.seq + 1;
-        let h = e.chain_hash(n, &head.hash);
+        let h = e.hash_with(head.key.as_deref(), n, &head.hash);
         seq.push(n);
         at.push(micros(e.at));
         kind.push(e.kind.as_str());
@@ -758,8 +784,8 @@ fn append_audit<'e>(
         return Ok(());
     }
     s.execute(
-        "INSERT INTO audit_events (seq, at, kind, actor, policy, run, tenant, conversation_id, details, prev_hash, hash) \
-         SELECT * FROM unnest($1::int8[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::int8[], \
+        "INSERT INTO audit_events (seq, at, kind, actor, policy, run, tenant, conversation_id, details, prev_hash, hash, key_id) \
+         SELECT *, $12::text FROM unnest($1::int8[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::int8[], \
          $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])",
         &[
             &seq,
@@ -773,11 +799,12 @@ fn append_audit<'e>(
             &details,
             &prev,
             &hash,
+            &key_id,
         ],
     )?;
     s.execute(
-        "UPDATE audit_head SET seq = $1, hash = $2",
-        &[&head.seq, &head.hash],
+        "UPDATE audit_head SET seq = $1, hash = $2, key_id = $3",
+        &[&head.seq, &head.hash, &key_id],
     )?;
     Ok(())
 }
@@ -905,6 +932,13 @@ impl Drop for AdvisoryLock {
 }
 
 impl PostgresCatalog {
+    /// Appends audit events keyed with the key at `key` (None: unkeyed, refused once the
+    /// chain is keyed).
+    pub fn with_audit_key(mut self, key: Option<KeySource>) -> PostgresCatalog {
+        self.audit_key = key;
+        self
+    }
+
     /// Connects, checks the schema to work in, and brings the catalog's tables up to date.
     /// Credentials come from the URL, else `PGUSER` and `PGPASSWORD`.
     pub fn open(url: &str) -> Result<PostgresCatalog> {
@@ -953,6 +987,7 @@ impl PostgresCatalog {
             location,
             schema,
             idle: Mutex::new(Vec::new()),
+            audit_key: None,
         };
         let mut conn = Conn {
             client,
@@ -1903,7 +1938,7 @@ impl Catalog for PostgresCatalog {
             .iter()
             .any(|o| matches!(o, ItemOutcome::Exported { .. }));
         self.transaction(|s| {
-            let mut head = if exports { Some(lock_chain(s)?) } else { None };
+            let mut head = if exports { Some(lock_chain(s, self.audit_key.as_ref())?) } else { None };
             // A conversation another node already recorded in this run (its unit was redone
             // after a lease expired) is not recorded again: one export and one audit event
             // per conversation and run. Appends are serialized by the chain lock above.
@@ -2187,7 +2222,7 @@ impl Catalog for PostgresCatalog {
         );
         let now = micros(Utc::now());
         self.transaction(|s| {
-            let mut head = lock_chain(s)?;
+            let mut head = lock_chain(s, self.audit_key.as_ref())?;
             let rows = s.query(&sql, &sql_params(&params))?;
             let mut tenants = Vec::with_capacity(rows.len());
             let mut ids = Vec::with_capacity(rows.len());
@@ -2277,7 +2312,7 @@ impl Catalog for PostgresCatalog {
     fn audit_events(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>> {
         self.autocommit(|s| {
             s.query(
-                "SELECT seq, at, kind, actor, policy, run, tenant, conversation_id, details, prev_hash, hash \
+                "SELECT seq, at, kind, actor, policy, run, tenant, conversation_id, details, prev_hash, hash, key_id \
                  FROM audit_events WHERE seq > $1 AND ($2::int8 IS NULL OR run = $2) \
                  AND ($3::text IS NULL OR conversation_id = $3) AND ($4::text IS NULL OR kind = $4) \
                  ORDER BY seq LIMIT $5",
@@ -2309,15 +2344,36 @@ impl Catalog for PostgresCatalog {
                     },
                     prev_hash: r.try_get(9)?,
                     hash: r.try_get(10)?,
+                    key_id: r.try_get(11)?,
                 })
             })
             .collect()
         })
     }
 
+    fn audit_head(&self) -> Result<AuditHead> {
+        self.autocommit(|s| {
+            Ok(s.query_opt(
+                "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
+                &[],
+            )?
+            .map(|r| -> Fallible<AuditHead> {
+                Ok(AuditHead {
+                    seq: r.try_get(0)?,
+                    hash: r.try_get(1)?,
+                })
+            })
+            .transpose()?
+            .unwrap_or_else(|| AuditHead {
+                seq: 0,
+                hash: crate::audit::GENESIS.to_owned(),
+            }))
+        })
+    }
+
     fn create_lifecycle_policy(&self, p: &LifecyclePolicy, event: &NewEvent) -> Result<()> {
         self.transaction(|s| {
-            let mut head = lock_chain(s)?;
+            let mut head = lock_chain(s, self.audit_key.as_ref())?;
             if s.query_opt(
                 "SELECT 1 FROM lifecycle_policies WHERE name = $1",
                 &[&p.name],
@@ -2349,7 +2405,7 @@ impl Catalog for PostgresCatalog {
         event: &NewEvent,
     ) -> Result<()> {
         self.transaction(|s| {
-            let mut head = lock_chain(s)?;
+            let mut head = lock_chain(s, self.audit_key.as_ref())?;
             let Some(active) = s.query_opt(
                 "SELECT active_version FROM lifecycle_policies WHERE name = $1",
                 &[&policy],
@@ -2402,7 +2458,7 @@ impl Catalog for PostgresCatalog {
     ) -> Result<()> {
         self.transaction(|s| {
             // The chain lock also makes the check below and the update one step for every writer.
-            let mut head = lock_chain(s)?;
+            let mut head = lock_chain(s, self.audit_key.as_ref())?;
             let Some(scope) = s.query_opt(
                 "SELECT artifact_type, audio_type FROM lifecycle_policies WHERE name = $1",
                 &[&policy],
@@ -2660,7 +2716,7 @@ impl Catalog for PostgresCatalog {
         let intent_ordinal: Vec<i64> = outcomes.iter().map(|(a, _)| a.ordinal).collect();
         self.transaction(|s| {
             if !events.is_empty() {
-                let mut head = lock_chain(s)?;
+                let mut head = lock_chain(s, self.audit_key.as_ref())?;
                 s.execute(
                     "INSERT INTO artifact_deletions (conversation, file, deleted_at, policy, version) \
                      SELECT u.conversation, u.file, $1, u.policy, u.version \
@@ -2809,6 +2865,12 @@ pub(crate) mod tests {
     }
 
     conformance::conformance_suite!(fresh);
+
+    #[test]
+    fn keyed_chain() {
+        let scratch = Scratch::new();
+        conformance::keyed_chain(&|key| Box::new(scratch.open().with_audit_key(key)));
+    }
 
     #[test]
     fn sql_agrees_with_predicate() {
@@ -2964,7 +3026,7 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(events.len(), 2 * rounds * 4);
         assert!(events.iter().zip(1..).all(|(e, seq)| e.seq == seq));
-        verify_chain(&events, GENESIS.into()).unwrap();
+        verify_chain(&events, None).unwrap();
         for policy in ["one", "two"] {
             assert!(events.iter().any(|e| e.event.actor == policy));
         }

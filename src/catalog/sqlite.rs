@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
@@ -15,12 +15,12 @@ use crate::policy::lifecycle::{
 use crate::target::{OpenUpload, UploadJournal};
 
 use super::{
-    AuditQuery, Catalog, CatalogError, ConfidentialPage, Counters, Exclude, ExportedArtifact,
+    AuditHead, AuditQuery, Catalog, CatalogError, ConfidentialPage, Counters, Exclude, ExportedArtifact,
     FailedItem, Fingerprint, IndexChange, ItemOutcome, JobRun, KeyClaim, Mode, ObjectRecord,
     PolicyLock, Result, RunId, RunStatus, Selected, deletion_event, duplicate_id, flag_event,
     other_enabled, policy_exists, rfc3339_micros as ts, unknown_policy, unstorable, version_exists,
 };
-use crate::audit::{AuditEvent, AuditKind, GENESIS, NewEvent};
+use crate::audit::{AuditEvent, AuditKind, ChainKey, GENESIS, KeyError, KeySource, NewEvent};
 use crate::filter::{Dialect, Filter, SqlValue};
 use crate::repository::record::{
     Artifact, Conversation, Encryption, Flags, Participant, SCHEMA_VERSION,
@@ -252,6 +252,9 @@ CREATE TABLE object_keys (
     PRIMARY KEY (target, key)
 ) WITHOUT ROWID;
 "#,
+    r#"
+ALTER TABLE audit_events ADD COLUMN key_id TEXT;
+"#,
 ];
 
 /// The SQLite catalog.
@@ -259,6 +262,7 @@ pub struct SqliteCatalog {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    audit_key: Option<KeySource>,
 }
 
 struct FileLock {
@@ -280,6 +284,7 @@ impl SqliteCatalog {
             path: path.to_owned(),
             writer: Mutex::new(Connection::open(path).map_err(|e| sql_err(path, e))?),
             readers: Mutex::new(Vec::new()),
+            audit_key: None,
         };
         {
             let mut conn = this.writer.lock().expect("catalog writer lock");
@@ -306,8 +311,22 @@ impl SqliteCatalog {
         Ok(this)
     }
 
+    /// Appends audit events keyed with the key at `key` (None: unkeyed, refused once the
+    /// chain is keyed).
+    pub fn with_audit_key(mut self, key: Option<KeySource>) -> SqliteCatalog {
+        self.audit_key = key;
+        self
+    }
+
     fn err(&self, e: rusqlite::Error) -> CatalogError {
         sql_err(&self.path, e)
+    }
+
+    fn chain(&self) -> Chain<'_> {
+        Chain {
+            source: self.audit_key.as_ref(),
+            head: None,
+        }
     }
 
     fn configure(&self, conn: &Connection) -> Result<()> {
@@ -677,32 +696,73 @@ fn upsert(
     Ok(())
 }
 
-fn append_audit(tx: &rusqlite::Transaction<'_>, e: &NewEvent) -> rusqlite::Result<()> {
-    let (seq, prev): (i64, String) = tx
-        .prepare_cached("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?
-        .unwrap_or((0, GENESIS.to_string()));
-    let seq = seq + 1;
-    let hash = e.chain_hash(seq, &prev);
-    tx.prepare_cached(
-        "INSERT INTO audit_events (seq, at, kind, actor, policy, run, tenant, conversation_id, details, prev_hash, hash) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )?
-    .execute(params![
-        seq,
-        ts(e.at),
-        e.kind.as_str(),
-        e.actor,
-        e.policy,
-        e.run,
-        e.tenant,
-        e.conversation_id,
-        e.details.to_string(),
-        prev,
-        hash
-    ])?;
-    Ok(())
+/// The audit chain as one write transaction extends it: the head is read at the first append
+/// (the transaction then holds the write lock, so no other writer moves it) and kept here.
+struct Chain<'k> {
+    source: Option<&'k KeySource>,
+    head: Option<ChainHead>,
+}
+
+struct ChainHead {
+    seq: i64,
+    hash: String,
+    key: Option<Arc<ChainKey>>,
+}
+
+/// A key error carried through rusqlite's error type out of a write closure; [`sql_err`]
+/// turns it back into [`CatalogError::AuditKey`].
+fn key_err(e: KeyError) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
+}
+
+impl Chain<'_> {
+    /// The head, read once. Whether the chain is keyed, and with which key, is the last
+    /// event's `key_id`: a keyed chain stays keyed, so no other event needs reading.
+    fn head(&mut self, tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<&mut ChainHead> {
+        if let Some(head) = self.head.take() {
+            return Ok(self.head.insert(head));
+        }
+        let (seq, hash, chain_id): (i64, String, Option<String>) = tx
+            .prepare_cached("SELECT seq, hash, key_id FROM audit_events ORDER BY seq DESC LIMIT 1")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?
+            .unwrap_or((0, GENESIS.to_string(), None));
+        let key = match (self.source, chain_id) {
+            (None, None) => None,
+            (None, Some(key_id)) => return Err(key_err(KeyError::NotConfigured { key_id })),
+            (Some(source), chain_id) => {
+                Some(source.for_append(chain_id.as_deref()).map_err(key_err)?)
+            }
+        };
+        Ok(self.head.insert(ChainHead { seq, hash, key }))
+    }
+
+    fn append(&mut self, tx: &rusqlite::Transaction<'_>, e: &NewEvent) -> rusqlite::Result<()> {
+        let head = self.head(tx)?;
+        let seq = head.seq + 1;
+        let hash = e.hash_with(head.key.as_deref(), seq, &head.hash);
+        tx.prepare_cached(
+            "INSERT INTO audit_events (seq, at, kind, actor, policy, run, tenant, conversation_id, details, prev_hash, hash, key_id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )?
+        .execute(params![
+            seq,
+            ts(e.at),
+            e.kind.as_str(),
+            e.actor,
+            e.policy,
+            e.run,
+            e.tenant,
+            e.conversation_id,
+            e.details.to_string(),
+            head.hash,
+            hash,
+            head.key.as_ref().map(|k| k.id())
+        ])?;
+        head.seq = seq;
+        head.hash = hash;
+        Ok(())
+    }
 }
 
 fn parse_column<T: std::str::FromStr>(
@@ -734,6 +794,13 @@ fn is_busy(e: &CatalogError) -> bool {
 }
 
 fn sql_err(path: &Path, source: rusqlite::Error) -> CatalogError {
+    let source = match source {
+        rusqlite::Error::ToSqlConversionFailure(e) => match e.downcast::<KeyError>() {
+            Ok(key) => return CatalogError::AuditKey(*key),
+            Err(e) => rusqlite::Error::ToSqlConversionFailure(e),
+        },
+        other => other,
+    };
     let location = path.display().to_string();
     let full = match source.sqlite_error_code() {
         Some(rusqlite::ErrorCode::DiskFull) => true,
@@ -1051,7 +1118,8 @@ impl Catalog for SqliteCatalog {
         let mut conn = self.writer.lock().expect("catalog writer lock");
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         let now = ts(Utc::now());
-        let write = || -> rusqlite::Result<()> {
+        let mut chain = self.chain();
+        let mut write = || -> rusqlite::Result<()> {
             for o in outcomes {
                 match o {
                     ItemOutcome::Exported {
@@ -1115,7 +1183,7 @@ impl Catalog for SqliteCatalog {
                                 run.0
                             ])?;
                         }
-                        append_audit(&tx, audit)?;
+                        chain.append(&tx, audit)?;
                     }
                     ItemOutcome::Failed { subject, error } => {
                         tx.prepare_cached(
@@ -1265,7 +1333,8 @@ impl Catalog for SqliteCatalog {
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         let now = Utc::now();
         let at = ts(now);
-        let write = || -> rusqlite::Result<(u64, u64, i64)> {
+        let mut chain = self.chain();
+        let mut write = || -> rusqlite::Result<(u64, u64, i64)> {
             let rows: Vec<(i64, String, String, bool, i64, i64)> = tx
                 .prepare_cached(&sql)?
                 .query_map(params_from_iter(params.iter().map(to_sql)), |r| {
@@ -1294,7 +1363,7 @@ impl Catalog for SqliteCatalog {
             for (pk, tenant, id, was, mtime_ns, size) in &rows {
                 if *was != page.value {
                     set_flag.execute(params![page.value, pk])?;
-                    append_audit(&tx, &flag_event(page, tenant, id, *was, now))?;
+                    chain.append(&tx, &flag_event(page, tenant, id, *was, now))?;
                     changed += 1;
                 }
                 keep.execute(params![tenant, id, page.value, page.policy, page.run.0, at])?;
@@ -1363,7 +1432,7 @@ impl Catalog for SqliteCatalog {
         self.with_reader(|conn| {
             let mut stmt = conn
                 .prepare_cached(&format!(
-                    "SELECT seq, at, kind, actor, policy, run, tenant, conversation_id, details, prev_hash, hash \
+                    "SELECT seq, at, kind, actor, policy, run, tenant, conversation_id, details, prev_hash, hash, key_id \
                      FROM audit_events WHERE seq > ?1 AND {run} \
                      AND (?3 IS NULL OR conversation_id = ?3) AND (?5 IS NULL OR kind = ?5) \
                      ORDER BY seq LIMIT ?4"
@@ -1400,9 +1469,32 @@ impl Catalog for SqliteCatalog {
                     },
                     prev_hash: get_text(9)?,
                     hash: get_text(10)?,
+                    key_id: r.get(11).map_err(|e| self.err(e))?,
                 });
             }
             Ok(out)
+        })
+    }
+
+    fn audit_head(&self) -> Result<AuditHead> {
+        self.with_reader(|conn| {
+            conn.prepare_cached("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+                .and_then(|mut s| {
+                    s.query_row([], |r| {
+                        Ok(AuditHead {
+                            seq: r.get(0)?,
+                            hash: r.get(1)?,
+                        })
+                    })
+                    .optional()
+                })
+                .map_err(|e| self.err(e))
+                .map(|head| {
+                    head.unwrap_or_else(|| AuditHead {
+                        seq: 0,
+                        hash: GENESIS.to_owned(),
+                    })
+                })
         })
     }
 
@@ -1432,7 +1524,7 @@ impl Catalog for SqliteCatalog {
             ],
         )
         .map_err(|e| self.err(e))?;
-        append_audit(&tx, event).map_err(|e| self.err(e))?;
+        self.chain().append(&tx, event).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
     }
 
@@ -1481,7 +1573,7 @@ impl Catalog for SqliteCatalog {
             )
             .map_err(|e| self.err(e))?;
         }
-        append_audit(&tx, event).map_err(|e| self.err(e))?;
+        self.chain().append(&tx, event).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
     }
 
@@ -1524,8 +1616,9 @@ impl Catalog for SqliteCatalog {
             params![enabled, active_version, policy],
         )
         .map_err(|e| self.err(e))?;
+        let mut chain = self.chain();
         for e in events {
-            append_audit(&tx, e).map_err(|e| self.err(e))?;
+            chain.append(&tx, e).map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))
     }
@@ -1773,6 +1866,7 @@ impl Catalog for SqliteCatalog {
         let mut conn = self.writer.lock().expect("catalog writer lock");
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         let now = Utc::now();
+        let mut chain = self.chain();
         for (a, outcome) in outcomes {
             if let DeleteOutcome::Deleted { was_missing } = outcome {
                 tx.prepare_cached(
@@ -1780,7 +1874,8 @@ impl Catalog for SqliteCatalog {
                 )
                 .and_then(|mut s| s.execute(params![a.conversation_pk, a.file, ts(now), a.policy, a.version]))
                 .map_err(|e| self.err(e))?;
-                append_audit(&tx, &deletion_event(a, *was_missing, now, actor, run))
+                chain
+                    .append(&tx, &deletion_event(a, *was_missing, now, actor, run))
                     .map_err(|e| self.err(e))?;
             }
             tx.prepare_cached("DELETE FROM delete_intents WHERE conversation = ? AND ordinal = ?")
@@ -1860,6 +1955,15 @@ mod tests {
     }
 
     conformance::conformance_suite!(fresh);
+
+    #[test]
+    fn keyed_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        conformance::keyed_chain(&|key| {
+            Box::new(SqliteCatalog::open(&path).unwrap().with_audit_key(key))
+        });
+    }
 
     #[test]
     fn sql_agrees_with_predicate() {

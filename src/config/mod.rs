@@ -61,6 +61,14 @@ struct RawConfig {
     #[serde(default)]
     lifecycle: RawLifecycle,
     email: Option<RawEmail>,
+    #[serde(default)]
+    audit: RawAudit,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    key_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -429,6 +437,17 @@ pub struct Config {
     pub lifecycle: LifecycleConfig,
     /// How notifications are sent; required when a policy has `notify`.
     pub email: Option<EmailConfig>,
+    pub audit: AuditConfig,
+}
+
+/// Default audit key file, beside the config file.
+pub const DEFAULT_AUDIT_KEY_FILE: &str = "audit.key";
+
+/// Where the audit chain's key lives: outside the catalog, so that write access to the
+/// catalog is not enough to recompute the chain after an edit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditConfig {
+    pub key_file: PathBuf,
 }
 
 /// Default of `[repository] max_record_bytes`: far above any real record (a thousand
@@ -1095,10 +1114,23 @@ impl Config {
                 ));
             }
         };
+        let key_file = raw
+            .audit
+            .key_file
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_AUDIT_KEY_FILE));
+        if key_file.file_name().is_none() {
+            return Err(v.invalid(
+                &["audit", "key_file"],
+                "must name a file (the audit key, 64 hex digits), not a directory",
+            ));
+        }
         Ok(Config {
             email,
             lifecycle,
             max_record_bytes,
+            audit: AuditConfig {
+                key_file: resolve(&base, &key_file),
+            },
             file: file.to_owned(),
             catalog,
             repository_root: resolve(&base, &raw.repository.root),
@@ -1253,6 +1285,16 @@ min_duration = "2h"
             err.contains("targets.archive.file_mode: `file_mode` belongs to filesystem targets"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn audit_key_file_defaults_beside_the_config_and_resolves_against_it() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.audit.key_file, Path::new("/etc/custodian/audit.key"));
+        let c = parse(&format!("{GOOD}\n[audit]\nkey_file = \"keys/chain.key\"\n")).unwrap();
+        assert_eq!(c.audit.key_file, Path::new("/etc/custodian/keys/chain.key"));
+        let err = parse(&format!("{GOOD}\n[audit]\nkey = \"x\"\n")).unwrap_err();
+        assert!(err.contains("audit.key: unknown field `key`"), "{err}");
     }
 
     #[test]

@@ -693,7 +693,7 @@ fn recheck(root: &Dir, a: &DueArtifact) -> Recheck {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::{AuditKind, GENESIS, NewEvent, verify_chain};
+    use crate::audit::{AuditKind, NewEvent, verify_chain};
     use crate::catalog::sqlite::SqliteCatalog;
     use crate::catalog::{AuditQuery, Fingerprint, IndexChange};
 
@@ -833,7 +833,7 @@ mod tests {
                 ..AuditQuery::default()
             })
             .unwrap();
-        verify_chain(&events, GENESIS.into()).unwrap();
+        verify_chain(&events, None).unwrap();
         let mut deleted: Vec<_> = events
             .iter()
             .filter(|e| e.event.kind == AuditKind::ArtifactDeleted)

@@ -1,8 +1,13 @@
 //! The run manifest: every object a run wrote, with its size and SHA-256, written to the
 //! target last. JSON Lines, so it is written and verified streaming whatever its length: a
 //! header line, one line per object, and a trailer whose totals prove the file is complete.
+//!
+//! The header also anchors the audit chain outside the catalog: the sequence number and hash
+//! of its head when the run ended. The chain only grows, so every anchor must still match the
+//! catalog; `audit verify` checks the newest one of each policy, which a small pointer object
+//! per policy (`latest.json`, rewritten after each manifest) finds without listing the target.
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 
 use chrono::{DateTime, Utc};
 use rayon::prelude::*;
@@ -10,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{ObjectKey, Target, TargetError};
-use crate::catalog::{Catalog, CatalogError, ObjectRecord, RunId};
+use crate::catalog::{AuditHead, Catalog, CatalogError, ObjectRecord, RunId};
 
 /// Reserved key prefix for custodian's own objects at a target.
 pub const RESERVED_PREFIX: &str = "_custodian/";
@@ -26,6 +31,18 @@ pub struct Header {
     pub run: i64,
     pub target: String,
     pub created_at: DateTime<Utc>,
+    /// The audit chain's head at the run's end; absent in manifests written before anchoring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditHead>,
+}
+
+/// What `latest.json` of a policy says: its newest manifest and that manifest's anchor.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Latest {
+    pub run: i64,
+    pub manifest: String,
+    pub audit: AuditHead,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -50,6 +67,12 @@ pub fn key_for(policy: &str, run: RunId) -> ObjectKey {
     .expect("policy names are safe key components")
 }
 
+/// Where the pointer to a policy's newest manifest is stored.
+pub fn latest_key(policy: &str) -> ObjectKey {
+    ObjectKey::new(format!("{RESERVED_PREFIX}manifests/{policy}/latest.json"))
+        .expect("policy names are safe key components")
+}
+
 /// Why a manifest could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -72,6 +95,8 @@ pub fn write(
         key: key.to_string(),
         cause: source,
     };
+    // Every event of the run is committed by now, so the head read here covers them all.
+    let head = catalog.audit_head()?;
     let mut w = io::BufWriter::new(super::HashingWriter::new(target.create(&key, None)?));
     let header = Header {
         manifest: FORMAT,
@@ -79,6 +104,7 @@ pub fn write(
         run: run.0,
         target: target.name().to_owned(),
         created_at: Utc::now(),
+        audit: Some(head.clone()),
     };
     json_line(&mut w, &header).map_err(io_err)?;
     let mut totals = Trailer {
@@ -96,7 +122,132 @@ pub fn write(
     let hashing = w.into_inner().map_err(|e| io_err(e.into_error()))?;
     let (inner, _, sha256) = hashing.finish();
     inner.commit(&sha256)?;
+    // The pointer only finds the newest anchor quickly; the anchor itself is in the manifest
+    // just committed. A target that takes the manifest but not the pointer (full right then)
+    // leaves the previous pointer, an older anchor that still holds, until the next run.
+    if let Err(e) = write_latest(target, policy, run, &key, head) {
+        tracing::warn!("{e}; `audit verify` checks an older anchor of {policy} until its next run");
+    }
     Ok(key)
+}
+
+/// Points `latest.json` of `policy` at the manifest of `run`, stored at `key`.
+fn write_latest(
+    target: &dyn Target,
+    policy: &str,
+    run: RunId,
+    key: &ObjectKey,
+    head: AuditHead,
+) -> Result<(), TargetError> {
+    let latest = Latest {
+        run: run.0,
+        manifest: key.to_string(),
+        audit: head,
+    };
+    let body = serde_json::to_vec(&latest).expect("a pointer serializes");
+    let sha256 = hex::encode(Sha256::digest(&body));
+    let pointer = latest_key(policy);
+    let mut w = target.create(&pointer, Some(&sha256))?;
+    w.write_all(&body).map_err(|cause| TargetError::Io {
+        target: target.name().to_owned(),
+        key: pointer.to_string(),
+        cause,
+    })?;
+    w.commit(&sha256)
+}
+
+/// Why an anchor could not be read from a target.
+#[derive(Debug, thiserror::Error)]
+pub enum AnchorError {
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error("{key} at target {target}: {reason}")]
+    Malformed {
+        target: String,
+        key: String,
+        reason: String,
+    },
+}
+
+/// An anchor of the audit chain, as found at a target.
+#[derive(Clone, Debug, Serialize)]
+pub struct Anchor {
+    pub target: String,
+    pub policy: String,
+    pub run: i64,
+    pub manifest: String,
+    #[serde(flatten)]
+    pub head: AuditHead,
+}
+
+/// Most bytes read of a pointer object or of a manifest's first line: either is far smaller,
+/// and a hostile target must not make custodian read without end.
+const ANCHOR_READ_LIMIT: u64 = 64 * 1024;
+
+/// The newest anchor of `policy` at `target`: its `latest.json`, then the header of the
+/// manifest it names (only the first line is read), which must agree. None when the policy
+/// has written no anchored manifest there.
+pub fn newest_anchor(target: &dyn Target, policy: &str) -> Result<Option<Anchor>, AnchorError> {
+    let pointer = latest_key(policy);
+    let malformed = |key: &ObjectKey, reason: String| AnchorError::Malformed {
+        target: target.name().to_owned(),
+        key: key.to_string(),
+        reason,
+    };
+    let read_err = |key: &ObjectKey, cause: io::Error| {
+        AnchorError::Target(TargetError::Io {
+            target: target.name().to_owned(),
+            key: key.to_string(),
+            cause,
+        })
+    };
+    let reader = match target.open(&pointer) {
+        Ok(r) => r,
+        Err(TargetError::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let mut body = Vec::new();
+    reader
+        .take(ANCHOR_READ_LIMIT)
+        .read_to_end(&mut body)
+        .map_err(|e| read_err(&pointer, e))?;
+    let latest: Latest =
+        serde_json::from_slice(&body).map_err(|e| malformed(&pointer, e.to_string()))?;
+    let manifest = ObjectKey::new(latest.manifest.clone()).map_err(|e| malformed(&pointer, e))?;
+    if manifest != key_for(policy, RunId(latest.run)) {
+        return Err(malformed(
+            &pointer,
+            format!("names {manifest}, not the manifest of run {}", latest.run),
+        ));
+    }
+    let mut line = String::new();
+    BufReader::new(target.open(&manifest)?.take(ANCHOR_READ_LIMIT))
+        .read_line(&mut line)
+        .map_err(|e| read_err(&manifest, e))?;
+    let header: Header =
+        serde_json::from_str(&line).map_err(|e| malformed(&manifest, format!("line 1: {e}")))?;
+    let Some(head) = header.audit else {
+        return Err(malformed(
+            &manifest,
+            "its header has no audit anchor".into(),
+        ));
+    };
+    if head != latest.audit || header.run != latest.run {
+        return Err(malformed(
+            &pointer,
+            format!(
+                "says run {} anchored {:?}, the manifest's header says run {} anchored {head:?}",
+                latest.run, latest.audit, header.run
+            ),
+        ));
+    }
+    Ok(Some(Anchor {
+        target: target.name().to_owned(),
+        policy: policy.to_owned(),
+        run: header.run,
+        manifest: manifest.to_string(),
+        head,
+    }))
 }
 
 fn json_line<T: Serialize>(w: &mut impl Write, v: &T) -> io::Result<()> {

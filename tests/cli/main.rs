@@ -18,6 +18,7 @@ mod hostile_keys;
 mod hostile_reads;
 mod hostile_target;
 mod hostile_sweep;
+mod hostile_audit;
 mod jobs;
 mod lifecycle;
 mod media;
