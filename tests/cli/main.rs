@@ -13,6 +13,7 @@ mod direct;
 mod export;
 #[cfg(feature = "gcs")]
 mod gcs;
+mod hostile_output;
 mod jobs;
 mod lifecycle;
 mod media;
