@@ -5,6 +5,7 @@
 //! SIGINT (or one look with `--once`), then prints what it did and the latency from a
 //! conversation's completion to its export.
 
+use crate::cli_out::{errln, outln};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -139,7 +140,7 @@ pub fn direct(cli: &Cli, args: &DirectArgs) -> Result<u8> {
         latency_p99_ms: None,
     };
     if !cli.json {
-        eprintln!(
+        errln!(
             "direct: watching {} for policy `{}` (state {}); Ctrl-C to stop",
             l.config.repository_root.display(),
             policy.name,
@@ -184,7 +185,8 @@ pub fn direct(cli: &Cli, args: &DirectArgs) -> Result<u8> {
             let control = Control::new();
             match export.run(None, &indicatif::ProgressBar::hidden(), &control) {
                 Err(RunError::Manifest(e)) => {
-                    eprintln!("error: {e}\nthe run stays open: a later cycle resumes it");
+                    errln!("error: {e}");
+                    errln!("the run stays open: a later cycle resumes it");
                     retry = false;
                     stopped_retry = pause_after(stopped_retry);
                     summary.failed += 1;
@@ -227,7 +229,7 @@ pub fn direct(cli: &Cli, args: &DirectArgs) -> Result<u8> {
     if cli.json {
         print_json(&summary)?;
     } else {
-        println!(
+        outln!(
             "direct: stopped: {} run(s), {} exported, {} failed, {} conversation(s) still incomplete{}",
             summary.runs,
             summary.exported,
@@ -240,7 +242,7 @@ pub fn direct(cli: &Cli, args: &DirectArgs) -> Result<u8> {
                 ),
                 _ => String::new(),
             }
-        );
+        )?;
     }
     Ok(u8::from(summary.failed > 0))
 }
@@ -284,12 +286,14 @@ fn record_run(
                 format!("; completion to export so far: median {p50:.0} ms, p99 {p99:.0} ms")
             })
             .unwrap_or_default();
-        println!(
+        outln!(
             "direct: run {}: {} exported, {} failed{latency}",
-            run.run, run.counters.exported, run.counters.failed
-        );
+            run.run,
+            run.counters.exported,
+            run.counters.failed
+        )?;
         for f in &run.failures {
-            println!("  failed: {}: {}", f.subject, f.error);
+            outln!("  failed: {}: {}", f.subject, f.error)?;
         }
         if let Some(why) = state
             .job_run(run.run)?
@@ -301,7 +305,7 @@ fn record_run(
                 )
             })
         {
-            println!("  {why}");
+            outln!("  {why}")?;
         }
     }
     Ok(())

@@ -3,6 +3,7 @@
 
 use std::os::unix::fs::MetadataExt;
 
+use crate::cli_out::{errln, outln};
 use anyhow::{Context, Result, bail};
 use chrono::Utc;
 use clap::Subcommand;
@@ -176,10 +177,10 @@ pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
                 serde_json::json!({"change": "created", "scope": policy.scope(), "description": description}),
             );
             l.catalog.create_lifecycle_policy(&policy, &e)?;
-            println!(
+            outln!(
                 "created lifecycle policy `{name}` for {} (disabled; publish a version next)",
                 policy.scope()
-            );
+            )?;
             Ok(0)
         }
         LifecycleCommand::Version {
@@ -207,10 +208,10 @@ pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
                 serde_json::json!({"change": "version_published", "version": v}),
             );
             l.catalog.publish_lifecycle_version(name, &v, &e)?;
-            println!(
+            outln!(
                 "published version `{version}` of `{name}`: {}",
                 action.describe()
-            );
+            )?;
             Ok(0)
         }
         LifecycleCommand::Enable { name, acknowledge } => {
@@ -256,21 +257,24 @@ pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
             if cli.json {
                 print_json(&policies)?;
             } else if policies.is_empty() {
-                println!("no lifecycle policies (create one with `custodian lifecycle create`)");
+                outln!("no lifecycle policies (create one with `custodian lifecycle create`)")?;
             } else {
-                println!(
+                outln!(
                     "{:<24} {:<40} {:<8} {:<16} ACTION",
-                    "NAME", "SCOPE", "ENABLED", "ACTIVE"
-                );
+                    "NAME",
+                    "SCOPE",
+                    "ENABLED",
+                    "ACTIVE"
+                )?;
                 for p in &policies {
-                    println!(
+                    outln!(
                         "{:<24} {:<40} {:<8} {:<16} {}",
                         p.name,
                         p.scope(),
                         if p.enabled { "yes" } else { "no" },
                         p.active_version.as_deref().unwrap_or("-"),
                         p.active().map_or("-".into(), |v| v.action.describe())
-                    );
+                    )?;
                 }
             }
             Ok(0)
@@ -281,29 +285,29 @@ pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
             if cli.json {
                 print_json(&p)?;
             } else {
-                println!("policy:      {}", p.name);
-                println!("description: {}", p.description);
-                println!("scope:       {}", p.scope());
-                println!("enabled:     {}", if p.enabled { "yes" } else { "no" });
-                println!(
+                outln!("policy:      {}", p.name)?;
+                outln!("description: {}", p.description)?;
+                outln!("scope:       {}", p.scope())?;
+                outln!("enabled:     {}", if p.enabled { "yes" } else { "no" })?;
+                outln!(
                     "created:     {} by {}",
                     p.created_at.to_rfc3339(),
                     p.created_by
-                );
-                println!("versions:");
+                )?;
+                outln!("versions:")?;
                 for v in &p.versions {
                     let mark = if Some(&v.name) == p.active_version.as_ref() {
                         "*"
                     } else {
                         " "
                     };
-                    println!(
+                    outln!(
                         "  {mark} {:<16} {:<36} published {} by {}",
                         v.name,
                         v.action.describe(),
                         v.published_at.to_rfc3339(),
                         v.published_by
-                    );
+                    )?;
                 }
             }
             Ok(0)
@@ -348,13 +352,13 @@ fn change(
     ));
     l.catalog
         .update_lifecycle_policy(&p.name, enabled, &version.name, &events)?;
-    println!(
+    outln!(
         "policy `{}` is {} with version `{}` active: {}",
         p.name,
         if enabled { "enabled" } else { "disabled" },
         version.name,
         version.action.describe()
-    );
+    )?;
     Ok(0)
 }
 
@@ -370,10 +374,10 @@ pub fn plan(cli: &Cli, no_index: bool) -> Result<u8> {
         return Ok(0);
     }
     if due.is_empty() {
-        println!("no enabled lifecycle policy deletes anything");
+        outln!("no enabled lifecycle policy deletes anything")?;
     }
     for d in &due {
-        println!(
+        outln!(
             "{}: version {} ({}, delete after {} days): {} artifacts due, {} bytes; next due {}",
             d.policy,
             d.version,
@@ -382,7 +386,7 @@ pub fn plan(cli: &Cli, no_index: bool) -> Result<u8> {
             d.artifacts,
             d.bytes,
             d.next_due.map_or("never".into(), |t| t.to_rfc3339())
-        );
+        )?;
     }
     Ok(0)
 }
@@ -432,7 +436,7 @@ pub fn run(cli: &Cli, no_index: bool, force: bool) -> Result<u8> {
                 Ok(s) => s,
                 Err(e @ (SweepError::OverLimit { .. } | SweepError::Root { .. })) => {
                     bar.finish_and_clear();
-                    eprintln!("error: {e}");
+                    errln!("error: {e}");
                     return Ok(2);
                 }
                 Err(SweepError::Catalog(e)) => return Err(e.into()),
@@ -441,34 +445,41 @@ pub fn run(cli: &Cli, no_index: bool, force: bool) -> Result<u8> {
             if cli.json {
                 print_json(&summary)?;
             } else {
-                print_sweep(&summary);
+                print_sweep(&summary)?;
             }
             Ok(summary.status.exit_code())
         },
     )
 }
 
-fn print_sweep(s: &SweepSummary) {
+fn print_sweep(s: &SweepSummary) -> Result<()> {
     if let Some(index) = &s.index {
-        print_index(index);
+        print_index(index)?;
     }
     let r = &s.report;
-    println!(
+    outln!(
         "{}: {}",
         run_heading(s.run, LIFECYCLE_RUN, Mode::Full, s.resumed_run),
         s.status.as_str()
-    );
-    println!(
+    )?;
+    outln!(
         "lifecycle: deleted {} artifacts ({} bytes), {} of them already missing; {} held back; {} failed; {} half-done deletes completed in {:.2}s",
-        r.deleted, r.bytes, r.already_missing, r.held_back, r.failed, r.resumed, s.seconds
-    );
+        r.deleted,
+        r.bytes,
+        r.already_missing,
+        r.held_back,
+        r.failed,
+        r.resumed,
+        s.seconds
+    )?;
     for h in &r.held_back_reasons {
-        println!("  held back: {h}");
+        outln!("  held back: {h}")?;
     }
     for f in &r.failures {
-        println!("  failed: {f}");
+        outln!("  failed: {f}")?;
     }
     if let Some(e) = &s.error_summary {
-        println!("  {e}");
+        outln!("  {e}")?;
     }
+    Ok(())
 }

@@ -3,6 +3,7 @@
 //! SIGTERM/SIGINT), with its panic caught and recorded, and the email notification its outcome
 //! calls for. `custodian serve` starts runs this way too.
 
+use crate::cli_out::{errln, outln};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,19 +55,19 @@ fn end_overdue(config: &Config, policy: &str, control: &Control, why: Stop) -> !
             None => format!("{why:?}"),
         }
     );
-    eprintln!("error: policy `{policy}`: {message}");
+    errln!("error: policy `{policy}`: {message}");
     if let Some(run) = control.run() {
         match catalog::open(&config.catalog) {
             Ok(cat) => {
                 let counters = cat.run_counters(run).unwrap_or_default();
                 if let Err(e) = cat.finish_run(run, why.status(), &counters, None, Some(&message)) {
-                    eprintln!("error: cannot record the end of run {run}: {e}");
+                    errln!("error: cannot record the end of run {run}: {e}");
                 }
                 if let Some(job) = config.job(policy) {
                     notify_run(config, cat.as_ref(), job, run);
                 }
             }
-            Err(e) => eprintln!("error: cannot record the end of run {run}: {e}"),
+            Err(e) => errln!("error: cannot record the end of run {run}: {e}"),
         }
     }
     runlog::close();
@@ -274,7 +275,7 @@ pub fn controlled(
     if let Some(text) = notification
         && !cli.json
     {
-        println!("  notification: {text}");
+        outln!("  notification: {text}")?;
     }
     Ok(code)
 }
@@ -304,8 +305,9 @@ fn run_export(
     let summary = match export.run(index, bar, control) {
         Err(custodian::policy::export::RunError::Manifest(e)) => {
             bar.finish_and_clear();
-            eprintln!(
-                "error: {e}\nthe run stays open: the next run of `{name}` resumes it, redoes what failed and writes its manifest"
+            errln!("error: {e}");
+            errln!(
+                "the run stays open: the next run of `{name}` resumes it, redoes what failed and writes its manifest"
             );
             return Ok(1);
         }
@@ -315,14 +317,14 @@ fn run_export(
     if cli.json {
         print_json(&summary)?;
     } else {
-        print_summary(&summary);
+        print_summary(&summary)?;
         if let Some(e) = l
             .catalog
             .job_run(summary.run)?
             .and_then(|r| r.error_summary)
             .filter(|_| summary.status != RunStatus::Succeeded)
         {
-            println!("  {e}");
+            outln!("  {e}")?;
         }
     }
     Ok(summary.status.exit_code())
@@ -359,7 +361,7 @@ fn run_export_node(
     if cli.json {
         print_json(&report)?;
     } else {
-        println!(
+        outln!(
             "node {} in run {} of policy {}{}: {} unit(s) ({} reclaimed from expired leases, {} lost), {} exported, {} failed, {} lease renewal(s)",
             report.node,
             report.run,
@@ -375,14 +377,14 @@ fn run_export_node(
             report.exported,
             report.failed,
             report.renewals
-        );
+        )?;
         if let Some(why) = &report.stopped {
-            println!("  {why}; running this command again rejoins the run");
+            outln!("  {why}; running this command again rejoins the run")?;
         }
         if let Some(summary) = &report.finished {
-            print_summary(summary);
+            print_summary(summary)?;
             for n in &report.per_node {
-                println!(
+                outln!(
                     "  node {}: {} unit(s), {} reclaimed, {} exported, {} failed, {}",
                     n.node,
                     n.units,
@@ -390,7 +392,7 @@ fn run_export_node(
                     n.exported,
                     n.failed,
                     human_bytes(n.bytes)
-                );
+                )?;
             }
         }
     }
@@ -421,7 +423,7 @@ fn run_confidential(
     if cli.json {
         print_json(&summary)?;
     } else {
-        print_flag_summary(&summary);
+        print_flag_summary(&summary)?;
     }
     Ok(summary.status.exit_code())
 }
@@ -460,7 +462,7 @@ pub fn plan_confidential(
             "conversations": matches, "changes": changes,
         }))?;
     } else {
-        println!(
+        outln!(
             "plan for {} ({}): {matches} conversation(s) match, {changes} of them would have their confidential flag {}",
             policy.name,
             policy.mode.as_str(),
@@ -469,16 +471,16 @@ pub fn plan_confidential(
             } else {
                 "cleared"
             }
-        );
+        )?;
     }
     Ok(0)
 }
 
-fn print_flag_summary(s: &FlagSummary) {
+fn print_flag_summary(s: &FlagSummary) -> Result<()> {
     if let Some(index) = &s.index {
-        print_index(index);
+        print_index(index)?;
     }
-    println!(
+    outln!(
         "{}, {} the confidential flag: {}",
         run_heading(s.run, &s.policy, s.mode, s.resumed),
         match s.flag {
@@ -486,8 +488,8 @@ fn print_flag_summary(s: &FlagSummary) {
             confidential::FlagAction::Clear => "clear",
         },
         s.status.as_str()
-    );
-    println!(
+    )?;
+    outln!(
         "  {} selected, {} processed, {} changed, {} failed in {:.2}s ({:.0} conversations/s)",
         s.counters.selected,
         s.processed,
@@ -495,15 +497,16 @@ fn print_flag_summary(s: &FlagSummary) {
         s.counters.failed,
         s.seconds,
         s.processed as f64 / s.seconds.max(1e-9)
-    );
+    )?;
     if let Some(e) = &s.error_summary {
-        println!("  {e}");
+        outln!("  {e}")?;
     }
+    Ok(())
 }
 
 /// A row of `jobs list`.
-pub fn print_run_line(r: &JobRun) {
-    println!(
+pub fn print_run_line(r: &JobRun) -> Result<()> {
+    outln!(
         "{:>6}  {:<20} {:<11} {:<24} {}  {:>6} exported {:>6} flagged {:>6} deleted {:>5} failed  {}",
         r.id,
         r.policy,
@@ -515,5 +518,6 @@ pub fn print_run_line(r: &JobRun) {
         r.counters.deleted,
         r.counters.failed,
         human_bytes(r.counters.bytes)
-    );
+    )?;
+    Ok(())
 }

@@ -4,6 +4,7 @@
 //! (a bad one is refused and the running one kept); SIGTERM or SIGINT stop the scheduler and
 //! give the runs `--shutdown-grace` to finish or cancel cleanly.
 
+use crate::cli_out::errln;
 use std::collections::{HashMap, VecDeque};
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -225,7 +226,7 @@ impl Server {
                         .lines()
                         .map_while(|l| l.ok())
                     {
-                        eprintln!("[{name}] {line}");
+                        errln!("[{name}] {line}");
                         let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
                         if t.len() == TAIL_LINES {
                             t.pop_front();

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod cluster;
 pub mod config;
 pub mod confined;
+pub mod display;
 pub mod filter;
 pub mod media;
 pub mod pipeline;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 mod cli_direct;
 mod cli_lifecycle;
+mod cli_out;
 mod cli_run;
 mod cli_serve;
 
@@ -30,6 +31,8 @@ use custodian::policy::export::{Export, PlannedConversation, RunSummary};
 use custodian::policy::produce::{self, MediaTools};
 use custodian::repository::index::{self, IndexReport};
 use custodian::target::{self, ObjectKey, Target, manifest};
+
+use cli_out::{StdoutClosed, errln, outln};
 
 #[derive(Parser)]
 #[command(
@@ -291,6 +294,10 @@ fn main() -> ExitCode {
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::stderr().is_terminal())
+                .fmt_fields(custodian::display::EscapedFields)
+                // A stderr closed early must not panic the run: tracing would report the
+                // failed write with `eprintln!`.
+                .log_internal_errors(false)
                 .with_filter(
                     tracing_subscriber::EnvFilter::try_from_env("CUSTODIAN_LOG")
                         .unwrap_or_else(|_| default_filter.into()),
@@ -302,8 +309,17 @@ fn main() -> ExitCode {
     let _failpoints = fail::FailScenario::setup();
     match dispatch(&cli) {
         Ok(code) => ExitCode::from(code),
+        // The reader of stdout went away once the work was done and recorded: end quietly.
+        Err(e) if e.chain().any(|c| c.is::<StdoutClosed>()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Some causes (a TOML parse error) show the offending line on lines of their own.
+            for (i, line) in format!("{e:#}").lines().enumerate() {
+                if i == 0 {
+                    errln!("error: {line}");
+                } else {
+                    errln!("{line}");
+                }
+            }
             ExitCode::from(2)
         }
     }
@@ -350,12 +366,15 @@ fn schedules(cli: &Cli) -> Result<u8> {
         print_json(&rows)?;
         return Ok(0);
     }
-    println!(
+    outln!(
         "{:<24} {:<8} {:<32} {:<20} NEXT DUE",
-        "POLICY", "ENABLED", "SCHEDULE", "TIMEZONE"
-    );
+        "POLICY",
+        "ENABLED",
+        "SCHEDULE",
+        "TIMEZONE"
+    )?;
     for r in &rows {
-        println!(
+        outln!(
             "{:<24} {:<8} {:<32} {:<20} {}",
             r.policy,
             if r.enabled { "yes" } else { "no" },
@@ -363,7 +382,7 @@ fn schedules(cli: &Cli) -> Result<u8> {
             r.timezone,
             r.next_due
                 .map_or("-".into(), |t| t.with_timezone(&r.tz).to_rfc3339())
-        );
+        )?;
     }
     Ok(0)
 }
@@ -390,8 +409,7 @@ fn progress_bar(cli: &Cli, message: &str) -> indicatif::ProgressBar {
 }
 
 fn print_json<T: Serialize>(value: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
+    cli_out::json(&serde_json::to_string_pretty(value)?)
 }
 
 struct Loaded {
@@ -419,7 +437,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             if cli.json {
                 print_json(&report)?;
             } else {
-                print_index(&report);
+                print_index(&report)?;
             }
             Ok(u8::from(!report.failures.is_empty() || report.stopped))
         }
@@ -490,23 +508,24 @@ fn run_index(l: &Loaded, bar: &indicatif::ProgressBar, control: &Control) -> Res
     Ok(report)
 }
 
-fn print_index(r: &IndexReport) {
-    println!(
+fn print_index(r: &IndexReport) -> Result<()> {
+    outln!(
         "index: {} conversations seen, {} indexed, {} unchanged, {} removed, {} failed",
         r.seen,
         r.indexed,
         r.unchanged,
         r.removed,
         r.failures.len()
-    );
+    )?;
     for f in &r.failures {
-        println!("  failed: {f}");
+        outln!("  failed: {f}")?;
     }
     if r.stopped {
-        println!(
+        outln!(
             "index: stopped before it saw every conversation; what it found is committed, and the next index goes on from there"
-        );
+        )?;
     }
+    Ok(())
 }
 
 fn export_policy<'a>(l: &'a Loaded, name: &str) -> Result<&'a custodian::config::ExportPolicy> {
@@ -626,18 +645,18 @@ fn run_heading(run: RunId, policy: &str, mode: Mode, resumed: bool) -> String {
     )
 }
 
-fn print_summary(s: &RunSummary) {
+fn print_summary(s: &RunSummary) -> Result<()> {
     if let Some(index) = &s.index {
-        print_index(index);
+        print_index(index)?;
     }
     let c = &s.counters;
-    println!(
+    outln!(
         "{} to target {}: {}",
         run_heading(s.run, &s.policy, s.mode, s.resumed),
         s.target,
         s.status.as_str()
-    );
-    println!(
+    )?;
+    outln!(
         "  {} selected, {} exported, {} failed; {} objects, {} in {:.2}s ({}/s)",
         c.selected,
         c.exported,
@@ -646,14 +665,15 @@ fn print_summary(s: &RunSummary) {
         human_bytes(c.bytes),
         s.seconds,
         human_bytes((c.bytes as f64 / s.seconds.max(1e-9)) as u64)
-    );
-    println!("  manifest: {}", s.manifest);
+    )?;
+    outln!("  manifest: {}", s.manifest)?;
     for note in &s.media {
-        println!("  media: {note}");
+        outln!("  media: {note}")?;
     }
     for f in &s.failures {
-        println!("  failed: {}: {}", f.subject, f.error);
+        outln!("  failed: {}: {}", f.subject, f.error)?;
     }
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -702,6 +722,8 @@ fn plan(cli: &Cli, name: &str, no_index: bool) -> Result<u8> {
             .map(|f| f.to_string())
             .collect(),
     };
+    // A closed stdout stops the listing; the error is returned once the walk has stopped.
+    let mut printed = Ok(());
     export.for_each_selected(&exclude, |s| {
         match export.plan(&s) {
             Ok(p) => {
@@ -709,8 +731,12 @@ fn plan(cli: &Cli, name: &str, no_index: bool) -> Result<u8> {
                 report.objects += p.objects.len() as u64;
                 report.bytes += p.objects.iter().map(|o| o.size).sum::<u64>();
                 if !cli.json {
+                    let object = format!("{}/{}", p.tenant, p.id);
                     for o in &p.objects {
-                        println!("{}/{}\t{}\t{}", p.tenant, p.id, o.key, human_bytes(o.size));
+                        printed = cli_out::fields(&[&object, &o.key, &human_bytes(o.size)]);
+                        if printed.is_err() {
+                            return false;
+                        }
                     }
                 }
                 if cli.json {
@@ -724,10 +750,11 @@ fn plan(cli: &Cli, name: &str, no_index: bool) -> Result<u8> {
         }
         true
     })?;
+    printed?;
     if cli.json {
         print_json(&report)?;
     } else {
-        println!(
+        outln!(
             "plan for {} ({}) to target {}: {} conversations, {} objects, {} (metadata files not counted)",
             report.policy,
             report.mode.as_str(),
@@ -735,9 +762,9 @@ fn plan(cli: &Cli, name: &str, no_index: bool) -> Result<u8> {
             report.conversations,
             report.objects,
             human_bytes(report.bytes)
-        );
+        )?;
         for e in &report.errors {
-            println!("  error: {e}");
+            outln!("  error: {e}")?;
         }
     }
     Ok(u8::from(!report.errors.is_empty()))
@@ -752,7 +779,7 @@ fn jobs(cli: &Cli, command: &JobsCommand) -> Result<u8> {
                 print_json(&runs)?;
             } else {
                 for r in &runs {
-                    cli_run::print_run_line(r);
+                    cli_run::print_run_line(r)?;
                 }
             }
         }
@@ -773,18 +800,18 @@ fn jobs(cli: &Cli, command: &JobsCommand) -> Result<u8> {
                     failures: &failures,
                 })?;
             } else {
-                println!("run {} of policy {} ({})", r.id, r.policy, r.mode.as_str());
-                println!("  status:   {}", r.status.as_str());
-                println!("  target:   {}", r.target);
-                println!("  started:  {}", r.started_at.to_rfc3339());
+                outln!("run {} of policy {} ({})", r.id, r.policy, r.mode.as_str())?;
+                outln!("  status:   {}", r.status.as_str())?;
+                outln!("  target:   {}", r.target)?;
+                outln!("  started:  {}", r.started_at.to_rfc3339())?;
                 if let Some(f) = r.finished_at {
-                    println!("  finished: {}", f.to_rfc3339());
+                    outln!("  finished: {}", f.to_rfc3339())?;
                 }
                 if r.resumed > 0 {
-                    println!("  resumed:  {} time(s) after an interruption", r.resumed);
+                    outln!("  resumed:  {} time(s) after an interruption", r.resumed)?;
                 }
                 let c = &r.counters;
-                println!(
+                outln!(
                     "  counters: {} selected, {} exported, {} flagged, {} deleted, {} failed, {} objects, {}, {} index errors",
                     c.selected,
                     c.exported,
@@ -794,21 +821,21 @@ fn jobs(cli: &Cli, command: &JobsCommand) -> Result<u8> {
                     c.objects,
                     human_bytes(c.bytes),
                     c.index_errors
-                );
+                )?;
                 if let Some(m) = &r.manifest_key {
-                    println!("  manifest: {m}");
+                    outln!("  manifest: {m}")?;
                 }
                 if let Some(e) = &r.error_summary {
-                    println!("  errors:   {e}");
+                    outln!("  errors:   {e}")?;
                 }
                 if let Some(log) = &r.log_path {
-                    println!("  log:      {log}");
+                    outln!("  log:      {log}")?;
                 }
                 if let Some(n) = &r.notification {
-                    println!("  notified: {n}");
+                    outln!("  notified: {n}")?;
                 }
                 for f in &failures {
-                    println!("  failed:   {}: {}", f.subject, f.error);
+                    outln!("  failed:   {}: {}", f.subject, f.error)?;
                 }
             }
         }
@@ -836,7 +863,7 @@ fn audit(cli: &Cli, command: &AuditCommand) -> Result<u8> {
                 print_json(&events)?;
             } else {
                 for e in &events {
-                    println!(
+                    outln!(
                         "{:>8}  {}  {:<22} {:<10} run {:<6} {}/{}  {}",
                         e.seq,
                         e.event.at.format("%Y-%m-%d %H:%M:%S"),
@@ -846,7 +873,7 @@ fn audit(cli: &Cli, command: &AuditCommand) -> Result<u8> {
                         e.event.tenant.as_deref().unwrap_or("-"),
                         e.event.conversation_id.as_deref().unwrap_or("-"),
                         e.event.details
-                    );
+                    )?;
                 }
             }
             Ok(0)
@@ -875,11 +902,11 @@ fn audit(cli: &Cli, command: &AuditCommand) -> Result<u8> {
             if cli.json {
                 print_json(&serde_json::json!({"key_file": path, "key_id": key.id()}))?;
             } else {
-                println!(
+                outln!(
                     "created audit key {} (key id {}); keep it from anyone who can write the catalog, and give every node of this catalog a copy",
                     path.display(),
                     key.id()
-                );
+                )?;
             }
             Ok(0)
         }
@@ -936,12 +963,12 @@ fn audit_verify(cli: &Cli, l: &Loaded) -> Result<u8> {
             .map_or(serde_json::Value::Null, |k| k.id().into());
         print_json(&value)?;
     } else {
-        print_trail(&report, key.as_deref().map(|k| k.id()), &unreadable);
+        print_trail(&report, key.as_deref().map(|k| k.id()), &unreadable)?;
     }
     Ok(code)
 }
 
-fn print_trail(report: &TrailReport, key_id: Option<&str>, unreadable: &[serde_json::Value]) {
+fn print_trail(report: &TrailReport, key_id: Option<&str>, unreadable: &[serde_json::Value]) -> Result<()> {
     let keying = match (report.keyed_from, key_id) {
         (Some(1), Some(id)) => format!("keyed (HMAC-SHA-256, key {id})"),
         (Some(seq), Some(id)) => format!(
@@ -951,11 +978,11 @@ fn print_trail(report: &TrailReport, key_id: Option<&str>, unreadable: &[serde_j
         _ => "not keyed (plain SHA-256)".to_owned(),
     };
     match &report.broken {
-        Some(b) => println!("{b}"),
-        None => println!(
+        Some(b) => outln!("{b}")?,
+        None => outln!(
             "audit chain unbroken: {} events, head {} {}; {keying}",
             report.events, report.head.seq, report.head.hash
-        ),
+        )?,
     }
     for a in &report.anchors {
         let what = format!(
@@ -968,43 +995,44 @@ fn print_trail(report: &TrailReport, key_id: Option<&str>, unreadable: &[serde_j
             a.anchor.head.hash
         );
         match &a.status {
-            AnchorStatus::Matches => println!("  {what}: matches"),
-            AnchorStatus::Truncated { chain_ends_at } => println!(
+            AnchorStatus::Matches => outln!("  {what}: matches")?,
+            AnchorStatus::Truncated { chain_ends_at } => outln!(
                 "  {what}: TRUNCATED: the catalog's chain ends at event {chain_ends_at}; events from {} on were removed",
                 chain_ends_at + 1
-            ),
+            )?,
             AnchorStatus::Differs {
                 catalog_hash,
                 changed_from,
-            } => println!(
+            } => outln!(
                 "  {what}: DOES NOT MATCH: the catalog has {} there; an event from {changed_from} to {} was edited or removed and the chain recomputed",
                 catalog_hash.as_deref().unwrap_or("no event"),
                 a.anchor.head.seq
-            ),
+            )?,
         }
     }
     if report.anchors.is_empty() {
-        println!("  no anchors found: no export policy has written an anchored manifest yet");
+        outln!("  no anchors found: no export policy has written an anchored manifest yet")?;
     }
     for u in unreadable {
-        println!(
+        outln!(
             "  anchor of policy {} at target {} could not be read: {}",
             u["policy"].as_str().unwrap_or(""),
             u["target"].as_str().unwrap_or(""),
             u["error"].as_str().unwrap_or("")
-        );
+        )?;
     }
     if report.intact() && unreadable.is_empty() {
-        println!(
+        outln!(
             "audit trail intact: {} events, {} anchor(s) checked",
             report.events,
             report.anchors.len()
-        );
+        )?;
     } else if report.intact() {
-        println!("audit trail unconfirmed: some anchors could not be read");
+        outln!("audit trail unconfirmed: some anchors could not be read")?;
     } else {
-        println!("audit trail TAMPERED or damaged");
+        outln!("audit trail TAMPERED or damaged")?;
     }
+    Ok(())
 }
 
 fn verify(cli: &Cli, run: RunId) -> Result<u8> {
@@ -1029,7 +1057,7 @@ fn verify(cli: &Cli, run: RunId) -> Result<u8> {
     if cli.json {
         print_json(&report)?;
     } else {
-        println!(
+        outln!(
             "verify run {run}: {} objects, {} checked against {key}: {}",
             report.objects,
             human_bytes(report.bytes),
@@ -1038,9 +1066,9 @@ fn verify(cli: &Cli, run: RunId) -> Result<u8> {
             } else {
                 format!("{} mismatched", report.mismatches.len())
             }
-        );
+        )?;
         for m in &report.mismatches {
-            println!("  {}: {}", m.key, m.problem);
+            outln!("  {}: {}", m.key, m.problem)?;
         }
     }
     Ok(u8::from(!report.mismatches.is_empty()))
@@ -1134,12 +1162,12 @@ fn transcode(cli: &Cli, args: &TranscodeArgs, input: &Path, output: &Path) -> Re
     let report = match result {
         Ok(report) => report,
         Err(message) => {
-            eprintln!("error: {message}");
+            errln!("error: {message}");
             return Ok(1);
         }
     };
     if !cli.json {
-        println!(
+        outln!(
             "transcode: {} ({} Hz, {} ch) -> {} ({}, {} Hz, {} ch): {} frames, {:.2}s",
             input.display(),
             report.input_rate,
@@ -1150,7 +1178,7 @@ fn transcode(cli: &Cli, args: &TranscodeArgs, input: &Path, output: &Path) -> Re
             report.channels,
             report.frames,
             seconds(&report)
-        );
+        )?;
     }
     Ok(0)
 }
@@ -1179,7 +1207,7 @@ fn transcode_batch(
                 let result =
                     transcode_one(input, output, &spec).unwrap_or_else(|e| Err(format!("{e:#}")));
                 if let Err(message) = &result {
-                    eprintln!("error: {message}");
+                    errln!("error: {message}");
                 }
                 result
             })
@@ -1196,7 +1224,7 @@ fn transcode_batch(
         print_json(&all)?;
     } else {
         let audio: f64 = results.iter().flatten().map(seconds).sum();
-        println!(
+        outln!(
             "transcode: {} files to {} in {} ({} failed), {:.1}s of audio in {:.2}s wall \
              ({:.0} files/s)",
             items.len(),
@@ -1206,7 +1234,7 @@ fn transcode_batch(
             audio,
             wall,
             items.len() as f64 / wall.max(1e-9)
-        );
+        )?;
     }
     Ok(u8::from(failed > 0))
 }
@@ -1283,7 +1311,7 @@ fn stitch(cli: &Cli, args: &StitchArgs) -> Result<u8> {
                     "error": format!("{e:#}")
                 }))?;
             }
-            eprintln!("error: {e:#}");
+            errln!("error: {e:#}");
             return Ok(1);
         }
     };
@@ -1294,7 +1322,7 @@ fn stitch(cli: &Cli, args: &StitchArgs) -> Result<u8> {
             "seconds": report.frames as f64 / f64::from(report.rate),
         }))?;
     } else {
-        println!(
+        outln!(
             "stitch: {} {}..{} -> {} ({}, {} Hz, {} ch): {} frames ({:.3}s), {} of silence, from {} segments",
             channel,
             args.start.to_rfc3339(),
@@ -1307,7 +1335,7 @@ fn stitch(cli: &Cli, args: &StitchArgs) -> Result<u8> {
             report.frames as f64 / f64::from(report.rate),
             report.silence_frames,
             report.segments.len()
-        );
+        )?;
     }
     Ok(0)
 }
@@ -1378,7 +1406,7 @@ fn report_crypt(
                     "chunks": r.chunks, "chunk_size": r.chunk_size, "seconds": seconds
                 }))?;
             } else {
-                println!(
+                outln!(
                     "{done} {} to {}: {} in {} chunks, key `{}`, {seconds:.2}s ({}/s)",
                     input.display(),
                     output.display(),
@@ -1386,7 +1414,7 @@ fn report_crypt(
                     r.chunks,
                     r.key_id,
                     human_bytes((r.bytes as f64 / seconds.max(1e-9)) as u64)
-                );
+                )?;
             }
             Ok(0)
         }
@@ -1396,7 +1424,7 @@ fn report_crypt(
                     "input": input, "output": output, "error": e.to_string()
                 }))?;
             }
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             Ok(code(&e))
         }
     }

@@ -148,6 +148,32 @@ fn frames_at(ns: i128, rate: u32) -> i64 {
     frames as i64
 }
 
+/// Where segments are cut. The call's start is rounded once, to the channel's sample grid at
+/// the output rate (anchored at the first overlapping segment's start), and every segment is
+/// placed against that frame: rounding each segment's distance to the call on its own sends
+/// the segments before and during the call opposite ways at an exact half-sample instant,
+/// leaving a one-frame gap (a zero sample) between two adjacent segments.
+struct Cuts {
+    origin_ns: i128,
+    start_frame: i64,
+    rate: u32,
+}
+
+impl Cuts {
+    fn new(origin_ns: i128, start_ns: i128, rate: u32) -> Cuts {
+        Cuts {
+            origin_ns,
+            start_frame: frames_at(start_ns - origin_ns, rate),
+            rate,
+        }
+    }
+
+    /// The output frame where a segment whose first sample is at `ns` begins.
+    fn offset(&self, ns: i128) -> i64 {
+        frames_at(ns - self.origin_ns, self.rate) - self.start_frame
+    }
+}
+
 /// Opens a segment's audio bytes (decrypting it when it is encrypted).
 pub type OpenSegment<'a> =
     dyn Fn(&ChannelSegment) -> Result<Box<dyn Read + Send + Sync>, String> + 'a;
@@ -181,6 +207,7 @@ pub fn stitch(
     let rate = spec.rate.unwrap_or(first.record.sample_rate);
     let channels = spec.channels.unwrap_or(first.record.channels);
     let total = frames_at(end_ns - start_ns, rate) as u64;
+    let cuts = Cuts::new(nanos(&first.record.start), start_ns, rate);
     let mut encoder =
         Encoder::new(spec.format, rate, channels, out).map_err(StitchError::Output)?;
     let mut writer = Timeline {
@@ -200,7 +227,7 @@ pub fn stitch(
             path: s.path.clone(),
             reason,
         };
-        let offset = frames_at(nanos(&s.record.start) - start_ns, rate);
+        let offset = cuts.offset(nanos(&s.record.start));
         writer.silence_until(offset)?;
         let reader = open(s).map_err(failed)?;
         let ext = s.path.extension().and_then(|e| e.to_str());
@@ -372,5 +399,95 @@ mod tests {
         assert_eq!(frames_at(62_499, 8000), 0);
         assert_eq!(frames_at(-62_500, 8000), -1);
         assert_eq!(frames_at(20_000_000_000, 44_100), 882_000);
+    }
+
+    /// A segment of `frames` samples of a constant non-zero level at 8 kHz, starting
+    /// `start_ns` nanoseconds after a fixed instant.
+    fn segment(file: &str, start_ns: i64, frames: u64) -> (ChannelSegment, Vec<u8>) {
+        let mut wav = std::io::Cursor::new(Vec::new());
+        let mut w = hound::WavWriter::new(
+            &mut wav,
+            hound::WavSpec {
+                channels: 1,
+                sample_rate: 8000,
+                bits_per_sample: 16,
+                sample_format: hound::SampleFormat::Int,
+            },
+        )
+        .unwrap();
+        for _ in 0..frames {
+            w.write_sample(10_000i16).unwrap();
+        }
+        w.finalize().unwrap();
+        let start =
+            DateTime::from_timestamp_nanos(1_772_436_600_000_000_000 + start_ns).fixed_offset();
+        let bytes = wav.into_inner();
+        let record = Segment {
+            schema: crate::repository::record::SCHEMA_VERSION,
+            channel: "line-1".into(),
+            file: file.into(),
+            start,
+            sample_rate: 8000,
+            channels: 1,
+            frames,
+            size: bytes.len() as u64,
+            sha256: String::new(),
+            encryption: None,
+        };
+        (
+            ChannelSegment {
+                record,
+                path: PathBuf::from(file),
+            },
+            bytes,
+        )
+    }
+
+    #[test]
+    fn adjacent_segments_meet_without_a_zero_sample_at_a_half_sample_start() {
+        // Two adjacent one-second segments; the call starts 3.5 samples (437.5 µs) into the
+        // first, so the first segment lies 3.5 samples before the call and the second 7996.5
+        // samples after it: rounding those apart puts them 7996 + 1 frames apart.
+        let (a, a_bytes) = segment("a.wav", 0, 8000);
+        let (b, b_bytes) = segment("b.wav", 1_000_000_000, 8000);
+        let origin = a.record.start;
+        let start = origin + chrono::Duration::nanoseconds(437_500);
+        let end = origin + chrono::Duration::milliseconds(1500);
+        let open = |s: &ChannelSegment| -> Result<Box<dyn Read + Send + Sync>, String> {
+            let bytes = if s.record.file == "a.wav" {
+                &a_bytes
+            } else {
+                &b_bytes
+            };
+            Ok(Box::new(std::io::Cursor::new(bytes.clone())))
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.wav");
+        let report = stitch(
+            "line-1",
+            &[a, b],
+            start,
+            end,
+            &VoiceSpec {
+                format: crate::media::audio::VoiceFormat::WavPcm16,
+                rate: None,
+                channels: None,
+            },
+            &open,
+            File::create(&path).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(report.silence_frames, 0, "{report:?}");
+        let samples: Vec<i16> = hound::WavReader::open(&path)
+            .unwrap()
+            .into_samples()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(samples.len() as u64, report.frames);
+        assert!(
+            samples.iter().all(|&s| s == 10_000),
+            "a zero sample at frame {:?}",
+            samples.iter().position(|&s| s != 10_000)
+        );
     }
 }

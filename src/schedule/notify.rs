@@ -158,7 +158,8 @@ pub fn message(email: &EmailConfig, to: &[Mailbox], run: &JobRun) -> Result<Mess
         c.selected, c.exported, c.flagged, c.deleted, c.failed, c.objects, c.bytes
     ));
     if let Some(e) = &run.error_summary {
-        body.push_str(&format!("Errors:   {e}\n"));
+        // Error summaries quote record-derived ids and names.
+        body.push_str(&format!("Errors:   {}\n", crate::display::escape(e)));
     }
     if let Some(log) = &run.log_path {
         body.push_str(&format!("Log file: {log}\n"));
@@ -244,6 +245,42 @@ mod tests {
         assert!(!n.wants(Succeeded, None));
         assert!(n.wants(Failed, Some(Failed)));
         assert!(n.wants(CompletedWithFailures, Some(CompletedWithFailures)));
+    }
+
+    #[test]
+    fn message_escapes_control_characters_from_the_error_summary() {
+        let email = EmailConfig {
+            host: "localhost".into(),
+            port: 25,
+            security: SmtpSecurity::None,
+            username: None,
+            password: None,
+            from: "custodian@example.com".parse().unwrap(),
+            portal_url: None,
+            timeout: Duration::from_secs(1),
+        };
+        let run = JobRun {
+            id: crate::catalog::RunId(7),
+            policy: "export".into(),
+            mode: crate::catalog::Mode::Full,
+            target: "archive".into(),
+            status: RunStatus::Failed,
+            started_at: chrono::Utc::now(),
+            finished_at: None,
+            resumed: 0,
+            counters: Default::default(),
+            manifest_key: None,
+            error_summary: Some("1 item failed: acme/evil\u{1b}[2J\r\nBcc: x@example.com".into()),
+            log_path: None,
+            notification: None,
+        };
+        let to = parse_addresses("ops@example.com").unwrap();
+        let text = String::from_utf8(message(&email, &to, &run).unwrap().formatted()).unwrap();
+        assert!(!text.contains('\u{1b}'), "{text}");
+        assert!(
+            text.contains("acme/evil\\x1b[2J\\x0d\\x0aBcc: x@example.com"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -109,6 +109,10 @@ where
     tracing_subscriber::fmt::layer()
         .with_writer(LogWriter)
         .with_ansi(false)
+        .fmt_fields(crate::display::EscapedFields)
+        // A log file that cannot be written is not worth a message on a stderr that may be
+        // closed too: printing that would panic the run.
+        .log_internal_errors(false)
         .with_filter(LevelFilter::INFO)
         .with_filter(FilterFn::new(|_| OPEN.load(Ordering::Relaxed)))
 }

@@ -15,8 +15,9 @@ use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use aws_sdk_s3::primitives::ByteStream as SdkStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart};
 use base64::Engine;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -109,6 +110,73 @@ fn base64_of_hex(sha256: &str) -> Option<String> {
     hex::decode(sha256)
         .ok()
         .map(|raw| base64::engine::general_purpose::STANDARD.encode(raw))
+}
+
+/// The SHA-256 of an object's bytes as far as the store vouches for it. Metadata is only what
+/// a writer claimed, so an object overwritten with other bytes and the same `sha256` metadata
+/// would look identical; the store's own checksum of a single-request object (which every put
+/// here sends) is of the bytes it holds. A single-request object without one was not written
+/// by this client as it is now, so nothing is trusted. A multipart object has at most a
+/// composite SHA-256 (of its parts' checksums; S3 offers full-object checksums for CRCs only),
+/// which cannot be compared with the recording's: its metadata is all there is.
+fn trusted_sha256(out: &HeadObjectOutput) -> Option<String> {
+    let multipart = out
+        .e_tag()
+        .is_some_and(|t| t.trim_matches('"').contains('-'))
+        || out.checksum_type() == Some(&ChecksumType::Composite);
+    if multipart {
+        return out
+            .metadata()
+            .and_then(|m| m.get(SHA256_KEY))
+            .filter(|s| s.len() == 64)
+            .cloned();
+    }
+    out.checksum_sha256()
+        .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok())
+        .filter(|raw| raw.len() == 32)
+        .map(hex::encode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA: &str = "0f343b0931126a20f133d67c2b018a3b5b4d5fc2ab0d3ac6da91f5ff52b5e6ee";
+
+    fn head(e_tag: &str, checksum: Option<&str>) -> HeadObjectOutput {
+        HeadObjectOutput::builder()
+            .e_tag(e_tag)
+            .set_checksum_sha256(checksum.map(str::to_owned))
+            .metadata(SHA256_KEY, SHA)
+            .build()
+    }
+
+    #[test]
+    fn a_single_request_object_is_judged_by_the_stores_checksum_not_its_metadata() {
+        let other = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        assert_eq!(
+            trusted_sha256(&head("\"abc\"", Some(&other))),
+            Some(hex::encode([7u8; 32]))
+        );
+        let same = base64_of_hex(SHA).unwrap();
+        assert_eq!(
+            trusted_sha256(&head("\"abc\"", Some(&same))).as_deref(),
+            Some(SHA)
+        );
+    }
+
+    #[test]
+    fn a_single_request_object_without_a_stored_checksum_is_not_trusted() {
+        assert_eq!(trusted_sha256(&head("\"abc\"", None)), None);
+    }
+
+    #[test]
+    fn a_multipart_object_falls_back_to_its_metadata() {
+        assert_eq!(
+            trusted_sha256(&head("\"abc-3\"", Some("AAAA-3"))).as_deref(),
+            Some(SHA)
+        );
+    }
 }
 
 #[async_trait::async_trait]
@@ -244,13 +312,11 @@ impl Backend for AwsBackend {
             .head_object()
             .bucket(&self.bucket)
             .key(key)
+            .checksum_mode(ChecksumMode::Enabled)
             .send()
             .await
         {
-            Ok(out) => Ok(out
-                .metadata
-                .and_then(|mut m| m.remove(SHA256_KEY))
-                .filter(|s| s.len() == 64)),
+            Ok(out) => Ok(trusted_sha256(&out)),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
             Err(e) => Err(other(e)),
         }

@@ -19,6 +19,7 @@ mod hostile_reads;
 mod hostile_target;
 mod hostile_sweep;
 mod hostile_audit;
+mod hostile_output;
 mod jobs;
 mod lifecycle;
 mod media;

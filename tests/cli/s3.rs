@@ -586,3 +586,56 @@ fn the_node_that_ends_a_cluster_run_aborts_a_killed_nodes_upload() {
     let dir = server.root.join("archive/exports/acme/2026/01/01/a1");
     assert_eq!(std::fs::read(dir.join("big.wav")).unwrap(), big);
 }
+
+/// Puts `body` at `key` through the S3 API with `sha256` as its user metadata, as a careless
+/// or hostile writer would, without a SHA-256 checksum of the bytes.
+fn overwrite(server: &S3Server, bucket: &str, key: &str, body: &[u8], sha256: &str) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let config = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            ACCESS_KEY, SECRET_KEY, None, None, "test",
+        ))
+        .endpoint_url(&server.endpoint)
+        .force_path_style(true)
+        .build();
+    let client = aws_sdk_s3::Client::from_conf(config);
+    runtime
+        .block_on(
+            client
+                .put_object()
+                .bucket(bucket)
+                .key(key)
+                .metadata("sha256", sha256)
+                .body(body.to_vec().into())
+                .send(),
+        )
+        .unwrap();
+}
+
+#[test]
+fn a_full_run_repairs_an_object_overwritten_under_the_same_sha256_metadata() {
+    let server = S3Server::start(Some("archive"));
+    let env = s3_env(&server, "archive", "aws_sdk", "");
+    let config = std::fs::read_to_string(env.config()).unwrap();
+    env.write_config(&format!("{config}mode = \"full\"\n"));
+    env.conversation("acme", 1, "a1", &[("small.wav", b"RIFF-small")]);
+    let out = run(&env, &["--json", "run", "export"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let key = "exports/acme/2026/01/01/a1/small.wav";
+    overwrite(
+        &server,
+        "archive",
+        key,
+        b"RIFF-EVIL!",
+        &crate::common::sha256(b"RIFF-small"),
+    );
+    let stored = server.root.join("archive").join(key);
+    assert_eq!(std::fs::read(&stored).unwrap(), b"RIFF-EVIL!");
+    let again = run(&env, &["--json", "run", "export"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert_eq!(std::fs::read(&stored).unwrap(), b"RIFF-small");
+    let verify = run(&env, &["verify", &json(&again)["run"].to_string()]);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+}

@@ -1,0 +1,107 @@
+//! Where the command line prints. Every line goes through here, so text from records is
+//! escaped once at the edge ([`custodian::display::escape`]) and no write can panic: a reader
+//! that closes the pipe early (`custodian run P | head -3`) turns the next stdout write into
+//! [`StdoutClosed`], which ends the command quietly with exit 0, as ripgrep does. Commands
+//! print only once their work is recorded, so a closed pipe never changes a run's outcome.
+//! Writes to stderr ignore errors: there is nowhere left to report them.
+
+use std::fmt::Display;
+use std::io::Write;
+
+use custodian::display::escape;
+
+/// Standard output was closed by its reader; the command stops printing.
+#[derive(Debug, thiserror::Error)]
+#[error("standard output is closed")]
+pub struct StdoutClosed;
+
+fn to_stdout(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out
+        .write_all(text.as_bytes())
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush())
+    {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot write to standard output")),
+    }
+}
+
+/// One line on stdout, escaped.
+pub fn line(args: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+    to_stdout(&escape(&args.to_string()))
+}
+
+/// One line on stdout of tab-separated fields, each escaped (so a tab in a field cannot split
+/// it in two).
+pub fn fields(fields: &[&dyn Display]) -> anyhow::Result<()> {
+    let line = fields
+        .iter()
+        .map(|f| escape(&f.to_string()).into_owned())
+        .collect::<Vec<_>>()
+        .join("\t");
+    to_stdout(&line)
+}
+
+/// A JSON document on stdout. serde_json escapes U+0000–U+001F in strings (below U+0020 there
+/// is only the layout's own whitespace) but not DEL, the C1 controls or the bidirectional ones;
+/// those can only occur inside strings, where `\uXXXX` means the same character, so they are
+/// written that way.
+pub fn json(text: &str) -> anyhow::Result<()> {
+    to_stdout(&json_safe(text))
+}
+
+fn json_safe(text: &str) -> String {
+    let mut safe = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c > '\u{7e}' && escape(c.encode_utf8(&mut [0; 4])).len() > c.len_utf8() {
+            safe.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            safe.push(c);
+        }
+    }
+    safe
+}
+
+/// One line on stderr, escaped; a write error is ignored.
+pub fn err_line(args: std::fmt::Arguments<'_>) {
+    let text = escape(&args.to_string()).into_owned();
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
+/// `println!` that escapes and returns [`StdoutClosed`] instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli_out::line(format_args!($($arg)*))
+    };
+}
+
+/// `eprintln!` that escapes and never panics.
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::cli_out::err_line(format_args!($($arg)*))
+    };
+}
+
+pub(crate) use {errln, outln};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_escapes_what_serde_json_leaves_raw() {
+        let text = serde_json::to_string_pretty(
+            &serde_json::json!({"id": "a\u{7f}b\u{9b}c\u{202e}d\u{1b}", "n": [1]}),
+        )
+        .unwrap();
+        let safe = json_safe(&text);
+        assert!(
+            safe.contains(r#""id": "a\u007fb\u009bc\u202ed\u001b""#),
+            "{safe}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back["id"], "a\u{7f}b\u{9b}c\u{202e}d\u{1b}");
+    }
+}
