@@ -59,8 +59,14 @@ fn repository(dir: &std::path::Path) -> SqliteCatalog {
         std::fs::write(conv.join("conversation.json"), record.to_string()).unwrap();
     }
     let cat = SqliteCatalog::open(&dir.join("c.db")).unwrap();
-    custodian::repository::index::index(&dir.join("repo"), &cat, &indicatif::ProgressBar::hidden())
-        .unwrap();
+    custodian::repository::index::index(
+        &dir.join("repo"),
+        custodian::config::DEFAULT_MAX_RECORD_BYTES,
+        &cat,
+        &indicatif::ProgressBar::hidden(),
+        &custodian::pipeline::Control::new(),
+    )
+    .unwrap();
     enable_policy(&cat);
     cat
 }

@@ -968,7 +968,11 @@ fn audit_verify(cli: &Cli, l: &Loaded) -> Result<u8> {
     Ok(code)
 }
 
-fn print_trail(report: &TrailReport, key_id: Option<&str>, unreadable: &[serde_json::Value]) -> Result<()> {
+fn print_trail(
+    report: &TrailReport,
+    key_id: Option<&str>,
+    unreadable: &[serde_json::Value],
+) -> Result<()> {
     let keying = match (report.keyed_from, key_id) {
         (Some(1), Some(id)) => format!("keyed (HMAC-SHA-256, key {id})"),
         (Some(seq), Some(id)) => format!(
@@ -981,7 +985,9 @@ fn print_trail(report: &TrailReport, key_id: Option<&str>, unreadable: &[serde_j
         Some(b) => outln!("{b}")?,
         None => outln!(
             "audit chain unbroken: {} events, head {} {}; {keying}",
-            report.events, report.head.seq, report.head.hash
+            report.events,
+            report.head.seq,
+            report.head.hash
         )?,
     }
     for a in &report.anchors {

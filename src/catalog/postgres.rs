@@ -28,10 +28,11 @@ use postgres::{Client, GenericClient, NoTls, Row, Statement, Transaction};
 use sha2::{Digest, Sha256};
 
 use super::{
-    AuditHead, AuditQuery, Catalog, CatalogError, ConfidentialPage, Counters, Exclude, ExportedArtifact,
-    FailedItem, Fingerprint, IndexChange, ItemOutcome, JobRun, KeyClaim, Mode, ObjectRecord,
-    PolicyLock, Result, RunId, RunStatus, Selected, deletion_event, duplicate_id, flag_event,
-    other_enabled, policy_exists, redact_url, unknown_policy, unstorable, version_exists,
+    AuditHead, AuditQuery, Catalog, CatalogError, ConfidentialPage, Counters, Exclude,
+    ExportedArtifact, FailedItem, Fingerprint, IndexChange, ItemOutcome, JobRun, KeyClaim, Mode,
+    ObjectRecord, PolicyLock, Result, RunId, RunStatus, Selected, deletion_event, duplicate_id,
+    flag_event, other_enabled, policy_exists, redact_url, unknown_policy, unstorable,
+    version_exists,
 };
 use crate::audit::{AuditEvent, AuditKind, ChainKey, KeyError, KeySource, NewEvent};
 use crate::filter::{Dialect, Filter, SqlValue};

@@ -15,10 +15,11 @@ use crate::policy::lifecycle::{
 use crate::target::{OpenUpload, UploadJournal};
 
 use super::{
-    AuditHead, AuditQuery, Catalog, CatalogError, ConfidentialPage, Counters, Exclude, ExportedArtifact,
-    FailedItem, Fingerprint, IndexChange, ItemOutcome, JobRun, KeyClaim, Mode, ObjectRecord,
-    PolicyLock, Result, RunId, RunStatus, Selected, deletion_event, duplicate_id, flag_event,
-    other_enabled, policy_exists, rfc3339_micros as ts, unknown_policy, unstorable, version_exists,
+    AuditHead, AuditQuery, Catalog, CatalogError, ConfidentialPage, Counters, Exclude,
+    ExportedArtifact, FailedItem, Fingerprint, IndexChange, ItemOutcome, JobRun, KeyClaim, Mode,
+    ObjectRecord, PolicyLock, Result, RunId, RunStatus, Selected, deletion_event, duplicate_id,
+    flag_event, other_enabled, policy_exists, rfc3339_micros as ts, unknown_policy, unstorable,
+    version_exists,
 };
 use crate::audit::{AuditEvent, AuditKind, ChainKey, GENESIS, KeyError, KeySource, NewEvent};
 use crate::filter::{Dialect, Filter, SqlValue};

@@ -13,13 +13,13 @@ mod direct;
 mod export;
 #[cfg(feature = "gcs")]
 mod gcs;
+mod hostile_audit;
 mod hostile_index;
 mod hostile_keys;
-mod hostile_reads;
-mod hostile_target;
-mod hostile_sweep;
-mod hostile_audit;
 mod hostile_output;
+mod hostile_reads;
+mod hostile_sweep;
+mod hostile_target;
 mod jobs;
 mod lifecycle;
 mod media;
