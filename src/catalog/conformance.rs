@@ -1611,7 +1611,8 @@ pub fn keyed_chain(open: &dyn Fn(Option<KeySource>) -> Box<dyn Catalog>) {
     // Without its key, verification stops at the first keyed event.
     assert_eq!(verify_chain(&events, None).unwrap_err().seq, 3);
 
-    let refusals: [(Option<KeySource>, fn(&KeyError) -> bool); 3] = [
+    type Expected = fn(&KeyError) -> bool;
+    let refusals: [(Option<KeySource>, Expected); 3] = [
         (None, |e| matches!(e, KeyError::NotConfigured { .. })),
         (Some(KeySource::new(keys.path().join("gone.key"))), |e| {
             matches!(e, KeyError::Missing { .. })
