@@ -22,7 +22,7 @@ use base64::Engine;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::remote::{Backend, BackendError, BackendResult, ByteStream, runtime};
+use super::remote::{Aborted, Backend, BackendError, BackendResult, ByteStream, runtime};
 use super::{S3Config, TargetError, Uploads};
 
 /// What to check when an S3 target cannot be used.
@@ -288,7 +288,7 @@ impl Backend for AwsBackend {
             .map_err(other)
     }
 
-    async fn abort(&self, key: &str, upload: &str) -> BackendResult<()> {
+    async fn abort(&self, key: &str, upload: &str) -> BackendResult<Aborted> {
         match self
             .client
             .abort_multipart_upload()
@@ -298,7 +298,7 @@ impl Backend for AwsBackend {
             .send()
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(Aborted::Discarded),
             Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("NoSuchUpload") => {
                 Err(BackendError::NotFound)
             }
