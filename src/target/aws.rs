@@ -22,7 +22,7 @@ use base64::Engine;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::remote::{Backend, BackendError, BackendResult, ByteStream, runtime};
+use super::remote::{Aborted, Backend, BackendError, BackendResult, ByteStream, runtime};
 use super::{S3Config, TargetError, Uploads};
 
 /// What to check when an S3 target cannot be used.
@@ -137,48 +137,6 @@ fn trusted_sha256(out: &HeadObjectOutput) -> Option<String> {
         .map(hex::encode)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SHA: &str = "0f343b0931126a20f133d67c2b018a3b5b4d5fc2ab0d3ac6da91f5ff52b5e6ee";
-
-    fn head(e_tag: &str, checksum: Option<&str>) -> HeadObjectOutput {
-        HeadObjectOutput::builder()
-            .e_tag(e_tag)
-            .set_checksum_sha256(checksum.map(str::to_owned))
-            .metadata(SHA256_KEY, SHA)
-            .build()
-    }
-
-    #[test]
-    fn a_single_request_object_is_judged_by_the_stores_checksum_not_its_metadata() {
-        let other = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
-        assert_eq!(
-            trusted_sha256(&head("\"abc\"", Some(&other))),
-            Some(hex::encode([7u8; 32]))
-        );
-        let same = base64_of_hex(SHA).unwrap();
-        assert_eq!(
-            trusted_sha256(&head("\"abc\"", Some(&same))).as_deref(),
-            Some(SHA)
-        );
-    }
-
-    #[test]
-    fn a_single_request_object_without_a_stored_checksum_is_not_trusted() {
-        assert_eq!(trusted_sha256(&head("\"abc\"", None)), None);
-    }
-
-    #[test]
-    fn a_multipart_object_falls_back_to_its_metadata() {
-        assert_eq!(
-            trusted_sha256(&head("\"abc-3\"", Some("AAAA-3"))).as_deref(),
-            Some(SHA)
-        );
-    }
-}
-
 #[async_trait::async_trait]
 impl Backend for AwsBackend {
     fn location(&self) -> String {
@@ -288,7 +246,7 @@ impl Backend for AwsBackend {
             .map_err(other)
     }
 
-    async fn abort(&self, key: &str, upload: &str) -> BackendResult<()> {
+    async fn abort(&self, key: &str, upload: &str) -> BackendResult<Aborted> {
         match self
             .client
             .abort_multipart_upload()
@@ -298,7 +256,7 @@ impl Backend for AwsBackend {
             .send()
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(Aborted::Discarded),
             Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("NoSuchUpload") => {
                 Err(BackendError::NotFound)
             }
@@ -343,5 +301,47 @@ impl Backend for AwsBackend {
                 .map(|r| (r.map_err(|e| BackendError::Other(e.to_string())), body))
         });
         Ok(stream.boxed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA: &str = "0f343b0931126a20f133d67c2b018a3b5b4d5fc2ab0d3ac6da91f5ff52b5e6ee";
+
+    fn head(e_tag: &str, checksum: Option<&str>) -> HeadObjectOutput {
+        HeadObjectOutput::builder()
+            .e_tag(e_tag)
+            .set_checksum_sha256(checksum.map(str::to_owned))
+            .metadata(SHA256_KEY, SHA)
+            .build()
+    }
+
+    #[test]
+    fn a_single_request_object_is_judged_by_the_stores_checksum_not_its_metadata() {
+        let other = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        assert_eq!(
+            trusted_sha256(&head("\"abc\"", Some(&other))),
+            Some(hex::encode([7u8; 32]))
+        );
+        let same = base64_of_hex(SHA).unwrap();
+        assert_eq!(
+            trusted_sha256(&head("\"abc\"", Some(&same))).as_deref(),
+            Some(SHA)
+        );
+    }
+
+    #[test]
+    fn a_single_request_object_without_a_stored_checksum_is_not_trusted() {
+        assert_eq!(trusted_sha256(&head("\"abc\"", None)), None);
+    }
+
+    #[test]
+    fn a_multipart_object_falls_back_to_its_metadata() {
+        assert_eq!(
+            trusted_sha256(&head("\"abc-3\"", Some("AAAA-3"))).as_deref(),
+            Some(SHA)
+        );
     }
 }

@@ -2,18 +2,20 @@
 //! client), Azure Blob Storage and Google Cloud Storage. Each object's SHA-256 travels as the
 //! user metadata `sha256`.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::StreamExt;
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as StorePath;
 use object_store::{
-    Attribute, Attributes, BackoffConfig, ClientOptions, GetOptions, ObjectStore, ObjectStoreExt,
-    PutMultipartOptions, PutOptions, PutPayload, RetryConfig,
+    Attribute, Attributes, BackoffConfig, ClientOptions, GetOptions, MultipartUpload, ObjectStore,
+    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, RetryConfig,
 };
 
-use super::remote::{Backend, BackendError, BackendResult, ByteStream, runtime};
+use super::remote::{Aborted, Backend, BackendError, BackendResult, ByteStream, runtime};
 use super::{TargetError, Uploads};
 
 /// Retries of a request that failed with a 5xx, SlowDown or a dropped connection, with
@@ -32,8 +34,25 @@ struct ObjectStoreBackend {
     location: String,
     prefix: String,
     hint: &'static str,
-    /// Whether the store takes metadata when a multipart upload starts (Azure does not).
-    multipart_metadata: bool,
+    /// Azure's multipart uploads, when the store is Azure: its low-level multipart API takes
+    /// no metadata, so they go through the upload object, which commits the SHA-256 with the
+    /// block list.
+    azure: Option<AzureUploads>,
+}
+
+/// Azure multipart uploads under way in this process, by the id `begin` gave them. The upload
+/// object numbers blocks in the order `put_part` is called, so each part waits for its turn:
+/// parts still upload concurrently, only their numbering is serial.
+#[derive(Default)]
+struct AzureUploads {
+    open: Mutex<HashMap<String, AzureUpload>>,
+    turn: tokio::sync::Notify,
+    ids: AtomicU64,
+}
+
+struct AzureUpload {
+    upload: Box<dyn MultipartUpload>,
+    next: usize,
 }
 
 type Built = (Arc<dyn Backend>, Arc<tokio::runtime::Runtime>);
@@ -89,7 +108,7 @@ pub fn s3(name: &str, c: &super::S3Config, uploads: &Uploads) -> Result<Built, T
             location: format!("s3://{}/{}", c.bucket, c.prefix),
             prefix: c.prefix.clone(),
             hint: super::aws::HINT,
-            multipart_metadata: true,
+            azure: None,
         },
     )
 }
@@ -117,7 +136,7 @@ pub fn azure(name: &str, c: &super::AzureConfig, uploads: &Uploads) -> Result<Bu
             prefix: c.prefix.clone(),
             hint: "check the container, the endpoint and the account and key in \
                    AZURE_STORAGE_ACCOUNT_NAME / AZURE_STORAGE_ACCOUNT_KEY (or another Azure credential)",
-            multipart_metadata: false,
+            azure: Some(AzureUploads::default()),
         },
     )
 }
@@ -142,7 +161,7 @@ pub fn gcs(name: &str, c: &super::GcsConfig, uploads: &Uploads) -> Result<Built,
             prefix: c.prefix.clone(),
             hint: "check the bucket, the endpoint and GOOGLE_SERVICE_ACCOUNT (or the \
                    application-default credentials)",
-            multipart_metadata: true,
+            azure: None,
         },
     )
 }
@@ -202,9 +221,27 @@ impl Backend for ObjectStoreBackend {
 
     async fn begin(&self, key: &str, sha256: Option<&str>) -> BackendResult<String> {
         let opts = PutMultipartOptions {
-            attributes: sha256_attributes(sha256.filter(|_| self.multipart_metadata)),
+            attributes: sha256_attributes(sha256),
             ..Default::default()
         };
+        if let Some(azure) = &self.azure {
+            let upload = self
+                .store
+                .put_multipart_opts(&StorePath::from(key), opts)
+                .await
+                .map_err(error)?;
+            let id = format!(
+                "{}-{}",
+                std::process::id(),
+                azure.ids.fetch_add(1, Ordering::Relaxed)
+            );
+            azure
+                .open
+                .lock()
+                .expect("azure uploads lock")
+                .insert(id.clone(), AzureUpload { upload, next: 0 });
+            return Ok(id);
+        }
         self.store
             .create_multipart_opts(&StorePath::from(key), opts)
             .await
@@ -218,6 +255,25 @@ impl Backend for ObjectStoreBackend {
         index: usize,
         body: Bytes,
     ) -> BackendResult<String> {
+        if let Some(azure) = &self.azure {
+            loop {
+                // Registered before the check, so a turn passed in between still wakes it.
+                let turn = azure.turn.notified();
+                let started = {
+                    let mut open = azure.open.lock().expect("azure uploads lock");
+                    let u = open.get_mut(upload).ok_or(BackendError::NotFound)?;
+                    (u.next == index).then(|| {
+                        u.next += 1;
+                        u.upload.put_part(PutPayload::from(body.clone()))
+                    })
+                };
+                if let Some(part) = started {
+                    azure.turn.notify_waiters();
+                    return part.await.map(|()| String::new()).map_err(error);
+                }
+                turn.await;
+            }
+        }
         let id = upload.to_owned();
         self.store
             .put_part(&StorePath::from(key), &id, index, PutPayload::from(body))
@@ -227,6 +283,15 @@ impl Backend for ObjectStoreBackend {
     }
 
     async fn complete(&self, key: &str, upload: &str, parts: Vec<String>) -> BackendResult<()> {
+        if let Some(azure) = &self.azure {
+            let taken = azure
+                .open
+                .lock()
+                .expect("azure uploads lock")
+                .remove(upload);
+            let mut taken = taken.ok_or(BackendError::NotFound)?;
+            return taken.upload.complete().await.map(|_| ()).map_err(error);
+        }
         let parts = parts
             .into_iter()
             .map(|content_id| PartId { content_id })
@@ -238,11 +303,23 @@ impl Backend for ObjectStoreBackend {
             .map_err(error)
     }
 
-    async fn abort(&self, key: &str, upload: &str) -> BackendResult<()> {
+    async fn abort(&self, key: &str, upload: &str) -> BackendResult<Aborted> {
+        if let Some(azure) = &self.azure {
+            // Azure cannot delete uncommitted blocks (object_store's abort sends nothing), so
+            // dropping the upload object is all there is to do.
+            azure
+                .open
+                .lock()
+                .expect("azure uploads lock")
+                .remove(upload);
+            azure.turn.notify_waiters();
+            return Ok(Aborted::LeftToExpire);
+        }
         self.store
             .abort_multipart(&StorePath::from(key), &upload.to_owned())
             .await
-            .map_err(error)
+            .map_err(error)?;
+        Ok(Aborted::Discarded)
     }
 
     async fn stored_sha256(&self, key: &str) -> BackendResult<Option<String>> {

@@ -41,6 +41,21 @@ impl std::fmt::Display for BackendError {
 
 pub type BackendResult<T> = Result<T, BackendError>;
 
+/// What aborting an unfinished multipart upload did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Aborted {
+    /// The store discarded the parts uploaded so far.
+    Discarded,
+    /// The store cannot delete them (Azure has no API to delete uncommitted blocks): they stay
+    /// staged, invisible under the key, until the store garbage-collects them.
+    LeftToExpire,
+}
+
+/// How an upload that could not be discarded is described in the logs.
+const LEFT_TO_EXPIRE: &str = "its staged blocks were never committed, so nothing is visible \
+    under the key; Azure has no API to delete uncommitted blocks and discards them 7 days \
+    after they were staged (or when another upload commits the same key)";
+
 /// An object's bytes as they arrive.
 pub type ByteStream = BoxStream<'static, BackendResult<Bytes>>;
 
@@ -70,7 +85,7 @@ pub trait Backend: Send + Sync + 'static {
     /// Completes an upload from its parts' tokens in order.
     async fn complete(&self, key: &str, upload: &str, parts: Vec<String>) -> BackendResult<()>;
     /// Aborts an upload; `NotFound` when the store no longer knows it.
-    async fn abort(&self, key: &str, upload: &str) -> BackendResult<()>;
+    async fn abort(&self, key: &str, upload: &str) -> BackendResult<Aborted>;
     /// The SHA-256 stored with an object; None when it is absent or carries none.
     async fn stored_sha256(&self, key: &str) -> BackendResult<Option<String>>;
     /// Reads an object.
@@ -209,12 +224,25 @@ impl Target for RemoteTarget {
         let open = journal
             .abandoned_uploads(&self.name, run)
             .map_err(journal_err)?;
+        let mut discarded = 0;
         for upload in &open {
             match self
                 .runtime
                 .block_on(self.backend.abort(&upload.key, &upload.upload_id))
             {
-                Ok(()) | Err(BackendError::NotFound) => {}
+                Ok(Aborted::Discarded) | Err(BackendError::NotFound) => {
+                    discarded += 1;
+                    tracing::warn!(
+                        target = self.name,
+                        key = upload.key,
+                        "aborted a multipart upload left open by an interrupted run"
+                    );
+                }
+                Ok(Aborted::LeftToExpire) => tracing::warn!(
+                    target = self.name,
+                    key = upload.key,
+                    "an upload left unfinished by an interrupted run: {LEFT_TO_EXPIRE}"
+                ),
                 Err(e) => {
                     return Err(TargetError::Unusable {
                         target: self.name.clone(),
@@ -228,13 +256,8 @@ impl Target for RemoteTarget {
             journal
                 .upload_ended(&self.name, &upload.upload_id)
                 .map_err(journal_err)?;
-            tracing::warn!(
-                target = self.name,
-                key = upload.key,
-                "aborted a multipart upload left open by an interrupted run"
-            );
         }
-        Ok(open.len())
+        Ok(discarded)
     }
 }
 
@@ -420,7 +443,19 @@ impl Drop for RemoteWriter {
             .runtime
             .block_on(self.backend.abort(&self.full_key, &upload.id))
         {
-            Ok(()) | Err(BackendError::NotFound) => {
+            Ok(outcome) => {
+                if outcome == Aborted::LeftToExpire {
+                    tracing::warn!(
+                        target = self.target,
+                        key = self.key,
+                        "the unfinished upload was abandoned: {LEFT_TO_EXPIRE}"
+                    );
+                }
+                if let Some(journal) = &self.journal {
+                    let _ = journal.upload_ended(&self.target, &upload.id);
+                }
+            }
+            Err(BackendError::NotFound) => {
                 if let Some(journal) = &self.journal {
                     let _ = journal.upload_ended(&self.target, &upload.id);
                 }

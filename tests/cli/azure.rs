@@ -181,3 +181,35 @@ fn missing_container_and_wrong_key_stop_before_any_work() {
     );
     assert!(!msg.contains(&wrong) && !msg.contains(KEY), "{msg}");
 }
+
+#[test]
+fn a_multipart_blob_carries_its_sha256_so_a_full_rerun_skips_it() {
+    let azurite = Azurite::start();
+    azurite.create_container("archive");
+    let env = azure_env(&azurite, "archive");
+    let config = std::fs::read_to_string(env.config()).unwrap();
+    env.write_config(&format!("{config}mode = \"full\"\n"));
+    let big: Vec<u8> = (0..12_000_000u32).map(|i| (i * 11 % 251) as u8).collect();
+    env.conversation("acme", 1, "a1", &[("big.wav", &big)]);
+    let first = run(&env, &["--json", "run", "export"], KEY);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    let verify = run(&env, &["verify", "1"], KEY);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+    // The rerun finds the blob's SHA-256 and uploads nothing: its log says it skipped it.
+    let again = env
+        .command(&["--json", "run", "export"])
+        .env("AZURE_STORAGE_ACCOUNT_NAME", ACCOUNT)
+        .env("AZURE_STORAGE_ACCOUNT_KEY", KEY)
+        .env("CUSTODIAN_LOG", "custodian::target=debug")
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert!(
+        text(&again).contains("identical object already stored; skipped")
+            && text(&again).contains("big.wav"),
+        "{}",
+        text(&again)
+    );
+    let verify = run(&env, &["verify", "2"], KEY);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+}
