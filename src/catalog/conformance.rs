@@ -1532,7 +1532,7 @@ pub fn incremental_state_is_per_record_version_and_artifact(cat: &dyn Catalog) {
     let again = selected("p");
     assert_eq!(ids(&again), ["late", "other"]);
     assert_eq!(again[0].fingerprint, changed);
-    assert_eq!(again[0].exported, [wav.clone()]);
+    assert_eq!(again[0].exported, std::slice::from_ref(&wav));
     assert_eq!(again[0].conversation.artifacts.len(), 2);
 
     let txt = ExportedArtifact {
