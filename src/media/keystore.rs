@@ -28,14 +28,13 @@ pub enum KeystoreError {
         mode: u32,
     },
     #[error(
-        "keystore {path} (owner {owner}, mode {mode:03o}) is owned by another user than the one running custodian, {me}; run `chown {me_name} {path}` (and `chmod 600 {path}`)"
+        "keystore {path} (owner {owner}, mode {mode:03o}) is owned by another user than the one running custodian, {me}; run `chown {me} {path}` (and `chmod 600 {path}`)"
     )]
     Owner {
         path: PathBuf,
         owner: String,
         mode: u32,
         me: String,
-        me_name: String,
     },
     #[error("keystore {path} is not a regular file")]
     NotRegular { path: PathBuf },
@@ -97,8 +96,7 @@ impl Keystore {
                 path: path.to_owned(),
                 owner: crate::policy::roles::describe_uid(owner),
                 mode,
-                me: crate::policy::roles::describe_uid(me),
-                me_name: nix::unistd::User::from_uid(me.into())
+                me: nix::unistd::User::from_uid(me.into())
                     .ok()
                     .flatten()
                     .map_or_else(|| me.to_string(), |u| u.name),
