@@ -44,7 +44,7 @@ for target in "${targets[@]}"; do
         artifact=$(grep -o 'Test unit written to [^ ]*' "$log" | sed 's/Test unit written to //' || true)
         reason=$(grep -m1 -E '^==[0-9]+==ERROR|panicked at|^SUMMARY' "$log" || true)
         echo "$target: FOUND ${reason:-a failure (see $log)}"
-        [ -n "$artifact" ] && echo "  input: fuzz/$artifact (replay: cargo fuzz run $target $artifact)"
+        [ -n "$artifact" ] && echo "  input: $artifact (replay: cargo fuzz run $target $artifact)"
         echo "  log: fuzz/$log"
     fi
 done

@@ -29,7 +29,11 @@ fuzz_target!(|data: &[u8]| {
     let mut out = tempfile::tempfile().expect("temporary file");
     let Ok(mut encoder) = Encoder::new(format, rate, channels, out.try_clone().expect("clone"))
     else {
-        assert_eq!(rate, 0, "only a zero rate is refused");
+        let byte_rate = u64::from(rate) * u64::from(channels);
+        assert!(
+            rate == 0 || byte_rate > u64::from(u32::MAX),
+            "only a zero rate, or one whose bytes per second overflow the header, is refused"
+        );
         return;
     };
     encoder.write_i16(&samples).expect("encode");
