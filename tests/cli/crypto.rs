@@ -282,7 +282,7 @@ fn a_group_readable_keystore_is_refused_with_exit_2() {
         &[
             "sealed.enc",
             "keys.json",
-            "readable by group or others",
+            "readable or writable by group or others",
             "chmod 600",
         ],
     );
