@@ -30,6 +30,12 @@ fn chunk_frames(in_rate: u32, out_rate: u32) -> usize {
     (factor + factor % 2) * step
 }
 
+/// Sample rates a conversion accepts. A rate comes from a file's header, so it is hostile: a
+/// header claiming gigahertz would size the rate stage's filters by the ratio and exhaust
+/// memory (found by the `wav` fuzz target). Recordings and the config's `voice_rate` stay well
+/// inside this range.
+pub const RATES: std::ops::RangeInclusive<u32> = 1..=768_000;
+
 /// Converts interleaved blocks from one rate and channel count to another, keeping state between
 /// blocks. Feed every block to [`Resampler::process`], then call [`Resampler::flush`] once for the
 /// tail. When nothing changes, `process` hands the input back untouched.
@@ -169,7 +175,11 @@ impl Resampler {
         out_rate: u32,
         out_channels: u16,
     ) -> Result<Resampler, AudioError> {
-        if in_rate == 0 || out_rate == 0 || in_channels == 0 || out_channels == 0 {
+        if !RATES.contains(&in_rate)
+            || !RATES.contains(&out_rate)
+            || in_channels == 0
+            || out_channels == 0
+        {
             return Err(AudioError::Unsupported {
                 reason: format!(
                     "cannot convert {in_rate} Hz {in_channels} ch to {out_rate} Hz {out_channels} ch"
@@ -326,6 +336,13 @@ mod tests {
     #[test]
     fn zero_rate_or_channels_is_refused() {
         assert!(Resampler::new(0, 1, 8000, 1).is_err());
+    }
+
+    #[test]
+    fn a_header_rate_of_gigahertz_is_refused_before_anything_is_allocated() {
+        let err = Resampler::new(0xFFFF_BC80, 2, 16_000, 1).err().unwrap();
+        assert!(err.to_string().contains("4294950016 Hz"), "{err}");
+        assert!(Resampler::new(768_000, 1, 8000, 1).is_ok());
         assert!(Resampler::new(8000, 1, 8000, 0).is_err());
     }
 }

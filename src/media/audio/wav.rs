@@ -574,7 +574,7 @@ mod tests {
                 transcode(Cursor::new(bytes.clone()), Some("wav"), &spec, &mut out).unwrap_err();
             assert!(
                 matches!(&err, AudioError::Unsupported { reason }
-                    if reason.contains("2147483648 Hz with 2 channels does not fit a WAV header")),
+                    if reason.contains("2147483648 Hz")),
                 "{format}: {err}"
             );
         }
