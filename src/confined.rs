@@ -495,6 +495,18 @@ impl Drop for Staged {
     }
 }
 
+/// The permission bits of `path` itself (not what a link points at), for the tests of the
+/// modes files and directories are created with.
+#[cfg(test)]
+pub(crate) fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -591,15 +603,6 @@ mod tests {
         made.create_new("f", 0o600).unwrap();
         assert!(root.path().join("new/deeper/f").is_file());
         assert!(made.create_new("f", 0o600).is_err(), "exclusive create");
-    }
-
-    fn mode_of(path: &Path) -> u32 {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::symlink_metadata(path)
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o7777
     }
 
     fn names_in(path: &Path) -> Vec<String> {

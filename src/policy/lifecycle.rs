@@ -693,6 +693,18 @@ fn recheck(root: &Dir, a: &DueArtifact) -> Recheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One unlimited sweep, now, by a tester whose run is never stopped.
+    fn sweep_now(cat: &dyn Catalog, root: &Path) -> Result<SweepReport, SweepError> {
+        sweep(
+            cat,
+            root,
+            Utc::now(),
+            by(&Control::new()),
+            NO_LIMIT,
+            &|_| {},
+        )
+    }
     use crate::audit::{AuditKind, NewEvent, verify_chain};
     use crate::catalog::sqlite::SqliteCatalog;
     use crate::catalog::{AuditQuery, Fingerprint, IndexChange};
@@ -982,15 +994,7 @@ mod tests {
         let link = root.join("acme/2026/01/02/c0/t.txt");
         std::fs::remove_file(&link).unwrap();
         std::os::unix::fs::symlink(&secret, &link).unwrap();
-        let report = sweep(
-            &cat,
-            &root,
-            Utc::now(),
-            by(&Control::new()),
-            NO_LIMIT,
-            &|_| {},
-        )
-        .unwrap();
+        let report = sweep_now(&cat, &root).unwrap();
         assert_eq!((report.deleted, report.failed), (1, 1), "{report:?}");
         assert!(report.failures[0].contains("c0/t.txt"), "{report:?}");
         assert!(secret.exists() && link.symlink_metadata().is_ok());
@@ -1060,15 +1064,7 @@ mod tests {
         let mut changed = record(0, false);
         changed["source_platform"] = "zoom".into();
         std::fs::write(&path, changed.to_string()).unwrap();
-        let report = sweep(
-            &cat,
-            &root,
-            Utc::now(),
-            by(&Control::new()),
-            NO_LIMIT,
-            &|_| {},
-        )
-        .unwrap();
+        let report = sweep_now(&cat, &root).unwrap();
         assert_eq!((report.deleted, report.held_back), (0, 2), "{report:?}");
         assert!(
             report.held_back_reasons[0].contains("changed since it was indexed"),
@@ -1076,15 +1072,7 @@ mod tests {
         );
         assert!(root.join("acme/2026/01/02/c0/t.txt").exists());
         index_one(&cat, &root, 0);
-        let next = sweep(
-            &cat,
-            &root,
-            Utc::now(),
-            by(&Control::new()),
-            NO_LIMIT,
-            &|_| {},
-        )
-        .unwrap();
+        let next = sweep_now(&cat, &root).unwrap();
         assert_eq!((next.deleted, next.held_back), (2, 0), "{next:?}");
     }
 
@@ -1098,15 +1086,7 @@ mod tests {
         let fifo = root.join("acme/2026/01/02/c1").join(RECORD_FILE);
         std::fs::remove_file(&fifo).unwrap();
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
-        let report = sweep(
-            &cat,
-            &root,
-            Utc::now(),
-            by(&Control::new()),
-            NO_LIMIT,
-            &|_| {},
-        )
-        .unwrap();
+        let report = sweep_now(&cat, &root).unwrap();
         assert_eq!((report.deleted, report.failed), (0, 4), "{report:?}");
         assert!(
             report.failures[0].contains("cannot tell whether conversation `c0` is on hold"),

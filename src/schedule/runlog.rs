@@ -120,14 +120,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn mode_of(path: &Path) -> u32 {
-        std::fs::symlink_metadata(path)
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o7777
-    }
+    use crate::confined::mode_of;
 
     #[test]
     fn run_logs_and_their_directory_are_private() {

@@ -243,6 +243,7 @@ impl Target for FsTarget {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::confined::mode_of;
     use crate::target::{put_bytes, put_stream};
 
     #[test]
@@ -283,15 +284,6 @@ mod tests {
         let err = put_stream(&t, &key, &mut Failing, &mut Vec::new(), None).unwrap_err();
         assert!(err.to_string().contains("disk gone"));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-    }
-
-    fn mode_of(path: &Path) -> u32 {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::symlink_metadata(path)
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o7777
     }
 
     /// A target under `<tmp>/root` and a directory `<tmp>/outside` holding `secret`.
