@@ -557,8 +557,15 @@ fn open_target(l: &Loaded, name: &str) -> Result<Box<dyn Target>> {
 /// The keystore a policy needs (to decrypt artifacts or encrypted channel segments), loaded
 /// before any work starts.
 fn load_keystore(l: &Loaded, policy: &custodian::config::ExportPolicy) -> Result<Option<Keystore>> {
-    match &l.config.media.keystore {
-        Some(path) if policy.decrypt || policy.stitch_cdr_only => Ok(Some(Keystore::load(path)?)),
+    let media = &l.config.media;
+    match &media.keystore {
+        Some(path) if policy.decrypt || policy.stitch_cdr_only => {
+            Ok(Some(if media.tighten_keystore {
+                Keystore::load_tightening(path)?
+            } else {
+                Keystore::load(path)?
+            }))
+        }
         _ => Ok(None),
     }
 }

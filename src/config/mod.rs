@@ -145,6 +145,8 @@ job_keys!(RawLifecycle, RawPolicy);
 #[serde(deny_unknown_fields)]
 struct RawMedia {
     keystore: Option<PathBuf>,
+    #[serde(default)]
+    tighten_keystore: bool,
     ffmpeg: Option<PathBuf>,
     scratch_dir: Option<PathBuf>,
 }
@@ -359,6 +361,10 @@ pub struct ConfidentialPolicy {
 pub struct MediaConfig {
     /// The keystore of DESIGN.md §3, needed to decrypt.
     pub keystore: Option<PathBuf>,
+    /// Whether custodian makes the keystore owner-only before reading it when group or others
+    /// can open it, instead of refusing it (for a keystore whose keys are public, such as the
+    /// demo's: git checks files out readable by everyone).
+    pub tighten_keystore: bool,
     /// The ffmpeg program used for video and screen formats: a bare name is looked up in
     /// `PATH`, a path is resolved against the config file's directory.
     pub ffmpeg: Option<PathBuf>,
@@ -1138,6 +1144,7 @@ impl Config {
             policies,
             media: MediaConfig {
                 keystore: raw.media.keystore.map(|k| resolve(&base, &k)),
+                tighten_keystore: raw.media.tighten_keystore,
                 ffmpeg: raw.media.ffmpeg.map(|f| {
                     if f.components().count() > 1 {
                         resolve(&base, &f)
@@ -1375,6 +1382,15 @@ min_duration = "2h"
             c.media.keystore.as_deref(),
             Some(Path::new("/etc/custodian/keys.json"))
         );
+        assert!(
+            !c.media.tighten_keystore,
+            "a keystore others can open is refused by default"
+        );
+        let tightened = parse(&format!(
+            "{GOOD}\n[media]\nkeystore = \"keys.json\"\ntighten_keystore = true\n"
+        ))
+        .unwrap();
+        assert!(tightened.media.tighten_keystore);
         assert_eq!(
             c.media.scratch_dir.as_deref(),
             Some(Path::new("/etc/custodian/scratch"))
