@@ -322,7 +322,7 @@ pub struct ExportPolicy {
     pub criteria: Criteria,
 }
 
-/// The settings every scheduled policy has (DESIGN.md §4, "Job settings").
+/// The settings every scheduled policy has (docs/configuration.md, "Job settings").
 #[derive(Clone, Debug)]
 pub struct JobSettings {
     /// When `custodian serve` runs the policy (default: manual).
@@ -359,7 +359,7 @@ pub struct ConfidentialPolicy {
 /// Media tools and secrets shared by all policies.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MediaConfig {
-    /// The keystore of DESIGN.md §3, needed to decrypt.
+    /// The keystore (docs/format-v1.md, "The keystore"), needed to decrypt.
     pub keystore: Option<PathBuf>,
     /// Whether custodian makes the keystore owner-only before reading it when group or others
     /// can open it, instead of refusing it (for a keystore whose keys are public, such as the
