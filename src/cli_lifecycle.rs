@@ -10,14 +10,13 @@ use clap::Subcommand;
 
 use custodian::audit::{AuditKind, NewEvent};
 use custodian::catalog::Mode;
+use custodian::catalog::lifecycle::{LifecyclePolicy, LifecycleVersion, RetentionAction};
 use custodian::config::{CatalogConfig, LIFECYCLE_RUN};
 use custodian::pipeline::Control;
-use custodian::policy::lifecycle::{
-    self, Acknowledgment, LifecyclePolicy, LifecycleVersion, Limits, RetentionAction, SweepError,
-    SweepSummary,
-};
-use custodian::policy::roles::{Actor, Permission, Roles, describe_uid};
+use custodian::policy::lifecycle::{self, Acknowledgment, Limits, SweepError, SweepSummary};
+use custodian::policy::roles::{Permission, Roles};
 use custodian::repository::record::{ArtifactType, AudioRecordingType};
+use custodian::users::{Actor, describe_uid};
 
 use super::{Cli, Loaded, load, print_index, print_json, progress_bar, run_heading, run_index};
 

@@ -14,3 +14,4 @@ pub mod policy;
 pub mod repository;
 pub mod schedule;
 pub mod target;
+pub mod users;

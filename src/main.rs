@@ -16,8 +16,8 @@ use chrono::Utc;
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
-use custodian::audit::verify::{AnchorStatus, TrailReport, check_trail};
 use custodian::audit::{AuditKind, ChainProblem, KeyError, KeySource};
+use custodian::catalog::trail::{AnchorStatus, TrailReport, check_trail};
 use custodian::catalog::{self, AuditQuery, Catalog, Exclude, JobRun, Mode, RunId};
 use custodian::config::LIFECYCLE_RUN;
 use custodian::config::{Config, Policy};
@@ -28,8 +28,8 @@ use custodian::media::keystore::Keystore;
 use custodian::media::scratch::Scratch;
 use custodian::pipeline::Control;
 use custodian::policy::export::{Export, PlannedConversation, RunSummary};
+use custodian::policy::index::{self, IndexReport};
 use custodian::policy::produce::{self, MediaTools};
-use custodian::repository::index::{self, IndexReport};
 use custodian::target::{self, ObjectKey, Target, manifest};
 
 use cli_out::{StdoutClosed, errln, outln};
@@ -543,7 +543,7 @@ fn build_target(l: &Loaded, name: &str) -> Result<Box<dyn Target>> {
         .targets
         .get(name)
         .with_context(|| format!("target `{name}` is not defined"))?;
-    let journal: std::sync::Arc<dyn target::UploadJournal> = l.catalog.clone();
+    let journal: std::sync::Arc<dyn catalog::uploads::UploadJournal> = l.catalog.clone();
     Ok(target::build(name, config, Some(journal))?)
 }
 

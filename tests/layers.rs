@@ -308,8 +308,7 @@ fn files_of(src: &Path, module: &str) -> Vec<PathBuf> {
 fn library_modules_import_only_the_rows_below_them() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let table = parse_table(
-        &std::fs::read_to_string(root.join("docs/ARCHITECTURE.md"))
-            .expect("docs/ARCHITECTURE.md"),
+        &std::fs::read_to_string(root.join("docs/ARCHITECTURE.md")).expect("docs/ARCHITECTURE.md"),
     );
     let src = root.join("src");
     let modules = lib_modules(&std::fs::read_to_string(src.join("lib.rs")).expect("src/lib.rs"));
@@ -320,7 +319,11 @@ fn library_modules_import_only_the_rows_below_them() {
         .collect();
     for module in modules.iter().filter(|m| table.contains_key(*m)) {
         for file in files_of(&src, module) {
-            let name = file.strip_prefix(root).unwrap_or(&file).display().to_string();
+            let name = file
+                .strip_prefix(root)
+                .unwrap_or(&file)
+                .display()
+                .to_string();
             let source = std::fs::read_to_string(&file).expect("read a source file");
             problems.extend(
                 check_source(&table, module, &name, &source)
@@ -409,10 +412,7 @@ fn comments_strings_and_own_module_paths_are_not_imports() {
                   const B: &str = r#\"crate::policy::\"U\"#;\nconst C: char = '\"';\n\
                   fn g<'a>(x: &'a str) -> crate::catalog::Own<'a> { todo!() }\n\
                   use crate::audit::Below;\nuse crate::unlisted::Thing;\nlet cratex::policy = 1;\n";
-    assert_eq!(
-        check_source(&sample_table(), "catalog", "f.rs", source),
-        []
-    );
+    assert_eq!(check_source(&sample_table(), "catalog", "f.rs", source), []);
     assert_eq!(
         crate_paths(&strip(source))
             .into_iter()

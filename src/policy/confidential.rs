@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::index::IndexReport;
 use crate::audit::current_actor;
 use crate::catalog::{
     Catalog, CatalogError, ConfidentialPage, Counters, Exclude, Mode, RunId, RunStatus,
@@ -15,7 +16,6 @@ use crate::catalog::{
 use crate::config::ConfidentialPolicy;
 use crate::filter::Filter;
 use crate::pipeline::Control;
-use crate::repository::index::IndexReport;
 
 /// Conversations handled per catalog transaction.
 const PAGE: usize = 2_000;

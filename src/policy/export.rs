@@ -9,6 +9,7 @@ use std::time::Instant;
 use chrono::Utc;
 use serde::Serialize;
 
+use super::index::IndexReport;
 use crate::audit::{AuditKind, NewEvent, current_actor};
 use crate::catalog::{
     Catalog, CatalogError, Counters, Exclude, ExportedArtifact, FailedItem, ItemOutcome, KeyClaim,
@@ -27,7 +28,6 @@ use crate::policy::produce::{
     run_ffmpeg, transform_for,
 };
 use crate::policy::template::FileName;
-use crate::repository::index::IndexReport;
 use crate::repository::record::{
     Artifact, ArtifactType, Conversation, ConversationType, RECORD_FILE,
 };

@@ -2,6 +2,7 @@
 pub mod confidential;
 pub mod direct;
 pub mod export;
+pub mod index;
 pub mod lifecycle;
 pub mod produce;
 pub mod roles;
@@ -12,7 +13,7 @@ use chrono::{TimeDelta, Utc};
 use crate::catalog::{Catalog, CatalogError, ItemOutcome, Mode, RunId};
 use crate::config::JobSettings;
 use crate::pipeline::Control;
-use crate::repository::index::IndexReport;
+use index::IndexReport;
 
 /// Starts a run of `policy`: drops its succeeded runs past `keep_job_history_days`, picks up
 /// the run a killed process left (true) or begins a new one, notes it in `control` and opens

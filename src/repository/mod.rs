@@ -1,4 +1,3 @@
-//! The media repository (DESIGN.md §2): layout, records, and the parallel index walk.
-pub mod index;
+//! The media repository (DESIGN.md §2): layout and records.
 pub mod record;
 pub mod segment;

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{ObjectKey, Target, TargetError};
-use crate::catalog::{AuditHead, Catalog, CatalogError, ObjectRecord, RunId};
+use crate::audit::{Anchor, AuditHead};
+use crate::catalog::{Catalog, CatalogError, ObjectRecord, RunId};
 
 /// Reserved key prefix for custodian's own objects at a target.
 pub const RESERVED_PREFIX: &str = "_custodian/";
@@ -167,17 +168,6 @@ pub enum AnchorError {
         key: String,
         reason: String,
     },
-}
-
-/// An anchor of the audit chain, as found at a target.
-#[derive(Clone, Debug, Serialize)]
-pub struct Anchor {
-    pub target: String,
-    pub policy: String,
-    pub run: i64,
-    pub manifest: String,
-    #[serde(flatten)]
-    pub head: AuditHead,
 }
 
 /// Most bytes read of a pointer object or of a manifest's first line: either is far smaller,

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
+use crate::catalog::uploads::UploadJournal;
 use crate::catalog::{ObjectRecord, RunId};
 
 /// Why a target operation failed.
@@ -131,35 +132,6 @@ pub trait Target: Send + Sync {
     fn recover(&self, _run: Option<RunId>) -> Result<usize, TargetError> {
         Ok(0)
     }
-}
-
-/// A multipart upload in progress, as the journal remembers it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OpenUpload {
-    pub key: String,
-    pub upload_id: String,
-}
-
-/// Where remote targets note each multipart upload from its start to its end, so that one a
-/// crash cut off is found and aborted by the next run instead of lingering (and billing) at
-/// the store. The catalog keeps it.
-pub trait UploadJournal: Send + Sync {
-    /// Notes an upload begun for `run` (None outside any run).
-    fn upload_started(
-        &self,
-        target: &str,
-        key: &str,
-        upload_id: &str,
-        run: Option<RunId>,
-    ) -> crate::catalog::Result<()>;
-    fn upload_ended(&self, target: &str, upload_id: &str) -> crate::catalog::Result<()>;
-    /// The open uploads of `target` no live process is writing: those of no run, of a run no
-    /// longer running (a killed run later finished, or pruned), and of `run` when given.
-    fn abandoned_uploads(
-        &self,
-        target: &str,
-        run: Option<RunId>,
-    ) -> crate::catalog::Result<Vec<OpenUpload>>;
 }
 
 /// Which client an S3 target uploads with.

@@ -20,8 +20,9 @@ use futures::stream::BoxStream;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::{ObjectKey, ObjectWriter, Target, TargetError, UploadJournal, Uploads};
+use super::{ObjectKey, ObjectWriter, Target, TargetError, Uploads};
 use crate::catalog::RunId;
+use crate::catalog::uploads::UploadJournal;
 
 /// Why a backend call failed. Messages never carry credentials.
 #[derive(Debug)]
