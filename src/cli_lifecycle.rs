@@ -16,6 +16,7 @@ use custodian::pipeline::Control;
 use custodian::policy::lifecycle::{self, Acknowledgment, Limits, SweepError, SweepSummary};
 use custodian::policy::roles::{Permission, Roles};
 use custodian::repository::record::{ArtifactType, AudioRecordingType};
+use custodian::schedule::runlog::RunLog;
 use custodian::users::{Actor, describe_uid};
 
 use super::{Cli, Loaded, load, print_index, print_json, progress_bar, run_heading, run_index};
@@ -392,7 +393,7 @@ pub fn plan(cli: &Cli, no_index: bool) -> Result<u8> {
 
 /// `run lifecycle`: the sweep, as a job run under the `[lifecycle]` job settings. It needs a
 /// permission of its own, and `--force` (past the safety limits) another.
-pub fn run(cli: &Cli, no_index: bool, force: bool) -> Result<u8> {
+pub fn run(cli: &Cli, no_index: bool, force: bool, log: &RunLog) -> Result<u8> {
     let l = load(cli)?;
     let needed: &[Permission] = if force {
         &[Permission::Run, Permission::Force]
@@ -409,6 +410,7 @@ pub fn run(cli: &Cli, no_index: bool, force: bool) -> Result<u8> {
         LIFECYCLE_RUN,
         &job,
         [&index_bar, &bar],
+        log,
         |control| {
             let _lock = l.catalog.lock_policy(LIFECYCLE_RUN)?;
             let index = if no_index {
@@ -431,6 +433,7 @@ pub fn run(cli: &Cli, no_index: bool, force: bool) -> Result<u8> {
                 index,
                 &bar,
                 control,
+                log,
             ) {
                 Ok(s) => s,
                 Err(e @ (SweepError::OverLimit { .. } | SweepError::Root { .. })) => {

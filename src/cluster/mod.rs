@@ -127,7 +127,6 @@ pub fn run_node(
         options.unit_size,
     )?;
     control.begin(run);
-    export.target.begin_run(run);
     // Uploads of runs that ended; this run's belong to nodes that may still be writing them.
     export.abort_abandoned_uploads(None)?;
     tracing::info!(
@@ -194,7 +193,7 @@ pub fn run_node(
             break;
         };
         // Stopped when the lease is lost, or when the run itself is stopped (signal, limit).
-        let held = Control::default();
+        let held = control.part();
         let worked = std::thread::scope(|scope| -> Result<Counters, CatalogError> {
             let (stop_renewing, renew_rx) = crossbeam_channel::bounded::<()>(0);
             let held = &held;

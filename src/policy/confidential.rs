@@ -16,6 +16,7 @@ use crate::catalog::{
 use crate::config::ConfidentialPolicy;
 use crate::filter::Filter;
 use crate::pipeline::Control;
+use crate::schedule::runlog::RunLog;
 
 /// Conversations handled per catalog transaction.
 const PAGE: usize = 2_000;
@@ -59,11 +60,19 @@ pub fn run(
     index: Option<IndexReport>,
     progress: &indicatif::ProgressBar,
     control: &Control,
+    log: &RunLog,
 ) -> Result<FlagSummary, CatalogError> {
     let started = Instant::now();
     let name = policy.name.as_str();
-    let (run, resumed) =
-        super::start_run(catalog, name, policy.mode, "catalog", &policy.job, control)?;
+    let (run, resumed) = super::start_run(
+        catalog,
+        name,
+        policy.mode,
+        "catalog",
+        &policy.job,
+        control,
+        log,
+    )?;
     tracing::info!(
         policy = name,
         run = run.0,

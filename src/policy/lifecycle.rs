@@ -35,6 +35,7 @@ use crate::config::{JobSettings, LIFECYCLE_RUN, LIFECYCLE_TARGET};
 use crate::confined::{ConfinedError, Dir};
 use crate::pipeline::Control;
 use crate::repository::record::{Conversation, RECORD_FILE};
+use crate::schedule::runlog::RunLog;
 
 /// What a user must acknowledge before enabling, disabling or re-pointing a policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -222,6 +223,7 @@ pub fn run(
     index: Option<IndexReport>,
     progress: &indicatif::ProgressBar,
     control: &Control,
+    log: &RunLog,
 ) -> Result<SweepSummary, SweepError> {
     let started = Instant::now();
     let (run, resumed_run) = super::start_run(
@@ -231,6 +233,7 @@ pub fn run(
         LIFECYCLE_TARGET,
         job,
         control,
+        log,
     )?;
     tracing::info!(run = run.0, resumed_run, "lifecycle sweep started");
     let index_failures = super::index_failures(index.as_ref());

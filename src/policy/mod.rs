@@ -13,11 +13,12 @@ use chrono::{TimeDelta, Utc};
 use crate::catalog::{Catalog, CatalogError, ItemOutcome, Mode, RunId};
 use crate::config::JobSettings;
 use crate::pipeline::Control;
+use crate::schedule::runlog::RunLog;
 use index::IndexReport;
 
 /// Starts a run of `policy`: drops its succeeded runs past `keep_job_history_days`, picks up
 /// the run a killed process left (true) or begins a new one, notes it in `control` and opens
-/// its log file when the policy keeps one.
+/// its file in `log` when the policy keeps one.
 pub fn start_run(
     catalog: &dyn Catalog,
     policy: &str,
@@ -25,6 +26,7 @@ pub fn start_run(
     target: &str,
     job: &JobSettings,
     control: &Control,
+    log: &RunLog,
 ) -> Result<(RunId, bool), CatalogError> {
     let keep = TimeDelta::days(i64::from(job.keep_job_history_days));
     let pruned = catalog.prune_runs(policy, Utc::now() - keep)?;
@@ -44,7 +46,7 @@ pub fn start_run(
     };
     control.begin(run);
     if let Some(dir) = &job.log_dir {
-        crate::schedule::runlog::open(dir, catalog, policy, run);
+        log.open(dir, catalog, policy, run);
     }
     Ok((run, resumed))
 }
