@@ -1,3 +1,3 @@
-//! The media repository (DESIGN.md §2): layout and records.
+//! The media repository (docs/repository.md): layout and records.
 pub mod record;
 pub mod segment;
