@@ -143,9 +143,9 @@ impl<'a> Validator<'a> {
         }
     }
 
-    /// A section's error, its key relative to `table`, located in the file.
-    fn refused(&self, table: &[&str], e: Invalid) -> ConfigError {
-        self.invalid(&[table, &e.key].concat(), e.message)
+    /// What the section at `table` made of its settings, or its error located in the file.
+    fn section<T>(&self, table: &[&str], checked: Result<T, Invalid>) -> Result<T, ConfigError> {
+        checked.map_err(|e| self.invalid(&[table, &e.key].concat(), e.message))
     }
 
     /// What each section names in another: a policy's target and the keystore it decrypts
@@ -208,41 +208,34 @@ impl Config {
     pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         let (v, raw) = Validator::read(file, text)?;
         let base = file.parent().unwrap_or(Path::new("."));
-        let catalog = (raw.catalog.validate(base)).map_err(|e| v.refused(&["catalog"], e))?;
+        let catalog = v.section(&["catalog"], raw.catalog.validate(base))?;
         let mut targets = BTreeMap::new();
         for (name, t) in &raw.targets {
-            let target = t.validate(name, base);
-            targets.insert(
-                name.clone(),
-                target.map_err(|e| v.refused(&["targets", name], e))?,
-            );
+            let target = v.section(&["targets", name], t.validate(name, base))?;
+            targets.insert(name.clone(), target);
         }
-        let email = (raw.email.as_ref())
-            .map(|e| e.validate().map_err(|e| v.refused(&["email"], e)))
-            .transpose()?;
+        let email = match &raw.email {
+            Some(e) => Some(v.section(&["email"], e.validate())?),
+            None => None,
+        };
         let mut policies = BTreeMap::new();
         for (name, p) in &raw.policies {
             let target = p.target().and_then(|t| targets.get(t));
-            let policy = p.validate(name, base, target.is_some_and(TargetConfig::is_remote));
-            policies.insert(
-                name.clone(),
-                policy.map_err(|e| v.refused(&["policies", name], e))?,
-            );
+            let remote = target.is_some_and(TargetConfig::is_remote);
+            let policy = v.section(&["policies", name], p.validate(name, base, remote))?;
+            policies.insert(name.clone(), policy);
         }
-        let lifecycle = (raw.lifecycle.validate(base)).map_err(|e| v.refused(&["lifecycle"], e))?;
-        let max_record_bytes =
-            (raw.repository.max_record_bytes()).map_err(|e| v.refused(&["repository"], e))?;
         let config = Config {
             file: file.to_owned(),
             catalog,
-            repository_root: raw.repository.root(base),
-            max_record_bytes,
             targets,
-            policies,
-            media: raw.media.resolve(base),
-            lifecycle,
             email,
-            audit: (raw.audit.validate(base)).map_err(|e| v.refused(&["audit"], e))?,
+            policies,
+            lifecycle: v.section(&["lifecycle"], raw.lifecycle.validate(base))?,
+            max_record_bytes: v.section(&["repository"], raw.repository.max_record_bytes())?,
+            repository_root: raw.repository.root(base),
+            audit: v.section(&["audit"], raw.audit.validate(base))?,
+            media: raw.media.resolve(base),
         };
         v.check_references(&config)?;
         Ok(config)
@@ -646,14 +639,8 @@ min_duration = "2h"
             doc,
         };
         let settings = CatalogSettings { url: url.into() };
-        let err = v
-            .refused(
-                &["catalog"],
-                settings
-                    .validate_in(Path::new("/etc/custodian"), false)
-                    .unwrap_err(),
-            )
-            .to_string();
+        let checked = settings.validate_in(Path::new("/etc/custodian"), false);
+        let err = v.section(&["catalog"], checked).unwrap_err().to_string();
         assert_eq!(
             err,
             "/etc/custodian/custodian.toml:3: catalog.url: this build of custodian leaves out the PostgreSQL catalog; build it with `--features postgres`"

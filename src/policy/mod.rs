@@ -73,15 +73,15 @@ fn yes() -> bool {
 
 /// A `[policies.NAME]` table as written: the keys of every action, sorted out by the action's
 /// own validation (a serde enum chosen by `action` would lose the lines of the keys in it).
+/// The fields keep their order: an unknown key's message lists them.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicySettings {
     action: Action,
     #[serde(default = "yes")]
     enabled: bool,
+    target: Option<String>,
     mode: Option<Mode>,
-    #[serde(default)]
-    filter: Criteria,
     schedule: Option<String>,
     timezone: Option<String>,
     keep_job_history_days: Option<u32>,
@@ -90,7 +90,6 @@ pub struct PolicySettings {
     log_dir: Option<PathBuf>,
     notify: Option<NotifySettings>,
     flag: Option<FlagAction>,
-    target: Option<String>,
     filename_format: Option<String>,
     metadata_file: Option<bool>,
     file_extensions: Option<Vec<String>>,
@@ -103,6 +102,8 @@ pub struct PolicySettings {
     voice_format: Option<VoiceFormat>,
     voice_rate: Option<u32>,
     voice_channels: Option<u16>,
+    #[serde(default)]
+    filter: Criteria,
 }
 
 crate::schedule::job_keys!(PolicySettings);
