@@ -1,4 +1,4 @@
-//! Encrypted media format v1 (DESIGN.md §3): a STREAM construction over AES-256-GCM.
+//! Encrypted media format v1 (docs/format-v1.md): a STREAM construction over AES-256-GCM.
 //!
 //! Each chunk is sealed with a nonce made of a random prefix, the chunk index and a last-chunk
 //! flag, and the whole header is the associated data of every chunk. So a chunk cannot be
@@ -846,6 +846,26 @@ mod tests {
             assert_eq!(parallel, plain, "len {len}");
             assert_eq!((report.chunks, report.bytes), (chunks as u64, len as u64));
         }
+    }
+
+    /// docs/format-v1.md promises encoders that an empty last chunk after full chunks is read.
+    #[test]
+    fn an_empty_last_chunk_after_full_chunks_is_read() {
+        let plain = pattern(8192);
+        let cipher = ChunkCipher::new(&KEY, Header::new("k1", 4096, PREFIX).unwrap());
+        let mut file = cipher.header_bytes().to_vec();
+        for (index, part) in plain.chunks(4096).enumerate() {
+            let mut chunk = [part, &[0u8; TAG_LEN]].concat();
+            cipher.seal(index as u32, false, &mut chunk);
+            file.extend_from_slice(&chunk);
+        }
+        let mut last = [0u8; TAG_LEN];
+        cipher.seal(2, true, &mut last);
+        file.extend_from_slice(&last);
+        assert_eq!(decrypt(&file, KEY).unwrap(), plain);
+        let (parallel, report) = decrypt_parallel(&file, KEY).unwrap();
+        assert_eq!(parallel, plain);
+        assert_eq!((report.chunks, report.bytes), (3, 8192));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::settings::resolve;
 /// Media tools and secrets shared by all policies.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MediaConfig {
-    /// The keystore holding the keys of encrypted artifacts, needed to decrypt.
+    /// The keystore (docs/format-v1.md, "The keystore"), needed to decrypt.
     pub keystore: Option<PathBuf>,
     /// The ffmpeg program used for video and screen formats: a bare name is looked up in
     /// `PATH`, a path is resolved against the config file's directory.

@@ -149,7 +149,8 @@ fn timezone(name: Option<&str>) -> Result<Tz, String> {
     }
 }
 
-/// The settings every scheduled job has: each policy, and the lifecycle sweep.
+/// The settings every scheduled job has: each policy, and the lifecycle sweep
+/// (docs/configuration.md, "Job settings").
 #[derive(Clone, Debug)]
 pub struct JobSettings {
     /// When `custodian serve` runs the job (default: manual).
