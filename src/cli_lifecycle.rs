@@ -9,11 +9,12 @@ use chrono::Utc;
 use clap::Subcommand;
 
 use custodian::audit::{AuditKind, NewEvent};
-use custodian::catalog::Mode;
 use custodian::catalog::lifecycle::{LifecyclePolicy, LifecycleVersion, RetentionAction};
-use custodian::config::{CatalogConfig, LIFECYCLE_RUN};
+use custodian::catalog::{CatalogConfig, Mode};
 use custodian::pipeline::Control;
-use custodian::policy::lifecycle::{self, Acknowledgment, Limits, SweepError, SweepSummary};
+use custodian::policy::lifecycle::{
+    self, Acknowledgment, LIFECYCLE_RUN, Limits, SweepError, SweepSummary,
+};
 use custodian::policy::roles::{Permission, Roles};
 use custodian::repository::record::{ArtifactType, AudioRecordingType};
 use custodian::schedule::runlog::RunLog;

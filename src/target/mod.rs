@@ -13,6 +13,7 @@ pub mod manifest;
 mod objstore;
 #[cfg(feature = "remote")]
 pub mod remote;
+mod settings;
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
@@ -22,6 +23,8 @@ use sha2::{Digest, Sha256};
 
 use crate::catalog::uploads::UploadJournal;
 use crate::catalog::{ObjectRecord, RunId};
+
+pub use settings::{TargetConfig, TargetSettings};
 
 /// Why a target operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -511,10 +514,9 @@ pub enum PutError {
 /// targets note their multipart uploads in `journal`.
 pub fn build(
     name: &str,
-    config: &crate::config::TargetConfig,
+    config: &TargetConfig,
     journal: Option<std::sync::Arc<dyn UploadJournal>>,
 ) -> Result<Box<dyn Target>, TargetError> {
-    use crate::config::TargetConfig;
     #[cfg(not(feature = "remote"))]
     let _ = journal;
     Ok(match config {
