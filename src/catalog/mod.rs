@@ -5,19 +5,24 @@
 
 #[cfg(test)]
 mod conformance;
+pub mod lifecycle;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod settings;
 pub mod sqlite;
+pub mod trail;
+pub mod units;
+pub mod uploads;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use crate::audit::{AuditEvent, NewEvent};
+use crate::audit::{AuditEvent, AuditHead, NewEvent};
 use crate::filter::Filter;
-use crate::policy::lifecycle::{
-    DeleteOutcome, DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion,
-};
 use crate::repository::record::Conversation;
+use lifecycle::{DeleteOutcome, DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion};
+
+pub use settings::{CatalogConfig, CatalogSettings};
 
 /// Why a catalog operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -322,12 +327,12 @@ pub struct ConfidentialPage<'a> {
 pub trait PolicyLock: Send {}
 
 /// The catalog operations the engine needs. Implementations are safe to share between threads.
-pub trait Catalog: crate::target::UploadJournal + Send + Sync {
+pub trait Catalog: uploads::UploadJournal + Send + Sync {
     /// Human-readable location (a path or a URL without credentials) for messages.
     fn location(&self) -> String;
 
     /// Work units for runs shared by several nodes; None for a catalog one machine owns.
-    fn work_units(&self) -> Option<&dyn crate::cluster::WorkUnits> {
+    fn work_units(&self) -> Option<&dyn units::WorkUnits> {
         None
     }
 
@@ -491,43 +496,35 @@ pub trait Catalog: crate::target::UploadJournal + Send + Sync {
     ) -> Result<()>;
 }
 
-/// The audit chain's head at one moment.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuditHead {
-    pub seq: i64,
-    pub hash: String,
-}
-
 /// Opens the catalog a config names, appending audit events without a key: enough for
 /// commands that only read, or that record a run's end. Appending to a keyed chain through
 /// it is refused; open with [`open_keyed`] to append.
-pub fn open(config: &crate::config::CatalogConfig) -> Result<Box<dyn Catalog>> {
+pub fn open(config: &CatalogConfig) -> Result<Box<dyn Catalog>> {
     open_with(config, None)
 }
 
 /// Opens the catalog a config names, appending audit events keyed with the key at `key`.
 pub fn open_keyed(
-    config: &crate::config::CatalogConfig,
+    config: &CatalogConfig,
     key: crate::audit::KeySource,
 ) -> Result<Box<dyn Catalog>> {
     open_with(config, Some(key))
 }
 
 fn open_with(
-    config: &crate::config::CatalogConfig,
+    config: &CatalogConfig,
     key: Option<crate::audit::KeySource>,
 ) -> Result<Box<dyn Catalog>> {
     match config {
-        crate::config::CatalogConfig::Sqlite { path } => Ok(Box::new(
+        CatalogConfig::Sqlite { path } => Ok(Box::new(
             sqlite::SqliteCatalog::open(path)?.with_audit_key(key),
         )),
         #[cfg(feature = "postgres")]
-        crate::config::CatalogConfig::Postgres { url } => Ok(Box::new(
+        CatalogConfig::Postgres { url } => Ok(Box::new(
             postgres::PostgresCatalog::open(url)?.with_audit_key(key),
         )),
         #[cfg(not(feature = "postgres"))]
-        crate::config::CatalogConfig::Postgres { url } => Err(CatalogError::Open {
+        CatalogConfig::Postgres { url } => Err(CatalogError::Open {
             location: redact_url(url),
             message: POSTGRES_LEFT_OUT.into(),
         }),

@@ -121,7 +121,7 @@ impl Keystore {
         if owner != me && owner != 0 {
             return Err(KeystoreError::Owner {
                 path: path.to_owned(),
-                owner: crate::policy::roles::describe_uid(owner),
+                owner: crate::users::describe_uid(owner),
                 mode,
                 me: nix::unistd::User::from_uid(me.into())
                     .ok()
@@ -133,7 +133,7 @@ impl Keystore {
             if exposed == Exposed::Refuse || owner != me {
                 return Err(KeystoreError::Permissions {
                     path: path.to_owned(),
-                    owner: crate::policy::roles::describe_uid(owner),
+                    owner: crate::users::describe_uid(owner),
                     mode,
                 });
             }

@@ -11,7 +11,10 @@ use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::catalog::{RunId, RunStatus};
-use crate::config::JobSettings;
+use crate::target::Headway;
+
+/// The keep-alive timeout of a job that sets none.
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(15 * 60);
 
 /// Why a run was stopped before it finished.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,17 +54,17 @@ impl Stop {
         }
     }
 
-    /// Why, for the job history.
-    pub fn describe(self, job: &JobSettings) -> String {
+    /// Why, for the job history, given the run's time limit and keep-alive timeout.
+    pub fn describe(self, time_limit: Option<Duration>, keep_alive: Duration) -> String {
         match self {
             Stop::Failed => "stopped by an error".into(),
             Stop::TimedOut => format!(
                 "stopped at the execution time limit ({})",
-                humantime::format_duration(job.time_limit.unwrap_or_default())
+                humantime::format_duration(time_limit.unwrap_or_default())
             ),
             Stop::Stalled => format!(
                 "stopped after no progress for the keep-alive timeout ({})",
-                humantime::format_duration(job.keep_alive)
+                humantime::format_duration(keep_alive)
             ),
             Stop::Cancelled => "cancelled by a signal".into(),
             Stop::TargetFull => "stopped because the target is out of space: free space on it (or point the policy at another target) and run it again".into(),
@@ -74,11 +77,26 @@ impl Stop {
 pub struct Control {
     stop: AtomicU8,
     run: AtomicI64,
+    headway: Headway,
 }
 
 impl Control {
     pub fn new() -> Arc<Control> {
         Arc::new(Control::default())
+    }
+
+    /// The control of one part of the run (a cluster work unit): stopped on its own, while
+    /// the headway its writes make counts in the run's.
+    pub fn part(&self) -> Control {
+        Control {
+            headway: self.headway.clone(),
+            ..Control::default()
+        }
+    }
+
+    /// What the run's targets advance as they write; the watchdog counts it as progress.
+    pub fn headway(&self) -> &Headway {
+        &self.headway
     }
 
     /// Notes the job-run row the run writes to.
@@ -226,6 +244,17 @@ mod tests {
         assert!(c.stop(Stop::Cancelled));
         assert!(!c.stop(Stop::TimedOut));
         assert_eq!(c.stopped(), Some(Stop::Cancelled));
+    }
+
+    #[test]
+    fn a_part_is_stopped_on_its_own_and_its_headway_is_the_runs() {
+        let run = Control::new();
+        let part = run.part();
+        part.headway().advance(7);
+        assert_eq!(run.headway().get(), 7);
+        assert!(part.stop(Stop::Failed));
+        assert_eq!(run.stopped(), None);
+        assert_eq!(Control::default().headway().get(), 0);
     }
 
     #[test]
