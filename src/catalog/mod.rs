@@ -7,6 +7,8 @@
 mod conformance;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod rows;
+mod sql;
 pub mod sqlite;
 
 use chrono::{DateTime, SecondsFormat, Utc};
