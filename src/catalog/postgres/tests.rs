@@ -78,13 +78,13 @@ conformance::conformance_suite!(fresh);
 #[test]
 fn keyed_chain() {
     let scratch = Scratch::new();
-    conformance::keyed_chain(&|key| Box::new(scratch.open().with_audit_key(key)));
+    conformance::audit::keyed_chain(&|key| Box::new(scratch.open().with_audit_key(key)));
 }
 
 #[test]
 fn sql_agrees_with_predicate() {
     let schemas = Mutex::new(Vec::new());
-    conformance::sql_agrees_with_predicate(&|| {
+    conformance::select::sql_agrees_with_predicate(&|| {
         let scratch = Scratch::new();
         let cat = scratch.open();
         schemas.lock().unwrap().push(scratch);

@@ -16,7 +16,7 @@ conformance::conformance_suite!(fresh);
 fn keyed_chain() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.db");
-    conformance::keyed_chain(&|key| {
+    conformance::audit::keyed_chain(&|key| {
         Box::new(SqliteCatalog::open(&path).unwrap().with_audit_key(key))
     });
 }
@@ -25,7 +25,7 @@ fn keyed_chain() {
 fn sql_agrees_with_predicate() {
     let dir = tempfile::tempdir().unwrap();
     let n = std::sync::atomic::AtomicU32::new(0);
-    conformance::sql_agrees_with_predicate(&|| {
+    conformance::select::sql_agrees_with_predicate(&|| {
         let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Box::new(SqliteCatalog::open(&dir.path().join(format!("c{i}.db"))).unwrap())
     });
