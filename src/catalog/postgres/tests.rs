@@ -1,3 +1,7 @@
+//! Tests of the PostgreSQL catalog: the conformance suite, each test in a schema of its own,
+//! and what only this backend does (migrations under a lock, query plans, advisory locks, the
+//! index plan, several writers on one chain).
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::index::plan_index;

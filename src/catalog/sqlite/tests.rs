@@ -1,3 +1,6 @@
+//! Tests of the SQLite catalog: the conformance suite on fresh catalog files, and what only
+//! this backend does (its migrations, its query plans).
+
 use rusqlite::{Connection, params_from_iter};
 
 use super::SqliteCatalog;
