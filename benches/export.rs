@@ -6,8 +6,9 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 
 use custodian::catalog::sqlite::SqliteCatalog;
 use custodian::catalog::{Catalog, Fingerprint, IndexChange, RunId, Selected};
-use custodian::config::{Config, Policy};
+use custodian::config::Config;
 use custodian::filter::{Criteria, Filter};
+use custodian::policy::Policy;
 use custodian::policy::export::Export;
 use custodian::repository::record::Conversation;
 use custodian::target::fs::FsTarget;

@@ -18,10 +18,11 @@ use serde::Serialize;
 
 use custodian::audit::AuditKind;
 use custodian::catalog::sqlite::SqliteCatalog;
-use custodian::catalog::{AuditQuery, Catalog, Exclude, RunStatus};
-use custodian::config::{CatalogConfig, Config, Policy};
+use custodian::catalog::{AuditQuery, Catalog, CatalogConfig, Exclude, RunStatus};
+use custodian::config::Config;
 use custodian::filter::Filter;
 use custodian::pipeline::Control;
+use custodian::policy::Policy;
 use custodian::policy::direct::{self, DIRECT_CRITERIA, Latencies, Watcher};
 use custodian::policy::export::{Export, RunError};
 use custodian::policy::produce::{self, MediaTools};

@@ -9,12 +9,11 @@ use chrono::Utc;
 use clap::Subcommand;
 
 use custodian::audit::{AuditKind, NewEvent};
-use custodian::catalog::Mode;
-use custodian::config::{CatalogConfig, LIFECYCLE_RUN};
+use custodian::catalog::{CatalogConfig, Mode};
 use custodian::pipeline::Control;
 use custodian::policy::lifecycle::{
-    self, Acknowledgment, LifecyclePolicy, LifecycleVersion, Limits, RetentionAction, SweepError,
-    SweepSummary,
+    self, Acknowledgment, LIFECYCLE_RUN, LifecyclePolicy, LifecycleVersion, Limits,
+    RetentionAction, SweepError, SweepSummary,
 };
 use custodian::policy::roles::{Actor, Permission, Roles, describe_uid};
 use custodian::repository::record::{ArtifactType, AudioRecordingType};

@@ -11,11 +11,12 @@ use anyhow::Result;
 use chrono::Utc;
 
 use custodian::catalog::{self, Catalog, JobRun, RunId, RunStatus};
-use custodian::config::{Config, JobSettings, Policy};
+use custodian::config::Config;
 use custodian::filter::Filter;
 use custodian::pipeline::control::{self, Control, Limits, Stop};
+use custodian::policy::Policy;
 use custodian::policy::confidential::{self, FlagSummary};
-use custodian::schedule::{notify, runlog};
+use custodian::schedule::{JobSettings, notify, runlog};
 
 use custodian::cluster::{self, NodeOptions};
 
@@ -51,7 +52,7 @@ fn end_overdue(config: &Config, policy: &str, control: &Control, why: Stop) -> !
     let message = format!(
         "{}; the run did not wind down within its grace period and its process was ended",
         match config.job(policy) {
-            Some(job) => why.describe(job),
+            Some(job) => why.describe(job.time_limit, job.keep_alive),
             None => format!("{why:?}"),
         }
     );
@@ -283,7 +284,7 @@ pub fn controlled(
 fn run_export(
     cli: &Cli,
     l: &Loaded,
-    policy: &custodian::config::ExportPolicy,
+    policy: &custodian::policy::export::ExportPolicy,
     no_index: bool,
     index_bar: &indicatif::ProgressBar,
     bar: &indicatif::ProgressBar,
@@ -334,7 +335,7 @@ fn run_export(
 fn run_export_node(
     cli: &Cli,
     l: &Loaded,
-    policy: &custodian::config::ExportPolicy,
+    policy: &custodian::policy::export::ExportPolicy,
     options: &NodeOptions,
     bar: &indicatif::ProgressBar,
     control: &Control,
@@ -405,7 +406,7 @@ fn run_export_node(
 fn run_confidential(
     cli: &Cli,
     l: &Loaded,
-    policy: &custodian::config::ConfidentialPolicy,
+    policy: &custodian::policy::confidential::ConfidentialPolicy,
     no_index: bool,
     index_bar: &indicatif::ProgressBar,
     bar: &indicatif::ProgressBar,
@@ -433,7 +434,7 @@ fn run_confidential(
 pub fn plan_confidential(
     cli: &Cli,
     l: &Loaded,
-    policy: &custodian::config::ConfidentialPolicy,
+    policy: &custodian::policy::confidential::ConfidentialPolicy,
     no_index: bool,
 ) -> Result<u8> {
     if !no_index {

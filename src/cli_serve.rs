@@ -18,7 +18,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use custodian::catalog::{self, Catalog, Mode, RunStatus};
-use custodian::config::{Config, LIFECYCLE_TARGET, Policy};
+use custodian::config::Config;
+use custodian::policy::Policy;
+use custodian::policy::lifecycle::LIFECYCLE_TARGET;
 use custodian::schedule::serve::{Due, Scheduler};
 
 use super::Cli;
@@ -112,7 +114,7 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<u8> {
     let now = Utc::now();
     let mut server = Server {
         exe: std::env::current_exe().context("cannot find the custodian executable")?,
-        scheduler: Scheduler::new(&config, now),
+        scheduler: Scheduler::new(config.scheduled_jobs(), now),
         config_path,
         config,
         catalog,
@@ -381,7 +383,7 @@ impl Server {
             });
         match loaded {
             Ok((config, catalog)) => {
-                self.scheduler.reload(&config, Utc::now());
+                self.scheduler.reload(config.scheduled_jobs(), Utc::now());
                 self.config = config;
                 self.catalog = catalog;
                 tracing::info!(

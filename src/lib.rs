@@ -13,4 +13,5 @@ pub mod pipeline;
 pub mod policy;
 pub mod repository;
 pub mod schedule;
+pub mod settings;
 pub mod target;

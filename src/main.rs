@@ -19,15 +19,16 @@ use serde::Serialize;
 use custodian::audit::verify::{AnchorStatus, TrailReport, check_trail};
 use custodian::audit::{AuditKind, ChainProblem, KeyError, KeySource};
 use custodian::catalog::{self, AuditQuery, Catalog, Exclude, JobRun, Mode, RunId};
-use custodian::config::LIFECYCLE_RUN;
-use custodian::config::{Config, Policy};
+use custodian::config::Config;
 use custodian::filter::Filter;
 use custodian::media::audio::{self, AudioReport, VoiceFormat, VoiceSpec};
 use custodian::media::crypto::{self, FileError, FileReport};
 use custodian::media::keystore::Keystore;
 use custodian::media::scratch::Scratch;
 use custodian::pipeline::Control;
+use custodian::policy::Policy;
 use custodian::policy::export::{Export, PlannedConversation, RunSummary};
+use custodian::policy::lifecycle::LIFECYCLE_RUN;
 use custodian::policy::produce::{self, MediaTools};
 use custodian::repository::index::{self, IndexReport};
 use custodian::target::{self, ObjectKey, Target, manifest};
@@ -341,7 +342,7 @@ fn schedules(cli: &Cli) -> Result<u8> {
     // Every policy, and the lifecycle sweep when `[lifecycle]` schedules it.
     let sweep =
         (config.lifecycle.job.schedule != custodian::schedule::Schedule::Manual).then_some((
-            custodian::config::LIFECYCLE_RUN,
+            custodian::policy::lifecycle::LIFECYCLE_RUN,
             true,
             &config.lifecycle.job,
         ));
@@ -528,7 +529,10 @@ fn print_index(r: &IndexReport) -> Result<()> {
     Ok(())
 }
 
-fn export_policy<'a>(l: &'a Loaded, name: &str) -> Result<&'a custodian::config::ExportPolicy> {
+fn export_policy<'a>(
+    l: &'a Loaded,
+    name: &str,
+) -> Result<&'a custodian::policy::export::ExportPolicy> {
     match l.config.policy(name)? {
         Policy::Export(p) => Ok(p),
         Policy::Confidential(_) => bail!(
@@ -556,7 +560,10 @@ fn open_target(l: &Loaded, name: &str) -> Result<Box<dyn Target>> {
 
 /// The keystore a policy needs (to decrypt artifacts or encrypted channel segments), loaded
 /// before any work starts.
-fn load_keystore(l: &Loaded, policy: &custodian::config::ExportPolicy) -> Result<Option<Keystore>> {
+fn load_keystore(
+    l: &Loaded,
+    policy: &custodian::policy::export::ExportPolicy,
+) -> Result<Option<Keystore>> {
     match &l.config.media.keystore {
         Some(path) if policy.decrypt || policy.stitch_cdr_only => Ok(Some(Keystore::load(path)?)),
         _ => Ok(None),
@@ -588,7 +595,7 @@ fn export_io(l: &Loaded) -> Result<(custodian::confined::Dir, Scratch)> {
 /// Indexes (unless told not to) and sets up an export of `policy` to `target`.
 fn prepare_export<'a>(
     l: &'a Loaded,
-    policy: &'a custodian::config::ExportPolicy,
+    policy: &'a custodian::policy::export::ExportPolicy,
     target: &'a dyn Target,
     keystore: Option<&'a Keystore>,
     no_index: bool,
@@ -921,7 +928,7 @@ fn audit_verify(cli: &Cli, l: &Loaded) -> Result<u8> {
     let mut anchors = Vec::new();
     let mut unreadable = Vec::new();
     for policy in l.config.policies.values() {
-        let custodian::config::Policy::Export(p) = policy else {
+        let custodian::policy::Policy::Export(p) = policy else {
             continue;
         };
         let found = build_target(l, &p.target)
