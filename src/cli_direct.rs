@@ -26,6 +26,7 @@ use custodian::policy::Policy;
 use custodian::policy::direct::{self, DIRECT_CRITERIA, Latencies, Watcher};
 use custodian::policy::export::{Export, RunError};
 use custodian::policy::produce::{self, MediaTools};
+use custodian::schedule::runlog::RunLog;
 
 use super::{Cli, Loaded, export_io, load_keystore, open_target, print_json};
 
@@ -64,7 +65,7 @@ struct DirectSummary {
     latency_p99_ms: Option<f64>,
 }
 
-pub fn direct(cli: &Cli, args: &DirectArgs) -> Result<u8> {
+pub fn direct(cli: &Cli, args: &DirectArgs, log: &RunLog) -> Result<u8> {
     let config = Config::load(&cli.config)?;
     let policy = match config.policy(&args.policy)? {
         Policy::Export(p) => p.clone(),
@@ -184,7 +185,7 @@ pub fn direct(cli: &Cli, args: &DirectArgs) -> Result<u8> {
                     || state.interrupted_run(&policy.name)?.is_some()));
         if due {
             let control = Control::new();
-            match export.run(None, &indicatif::ProgressBar::hidden(), &control) {
+            match export.run(None, &indicatif::ProgressBar::hidden(), &control, log) {
                 Err(RunError::Manifest(e)) => {
                     errln!("error: {e}");
                     errln!("the run stays open: a later cycle resumes it");

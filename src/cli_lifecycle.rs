@@ -9,14 +9,16 @@ use chrono::Utc;
 use clap::Subcommand;
 
 use custodian::audit::{AuditKind, NewEvent};
+use custodian::catalog::lifecycle::{LifecyclePolicy, LifecycleVersion, RetentionAction};
 use custodian::catalog::{CatalogConfig, Mode};
 use custodian::pipeline::Control;
 use custodian::policy::lifecycle::{
-    self, Acknowledgment, LIFECYCLE_RUN, LifecyclePolicy, LifecycleVersion, Limits,
-    RetentionAction, SweepError, SweepSummary,
+    self, Acknowledgment, LIFECYCLE_RUN, Limits, SweepError, SweepSummary,
 };
-use custodian::policy::roles::{Actor, Permission, Roles, describe_uid};
+use custodian::policy::roles::{Permission, Roles};
 use custodian::repository::record::{ArtifactType, AudioRecordingType};
+use custodian::schedule::runlog::RunLog;
+use custodian::users::{Actor, describe_uid};
 
 use super::{Cli, Loaded, load, print_index, print_json, progress_bar, run_heading, run_index};
 
@@ -392,7 +394,7 @@ pub fn plan(cli: &Cli, no_index: bool) -> Result<u8> {
 
 /// `run lifecycle`: the sweep, as a job run under the `[lifecycle]` job settings. It needs a
 /// permission of its own, and `--force` (past the safety limits) another.
-pub fn run(cli: &Cli, no_index: bool, force: bool) -> Result<u8> {
+pub fn run(cli: &Cli, no_index: bool, force: bool, log: &RunLog) -> Result<u8> {
     let l = load(cli)?;
     let needed: &[Permission] = if force {
         &[Permission::Run, Permission::Force]
@@ -409,6 +411,7 @@ pub fn run(cli: &Cli, no_index: bool, force: bool) -> Result<u8> {
         LIFECYCLE_RUN,
         &job,
         [&index_bar, &bar],
+        log,
         |control| {
             let _lock = l.catalog.lock_policy(LIFECYCLE_RUN)?;
             let index = if no_index {
@@ -431,6 +434,7 @@ pub fn run(cli: &Cli, no_index: bool, force: bool) -> Result<u8> {
                 index,
                 &bar,
                 control,
+                log,
             ) {
                 Ok(s) => s,
                 Err(e @ (SweepError::OverLimit { .. } | SweepError::Root { .. })) => {

@@ -16,7 +16,8 @@ use custodian::filter::Filter;
 use custodian::pipeline::control::{self, Control, Limits, Stop};
 use custodian::policy::Policy;
 use custodian::policy::confidential::{self, FlagSummary};
-use custodian::schedule::{JobSettings, notify, runlog};
+use custodian::schedule::runlog::RunLog;
+use custodian::schedule::{JobSettings, notify};
 
 use custodian::cluster::{self, NodeOptions};
 
@@ -48,7 +49,7 @@ pub fn cancel_on_signals(control: &Arc<Control>, what: &'static str) -> Result<(
 }
 
 /// Records a run that did not stop within its grace period, notifies, and ends the process.
-fn end_overdue(config: &Config, policy: &str, control: &Control, why: Stop) -> ! {
+fn end_overdue(config: &Config, policy: &str, control: &Control, log: &RunLog, why: Stop) -> ! {
     let message = format!(
         "{}; the run did not wind down within its grace period and its process was ended",
         match config.job(policy) {
@@ -71,7 +72,7 @@ fn end_overdue(config: &Config, policy: &str, control: &Control, why: Stop) -> !
             Err(e) => errln!("error: cannot record the end of run {run}: {e}"),
         }
     }
-    runlog::close();
+    log.close();
     std::process::exit(1)
 }
 
@@ -165,7 +166,13 @@ pub struct ClusterArgs {
 }
 
 /// `custodian run POLICY` (not `lifecycle`).
-pub fn run(cli: &Cli, name: &str, no_index: bool, cluster: &ClusterArgs) -> Result<u8> {
+pub fn run(
+    cli: &Cli,
+    name: &str,
+    no_index: bool,
+    cluster: &ClusterArgs,
+    log: &RunLog,
+) -> Result<u8> {
     let l = load(cli)?;
     let policy = l.config.policy(name)?.clone();
     let index_bar = progress_bar(cli, "index");
@@ -182,6 +189,7 @@ pub fn run(cli: &Cli, name: &str, no_index: bool, cluster: &ClusterArgs) -> Resu
         name,
         policy.job(),
         [&index_bar, &bar],
+        log,
         |control| match (&policy, &cluster.node) {
             (Policy::Export(p), Some(node)) => {
                 let options = NodeOptions {
@@ -198,10 +206,10 @@ pub fn run(cli: &Cli, name: &str, no_index: bool, cluster: &ClusterArgs) -> Resu
                 )
             }
             (Policy::Export(p), None) => {
-                run_export(cli, &l, p, no_index, &index_bar, &bar, control)
+                run_export(cli, &l, p, no_index, &index_bar, &bar, control, log)
             }
             (Policy::Confidential(p), None) => {
-                run_confidential(cli, &l, p, no_index, &index_bar, &bar, control)
+                run_confidential(cli, &l, p, no_index, &index_bar, &bar, control, log)
             }
         },
     )
@@ -216,6 +224,7 @@ pub fn controlled(
     name: &str,
     job: &JobSettings,
     bars: [&indicatif::ProgressBar; 2],
+    log: &RunLog,
     body: impl FnOnce(&Control) -> Result<u8>,
 ) -> Result<u8> {
     let control = Control::new();
@@ -227,8 +236,10 @@ pub fn controlled(
         grace: job.keep_alive.min(MAX_GRACE),
     };
     let watched = bars.map(|b| b.clone());
+    let headway = control.headway().clone();
     let config = l.config.clone();
     let overdue_control = control.clone();
+    let overdue_log = log.clone();
     let policy_name = name.to_owned();
     let _watchdog = control::watch(
         control.clone(),
@@ -238,9 +249,9 @@ pub fn controlled(
                 .iter()
                 .map(indicatif::ProgressBar::position)
                 .sum::<u64>()
-                + custodian::target::headway()
+                + headway.get()
         },
-        move |why| end_overdue(&config, &policy_name, &overdue_control, why),
+        move |why| end_overdue(&config, &policy_name, &overdue_control, &overdue_log, why),
     );
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&control)));
     for bar in bars {
@@ -254,7 +265,7 @@ pub fn controlled(
                 FIRST_PANIC.get().map_or("no message", String::as_str)
             );
             let Some(run) = control.run() else {
-                runlog::close();
+                log.close();
                 anyhow::bail!("policy `{name}`: {message}");
             };
             let counters = l.catalog.run_counters(run).unwrap_or_default();
@@ -262,7 +273,7 @@ pub fn controlled(
                 .finish_run(run, RunStatus::Failed, &counters, None, Some(&message))?;
             tracing::error!("run {run} of policy `{name}`: {message}");
             notify_run(&l.config, l.catalog.as_ref(), job, run);
-            runlog::close();
+            log.close();
             anyhow::bail!(
                 "run {run} of policy `{name}` failed: {message}; this is a bug, please report it with the run's log"
             );
@@ -271,7 +282,7 @@ pub fn controlled(
     let notification = control
         .run()
         .and_then(|run| notify_run(&l.config, l.catalog.as_ref(), job, run));
-    runlog::close();
+    log.close();
     let code = result?;
     if let Some(text) = notification
         && !cli.json
@@ -281,6 +292,7 @@ pub fn controlled(
     Ok(code)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_export(
     cli: &Cli,
     l: &Loaded,
@@ -289,6 +301,7 @@ fn run_export(
     index_bar: &indicatif::ProgressBar,
     bar: &indicatif::ProgressBar,
     control: &Control,
+    log: &RunLog,
 ) -> Result<u8> {
     let name = &policy.name;
     let target = open_target(l, &policy.target)?;
@@ -303,7 +316,7 @@ fn run_export(
         index_bar,
         control,
     )?;
-    let summary = match export.run(index, bar, control) {
+    let summary = match export.run(index, bar, control, log) {
         Err(custodian::policy::export::RunError::Manifest(e)) => {
             bar.finish_and_clear();
             errln!("error: {e}");
@@ -403,6 +416,7 @@ fn run_export_node(
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_confidential(
     cli: &Cli,
     l: &Loaded,
@@ -411,6 +425,7 @@ fn run_confidential(
     index_bar: &indicatif::ProgressBar,
     bar: &indicatif::ProgressBar,
     control: &Control,
+    log: &RunLog,
 ) -> Result<u8> {
     let _lock = l.catalog.lock_policy(&policy.name)?;
     let index = if no_index {
@@ -419,7 +434,15 @@ fn run_confidential(
         Some(run_index(l, index_bar, control)?)
     };
     let filter = Filter::resolve(&policy.criteria, Utc::now(), policy.job.timezone);
-    let summary = confidential::run(policy, l.catalog.as_ref(), &filter, index, bar, control)?;
+    let summary = confidential::run(
+        policy,
+        l.catalog.as_ref(),
+        &filter,
+        index,
+        bar,
+        control,
+        log,
+    )?;
     bar.finish_and_clear();
     if cli.json {
         print_json(&summary)?;

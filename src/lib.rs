@@ -15,3 +15,4 @@ pub mod repository;
 pub mod schedule;
 pub mod settings;
 pub mod target;
+pub mod users;

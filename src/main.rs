@@ -16,8 +16,8 @@ use chrono::Utc;
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
-use custodian::audit::verify::{AnchorStatus, TrailReport, check_trail};
 use custodian::audit::{AuditKind, ChainProblem, KeyError, KeySource};
+use custodian::catalog::trail::{AnchorStatus, TrailReport, check_trail};
 use custodian::catalog::{self, AuditQuery, Catalog, Exclude, JobRun, Mode, RunId};
 use custodian::config::Config;
 use custodian::filter::Filter;
@@ -28,9 +28,10 @@ use custodian::media::scratch::Scratch;
 use custodian::pipeline::Control;
 use custodian::policy::Policy;
 use custodian::policy::export::{Export, PlannedConversation, RunSummary};
+use custodian::policy::index::{self, IndexReport};
 use custodian::policy::lifecycle::LIFECYCLE_RUN;
 use custodian::policy::produce::{self, MediaTools};
-use custodian::repository::index::{self, IndexReport};
+use custodian::schedule::runlog::RunLog;
 use custodian::target::{self, ObjectKey, Target, manifest};
 
 use cli_out::{StdoutClosed, errln, outln};
@@ -290,6 +291,7 @@ fn main() -> ExitCode {
         Command::Serve { .. } => "warn,custodian=info,symphonia=error",
         _ => "warn,symphonia=error",
     };
+    let run_log = RunLog::default();
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
@@ -304,11 +306,11 @@ fn main() -> ExitCode {
                         .unwrap_or_else(|_| default_filter.into()),
                 ),
         )
-        .with(custodian::schedule::runlog::layer())
+        .with(run_log.layer())
         .init();
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
-    match dispatch(&cli) {
+    match dispatch(&cli, &run_log) {
         Ok(code) => ExitCode::from(code),
         // The reader of stdout went away once the work was done and recorded: end quietly.
         Err(e) if e.chain().any(|c| c.is::<StdoutClosed>()) => ExitCode::SUCCESS,
@@ -425,7 +427,7 @@ fn load(cli: &Cli) -> Result<Loaded> {
     Ok(Loaded { config, catalog })
 }
 
-fn dispatch(cli: &Cli) -> Result<u8> {
+fn dispatch(cli: &Cli, run_log: &RunLog) -> Result<u8> {
     match &cli.command {
         Command::Index => {
             let l = load(cli)?;
@@ -450,9 +452,9 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             cluster,
         } => match (policy.as_str(), dry_run) {
             (LIFECYCLE_RUN, true) => cli_lifecycle::plan(cli, *no_index),
-            (LIFECYCLE_RUN, false) => cli_lifecycle::run(cli, *no_index, *force),
+            (LIFECYCLE_RUN, false) => cli_lifecycle::run(cli, *no_index, *force, run_log),
             (_, true) => plan(cli, policy, *no_index),
-            (_, false) => cli_run::run(cli, policy, *no_index, cluster),
+            (_, false) => cli_run::run(cli, policy, *no_index, cluster, run_log),
         },
         Command::Plan { policy, no_index } if policy == LIFECYCLE_RUN => {
             cli_lifecycle::plan(cli, *no_index)
@@ -461,7 +463,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         Command::Lifecycle { command } => cli_lifecycle::command(cli, command),
         Command::Schedules => schedules(cli),
         Command::Serve(args) => cli_serve::serve(cli, args),
-        Command::Direct(args) => cli_direct::direct(cli, args),
+        Command::Direct(args) => cli_direct::direct(cli, args, run_log),
         Command::Jobs { command } => jobs(cli, command),
         Command::Audit { command } => audit(cli, command),
         Command::Verify { run } => verify(cli, RunId(*run)),
@@ -547,7 +549,7 @@ fn build_target(l: &Loaded, name: &str) -> Result<Box<dyn Target>> {
         .targets
         .get(name)
         .with_context(|| format!("target `{name}` is not defined"))?;
-    let journal: std::sync::Arc<dyn target::UploadJournal> = l.catalog.clone();
+    let journal: std::sync::Arc<dyn catalog::uploads::UploadJournal> = l.catalog.clone();
     Ok(target::build(name, config, Some(journal))?)
 }
 

@@ -5,18 +5,16 @@
 
 use chrono::{DateTime, FixedOffset, Utc};
 
+use super::lifecycle::{DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion, RetentionAction};
+use super::uploads::OpenUpload;
 use super::{
-    AuditHead, CatalogError, Counters, ExportedArtifact, FailedItem, Fingerprint, JobRun, Mode,
-    ObjectRecord, Result, RunId, RunStatus, Selected,
+    CatalogError, Counters, ExportedArtifact, FailedItem, Fingerprint, JobRun, Mode, ObjectRecord,
+    Result, RunId, RunStatus, Selected,
 };
-use crate::audit::{AuditEvent, AuditKind, NewEvent};
-use crate::policy::lifecycle::{
-    DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion, RetentionAction,
-};
+use crate::audit::{AuditEvent, AuditHead, AuditKind, NewEvent};
 use crate::repository::record::{
     Artifact, Conversation, Encryption, Flags, Participant, SCHEMA_VERSION,
 };
-use crate::target::OpenUpload;
 
 /// The columns of one result row, by position (`usize`) or name (`&str`). A driver's error
 /// carries the catalog's location; a value outside what the column may hold is

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use super::pool::Tx;
 use super::{Fallible, PostgresCatalog, micros};
-use crate::audit::{AuditEvent, ChainKey, GENESIS, KeyError, KeySource, NewEvent};
+use crate::audit::{AuditEvent, AuditHead, ChainKey, GENESIS, KeyError, KeySource, NewEvent};
 use crate::catalog::rows;
-use crate::catalog::{AuditHead, AuditQuery, CatalogError, Result, sql};
+use crate::catalog::{AuditQuery, CatalogError, Result, sql};
 
 /// The head of the audit chain, locked by the transaction that read it, and the key the
 /// transaction appends with.

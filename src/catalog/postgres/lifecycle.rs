@@ -7,13 +7,13 @@ use postgres::types::ToSql;
 use super::audit::{append_audit, lock_chain};
 use super::{Fallible, PostgresCatalog, int, last_of_each, micros};
 use crate::audit::NewEvent;
+use crate::catalog::lifecycle::{
+    DeleteOutcome, DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion, RetentionAction,
+};
 use crate::catalog::rows;
 use crate::catalog::{
     Result, RunId, deletion_event, other_enabled, policy_exists, sql, unknown_policy,
     version_exists,
-};
-use crate::policy::lifecycle::{
-    DeleteOutcome, DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion, RetentionAction,
 };
 
 pub(super) fn create_policy(

@@ -44,15 +44,15 @@ use sha2::{Digest, Sha256};
 
 use super::rows::Fields;
 use super::{
-    AuditHead, AuditQuery, Catalog, CatalogError, ConfidentialPage, Counters, Exclude, FailedItem,
+    AuditQuery, Catalog, CatalogError, ConfidentialPage, Counters, Exclude, FailedItem,
     Fingerprint, IndexChange, ItemOutcome, JobRun, KeyClaim, Mode, ObjectRecord, PolicyLock,
     Result, RunId, RunStatus, Selected, redact_url,
 };
-use crate::audit::{AuditEvent, KeySource, NewEvent};
-use crate::filter::{Filter, SqlValue};
-use crate::policy::lifecycle::{
+use crate::audit::{AuditEvent, AuditHead, KeySource, NewEvent};
+use crate::catalog::lifecycle::{
     DeleteOutcome, DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion,
 };
+use crate::filter::{Filter, SqlValue};
 use pool::Conn;
 use schema::MIGRATIONS;
 
@@ -346,7 +346,7 @@ impl PostgresCatalog {
 
 // Each operation lives in the module of its concern.
 impl Catalog for PostgresCatalog {
-    fn work_units(&self) -> Option<&dyn crate::cluster::WorkUnits> {
+    fn work_units(&self) -> Option<&dyn crate::catalog::units::WorkUnits> {
         Some(self)
     }
 

@@ -9,7 +9,7 @@ use super::{Fallible, PostgresCatalog, int, micros, sql_params};
 use crate::catalog::{Counters, Exclude, Mode, Result, RunId, sql};
 use crate::filter::{Dialect, Filter, SqlValue};
 
-impl crate::cluster::WorkUnits for PostgresCatalog {
+impl crate::catalog::units::WorkUnits for PostgresCatalog {
     fn join_or_split(
         &self,
         policy: &str,
@@ -84,7 +84,7 @@ impl crate::cluster::WorkUnits for PostgresCatalog {
         run: RunId,
         node: &str,
         lease: Duration,
-    ) -> Result<Option<crate::cluster::Unit>> {
+    ) -> Result<Option<crate::catalog::units::Unit>> {
         let ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
         self.transaction(|s| {
             let row = s.query_opt(
@@ -97,7 +97,7 @@ impl crate::cluster::WorkUnits for PostgresCatalog {
                 &[&run.0, &node, &ms],
             )?;
             row.map(|r| {
-                Ok(crate::cluster::Unit {
+                Ok(crate::catalog::units::Unit {
                     id: r.try_get(0)?,
                     lo: r.try_get(1)?,
                     hi: r.try_get(2)?,
@@ -171,7 +171,7 @@ impl crate::cluster::WorkUnits for PostgresCatalog {
         })
     }
 
-    fn node_counters(&self, run: RunId) -> Result<Vec<crate::cluster::NodeCounters>> {
+    fn node_counters(&self, run: RunId) -> Result<Vec<crate::catalog::units::NodeCounters>> {
         self.autocommit(|s| {
             s.query(
                 "SELECT node, count(*), count(*) FILTER (WHERE claims > 1), sum(exported)::int8, \
@@ -184,7 +184,7 @@ impl crate::cluster::WorkUnits for PostgresCatalog {
                 let num = |i: usize| -> Fallible<u64> {
                     self.unsigned("work_units", r.try_get::<_, i64>(i)?)
                 };
-                Ok(crate::cluster::NodeCounters {
+                Ok(crate::catalog::units::NodeCounters {
                     node: r.try_get::<_, Option<String>>(0)?.unwrap_or_default(),
                     units: num(1)?,
                     reclaimed: num(2)?,

@@ -3,8 +3,8 @@
 use chrono::Utc;
 
 use super::{PostgresCatalog, micros};
+use crate::catalog::uploads::{OpenUpload, UploadJournal};
 use crate::catalog::{Result, RunId, rows, sql};
-use crate::target::{OpenUpload, UploadJournal};
 
 impl UploadJournal for PostgresCatalog {
     fn upload_started(

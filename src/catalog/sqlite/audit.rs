@@ -5,9 +5,9 @@ use std::sync::Arc;
 use rusqlite::{OptionalExtension, params};
 
 use super::{Columns, SqliteCatalog};
-use crate::audit::{AuditEvent, ChainKey, GENESIS, KeyError, KeySource, NewEvent};
+use crate::audit::{AuditEvent, AuditHead, ChainKey, GENESIS, KeyError, KeySource, NewEvent};
 use crate::catalog::rows;
-use crate::catalog::{AuditHead, AuditQuery, Result, rfc3339_micros as ts, sql};
+use crate::catalog::{AuditQuery, Result, rfc3339_micros as ts, sql};
 
 impl SqliteCatalog {
     /// The chain as a write transaction about to append finds it.

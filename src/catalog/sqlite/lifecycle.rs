@@ -6,13 +6,13 @@ use rusqlite::{OptionalExtension, params};
 
 use super::SqliteCatalog;
 use crate::audit::NewEvent;
+use crate::catalog::lifecycle::{
+    DeleteOutcome, DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion, RetentionAction,
+};
 use crate::catalog::rows;
 use crate::catalog::{
     Result, RunId, deletion_event, other_enabled, policy_exists, rfc3339_micros as ts, sql,
     unknown_policy, version_exists,
-};
-use crate::policy::lifecycle::{
-    DeleteOutcome, DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion, RetentionAction,
 };
 
 pub(super) fn create_policy(

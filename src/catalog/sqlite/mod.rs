@@ -23,15 +23,15 @@ use rusqlite::{Connection, Row, RowIndex};
 
 use super::rows::Fields;
 use super::{
-    AuditHead, AuditQuery, Catalog, CatalogError, ConfidentialPage, Counters, Exclude, FailedItem,
+    AuditQuery, Catalog, CatalogError, ConfidentialPage, Counters, Exclude, FailedItem,
     Fingerprint, IndexChange, ItemOutcome, JobRun, KeyClaim, Mode, ObjectRecord, PolicyLock,
     Result, RunId, RunStatus, Selected,
 };
-use crate::audit::{AuditEvent, KeyError, KeySource, NewEvent};
-use crate::filter::{Filter, SqlValue};
-use crate::policy::lifecycle::{
+use crate::audit::{AuditEvent, AuditHead, KeyError, KeySource, NewEvent};
+use crate::catalog::lifecycle::{
     DeleteOutcome, DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion,
 };
+use crate::filter::{Filter, SqlValue};
 use schema::MIGRATIONS;
 
 /// The SQLite catalog.

@@ -4,8 +4,8 @@ use chrono::Utc;
 use rusqlite::params;
 
 use super::SqliteCatalog;
+use crate::catalog::uploads::{OpenUpload, UploadJournal};
 use crate::catalog::{Result, RunId, rfc3339_micros as ts, rows, sql};
-use crate::target::{OpenUpload, UploadJournal};
 
 impl UploadJournal for SqliteCatalog {
     fn upload_started(
