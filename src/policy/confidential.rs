@@ -15,6 +15,7 @@ use crate::catalog::{
 use crate::config::ConfidentialPolicy;
 use crate::filter::Filter;
 use crate::pipeline::Control;
+use crate::progress::Progress;
 use crate::repository::index::IndexReport;
 
 /// Conversations handled per catalog transaction.
@@ -57,7 +58,7 @@ pub fn run(
     catalog: &dyn Catalog,
     filter: &Filter,
     index: Option<IndexReport>,
-    progress: &indicatif::ProgressBar,
+    progress: &dyn Progress,
     control: &Control,
 ) -> Result<FlagSummary, CatalogError> {
     let started = Instant::now();
@@ -74,10 +75,7 @@ pub fn run(
     );
     let index_failures = super::index_failures(index.as_ref());
     catalog.record_outcomes(run, name, &index_failures)?;
-    let exclude = match policy.mode {
-        Mode::Incremental => Exclude::ExportedBy(name.to_owned()),
-        Mode::Full => Exclude::Nothing,
-    };
+    let exclude = Exclude::for_mode(policy.mode, name, None);
     let selected = catalog.count_selection(filter, &exclude)?;
     progress.set_length(selected);
     let actor = current_actor();
@@ -100,7 +98,7 @@ pub fn run(
         processed += n;
         changed += c;
         after = last;
-        progress.inc(n);
+        progress.advance(n);
         tracing::info!(
             processed,
             changed,
