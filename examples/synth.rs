@@ -1,4 +1,4 @@
-//! Synthetic media repository for benchmarks, in the layout of DESIGN.md §2.
+//! Synthetic media repository for benchmarks, in the layout of docs/repository.md.
 //!
 //! ```text
 //! cargo run --release --example synth -- OUT_DIR --conversations N \

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Known-answer vectors for encrypted media format v1 (DESIGN.md section 3).
+"""Known-answer vectors for encrypted media format v1 (docs/format-v1.md).
 
-An independent implementation of the format, written from the design document with the
+An independent implementation of the format, written from docs/format-v1.md with the
 `cryptography` package's AES-256-GCM (OpenSSL underneath); it never calls custodian. It writes
 the vectors and an index to fixtures/crypto/kat/, which the Rust tests decrypt and re-create
 byte for byte. Everything is deterministic: run it again and git shows no change.

@@ -178,7 +178,8 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
-    /// The exit code of a run that ended this way (DESIGN.md §6): 0 only for success.
+    /// The exit code of a run that ended this way (docs/operations.md, "Exit codes"): 0 only
+    /// for success.
     pub fn exit_code(self) -> u8 {
         u8::from(self != RunStatus::Succeeded)
     }

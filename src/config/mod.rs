@@ -320,7 +320,7 @@ pub struct ExportPolicy {
     pub criteria: Criteria,
 }
 
-/// The settings every scheduled policy has (DESIGN.md §4, "Job settings").
+/// The settings every scheduled policy has (docs/configuration.md, "Job settings").
 #[derive(Clone, Debug)]
 pub struct JobSettings {
     /// When `custodian serve` runs the policy (default: manual).
@@ -357,7 +357,7 @@ pub struct ConfidentialPolicy {
 /// Media tools and secrets shared by all policies.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MediaConfig {
-    /// The keystore of DESIGN.md §3, needed to decrypt.
+    /// The keystore (docs/format-v1.md, "The keystore"), needed to decrypt.
     pub keystore: Option<PathBuf>,
     /// The ffmpeg program used for video and screen formats: a bare name is looked up in
     /// `PATH`, a path is resolved against the config file's directory.

@@ -1,4 +1,4 @@
-//! Filtering criteria (DESIGN.md §4): what a policy selects.
+//! Filtering criteria (docs/configuration.md, the `filter` table): what a policy selects.
 //!
 //! One set of criteria has two compiled forms that must agree: SQL for catalog selection
 //! ([`Filter::to_sql`]) and an in-memory predicate for directory scans ([`Filter::matches`]).

@@ -1,4 +1,4 @@
-//! Encrypted media format v1 (DESIGN.md §3): a STREAM construction over AES-256-GCM.
+//! Encrypted media format v1 (docs/format-v1.md): a STREAM construction over AES-256-GCM.
 //!
 //! Each chunk is sealed with a nonce made of a random prefix, the chunk index and a last-chunk
 //! flag, and the whole header is the associated data of every chunk. So a chunk cannot be

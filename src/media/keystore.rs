@@ -1,4 +1,4 @@
-//! The keystore: a JSON file mapping key ids to 32-byte AES keys (DESIGN.md §3).
+//! The keystore: a JSON file mapping key ids to 32-byte AES keys (docs/format-v1.md).
 //!
 //! It holds secrets, so like ssh with a private key we refuse a file that group or others can
 //! read or write, or that is owned by anyone but the user running custodian (or root), and no

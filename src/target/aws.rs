@@ -6,7 +6,7 @@
 //! and as the user metadata `sha256`, which HEAD returns for the skip-if-identical check.
 //! Multipart parts carry the SDK's CRC32 checksums. Payloads are not signed: the checksum the
 //! store verifies already covers the bytes, and signing would hash every byte once more on
-//! each side (measured: see the README's S3 table).
+//! each side (measured: see the storage-target table in docs/performance.md).
 
 use std::sync::Arc;
 use std::time::Duration;

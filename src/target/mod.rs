@@ -166,7 +166,7 @@ pub trait UploadJournal: Send + Sync {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum S3Client {
-    /// The AWS SDK (`aws-sdk-s3`): the default, measured faster (README, issue 4).
+    /// The AWS SDK (`aws-sdk-s3`): the default, measured faster (docs/performance.md).
     AwsSdk,
     /// `object_store`'s S3 client.
     ObjectStore,
