@@ -848,6 +848,26 @@ mod tests {
         }
     }
 
+    /// docs/format-v1.md promises encoders that an empty last chunk after full chunks is read.
+    #[test]
+    fn an_empty_last_chunk_after_full_chunks_is_read() {
+        let plain = pattern(8192);
+        let cipher = ChunkCipher::new(&KEY, Header::new("k1", 4096, PREFIX).unwrap());
+        let mut file = cipher.header_bytes().to_vec();
+        for (index, part) in plain.chunks(4096).enumerate() {
+            let mut chunk = [part, &[0u8; TAG_LEN]].concat();
+            cipher.seal(index as u32, false, &mut chunk);
+            file.extend_from_slice(&chunk);
+        }
+        let mut last = [0u8; TAG_LEN];
+        cipher.seal(2, true, &mut last);
+        file.extend_from_slice(&last);
+        assert_eq!(decrypt(&file, KEY).unwrap(), plain);
+        let (parallel, report) = decrypt_parallel(&file, KEY).unwrap();
+        assert_eq!(parallel, plain);
+        assert_eq!((report.chunks, report.bytes), (3, 8192));
+    }
+
     #[test]
     fn parallel_and_streaming_encryption_agree_over_several_batches() {
         // 64 KiB chunks make batches of 31 (2 MiB): this is three batches, the last one short.
