@@ -62,7 +62,7 @@ fn repository(dir: &std::path::Path) -> SqliteCatalog {
     let cat = SqliteCatalog::open(&dir.join("c.db")).unwrap();
     custodian::repository::index::index(
         &dir.join("repo"),
-        custodian::config::DEFAULT_MAX_RECORD_BYTES,
+        custodian::repository::DEFAULT_MAX_RECORD_BYTES,
         &cat,
         &Silent,
         &custodian::pipeline::Control::new(),

@@ -15,4 +15,5 @@ pub mod policy;
 pub mod progress;
 pub mod repository;
 pub mod schedule;
+pub mod settings;
 pub mod target;

@@ -10,7 +10,7 @@ use anyhow::Result;
 use clap::Parser;
 
 use custodian::catalog::RunId;
-use custodian::config::LIFECYCLE_RUN;
+use custodian::policy::lifecycle::LIFECYCLE_RUN;
 
 use cli::args::{Cli, Command};
 use cli::out::{StdoutClosed, errln};

@@ -9,7 +9,7 @@ use crate::audit::key::{self, ChainKey, KeyError};
 use crate::audit::verify::{TrailReport, check_trail};
 use crate::audit::{AuditEvent, ChainProblem, KeySource};
 use crate::catalog::{AuditQuery, CatalogError};
-use crate::config::Policy;
+use crate::policy::Policy;
 use crate::target::manifest::{self, AnchorError};
 
 /// Why the trail could not be checked, or the key not created.

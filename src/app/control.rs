@@ -11,10 +11,10 @@ use chrono::Utc;
 
 use super::{Loaded, SetupError};
 use crate::catalog::{self, Catalog, CatalogError, RunId, RunStatus};
-use crate::config::{Config, JobSettings};
+use crate::config::Config;
 use crate::pipeline::control::{self, Control, Limits, Stop};
 use crate::progress::Progress;
-use crate::schedule::{notify, runlog};
+use crate::schedule::{JobSettings, notify, runlog};
 
 /// A stopped run that has not wound down after this long (or its keep-alive, if shorter) is
 /// recorded and its process ended.
@@ -229,7 +229,7 @@ fn end_overdue(
     let message = format!(
         "{}; the run did not wind down within its grace period and its process was ended",
         match config.job(policy) {
-            Some(job) => why.describe(job),
+            Some(job) => why.describe(job.time_limit, job.keep_alive),
             None => format!("{why:?}"),
         }
     );

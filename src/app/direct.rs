@@ -17,11 +17,14 @@ use serde::Serialize;
 use super::{Loaded, SetupError};
 use crate::audit::{AuditKind, KeySource};
 use crate::catalog::sqlite::SqliteCatalog;
-use crate::catalog::{AuditQuery, Catalog, CatalogError, Exclude, IndexChange, RunStatus};
-use crate::config::{CatalogConfig, Config, Policy};
+use crate::catalog::{
+    AuditQuery, Catalog, CatalogConfig, CatalogError, Exclude, IndexChange, RunStatus,
+};
+use crate::config::Config;
 use crate::confined::ConfinedError;
 use crate::filter::Filter;
 use crate::pipeline::Control;
+use crate::policy::Policy;
 use crate::policy::direct::{self, DIRECT_CRITERIA, Found, Latencies, Watcher};
 use crate::policy::export::{RunError, RunSummary};
 use crate::progress::Silent;

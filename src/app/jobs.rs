@@ -5,9 +5,10 @@ use chrono::{DateTime, Utc};
 
 use super::{Loaded, SetupError};
 use crate::catalog::{CatalogError, FailedItem, JobRun, RunId};
-use crate::config::{Config, JobSettings, LIFECYCLE_RUN};
+use crate::config::Config;
+use crate::policy::lifecycle::LIFECYCLE_RUN;
 use crate::progress::Progress;
-use crate::schedule::Schedule;
+use crate::schedule::{JobSettings, Schedule};
 use crate::target::ObjectKey;
 use crate::target::manifest::{self, VerifyError, VerifyReport};
 

@@ -10,12 +10,11 @@ use chrono::Utc;
 use super::control::{self, ControlError, Controlled, Watchers};
 use super::{Loaded, SetupError};
 use crate::audit::{AuditKind, NewEvent};
-use crate::catalog::CatalogError;
-use crate::config::{CatalogConfig, LIFECYCLE_RUN};
+use crate::catalog::{CatalogConfig, CatalogError};
 use crate::pipeline::Control;
 use crate::policy::lifecycle::{
-    self, Acknowledgment, DueSummary, LifecyclePolicy, LifecycleVersion, Limits, RetentionAction,
-    SweepError, SweepSummary,
+    self, Acknowledgment, DueSummary, LIFECYCLE_RUN, LifecyclePolicy, LifecycleVersion, Limits,
+    RetentionAction, SweepError, SweepSummary,
 };
 use crate::policy::roles::{Actor, Permission, Roles, RolesError, describe_uid};
 use crate::progress::Progress;

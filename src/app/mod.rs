@@ -25,13 +25,14 @@ use chrono::Utc;
 
 use crate::audit::KeySource;
 use crate::catalog::{self, Catalog, CatalogError};
-use crate::config::{Config, ConfigError, ExportPolicy, Policy};
+use crate::config::{Config, ConfigError};
 use crate::confined::{ConfinedError, Dir};
 use crate::filter::Filter;
 use crate::media::keystore::{Keystore, KeystoreError};
 use crate::media::scratch::{Scratch, ScratchError};
 use crate::pipeline::Control;
-use crate::policy::export::Export;
+use crate::policy::Policy;
+use crate::policy::export::{Export, ExportPolicy};
 use crate::policy::produce::{self, MediaTools};
 use crate::progress::Progress;
 use crate::repository::index::{self, IndexError, IndexReport};

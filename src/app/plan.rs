@@ -7,10 +7,10 @@ use chrono::Utc;
 
 use super::{Loaded, SetupError};
 use crate::catalog::{CatalogError, Exclude, Mode};
-use crate::config::{ConfidentialPolicy, Policy};
 use crate::filter::Filter;
 use crate::pipeline::Control;
-use crate::policy::confidential::FlagAction;
+use crate::policy::Policy;
+use crate::policy::confidential::{ConfidentialPolicy, FlagAction};
 use crate::policy::export::PlannedConversation;
 use crate::progress::Progress;
 

@@ -19,7 +19,9 @@ use nix::unistd::Pid;
 use super::control::notify_run;
 use super::{SetupError, with_sources};
 use crate::catalog::{self, Catalog, CatalogError, Mode, RunId, RunStatus};
-use crate::config::{Config, LIFECYCLE_TARGET, Policy};
+use crate::config::Config;
+use crate::policy::Policy;
+use crate::policy::lifecycle::LIFECYCLE_TARGET;
 use crate::schedule::serve::{Due, Scheduler};
 
 /// Why serve could not start.
@@ -140,7 +142,7 @@ pub fn serve(
     let mut server = Server {
         exe: std::env::current_exe().map_err(ServeError::Executable)?,
         observer,
-        scheduler: Scheduler::new(&config, now),
+        scheduler: Scheduler::new(config.scheduled_jobs(), now),
         config_path,
         config,
         catalog,
@@ -410,7 +412,7 @@ impl Server {
             });
         match loaded {
             Ok((config, catalog)) => {
-                self.scheduler.reload(&config, Utc::now());
+                self.scheduler.reload(config.scheduled_jobs(), Utc::now());
                 self.config = config;
                 self.catalog = catalog;
                 tracing::info!(

@@ -15,8 +15,10 @@ use std::sync::{Arc, OnceLock};
 
 use ring::hmac;
 use ring::rand::SecureRandom;
+use serde::Deserialize;
 
 use crate::confined::{ConfinedError, Dir};
+use crate::settings::{Invalid, resolve};
 
 /// What a key file's bytes are tagged with to derive its public id.
 const ID_LABEL: &[u8] = b"custodian audit key id";
@@ -271,6 +273,41 @@ pub fn create_key(path: &Path) -> Result<ChainKey, KeyError> {
             path: path.to_owned(),
         }),
         Err(e) => Err(io(e)),
+    }
+}
+
+/// Default audit key file, beside the config file.
+const DEFAULT_KEY_FILE: &str = "audit.key";
+
+/// Where the audit chain's key lives: outside the catalog, so that write access to the
+/// catalog is not enough to recompute the chain after an edit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditConfig {
+    pub key_file: PathBuf,
+}
+
+/// The `[audit]` table as written.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    key_file: Option<PathBuf>,
+}
+
+impl AuditSettings {
+    /// The key file, relative to `base`, the config's directory (default: beside the config).
+    pub fn validate(self, base: &Path) -> Result<AuditConfig, Invalid> {
+        let key_file = self
+            .key_file
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_KEY_FILE));
+        if key_file.file_name().is_none() {
+            return Err(Invalid::at(
+                "key_file",
+                "must name a file (the audit key, 64 hex digits), not a directory",
+            ));
+        }
+        Ok(AuditConfig {
+            key_file: resolve(base, &key_file),
+        })
     }
 }
 

@@ -16,7 +16,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-pub use key::{ChainKey, KeyError, KeySource};
+pub use key::{AuditConfig, AuditSettings, ChainKey, KeyError, KeySource};
 
 /// What an audit event records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -7,6 +7,7 @@
 mod conformance;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod settings;
 pub mod sqlite;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -18,6 +19,8 @@ use crate::policy::lifecycle::{
     DeleteOutcome, DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion,
 };
 use crate::repository::record::Conversation;
+
+pub use settings::{CatalogConfig, CatalogSettings};
 
 /// Why a catalog operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -515,32 +518,32 @@ pub struct AuditHead {
 /// Opens the catalog a config names, appending audit events without a key: enough for
 /// commands that only read, or that record a run's end. Appending to a keyed chain through
 /// it is refused; open with [`open_keyed`] to append.
-pub fn open(config: &crate::config::CatalogConfig) -> Result<Box<dyn Catalog>> {
+pub fn open(config: &CatalogConfig) -> Result<Box<dyn Catalog>> {
     open_with(config, None)
 }
 
 /// Opens the catalog a config names, appending audit events keyed with the key at `key`.
 pub fn open_keyed(
-    config: &crate::config::CatalogConfig,
+    config: &CatalogConfig,
     key: crate::audit::KeySource,
 ) -> Result<Box<dyn Catalog>> {
     open_with(config, Some(key))
 }
 
 fn open_with(
-    config: &crate::config::CatalogConfig,
+    config: &CatalogConfig,
     key: Option<crate::audit::KeySource>,
 ) -> Result<Box<dyn Catalog>> {
     match config {
-        crate::config::CatalogConfig::Sqlite { path } => Ok(Box::new(
+        CatalogConfig::Sqlite { path } => Ok(Box::new(
             sqlite::SqliteCatalog::open(path)?.with_audit_key(key),
         )),
         #[cfg(feature = "postgres")]
-        crate::config::CatalogConfig::Postgres { url } => Ok(Box::new(
+        CatalogConfig::Postgres { url } => Ok(Box::new(
             postgres::PostgresCatalog::open(url)?.with_audit_key(key),
         )),
         #[cfg(not(feature = "postgres"))]
-        crate::config::CatalogConfig::Postgres { url } => Err(CatalogError::Open {
+        CatalogConfig::Postgres { url } => Err(CatalogError::Open {
             location: redact_url(url),
             message: POSTGRES_LEFT_OUT.into(),
         }),

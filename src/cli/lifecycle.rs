@@ -8,8 +8,7 @@ use custodian::app::Loaded;
 use custodian::app::control::Watchers;
 use custodian::app::lifecycle::{self, Sweep, Switch};
 use custodian::catalog::Mode;
-use custodian::config::LIFECYCLE_RUN;
-use custodian::policy::lifecycle::SweepSummary;
+use custodian::policy::lifecycle::{LIFECYCLE_RUN, SweepSummary};
 use custodian::repository::record::{ArtifactType, AudioRecordingType};
 
 use super::args::Cli;

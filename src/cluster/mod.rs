@@ -330,7 +330,10 @@ pub fn run_node(
     report.stopped = control
         .stopped()
         .filter(|_| report.finished.is_none())
-        .map(|why| why.describe(&export.policy.job));
+        .map(|why| {
+            let job = &export.policy.job;
+            why.describe(job.time_limit, job.keep_alive)
+        });
     report.per_node = units.node_counters(run)?;
     Ok(report)
 }

@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::catalog::{RunId, RunStatus};
-use crate::config::JobSettings;
+
+/// The keep-alive timeout of a job that sets none.
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(15 * 60);
 
 /// Why a run was stopped before it finished.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,17 +53,17 @@ impl Stop {
         }
     }
 
-    /// Why, for the job history.
-    pub fn describe(self, job: &JobSettings) -> String {
+    /// Why, for the job history, given the run's time limit and keep-alive timeout.
+    pub fn describe(self, time_limit: Option<Duration>, keep_alive: Duration) -> String {
         match self {
             Stop::Failed => "stopped by an error".into(),
             Stop::TimedOut => format!(
                 "stopped at the execution time limit ({})",
-                humantime::format_duration(job.time_limit.unwrap_or_default())
+                humantime::format_duration(time_limit.unwrap_or_default())
             ),
             Stop::Stalled => format!(
                 "stopped after no progress for the keep-alive timeout ({})",
-                humantime::format_duration(job.keep_alive)
+                humantime::format_duration(keep_alive)
             ),
             Stop::Cancelled => "cancelled by a signal".into(),
             Stop::TargetFull => "stopped because the target is out of space: free space on it (or point the policy at another target) and run it again".into(),

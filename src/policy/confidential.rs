@@ -12,11 +12,14 @@ use crate::audit::current_actor;
 use crate::catalog::{
     Catalog, CatalogError, ConfidentialPage, Counters, Exclude, Mode, RunId, RunStatus,
 };
-use crate::config::ConfidentialPolicy;
-use crate::filter::Filter;
+use crate::filter::{Criteria, Filter};
 use crate::pipeline::Control;
 use crate::progress::Progress;
 use crate::repository::index::IndexReport;
+use crate::schedule::JobSettings;
+use crate::settings::Invalid;
+
+use super::PolicySettings;
 
 /// Conversations handled per catalog transaction.
 const PAGE: usize = 2_000;
@@ -32,6 +35,47 @@ pub enum FlagAction {
 impl FlagAction {
     pub fn value(self) -> bool {
         self == FlagAction::Set
+    }
+}
+
+/// A confidential-flag policy: sets or clears the flag on the conversations its filter matches.
+#[derive(Clone, Debug)]
+pub struct ConfidentialPolicy {
+    pub name: String,
+    pub enabled: bool,
+    pub mode: Mode,
+    pub flag: FlagAction,
+    pub job: JobSettings,
+    pub criteria: Criteria,
+}
+
+impl ConfidentialPolicy {
+    /// Policy `name`'s flag, with its checked `job` settings; the keys of exports are refused.
+    pub(super) fn from_settings(
+        name: &str,
+        p: &PolicySettings,
+        job: JobSettings,
+    ) -> Result<ConfidentialPolicy, Invalid> {
+        if let Some(key) = p.export_key() {
+            return Err(Invalid::at(
+                key,
+                "a confidential-flag policy only sets or clears the flag; export settings do not apply",
+            ));
+        }
+        let flag = p.flag.ok_or_else(|| {
+            Invalid::at(
+                "action",
+                "a confidential policy needs `flag = \"set\"` or `flag = \"clear\"`",
+            )
+        })?;
+        Ok(ConfidentialPolicy {
+            name: name.to_owned(),
+            enabled: p.enabled,
+            mode: p.mode.unwrap_or(Mode::Incremental),
+            flag,
+            job,
+            criteria: p.filter.clone(),
+        })
     }
 }
 
@@ -114,7 +158,7 @@ pub fn run(
     let error_summary = match stopped {
         Some(why) => Some(format!(
             "{}; {processed} of {selected} conversation(s) done",
-            why.describe(&policy.job)
+            why.describe(policy.job.time_limit, policy.job.keep_alive)
         )),
         None => super::index_failure_summary(&index_failures),
     };

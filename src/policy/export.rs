@@ -14,9 +14,8 @@ use crate::catalog::{
     Catalog, CatalogError, Counters, Exclude, ExportedArtifact, FailedItem, ItemOutcome, KeyClaim,
     Mode, ObjectRecord, RunId, RunStatus, Selected,
 };
-use crate::config::ExportPolicy;
 use crate::confined::{ConfinedError, Dir, is_plain_name};
-use crate::filter::Filter;
+use crate::filter::{Criteria, Filter, normalize_extension};
 use crate::media::audio::{self, VoiceFormat, VoiceSpec};
 use crate::media::keystore::Keystore;
 use crate::media::scratch::Scratch;
@@ -26,17 +25,171 @@ use crate::policy::produce::{
     ItemError, MediaTools, Place, Shared, Sink, Transform, Verified, Written, open_decrypted,
     run_ffmpeg, transform_for,
 };
-use crate::policy::template::FileName;
+use crate::policy::template::{DEFAULT_FILENAME_FORMAT, FileName, Template};
 use crate::progress::Progress;
 use crate::repository::index::IndexReport;
 use crate::repository::record::{
     Artifact, ArtifactType, Conversation, ConversationType, RECORD_FILE,
 };
+use crate::schedule::JobSettings;
+use crate::settings::Invalid;
 use crate::target::manifest::{self, ManifestError, RESERVED_PREFIX};
 use crate::target::{Expected, ObjectKey, Target, TargetError};
 
+use super::PolicySettings;
+
 /// Conversations fetched from the catalog per page.
 const PAGE: usize = 512;
+
+/// An export policy's settings.
+#[derive(Clone, Debug)]
+pub struct ExportPolicy {
+    pub name: String,
+    pub enabled: bool,
+    pub target: String,
+    pub mode: Mode,
+    pub job: JobSettings,
+    pub filename: Template,
+    pub metadata_file: bool,
+    /// Only files with these extensions are exported (lower case, no dot); `None` = all.
+    pub file_extensions: Option<Vec<String>>,
+    pub concurrency: usize,
+    /// Export encrypted artifacts decrypted (the originals stay encrypted).
+    pub decrypt: bool,
+    /// Produce a media file for CDR-only trader-voice records by stitching channel segments;
+    /// when false only their metadata file is exported.
+    pub stitch_cdr_only: bool,
+    /// Export the attachment files of IM conversations.
+    pub im_attachments: bool,
+    /// One zip per conversation (media + metadata) instead of loose files.
+    pub zip: bool,
+    /// Container (file extension) video and screen recordings are transcoded to by ffmpeg.
+    pub video_format: Option<String>,
+    /// Voice recordings (and stitched CDR-only calls) are transcoded to this.
+    pub voice: Option<VoiceSpec>,
+    pub criteria: Criteria,
+}
+
+/// Default workers of an export to a remote target.
+const REMOTE_CONCURRENCY: usize = 16;
+
+/// Sample rates LAME encodes.
+const MP3_RATES: [u32; 9] = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000];
+
+impl ExportPolicy {
+    /// The export-only keys of policy `name` (`remote_target`: whether its target is an
+    /// object store), with its checked `job` settings.
+    pub(super) fn from_settings(
+        name: &str,
+        p: &PolicySettings,
+        job: JobSettings,
+        remote_target: bool,
+    ) -> Result<ExportPolicy, Invalid> {
+        if p.flag.is_some() {
+            return Err(Invalid::at(
+                "flag",
+                "`flag` belongs to confidential policies (action = \"confidential\")",
+            ));
+        }
+        let target = p
+            .target
+            .clone()
+            .ok_or_else(|| Invalid::at("action", "an export policy needs `target`"))?;
+        let filename = Template::parse(
+            p.filename_format
+                .as_deref()
+                .unwrap_or(DEFAULT_FILENAME_FORMAT),
+        )
+        .and_then(|t| t.check_distinct(p.filter.tenants.len() == 1).map(|()| t))
+        .map_err(|m| Invalid::at("filename_format", m))?;
+        let file_extensions = match &p.file_extensions {
+            Some(list)
+                if list.is_empty() || list.iter().any(|e| normalize_extension(e).is_empty()) =>
+            {
+                return Err(Invalid::at(
+                    "file_extensions",
+                    "list extensions such as [\"wav\", \"vtr\"]; leave the key out to export every file",
+                ));
+            }
+            Some(list) => Some(list.iter().map(|e| normalize_extension(e)).collect()),
+            None => None,
+        };
+        let concurrency = match p.concurrency {
+            Some(0) => return Err(Invalid::at("concurrency", "must be at least 1")),
+            Some(n) => n,
+            // Uploads to a remote store mostly wait on the network, so more workers than
+            // cores keep it busy.
+            None if remote_target => REMOTE_CONCURRENCY,
+            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        };
+        let video_format = match &p.video_format {
+            Some(f) if f.is_empty() || !f.chars().all(|c| c.is_ascii_alphanumeric()) => {
+                return Err(Invalid::at(
+                    "video_format",
+                    "name the container as a file extension, such as \"mp4\" or \"webm\"",
+                ));
+            }
+            f => f.clone(),
+        };
+        Ok(ExportPolicy {
+            name: name.to_owned(),
+            enabled: p.enabled,
+            target,
+            mode: p.mode.unwrap_or(Mode::Incremental),
+            filename,
+            metadata_file: p.metadata_file.unwrap_or(true),
+            file_extensions,
+            concurrency,
+            decrypt: p.decrypt.unwrap_or(false),
+            stitch_cdr_only: p.stitch_cdr_only.unwrap_or(false),
+            im_attachments: p.im_attachments.unwrap_or(false),
+            zip: p.zip.unwrap_or(false),
+            video_format,
+            voice: voice_spec(p)?,
+            criteria: p.filter.clone(),
+            job,
+        })
+    }
+}
+
+/// The voice output of a policy.
+fn voice_spec(p: &PolicySettings) -> Result<Option<VoiceSpec>, Invalid> {
+    let Some(format) = p.voice_format else {
+        return match (p.voice_rate, p.voice_channels) {
+            (None, None) => Ok(None),
+            (Some(_), _) => Err(Invalid::at("voice_rate", "set `voice_format` too")),
+            (None, Some(_)) => Err(Invalid::at("voice_channels", "set `voice_format` too")),
+        };
+    };
+    match p.voice_rate {
+        Some(r) if !(1000..=384_000).contains(&r) => {
+            return Err(Invalid::at(
+                "voice_rate",
+                format!("{r} Hz is outside 1000..=384000"),
+            ));
+        }
+        Some(r) if format == VoiceFormat::Mp3 && !MP3_RATES.contains(&r) => {
+            return Err(Invalid::at(
+                "voice_rate",
+                format!("MP3 cannot be {r} Hz; use one of {MP3_RATES:?}"),
+            ));
+        }
+        _ => {}
+    }
+    if let Some(c) = p.voice_channels
+        && !(1..=8).contains(&c)
+    {
+        return Err(Invalid::at(
+            "voice_channels",
+            format!("{c} channels is outside 1..=8"),
+        ));
+    }
+    Ok(Some(VoiceSpec {
+        format,
+        rate: p.voice_rate,
+        channels: p.voice_channels,
+    }))
+}
 
 /// Why a run could not go on (item failures are not errors; they are counted).
 #[derive(Debug, thiserror::Error)]
@@ -827,7 +980,7 @@ impl Export<'_> {
             stopped.map(|why| {
                 format!(
                     "{}; {} of {selected} conversation(s) done, the next run goes on from there",
-                    why.describe(&self.policy.job),
+                    why.describe(self.policy.job.time_limit, self.policy.job.keep_alive),
                     counters.exported + counters.failed
                 )
             }),

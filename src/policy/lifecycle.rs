@@ -24,14 +24,81 @@ use std::time::Instant;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, CatalogError, Fingerprint, Mode, RunId, RunStatus};
-use crate::config::{JobSettings, LIFECYCLE_RUN, LIFECYCLE_TARGET};
 use crate::confined::{ConfinedError, Dir};
 use crate::pipeline::Control;
 use crate::repository::index::IndexReport;
 use crate::repository::record::{ArtifactType, AudioRecordingType, Conversation, RECORD_FILE};
+use crate::schedule::JobSettings;
+use crate::schedule::notify::NotifySettings;
+use crate::settings::{Invalid, resolve};
+
+/// Name `custodian run` and `plan` give the lifecycle sweep; no config policy may take it.
+pub const LIFECYCLE_RUN: &str = "lifecycle";
+
+/// What the job history names as the lifecycle sweep's target: it deletes from the repository.
+pub const LIFECYCLE_TARGET: &str = "repository";
+
+/// Settings of the lifecycle sweep and of lifecycle policy management.
+#[derive(Clone, Debug)]
+pub struct LifecycleConfig {
+    /// The roles file granting lifecycle permissions to users and groups.
+    pub roles: Option<PathBuf>,
+    /// Most artifacts one `run lifecycle` may delete without `--force`.
+    pub max_deletes_per_run: u64,
+    /// Largest share (0..=1) of the catalog's artifacts one run may delete without `--force`.
+    pub max_delete_share: f64,
+    /// When `custodian serve` runs the sweep, and its run control, log and notifications.
+    pub job: JobSettings,
+}
+
+/// The `[lifecycle]` table as written.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleSettings {
+    roles: Option<PathBuf>,
+    max_deletes_per_run: Option<u64>,
+    max_delete_share: Option<f64>,
+    schedule: Option<String>,
+    timezone: Option<String>,
+    keep_job_history_days: Option<u32>,
+    time_limit: Option<String>,
+    keep_alive: Option<String>,
+    log_dir: Option<PathBuf>,
+    notify: Option<NotifySettings>,
+}
+
+crate::schedule::job_keys!(LifecycleSettings);
+
+impl LifecycleSettings {
+    /// The sweep's settings, paths relative to `base`, the config's directory.
+    pub fn validate(&self, base: &Path) -> Result<LifecycleConfig, Invalid> {
+        let mut lifecycle = LifecycleConfig {
+            roles: self.roles.as_ref().map(|r| resolve(base, r)),
+            max_deletes_per_run: 100_000,
+            max_delete_share: 0.10,
+            job: self.job().validate(base)?,
+        };
+        if let Some(n) = self.max_deletes_per_run {
+            if n == 0 {
+                return Err(Invalid::at("max_deletes_per_run", "must be at least 1"));
+            }
+            lifecycle.max_deletes_per_run = n;
+        }
+        if let Some(share) = self.max_delete_share {
+            if !(share > 0.0 && share <= 1.0) {
+                return Err(Invalid::at(
+                    "max_delete_share",
+                    "a share of the catalog between 0 (exclusive) and 1, such as 0.1 for 10%",
+                ));
+            }
+            lifecycle.max_delete_share = share;
+        }
+        Ok(lifecycle)
+    }
+}
 
 /// What a version does with the artifacts of its type in active storage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -449,7 +516,7 @@ pub fn run(
     let error_summary = match (stopped, report.failures.first()) {
         (Some(why), _) => Some(format!(
             "{}; {} of {} due artifact(s) deleted",
-            why.describe(job),
+            why.describe(job.time_limit, job.keep_alive),
             report.deleted,
             counters.selected
         )),

@@ -9,6 +9,9 @@
 
 use crate::repository::record::{ArtifactType, Conversation};
 
+/// Default filename format of export policies.
+pub const DEFAULT_FILENAME_FORMAT: &str = "{tenant}/{yyyy}/{MM}/{dd}/{id}/{file}";
+
 /// A placeholder of the filename format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Field {
@@ -364,7 +367,7 @@ mod tests {
     #[test]
     fn formats_with_whole_identity_components_are_accepted() {
         assert_eq!(
-            Template::parse(crate::config::DEFAULT_FILENAME_FORMAT)
+            Template::parse(DEFAULT_FILENAME_FORMAT)
                 .unwrap()
                 .check_distinct(false),
             Ok(())

@@ -14,12 +14,18 @@ pub mod notify;
 pub mod runlog;
 pub mod serve;
 
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
+
+use crate::pipeline::control::DEFAULT_KEEP_ALIVE;
+use crate::settings::{Invalid, positive_duration, resolve};
+use notify::{Notify, NotifySettings};
 
 /// When a policy runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,7 +140,7 @@ impl Schedule {
 }
 
 /// A timezone by IANA name (`Europe/London`), or the system's when `name` is None.
-pub fn timezone(name: Option<&str>) -> Result<Tz, String> {
+fn timezone(name: Option<&str>) -> Result<Tz, String> {
     match name {
         Some(n) => n.parse::<Tz>().map_err(|_| {
             format!("`{n}` is not an IANA timezone name; write one such as Europe/London or America/New_York")
@@ -142,6 +148,102 @@ pub fn timezone(name: Option<&str>) -> Result<Tz, String> {
         None => Ok(system_timezone()),
     }
 }
+
+/// The settings every scheduled job has: each policy, and the lifecycle sweep
+/// (docs/configuration.md, "Job settings").
+#[derive(Clone, Debug)]
+pub struct JobSettings {
+    /// When `custodian serve` runs the job (default: manual).
+    pub schedule: Schedule,
+    /// The timezone of the schedule, of relative date criteria and of the filename format's
+    /// date fields (default: the system's).
+    pub timezone: Tz,
+    /// Succeeded runs older than this many days leave the job history (default 60).
+    pub keep_job_history_days: u32,
+    /// A run still going after this long is stopped as `timed_out` (default: no limit).
+    pub time_limit: Option<Duration>,
+    /// A run that reports no progress for this long is stopped as `stalled` (default 15 min).
+    pub keep_alive: Duration,
+    /// Each run writes a detailed log file here (default: none).
+    pub log_dir: Option<PathBuf>,
+    /// Who hears about completed and failed runs.
+    pub notify: Option<Notify>,
+}
+
+/// The job-setting keys of a table that has them, as written.
+#[derive(Default)]
+pub struct JobKeys<'a> {
+    pub schedule: Option<&'a str>,
+    pub timezone: Option<&'a str>,
+    pub keep_job_history_days: Option<u32>,
+    pub time_limit: Option<&'a str>,
+    pub keep_alive: Option<&'a str>,
+    pub log_dir: Option<&'a PathBuf>,
+    pub notify: Option<&'a NotifySettings>,
+}
+
+impl JobKeys<'_> {
+    /// The job settings, `log_dir` relative to `base`, the config's directory.
+    pub fn validate(self, base: &Path) -> Result<JobSettings, Invalid> {
+        let schedule = match self.schedule {
+            Some(spec) => spec.parse().map_err(|m| Invalid::at("schedule", m))?,
+            None => Schedule::Manual,
+        };
+        let timezone = timezone(self.timezone).map_err(|m| Invalid::at("timezone", m))?;
+        let keep_job_history_days = match self.keep_job_history_days {
+            Some(0) => {
+                return Err(Invalid::at(
+                    "keep_job_history_days",
+                    "keep at least 1 day of job history",
+                ));
+            }
+            Some(days) => days,
+            None => 60,
+        };
+        let time_limit = self
+            .time_limit
+            .map(|t| positive_duration(t).map_err(|m| Invalid::at("time_limit", m)))
+            .transpose()?;
+        let keep_alive = match self.keep_alive {
+            Some(t) => positive_duration(t).map_err(|m| Invalid::at("keep_alive", m))?,
+            None => DEFAULT_KEEP_ALIVE,
+        };
+        let notify = self
+            .notify
+            .map(|n| n.validate().map_err(|e| e.under("notify")))
+            .transpose()?;
+        Ok(JobSettings {
+            schedule,
+            timezone,
+            keep_job_history_days,
+            time_limit,
+            keep_alive,
+            log_dir: self.log_dir.map(|d| resolve(base, d)),
+            notify,
+        })
+    }
+}
+
+/// Gives each raw table with the job-setting keys a `job()` view of them as [`JobKeys`]: the
+/// tables deny unknown keys, which serde's `flatten` cannot share.
+macro_rules! job_keys {
+    ($($table:ty),*) => {$(
+        impl $table {
+            fn job(&self) -> $crate::schedule::JobKeys<'_> {
+                $crate::schedule::JobKeys {
+                    schedule: self.schedule.as_deref(),
+                    timezone: self.timezone.as_deref(),
+                    keep_job_history_days: self.keep_job_history_days,
+                    time_limit: self.time_limit.as_deref(),
+                    keep_alive: self.keep_alive.as_deref(),
+                    log_dir: self.log_dir.as_ref(),
+                    notify: self.notify.as_ref(),
+                }
+            }
+        }
+    )*};
+}
+pub(crate) use job_keys;
 
 /// The system's timezone: `TZ`, else `/etc/timezone`, else the `/etc/localtime` link; UTC if
 /// none names a known zone.

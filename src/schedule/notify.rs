@@ -9,6 +9,7 @@ use lettre::{Message, SmtpTransport, Transport};
 use serde::Deserialize;
 
 use crate::catalog::{JobRun, RunStatus};
+use crate::settings::Invalid;
 
 /// How the SMTP connection is protected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -93,7 +94,7 @@ pub struct Notify {
 }
 
 /// Comma-separated addresses, each `user@host` or `Name <user@host>`.
-pub fn parse_addresses(list: &str) -> Result<Vec<Mailbox>, String> {
+fn parse_addresses(list: &str) -> Result<Vec<Mailbox>, String> {
     let to: Vec<Mailbox> = list
         .split(',')
         .map(str::trim)
@@ -123,6 +124,91 @@ impl Notify {
             NotifyWhen::EveryTime => true,
             NotifyWhen::FirstOfConsecutive => previous != Some(status),
         }
+    }
+}
+
+/// The `[email]` table as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSettings {
+    smtp_host: String,
+    smtp_port: Option<u16>,
+    security: Option<SmtpSecurity>,
+    username: Option<String>,
+    password: Option<String>,
+    password_env: Option<String>,
+    from: String,
+    portal_url: Option<String>,
+    timeout_secs: Option<u64>,
+}
+
+impl EmailSettings {
+    pub fn validate(&self) -> Result<EmailConfig, Invalid> {
+        if self.smtp_host.is_empty() {
+            return Err(Invalid::at("smtp_host", "name the SMTP server"));
+        }
+        let from = self.from.parse().map_err(|err| {
+            Invalid::at("from", format!("`{}` is not an address: {err}", self.from))
+        })?;
+        let security = self.security.unwrap_or(SmtpSecurity::Starttls);
+        if self.password.is_some() && self.password_env.is_some() {
+            return Err(Invalid::at(
+                "password_env",
+                "set `password` or `password_env`, not both",
+            ));
+        }
+        if (self.password.is_some() || self.password_env.is_some()) && self.username.is_none() {
+            return Err(Invalid::at("username", "a password needs a `username`"));
+        }
+        if let Some(url) = &self.portal_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(Invalid::at(
+                "portal_url",
+                "the web portal's address, such as \"https://custodian.example.com\"",
+            ));
+        }
+        let timeout = match self.timeout_secs {
+            Some(0) => return Err(Invalid::at("timeout_secs", "must be at least 1 second")),
+            Some(s) => Duration::from_secs(s),
+            None => Duration::from_secs(30),
+        };
+        Ok(EmailConfig {
+            host: self.smtp_host.clone(),
+            port: self.smtp_port.unwrap_or(security.default_port()),
+            security,
+            username: self.username.clone(),
+            password: match (&self.password, &self.password_env) {
+                (Some(p), _) => Some(Secret::Value(p.clone())),
+                (None, Some(var)) => Some(Secret::Env(var.clone())),
+                (None, None) => None,
+            },
+            from,
+            portal_url: self
+                .portal_url
+                .as_ref()
+                .map(|u| u.trim_end_matches('/').to_owned()),
+            timeout,
+        })
+    }
+}
+
+/// A job's `notify` table as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySettings {
+    to: String,
+    on_completion: Option<NotifyWhen>,
+    on_failure: Option<NotifyWhen>,
+}
+
+impl NotifySettings {
+    pub fn validate(&self) -> Result<Notify, Invalid> {
+        Ok(Notify {
+            to: parse_addresses(&self.to).map_err(|m| Invalid::at("to", m))?,
+            on_completion: self.on_completion.unwrap_or(NotifyWhen::Never),
+            on_failure: self.on_failure.unwrap_or(NotifyWhen::EveryTime),
+        })
     }
 }
 

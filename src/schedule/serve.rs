@@ -7,8 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use super::Schedule;
-use crate::config::Config;
+use super::{JobSettings, Schedule};
 
 /// An occurrence of a policy's schedule.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,19 +34,25 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Schedules every enabled, non-manual policy of `config`, and the lifecycle sweep when it
-    /// has a schedule, from `now`.
-    pub fn new(config: &Config, now: DateTime<Utc>) -> Scheduler {
+    /// Schedules each of `jobs` (named job settings) from `now`.
+    pub fn new<'a>(
+        jobs: impl IntoIterator<Item = (&'a str, &'a JobSettings)>,
+        now: DateTime<Utc>,
+    ) -> Scheduler {
         let mut s = Scheduler::default();
-        s.reload(config, now);
+        s.reload(jobs, now);
         s
     }
 
-    /// Takes the schedules of a reloaded config. Runs going on are unaffected; waiting
-    /// occurrences of policies no longer scheduled are dropped.
-    pub fn reload(&mut self, config: &Config, now: DateTime<Utc>) {
-        self.entries = config
-            .scheduled_jobs()
+    /// Takes the schedules of a reloaded config's `jobs`. Runs going on are unaffected;
+    /// waiting occurrences of policies no longer scheduled are dropped.
+    pub fn reload<'a>(
+        &mut self,
+        jobs: impl IntoIterator<Item = (&'a str, &'a JobSettings)>,
+        now: DateTime<Utc>,
+    ) {
+        self.entries = jobs
+            .into_iter()
             .map(|(name, job)| {
                 let next = job.schedule.next_after(now, job.timezone);
                 (
@@ -130,53 +135,44 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schedule::JobKeys;
     use std::path::Path;
 
-    fn config(policies: &str) -> Config {
-        Config::parse(
-            Path::new("/etc/custodian.toml"),
-            &format!(
-                "[repository]\nroot = \"r\"\n[targets.t]\nkind = \"filesystem\"\npath = \"/t\"\n{policies}"
-            ),
-        )
-        .unwrap()
+    /// Job `a` due hourly at :00 and `b` at :30 (UTC), as a config has them, each optionally.
+    fn jobs(a: bool, b: bool) -> Vec<(&'static str, JobSettings)> {
+        let job = |schedule| {
+            let keys = JobKeys {
+                schedule: Some(schedule),
+                timezone: Some("UTC"),
+                ..JobKeys::default()
+            };
+            keys.validate(Path::new("/etc")).unwrap()
+        };
+        [("a", a, "hourly at :00"), ("b", b, "hourly at :30")]
+            .into_iter()
+            .filter(|(_, on, _)| *on)
+            .map(|(name, _, schedule)| (name, job(schedule)))
+            .collect()
+    }
+
+    fn scheduler(jobs: &[(&'static str, JobSettings)], now: DateTime<Utc>) -> Scheduler {
+        Scheduler::new(jobs.iter().map(|(n, j)| (*n, j)), now)
     }
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
     }
 
-    const TWO: &str = r#"
-[policies.a]
-action = "export"
-target = "t"
-schedule = "hourly at :00"
-timezone = "UTC"
-[policies.b]
-action = "export"
-target = "t"
-schedule = "hourly at :30"
-timezone = "UTC"
-[policies.manual]
-action = "export"
-target = "t"
-[policies.off]
-action = "export"
-target = "t"
-enabled = false
-schedule = "hourly at :00"
-"#;
-
     #[test]
-    fn only_enabled_scheduled_policies_are_planned() {
-        let s = Scheduler::new(&config(TWO), at("2026-05-01T10:10:00Z"));
+    fn the_next_wake_is_the_earliest_next_occurrence() {
+        let s = scheduler(&jobs(true, true), at("2026-05-01T10:10:00Z"));
         assert_eq!(s.scheduled(), 2);
         assert_eq!(s.next_wake(), Some(("b", at("2026-05-01T10:30:00Z"))));
     }
 
     #[test]
     fn a_policy_still_running_skips_its_next_occurrence() {
-        let mut s = Scheduler::new(&config(TWO), at("2026-05-01T10:50:00Z"));
+        let mut s = scheduler(&jobs(true, true), at("2026-05-01T10:50:00Z"));
         assert!(s.tick(at("2026-05-01T10:59:59Z")).is_empty());
         assert_eq!(s.start_next(4), None);
         assert!(s.tick(at("2026-05-01T11:00:00Z")).is_empty());
@@ -203,7 +199,7 @@ schedule = "hourly at :00"
 
     #[test]
     fn occurrences_wait_for_a_free_slot_and_missed_ones_run_once() {
-        let mut s = Scheduler::new(&config(TWO), at("2026-05-01T10:00:30Z"));
+        let mut s = scheduler(&jobs(true, true), at("2026-05-01T10:00:30Z"));
         // Asleep for three hours: each policy runs once, not once per missed occurrence.
         assert!(s.tick(at("2026-05-01T13:45:00Z")).is_empty());
         let first = s.start_next(1).unwrap();
@@ -216,10 +212,11 @@ schedule = "hourly at :00"
 
     #[test]
     fn reload_drops_waiting_occurrences_of_removed_policies() {
-        let mut s = Scheduler::new(&config(TWO), at("2026-05-01T10:00:30Z"));
+        let mut s = scheduler(&jobs(true, true), at("2026-05-01T10:00:30Z"));
         s.tick(at("2026-05-01T11:45:00Z"));
+        let fewer = jobs(true, false);
         s.reload(
-            &config(&TWO.replace("schedule = \"hourly at :30\"", "")),
+            fewer.iter().map(|(n, j)| (*n, j)),
             at("2026-05-01T11:45:01Z"),
         );
         assert_eq!(s.scheduled(), 1);

@@ -13,6 +13,7 @@ pub mod manifest;
 mod objstore;
 #[cfg(feature = "remote")]
 pub mod remote;
+mod settings;
 
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sha2::{Digest, Sha256};
 
 use crate::catalog::{ObjectRecord, RunId};
+
+pub use settings::{TargetConfig, TargetSettings};
 
 /// Why a target operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -513,10 +516,9 @@ pub enum PutError {
 /// targets note their multipart uploads in `journal`.
 pub fn build(
     name: &str,
-    config: &crate::config::TargetConfig,
+    config: &TargetConfig,
     journal: Option<std::sync::Arc<dyn UploadJournal>>,
 ) -> Result<Box<dyn Target>, TargetError> {
-    use crate::config::TargetConfig;
     #[cfg(not(feature = "remote"))]
     let _ = journal;
     Ok(match config {
