@@ -13,7 +13,7 @@ use custodian::config::Config;
 use custodian::filter::{Criteria, Filter};
 use custodian::repository::record::Conversation;
 use custodian::target::fs::FsTarget;
-use custodian::target::{ObjectKey, put_stream};
+use custodian::target::{ObjectKey, WriteContext, put_stream};
 
 fn record(i: usize, size: usize) -> Conversation {
     serde_json::from_value(serde_json::json!({
@@ -38,7 +38,19 @@ fn copy_to_target(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(data.len() as u64));
         group.bench_function(
             BenchmarkId::new("hash_and_write", format!("{mib}MiB")),
-            |b| b.iter(|| put_stream(&target, &key, &mut &data[..], &mut buffer, None).unwrap()),
+            |b| {
+                b.iter(|| {
+                    put_stream(
+                        &target,
+                        &key,
+                        &mut &data[..],
+                        &mut buffer,
+                        None,
+                        &WriteContext::default(),
+                    )
+                    .unwrap()
+                })
+            },
         );
     }
     group.finish();

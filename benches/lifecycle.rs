@@ -7,13 +7,13 @@ use chrono::Utc;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 use custodian::audit::{AuditKind, NewEvent};
+use custodian::catalog::lifecycle::{
+    DeleteOutcome, DueQuery, LifecyclePolicy, LifecycleVersion, RetentionAction,
+};
 use custodian::catalog::sqlite::SqliteCatalog;
 use custodian::catalog::{Catalog, Fingerprint, IndexChange};
 use custodian::pipeline::Control;
-use custodian::policy::lifecycle::{
-    self, DeleteOutcome, Deleter, DueQuery, LifecyclePolicy, LifecycleVersion, Limits,
-    RetentionAction,
-};
+use custodian::policy::lifecycle::{self, Deleter, Limits};
 use custodian::progress::Silent;
 use custodian::repository::record::ArtifactType;
 
@@ -60,7 +60,7 @@ fn repository(dir: &std::path::Path) -> SqliteCatalog {
         std::fs::write(conv.join("conversation.json"), record.to_string()).unwrap();
     }
     let cat = SqliteCatalog::open(&dir.join("c.db")).unwrap();
-    custodian::repository::index::index(
+    custodian::policy::index::index(
         &dir.join("repo"),
         custodian::repository::DEFAULT_MAX_RECORD_BYTES,
         &cat,

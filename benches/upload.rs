@@ -5,7 +5,7 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 use custodian::config::Config;
-use custodian::target::{ObjectKey, put_stream};
+use custodian::target::{ObjectKey, WriteContext, put_stream};
 
 const ACCESS_KEY: &str = "bench";
 const SECRET_KEY: &str = "bench-secret";
@@ -67,7 +67,15 @@ fn upload(c: &mut Criterion) {
             group.throughput(Throughput::Bytes(data.len() as u64));
             group.bench_function(BenchmarkId::new(client, format!("{mib}MiB")), |b| {
                 b.iter(|| {
-                    put_stream(target.as_ref(), &key, &mut &data[..], &mut buffer, None).unwrap()
+                    put_stream(
+                        target.as_ref(),
+                        &key,
+                        &mut &data[..],
+                        &mut buffer,
+                        None,
+                        &WriteContext::default(),
+                    )
+                    .unwrap()
                 })
             });
         }

@@ -15,11 +15,10 @@ use anyhow::Result;
 use chrono::{DateTime, TimeDelta, Utc};
 use clap::Parser;
 use custodian::audit::{AuditKind, NewEvent};
+use custodian::catalog::lifecycle::{DueQuery, LifecyclePolicy, LifecycleVersion, RetentionAction};
 use custodian::catalog::sqlite::SqliteCatalog;
 use custodian::catalog::{Catalog, Fingerprint, IndexChange};
-use custodian::policy::lifecycle::{
-    self, DueQuery, LifecyclePolicy, LifecycleVersion, RetentionAction,
-};
+use custodian::policy::lifecycle;
 use custodian::repository::record::ArtifactType;
 
 #[derive(Parser)]

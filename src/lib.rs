@@ -17,3 +17,4 @@ pub mod repository;
 pub mod schedule;
 pub mod settings;
 pub mod target;
+pub mod users;

@@ -11,6 +11,7 @@ use clap::Parser;
 
 use custodian::catalog::RunId;
 use custodian::policy::lifecycle::LIFECYCLE_RUN;
+use custodian::schedule::runlog::RunLog;
 
 use cli::args::{Cli, Command};
 use cli::out::{StdoutClosed, errln};
@@ -22,6 +23,7 @@ fn main() -> ExitCode {
         Command::Serve { .. } => "warn,custodian=info,symphonia=error",
         _ => "warn,symphonia=error",
     };
+    let run_log = RunLog::default();
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
@@ -36,11 +38,11 @@ fn main() -> ExitCode {
                         .unwrap_or_else(|_| default_filter.into()),
                 ),
         )
-        .with(custodian::schedule::runlog::layer())
+        .with(run_log.layer())
         .init();
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
-    match dispatch(&cli) {
+    match dispatch(&cli, &run_log) {
         Ok(code) => ExitCode::from(code),
         // The reader of stdout went away once the work was done and recorded: end quietly.
         Err(e) if e.chain().any(|c| c.is::<StdoutClosed>()) => ExitCode::SUCCESS,
@@ -58,7 +60,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn dispatch(cli: &Cli) -> Result<u8> {
+fn dispatch(cli: &Cli, run_log: &RunLog) -> Result<u8> {
     match &cli.command {
         Command::Index => cli::run::index(cli),
         Command::Run {
@@ -69,9 +71,9 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             cluster,
         } => match (policy.as_str(), dry_run) {
             (LIFECYCLE_RUN, true) => cli::lifecycle::plan(cli, *no_index),
-            (LIFECYCLE_RUN, false) => cli::lifecycle::run(cli, *no_index, *force),
+            (LIFECYCLE_RUN, false) => cli::lifecycle::run(cli, *no_index, *force, run_log),
             (_, true) => cli::run::plan(cli, policy, *no_index),
-            (_, false) => cli::run::run(cli, policy, *no_index, cluster),
+            (_, false) => cli::run::run(cli, policy, *no_index, cluster, run_log),
         },
         Command::Plan { policy, no_index } if policy == LIFECYCLE_RUN => {
             cli::lifecycle::plan(cli, *no_index)
@@ -80,7 +82,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         Command::Lifecycle { command } => cli::lifecycle::command(cli, command),
         Command::Schedules => cli::jobs::schedules(cli),
         Command::Serve(args) => cli::serve::serve(cli, args),
-        Command::Direct(args) => cli::direct::direct(cli, args),
+        Command::Direct(args) => cli::direct::direct(cli, args, run_log),
         Command::Jobs { command } => cli::jobs::jobs(cli, command),
         Command::Audit { command } => cli::audit::audit(cli, command),
         Command::Verify { run } => cli::jobs::verify(cli, RunId(*run)),

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::{Loaded, SetupError, with_sources};
 use crate::audit::key::{self, ChainKey, KeyError};
-use crate::audit::verify::{TrailReport, check_trail};
 use crate::audit::{AuditEvent, ChainProblem, KeySource};
+use crate::catalog::trail::{TrailReport, check_trail};
 use crate::catalog::{AuditQuery, CatalogError};
 use crate::policy::Policy;
 use crate::target::manifest::{self, AnchorError};

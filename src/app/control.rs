@@ -14,7 +14,8 @@ use crate::catalog::{self, Catalog, CatalogError, RunId, RunStatus};
 use crate::config::Config;
 use crate::pipeline::control::{self, Control, Limits, Stop};
 use crate::progress::Progress;
-use crate::schedule::{JobSettings, notify, runlog};
+use crate::schedule::runlog::RunLog;
+use crate::schedule::{JobSettings, notify};
 
 /// A stopped run that has not wound down after this long (or its keep-alive, if shorter) is
 /// recorded and its process ended.
@@ -49,12 +50,14 @@ pub trait RunObserver: Send + Sync {
     fn unrecorded(&self, run: RunId, error: &CatalogError);
 }
 
-/// Who watches a controlled run: its index pass, its work, and run control itself.
+/// Who watches a controlled run: its index pass, its work, run control itself, and the run's
+/// log file.
 #[derive(Clone, Copy)]
 pub struct Watchers<'a> {
     pub index: &'a dyn Progress,
     pub work: &'a dyn Progress,
     pub run: &'static dyn RunObserver,
+    pub log: &'a RunLog,
 }
 
 /// What a controlled run produced, and the notification its outcome sent.
@@ -133,8 +136,10 @@ pub fn controlled<T, E: From<ControlError>>(
         done: Arc::default(),
     };
     let counted = [index.done.clone(), work.done.clone()];
+    let headway = control.headway().clone();
     let config = l.config.clone();
     let overdue_control = control.clone();
+    let overdue_log = watchers.log.clone();
     let policy_name = name.to_owned();
     let observer = watchers.run;
     let _watchdog = control::watch(
@@ -145,10 +150,20 @@ pub fn controlled<T, E: From<ControlError>>(
                 .iter()
                 .map(|c| c.load(Ordering::Relaxed))
                 .sum::<u64>()
-                + crate::target::headway()
+                + headway.get()
         },
-        move |why| end_overdue(&config, &policy_name, &overdue_control, why, observer),
+        move |why| {
+            end_overdue(
+                &config,
+                &policy_name,
+                &overdue_control,
+                &overdue_log,
+                why,
+                observer,
+            )
+        },
     );
+    let log = watchers.log;
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         body(&control, [&index, &work])
     }));
@@ -162,7 +177,7 @@ pub fn controlled<T, E: From<ControlError>>(
                 first_panic.get().map_or("no message", String::as_str)
             );
             let Some(run) = control.run() else {
-                runlog::close();
+                log.close();
                 return Err(ControlError::PanickedEarly {
                     policy: name.to_owned(),
                     message,
@@ -175,7 +190,7 @@ pub fn controlled<T, E: From<ControlError>>(
                 .map_err(ControlError::from)?;
             tracing::error!("run {run} of policy `{name}`: {message}");
             notify_run(&l.config, l.catalog.as_ref(), job, run);
-            runlog::close();
+            log.close();
             return Err(ControlError::Panicked {
                 run,
                 policy: name.to_owned(),
@@ -187,7 +202,7 @@ pub fn controlled<T, E: From<ControlError>>(
     let notification = control
         .run()
         .and_then(|run| notify_run(&l.config, l.catalog.as_ref(), job, run));
-    runlog::close();
+    log.close();
     Ok(Controlled {
         outcome: result?,
         notification,
@@ -223,6 +238,7 @@ fn end_overdue(
     config: &Config,
     policy: &str,
     control: &Control,
+    log: &RunLog,
     why: Stop,
     observer: &dyn RunObserver,
 ) -> ! {
@@ -248,7 +264,7 @@ fn end_overdue(
             Err(e) => observer.unrecorded(run, &e),
         }
     }
-    runlog::close();
+    log.close();
     std::process::exit(1)
 }
 

@@ -28,6 +28,7 @@ use crate::policy::Policy;
 use crate::policy::direct::{self, DIRECT_CRITERIA, Found, Latencies, Watcher};
 use crate::policy::export::{RunError, RunSummary};
 use crate::progress::Silent;
+use crate::schedule::runlog::RunLog;
 use crate::target::manifest::ManifestError;
 
 /// The first pause before conversations a stopped run left are retried, and the longest.
@@ -109,11 +110,13 @@ pub struct DirectSummary {
     pub latency_p99_ms: Option<f64>,
 }
 
-/// Watches and exports with the config at `config`, until a signal (or one look).
+/// Watches and exports with the config at `config`, until a signal (or one look); each run
+/// opens its file in `log` when the policy keeps one.
 pub fn direct(
     config: &Path,
     options: &DirectOptions<'_>,
     observer: &dyn DirectObserver,
+    log: &RunLog,
 ) -> Result<DirectSummary, DirectError> {
     let config = Config::load(config).map_err(SetupError::from)?;
     let policy = match config.policy(options.policy).map_err(SetupError::from)? {
@@ -205,7 +208,7 @@ pub fn direct(
                     || state.interrupted_run(&policy.name)?.is_some()));
         if due {
             let control = Control::new();
-            match export.run(None, &Silent, &control) {
+            match export.run(None, &Silent, &control, log) {
                 Err(RunError::Manifest(e)) => {
                     observer.manifest_failed(&e);
                     retry = false;

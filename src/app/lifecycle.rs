@@ -10,16 +10,17 @@ use chrono::Utc;
 use super::control::{self, ControlError, Controlled, Watchers};
 use super::{Loaded, SetupError};
 use crate::audit::{AuditKind, NewEvent};
+use crate::catalog::lifecycle::{LifecyclePolicy, LifecycleVersion, RetentionAction};
 use crate::catalog::{CatalogConfig, CatalogError};
 use crate::pipeline::Control;
+use crate::policy::index::IndexError;
 use crate::policy::lifecycle::{
-    self, Acknowledgment, DueSummary, LIFECYCLE_RUN, LifecyclePolicy, LifecycleVersion, Limits,
-    RetentionAction, SweepError, SweepSummary,
+    self, Acknowledgment, DueSummary, LIFECYCLE_RUN, Limits, SweepError, SweepSummary,
 };
-use crate::policy::roles::{Actor, Permission, Roles, RolesError, describe_uid};
+use crate::policy::roles::{Permission, Roles, RolesError};
 use crate::progress::Progress;
-use crate::repository::index::IndexError;
 use crate::repository::record::{ArtifactType, AudioRecordingType};
+use crate::users::{Actor, UnknownUser, describe_uid};
 
 /// Why a lifecycle command was refused or could not be done.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,8 @@ pub enum LifecycleError {
     Index(#[from] IndexError),
     #[error(transparent)]
     Roles(#[from] RolesError),
+    #[error(transparent)]
+    User(#[from] UnknownUser),
     #[error(
         "lifecycle commands need a roles file granting permissions: set `roles` in the [lifecycle] table of {0}"
     )]
@@ -344,6 +347,7 @@ pub fn run(
     };
     let actor = authorize(l, needed)?;
     let job = l.config.lifecycle.job.clone();
+    let log = watchers.log;
     control::controlled(
         l,
         LIFECYCLE_RUN,
@@ -372,6 +376,7 @@ pub fn run(
                 index,
                 work,
                 control,
+                log,
             ) {
                 Ok(summary) => Ok(Sweep::Done(summary)),
                 Err(e @ (SweepError::OverLimit { .. } | SweepError::Root { .. })) => {

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use crate::audit::KeySource;
+use crate::catalog::uploads::UploadJournal;
 use crate::catalog::{self, Catalog, CatalogError};
 use crate::config::{Config, ConfigError};
 use crate::confined::{ConfinedError, Dir};
@@ -33,9 +34,9 @@ use crate::media::scratch::{Scratch, ScratchError};
 use crate::pipeline::Control;
 use crate::policy::Policy;
 use crate::policy::export::{Export, ExportPolicy};
+use crate::policy::index::{self, IndexError, IndexReport};
 use crate::policy::produce::{self, MediaTools};
 use crate::progress::Progress;
-use crate::repository::index::{self, IndexError, IndexReport};
 use crate::target::{self, Target, TargetError};
 
 /// Why a command could not set itself up.
@@ -99,7 +100,7 @@ impl Loaded {
             .targets
             .get(name)
             .ok_or_else(|| SetupError::UnknownTarget(name.to_owned()))?;
-        let journal: Arc<dyn target::UploadJournal> = self.catalog.clone();
+        let journal: Arc<dyn UploadJournal> = self.catalog.clone();
         Ok(target::build(name, config, Some(journal))?)
     }
 

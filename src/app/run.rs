@@ -12,8 +12,9 @@ use crate::pipeline::Control;
 use crate::policy::Policy;
 use crate::policy::confidential::{self, ConfidentialPolicy, FlagSummary};
 use crate::policy::export::{self, ExportPolicy, RunSummary};
+use crate::policy::index::{IndexError, IndexReport};
 use crate::progress::Progress;
-use crate::repository::index::{IndexError, IndexReport};
+use crate::schedule::runlog::RunLog;
 use crate::target::manifest::ManifestError;
 
 /// Why a run could not be done.
@@ -78,6 +79,7 @@ pub fn run(
     watchers: Watchers<'_>,
 ) -> Result<Controlled<Outcome>, RunError> {
     let policy = l.config.policy(name).map_err(SetupError::from)?.clone();
+    let log = watchers.log;
     control::controlled(
         l,
         name,
@@ -86,8 +88,8 @@ pub fn run(
         |control, [index, work]| match (&policy, node) {
             (Policy::Export(p), Some(node)) => export_node(l, p, &node, work, control),
             (Policy::Confidential(_), Some(_)) => Err(RunError::FlagsOnNodes(name.to_owned())),
-            (Policy::Export(p), None) => export(l, p, no_index, index, work, control),
-            (Policy::Confidential(p), None) => flags(l, p, no_index, index, work, control),
+            (Policy::Export(p), None) => export(l, p, no_index, [index, work], control, log),
+            (Policy::Confidential(p), None) => flags(l, p, no_index, [index, work], control, log),
         },
     )
 }
@@ -96,9 +98,9 @@ fn export(
     l: &Loaded,
     policy: &ExportPolicy,
     no_index: bool,
-    index_progress: &dyn Progress,
-    progress: &dyn Progress,
+    [index_progress, progress]: [&dyn Progress; 2],
     control: &Control,
+    log: &RunLog,
 ) -> Result<Outcome, RunError> {
     let target = l.open_target(&policy.target)?;
     let keystore = l.keystore(policy)?;
@@ -112,7 +114,7 @@ fn export(
         control,
     )?;
     progress.message("export");
-    let summary = match export.run(index, progress, control) {
+    let summary = match export.run(index, progress, control, log) {
         Err(export::RunError::Manifest(error)) => {
             return Ok(Outcome::ManifestFailed {
                 policy: policy.name.clone(),
@@ -165,9 +167,9 @@ fn flags(
     l: &Loaded,
     policy: &ConfidentialPolicy,
     no_index: bool,
-    index_progress: &dyn Progress,
-    progress: &dyn Progress,
+    [index_progress, progress]: [&dyn Progress; 2],
     control: &Control,
+    log: &RunLog,
 ) -> Result<Outcome, RunError> {
     let _lock = l.catalog.lock_policy(&policy.name)?;
     let index = if no_index {
@@ -184,6 +186,7 @@ fn flags(
         index,
         progress,
         control,
+        log,
     )?;
     Ok(Outcome::Flagged(summary))
 }

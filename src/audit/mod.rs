@@ -7,10 +7,9 @@
 //! the key kept outside the catalog ([`key`]), so whoever can write the catalog but not read
 //! the key cannot recompute the chain after an edit, and an unkeyed event after a keyed one
 //! breaks the chain. Truncation and a re-chaining of the whole trail are caught against the
-//! heads anchored in run manifests ([`verify`]).
+//! heads anchored in run manifests ([`Anchor`]; the catalog's `trail` module checks them).
 
 pub mod key;
-pub mod verify;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
@@ -85,6 +84,25 @@ pub struct AuditEvent {
 
 /// Hash of the chain's first predecessor.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The audit chain's head at one moment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditHead {
+    pub seq: i64,
+    pub hash: String,
+}
+
+/// An anchor of the audit chain, as found at a target.
+#[derive(Clone, Debug, Serialize)]
+pub struct Anchor {
+    pub target: String,
+    pub policy: String,
+    pub run: i64,
+    pub manifest: String,
+    #[serde(flatten)]
+    pub head: AuditHead,
+}
 
 impl NewEvent {
     /// Feeds the canonical content of this event stored at `seq` after `prev_hash`: each

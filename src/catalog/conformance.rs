@@ -5,10 +5,10 @@
 use chrono::{DateTime, Duration, FixedOffset, SubsecRound, TimeZone, Utc};
 use proptest::prelude::*;
 
+use super::lifecycle::RetentionAction;
 use super::*;
 use crate::audit::{AuditKind, KeyError, KeySource, verify_chain};
 use crate::filter::Criteria;
-use crate::policy::lifecycle::RetentionAction;
 use crate::repository::record::{
     Artifact, ArtifactType, AudioRecordingType, ConversationType, Direction, Encryption, Flags,
     Participant, Role,

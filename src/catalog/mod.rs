@@ -5,20 +5,22 @@
 
 #[cfg(test)]
 mod conformance;
+pub mod lifecycle;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod settings;
 pub mod sqlite;
+pub mod trail;
+pub mod units;
+pub mod uploads;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use crate::audit::{AuditEvent, NewEvent};
+use crate::audit::{AuditEvent, AuditHead, NewEvent};
 use crate::filter::Filter;
-use crate::policy::lifecycle::{
-    DeleteOutcome, DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion,
-};
 use crate::repository::record::Conversation;
+use lifecycle::{DeleteOutcome, DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion};
 
 pub use settings::{CatalogConfig, CatalogSettings};
 
@@ -338,12 +340,12 @@ pub struct ConfidentialPage<'a> {
 pub trait PolicyLock: Send {}
 
 /// The catalog operations the engine needs. Implementations are safe to share between threads.
-pub trait Catalog: crate::target::UploadJournal + Send + Sync {
+pub trait Catalog: uploads::UploadJournal + Send + Sync {
     /// Human-readable location (a path or a URL without credentials) for messages.
     fn location(&self) -> String;
 
     /// Work units for runs shared by several nodes; None for a catalog one machine owns.
-    fn work_units(&self) -> Option<&dyn crate::cluster::WorkUnits> {
+    fn work_units(&self) -> Option<&dyn units::WorkUnits> {
         None
     }
 
@@ -505,14 +507,6 @@ pub trait Catalog: crate::target::UploadJournal + Send + Sync {
         actor: &str,
         run: Option<RunId>,
     ) -> Result<()>;
-}
-
-/// The audit chain's head at one moment.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuditHead {
-    pub seq: i64,
-    pub hash: String,
 }
 
 /// Opens the catalog a config names, appending audit events without a key: enough for

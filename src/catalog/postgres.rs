@@ -27,22 +27,21 @@ use postgres::types::ToSql;
 use postgres::{Client, GenericClient, NoTls, Row, Statement, Transaction};
 use sha2::{Digest, Sha256};
 
-use super::{
-    AuditHead, AuditQuery, Catalog, CatalogError, ConfidentialPage, Counters, Exclude,
-    ExportedArtifact, FailedItem, Fingerprint, IndexChange, ItemOutcome, JobRun, KeyClaim, Mode,
-    ObjectRecord, PolicyLock, Result, RunId, RunStatus, Selected, deletion_event, duplicate_id,
-    flag_event, other_enabled, policy_exists, redact_url, unknown_policy, unstorable,
-    version_exists,
-};
-use crate::audit::{AuditEvent, AuditKind, ChainKey, KeyError, KeySource, NewEvent};
-use crate::filter::{Dialect, Filter, SqlValue};
-use crate::policy::lifecycle::{
+use super::lifecycle::{
     DeleteOutcome, DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion, RetentionAction,
 };
+use super::uploads::{OpenUpload, UploadJournal};
+use super::{
+    AuditQuery, Catalog, CatalogError, ConfidentialPage, Counters, Exclude, ExportedArtifact,
+    FailedItem, Fingerprint, IndexChange, ItemOutcome, JobRun, KeyClaim, Mode, ObjectRecord,
+    PolicyLock, Result, RunId, RunStatus, Selected, deletion_event, duplicate_id, flag_event,
+    other_enabled, policy_exists, redact_url, unknown_policy, unstorable, version_exists,
+};
+use crate::audit::{AuditEvent, AuditHead, AuditKind, ChainKey, KeyError, KeySource, NewEvent};
+use crate::filter::{Dialect, Filter, SqlValue};
 use crate::repository::record::{
     Artifact, Conversation, Encryption, Flags, Participant, SCHEMA_VERSION,
 };
-use crate::target::{OpenUpload, UploadJournal};
 
 /// Schema migrations; entry `i` is version `i + 1` in `custodian_schema`. The uniqueness of
 /// (tenant, id) is DEFERRABLE so that it is checked at the end of each statement, not row by
@@ -1434,7 +1433,7 @@ impl PostgresCatalog {
     }
 }
 
-impl crate::cluster::WorkUnits for PostgresCatalog {
+impl crate::catalog::units::WorkUnits for PostgresCatalog {
     fn join_or_split(
         &self,
         policy: &str,
@@ -1507,7 +1506,7 @@ impl crate::cluster::WorkUnits for PostgresCatalog {
         run: RunId,
         node: &str,
         lease: Duration,
-    ) -> Result<Option<crate::cluster::Unit>> {
+    ) -> Result<Option<crate::catalog::units::Unit>> {
         let ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
         self.transaction(|s| {
             let row = s.query_opt(
@@ -1520,7 +1519,7 @@ impl crate::cluster::WorkUnits for PostgresCatalog {
                 &[&run.0, &node, &ms],
             )?;
             row.map(|r| {
-                Ok(crate::cluster::Unit {
+                Ok(crate::catalog::units::Unit {
                     id: r.try_get(0)?,
                     lo: r.try_get(1)?,
                     hi: r.try_get(2)?,
@@ -1594,7 +1593,7 @@ impl crate::cluster::WorkUnits for PostgresCatalog {
         })
     }
 
-    fn node_counters(&self, run: RunId) -> Result<Vec<crate::cluster::NodeCounters>> {
+    fn node_counters(&self, run: RunId) -> Result<Vec<crate::catalog::units::NodeCounters>> {
         self.autocommit(|s| {
             s.query(
                 "SELECT node, count(*), count(*) FILTER (WHERE claims > 1), sum(exported)::int8, \
@@ -1607,7 +1606,7 @@ impl crate::cluster::WorkUnits for PostgresCatalog {
                 let num = |i: usize| -> Fallible<u64> {
                     self.unsigned("work_units", r.try_get::<_, i64>(i)?)
                 };
-                Ok(crate::cluster::NodeCounters {
+                Ok(crate::catalog::units::NodeCounters {
                     node: r.try_get::<_, Option<String>>(0)?.unwrap_or_default(),
                     units: num(1)?,
                     reclaimed: num(2)?,
@@ -1623,7 +1622,7 @@ impl crate::cluster::WorkUnits for PostgresCatalog {
 }
 
 impl Catalog for PostgresCatalog {
-    fn work_units(&self) -> Option<&dyn crate::cluster::WorkUnits> {
+    fn work_units(&self) -> Option<&dyn crate::catalog::units::WorkUnits> {
         Some(self)
     }
 

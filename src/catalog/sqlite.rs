@@ -9,19 +9,20 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
-use crate::policy::lifecycle::{
+use super::lifecycle::{
     DeleteOutcome, DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion, RetentionAction,
 };
-use crate::target::{OpenUpload, UploadJournal};
+use super::uploads::{OpenUpload, UploadJournal};
 
 use super::{
-    AuditHead, AuditQuery, Catalog, CatalogError, ConfidentialPage, Counters, Exclude,
-    ExportedArtifact, FailedItem, Fingerprint, IndexChange, ItemOutcome, JobRun, KeyClaim, Mode,
-    ObjectRecord, PolicyLock, Result, RunId, RunStatus, Selected, deletion_event, duplicate_id,
-    flag_event, other_enabled, policy_exists, rfc3339_micros as ts, unknown_policy, unstorable,
-    version_exists,
+    AuditQuery, Catalog, CatalogError, ConfidentialPage, Counters, Exclude, ExportedArtifact,
+    FailedItem, Fingerprint, IndexChange, ItemOutcome, JobRun, KeyClaim, Mode, ObjectRecord,
+    PolicyLock, Result, RunId, RunStatus, Selected, deletion_event, duplicate_id, flag_event,
+    other_enabled, policy_exists, rfc3339_micros as ts, unknown_policy, unstorable, version_exists,
 };
-use crate::audit::{AuditEvent, AuditKind, ChainKey, GENESIS, KeyError, KeySource, NewEvent};
+use crate::audit::{
+    AuditEvent, AuditHead, AuditKind, ChainKey, GENESIS, KeyError, KeySource, NewEvent,
+};
 use crate::filter::{Dialect, Filter, SqlValue};
 use crate::repository::record::{
     Artifact, Conversation, Encryption, Flags, Participant, SCHEMA_VERSION,

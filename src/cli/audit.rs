@@ -7,7 +7,7 @@ use clap::Subcommand;
 use custodian::app::Loaded;
 use custodian::app::audit::{self, TrailCheck, Unreadable};
 use custodian::audit::AuditKind;
-use custodian::audit::verify::{AnchorStatus, TrailReport};
+use custodian::catalog::trail::{AnchorStatus, TrailReport};
 use custodian::catalog::{AuditQuery, RunId};
 
 use super::args::Cli;

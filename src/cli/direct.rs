@@ -10,6 +10,7 @@ use anyhow::Result;
 
 use custodian::app::direct::{self, DirectObserver, DirectOptions};
 use custodian::policy::export::RunSummary;
+use custodian::schedule::runlog::RunLog;
 use custodian::target::manifest::ManifestError;
 
 use super::args::Cli;
@@ -100,7 +101,7 @@ impl DirectObserver for Printer {
     }
 }
 
-pub fn direct(cli: &Cli, args: &DirectArgs) -> Result<u8> {
+pub fn direct(cli: &Cli, args: &DirectArgs, log: &RunLog) -> Result<u8> {
     let printer = Printer {
         json: cli.json,
         failed: RefCell::new(None),
@@ -111,7 +112,7 @@ pub fn direct(cli: &Cli, args: &DirectArgs) -> Result<u8> {
         patience: args.patience,
         once: args.once,
     };
-    let summary = direct::direct(&cli.config, &options, &printer)?;
+    let summary = direct::direct(&cli.config, &options, &printer, log)?;
     if let Some(e) = printer.failed.into_inner() {
         return Err(e);
     }

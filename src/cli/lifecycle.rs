@@ -10,6 +10,7 @@ use custodian::app::lifecycle::{self, Sweep, Switch};
 use custodian::catalog::Mode;
 use custodian::policy::lifecycle::{LIFECYCLE_RUN, SweepSummary};
 use custodian::repository::record::{ArtifactType, AudioRecordingType};
+use custodian::schedule::runlog::RunLog;
 
 use super::args::Cli;
 use super::out::{Bar, errln, outln, print_json};
@@ -209,13 +210,14 @@ pub fn plan(cli: &Cli, no_index: bool) -> Result<u8> {
 
 /// `run lifecycle`: the sweep. Refused for its limits or an unusable repository root, it
 /// exits 2.
-pub fn run(cli: &Cli, no_index: bool, force: bool) -> Result<u8> {
+pub fn run(cli: &Cli, no_index: bool, force: bool, log: &RunLog) -> Result<u8> {
     let l = Loaded::load(&cli.config)?;
     let (index, work) = (Bar::new(cli.json), Bar::new(cli.json));
     let watchers = Watchers {
         index: &index,
         work: &work,
         run: &RunMessages,
+        log,
     };
     let done = lifecycle::run(&l, no_index, force, watchers)?;
     let code = match &done.outcome {

@@ -15,7 +15,8 @@ use custodian::catalog::{CatalogError, Mode, RunId};
 use custodian::cluster::{NodeOptions, NodeReport};
 use custodian::policy::confidential::{FlagAction, FlagSummary};
 use custodian::policy::export::{PlannedConversation, RunSummary};
-use custodian::repository::index::IndexReport;
+use custodian::policy::index::IndexReport;
+use custodian::schedule::runlog::RunLog;
 
 use super::args::Cli;
 use super::out::{self, Bar, errln, human_bytes, outln, print_json};
@@ -75,7 +76,13 @@ pub fn index(cli: &Cli) -> Result<u8> {
 }
 
 /// `custodian run POLICY` (not `lifecycle`).
-pub fn run(cli: &Cli, name: &str, no_index: bool, cluster: &ClusterArgs) -> Result<u8> {
+pub fn run(
+    cli: &Cli,
+    name: &str,
+    no_index: bool,
+    cluster: &ClusterArgs,
+    log: &RunLog,
+) -> Result<u8> {
     let l = Loaded::load(&cli.config)?;
     let node = cluster.node.as_ref().map(|node| NodeOptions {
         node: node.clone(),
@@ -88,6 +95,7 @@ pub fn run(cli: &Cli, name: &str, no_index: bool, cluster: &ClusterArgs) -> Resu
         index: &index,
         work: &work,
         run: &RunMessages,
+        log,
     };
     let done = app_run::run(&l, name, no_index, node, watchers)?;
     let code = match &done.outcome {

@@ -94,7 +94,7 @@ impl Keystore {
         if owner != me && owner != 0 {
             return Err(KeystoreError::Owner {
                 path: path.to_owned(),
-                owner: crate::policy::roles::describe_uid(owner),
+                owner: crate::users::describe_uid(owner),
                 mode,
                 me: nix::unistd::User::from_uid(me.into())
                     .ok()
@@ -105,7 +105,7 @@ impl Keystore {
         if mode & 0o077 != 0 {
             return Err(KeystoreError::Permissions {
                 path: path.to_owned(),
-                owner: crate::policy::roles::describe_uid(owner),
+                owner: crate::users::describe_uid(owner),
                 mode,
             });
         }

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::catalog::{RunId, RunStatus};
+use crate::target::Headway;
 
 /// The keep-alive timeout of a job that sets none.
 pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(15 * 60);
@@ -76,11 +77,26 @@ impl Stop {
 pub struct Control {
     stop: AtomicU8,
     run: AtomicI64,
+    headway: Headway,
 }
 
 impl Control {
     pub fn new() -> Arc<Control> {
         Arc::new(Control::default())
+    }
+
+    /// The control of one part of the run (a cluster work unit): stopped on its own, while
+    /// the headway its writes make counts in the run's.
+    pub fn part(&self) -> Control {
+        Control {
+            headway: self.headway.clone(),
+            ..Control::default()
+        }
+    }
+
+    /// What the run's targets advance as they write; the watchdog counts it as progress.
+    pub fn headway(&self) -> &Headway {
+        &self.headway
     }
 
     /// Notes the job-run row the run writes to.
@@ -228,6 +244,17 @@ mod tests {
         assert!(c.stop(Stop::Cancelled));
         assert!(!c.stop(Stop::TimedOut));
         assert_eq!(c.stopped(), Some(Stop::Cancelled));
+    }
+
+    #[test]
+    fn a_part_is_stopped_on_its_own_and_its_headway_is_the_runs() {
+        let run = Control::new();
+        let part = run.part();
+        part.headway().advance(7);
+        assert_eq!(run.headway().get(), 7);
+        assert!(part.stop(Stop::Failed));
+        assert_eq!(run.stopped(), None);
+        assert_eq!(Control::default().headway().get(), 0);
     }
 
     #[test]

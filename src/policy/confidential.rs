@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::index::IndexReport;
 use crate::audit::current_actor;
 use crate::catalog::{
     Catalog, CatalogError, ConfidentialPage, Counters, Exclude, Mode, RunId, RunStatus,
@@ -15,8 +16,8 @@ use crate::catalog::{
 use crate::filter::{Criteria, Filter};
 use crate::pipeline::Control;
 use crate::progress::Progress;
-use crate::repository::index::IndexReport;
 use crate::schedule::JobSettings;
+use crate::schedule::runlog::RunLog;
 use crate::settings::Invalid;
 
 use super::PolicySettings;
@@ -104,11 +105,19 @@ pub fn run(
     index: Option<IndexReport>,
     progress: &dyn Progress,
     control: &Control,
+    log: &RunLog,
 ) -> Result<FlagSummary, CatalogError> {
     let started = Instant::now();
     let name = policy.name.as_str();
-    let (run, resumed) =
-        super::start_run(catalog, name, policy.mode, "catalog", &policy.job, control)?;
+    let (run, resumed) = super::start_run(
+        catalog,
+        name,
+        policy.mode,
+        "catalog",
+        &policy.job,
+        control,
+        log,
+    )?;
     tracing::info!(
         policy = name,
         run = run.0,

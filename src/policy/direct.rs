@@ -14,10 +14,10 @@ use std::time::{Duration, SystemTime};
 
 use rustix::fs::FileType;
 
+use super::index::{day_dirs, mtime_ns, read_record, reason, stat_record};
 use crate::catalog::{Catalog, CatalogError, Fingerprint, IndexChange};
 use crate::confined::{ConfinedError, Dir, kind_name};
 use crate::filter::Criteria;
-use crate::repository::index::{day_dirs, mtime_ns, read_record, reason, stat_record};
 use crate::repository::record::{Conversation, RECORD_FILE};
 
 /// The criteria direct export can apply: what a recording server knows of a conversation on
@@ -208,7 +208,7 @@ impl Watcher {
                             warned: false,
                         });
                     }
-                    FileType::Symlink => skipped.push(crate::repository::index::RecordFailure {
+                    FileType::Symlink => skipped.push(super::index::RecordFailure {
                         path: root.display_path(&rel_dir),
                         reason: "is a symbolic link; custodian never follows links in the repository, so it is skipped".into(),
                     }),

@@ -9,6 +9,7 @@ use std::time::Instant;
 use chrono::Utc;
 use serde::Serialize;
 
+use super::index::IndexReport;
 use crate::audit::{AuditKind, NewEvent, current_actor};
 use crate::catalog::{
     Catalog, CatalogError, Counters, Exclude, ExportedArtifact, FailedItem, ItemOutcome, KeyClaim,
@@ -27,14 +28,14 @@ use crate::policy::produce::{
 };
 use crate::policy::template::{DEFAULT_FILENAME_FORMAT, FileName, Template};
 use crate::progress::Progress;
-use crate::repository::index::IndexReport;
 use crate::repository::record::{
     Artifact, ArtifactType, Conversation, ConversationType, RECORD_FILE,
 };
 use crate::schedule::JobSettings;
+use crate::schedule::runlog::RunLog;
 use crate::settings::Invalid;
 use crate::target::manifest::{self, ManifestError, RESERVED_PREFIX};
-use crate::target::{Expected, ObjectKey, Target, TargetError};
+use crate::target::{Expected, ObjectKey, Target, TargetError, WriteContext};
 
 use super::PolicySettings;
 
@@ -536,7 +537,11 @@ impl Export<'_> {
         }
         let c = &s.conversation;
         let subject = format!("{}/{}", c.tenant, c.id);
-        match self.write_conversation(run, buffer, &s) {
+        let cx = WriteContext {
+            run: Some(run),
+            headway: control.headway().clone(),
+        };
+        match self.write_conversation(&cx, run, buffer, &s) {
             Ok(Done { objects, artifacts }) => ItemOutcome::Exported {
                 tenant: c.tenant.clone(),
                 conversation_id: c.id.clone(),
@@ -581,6 +586,7 @@ impl Export<'_> {
 
     fn write_conversation(
         &self,
+        cx: &WriteContext,
         run: RunId,
         buffer: &mut Vec<u8>,
         s: &Selected,
@@ -593,9 +599,9 @@ impl Export<'_> {
             .collect();
         self.claim(run, c, &fresh)?;
         let mut sink = if self.policy.zip {
-            Sink::zip(self.target, self.zip_key(c)?, c.start.timestamp())?
+            Sink::zip(self.target, cx, self.zip_key(c)?, c.start.timestamp())?
         } else {
-            Sink::loose(self.target)
+            Sink::loose(self.target, cx)
         };
         let mut written = Vec::with_capacity(outputs.len());
         let mut artifacts = Vec::new();
@@ -969,7 +975,7 @@ impl Export<'_> {
         control: &Control,
     ) -> Result<(RunStatus, Counters, ObjectKey, Vec<FailedItem>), RunError> {
         let policy = &self.policy.name;
-        let key = manifest::write(self.target, self.catalog, policy, run)?;
+        let key = manifest::write(self.target, self.catalog, policy, run, control.headway())?;
         let mut counters = self.catalog.run_counters(run)?;
         counters.selected = selected;
         counters.index_errors = index_errors;
@@ -1022,6 +1028,7 @@ impl Export<'_> {
         index: Option<IndexReport>,
         progress: &dyn Progress,
         control: &Control,
+        log: &RunLog,
     ) -> Result<RunSummary, RunError> {
         let started = Instant::now();
         let policy = &self.policy.name;
@@ -1032,6 +1039,7 @@ impl Export<'_> {
             self.target.name(),
             &self.policy.job,
             control,
+            log,
         )?;
         tracing::info!(
             policy,
@@ -1041,7 +1049,6 @@ impl Export<'_> {
             resumed,
             "export run started"
         );
-        self.target.begin_run(run);
         self.abort_abandoned_uploads(Some(run))?;
         let index_failures = super::index_failures(index.as_ref());
         self.catalog.record_outcomes(run, policy, &index_failures)?;

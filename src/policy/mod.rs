@@ -2,6 +2,7 @@
 pub mod confidential;
 pub mod direct;
 pub mod export;
+pub mod index;
 pub mod lifecycle;
 pub mod produce;
 pub mod roles;
@@ -16,12 +17,13 @@ use crate::catalog::{Catalog, CatalogError, ItemOutcome, Mode, RunId};
 use crate::filter::Criteria;
 use crate::media::audio::VoiceFormat;
 use crate::pipeline::Control;
-use crate::repository::index::IndexReport;
 use crate::schedule::JobSettings;
 use crate::schedule::notify::NotifySettings;
+use crate::schedule::runlog::RunLog;
 use crate::settings::Invalid;
 use confidential::{ConfidentialPolicy, FlagAction};
 use export::ExportPolicy;
+use index::IndexReport;
 
 /// A configured policy.
 #[derive(Clone, Debug)]
@@ -174,7 +176,7 @@ impl PolicySettings {
 
 /// Starts a run of `policy`: drops its succeeded runs past `keep_job_history_days`, picks up
 /// the run a killed process left (true) or begins a new one, notes it in `control` and opens
-/// its log file when the policy keeps one.
+/// its file in `log` when the policy keeps one.
 pub fn start_run(
     catalog: &dyn Catalog,
     policy: &str,
@@ -182,6 +184,7 @@ pub fn start_run(
     target: &str,
     job: &JobSettings,
     control: &Control,
+    log: &RunLog,
 ) -> Result<(RunId, bool), CatalogError> {
     let keep = TimeDelta::days(i64::from(job.keep_job_history_days));
     let pruned = catalog.prune_runs(policy, Utc::now() - keep)?;
@@ -201,7 +204,7 @@ pub fn start_run(
     };
     control.begin(run);
     if let Some(dir) = &job.log_dir {
-        crate::schedule::runlog::open(dir, catalog, policy, run);
+        log.open(dir, catalog, policy, run);
     }
     Ok((run, resumed))
 }

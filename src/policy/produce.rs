@@ -22,7 +22,7 @@ use crate::media::keystore::Keystore;
 use crate::repository::record::{Artifact, ArtifactType};
 use crate::target::{
     COPY_BUFFER, Expected, HashingWriter, Mismatch, ObjectKey, ObjectWriter, PutError, Target,
-    TargetError, put_bytes, put_file, put_stream,
+    TargetError, WriteContext, put_bytes, put_file, put_stream,
 };
 
 /// Media tools and secrets an export run uses.
@@ -105,6 +105,7 @@ pub struct Written {
 pub enum Sink<'t> {
     Loose {
         target: &'t dyn Target,
+        cx: &'t WriteContext,
         objects: Vec<ObjectRecord>,
     },
     Zip(Box<ZipSink<'t>>),
@@ -114,6 +115,7 @@ pub enum Sink<'t> {
 /// data descriptors, so nothing is held in memory and the target need not seek.
 pub struct ZipSink<'t> {
     target: &'t dyn Target,
+    cx: &'t WriteContext,
     key: ObjectKey,
     archive: rawzip::ZipArchiveWriter<HashingWriter<Box<dyn ObjectWriter>>>,
     modified: rawzip::time::UtcDateTime,
@@ -168,10 +170,11 @@ fn put_error(e: PutError, what: &str) -> ItemError {
 }
 
 impl<'t> Sink<'t> {
-    /// Loose objects at `target`.
-    pub fn loose(target: &'t dyn Target) -> Sink<'t> {
+    /// Loose objects at `target`, written for the run `cx` names.
+    pub fn loose(target: &'t dyn Target, cx: &'t WriteContext) -> Sink<'t> {
         Sink::Loose {
             target,
+            cx,
             objects: Vec::new(),
         }
     }
@@ -179,14 +182,16 @@ impl<'t> Sink<'t> {
     /// One zip object at `key`, its entries stamped with `modified` (Unix seconds).
     pub fn zip(
         target: &'t dyn Target,
+        cx: &'t WriteContext,
         key: ObjectKey,
         modified: i64,
     ) -> Result<Sink<'t>, ItemError> {
-        let writer = target.create(&key, None)?;
+        let writer = target.create(&key, None, cx)?;
         Ok(Sink::Zip(Box::new(ZipSink {
             target,
+            cx,
             key,
-            archive: rawzip::ZipArchiveWriter::new(HashingWriter::new(writer)),
+            archive: rawzip::ZipArchiveWriter::new(HashingWriter::new(writer, cx.headway.clone())),
             modified: rawzip::time::UtcDateTime::from_unix(modified),
         })))
     }
@@ -201,8 +206,15 @@ impl<'t> Sink<'t> {
         buffer: &mut Vec<u8>,
     ) -> Result<Written, ItemError> {
         match (self, place) {
-            (Sink::Loose { target, objects }, Place::Object(key)) => {
-                let o = put_file(*target, &key, file, buffer, Some(expect))
+            (
+                Sink::Loose {
+                    target,
+                    cx,
+                    objects,
+                },
+                Place::Object(key),
+            ) => {
+                let o = put_file(*target, &key, file, buffer, Some(expect), cx)
                     .map_err(|e| put_error(e, what))?;
                 Ok(record(objects, o))
             }
@@ -223,8 +235,15 @@ impl<'t> Sink<'t> {
         buffer: &mut Vec<u8>,
     ) -> Result<Written, ItemError> {
         match (self, place) {
-            (Sink::Loose { target, objects }, Place::Object(key)) => {
-                let o = put_stream(*target, &key, source, buffer, None)
+            (
+                Sink::Loose {
+                    target,
+                    cx,
+                    objects,
+                },
+                Place::Object(key),
+            ) => {
+                let o = put_stream(*target, &key, source, buffer, None, cx)
                     .map_err(|e| put_error(e, what))?;
                 Ok(record(objects, o))
             }
@@ -241,8 +260,15 @@ impl<'t> Sink<'t> {
         what: &str,
     ) -> Result<Written, ItemError> {
         match (self, place) {
-            (Sink::Loose { target, objects }, Place::Object(key)) => {
-                let o = put_bytes(*target, &key, bytes).map_err(|e| put_error(e, what))?;
+            (
+                Sink::Loose {
+                    target,
+                    cx,
+                    objects,
+                },
+                Place::Object(key),
+            ) => {
+                let o = put_bytes(*target, &key, bytes, cx).map_err(|e| put_error(e, what))?;
                 Ok(record(objects, o))
             }
             (sink, place) => sink.put_reader(place, &mut &bytes[..], what, &mut Vec::new()),
@@ -284,7 +310,7 @@ impl ZipSink<'_> {
             .unix_permissions(0o644)
             .start()
             .map_err(zip_err)?;
-        let mut data = config.wrap(HashingWriter::new(&mut entry));
+        let mut data = config.wrap(HashingWriter::new(&mut entry, self.cx.headway.clone()));
         copy_through(source, &mut data, buffer).map_err(|e| match e {
             Copy::Read(e) => format!("{what}: {e}").into(),
             Copy::Write(e) => target_io(self.target, self.key.as_str(), e),

@@ -14,12 +14,14 @@
 //! compliance = ["ARTIFACTS_LIFECYCLE_POLICY_DELETE"]
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::users::{Actor, describe_uid};
 
 /// A permission over lifecycle policies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
@@ -88,46 +90,6 @@ pub enum RolesError {
         permission: &'static str,
         file: PathBuf,
     },
-    #[error("cannot tell who is running custodian: {0}")]
-    Identity(String),
-}
-
-/// The acting operating-system user and its groups.
-#[derive(Clone, Debug)]
-pub struct Actor {
-    pub user: String,
-    pub groups: Vec<String>,
-}
-
-impl Actor {
-    /// The user this process runs as (real uid) and the groups it is in.
-    pub fn current() -> Result<Actor, RolesError> {
-        use nix::unistd::{Group, User, getgroups, getuid};
-        let uid = getuid();
-        let user = User::from_uid(uid)
-            .map_err(|e| RolesError::Identity(e.to_string()))?
-            .ok_or_else(|| RolesError::Identity(format!("uid {uid} has no passwd entry")))?;
-        let mut gids = getgroups().map_err(|e| RolesError::Identity(e.to_string()))?;
-        gids.push(user.gid);
-        let mut groups: BTreeSet<String> = BTreeSet::new();
-        for gid in gids {
-            if let Ok(Some(g)) = Group::from_gid(gid) {
-                groups.insert(g.name);
-            }
-        }
-        Ok(Actor {
-            user: user.name,
-            groups: groups.into_iter().collect(),
-        })
-    }
-}
-
-/// A user named for messages: `alice (uid 1000)`, or the uid alone without a passwd entry.
-pub fn describe_uid(uid: u32) -> String {
-    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
-        Ok(Some(user)) => format!("{} (uid {uid})", user.name),
-        _ => format!("uid {uid}"),
-    }
 }
 
 /// Largest roles file read; a real one is a few lines.

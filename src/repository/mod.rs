@@ -1,5 +1,4 @@
-//! The media repository (docs/repository.md): layout, records, and the parallel index walk.
-pub mod index;
+//! The media repository (docs/repository.md): layout and records.
 pub mod record;
 pub mod segment;
 

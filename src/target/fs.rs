@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 
 use rustix::fs::FileType;
 
-use super::{ObjectKey, ObjectWriter, Target, TargetError};
+use super::{ObjectKey, ObjectWriter, Target, TargetError, WriteContext};
 use crate::confined::{ConfinedError, Dir, Staged};
 
 pub use crate::confined::TEMP_PREFIX;
@@ -212,6 +212,7 @@ impl Target for FsTarget {
         &self,
         key: &ObjectKey,
         _sha256: Option<&str>,
+        _cx: &WriteContext,
     ) -> Result<Box<dyn ObjectWriter>, TargetError> {
         let staged = self
             .prepare(key)
@@ -252,7 +253,7 @@ mod tests {
         let t = FsTarget::new("t", dir.path(), false);
         t.check().unwrap();
         let key = ObjectKey::new("a/b/c.txt").unwrap();
-        let rec = put_bytes(&t, &key, b"hello").unwrap();
+        let rec = put_bytes(&t, &key, b"hello", &WriteContext::default()).unwrap();
         assert_eq!(rec.size, 5);
         assert_eq!(
             std::fs::read(dir.path().join("a/b/c.txt")).unwrap(),
@@ -260,7 +261,7 @@ mod tests {
         );
 
         let key2 = ObjectKey::new("a/b/d.txt").unwrap();
-        let mut w = t.create(&key2, None).unwrap();
+        let mut w = t.create(&key2, None, &WriteContext::default()).unwrap();
         w.write_all(b"partial").unwrap();
         drop(w);
         let names: Vec<_> = std::fs::read_dir(dir.path().join("a/b"))
@@ -281,7 +282,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let t = FsTarget::new("t", dir.path(), true);
         let key = ObjectKey::new("x.bin").unwrap();
-        let err = put_stream(&t, &key, &mut Failing, &mut Vec::new(), None).unwrap_err();
+        let err = put_stream(
+            &t,
+            &key,
+            &mut Failing,
+            &mut Vec::new(),
+            None,
+            &WriteContext::default(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("disk gone"));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
@@ -312,9 +321,14 @@ mod tests {
         std::os::unix::fs::symlink(dir.path().join("outside"), dir.path().join("root/acme"))
             .unwrap();
         for key in ["acme/x.wav", "acme/deeper/x.wav"] {
-            let err = put_bytes(&t, &ObjectKey::new(key).unwrap(), b"payload")
-                .unwrap_err()
-                .to_string();
+            let err = put_bytes(
+                &t,
+                &ObjectKey::new(key).unwrap(),
+                b"payload",
+                &WriteContext::default(),
+            )
+            .unwrap_err()
+            .to_string();
             assert!(err.contains(&format!("target `archive`: {key}")), "{err}");
             assert!(err.contains("root/acme is a symbolic link"), "{err}");
         }
@@ -328,7 +342,9 @@ mod tests {
         let link = dir.path().join("root/acme/x.wav");
         std::os::unix::fs::symlink(dir.path().join("outside/secret"), &link).unwrap();
         let key = ObjectKey::new("acme/x.wav").unwrap();
-        let err = put_bytes(&t, &key, b"payload").unwrap_err().to_string();
+        let err = put_bytes(&t, &key, b"payload", &WriteContext::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("target `archive`: acme/x.wav"), "{err}");
         assert!(err.contains("is a symbolic link"), "{err}");
         assert_eq!(
@@ -349,9 +365,14 @@ mod tests {
     fn a_directory_at_the_final_name_is_named() {
         let (dir, t) = beside_outside();
         std::fs::create_dir_all(dir.path().join("root/acme/x.wav")).unwrap();
-        let err = put_bytes(&t, &ObjectKey::new("acme/x.wav").unwrap(), b"1")
-            .unwrap_err()
-            .to_string();
+        let err = put_bytes(
+            &t,
+            &ObjectKey::new("acme/x.wav").unwrap(),
+            b"1",
+            &WriteContext::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("acme/x.wav is a directory, not a regular file"),
             "{err}"
@@ -364,7 +385,7 @@ mod tests {
         let t = FsTarget::new("t", dir.path(), false);
         let name = format!("{}.wav", "n".repeat(251));
         let key = ObjectKey::new(format!("acme/{name}")).unwrap();
-        put_bytes(&t, &key, b"long name").unwrap();
+        put_bytes(&t, &key, b"long name", &WriteContext::default()).unwrap();
         assert_eq!(
             std::fs::read(dir.path().join("acme").join(&name)).unwrap(),
             b"long name"
@@ -375,14 +396,26 @@ mod tests {
     fn files_are_owner_only_unless_a_file_mode_lets_the_group_read() {
         let dir = tempfile::tempdir().unwrap();
         let private = FsTarget::new("p", &dir.path().join("p"), false);
-        put_bytes(&private, &ObjectKey::new("acme/2026/x.wav").unwrap(), b"1").unwrap();
+        put_bytes(
+            &private,
+            &ObjectKey::new("acme/2026/x.wav").unwrap(),
+            b"1",
+            &WriteContext::default(),
+        )
+        .unwrap();
         assert_eq!(mode_of(&dir.path().join("p")), 0o700);
         assert_eq!(mode_of(&dir.path().join("p/acme")), 0o700);
         assert_eq!(mode_of(&dir.path().join("p/acme/2026")), 0o700);
         assert_eq!(mode_of(&dir.path().join("p/acme/2026/x.wav")), 0o600);
 
         let group = FsTarget::new("g", &dir.path().join("g"), false).with_file_mode(0o640);
-        put_bytes(&group, &ObjectKey::new("acme/x.wav").unwrap(), b"1").unwrap();
+        put_bytes(
+            &group,
+            &ObjectKey::new("acme/x.wav").unwrap(),
+            b"1",
+            &WriteContext::default(),
+        )
+        .unwrap();
         assert_eq!(mode_of(&dir.path().join("g/acme")), 0o750);
         assert_eq!(mode_of(&dir.path().join("g/acme/x.wav")), 0o640);
     }
@@ -394,7 +427,13 @@ mod tests {
         std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("root")).unwrap();
         let t = FsTarget::new("t", &dir.path().join("root"), false);
         t.check().unwrap();
-        put_bytes(&t, &ObjectKey::new("a/x").unwrap(), b"1").unwrap();
+        put_bytes(
+            &t,
+            &ObjectKey::new("a/x").unwrap(),
+            b"1",
+            &WriteContext::default(),
+        )
+        .unwrap();
         assert!(dir.path().join("real/a/x").is_file());
     }
 
@@ -403,9 +442,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("acme"), b"not a directory").unwrap();
         let t = FsTarget::new("archive", dir.path(), false);
-        let err = put_bytes(&t, &ObjectKey::new("acme/x").unwrap(), b"1")
-            .unwrap_err()
-            .to_string();
+        let err = put_bytes(
+            &t,
+            &ObjectKey::new("acme/x").unwrap(),
+            b"1",
+            &WriteContext::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("target `archive`: acme/x"), "{err}");
     }
 }

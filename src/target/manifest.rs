@@ -14,8 +14,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{ObjectKey, Target, TargetError};
-use crate::catalog::{AuditHead, Catalog, CatalogError, ObjectRecord, RunId};
+use super::{Headway, ObjectKey, Target, TargetError, WriteContext};
+use crate::audit::{Anchor, AuditHead};
+use crate::catalog::{Catalog, CatalogError, ObjectRecord, RunId};
 use crate::progress::Progress;
 
 /// Reserved key prefix for custodian's own objects at a target.
@@ -83,13 +84,19 @@ pub enum ManifestError {
     Target(#[from] TargetError),
 }
 
-/// Writes the manifest of `run` from the objects recorded in the catalog.
+/// Writes the manifest of `run` from the objects recorded in the catalog; its bytes count in
+/// the run's `headway`.
 pub fn write(
     target: &dyn Target,
     catalog: &dyn Catalog,
     policy: &str,
     run: RunId,
+    headway: &Headway,
 ) -> Result<ObjectKey, ManifestError> {
+    let cx = WriteContext {
+        run: Some(run),
+        headway: headway.clone(),
+    };
     let key = key_for(policy, run);
     let io_err = |source| TargetError::Io {
         target: target.name().to_owned(),
@@ -98,7 +105,10 @@ pub fn write(
     };
     // Every event of the run is committed by now, so the head read here covers them all.
     let head = catalog.audit_head()?;
-    let mut w = io::BufWriter::new(super::HashingWriter::new(target.create(&key, None)?));
+    let mut w = io::BufWriter::new(super::HashingWriter::new(
+        target.create(&key, None, &cx)?,
+        headway.clone(),
+    ));
     let header = Header {
         manifest: FORMAT,
         policy: policy.to_owned(),
@@ -126,7 +136,7 @@ pub fn write(
     // The pointer only finds the newest anchor quickly; the anchor itself is in the manifest
     // just committed. A target that takes the manifest but not the pointer (full right then)
     // leaves the previous pointer, an older anchor that still holds, until the next run.
-    if let Err(e) = write_latest(target, policy, run, &key, head) {
+    if let Err(e) = write_latest(target, policy, run, &key, head, &cx) {
         tracing::warn!("{e}; `audit verify` checks an older anchor of {policy} until its next run");
     }
     Ok(key)
@@ -139,6 +149,7 @@ fn write_latest(
     run: RunId,
     key: &ObjectKey,
     head: AuditHead,
+    cx: &WriteContext,
 ) -> Result<(), TargetError> {
     let latest = Latest {
         run: run.0,
@@ -148,7 +159,7 @@ fn write_latest(
     let body = serde_json::to_vec(&latest).expect("a pointer serializes");
     let sha256 = hex::encode(Sha256::digest(&body));
     let pointer = latest_key(policy);
-    let mut w = target.create(&pointer, Some(&sha256))?;
+    let mut w = target.create(&pointer, Some(&sha256), cx)?;
     w.write_all(&body).map_err(|cause| TargetError::Io {
         target: target.name().to_owned(),
         key: pointer.to_string(),
@@ -168,17 +179,6 @@ pub enum AnchorError {
         key: String,
         reason: String,
     },
-}
-
-/// An anchor of the audit chain, as found at a target.
-#[derive(Clone, Debug, Serialize)]
-pub struct Anchor {
-    pub target: String,
-    pub policy: String,
-    pub run: i64,
-    pub manifest: String,
-    #[serde(flatten)]
-    pub head: AuditHead,
 }
 
 /// Most bytes read of a pointer object or of a manifest's first line: either is far smaller,
@@ -430,7 +430,7 @@ mod tests {
         ]
         .join("\n");
         let key = key_for("p", RunId(1));
-        put_bytes(&target, &key, manifest.as_bytes()).unwrap();
+        put_bytes(&target, &key, manifest.as_bytes(), &WriteContext::default()).unwrap();
         let err = verify(&target, &key, &Silent).unwrap_err();
         assert!(
             matches!(&err, VerifyError::Malformed { line: 3, reason, .. }

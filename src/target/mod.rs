@@ -16,10 +16,12 @@ pub mod remote;
 mod settings;
 
 use std::io::{self, Read, Write};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
+use crate::catalog::uploads::UploadJournal;
 use crate::catalog::{ObjectRecord, RunId};
 
 pub use settings::{TargetConfig, TargetSettings};
@@ -106,12 +108,14 @@ pub trait Target: Send + Sync {
     /// Checks that the target exists and accepts writes, before any work starts.
     fn check(&self) -> Result<(), TargetError>;
 
-    /// Starts writing an object. `sha256`, when the caller knows it before writing, is stored
-    /// with the object from the start (a multipart upload can take metadata only then).
+    /// Starts writing an object for the run `cx` names. `sha256`, when the caller knows it
+    /// before writing, is stored with the object from the start (a multipart upload can take
+    /// metadata only then).
     fn create(
         &self,
         key: &ObjectKey,
         sha256: Option<&str>,
+        cx: &WriteContext,
     ) -> Result<Box<dyn ObjectWriter>, TargetError>;
 
     /// Reads an object back.
@@ -123,10 +127,6 @@ pub trait Target: Send + Sync {
         Ok(None)
     }
 
-    /// Notes the run the objects written from now on belong to; remote targets journal each
-    /// multipart upload with it.
-    fn begin_run(&self, _run: RunId) {}
-
     /// Aborts the multipart uploads that killed processes left open (their bytes are gone
     /// with the process, so completing them is impossible; their items are redone): those of
     /// runs no longer running, and those of `run`, a run the caller now holds alone. Uploads
@@ -134,35 +134,6 @@ pub trait Target: Send + Sync {
     fn recover(&self, _run: Option<RunId>) -> Result<usize, TargetError> {
         Ok(0)
     }
-}
-
-/// A multipart upload in progress, as the journal remembers it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OpenUpload {
-    pub key: String,
-    pub upload_id: String,
-}
-
-/// Where remote targets note each multipart upload from its start to its end, so that one a
-/// crash cut off is found and aborted by the next run instead of lingering (and billing) at
-/// the store. The catalog keeps it.
-pub trait UploadJournal: Send + Sync {
-    /// Notes an upload begun for `run` (None outside any run).
-    fn upload_started(
-        &self,
-        target: &str,
-        key: &str,
-        upload_id: &str,
-        run: Option<RunId>,
-    ) -> crate::catalog::Result<()>;
-    fn upload_ended(&self, target: &str, upload_id: &str) -> crate::catalog::Result<()>;
-    /// The open uploads of `target` no live process is writing: those of no run, of a run no
-    /// longer running (a killed run later finished, or pruned), and of `run` when given.
-    fn abandoned_uploads(
-        &self,
-        target: &str,
-        run: Option<RunId>,
-    ) -> crate::catalog::Result<Vec<OpenUpload>>;
 }
 
 /// Which client an S3 target uploads with.
@@ -229,18 +200,30 @@ impl Default for Uploads {
     }
 }
 
-/// Grows whenever a target makes headway in this process: bytes accepted by a writer or copied
-/// in the kernel, and parts uploaded. Run control watches it beside the items recorded, so an
+/// Grows whenever a target makes headway for a run: bytes accepted by a writer or copied in
+/// the kernel, and parts uploaded. Run control watches it beside the items recorded, so an
 /// object that takes longer than the keep-alive timeout to write is not taken for a stall.
-static HEADWAY: AtomicU64 = AtomicU64::new(0);
+/// Clones share one count; only its growth means anything.
+#[derive(Clone, Debug, Default)]
+pub struct Headway(Arc<AtomicU64>);
 
-/// See [`HEADWAY`]; only its growth means anything.
-pub fn headway() -> u64 {
-    HEADWAY.load(Ordering::Relaxed)
+impl Headway {
+    pub fn advance(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
-fn advance(n: u64) {
-    HEADWAY.fetch_add(n, Ordering::Relaxed);
+/// What a run hands the target with each object it writes: the run the object belongs to
+/// (remote targets journal each multipart upload with it; None outside any run) and the
+/// headway its control watches.
+#[derive(Clone, Debug, Default)]
+pub struct WriteContext {
+    pub run: Option<RunId>,
+    pub headway: Headway,
 }
 
 /// Wraps a writer, counting and hashing the bytes that pass through.
@@ -248,14 +231,17 @@ pub struct HashingWriter<W> {
     inner: W,
     hasher: Sha256,
     size: u64,
+    headway: Headway,
 }
 
 impl<W: Write> HashingWriter<W> {
-    pub fn new(inner: W) -> Self {
+    /// Counts what passes in `headway` too.
+    pub fn new(inner: W, headway: Headway) -> Self {
         HashingWriter {
             inner,
             hasher: Sha256::new(),
             size: 0,
+            headway,
         }
     }
 
@@ -270,7 +256,7 @@ impl<W: Write> Write for HashingWriter<W> {
         let n = self.inner.write(buf)?;
         self.hasher.update(&buf[..n]);
         self.size += n as u64;
-        advance(n as u64);
+        self.headway.advance(n as u64);
         Ok(n)
     }
 
@@ -350,12 +336,13 @@ pub fn put_stream(
     source: &mut dyn Read,
     buffer: &mut Vec<u8>,
     expect: Option<Expected<'_>>,
+    cx: &WriteContext,
 ) -> Result<ObjectRecord, PutError> {
     if let Some(stored) = already_stored(target, key, expect.as_ref())? {
         return Ok(stored);
     }
-    let writer = target.create(key, expect.as_ref().map(|e| e.sha256))?;
-    stream_into(target, key, writer, source, buffer, expect)
+    let writer = target.create(key, expect.as_ref().map(|e| e.sha256), cx)?;
+    stream_into(target, key, writer, source, buffer, expect, &cx.headway)
 }
 
 /// The record of an identical object already at `key`, when the target keeps checksums and
@@ -387,9 +374,10 @@ fn stream_into(
     source: &mut dyn Read,
     buffer: &mut Vec<u8>,
     expect: Option<Expected<'_>>,
+    headway: &Headway,
 ) -> Result<ObjectRecord, PutError> {
     buffer.resize(COPY_BUFFER, 0);
-    let mut writer = HashingWriter::new(writer);
+    let mut writer = HashingWriter::new(writer, headway.clone());
     let limit = expect.as_ref().map_or(u64::MAX, Expected::read_limit);
     let mut source = Read::take(source, limit);
     loop {
@@ -442,14 +430,23 @@ pub fn put_file(
     source: &std::fs::File,
     buffer: &mut Vec<u8>,
     expect: Option<Expected<'_>>,
+    cx: &WriteContext,
 ) -> Result<ObjectRecord, PutError> {
     use std::os::unix::fs::FileExt;
     if let Some(stored) = already_stored(target, key, expect.as_ref())? {
         return Ok(stored);
     }
-    let mut writer = target.create(key, expect.as_ref().map(|e| e.sha256))?;
+    let mut writer = target.create(key, expect.as_ref().map(|e| e.sha256), cx)?;
     let Some(dest) = writer.local_file() else {
-        return stream_into(target, key, writer, &mut &*source, buffer, expect);
+        return stream_into(
+            target,
+            key,
+            writer,
+            &mut &*source,
+            buffer,
+            expect,
+            &cx.headway,
+        );
     };
     buffer.resize(FILE_CHUNK as usize, 0);
     let mut hasher = Sha256::new();
@@ -471,7 +468,7 @@ pub fn put_file(
             .map_err(PutError::Source)?;
         hasher.update(&*chunk);
         size += copied;
-        advance(copied);
+        cx.headway.advance(copied);
     }
     commit_verified(writer, size, hex::encode(hasher.finalize()), expect)
 }
@@ -497,8 +494,9 @@ pub fn put_bytes(
     target: &dyn Target,
     key: &ObjectKey,
     bytes: &[u8],
+    cx: &WriteContext,
 ) -> Result<ObjectRecord, PutError> {
-    put_stream(target, key, &mut &bytes[..], &mut Vec::new(), None)
+    put_stream(target, key, &mut &bytes[..], &mut Vec::new(), None, cx)
 }
 
 /// A put failed reading its source or writing the target.
@@ -601,8 +599,9 @@ mod tests {
             &self,
             key: &ObjectKey,
             sha256: Option<&str>,
+            cx: &WriteContext,
         ) -> Result<Box<dyn ObjectWriter>, TargetError> {
-            Ok(Box::new(RemoteWriter(self.0.create(key, sha256)?)))
+            Ok(Box::new(RemoteWriter(self.0.create(key, sha256, cx)?)))
         }
         fn open(&self, key: &ObjectKey) -> Result<Box<dyn Read + Send>, TargetError> {
             self.0.open(key)
@@ -627,7 +626,15 @@ mod tests {
                 size: data.len() as u64,
                 sha256: &sha,
             };
-            let rec = put_file(t, &key, &file, &mut Vec::new(), Some(expect)).unwrap();
+            let rec = put_file(
+                t,
+                &key,
+                &file,
+                &mut Vec::new(),
+                Some(expect),
+                &WriteContext::default(),
+            )
+            .unwrap();
             assert_eq!(
                 (rec.size, rec.sha256.as_str()),
                 (data.len() as u64, sha.as_str())
@@ -642,7 +649,14 @@ mod tests {
             };
             let other = ObjectKey::new("x/z.bin").unwrap();
             assert!(matches!(
-                put_file(t, &other, &file, &mut Vec::new(), Some(wrong)),
+                put_file(
+                    t,
+                    &other,
+                    &file,
+                    &mut Vec::new(),
+                    Some(wrong),
+                    &WriteContext::default()
+                ),
                 Err(PutError::Mismatch(Mismatch::Content))
             ));
             assert!(matches!(t.open(&other), Err(TargetError::NotFound { .. })));
@@ -693,6 +707,7 @@ mod tests {
             &self,
             _key: &ObjectKey,
             _sha256: Option<&str>,
+            _cx: &WriteContext,
         ) -> Result<Box<dyn ObjectWriter>, TargetError> {
             Ok(Box::new(CaptureWriter {
                 file: std::fs::File::create(&self.path).unwrap(),
@@ -722,7 +737,15 @@ mod tests {
                 sha256: &sha,
             };
             let key = ObjectKey::new("x.bin").unwrap();
-            let err = put_file(&t, &key, &file, &mut Vec::new(), Some(expect)).unwrap_err();
+            let err = put_file(
+                &t,
+                &key,
+                &file,
+                &mut Vec::new(),
+                Some(expect),
+                &WriteContext::default(),
+            )
+            .unwrap_err();
             assert!(
                 matches!(err, PutError::Mismatch(Mismatch::Longer { expected: 10 })),
                 "{err}"
@@ -758,9 +781,16 @@ mod tests {
                 size,
                 sha256: &recorded,
             };
-            let err = put_stream(&t, &key, &mut &secret[..], &mut Vec::new(), Some(expect))
-                .unwrap_err()
-                .to_string();
+            let err = put_stream(
+                &t,
+                &key,
+                &mut &secret[..],
+                &mut Vec::new(),
+                Some(expect),
+                &WriteContext::default(),
+            )
+            .unwrap_err()
+            .to_string();
             assert!(err.contains(says), "{err}");
             assert!(!err.contains(&found), "{err}");
         }
@@ -768,7 +798,7 @@ mod tests {
 
     #[test]
     fn hashing_writer_hashes_what_passes() {
-        let mut w = HashingWriter::new(Vec::new());
+        let mut w = HashingWriter::new(Vec::new(), Headway::default());
         w.write_all(b"abc").unwrap();
         let (inner, size, sha) = w.finish();
         assert_eq!(inner, b"abc");
@@ -777,5 +807,40 @@ mod tests {
             sha,
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn puts_make_headway_in_the_context_they_are_given_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src.bin");
+        std::fs::write(&src, vec![1u8; 3000]).unwrap();
+        let t = fs::FsTarget::new("t", &dir.path().join("out"), false);
+        let (mine, other) = (WriteContext::default(), WriteContext::default());
+        put_bytes(&t, &ObjectKey::new("a").unwrap(), b"hello", &mine).unwrap();
+        assert_eq!(mine.headway.get(), 5);
+        let file = std::fs::File::open(&src).unwrap();
+        put_file(
+            &t,
+            &ObjectKey::new("b").unwrap(),
+            &file,
+            &mut Vec::new(),
+            None,
+            &mine,
+        )
+        .unwrap();
+        assert_eq!(mine.headway.get(), 3005, "copied in the kernel");
+        let file = std::fs::File::open(&src).unwrap();
+        let remote = Remote(fs::FsTarget::new("r", &dir.path().join("r"), false));
+        put_file(
+            &remote,
+            &ObjectKey::new("c").unwrap(),
+            &file,
+            &mut Vec::new(),
+            None,
+            &mine,
+        )
+        .unwrap();
+        assert_eq!(mine.headway.get(), 6005, "streamed");
+        assert_eq!(other.headway.get(), 0);
     }
 }

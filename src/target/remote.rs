@@ -12,7 +12,7 @@
 //! runtime owned by the target.
 
 use std::io::{self, Read, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
@@ -20,8 +20,9 @@ use futures::stream::BoxStream;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::{ObjectKey, ObjectWriter, Target, TargetError, UploadJournal, Uploads};
+use super::{Headway, ObjectKey, ObjectWriter, Target, TargetError, Uploads, WriteContext};
 use crate::catalog::RunId;
+use crate::catalog::uploads::UploadJournal;
 
 /// Why a backend call failed. Messages never carry credentials.
 #[derive(Debug)]
@@ -98,8 +99,6 @@ pub struct RemoteTarget {
     backend: Arc<dyn Backend>,
     uploads: Uploads,
     journal: Option<Arc<dyn UploadJournal>>,
-    /// The run uploads are journaled with (`begin_run`).
-    run: Mutex<Option<RunId>>,
     runtime: Arc<tokio::runtime::Runtime>,
     parts: Arc<Semaphore>,
 }
@@ -129,7 +128,6 @@ impl RemoteTarget {
             backend,
             uploads,
             journal,
-            run: Mutex::new(None),
             runtime,
             parts: Arc::new(Semaphore::new(
                 uploads.part_concurrency * TARGET_PARTS_FACTOR,
@@ -168,6 +166,7 @@ impl Target for RemoteTarget {
         &self,
         key: &ObjectKey,
         sha256: Option<&str>,
+        cx: &WriteContext,
     ) -> Result<Box<dyn ObjectWriter>, TargetError> {
         Ok(Box::new(RemoteWriter {
             key: key.to_string(),
@@ -176,7 +175,8 @@ impl Target for RemoteTarget {
             backend: self.backend.clone(),
             runtime: self.runtime.clone(),
             journal: self.journal.clone(),
-            run: *self.run.lock().expect("run lock"),
+            run: cx.run,
+            headway: cx.headway.clone(),
             parts: self.parts.clone(),
             uploads: self.uploads,
             sha256: sha256.map(str::to_owned),
@@ -207,10 +207,6 @@ impl Target for RemoteTarget {
         self.runtime
             .block_on(self.backend.stored_sha256(&self.full_key(key.as_str())))
             .map_err(|e| self.io(key.as_str(), e))
-    }
-
-    fn begin_run(&self, run: RunId) {
-        *self.run.lock().expect("run lock") = Some(run);
     }
 
     fn recover(&self, run: Option<RunId>) -> Result<usize, TargetError> {
@@ -278,6 +274,8 @@ struct RemoteWriter {
     runtime: Arc<tokio::runtime::Runtime>,
     journal: Option<Arc<dyn UploadJournal>>,
     run: Option<RunId>,
+    /// Grows by each part uploaded.
+    headway: Headway,
     parts: Arc<Semaphore>,
     uploads: Uploads,
     sha256: Option<String>,
@@ -323,11 +321,12 @@ impl RemoteWriter {
         }
         let body = self.buffer.split().freeze();
         let upload = self.upload.as_mut().expect("started above");
-        let (backend, key, id, index) = (
+        let (backend, key, id, index, headway) = (
             self.backend.clone(),
             self.full_key.clone(),
             upload.id.clone(),
             upload.next,
+            self.headway.clone(),
         );
         upload.next += 1;
         let permit = self
@@ -340,7 +339,7 @@ impl RemoteWriter {
                 let result = backend.part(&key, &id, index, body).await;
                 drop(permit);
                 if result.is_ok() {
-                    super::advance(len);
+                    headway.advance(len);
                 }
                 (index, result)
             },

@@ -185,7 +185,7 @@ fn a_catalog_from_before_keying_goes_on_keyed_and_verifies_both_parts() {
     {
         let cat = SqliteCatalog::open(&catalog_path(&env)).unwrap();
         for name in ["old1", "old2"] {
-            let policy = custodian::policy::lifecycle::LifecyclePolicy::new(
+            let policy = custodian::catalog::lifecycle::LifecyclePolicy::new(
                 name,
                 "",
                 custodian::repository::record::ArtifactType::Transcript,

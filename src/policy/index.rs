@@ -21,11 +21,11 @@ use rayon::prelude::*;
 use rustix::fs::FileType;
 use serde::Serialize;
 
-use super::record::{Conversation, RECORD_FILE};
 use crate::catalog::{Catalog, CatalogError, Fingerprint, IndexChange};
 use crate::confined::{self, ConfinedError, Dir};
 use crate::pipeline::Control;
 use crate::progress::Progress;
+use crate::repository::record::{Conversation, RECORD_FILE};
 
 /// Changes committed per catalog transaction.
 const BATCH: usize = 2000;

@@ -7,9 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::{ChainBreak, ChainKey, ChainVerifier};
-use crate::catalog::{AuditHead, AuditQuery, Catalog, CatalogError};
-use crate::target::manifest::Anchor;
+use super::{AuditQuery, Catalog, CatalogError};
+use crate::audit::{Anchor, AuditHead, ChainBreak, ChainKey, ChainVerifier, GENESIS};
 
 /// Events read per catalog query.
 const PAGE: usize = 10_000;
@@ -79,7 +78,7 @@ pub fn check_trail(
     let mut events = 0u64;
     let mut head = AuditHead {
         seq: 0,
-        hash: super::GENESIS.to_owned(),
+        hash: GENESIS.to_owned(),
     };
     loop {
         let page = catalog.audit_events(&AuditQuery {
