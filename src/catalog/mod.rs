@@ -144,6 +144,19 @@ pub enum Exclude {
     DoneIn(RunId),
 }
 
+impl Exclude {
+    /// What a run of `policy` in `mode` leaves out: in incremental mode what the policy has
+    /// exported before; in full mode what run `done_in` already finished (a resumed or shared
+    /// run), or nothing.
+    pub fn for_mode(mode: Mode, policy: &str, done_in: Option<RunId>) -> Exclude {
+        match (mode, done_in) {
+            (Mode::Incremental, _) => Exclude::ExportedBy(policy.to_owned()),
+            (Mode::Full, Some(run)) => Exclude::DoneIn(run),
+            (Mode::Full, None) => Exclude::Nothing,
+        }
+    }
+}
+
 /// A job run's identifier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
