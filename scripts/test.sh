@@ -30,11 +30,35 @@ if ! "$CUSTODIAN_SMTPD_PYTHON" -c 'import aiosmtpd' 2>/dev/null; then
     "$CUSTODIAN_SMTPD_PYTHON" -m pip install --quiet --disable-pip-version-check 'aiosmtpd==1.4.6'
 fi
 # Catalog tests use PostgreSQL at CUSTODIAN_TEST_POSTGRES (default postgres://postgres@127.0.0.1:5432/test),
-# each in a schema of its own. When that variable is unset and no server answers at the default
-# address, the tests get a private server of their own (scripts/test-postgres.sh), stopped at the end.
-if [ -z "${CUSTODIAN_TEST_POSTGRES:-}" ] && ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
-    CUSTODIAN_TEST_POSTGRES=$(bash scripts/test-postgres.sh)
+# each in a schema of its own. When no server there lets them in, they get a private one
+# (scripts/test-postgres.sh: Debian's, in a temporary directory, on a free port), stopped when
+# this script ends, whether the tests pass, fail or are interrupted.
+pg_url=${CUSTODIAN_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/test}
+# Why the server at pg_url does not let the tests in; nothing when it does. Without psql to ask,
+# a server that listens is taken to. (Debian's server, installed by an earlier run, listens on
+# 5432 but wants a password and has no database `test`.)
+pg_refusal() {
+    local hostport host port
+    hostport=$(sed -E 's,^[a-z]+://([^@/]*@)?([^/?]*).*,\2,' <<<"$1")
+    host=${hostport%:*}
+    port=${hostport##*:}
+    [ "$host" = "$hostport" ] && port=5432
+    host=${host#[}
+    host=${host%]}
+    if ! timeout 5 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "${host:-127.0.0.1}" "$port" 2>/dev/null; then
+        echo "nothing answers at ${host:-127.0.0.1}:$port"
+    elif command -v psql >/dev/null; then
+        PGCONNECT_TIMEOUT=5 psql -w "$1" -Atqc 'SELECT 1' 2>&1 >/dev/null | head -n 1
+    fi
+}
+pg_why=$(pg_refusal "$pg_url" || true)
+if [ -n "$pg_why" ]; then
+    echo "PostgreSQL at $pg_url does not let the tests in ($pg_why): starting a private server" >&2
+    pg_dir=$(mktemp -d "${TMPDIR:-/tmp}/custodian-postgres.XXXXXX")
+    trap 'bash scripts/test-postgres.sh stop "$pg_dir" || true; rm -rf "$pg_dir"' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    CUSTODIAN_TEST_POSTGRES=$(bash scripts/test-postgres.sh start "$pg_dir")
     export CUSTODIAN_TEST_POSTGRES
-    trap 'bash scripts/test-postgres.sh stop' EXIT
 fi
 cargo test --all-features "$@"

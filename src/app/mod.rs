@@ -114,9 +114,14 @@ impl Loaded {
     /// The keystore a policy needs (to decrypt artifacts or encrypted channel segments), loaded
     /// before any work starts.
     pub fn keystore(&self, policy: &ExportPolicy) -> Result<Option<Keystore>, SetupError> {
-        match &self.config.media.keystore {
+        let media = &self.config.media;
+        match &media.keystore {
             Some(path) if policy.decrypt || policy.stitch_cdr_only => {
-                Ok(Some(Keystore::load(path)?))
+                Ok(Some(if media.tighten_keystore {
+                    Keystore::load_tightening(path)?
+                } else {
+                    Keystore::load(path)?
+                }))
             }
             _ => Ok(None),
         }

@@ -475,6 +475,10 @@ min_duration = "2h"
             c.media.keystore.as_deref(),
             Some(Path::new("/etc/custodian/keys.json"))
         );
+        assert!(
+            !c.media.tighten_keystore,
+            "a keystore others can open is refused by default"
+        );
         assert_eq!(
             c.media.scratch_dir.as_deref(),
             Some(Path::new("/etc/custodian/scratch"))
@@ -483,6 +487,11 @@ min_duration = "2h"
             panic!("an export policy")
         };
         assert!(p.decrypt && p.zip && !p.stitch_cdr_only && !p.im_attachments);
+        let tightened = parse(&format!(
+            "{GOOD}\n[media]\nkeystore = \"keys.json\"\ntighten_keystore = true\n"
+        ))
+        .unwrap();
+        assert!(tightened.media.tighten_keystore);
     }
 
     #[test]

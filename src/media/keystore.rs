@@ -2,7 +2,9 @@
 //!
 //! It holds secrets, so like ssh with a private key we refuse a file that group or others can
 //! read or write, or that is owned by anyone but the user running custodian (or root), and no
-//! error message ever contains key material.
+//! error message ever contains key material. A config may instead let custodian make its own
+//! keystore owner-only before reading it ([`Keystore::load_tightening`]): keys are never read
+//! while anyone but their owner can open the file.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -36,6 +38,12 @@ pub enum KeystoreError {
         mode: u32,
         me: String,
     },
+    #[error("keystore {path} (mode {mode:03o}) could not be made owner-only: {source}")]
+    Tighten {
+        path: PathBuf,
+        mode: u32,
+        source: std::io::Error,
+    },
     #[error("keystore {path} is not a regular file")]
     NotRegular { path: PathBuf },
     #[error("keystore {path} is larger than {max} bytes; a keystore holds a few keys")]
@@ -52,6 +60,13 @@ pub enum KeystoreError {
 #[serde(deny_unknown_fields)]
 struct KeystoreFile {
     keys: HashMap<String, String>,
+}
+
+/// What loading does with a keystore of the running user that group or others can open.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Exposed {
+    Refuse,
+    Tighten,
 }
 
 /// Keys by id, loaded from a keystore file.
@@ -76,6 +91,18 @@ impl Keystore {
     /// Loads a keystore, refusing one that group or others can read or write, or that is
     /// owned by another user than the one running custodian (root's is accepted).
     pub fn load(path: &Path) -> Result<Keystore, KeystoreError> {
+        Keystore::open(path, Exposed::Refuse)
+    }
+
+    /// Loads a keystore like [`Keystore::load`], except that one owned by the user running
+    /// custodian that group or others can read or write is first made owner-only (`chmod
+    /// go-rwx` on the opened file, logged with both modes) instead of refused. For a keystore
+    /// whose exposure is known and harmless, such as the demo's, which git checks out mode 644.
+    pub fn load_tightening(path: &Path) -> Result<Keystore, KeystoreError> {
+        Keystore::open(path, Exposed::Tighten)
+    }
+
+    fn open(path: &Path, exposed: Exposed) -> Result<Keystore, KeystoreError> {
         let read_err = |source| KeystoreError::Read {
             path: path.to_owned(),
             source,
@@ -103,11 +130,25 @@ impl Keystore {
             });
         }
         if mode & 0o077 != 0 {
-            return Err(KeystoreError::Permissions {
-                path: path.to_owned(),
-                owner: crate::users::describe_uid(owner),
-                mode,
-            });
+            if exposed == Exposed::Refuse || owner != me {
+                return Err(KeystoreError::Permissions {
+                    path: path.to_owned(),
+                    owner: crate::users::describe_uid(owner),
+                    mode,
+                });
+            }
+            let private = mode & !0o077;
+            rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(private)).map_err(|e| {
+                KeystoreError::Tighten {
+                    path: path.to_owned(),
+                    mode,
+                    source: e.into(),
+                }
+            })?;
+            tracing::warn!(
+                "keystore {} was mode {mode:03o}, open to group or others: made it owner-only, mode {private:03o}",
+                path.display()
+            );
         }
         let mut text = Vec::new();
         file.take(MAX_KEYSTORE_BYTES + 1)
@@ -219,6 +260,34 @@ mod tests {
                 && err.contains(&p.display().to_string()),
             "{err}"
         );
+    }
+
+    #[test]
+    fn tightening_makes_an_open_keystore_owner_only_before_reading_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+        for (mode, private) in [(0o644, 0o600), (0o666, 0o600), (0o755, 0o700)] {
+            let p = write(dir.path(), &format!(r#"{{"keys":{{"k1":"{b64}"}}}}"#), mode);
+            let ks = Keystore::load_tightening(&p).unwrap();
+            assert_eq!(ks.key("k1").unwrap(), [9u8; 32]);
+            let now = std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777;
+            assert_eq!(now, private, "mode {mode:03o}");
+        }
+    }
+
+    #[test]
+    fn tightening_never_touches_a_keystore_of_another_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), r#"{"keys":{}}"#, 0o644);
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap().uid;
+        std::os::unix::fs::chown(&p, Some(nobody.as_raw()), None).unwrap();
+        let err = Keystore::load_tightening(&p).unwrap_err().to_string();
+        assert!(
+            err.contains("owner nobody") && err.contains("chown "),
+            "{err}"
+        );
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o644);
     }
 
     #[test]

@@ -18,6 +18,10 @@ use crate::settings::resolve;
 pub struct MediaConfig {
     /// The keystore (docs/format-v1.md, "The keystore"), needed to decrypt.
     pub keystore: Option<PathBuf>,
+    /// Whether custodian makes the keystore owner-only before reading it when group or others
+    /// can open it, instead of refusing it (for a keystore whose keys are public, such as the
+    /// demo's: git checks files out readable by everyone).
+    pub tighten_keystore: bool,
     /// The ffmpeg program used for video and screen formats: a bare name is looked up in
     /// `PATH`, a path is resolved against the config file's directory.
     pub ffmpeg: Option<PathBuf>,
@@ -31,6 +35,8 @@ pub struct MediaConfig {
 #[serde(deny_unknown_fields)]
 pub struct MediaSettings {
     keystore: Option<PathBuf>,
+    #[serde(default)]
+    tighten_keystore: bool,
     ffmpeg: Option<PathBuf>,
     scratch_dir: Option<PathBuf>,
 }
@@ -41,6 +47,7 @@ impl MediaSettings {
     pub fn resolve(self, base: &Path) -> MediaConfig {
         MediaConfig {
             keystore: self.keystore.map(|k| resolve(base, &k)),
+            tighten_keystore: self.tighten_keystore,
             ffmpeg: self.ffmpeg.map(|f| {
                 if f.components().count() > 1 {
                     resolve(base, &f)

@@ -18,6 +18,12 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// As on a fresh clone: git checks the demo keystore out mode 644, which custodian refuses
+/// unless the config lets it make the file owner-only, as the demo's does.
 #[test]
 fn demo_export_exports_every_demo_conversation_but_the_imported_one() {
     let env = Env::new("");
@@ -26,9 +32,17 @@ fn demo_export_exports_every_demo_conversation_but_the_imported_one() {
     std::fs::copy(demo.join("custodian.toml"), env.config()).unwrap();
     let keystore = env.path().join("keystore.json");
     std::fs::copy(demo.join("keystore.json"), &keystore).unwrap();
-    std::fs::set_permissions(&keystore, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let (code, summary) = env.json(&["run", "demo-export"]);
+    std::fs::set_permissions(&keystore, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = env.run(&["--json", "run", "demo-export"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let code = out.status.code().unwrap();
     assert_eq!(code, 0, "{summary}");
+    assert_eq!(mode(&keystore), 0o600, "made owner-only");
+    assert!(
+        stderr.contains("was mode 644") && stderr.contains("owner-only, mode 600"),
+        "{stderr}"
+    );
     let seen = summary["index"]["seen"].as_u64().unwrap();
     assert!(seen >= 10, "{summary}");
     assert_eq!(
