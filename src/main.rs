@@ -100,5 +100,7 @@ fn dispatch(cli: &Cli, run_log: &RunLog) -> Result<u8> {
             input,
             output,
         } => cli::media::decrypt(cli, keystore, input, output),
+        Command::Completions { shell } => cli::manual::completions(*shell),
+        Command::Man { dir } => cli::manual::man(dir.as_deref()),
     }
 }

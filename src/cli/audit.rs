@@ -16,6 +16,9 @@ use super::out::{outln, print_json};
 #[derive(Subcommand)]
 pub enum AuditCommand {
     /// Audit events, oldest first.
+    #[command(after_help = "Examples:
+  custodian audit list --limit 3
+  custodian audit list --kind artifact_deleted --limit 5")]
     List {
         #[arg(long)]
         run: Option<i64>,
@@ -31,9 +34,14 @@ pub enum AuditCommand {
     /// Check the whole audit trail: its hash chain (keyed with the audit key), and the
     /// catalog against the chain heads the newest manifest of each export policy anchored at
     /// its target.
+    #[command(after_help = "Examples:
+  custodian audit verify
+  custodian --json audit verify")]
     Verify,
     /// Create the audit key (`[audit] key_file`, 32 random bytes, mode 0600). It is also
     /// created on the first append to a catalog whose chain is not keyed yet.
+    #[command(after_help = "Examples:
+  custodian audit init-key")]
     InitKey,
 }
 

@@ -17,6 +17,9 @@ use super::out::{Bar, human_bytes, outln, print_json};
 #[derive(Subcommand)]
 pub enum JobsCommand {
     /// Recent runs, newest first.
+    #[command(after_help = "Examples:
+  custodian jobs list
+  custodian jobs list --policy demo-export --limit 5")]
     List {
         #[arg(long)]
         policy: Option<String>,
@@ -24,6 +27,9 @@ pub enum JobsCommand {
         limit: usize,
     },
     /// One run with its failed items.
+    #[command(after_help = "Examples:
+  custodian jobs show 1
+  custodian --json jobs show 1")]
     Show { run: i64 },
 }
 

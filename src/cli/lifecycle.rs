@@ -19,6 +19,9 @@ use super::run::{RunMessages, print_index, print_notification, run_heading};
 #[derive(Subcommand)]
 pub enum LifecycleCommand {
     /// Create a policy (disabled, without versions) for an artifact type.
+    #[command(after_help = "Examples:
+  custodian lifecycle create voice-customer-7y --artifact-type audio_recording \\
+      --audio-type conference_customer --description \"MiFID II: customer legs, 7 years\"")]
     Create {
         name: String,
         #[arg(long)]
@@ -30,6 +33,9 @@ pub enum LifecycleCommand {
         description: String,
     },
     /// Publish an immutable version; a policy's first version becomes its active one.
+    #[command(after_help = "Examples:
+  custodian lifecycle version voice-customer-7y v1 --delete-after-days 2557
+  custodian lifecycle version voice-customer-7y v2 --keep-forever")]
     Version {
         name: String,
         version: String,
@@ -44,18 +50,26 @@ pub enum LifecycleCommand {
         delete_after_days: Option<u64>,
     },
     /// Enable a policy (needs acknowledgments).
+    #[command(after_help = "Examples:
+  custodian lifecycle enable voice-customer-7y \\
+      --acknowledge storage-overage --acknowledge irreversible-delete")]
     Enable {
         name: String,
         #[arg(long = "acknowledge")]
         acknowledge: Vec<String>,
     },
     /// Disable a policy (needs acknowledgments).
+    #[command(after_help = "Examples:
+  custodian lifecycle disable voice-customer-7y \\
+      --acknowledge storage-overage --acknowledge irreversible-delete")]
     Disable {
         name: String,
         #[arg(long = "acknowledge")]
         acknowledge: Vec<String>,
     },
     /// Make another published version the active one (needs acknowledgments).
+    #[command(after_help = "Examples:
+  custodian lifecycle activate voice-customer-7y v2 --acknowledge storage-overage")]
     Activate {
         name: String,
         version: String,
@@ -63,8 +77,13 @@ pub enum LifecycleCommand {
         acknowledge: Vec<String>,
     },
     /// Every policy, a line each.
+    #[command(after_help = "Examples:
+  custodian lifecycle list
+  custodian --json lifecycle list")]
     List,
     /// One policy with its versions.
+    #[command(after_help = "Examples:
+  custodian lifecycle show voice-customer-7y")]
     Show { name: String },
 }
 

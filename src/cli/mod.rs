@@ -6,6 +6,7 @@ pub mod audit;
 pub mod direct;
 pub mod jobs;
 pub mod lifecycle;
+pub mod manual;
 pub mod media;
 pub mod out;
 pub mod run;
