@@ -1,15 +1,16 @@
 //! Hot paths of an export run: hashing copy to the target, one conversation end to end,
 //! catalog index writes, and filter evaluation.
 
+use std::sync::Arc;
+
 use chrono::Utc;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
+use custodian::app::Loaded;
 use custodian::catalog::sqlite::SqliteCatalog;
 use custodian::catalog::{Catalog, Fingerprint, IndexChange, RunId, Selected};
 use custodian::config::Config;
 use custodian::filter::{Criteria, Filter};
-use custodian::policy::Policy;
-use custodian::policy::export::Export;
 use custodian::repository::record::Conversation;
 use custodian::target::fs::FsTarget;
 use custodian::target::{ObjectKey, WriteContext, put_stream};
@@ -67,23 +68,16 @@ fn export_conversation(c: &mut Criterion) {
     let config = Config::parse(
         &dir.path().join("custodian.toml"),
         "[repository]\nroot = \"repo\"\n[targets.t]\nkind = \"filesystem\"\npath = \"out\"\n\
-         [policies.p]\naction = \"export\"\ntarget = \"t\"\n",
+         [policies.p]\naction = \"export\"\ntarget = \"t\"\n[media]\nscratch_dir = \"scratch\"\n",
     )
     .unwrap();
-    let Policy::Export(policy) = config.policy("p").unwrap() else {
-        panic!("an export policy")
-    };
     let target = FsTarget::new("t", &dir.path().join("out"), false);
-    let catalog = SqliteCatalog::open(&dir.path().join("c.db")).unwrap();
-    let export = Export {
-        policy,
-        repo: custodian::confined::Dir::open_root(&root).unwrap(),
-        scratch: custodian::media::scratch::Scratch::open(&dir.path().join("scratch")).unwrap(),
-        target: &target,
-        catalog: &catalog,
-        filter: Filter::all(),
-        tools: Default::default(),
+    let l = Loaded {
+        config,
+        catalog: Arc::new(SqliteCatalog::open(&dir.path().join("c.db")).unwrap()),
     };
+    let policy = l.export_policy("p").unwrap();
+    let export = l.export(policy, &target, None, Filter::all()).unwrap();
     let selected = Selected {
         rowid: 1,
         rel_dir: rel_dir.into(),

@@ -14,6 +14,7 @@ use custodian::catalog::sqlite::SqliteCatalog;
 use custodian::catalog::{Catalog, Fingerprint, IndexChange};
 use custodian::pipeline::Control;
 use custodian::policy::lifecycle::{self, Deleter, Limits};
+use custodian::progress::Silent;
 use custodian::repository::record::ArtifactType;
 
 const CONVERSATIONS: usize = 20_000;
@@ -63,7 +64,7 @@ fn repository(dir: &std::path::Path) -> SqliteCatalog {
         &dir.join("repo"),
         custodian::repository::DEFAULT_MAX_RECORD_BYTES,
         &cat,
-        &indicatif::ProgressBar::hidden(),
+        &Silent,
         &custodian::pipeline::Control::new(),
     )
     .unwrap();

@@ -1,6 +1,7 @@
 //! custodian: batch storage management for communications recordings.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod audit;
 pub mod catalog;
 pub mod cluster;
@@ -11,6 +12,7 @@ pub mod filter;
 pub mod media;
 pub mod pipeline;
 pub mod policy;
+pub mod progress;
 pub mod repository;
 pub mod schedule;
 pub mod settings;

@@ -5,6 +5,7 @@
 
 use std::io::{Cursor, Read};
 
+use custodian::progress::Silent;
 use custodian::target::manifest::verify;
 use custodian::target::{ObjectKey, ObjectWriter, Target, TargetError};
 use libfuzzer_sys::fuzz_target;
@@ -53,7 +54,7 @@ impl Target for Memory<'_> {
 fuzz_target!(|data: &[u8]| {
     let target = Memory { manifest: data };
     let key = ObjectKey::new(MANIFEST).expect("a valid key");
-    match verify(&target, &key, &indicatif::ProgressBar::hidden()) {
+    match verify(&target, &key, &Silent) {
         Ok(report) => assert!(report.mismatches.len() as u64 <= report.objects),
         Err(e) => {
             let _ = e.to_string();

@@ -8,7 +8,9 @@ mod conformance;
 pub mod lifecycle;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod rows;
 mod settings;
+mod sql;
 pub mod sqlite;
 pub mod trail;
 pub mod units;
@@ -140,6 +142,19 @@ pub enum Exclude {
     ExportedBy(String),
     /// Conversations already finished by this run (resuming a full-mode run).
     DoneIn(RunId),
+}
+
+impl Exclude {
+    /// What a run of `policy` in `mode` leaves out: in incremental mode what the policy has
+    /// exported before; in full mode what run `done_in` already finished (a resumed or shared
+    /// run), or nothing.
+    pub fn for_mode(mode: Mode, policy: &str, done_in: Option<RunId>) -> Exclude {
+        match (mode, done_in) {
+            (Mode::Incremental, _) => Exclude::ExportedBy(policy.to_owned()),
+            (Mode::Full, Some(run)) => Exclude::DoneIn(run),
+            (Mode::Full, None) => Exclude::Nothing,
+        }
+    }
 }
 
 /// A job run's identifier.
@@ -327,6 +342,9 @@ pub struct ConfidentialPage<'a> {
 pub trait PolicyLock: Send {}
 
 /// The catalog operations the engine needs. Implementations are safe to share between threads.
+///
+/// One trait, its methods grouped by concern: callers hold a `&dyn Catalog` and call any of
+/// them with no other import, which sub-traits (each needing its own `use`) would not allow.
 pub trait Catalog: uploads::UploadJournal + Send + Sync {
     /// Human-readable location (a path or a URL without credentials) for messages.
     fn location(&self) -> String;
@@ -335,6 +353,8 @@ pub trait Catalog: uploads::UploadJournal + Send + Sync {
     fn work_units(&self) -> Option<&dyn units::WorkUnits> {
         None
     }
+
+    // The index: what the repository holds.
 
     /// Fingerprints of indexed conversations whose directory lies under `rel_prefix/`.
     fn fingerprints_under(&self, rel_prefix: &str) -> Result<Vec<(String, Fingerprint)>>;
@@ -349,6 +369,8 @@ pub trait Catalog: uploads::UploadJournal + Send + Sync {
     /// Number of indexed conversations.
     fn conversation_count(&self) -> Result<u64>;
 
+    // Selections: what a policy's filter picks.
+
     /// How many conversations a selection yields.
     fn count_selection(&self, filter: &Filter, exclude: &Exclude) -> Result<u64>;
 
@@ -361,12 +383,18 @@ pub trait Catalog: uploads::UploadJournal + Send + Sync {
         limit: usize,
     ) -> Result<Vec<Selected>>;
 
-    /// Claims object keys of `target` before anything is written under them, in one
-    /// transaction committed before it returns: each key is held by one file of one
-    /// conversation for good, and the holder claiming it again (a rerun) keeps it. When any
-    /// key is held by another file, nothing is claimed and the holders of those keys are
-    /// returned (empty when every key was claimed).
-    fn claim_keys(&self, target: &str, run: RunId, claims: &[KeyClaim]) -> Result<Vec<KeyClaim>>;
+    /// Sets the confidential flag of the next page of conversations `filter` selects (after
+    /// `after_rowid`, leaving out `exclude`) to `value`, in one transaction: the flag (kept
+    /// across reindexing), one audit event per conversation whose flag changed, and the
+    /// policy's incremental state. Returns the page's size, how many changed, and its last
+    /// rowid.
+    fn set_confidential_page(
+        &self,
+        page: &ConfidentialPage<'_>,
+        after_rowid: i64,
+    ) -> Result<(u64, u64, i64)>;
+
+    // Job history: runs, their items and objects, the keys they claim.
 
     /// Takes the per-policy run lock.
     fn lock_policy(&self, policy: &str) -> Result<Box<dyn PolicyLock>>;
@@ -379,6 +407,13 @@ pub trait Catalog: uploads::UploadJournal + Send + Sync {
 
     /// Marks an interrupted run as picked up again.
     fn resume_run(&self, run: RunId) -> Result<()>;
+
+    /// Claims object keys of `target` before anything is written under them, in one
+    /// transaction committed before it returns: each key is held by one file of one
+    /// conversation for good, and the holder claiming it again (a rerun) keeps it. When any
+    /// key is held by another file, nothing is claimed and the holders of those keys are
+    /// returned (empty when every key was claimed).
+    fn claim_keys(&self, target: &str, run: RunId, claims: &[KeyClaim]) -> Result<Vec<KeyClaim>>;
 
     /// Records item outcomes in one transaction: run items, objects, incremental state (the
     /// record version and each artifact written) and one audit event per exported
@@ -399,6 +434,12 @@ pub trait Catalog: uploads::UploadJournal + Send + Sync {
         error_summary: Option<&str>,
     ) -> Result<()>;
 
+    /// Records where a run's log file is.
+    fn set_run_log(&self, run: RunId, path: &str) -> Result<()>;
+
+    /// Records what became of a run's notification.
+    fn set_run_notification(&self, run: RunId, text: &str) -> Result<()>;
+
     /// Streams the objects a run wrote, in key order.
     fn run_objects(
         &self,
@@ -408,34 +449,23 @@ pub trait Catalog: uploads::UploadJournal + Send + Sync {
 
     fn job_runs(&self, policy: Option<&str>, limit: usize) -> Result<Vec<JobRun>>;
 
-    /// Records where a run's log file is.
-    fn set_run_log(&self, run: RunId, path: &str) -> Result<()>;
+    fn job_run(&self, run: RunId) -> Result<Option<JobRun>>;
 
-    /// Records what became of a run's notification.
-    fn set_run_notification(&self, run: RunId, text: &str) -> Result<()>;
-
-    /// Sets the confidential flag of the next page of conversations `filter` selects (after
-    /// `after_rowid`, leaving out `exclude`) to `value`, in one transaction: the flag (kept
-    /// across reindexing), one audit event per conversation whose flag changed, and the
-    /// policy's incremental state. Returns the page's size, how many changed, and its last
-    /// rowid.
-    fn set_confidential_page(
-        &self,
-        page: &ConfidentialPage<'_>,
-        after_rowid: i64,
-    ) -> Result<(u64, u64, i64)>;
+    fn failed_items(&self, run: RunId, limit: usize) -> Result<Vec<FailedItem>>;
 
     /// Drops the history (items, objects) of a policy's succeeded runs that finished before
     /// `before`; failed, partly failed and running ones are kept. Returns how many went.
     fn prune_runs(&self, policy: &str, before: DateTime<Utc>) -> Result<u64>;
-    fn job_run(&self, run: RunId) -> Result<Option<JobRun>>;
-    fn failed_items(&self, run: RunId, limit: usize) -> Result<Vec<FailedItem>>;
+
+    // The audit trail.
 
     fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>>;
 
     /// The audit chain's head: the last event's sequence number and hash (0 and the genesis
     /// hash when there is none), which run manifests anchor outside the catalog.
     fn audit_head(&self) -> Result<AuditHead>;
+
+    // Lifecycle policies and the deletions they make.
 
     /// Creates a lifecycle policy (disabled, no versions); refused if the name is taken.
     fn create_lifecycle_policy(&self, policy: &LifecyclePolicy, event: &NewEvent) -> Result<()>;

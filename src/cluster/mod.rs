@@ -12,9 +12,10 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::catalog::units::{NodeCounters, WorkUnits};
-use crate::catalog::{CatalogError, Counters, Exclude, Mode, RunId};
+use crate::catalog::{CatalogError, Counters, Exclude, RunId};
 use crate::pipeline::{Control, Stop};
 use crate::policy::export::{Export, RunError};
+use crate::progress::Progress;
 
 /// Why a node stopped taking part before the run ended.
 #[derive(Debug, thiserror::Error)]
@@ -109,15 +110,12 @@ pub fn run_node(
     export: &Export<'_>,
     units: &dyn WorkUnits,
     options: &NodeOptions,
-    progress: &indicatif::ProgressBar,
+    progress: &dyn Progress,
     control: &Control,
 ) -> Result<NodeReport, NodeError> {
     let started = std::time::Instant::now();
     let policy = &export.policy.name;
-    let split_exclude = match export.policy.mode {
-        Mode::Incremental => Exclude::ExportedBy(policy.clone()),
-        Mode::Full => Exclude::Nothing,
-    };
+    let split_exclude = Exclude::for_mode(export.policy.mode, policy, None);
     let (run, began) = units.join_or_split(
         policy,
         export.policy.mode,
@@ -137,10 +135,7 @@ pub fn run_node(
         "joined cluster run"
     );
     // A unit redone after a lease expired leaves out what is already recorded.
-    let exclude = match export.policy.mode {
-        Mode::Incremental => Exclude::ExportedBy(policy.clone()),
-        Mode::Full => Exclude::DoneIn(run),
-    };
+    let exclude = Exclude::for_mode(export.policy.mode, policy, Some(run));
     let mut report = NodeReport {
         run,
         node: options.node.clone(),

@@ -15,6 +15,7 @@ use crate::catalog::{
 };
 use crate::filter::{Criteria, Filter};
 use crate::pipeline::Control;
+use crate::progress::Progress;
 use crate::schedule::JobSettings;
 use crate::schedule::runlog::RunLog;
 use crate::settings::Invalid;
@@ -102,7 +103,7 @@ pub fn run(
     catalog: &dyn Catalog,
     filter: &Filter,
     index: Option<IndexReport>,
-    progress: &indicatif::ProgressBar,
+    progress: &dyn Progress,
     control: &Control,
     log: &RunLog,
 ) -> Result<FlagSummary, CatalogError> {
@@ -127,10 +128,7 @@ pub fn run(
     );
     let index_failures = super::index_failures(index.as_ref());
     catalog.record_outcomes(run, name, &index_failures)?;
-    let exclude = match policy.mode {
-        Mode::Incremental => Exclude::ExportedBy(name.to_owned()),
-        Mode::Full => Exclude::Nothing,
-    };
+    let exclude = Exclude::for_mode(policy.mode, name, None);
     let selected = catalog.count_selection(filter, &exclude)?;
     progress.set_length(selected);
     let actor = current_actor();
@@ -153,7 +151,7 @@ pub fn run(
         processed += n;
         changed += c;
         after = last;
-        progress.inc(n);
+        progress.advance(n);
         tracing::info!(
             processed,
             changed,

@@ -27,6 +27,7 @@ use crate::policy::produce::{
     run_ffmpeg, transform_for,
 };
 use crate::policy::template::{DEFAULT_FILENAME_FORMAT, FileName, Template};
+use crate::progress::Progress;
 use crate::repository::record::{
     Artifact, ArtifactType, Conversation, ConversationType, RECORD_FILE,
 };
@@ -905,7 +906,7 @@ impl Export<'_> {
         exclude: &Exclude,
         lo: i64,
         hi: i64,
-        progress: &indicatif::ProgressBar,
+        progress: &dyn Progress,
         control: &Control,
     ) -> Result<Counters, CatalogError> {
         let policy = &self.policy.name;
@@ -944,7 +945,7 @@ impl Export<'_> {
                     }
                 }
                 self.catalog.record_outcomes(run, policy, &batch)?;
-                progress.inc(n);
+                progress.advance(n);
                 Ok::<_, CatalogError>(())
             },
         )?;
@@ -1025,7 +1026,7 @@ impl Export<'_> {
     pub fn run(
         &self,
         index: Option<IndexReport>,
-        progress: &indicatif::ProgressBar,
+        progress: &dyn Progress,
         control: &Control,
         log: &RunLog,
     ) -> Result<RunSummary, RunError> {
@@ -1051,11 +1052,7 @@ impl Export<'_> {
         self.abort_abandoned_uploads(Some(run))?;
         let index_failures = super::index_failures(index.as_ref());
         self.catalog.record_outcomes(run, policy, &index_failures)?;
-        let exclude = match self.policy.mode {
-            Mode::Incremental => Exclude::ExportedBy(policy.clone()),
-            Mode::Full if resumed => Exclude::DoneIn(run),
-            Mode::Full => Exclude::Nothing,
-        };
+        let exclude = Exclude::for_mode(self.policy.mode, policy, resumed.then_some(run));
         let selected = self.catalog.count_selection(&self.filter, &exclude)?;
         progress.set_length(selected);
         tracing::info!(selected, "conversations selected");

@@ -24,6 +24,7 @@ use serde::Serialize;
 use crate::catalog::{Catalog, CatalogError, Fingerprint, IndexChange};
 use crate::confined::{self, ConfinedError, Dir};
 use crate::pipeline::Control;
+use crate::progress::Progress;
 use crate::repository::record::{Conversation, RECORD_FILE};
 
 /// Changes committed per catalog transaction.
@@ -262,7 +263,7 @@ struct Pass<'a> {
     seen: AtomicU64,
     /// Set when a day was left unfinished because the pass was stopped.
     cut_short: AtomicBool,
-    progress: &'a indicatif::ProgressBar,
+    progress: &'a dyn Progress,
     control: &'a Control,
 }
 
@@ -305,7 +306,7 @@ impl Pass<'_> {
                 _ => continue,
             };
             self.seen.fetch_add(1, Ordering::Relaxed);
-            self.progress.inc(1);
+            self.progress.advance(1);
             let rel_dir = format!("{day}/{}", entry.name);
             let previous = known.remove(&rel_dir);
             let path = self.root.display_path(format!("{rel_dir}/{RECORD_FILE}"));
@@ -358,7 +359,7 @@ pub fn index(
     root: &Path,
     max_record_bytes: u64,
     catalog: &dyn Catalog,
-    progress: &indicatif::ProgressBar,
+    progress: &dyn Progress,
     control: &Control,
 ) -> Result<IndexReport, IndexError> {
     let root = Dir::open_root(root).map_err(IndexError::Root)?;
@@ -460,6 +461,7 @@ pub fn index(
 mod tests {
     use super::*;
     use crate::catalog::sqlite::SqliteCatalog;
+    use crate::progress::Silent;
     use std::os::unix::fs::symlink;
 
     const CAP: u64 = 16 << 20;
@@ -503,14 +505,7 @@ mod tests {
         }
 
         fn index_with(&self, cap: u64, control: &Control) -> IndexReport {
-            index(
-                &self.path("repo"),
-                cap,
-                &self.catalog,
-                &indicatif::ProgressBar::hidden(),
-                control,
-            )
-            .unwrap()
+            index(&self.path("repo"), cap, &self.catalog, &Silent, control).unwrap()
         }
 
         fn index(&self) -> IndexReport {

@@ -288,7 +288,7 @@ pub fn run(
     actor: &str,
     limits: Limits,
     index: Option<IndexReport>,
-    progress: &indicatif::ProgressBar,
+    progress: &dyn crate::progress::Progress,
     control: &Control,
     log: &RunLog,
 ) -> Result<SweepSummary, SweepError> {
@@ -312,7 +312,7 @@ pub fn run(
     };
     let swept = sweep(catalog, root, now, by, limits, &|p| match p {
         Progress::Due(n) => progress.set_length(n),
-        Progress::Done(n) => progress.inc(n),
+        Progress::Done(n) => progress.advance(n),
     });
     // Counted from what the sweep recorded, with the deletions of a killed process this run
     // resumes (the index failures are recorded as failed items).

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use super::{Headway, ObjectKey, Target, TargetError, WriteContext};
 use crate::audit::{Anchor, AuditHead};
 use crate::catalog::{Catalog, CatalogError, ObjectRecord, RunId};
+use crate::progress::Progress;
 
 /// Reserved key prefix for custodian's own objects at a target.
 pub const RESERVED_PREFIX: &str = "_custodian/";
@@ -321,7 +322,7 @@ fn hash_object(target: &dyn Target, obj: &ObjectRecord) -> Option<String> {
 pub fn verify(
     target: &dyn Target,
     key: &ObjectKey,
-    progress: &indicatif::ProgressBar,
+    progress: &dyn Progress,
 ) -> Result<VerifyReport, VerifyError> {
     let malformed = |line: u64, reason: String| VerifyError::Malformed {
         key: key.to_string(),
@@ -353,7 +354,7 @@ pub fn verify(
             .par_iter()
             .filter_map(|obj| {
                 let problem = hash_object(target, obj);
-                progress.inc(1);
+                progress.advance(1);
                 problem.map(|problem| Mismatch {
                     key: obj.key.clone(),
                     problem,
@@ -404,6 +405,7 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::progress::Silent;
     use crate::target::fs::FsTarget;
     use crate::target::put_bytes;
 
@@ -429,7 +431,7 @@ mod tests {
         .join("\n");
         let key = key_for("p", RunId(1));
         put_bytes(&target, &key, manifest.as_bytes(), &WriteContext::default()).unwrap();
-        let err = verify(&target, &key, &indicatif::ProgressBar::hidden()).unwrap_err();
+        let err = verify(&target, &key, &Silent).unwrap_err();
         assert!(
             matches!(&err, VerifyError::Malformed { line: 3, reason, .. }
                 if reason.contains("add up to more than 2^64 bytes")),

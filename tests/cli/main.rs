@@ -22,6 +22,7 @@ mod hostile_sweep;
 mod hostile_target;
 mod jobs;
 mod lifecycle;
+mod manual;
 mod media;
 #[cfg(feature = "postgres")]
 mod postgres;

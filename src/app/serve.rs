@@ -1,38 +1,55 @@
 //! `custodian serve`: runs every enabled policy on its schedule, each run in its own
 //! `custodian run` process (so a panic, a crash or a stuck run takes down only that run), at
-//! most one run per policy at a time and `--max-concurrent` in all. SIGHUP reloads the config
-//! (a bad one is refused and the running one kept); SIGTERM or SIGINT stop the scheduler and
-//! give the runs `--shutdown-grace` to finish or cancel cleanly.
+//! most one run per policy at a time and a given number in all. SIGHUP reloads the config (a
+//! bad one is refused and the running one kept); SIGTERM or SIGINT stop the scheduler and give
+//! the runs a grace period to finish or cancel cleanly. A run process that dies leaves its
+//! history row to serve, which records its end.
 
-use crate::cli_out::errln;
 use std::collections::{HashMap, VecDeque};
 use std::io::BufRead;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use custodian::catalog::{self, Catalog, Mode, RunStatus};
-use custodian::config::Config;
-use custodian::policy::Policy;
-use custodian::policy::lifecycle::LIFECYCLE_TARGET;
-use custodian::schedule::serve::{Due, Scheduler};
+use super::control::notify_run;
+use super::{SetupError, with_sources};
+use crate::catalog::{self, Catalog, CatalogError, Mode, RunId, RunStatus};
+use crate::config::Config;
+use crate::policy::Policy;
+use crate::policy::lifecycle::LIFECYCLE_TARGET;
+use crate::schedule::serve::{Due, Scheduler};
 
-use super::Cli;
+/// Why serve could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error("cannot resolve {path}")]
+    Resolve {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot find the custodian executable")]
+    Executable(#[source] std::io::Error),
+}
 
-#[derive(clap::Args)]
-pub struct ServeArgs {
+/// How serve runs its runs.
+pub struct ServeOptions {
     /// Most runs going at once (a run of each policy at most).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
-    max_concurrent: u32,
+    pub max_concurrent: usize,
     /// On SIGTERM or SIGINT, how long runs get to finish or cancel before they are killed.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-    shutdown_grace: Duration,
+    pub shutdown_grace: Duration,
+}
+
+/// What serve passes on while it runs.
+pub trait ServeObserver: Send + Sync {
+    /// A line a run of `policy` wrote to its standard error.
+    fn said(&self, policy: &str, line: &str);
 }
 
 /// Lines of a run's stderr kept for its history if its process dies.
@@ -83,6 +100,7 @@ struct Running {
 
 struct Server {
     exe: PathBuf,
+    observer: &'static dyn ServeObserver,
     config_path: PathBuf,
     config: Config,
     catalog: Box<dyn Catalog>,
@@ -91,15 +109,23 @@ struct Server {
     events: crossbeam_channel::Sender<Event>,
 }
 
-pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<u8> {
-    let config_path = std::path::absolute(&cli.config)
-        .with_context(|| format!("cannot resolve {}", cli.config.display()))?;
-    let config = Config::load(&config_path)?;
-    let catalog = catalog::open(&config.catalog)?;
+/// Serves the config at `config` until SIGTERM or SIGINT.
+pub fn serve(
+    config: &Path,
+    options: &ServeOptions,
+    observer: &'static dyn ServeObserver,
+) -> Result<(), ServeError> {
+    let config_path = std::path::absolute(config).map_err(|source| ServeError::Resolve {
+        path: config.to_owned(),
+        source,
+    })?;
+    let config = Config::load(&config_path).map_err(SetupError::from)?;
+    let catalog = catalog::open(&config.catalog).map_err(SetupError::from)?;
     let (events, rx) = crossbeam_channel::bounded::<Event>(1024);
     {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+            .map_err(SetupError::Signals)?;
         let events = events.clone();
         std::thread::Builder::new()
             .name("custodian-signals".into())
@@ -109,11 +135,13 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<u8> {
                         break;
                     }
                 }
-            })?;
+            })
+            .map_err(SetupError::Signals)?;
     }
     let now = Utc::now();
     let mut server = Server {
-        exe: std::env::current_exe().context("cannot find the custodian executable")?,
+        exe: std::env::current_exe().map_err(ServeError::Executable)?,
+        observer,
         scheduler: Scheduler::new(config.scheduled_jobs(), now),
         config_path,
         config,
@@ -125,7 +153,7 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<u8> {
         "serving {}: {} scheduled jobs, at most {} runs at once; {}",
         server.config_path.display(),
         server.scheduler.scheduled(),
-        args.max_concurrent,
+        options.max_concurrent,
         server.next_text()
     );
     loop {
@@ -143,7 +171,7 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<u8> {
                 skipped.at.to_rfc3339()
             );
         }
-        while let Some(due) = server.scheduler.start_next(args.max_concurrent as usize) {
+        while let Some(due) = server.scheduler.start_next(options.max_concurrent) {
             server.start(due);
         }
         server.enforce_backstops();
@@ -151,8 +179,8 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<u8> {
         match rx.recv_deadline(wake) {
             Ok(Event::Signal(signal_hook::consts::SIGHUP)) => server.reload(),
             Ok(Event::Signal(signal)) => {
-                server.shutdown(signal, args.shutdown_grace, &rx);
-                return Ok(0);
+                server.shutdown(signal, options.shutdown_grace, &rx);
+                return Ok(());
             }
             Ok(Event::Exited { policy, status }) => server.exited(&policy, status),
             Err(_) => {}
@@ -220,6 +248,7 @@ impl Server {
         let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
         if let Some(stderr) = child.stderr.take() {
             let tail = tail.clone();
+            let observer = self.observer;
             let name = policy.clone();
             let _ = std::thread::Builder::new()
                 .name(format!("run-{policy}-stderr"))
@@ -228,7 +257,7 @@ impl Server {
                         .lines()
                         .map_while(|l| l.ok())
                     {
-                        errln!("[{name}] {line}");
+                        observer.said(&name, &line);
                         let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
                         if t.len() == TAIL_LINES {
                             t.pop_front();
@@ -324,7 +353,7 @@ impl Server {
                 format!("the run process {how}; last output: {last}"),
             ),
         };
-        let recorded = (|| -> custodian::catalog::Result<Option<custodian::catalog::RunId>> {
+        let recorded = (|| -> Result<Option<RunId>, CatalogError> {
             let latest = self.catalog.job_runs(Some(policy), 1)?.pop();
             match latest {
                 Some(run) if run.status == RunStatus::Running && run.started_at >= r.spawned_at => {
@@ -366,7 +395,7 @@ impl Server {
                     .flatten()
                     .and_then(|j| j.notification);
                 if already.is_none() {
-                    super::cli_run::notify_run(&self.config, self.catalog.as_ref(), job, run);
+                    notify_run(&self.config, self.catalog.as_ref(), job, run);
                 }
             }
             Ok(None) => {}
@@ -376,7 +405,7 @@ impl Server {
 
     fn reload(&mut self) {
         let loaded = Config::load(&self.config_path)
-            .map_err(anyhow::Error::from)
+            .map_err(SetupError::from)
             .and_then(|c| {
                 let catalog = catalog::open(&c.catalog)?;
                 Ok((c, catalog))
@@ -394,8 +423,9 @@ impl Server {
                 );
             }
             Err(e) => tracing::error!(
-                "config {} not reloaded, the running one is kept: {e:#}",
-                self.config_path.display()
+                "config {} not reloaded, the running one is kept: {}",
+                self.config_path.display(),
+                with_sources(&e)
             ),
         }
     }

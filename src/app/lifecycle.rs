@@ -1,0 +1,389 @@
+//! The `custodian lifecycle …` commands, `plan lifecycle` and `run lifecycle`: retention policy
+//! administration, each change checked against the roles file and committed with its audit
+//! events (acknowledgments included), and the sweep as a controlled job run.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use chrono::Utc;
+
+use super::control::{self, ControlError, Controlled, Watchers};
+use super::{Loaded, SetupError};
+use crate::audit::{AuditKind, NewEvent};
+use crate::catalog::lifecycle::{LifecyclePolicy, LifecycleVersion, RetentionAction};
+use crate::catalog::{CatalogConfig, CatalogError};
+use crate::pipeline::Control;
+use crate::policy::index::IndexError;
+use crate::policy::lifecycle::{
+    self, Acknowledgment, DueSummary, LIFECYCLE_RUN, Limits, SweepError, SweepSummary,
+};
+use crate::policy::roles::{Permission, Roles, RolesError};
+use crate::progress::Progress;
+use crate::repository::record::{ArtifactType, AudioRecordingType};
+use crate::users::{Actor, UnknownUser, describe_uid};
+
+/// Why a lifecycle command was refused or could not be done.
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error(transparent)]
+    Roles(#[from] RolesError),
+    #[error(transparent)]
+    User(#[from] UnknownUser),
+    #[error(
+        "lifecycle commands need a roles file granting permissions: set `roles` in the [lifecycle] table of {0}"
+    )]
+    NoRoles(PathBuf),
+    #[error("catalog {path}")]
+    CatalogFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no lifecycle policy named `{0}` (see `custodian lifecycle list`)")]
+    NoSuchPolicy(String),
+    #[error("an audio_recording policy covers one audio recording type: add --audio-type ({0})")]
+    NeedsAudioType(String),
+    #[error("--audio-type applies only to --artifact-type audio_recording")]
+    AudioTypeNotApplicable,
+    #[error("a policy name must be non-empty printable text")]
+    PolicyName,
+    #[error("a version name must be non-empty printable text")]
+    VersionName,
+    #[error("give --keep-forever or --delete-after-days N")]
+    NoAction,
+    /// A retention action or acknowledgments that do not hold.
+    #[error("{0}")]
+    Refused(String),
+    #[error(
+        "policy `{0}` has no version yet: publish one with `custodian lifecycle version {0} VERSION …`"
+    )]
+    NoVersionToEnable(String),
+    #[error("policy `{0}` has no version and is not enabled")]
+    NoVersionToDisable(String),
+    #[error("policy `{name}` has no version `{version}` (published: {published})")]
+    NoSuchVersion {
+        name: String,
+        version: String,
+        published: String,
+    },
+}
+
+/// An enable, disable or activate.
+pub enum Switch<'a> {
+    Enable,
+    Disable,
+    /// Make this published version the active one.
+    Activate(&'a str),
+}
+
+/// A policy after an enable, disable or activate.
+pub struct Switched {
+    pub policy: String,
+    pub enabled: bool,
+    pub version: LifecycleVersion,
+}
+
+/// What `run lifecycle` did.
+pub enum Sweep {
+    Done(SweepSummary),
+    /// The repository root could not be opened, or more is due than the limits allow.
+    Refused(SweepError),
+}
+
+/// Besides root, who may own the roles file: the owner of the SQLite catalog file, or, for a
+/// PostgreSQL catalog (no file to own), the user running custodian. The uid and how messages
+/// name it.
+fn trusted_owner(catalog: &CatalogConfig) -> Result<(u32, String), LifecycleError> {
+    Ok(match catalog {
+        CatalogConfig::Sqlite { path } => {
+            let uid = std::fs::metadata(path)
+                .map_err(|source| LifecycleError::CatalogFile {
+                    path: path.clone(),
+                    source,
+                })?
+                .uid();
+            (
+                uid,
+                format!(
+                    "the catalog's owner {} ({})",
+                    describe_uid(uid),
+                    path.display()
+                ),
+            )
+        }
+        CatalogConfig::Postgres { .. } => {
+            let uid = nix::unistd::getuid().as_raw();
+            (
+                uid,
+                format!("the user running custodian, {}", describe_uid(uid)),
+            )
+        }
+    })
+}
+
+/// The roles file and the acting user, checked for each of `permissions`.
+fn authorize(l: &Loaded, permissions: &[Permission]) -> Result<Actor, LifecycleError> {
+    let Some(roles) = &l.config.lifecycle.roles else {
+        return Err(LifecycleError::NoRoles(l.config.file.clone()));
+    };
+    let (trusted, trusted_as) = trusted_owner(&l.config.catalog)?;
+    let roles = Roles::load(roles, trusted, &trusted_as)?;
+    let actor = Actor::current()?;
+    for permission in permissions {
+        roles.require(&actor, *permission)?;
+    }
+    Ok(actor)
+}
+
+fn event(actor: &Actor, kind: AuditKind, policy: &str, details: serde_json::Value) -> NewEvent {
+    NewEvent {
+        at: Utc::now(),
+        kind,
+        actor: actor.user.clone(),
+        policy: Some(policy.to_owned()),
+        run: None,
+        tenant: None,
+        conversation_id: None,
+        details,
+    }
+}
+
+fn find(l: &Loaded, name: &str) -> Result<LifecyclePolicy, LifecycleError> {
+    l.catalog
+        .lifecycle_policies()?
+        .into_iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| LifecycleError::NoSuchPolicy(name.to_owned()))
+}
+
+/// `lifecycle create`: a disabled policy without versions for an artifact type.
+pub fn create(
+    l: &Loaded,
+    name: &str,
+    artifact_type: ArtifactType,
+    audio_type: Option<AudioRecordingType>,
+    description: &str,
+) -> Result<LifecyclePolicy, LifecycleError> {
+    let actor = authorize(l, &[Permission::Create])?;
+    match (artifact_type, audio_type) {
+        (ArtifactType::AudioRecording, None) => {
+            return Err(LifecycleError::NeedsAudioType(
+                AudioRecordingType::ALL
+                    .iter()
+                    .map(|a| a.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ));
+        }
+        (t, Some(_)) if t != ArtifactType::AudioRecording => {
+            return Err(LifecycleError::AudioTypeNotApplicable);
+        }
+        _ => {}
+    }
+    if name.is_empty() || name.chars().any(char::is_control) {
+        return Err(LifecycleError::PolicyName);
+    }
+    let policy = LifecyclePolicy::new(name, description, artifact_type, audio_type, &actor.user);
+    let e = event(
+        &actor,
+        AuditKind::LifecyclePolicyChanged,
+        name,
+        serde_json::json!({"change": "created", "scope": policy.scope(), "description": description}),
+    );
+    l.catalog.create_lifecycle_policy(&policy, &e)?;
+    Ok(policy)
+}
+
+/// `lifecycle version`: publishes an immutable version; returns its action.
+pub fn publish(
+    l: &Loaded,
+    name: &str,
+    version: &str,
+    keep_forever: bool,
+    delete_after_days: Option<u64>,
+) -> Result<RetentionAction, LifecycleError> {
+    let actor = authorize(l, &[Permission::Create])?;
+    let action = match (keep_forever, delete_after_days) {
+        (true, _) => RetentionAction::KeepForever,
+        (false, Some(days)) => {
+            RetentionAction::delete_after(days).map_err(LifecycleError::Refused)?
+        }
+        (false, None) => return Err(LifecycleError::NoAction),
+    };
+    if version.is_empty() || version.chars().any(char::is_control) {
+        return Err(LifecycleError::VersionName);
+    }
+    let v = LifecycleVersion::new(version, action, &actor.user);
+    let e = event(
+        &actor,
+        AuditKind::LifecyclePolicyChanged,
+        name,
+        serde_json::json!({"change": "version_published", "version": v}),
+    );
+    l.catalog.publish_lifecycle_version(name, &v, &e)?;
+    Ok(action)
+}
+
+/// `lifecycle enable`, `disable` and `activate`, once the acknowledgments the version needs
+/// are `given`; each acknowledgment is an audit event committed with the change.
+pub fn switch(
+    l: &Loaded,
+    name: &str,
+    switch: Switch<'_>,
+    given: &[String],
+) -> Result<Switched, LifecycleError> {
+    let permission = match switch {
+        Switch::Disable => Permission::Delete,
+        Switch::Enable | Switch::Activate(_) => Permission::Create,
+    };
+    let actor = authorize(l, &[permission])?;
+    let p = find(l, name)?;
+    let (enabled, version, what) = match switch {
+        Switch::Enable => {
+            let v = p
+                .active()
+                .ok_or_else(|| LifecycleError::NoVersionToEnable(name.to_owned()))?;
+            (true, v, "enable")
+        }
+        Switch::Disable => {
+            let v = p
+                .active()
+                .ok_or_else(|| LifecycleError::NoVersionToDisable(name.to_owned()))?;
+            (false, v, "disable")
+        }
+        Switch::Activate(version) => {
+            let v = p
+                .version(version)
+                .ok_or_else(|| LifecycleError::NoSuchVersion {
+                    name: name.to_owned(),
+                    version: version.to_owned(),
+                    published: p
+                        .versions
+                        .iter()
+                        .map(|v| v.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?;
+            (p.enabled, v, "activate")
+        }
+    };
+    let needed = Acknowledgment::needed_for(version);
+    Acknowledgment::check(&needed, given).map_err(LifecycleError::Refused)?;
+    let mut events: Vec<NewEvent> = needed
+        .iter()
+        .map(|a| {
+            event(
+                &actor,
+                AuditKind::LifecycleAcknowledged,
+                &p.name,
+                serde_json::json!({
+                    "change": what,
+                    "version": version.name,
+                    "acknowledgment": a.token(),
+                    "text": a.text(),
+                }),
+            )
+        })
+        .collect();
+    events.push(event(
+        &actor,
+        AuditKind::LifecyclePolicyChanged,
+        &p.name,
+        serde_json::json!({"change": what, "version": version.name, "enabled": enabled}),
+    ));
+    l.catalog
+        .update_lifecycle_policy(&p.name, enabled, &version.name, &events)?;
+    Ok(Switched {
+        policy: p.name.clone(),
+        enabled,
+        version: version.clone(),
+    })
+}
+
+/// `lifecycle list`: every policy.
+pub fn list(l: &Loaded) -> Result<Vec<LifecyclePolicy>, LifecycleError> {
+    authorize(l, &[Permission::Read])?;
+    Ok(l.catalog.lifecycle_policies()?)
+}
+
+/// `lifecycle show`: one policy with its versions.
+pub fn show(l: &Loaded, name: &str) -> Result<LifecyclePolicy, LifecycleError> {
+    authorize(l, &[Permission::Read])?;
+    find(l, name)
+}
+
+/// `plan lifecycle` / `run lifecycle --dry-run`: what is due now, per policy, after indexing
+/// (unless `no_index`).
+pub fn plan(
+    l: &Loaded,
+    no_index: bool,
+    index_progress: &dyn Progress,
+) -> Result<Vec<DueSummary>, LifecycleError> {
+    if !no_index {
+        l.index(index_progress, &Control::default())?;
+    }
+    Ok(lifecycle::plan(l.catalog.as_ref(), Utc::now())?)
+}
+
+/// `run lifecycle`: the sweep, as a job run under the `[lifecycle]` job settings. It needs a
+/// permission of its own, and `force` (past the safety limits) another.
+pub fn run(
+    l: &Loaded,
+    no_index: bool,
+    force: bool,
+    watchers: Watchers<'_>,
+) -> Result<Controlled<Sweep>, LifecycleError> {
+    let needed: &[Permission] = if force {
+        &[Permission::Run, Permission::Force]
+    } else {
+        &[Permission::Run]
+    };
+    let actor = authorize(l, needed)?;
+    let job = l.config.lifecycle.job.clone();
+    let log = watchers.log;
+    control::controlled(
+        l,
+        LIFECYCLE_RUN,
+        &job,
+        watchers,
+        |control, [index, work]| {
+            let _lock = l.catalog.lock_policy(LIFECYCLE_RUN)?;
+            let index = if no_index {
+                None
+            } else {
+                Some(l.index(index, control)?)
+            };
+            let limits = Limits {
+                max_count: l.config.lifecycle.max_deletes_per_run,
+                max_share: l.config.lifecycle.max_delete_share,
+                force,
+            };
+            work.message("delete");
+            match lifecycle::run(
+                l.catalog.as_ref(),
+                &l.config.repository_root,
+                Utc::now(),
+                &job,
+                &format!("{} (lifecycle)", actor.user),
+                limits,
+                index,
+                work,
+                control,
+                log,
+            ) {
+                Ok(summary) => Ok(Sweep::Done(summary)),
+                Err(e @ (SweepError::OverLimit { .. } | SweepError::Root { .. })) => {
+                    Ok(Sweep::Refused(e))
+                }
+                Err(SweepError::Catalog(e)) => Err(e.into()),
+            }
+        },
+    )
+}

@@ -1,0 +1,243 @@
+//! What each command does, below the command line that parses its arguments and prints its
+//! results: run control, the runs and plans of policies, serve's supervisor, the direct-export
+//! loop, lifecycle administration, verification, the audit trail and the media commands. Each
+//! takes typed inputs and returns a typed report or error; none prints. What a command has to
+//! say while it goes (progress, a failed file, a finished run) it tells an observer the caller
+//! passes in.
+//!
+//! This module holds what several commands share: the loaded config and catalog, targets,
+//! keystores, and the setup of an export.
+
+pub mod audit;
+pub mod control;
+pub mod direct;
+pub mod jobs;
+pub mod lifecycle;
+pub mod media;
+pub mod plan;
+pub mod run;
+pub mod serve;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::Utc;
+
+use crate::audit::KeySource;
+use crate::catalog::uploads::UploadJournal;
+use crate::catalog::{self, Catalog, CatalogError};
+use crate::config::{Config, ConfigError};
+use crate::confined::{ConfinedError, Dir};
+use crate::filter::Filter;
+use crate::media::keystore::{Keystore, KeystoreError};
+use crate::media::scratch::{Scratch, ScratchError};
+use crate::pipeline::Control;
+use crate::policy::Policy;
+use crate::policy::export::{Export, ExportPolicy};
+use crate::policy::index::{self, IndexError, IndexReport};
+use crate::policy::produce::{self, MediaTools};
+use crate::progress::Progress;
+use crate::target::{self, Target, TargetError};
+
+/// Why a command could not set itself up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("target `{0}` is not defined")]
+    UnknownTarget(String),
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error(transparent)]
+    Keystore(#[from] KeystoreError),
+    #[error("opening the repository root")]
+    RepositoryRoot(#[source] ConfinedError),
+    #[error(transparent)]
+    Scratch(#[from] ScratchError),
+    /// The configured ffmpeg cannot make the policy's video.
+    #[error("{0}")]
+    Ffmpeg(String),
+    #[error(
+        "policy `{0}` sets confidential flags and exports nothing; `custodian run {0}` runs it"
+    )]
+    NotExport(String),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// The signal handlers could not be installed.
+    #[error(transparent)]
+    Signals(std::io::Error),
+}
+
+/// A command's config and the catalog it names.
+pub struct Loaded {
+    pub config: Config,
+    pub catalog: Arc<dyn Catalog>,
+}
+
+impl Loaded {
+    /// Reads the config at `path` and opens its catalog, keyed with the audit key.
+    pub fn load(path: &Path) -> Result<Loaded, SetupError> {
+        let config = Config::load(path)?;
+        let catalog =
+            catalog::open_keyed(&config.catalog, KeySource::new(&config.audit.key_file))?.into();
+        Ok(Loaded { config, catalog })
+    }
+
+    /// The export policy `name`.
+    pub fn export_policy(&self, name: &str) -> Result<&ExportPolicy, SetupError> {
+        match self.config.policy(name)? {
+            Policy::Export(p) => Ok(p),
+            Policy::Confidential(_) => Err(SetupError::NotExport(name.to_owned())),
+        }
+    }
+
+    /// The target `name`, built but not yet checked.
+    pub fn build_target(&self, name: &str) -> Result<Box<dyn Target>, SetupError> {
+        let config = self
+            .config
+            .targets
+            .get(name)
+            .ok_or_else(|| SetupError::UnknownTarget(name.to_owned()))?;
+        let journal: Arc<dyn UploadJournal> = self.catalog.clone();
+        Ok(target::build(name, config, Some(journal))?)
+    }
+
+    /// Builds a target, checks it is usable, and aborts the uploads a killed run left open.
+    pub fn open_target(&self, name: &str) -> Result<Box<dyn Target>, SetupError> {
+        let t = self.build_target(name)?;
+        t.check()?;
+        Ok(t)
+    }
+
+    /// The keystore a policy needs (to decrypt artifacts or encrypted channel segments), loaded
+    /// before any work starts.
+    pub fn keystore(&self, policy: &ExportPolicy) -> Result<Option<Keystore>, SetupError> {
+        let media = &self.config.media;
+        match &media.keystore {
+            Some(path) if policy.decrypt || policy.stitch_cdr_only => {
+                Ok(Some(if media.tighten_keystore {
+                    Keystore::load_tightening(path)?
+                } else {
+                    Keystore::load(path)?
+                }))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Indexes the repository; a stop asked of `control` (a signal, the run's time limit) ends
+    /// the pass early with what it found committed.
+    pub fn index(
+        &self,
+        progress: &dyn Progress,
+        control: &Control,
+    ) -> Result<IndexReport, IndexError> {
+        progress.message("index");
+        let report = index::index(
+            &self.config.repository_root,
+            self.config.max_record_bytes,
+            self.catalog.as_ref(),
+            progress,
+            control,
+        )?;
+        progress.finish();
+        Ok(report)
+    }
+
+    /// Sets up an export of `policy` to `target` over the conversations `filter` selects.
+    pub fn export<'a>(
+        &'a self,
+        policy: &'a ExportPolicy,
+        target: &'a dyn Target,
+        keystore: Option<&'a Keystore>,
+        filter: Filter,
+    ) -> Result<Export<'a>, SetupError> {
+        let (repo, scratch) = self.export_io(policy)?;
+        Ok(self.assemble(policy, target, keystore, filter, repo, scratch))
+    }
+
+    /// Sets up an export of `policy` as its criteria select once the repository is indexed
+    /// (unless `no_index`).
+    pub fn prepare_export<'a>(
+        &'a self,
+        policy: &'a ExportPolicy,
+        target: &'a dyn Target,
+        keystore: Option<&'a Keystore>,
+        no_index: bool,
+        index_progress: &dyn Progress,
+        control: &Control,
+    ) -> Result<(Option<IndexReport>, Export<'a>), SetupError> {
+        let (repo, scratch) = self.export_io(policy)?;
+        let index = if no_index {
+            None
+        } else {
+            Some(self.index(index_progress, control)?)
+        };
+        let filter = Filter::resolve(&policy.criteria, Utc::now(), policy.job.timezone);
+        let export = self.assemble(policy, target, keystore, filter, repo, scratch);
+        Ok((index, export))
+    }
+
+    /// Checks that the configured ffmpeg can make the policy's video, then opens the repository
+    /// handle an export reads every file through and this process's private scratch directory
+    /// (opening it sweeps what killed runs left in the scratch root).
+    fn export_io(&self, policy: &ExportPolicy) -> Result<(Dir, Scratch), SetupError> {
+        if let (Some(ffmpeg), Some(_)) = (&self.config.media.ffmpeg, &policy.video_format) {
+            produce::check_ffmpeg(ffmpeg).map_err(SetupError::Ffmpeg)?;
+        }
+        let repo =
+            Dir::open_root(&self.config.repository_root).map_err(SetupError::RepositoryRoot)?;
+        let scratch_root = self
+            .config
+            .media
+            .scratch_dir
+            .clone()
+            .unwrap_or_else(Scratch::default_root);
+        let scratch = Scratch::open(&scratch_root)?;
+        if scratch.swept() > 0 {
+            tracing::info!(
+                "removed {} scratch director(ies) of dead processes from {}",
+                scratch.swept(),
+                scratch_root.display()
+            );
+        }
+        Ok((repo, scratch))
+    }
+
+    fn assemble<'a>(
+        &'a self,
+        policy: &'a ExportPolicy,
+        target: &'a dyn Target,
+        keystore: Option<&'a Keystore>,
+        filter: Filter,
+        repo: Dir,
+        scratch: Scratch,
+    ) -> Export<'a> {
+        Export {
+            policy,
+            repo,
+            scratch,
+            target,
+            catalog: self.catalog.as_ref(),
+            filter,
+            tools: MediaTools {
+                keystore,
+                ffmpeg: self.config.media.ffmpeg.as_deref(),
+            },
+        }
+    }
+}
+
+/// `error` and each of its sources after a colon, as the command line prints errors.
+fn with_sources(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

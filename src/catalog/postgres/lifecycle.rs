@@ -1,0 +1,318 @@
+//! Lifecycle policies and their versions, the artifacts they make due, and the deletions they
+//! record (an intent before the file goes, the deletion and its audit event after).
+
+use chrono::{DateTime, Utc};
+use postgres::types::ToSql;
+
+use super::audit::{append_audit, lock_chain};
+use super::{Fallible, PostgresCatalog, int, last_of_each, micros};
+use crate::audit::NewEvent;
+use crate::catalog::lifecycle::{
+    DeleteOutcome, DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion, RetentionAction,
+};
+use crate::catalog::rows;
+use crate::catalog::{
+    Result, RunId, deletion_event, other_enabled, policy_exists, sql, unknown_policy,
+    version_exists,
+};
+
+pub(super) fn create_policy(
+    cat: &PostgresCatalog,
+    p: &LifecyclePolicy,
+    event: &NewEvent,
+) -> Result<()> {
+    cat.transaction(|s| {
+        let mut head = lock_chain(s, cat.audit_key.as_ref())?;
+        if s.query_opt(
+            "SELECT 1 FROM lifecycle_policies WHERE name = $1",
+            &[&p.name],
+        )?
+        .is_some()
+        {
+            return Err(policy_exists(&p.name).into());
+        }
+        s.execute(
+            "INSERT INTO lifecycle_policies (name, description, artifact_type, audio_type, enabled, \
+             active_version, created_at, created_by) VALUES ($1, $2, $3, $4, FALSE, NULL, $5, $6)",
+            &[
+                &p.name,
+                &p.description,
+                &p.artifact_type.as_str(),
+                &p.audio_type.map(|a| a.as_str()),
+                &micros(p.created_at),
+                &p.created_by,
+            ],
+        )?;
+        append_audit(s, &mut head, [event])
+    })
+}
+
+pub(super) fn publish_version(
+    cat: &PostgresCatalog,
+    policy: &str,
+    v: &LifecycleVersion,
+    event: &NewEvent,
+) -> Result<()> {
+    cat.transaction(|s| {
+        let mut head = lock_chain(s, cat.audit_key.as_ref())?;
+        let Some(active) = s.query_opt(
+            sql::POLICY_ACTIVE_VERSION.postgres,
+            &[&policy],
+        )?
+        else {
+            return Err(unknown_policy(policy).into());
+        };
+        let active: Option<String> = active.try_get(0)?;
+        let r = s.query_one(
+            "SELECT count(*), coalesce(bool_or(name = $2), FALSE) FROM lifecycle_versions WHERE policy = $1",
+            &[&policy, &v.name],
+        )?;
+        let (count, taken): (i64, bool) = (r.try_get(0)?, r.try_get(1)?);
+        if taken {
+            return Err(version_exists(policy, &v.name).into());
+        }
+        let (action, days) = match v.action {
+            RetentionAction::KeepForever => ("keep_forever", None),
+            RetentionAction::Delete { days } => ("delete", Some(i64::from(days))),
+        };
+        s.execute(
+            sql::INSERT_VERSION.postgres,
+            &[
+                &policy,
+                &v.name,
+                &(count + 1),
+                &action,
+                &days,
+                &micros(v.published_at),
+                &v.published_by,
+            ],
+        )?;
+        if active.is_none() {
+            s.execute(
+                sql::SET_ACTIVE_VERSION.postgres,
+                &[&v.name, &policy],
+            )?;
+        }
+        append_audit(s, &mut head, [event])
+    })
+}
+
+pub(super) fn update_policy(
+    cat: &PostgresCatalog,
+    policy: &str,
+    enabled: bool,
+    active_version: &str,
+    events: &[NewEvent],
+) -> Result<()> {
+    cat.transaction(|s| {
+        // The chain lock also makes the check below and the update one step for every writer.
+        let mut head = lock_chain(s, cat.audit_key.as_ref())?;
+        let Some(scope) = s.query_opt(sql::POLICY_SCOPE.postgres, &[&policy])? else {
+            return Err(unknown_policy(policy).into());
+        };
+        let artifact_type: String = scope.try_get(0)?;
+        let audio_type: Option<String> = scope.try_get(1)?;
+        if enabled
+            && let Some(other) = s.query_opt(
+                "SELECT name FROM lifecycle_policies WHERE enabled AND artifact_type = $1 \
+                 AND audio_type IS NOT DISTINCT FROM $2::text AND name <> $3",
+                &[&artifact_type, &audio_type, &policy],
+            )?
+        {
+            let other: String = other.try_get(0)?;
+            return Err(other_enabled(&other, &artifact_type, audio_type.as_deref()).into());
+        }
+        s.execute(
+            sql::SET_POLICY_STATE.postgres,
+            &[&enabled, &active_version, &policy],
+        )?;
+        append_audit(s, &mut head, events)
+    })
+}
+
+pub(super) fn policies(cat: &PostgresCatalog) -> Result<Vec<LifecyclePolicy>> {
+    cat.autocommit(|s| {
+        let mut policies = cat.rows(s.query(sql::LIFECYCLE_POLICIES.postgres, &[])?, |r| {
+            rows::lifecycle_policy(r)
+        })?;
+        let versions = cat.rows(s.query(sql::LIFECYCLE_VERSIONS.postgres, &[])?, |r| {
+            rows::lifecycle_version(r)
+        })?;
+        for (policy, version) in versions {
+            if let Some(p) = policies.iter_mut().find(|p| p.name == policy) {
+                p.versions.push(version);
+            }
+        }
+        Ok(policies)
+    })
+}
+
+pub(super) fn due_artifacts(
+    cat: &PostgresCatalog,
+    q: &DueQuery,
+    after: (i64, i64),
+    limit: usize,
+) -> Result<Vec<DueArtifact>> {
+    cat.autocommit(|s| {
+        let found = s.query(
+            "SELECT c.pk, a.ordinal, c.tenant, c.id, c.rel_dir, a.file, a.size, c.start_ms + c.duration_ms, \
+             c.json_mtime_ns, c.json_size \
+             FROM conversations c JOIN artifacts a ON a.conversation = c.pk \
+             WHERE (c.pk, a.ordinal) > ($1, $2) AND c.start_ms + c.duration_ms <= $3 AND NOT c.legal_hold \
+             AND a.kind = $4 AND a.audio_type IS NOT DISTINCT FROM $5::text \
+             AND NOT EXISTS (SELECT 1 FROM artifact_deletions d WHERE d.conversation = c.pk AND d.file = a.file OFFSET 0) \
+             ORDER BY c.pk, a.ordinal LIMIT $6",
+            &[
+                &after.0,
+                &after.1,
+                &q.cutoff.timestamp_millis(),
+                &q.artifact_type.as_str(),
+                &q.audio_type.map(|a| a.as_str()),
+                &(limit as i64),
+            ],
+        )?;
+        cat.rows(found, |r| rows::due_artifact(r, q))
+    })
+}
+
+pub(super) fn due_summary(
+    cat: &PostgresCatalog,
+    q: &DueQuery,
+) -> Result<(u64, u64, Option<DateTime<Utc>>)> {
+    let live = "NOT c.legal_hold AND a.kind = $2 AND a.audio_type IS NOT DISTINCT FROM $3::text \
+         AND NOT EXISTS (SELECT 1 FROM artifact_deletions d WHERE d.conversation = c.pk AND d.file = a.file OFFSET 0)";
+    let cutoff = q.cutoff.timestamp_millis();
+    let audio_type = q.audio_type.map(|a| a.as_str());
+    let params: [&(dyn ToSql + Sync); 3] = [&cutoff, &q.artifact_type.as_str(), &audio_type];
+    cat.autocommit(|s| {
+        let r = s.query_one(
+            &format!(
+                "SELECT count(*), coalesce(sum(a.size), 0)::int8 FROM conversations c \
+                 JOIN artifacts a ON a.conversation = c.pk WHERE c.start_ms + c.duration_ms <= $1 AND {live}"
+            ),
+            &params,
+        )?;
+        let count = cat.unsigned("count", r.try_get(0)?)?;
+        let bytes = cat.unsigned("artifacts.size", r.try_get(1)?)?;
+        let next: Option<i64> = s
+            .query_opt(
+                &format!(
+                    "SELECT c.start_ms + c.duration_ms FROM conversations c JOIN artifacts a \
+                     ON a.conversation = c.pk WHERE c.start_ms + c.duration_ms > $1 AND {live} \
+                     ORDER BY c.start_ms + c.duration_ms LIMIT 1"
+                ),
+                &params,
+            )?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+        Ok((count, bytes, next.and_then(DateTime::from_timestamp_millis)))
+    })
+}
+
+pub(super) fn live_artifact_count(cat: &PostgresCatalog) -> Result<u64> {
+    cat.autocommit(|s| {
+        let n: i64 = s
+            .query_one(sql::LIVE_ARTIFACT_COUNT.postgres, &[])?
+            .try_get(0)?;
+        Ok(n.max(0) as u64)
+    })
+}
+
+pub(super) fn begin_deletes(cat: &PostgresCatalog, intents: &[DueArtifact]) -> Result<()> {
+    let intents = last_of_each(intents.iter().collect(), |a| (a.conversation_pk, a.ordinal));
+    if intents.is_empty() {
+        return Ok(());
+    }
+    let conversation: Vec<i64> = intents.iter().map(|a| a.conversation_pk).collect();
+    let ordinal: Vec<i64> = intents.iter().map(|a| a.ordinal).collect();
+    let tenant: Vec<&str> = intents.iter().map(|a| a.tenant.as_str()).collect();
+    let id: Vec<&str> = intents.iter().map(|a| a.conversation_id.as_str()).collect();
+    let rel_dir: Vec<&str> = intents.iter().map(|a| a.rel_dir.as_str()).collect();
+    let file: Vec<&str> = intents.iter().map(|a| a.file.as_str()).collect();
+    let size = intents
+        .iter()
+        .map(|a| int(a.size))
+        .collect::<Fallible<Vec<_>>>()
+        .map_err(|f| cat.fail(f))?;
+    let policy: Vec<&str> = intents.iter().map(|a| a.policy.as_str()).collect();
+    let version: Vec<&str> = intents.iter().map(|a| a.version.as_str()).collect();
+    let due: Vec<DateTime<Utc>> = intents.iter().map(|a| micros(a.due)).collect();
+    cat.autocommit(|s| {
+        s.execute(
+            "INSERT INTO delete_intents (conversation, ordinal, tenant, conversation_id, rel_dir, file, size, policy, version, due) \
+             SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], \
+             $7::int8[], $8::text[], $9::text[], $10::timestamptz[]) \
+             ON CONFLICT (conversation, ordinal) DO UPDATE SET tenant = EXCLUDED.tenant, \
+             conversation_id = EXCLUDED.conversation_id, rel_dir = EXCLUDED.rel_dir, file = EXCLUDED.file, \
+             size = EXCLUDED.size, policy = EXCLUDED.policy, version = EXCLUDED.version, due = EXCLUDED.due",
+            &[
+                &conversation,
+                &ordinal,
+                &tenant,
+                &id,
+                &rel_dir,
+                &file,
+                &size,
+                &policy,
+                &version,
+                &due,
+            ],
+        )
+        .map(drop)
+    })
+}
+
+pub(super) fn pending_deletes(cat: &PostgresCatalog) -> Result<Vec<DueArtifact>> {
+    cat.autocommit(|s| {
+        cat.rows(s.query(sql::PENDING_DELETES.postgres, &[])?, |r| {
+            rows::pending_delete(r)
+        })
+    })
+}
+
+pub(super) fn finish_deletes(
+    cat: &PostgresCatalog,
+    outcomes: &[(DueArtifact, DeleteOutcome)],
+    actor: &str,
+    run: Option<RunId>,
+) -> Result<()> {
+    if outcomes.is_empty() {
+        return Ok(());
+    }
+    let now = micros(Utc::now());
+    let mut deleted_pk = Vec::new();
+    let mut deleted_file = Vec::new();
+    let mut deleted_policy = Vec::new();
+    let mut deleted_version = Vec::new();
+    let mut events = Vec::new();
+    for (a, outcome) in outcomes {
+        if let DeleteOutcome::Deleted { was_missing } = outcome {
+            deleted_pk.push(a.conversation_pk);
+            deleted_file.push(a.file.as_str());
+            deleted_policy.push(a.policy.as_str());
+            deleted_version.push(a.version.as_str());
+            events.push(deletion_event(a, *was_missing, now, actor, run));
+        }
+    }
+    let intent_pk: Vec<i64> = outcomes.iter().map(|(a, _)| a.conversation_pk).collect();
+    let intent_ordinal: Vec<i64> = outcomes.iter().map(|(a, _)| a.ordinal).collect();
+    cat.transaction(|s| {
+        if !events.is_empty() {
+            let mut head = lock_chain(s, cat.audit_key.as_ref())?;
+            s.execute(
+                "INSERT INTO artifact_deletions (conversation, file, deleted_at, policy, version) \
+                 SELECT u.conversation, u.file, $1, u.policy, u.version \
+                 FROM unnest($2::int8[], $3::text[], $4::text[], $5::text[]) AS u(conversation, file, policy, version) \
+                 ON CONFLICT DO NOTHING",
+                &[&now, &deleted_pk, &deleted_file, &deleted_policy, &deleted_version],
+            )?;
+            append_audit(s, &mut head, &events)?;
+        }
+        s.execute(
+            "DELETE FROM delete_intents d USING unnest($1::int8[], $2::int8[]) AS u(conversation, ordinal) \
+             WHERE d.conversation = u.conversation AND d.ordinal = u.ordinal",
+            &[&intent_pk, &intent_ordinal],
+        )
+        .map(drop)
+    })
+}

@@ -1,0 +1,264 @@
+//! The PostgreSQL catalog's schema, one migration per row of `custodian_schema`.
+
+/// Schema migrations; entry `i` is version `i + 1` in `custodian_schema`. The uniqueness of
+/// (tenant, id) is DEFERRABLE so that it is checked at the end of each statement, not row by
+/// row: one UPDATE of an index batch may hand an id from one directory to another.
+/// Participants and artifacts have no foreign key to their conversation, unlike in SQLite: only
+/// an index batch writes them, always with their conversation and deleting them with it, and a
+/// key check (and lock) of the parent for every child row made indexing half again slower.
+/// Instants are
+/// TIMESTAMPTZ; a conversation's start and end also keep their RFC 3339 text, whose offset is
+/// part of the record. Text that is ranged over or sorted (directories, object keys, policy
+/// names) is `COLLATE "C"`, so it orders by bytes as in SQLite whatever the database's locale.
+pub(super) const MIGRATIONS: &[&str] = &[
+    r#"
+CREATE TABLE conversations (
+    pk BIGSERIAL PRIMARY KEY,
+    rel_dir TEXT COLLATE "C" NOT NULL UNIQUE,
+    day TEXT COLLATE "C" NOT NULL,
+    json_mtime_ns BIGINT NOT NULL,
+    json_size BIGINT NOT NULL,
+    tenant TEXT NOT NULL,
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    source_platform TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    start_text TEXT NOT NULL,
+    end_text TEXT NOT NULL,
+    start_ms BIGINT NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    confidential BOOLEAN NOT NULL,
+    cdr_only BOOLEAN NOT NULL,
+    imported BOOLEAN NOT NULL,
+    legal_hold BOOLEAN NOT NULL,
+    channel TEXT,
+    CONSTRAINT conversations_tenant_id UNIQUE (tenant, id) DEFERRABLE INITIALLY IMMEDIATE
+);
+CREATE INDEX conversations_start ON conversations (start_ms);
+CREATE INDEX conversations_day ON conversations (day);
+CREATE INDEX conversations_end ON conversations ((start_ms + duration_ms));
+CREATE TABLE participants (
+    conversation BIGINT NOT NULL,
+    ordinal BIGINT NOT NULL,
+    user_name TEXT,
+    extension TEXT,
+    role TEXT NOT NULL,
+    PRIMARY KEY (conversation, ordinal)
+);
+CREATE TABLE artifacts (
+    conversation BIGINT NOT NULL,
+    ordinal BIGINT NOT NULL,
+    file TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    audio_type TEXT,
+    extension TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    sha256 TEXT NOT NULL,
+    key_id TEXT,
+    PRIMARY KEY (conversation, ordinal)
+);
+CREATE TABLE job_runs (
+    id BIGSERIAL PRIMARY KEY,
+    policy TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    target TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started_at TIMESTAMPTZ NOT NULL,
+    finished_at TIMESTAMPTZ,
+    resumed BIGINT NOT NULL DEFAULT 0,
+    selected BIGINT NOT NULL DEFAULT 0,
+    exported BIGINT NOT NULL DEFAULT 0,
+    flagged BIGINT NOT NULL DEFAULT 0,
+    failed BIGINT NOT NULL DEFAULT 0,
+    objects BIGINT NOT NULL DEFAULT 0,
+    bytes BIGINT NOT NULL DEFAULT 0,
+    index_errors BIGINT NOT NULL DEFAULT 0,
+    manifest_key TEXT,
+    error_summary TEXT,
+    log_path TEXT,
+    notification TEXT
+);
+CREATE INDEX job_runs_policy ON job_runs (policy, id);
+CREATE TABLE run_items (
+    id BIGSERIAL PRIMARY KEY,
+    run BIGINT NOT NULL REFERENCES job_runs (id) ON DELETE CASCADE,
+    subject TEXT NOT NULL,
+    tenant TEXT,
+    conversation_id TEXT,
+    outcome TEXT NOT NULL,
+    error TEXT,
+    objects BIGINT NOT NULL DEFAULT 0,
+    bytes BIGINT NOT NULL DEFAULT 0,
+    at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX run_items_run ON run_items (run, tenant, conversation_id);
+CREATE TABLE run_objects (
+    run BIGINT NOT NULL REFERENCES job_runs (id) ON DELETE CASCADE,
+    key TEXT COLLATE "C" NOT NULL,
+    size BIGINT NOT NULL,
+    sha256 TEXT NOT NULL,
+    PRIMARY KEY (run, key)
+);
+CREATE TABLE export_state (
+    policy TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    run BIGINT NOT NULL,
+    at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (policy, tenant, conversation_id)
+);
+CREATE TABLE audit_events (
+    seq BIGINT PRIMARY KEY,
+    at TIMESTAMPTZ NOT NULL,
+    kind TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    policy TEXT,
+    run BIGINT,
+    tenant TEXT,
+    conversation_id TEXT,
+    details TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX audit_events_run ON audit_events (run);
+CREATE INDEX audit_events_conversation ON audit_events (conversation_id);
+CREATE TABLE audit_head (
+    one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
+    seq BIGINT NOT NULL,
+    hash TEXT NOT NULL
+);
+INSERT INTO audit_head (seq, hash)
+    VALUES (0, '0000000000000000000000000000000000000000000000000000000000000000');
+CREATE TABLE open_uploads (
+    target TEXT NOT NULL,
+    upload_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    started_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (target, upload_id)
+);
+CREATE TABLE lifecycle_policies (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    description TEXT NOT NULL,
+    artifact_type TEXT NOT NULL,
+    audio_type TEXT,
+    enabled BOOLEAN NOT NULL DEFAULT FALSE,
+    active_version TEXT,
+    created_at TIMESTAMPTZ NOT NULL,
+    created_by TEXT NOT NULL
+);
+CREATE TABLE lifecycle_versions (
+    policy TEXT COLLATE "C" NOT NULL REFERENCES lifecycle_policies (name),
+    name TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    action TEXT NOT NULL,
+    days BIGINT,
+    published_at TIMESTAMPTZ NOT NULL,
+    published_by TEXT NOT NULL,
+    PRIMARY KEY (policy, name)
+);
+CREATE TABLE artifact_deletions (
+    conversation BIGINT NOT NULL REFERENCES conversations (pk) ON DELETE CASCADE,
+    file TEXT NOT NULL,
+    deleted_at TIMESTAMPTZ NOT NULL,
+    policy TEXT NOT NULL,
+    version TEXT NOT NULL,
+    PRIMARY KEY (conversation, file)
+);
+CREATE TABLE delete_intents (
+    conversation BIGINT NOT NULL,
+    ordinal BIGINT NOT NULL,
+    tenant TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    rel_dir TEXT NOT NULL,
+    file TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    policy TEXT NOT NULL,
+    version TEXT NOT NULL,
+    due TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (conversation, ordinal)
+);
+CREATE TABLE confidential_flags (
+    tenant TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    value BOOLEAN NOT NULL,
+    policy TEXT NOT NULL,
+    run BIGINT NOT NULL,
+    at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (tenant, conversation_id)
+);
+"#,
+    r#"
+ALTER TABLE job_runs ADD COLUMN finisher TEXT;
+ALTER TABLE job_runs ADD COLUMN finisher_since TIMESTAMPTZ;
+CREATE TABLE work_units (
+    id BIGSERIAL PRIMARY KEY,
+    run BIGINT NOT NULL REFERENCES job_runs (id) ON DELETE CASCADE,
+    lo BIGINT NOT NULL,
+    hi BIGINT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    node TEXT,
+    lease_until TIMESTAMPTZ,
+    claims BIGINT NOT NULL DEFAULT 0,
+    exported BIGINT NOT NULL DEFAULT 0,
+    failed BIGINT NOT NULL DEFAULT 0,
+    objects BIGINT NOT NULL DEFAULT 0,
+    bytes BIGINT NOT NULL DEFAULT 0,
+    finished_at TIMESTAMPTZ
+);
+CREATE INDEX work_units_open ON work_units (run, id) WHERE state <> 'done';
+"#,
+    r#"
+ALTER TABLE open_uploads ADD COLUMN run BIGINT;
+"#,
+    r#"
+ALTER TABLE job_runs ADD COLUMN deleted BIGINT NOT NULL DEFAULT 0;
+"#,
+    r#"
+CREATE INDEX audit_events_deletions ON audit_events (run) WHERE kind = 'artifact_deleted';
+"#,
+    // A run's failed subjects are those it never exported: without this index each failed
+    // item's probe for an export of the same subject scanned all of the run's items.
+    r#"
+CREATE INDEX run_items_subject ON run_items (run, subject, outcome);
+"#,
+    // Incremental state per record version and per artifact (a transcript added to an exported
+    // conversation is exported by the next run), and object keys claimed before they are
+    // written (no object replaces another's). Conversations exported before count the record
+    // version and the artifacts they have now as exported.
+    r#"
+ALTER TABLE export_state ADD COLUMN json_mtime_ns BIGINT;
+ALTER TABLE export_state ADD COLUMN json_size BIGINT;
+UPDATE export_state s SET json_mtime_ns = c.json_mtime_ns, json_size = c.json_size
+    FROM conversations c WHERE c.tenant = s.tenant AND c.id = s.conversation_id;
+CREATE TABLE export_artifacts (
+    policy TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    file TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    key TEXT,
+    size BIGINT,
+    out_sha256 TEXT,
+    run BIGINT NOT NULL,
+    PRIMARY KEY (policy, tenant, conversation_id, file)
+);
+INSERT INTO export_artifacts (policy, tenant, conversation_id, file, sha256, run)
+    SELECT s.policy, s.tenant, s.conversation_id, a.file, a.sha256, s.run FROM export_state s
+    JOIN conversations c ON c.tenant = s.tenant AND c.id = s.conversation_id
+    JOIN artifacts a ON a.conversation = c.pk;
+CREATE TABLE object_keys (
+    target TEXT NOT NULL,
+    key TEXT COLLATE "C" NOT NULL,
+    tenant TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    file TEXT NOT NULL,
+    run BIGINT NOT NULL,
+    at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (target, key)
+);
+"#,
+    r#"
+ALTER TABLE audit_head ADD COLUMN key_id TEXT;
+ALTER TABLE audit_events ADD COLUMN key_id TEXT;
+"#,
+];

@@ -1,0 +1,284 @@
+//! The SQL both catalogs run where they agree, written once. A statement is written with
+//! PostgreSQL's `$N` placeholders; SQLite reads the same numbers as `?N`, a text made from it
+//! when the crate compiles. What the backends do differently stays in each backend: SQLite
+//! writes a batch row by row, PostgreSQL with `unnest` over arrays, and every PostgreSQL probe
+//! of a table a run grows ends in `OFFSET 0` (see `postgres/mod.rs`).
+
+use crate::filter::{Dialect, Filter, SqlValue};
+
+use super::Exclude;
+
+/// One statement, in each backend's placeholder syntax.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Sql {
+    #[cfg(feature = "postgres")]
+    pub postgres: &'static str,
+    pub sqlite: &'static str,
+}
+
+/// `postgres` with each `$N` placeholder written `?N`; the length is unchanged, so the text is
+/// made while the crate compiles. A `?` in `postgres` fails the build: in a shared statement it
+/// could only be a placeholder of the wrong syntax.
+const fn numbered_question_marks<const N: usize>(postgres: &str) -> [u8; N] {
+    let bytes = postgres.as_bytes();
+    assert!(bytes.len() == N);
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < N {
+        assert!(
+            bytes[i] != b'?',
+            "a shared statement takes `$N` placeholders"
+        );
+        out[i] = if bytes[i] == b'$' && i + 1 < N && bytes[i + 1].is_ascii_digit() {
+            b'?'
+        } else {
+            bytes[i]
+        };
+        i += 1;
+    }
+    out
+}
+
+/// A [`Sql`] from its PostgreSQL text.
+macro_rules! shared {
+    ($postgres:expr) => {{
+        const POSTGRES: &str = $postgres;
+        const SQLITE: &[u8] = &numbered_question_marks::<{ POSTGRES.len() }>(POSTGRES);
+        Sql {
+            #[cfg(feature = "postgres")]
+            postgres: POSTGRES,
+            sqlite: match std::str::from_utf8(SQLITE) {
+                Ok(text) => text,
+                Err(_) => panic!("placeholders are ASCII"),
+            },
+        }
+    }};
+}
+
+// The index.
+
+pub(super) const FINGERPRINTS_UNDER: Sql = shared!(
+    "SELECT rel_dir, json_mtime_ns, json_size FROM conversations \
+     WHERE rel_dir >= $1 AND rel_dir < $2"
+);
+
+pub(super) const INDEXED_DAYS: Sql = shared!("SELECT DISTINCT day FROM conversations ORDER BY day");
+
+pub(super) const CONVERSATION_COUNT: Sql = shared!("SELECT count(*) FROM conversations");
+
+// Selections: each head ends in `c.pk > $1` (the rowid a page starts after), which
+// [`selection`] extends with the filter and the exclusion.
+
+/// How many conversations a selection yields.
+pub(super) const COUNT_SELECTION: Sql =
+    shared!("SELECT count(*) FROM conversations c WHERE c.pk > $1");
+
+/// A page of conversations, read by [`super::rows::conversation`].
+pub(super) const SELECT_CONVERSATION: Sql = shared!(
+    "SELECT c.pk, c.rel_dir, c.tenant, c.id, c.kind, c.source_platform, \
+     c.direction, c.start_text, c.end_text, c.confidential, c.cdr_only, c.imported, c.legal_hold, \
+     c.channel, c.json_mtime_ns, c.json_size FROM conversations c WHERE c.pk > $1"
+);
+
+/// A page of a confidential-flag run: pk, tenant, id, the flag, and the record version.
+pub(super) const FLAG_PAGE: Sql = shared!(
+    "SELECT c.pk, c.tenant, c.id, c.confidential, c.json_mtime_ns, c.json_size \
+     FROM conversations c WHERE c.pk > $1"
+);
+
+// Job history; job runs are read by [`super::rows::job_run`].
+
+pub(super) const INTERRUPTED_RUN: Sql = shared!(
+    "SELECT * FROM job_runs WHERE policy = $1 AND status = 'running' ORDER BY id DESC LIMIT 1"
+);
+
+pub(super) const JOB_RUN: Sql = shared!("SELECT * FROM job_runs WHERE id = $1");
+
+pub(super) const JOB_RUNS: Sql = shared!("SELECT * FROM job_runs ORDER BY id DESC LIMIT $1");
+
+pub(super) const JOB_RUNS_OF_POLICY: Sql =
+    shared!("SELECT * FROM job_runs WHERE policy = $1 ORDER BY id DESC LIMIT $2");
+
+pub(super) const RESUME_RUN: Sql =
+    shared!("UPDATE job_runs SET resumed = resumed + 1 WHERE id = $1");
+
+pub(super) const FINISH_RUN: Sql = shared!(
+    "UPDATE job_runs SET status = $1, finished_at = $2, selected = $3, exported = $4, \
+     flagged = $5, failed = $6, objects = $7, bytes = $8, index_errors = $9, \
+     manifest_key = $10, error_summary = $11, deleted = $12 WHERE id = $13"
+);
+
+pub(super) const SET_RUN_LOG: Sql = shared!("UPDATE job_runs SET log_path = $1 WHERE id = $2");
+
+pub(super) const SET_RUN_NOTIFICATION: Sql =
+    shared!("UPDATE job_runs SET notification = $1 WHERE id = $2");
+
+pub(super) const PRUNE_RUNS: Sql =
+    shared!("DELETE FROM job_runs WHERE policy = $1 AND status = 'succeeded' AND finished_at < $2");
+
+pub(super) const RUN_OBJECTS: Sql =
+    shared!("SELECT key, size, sha256 FROM run_objects WHERE run = $1 ORDER BY key");
+
+// The audit trail.
+
+pub(super) const AUDIT_HEAD: Sql =
+    shared!("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1");
+
+// Lifecycle policies and deletions.
+
+pub(super) const POLICY_ACTIVE_VERSION: Sql =
+    shared!("SELECT active_version FROM lifecycle_policies WHERE name = $1");
+
+pub(super) const POLICY_SCOPE: Sql =
+    shared!("SELECT artifact_type, audio_type FROM lifecycle_policies WHERE name = $1");
+
+pub(super) const INSERT_VERSION: Sql = shared!(
+    "INSERT INTO lifecycle_versions (policy, name, seq, action, days, published_at, published_by) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)"
+);
+
+pub(super) const SET_ACTIVE_VERSION: Sql =
+    shared!("UPDATE lifecycle_policies SET active_version = $1 WHERE name = $2");
+
+pub(super) const SET_POLICY_STATE: Sql =
+    shared!("UPDATE lifecycle_policies SET enabled = $1, active_version = $2 WHERE name = $3");
+
+/// Every policy, by name, read by [`super::rows::lifecycle_policy`].
+pub(super) const LIFECYCLE_POLICIES: Sql = shared!(
+    "SELECT name, description, artifact_type, audio_type, enabled, active_version, created_at, \
+     created_by FROM lifecycle_policies ORDER BY name"
+);
+
+/// Every version, by policy and publication, read by [`super::rows::lifecycle_version`].
+pub(super) const LIFECYCLE_VERSIONS: Sql = shared!(
+    "SELECT policy, name, action, days, published_at, published_by FROM lifecycle_versions \
+     ORDER BY policy, seq"
+);
+
+pub(super) const LIVE_ARTIFACT_COUNT: Sql =
+    shared!("SELECT (SELECT count(*) FROM artifacts) - (SELECT count(*) FROM artifact_deletions)");
+
+/// Intents a killed run left, read by [`super::rows::pending_delete`].
+pub(super) const PENDING_DELETES: Sql = shared!(
+    "SELECT d.conversation, d.ordinal, d.tenant, d.conversation_id, d.rel_dir, d.file, d.size, \
+     d.policy, d.version, d.due, c.json_mtime_ns, c.json_size \
+     FROM delete_intents d LEFT JOIN conversations c ON c.pk = d.conversation \
+     ORDER BY d.conversation, d.ordinal"
+);
+
+// The upload journal.
+
+pub(super) const UPLOAD_ENDED: Sql =
+    shared!("DELETE FROM open_uploads WHERE target = $1 AND upload_id = $2");
+
+/// The `n`th placeholder (from 1) in `dialect`.
+fn placeholder(dialect: Dialect, n: usize) -> String {
+    match dialect {
+        Dialect::Sqlite => "?".into(),
+        Dialect::Postgres => format!("${n}"),
+    }
+}
+
+/// A selection over `conversations c`: `head` (ending in `c.pk > ` and the first placeholder,
+/// bound to `after_rowid`)
+/// with `filter`'s clause and `exclude`'s probe, and when `limit` is given, a page of it in
+/// rowid order. PostgreSQL's probes end in `OFFSET 0`, which keeps each a per-row probe of its
+/// index whatever the statistics say (see `postgres/mod.rs`).
+pub(super) fn selection(
+    dialect: Dialect,
+    head: &str,
+    filter: &Filter,
+    exclude: &Exclude,
+    after_rowid: i64,
+    limit: Option<usize>,
+) -> (String, Vec<SqlValue>) {
+    let mut params = vec![SqlValue::Int(after_rowid)];
+    let clause = filter.to_sql(dialect, params.len());
+    params.extend(clause.params);
+    let fence = match dialect {
+        Dialect::Sqlite => "",
+        Dialect::Postgres => " OFFSET 0",
+    };
+    let exclude_sql = match exclude {
+        Exclude::Nothing => String::new(),
+        Exclude::ExportedBy(policy) => {
+            params.push(SqlValue::Text(policy.clone()));
+            format!(
+                " AND NOT EXISTS (SELECT 1 FROM export_state s WHERE s.policy = {} \
+                 AND s.tenant = c.tenant AND s.conversation_id = c.id \
+                 AND s.json_mtime_ns = c.json_mtime_ns AND s.json_size = c.json_size{fence})",
+                placeholder(dialect, params.len())
+            )
+        }
+        Exclude::DoneIn(run) => {
+            params.push(SqlValue::Int(run.0));
+            format!(
+                " AND NOT EXISTS (SELECT 1 FROM run_items r WHERE r.run = {} \
+                 AND r.outcome = 'exported' AND r.tenant = c.tenant AND r.conversation_id = c.id{fence})",
+                placeholder(dialect, params.len())
+            )
+        }
+    };
+    let mut sql = format!("{head} AND ({}){exclude_sql}", clause.sql);
+    if let Some(limit) = limit {
+        params.push(SqlValue::Int(limit as i64));
+        sql.push_str(" ORDER BY c.pk LIMIT ");
+        sql.push_str(&placeholder(dialect, params.len()));
+    }
+    (sql, params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_reads_the_same_placeholder_numbers() {
+        const S: Sql = shared!("SELECT $1, '$', $12 FROM t WHERE a = $2 -- €");
+        assert_eq!(S.sqlite, "SELECT ?1, '$', ?12 FROM t WHERE a = ?2 -- €");
+        #[cfg(feature = "postgres")]
+        assert_eq!(S.postgres, "SELECT $1, '$', $12 FROM t WHERE a = $2 -- €");
+    }
+
+    #[test]
+    fn selections_number_their_parameters_in_each_dialect() {
+        let filter = Filter::all();
+        let exclude = Exclude::ExportedBy("p".into());
+        let (pg, params) = selection(
+            Dialect::Postgres,
+            "SELECT c.pk FROM conversations c WHERE c.pk > $1",
+            &filter,
+            &exclude,
+            7,
+            Some(512),
+        );
+        assert!(
+            pg.contains("s.policy = $2") && pg.contains("OFFSET 0)"),
+            "{pg}"
+        );
+        assert!(pg.ends_with(" ORDER BY c.pk LIMIT $3"), "{pg}");
+        assert_eq!(
+            params,
+            [
+                SqlValue::Int(7),
+                SqlValue::Text("p".into()),
+                SqlValue::Int(512)
+            ]
+        );
+        let (lite, _) = selection(
+            Dialect::Sqlite,
+            COUNT_SELECTION.sqlite,
+            &filter,
+            &Exclude::DoneIn(super::super::RunId(3)),
+            0,
+            None,
+        );
+        assert!(
+            lite.starts_with("SELECT count(*) FROM conversations c WHERE c.pk > ?1 AND (")
+                && lite.contains("r.run = ? ")
+                && !lite.contains("OFFSET")
+                && !lite.contains("LIMIT"),
+            "{lite}"
+        );
+    }
+}

@@ -1,0 +1,296 @@
+//! Lifecycle policies and their versions, the artifacts they make due, and the deletions they
+//! record (an intent before the file goes, the deletion and its audit event after).
+
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, params};
+
+use super::SqliteCatalog;
+use crate::audit::NewEvent;
+use crate::catalog::lifecycle::{
+    DeleteOutcome, DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion, RetentionAction,
+};
+use crate::catalog::rows;
+use crate::catalog::{
+    Result, RunId, deletion_event, other_enabled, policy_exists, rfc3339_micros as ts, sql,
+    unknown_policy, version_exists,
+};
+
+pub(super) fn create_policy(
+    cat: &SqliteCatalog,
+    p: &LifecyclePolicy,
+    event: &NewEvent,
+) -> Result<()> {
+    let mut conn = cat.writer.lock().expect("catalog writer lock");
+    let tx = conn.transaction().map_err(|e| cat.err(e))?;
+    let taken: bool = tx
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM lifecycle_policies WHERE name = ?)",
+            [&p.name],
+            |r| r.get(0),
+        )
+        .map_err(|e| cat.err(e))?;
+    if taken {
+        return Err(policy_exists(&p.name));
+    }
+    tx.execute(
+        "INSERT INTO lifecycle_policies (name, description, artifact_type, audio_type, enabled, active_version, created_at, created_by) \
+         VALUES (?, ?, ?, ?, 0, NULL, ?, ?)",
+        params![
+            p.name,
+            p.description,
+            p.artifact_type.as_str(),
+            p.audio_type.map(|a| a.as_str()),
+            ts(p.created_at),
+            p.created_by
+        ],
+    )
+    .map_err(|e| cat.err(e))?;
+    cat.chain().append(&tx, event).map_err(|e| cat.err(e))?;
+    tx.commit().map_err(|e| cat.err(e))
+}
+
+pub(super) fn publish_version(
+    cat: &SqliteCatalog,
+    policy: &str,
+    v: &LifecycleVersion,
+    event: &NewEvent,
+) -> Result<()> {
+    let mut conn = cat.writer.lock().expect("catalog writer lock");
+    let tx = conn.transaction().map_err(|e| cat.err(e))?;
+    let active: Option<Option<String>> = tx
+        .query_row(sql::POLICY_ACTIVE_VERSION.sqlite, [policy], |r| r.get(0))
+        .optional()
+        .map_err(|e| cat.err(e))?;
+    let Some(active) = active else {
+        return Err(unknown_policy(policy));
+    };
+    let (count, taken): (i64, bool) = tx
+        .query_row(
+            "SELECT count(*), coalesce(sum(name = ?2), 0) > 0 FROM lifecycle_versions WHERE policy = ?1",
+            params![policy, v.name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(|e| cat.err(e))?;
+    if taken {
+        return Err(version_exists(policy, &v.name));
+    }
+    let (action, days) = match v.action {
+        RetentionAction::KeepForever => ("keep_forever", None),
+        RetentionAction::Delete { days } => ("delete", Some(days)),
+    };
+    tx.execute(
+        sql::INSERT_VERSION.sqlite,
+        params![
+            policy,
+            v.name,
+            count + 1,
+            action,
+            days,
+            ts(v.published_at),
+            v.published_by
+        ],
+    )
+    .map_err(|e| cat.err(e))?;
+    if active.is_none() {
+        tx.execute(sql::SET_ACTIVE_VERSION.sqlite, params![v.name, policy])
+            .map_err(|e| cat.err(e))?;
+    }
+    cat.chain().append(&tx, event).map_err(|e| cat.err(e))?;
+    tx.commit().map_err(|e| cat.err(e))
+}
+
+pub(super) fn update_policy(
+    cat: &SqliteCatalog,
+    policy: &str,
+    enabled: bool,
+    active_version: &str,
+    events: &[NewEvent],
+) -> Result<()> {
+    let mut conn = cat.writer.lock().expect("catalog writer lock");
+    let tx = conn.transaction().map_err(|e| cat.err(e))?;
+    let scope: Option<(String, Option<String>)> = tx
+        .query_row(sql::POLICY_SCOPE.sqlite, [policy], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()
+        .map_err(|e| cat.err(e))?;
+    let Some((artifact_type, audio_type)) = scope else {
+        return Err(unknown_policy(policy));
+    };
+    if enabled {
+        let other: Option<String> = tx
+            .query_row(
+                "SELECT name FROM lifecycle_policies WHERE enabled = 1 AND artifact_type = ? \
+                 AND audio_type IS ? AND name != ?",
+                params![artifact_type, audio_type, policy],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| cat.err(e))?;
+        if let Some(other) = other {
+            return Err(other_enabled(&other, &artifact_type, audio_type.as_deref()));
+        }
+    }
+    tx.execute(
+        sql::SET_POLICY_STATE.sqlite,
+        params![enabled, active_version, policy],
+    )
+    .map_err(|e| cat.err(e))?;
+    let mut chain = cat.chain();
+    for e in events {
+        chain.append(&tx, e).map_err(|e| cat.err(e))?;
+    }
+    tx.commit().map_err(|e| cat.err(e))
+}
+
+pub(super) fn policies(cat: &SqliteCatalog) -> Result<Vec<LifecyclePolicy>> {
+    cat.with_reader(|conn| {
+        let mut policies = cat.rows(conn, sql::LIFECYCLE_POLICIES.sqlite, [], |r| {
+            rows::lifecycle_policy(r)
+        })?;
+        for (policy, version) in cat.rows(conn, sql::LIFECYCLE_VERSIONS.sqlite, [], |r| {
+            rows::lifecycle_version(r)
+        })? {
+            if let Some(p) = policies.iter_mut().find(|p| p.name == policy) {
+                p.versions.push(version);
+            }
+        }
+        Ok(policies)
+    })
+}
+
+pub(super) fn due_artifacts(
+    cat: &SqliteCatalog,
+    q: &DueQuery,
+    after: (i64, i64),
+    limit: usize,
+) -> Result<Vec<DueArtifact>> {
+    cat.with_reader(|conn| {
+        cat.rows(
+            conn,
+            "SELECT c.pk, a.ordinal, c.tenant, c.id, c.rel_dir, a.file, a.size, c.start_ms + c.duration_ms, \
+             c.json_mtime_ns, c.json_size \
+             FROM conversations c JOIN artifacts a ON a.conversation = c.pk \
+             WHERE (c.pk, a.ordinal) > (?1, ?2) AND c.start_ms + c.duration_ms <= ?3 AND c.legal_hold = 0 \
+             AND a.kind = ?4 AND a.audio_type IS ?5 \
+             AND NOT EXISTS (SELECT 1 FROM artifact_deletions d WHERE d.conversation = c.pk AND d.file = a.file) \
+             ORDER BY c.pk, a.ordinal LIMIT ?6",
+            params![
+                after.0,
+                after.1,
+                q.cutoff.timestamp_millis(),
+                q.artifact_type.as_str(),
+                q.audio_type.map(|a| a.as_str()),
+                limit as i64
+            ],
+            |r| rows::due_artifact(r, q),
+        )
+    })
+}
+
+pub(super) fn due_summary(
+    cat: &SqliteCatalog,
+    q: &DueQuery,
+) -> Result<(u64, u64, Option<DateTime<Utc>>)> {
+    cat.with_reader(|conn| {
+        let live = "c.legal_hold = 0 AND a.kind = ?2 AND a.audio_type IS ?3 \
+             AND NOT EXISTS (SELECT 1 FROM artifact_deletions d WHERE d.conversation = c.pk AND d.file = a.file)";
+        let args = params![
+            q.cutoff.timestamp_millis(),
+            q.artifact_type.as_str(),
+            q.audio_type.map(|a| a.as_str())
+        ];
+        let (count, bytes): (i64, i64) = conn
+            .prepare_cached(&format!(
+                "SELECT count(*), coalesce(sum(a.size), 0) FROM conversations c JOIN artifacts a ON a.conversation = c.pk \
+                 WHERE c.start_ms + c.duration_ms <= ?1 AND {live}"
+            ))
+            .and_then(|mut s| s.query_row(args, |r| Ok((r.get(0)?, r.get(1)?))))
+            .map_err(|e| cat.err(e))?;
+        let next: Option<i64> = conn
+            .prepare_cached(&format!(
+                "SELECT c.start_ms + c.duration_ms FROM conversations c JOIN artifacts a ON a.conversation = c.pk \
+                 WHERE c.start_ms + c.duration_ms > ?1 AND {live} ORDER BY c.start_ms + c.duration_ms LIMIT 1"
+            ))
+            .and_then(|mut s| s.query_row(args, |r| r.get(0)).optional())
+            .map_err(|e| cat.err(e))?;
+        Ok((
+            count as u64,
+            bytes as u64,
+            next.and_then(DateTime::from_timestamp_millis),
+        ))
+    })
+}
+
+pub(super) fn live_artifact_count(cat: &SqliteCatalog) -> Result<u64> {
+    cat.with_reader(|conn| {
+        conn.query_row(sql::LIVE_ARTIFACT_COUNT.sqlite, [], |r| r.get::<_, i64>(0))
+            .map(|n| n.max(0) as u64)
+            .map_err(|e| cat.err(e))
+    })
+}
+
+pub(super) fn begin_deletes(cat: &SqliteCatalog, intents: &[DueArtifact]) -> Result<()> {
+    let mut conn = cat.writer.lock().expect("catalog writer lock");
+    let tx = conn.transaction().map_err(|e| cat.err(e))?;
+    {
+        let mut ins = tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO delete_intents (conversation, ordinal, tenant, conversation_id, rel_dir, file, size, policy, version, due) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .map_err(|e| cat.err(e))?;
+        for a in intents {
+            ins.execute(params![
+                a.conversation_pk,
+                a.ordinal,
+                a.tenant,
+                a.conversation_id,
+                a.rel_dir,
+                a.file,
+                a.size,
+                a.policy,
+                a.version,
+                ts(a.due)
+            ])
+            .map_err(|e| cat.err(e))?;
+        }
+    }
+    tx.commit().map_err(|e| cat.err(e))
+}
+
+pub(super) fn pending_deletes(cat: &SqliteCatalog) -> Result<Vec<DueArtifact>> {
+    cat.with_reader(|conn| {
+        cat.rows(conn, sql::PENDING_DELETES.sqlite, [], |r| {
+            rows::pending_delete(r)
+        })
+    })
+}
+
+pub(super) fn finish_deletes(
+    cat: &SqliteCatalog,
+    outcomes: &[(DueArtifact, DeleteOutcome)],
+    actor: &str,
+    run: Option<RunId>,
+) -> Result<()> {
+    let mut conn = cat.writer.lock().expect("catalog writer lock");
+    let tx = conn.transaction().map_err(|e| cat.err(e))?;
+    let now = Utc::now();
+    let mut chain = cat.chain();
+    for (a, outcome) in outcomes {
+        if let DeleteOutcome::Deleted { was_missing } = outcome {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO artifact_deletions (conversation, file, deleted_at, policy, version) VALUES (?, ?, ?, ?, ?)",
+            )
+            .and_then(|mut s| s.execute(params![a.conversation_pk, a.file, ts(now), a.policy, a.version]))
+            .map_err(|e| cat.err(e))?;
+            chain
+                .append(&tx, &deletion_event(a, *was_missing, now, actor, run))
+                .map_err(|e| cat.err(e))?;
+        }
+        tx.prepare_cached("DELETE FROM delete_intents WHERE conversation = ? AND ordinal = ?")
+            .and_then(|mut s| s.execute(params![a.conversation_pk, a.ordinal]))
+            .map_err(|e| cat.err(e))?;
+    }
+    tx.commit().map_err(|e| cat.err(e))
+}

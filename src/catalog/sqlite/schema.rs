@@ -1,0 +1,232 @@
+//! The SQLite catalog's schema, one migration per `PRAGMA user_version`.
+
+/// Schema migrations; entry `i` moves `user_version` from `i` to `i + 1`.
+pub(super) const MIGRATIONS: &[&str] = &[
+    r#"
+CREATE TABLE conversations (
+    pk INTEGER PRIMARY KEY,
+    rel_dir TEXT NOT NULL UNIQUE,
+    day TEXT NOT NULL,
+    json_mtime_ns INTEGER NOT NULL,
+    json_size INTEGER NOT NULL,
+    tenant TEXT NOT NULL,
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    source_platform TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    start_text TEXT NOT NULL,
+    end_text TEXT NOT NULL,
+    start_ms INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    confidential INTEGER NOT NULL,
+    cdr_only INTEGER NOT NULL,
+    imported INTEGER NOT NULL,
+    legal_hold INTEGER NOT NULL,
+    channel TEXT,
+    UNIQUE (tenant, id)
+);
+CREATE INDEX conversations_start ON conversations (start_ms);
+CREATE INDEX conversations_day ON conversations (day);
+CREATE TABLE participants (
+    conversation INTEGER NOT NULL REFERENCES conversations (pk) ON DELETE CASCADE,
+    ordinal INTEGER NOT NULL,
+    user_name TEXT,
+    extension TEXT,
+    role TEXT NOT NULL,
+    PRIMARY KEY (conversation, ordinal)
+) WITHOUT ROWID;
+CREATE TABLE artifacts (
+    conversation INTEGER NOT NULL REFERENCES conversations (pk) ON DELETE CASCADE,
+    ordinal INTEGER NOT NULL,
+    file TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    audio_type TEXT,
+    extension TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    key_id TEXT,
+    PRIMARY KEY (conversation, ordinal)
+) WITHOUT ROWID;
+CREATE TABLE job_runs (
+    id INTEGER PRIMARY KEY,
+    policy TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    target TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    resumed INTEGER NOT NULL DEFAULT 0,
+    selected INTEGER NOT NULL DEFAULT 0,
+    exported INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    objects INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    index_errors INTEGER NOT NULL DEFAULT 0,
+    manifest_key TEXT,
+    error_summary TEXT
+);
+CREATE INDEX job_runs_policy ON job_runs (policy, id);
+CREATE TABLE run_items (
+    run INTEGER NOT NULL REFERENCES job_runs (id) ON DELETE CASCADE,
+    subject TEXT NOT NULL,
+    tenant TEXT,
+    conversation_id TEXT,
+    outcome TEXT NOT NULL,
+    error TEXT,
+    objects INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    at TEXT NOT NULL
+);
+CREATE INDEX run_items_run ON run_items (run, tenant, conversation_id);
+CREATE TABLE run_objects (
+    run INTEGER NOT NULL REFERENCES job_runs (id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    PRIMARY KEY (run, key)
+) WITHOUT ROWID;
+CREATE TABLE export_state (
+    policy TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    run INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (policy, tenant, conversation_id)
+) WITHOUT ROWID;
+CREATE TABLE audit_events (
+    seq INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    policy TEXT,
+    run INTEGER,
+    tenant TEXT,
+    conversation_id TEXT,
+    details TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX audit_events_run ON audit_events (run);
+CREATE INDEX audit_events_conversation ON audit_events (conversation_id);
+"#,
+    r#"
+CREATE TABLE open_uploads (
+    target TEXT NOT NULL,
+    upload_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    PRIMARY KEY (target, upload_id)
+) WITHOUT ROWID;
+"#,
+    r#"
+CREATE INDEX conversations_end ON conversations (start_ms + duration_ms);
+CREATE TABLE lifecycle_policies (
+    name TEXT PRIMARY KEY,
+    description TEXT NOT NULL,
+    artifact_type TEXT NOT NULL,
+    audio_type TEXT,
+    enabled INTEGER NOT NULL DEFAULT 0,
+    active_version TEXT,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE lifecycle_versions (
+    policy TEXT NOT NULL REFERENCES lifecycle_policies (name),
+    name TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    days INTEGER,
+    published_at TEXT NOT NULL,
+    published_by TEXT NOT NULL,
+    PRIMARY KEY (policy, name)
+) WITHOUT ROWID;
+CREATE TABLE artifact_deletions (
+    conversation INTEGER NOT NULL REFERENCES conversations (pk) ON DELETE CASCADE,
+    file TEXT NOT NULL,
+    deleted_at TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    version TEXT NOT NULL,
+    PRIMARY KEY (conversation, file)
+) WITHOUT ROWID;
+CREATE TABLE delete_intents (
+    conversation INTEGER NOT NULL,
+    ordinal INTEGER NOT NULL,
+    tenant TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    rel_dir TEXT NOT NULL,
+    file TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    policy TEXT NOT NULL,
+    version TEXT NOT NULL,
+    due TEXT NOT NULL,
+    PRIMARY KEY (conversation, ordinal)
+) WITHOUT ROWID;
+"#,
+    r#"
+ALTER TABLE job_runs ADD COLUMN flagged INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE job_runs ADD COLUMN log_path TEXT;
+ALTER TABLE job_runs ADD COLUMN notification TEXT;
+CREATE TABLE confidential_flags (
+    tenant TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    value INTEGER NOT NULL,
+    policy TEXT NOT NULL,
+    run INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (tenant, conversation_id)
+) WITHOUT ROWID;
+"#,
+    r#"
+ALTER TABLE open_uploads ADD COLUMN run INTEGER;
+"#,
+    r#"
+ALTER TABLE job_runs ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+"#,
+    r#"
+CREATE INDEX audit_events_deletions ON audit_events (run) WHERE kind = 'artifact_deleted';
+"#,
+    // A run's failed subjects are those it never exported: without this index each failed
+    // item's probe for an export of the same subject scanned all of the run's items.
+    r#"
+CREATE INDEX run_items_subject ON run_items (run, subject, outcome);
+"#,
+    // Incremental state per record version and per artifact (a transcript added to an exported
+    // conversation is exported by the next run), and object keys claimed before they are
+    // written (no object replaces another's). Conversations exported before count the record
+    // version and the artifacts they have now as exported.
+    r#"
+ALTER TABLE export_state ADD COLUMN json_mtime_ns INTEGER;
+ALTER TABLE export_state ADD COLUMN json_size INTEGER;
+UPDATE export_state SET json_mtime_ns = c.json_mtime_ns, json_size = c.json_size
+    FROM conversations c WHERE c.tenant = export_state.tenant AND c.id = export_state.conversation_id;
+CREATE TABLE export_artifacts (
+    policy TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    file TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    key TEXT,
+    size INTEGER,
+    out_sha256 TEXT,
+    run INTEGER NOT NULL,
+    PRIMARY KEY (policy, tenant, conversation_id, file)
+) WITHOUT ROWID;
+INSERT INTO export_artifacts (policy, tenant, conversation_id, file, sha256, run)
+    SELECT s.policy, s.tenant, s.conversation_id, a.file, a.sha256, s.run FROM export_state s
+    JOIN conversations c ON c.tenant = s.tenant AND c.id = s.conversation_id
+    JOIN artifacts a ON a.conversation = c.pk;
+CREATE TABLE object_keys (
+    target TEXT NOT NULL,
+    key TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    file TEXT NOT NULL,
+    run INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (target, key)
+) WITHOUT ROWID;
+"#,
+    r#"
+ALTER TABLE audit_events ADD COLUMN key_id TEXT;
+"#,
+];

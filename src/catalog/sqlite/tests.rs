@@ -1,0 +1,97 @@
+//! Tests of the SQLite catalog: the conformance suite on fresh catalog files, and what only
+//! this backend does (its migrations, its query plans).
+
+use rusqlite::{Connection, params_from_iter};
+
+use super::SqliteCatalog;
+use super::runs::{FAILED_ITEMS, RUN_COUNTERS};
+use crate::catalog::{Catalog, conformance};
+
+fn fresh() -> (tempfile::TempDir, SqliteCatalog) {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = SqliteCatalog::open(&dir.path().join("c.db")).unwrap();
+    (dir, cat)
+}
+
+conformance::conformance_suite!(fresh);
+
+#[test]
+fn keyed_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    conformance::audit::keyed_chain(&|key| {
+        Box::new(SqliteCatalog::open(&path).unwrap().with_audit_key(key))
+    });
+}
+
+#[test]
+fn sql_agrees_with_predicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = std::sync::atomic::AtomicU32::new(0);
+    conformance::select::sql_agrees_with_predicate(&|| {
+        let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Box::new(SqliteCatalog::open(&dir.path().join(format!("c{i}.db"))).unwrap())
+    });
+}
+
+#[test]
+fn failed_subjects_are_probed_through_an_index_not_a_scan_of_the_run() {
+    let (_dir, cat) = fresh();
+    for (sql, n) in [(RUN_COUNTERS, 1), (FAILED_ITEMS, 2)] {
+        let plan: Vec<String> = cat
+            .with_reader(|conn| {
+                let mut stmt = conn
+                    .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                    .map_err(|e| cat.err(e))?;
+                let rows = stmt
+                    .query_map(params_from_iter([1, 10].into_iter().take(n)), |r| {
+                        r.get::<_, String>(3)
+                    })
+                    .map_err(|e| cat.err(e))?;
+                rows.collect::<rusqlite::Result<_>>()
+                    .map_err(|e| cat.err(e))
+            })
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|l| l.contains("SEARCH x USING COVERING INDEX run_items_subject")),
+            "{sql}:\n{}",
+            plan.join("\n")
+        );
+    }
+}
+
+#[test]
+fn processes_opening_a_new_catalog_at_once_migrate_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    let barrier = std::sync::Barrier::new(6);
+    std::thread::scope(|s| {
+        for _ in 0..6 {
+            s.spawn(|| {
+                barrier.wait();
+                SqliteCatalog::open(&path).unwrap();
+            });
+        }
+    });
+    assert_eq!(
+        SqliteCatalog::open(&path)
+            .unwrap()
+            .conversation_count()
+            .unwrap(),
+        0
+    );
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    drop(SqliteCatalog::open(&path).unwrap());
+    Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    let err = SqliteCatalog::open(&path).err().unwrap().to_string();
+    assert!(err.contains("upgrade custodian"), "{err}");
+}

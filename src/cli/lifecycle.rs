@@ -1,0 +1,290 @@
+//! The `custodian lifecycle …` commands, `run lifecycle` and `plan lifecycle`: their
+//! arguments, and what they did as text or `--json`.
+
+use anyhow::Result;
+use clap::Subcommand;
+
+use custodian::app::Loaded;
+use custodian::app::control::Watchers;
+use custodian::app::lifecycle::{self, Sweep, Switch};
+use custodian::catalog::Mode;
+use custodian::policy::lifecycle::{LIFECYCLE_RUN, SweepSummary};
+use custodian::repository::record::{ArtifactType, AudioRecordingType};
+use custodian::schedule::runlog::RunLog;
+
+use super::args::Cli;
+use super::out::{Bar, errln, outln, print_json};
+use super::run::{RunMessages, print_index, print_notification, run_heading};
+
+#[derive(Subcommand)]
+pub enum LifecycleCommand {
+    /// Create a policy (disabled, without versions) for an artifact type.
+    #[command(after_help = "Examples:
+  custodian lifecycle create voice-customer-7y --artifact-type audio_recording \\
+      --audio-type conference_customer --description \"MiFID II: customer legs, 7 years\"")]
+    Create {
+        name: String,
+        #[arg(long)]
+        artifact_type: ArtifactType,
+        /// Audio recording type; required for `audio_recording`, refused otherwise.
+        #[arg(long)]
+        audio_type: Option<AudioRecordingType>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Publish an immutable version; a policy's first version becomes its active one.
+    #[command(after_help = "Examples:
+  custodian lifecycle version voice-customer-7y v1 --delete-after-days 2557
+  custodian lifecycle version voice-customer-7y v2 --keep-forever")]
+    Version {
+        name: String,
+        version: String,
+        #[arg(
+            long,
+            conflicts_with = "delete_after_days",
+            required_unless_present = "delete_after_days"
+        )]
+        keep_forever: bool,
+        /// Delete artifacts this many days (1..=9999) after their interaction ended.
+        #[arg(long)]
+        delete_after_days: Option<u64>,
+    },
+    /// Enable a policy (needs acknowledgments).
+    #[command(after_help = "Examples:
+  custodian lifecycle enable voice-customer-7y \\
+      --acknowledge storage-overage --acknowledge irreversible-delete")]
+    Enable {
+        name: String,
+        #[arg(long = "acknowledge")]
+        acknowledge: Vec<String>,
+    },
+    /// Disable a policy (needs acknowledgments).
+    #[command(after_help = "Examples:
+  custodian lifecycle disable voice-customer-7y \\
+      --acknowledge storage-overage --acknowledge irreversible-delete")]
+    Disable {
+        name: String,
+        #[arg(long = "acknowledge")]
+        acknowledge: Vec<String>,
+    },
+    /// Make another published version the active one (needs acknowledgments).
+    #[command(after_help = "Examples:
+  custodian lifecycle activate voice-customer-7y v2 --acknowledge storage-overage")]
+    Activate {
+        name: String,
+        version: String,
+        #[arg(long = "acknowledge")]
+        acknowledge: Vec<String>,
+    },
+    /// Every policy, a line each.
+    #[command(after_help = "Examples:
+  custodian lifecycle list
+  custodian --json lifecycle list")]
+    List,
+    /// One policy with its versions.
+    #[command(after_help = "Examples:
+  custodian lifecycle show voice-customer-7y")]
+    Show { name: String },
+}
+
+pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
+    let l = Loaded::load(&cli.config)?;
+    match command {
+        LifecycleCommand::Create {
+            name,
+            artifact_type,
+            audio_type,
+            description,
+        } => {
+            let policy = lifecycle::create(&l, name, *artifact_type, *audio_type, description)?;
+            outln!(
+                "created lifecycle policy `{name}` for {} (disabled; publish a version next)",
+                policy.scope()
+            )?;
+        }
+        LifecycleCommand::Version {
+            name,
+            version,
+            keep_forever,
+            delete_after_days,
+        } => {
+            let action = lifecycle::publish(&l, name, version, *keep_forever, *delete_after_days)?;
+            outln!(
+                "published version `{version}` of `{name}`: {}",
+                action.describe()
+            )?;
+        }
+        LifecycleCommand::Enable { name, acknowledge } => {
+            switch(&l, name, Switch::Enable, acknowledge)?;
+        }
+        LifecycleCommand::Disable { name, acknowledge } => {
+            switch(&l, name, Switch::Disable, acknowledge)?;
+        }
+        LifecycleCommand::Activate {
+            name,
+            version,
+            acknowledge,
+        } => {
+            switch(&l, name, Switch::Activate(version), acknowledge)?;
+        }
+        LifecycleCommand::List => {
+            let policies = lifecycle::list(&l)?;
+            if cli.json {
+                print_json(&policies)?;
+            } else if policies.is_empty() {
+                outln!("no lifecycle policies (create one with `custodian lifecycle create`)")?;
+            } else {
+                outln!(
+                    "{:<24} {:<40} {:<8} {:<16} ACTION",
+                    "NAME",
+                    "SCOPE",
+                    "ENABLED",
+                    "ACTIVE"
+                )?;
+                for p in &policies {
+                    outln!(
+                        "{:<24} {:<40} {:<8} {:<16} {}",
+                        p.name,
+                        p.scope(),
+                        if p.enabled { "yes" } else { "no" },
+                        p.active_version.as_deref().unwrap_or("-"),
+                        p.active().map_or("-".into(), |v| v.action.describe())
+                    )?;
+                }
+            }
+        }
+        LifecycleCommand::Show { name } => {
+            let p = lifecycle::show(&l, name)?;
+            if cli.json {
+                print_json(&p)?;
+            } else {
+                outln!("policy:      {}", p.name)?;
+                outln!("description: {}", p.description)?;
+                outln!("scope:       {}", p.scope())?;
+                outln!("enabled:     {}", if p.enabled { "yes" } else { "no" })?;
+                outln!(
+                    "created:     {} by {}",
+                    p.created_at.to_rfc3339(),
+                    p.created_by
+                )?;
+                outln!("versions:")?;
+                for v in &p.versions {
+                    let mark = if Some(&v.name) == p.active_version.as_ref() {
+                        "*"
+                    } else {
+                        " "
+                    };
+                    outln!(
+                        "  {mark} {:<16} {:<36} published {} by {}",
+                        v.name,
+                        v.action.describe(),
+                        v.published_at.to_rfc3339(),
+                        v.published_by
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// Enables, disables or re-points a policy and says what it is now.
+fn switch(l: &Loaded, name: &str, how: Switch<'_>, acknowledge: &[String]) -> Result<()> {
+    let done = lifecycle::switch(l, name, how, acknowledge)?;
+    outln!(
+        "policy `{}` is {} with version `{}` active: {}",
+        done.policy,
+        if done.enabled { "enabled" } else { "disabled" },
+        done.version.name,
+        done.version.action.describe()
+    )?;
+    Ok(())
+}
+
+/// `plan lifecycle` / `run lifecycle --dry-run`: what is due now, per policy.
+pub fn plan(cli: &Cli, no_index: bool) -> Result<u8> {
+    let l = Loaded::load(&cli.config)?;
+    let due = lifecycle::plan(&l, no_index, &Bar::new(cli.json))?;
+    if cli.json {
+        print_json(&due)?;
+        return Ok(0);
+    }
+    if due.is_empty() {
+        outln!("no enabled lifecycle policy deletes anything")?;
+    }
+    for d in &due {
+        outln!(
+            "{}: version {} ({}, delete after {} days): {} artifacts due, {} bytes; next due {}",
+            d.policy,
+            d.version,
+            d.scope,
+            d.days,
+            d.artifacts,
+            d.bytes,
+            d.next_due.map_or("never".into(), |t| t.to_rfc3339())
+        )?;
+    }
+    Ok(0)
+}
+
+/// `run lifecycle`: the sweep. Refused for its limits or an unusable repository root, it
+/// exits 2.
+pub fn run(cli: &Cli, no_index: bool, force: bool, log: &RunLog) -> Result<u8> {
+    let l = Loaded::load(&cli.config)?;
+    let (index, work) = (Bar::new(cli.json), Bar::new(cli.json));
+    let watchers = Watchers {
+        index: &index,
+        work: &work,
+        run: &RunMessages,
+        log,
+    };
+    let done = lifecycle::run(&l, no_index, force, watchers)?;
+    let code = match &done.outcome {
+        Sweep::Done(summary) => {
+            if cli.json {
+                print_json(summary)?;
+            } else {
+                print_sweep(summary)?;
+            }
+            summary.status.exit_code()
+        }
+        Sweep::Refused(e) => {
+            errln!("error: {e}");
+            2
+        }
+    };
+    print_notification(cli, &done)?;
+    Ok(code)
+}
+
+fn print_sweep(s: &SweepSummary) -> Result<()> {
+    if let Some(index) = &s.index {
+        print_index(index)?;
+    }
+    let r = &s.report;
+    outln!(
+        "{}: {}",
+        run_heading(s.run, LIFECYCLE_RUN, Mode::Full, s.resumed_run),
+        s.status.as_str()
+    )?;
+    outln!(
+        "lifecycle: deleted {} artifacts ({} bytes), {} of them already missing; {} held back; {} failed; {} half-done deletes completed in {:.2}s",
+        r.deleted,
+        r.bytes,
+        r.already_missing,
+        r.held_back,
+        r.failed,
+        r.resumed,
+        s.seconds
+    )?;
+    for h in &r.held_back_reasons {
+        outln!("  held back: {h}")?;
+    }
+    for f in &r.failures {
+        outln!("  failed: {f}")?;
+    }
+    if let Some(e) = &s.error_summary {
+        outln!("  {e}")?;
+    }
+    Ok(())
+}
