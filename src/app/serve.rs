@@ -54,6 +54,8 @@ pub trait ServeObserver: Send + Sync {
 
 /// Lines of a run's stderr kept for its history if its process dies.
 const TAIL_LINES: usize = 20;
+/// How long an exited run's stderr may take to reach its end before the exit is reported.
+const STDERR_DRAIN: Duration = Duration::from_secs(5);
 
 enum Event {
     Signal(i32),
@@ -246,6 +248,9 @@ impl Server {
             child.id()
         );
         let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
+        // Told when the reader has read stderr to its end, so that the exit is reported with the
+        // run's last lines in its tail.
+        let (read_all, stderr_read) = std::sync::mpsc::channel::<()>();
         if let Some(stderr) = child.stderr.take() {
             let tail = tail.clone();
             let observer = self.observer;
@@ -264,6 +269,7 @@ impl Server {
                         }
                         t.push_back(line);
                     }
+                    let _ = read_all.send(());
                 });
         }
         let pid = Pid::from_raw(child.id() as i32);
@@ -273,6 +279,9 @@ impl Server {
             .name(format!("run-{policy}-wait"))
             .spawn(move || {
                 let status = child.wait();
+                // A process the run left behind may hold its stderr open: wait a little, not
+                // for ever.
+                let _ = stderr_read.recv_timeout(STDERR_DRAIN);
                 let _ = events.send(Event::Exited {
                     policy: name,
                     status,
