@@ -12,6 +12,7 @@ use custodian::catalog::{Catalog, Fingerprint, IndexChange, RunId, Selected};
 use custodian::config::Config;
 use custodian::filter::{Criteria, Filter};
 use custodian::repository::record::Conversation;
+use custodian::target::Durability;
 use custodian::target::fs::FsTarget;
 use custodian::target::{ObjectKey, WriteContext, put_stream};
 
@@ -30,7 +31,7 @@ fn record(i: usize, size: usize) -> Conversation {
 fn copy_to_target(c: &mut Criterion) {
     let mut group = c.benchmark_group("copy_to_target");
     let dir = tempfile::tempdir().unwrap();
-    let target = FsTarget::new("bench", dir.path(), false);
+    let target = FsTarget::new("bench", dir.path(), Durability::Durable);
     let mut buffer = Vec::new();
     for mib in [1usize, 16] {
         let data = vec![7u8; mib << 20];
@@ -71,7 +72,7 @@ fn export_conversation(c: &mut Criterion) {
          [policies.p]\naction = \"export\"\ntarget = \"t\"\n[media]\nscratch_dir = \"scratch\"\n",
     )
     .unwrap();
-    let target = FsTarget::new("t", &dir.path().join("out"), false);
+    let target = FsTarget::new("t", &dir.path().join("out"), Durability::Durable);
     let l = Loaded {
         config,
         catalog: Arc::new(SqliteCatalog::open(&dir.path().join("c.db")).unwrap()),

@@ -465,13 +465,14 @@ impl Staged {
         &self.dir
     }
 
-    /// Renames the temporary to the final name. With `durable`, the file's bytes and then the
-    /// directory entry are flushed to disk, so the file survives a power loss once this
-    /// returns.
-    pub fn commit(mut self, durable: bool) -> Result<(), ConfinedError> {
+    /// Renames the temporary to the final name, first flushing to disk what `persist` asks
+    /// ([`Persist`]).
+    pub fn commit(mut self, persist: Persist) -> Result<(), ConfinedError> {
         let final_path = self.dir.display_path(&self.name);
-        if durable {
-            self.file.sync_all().map_err(|source| ConfinedError::Io {
+        if persist != Persist::Nothing {
+            // The bytes are on disk before the name points at them: a power cut leaves the
+            // old file or the whole new one under the final name, never an empty one.
+            self.file.sync_data().map_err(|source| ConfinedError::Io {
                 path: final_path.clone(),
                 source,
             })?;
@@ -479,11 +480,25 @@ impl Staged {
         rustix::fs::renameat(&self.dir.fd, self.temp.as_str(), &self.dir.fd, &self.name)
             .map_err(|e| ConfinedError::from_errno(final_path, e))?;
         self.committed = true;
-        if durable {
+        if persist == Persist::Full {
             self.dir.sync()?;
         }
         Ok(())
     }
+}
+
+/// How much of a [`Staged::commit`] reaches the disk before it returns (docs/operations.md,
+/// "Durability").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Persist {
+    /// The file's bytes, then its directory entry: the file survives a power cut once
+    /// committed.
+    Full,
+    /// The file's bytes only; the caller syncs the directory (with others, once per batch)
+    /// before anything relies on the new name.
+    Data,
+    /// Nothing: after a power cut the file may be missing or empty (the unsafe mode).
+    Nothing,
 }
 
 impl Drop for Staged {
@@ -655,7 +670,7 @@ mod tests {
         let mut staged =
             Staged::new(root.open_dir("a").unwrap(), OsStr::new("out.wav"), 0o640).unwrap();
         std::io::Write::write_all(staged.file(), b"whole").unwrap();
-        staged.commit(true).unwrap();
+        staged.commit(Persist::Full).unwrap();
         assert_eq!(
             std::fs::read(t.path().join("root/a/out.wav")).unwrap(),
             b"whole"
@@ -679,7 +694,7 @@ mod tests {
             !temp.contains('x'),
             "the temporary carries no part of the name: {temp}"
         );
-        staged.commit(false).unwrap();
+        staged.commit(Persist::Nothing).unwrap();
         assert!(t.path().join("root/a").join(&long).is_file());
     }
 
@@ -690,7 +705,7 @@ mod tests {
         let mut staged =
             Staged::new(root.open_dir("a").unwrap(), OsStr::new("out"), 0o600).unwrap();
         std::io::Write::write_all(staged.file(), b"new").unwrap();
-        staged.commit(false).unwrap();
+        staged.commit(Persist::Nothing).unwrap();
         assert_eq!(std::fs::read(t.path().join("secret")).unwrap(), b"outside");
         let out = t.path().join("root/a/out");
         assert!(out.symlink_metadata().unwrap().is_file());

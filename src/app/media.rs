@@ -10,7 +10,7 @@ use std::time::Instant;
 use chrono::{DateTime, FixedOffset};
 
 use super::with_sources;
-use crate::confined::{ConfinedError, Dir, PRIVATE_FILE_MODE, Staged};
+use crate::confined::{ConfinedError, Dir, PRIVATE_FILE_MODE, Persist, Staged};
 use crate::media::audio::{self, AudioError, AudioReport, VoiceSpec};
 use crate::media::crypto::{self, Decryptor, FileError, FileReport};
 use crate::media::keystore::{Keystore, KeystoreError};
@@ -63,7 +63,7 @@ fn into_place<T, E>(
     let mut staged = Staged::beside(output, PRIVATE_FILE_MODE).map_err(failed)?;
     let made = make(staged.file());
     if made.is_ok() {
-        staged.commit(false).map_err(failed)?;
+        staged.commit(Persist::Full).map_err(failed)?;
     }
     Ok(made)
 }

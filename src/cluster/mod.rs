@@ -189,7 +189,7 @@ pub fn run_node(
         };
         // Stopped when the lease is lost, or when the run itself is stopped (signal, limit).
         let held = control.part();
-        let worked = std::thread::scope(|scope| -> Result<Counters, CatalogError> {
+        let worked = std::thread::scope(|scope| -> Result<Counters, RunError> {
             let (stop_renewing, renew_rx) = crossbeam_channel::bounded::<()>(0);
             let held = &held;
             let renewals = &renewals;

@@ -27,7 +27,7 @@ use rayon::prelude::*;
 
 use super::aead::{ChunkKey, NONCE_LEN, fill_random};
 use super::keystore::{Keystore, KeystoreError};
-use crate::confined::{ConfinedError, PRIVATE_FILE_MODE, Staged};
+use crate::confined::{ConfinedError, PRIVATE_FILE_MODE, Persist, Staged};
 
 pub use super::aead::TAG_LEN;
 
@@ -504,7 +504,7 @@ fn write_atomically<T>(
     let output = |e: ConfinedError| Failure::Output(e.into_io());
     let mut staged = Staged::beside(dst, PRIVATE_FILE_MODE).map_err(output)?;
     let value = write(staged.file())?;
-    staged.commit(false).map_err(output)?;
+    staged.commit(Persist::Full).map_err(output)?;
     Ok(value)
 }
 

@@ -908,7 +908,7 @@ impl Export<'_> {
         hi: i64,
         progress: &dyn Progress,
         control: &Control,
-    ) -> Result<Counters, CatalogError> {
+    ) -> Result<Counters, RunError> {
         let policy = &self.policy.name;
         let mut done = Counters::default();
         pipeline::run(
@@ -916,6 +916,7 @@ impl Export<'_> {
             control,
             |emitter| {
                 self.for_each_selected_from(exclude, lo, |s| s.rowid <= hi && emitter.emit(s))
+                    .map_err(RunError::from)
             },
             Vec::new,
             |buffer, s| self.export_one(run, buffer, s, control),
@@ -944,9 +945,11 @@ impl Export<'_> {
                         }
                     }
                 }
+                // Write-ahead: the batch's objects are durable before the catalog says so.
+                self.target.settle()?;
                 self.catalog.record_outcomes(run, policy, &batch)?;
                 progress.advance(n);
-                Ok::<_, CatalogError>(())
+                Ok::<_, RunError>(())
             },
         )?;
         Ok(done)

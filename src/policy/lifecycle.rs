@@ -1,9 +1,9 @@
 //! Artifact lifecycle (retention): versioned policies kept in the catalog, and the sweep that
 //! deletes what their active versions make due, with one audit event per deleted artifact.
 //!
-//! A delete is crash-safe in three steps: the intent is committed to the catalog, the file is
-//! removed, then the deletion and its audit event are committed together and the intent
-//! dropped. A rerun first completes every intent left by a killed run, so every deleted
+//! A delete is crash-safe in three steps: the intent is committed to the catalog (durably),
+//! the file is removed and its directory synced, then the deletion and its audit event are
+//! committed together and the intent dropped. A rerun first completes every intent left by a killed run, so every deleted
 //! artifact has exactly one event, and nothing is recorded deleted that is still on disk.
 //!
 //! Each delete goes through directory handles under the repository root, opened once per sweep,
@@ -504,7 +504,7 @@ fn remove_conversation(root: &Dir, artifacts: &[DueArtifact]) -> Vec<(DueArtifac
         Recheck::Failed(why) => return all(DeleteOutcome::Failed(why)),
         Recheck::Clear(dir) => dir,
     };
-    artifacts
+    let mut outcomes: Vec<(DueArtifact, DeleteOutcome)> = artifacts
         .iter()
         .map(|a| {
             let outcome = match dir.remove_file(&a.file) {
@@ -519,7 +519,22 @@ fn remove_conversation(root: &Dir, artifacts: &[DueArtifact]) -> Vec<(DueArtifac
             };
             (a.clone(), outcome)
         })
-        .collect()
+        .collect();
+    // Write-ahead: the removals are on disk before the catalog records them, or a power cut
+    // could bring back a file recorded deleted. One sync per conversation directory.
+    let removed = |o: &DeleteOutcome| matches!(o, DeleteOutcome::Deleted { was_missing: false });
+    if outcomes.iter().any(|(_, o)| removed(o))
+        && let Err(e) = dir.sync()
+    {
+        let why = format!(
+            "cannot make the deletion durable in {}: {e}; it stays due, and the next sweep records it",
+            dir.path().display()
+        );
+        for (_, o) in outcomes.iter_mut().filter(|(_, o)| removed(o)) {
+            *o = DeleteOutcome::Failed(why.clone());
+        }
+    }
+    outcomes
 }
 
 /// Opens the conversation directory of `a` under `root` without following a link, and reads

@@ -8,20 +8,27 @@
 //! a crash never leaves a partial file under a final name; a stale temporary may stay behind,
 //! recognisable by [`TEMP_PREFIX`].
 //!
+//! Durable by default (docs/operations.md, "Durability"): each file's bytes are synced before
+//! it is renamed into place (by the worker that wrote it, so syncs run in parallel), and
+//! [`Target::settle`] syncs every directory that gained an entry since the last call, once per
+//! batch, before the caller records the batch. [`Durability::UnsafeNoSync`] skips both.
+//!
 //! Files are created with the target's `file_mode` (0600 unless configured) before any byte
 //! is written, and new directories 0700 (0750 when the group may read files).
 
+use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
+use rayon::prelude::*;
 use rustix::fs::FileType;
 
-use super::{ObjectKey, ObjectWriter, Target, TargetError, WriteContext};
-use crate::confined::{ConfinedError, Dir, Staged};
+use super::{Durability, ObjectKey, ObjectWriter, Target, TargetError, WriteContext};
+use crate::confined::{ConfinedError, Dir, Persist, Staged};
 
 pub use crate::confined::TEMP_PREFIX;
 
@@ -39,22 +46,24 @@ pub fn dir_mode(file_mode: u32) -> u32 {
 pub struct FsTarget {
     name: String,
     path: PathBuf,
-    fsync: bool,
+    durability: Durability,
     file_mode: u32,
     /// The root, opened by the first operation; everything after goes through this handle.
     root: OnceLock<Dir>,
+    /// Directories (relative to the root) that gained an entry not yet synced.
+    unsettled: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl FsTarget {
-    /// A target writing under `root`; with `fsync`, every object is flushed to disk before it
-    /// is renamed into place (durable across power loss, slower).
-    pub fn new(name: &str, root: &Path, fsync: bool) -> FsTarget {
+    /// A target writing under `root`, making its files as durable as `durability` says.
+    pub fn new(name: &str, root: &Path, durability: Durability) -> FsTarget {
         FsTarget {
             name: name.to_owned(),
             path: root.to_owned(),
-            fsync,
+            durability,
             file_mode: DEFAULT_FILE_MODE,
             root: OnceLock::new(),
+            unsettled: Arc::default(),
         }
     }
 
@@ -140,7 +149,9 @@ impl FsTarget {
 
 struct FsWriter {
     staged: Staged,
-    fsync: bool,
+    /// Where the committed file's directory is noted for [`Target::settle`]; None when
+    /// nothing is synced.
+    unsettled: Option<Arc<Mutex<BTreeSet<String>>>>,
     target: String,
     key: String,
 }
@@ -167,15 +178,27 @@ impl ObjectWriter for FsWriter {
     fn commit(self: Box<Self>, _sha256: &str) -> Result<(), TargetError> {
         let FsWriter {
             staged,
-            fsync,
+            unsettled,
             target,
             key,
         } = *self;
-        staged.commit(fsync).map_err(|e| TargetError::Io {
+        let persist = match unsettled {
+            Some(_) => Persist::Data,
+            None => Persist::Nothing,
+        };
+        staged.commit(persist).map_err(|e| TargetError::Io {
             target,
-            key,
+            key: key.clone(),
             cause: io::Error::new(e.kind(), e),
-        })
+        })?;
+        if let Some(unsettled) = unsettled {
+            let parent = key.rsplit_once('/').map_or("", |(parent, _)| parent);
+            unsettled
+                .lock()
+                .expect("unsettled directories lock")
+                .insert(parent.to_owned());
+        }
+        Ok(())
     }
 }
 
@@ -220,10 +243,35 @@ impl Target for FsTarget {
             .map_err(|e| self.confined(key, e))?;
         Ok(Box::new(FsWriter {
             staged,
-            fsync: self.fsync,
+            unsettled: (self.durability == Durability::Durable).then(|| self.unsettled.clone()),
             target: self.name.clone(),
             key: key.to_string(),
         }))
+    }
+
+    /// Syncs every directory that gained a file since the last call, and the directories
+    /// above it up to the root (a directory created for it is an entry of its parent), each
+    /// once.
+    fn settle(&self) -> Result<(), TargetError> {
+        let unsettled = std::mem::take(&mut *self.unsettled.lock().expect("unsettled lock"));
+        if unsettled.is_empty() {
+            return Ok(());
+        }
+        let mut dirs = BTreeSet::new();
+        for dir in &unsettled {
+            let mut at = dir.as_str();
+            while dirs.insert(at.to_owned()) && !at.is_empty() {
+                at = at.rsplit_once('/').map_or("", |(up, _)| up);
+            }
+        }
+        let root = self
+            .root(false)
+            .map_err(|e| self.io(".", io::Error::new(e.kind(), e)))?;
+        dirs.par_iter().try_for_each(|rel| {
+            root.open_dir(rel)
+                .and_then(|dir| dir.sync())
+                .map_err(|e| self.io(rel, io::Error::new(e.kind(), e)))
+        })
     }
 
     fn open(&self, key: &ObjectKey) -> Result<Box<dyn io::Read + Send>, TargetError> {
@@ -250,7 +298,7 @@ mod tests {
     #[test]
     fn committed_objects_appear_and_aborted_ones_leave_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let t = FsTarget::new("t", dir.path(), false);
+        let t = FsTarget::new("t", dir.path(), Durability::Durable);
         t.check().unwrap();
         let key = ObjectKey::new("a/b/c.txt").unwrap();
         let rec = put_bytes(&t, &key, b"hello", &WriteContext::default()).unwrap();
@@ -280,7 +328,7 @@ mod tests {
             }
         }
         let dir = tempfile::tempdir().unwrap();
-        let t = FsTarget::new("t", dir.path(), true);
+        let t = FsTarget::new("t", dir.path(), Durability::Durable);
         let key = ObjectKey::new("x.bin").unwrap();
         let err = put_stream(
             &t,
@@ -301,7 +349,7 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("root")).unwrap();
         std::fs::create_dir_all(dir.path().join("outside")).unwrap();
         std::fs::write(dir.path().join("outside/secret"), b"untouched").unwrap();
-        let t = FsTarget::new("archive", &dir.path().join("root"), false);
+        let t = FsTarget::new("archive", &dir.path().join("root"), Durability::Durable);
         t.check().unwrap();
         (dir, t)
     }
@@ -382,7 +430,7 @@ mod tests {
     #[test]
     fn a_255_byte_name_is_written() {
         let dir = tempfile::tempdir().unwrap();
-        let t = FsTarget::new("t", dir.path(), false);
+        let t = FsTarget::new("t", dir.path(), Durability::Durable);
         let name = format!("{}.wav", "n".repeat(251));
         let key = ObjectKey::new(format!("acme/{name}")).unwrap();
         put_bytes(&t, &key, b"long name", &WriteContext::default()).unwrap();
@@ -395,7 +443,7 @@ mod tests {
     #[test]
     fn files_are_owner_only_unless_a_file_mode_lets_the_group_read() {
         let dir = tempfile::tempdir().unwrap();
-        let private = FsTarget::new("p", &dir.path().join("p"), false);
+        let private = FsTarget::new("p", &dir.path().join("p"), Durability::Durable);
         put_bytes(
             &private,
             &ObjectKey::new("acme/2026/x.wav").unwrap(),
@@ -408,7 +456,8 @@ mod tests {
         assert_eq!(mode_of(&dir.path().join("p/acme/2026")), 0o700);
         assert_eq!(mode_of(&dir.path().join("p/acme/2026/x.wav")), 0o600);
 
-        let group = FsTarget::new("g", &dir.path().join("g"), false).with_file_mode(0o640);
+        let group =
+            FsTarget::new("g", &dir.path().join("g"), Durability::Durable).with_file_mode(0o640);
         put_bytes(
             &group,
             &ObjectKey::new("acme/x.wav").unwrap(),
@@ -425,7 +474,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("real")).unwrap();
         std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("root")).unwrap();
-        let t = FsTarget::new("t", &dir.path().join("root"), false);
+        let t = FsTarget::new("t", &dir.path().join("root"), Durability::Durable);
         t.check().unwrap();
         put_bytes(
             &t,
@@ -441,7 +490,7 @@ mod tests {
     fn a_blocked_directory_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("acme"), b"not a directory").unwrap();
-        let t = FsTarget::new("archive", dir.path(), false);
+        let t = FsTarget::new("archive", dir.path(), Durability::Durable);
         let err = put_bytes(
             &t,
             &ObjectKey::new("acme/x").unwrap(),

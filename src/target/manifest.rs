@@ -133,6 +133,7 @@ pub fn write(
     let hashing = w.into_inner().map_err(|e| io_err(e.into_error()))?;
     let (inner, _, sha256) = hashing.finish();
     inner.commit(&sha256)?;
+    target.settle()?;
     // The pointer only finds the newest anchor quickly; the anchor itself is in the manifest
     // just committed. A target that takes the manifest but not the pointer (full right then)
     // leaves the previous pointer, an older anchor that still holds, until the next run.
@@ -165,7 +166,8 @@ fn write_latest(
         key: pointer.to_string(),
         cause,
     })?;
-    w.commit(&sha256)
+    w.commit(&sha256)?;
+    target.settle()
 }
 
 /// Why an anchor could not be read from a target.
@@ -406,6 +408,7 @@ pub fn verify(
 mod tests {
     use super::*;
     use crate::progress::Silent;
+    use crate::target::Durability;
     use crate::target::fs::FsTarget;
     use crate::target::put_bytes;
 
@@ -414,7 +417,7 @@ mod tests {
     #[test]
     fn object_sizes_that_overflow_their_total_are_malformed() {
         let dir = tempfile::tempdir().unwrap();
-        let target = FsTarget::new("archive", dir.path(), false);
+        let target = FsTarget::new("archive", dir.path(), Durability::Durable);
         let half = u64::MAX / 2 + 1;
         let object = |name: &str| {
             format!(

@@ -134,6 +134,25 @@ pub trait Target: Send + Sync {
     fn recover(&self, _run: Option<RunId>) -> Result<usize, TargetError> {
         Ok(0)
     }
+
+    /// Makes every object committed so far durable: callers record objects (in the catalog,
+    /// in a manifest) only once this returns (docs/operations.md, "Durability"). A completed
+    /// upload is durable once the store confirms it, so only a directory has work here.
+    fn settle(&self) -> Result<(), TargetError> {
+        Ok(())
+    }
+}
+
+/// Whether a filesystem target syncs what it writes (docs/operations.md, "Durability").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// Each file's bytes are on disk before it is renamed into place, and its directory
+    /// before the catalog records it: an exported object survives a power cut.
+    Durable,
+    /// Nothing is synced: after a power cut, files the catalog records as exported may be
+    /// missing or empty, and an incremental policy never exports them again.
+    UnsafeNoSync,
 }
 
 /// Which client an S3 target uploads with.
@@ -522,9 +541,9 @@ pub fn build(
     Ok(match config {
         TargetConfig::Filesystem {
             path,
-            fsync,
+            durability,
             file_mode,
-        } => Box::new(fs::FsTarget::new(name, path, *fsync).with_file_mode(*file_mode)),
+        } => Box::new(fs::FsTarget::new(name, path, *durability).with_file_mode(*file_mode)),
         #[cfg(feature = "s3")]
         TargetConfig::S3(s3, uploads) => {
             let backend = match s3.client {
@@ -617,8 +636,12 @@ mod tests {
         let src = dir.path().join("src.bin");
         std::fs::write(&src, &data).unwrap();
         let sha = hex::encode(Sha256::digest(&data));
-        let local = fs::FsTarget::new("local", &dir.path().join("a"), false);
-        let remote = Remote(fs::FsTarget::new("remote", &dir.path().join("b"), false));
+        let local = fs::FsTarget::new("local", &dir.path().join("a"), Durability::Durable);
+        let remote = Remote(fs::FsTarget::new(
+            "remote",
+            &dir.path().join("b"),
+            Durability::Durable,
+        ));
         for t in [&local as &dyn Target, &remote] {
             let key = ObjectKey::new("x/y.bin").unwrap();
             let file = std::fs::File::open(&src).unwrap();
@@ -761,7 +784,7 @@ mod tests {
     #[test]
     fn a_mismatch_tells_sizes_but_never_the_hash_found() {
         let dir = tempfile::tempdir().unwrap();
-        let t = fs::FsTarget::new("t", dir.path(), false);
+        let t = fs::FsTarget::new("t", dir.path(), Durability::Durable);
         let secret = b"root:$6$salt$hash:19000:0:99999:7:::";
         let found = hex::encode(Sha256::digest(secret));
         let key = ObjectKey::new("x").unwrap();
@@ -814,7 +837,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("src.bin");
         std::fs::write(&src, vec![1u8; 3000]).unwrap();
-        let t = fs::FsTarget::new("t", &dir.path().join("out"), false);
+        let t = fs::FsTarget::new("t", &dir.path().join("out"), Durability::Durable);
         let (mine, other) = (WriteContext::default(), WriteContext::default());
         put_bytes(&t, &ObjectKey::new("a").unwrap(), b"hello", &mine).unwrap();
         assert_eq!(mine.headway.get(), 5);
@@ -830,7 +853,11 @@ mod tests {
         .unwrap();
         assert_eq!(mine.headway.get(), 3005, "copied in the kernel");
         let file = std::fs::File::open(&src).unwrap();
-        let remote = Remote(fs::FsTarget::new("r", &dir.path().join("r"), false));
+        let remote = Remote(fs::FsTarget::new(
+            "r",
+            &dir.path().join("r"),
+            Durability::Durable,
+        ));
         put_file(
             &remote,
             &ObjectKey::new("c").unwrap(),

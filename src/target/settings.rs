@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{AzureConfig, GcsConfig, S3Client, S3Config, Uploads};
+use super::{AzureConfig, Durability, GcsConfig, S3Client, S3Config, Uploads};
 use crate::repository::record::is_safe_name;
 use crate::settings::{Invalid, resolve};
 
@@ -13,7 +13,7 @@ use crate::settings::{Invalid, resolve};
 pub enum TargetConfig {
     Filesystem {
         path: PathBuf,
-        fsync: bool,
+        durability: Durability,
         /// Mode of the files written (owner and group bits only).
         file_mode: u32,
     },
@@ -47,8 +47,9 @@ enum TargetKind {
 pub struct TargetSettings {
     kind: TargetKind,
     path: Option<PathBuf>,
-    #[serde(default)]
-    fsync: bool,
+    /// Replaced by `durability`; kept only to say so.
+    fsync: Option<bool>,
+    durability: Option<Durability>,
     file_mode: Option<String>,
     bucket: Option<String>,
     #[serde(default)]
@@ -72,6 +73,18 @@ impl TargetSettings {
         if !is_safe_name(name) {
             return Err(Invalid::table("target names must be safe path components"));
         }
+        if self.fsync.is_some() {
+            return Err(Invalid::at(
+                "fsync",
+                "`fsync` is gone: filesystem targets are durable by default; remove the key (or, to give up durability, set `durability = \"unsafe_no_sync\"`)",
+            ));
+        }
+        if self.durability.is_some() && self.kind != TargetKind::Filesystem {
+            return Err(Invalid::at(
+                "durability",
+                "`durability` belongs to filesystem targets; an object store's upload counts once the store confirms it",
+            ));
+        }
         if self.file_mode.is_some() && self.kind != TargetKind::Filesystem {
             return Err(Invalid::at(
                 "file_mode",
@@ -86,7 +99,7 @@ impl TargetSettings {
                     .ok_or_else(|| Invalid::at("kind", "a filesystem target needs `path`"))?;
                 TargetConfig::Filesystem {
                     path: resolve(base, path),
-                    fsync: self.fsync,
+                    durability: self.durability.unwrap_or(Durability::Durable),
                     file_mode: match &self.file_mode {
                         Some(text) => file_mode(text).map_err(|m| Invalid::at("file_mode", m))?,
                         None => super::fs::DEFAULT_FILE_MODE,

@@ -112,3 +112,41 @@ fn schedules_are_validated_and_listed_with_their_next_due_instant() {
         );
     }
 }
+
+#[test]
+fn the_former_fsync_key_is_refused_with_what_replaced_it() {
+    let env = Env::new("");
+    let config = std::fs::read_to_string(env.config()).unwrap().replace(
+        "path = \"archive\"\n",
+        "path = \"archive\"\nfsync = false\n",
+    );
+    env.write_config(&config);
+    env.conversation("acme", 1, "c1", &[("a.wav", b"data")]);
+    let out = env.run(&["run", "export"]);
+    assert_eq!(out.status.code(), Some(2));
+    let msg = text(&out);
+    assert!(
+        msg.contains(&format!(
+            "{}:10: targets.archive.fsync: `fsync` is gone: filesystem targets are durable by default",
+            env.config().display()
+        )),
+        "{msg}"
+    );
+    assert!(msg.contains("durability = \"unsafe_no_sync\""), "{msg}");
+    assert!(!env.archive().exists(), "nothing may be written");
+}
+
+#[test]
+fn durability_belongs_to_filesystem_targets() {
+    let env = Env::new("");
+    let config = std::fs::read_to_string(env.config()).unwrap()
+        + "\n[targets.bucket]\nkind = \"s3\"\nbucket = \"b\"\ndurability = \"durable\"\n";
+    env.write_config(&config);
+    let out = env.run(&["run", "export"]);
+    assert_eq!(out.status.code(), Some(2));
+    let msg = text(&out);
+    assert!(
+        msg.contains("targets.bucket.durability: `durability` belongs to filesystem targets"),
+        "{msg}"
+    );
+}

@@ -151,14 +151,29 @@ fn servers(config: &postgres::Config) -> String {
     }
 }
 
+/// A connection whose commits are durable before they return: a role or database set to
+/// `synchronous_commit = off` is overruled for custodian's sessions, since a commit here may
+/// authorize an irreversible step (docs/operations.md, "Durability"). Stronger settings
+/// (`remote_apply`, …) are kept.
 fn connect(config: &postgres::Config) -> std::result::Result<Client, String> {
-    config.connect(NoTls).map_err(|e| {
+    let failed = |e: postgres::Error| {
         format!(
             "cannot connect to PostgreSQL at {}: {}; check that the server is running and accepts connections there, and the user, password (in the URL or PGPASSWORD) and database in catalog.url",
             servers(config),
             describe(&e)
         )
-    })
+    };
+    let mut client = config.connect(NoTls).map_err(failed)?;
+    let setting: String = client
+        .query_one("SELECT current_setting('synchronous_commit')", &[])
+        .map_err(failed)?
+        .get(0);
+    if setting == "off" {
+        client
+            .batch_execute("SET synchronous_commit = on")
+            .map_err(failed)?;
+    }
+    Ok(client)
 }
 
 fn int(v: u64) -> Fallible<i64> {

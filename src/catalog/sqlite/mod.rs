@@ -45,12 +45,26 @@ pub struct SqliteCatalog {
 impl SqliteCatalog {
     /// Opens (creating if needed) the catalog file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<SqliteCatalog> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| CatalogError::Open {
-                location: path.display().to_string(),
-                message: format!("cannot create directory {}: {e}", parent.display()),
-            })?;
-        }
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        // The directories whose entries a new catalog adds to: its own, and those of the
+        // directories created for it, up to the first that existed.
+        let new_entries_in: Vec<&Path> = if path.exists() {
+            Vec::new()
+        } else {
+            let existing = parent.ancestors().find(|p| p.exists());
+            parent
+                .ancestors()
+                .take_while(|p| Some(*p) != existing)
+                .chain(existing)
+                .collect()
+        };
+        std::fs::create_dir_all(parent).map_err(|e| CatalogError::Open {
+            location: path.display().to_string(),
+            message: format!("cannot create directory {}: {e}", parent.display()),
+        })?;
         let this = SqliteCatalog {
             path: path.to_owned(),
             writer: Mutex::new(Connection::open(path).map_err(|e| sql_err(path, e))?),
@@ -79,6 +93,16 @@ impl SqliteCatalog {
                 }
             }
         }
+        // SQLite syncs its WAL's directory entry itself, not the database file's: a new
+        // catalog's entries are made durable here, before anything is recorded in it.
+        for dir in new_entries_in {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| CatalogError::Open {
+                    location: path.display().to_string(),
+                    message: format!("cannot sync directory {}: {e}", dir.display()),
+                })?;
+        }
         Ok(this)
     }
 
@@ -93,9 +117,12 @@ impl SqliteCatalog {
         sql_err(&self.path, e)
     }
 
+    /// `synchronous = FULL`: under NORMAL a WAL commit can roll back after a power cut, and
+    /// commits here authorize or record irreversible steps (a delete intent, an export, a
+    /// deletion's event; docs/operations.md, "Durability").
     fn configure(&self, conn: &Connection) -> Result<()> {
         conn.execute_batch(
-            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
+            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
              PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 16384;",
         )
         .and_then(|()| conn.busy_timeout(BUSY_TIMEOUT))
