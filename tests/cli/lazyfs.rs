@@ -1115,6 +1115,8 @@ mod tests {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     use std::process::{Command, Stdio};
 
+    use rusqlite::Connection;
+
     use super::*;
 
     /// A backing directory and a mountpoint, in a temporary directory of their own.
@@ -1405,5 +1407,79 @@ mod tests {
         drop(f);
         fs.unmount_keeping_all();
         assert_eq!(read(&disk.backing.join("f")).unwrap(), b"again");
+    }
+
+    const ROWS: i64 = 20;
+
+    /// Inserts rows one per transaction into a WAL database on a new mount until the power is
+    /// cut `cut` operations into the inserts (never if None), then reboots. Returns the rows
+    /// whose commit returned, the rows found after the reboot, and how many operations the
+    /// inserts took.
+    fn sqlite_run(synchronous: &str, cut: Option<u64>) -> (Vec<i64>, Vec<i64>, u64) {
+        let disk = Disk::new();
+        let db = disk.mnt.join("catalog.db");
+        let fs = disk.mount();
+        let conn = Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 8;
+             CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL);",
+        )
+        .unwrap();
+        conn.execute_batch(&format!("PRAGMA synchronous = {synchronous}"))
+            .unwrap();
+        assert!(
+            disk.mnt.join("catalog.db-shm").exists(),
+            "the WAL index is mmapped"
+        );
+        let start = fs.ops();
+        if let Some(n) = cut {
+            fs.cut_after(start + n);
+        }
+        let mut committed = Vec::new();
+        for id in 0..ROWS {
+            match conn.execute("INSERT INTO t VALUES (?1, zeroblob(3000))", [id]) {
+                Ok(_) => committed.push(id),
+                Err(_) => break,
+            }
+        }
+        let ops = fs.ops() - start;
+        drop(conn);
+        fs.power_cut();
+        let fs = disk.mount();
+        let conn = Connection::open(&db).unwrap();
+        let found = conn
+            .prepare("SELECT id FROM t ORDER BY id")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<Vec<i64>, _>>()
+            .unwrap();
+        drop(conn);
+        fs.unmount_keeping_all();
+        (committed, found, ops)
+    }
+
+    #[test]
+    fn sqlite_wal_with_full_sync_keeps_every_committed_row_at_any_cut() {
+        let (committed, found, ops) = sqlite_run("FULL", None);
+        assert_eq!((committed.len(), &found), (ROWS as usize, &committed));
+        let mut interrupted = 0;
+        for n in 0..ops {
+            let (committed, found, _) = sqlite_run("FULL", Some(n));
+            let k = committed.len();
+            assert!(
+                found == committed || found == (0..=k as i64).collect::<Vec<_>>(),
+                "cut after {n} of {ops}: committed {committed:?}, found {found:?}"
+            );
+            interrupted += usize::from(k < ROWS as usize);
+        }
+        assert!(interrupted > ops as usize / 2, "{interrupted} of {ops}");
+    }
+
+    #[test]
+    fn sqlite_wal_without_sync_loses_committed_rows() {
+        let (committed, found, _) = sqlite_run("OFF", None);
+        assert_eq!(committed.len(), ROWS as usize);
+        assert!(found.len() < committed.len(), "{found:?}");
     }
 }
