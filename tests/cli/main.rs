@@ -21,6 +21,7 @@ mod hostile_reads;
 mod hostile_sweep;
 mod hostile_target;
 mod jobs;
+mod lazyfs;
 mod lifecycle;
 mod manual;
 mod media;
