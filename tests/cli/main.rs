@@ -27,6 +27,7 @@ mod manual;
 mod media;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod power;
 #[cfg(feature = "s3")]
 mod s3;
 mod stitch;
