@@ -437,3 +437,20 @@ fn index_rereads_only_what_changed_and_drops_what_is_gone() {
         (Some(1), Some(1), Some(1))
     );
 }
+
+#[test]
+fn a_new_catalog_in_new_directories_under_a_relative_config_path_is_made() {
+    let env = Env::new("");
+    env.conversation("acme", 1, "c1", &[("a.wav", b"data")]);
+    let config = std::fs::read_to_string(env.config())
+        .unwrap()
+        .replace("sqlite:catalog.db", "sqlite:state/new/catalog.db");
+    env.write_config(&config);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_custodian"))
+        .current_dir(env.path())
+        .args(["--config", "custodian.toml", "run", "export"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(env.path().join("state/new/catalog.db").is_file());
+}

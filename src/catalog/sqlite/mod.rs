@@ -51,15 +51,23 @@ impl SqliteCatalog {
         };
         // The directories whose entries a new catalog adds to: its own, and those of the
         // directories created for it, up to the first that existed.
+        // A relative path's last ancestor is "", the working directory.
+        let ancestors = parent.ancestors().map(|p| match p.as_os_str().is_empty() {
+            true => Path::new("."),
+            false => p,
+        });
         let new_entries_in: Vec<&Path> = if path.exists() {
             Vec::new()
         } else {
-            let existing = parent.ancestors().find(|p| p.exists());
-            parent
-                .ancestors()
-                .take_while(|p| Some(*p) != existing)
-                .chain(existing)
-                .collect()
+            let mut dirs: Vec<&Path> = ancestors.take_while(|p| !p.exists()).collect();
+            dirs.push(match dirs.last() {
+                Some(created) => created
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new(".")),
+                None => parent,
+            });
+            dirs
         };
         std::fs::create_dir_all(parent).map_err(|e| CatalogError::Open {
             location: path.display().to_string(),
