@@ -469,7 +469,7 @@ impl Staged {
     /// ([`Persist`]).
     pub fn commit(mut self, persist: Persist) -> Result<(), ConfinedError> {
         let final_path = self.dir.display_path(&self.name);
-        if persist != Persist::Nothing {
+        if persist == Persist::Full {
             // The bytes are on disk before the name points at them: a power cut leaves the
             // old file or the whole new one under the final name, never an empty one.
             self.file.sync_data().map_err(|source| ConfinedError::Io {
@@ -485,6 +485,13 @@ impl Staged {
         }
         Ok(())
     }
+
+    /// Keeps the temporary file (closed, not renamed) for a caller that renames it later
+    /// through its directory; returns its name.
+    pub fn keep(mut self) -> String {
+        self.committed = true;
+        std::mem::take(&mut self.temp)
+    }
 }
 
 /// How much of a [`Staged::commit`] reaches the disk before it returns (docs/operations.md,
@@ -494,9 +501,6 @@ pub enum Persist {
     /// The file's bytes, then its directory entry: the file survives a power cut once
     /// committed.
     Full,
-    /// The file's bytes only; the caller syncs the directory (with others, once per batch)
-    /// before anything relies on the new name.
-    Data,
     /// Nothing: after a power cut the file may be missing or empty (the unsafe mode).
     Nothing,
 }

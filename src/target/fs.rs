@@ -8,10 +8,13 @@
 //! a crash never leaves a partial file under a final name; a stale temporary may stay behind,
 //! recognisable by [`TEMP_PREFIX`].
 //!
-//! Durable by default (docs/operations.md, "Durability"): each file's bytes are synced before
-//! it is renamed into place (by the worker that wrote it, so syncs run in parallel), and
-//! [`Target::settle`] syncs every directory that gained an entry since the last call, once per
-//! batch, before the caller records the batch. [`Durability::UnsafeNoSync`] skips both.
+//! Durable by default (docs/operations.md, "Durability"): a committed file waits under its
+//! temporary name for [`Target::settle`], which the caller runs once per batch before it
+//! records the batch: the bytes of every waiting file are synced (many at once, so the disk
+//! writes them together, as `sync` would), each is renamed into place, and every directory that
+//! gained an entry is synced, with those above it. A power cut leaves a whole file or none
+//! under a final name, and nothing recorded that the disk lacks. [`Durability::UnsafeNoSync`]
+//! renames at commit and syncs nothing.
 //!
 //! Files are created with the target's `file_mode` (0600 unless configured) before any byte
 //! is written, and new directories 0700 (0750 when the group may read files).
@@ -42,9 +45,9 @@ pub fn dir_mode(file_mode: u32) -> u32 {
     if file_mode & 0o040 != 0 { 0o750 } else { 0o700 }
 }
 
-/// Directory syncs [`Target::settle`] runs at once: they wait on the disk, not on a core, and
-/// a journaling filesystem commits concurrent ones together (16 syncs at once took a tenth of
-/// the time of one after another here; docs/performance.md#durability).
+/// Syncs [`Target::settle`] runs at once: they wait on the disk, not on a core, and a
+/// journaling filesystem commits concurrent ones together (500 file or directory syncs took a
+/// tenth of the time 16 at once as one after another here; docs/performance.md#durability).
 const SYNC_THREADS: usize = 16;
 
 /// A directory target.
@@ -55,8 +58,17 @@ pub struct FsTarget {
     file_mode: u32,
     /// The root, opened by the first operation; everything after goes through this handle.
     root: OnceLock<Dir>,
-    /// Directories (relative to the root) that gained an entry not yet synced.
-    unsettled: Arc<Mutex<BTreeSet<String>>>,
+    /// Files committed and waiting for [`Target::settle`], in commit order.
+    unsettled: Arc<Mutex<Vec<Unsettled>>>,
+}
+
+/// A committed file waiting under its temporary name for [`Target::settle`].
+#[derive(Debug)]
+struct Unsettled {
+    /// Its directory, relative to the root (`""` is the root).
+    dir: String,
+    temp: String,
+    name: String,
 }
 
 impl FsTarget {
@@ -154,9 +166,9 @@ impl FsTarget {
 
 struct FsWriter {
     staged: Staged,
-    /// Where the committed file's directory is noted for [`Target::settle`]; None when
-    /// nothing is synced.
-    unsettled: Option<Arc<Mutex<BTreeSet<String>>>>,
+    /// Where the committed file waits for [`Target::settle`]; None when nothing is synced
+    /// (the file is renamed at commit).
+    unsettled: Option<Arc<Mutex<Vec<Unsettled>>>>,
     target: String,
     key: String,
 }
@@ -187,22 +199,22 @@ impl ObjectWriter for FsWriter {
             target,
             key,
         } = *self;
-        let persist = match unsettled {
-            Some(_) => Persist::Data,
-            None => Persist::Nothing,
+        let Some(unsettled) = unsettled else {
+            return staged
+                .commit(Persist::Nothing)
+                .map_err(|e| TargetError::Io {
+                    target,
+                    key,
+                    cause: io::Error::new(e.kind(), e),
+                });
         };
-        staged.commit(persist).map_err(|e| TargetError::Io {
-            target,
-            key: key.clone(),
-            cause: io::Error::new(e.kind(), e),
-        })?;
-        if let Some(unsettled) = unsettled {
-            let parent = key.rsplit_once('/').map_or("", |(parent, _)| parent);
-            unsettled
-                .lock()
-                .expect("unsettled directories lock")
-                .insert(parent.to_owned());
-        }
+        let (dir, name) = key.rsplit_once('/').unwrap_or(("", &key));
+        let (dir, name) = (dir.to_owned(), name.to_owned());
+        let temp = staged.keep();
+        unsettled
+            .lock()
+            .expect("unsettled files lock")
+            .push(Unsettled { dir, temp, name });
         Ok(())
     }
 }
@@ -254,43 +266,62 @@ impl Target for FsTarget {
         }))
     }
 
-    /// Syncs every directory that gained a file since the last call, and the directories
-    /// above it up to the root (a directory created for it is an entry of its parent), each
-    /// once.
+    /// Syncs the bytes of every file committed since the last call, renames each into place,
+    /// then syncs every directory that gained an entry and those above it up to the root (a
+    /// directory made for a file is an entry of its parent), each once. On failure the files
+    /// not yet in place are removed: the caller records none of them.
     fn settle(&self) -> Result<(), TargetError> {
-        let unsettled = std::mem::take(&mut *self.unsettled.lock().expect("unsettled lock"));
-        if unsettled.is_empty() {
+        let files = std::mem::take(&mut *self.unsettled.lock().expect("unsettled files lock"));
+        if files.is_empty() {
             return Ok(());
-        }
-        let mut dirs = BTreeSet::new();
-        for dir in &unsettled {
-            let mut at = dir.as_str();
-            while dirs.insert(at.to_owned()) && !at.is_empty() {
-                at = at.rsplit_once('/').map_or("", |(up, _)| up);
-            }
         }
         let root = self
             .root(false)
             .map_err(|e| self.io(".", io::Error::new(e.kind(), e)))?;
-        let dirs: Vec<String> = dirs.into_iter().collect();
-        let next = AtomicUsize::new(0);
-        let failed = Mutex::new(None);
-        std::thread::scope(|scope| {
-            for _ in 0..SYNC_THREADS.min(dirs.len()) {
-                scope.spawn(|| {
-                    while let Some(rel) = dirs.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        if let Err(e) = root.open_dir(rel).and_then(|dir| dir.sync()) {
-                            let e = self.io(rel, io::Error::new(e.kind(), e));
-                            failed.lock().expect("sync error lock").get_or_insert(e);
-                        }
-                    }
-                });
-            }
+        let path = |f: &Unsettled| match f.dir.as_str() {
+            "" => f.temp.clone(),
+            dir => format!("{dir}/{}", f.temp),
+        };
+        let synced = in_parallel(&files, |f| {
+            root.open_file(path(f))
+                .and_then(|file| {
+                    file.sync_data().map_err(|source| ConfinedError::Io {
+                        path: root.display_path(path(f)),
+                        source,
+                    })
+                })
+                .map_err(|e| self.io(&path(f), io::Error::new(e.kind(), e)))
         });
-        match failed.into_inner().expect("sync error lock") {
-            Some(e) => Err(e),
-            None => Ok(()),
+        let mut renamed = 0;
+        let placed = synced.and_then(|()| {
+            for f in &files {
+                root.open_dir(&f.dir)
+                    .and_then(|dir| dir.rename(&f.temp, &f.name))
+                    .map_err(|e| self.io(&path(f), io::Error::new(e.kind(), e)))?;
+                renamed += 1;
+            }
+            Ok(())
+        });
+        if let Err(e) = placed {
+            for f in &files[renamed..] {
+                // Best effort: a temporary left behind is recognisable by its prefix.
+                let _ = root.open_dir(&f.dir).and_then(|dir| dir.unlink(&f.temp));
+            }
+            return Err(e);
         }
+        let mut dirs = BTreeSet::new();
+        for f in &files {
+            let mut at = f.dir.as_str();
+            while dirs.insert(at) && !at.is_empty() {
+                at = at.rsplit_once('/').map_or("", |(up, _)| up);
+            }
+        }
+        let dirs: Vec<&str> = dirs.into_iter().collect();
+        in_parallel(&dirs, |rel| {
+            root.open_dir(rel)
+                .and_then(|dir| dir.sync())
+                .map_err(|e| self.io(rel, io::Error::new(e.kind(), e)))
+        })
     }
 
     fn open(&self, key: &ObjectKey) -> Result<Box<dyn io::Read + Send>, TargetError> {
@@ -308,6 +339,30 @@ impl Target for FsTarget {
     }
 }
 
+/// Runs `f` on every item, [`SYNC_THREADS`] at a time; the first error, if any.
+fn in_parallel<T: Sync>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<(), TargetError> + Sync,
+) -> Result<(), TargetError> {
+    let next = AtomicUsize::new(0);
+    let failed = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..SYNC_THREADS.min(items.len()) {
+            scope.spawn(|| {
+                while let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if let Err(e) = f(item) {
+                        failed.lock().expect("first error lock").get_or_insert(e);
+                    }
+                }
+            });
+        }
+    });
+    match failed.into_inner().expect("first error lock") {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,6 +376,7 @@ mod tests {
         t.check().unwrap();
         let key = ObjectKey::new("a/b/c.txt").unwrap();
         let rec = put_bytes(&t, &key, b"hello", &WriteContext::default()).unwrap();
+        t.settle().unwrap();
         assert_eq!(rec.size, 5);
         assert_eq!(
             std::fs::read(dir.path().join("a/b/c.txt")).unwrap(),
@@ -495,6 +551,7 @@ mod tests {
         let name = format!("{}.wav", "n".repeat(251));
         let key = ObjectKey::new(format!("acme/{name}")).unwrap();
         put_bytes(&t, &key, b"long name", &WriteContext::default()).unwrap();
+        t.settle().unwrap();
         assert_eq!(
             std::fs::read(dir.path().join("acme").join(&name)).unwrap(),
             b"long name"
@@ -512,6 +569,7 @@ mod tests {
             &WriteContext::default(),
         )
         .unwrap();
+        private.settle().unwrap();
         assert_eq!(mode_of(&dir.path().join("p")), 0o700);
         assert_eq!(mode_of(&dir.path().join("p/acme")), 0o700);
         assert_eq!(mode_of(&dir.path().join("p/acme/2026")), 0o700);
@@ -526,6 +584,7 @@ mod tests {
             &WriteContext::default(),
         )
         .unwrap();
+        group.settle().unwrap();
         assert_eq!(mode_of(&dir.path().join("g/acme")), 0o750);
         assert_eq!(mode_of(&dir.path().join("g/acme/x.wav")), 0o640);
     }
@@ -544,6 +603,7 @@ mod tests {
             &WriteContext::default(),
         )
         .unwrap();
+        t.settle().unwrap();
         assert!(dir.path().join("real/a/x").is_file());
     }
 

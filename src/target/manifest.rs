@@ -434,6 +434,7 @@ mod tests {
         .join("\n");
         let key = key_for("p", RunId(1));
         put_bytes(&target, &key, manifest.as_bytes(), &WriteContext::default()).unwrap();
+        target.settle().unwrap();
         let err = verify(&target, &key, &Silent).unwrap_err();
         assert!(
             matches!(&err, VerifyError::Malformed { line: 3, reason, .. }

@@ -625,6 +625,9 @@ mod tests {
         fn open(&self, key: &ObjectKey) -> Result<Box<dyn Read + Send>, TargetError> {
             self.0.open(key)
         }
+        fn settle(&self) -> Result<(), TargetError> {
+            self.0.settle()
+        }
     }
 
     #[test]
@@ -662,6 +665,7 @@ mod tests {
                 (rec.size, rec.sha256.as_str()),
                 (data.len() as u64, sha.as_str())
             );
+            t.settle().unwrap();
             let mut back = Vec::new();
             t.open(&key).unwrap().read_to_end(&mut back).unwrap();
             assert_eq!(back, data);
