@@ -360,6 +360,30 @@ impl Dir {
     }
 }
 
+/// Syncs [`in_parallel`] runs at once.
+const SYNC_THREADS: usize = 16;
+
+/// Runs `f` on every item, [`SYNC_THREADS`] threads at a time, and returns the results in the
+/// items' order. For syncs: they wait on the disk, not on a core, and a journaling filesystem
+/// commits concurrent ones together (500 file or directory syncs took a tenth of the time 16
+/// at once as one after another here; docs/performance.md#durability).
+pub fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    if items.is_empty() {
+        return Vec::new();
+    }
+    let f = &f;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = items
+            .chunks(items.len().div_ceil(SYNC_THREADS))
+            .map(|chunk| scope.spawn(move || chunk.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a sync thread panicked"))
+            .collect()
+    })
+}
+
 /// True when `name` is one plain path component: not empty, not `.` or `..`, without `/`
 /// or control characters (NUL among them).
 pub fn is_plain_name(name: &str) -> bool {
@@ -681,6 +705,25 @@ mod tests {
         );
         assert_eq!(mode_of(&t.path().join("root/a/out.wav")), 0o640);
         assert_eq!(names_in(&t.path().join("root/a")), vec!["b", "out.wav"]);
+    }
+
+    #[test]
+    fn in_parallel_returns_every_result_in_the_items_order() {
+        assert!(in_parallel(&[] as &[u32], |i| *i).is_empty());
+        for n in [1, 15, 16, 17, 1000] {
+            let items: Vec<u32> = (0..n).collect();
+            let threads = std::sync::Mutex::new(std::collections::HashSet::new());
+            let doubled = in_parallel(&items, |i| {
+                threads.lock().unwrap().insert(std::thread::current().id());
+                i * 2
+            });
+            assert_eq!(doubled, items.iter().map(|i| i * 2).collect::<Vec<_>>());
+            let used = threads.lock().unwrap().len();
+            assert!(
+                used <= SYNC_THREADS && used <= n as usize,
+                "{n} items on {used} threads"
+            );
+        }
     }
 
     #[test]

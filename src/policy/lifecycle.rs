@@ -31,7 +31,7 @@ use crate::catalog::lifecycle::{
     DeleteOutcome, DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion, RetentionAction,
 };
 use crate::catalog::{Catalog, CatalogError, Fingerprint, Mode, RunId, RunStatus};
-use crate::confined::{ConfinedError, Dir};
+use crate::confined::{ConfinedError, Dir, in_parallel};
 use crate::pipeline::Control;
 use crate::repository::record::{Conversation, RECORD_FILE};
 use crate::schedule::JobSettings;
@@ -454,9 +454,18 @@ fn remove_and_record(
     let conversations: Vec<&[DueArtifact]> = intents
         .chunk_by(|a, b| a.conversation_pk == b.conversation_pk)
         .collect();
-    let outcomes: Vec<(DueArtifact, DeleteOutcome)> = conversations
+    let removed: Vec<Removed> = conversations
         .par_iter()
-        .flat_map_iter(|artifacts| remove_conversation(root, artifacts))
+        .map(|artifacts| remove_conversation(root, artifacts))
+        .collect();
+    // Write-ahead: the removals are on disk before the catalog records them, or a power cut
+    // could bring back a file recorded deleted. One sync per conversation directory, many at
+    // once.
+    let synced = in_parallel(&removed, |r| r.dir.as_ref().map_or(Ok(()), Dir::sync));
+    let outcomes: Vec<(DueArtifact, DeleteOutcome)> = removed
+        .into_iter()
+        .zip(synced)
+        .flat_map(|(r, synced)| r.synced(synced))
         .collect();
     for (a, o) in &outcomes {
         match o {
@@ -494,17 +503,47 @@ enum Recheck {
     Failed(String),
 }
 
+/// What removing one conversation's due artifacts did.
+struct Removed {
+    outcomes: Vec<(DueArtifact, DeleteOutcome)>,
+    /// The conversation directory when files were removed from it: to sync before anything
+    /// is recorded.
+    dir: Option<Dir>,
+}
+
+impl Removed {
+    /// The outcomes once the directory's sync returned `synced`: removals that could not be
+    /// made durable fail (they stay due, and the next sweep records them as already missing).
+    fn synced(mut self, synced: Result<(), ConfinedError>) -> Vec<(DueArtifact, DeleteOutcome)> {
+        if let (Err(e), Some(dir)) = (synced, &self.dir) {
+            let why = format!(
+                "cannot make the deletion durable in {}: {e}; it stays due, and the next sweep records it",
+                dir.path().display()
+            );
+            for (_, o) in &mut self.outcomes {
+                if matches!(o, DeleteOutcome::Deleted { was_missing: false }) {
+                    *o = DeleteOutcome::Failed(why.clone());
+                }
+            }
+        }
+        self.outcomes
+    }
+}
+
 /// Deletes the due artifacts of one conversation (all of `artifacts` share it) once its record
 /// still allows it.
-fn remove_conversation(root: &Dir, artifacts: &[DueArtifact]) -> Vec<(DueArtifact, DeleteOutcome)> {
-    let all = |o: DeleteOutcome| artifacts.iter().map(|a| (a.clone(), o.clone())).collect();
+fn remove_conversation(root: &Dir, artifacts: &[DueArtifact]) -> Removed {
+    let all = |o: DeleteOutcome| Removed {
+        outcomes: artifacts.iter().map(|a| (a.clone(), o.clone())).collect(),
+        dir: None,
+    };
     let dir = match recheck(root, &artifacts[0]) {
         Recheck::Gone => return all(DeleteOutcome::Deleted { was_missing: true }),
         Recheck::HeldBack(why) => return all(DeleteOutcome::HeldBack(why)),
         Recheck::Failed(why) => return all(DeleteOutcome::Failed(why)),
         Recheck::Clear(dir) => dir,
     };
-    let mut outcomes: Vec<(DueArtifact, DeleteOutcome)> = artifacts
+    let outcomes: Vec<(DueArtifact, DeleteOutcome)> = artifacts
         .iter()
         .map(|a| {
             let outcome = match dir.remove_file(&a.file) {
@@ -520,21 +559,13 @@ fn remove_conversation(root: &Dir, artifacts: &[DueArtifact]) -> Vec<(DueArtifac
             (a.clone(), outcome)
         })
         .collect();
-    // Write-ahead: the removals are on disk before the catalog records them, or a power cut
-    // could bring back a file recorded deleted. One sync per conversation directory.
-    let removed = |o: &DeleteOutcome| matches!(o, DeleteOutcome::Deleted { was_missing: false });
-    if outcomes.iter().any(|(_, o)| removed(o))
-        && let Err(e) = dir.sync()
-    {
-        let why = format!(
-            "cannot make the deletion durable in {}: {e}; it stays due, and the next sweep records it",
-            dir.path().display()
-        );
-        for (_, o) in outcomes.iter_mut().filter(|(_, o)| removed(o)) {
-            *o = DeleteOutcome::Failed(why.clone());
-        }
+    let removed_any = outcomes
+        .iter()
+        .any(|(_, o)| matches!(o, DeleteOutcome::Deleted { was_missing: false }));
+    Removed {
+        outcomes,
+        dir: removed_any.then_some(dir),
     }
-    outcomes
 }
 
 /// Opens the conversation directory of `a` under `root` without following a link, and reads

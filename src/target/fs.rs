@@ -25,13 +25,12 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use rustix::fs::FileType;
 
 use super::{Durability, ObjectKey, ObjectWriter, Target, TargetError, WriteContext};
-use crate::confined::{ConfinedError, Dir, Persist, Staged};
+use crate::confined::{ConfinedError, Dir, Persist, Staged, in_parallel};
 
 pub use crate::confined::TEMP_PREFIX;
 
@@ -44,11 +43,6 @@ pub const DEFAULT_FILE_MODE: u32 = 0o600;
 pub fn dir_mode(file_mode: u32) -> u32 {
     if file_mode & 0o040 != 0 { 0o750 } else { 0o700 }
 }
-
-/// Syncs [`Target::settle`] runs at once: they wait on the disk, not on a core, and a
-/// journaling filesystem commits concurrent ones together (500 file or directory syncs took a
-/// tenth of the time 16 at once as one after another here; docs/performance.md#durability).
-const SYNC_THREADS: usize = 16;
 
 /// A directory target.
 pub struct FsTarget {
@@ -282,7 +276,7 @@ impl Target for FsTarget {
             "" => f.temp.clone(),
             dir => format!("{dir}/{}", f.temp),
         };
-        let synced = in_parallel(&files, |f| {
+        let synced = first_error(in_parallel(&files, |f| {
             root.open_file(path(f))
                 .and_then(|file| {
                     file.sync_data().map_err(|source| ConfinedError::Io {
@@ -291,7 +285,7 @@ impl Target for FsTarget {
                     })
                 })
                 .map_err(|e| self.io(&path(f), io::Error::new(e.kind(), e)))
-        });
+        }));
         let mut renamed = 0;
         let placed = synced.and_then(|()| {
             for f in &files {
@@ -317,11 +311,11 @@ impl Target for FsTarget {
             }
         }
         let dirs: Vec<&str> = dirs.into_iter().collect();
-        in_parallel(&dirs, |rel| {
+        first_error(in_parallel(&dirs, |rel| {
             root.open_dir(rel)
                 .and_then(|dir| dir.sync())
                 .map_err(|e| self.io(rel, io::Error::new(e.kind(), e)))
-        })
+        }))
     }
 
     fn open(&self, key: &ObjectKey) -> Result<Box<dyn io::Read + Send>, TargetError> {
@@ -339,28 +333,8 @@ impl Target for FsTarget {
     }
 }
 
-/// Runs `f` on every item, [`SYNC_THREADS`] at a time; the first error, if any.
-fn in_parallel<T: Sync>(
-    items: &[T],
-    f: impl Fn(&T) -> Result<(), TargetError> + Sync,
-) -> Result<(), TargetError> {
-    let next = AtomicUsize::new(0);
-    let failed = Mutex::new(None);
-    std::thread::scope(|scope| {
-        for _ in 0..SYNC_THREADS.min(items.len()) {
-            scope.spawn(|| {
-                while let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    if let Err(e) = f(item) {
-                        failed.lock().expect("first error lock").get_or_insert(e);
-                    }
-                }
-            });
-        }
-    });
-    match failed.into_inner().expect("first error lock") {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+fn first_error(results: Vec<Result<(), TargetError>>) -> Result<(), TargetError> {
+    results.into_iter().collect()
 }
 
 #[cfg(test)]
