@@ -171,6 +171,9 @@ pub struct DueSummary {
     pub days: u16,
     pub artifacts: u64,
     pub bytes: u64,
+    /// Artifacts that would be due but for a hold: a matter's (docs/operations.md, "Legal
+    /// holds") or their record's legal_hold flag.
+    pub held: u64,
     /// When the next artifact not yet due becomes due.
     pub next_due: Option<DateTime<Utc>>,
 }
@@ -194,8 +197,9 @@ pub struct SweepReport {
     /// Deleted artifacts whose file was already gone (recorded with that fact).
     pub already_missing: u64,
     pub bytes: u64,
-    /// Due artifacts kept because their record, read again, holds them (legal hold set, or
-    /// changed since indexed).
+    /// Due artifacts kept just before deleting: a hold placed since they were selected covers
+    /// them, or their record, read again, holds them (legal hold set, or changed since
+    /// indexed). What holds kept out of the selection is each policy's `held`.
     pub held_back: u64,
     /// Why, for the first 50 of them.
     pub held_back_reasons: Vec<String>,
@@ -239,15 +243,18 @@ fn summarize(
     let mut out = Vec::new();
     for p in policies {
         if let Some(q) = DueQuery::of(p, now) {
-            let (artifacts, bytes, next_end) = catalog.due_summary(&q)?;
+            let due = catalog.due_summary(&q)?;
             out.push(DueSummary {
                 policy: q.policy.clone(),
                 version: q.version.clone(),
                 scope: p.scope(),
                 days: q.days,
-                artifacts,
-                bytes,
-                next_due: next_end.map(|end| end + TimeDelta::days(i64::from(q.days))),
+                artifacts: due.artifacts,
+                bytes: due.bytes,
+                held: due.held,
+                next_due: due
+                    .next_end
+                    .map(|end| end + TimeDelta::days(i64::from(q.days))),
             });
         }
     }
@@ -454,9 +461,27 @@ fn remove_and_record(
     let conversations: Vec<&[DueArtifact]> = intents
         .chunk_by(|a, b| a.conversation_pk == b.conversation_pk)
         .collect();
+    // A hold placed since the batch was selected (or since a killed run recorded its intents)
+    // holds its conversations back, checked in one statement per batch.
+    let pks: Vec<i64> = conversations.iter().map(|c| c[0].conversation_pk).collect();
+    let held = catalog.holding_matters(&pks)?;
     let outcomes: Vec<(DueArtifact, DeleteOutcome)> = conversations
         .par_iter()
-        .flat_map_iter(|artifacts| remove_conversation(root, artifacts))
+        .flat_map_iter(|artifacts| match held.get(&artifacts[0].conversation_pk) {
+            Some(matters) => {
+                let why = format!(
+                    "conversation `{}/{}` is under legal hold (matter {}); its artifacts are kept",
+                    artifacts[0].tenant,
+                    artifacts[0].conversation_id,
+                    matters.join(", ")
+                );
+                artifacts
+                    .iter()
+                    .map(|a| (a.clone(), DeleteOutcome::HeldBack(why.clone())))
+                    .collect()
+            }
+            None => remove_conversation(root, artifacts),
+        })
         .collect();
     for (a, o) in &outcomes {
         match o {
