@@ -65,7 +65,7 @@ impl std::fmt::Display for ConversationRef {
 #[serde(rename_all = "snake_case")]
 pub enum HoldScope {
     /// Every conversation matching these criteria, now and indexed later.
-    Standing(Criteria),
+    Standing(Box<Criteria>),
     /// These conversations.
     Conversations(Vec<ConversationRef>),
 }

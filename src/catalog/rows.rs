@@ -319,7 +319,7 @@ pub(super) fn criteria<K: Copy>(r: &impl Fields<K>, k: K) -> Result<crate::filte
 /// A row of [`super::sql::HOLDS`]; an explicit hold without its conversations yet.
 pub(super) fn hold(r: &impl Fields<usize>) -> Result<Hold> {
     let scope = match r.opt_text(2)? {
-        Some(_) => HoldScope::Standing(criteria(r, 2)?),
+        Some(_) => HoldScope::Standing(Box::new(criteria(r, 2)?)),
         None => HoldScope::Conversations(Vec::new()),
     };
     let released = match (r.opt_instant(5)?, r.opt_text(6)?) {

@@ -214,13 +214,14 @@ pub fn plan(cli: &Cli, no_index: bool) -> Result<u8> {
     }
     for d in &due {
         outln!(
-            "{}: version {} ({}, delete after {} days): {} artifacts due, {} bytes; next due {}",
+            "{}: version {} ({}, delete after {} days): {} artifacts due, {} bytes; {} kept by legal holds; next due {}",
             d.policy,
             d.version,
             d.scope,
             d.days,
             d.artifacts,
             d.bytes,
+            d.held,
             d.next_due.map_or("never".into(), |t| t.to_rfc3339())
         )?;
     }
@@ -277,6 +278,13 @@ fn print_sweep(s: &SweepSummary) -> Result<()> {
         r.resumed,
         s.seconds
     )?;
+    for p in r.policies.iter().filter(|p| p.held > 0) {
+        outln!(
+            "  {}: {} artifacts that would be due are kept by legal holds",
+            p.policy,
+            p.held
+        )?;
+    }
     for h in &r.held_back_reasons {
         outln!("  held back: {h}")?;
     }

@@ -991,6 +991,50 @@ mod tests {
     }
 
     #[test]
+    fn a_hold_placed_after_the_intents_were_recorded_holds_them_back() {
+        on_each_catalog(hold_after_intents_is_held_back);
+    }
+
+    fn hold_after_intents_is_held_back(cat: &dyn Catalog) {
+        use crate::catalog::holds::{ConversationRef, HoldScope, Matter};
+        let dir = setup(cat, 2);
+        let root = dir.path().join("repo");
+        let now = Utc::now();
+        let p = cat.lifecycle_policies().unwrap().remove(0);
+        let due = cat
+            .due_artifacts(&DueQuery::of(&p, now).unwrap(), (0, -1), 10)
+            .unwrap();
+        // A killed run recorded its intents; then c1 was put on hold.
+        cat.begin_deletes(&due).unwrap();
+        let matter = Matter {
+            name: "m".into(),
+            description: String::new(),
+            created_at: now,
+            created_by: "test".into(),
+        };
+        cat.create_matter(&matter, &event()).unwrap();
+        let c1 = HoldScope::Conversations(vec![ConversationRef {
+            tenant: "acme".into(),
+            id: "c1".into(),
+        }]);
+        cat.place_hold("m", &c1, now, "test", &event()).unwrap();
+        let report = sweep_now(cat, &root).unwrap();
+        assert_eq!(
+            (report.resumed, report.deleted, report.held_back),
+            (4, 2, 2),
+            "{report:?}"
+        );
+        assert!(
+            report.held_back_reasons[0].contains("`acme/c1` is under legal hold (matter m)"),
+            "{report:?}"
+        );
+        assert!(root.join("acme/2026/01/02/c1/t.txt").exists());
+        assert_eq!(deleted_ids(cat), ["c0", "c0"]);
+        assert!(cat.pending_deletes().unwrap().is_empty());
+        assert_eq!(plan(cat, now).unwrap()[0].held, 2);
+    }
+
+    #[test]
     fn a_record_changed_since_indexing_is_skipped_until_reindexed() {
         let cat_dir = tempfile::tempdir().unwrap();
         let cat = SqliteCatalog::open(&cat_dir.path().join("c.db")).unwrap();

@@ -76,10 +76,10 @@ pub fn holds_keep_conversations_from_the_sweep(cat: &dyn Catalog) {
         cat.create_matter(&smith, &hold_event(AuditKind::MatterCreated, "s")),
         "already exists",
     );
-    let by_bob = HoldScope::Standing(Criteria {
+    let by_bob = HoldScope::Standing(Box::new(Criteria {
         users: vec!["bob".into()],
         ..Criteria::default()
-    });
+    }));
     refused(
         cat.place_hold("nope", &by_bob, now, "carol", &placed("nope")),
         "no matter named `nope`",
