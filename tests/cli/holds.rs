@@ -49,16 +49,29 @@ fn exported_metadata(env: &Env, id: &str) -> serde_json::Value {
 
 #[test]
 fn standing_and_explicit_holds_keep_conversations_from_the_sweep_until_released() {
+    holds_keep_conversations_until_released(&env_with(ALL, "max_delete_share = 1.0"));
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn holds_work_the_same_on_a_postgres_catalog() {
+    let scratch = crate::postgres::Scratch::new("holds");
     let env = env_with(ALL, "max_delete_share = 1.0");
-    conversation(&env, 1, "alice-1", "alice");
-    conversation(&env, 2, "bob-2", "bob");
-    conversation(&env, 3, "carol-3", "carol");
-    enabled_policy(&env);
-    ok(&env, &["index"]);
-    assert_eq!(plan(&env), (3, 0));
+    let config = std::fs::read_to_string(env.config()).unwrap();
+    env.write_config(&config.replace("sqlite:catalog.db", &scratch.url()));
+    holds_keep_conversations_until_released(&env);
+}
+
+fn holds_keep_conversations_until_released(env: &Env) {
+    conversation(env, 1, "alice-1", "alice");
+    conversation(env, 2, "bob-2", "bob");
+    conversation(env, 3, "carol-3", "carol");
+    enabled_policy(env);
+    ok(env, &["index"]);
+    assert_eq!(plan(env), (3, 0));
 
     ok(
-        &env,
+        env,
         &[
             "hold",
             "create",
@@ -67,11 +80,11 @@ fn standing_and_explicit_holds_keep_conversations_from_the_sweep_until_released(
             "Smith v. Acme",
         ],
     );
-    let placed = ok(&env, &["hold", "add", "smith-v-acme", "--user", "bob"]);
+    let placed = ok(env, &["hold", "add", "smith-v-acme", "--user", "bob"]);
     assert!(placed.contains("standing"), "{placed}");
-    ok(&env, &["hold", "create", "audit-2026"]);
+    ok(env, &["hold", "create", "audit-2026"]);
     ok(
-        &env,
+        env,
         &[
             "hold",
             "add",
@@ -81,16 +94,16 @@ fn standing_and_explicit_holds_keep_conversations_from_the_sweep_until_released(
         ],
     );
     // Recorded after the standing hold was placed, and held by it all the same.
-    conversation(&env, 4, "bob-4", "bob");
-    assert_eq!(plan(&env), (1, 3));
+    conversation(env, 4, "bob-4", "bob");
+    assert_eq!(plan(env), (1, 3));
 
     let (code, report) = env.json(&["run", "lifecycle"]);
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["deleted"], 1, "{report}");
     assert_eq!(report["policies"][0]["held"], 3, "{report}");
-    assert!(!kept(&env, "alice-1"));
+    assert!(!kept(env, "alice-1"));
     for id in ["bob-2", "bob-4", "carol-3"] {
-        assert!(kept(&env, id), "{id} is held");
+        assert!(kept(env, id), "{id} is held");
     }
 
     let (_, matters) = env.json(&["hold", "list"]);
@@ -107,7 +120,7 @@ fn standing_and_explicit_holds_keep_conversations_from_the_sweep_until_released(
         })
         .collect();
     assert_eq!(counts, [("audit-2026", 1, 1), ("smith-v-acme", 2, 2)]);
-    let shown = ok(&env, &["hold", "show", "smith-v-acme"]);
+    let shown = ok(env, &["hold", "show", "smith-v-acme"]);
     assert!(
         shown.contains("1 active of 1; they keep 2 conversations, 2 artifacts")
             && shown.contains(r#"standing: {"users":["bob"]}"#),
@@ -118,15 +131,15 @@ fn standing_and_explicit_holds_keep_conversations_from_the_sweep_until_released(
     let (code, summary) = env.json(&["run", "export"]);
     assert_eq!(code, 0, "{summary}");
     assert_eq!(
-        exported_metadata(&env, "bob-2")["legal_holds"],
+        exported_metadata(env, "bob-2")["legal_holds"],
         serde_json::json!(["smith-v-acme"])
     );
     assert_eq!(
-        exported_metadata(&env, "carol-3")["legal_holds"],
+        exported_metadata(env, "carol-3")["legal_holds"],
         serde_json::json!(["audit-2026"])
     );
     assert!(
-        exported_metadata(&env, "alice-1")
+        exported_metadata(env, "alice-1")
             .get("legal_holds")
             .is_none()
     );
@@ -134,22 +147,22 @@ fn standing_and_explicit_holds_keep_conversations_from_the_sweep_until_released(
     // Released, a matter holds nothing: what it kept is due again.
     let mut release = vec!["hold", "release", "smith-v-acme"];
     release.extend(RELEASE);
-    assert!(ok(&env, &release).contains("released 1 hold(s)"));
-    assert_eq!(plan(&env), (2, 1));
+    assert!(ok(env, &release).contains("released 1 hold(s)"));
+    assert_eq!(plan(env), (2, 1));
     let (_, report) = env.json(&["run", "lifecycle"]);
     assert_eq!(report["deleted"], 2, "{report}");
-    assert!(!kept(&env, "bob-2") && !kept(&env, "bob-4"));
-    assert!(kept(&env, "carol-3"));
+    assert!(!kept(env, "bob-2") && !kept(env, "bob-4"));
+    assert!(kept(env, "carol-3"));
     let mut release = vec!["hold", "release", "audit-2026"];
     release.extend(RELEASE);
-    ok(&env, &release);
+    ok(env, &release);
     let (_, report) = env.json(&["run", "lifecycle"]);
     assert_eq!(report["deleted"], 1, "{report}");
 
-    let created = events(&env, "matter_created");
+    let created = events(env, "matter_created");
     assert_eq!(created.len(), 2);
     assert_eq!(created[0]["details"]["matter"], "smith-v-acme");
-    let placed = events(&env, "legal_hold_placed");
+    let placed = events(env, "legal_hold_placed");
     assert_eq!(placed.len(), 2);
     assert_eq!(
         placed[0]["details"]["criteria"],
@@ -164,10 +177,10 @@ fn standing_and_explicit_holds_keep_conversations_from_the_sweep_until_released(
             .iter()
             .all(|e| e["actor"].as_str().is_some_and(|a| !a.is_empty()))
     );
-    let released = events(&env, "legal_hold_released");
+    let released = events(env, "legal_hold_released");
     assert_eq!(released.len(), 2);
     assert_eq!(released[0]["details"]["acknowledgment"], "hold-release");
-    ok(&env, &["audit", "verify"]);
+    ok(env, &["audit", "verify"]);
 }
 
 #[test]
