@@ -174,12 +174,15 @@ impl DueQuery {
 }
 
 /// What one policy makes due now.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DueCount {
     pub artifacts: u64,
     pub bytes: u64,
     /// Artifacts that would be due but for a hold (a matter's, or their record's legal_hold).
     pub held: u64,
+    /// Of those, how many each matter with an active hold covers (a conversation two matters
+    /// hold counts for both), by matter.
+    pub held_by_matter: Vec<(String, u64)>,
     /// The end instant of the earliest matching interaction not yet due.
     pub next_end: Option<DateTime<Utc>>,
 }

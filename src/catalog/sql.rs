@@ -197,6 +197,10 @@ pub(super) const ACTIVE_STANDING: Sql = shared!(
      ORDER BY id"
 );
 
+/// The matters with an active hold, by name.
+pub(super) const ACTIVE_MATTERS: Sql =
+    shared!("SELECT DISTINCT matter FROM legal_holds WHERE released_at IS NULL ORDER BY matter");
+
 pub(super) const INSERT_HOLD: Sql = shared!(
     "INSERT INTO legal_holds (matter, criteria, placed_at, placed_by) VALUES ($1, $2, $3, $4) \
      RETURNING id"
@@ -245,6 +249,23 @@ pub(super) fn held(
         parts.push(format!("coalesce(({}), FALSE)", clause.sql));
     }
     format!("({})", parts.join(" OR "))
+}
+
+/// For each of `matters`, a 0/1 column of whether its active holds cover `c` (see [`held`]),
+/// in PostgreSQL's numbered placeholders after `before` others.
+pub(super) fn held_by_each(
+    matters: &[String],
+    standing: &[Standing],
+    before: usize,
+    params: &mut Vec<SqlValue>,
+) -> Vec<String> {
+    matters
+        .iter()
+        .map(|m| {
+            let held = held(Dialect::Postgres, Some(m), standing, before, params);
+            format!("CASE WHEN {held} THEN 1 ELSE 0 END")
+        })
+        .collect()
 }
 
 /// A statement written with PostgreSQL's `$N` placeholders in SQLite's `?N`: every value is

@@ -17,6 +17,7 @@
 //! deletions' audit events carry the run, a stopped sweep (signal, time limit, keep-alive)
 //! ends after the batch in flight, and a killed one is resumed by the next.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -174,6 +175,9 @@ pub struct DueSummary {
     /// Artifacts that would be due but for a hold: a matter's (docs/operations.md, "Legal
     /// holds") or their record's legal_hold flag.
     pub held: u64,
+    /// Of those, how many each matter's active holds cover, by matter (a conversation two
+    /// matters hold counts for both; one only its record holds counts for none).
+    pub held_by_matter: BTreeMap<String, u64>,
     /// When the next artifact not yet due becomes due.
     pub next_due: Option<DateTime<Utc>>,
 }
@@ -252,6 +256,7 @@ fn summarize(
                 artifacts: due.artifacts,
                 bytes: due.bytes,
                 held: due.held,
+                held_by_matter: due.held_by_matter.into_iter().collect(),
                 next_due: due
                     .next_end
                     .map(|end| end + TimeDelta::days(i64::from(q.days))),

@@ -101,6 +101,11 @@ fn holds_keep_conversations_until_released(env: &Env) {
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["deleted"], 1, "{report}");
     assert_eq!(report["policies"][0]["held"], 3, "{report}");
+    assert_eq!(
+        report["policies"][0]["held_by_matter"],
+        serde_json::json!({"audit-2026": 1, "smith-v-acme": 2}),
+        "{report}"
+    );
     assert!(!kept(env, "alice-1"));
     for id in ["bob-2", "bob-4", "carol-3"] {
         assert!(kept(env, id), "{id} is held");

@@ -106,7 +106,13 @@ pub fn holds_keep_conversations_from_the_sweep(cat: &dyn Catalog) {
     // Indexed after the hold was placed, and covered by it all the same.
     cat.apply_index(&[upsert(&bobs("bobs-later"))]).unwrap();
     assert_eq!(due_ids(cat, &q), ["alices"]);
-    assert_eq!(cat.due_summary(&q).unwrap(), due_count(1, 10, 2, None));
+    assert_eq!(
+        cat.due_summary(&q).unwrap(),
+        DueCount {
+            held_by_matter: vec![("smith-v-acme".into(), 2)],
+            ..due_count(1, 10, 2, None)
+        }
+    );
 
     cat.create_matter(
         &matter("audit-2026"),
@@ -120,7 +126,14 @@ pub fn holds_keep_conversations_from_the_sweep(cat: &dyn Catalog) {
     cat.place_hold("audit-2026", &explicit, now, "dave", &placed("a"))
         .unwrap();
     assert!(due_ids(cat, &q).is_empty());
-    assert_eq!(cat.due_summary(&q).unwrap(), due_count(0, 0, 3, None));
+    assert_eq!(
+        cat.due_summary(&q).unwrap(),
+        DueCount {
+            held_by_matter: vec![("audit-2026".into(), 2), ("smith-v-acme".into(), 2)],
+            ..due_count(0, 0, 3, None)
+        },
+        "a conversation two matters hold counts for both"
+    );
 
     let page = cat
         .select_page(&Filter::all(), &Exclude::Nothing, i64::MIN, 10)

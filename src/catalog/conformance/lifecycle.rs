@@ -173,6 +173,7 @@ pub(super) fn due_count(
         artifacts,
         bytes,
         held,
+        held_by_matter: Vec::new(),
         next_end,
     }
 }

@@ -4,17 +4,15 @@
 use chrono::{DateTime, Utc};
 use postgres::types::ToSql;
 
-use postgres::Client;
-
 use super::audit::{append_audit, lock_chain};
-use super::pool::Session;
 use super::{Fallible, PostgresCatalog, holds, int, last_of_each, micros, sql_params};
 use crate::audit::NewEvent;
+use crate::catalog::holds::Standing;
 use crate::catalog::lifecycle::{
     DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
     RetentionAction,
 };
-use crate::catalog::rows;
+use crate::catalog::rows::{self, Fields};
 use crate::catalog::{
     Result, RunId, deletion_event, other_enabled, policy_exists, sql, unknown_policy,
     version_exists,
@@ -156,13 +154,12 @@ pub(super) fn policies(cat: &PostgresCatalog) -> Result<Vec<LifecyclePolicy>> {
 const LIVE: &str = "a.kind = $2 AND a.audio_type IS NOT DISTINCT FROM $3::text \
      AND NOT EXISTS (SELECT 1 FROM artifact_deletions d WHERE d.conversation = c.pk AND d.file = a.file OFFSET 0)";
 
-/// What a hold covers (the record's legal_hold flag or an active hold), its parameters
-/// numbered after the query's three.
-fn held(cat: &PostgresCatalog, s: &mut Session<'_, Client>) -> Fallible<(String, Vec<SqlValue>)> {
-    let standing = holds::standing(cat, s)?;
+/// What a hold covers (the record's legal_hold flag or an active hold, `standing` the active
+/// standing holds), its parameters numbered after the query's three.
+fn held(standing: &[Standing]) -> (String, Vec<SqlValue>) {
     let mut params = Vec::new();
-    let held = sql::held(Dialect::Postgres, None, &standing, 3, &mut params);
-    Ok((format!("(c.legal_hold OR {held})"), params))
+    let held = sql::held(Dialect::Postgres, None, standing, 3, &mut params);
+    (format!("(c.legal_hold OR {held})"), params)
 }
 
 pub(super) fn due_artifacts(
@@ -172,7 +169,7 @@ pub(super) fn due_artifacts(
     limit: usize,
 ) -> Result<Vec<DueArtifact>> {
     cat.autocommit(|s| {
-        let (held, hold_params) = held(cat, s)?;
+        let (held, hold_params) = held(&holds::standing(cat, s)?);
         let n = 3 + hold_params.len();
         let cutoff = q.cutoff.timestamp_millis();
         let audio_type = q.audio_type.map(|a| a.as_str());
@@ -202,14 +199,27 @@ pub(super) fn due_summary(cat: &PostgresCatalog, q: &DueQuery) -> Result<DueCoun
     let cutoff = q.cutoff.timestamp_millis();
     let audio_type = q.audio_type.map(|a| a.as_str());
     cat.autocommit(|s| {
-        let (held, hold_params) = held(cat, s)?;
+        let standing = holds::standing(cat, s)?;
+        let (held, mut hold_params) = held(&standing);
+        let n_held = hold_params.len();
+        let matters: Vec<String> = cat.rows(s.query(sql::ACTIVE_MATTERS.postgres, &[])?, |r| {
+            r.text(0)
+        })?;
+        let columns: String = sql::held_by_each(&matters, &standing, 3, &mut hold_params)
+            .iter()
+            .enumerate()
+            .map(|(i, column)| format!(", {column} AS m{i}"))
+            .collect();
+        let sums: String = (0..matters.len())
+            .map(|i| format!(", coalesce(sum(m{i}), 0)::int8"))
+            .collect();
         let kind = q.artifact_type.as_str();
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&cutoff, &kind, &audio_type];
         params.extend(sql_params(&hold_params));
         let r = s.query_one(
             &format!(
                 "SELECT count(*) FILTER (WHERE NOT h), coalesce(sum(size) FILTER (WHERE NOT h), 0)::int8, \
-                 count(*) FILTER (WHERE h) FROM (SELECT a.size, {held} AS h FROM conversations c \
+                 count(*) FILTER (WHERE h){sums} FROM (SELECT a.size, {held} AS h{columns} FROM conversations c \
                  JOIN artifacts a ON a.conversation = c.pk WHERE c.start_ms + c.duration_ms <= $1 AND {LIVE}) due"
             ),
             &params,
@@ -217,6 +227,10 @@ pub(super) fn due_summary(cat: &PostgresCatalog, q: &DueQuery) -> Result<DueCoun
         let count = cat.unsigned("count", r.try_get(0)?)?;
         let bytes = cat.unsigned("artifacts.size", r.try_get(1)?)?;
         let kept = cat.unsigned("count", r.try_get(2)?)?;
+        let mut held_by_matter = Vec::with_capacity(matters.len());
+        for (i, m) in matters.into_iter().enumerate() {
+            held_by_matter.push((m, cat.unsigned("count", r.try_get(3 + i)?)?));
+        }
         let next: Option<i64> = s
             .query_opt(
                 &format!(
@@ -224,7 +238,7 @@ pub(super) fn due_summary(cat: &PostgresCatalog, q: &DueQuery) -> Result<DueCoun
                      ON a.conversation = c.pk WHERE c.start_ms + c.duration_ms > $1 AND {LIVE} \
                      AND NOT {held} ORDER BY c.start_ms + c.duration_ms LIMIT 1"
                 ),
-                &params,
+                &params[..3 + n_held],
             )?
             .map(|r| r.try_get(0))
             .transpose()?;
@@ -232,6 +246,7 @@ pub(super) fn due_summary(cat: &PostgresCatalog, q: &DueQuery) -> Result<DueCoun
             artifacts: count,
             bytes,
             held: kept,
+            held_by_matter,
             next_end: next.and_then(DateTime::from_timestamp_millis),
         })
     })

@@ -11,7 +11,7 @@ use crate::catalog::lifecycle::{
     DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
     RetentionAction,
 };
-use crate::catalog::rows;
+use crate::catalog::rows::{self, Fields};
 use crate::catalog::{
     Result, RunId, deletion_event, other_enabled, policy_exists, rfc3339_micros as ts, sql,
     unknown_policy, version_exists,
@@ -162,14 +162,23 @@ pub(super) fn policies(cat: &SqliteCatalog) -> Result<Vec<LifecyclePolicy>> {
     })
 }
 
-/// The query's fixed parameters, `?1` to `?3`, then those of the clause of what a hold covers
-/// (the record's legal_hold flag or an active hold), numbered so that it can appear more than
-/// once.
+/// What a due query binds: its fixed parameters, `?1` to `?3`, then those of the clause of
+/// what a hold covers (the record's legal_hold flag or an active hold), numbered so that it
+/// can appear more than once, and, when asked for, a 0/1 column per matter with an active hold.
+struct Due {
+    params: Vec<Value>,
+    /// How many of `params` the query and `held` take (the rest are the matters' columns').
+    bound: usize,
+    held: String,
+    matters: Vec<(String, String)>,
+}
+
 fn due_params(
     cat: &SqliteCatalog,
     conn: &rusqlite::Connection,
     q: &DueQuery,
-) -> Result<(Vec<Value>, String)> {
+    per_matter: bool,
+) -> Result<Due> {
     let standing = holds::standing(cat, conn)?;
     let mut hold_params = Vec::new();
     let held = sql::numbered(&sql::held(
@@ -179,6 +188,13 @@ fn due_params(
         3,
         &mut hold_params,
     ));
+    let bound = 3 + hold_params.len();
+    let names: Vec<String> = if per_matter {
+        cat.rows(conn, sql::ACTIVE_MATTERS.sqlite, [], |r| r.text(0))?
+    } else {
+        Vec::new()
+    };
+    let columns = sql::held_by_each(&names, &standing, 3, &mut hold_params);
     let mut params = vec![
         Value::Integer(q.cutoff.timestamp_millis()),
         Value::Text(q.artifact_type.as_str().into()),
@@ -186,7 +202,15 @@ fn due_params(
             .map_or(Value::Null, |a| Value::Text(a.as_str().into())),
     ];
     params.extend(hold_params.iter().map(to_sql));
-    Ok((params, format!("(c.legal_hold = 1 OR {held})")))
+    Ok(Due {
+        params,
+        bound,
+        held: format!("(c.legal_hold = 1 OR {held})"),
+        matters: names
+            .into_iter()
+            .zip(columns.iter().map(|c| sql::numbered(c)))
+            .collect(),
+    })
 }
 
 /// Artifacts of the query's type not deleted; `?1` is the cutoff, `?2` and `?3` the type.
@@ -200,7 +224,9 @@ pub(super) fn due_artifacts(
     limit: usize,
 ) -> Result<Vec<DueArtifact>> {
     cat.with_reader(|conn| {
-        let (mut params, held) = due_params(cat, conn, q)?;
+        let Due {
+            mut params, held, ..
+        } = due_params(cat, conn, q, false)?;
         params.extend([
             Value::Integer(after.0),
             Value::Integer(after.1),
@@ -224,17 +250,30 @@ pub(super) fn due_artifacts(
 
 pub(super) fn due_summary(cat: &SqliteCatalog, q: &DueQuery) -> Result<DueCount> {
     cat.with_reader(|conn| {
-        let (params, held) = due_params(cat, conn, q)?;
-        let (count, bytes, kept): (i64, i64, i64) = conn
+        let Due {
+            params,
+            bound,
+            held,
+            matters,
+        } = due_params(cat, conn, q, true)?;
+        let columns: String = matters
+            .iter()
+            .enumerate()
+            .map(|(i, (_, column))| format!(", {column} AS m{i}"))
+            .collect();
+        let sums: String = (0..matters.len())
+            .map(|i| format!(", coalesce(sum(m{i}), 0)"))
+            .collect();
+        let counts: Vec<i64> = conn
             .prepare_cached(&format!(
                 "SELECT coalesce(sum(1 - h), 0), coalesce(sum(CASE WHEN h = 1 THEN 0 ELSE size END), 0), \
-                 coalesce(sum(h), 0) FROM (SELECT a.size AS size, CASE WHEN {held} THEN 1 ELSE 0 END AS h \
+                 coalesce(sum(h), 0){sums} FROM (SELECT a.size AS size, CASE WHEN {held} THEN 1 ELSE 0 END AS h{columns} \
                  FROM conversations c JOIN artifacts a ON a.conversation = c.pk \
                  WHERE c.start_ms + c.duration_ms <= ?1 AND {LIVE}) due"
             ))
             .and_then(|mut s| {
                 s.query_row(params_from_iter(&params), |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    (0..3 + matters.len()).map(|i| r.get(i)).collect()
                 })
             })
             .map_err(|e| cat.err(e))?;
@@ -244,12 +283,21 @@ pub(super) fn due_summary(cat: &SqliteCatalog, q: &DueQuery) -> Result<DueCount>
                  WHERE c.start_ms + c.duration_ms > ?1 AND {LIVE} AND NOT {held} \
                  ORDER BY c.start_ms + c.duration_ms LIMIT 1"
             ))
-            .and_then(|mut s| s.query_row(params_from_iter(&params), |r| r.get(0)).optional())
+            .and_then(|mut s| {
+                s.query_row(params_from_iter(&params[..bound]), |r| r.get(0))
+                    .optional()
+            })
             .map_err(|e| cat.err(e))?;
+        let n = |i: usize| counts[i].max(0) as u64;
         Ok(DueCount {
-            artifacts: count as u64,
-            bytes: bytes as u64,
-            held: kept as u64,
+            artifacts: n(0),
+            bytes: n(1),
+            held: n(2),
+            held_by_matter: matters
+                .into_iter()
+                .enumerate()
+                .map(|(i, (m, _))| (m, n(3 + i)))
+                .collect(),
             next_end: next.and_then(DateTime::from_timestamp_millis),
         })
     })
