@@ -162,7 +162,7 @@ fn list_due(cat: &SqliteCatalog, query: &DueQuery) -> Result<(usize, f64)> {
 /// commands, and releases it.
 fn hold(cat: &SqliteCatalog, now: DateTime<Utc>, query: &DueQuery) -> Result<()> {
     let event = |kind| NewEvent { kind, ..event() };
-    if !cat.matters()?.iter().any(|m| m.matter.name == "scale") {
+    if cat.matters(Some("scale"))?.is_empty() {
         let matter = Matter {
             name: "scale".into(),
             description: "lifecycle_scale".into(),
@@ -192,9 +192,8 @@ fn hold(cat: &SqliteCatalog, now: DateTime<Utc>, query: &DueQuery) -> Result<()>
     let (listed, list_secs) = list_due(cat, query)?;
     let started = Instant::now();
     let matter = cat
-        .matters()?
-        .into_iter()
-        .find(|m| m.matter.name == "scale")
+        .matters(Some("scale"))?
+        .pop()
         .expect("the matter just made");
     let counts_secs = started.elapsed().as_secs_f64();
     cat.release_holds(

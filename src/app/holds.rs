@@ -181,15 +181,14 @@ pub fn release(l: &Loaded, matter: &str, given: &[String]) -> Result<u64, HoldEr
 /// `hold list`: every matter, with what its active holds cover.
 pub fn list(l: &Loaded) -> Result<Vec<MatterState>, HoldError> {
     authorize(l, &[Permission::LegalHoldRead])?;
-    Ok(l.catalog.matters()?)
+    Ok(l.catalog.matters(None)?)
 }
 
 /// `hold show`: one matter with its holds.
 pub fn show(l: &Loaded, name: &str) -> Result<MatterState, HoldError> {
     authorize(l, &[Permission::LegalHoldRead])?;
     l.catalog
-        .matters()?
-        .into_iter()
-        .find(|m| m.matter.name == name)
+        .matters(Some(name))?
+        .pop()
         .ok_or_else(|| HoldError::NoSuchMatter(name.to_owned()))
 }

@@ -563,8 +563,10 @@ pub trait Catalog: uploads::UploadJournal + Send + Sync {
         event: &NewEvent,
     ) -> Result<u64>;
 
-    /// Every matter with its holds and what its active holds cover now, by name.
-    fn matters(&self) -> Result<Vec<MatterState>>;
+    /// Every matter (or only the one named `only`) with its holds and what its active holds
+    /// cover now, by name. Counting what a matter's holds cover reads every conversation its
+    /// standing holds could match, so `only` spares the others.
+    fn matters(&self, only: Option<&str>) -> Result<Vec<MatterState>>;
 
     /// The matters whose active holds cover each of these conversations (by catalog pk), in
     /// one statement; conversations no hold covers are left out.

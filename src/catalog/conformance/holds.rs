@@ -97,7 +97,11 @@ pub fn holds_keep_conversations_from_the_sweep(cat: &dyn Catalog) {
         ),
         "not in the catalog: acme/ghost",
     );
-    assert!(cat.matters().unwrap()[0].holds.is_empty(), "nothing placed");
+    assert!(
+        cat.matters(None).unwrap()[0].holds.is_empty(),
+        "nothing placed"
+    );
+    assert!(cat.matters(Some("nope")).unwrap().is_empty());
 
     let standing = cat
         .place_hold("smith-v-acme", &by_bob, now, "carol", &placed("s"))
@@ -158,10 +162,14 @@ pub fn holds_keep_conversations_from_the_sweep(cat: &dyn Catalog) {
     assert_eq!(holding.len(), 3);
     assert_eq!(holding[&pks[2]], ["smith-v-acme"]);
 
-    let matters = cat.matters().unwrap();
+    let matters = cat.matters(None).unwrap();
     let names: Vec<&str> = matters.iter().map(|m| m.matter.name.as_str()).collect();
     assert_eq!(names, ["audit-2026", "smith-v-acme"]);
     let state = &matters[1];
+    assert_eq!(
+        cat.matters(Some("smith-v-acme")).unwrap(),
+        std::slice::from_ref(state)
+    );
     assert_eq!(state.matter, smith);
     assert_eq!((state.conversations, state.artifacts), (2, 6));
     assert_eq!(state.holds.len(), 1);
@@ -207,7 +215,7 @@ pub fn holds_keep_conversations_from_the_sweep(cat: &dyn Catalog) {
         "no matter named `nope`",
     );
     assert_eq!(due_ids(cat, &q), ["alices"]);
-    let matters = cat.matters().unwrap();
+    let matters = cat.matters(None).unwrap();
     assert_eq!((matters[0].conversations, matters[0].artifacts), (0, 0));
     let released = matters[0].holds[0].released.as_ref().unwrap();
     assert_eq!((released.at, released.by.as_str()), (now, "dave"));

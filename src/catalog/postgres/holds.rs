@@ -134,9 +134,10 @@ pub(super) fn standing<C: GenericClient>(
     })
 }
 
-pub(super) fn matters(cat: &PostgresCatalog) -> Result<Vec<MatterState>> {
+pub(super) fn matters(cat: &PostgresCatalog, only: Option<&str>) -> Result<Vec<MatterState>> {
     cat.autocommit(|s| {
-        let matters = cat.rows(s.query(sql::MATTERS.postgres, &[])?, |r| rows::matter(r))?;
+        let mut matters = cat.rows(s.query(sql::MATTERS.postgres, &[])?, |r| rows::matter(r))?;
+        matters.retain(|m| only.is_none_or(|name| m.name == name));
         let mut all: Vec<Hold> = cat.rows(s.query(sql::HOLDS.postgres, &[])?, |r| rows::hold(r))?;
         let index: HashMap<i64, usize> = all.iter().enumerate().map(|(i, h)| (h.id, i)).collect();
         for (hold, c) in cat.rows(s.query(sql::HOLD_CONVERSATIONS.postgres, &[])?, |r| {

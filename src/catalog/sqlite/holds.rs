@@ -131,9 +131,10 @@ pub(super) fn standing(cat: &SqliteCatalog, conn: &Connection) -> Result<Vec<Sta
     })
 }
 
-pub(super) fn matters(cat: &SqliteCatalog) -> Result<Vec<MatterState>> {
+pub(super) fn matters(cat: &SqliteCatalog, only: Option<&str>) -> Result<Vec<MatterState>> {
     cat.with_reader(|conn| {
-        let matters = cat.rows(conn, sql::MATTERS.sqlite, [], |r| rows::matter(r))?;
+        let mut matters = cat.rows(conn, sql::MATTERS.sqlite, [], |r| rows::matter(r))?;
+        matters.retain(|m| only.is_none_or(|name| m.name == name));
         let mut all: Vec<Hold> = cat.rows(conn, sql::HOLDS.sqlite, [], |r| rows::hold(r))?;
         let index: HashMap<i64, usize> = all.iter().enumerate().map(|(i, h)| (h.id, i)).collect();
         for (hold, c) in cat.rows(conn, sql::HOLD_CONVERSATIONS.sqlite, [], |r| {

@@ -412,8 +412,8 @@ impl Catalog for SqliteCatalog {
         holds::release_holds(self, matter, at, by, event)
     }
 
-    fn matters(&self) -> Result<Vec<MatterState>> {
-        holds::matters(self)
+    fn matters(&self, only: Option<&str>) -> Result<Vec<MatterState>> {
+        holds::matters(self, only)
     }
 
     fn holding_matters(&self, pks: &[i64]) -> Result<HashMap<i64, Vec<String>>> {
