@@ -8,10 +8,12 @@
 //!
 //! Each delete goes through directory handles under the repository root, opened once per sweep,
 //! and never through a link: a conversation directory swapped for a symlink fails its artifacts
-//! instead of deleting what the link points to. Just before a conversation's artifacts are
-//! removed its `conversation.json` is read again, once per conversation and batch, through the
-//! same handle: a record that now puts it under legal hold, or that changed since it was indexed,
-//! holds its artifacts back.
+//! instead of deleting what the link points to. What a legal hold covers (docs/operations.md,
+//! "Legal holds") is never selected, and just before a batch's files are removed the catalog's
+//! holds are checked again for its conversations, in one statement: a hold placed since the
+//! batch was selected holds them back. Then each conversation's `conversation.json` is read
+//! again, once per conversation and batch, through the same handle: a record that now puts it
+//! under legal hold, or that changed since it was indexed, holds its artifacts back.
 //!
 //! A sweep is a job run of its own ([`run`]), under the `[lifecycle]` job settings: its
 //! deletions' audit events carry the run, a stopped sweep (signal, time limit, keep-alive)
