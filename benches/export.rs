@@ -88,6 +88,7 @@ fn export_conversation(c: &mut Criterion) {
         },
         conversation: conv,
         exported: Vec::new(),
+        holds: Vec::new(),
     };
     let mut group = c.benchmark_group("export_conversation");
     group.throughput(Throughput::Bytes(wav.len() as u64));

@@ -4,8 +4,12 @@
 //! times `plan` (count, bytes and next due date, the indexed queries) and listing every due
 //! artifact page by page, and prints peak memory.
 //!
+//! With `--hold`, it then places a standing legal hold over the conversations of the middle
+//! year (half of them, half of those due), times placing it, `plan` and the listing again with
+//! the hold in place, and the matter's counts (`hold list`), and releases it.
+//!
 //! ```text
-//! cargo run --release --example lifecycle_scale -- CATALOG.db [--conversations N]
+//! cargo run --release --example lifecycle_scale -- CATALOG.db [--conversations N] [--hold]
 //! ```
 
 use std::path::PathBuf;
@@ -15,9 +19,11 @@ use anyhow::Result;
 use chrono::{DateTime, TimeDelta, Utc};
 use clap::Parser;
 use custodian::audit::{AuditKind, NewEvent};
+use custodian::catalog::holds::{HoldScope, Matter};
 use custodian::catalog::lifecycle::{DueQuery, LifecyclePolicy, LifecycleVersion, RetentionAction};
 use custodian::catalog::sqlite::SqliteCatalog;
 use custodian::catalog::{Catalog, Fingerprint, IndexChange};
+use custodian::filter::Criteria;
 use custodian::policy::lifecycle;
 use custodian::repository::record::ArtifactType;
 
@@ -26,6 +32,9 @@ struct Args {
     catalog: PathBuf,
     #[arg(long, default_value_t = 2_500_000)]
     conversations: usize,
+    /// Also place a standing hold over the middle year's conversations and time what it costs.
+    #[arg(long)]
+    hold: bool,
 }
 
 fn event() -> NewEvent {
@@ -121,21 +130,86 @@ fn main() -> Result<()> {
     let plan_secs = started.elapsed().as_secs_f64();
     let policy = cat.lifecycle_policies()?.remove(0);
     let query = DueQuery::of(&policy, now).expect("enabled delete policy");
-    let started = Instant::now();
-    let (mut listed, mut after) = (0usize, (0, -1));
-    loop {
-        let page = cat.due_artifacts(&query, after, 2000)?;
-        let Some(last) = page.last() else { break };
-        after = (last.conversation_pk, last.ordinal);
-        listed += page.len();
-    }
-    let list_secs = started.elapsed().as_secs_f64();
+    let (listed, list_secs) = list_due(&cat, &query)?;
     println!(
         "catalog: {artifacts} artifacts; plan: {} due ({} bytes, next due {}) in {plan_secs:.2} s; \
          listing all {listed} due in pages of 2000: {list_secs:.2} s; peak RSS {} KB",
         plan[0].artifacts,
         plan[0].bytes,
         plan[0].next_due.map_or("never".into(), |t| t.to_rfc3339()),
+        peak_rss_kb()
+    );
+    if args.hold {
+        hold(&cat, now, &query)?;
+    }
+    Ok(())
+}
+
+/// Lists every artifact `query` makes due, page by page: how many, and the seconds it took.
+fn list_due(cat: &SqliteCatalog, query: &DueQuery) -> Result<(usize, f64)> {
+    let started = Instant::now();
+    let (mut listed, mut after) = (0usize, (0, -1));
+    loop {
+        let page = cat.due_artifacts(query, after, 2000)?;
+        let Some(last) = page.last() else { break };
+        after = (last.conversation_pk, last.ordinal);
+        listed += page.len();
+    }
+    Ok((listed, started.elapsed().as_secs_f64()))
+}
+
+/// Places a standing hold over the middle year's conversations, times what it costs the
+/// commands, and releases it.
+fn hold(cat: &SqliteCatalog, now: DateTime<Utc>, query: &DueQuery) -> Result<()> {
+    let event = |kind| NewEvent { kind, ..event() };
+    if cat.matters(Some("scale"))?.is_empty() {
+        let matter = Matter {
+            name: "scale".into(),
+            description: "lifecycle_scale".into(),
+            created_at: Utc::now(),
+            created_by: "lifecycle_scale".into(),
+        };
+        cat.create_matter(&matter, &event(AuditKind::MatterCreated))?;
+    }
+    let criteria = Criteria {
+        tenants: vec!["acme".into()],
+        start_after: Some("2025-05-01T00:00:00Z".parse()?),
+        start_before: Some("2026-05-01T00:00:00Z".parse()?),
+        ..Criteria::default()
+    };
+    let started = Instant::now();
+    cat.place_hold(
+        "scale",
+        &HoldScope::Standing(Box::new(criteria)),
+        Utc::now(),
+        "lifecycle_scale",
+        &event(AuditKind::LegalHoldPlaced),
+    )?;
+    let place_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let started = Instant::now();
+    let plan = lifecycle::plan(cat, now)?;
+    let plan_secs = started.elapsed().as_secs_f64();
+    let (listed, list_secs) = list_due(cat, query)?;
+    let started = Instant::now();
+    let matter = cat
+        .matters(Some("scale"))?
+        .pop()
+        .expect("the matter just made");
+    let counts_secs = started.elapsed().as_secs_f64();
+    cat.release_holds(
+        "scale",
+        Utc::now(),
+        "lifecycle_scale",
+        &event(AuditKind::LegalHoldReleased),
+    )?;
+    println!(
+        "standing hold over {} conversations ({} artifacts): placed in {place_ms:.1} ms; \
+         plan: {} due, {} held, in {plan_secs:.2} s; listing all {listed} due: {list_secs:.2} s; \
+         the matter's counts: {counts_secs:.2} s; peak RSS {} KB",
+        matter.conversations,
+        matter.artifacts,
+        plan[0].artifacts,
+        plan[0].held,
         peak_rss_kb()
     );
     Ok(())

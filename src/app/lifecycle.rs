@@ -2,25 +2,23 @@
 //! administration, each change checked against the roles file and committed with its audit
 //! events (acknowledgments included), and the sweep as a controlled job run.
 
-use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
-
 use chrono::Utc;
 
+use super::access::{AccessError, authorize};
 use super::control::{self, ControlError, Controlled, Watchers};
 use super::{Loaded, SetupError};
 use crate::audit::{AuditKind, NewEvent};
+use crate::catalog::CatalogError;
 use crate::catalog::lifecycle::{LifecyclePolicy, LifecycleVersion, RetentionAction};
-use crate::catalog::{CatalogConfig, CatalogError};
 use crate::pipeline::Control;
 use crate::policy::index::IndexError;
 use crate::policy::lifecycle::{
     self, Acknowledgment, DueSummary, LIFECYCLE_RUN, Limits, SweepError, SweepSummary,
 };
-use crate::policy::roles::{Permission, Roles, RolesError};
+use crate::policy::roles::Permission;
 use crate::progress::Progress;
 use crate::repository::record::{ArtifactType, AudioRecordingType};
-use crate::users::{Actor, UnknownUser, describe_uid};
+use crate::users::Actor;
 
 /// Why a lifecycle command was refused or could not be done.
 #[derive(Debug, thiserror::Error)]
@@ -34,18 +32,7 @@ pub enum LifecycleError {
     #[error(transparent)]
     Index(#[from] IndexError),
     #[error(transparent)]
-    Roles(#[from] RolesError),
-    #[error(transparent)]
-    User(#[from] UnknownUser),
-    #[error(
-        "lifecycle commands need a roles file granting permissions: set `roles` in the [lifecycle] table of {0}"
-    )]
-    NoRoles(PathBuf),
-    #[error("catalog {path}")]
-    CatalogFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Access(#[from] AccessError),
     #[error("no lifecycle policy named `{0}` (see `custodian lifecycle list`)")]
     NoSuchPolicy(String),
     #[error("an audio_recording policy covers one audio recording type: add --audio-type ({0})")]
@@ -95,51 +82,6 @@ pub enum Sweep {
     Done(SweepSummary),
     /// The repository root could not be opened, or more is due than the limits allow.
     Refused(SweepError),
-}
-
-/// Besides root, who may own the roles file: the owner of the SQLite catalog file, or, for a
-/// PostgreSQL catalog (no file to own), the user running custodian. The uid and how messages
-/// name it.
-fn trusted_owner(catalog: &CatalogConfig) -> Result<(u32, String), LifecycleError> {
-    Ok(match catalog {
-        CatalogConfig::Sqlite { path } => {
-            let uid = std::fs::metadata(path)
-                .map_err(|source| LifecycleError::CatalogFile {
-                    path: path.clone(),
-                    source,
-                })?
-                .uid();
-            (
-                uid,
-                format!(
-                    "the catalog's owner {} ({})",
-                    describe_uid(uid),
-                    path.display()
-                ),
-            )
-        }
-        CatalogConfig::Postgres { .. } => {
-            let uid = nix::unistd::getuid().as_raw();
-            (
-                uid,
-                format!("the user running custodian, {}", describe_uid(uid)),
-            )
-        }
-    })
-}
-
-/// The roles file and the acting user, checked for each of `permissions`.
-fn authorize(l: &Loaded, permissions: &[Permission]) -> Result<Actor, LifecycleError> {
-    let Some(roles) = &l.config.lifecycle.roles else {
-        return Err(LifecycleError::NoRoles(l.config.file.clone()));
-    };
-    let (trusted, trusted_as) = trusted_owner(&l.config.catalog)?;
-    let roles = Roles::load(roles, trusted, &trusted_as)?;
-    let actor = Actor::current()?;
-    for permission in permissions {
-        roles.require(&actor, *permission)?;
-    }
-    Ok(actor)
 }
 
 fn event(actor: &Actor, kind: AuditKind, policy: &str, details: serde_json::Value) -> NewEvent {

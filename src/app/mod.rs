@@ -8,9 +8,11 @@
 //! This module holds what several commands share: the loaded config and catalog, targets,
 //! keystores, and the setup of an export.
 
+pub mod access;
 pub mod audit;
 pub mod control;
 pub mod direct;
+pub mod holds;
 pub mod jobs;
 pub mod lifecycle;
 pub mod media;

@@ -31,6 +31,12 @@ pub enum AuditKind {
     LifecyclePolicyChanged,
     /// A confidential-flag policy set or cleared a conversation's confidential flag.
     ConfidentialFlagChanged,
+    /// A legal matter was created (the legal-hold trail).
+    MatterCreated,
+    /// A legal hold was placed under a matter: its criteria or its conversations.
+    LegalHoldPlaced,
+    /// A matter's holds were released.
+    LegalHoldReleased,
 }
 
 impl AuditKind {
@@ -41,6 +47,9 @@ impl AuditKind {
             AuditKind::LifecycleAcknowledged => "lifecycle_acknowledged",
             AuditKind::LifecyclePolicyChanged => "lifecycle_policy_changed",
             AuditKind::ConfidentialFlagChanged => "confidential_flag_changed",
+            AuditKind::MatterCreated => "matter_created",
+            AuditKind::LegalHoldPlaced => "legal_hold_placed",
+            AuditKind::LegalHoldReleased => "legal_hold_released",
         }
     }
 
@@ -51,6 +60,9 @@ impl AuditKind {
             "lifecycle_acknowledged" => Some(AuditKind::LifecycleAcknowledged),
             "lifecycle_policy_changed" => Some(AuditKind::LifecyclePolicyChanged),
             "confidential_flag_changed" => Some(AuditKind::ConfidentialFlagChanged),
+            "matter_created" => Some(AuditKind::MatterCreated),
+            "legal_hold_placed" => Some(AuditKind::LegalHoldPlaced),
+            "legal_hold_released" => Some(AuditKind::LegalHoldReleased),
             _ => None,
         }
     }

@@ -173,14 +173,29 @@ impl DueQuery {
     }
 }
 
+/// What one policy makes due now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DueCount {
+    pub artifacts: u64,
+    pub bytes: u64,
+    /// Artifacts that would be due but for a hold (a matter's, or their record's legal_hold).
+    pub held: u64,
+    /// Of those, how many each matter with an active hold covers (a conversation two matters
+    /// hold counts for both), by matter.
+    pub held_by_matter: Vec<(String, u64)>,
+    /// The end instant of the earliest matching interaction not yet due.
+    pub next_end: Option<DateTime<Utc>>,
+}
+
 /// How a pending delete ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeleteOutcome {
     /// The file was removed (or was already gone, recorded as such).
     Deleted { was_missing: bool },
-    /// The record read again just before deleting holds the file back: it is under legal hold,
-    /// or changed since it was indexed (kept until the next index reads it). Nothing is
-    /// removed or recorded, and it is not a failure.
+    /// The file is held back just before deleting: a hold placed since it was selected covers
+    /// its conversation, or its record, read again, is under legal hold or changed since it
+    /// was indexed (kept until the next index reads it). Nothing is removed or recorded, and
+    /// it is not a failure.
     HeldBack(String),
     /// The file could not be removed; nothing is recorded and the next run tries again.
     Failed(String),

@@ -5,6 +5,7 @@
 
 #[cfg(test)]
 mod conformance;
+pub mod holds;
 pub mod lifecycle;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -16,13 +17,18 @@ pub mod trail;
 pub mod units;
 pub mod uploads;
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use crate::audit::{AuditEvent, AuditHead, NewEvent};
 use crate::filter::Filter;
 use crate::repository::record::Conversation;
-use lifecycle::{DeleteOutcome, DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion};
+use holds::{HoldScope, Matter, MatterState};
+use lifecycle::{
+    DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
+};
 
 pub use settings::{CatalogConfig, CatalogSettings};
 
@@ -101,6 +107,9 @@ pub struct Selected {
     /// [`Exclude::ExportedBy`] only): a record that gained an artifact is selected again and
     /// only what is new or changed needs writing.
     pub exported: Vec<ExportedArtifact>,
+    /// The matters whose active holds cover the conversation, by name (its exported metadata
+    /// lists them).
+    pub holds: Vec<String>,
 }
 
 /// An artifact a policy exported, as its record stated it then, and the file made from it.
@@ -494,7 +503,8 @@ pub trait Catalog: uploads::UploadJournal + Send + Sync {
     fn lifecycle_policies(&self) -> Result<Vec<LifecyclePolicy>>;
 
     /// The next page of artifacts `query` makes due, after `(conversation pk, ordinal)`:
-    /// not deleted, not under legal hold.
+    /// not deleted, their conversation neither under legal hold in its record nor covered by
+    /// an active hold (left out inside the query).
     fn due_artifacts(
         &self,
         query: &DueQuery,
@@ -502,9 +512,9 @@ pub trait Catalog: uploads::UploadJournal + Send + Sync {
         limit: usize,
     ) -> Result<Vec<DueArtifact>>;
 
-    /// How many artifacts `query` makes due, their bytes, and the end instant of the earliest
-    /// matching interaction not yet due.
-    fn due_summary(&self, query: &DueQuery) -> Result<(u64, u64, Option<DateTime<Utc>>)>;
+    /// How many artifacts `query` makes due and their bytes, how many more would be due but
+    /// for a hold, and the end instant of the earliest matching interaction not yet due.
+    fn due_summary(&self, query: &DueQuery) -> Result<DueCount>;
 
     /// Artifacts in the catalog not deleted by a lifecycle policy.
     fn live_artifact_count(&self) -> Result<u64>;
@@ -524,6 +534,43 @@ pub trait Catalog: uploads::UploadJournal + Send + Sync {
         actor: &str,
         run: Option<RunId>,
     ) -> Result<()>;
+
+    // Legal holds: matters and the holds placed under them (`holds`), each change committed
+    // with its audit event.
+
+    /// Creates a matter; refused if the name is taken.
+    fn create_matter(&self, matter: &Matter, event: &NewEvent) -> Result<()>;
+
+    /// Places a hold under `matter`, placed `at` by `by`; returns its id. Refused when the
+    /// matter does not exist, or an explicit hold names a conversation the catalog does not
+    /// hold (nothing is placed).
+    fn place_hold(
+        &self,
+        matter: &str,
+        scope: &HoldScope,
+        at: DateTime<Utc>,
+        by: &str,
+        event: &NewEvent,
+    ) -> Result<i64>;
+
+    /// Releases every active hold of `matter`; returns how many. Refused when the matter does
+    /// not exist or has no active hold.
+    fn release_holds(
+        &self,
+        matter: &str,
+        at: DateTime<Utc>,
+        by: &str,
+        event: &NewEvent,
+    ) -> Result<u64>;
+
+    /// Every matter (or only the one named `only`) with its holds and what its active holds
+    /// cover now, by name. Counting what a matter's holds cover reads every conversation its
+    /// standing holds could match, so `only` spares the others.
+    fn matters(&self, only: Option<&str>) -> Result<Vec<MatterState>>;
+
+    /// The matters whose active holds cover each of these conversations (by catalog pk), in
+    /// one statement; conversations no hold covers are left out.
+    fn holding_matters(&self, pks: &[i64]) -> Result<HashMap<i64, Vec<String>>>;
 }
 
 /// Opens the catalog a config names, appending audit events without a key: enough for

@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, FixedOffset, Utc};
 
+use super::holds::{Hold, HoldScope, Matter, Release};
 use super::lifecycle::{DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion, RetentionAction};
 use super::uploads::OpenUpload;
 use super::{
@@ -85,6 +86,7 @@ pub(super) fn conversation(r: &impl Fields<&'static str>) -> Result<Selected> {
         rel_dir: r.text("rel_dir")?,
         fingerprint: fingerprint(r, "json_mtime_ns", "json_size")?,
         exported: Vec::new(),
+        holds: Vec::new(),
         conversation: Conversation {
             schema: SCHEMA_VERSION,
             id: r.text("id")?,
@@ -295,6 +297,42 @@ pub(super) fn due_artifact(r: &impl Fields<usize>, q: &DueQuery) -> Result<DueAr
         due: DateTime::from_timestamp_millis(end_ms + i64::from(q.days) * 86_400_000)
             .unwrap_or_default(),
         record: Some(fingerprint(r, 8, 9)?),
+    })
+}
+
+/// A row of [`super::sql::MATTERS`].
+pub(super) fn matter(r: &impl Fields<usize>) -> Result<Matter> {
+    Ok(Matter {
+        name: r.text(0)?,
+        description: r.text(1)?,
+        created_at: r.instant(2, "matters.created_at")?,
+        created_by: r.text(3)?,
+    })
+}
+
+/// Stored criteria of a standing hold.
+pub(super) fn criteria<K: Copy>(r: &impl Fields<K>, k: K) -> Result<crate::filter::Criteria> {
+    let v = r.text(k)?;
+    serde_json::from_str(&v).map_err(|_| r.corrupt("legal_holds.criteria", &v))
+}
+
+/// A row of [`super::sql::HOLDS`]; an explicit hold without its conversations yet.
+pub(super) fn hold(r: &impl Fields<usize>) -> Result<Hold> {
+    let scope = match r.opt_text(2)? {
+        Some(_) => HoldScope::Standing(Box::new(criteria(r, 2)?)),
+        None => HoldScope::Conversations(Vec::new()),
+    };
+    let released = match (r.opt_instant(5)?, r.opt_text(6)?) {
+        (Some(at), Some(by)) => Some(Release { at, by }),
+        _ => None,
+    };
+    Ok(Hold {
+        id: r.int(0)?,
+        matter: r.text(1)?,
+        scope,
+        placed_at: r.instant(3, "legal_holds.placed_at")?,
+        placed_by: r.text(4)?,
+        released,
     })
 }
 

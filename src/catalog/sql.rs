@@ -7,6 +7,7 @@
 use crate::filter::{Dialect, Filter, SqlValue};
 
 use super::Exclude;
+use super::holds::Standing;
 
 /// One statement, in each backend's placeholder syntax.
 #[derive(Clone, Copy, Debug)]
@@ -165,6 +166,187 @@ pub(super) const PENDING_DELETES: Sql = shared!(
      FROM delete_intents d LEFT JOIN conversations c ON c.pk = d.conversation \
      ORDER BY d.conversation, d.ordinal"
 );
+
+// Legal holds.
+
+/// Every matter, by name, read by [`super::rows::matter`].
+pub(super) const MATTERS: Sql =
+    shared!("SELECT name, description, created_at, created_by FROM matters ORDER BY name");
+
+pub(super) const MATTER_EXISTS: Sql = shared!("SELECT 1 FROM matters WHERE name = $1");
+
+pub(super) const INSERT_MATTER: Sql = shared!(
+    "INSERT INTO matters (name, description, created_at, created_by) VALUES ($1, $2, $3, $4)"
+);
+
+/// Every hold, in the order placed, read by [`super::rows::hold`].
+pub(super) const HOLDS: Sql = shared!(
+    "SELECT id, matter, criteria, placed_at, placed_by, released_at, released_by \
+     FROM legal_holds ORDER BY id"
+);
+
+/// The conversations of every explicit hold.
+pub(super) const HOLD_CONVERSATIONS: Sql = shared!(
+    "SELECT hold, tenant, conversation_id FROM hold_conversations \
+     ORDER BY hold, tenant, conversation_id"
+);
+
+/// The matter and criteria of every active standing hold.
+pub(super) const ACTIVE_STANDING: Sql = shared!(
+    "SELECT matter, criteria FROM legal_holds WHERE released_at IS NULL AND criteria IS NOT NULL \
+     ORDER BY id"
+);
+
+/// The matters with an active hold, by name.
+pub(super) const ACTIVE_MATTERS: Sql =
+    shared!("SELECT DISTINCT matter FROM legal_holds WHERE released_at IS NULL ORDER BY matter");
+
+pub(super) const INSERT_HOLD: Sql = shared!(
+    "INSERT INTO legal_holds (matter, criteria, placed_at, placed_by) VALUES ($1, $2, $3, $4) \
+     RETURNING id"
+);
+
+pub(super) const RELEASE_HOLDS: Sql = shared!(
+    "UPDATE legal_holds SET released_at = $1, released_by = $2 \
+     WHERE matter = $3 AND released_at IS NULL"
+);
+
+/// Whether an active hold of `matter` (of any matter when None) covers conversation `c`: an
+/// explicit hold naming it, or the criteria of a standing hold in `standing` matching it. The
+/// explicit holds are one uncorrelated subquery (a set made once per statement); each standing
+/// hold is its filter's clause. Never NULL, so `NOT` of it is what is not held. Its parameters
+/// are pushed to `params` and numbered after `before` others; with numbered placeholders
+/// (PostgreSQL's, or SQLite's through [`numbered`]) the clause can appear more than once in a
+/// statement.
+pub(super) fn held(
+    dialect: Dialect,
+    matter: Option<&str>,
+    standing: &[Standing],
+    before: usize,
+    params: &mut Vec<SqlValue>,
+) -> String {
+    let of_matter = match matter {
+        Some(m) => {
+            params.push(SqlValue::Text(m.to_owned()));
+            format!(
+                " AND h.matter = {}",
+                placeholder(dialect, before + params.len())
+            )
+        }
+        None => String::new(),
+    };
+    let mut parts = vec![format!(
+        "c.pk IN (SELECT x.pk FROM hold_conversations hc JOIN legal_holds h ON h.id = hc.hold \
+         JOIN conversations x ON x.tenant = hc.tenant AND x.id = hc.conversation_id \
+         WHERE h.released_at IS NULL{of_matter})"
+    )];
+    for s in standing
+        .iter()
+        .filter(|s| matter.is_none_or(|m| s.matter == m))
+    {
+        let clause = s.filter.to_sql(dialect, before + params.len());
+        params.extend(clause.params);
+        parts.push(format!("coalesce(({}), FALSE)", clause.sql));
+    }
+    format!("({})", parts.join(" OR "))
+}
+
+/// For each of `matters`, a 0/1 column of whether its active holds cover `c` (see [`held`]),
+/// in PostgreSQL's numbered placeholders after `before` others.
+pub(super) fn held_by_each(
+    matters: &[String],
+    standing: &[Standing],
+    before: usize,
+    params: &mut Vec<SqlValue>,
+) -> Vec<String> {
+    matters
+        .iter()
+        .map(|m| {
+            let held = held(Dialect::Postgres, Some(m), standing, before, params);
+            format!("CASE WHEN {held} THEN 1 ELSE 0 END")
+        })
+        .collect()
+}
+
+/// A statement written with PostgreSQL's `$N` placeholders in SQLite's `?N`: every value is
+/// bound, so each `$` in a statement's text is a placeholder's.
+pub(super) fn numbered(postgres: &str) -> String {
+    postgres.replace('$', "?")
+}
+
+/// `c.pk` is one of `pks`, bound as one text parameter.
+fn pk_in(dialect: Dialect, pks: &[i64], params: &mut Vec<SqlValue>) -> String {
+    let list: Vec<String> = pks.iter().map(ToString::to_string).collect();
+    match dialect {
+        Dialect::Sqlite => {
+            params.push(SqlValue::Text(format!("[{}]", list.join(","))));
+            "c.pk IN (SELECT value FROM json_each(?))".into()
+        }
+        Dialect::Postgres => {
+            params.push(SqlValue::Text(format!("{{{}}}", list.join(","))));
+            format!("c.pk = ANY(${}::text::int8[])", params.len())
+        }
+    }
+}
+
+/// (pk, matter) of each of `pks` an active hold covers, one row per hold: the explicit holds,
+/// then each standing hold, in one statement.
+pub(super) fn holding(
+    dialect: Dialect,
+    pks: &[i64],
+    standing: &[Standing],
+    params: &mut Vec<SqlValue>,
+) -> String {
+    let mut parts = vec![format!(
+        "SELECT c.pk, h.matter FROM conversations c JOIN hold_conversations hc \
+         ON hc.tenant = c.tenant AND hc.conversation_id = c.id JOIN legal_holds h ON h.id = hc.hold \
+         WHERE h.released_at IS NULL AND {}",
+        pk_in(dialect, pks, params)
+    )];
+    for s in standing {
+        params.push(SqlValue::Text(s.matter.clone()));
+        let matter = placeholder(dialect, params.len());
+        let pks = pk_in(dialect, pks, params);
+        let clause = s.filter.to_sql(dialect, params.len());
+        params.extend(clause.params);
+        parts.push(format!(
+            "SELECT c.pk, CAST({matter} AS TEXT) FROM conversations c WHERE {pks} AND ({})",
+            clause.sql
+        ));
+    }
+    parts.join(" UNION ALL ")
+}
+
+/// How many conversations the active holds of `matter` cover, and how many of their artifacts
+/// are not deleted: two statements with their parameters.
+pub(super) fn matter_counts(
+    dialect: Dialect,
+    matter: &str,
+    standing: &[Standing],
+) -> [(String, Vec<SqlValue>); 2] {
+    let fence = match dialect {
+        Dialect::Sqlite => "",
+        Dialect::Postgres => " OFFSET 0",
+    };
+    let mut conversations = Vec::new();
+    let held_c = held(dialect, Some(matter), standing, 0, &mut conversations);
+    let mut artifacts = Vec::new();
+    let held_a = held(dialect, Some(matter), standing, 0, &mut artifacts);
+    [
+        (
+            format!("SELECT count(*) FROM conversations c WHERE {held_c}"),
+            conversations,
+        ),
+        (
+            format!(
+                "SELECT count(*) FROM conversations c JOIN artifacts y ON y.conversation = c.pk \
+                 WHERE {held_a} AND NOT EXISTS (SELECT 1 FROM artifact_deletions d \
+                 WHERE d.conversation = y.conversation AND d.file = y.file{fence})"
+            ),
+            artifacts,
+        ),
+    ]
+}
 
 // The upload journal.
 

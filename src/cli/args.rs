@@ -9,7 +9,7 @@ use clap_complete::Shell;
 
 use custodian::media::crypto;
 
-use super::{audit, direct, jobs, lifecycle, media, run, serve};
+use super::{audit, direct, holds, jobs, lifecycle, media, run, serve};
 
 #[derive(Parser)]
 #[command(
@@ -88,6 +88,16 @@ pub enum Command {
     Lifecycle {
         #[command(subcommand)]
         command: lifecycle::LifecycleCommand,
+    },
+    /// Legal holds: matters, and the holds placed under them that keep conversations from
+    /// the lifecycle sweep.
+    #[command(after_help = "Examples:
+  custodian hold list
+  custodian hold show smith-v-acme
+  custodian hold add --help")]
+    Hold {
+        #[command(subcommand)]
+        command: holds::HoldCommand,
     },
     /// Show what a policy would do now (same as `run --dry-run`).
     #[command(after_help = "Examples:

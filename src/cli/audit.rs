@@ -25,7 +25,8 @@ pub enum AuditCommand {
         #[arg(long)]
         conversation: Option<String>,
         /// One trail: conversation_exported, artifact_deleted (lifecycle history),
-        /// lifecycle_acknowledged, lifecycle_policy_changed, confidential_flag_changed.
+        /// lifecycle_acknowledged, lifecycle_policy_changed, confidential_flag_changed,
+        /// matter_created, legal_hold_placed, legal_hold_released (the legal-hold trail).
         #[arg(long, value_parser = parse_audit_kind)]
         kind: Option<AuditKind>,
         #[arg(long, default_value_t = 100)]
@@ -209,6 +210,6 @@ fn print_trail(
 
 fn parse_audit_kind(s: &str) -> Result<AuditKind, String> {
     AuditKind::parse(s).ok_or_else(|| {
-        format!("unknown kind `{s}`: conversation_exported, artifact_deleted, lifecycle_acknowledged, lifecycle_policy_changed or confidential_flag_changed")
+        format!("unknown kind `{s}`: conversation_exported, artifact_deleted, lifecycle_acknowledged, lifecycle_policy_changed, confidential_flag_changed, matter_created, legal_hold_placed or legal_hold_released")
     })
 }

@@ -8,7 +8,7 @@ use custodian::app::Loaded;
 use custodian::app::control::Watchers;
 use custodian::app::lifecycle::{self, Sweep, Switch};
 use custodian::catalog::Mode;
-use custodian::policy::lifecycle::{LIFECYCLE_RUN, SweepSummary};
+use custodian::policy::lifecycle::{DueSummary, LIFECYCLE_RUN, SweepSummary};
 use custodian::repository::record::{ArtifactType, AudioRecordingType};
 use custodian::schedule::runlog::RunLog;
 
@@ -214,17 +214,34 @@ pub fn plan(cli: &Cli, no_index: bool) -> Result<u8> {
     }
     for d in &due {
         outln!(
-            "{}: version {} ({}, delete after {} days): {} artifacts due, {} bytes; next due {}",
+            "{}: version {} ({}, delete after {} days): {} artifacts due, {} bytes; {} kept by legal holds{}; next due {}",
             d.policy,
             d.version,
             d.scope,
             d.days,
             d.artifacts,
             d.bytes,
+            d.held,
+            by_matter(d),
             d.next_due.map_or("never".into(), |t| t.to_rfc3339())
         )?;
     }
     Ok(0)
+}
+
+/// How many artifacts each matter keeps back, as ` (matter: n, …)`, or nothing.
+fn by_matter(d: &DueSummary) -> String {
+    let held: Vec<String> = d
+        .held_by_matter
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(m, n)| format!("{m}: {n}"))
+        .collect();
+    if held.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", held.join(", "))
+    }
 }
 
 /// `run lifecycle`: the sweep. Refused for its limits or an unusable repository root, it
@@ -277,6 +294,14 @@ fn print_sweep(s: &SweepSummary) -> Result<()> {
         r.resumed,
         s.seconds
     )?;
+    for p in r.policies.iter().filter(|p| p.held > 0) {
+        outln!(
+            "  {}: {} artifacts that would be due are kept by legal holds{}",
+            p.policy,
+            p.held,
+            by_matter(p)
+        )?;
+    }
     for h in &r.held_back_reasons {
         outln!("  held back: {h}")?;
     }

@@ -4,6 +4,7 @@
 pub mod args;
 pub mod audit;
 pub mod direct;
+pub mod holds;
 pub mod jobs;
 pub mod lifecycle;
 pub mod manual;

@@ -13,62 +13,84 @@ use std::time::Duration;
 
 use chrono::{DateTime, Days, FixedOffset, NaiveDate, NaiveTime, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::repository::record::{
     Artifact, ArtifactType, AudioRecordingType, Conversation, ConversationType, Direction,
 };
 
-/// Criteria as written in a policy's `[filter]` table.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+/// Criteria as written in a policy's `[filter]` table. They serialize to what they
+/// deserialize from (instants as RFC 3339 text, durations as humantime text), leaving out
+/// what does not constrain: a legal hold's criteria are stored so in the catalog.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Criteria {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tenants: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conversation_types: Vec<ConversationType>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub source_platforms: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub directions: Vec<Direction>,
     /// Matches when any participant has one of these users.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub users: Vec<String>,
     /// Matches when any participant has one of these extensions.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extensions: Vec<String>,
     /// Start at or after this instant.
-    #[serde(default, deserialize_with = "timestamp")]
+    #[serde(
+        default,
+        deserialize_with = "timestamp",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "timestamp_text"
+    )]
     pub start_after: Option<DateTime<FixedOffset>>,
     /// Start strictly before this instant.
-    #[serde(default, deserialize_with = "timestamp")]
+    #[serde(
+        default,
+        deserialize_with = "timestamp",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "timestamp_text"
+    )]
     pub start_before: Option<DateTime<FixedOffset>>,
     /// Start more than N days before the run.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub older_than_days: Option<u32>,
     /// Start at most N days before the run.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub newer_than_days: Option<u32>,
     /// Duration at least this long (humantime: "90s", "2h 30m").
-    #[serde(default, deserialize_with = "duration")]
+    #[serde(
+        default,
+        deserialize_with = "duration",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "duration_text"
+    )]
     pub min_duration: Option<Duration>,
     /// Duration at most this long.
-    #[serde(default, deserialize_with = "duration")]
+    #[serde(
+        default,
+        deserialize_with = "duration",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "duration_text"
+    )]
     pub max_duration: Option<Duration>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confidential: Option<bool>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cdr_only: Option<bool>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imported: Option<bool>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub legal_hold: Option<bool>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub artifact_types: Vec<ArtifactType>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub audio_recording_types: Vec<AudioRecordingType>,
     /// File extensions without the dot, compared case-insensitively.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub file_extensions: Vec<String>,
 }
 
@@ -88,6 +110,23 @@ fn timestamp<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<FixedOff
             "`{text}` needs a date, a time and an offset, e.g. 2026-01-31T00:00:00Z"
         ))
     })
+}
+
+fn timestamp_text<S: Serializer>(
+    t: &Option<DateTime<FixedOffset>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&t.to_rfc3339()),
+        None => s.serialize_none(),
+    }
+}
+
+fn duration_text<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+        None => s.serialize_none(),
+    }
 }
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -543,6 +582,19 @@ mod tests {
         );
         let err = toml_edit::de::from_str::<Criteria>("tenant = ['a']").unwrap_err();
         assert!(err.to_string().contains("unknown field `tenant`"), "{err}");
+    }
+
+    #[test]
+    fn criteria_serialize_to_what_they_read_from() {
+        let toml = "tenants = ['acme']\nusers = ['alice']\nstart_after = 2026-01-02T09:00:00+01:00\n\
+                    start_before = '2026-02-01T00:00:00Z'\nmin_duration = '2h 30m'\n\
+                    artifact_types = ['transcript']\nconfidential = false";
+        let criteria: Criteria = toml_edit::de::from_str(toml).unwrap();
+        let json = serde_json::to_value(&criteria).unwrap();
+        assert_eq!(json["start_after"], "2026-01-02T09:00:00+01:00", "{json}");
+        assert_eq!(json["min_duration"], "2h 30m", "{json}");
+        assert!(json.get("extensions").is_none(), "{json}");
+        assert_eq!(serde_json::from_value::<Criteria>(json).unwrap(), criteria);
     }
 
     #[test]

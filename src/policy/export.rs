@@ -287,6 +287,10 @@ pub struct RunSummary {
 struct MetadataFile<'a> {
     schema: u32,
     conversation: &'a Conversation,
+    /// The matters whose legal holds cover the conversation when it was exported
+    /// (docs/operations.md, "Legal holds"); left out when none does.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    legal_holds: &'a [String],
     export: ExportInfo<'a>,
 }
 
@@ -663,6 +667,7 @@ impl Export<'_> {
             let meta = MetadataFile {
                 schema: 1,
                 conversation: c,
+                legal_holds: &s.holds,
                 export: ExportInfo {
                     policy: &self.policy.name,
                     files,

@@ -8,15 +8,18 @@
 //!
 //! Each delete goes through directory handles under the repository root, opened once per sweep,
 //! and never through a link: a conversation directory swapped for a symlink fails its artifacts
-//! instead of deleting what the link points to. Just before a conversation's artifacts are
-//! removed its `conversation.json` is read again, once per conversation and batch, through the
-//! same handle: a record that now puts it under legal hold, or that changed since it was indexed,
-//! holds its artifacts back.
+//! instead of deleting what the link points to. What a legal hold covers (docs/operations.md,
+//! "Legal holds") is never selected, and just before a batch's files are removed the catalog's
+//! holds are checked again for its conversations, in one statement: a hold placed since the
+//! batch was selected holds them back. Then each conversation's `conversation.json` is read
+//! again, once per conversation and batch, through the same handle: a record that now puts it
+//! under legal hold, or that changed since it was indexed, holds its artifacts back.
 //!
 //! A sweep is a job run of its own ([`run`]), under the `[lifecycle]` job settings: its
 //! deletions' audit events carry the run, a stopped sweep (signal, time limit, keep-alive)
 //! ends after the batch in flight, and a killed one is resumed by the next.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -171,6 +174,12 @@ pub struct DueSummary {
     pub days: u16,
     pub artifacts: u64,
     pub bytes: u64,
+    /// Artifacts that would be due but for a hold: a matter's (docs/operations.md, "Legal
+    /// holds") or their record's legal_hold flag.
+    pub held: u64,
+    /// Of those, how many each matter's active holds cover, by matter (a conversation two
+    /// matters hold counts for both; one only its record holds counts for none).
+    pub held_by_matter: BTreeMap<String, u64>,
     /// When the next artifact not yet due becomes due.
     pub next_due: Option<DateTime<Utc>>,
 }
@@ -194,8 +203,9 @@ pub struct SweepReport {
     /// Deleted artifacts whose file was already gone (recorded with that fact).
     pub already_missing: u64,
     pub bytes: u64,
-    /// Due artifacts kept because their record, read again, holds them (legal hold set, or
-    /// changed since indexed).
+    /// Due artifacts kept just before deleting: a hold placed since they were selected covers
+    /// them, or their record, read again, holds them (legal hold set, or changed since
+    /// indexed). What holds kept out of the selection is each policy's `held`.
     pub held_back: u64,
     /// Why, for the first 50 of them.
     pub held_back_reasons: Vec<String>,
@@ -239,15 +249,19 @@ fn summarize(
     let mut out = Vec::new();
     for p in policies {
         if let Some(q) = DueQuery::of(p, now) {
-            let (artifacts, bytes, next_end) = catalog.due_summary(&q)?;
+            let due = catalog.due_summary(&q)?;
             out.push(DueSummary {
                 policy: q.policy.clone(),
                 version: q.version.clone(),
                 scope: p.scope(),
                 days: q.days,
-                artifacts,
-                bytes,
-                next_due: next_end.map(|end| end + TimeDelta::days(i64::from(q.days))),
+                artifacts: due.artifacts,
+                bytes: due.bytes,
+                held: due.held,
+                held_by_matter: due.held_by_matter.into_iter().collect(),
+                next_due: due
+                    .next_end
+                    .map(|end| end + TimeDelta::days(i64::from(q.days))),
             });
         }
     }
@@ -454,9 +468,30 @@ fn remove_and_record(
     let conversations: Vec<&[DueArtifact]> = intents
         .chunk_by(|a, b| a.conversation_pk == b.conversation_pk)
         .collect();
+    // A hold placed since the batch was selected (or since a killed run recorded its intents)
+    // holds its conversations back, checked in one statement per batch.
+    let pks: Vec<i64> = conversations.iter().map(|c| c[0].conversation_pk).collect();
+    let held = catalog.holding_matters(&pks)?;
     let removed: Vec<Removed> = conversations
         .par_iter()
-        .map(|artifacts| remove_conversation(root, artifacts))
+        .map(|artifacts| match held.get(&artifacts[0].conversation_pk) {
+            Some(matters) => {
+                let why = format!(
+                    "conversation `{}/{}` is under legal hold (matter {}); its artifacts are kept",
+                    artifacts[0].tenant,
+                    artifacts[0].conversation_id,
+                    matters.join(", ")
+                );
+                Removed {
+                    outcomes: artifacts
+                        .iter()
+                        .map(|a| (a.clone(), DeleteOutcome::HeldBack(why.clone())))
+                        .collect(),
+                    dir: None,
+                }
+            }
+            None => remove_conversation(root, artifacts),
+        })
         .collect();
     // Write-ahead: the removals are on disk before the catalog records them, or a power cut
     // could bring back a file recorded deleted. One sync per conversation directory, many at
@@ -994,6 +1029,50 @@ mod tests {
         assert!(root.join("acme/2026/01/02/c2/u.txt").exists());
         assert_eq!(deleted_ids(cat), ["c0", "c0"]);
         assert!(cat.pending_deletes().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_hold_placed_after_the_intents_were_recorded_holds_them_back() {
+        on_each_catalog(hold_after_intents_is_held_back);
+    }
+
+    fn hold_after_intents_is_held_back(cat: &dyn Catalog) {
+        use crate::catalog::holds::{ConversationRef, HoldScope, Matter};
+        let dir = setup(cat, 2);
+        let root = dir.path().join("repo");
+        let now = Utc::now();
+        let p = cat.lifecycle_policies().unwrap().remove(0);
+        let due = cat
+            .due_artifacts(&DueQuery::of(&p, now).unwrap(), (0, -1), 10)
+            .unwrap();
+        // A killed run recorded its intents; then c1 was put on hold.
+        cat.begin_deletes(&due).unwrap();
+        let matter = Matter {
+            name: "m".into(),
+            description: String::new(),
+            created_at: now,
+            created_by: "test".into(),
+        };
+        cat.create_matter(&matter, &event()).unwrap();
+        let c1 = HoldScope::Conversations(vec![ConversationRef {
+            tenant: "acme".into(),
+            id: "c1".into(),
+        }]);
+        cat.place_hold("m", &c1, now, "test", &event()).unwrap();
+        let report = sweep_now(cat, &root).unwrap();
+        assert_eq!(
+            (report.resumed, report.deleted, report.held_back),
+            (4, 2, 2),
+            "{report:?}"
+        );
+        assert!(
+            report.held_back_reasons[0].contains("`acme/c1` is under legal hold (matter m)"),
+            "{report:?}"
+        );
+        assert!(root.join("acme/2026/01/02/c1/t.txt").exists());
+        assert_eq!(deleted_ids(cat), ["c0", "c0"]);
+        assert!(cat.pending_deletes().unwrap().is_empty());
+        assert_eq!(plan(cat, now).unwrap()[0].held, 2);
     }
 
     #[test]

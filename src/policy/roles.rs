@@ -1,6 +1,6 @@
-//! Who may manage lifecycle policies and run the sweep: permissions granted to operating-system
-//! users and groups in a roles file the config names. The acting user is the one the process
-//! runs as.
+//! Who may manage lifecycle policies, run the sweep, and see or manage legal holds: permissions
+//! granted to operating-system users and groups in a roles file the config names. The acting
+//! user is the one the process runs as.
 //!
 //! Whoever can write the roles file can grant any permission, so, as ssh treats its key files,
 //! it is refused unless only its owner can write it and that owner is root or the one the
@@ -11,7 +11,7 @@
 //! alice = ["ARTIFACTS_LIFECYCLE_POLICY_READ", "ARTIFACTS_LIFECYCLE_POLICY_CREATE"]
 //! "*" = ["ARTIFACTS_LIFECYCLE_POLICY_READ"]      # every user
 //! [groups]
-//! compliance = ["ARTIFACTS_LIFECYCLE_POLICY_DELETE"]
+//! compliance = ["ARTIFACTS_LIFECYCLE_POLICY_DELETE", "LEGAL_HOLD_READ", "LEGAL_HOLD_MANAGE"]
 //! ```
 
 use std::collections::BTreeMap;
@@ -23,7 +23,7 @@ use serde::Deserialize;
 
 use crate::users::{Actor, describe_uid};
 
-/// A permission over lifecycle policies.
+/// A permission over lifecycle policies or legal holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 pub enum Permission {
     /// List and show policies.
@@ -41,6 +41,12 @@ pub enum Permission {
     /// Run the sweep past its safety limits (`run lifecycle --force`).
     #[serde(rename = "ARTIFACTS_LIFECYCLE_POLICY_FORCE")]
     Force,
+    /// List and show matters and their legal holds (`hold list`, `hold show`).
+    #[serde(rename = "LEGAL_HOLD_READ")]
+    LegalHoldRead,
+    /// Create matters, place and release legal holds (`hold create`, `add`, `release`).
+    #[serde(rename = "LEGAL_HOLD_MANAGE")]
+    LegalHoldManage,
 }
 
 impl Permission {
@@ -51,6 +57,8 @@ impl Permission {
             Permission::Delete => "ARTIFACTS_LIFECYCLE_POLICY_DELETE",
             Permission::Run => "ARTIFACTS_LIFECYCLE_POLICY_RUN",
             Permission::Force => "ARTIFACTS_LIFECYCLE_POLICY_FORCE",
+            Permission::LegalHoldRead => "LEGAL_HOLD_READ",
+            Permission::LegalHoldManage => "LEGAL_HOLD_MANAGE",
         }
     }
 }

@@ -13,6 +13,7 @@ mod direct;
 mod export;
 #[cfg(feature = "gcs")]
 mod gcs;
+mod holds;
 mod hostile_audit;
 mod hostile_index;
 mod hostile_keys;

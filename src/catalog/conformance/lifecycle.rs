@@ -132,7 +132,7 @@ pub fn lifecycle_policies_and_versions(cat: &dyn Catalog) {
 
 /// Conversations whose artifacts retention tests use: an agent recording (10 bytes), a
 /// transcript (5) and a customer recording (20).
-fn with_retention_artifacts(id: &str, start: &str) -> Conversation {
+pub(super) fn with_retention_artifacts(id: &str, start: &str) -> Conversation {
     let mut c = base(id, "acme");
     let start: DateTime<FixedOffset> = start.parse().unwrap();
     c.start = start;
@@ -163,7 +163,22 @@ fn with_retention_artifacts(id: &str, start: &str) -> Conversation {
     c
 }
 
-fn due_query(
+pub(super) fn due_count(
+    artifacts: u64,
+    bytes: u64,
+    held: u64,
+    next_end: Option<DateTime<Utc>>,
+) -> DueCount {
+    DueCount {
+        artifacts,
+        bytes,
+        held,
+        held_by_matter: Vec::new(),
+        next_end,
+    }
+}
+
+pub(super) fn due_query(
     artifact_type: ArtifactType,
     audio_type: Option<AudioRecordingType>,
     cutoff: &str,
@@ -241,12 +256,18 @@ pub fn due_artifacts_and_summary(cat: &dyn Catalog) {
     );
     assert_eq!(
         cat.due_summary(&q).unwrap(),
-        (2, 20, Some(late.end.to_utc()))
+        due_count(2, 20, 1, Some(late.end.to_utc()))
     );
     let transcripts = due_query(ArtifactType::Transcript, None, "2026-12-31T00:00:00Z");
-    assert_eq!(cat.due_summary(&transcripts).unwrap(), (3, 15, None));
+    assert_eq!(
+        cat.due_summary(&transcripts).unwrap(),
+        due_count(3, 15, 1, None)
+    );
     let untyped_audio = due_query(ArtifactType::AudioRecording, None, "2026-12-31T00:00:00Z");
-    assert_eq!(cat.due_summary(&untyped_audio).unwrap(), (0, 0, None));
+    assert_eq!(
+        cat.due_summary(&untyped_audio).unwrap(),
+        due_count(0, 0, 0, None)
+    );
     assert!(
         cat.due_artifacts(&untyped_audio, (0, -1), 10)
             .unwrap()

@@ -4,6 +4,7 @@
 //! the trait and the implementations are.
 
 pub(super) mod audit;
+pub(super) mod holds;
 pub(super) mod index;
 pub(super) mod lifecycle;
 pub(super) mod runs;
@@ -38,6 +39,7 @@ macro_rules! conformance_suite {
             lifecycle::lifecycle_policies_and_versions,
             lifecycle::due_artifacts_and_summary,
             lifecycle::deletes_are_recorded_once,
+            holds::holds_keep_conversations_from_the_sweep,
             select::confidential_pages,
             runs::upload_journal,
             runs::object_keys_are_held_by_one_file,

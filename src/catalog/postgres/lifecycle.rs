@@ -5,16 +5,19 @@ use chrono::{DateTime, Utc};
 use postgres::types::ToSql;
 
 use super::audit::{append_audit, lock_chain};
-use super::{Fallible, PostgresCatalog, int, last_of_each, micros};
+use super::{Fallible, PostgresCatalog, holds, int, last_of_each, micros, sql_params};
 use crate::audit::NewEvent;
+use crate::catalog::holds::Standing;
 use crate::catalog::lifecycle::{
-    DeleteOutcome, DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion, RetentionAction,
+    DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
+    RetentionAction,
 };
-use crate::catalog::rows;
+use crate::catalog::rows::{self, Fields};
 use crate::catalog::{
     Result, RunId, deletion_event, other_enabled, policy_exists, sql, unknown_policy,
     version_exists,
 };
+use crate::filter::{Dialect, SqlValue};
 
 pub(super) fn create_policy(
     cat: &PostgresCatalog,
@@ -147,6 +150,18 @@ pub(super) fn policies(cat: &PostgresCatalog) -> Result<Vec<LifecyclePolicy>> {
     })
 }
 
+/// Artifacts of the query's type not deleted; `$1` is the cutoff, `$2` and `$3` the type.
+const LIVE: &str = "a.kind = $2 AND a.audio_type IS NOT DISTINCT FROM $3::text \
+     AND NOT EXISTS (SELECT 1 FROM artifact_deletions d WHERE d.conversation = c.pk AND d.file = a.file OFFSET 0)";
+
+/// What a hold covers (the record's legal_hold flag or an active hold, `standing` the active
+/// standing holds), its parameters numbered after the query's three.
+fn held(standing: &[Standing]) -> (String, Vec<SqlValue>) {
+    let mut params = Vec::new();
+    let held = sql::held(Dialect::Postgres, None, standing, 3, &mut params);
+    (format!("(c.legal_hold OR {held})"), params)
+}
+
 pub(super) fn due_artifacts(
     cat: &PostgresCatalog,
     q: &DueQuery,
@@ -154,58 +169,86 @@ pub(super) fn due_artifacts(
     limit: usize,
 ) -> Result<Vec<DueArtifact>> {
     cat.autocommit(|s| {
+        let (held, hold_params) = held(&holds::standing(cat, s)?);
+        let n = 3 + hold_params.len();
+        let cutoff = q.cutoff.timestamp_millis();
+        let audio_type = q.audio_type.map(|a| a.as_str());
+        let limit = limit as i64;
+        let kind = q.artifact_type.as_str();
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&cutoff, &kind, &audio_type];
+        params.extend(sql_params(&hold_params));
+        params.extend([&after.0 as &(dyn ToSql + Sync), &after.1, &limit]);
         let found = s.query(
-            "SELECT c.pk, a.ordinal, c.tenant, c.id, c.rel_dir, a.file, a.size, c.start_ms + c.duration_ms, \
-             c.json_mtime_ns, c.json_size \
-             FROM conversations c JOIN artifacts a ON a.conversation = c.pk \
-             WHERE (c.pk, a.ordinal) > ($1, $2) AND c.start_ms + c.duration_ms <= $3 AND NOT c.legal_hold \
-             AND a.kind = $4 AND a.audio_type IS NOT DISTINCT FROM $5::text \
-             AND NOT EXISTS (SELECT 1 FROM artifact_deletions d WHERE d.conversation = c.pk AND d.file = a.file OFFSET 0) \
-             ORDER BY c.pk, a.ordinal LIMIT $6",
-            &[
-                &after.0,
-                &after.1,
-                &q.cutoff.timestamp_millis(),
-                &q.artifact_type.as_str(),
-                &q.audio_type.map(|a| a.as_str()),
-                &(limit as i64),
-            ],
+            &format!(
+                "SELECT c.pk, a.ordinal, c.tenant, c.id, c.rel_dir, a.file, a.size, c.start_ms + c.duration_ms, \
+                 c.json_mtime_ns, c.json_size \
+                 FROM conversations c JOIN artifacts a ON a.conversation = c.pk \
+                 WHERE c.start_ms + c.duration_ms <= $1 AND {LIVE} AND NOT {held} \
+                 AND (c.pk, a.ordinal) > (${}, ${}) ORDER BY c.pk, a.ordinal LIMIT ${}",
+                n + 1,
+                n + 2,
+                n + 3
+            ),
+            &params,
         )?;
         cat.rows(found, |r| rows::due_artifact(r, q))
     })
 }
 
-pub(super) fn due_summary(
-    cat: &PostgresCatalog,
-    q: &DueQuery,
-) -> Result<(u64, u64, Option<DateTime<Utc>>)> {
-    let live = "NOT c.legal_hold AND a.kind = $2 AND a.audio_type IS NOT DISTINCT FROM $3::text \
-         AND NOT EXISTS (SELECT 1 FROM artifact_deletions d WHERE d.conversation = c.pk AND d.file = a.file OFFSET 0)";
+pub(super) fn due_summary(cat: &PostgresCatalog, q: &DueQuery) -> Result<DueCount> {
     let cutoff = q.cutoff.timestamp_millis();
     let audio_type = q.audio_type.map(|a| a.as_str());
-    let params: [&(dyn ToSql + Sync); 3] = [&cutoff, &q.artifact_type.as_str(), &audio_type];
     cat.autocommit(|s| {
+        let standing = holds::standing(cat, s)?;
+        let (held, mut hold_params) = held(&standing);
+        let n_held = hold_params.len();
+        let matters: Vec<String> = cat.rows(s.query(sql::ACTIVE_MATTERS.postgres, &[])?, |r| {
+            r.text(0)
+        })?;
+        let columns: String = sql::held_by_each(&matters, &standing, 3, &mut hold_params)
+            .iter()
+            .enumerate()
+            .map(|(i, column)| format!(", {column} AS m{i}"))
+            .collect();
+        let sums: String = (0..matters.len())
+            .map(|i| format!(", coalesce(sum(m{i}), 0)::int8"))
+            .collect();
+        let kind = q.artifact_type.as_str();
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&cutoff, &kind, &audio_type];
+        params.extend(sql_params(&hold_params));
         let r = s.query_one(
             &format!(
-                "SELECT count(*), coalesce(sum(a.size), 0)::int8 FROM conversations c \
-                 JOIN artifacts a ON a.conversation = c.pk WHERE c.start_ms + c.duration_ms <= $1 AND {live}"
+                "SELECT count(*) FILTER (WHERE NOT h), coalesce(sum(size) FILTER (WHERE NOT h), 0)::int8, \
+                 count(*) FILTER (WHERE h){sums} FROM (SELECT a.size, {held} AS h{columns} FROM conversations c \
+                 JOIN artifacts a ON a.conversation = c.pk WHERE c.start_ms + c.duration_ms <= $1 AND {LIVE}) due"
             ),
             &params,
         )?;
         let count = cat.unsigned("count", r.try_get(0)?)?;
         let bytes = cat.unsigned("artifacts.size", r.try_get(1)?)?;
+        let kept = cat.unsigned("count", r.try_get(2)?)?;
+        let mut held_by_matter = Vec::with_capacity(matters.len());
+        for (i, m) in matters.into_iter().enumerate() {
+            held_by_matter.push((m, cat.unsigned("count", r.try_get(3 + i)?)?));
+        }
         let next: Option<i64> = s
             .query_opt(
                 &format!(
                     "SELECT c.start_ms + c.duration_ms FROM conversations c JOIN artifacts a \
-                     ON a.conversation = c.pk WHERE c.start_ms + c.duration_ms > $1 AND {live} \
-                     ORDER BY c.start_ms + c.duration_ms LIMIT 1"
+                     ON a.conversation = c.pk WHERE c.start_ms + c.duration_ms > $1 AND {LIVE} \
+                     AND NOT {held} ORDER BY c.start_ms + c.duration_ms LIMIT 1"
                 ),
-                &params,
+                &params[..3 + n_held],
             )?
             .map(|r| r.try_get(0))
             .transpose()?;
-        Ok((count, bytes, next.and_then(DateTime::from_timestamp_millis)))
+        Ok(DueCount {
+            artifacts: count,
+            bytes,
+            held: kept,
+            held_by_matter,
+            next_end: next.and_then(DateTime::from_timestamp_millis),
+        })
     })
 }
 

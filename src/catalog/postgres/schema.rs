@@ -261,4 +261,32 @@ CREATE TABLE object_keys (
 ALTER TABLE audit_head ADD COLUMN key_id TEXT;
 ALTER TABLE audit_events ADD COLUMN key_id TEXT;
 "#,
+    // Legal holds (docs/operations.md, "Legal holds"): matters, and the holds placed under
+    // them; a standing hold is its criteria (JSON) in one row, an explicit one its list of
+    // conversations.
+    r#"
+CREATE TABLE matters (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    description TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    created_by TEXT NOT NULL
+);
+CREATE TABLE legal_holds (
+    id BIGSERIAL PRIMARY KEY,
+    matter TEXT COLLATE "C" NOT NULL REFERENCES matters (name),
+    criteria TEXT,
+    placed_at TIMESTAMPTZ NOT NULL,
+    placed_by TEXT NOT NULL,
+    released_at TIMESTAMPTZ,
+    released_by TEXT
+);
+CREATE INDEX legal_holds_matter ON legal_holds (matter);
+CREATE TABLE hold_conversations (
+    hold BIGINT NOT NULL REFERENCES legal_holds (id),
+    tenant TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    PRIMARY KEY (hold, tenant, conversation_id)
+);
+CREATE INDEX hold_conversations_conversation ON hold_conversations (tenant, conversation_id);
+"#,
 ];

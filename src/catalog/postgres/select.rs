@@ -60,8 +60,9 @@ pub(super) fn select_page(
     })
 }
 
-/// Fills participants and artifacts of a page of conversations (two queries a page), and
-/// what `exported_by` (a policy) exported of them before (a third).
+/// Fills participants and artifacts of a page of conversations (two queries a page), the
+/// matters holding them (a third), and what `exported_by` (a policy) exported of them before
+/// (a fourth).
 fn fill_children(
     cat: &PostgresCatalog,
     s: &mut Session<'_, Client>,
@@ -74,6 +75,11 @@ fn fill_children(
     let pks: Vec<i64> = page.iter().map(|p| p.rowid).collect();
     let index: HashMap<i64, usize> = pks.iter().enumerate().map(|(i, pk)| (*pk, i)).collect();
     let place = |r: &Columns<'_>| -> Result<usize> { Ok(index[&r.int(0)?]) };
+    for (pk, matters) in super::holds::holding(cat, s, &pks)? {
+        if let Some(&i) = index.get(&pk) {
+            page[i].holds = matters;
+        }
+    }
     for (i, participant) in cat.rows(
         s.query(
             "SELECT conversation, user_name, extension, role FROM participants \

@@ -2,18 +2,21 @@
 //! record (an intent before the file goes, the deletion and its audit event after).
 
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, params};
+use rusqlite::types::Value;
+use rusqlite::{OptionalExtension, params, params_from_iter};
 
-use super::SqliteCatalog;
+use super::{SqliteCatalog, holds, to_sql};
 use crate::audit::NewEvent;
 use crate::catalog::lifecycle::{
-    DeleteOutcome, DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion, RetentionAction,
+    DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
+    RetentionAction,
 };
-use crate::catalog::rows;
+use crate::catalog::rows::{self, Fields};
 use crate::catalog::{
     Result, RunId, deletion_event, other_enabled, policy_exists, rfc3339_micros as ts, sql,
     unknown_policy, version_exists,
 };
+use crate::filter::Dialect;
 
 pub(super) fn create_policy(
     cat: &SqliteCatalog,
@@ -159,6 +162,61 @@ pub(super) fn policies(cat: &SqliteCatalog) -> Result<Vec<LifecyclePolicy>> {
     })
 }
 
+/// What a due query binds: its fixed parameters, `?1` to `?3`, then those of the clause of
+/// what a hold covers (the record's legal_hold flag or an active hold), numbered so that it
+/// can appear more than once, and, when asked for, a 0/1 column per matter with an active hold.
+struct Due {
+    params: Vec<Value>,
+    /// How many of `params` the query and `held` take (the rest are the matters' columns').
+    bound: usize,
+    held: String,
+    matters: Vec<(String, String)>,
+}
+
+fn due_params(
+    cat: &SqliteCatalog,
+    conn: &rusqlite::Connection,
+    q: &DueQuery,
+    per_matter: bool,
+) -> Result<Due> {
+    let standing = holds::standing(cat, conn)?;
+    let mut hold_params = Vec::new();
+    let held = sql::numbered(&sql::held(
+        Dialect::Postgres,
+        None,
+        &standing,
+        3,
+        &mut hold_params,
+    ));
+    let bound = 3 + hold_params.len();
+    let names: Vec<String> = if per_matter {
+        cat.rows(conn, sql::ACTIVE_MATTERS.sqlite, [], |r| r.text(0))?
+    } else {
+        Vec::new()
+    };
+    let columns = sql::held_by_each(&names, &standing, 3, &mut hold_params);
+    let mut params = vec![
+        Value::Integer(q.cutoff.timestamp_millis()),
+        Value::Text(q.artifact_type.as_str().into()),
+        q.audio_type
+            .map_or(Value::Null, |a| Value::Text(a.as_str().into())),
+    ];
+    params.extend(hold_params.iter().map(to_sql));
+    Ok(Due {
+        params,
+        bound,
+        held: format!("(c.legal_hold = 1 OR {held})"),
+        matters: names
+            .into_iter()
+            .zip(columns.iter().map(|c| sql::numbered(c)))
+            .collect(),
+    })
+}
+
+/// Artifacts of the query's type not deleted; `?1` is the cutoff, `?2` and `?3` the type.
+const LIVE: &str = "a.kind = ?2 AND a.audio_type IS ?3 \
+     AND NOT EXISTS (SELECT 1 FROM artifact_deletions d WHERE d.conversation = c.pk AND d.file = a.file)";
+
 pub(super) fn due_artifacts(
     cat: &SqliteCatalog,
     q: &DueQuery,
@@ -166,59 +224,82 @@ pub(super) fn due_artifacts(
     limit: usize,
 ) -> Result<Vec<DueArtifact>> {
     cat.with_reader(|conn| {
+        let Due {
+            mut params, held, ..
+        } = due_params(cat, conn, q, false)?;
+        params.extend([
+            Value::Integer(after.0),
+            Value::Integer(after.1),
+            Value::Integer(limit as i64),
+        ]);
+        let (a0, a1, lim) = (params.len() - 2, params.len() - 1, params.len());
         cat.rows(
             conn,
-            "SELECT c.pk, a.ordinal, c.tenant, c.id, c.rel_dir, a.file, a.size, c.start_ms + c.duration_ms, \
-             c.json_mtime_ns, c.json_size \
-             FROM conversations c JOIN artifacts a ON a.conversation = c.pk \
-             WHERE (c.pk, a.ordinal) > (?1, ?2) AND c.start_ms + c.duration_ms <= ?3 AND c.legal_hold = 0 \
-             AND a.kind = ?4 AND a.audio_type IS ?5 \
-             AND NOT EXISTS (SELECT 1 FROM artifact_deletions d WHERE d.conversation = c.pk AND d.file = a.file) \
-             ORDER BY c.pk, a.ordinal LIMIT ?6",
-            params![
-                after.0,
-                after.1,
-                q.cutoff.timestamp_millis(),
-                q.artifact_type.as_str(),
-                q.audio_type.map(|a| a.as_str()),
-                limit as i64
-            ],
+            &format!(
+                "SELECT c.pk, a.ordinal, c.tenant, c.id, c.rel_dir, a.file, a.size, c.start_ms + c.duration_ms, \
+                 c.json_mtime_ns, c.json_size \
+                 FROM conversations c JOIN artifacts a ON a.conversation = c.pk \
+                 WHERE c.start_ms + c.duration_ms <= ?1 AND {LIVE} AND NOT {held} \
+                 AND (c.pk, a.ordinal) > (?{a0}, ?{a1}) ORDER BY c.pk, a.ordinal LIMIT ?{lim}"
+            ),
+            params_from_iter(params),
             |r| rows::due_artifact(r, q),
         )
     })
 }
 
-pub(super) fn due_summary(
-    cat: &SqliteCatalog,
-    q: &DueQuery,
-) -> Result<(u64, u64, Option<DateTime<Utc>>)> {
+pub(super) fn due_summary(cat: &SqliteCatalog, q: &DueQuery) -> Result<DueCount> {
     cat.with_reader(|conn| {
-        let live = "c.legal_hold = 0 AND a.kind = ?2 AND a.audio_type IS ?3 \
-             AND NOT EXISTS (SELECT 1 FROM artifact_deletions d WHERE d.conversation = c.pk AND d.file = a.file)";
-        let args = params![
-            q.cutoff.timestamp_millis(),
-            q.artifact_type.as_str(),
-            q.audio_type.map(|a| a.as_str())
-        ];
-        let (count, bytes): (i64, i64) = conn
+        let Due {
+            params,
+            bound,
+            held,
+            matters,
+        } = due_params(cat, conn, q, true)?;
+        let columns: String = matters
+            .iter()
+            .enumerate()
+            .map(|(i, (_, column))| format!(", {column} AS m{i}"))
+            .collect();
+        let sums: String = (0..matters.len())
+            .map(|i| format!(", coalesce(sum(m{i}), 0)"))
+            .collect();
+        let counts: Vec<i64> = conn
             .prepare_cached(&format!(
-                "SELECT count(*), coalesce(sum(a.size), 0) FROM conversations c JOIN artifacts a ON a.conversation = c.pk \
-                 WHERE c.start_ms + c.duration_ms <= ?1 AND {live}"
+                "SELECT coalesce(sum(1 - h), 0), coalesce(sum(CASE WHEN h = 1 THEN 0 ELSE size END), 0), \
+                 coalesce(sum(h), 0){sums} FROM (SELECT a.size AS size, CASE WHEN {held} THEN 1 ELSE 0 END AS h{columns} \
+                 FROM conversations c JOIN artifacts a ON a.conversation = c.pk \
+                 WHERE c.start_ms + c.duration_ms <= ?1 AND {LIVE}) due"
             ))
-            .and_then(|mut s| s.query_row(args, |r| Ok((r.get(0)?, r.get(1)?))))
+            .and_then(|mut s| {
+                s.query_row(params_from_iter(&params), |r| {
+                    (0..3 + matters.len()).map(|i| r.get(i)).collect()
+                })
+            })
             .map_err(|e| cat.err(e))?;
         let next: Option<i64> = conn
             .prepare_cached(&format!(
                 "SELECT c.start_ms + c.duration_ms FROM conversations c JOIN artifacts a ON a.conversation = c.pk \
-                 WHERE c.start_ms + c.duration_ms > ?1 AND {live} ORDER BY c.start_ms + c.duration_ms LIMIT 1"
+                 WHERE c.start_ms + c.duration_ms > ?1 AND {LIVE} AND NOT {held} \
+                 ORDER BY c.start_ms + c.duration_ms LIMIT 1"
             ))
-            .and_then(|mut s| s.query_row(args, |r| r.get(0)).optional())
+            .and_then(|mut s| {
+                s.query_row(params_from_iter(&params[..bound]), |r| r.get(0))
+                    .optional()
+            })
             .map_err(|e| cat.err(e))?;
-        Ok((
-            count as u64,
-            bytes as u64,
-            next.and_then(DateTime::from_timestamp_millis),
-        ))
+        let n = |i: usize| counts[i].max(0) as u64;
+        Ok(DueCount {
+            artifacts: n(0),
+            bytes: n(1),
+            held: n(2),
+            held_by_matter: matters
+                .into_iter()
+                .enumerate()
+                .map(|(i, (m, _))| (m, n(3 + i)))
+                .collect(),
+            next_end: next.and_then(DateTime::from_timestamp_millis),
+        })
     })
 }
 

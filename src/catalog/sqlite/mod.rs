@@ -4,6 +4,7 @@
 //! with a savepoint per record); the statements both catalogs share are in `catalog/sql.rs`.
 
 mod audit;
+mod holds;
 mod index;
 mod lifecycle;
 mod runs;
@@ -13,6 +14,7 @@ mod select;
 mod tests;
 mod uploads;
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -28,8 +30,9 @@ use super::{
     Result, RunId, RunStatus, Selected,
 };
 use crate::audit::{AuditEvent, AuditHead, KeyError, KeySource, NewEvent};
+use crate::catalog::holds::{HoldScope, Matter, MatterState};
 use crate::catalog::lifecycle::{
-    DeleteOutcome, DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion,
+    DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
 };
 use crate::filter::{Filter, SqlValue};
 use schema::MIGRATIONS;
@@ -367,7 +370,7 @@ impl Catalog for SqliteCatalog {
         lifecycle::due_artifacts(self, query, after, limit)
     }
 
-    fn due_summary(&self, query: &DueQuery) -> Result<(u64, u64, Option<DateTime<Utc>>)> {
+    fn due_summary(&self, query: &DueQuery) -> Result<DueCount> {
         lifecycle::due_summary(self, query)
     }
 
@@ -390,6 +393,39 @@ impl Catalog for SqliteCatalog {
         run: Option<RunId>,
     ) -> Result<()> {
         lifecycle::finish_deletes(self, outcomes, actor, run)
+    }
+
+    fn create_matter(&self, matter: &Matter, event: &NewEvent) -> Result<()> {
+        holds::create_matter(self, matter, event)
+    }
+
+    fn place_hold(
+        &self,
+        matter: &str,
+        scope: &HoldScope,
+        at: DateTime<Utc>,
+        by: &str,
+        event: &NewEvent,
+    ) -> Result<i64> {
+        holds::place_hold(self, matter, scope, at, by, event)
+    }
+
+    fn release_holds(
+        &self,
+        matter: &str,
+        at: DateTime<Utc>,
+        by: &str,
+        event: &NewEvent,
+    ) -> Result<u64> {
+        holds::release_holds(self, matter, at, by, event)
+    }
+
+    fn matters(&self, only: Option<&str>) -> Result<Vec<MatterState>> {
+        holds::matters(self, only)
+    }
+
+    fn holding_matters(&self, pks: &[i64]) -> Result<HashMap<i64, Vec<String>>> {
+        holds::holding_matters(self, pks)
     }
 }
 

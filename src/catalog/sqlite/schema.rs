@@ -229,4 +229,32 @@ CREATE TABLE object_keys (
     r#"
 ALTER TABLE audit_events ADD COLUMN key_id TEXT;
 "#,
+    // Legal holds (docs/operations.md, "Legal holds"): matters, and the holds placed under
+    // them; a standing hold is its criteria (JSON) in one row, an explicit one its list of
+    // conversations.
+    r#"
+CREATE TABLE matters (
+    name TEXT PRIMARY KEY,
+    description TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE legal_holds (
+    id INTEGER PRIMARY KEY,
+    matter TEXT NOT NULL REFERENCES matters (name),
+    criteria TEXT,
+    placed_at TEXT NOT NULL,
+    placed_by TEXT NOT NULL,
+    released_at TEXT,
+    released_by TEXT
+);
+CREATE INDEX legal_holds_matter ON legal_holds (matter);
+CREATE TABLE hold_conversations (
+    hold INTEGER NOT NULL REFERENCES legal_holds (id),
+    tenant TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    PRIMARY KEY (hold, tenant, conversation_id)
+) WITHOUT ROWID;
+CREATE INDEX hold_conversations_conversation ON hold_conversations (tenant, conversation_id);
+"#,
 ];

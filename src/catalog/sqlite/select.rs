@@ -66,8 +66,8 @@ pub(super) fn select_page(
     })
 }
 
-/// Fills participants and artifacts of a page of conversations ordered by rowid, and what
-/// `exported_by` (a policy) exported of them before.
+/// Fills participants, artifacts and the matters holding them of a page of conversations
+/// ordered by rowid, and what `exported_by` (a policy) exported of them before.
 fn fill_children(
     cat: &SqliteCatalog,
     conn: &Connection,
@@ -79,6 +79,12 @@ fn fill_children(
     };
     let (lo, hi) = (first.rowid, last.rowid);
     let index: HashMap<i64, usize> = page.iter().enumerate().map(|(i, s)| (s.rowid, i)).collect();
+    let pks: Vec<i64> = page.iter().map(|s| s.rowid).collect();
+    for (pk, matters) in super::holds::holding(cat, conn, &pks)? {
+        if let Some(&i) = index.get(&pk) {
+            page[i].holds = matters;
+        }
+    }
     for (i, participant) in children(
         cat,
         conn,

@@ -1,0 +1,247 @@
+//! Conformance of legal holds: matters, standing and explicit holds, what they keep out of the
+//! sweep's selection, and their release.
+
+use super::lifecycle::{due_count, due_query, with_retention_artifacts};
+use super::*;
+use crate::catalog::holds::{ConversationRef, HoldScope, Matter};
+
+fn hold_event(kind: AuditKind, matter: &str) -> NewEvent {
+    NewEvent {
+        at: Utc::now(),
+        kind,
+        actor: "tester".into(),
+        policy: None,
+        run: None,
+        tenant: None,
+        conversation_id: None,
+        details: serde_json::json!({ "matter": matter }),
+    }
+}
+
+fn matter(name: &str) -> Matter {
+    Matter {
+        name: name.into(),
+        description: "a dispute".into(),
+        created_at: Utc::now().trunc_subsecs(6),
+        created_by: "carol".into(),
+    }
+}
+
+fn conversation(tenant: &str, id: &str) -> ConversationRef {
+    ConversationRef {
+        tenant: tenant.into(),
+        id: id.into(),
+    }
+}
+
+/// A conversation ended in January 2026 with bob as its participant.
+fn bobs(id: &str) -> Conversation {
+    let mut c = with_retention_artifacts(id, "2026-01-04T10:00:00Z");
+    c.participants[0].user = Some("bob".into());
+    c
+}
+
+fn due_ids(cat: &dyn Catalog, q: &DueQuery) -> Vec<String> {
+    let mut ids: Vec<String> = cat
+        .due_artifacts(q, (0, -1), 100)
+        .unwrap()
+        .into_iter()
+        .map(|a| a.conversation_id)
+        .collect();
+    ids.dedup();
+    ids
+}
+
+/// Matters are unique; holds need a matter and conversations the catalog holds; a standing
+/// hold covers what matches it, indexed before or after it was placed; an explicit hold its
+/// conversations; held conversations are left out of what is due, counted as held, and listed
+/// as held in selections; a release makes them due again; every change is one event.
+pub fn holds_keep_conversations_from_the_sweep(cat: &dyn Catalog) {
+    let now = Utc::now().trunc_subsecs(6);
+    let alices = with_retention_artifacts("alices", "2026-01-02T10:00:00Z");
+    cat.apply_index(&[upsert(&alices), upsert(&bobs("bobs"))])
+        .unwrap();
+    let q = due_query(
+        ArtifactType::AudioRecording,
+        Some(AudioRecordingType::ConferenceAgent),
+        "2026-02-10T00:00:00Z",
+    );
+    assert_eq!(due_ids(cat, &q), ["alices", "bobs"]);
+
+    let placed = |m: &str| hold_event(AuditKind::LegalHoldPlaced, m);
+    let smith = matter("smith-v-acme");
+    cat.create_matter(&smith, &hold_event(AuditKind::MatterCreated, "s"))
+        .unwrap();
+    refused(
+        cat.create_matter(&smith, &hold_event(AuditKind::MatterCreated, "s")),
+        "already exists",
+    );
+    let by_bob = HoldScope::Standing(Box::new(Criteria {
+        users: vec!["bob".into()],
+        ..Criteria::default()
+    }));
+    refused(
+        cat.place_hold("nope", &by_bob, now, "carol", &placed("nope")),
+        "no matter named `nope`",
+    );
+    refused(
+        cat.place_hold(
+            "smith-v-acme",
+            &HoldScope::Conversations(vec![
+                conversation("acme", "alices"),
+                conversation("acme", "ghost"),
+            ]),
+            now,
+            "carol",
+            &placed("smith-v-acme"),
+        ),
+        "not in the catalog: acme/ghost",
+    );
+    assert!(
+        cat.matters(None).unwrap()[0].holds.is_empty(),
+        "nothing placed"
+    );
+    assert!(cat.matters(Some("nope")).unwrap().is_empty());
+
+    let standing = cat
+        .place_hold("smith-v-acme", &by_bob, now, "carol", &placed("s"))
+        .unwrap();
+    assert_eq!(due_ids(cat, &q), ["alices"]);
+    // Indexed after the hold was placed, and covered by it all the same.
+    cat.apply_index(&[upsert(&bobs("bobs-later"))]).unwrap();
+    assert_eq!(due_ids(cat, &q), ["alices"]);
+    assert_eq!(
+        cat.due_summary(&q).unwrap(),
+        DueCount {
+            held_by_matter: vec![("smith-v-acme".into(), 2)],
+            ..due_count(1, 10, 2, None)
+        }
+    );
+
+    cat.create_matter(
+        &matter("audit-2026"),
+        &hold_event(AuditKind::MatterCreated, "a"),
+    )
+    .unwrap();
+    let explicit = HoldScope::Conversations(vec![
+        conversation("acme", "alices"),
+        conversation("acme", "bobs"),
+    ]);
+    cat.place_hold("audit-2026", &explicit, now, "dave", &placed("a"))
+        .unwrap();
+    assert!(due_ids(cat, &q).is_empty());
+    assert_eq!(
+        cat.due_summary(&q).unwrap(),
+        DueCount {
+            held_by_matter: vec![("audit-2026".into(), 2), ("smith-v-acme".into(), 2)],
+            ..due_count(0, 0, 3, None)
+        },
+        "a conversation two matters hold counts for both"
+    );
+
+    let page = cat
+        .select_page(&Filter::all(), &Exclude::Nothing, i64::MIN, 10)
+        .unwrap();
+    let holds: Vec<(&str, Vec<String>)> = page
+        .iter()
+        .map(|s| (s.conversation.id.as_str(), s.holds.clone()))
+        .collect();
+    assert_eq!(
+        holds,
+        [
+            ("alices", vec!["audit-2026".to_string()]),
+            (
+                "bobs",
+                vec!["audit-2026".to_string(), "smith-v-acme".to_string()]
+            ),
+            ("bobs-later", vec!["smith-v-acme".to_string()]),
+        ]
+    );
+    let pks: Vec<i64> = page.iter().map(|s| s.rowid).collect();
+    let holding = cat.holding_matters(&pks).unwrap();
+    assert_eq!(holding.len(), 3);
+    assert_eq!(holding[&pks[2]], ["smith-v-acme"]);
+
+    let matters = cat.matters(None).unwrap();
+    let names: Vec<&str> = matters.iter().map(|m| m.matter.name.as_str()).collect();
+    assert_eq!(names, ["audit-2026", "smith-v-acme"]);
+    let state = &matters[1];
+    assert_eq!(
+        cat.matters(Some("smith-v-acme")).unwrap(),
+        std::slice::from_ref(state)
+    );
+    assert_eq!(state.matter, smith);
+    assert_eq!((state.conversations, state.artifacts), (2, 6));
+    assert_eq!(state.holds.len(), 1);
+    assert_eq!(
+        (
+            &state.holds[0].scope,
+            state.holds[0].id,
+            state.holds[0].placed_at,
+            state.holds[0].placed_by.as_str()
+        ),
+        (&by_bob, standing, now, "carol")
+    );
+    assert_eq!((matters[0].conversations, matters[0].artifacts), (2, 6));
+    assert_eq!(matters[0].holds[0].scope, explicit);
+
+    // Released, a matter holds nothing; the other matter's holds still do.
+    assert_eq!(
+        cat.release_holds(
+            "audit-2026",
+            now,
+            "dave",
+            &hold_event(AuditKind::LegalHoldReleased, "a")
+        )
+        .unwrap(),
+        1
+    );
+    refused(
+        cat.release_holds(
+            "audit-2026",
+            now,
+            "dave",
+            &hold_event(AuditKind::LegalHoldReleased, "a"),
+        ),
+        "no active hold",
+    );
+    refused(
+        cat.release_holds(
+            "nope",
+            now,
+            "dave",
+            &hold_event(AuditKind::LegalHoldReleased, "a"),
+        ),
+        "no matter named `nope`",
+    );
+    assert_eq!(due_ids(cat, &q), ["alices"]);
+    let matters = cat.matters(None).unwrap();
+    assert_eq!((matters[0].conversations, matters[0].artifacts), (0, 0));
+    let released = matters[0].holds[0].released.as_ref().unwrap();
+    assert_eq!((released.at, released.by.as_str()), (now, "dave"));
+    cat.release_holds(
+        "smith-v-acme",
+        now,
+        "carol",
+        &hold_event(AuditKind::LegalHoldReleased, "s"),
+    )
+    .unwrap();
+    assert_eq!(due_ids(cat, &q), ["alices", "bobs", "bobs-later"]);
+    assert!(cat.holding_matters(&pks).unwrap().is_empty());
+
+    let trail = all_events(cat);
+    let kinds: Vec<&str> = trail.iter().map(|e| e.event.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "matter_created",
+            "legal_hold_placed",
+            "matter_created",
+            "legal_hold_placed",
+            "legal_hold_released",
+            "legal_hold_released",
+        ],
+        "refused changes leave no event"
+    );
+    verify_chain(&trail, None).unwrap();
+}

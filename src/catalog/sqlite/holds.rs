@@ -1,0 +1,213 @@
+//! Legal holds: matters, the holds placed under them, and what they cover.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+
+use super::{SqliteCatalog, to_sql};
+use crate::audit::NewEvent;
+use crate::catalog::holds::{
+    self, ConversationRef, Hold, HoldScope, Matter, MatterState, Standing,
+};
+use crate::catalog::rows::{self, Fields};
+use crate::catalog::{Result, rfc3339_micros as ts, sql};
+use crate::filter::Dialect;
+
+pub(super) fn create_matter(cat: &SqliteCatalog, m: &Matter, event: &NewEvent) -> Result<()> {
+    let mut conn = cat.writer.lock().expect("catalog writer lock");
+    let tx = conn.transaction().map_err(|e| cat.err(e))?;
+    if exists(cat, &tx, &m.name)? {
+        return Err(holds::matter_exists(&m.name));
+    }
+    tx.execute(
+        sql::INSERT_MATTER.sqlite,
+        params![m.name, m.description, ts(m.created_at), m.created_by],
+    )
+    .map_err(|e| cat.err(e))?;
+    cat.chain().append(&tx, event).map_err(|e| cat.err(e))?;
+    tx.commit().map_err(|e| cat.err(e))
+}
+
+fn exists(cat: &SqliteCatalog, conn: &Connection, matter: &str) -> Result<bool> {
+    conn.query_row(sql::MATTER_EXISTS.sqlite, [matter], |_| Ok(()))
+        .optional()
+        .map(|found| found.is_some())
+        .map_err(|e| cat.err(e))
+}
+
+pub(super) fn place_hold(
+    cat: &SqliteCatalog,
+    matter: &str,
+    scope: &HoldScope,
+    at: DateTime<Utc>,
+    by: &str,
+    event: &NewEvent,
+) -> Result<i64> {
+    let mut conn = cat.writer.lock().expect("catalog writer lock");
+    let tx = conn.transaction().map_err(|e| cat.err(e))?;
+    if !exists(cat, &tx, matter)? {
+        return Err(holds::unknown_matter(matter));
+    }
+    let criteria = match scope {
+        HoldScope::Standing(c) => Some(holds::criteria_text(c)),
+        HoldScope::Conversations(list) => {
+            let mut known = HashSet::new();
+            {
+                let mut probe = tx
+                    .prepare_cached("SELECT 1 FROM conversations WHERE tenant = ? AND id = ?")
+                    .map_err(|e| cat.err(e))?;
+                for c in list {
+                    if probe
+                        .exists(params![c.tenant, c.id])
+                        .map_err(|e| cat.err(e))?
+                    {
+                        known.insert(c.clone());
+                    }
+                }
+            }
+            let missing: Vec<ConversationRef> = list
+                .iter()
+                .filter(|c| !known.contains(*c))
+                .cloned()
+                .collect();
+            if !missing.is_empty() {
+                return Err(holds::unknown_conversations(&missing));
+            }
+            None
+        }
+    };
+    let id: i64 = tx
+        .query_row(
+            sql::INSERT_HOLD.sqlite,
+            params![matter, criteria, ts(at), by],
+            |r| r.get(0),
+        )
+        .map_err(|e| cat.err(e))?;
+    if let HoldScope::Conversations(list) = scope {
+        let mut ins = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO hold_conversations (hold, tenant, conversation_id) \
+                 VALUES (?, ?, ?)",
+            )
+            .map_err(|e| cat.err(e))?;
+        for c in list {
+            ins.execute(params![id, c.tenant, c.id])
+                .map_err(|e| cat.err(e))?;
+        }
+    }
+    cat.chain().append(&tx, event).map_err(|e| cat.err(e))?;
+    tx.commit().map_err(|e| cat.err(e))?;
+    Ok(id)
+}
+
+pub(super) fn release_holds(
+    cat: &SqliteCatalog,
+    matter: &str,
+    at: DateTime<Utc>,
+    by: &str,
+    event: &NewEvent,
+) -> Result<u64> {
+    let mut conn = cat.writer.lock().expect("catalog writer lock");
+    let tx = conn.transaction().map_err(|e| cat.err(e))?;
+    if !exists(cat, &tx, matter)? {
+        return Err(holds::unknown_matter(matter));
+    }
+    let released = tx
+        .execute(sql::RELEASE_HOLDS.sqlite, params![ts(at), by, matter])
+        .map_err(|e| cat.err(e))?;
+    if released == 0 {
+        return Err(holds::nothing_to_release(matter));
+    }
+    cat.chain().append(&tx, event).map_err(|e| cat.err(e))?;
+    tx.commit().map_err(|e| cat.err(e))?;
+    Ok(released as u64)
+}
+
+/// Every active standing hold, resolved.
+pub(super) fn standing(cat: &SqliteCatalog, conn: &Connection) -> Result<Vec<Standing>> {
+    cat.rows(conn, sql::ACTIVE_STANDING.sqlite, [], |r| {
+        Ok(holds::standing(r.text(0)?, &rows::criteria(r, 1)?))
+    })
+}
+
+pub(super) fn matters(cat: &SqliteCatalog, only: Option<&str>) -> Result<Vec<MatterState>> {
+    cat.with_reader(|conn| {
+        let mut matters = cat.rows(conn, sql::MATTERS.sqlite, [], |r| rows::matter(r))?;
+        matters.retain(|m| only.is_none_or(|name| m.name == name));
+        let mut all: Vec<Hold> = cat.rows(conn, sql::HOLDS.sqlite, [], |r| rows::hold(r))?;
+        let index: HashMap<i64, usize> = all.iter().enumerate().map(|(i, h)| (h.id, i)).collect();
+        for (hold, c) in cat.rows(conn, sql::HOLD_CONVERSATIONS.sqlite, [], |r| {
+            Ok((
+                r.int(0)?,
+                ConversationRef {
+                    tenant: r.text(1)?,
+                    id: r.text(2)?,
+                },
+            ))
+        })? {
+            if let Some(HoldScope::Conversations(list)) =
+                index.get(&hold).map(|&i| &mut all[i].scope)
+            {
+                list.push(c);
+            }
+        }
+        let standing = standing(cat, conn)?;
+        matters
+            .into_iter()
+            .map(|matter| {
+                let [conversations, artifacts] =
+                    sql::matter_counts(Dialect::Sqlite, &matter.name, &standing).map(
+                        |(text, params)| {
+                            conn.prepare_cached(&text)
+                                .and_then(|mut s| {
+                                    s.query_row(params_from_iter(params.iter().map(to_sql)), |r| {
+                                        r.get::<_, i64>(0)
+                                    })
+                                })
+                                .map(|n| n.max(0) as u64)
+                                .map_err(|e| cat.err(e))
+                        },
+                    );
+                Ok(MatterState {
+                    holds: all
+                        .iter()
+                        .filter(|h| h.matter == matter.name)
+                        .cloned()
+                        .collect(),
+                    matter,
+                    conversations: conversations?,
+                    artifacts: artifacts?,
+                })
+            })
+            .collect()
+    })
+}
+
+pub(super) fn holding_matters(
+    cat: &SqliteCatalog,
+    pks: &[i64],
+) -> Result<HashMap<i64, Vec<String>>> {
+    cat.with_reader(|conn| holding(cat, conn, pks))
+}
+
+/// What [`holding_matters`] returns, on `conn`.
+pub(super) fn holding(
+    cat: &SqliteCatalog,
+    conn: &Connection,
+    pks: &[i64],
+) -> Result<HashMap<i64, Vec<String>>> {
+    if pks.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let standing = standing(cat, conn)?;
+    let mut params = Vec::new();
+    let text = sql::holding(Dialect::Sqlite, pks, &standing, &mut params);
+    let found = cat.rows(
+        conn,
+        &text,
+        params_from_iter(params.iter().map(to_sql)),
+        |r| Ok((r.int(0)?, r.text(1)?)),
+    )?;
+    Ok(holds::by_conversation(found))
+}
