@@ -213,6 +213,19 @@ impl ObjectWriter for FsWriter {
     }
 }
 
+impl Drop for FsTarget {
+    /// Files committed but never settled belong to a batch that was not recorded (its run
+    /// failed first): their temporaries are removed, best effort.
+    fn drop(&mut self) {
+        let files = std::mem::take(&mut *self.unsettled.lock().unwrap_or_else(|p| p.into_inner()));
+        if let (false, Some(root)) = (files.is_empty(), self.root.get()) {
+            for f in files {
+                let _ = root.open_dir(&f.dir).and_then(|dir| dir.unlink(&f.temp));
+            }
+        }
+    }
+}
+
 impl Target for FsTarget {
     fn name(&self) -> &str {
         &self.name
@@ -395,6 +408,21 @@ mod tests {
         std::os::unix::fs::symlink(dir.path().join("moved"), dir.path().join("a/d")).unwrap();
         let err = t.settle().unwrap_err().to_string();
         assert!(err.contains("a/d"), "{err}");
+
+        let dropped = FsTarget::new("d", dir.path(), Durability::Durable);
+        put_bytes(
+            &dropped,
+            &ObjectKey::new("f/6.txt").unwrap(),
+            b"x",
+            &WriteContext::default(),
+        )
+        .unwrap();
+        drop(dropped);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("f")).unwrap().count(),
+            0,
+            "a target dropped unsettled leaves no temporary"
+        );
 
         let unsafe_target = FsTarget::new("u", dir.path(), Durability::UnsafeNoSync);
         put_bytes(
