@@ -26,7 +26,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::index::IndexReport;
@@ -472,9 +471,10 @@ fn remove_and_record(
     // holds its conversations back, checked in one statement per batch.
     let pks: Vec<i64> = conversations.iter().map(|c| c[0].conversation_pk).collect();
     let held = catalog.holding_matters(&pks)?;
-    let removed: Vec<Removed> = conversations
-        .par_iter()
-        .map(|artifacts| match held.get(&artifacts[0].conversation_pk) {
+    // Reading each record again and removing files waits on the disk more than it works a
+    // core: many at once, like the syncs after them.
+    let removed: Vec<Removed> = in_parallel(&conversations, |artifacts| {
+        match held.get(&artifacts[0].conversation_pk) {
             Some(matters) => {
                 let why = format!(
                     "conversation `{}/{}` is under legal hold (matter {}); its artifacts are kept",
@@ -491,8 +491,8 @@ fn remove_and_record(
                 }
             }
             None => remove_conversation(root, artifacts),
-        })
-        .collect();
+        }
+    });
     // Write-ahead: the removals are on disk before the catalog records them, or a power cut
     // could bring back a file recorded deleted. One sync per conversation directory, many at
     // once.
