@@ -107,6 +107,21 @@ pub(super) struct Standing {
     pub filter: Filter,
 }
 
+/// Puts each `(hold id, conversation)` row of [`super::sql::HOLD_CONVERSATIONS`] into its
+/// explicit hold in `holds`.
+pub(super) fn attach_conversations(
+    holds: &mut [Hold],
+    rows: impl IntoIterator<Item = (i64, ConversationRef)>,
+) {
+    let index: HashMap<i64, usize> = holds.iter().enumerate().map(|(i, h)| (h.id, i)).collect();
+    for (hold, c) in rows {
+        if let Some(HoldScope::Conversations(list)) = index.get(&hold).map(|&i| &mut holds[i].scope)
+        {
+            list.push(c);
+        }
+    }
+}
+
 /// Criteria as stored in `legal_holds.criteria`.
 pub(super) fn criteria_text(criteria: &Criteria) -> String {
     serde_json::to_string(criteria).expect("criteria serialize")

@@ -316,6 +316,19 @@ pub(super) fn criteria<K: Copy>(r: &impl Fields<K>, k: K) -> Result<crate::filte
     serde_json::from_str(&v).map_err(|_| r.corrupt("legal_holds.criteria", &v))
 }
 
+/// A row of [`super::sql::HOLD_CONVERSATIONS`]: the hold's id and one conversation it names.
+pub(super) fn hold_conversation(
+    r: &impl Fields<usize>,
+) -> Result<(i64, super::holds::ConversationRef)> {
+    Ok((
+        r.int(0)?,
+        super::holds::ConversationRef {
+            tenant: r.text(1)?,
+            id: r.text(2)?,
+        },
+    ))
+}
+
 /// A row of [`super::sql::HOLDS`]; an explicit hold without its conversations yet.
 pub(super) fn hold(r: &impl Fields<usize>) -> Result<Hold> {
     let scope = match r.opt_text(2)? {

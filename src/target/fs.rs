@@ -218,10 +218,8 @@ impl Drop for FsTarget {
     /// failed first): their temporaries are removed, best effort.
     fn drop(&mut self) {
         let files = std::mem::take(&mut *self.unsettled.lock().unwrap_or_else(|p| p.into_inner()));
-        if let (false, Some(root)) = (files.is_empty(), self.root.get()) {
-            for f in files {
-                let _ = root.open_dir(&f.dir).and_then(|dir| dir.unlink(&f.temp));
-            }
+        if let Some(root) = self.root.get() {
+            discard(root, &files);
         }
     }
 }
@@ -299,21 +297,24 @@ impl Target for FsTarget {
                 })
                 .map_err(|e| self.io(&path(f), io::Error::new(e.kind(), e)))
         }));
-        let mut renamed = 0;
-        let placed = synced.and_then(|()| {
-            for f in &files {
-                root.open_dir(&f.dir)
-                    .and_then(|dir| dir.rename(&f.temp, &f.name))
-                    .map_err(|e| self.io(&path(f), io::Error::new(e.kind(), e)))?;
-                renamed += 1;
+        // Files of one directory come one after another (a conversation's objects): its
+        // handle is opened once for them.
+        let mut placed = 0;
+        let renamed = synced.and_then(|()| {
+            for run in files.chunk_by(|a, b| a.dir == b.dir) {
+                let dir = root
+                    .open_dir(&run[0].dir)
+                    .map_err(|e| self.io(&run[0].dir, io::Error::new(e.kind(), e)))?;
+                for f in run {
+                    dir.rename(&f.temp, &f.name)
+                        .map_err(|e| self.io(&path(f), io::Error::new(e.kind(), e)))?;
+                    placed += 1;
+                }
             }
             Ok(())
         });
-        if let Err(e) = placed {
-            for f in &files[renamed..] {
-                // Best effort: a temporary left behind is recognisable by its prefix.
-                let _ = root.open_dir(&f.dir).and_then(|dir| dir.unlink(&f.temp));
-            }
+        if let Err(e) = renamed {
+            discard(root, &files[placed..]);
             return Err(e);
         }
         let mut dirs = BTreeSet::new();
@@ -343,6 +344,14 @@ impl Target for FsTarget {
             }),
             Err(e) => Err(self.confined(key, e)),
         }
+    }
+}
+
+/// Removes the temporaries of `files`, best effort: one left behind is recognisable by its
+/// prefix.
+fn discard(root: &Dir, files: &[Unsettled]) {
+    for f in files {
+        let _ = root.open_dir(&f.dir).and_then(|dir| dir.unlink(&f.temp));
     }
 }
 
@@ -382,7 +391,7 @@ mod tests {
     }
 
     #[test]
-    fn settling_syncs_each_new_directory_once_and_reports_one_it_cannot_reach() {
+    fn settling_places_files_and_reports_a_directory_it_cannot_reach() {
         let dir = tempfile::tempdir().unwrap();
         let t = FsTarget::new("t", dir.path(), Durability::Durable);
         for key in ["a/b/1.txt", "a/b/2.txt", "a/c/3.txt"] {

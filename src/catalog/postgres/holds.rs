@@ -139,22 +139,12 @@ pub(super) fn matters(cat: &PostgresCatalog, only: Option<&str>) -> Result<Vec<M
         let mut matters = cat.rows(s.query(sql::MATTERS.postgres, &[])?, |r| rows::matter(r))?;
         matters.retain(|m| only.is_none_or(|name| m.name == name));
         let mut all: Vec<Hold> = cat.rows(s.query(sql::HOLDS.postgres, &[])?, |r| rows::hold(r))?;
-        let index: HashMap<i64, usize> = all.iter().enumerate().map(|(i, h)| (h.id, i)).collect();
-        for (hold, c) in cat.rows(s.query(sql::HOLD_CONVERSATIONS.postgres, &[])?, |r| {
-            Ok((
-                r.int(0)?,
-                ConversationRef {
-                    tenant: r.text(1)?,
-                    id: r.text(2)?,
-                },
-            ))
-        })? {
-            if let Some(HoldScope::Conversations(list)) =
-                index.get(&hold).map(|&i| &mut all[i].scope)
-            {
-                list.push(c);
-            }
-        }
+        holds::attach_conversations(
+            &mut all,
+            cat.rows(s.query(sql::HOLD_CONVERSATIONS.postgres, &[])?, |r| {
+                rows::hold_conversation(r)
+            })?,
+        );
         let standing = standing(cat, s)?;
         let mut out = Vec::with_capacity(matters.len());
         for matter in matters {

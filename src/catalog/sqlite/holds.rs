@@ -136,22 +136,12 @@ pub(super) fn matters(cat: &SqliteCatalog, only: Option<&str>) -> Result<Vec<Mat
         let mut matters = cat.rows(conn, sql::MATTERS.sqlite, [], |r| rows::matter(r))?;
         matters.retain(|m| only.is_none_or(|name| m.name == name));
         let mut all: Vec<Hold> = cat.rows(conn, sql::HOLDS.sqlite, [], |r| rows::hold(r))?;
-        let index: HashMap<i64, usize> = all.iter().enumerate().map(|(i, h)| (h.id, i)).collect();
-        for (hold, c) in cat.rows(conn, sql::HOLD_CONVERSATIONS.sqlite, [], |r| {
-            Ok((
-                r.int(0)?,
-                ConversationRef {
-                    tenant: r.text(1)?,
-                    id: r.text(2)?,
-                },
-            ))
-        })? {
-            if let Some(HoldScope::Conversations(list)) =
-                index.get(&hold).map(|&i| &mut all[i].scope)
-            {
-                list.push(c);
-            }
-        }
+        holds::attach_conversations(
+            &mut all,
+            cat.rows(conn, sql::HOLD_CONVERSATIONS.sqlite, [], |r| {
+                rows::hold_conversation(r)
+            })?,
+        );
         let standing = standing(cat, conn)?;
         matters
             .into_iter()

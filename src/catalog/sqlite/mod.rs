@@ -53,25 +53,22 @@ impl SqliteCatalog {
             _ => Path::new("."),
         };
         // The directories whose entries a new catalog adds to: its own, and those of the
-        // directories created for it, up to the first that existed.
-        // A relative path's last ancestor is "", the working directory.
-        let ancestors = parent.ancestors().map(|p| match p.as_os_str().is_empty() {
-            true => Path::new("."),
-            false => p,
-        });
-        let new_entries_in: Vec<&Path> = if path.exists() {
-            Vec::new()
-        } else {
-            let mut dirs: Vec<&Path> = ancestors.take_while(|p| !p.exists()).collect();
-            dirs.push(match dirs.last() {
-                Some(created) => created
-                    .parent()
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .unwrap_or(Path::new(".")),
-                None => parent,
-            });
-            dirs
-        };
+        // directories created for it, up to the first that existed. A relative path's last
+        // ancestor is "", the working directory.
+        let mut new_entries_in: Vec<&Path> = Vec::new();
+        if !path.exists() {
+            for dir in parent.ancestors() {
+                let dir = if dir.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    dir
+                };
+                new_entries_in.push(dir);
+                if dir.exists() {
+                    break;
+                }
+            }
+        }
         std::fs::create_dir_all(parent).map_err(|e| CatalogError::Open {
             location: path.display().to_string(),
             message: format!("cannot create directory {}: {e}", parent.display()),
