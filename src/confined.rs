@@ -282,6 +282,53 @@ impl Dir {
             .map_err(|e| ConfinedError::from_errno(self.display_path(rel), e))
     }
 
+    /// Moves the regular file at `rel` to `name` in the directory `to` (on the same filesystem)
+    /// through both parents' handles, never replacing what is already there: a link, a
+    /// directory or a special file at `rel` is refused and left alone, and an entry named `name`
+    /// in `to` fails the move with `AlreadyExists`.
+    pub fn move_file(&self, rel: impl AsRef<Path>, to: &Dir, name: &str) -> Result<(), ConfinedError> {
+        let rel = rel.as_ref();
+        let (parent, from) = self.parent_of(rel)?;
+        let stat = rustix::fs::statat(&parent.fd, from, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| ConfinedError::from_errno(self.display_path(rel), e))?;
+        match FileType::from_raw_mode(stat.st_mode) {
+            FileType::RegularFile => {}
+            FileType::Symlink => {
+                return Err(ConfinedError::Symlink {
+                    path: self.display_path(rel),
+                });
+            }
+            kind => {
+                return Err(ConfinedError::NotRegular {
+                    path: self.display_path(rel),
+                    kind: kind_name(kind),
+                });
+            }
+        }
+        rustix::fs::renameat_with(
+            &parent.fd,
+            from,
+            &to.fd,
+            name,
+            rustix::fs::RenameFlags::NOREPLACE,
+        )
+        .map_err(|e| ConfinedError::from_errno(to.display_path(name), e))
+    }
+
+    /// The filesystem (device) this directory lies on.
+    pub fn device(&self) -> Result<u64, ConfinedError> {
+        rustix::fs::fstat(&self.fd)
+            .map(|st| st.st_dev)
+            .map_err(|e| ConfinedError::from_errno(self.path.clone(), e))
+    }
+
+    /// The permission bits of this directory.
+    pub fn mode(&self) -> Result<u32, ConfinedError> {
+        rustix::fs::fstat(&self.fd)
+            .map(|st| st.st_mode & 0o7777)
+            .map_err(|e| ConfinedError::from_errno(self.path.clone(), e))
+    }
+
     /// Creates the directory `rel` and its missing parents, one component at a time, each
     /// opened without following a link (a link in place of a directory is an error).
     pub fn create_dir_all(&self, rel: impl AsRef<Path>, mode: u32) -> Result<Dir, ConfinedError> {

@@ -25,6 +25,10 @@ pub enum AuditKind {
     ConversationExported,
     /// A lifecycle policy deleted an artifact (the lifecycle history trail).
     ArtifactDeleted,
+    /// The sweep moved a due artifact into the quarantine area instead of deleting it.
+    ArtifactQuarantined,
+    /// A quarantined artifact was put back in its conversation directory.
+    ArtifactRestored,
     /// A user acknowledged what a lifecycle policy change means (the acknowledgments trail).
     LifecycleAcknowledged,
     /// A lifecycle policy was created, versioned, enabled, disabled or re-pointed.
@@ -44,6 +48,8 @@ impl AuditKind {
         match self {
             AuditKind::ConversationExported => "conversation_exported",
             AuditKind::ArtifactDeleted => "artifact_deleted",
+            AuditKind::ArtifactQuarantined => "artifact_quarantined",
+            AuditKind::ArtifactRestored => "artifact_restored",
             AuditKind::LifecycleAcknowledged => "lifecycle_acknowledged",
             AuditKind::LifecyclePolicyChanged => "lifecycle_policy_changed",
             AuditKind::ConfidentialFlagChanged => "confidential_flag_changed",
@@ -57,6 +63,8 @@ impl AuditKind {
         match s {
             "conversation_exported" => Some(AuditKind::ConversationExported),
             "artifact_deleted" => Some(AuditKind::ArtifactDeleted),
+            "artifact_quarantined" => Some(AuditKind::ArtifactQuarantined),
+            "artifact_restored" => Some(AuditKind::ArtifactRestored),
             "lifecycle_acknowledged" => Some(AuditKind::LifecycleAcknowledged),
             "lifecycle_policy_changed" => Some(AuditKind::LifecyclePolicyChanged),
             "confidential_flag_changed" => Some(AuditKind::ConfidentialFlagChanged),

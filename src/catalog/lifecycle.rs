@@ -5,7 +5,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
-use super::Fingerprint;
+use super::{Fingerprint, RunId};
 use crate::repository::record::{ArtifactType, AudioRecordingType};
 
 /// What a version does with the artifacts of its type in active storage.
@@ -199,6 +199,104 @@ pub enum DeleteOutcome {
     HeldBack(String),
     /// The file could not be removed; nothing is recorded and the next run tries again.
     Failed(String),
+}
+
+/// Where a quarantined artifact stands (docs/operations.md, "Quarantine"). Every state but
+/// `Quarantined` is an intent a killed process may have left half done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuarantineState {
+    /// To be moved from its conversation directory into the quarantine area.
+    Moving,
+    /// In the quarantine area.
+    Quarantined,
+    /// To be moved back to its conversation directory.
+    Restoring,
+    /// To be removed from the quarantine area for good.
+    Purging,
+}
+
+impl QuarantineState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuarantineState::Moving => "moving",
+            QuarantineState::Quarantined => "quarantined",
+            QuarantineState::Restoring => "restoring",
+            QuarantineState::Purging => "purging",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<QuarantineState> {
+        [
+            QuarantineState::Moving,
+            QuarantineState::Quarantined,
+            QuarantineState::Restoring,
+            QuarantineState::Purging,
+        ]
+        .into_iter()
+        .find(|q| q.as_str() == s)
+    }
+}
+
+/// One artifact in quarantine, or on its way in or out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Quarantined {
+    /// The artifact as it was due, with where it came from.
+    #[serde(flatten)]
+    pub artifact: DueArtifact,
+    /// Its file's name in the quarantine area.
+    pub name: String,
+    pub state: QuarantineState,
+    /// A restore by a user: the version that quarantined it no longer makes it due.
+    pub exempt: bool,
+    /// The sweep that quarantined it.
+    pub run: Option<RunId>,
+    /// When it was moved in (None while moving).
+    pub quarantined_at: Option<DateTime<Utc>>,
+    /// Its conversation's record is under legal hold (as last indexed).
+    pub legal_hold: bool,
+}
+
+/// Which quarantine entries to list.
+#[derive(Clone, Debug)]
+pub enum QuarantineSelect {
+    /// Intents left by a killed process (every state but `Quarantined`).
+    Pending,
+    /// Pending restores only.
+    Restoring,
+    /// The next page of quarantined artifacts after `(conversation pk, file)`.
+    Page { after: (i64, String), limit: usize },
+    /// The quarantined artifacts of one conversation.
+    Conversation { tenant: String, id: String },
+    /// The quarantined artifacts a sweep moved in.
+    Run(RunId),
+}
+
+/// How a quarantine intent ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QuarantineOutcome {
+    /// Moved into the quarantine area: recorded with its `artifact_quarantined` event.
+    Quarantined,
+    /// Back in its conversation directory: its `artifact_restored` event, and, when the entry
+    /// is `exempt`, its exemption from the version that quarantined it.
+    Restored { reason: String },
+    /// Gone for good (or already gone when it was to be moved): recorded deleted with its
+    /// `artifact_deleted` event.
+    Purged { was_missing: bool },
+    /// Nothing was done: a move is forgotten (the artifact stays where it was, due), a restore
+    /// or purge leaves it quarantined.
+    Kept,
+}
+
+/// What one version of a policy has in quarantine.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QuarantineCount {
+    pub policy: String,
+    pub version: String,
+    pub artifacts: u64,
+    pub bytes: u64,
+    /// Of those, quarantined at or before the purge cutoff asked for.
+    pub purgeable: u64,
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ use crate::repository::record::Conversation;
 use holds::{HoldScope, Matter, MatterState};
 use lifecycle::{
     DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
+    QuarantineCount, QuarantineOutcome, QuarantineSelect, QuarantineState, Quarantined,
 };
 
 pub use settings::{CatalogConfig, CatalogSettings};
@@ -535,6 +536,42 @@ pub trait Catalog: uploads::UploadJournal + Send + Sync {
         run: Option<RunId>,
     ) -> Result<()>;
 
+    // The quarantine window (docs/operations.md, "Quarantine"): intents before each move,
+    // restore or purge, and what each did with its audit event after.
+
+    /// Records the intent to move these due artifacts into the quarantine area under `names`
+    /// (one each), for the sweep `run`, before any is moved.
+    fn begin_quarantine(
+        &self,
+        intents: &[(DueArtifact, String)],
+        run: Option<RunId>,
+    ) -> Result<()>;
+
+    /// The quarantine entries `select` picks, by conversation and file.
+    fn quarantined(&self, select: &QuarantineSelect) -> Result<Vec<Quarantined>>;
+
+    /// Records the intent to restore (`exempt` when a user restores) or purge these
+    /// quarantined artifacts, before any file is moved or removed.
+    fn mark_quarantine(
+        &self,
+        entries: &[Quarantined],
+        state: QuarantineState,
+        exempt: bool,
+    ) -> Result<()>;
+
+    /// Ends intents with what happened to each, and their audit events (of `run` when a sweep
+    /// did it), in one transaction.
+    fn finish_quarantine(
+        &self,
+        outcomes: &[(Quarantined, QuarantineOutcome)],
+        actor: &str,
+        run: Option<RunId>,
+    ) -> Result<()>;
+
+    /// What each policy version has in quarantine, and how much of it was quarantined at or
+    /// before `purge_cutoff`.
+    fn quarantine_counts(&self, purge_cutoff: DateTime<Utc>) -> Result<Vec<QuarantineCount>>;
+
     // Legal holds: matters and the holds placed under them (`holds`), each change committed
     // with its audit event.
 
@@ -730,6 +767,63 @@ fn deletion_event(
             "file_was_missing": was_missing,
         }),
     }
+}
+
+/// The audit event of one ended quarantine intent at `now`, if it did anything.
+fn quarantine_event(
+    q: &Quarantined,
+    outcome: &QuarantineOutcome,
+    now: DateTime<Utc>,
+    actor: &str,
+    run: Option<RunId>,
+) -> Option<NewEvent> {
+    let a = &q.artifact;
+    let (kind, details) = match outcome {
+        QuarantineOutcome::Kept => return None,
+        QuarantineOutcome::Purged { was_missing } => {
+            let mut e = deletion_event(a, *was_missing, now, actor, run);
+            e.details["quarantine_name"] = serde_json::json!(q.name);
+            e.details["quarantined_at"] =
+                serde_json::json!(q.quarantined_at.map(rfc3339_micros));
+            return Some(e);
+        }
+        QuarantineOutcome::Quarantined => (
+            crate::audit::AuditKind::ArtifactQuarantined,
+            serde_json::json!({
+                "artifact": a.file,
+                "path": format!("{}/{}", a.rel_dir, a.file),
+                "size": a.size,
+                "version": a.version,
+                "due": rfc3339_micros(a.due),
+                "quarantine_name": q.name,
+                "quarantined_at": rfc3339_micros(now),
+            }),
+        ),
+        QuarantineOutcome::Restored { reason } => (
+            crate::audit::AuditKind::ArtifactRestored,
+            serde_json::json!({
+                "artifact": a.file,
+                "path": format!("{}/{}", a.rel_dir, a.file),
+                "size": a.size,
+                "version": a.version,
+                "quarantine_name": q.name,
+                "quarantined_at": q.quarantined_at.map(rfc3339_micros),
+                "restored_at": rfc3339_micros(now),
+                "reason": reason,
+                "exempt_from_version": q.exempt,
+            }),
+        ),
+    };
+    Some(NewEvent {
+        at: now,
+        kind,
+        actor: actor.to_owned(),
+        policy: Some(a.policy.clone()),
+        run: run.map(|r| r.0),
+        tenant: Some(a.tenant.clone()),
+        conversation_id: Some(a.conversation_id.clone()),
+        details,
+    })
 }
 
 /// The event of one conversation whose confidential flag a page changed.

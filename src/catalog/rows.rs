@@ -6,7 +6,10 @@
 use chrono::{DateTime, FixedOffset, Utc};
 
 use super::holds::{Hold, HoldScope, Matter, Release};
-use super::lifecycle::{DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion, RetentionAction};
+use super::lifecycle::{
+    DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion, QuarantineCount, QuarantineState,
+    Quarantined, RetentionAction,
+};
 use super::uploads::OpenUpload;
 use super::{
     CatalogError, Counters, ExportedArtifact, FailedItem, Fingerprint, JobRun, Mode, ObjectRecord,
@@ -369,6 +372,55 @@ pub(super) fn pending_delete(r: &impl Fields<usize>) -> Result<DueArtifact> {
             (Some(mtime_ns), Some(size)) => Some(Fingerprint { mtime_ns, size }),
             _ => None,
         },
+    })
+}
+
+/// A row of [`super::sql::quarantine_entries`].
+pub(super) fn quarantined(r: &impl Fields<usize>) -> Result<Quarantined> {
+    let instant = |ms: i64, column: &'static str| {
+        DateTime::from_timestamp_millis(ms).ok_or_else(|| r.corrupt(column, &ms.to_string()))
+    };
+    let state = r.text(13)?;
+    Ok(Quarantined {
+        artifact: DueArtifact {
+            conversation_pk: r.int(0)?,
+            ordinal: r.int(1)?,
+            tenant: r.text(2)?,
+            conversation_id: r.text(3)?,
+            rel_dir: r.text(4)?,
+            file: r.text(5)?,
+            size: r.unsigned(6, "quarantine.size")?,
+            policy: r.text(7)?,
+            version: r.text(8)?,
+            due: instant(r.int(9)?, "quarantine.due_ms")?,
+            record: match (
+                r.opt_int(10)?,
+                r.opt_unsigned(11, "conversations.json_size")?,
+            ) {
+                (Some(mtime_ns), Some(size)) => Some(Fingerprint { mtime_ns, size }),
+                _ => None,
+            },
+        },
+        name: r.text(12)?,
+        state: QuarantineState::parse(&state).ok_or_else(|| r.corrupt("quarantine.state", &state))?,
+        exempt: r.flag(14)?,
+        run: r.opt_int(15)?.map(RunId),
+        quarantined_at: match r.opt_int(16)? {
+            Some(ms) => Some(instant(ms, "quarantine.quarantined_ms")?),
+            None => None,
+        },
+        legal_hold: r.flag(17)?,
+    })
+}
+
+/// A row of [`super::sql::QUARANTINE_COUNTS`].
+pub(super) fn quarantine_count(r: &impl Fields<usize>) -> Result<QuarantineCount> {
+    Ok(QuarantineCount {
+        policy: r.text(0)?,
+        version: r.text(1)?,
+        artifacts: r.unsigned(2, "quarantine count")?,
+        bytes: r.unsigned(3, "quarantine.size")?,
+        purgeable: r.unsigned(4, "quarantine count")?,
     })
 }
 

@@ -7,6 +7,7 @@
 use crate::filter::{Dialect, Filter, SqlValue};
 
 use super::Exclude;
+use super::lifecycle::QuarantineSelect;
 use super::holds::Standing;
 
 /// One statement, in each backend's placeholder syntax.
@@ -157,7 +158,8 @@ pub(super) const LIFECYCLE_VERSIONS: Sql = shared!(
 );
 
 pub(super) const LIVE_ARTIFACT_COUNT: Sql =
-    shared!("SELECT (SELECT count(*) FROM artifacts) - (SELECT count(*) FROM artifact_deletions)");
+    shared!("SELECT (SELECT count(*) FROM artifacts) - (SELECT count(*) FROM artifact_deletions) \
+     - (SELECT count(*) FROM quarantine)");
 
 /// Intents a killed run left, read by [`super::rows::pending_delete`].
 pub(super) const PENDING_DELETES: Sql = shared!(
@@ -165,6 +167,54 @@ pub(super) const PENDING_DELETES: Sql = shared!(
      d.policy, d.version, d.due, c.json_mtime_ns, c.json_size \
      FROM delete_intents d LEFT JOIN conversations c ON c.pk = d.conversation \
      ORDER BY d.conversation, d.ordinal"
+);
+
+// The quarantine window.
+
+/// The quarantine entries `select` picks, in PostgreSQL's placeholders, with their parameters,
+/// read by [`super::rows::quarantined`]: each with its conversation's record fingerprint and
+/// legal_hold flag as indexed.
+pub(super) fn quarantine_entries(select: &QuarantineSelect) -> (String, Vec<SqlValue>) {
+    let (filter, params) = match select {
+        QuarantineSelect::Pending => ("q.state <> 'quarantined'".to_owned(), Vec::new()),
+        QuarantineSelect::Restoring => ("q.state = 'restoring'".to_owned(), Vec::new()),
+        QuarantineSelect::Page { after, limit } => (
+            format!(
+                "q.state = 'quarantined' AND (q.conversation > $1 OR (q.conversation = $1 AND q.file > $2)) \
+                 ORDER BY q.conversation, q.file LIMIT {limit}"
+            ),
+            vec![SqlValue::Int(after.0), SqlValue::Text(after.1.clone())],
+        ),
+        QuarantineSelect::Conversation { tenant, id } => (
+            "q.state = 'quarantined' AND q.tenant = $1 AND q.conversation_id = $2".to_owned(),
+            vec![SqlValue::Text(tenant.clone()), SqlValue::Text(id.clone())],
+        ),
+        QuarantineSelect::Run(run) => (
+            "q.state = 'quarantined' AND q.run = $1".to_owned(),
+            vec![SqlValue::Int(run.0)],
+        ),
+    };
+    let order = if matches!(select, QuarantineSelect::Page { .. }) {
+        ""
+    } else {
+        " ORDER BY q.conversation, q.file"
+    };
+    (
+        format!(
+            "SELECT q.conversation, q.ordinal, q.tenant, q.conversation_id, q.rel_dir, q.file, q.size, \
+             q.policy, q.version, q.due_ms, c.json_mtime_ns, c.json_size, q.name, q.state, q.exempt, q.run, \
+             q.quarantined_ms, c.legal_hold IS TRUE \
+             FROM quarantine q LEFT JOIN conversations c ON c.pk = q.conversation WHERE {filter}{order}"
+        ),
+        params,
+    )
+}
+
+/// What each policy version has in quarantine; `$1` is the purge cutoff in milliseconds.
+pub(super) const QUARANTINE_COUNTS: Sql = shared!(
+    "SELECT policy, version, count(*), CAST(coalesce(sum(size), 0) AS BIGINT), \
+     CAST(coalesce(sum(CASE WHEN state = 'quarantined' AND quarantined_ms <= $1 THEN 1 ELSE 0 END), 0) AS BIGINT) \
+     FROM quarantine GROUP BY policy, version ORDER BY policy, version"
 );
 
 // Legal holds.

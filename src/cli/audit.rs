@@ -24,7 +24,8 @@ pub enum AuditCommand {
         run: Option<i64>,
         #[arg(long)]
         conversation: Option<String>,
-        /// One trail: conversation_exported, artifact_deleted (lifecycle history),
+        /// One trail: conversation_exported, artifact_deleted, artifact_quarantined,
+        /// artifact_restored (lifecycle history),
         /// lifecycle_acknowledged, lifecycle_policy_changed, confidential_flag_changed,
         /// matter_created, legal_hold_placed, legal_hold_released (the legal-hold trail).
         #[arg(long, value_parser = parse_audit_kind)]
@@ -210,6 +211,6 @@ fn print_trail(
 
 fn parse_audit_kind(s: &str) -> Result<AuditKind, String> {
     AuditKind::parse(s).ok_or_else(|| {
-        format!("unknown kind `{s}`: conversation_exported, artifact_deleted, lifecycle_acknowledged, lifecycle_policy_changed, confidential_flag_changed, matter_created, legal_hold_placed or legal_hold_released")
+        format!("unknown kind `{s}`: conversation_exported, artifact_deleted, artifact_quarantined, artifact_restored, lifecycle_acknowledged, lifecycle_policy_changed, confidential_flag_changed, matter_created, legal_hold_placed or legal_hold_released")
     })
 }

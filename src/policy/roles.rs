@@ -41,6 +41,9 @@ pub enum Permission {
     /// Run the sweep past its safety limits (`run lifecycle --force`).
     #[serde(rename = "ARTIFACTS_LIFECYCLE_POLICY_FORCE")]
     Force,
+    /// Put quarantined artifacts back (`lifecycle restore`).
+    #[serde(rename = "ARTIFACTS_LIFECYCLE_POLICY_RESTORE")]
+    Restore,
     /// List and show matters and their legal holds (`hold list`, `hold show`).
     #[serde(rename = "LEGAL_HOLD_READ")]
     LegalHoldRead,
@@ -57,6 +60,7 @@ impl Permission {
             Permission::Delete => "ARTIFACTS_LIFECYCLE_POLICY_DELETE",
             Permission::Run => "ARTIFACTS_LIFECYCLE_POLICY_RUN",
             Permission::Force => "ARTIFACTS_LIFECYCLE_POLICY_FORCE",
+            Permission::Restore => "ARTIFACTS_LIFECYCLE_POLICY_RESTORE",
             Permission::LegalHoldRead => "LEGAL_HOLD_READ",
             Permission::LegalHoldManage => "LEGAL_HOLD_MANAGE",
         }

@@ -10,12 +10,13 @@ use crate::audit::NewEvent;
 use crate::catalog::holds::Standing;
 use crate::catalog::lifecycle::{
     DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
+    QuarantineCount, QuarantineOutcome, QuarantineSelect, QuarantineState, Quarantined,
     RetentionAction,
 };
 use crate::catalog::rows::{self, Fields};
 use crate::catalog::{
-    Result, RunId, deletion_event, other_enabled, policy_exists, sql, unknown_policy,
-    version_exists,
+    Result, RunId, deletion_event, other_enabled, policy_exists, quarantine_event, sql,
+    unknown_policy, version_exists,
 };
 use crate::filter::{Dialect, SqlValue};
 
@@ -150,9 +151,14 @@ pub(super) fn policies(cat: &PostgresCatalog) -> Result<Vec<LifecyclePolicy>> {
     })
 }
 
-/// Artifacts of the query's type not deleted; `$1` is the cutoff, `$2` and `$3` the type.
+/// Artifacts of the query's type not deleted, not in quarantine, and not restored from the
+/// quarantine of the policy version now active (docs/operations.md, "Quarantine"); `$1` is the
+/// cutoff, `$2` and `$3` the type.
 const LIVE: &str = "a.kind = $2 AND a.audio_type IS NOT DISTINCT FROM $3::text \
-     AND NOT EXISTS (SELECT 1 FROM artifact_deletions d WHERE d.conversation = c.pk AND d.file = a.file OFFSET 0)";
+     AND NOT EXISTS (SELECT 1 FROM artifact_deletions d WHERE d.conversation = c.pk AND d.file = a.file OFFSET 0) \
+     AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.conversation = c.pk AND q.file = a.file OFFSET 0) \
+     AND NOT EXISTS (SELECT 1 FROM restore_exemptions r JOIN lifecycle_policies p \
+     ON p.name = r.policy AND p.active_version = r.version WHERE r.conversation = c.pk AND r.file = a.file OFFSET 0)";
 
 /// What a hold covers (the record's legal_hold flag or an active hold, `standing` the active
 /// standing holds), its parameters numbered after the query's three.
@@ -357,5 +363,172 @@ pub(super) fn finish_deletes(
             &[&intent_pk, &intent_ordinal],
         )
         .map(drop)
+    })
+}
+
+pub(super) fn begin_quarantine(
+    cat: &PostgresCatalog,
+    intents: &[(DueArtifact, String)],
+    run: Option<RunId>,
+) -> Result<()> {
+    if intents.is_empty() {
+        return Ok(());
+    }
+    let conversation: Vec<i64> = intents.iter().map(|(a, _)| a.conversation_pk).collect();
+    let file: Vec<&str> = intents.iter().map(|(a, _)| a.file.as_str()).collect();
+    let ordinal: Vec<i64> = intents.iter().map(|(a, _)| a.ordinal).collect();
+    let tenant: Vec<&str> = intents.iter().map(|(a, _)| a.tenant.as_str()).collect();
+    let id: Vec<&str> = intents
+        .iter()
+        .map(|(a, _)| a.conversation_id.as_str())
+        .collect();
+    let rel_dir: Vec<&str> = intents.iter().map(|(a, _)| a.rel_dir.as_str()).collect();
+    let size = intents
+        .iter()
+        .map(|(a, _)| int(a.size))
+        .collect::<Fallible<Vec<_>>>()
+        .map_err(|f| cat.fail(f))?;
+    let policy: Vec<&str> = intents.iter().map(|(a, _)| a.policy.as_str()).collect();
+    let version: Vec<&str> = intents.iter().map(|(a, _)| a.version.as_str()).collect();
+    let due: Vec<i64> = intents
+        .iter()
+        .map(|(a, _)| a.due.timestamp_millis())
+        .collect();
+    let name: Vec<&str> = intents.iter().map(|(_, n)| n.as_str()).collect();
+    let run = run.map(|r| r.0);
+    cat.autocommit(|s| {
+        s.execute(
+            "INSERT INTO quarantine (conversation, file, ordinal, tenant, conversation_id, rel_dir, size, policy, \
+             version, due_ms, name, state, exempt, run, quarantined_ms) \
+             SELECT u.*, 'moving', false, $12::int8, NULL FROM unnest($1::int8[], $2::text[], $3::int8[], $4::text[], \
+             $5::text[], $6::text[], $7::int8[], $8::text[], $9::text[], $10::int8[], $11::text[]) AS u",
+            &[
+                &conversation,
+                &file,
+                &ordinal,
+                &tenant,
+                &id,
+                &rel_dir,
+                &size,
+                &policy,
+                &version,
+                &due,
+                &name,
+                &run,
+            ],
+        )
+        .map(drop)
+    })
+}
+
+pub(super) fn quarantined(
+    cat: &PostgresCatalog,
+    select: &QuarantineSelect,
+) -> Result<Vec<Quarantined>> {
+    let (text, values) = sql::quarantine_entries(select);
+    cat.autocommit(|s| {
+        cat.rows(s.query(&text, &sql_params(&values))?, |r| {
+            rows::quarantined(r)
+        })
+    })
+}
+
+pub(super) fn mark_quarantine(
+    cat: &PostgresCatalog,
+    entries: &[Quarantined],
+    state: QuarantineState,
+    exempt: bool,
+) -> Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let conversation: Vec<i64> = entries.iter().map(|q| q.artifact.conversation_pk).collect();
+    let file: Vec<&str> = entries.iter().map(|q| q.artifact.file.as_str()).collect();
+    cat.autocommit(|s| {
+        s.execute(
+            "UPDATE quarantine q SET state = $1, exempt = $2 FROM unnest($3::int8[], $4::text[]) AS u(conversation, file) \
+             WHERE q.conversation = u.conversation AND q.file = u.file",
+            &[&state.as_str(), &exempt, &conversation, &file],
+        )
+        .map(drop)
+    })
+}
+
+pub(super) fn finish_quarantine(
+    cat: &PostgresCatalog,
+    outcomes: &[(Quarantined, QuarantineOutcome)],
+    actor: &str,
+    run: Option<RunId>,
+) -> Result<()> {
+    if outcomes.is_empty() {
+        return Ok(());
+    }
+    let now = micros(Utc::now());
+    let events: Vec<NewEvent> = outcomes
+        .iter()
+        .filter_map(|(q, o)| quarantine_event(q, o, now, actor, run))
+        .collect();
+    cat.transaction(|s| {
+        let mut head = lock_chain(s, cat.audit_key.as_ref())?;
+        for (q, outcome) in outcomes {
+            let a = &q.artifact;
+            let key: [&(dyn ToSql + Sync); 2] = [&a.conversation_pk, &a.file];
+            let forget = "DELETE FROM quarantine WHERE conversation = $1 AND file = $2";
+            match outcome {
+                QuarantineOutcome::Quarantined => {
+                    s.execute(
+                        "UPDATE quarantine SET state = 'quarantined', quarantined_ms = $3 \
+                         WHERE conversation = $1 AND file = $2",
+                        &[&a.conversation_pk, &a.file, &now.timestamp_millis()],
+                    )?;
+                }
+                QuarantineOutcome::Restored { .. } => {
+                    s.execute(forget, &key)?;
+                    if q.exempt {
+                        s.execute(
+                            "INSERT INTO restore_exemptions (conversation, file, policy, version, restored_at, restored_by) \
+                             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (conversation, file) DO UPDATE SET \
+                             policy = EXCLUDED.policy, version = EXCLUDED.version, \
+                             restored_at = EXCLUDED.restored_at, restored_by = EXCLUDED.restored_by",
+                            &[&a.conversation_pk, &a.file, &a.policy, &a.version, &now, &actor],
+                        )?;
+                    }
+                }
+                QuarantineOutcome::Purged { .. } => {
+                    s.execute(forget, &key)?;
+                    s.execute(
+                        "INSERT INTO artifact_deletions (conversation, file, deleted_at, policy, version) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                        &[&a.conversation_pk, &a.file, &now, &a.policy, &a.version],
+                    )?;
+                }
+                QuarantineOutcome::Kept if q.state == QuarantineState::Moving => {
+                    s.execute(forget, &key)?;
+                }
+                QuarantineOutcome::Kept => {
+                    s.execute(
+                        "UPDATE quarantine SET state = 'quarantined', exempt = false \
+                         WHERE conversation = $1 AND file = $2",
+                        &key,
+                    )?;
+                }
+            }
+        }
+        append_audit(s, &mut head, &events)
+    })
+}
+
+pub(super) fn quarantine_counts(
+    cat: &PostgresCatalog,
+    purge_cutoff: DateTime<Utc>,
+) -> Result<Vec<QuarantineCount>> {
+    cat.autocommit(|s| {
+        cat.rows(
+            s.query(
+                sql::QUARANTINE_COUNTS.postgres,
+                &[&purge_cutoff.timestamp_millis()],
+            )?,
+            |r| rows::quarantine_count(r),
+        )
     })
 }

@@ -53,6 +53,7 @@ use crate::audit::{AuditEvent, AuditHead, KeySource, NewEvent};
 use crate::catalog::holds::{HoldScope, Matter, MatterState};
 use crate::catalog::lifecycle::{
     DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
+    QuarantineCount, QuarantineOutcome, QuarantineSelect, QuarantineState, Quarantined,
 };
 use crate::filter::{Filter, SqlValue};
 use pool::Conn;
@@ -547,6 +548,36 @@ impl Catalog for PostgresCatalog {
         run: Option<RunId>,
     ) -> Result<()> {
         lifecycle::finish_deletes(self, outcomes, actor, run)
+    }
+
+    fn begin_quarantine(&self, intents: &[(DueArtifact, String)], run: Option<RunId>) -> Result<()> {
+        lifecycle::begin_quarantine(self, intents, run)
+    }
+
+    fn quarantined(&self, select: &QuarantineSelect) -> Result<Vec<Quarantined>> {
+        lifecycle::quarantined(self, select)
+    }
+
+    fn mark_quarantine(
+        &self,
+        entries: &[Quarantined],
+        state: QuarantineState,
+        exempt: bool,
+    ) -> Result<()> {
+        lifecycle::mark_quarantine(self, entries, state, exempt)
+    }
+
+    fn finish_quarantine(
+        &self,
+        outcomes: &[(Quarantined, QuarantineOutcome)],
+        actor: &str,
+        run: Option<RunId>,
+    ) -> Result<()> {
+        lifecycle::finish_quarantine(self, outcomes, actor, run)
+    }
+
+    fn quarantine_counts(&self, purge_cutoff: DateTime<Utc>) -> Result<Vec<QuarantineCount>> {
+        lifecycle::quarantine_counts(self, purge_cutoff)
     }
 
     fn create_matter(&self, matter: &Matter, event: &NewEvent) -> Result<()> {

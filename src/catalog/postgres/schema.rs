@@ -289,4 +289,39 @@ CREATE TABLE hold_conversations (
 );
 CREATE INDEX hold_conversations_conversation ON hold_conversations (tenant, conversation_id);
 "#,
+    // The quarantine window (docs/operations.md, "Quarantine"): what the sweep moved into the
+    // quarantine area (and the intents to move, restore or purge, by state), and the artifacts
+    // a user restored, exempt from the version that quarantined them.
+    r#"
+CREATE TABLE quarantine (
+    conversation BIGINT NOT NULL,
+    file TEXT NOT NULL,
+    ordinal BIGINT NOT NULL,
+    tenant TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    rel_dir TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    policy TEXT NOT NULL,
+    version TEXT NOT NULL,
+    due_ms BIGINT NOT NULL,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    exempt BOOLEAN NOT NULL,
+    run BIGINT,
+    quarantined_ms BIGINT,
+    PRIMARY KEY (conversation, file)
+);
+CREATE INDEX quarantine_state ON quarantine (state);
+CREATE INDEX quarantine_run ON quarantine (run);
+CREATE INDEX quarantine_conversation_id ON quarantine (tenant, conversation_id);
+CREATE TABLE restore_exemptions (
+    conversation BIGINT NOT NULL,
+    file TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    version TEXT NOT NULL,
+    restored_at TIMESTAMPTZ NOT NULL,
+    restored_by TEXT NOT NULL,
+    PRIMARY KEY (conversation, file)
+);
+"#,
 ];

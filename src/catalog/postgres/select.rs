@@ -94,7 +94,8 @@ fn fill_children(
         s.query(
             "SELECT conversation, file, kind, audio_type, size, sha256, key_id FROM artifacts a \
              WHERE conversation = ANY($1) AND NOT EXISTS (SELECT 1 FROM artifact_deletions d \
-             WHERE d.conversation = a.conversation AND d.file = a.file OFFSET 0) ORDER BY conversation, ordinal",
+             WHERE d.conversation = a.conversation AND d.file = a.file OFFSET 0) AND NOT EXISTS (SELECT 1 FROM quarantine q \
+             WHERE q.conversation = a.conversation AND q.file = a.file OFFSET 0) ORDER BY conversation, ordinal",
             &[&pks],
         )?,
         |r| Ok((place(r)?, rows::artifact(r)?)),

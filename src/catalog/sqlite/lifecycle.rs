@@ -9,12 +9,13 @@ use super::{SqliteCatalog, holds, to_sql};
 use crate::audit::NewEvent;
 use crate::catalog::lifecycle::{
     DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
+    QuarantineCount, QuarantineOutcome, QuarantineSelect, QuarantineState, Quarantined,
     RetentionAction,
 };
 use crate::catalog::rows::{self, Fields};
 use crate::catalog::{
-    Result, RunId, deletion_event, other_enabled, policy_exists, rfc3339_micros as ts, sql,
-    unknown_policy, version_exists,
+    Result, RunId, deletion_event, other_enabled, policy_exists, quarantine_event,
+    rfc3339_micros as ts, sql, unknown_policy, version_exists,
 };
 use crate::filter::Dialect;
 
@@ -213,9 +214,14 @@ fn due_params(
     })
 }
 
-/// Artifacts of the query's type not deleted; `?1` is the cutoff, `?2` and `?3` the type.
+/// Artifacts of the query's type not deleted, not in quarantine, and not restored from the
+/// quarantine of the policy version now active (docs/operations.md, "Quarantine"); `?1` is the
+/// cutoff, `?2` and `?3` the type.
 const LIVE: &str = "a.kind = ?2 AND a.audio_type IS ?3 \
-     AND NOT EXISTS (SELECT 1 FROM artifact_deletions d WHERE d.conversation = c.pk AND d.file = a.file)";
+     AND NOT EXISTS (SELECT 1 FROM artifact_deletions d WHERE d.conversation = c.pk AND d.file = a.file) \
+     AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.conversation = c.pk AND q.file = a.file) \
+     AND NOT EXISTS (SELECT 1 FROM restore_exemptions r JOIN lifecycle_policies p \
+     ON p.name = r.policy AND p.active_version = r.version WHERE r.conversation = c.pk AND r.file = a.file)";
 
 pub(super) fn due_artifacts(
     cat: &SqliteCatalog,
@@ -374,4 +380,148 @@ pub(super) fn finish_deletes(
             .map_err(|e| cat.err(e))?;
     }
     tx.commit().map_err(|e| cat.err(e))
+}
+
+pub(super) fn begin_quarantine(
+    cat: &SqliteCatalog,
+    intents: &[(DueArtifact, String)],
+    run: Option<RunId>,
+) -> Result<()> {
+    let mut conn = cat.writer.lock().expect("catalog writer lock");
+    let tx = conn.transaction().map_err(|e| cat.err(e))?;
+    {
+        let mut ins = tx
+            .prepare_cached(
+                "INSERT INTO quarantine (conversation, file, ordinal, tenant, conversation_id, rel_dir, size, policy, \
+                 version, due_ms, name, state, exempt, run, quarantined_ms) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'moving', 0, ?, NULL)",
+            )
+            .map_err(|e| cat.err(e))?;
+        for (a, name) in intents {
+            ins.execute(params![
+                a.conversation_pk,
+                a.file,
+                a.ordinal,
+                a.tenant,
+                a.conversation_id,
+                a.rel_dir,
+                a.size,
+                a.policy,
+                a.version,
+                a.due.timestamp_millis(),
+                name,
+                run.map(|r| r.0),
+            ])
+            .map_err(|e| cat.err(e))?;
+        }
+    }
+    tx.commit().map_err(|e| cat.err(e))
+}
+
+pub(super) fn quarantined(cat: &SqliteCatalog, select: &QuarantineSelect) -> Result<Vec<Quarantined>> {
+    let (text, values) = sql::quarantine_entries(select);
+    cat.with_reader(|conn| {
+        cat.rows(
+            conn,
+            &sql::numbered(&text),
+            params_from_iter(values.iter().map(to_sql)),
+            |r| rows::quarantined(r),
+        )
+    })
+}
+
+pub(super) fn mark_quarantine(
+    cat: &SqliteCatalog,
+    entries: &[Quarantined],
+    state: QuarantineState,
+    exempt: bool,
+) -> Result<()> {
+    let mut conn = cat.writer.lock().expect("catalog writer lock");
+    let tx = conn.transaction().map_err(|e| cat.err(e))?;
+    for q in entries {
+        tx.prepare_cached(
+            "UPDATE quarantine SET state = ?, exempt = ? WHERE conversation = ? AND file = ?",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                state.as_str(),
+                exempt,
+                q.artifact.conversation_pk,
+                q.artifact.file
+            ])
+        })
+        .map_err(|e| cat.err(e))?;
+    }
+    tx.commit().map_err(|e| cat.err(e))
+}
+
+pub(super) fn finish_quarantine(
+    cat: &SqliteCatalog,
+    outcomes: &[(Quarantined, QuarantineOutcome)],
+    actor: &str,
+    run: Option<RunId>,
+) -> Result<()> {
+    let mut conn = cat.writer.lock().expect("catalog writer lock");
+    let tx = conn.transaction().map_err(|e| cat.err(e))?;
+    let now = Utc::now();
+    let mut chain = cat.chain();
+    for (q, outcome) in outcomes {
+        let a = &q.artifact;
+        let key = params![a.conversation_pk, a.file];
+        let forget = |tx: &rusqlite::Transaction<'_>| {
+            tx.prepare_cached("DELETE FROM quarantine WHERE conversation = ? AND file = ?")
+                .and_then(|mut s| s.execute(key))
+        };
+        match outcome {
+            QuarantineOutcome::Quarantined => tx
+                .prepare_cached(
+                    "UPDATE quarantine SET state = 'quarantined', quarantined_ms = ? WHERE conversation = ? AND file = ?",
+                )
+                .and_then(|mut s| s.execute(params![now.timestamp_millis(), a.conversation_pk, a.file])),
+            QuarantineOutcome::Restored { .. } => forget(&tx).and_then(|n| {
+                if q.exempt {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO restore_exemptions (conversation, file, policy, version, restored_at, restored_by) \
+                         VALUES (?, ?, ?, ?, ?, ?)",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![a.conversation_pk, a.file, a.policy, a.version, ts(now), actor])
+                    })
+                } else {
+                    Ok(n)
+                }
+            }),
+            QuarantineOutcome::Purged { .. } => forget(&tx).and_then(|_| {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO artifact_deletions (conversation, file, deleted_at, policy, version) VALUES (?, ?, ?, ?, ?)",
+                )
+                .and_then(|mut s| s.execute(params![a.conversation_pk, a.file, ts(now), a.policy, a.version]))
+            }),
+            QuarantineOutcome::Kept if q.state == QuarantineState::Moving => forget(&tx),
+            QuarantineOutcome::Kept => tx
+                .prepare_cached(
+                    "UPDATE quarantine SET state = 'quarantined', exempt = 0 WHERE conversation = ? AND file = ?",
+                )
+                .and_then(|mut s| s.execute(key)),
+        }
+        .map_err(|e| cat.err(e))?;
+        if let Some(event) = quarantine_event(q, outcome, now, actor, run) {
+            chain.append(&tx, &event).map_err(|e| cat.err(e))?;
+        }
+    }
+    tx.commit().map_err(|e| cat.err(e))
+}
+
+pub(super) fn quarantine_counts(
+    cat: &SqliteCatalog,
+    purge_cutoff: DateTime<Utc>,
+) -> Result<Vec<QuarantineCount>> {
+    cat.with_reader(|conn| {
+        cat.rows(
+            conn,
+            sql::QUARANTINE_COUNTS.sqlite,
+            [purge_cutoff.timestamp_millis()],
+            |r| rows::quarantine_count(r),
+        )
+    })
 }

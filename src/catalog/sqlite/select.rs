@@ -101,7 +101,8 @@ fn fill_children(
         conn,
         "SELECT conversation, file, kind, audio_type, size, sha256, key_id FROM artifacts a \
          WHERE conversation BETWEEN ? AND ? AND NOT EXISTS (SELECT 1 FROM artifact_deletions d \
-         WHERE d.conversation = a.conversation AND d.file = a.file) ORDER BY conversation, ordinal",
+         WHERE d.conversation = a.conversation AND d.file = a.file) AND NOT EXISTS (SELECT 1 FROM quarantine q \
+         WHERE q.conversation = a.conversation AND q.file = a.file) ORDER BY conversation, ordinal",
         params![lo, hi],
         &index,
         |r| rows::artifact(r),
