@@ -160,6 +160,7 @@ fn sweep_steps(c: &mut Criterion) {
                     Utc::now(),
                     by,
                     limits,
+                    None,
                     &|_| {},
                 )
                 .unwrap();

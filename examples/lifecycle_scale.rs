@@ -126,7 +126,7 @@ fn main() -> Result<()> {
     let artifacts = cat.live_artifact_count()?;
     let now: DateTime<Utc> = "2026-11-01T00:00:00Z".parse()?;
     let started = Instant::now();
-    let plan = lifecycle::plan(&cat, now)?;
+    let plan = lifecycle::plan(&cat, now, None)?;
     let plan_secs = started.elapsed().as_secs_f64();
     let policy = cat.lifecycle_policies()?.remove(0);
     let query = DueQuery::of(&policy, now).expect("enabled delete policy");
@@ -187,7 +187,7 @@ fn hold(cat: &SqliteCatalog, now: DateTime<Utc>, query: &DueQuery) -> Result<()>
     )?;
     let place_ms = started.elapsed().as_secs_f64() * 1000.0;
     let started = Instant::now();
-    let plan = lifecycle::plan(cat, now)?;
+    let plan = lifecycle::plan(cat, now, None)?;
     let plan_secs = started.elapsed().as_secs_f64();
     let (listed, list_secs) = list_due(cat, query)?;
     let started = Instant::now();

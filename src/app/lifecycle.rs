@@ -15,6 +15,7 @@ use crate::policy::index::IndexError;
 use crate::policy::lifecycle::{
     self, Acknowledgment, DueSummary, LIFECYCLE_RUN, Limits, SweepError, SweepSummary,
 };
+use crate::policy::quarantine::{self, RestoreError, RestoreReport, RestoreWhat};
 use crate::policy::roles::Permission;
 use crate::progress::Progress;
 use crate::repository::record::{ArtifactType, AudioRecordingType};
@@ -33,6 +34,12 @@ pub enum LifecycleError {
     Index(#[from] IndexError),
     #[error(transparent)]
     Access(#[from] AccessError),
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
+    #[error("--conversation takes TENANT/ID, such as acme/c1, not `{0}`")]
+    ConversationRef(String),
+    #[error("give either --conversation TENANT/ID or --run R: what to restore")]
+    RestoreWhat,
     #[error("no lifecycle policy named `{0}` (see `custodian lifecycle list`)")]
     NoSuchPolicy(String),
     #[error("an audio_recording policy covers one audio recording type: add --audio-type ({0})")]
@@ -271,7 +278,11 @@ pub fn plan(
     if !no_index {
         l.index(index_progress, &Control::default())?;
     }
-    Ok(lifecycle::plan(l.catalog.as_ref(), Utc::now())?)
+    Ok(lifecycle::plan(
+        l.catalog.as_ref(),
+        Utc::now(),
+        l.config.lifecycle.quarantine.as_ref().map(|q| q.days),
+    )?)
 }
 
 /// `run lifecycle`: the sweep, as a job run under the `[lifecycle]` job settings. It needs a
@@ -315,17 +326,58 @@ pub fn run(
                 &job,
                 &format!("{} (lifecycle)", actor.user),
                 limits,
+                l.config.lifecycle.quarantine.as_ref(),
                 index,
                 work,
                 control,
                 log,
             ) {
                 Ok(summary) => Ok(Sweep::Done(summary)),
-                Err(e @ (SweepError::OverLimit { .. } | SweepError::Root { .. })) => {
-                    Ok(Sweep::Refused(e))
-                }
+                Err(
+                    e @ (SweepError::OverLimit { .. }
+                    | SweepError::Root { .. }
+                    | SweepError::Quarantine(_)),
+                ) => Ok(Sweep::Refused(e)),
                 Err(SweepError::Catalog(e)) => Err(e.into()),
             }
         },
     )
+}
+
+/// `lifecycle restore`: puts back what `conversation` (TENANT/ID) or the sweep `run` has in
+/// quarantine in their conversation directories, under the sweep's lock (no sweep runs
+/// meanwhile), each restore audited (docs/operations.md, "Quarantine").
+pub fn restore(
+    l: &Loaded,
+    conversation: Option<&str>,
+    run: Option<i64>,
+) -> Result<RestoreReport, LifecycleError> {
+    let actor = authorize(l, &[Permission::Restore])?;
+    let what = match (conversation, run) {
+        (Some(r), None) => match r.split_once('/') {
+            Some((tenant, id)) if !tenant.is_empty() && !id.is_empty() && !id.contains('/') => {
+                RestoreWhat::Conversation {
+                    tenant: tenant.to_owned(),
+                    id: id.to_owned(),
+                }
+            }
+            _ => return Err(LifecycleError::ConversationRef(r.to_owned())),
+        },
+        (None, Some(r)) => RestoreWhat::Run(crate::catalog::RunId(r)),
+        _ => return Err(LifecycleError::RestoreWhat),
+    };
+    let _lock = l.catalog.lock_policy(LIFECYCLE_RUN)?;
+    let control = Control::default();
+    let by = lifecycle::Deleter {
+        actor: &actor.user,
+        run: None,
+        control: &control,
+    };
+    Ok(quarantine::restore(
+        l.catalog.as_ref(),
+        &l.config.repository_root,
+        l.config.lifecycle.quarantine.as_ref(),
+        &what,
+        by,
+    )?)
 }

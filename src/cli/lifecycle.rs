@@ -85,6 +85,19 @@ pub enum LifecycleCommand {
     #[command(after_help = "Examples:
   custodian lifecycle show voice-customer-7y")]
     Show { name: String },
+    /// Put quarantined artifacts back in their conversation directories; each is then exempt
+    /// from the policy version that quarantined it.
+    #[command(after_help = "Examples:
+  custodian lifecycle restore --conversation acme/c-0042
+  custodian lifecycle restore --run 17")]
+    Restore {
+        /// The conversation, as TENANT/ID, whose quarantined artifacts to restore.
+        #[arg(long, conflicts_with = "run", required_unless_present = "run")]
+        conversation: Option<String>,
+        /// The sweep (its job run) whose quarantined artifacts to restore.
+        #[arg(long)]
+        run: Option<i64>,
+    },
 }
 
 pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
@@ -184,6 +197,23 @@ pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
                 }
             }
         }
+        LifecycleCommand::Restore { conversation, run } => {
+            let report = lifecycle::restore(&l, conversation.as_deref(), *run)?;
+            if cli.json {
+                print_json(&report)?;
+            } else {
+                outln!(
+                    "restored {} artifacts; {} failed; {} half-done restores completed",
+                    report.restored,
+                    report.failed,
+                    report.resumed
+                )?;
+                for f in &report.failures {
+                    outln!("  failed: {f}")?;
+                }
+            }
+            return Ok(if report.failed > 0 { 1 } else { 0 });
+        }
     }
     Ok(0)
 }
@@ -225,6 +255,14 @@ pub fn plan(cli: &Cli, no_index: bool) -> Result<u8> {
             by_matter(d),
             d.next_due.map_or("never".into(), |t| t.to_rfc3339())
         )?;
+        if d.in_quarantine > 0 {
+            outln!(
+                "  in quarantine: {} artifacts, {} bytes; purgeable now: {}",
+                d.in_quarantine,
+                d.quarantined_bytes,
+                d.purgeable
+            )?;
+        }
     }
     Ok(0)
 }
@@ -294,6 +332,14 @@ fn print_sweep(s: &SweepSummary) -> Result<()> {
         r.resumed,
         s.seconds
     )?;
+    if r.quarantined + r.restored + r.purged > 0 {
+        outln!(
+            "quarantine: {} artifacts moved in, {} restored for legal holds, {} purged",
+            r.quarantined,
+            r.restored,
+            r.purged
+        )?;
+    }
     for p in r.policies.iter().filter(|p| p.held > 0) {
         outln!(
             "  {}: {} artifacts that would be due are kept by legal holds{}",

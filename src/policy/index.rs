@@ -149,7 +149,15 @@ pub fn day_dirs(root: &Dir) -> Result<Days, ConfinedError> {
                     continue;
                 }
             };
-            for entry in entries.into_iter().filter(|e| accept(&e.name)) {
+            // The quarantine area under the root holds no conversations (docs/operations.md,
+            // "Quarantine"): never walked.
+            let quarantine = |e: &crate::confined::Entry| {
+                depth == 0 && e.name == super::quarantine::QUARANTINE_DIR
+            };
+            for entry in entries
+                .into_iter()
+                .filter(|e| accept(&e.name) && !quarantine(e))
+            {
                 let child = join(rel, &entry.name);
                 match entry.file_type {
                     FileType::Directory => next.push(child),

@@ -29,6 +29,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::index::IndexReport;
+use super::quarantine::{self, Area, QuarantineConfig};
 use crate::catalog::lifecycle::{
     DeleteOutcome, DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion, RetentionAction,
 };
@@ -58,6 +59,8 @@ pub struct LifecycleConfig {
     pub max_delete_share: f64,
     /// When `custodian serve` runs the sweep, and its run control, log and notifications.
     pub job: JobSettings,
+    /// The quarantine window, if due artifacts are quarantined before they are deleted.
+    pub quarantine: Option<QuarantineConfig>,
 }
 
 /// The `[lifecycle]` table as written.
@@ -67,6 +70,8 @@ pub struct LifecycleSettings {
     roles: Option<PathBuf>,
     max_deletes_per_run: Option<u64>,
     max_delete_share: Option<f64>,
+    quarantine_days: Option<u64>,
+    quarantine_dir: Option<PathBuf>,
     schedule: Option<String>,
     timezone: Option<String>,
     keep_job_history_days: Option<u32>,
@@ -86,7 +91,32 @@ impl LifecycleSettings {
             max_deletes_per_run: 100_000,
             max_delete_share: 0.10,
             job: self.job().validate(base)?,
+            quarantine: None,
         };
+        match (self.quarantine_days, &self.quarantine_dir) {
+            (Some(days), dir) => {
+                let days = u16::try_from(days)
+                    .ok()
+                    .filter(|d| (1..=crate::catalog::lifecycle::MAX_DAYS).contains(d))
+                    .ok_or_else(|| {
+                        Invalid::at(
+                            "quarantine_days",
+                            "days a due artifact stays in quarantine before it is purged: 1..=9999",
+                        )
+                    })?;
+                lifecycle.quarantine = Some(QuarantineConfig {
+                    days,
+                    dir: dir.as_ref().map(|d| resolve(base, d)),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(Invalid::at(
+                    "quarantine_dir",
+                    "applies only with quarantine_days; add `quarantine_days = N` or remove it",
+                ));
+            }
+            (None, None) => {}
+        }
         if let Some(n) = self.max_deletes_per_run {
             if n == 0 {
                 return Err(Invalid::at("max_deletes_per_run", "must be at least 1"));
@@ -181,6 +211,13 @@ pub struct DueSummary {
     pub held_by_matter: BTreeMap<String, u64>,
     /// When the next artifact not yet due becomes due.
     pub next_due: Option<DateTime<Utc>>,
+    /// Artifacts this policy moved into quarantine (docs/operations.md, "Quarantine") that are
+    /// there still, and their bytes.
+    pub in_quarantine: u64,
+    pub quarantined_bytes: u64,
+    /// Of those, how many the next sweep purges (their time in quarantine is up and the
+    /// version that quarantined them is still active), unless a hold covers them.
+    pub purgeable: u64,
 }
 
 /// Safety limits of one sweep.
@@ -208,6 +245,13 @@ pub struct SweepReport {
     pub held_back: u64,
     /// Why, for the first 50 of them.
     pub held_back_reasons: Vec<String>,
+    /// Due artifacts moved into quarantine instead of deleted (docs/operations.md,
+    /// "Quarantine").
+    pub quarantined: u64,
+    /// Quarantined artifacts put back because a hold covers them.
+    pub restored: u64,
+    /// Quarantined artifacts removed for good (each an `artifact_deleted` event).
+    pub purged: u64,
     pub failed: u64,
     pub failures: Vec<String>,
     pub policies: Vec<DueSummary>,
@@ -230,25 +274,39 @@ pub enum SweepError {
         "{due} artifacts are due, more than this run may delete ({reason}); check the policies (`custodian plan lifecycle`), raise the limit in [lifecycle] of the config, or rerun with --force"
     )]
     OverLimit { due: u64, reason: String },
+    #[error("quarantine area: {0}; check `quarantine_dir` in [lifecycle] of the config")]
+    Quarantine(String),
 }
 
 /// Deletes handled per catalog transaction.
 const BATCH: usize = 2000;
 
-/// Every enabled policy's due summary at `now`.
-pub fn plan(catalog: &dyn Catalog, now: DateTime<Utc>) -> Result<Vec<DueSummary>, CatalogError> {
-    summarize(catalog, &catalog.lifecycle_policies()?, now)
+/// Every enabled policy's due summary at `now`, with what it has in quarantine and how much of
+/// that is purgeable after `quarantine_days` (none without a quarantine window).
+pub fn plan(
+    catalog: &dyn Catalog,
+    now: DateTime<Utc>,
+    quarantine_days: Option<u16>,
+) -> Result<Vec<DueSummary>, CatalogError> {
+    summarize(catalog, &catalog.lifecycle_policies()?, now, quarantine_days)
 }
 
 fn summarize(
     catalog: &dyn Catalog,
     policies: &[LifecyclePolicy],
     now: DateTime<Utc>,
+    quarantine_days: Option<u16>,
 ) -> Result<Vec<DueSummary>, CatalogError> {
+    // Without a window nothing is purgeable: the cutoff lies before any quarantine.
+    let cutoff = quarantine_days.map_or(DateTime::<Utc>::MIN_UTC, |d| {
+        now - TimeDelta::days(i64::from(d))
+    });
+    let quarantined = catalog.quarantine_counts(cutoff)?;
     let mut out = Vec::new();
     for p in policies {
         if let Some(q) = DueQuery::of(p, now) {
             let due = catalog.due_summary(&q)?;
+            let mine = quarantined.iter().filter(|c| c.policy == q.policy);
             out.push(DueSummary {
                 policy: q.policy.clone(),
                 version: q.version.clone(),
@@ -261,6 +319,12 @@ fn summarize(
                 next_due: due
                     .next_end
                     .map(|end| end + TimeDelta::days(i64::from(q.days))),
+                in_quarantine: mine.clone().map(|c| c.artifacts).sum(),
+                quarantined_bytes: mine.clone().map(|c| c.bytes).sum(),
+                purgeable: mine
+                    .filter(|c| c.version == q.version)
+                    .map(|c| c.purgeable)
+                    .sum(),
             });
         }
     }
@@ -300,6 +364,7 @@ pub fn run(
     job: &JobSettings,
     actor: &str,
     limits: Limits,
+    quarantine: Option<&QuarantineConfig>,
     index: Option<IndexReport>,
     progress: &dyn crate::progress::Progress,
     control: &Control,
@@ -323,7 +388,7 @@ pub fn run(
         run: Some(run),
         control,
     };
-    let swept = sweep(catalog, root, now, by, limits, &|p| match p {
+    let swept = sweep(catalog, root, now, by, limits, quarantine, &|p| match p {
         Progress::Due(n) => progress.set_length(n),
         Progress::Done(n) => progress.advance(n),
     });
@@ -333,7 +398,9 @@ pub fn run(
     counters.index_errors = index_failures.len() as u64;
     let report = match swept {
         Ok(report) => report,
-        Err(e @ (SweepError::OverLimit { .. } | SweepError::Root { .. })) => {
+        Err(
+            e @ (SweepError::OverLimit { .. } | SweepError::Root { .. } | SweepError::Quarantine(_)),
+        ) => {
             if let SweepError::OverLimit { due, .. } = e {
                 counters.selected = due;
             }
@@ -356,9 +423,9 @@ pub fn run(
     let status = super::outcome(stopped, counters.failed);
     let error_summary = match (stopped, report.failures.first()) {
         (Some(why), _) => Some(format!(
-            "{}; {} of {} due artifact(s) deleted",
+            "{}; {} of {} due artifact(s) deleted or quarantined",
             why.describe(job.time_limit, job.keep_alive),
-            report.deleted,
+            report.deleted + report.quarantined,
             counters.selected
         )),
         (None, Some(first)) => Some(format!(
@@ -402,6 +469,7 @@ pub fn sweep(
     now: DateTime<Utc>,
     by: Deleter<'_>,
     limits: Limits,
+    quarantine: Option<&QuarantineConfig>,
     progress: &dyn Fn(Progress),
 ) -> Result<SweepReport, SweepError> {
     let mut report = SweepReport::default();
@@ -410,13 +478,20 @@ pub fn sweep(
         source,
     })?;
     let root = &root;
+    let area = quarantine
+        .map(|c| Area::open(root, c))
+        .transpose()
+        .map_err(SweepError::Quarantine)?;
     let pending = catalog.pending_deletes()?;
     report.resumed = pending.len() as u64;
     for chunk in pending.chunks(BATCH) {
         remove_and_record(catalog, root, chunk, by, &mut report)?;
     }
+    if let Some(area) = &area {
+        report.resumed += quarantine::resume(catalog, root, area, by, &mut report)?;
+    }
     let policies = catalog.lifecycle_policies()?;
-    report.policies = summarize(catalog, &policies, now)?;
+    report.policies = summarize(catalog, &policies, now, quarantine.map(|c| c.days))?;
     let due: u64 = report.policies.iter().map(|p| p.artifacts).sum();
     if !limits.force && due > 0 {
         let live = catalog.live_artifact_count()?;
@@ -445,12 +520,22 @@ pub fn sweep(
             let batch = catalog.due_artifacts(&q, after, BATCH)?;
             let Some(last) = batch.last() else { break };
             after = (last.conversation_pk, last.ordinal);
-            catalog.begin_deletes(&batch)?;
-            remove_and_record(catalog, root, &batch, by, &mut report)?;
+            match &area {
+                Some(area) => {
+                    quarantine::quarantine_batch(catalog, root, area, &batch, by, &mut report)?
+                }
+                None => {
+                    catalog.begin_deletes(&batch)?;
+                    remove_and_record(catalog, root, &batch, by, &mut report)?;
+                }
+            }
             progress(Progress::Done(batch.len() as u64));
             #[cfg(feature = "failpoints")]
             fail::fail_point!("lifecycle-batch");
         }
+    }
+    if let Some(area) = &area {
+        quarantine::pass(catalog, root, area, now, &policies, by, &mut report)?;
     }
     Ok(report)
 }
@@ -527,11 +612,13 @@ fn remove_and_record(
 }
 
 /// What the record of a conversation, read again just before deleting, says.
-enum Recheck {
+pub(super) enum Recheck {
     /// Its directory is gone: every artifact is already missing.
     Gone,
     /// Delete its due artifacts through this handle.
     Clear(Dir),
+    /// Keep them: the record puts the conversation under legal hold.
+    OnHold(String),
     /// Keep them, for this reason.
     HeldBack(String),
     /// Its directory or record cannot be used (a link, a special file, unreadable).
@@ -574,7 +661,9 @@ fn remove_conversation(root: &Dir, artifacts: &[DueArtifact]) -> Removed {
     };
     let dir = match recheck(root, &artifacts[0]) {
         Recheck::Gone => return all(DeleteOutcome::Deleted { was_missing: true }),
-        Recheck::HeldBack(why) => return all(DeleteOutcome::HeldBack(why)),
+        Recheck::OnHold(why) | Recheck::HeldBack(why) => {
+            return all(DeleteOutcome::HeldBack(why));
+        }
         Recheck::Failed(why) => return all(DeleteOutcome::Failed(why)),
         Recheck::Clear(dir) => dir,
     };
@@ -606,7 +695,7 @@ fn remove_conversation(root: &Dir, artifacts: &[DueArtifact]) -> Removed {
 /// Opens the conversation directory of `a` under `root` without following a link, and reads
 /// its record again: only a record identical to the one indexed (same modification time and
 /// size) and not under legal hold clears its artifacts for deletion.
-fn recheck(root: &Dir, a: &DueArtifact) -> Recheck {
+pub(super) fn recheck(root: &Dir, a: &DueArtifact) -> Recheck {
     let dir = match root.open_dir(&a.rel_dir) {
         Ok(dir) => dir,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Recheck::Gone,
@@ -656,7 +745,7 @@ fn recheck(root: &Dir, a: &DueArtifact) -> Recheck {
         return changed();
     }
     match Conversation::from_json(&bytes) {
-        Ok(record) if record.flags.legal_hold => Recheck::HeldBack(format!(
+        Ok(record) if record.flags.legal_hold => Recheck::OnHold(format!(
             "{} puts conversation `{}` under legal hold; its artifacts are kept",
             path.display(),
             a.conversation_id
@@ -678,6 +767,7 @@ mod tests {
             Utc::now(),
             by(&Control::new()),
             NO_LIMIT,
+            None,
             &|_| {},
         )
     }
@@ -810,7 +900,7 @@ mod tests {
         for a in &due[..3] {
             std::fs::remove_file(root.join(&a.rel_dir).join(&a.file)).unwrap();
         }
-        let report = sweep(cat, &root, now, by(&Control::new()), NO_LIMIT, &|_| {}).unwrap();
+        let report = sweep(cat, &root, now, by(&Control::new()), NO_LIMIT, None, &|_| {}).unwrap();
         assert_eq!(report.resumed, 6);
         assert_eq!(report.deleted, 20);
         assert_eq!(report.already_missing, 3);
@@ -842,7 +932,7 @@ mod tests {
             assert!(!root.join(format!("acme/2026/01/02/c{i}/t.txt")).exists());
             assert!(!root.join(format!("acme/2026/01/02/c{i}/u.txt")).exists());
         }
-        let again = sweep(cat, &root, now, by(&Control::new()), NO_LIMIT, &|_| {}).unwrap();
+        let again = sweep(cat, &root, now, by(&Control::new()), NO_LIMIT, None, &|_| {}).unwrap();
         assert_eq!((again.resumed, again.deleted), (0, 0));
     }
 
@@ -861,10 +951,10 @@ mod tests {
                 control.stop(crate::pipeline::control::Stop::Cancelled);
             }
         };
-        let first = sweep(&cat, &root, now, by(&control), NO_LIMIT, &stop).unwrap();
+        let first = sweep(&cat, &root, now, by(&control), NO_LIMIT, None, &stop).unwrap();
         assert_eq!(first.deleted, BATCH as u64);
         assert!(cat.pending_deletes().unwrap().is_empty());
-        let rest = sweep(&cat, &root, now, by(&Control::new()), NO_LIMIT, &|_| {}).unwrap();
+        let rest = sweep(&cat, &root, now, by(&Control::new()), NO_LIMIT, None, &|_| {}).unwrap();
         assert_eq!(rest.deleted, 100);
         assert_eq!(cat.live_artifact_count().unwrap(), 0);
     }
@@ -879,7 +969,7 @@ mod tests {
         let jan = DateTime::parse_from_rfc3339("2026-01-20T00:00:00Z")
             .unwrap()
             .to_utc();
-        let none = plan(cat, jan).unwrap();
+        let none = plan(cat, jan, None).unwrap();
         assert_eq!(none[0].artifacts, 0);
         assert_eq!(
             none[0].next_due.unwrap(),
@@ -887,7 +977,7 @@ mod tests {
                 .unwrap()
                 .to_utc()
         );
-        let all = plan(cat, Utc::now()).unwrap();
+        let all = plan(cat, Utc::now(), None).unwrap();
         assert_eq!((all[0].artifacts, all[0].bytes), (6, 12));
     }
 
@@ -927,6 +1017,7 @@ mod tests {
             Utc::now(),
             by(&Control::new()),
             NO_LIMIT,
+            None,
             &|_| {},
         )
         .unwrap();
@@ -953,6 +1044,7 @@ mod tests {
             Utc::now(),
             by(&Control::new()),
             NO_LIMIT,
+            None,
             &|_| {},
         )
         .unwrap();
@@ -1011,6 +1103,7 @@ mod tests {
             Utc::now(),
             by(&Control::new()),
             NO_LIMIT,
+            None,
             &|_| {},
         )
         .unwrap();
@@ -1072,7 +1165,7 @@ mod tests {
         assert!(root.join("acme/2026/01/02/c1/t.txt").exists());
         assert_eq!(deleted_ids(cat), ["c0", "c0"]);
         assert!(cat.pending_deletes().unwrap().is_empty());
-        assert_eq!(plan(cat, now).unwrap()[0].held, 2);
+        assert_eq!(plan(cat, now, None).unwrap()[0].held, 2);
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod export;
 pub mod index;
 pub mod lifecycle;
 pub mod produce;
+pub mod quarantine;
 pub mod roles;
 pub mod template;
 
