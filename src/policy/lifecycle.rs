@@ -775,6 +775,7 @@ mod tests {
     use crate::catalog::sqlite::SqliteCatalog;
     use crate::catalog::{AuditQuery, Fingerprint, IndexChange};
     use crate::repository::record::ArtifactType;
+    use std::os::unix::fs::PermissionsExt;
 
     /// Runs `check` on a fresh SQLite catalog and, with the feature, a fresh PostgreSQL one.
     fn on_each_catalog(check: impl Fn(&dyn Catalog)) {
@@ -1211,6 +1212,332 @@ mod tests {
             assert!(root.join(format!("acme/2026/01/02/{c}/t.txt")).exists());
         }
         assert!(deleted_ids(&cat).is_empty());
+    }
+
+    /// A quarantine window of `days` in the default area.
+    fn window(days: u16) -> QuarantineConfig {
+        QuarantineConfig { days, dir: None }
+    }
+
+    /// One unlimited sweep at `now` with the quarantine window `q`.
+    fn sweep_q(
+        cat: &dyn Catalog,
+        root: &Path,
+        now: DateTime<Utc>,
+        q: &QuarantineConfig,
+    ) -> Result<SweepReport, SweepError> {
+        sweep(cat, root, now, by(&Control::new()), NO_LIMIT, Some(q), &|_| {})
+    }
+
+    /// Names of the files in the default quarantine area under `root`, sorted.
+    fn in_area(root: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(root.join(quarantine::QUARANTINE_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn restore_by(
+        cat: &dyn Catalog,
+        root: &Path,
+        q: &QuarantineConfig,
+        what: &quarantine::RestoreWhat,
+    ) -> Result<quarantine::RestoreReport, quarantine::RestoreError> {
+        quarantine::restore(cat, root, Some(q), what, by(&Control::new()))
+    }
+
+    fn conversation(id: &str) -> quarantine::RestoreWhat {
+        quarantine::RestoreWhat::Conversation {
+            tenant: "acme".into(),
+            id: id.into(),
+        }
+    }
+
+    #[test]
+    fn a_quarantine_sweep_moves_restores_what_a_hold_covers_and_purges_after_its_days() {
+        on_each_catalog(quarantine_moves_restores_and_purges);
+    }
+
+    fn quarantine_moves_restores_and_purges(cat: &dyn Catalog) {
+        use crate::catalog::holds::{ConversationRef, HoldScope, Matter};
+        let dir = setup(cat, 3);
+        let root = dir.path().join("repo");
+        let q = window(7);
+        let now = Utc::now();
+        let first = sweep_q(cat, &root, now, &q).unwrap();
+        assert_eq!(
+            (first.quarantined, first.deleted, first.purged, first.failed),
+            (6, 0, 0, 0),
+            "{first:?}"
+        );
+        for i in 0..3 {
+            assert!(!root.join(format!("acme/2026/01/02/c{i}/t.txt")).exists());
+        }
+        assert_eq!(in_area(&root).len(), 6);
+        let mode = std::fs::metadata(root.join(quarantine::QUARANTINE_DIR))
+            .unwrap()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "only the owner enters the area");
+        assert_eq!(events_of(cat, AuditKind::ArtifactQuarantined).len(), 6);
+        assert!(deleted_ids(cat).is_empty());
+        let plan_now = plan(cat, now, Some(7)).unwrap();
+        assert_eq!(
+            (plan_now[0].artifacts, plan_now[0].in_quarantine, plan_now[0].purgeable),
+            (0, 6, 0)
+        );
+        let later = now + TimeDelta::days(8);
+        assert_eq!(plan(cat, later, Some(7)).unwrap()[0].purgeable, 6);
+        // Not yet ripe: a rerun moves nothing and purges nothing.
+        let again = sweep_q(cat, &root, now, &q).unwrap();
+        assert_eq!((again.quarantined, again.purged, again.restored), (0, 0, 0));
+
+        // A matter's hold on c1, placed after the move: c1 goes back, not purged.
+        let matter = Matter {
+            name: "m".into(),
+            description: String::new(),
+            created_at: now,
+            created_by: "test".into(),
+        };
+        cat.create_matter(&matter, &event()).unwrap();
+        let c1 = HoldScope::Conversations(vec![ConversationRef {
+            tenant: "acme".into(),
+            id: "c1".into(),
+        }]);
+        cat.place_hold("m", &c1, now, "test", &event()).unwrap();
+        let purge = sweep_q(cat, &root, later, &q).unwrap();
+        assert_eq!(
+            (purge.restored, purge.purged, purge.quarantined, purge.failed),
+            (2, 4, 0, 0),
+            "{purge:?}"
+        );
+        assert!(root.join("acme/2026/01/02/c1/t.txt").exists());
+        assert!(root.join("acme/2026/01/02/c1/u.txt").exists());
+        assert!(in_area(&root).is_empty());
+        let restored = events_of(cat, AuditKind::ArtifactRestored);
+        assert_eq!(restored.len(), 2);
+        assert!(
+            restored[0].event.details["reason"]
+                .as_str()
+                .unwrap()
+                .contains("legal hold (matter m)"),
+            "{:?}",
+            restored[0].event.details
+        );
+        let mut purged = deleted_ids(cat);
+        purged.sort();
+        assert_eq!(purged, ["c0", "c0", "c2", "c2"]);
+        assert_eq!(plan(cat, later, Some(7)).unwrap()[0].in_quarantine, 0);
+        verify_chain(
+            &cat.audit_events(&AuditQuery {
+                limit: 1000,
+                ..AuditQuery::default()
+            })
+            .unwrap(),
+            None,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_record_put_on_hold_while_quarantined_brings_its_artifacts_back() {
+        let cat_dir = tempfile::tempdir().unwrap();
+        let cat = SqliteCatalog::open(&cat_dir.path().join("c.db")).unwrap();
+        let dir = setup(&cat, 1);
+        let root = dir.path().join("repo");
+        let q = window(1);
+        assert_eq!(sweep_q(&cat, &root, Utc::now(), &q).unwrap().quarantined, 2);
+        let c0 = root.join("acme/2026/01/02/c0");
+        std::fs::write(c0.join(RECORD_FILE), record(0, true).to_string()).unwrap();
+        index_one(&cat, &root, 0);
+        let report = sweep_q(&cat, &root, Utc::now() + TimeDelta::days(2), &q).unwrap();
+        assert_eq!((report.restored, report.purged), (2, 0), "{report:?}");
+        assert!(c0.join("t.txt").exists() && c0.join("u.txt").exists());
+    }
+
+    #[test]
+    fn a_quarantine_move_killed_before_its_event_is_completed_once() {
+        on_each_catalog(killed_move_is_completed);
+    }
+
+    fn killed_move_is_completed(cat: &dyn Catalog) {
+        let dir = setup(cat, 2);
+        let root = dir.path().join("repo");
+        let q = window(7);
+        let area = root.join(quarantine::QUARANTINE_DIR);
+        std::fs::create_dir(&area).unwrap();
+        std::fs::set_permissions(&area, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let p = cat.lifecycle_policies().unwrap().remove(0);
+        let due = cat
+            .due_artifacts(&DueQuery::of(&p, Utc::now()).unwrap(), (0, -1), 10)
+            .unwrap();
+        // The killed run recorded its intents and moved one file, then died.
+        let intents: Vec<(DueArtifact, String)> = due
+            .iter()
+            .map(|a| (a.clone(), format!("{}-{}", a.conversation_pk, a.ordinal)))
+            .collect();
+        cat.begin_quarantine(&intents, None).unwrap();
+        std::fs::rename(
+            root.join(&due[0].rel_dir).join(&due[0].file),
+            area.join(&intents[0].1),
+        )
+        .unwrap();
+        let report = sweep_q(cat, &root, Utc::now(), &q).unwrap();
+        assert_eq!(
+            (report.resumed, report.quarantined, report.failed),
+            (4, 4, 0),
+            "{report:?}"
+        );
+        assert_eq!(in_area(&root).len(), 4);
+        assert_eq!(events_of(cat, AuditKind::ArtifactQuarantined).len(), 4);
+        let next = sweep_q(cat, &root, Utc::now(), &q).unwrap();
+        assert_eq!((next.resumed, next.quarantined), (0, 0));
+    }
+
+    #[test]
+    fn a_restore_puts_back_exempt_from_its_version_and_refuses_what_it_cannot() {
+        on_each_catalog(restore_and_its_refusals);
+    }
+
+    fn restore_and_its_refusals(cat: &dyn Catalog) {
+        let dir = setup(cat, 2);
+        let root = dir.path().join("repo");
+        let q = window(7);
+        sweep_q(cat, &root, Utc::now(), &q).unwrap();
+        // Something now occupies c0's t.txt: the whole restore is refused, nothing changed.
+        let c0 = root.join("acme/2026/01/02/c0");
+        std::fs::write(c0.join("t.txt"), b"new").unwrap();
+        let err = restore_by(cat, &root, &q, &conversation("c0")).unwrap_err();
+        assert!(
+            matches!(err, quarantine::RestoreError::Refused(_))
+                && err.to_string().contains("c0/t.txt is occupied"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(c0.join("t.txt")).unwrap(), b"new");
+        assert!(!c0.join("u.txt").exists());
+        assert_eq!(in_area(&root).len(), 4);
+        std::fs::remove_file(c0.join("t.txt")).unwrap();
+        // A link planted in the area in place of a quarantined file is not moved.
+        let names = in_area(&root);
+        let planted = root.join(quarantine::QUARANTINE_DIR).join(&names[0]);
+        let kept = dir.path().join("kept");
+        std::fs::rename(&planted, &kept).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", &planted).unwrap();
+        let err = restore_by(cat, &root, &q, &conversation("c0")).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert!(!c0.join("t.txt").exists());
+        std::fs::remove_file(&planted).unwrap();
+        std::fs::rename(&kept, &planted).unwrap();
+
+        let done = restore_by(cat, &root, &q, &conversation("c0")).unwrap();
+        assert_eq!((done.restored, done.failed), (2, 0), "{done:?}");
+        assert_eq!(std::fs::read(c0.join("t.txt")).unwrap(), b"hi");
+        assert_eq!(events_of(cat, AuditKind::ArtifactRestored).len(), 2);
+        // Still due by its dates, but exempt from the version that quarantined it.
+        let next = sweep_q(cat, &root, Utc::now(), &q).unwrap();
+        assert_eq!(next.quarantined, 0, "{next:?}");
+        assert!(c0.join("t.txt").exists());
+        // Nothing left to restore for c0, nor for an unknown conversation.
+        for what in [conversation("c0"), conversation("nope")] {
+            let err = restore_by(cat, &root, &q, &what).unwrap_err();
+            assert!(
+                matches!(err, quarantine::RestoreError::Nothing(_))
+                    && err.to_string().contains("has nothing in quarantine"),
+                "{err}"
+            );
+        }
+        // Purged artifacts cannot be restored either.
+        sweep_q(cat, &root, Utc::now() + TimeDelta::days(8), &q).unwrap();
+        let err = restore_by(cat, &root, &q, &conversation("c1")).unwrap_err();
+        assert!(matches!(err, quarantine::RestoreError::Nothing(_)), "{err}");
+        assert_eq!(deleted_ids(cat), ["c1", "c1"]);
+    }
+
+    #[test]
+    fn a_quarantine_area_elsewhere_behind_a_link_or_too_open_is_refused() {
+        let cat_dir = tempfile::tempdir().unwrap();
+        let cat = SqliteCatalog::open(&cat_dir.path().join("c.db")).unwrap();
+        let dir = setup(&cat, 1);
+        let root = dir.path().join("repo");
+        let refused = |q: &QuarantineConfig, needle: &str| {
+            let err = sweep_q(&cat, &root, Utc::now(), q).unwrap_err();
+            assert!(
+                matches!(err, SweepError::Quarantine(_)) && err.to_string().contains(needle),
+                "{err}"
+            );
+            assert!(root.join("acme/2026/01/02/c0/t.txt").exists());
+        };
+        // Another filesystem: /dev/shm is a tmpfs, the repository is not.
+        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+        assert_ne!(
+            std::fs::metadata(shm.path()).unwrap().dev(),
+            std::fs::metadata(&root).unwrap().dev()
+        );
+        refused(
+            &QuarantineConfig {
+                days: 1,
+                dir: Some(shm.path().join("q")),
+            },
+            "on another filesystem",
+        );
+        // Inside the repository, where the index reads.
+        refused(
+            &QuarantineConfig {
+                days: 1,
+                dir: Some(root.join("acme/q")),
+            },
+            "inside the repository root",
+        );
+        // The default area swapped for a link.
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join(quarantine::QUARANTINE_DIR)).unwrap();
+        refused(&window(1), "symbolic link");
+        std::fs::remove_file(root.join(quarantine::QUARANTINE_DIR)).unwrap();
+        // An area others may enter while the repository root keeps them out.
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::create_dir(root.join(quarantine::QUARANTINE_DIR)).unwrap();
+        std::fs::set_permissions(
+            root.join(quarantine::QUARANTINE_DIR),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        refused(&window(1), "chmod go-rwx");
+        assert!(events_of(&cat, AuditKind::ArtifactQuarantined).is_empty());
+    }
+
+    #[test]
+    fn quarantine_settings_are_checked() {
+        let parse = |text: &str| -> Result<LifecycleConfig, Invalid> {
+            toml_edit::de::from_str::<LifecycleSettings>(text)
+                .unwrap()
+                .validate(Path::new("/etc/custodian"))
+        };
+        assert_eq!(parse("").unwrap().quarantine, None);
+        assert_eq!(
+            parse("quarantine_days = 30").unwrap().quarantine,
+            Some(QuarantineConfig {
+                days: 30,
+                dir: None
+            })
+        );
+        assert_eq!(
+            parse("quarantine_days = 1\nquarantine_dir = \"q\"")
+                .unwrap()
+                .quarantine
+                .unwrap()
+                .dir,
+            Some(PathBuf::from("/etc/custodian/q"))
+        );
+        for (text, key) in [
+            ("quarantine_days = 0", "quarantine_days"),
+            ("quarantine_days = 10000", "quarantine_days"),
+            ("quarantine_dir = \"q\"", "quarantine_dir"),
+        ] {
+            let err = parse(text).err().unwrap_or_else(|| panic!("{text} is accepted"));
+            assert_eq!(err.key, [key], "{text}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub(super) mod audit;
 pub(super) mod holds;
 pub(super) mod index;
 pub(super) mod lifecycle;
+pub(super) mod quarantine;
 pub(super) mod runs;
 pub(super) mod select;
 
@@ -39,6 +40,7 @@ macro_rules! conformance_suite {
             lifecycle::lifecycle_policies_and_versions,
             lifecycle::due_artifacts_and_summary,
             lifecycle::deletes_are_recorded_once,
+            quarantine::quarantine_intents_and_outcomes,
             holds::holds_keep_conversations_from_the_sweep,
             select::confidential_pages,
             runs::upload_journal,
