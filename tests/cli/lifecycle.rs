@@ -565,3 +565,292 @@ fn a_refused_sweep_and_a_finished_one_are_notified_by_email() {
         .unwrap_or_else(|| panic!("{messages:?}"));
     assert!(done.contains("2 deleted"), "{done}");
 }
+
+/// Every lifecycle permission and the restore permission.
+const WITH_RESTORE: &str = r#"["ARTIFACTS_LIFECYCLE_POLICY_READ", "ARTIFACTS_LIFECYCLE_POLICY_CREATE", "ARTIFACTS_LIFECYCLE_POLICY_DELETE", "ARTIFACTS_LIFECYCLE_POLICY_RUN", "ARTIFACTS_LIFECYCLE_POLICY_FORCE", "ARTIFACTS_LIFECYCLE_POLICY_RESTORE"]"#;
+
+/// A 7-day quarantine window in the default area, and no share limit.
+const QUARANTINE: &str = "max_delete_share = 1.0\nquarantine_days = 7";
+
+/// The default quarantine area of `env`.
+fn area(env: &Env) -> std::path::PathBuf {
+    env.root().join(".custodian-quarantine")
+}
+
+fn area_files(env: &Env) -> usize {
+    std::fs::read_dir(area(env)).map_or(0, |d| d.count())
+}
+
+/// Moves the catalog's clock for the quarantine back `days`: what the sweep quarantined is
+/// that much older (the CLI has no clock to move; the catalog is the tests' own SQLite file).
+fn age_quarantine(env: &Env, days: i64) {
+    let db = rusqlite::Connection::open(env.path().join("catalog.db")).unwrap();
+    db.execute(
+        "UPDATE quarantine SET quarantined_ms = quarantined_ms - ?",
+        [days * 86_400_000],
+    )
+    .unwrap();
+}
+
+/// Puts the record of `dir` under legal hold.
+fn set_legal_hold(dir: &std::path::Path) {
+    let record = dir.join("conversation.json");
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    json["flags"] = serde_json::json!({"legal_hold": true});
+    std::fs::write(&record, serde_json::to_vec(&json).unwrap()).unwrap();
+}
+
+#[test]
+fn a_quarantine_window_moves_restores_and_purges_with_one_event_each() {
+    let env = env_with(WITH_RESTORE, QUARANTINE);
+    let c1 = env.conversation(
+        "acme",
+        1,
+        "c1",
+        &[("a.wav", b"RIFF-1"), ("b.wav", b"RIFF-2")],
+    );
+    let c2 = env.conversation("acme", 2, "c2", &[("a.wav", b"RIFF-3")]);
+    let c3 = env.conversation("acme", 3, "c3", &[("a.wav", b"RIFF-4")]);
+    enabled_policy(&env);
+
+    let text = ok(&env, &["run", "lifecycle"]);
+    assert!(
+        text.contains("deleted 0 artifacts")
+            && text.contains("quarantine: 4 artifacts moved in, 0 restored for legal holds, 0 purged"),
+        "{text}"
+    );
+    assert!(!c1.join("a.wav").exists() && !c3.join("a.wav").exists());
+    assert_eq!(area_files(&env), 4);
+    let moved = events(&env, "artifact_quarantined");
+    assert_eq!(moved.len(), 4);
+    let first = moved[0].clone();
+    assert!(moved.iter().all(|e| e["run"] == first["run"]));
+    let (code, again) = env.json(&["run", "lifecycle"]);
+    assert_eq!(code, 0, "{again}");
+    assert_eq!((&again["quarantined"], &again["purged"]), (&0.into(), &0.into()), "{again}");
+    let (_, plan) = env.json(&["plan", "lifecycle"]);
+    assert_eq!(
+        (&plan[0]["artifacts"], &plan[0]["in_quarantine"], &plan[0]["purgeable"]),
+        (&0.into(), &4.into(), &0.into()),
+        "{plan}"
+    );
+    assert!(ok(&env, &["plan", "lifecycle"]).contains("in quarantine: 4 artifacts, 24 bytes; purgeable now: 0"));
+    // Quarantined artifacts are not exported, nor brought back by a reindex.
+    ok(&env, &["index"]);
+    let (code, exported) = env.json(&["run", "export"]);
+    assert_eq!(code, 0, "{exported}");
+    assert!(
+        !env.archive_files().iter().any(|f| f.ends_with(".wav")),
+        "{:?}",
+        env.archive_files()
+    );
+
+    // A restore by conversation: back in place, audited, and not quarantined again.
+    let (code, restored) = env.json(&["lifecycle", "restore", "--conversation", "acme/c2"]);
+    assert_eq!(code, 0, "{restored}");
+    assert_eq!(restored["restored"], 1);
+    assert_eq!(std::fs::read(c2.join("a.wav")).unwrap(), b"RIFF-3");
+    let (_, next) = env.json(&["run", "lifecycle"]);
+    assert_eq!(next["quarantined"], 0, "{next}");
+    assert!(c2.join("a.wav").exists());
+    let back = events(&env, "artifact_restored");
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0]["details"]["exempt_from_version"], true);
+
+    // A hold placed on c3 while in quarantine brings it back; c1's time is up: purged.
+    set_legal_hold(&c3);
+    age_quarantine(&env, 8);
+    let (_, plan) = env.json(&["plan", "lifecycle"]);
+    assert_eq!(plan[0]["purgeable"], 3, "{plan}");
+    let (code, purge) = env.json(&["run", "lifecycle"]);
+    assert_eq!(code, 0, "{purge}");
+    assert_eq!(
+        (&purge["restored"], &purge["purged"], &purge["quarantined"]),
+        (&1.into(), &2.into(), &0.into()),
+        "{purge}"
+    );
+    assert_eq!(std::fs::read(c3.join("a.wav")).unwrap(), b"RIFF-4");
+    assert!(!c1.join("a.wav").exists() && !c1.join("b.wav").exists());
+    assert_eq!(area_files(&env), 0);
+    let deleted = events(&env, "artifact_deleted");
+    assert_eq!(deleted.len(), 2);
+    assert!(deleted.iter().all(|e| e["conversation_id"] == "c1"
+        && e["run"] == purge["run"]
+        && e["details"]["quarantine_name"].is_string()));
+    assert_eq!(events(&env, "artifact_restored").len(), 2);
+    let (_, runs) = env.json(&["jobs", "list", "--policy", "lifecycle"]);
+    assert_eq!(runs[0]["counters"]["deleted"], 2, "{runs}");
+
+    // Purged, and nothing left of that sweep: clear errors, nothing changed.
+    let err = fails(&env, &["lifecycle", "restore", "--conversation", "acme/c1"]);
+    assert!(
+        err.contains("conversation `acme/c1` has nothing in quarantine")
+            && err.contains("purged"),
+        "{err}"
+    );
+    let run = first["run"].to_string();
+    let err = fails(&env, &["lifecycle", "restore", "--run", &run]);
+    assert!(err.contains(&format!("run {run} has nothing in quarantine")), "{err}");
+    assert_eq!(events(&env, "artifact_restored").len(), 2);
+    ok(&env, &["audit", "verify"]);
+}
+
+#[test]
+fn a_restore_by_run_puts_back_everything_that_sweep_quarantined() {
+    let env = env_with(WITH_RESTORE, QUARANTINE);
+    let dirs: Vec<_> = (0..3)
+        .map(|i| env.conversation("acme", 1 + i, &format!("c{i}"), &[("a.wav", b"RIFF")]))
+        .collect();
+    enabled_policy(&env);
+    let (_, sweep) = env.json(&["run", "lifecycle"]);
+    assert_eq!(sweep["quarantined"], 3, "{sweep}");
+    let run = sweep["run"].to_string();
+    let text = ok(&env, &["lifecycle", "restore", "--run", &run]);
+    assert!(text.contains("restored 3 artifacts; 0 failed"), "{text}");
+    assert!(dirs.iter().all(|d| d.join("a.wav").exists()));
+    assert_eq!(area_files(&env), 0);
+    assert!(
+        events(&env, "artifact_restored")
+            .iter()
+            .all(|e| e["details"]["reason"] == format!("restored by {}", e["actor"].as_str().unwrap()))
+    );
+}
+
+#[test]
+fn bad_restores_and_quarantine_settings_are_refused_changing_nothing() {
+    // Without the permission.
+    let env = env_with(ALL, QUARANTINE);
+    let err = fails(&env, &["lifecycle", "restore", "--conversation", "acme/c1"]);
+    assert!(err.contains("ARTIFACTS_LIFECYCLE_POLICY_RESTORE"), "{err}");
+
+    // Without a quarantine window.
+    let env = env_with(WITH_RESTORE, "max_delete_share = 1.0");
+    let err = fails(&env, &["lifecycle", "restore", "--conversation", "acme/c1"]);
+    assert!(err.contains("quarantine window is off") && err.contains("quarantine_days"), "{err}");
+
+    // Settings.
+    for (setting, key) in [
+        ("quarantine_days = 0", "quarantine_days"),
+        ("quarantine_dir = \"q\"", "quarantine_dir"),
+    ] {
+        let env = env_with(WITH_RESTORE, setting);
+        let err = fails(&env, &["plan", "lifecycle"]);
+        assert!(err.contains(key), "{setting}: {err}");
+    }
+
+    let env = env_with(WITH_RESTORE, QUARANTINE);
+    let c1 = env.conversation("acme", 1, "c1", &[("a.wav", b"RIFF-1")]);
+    enabled_policy(&env);
+    let (_, sweep) = env.json(&["run", "lifecycle"]);
+    assert_eq!(sweep["quarantined"], 1, "{sweep}");
+    // A malformed conversation, an unknown one, an unknown run.
+    let err = fails(&env, &["lifecycle", "restore", "--conversation", "c1"]);
+    assert!(err.contains("TENANT/ID"), "{err}");
+    let err = fails(&env, &["lifecycle", "restore", "--conversation", "acme/nope"]);
+    assert!(err.contains("`acme/nope` has nothing in quarantine"), "{err}");
+    let err = fails(&env, &["lifecycle", "restore", "--run", "999"]);
+    assert!(err.contains("run 999 has nothing in quarantine"), "{err}");
+    // Its place is occupied: never replaced.
+    std::fs::write(c1.join("a.wav"), b"other").unwrap();
+    let err = fails(&env, &["lifecycle", "restore", "--conversation", "acme/c1"]);
+    assert!(err.contains("a.wav is occupied"), "{err}");
+    assert_eq!(std::fs::read(c1.join("a.wav")).unwrap(), b"other");
+    assert_eq!(area_files(&env), 1);
+    std::fs::remove_file(c1.join("a.wav")).unwrap();
+    // The quarantine area swapped for a link: neither the sweep nor a restore goes through it.
+    let moved = env.path().join("moved-area");
+    std::fs::rename(area(&env), &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, area(&env)).unwrap();
+    let err = fails(&env, &["lifecycle", "restore", "--conversation", "acme/c1"]);
+    assert!(err.contains("symbolic link") && err.contains("quarantine_dir"), "{err}");
+    let out = env.run(&["run", "lifecycle"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("symbolic link"), "{}", text(&out));
+    assert!(!c1.join("a.wav").exists());
+    assert!(events(&env, "artifact_restored").is_empty());
+    std::fs::remove_file(area(&env)).unwrap();
+    std::fs::rename(&moved, area(&env)).unwrap();
+    ok(&env, &["lifecycle", "restore", "--conversation", "acme/c1"]);
+    assert_eq!(std::fs::read(c1.join("a.wav")).unwrap(), b"RIFF-1");
+}
+
+/// Runs `args` with the failpoint between the file operations of a batch and their record
+/// sleeping, and kills it (SIGKILL) once `changed` holds: files moved, not recorded.
+fn kill_between_files_and_record(env: &Env, args: &[&str], changed: impl Fn() -> bool) {
+    let mut child = env
+        .command(args)
+        .env("FAILPOINTS", "quarantine-record=sleep(10000)")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !changed() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(changed(), "{args:?} changed nothing in time");
+    // The record waits on the failpoint: the kill lands between the files and the catalog.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_quarantine_move_restore_and_purge_killed_are_completed_once_by_the_rerun() {
+    let env = env_with(WITH_RESTORE, QUARANTINE);
+    let n = 20;
+    let dirs: Vec<_> = (0..n)
+        .map(|i| env.conversation("acme", 1 + i % 28, &format!("c{i}"), &[("a.wav", b"RIFF")]))
+        .collect();
+    ok(&env, &["index"]);
+    enabled_policy(&env);
+    let in_place = || dirs.iter().filter(|d| d.join("a.wav").exists()).count();
+
+    // The move.
+    kill_between_files_and_record(&env, &["run", "lifecycle", "--no-index"], || in_place() == 0);
+    assert!(events(&env, "artifact_quarantined").is_empty());
+    let (code, rerun) = env.json(&["run", "lifecycle", "--no-index"]);
+    assert_eq!(code, 0, "{rerun}");
+    assert_eq!((&rerun["resumed"], &rerun["quarantined"]), (&n.into(), &n.into()), "{rerun}");
+    assert_eq!(events(&env, "artifact_quarantined").len(), n as usize);
+    assert_eq!(area_files(&env), n as usize);
+
+    // A restore.
+    kill_between_files_and_record(
+        &env,
+        &["lifecycle", "restore", "--conversation", "acme/c0"],
+        || dirs[0].join("a.wav").exists(),
+    );
+    assert!(events(&env, "artifact_restored").is_empty());
+    let (code, rerun) = env.json(&["lifecycle", "restore", "--conversation", "acme/c0"]);
+    assert_eq!(code, 0, "{rerun}");
+    assert_eq!((&rerun["resumed"], &rerun["restored"]), (&1.into(), &1.into()), "{rerun}");
+    assert_eq!(events(&env, "artifact_restored").len(), 1);
+    let err = fails(&env, &["lifecycle", "restore", "--conversation", "acme/c0"]);
+    assert!(err.contains("nothing in quarantine"), "{err}");
+
+    // A purge.
+    age_quarantine(&env, 8);
+    kill_between_files_and_record(&env, &["run", "lifecycle", "--no-index"], || {
+        area_files(&env) == 0
+    });
+    assert!(events(&env, "artifact_deleted").is_empty());
+    let (code, rerun) = env.json(&["run", "lifecycle", "--no-index"]);
+    assert_eq!(code, 0, "{rerun}");
+    assert_eq!(
+        (&rerun["resumed"], &rerun["purged"], &rerun["already_missing"]),
+        (&(n - 1).into(), &(n - 1).into(), &0.into()),
+        "{rerun}"
+    );
+    let deleted = events(&env, "artifact_deleted");
+    let mut ids: Vec<_> = deleted
+        .iter()
+        .map(|e| e["conversation_id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((ids.len(), deleted.len()), ((n - 1) as usize, (n - 1) as usize));
+    assert!(dirs[0].join("a.wav").exists(), "the restored one stays");
+    ok(&env, &["audit", "verify"]);
+}
