@@ -533,6 +533,17 @@ mod tests {
     }
 
     #[test]
+    fn the_quarantine_area_under_the_root_is_never_indexed() {
+        let repo = Repo::new(&["c1"]);
+        // Laid out like a tenant, with a record, under the default quarantine area's name.
+        let area = format!("repo/{}/2026/01/02", super::super::quarantine::QUARANTINE_DIR);
+        repo.write(&area, "q1");
+        let report = repo.index();
+        assert_eq!((report.seen, report.indexed), (1, 1), "{report:?}");
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+    }
+
+    #[test]
     fn a_symlinked_directory_at_any_level_is_skipped_and_reported() {
         let repo = Repo::new(&["c1"]);
         // A complete tenant, year, month, day and conversation outside the repository, each
