@@ -286,7 +286,12 @@ impl Dir {
     /// through both parents' handles, never replacing what is already there: a link, a
     /// directory or a special file at `rel` is refused and left alone, and an entry named `name`
     /// in `to` fails the move with `AlreadyExists`.
-    pub fn move_file(&self, rel: impl AsRef<Path>, to: &Dir, name: &str) -> Result<(), ConfinedError> {
+    pub fn move_file(
+        &self,
+        rel: impl AsRef<Path>,
+        to: &Dir,
+        name: &str,
+    ) -> Result<(), ConfinedError> {
         let rel = rel.as_ref();
         let (parent, from) = self.parent_of(rel)?;
         let stat = rustix::fs::statat(&parent.fd, from, AtFlags::SYMLINK_NOFOLLOW)

@@ -541,11 +541,8 @@ pub trait Catalog: uploads::UploadJournal + Send + Sync {
 
     /// Records the intent to move these due artifacts into the quarantine area under `names`
     /// (one each), for the sweep `run`, before any is moved.
-    fn begin_quarantine(
-        &self,
-        intents: &[(DueArtifact, String)],
-        run: Option<RunId>,
-    ) -> Result<()>;
+    fn begin_quarantine(&self, intents: &[(DueArtifact, String)], run: Option<RunId>)
+    -> Result<()>;
 
     /// The quarantine entries `select` picks, by conversation and file.
     fn quarantined(&self, select: &QuarantineSelect) -> Result<Vec<Quarantined>>;
@@ -783,8 +780,7 @@ fn quarantine_event(
         QuarantineOutcome::Purged { was_missing } => {
             let mut e = deletion_event(a, *was_missing, now, actor, run);
             e.details["quarantine_name"] = serde_json::json!(q.name);
-            e.details["quarantined_at"] =
-                serde_json::json!(q.quarantined_at.map(rfc3339_micros));
+            e.details["quarantined_at"] = serde_json::json!(q.quarantined_at.map(rfc3339_micros));
             return Some(e);
         }
         QuarantineOutcome::Quarantined => (

@@ -402,7 +402,8 @@ pub(super) fn quarantined(r: &impl Fields<usize>) -> Result<Quarantined> {
             },
         },
         name: r.text(12)?,
-        state: QuarantineState::parse(&state).ok_or_else(|| r.corrupt("quarantine.state", &state))?,
+        state: QuarantineState::parse(&state)
+            .ok_or_else(|| r.corrupt("quarantine.state", &state))?,
         exempt: r.flag(14)?,
         run: r.opt_int(15)?.map(RunId),
         quarantined_at: match r.opt_int(16)? {

@@ -7,8 +7,8 @@
 use crate::filter::{Dialect, Filter, SqlValue};
 
 use super::Exclude;
-use super::lifecycle::QuarantineSelect;
 use super::holds::Standing;
+use super::lifecycle::QuarantineSelect;
 
 /// One statement, in each backend's placeholder syntax.
 #[derive(Clone, Copy, Debug)]
@@ -157,9 +157,10 @@ pub(super) const LIFECYCLE_VERSIONS: Sql = shared!(
      ORDER BY policy, seq"
 );
 
-pub(super) const LIVE_ARTIFACT_COUNT: Sql =
-    shared!("SELECT (SELECT count(*) FROM artifacts) - (SELECT count(*) FROM artifact_deletions) \
-     - (SELECT count(*) FROM quarantine)");
+pub(super) const LIVE_ARTIFACT_COUNT: Sql = shared!(
+    "SELECT (SELECT count(*) FROM artifacts) - (SELECT count(*) FROM artifact_deletions) \
+     - (SELECT count(*) FROM quarantine)"
+);
 
 /// Intents a killed run left, read by [`super::rows::pending_delete`].
 pub(super) const PENDING_DELETES: Sql = shared!(

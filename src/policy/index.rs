@@ -536,7 +536,10 @@ mod tests {
     fn the_quarantine_area_under_the_root_is_never_indexed() {
         let repo = Repo::new(&["c1"]);
         // Laid out like a tenant, with a record, under the default quarantine area's name.
-        let area = format!("repo/{}/2026/01/02", super::super::quarantine::QUARANTINE_DIR);
+        let area = format!(
+            "repo/{}/2026/01/02",
+            super::super::quarantine::QUARANTINE_DIR
+        );
         repo.write(&area, "q1");
         let report = repo.index();
         assert_eq!((report.seen, report.indexed), (1, 1), "{report:?}");

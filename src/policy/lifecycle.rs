@@ -288,7 +288,12 @@ pub fn plan(
     now: DateTime<Utc>,
     quarantine_days: Option<u16>,
 ) -> Result<Vec<DueSummary>, CatalogError> {
-    summarize(catalog, &catalog.lifecycle_policies()?, now, quarantine_days)
+    summarize(
+        catalog,
+        &catalog.lifecycle_policies()?,
+        now,
+        quarantine_days,
+    )
 }
 
 fn summarize(
@@ -399,7 +404,8 @@ pub fn run(
     let report = match swept {
         Ok(report) => report,
         Err(
-            e @ (SweepError::OverLimit { .. } | SweepError::Root { .. } | SweepError::Quarantine(_)),
+            e
+            @ (SweepError::OverLimit { .. } | SweepError::Root { .. } | SweepError::Quarantine(_)),
         ) => {
             if let SweepError::OverLimit { due, .. } = e {
                 counters.selected = due;
@@ -901,7 +907,16 @@ mod tests {
         for a in &due[..3] {
             std::fs::remove_file(root.join(&a.rel_dir).join(&a.file)).unwrap();
         }
-        let report = sweep(cat, &root, now, by(&Control::new()), NO_LIMIT, None, &|_| {}).unwrap();
+        let report = sweep(
+            cat,
+            &root,
+            now,
+            by(&Control::new()),
+            NO_LIMIT,
+            None,
+            &|_| {},
+        )
+        .unwrap();
         assert_eq!(report.resumed, 6);
         assert_eq!(report.deleted, 20);
         assert_eq!(report.already_missing, 3);
@@ -933,7 +948,16 @@ mod tests {
             assert!(!root.join(format!("acme/2026/01/02/c{i}/t.txt")).exists());
             assert!(!root.join(format!("acme/2026/01/02/c{i}/u.txt")).exists());
         }
-        let again = sweep(cat, &root, now, by(&Control::new()), NO_LIMIT, None, &|_| {}).unwrap();
+        let again = sweep(
+            cat,
+            &root,
+            now,
+            by(&Control::new()),
+            NO_LIMIT,
+            None,
+            &|_| {},
+        )
+        .unwrap();
         assert_eq!((again.resumed, again.deleted), (0, 0));
     }
 
@@ -955,7 +979,16 @@ mod tests {
         let first = sweep(&cat, &root, now, by(&control), NO_LIMIT, None, &stop).unwrap();
         assert_eq!(first.deleted, BATCH as u64);
         assert!(cat.pending_deletes().unwrap().is_empty());
-        let rest = sweep(&cat, &root, now, by(&Control::new()), NO_LIMIT, None, &|_| {}).unwrap();
+        let rest = sweep(
+            &cat,
+            &root,
+            now,
+            by(&Control::new()),
+            NO_LIMIT,
+            None,
+            &|_| {},
+        )
+        .unwrap();
         assert_eq!(rest.deleted, 100);
         assert_eq!(cat.live_artifact_count().unwrap(), 0);
     }
@@ -1226,7 +1259,15 @@ mod tests {
         now: DateTime<Utc>,
         q: &QuarantineConfig,
     ) -> Result<SweepReport, SweepError> {
-        sweep(cat, root, now, by(&Control::new()), NO_LIMIT, Some(q), &|_| {})
+        sweep(
+            cat,
+            root,
+            now,
+            by(&Control::new()),
+            NO_LIMIT,
+            Some(q),
+            &|_| {},
+        )
     }
 
     /// Names of the files in the default quarantine area under `root`, sorted.
@@ -1284,7 +1325,11 @@ mod tests {
         assert!(deleted_ids(cat).is_empty());
         let plan_now = plan(cat, now, Some(7)).unwrap();
         assert_eq!(
-            (plan_now[0].artifacts, plan_now[0].in_quarantine, plan_now[0].purgeable),
+            (
+                plan_now[0].artifacts,
+                plan_now[0].in_quarantine,
+                plan_now[0].purgeable
+            ),
             (0, 6, 0)
         );
         let later = now + TimeDelta::days(8);
@@ -1308,7 +1353,12 @@ mod tests {
         cat.place_hold("m", &c1, now, "test", &event()).unwrap();
         let purge = sweep_q(cat, &root, later, &q).unwrap();
         assert_eq!(
-            (purge.restored, purge.purged, purge.quarantined, purge.failed),
+            (
+                purge.restored,
+                purge.purged,
+                purge.quarantined,
+                purge.failed
+            ),
             (2, 4, 0, 0),
             "{purge:?}"
         );
@@ -1535,7 +1585,9 @@ mod tests {
             ("quarantine_days = 10000", "quarantine_days"),
             ("quarantine_dir = \"q\"", "quarantine_dir"),
         ] {
-            let err = parse(text).err().unwrap_or_else(|| panic!("{text} is accepted"));
+            let err = parse(text)
+                .err()
+                .unwrap_or_else(|| panic!("{text} is accepted"));
             assert_eq!(err.key, [key], "{text}");
         }
     }

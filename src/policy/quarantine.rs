@@ -204,7 +204,10 @@ fn sync_and_record(
     by: Deleter<'_>,
 ) -> Result<Tally, CatalogError> {
     let synced = in_parallel(&handled, |h| {
-        h.dir.as_ref().map_or(Ok(()), Dir::sync).map_err(|e| e.to_string())
+        h.dir
+            .as_ref()
+            .map_or(Ok(()), Dir::sync)
+            .map_err(|e| e.to_string())
     });
     let changed = handled.iter().any(|h| h.changed);
     let area_synced = if changed {
@@ -275,8 +278,7 @@ pub(super) fn quarantine_batch(
     by: Deleter<'_>,
     report: &mut SweepReport,
 ) -> Result<(), CatalogError> {
-    let intents: Vec<(DueArtifact, String)> =
-        due.iter().map(|a| (a.clone(), name_of(a))).collect();
+    let intents: Vec<(DueArtifact, String)> = due.iter().map(|a| (a.clone(), name_of(a))).collect();
     catalog.begin_quarantine(&intents, by.run)?;
     let entries: Vec<Quarantined> = intents
         .into_iter()
@@ -518,7 +520,11 @@ pub(super) fn resume(
 ) -> Result<u64, CatalogError> {
     let pending = catalog.quarantined(&QuarantineSelect::Pending)?;
     let of = |state| -> Vec<Quarantined> {
-        pending.iter().filter(|q| q.state == state).cloned().collect()
+        pending
+            .iter()
+            .filter(|q| q.state == state)
+            .cloned()
+            .collect()
     };
     for chunk in of(QuarantineState::Moving).chunks(BATCH) {
         move_in(catalog, root, area, chunk, by)?.add_to(report);
@@ -572,7 +578,10 @@ pub(super) fn pass(
         for q in page {
             let a = &q.artifact;
             if let Some(matters) = held.get(&a.conversation_pk) {
-                reasons.insert(a.conversation_pk, format!("legal hold (matter {})", matters.join(", ")));
+                reasons.insert(
+                    a.conversation_pk,
+                    format!("legal hold (matter {})", matters.join(", ")),
+                );
                 restore.push(q);
             } else if q.legal_hold {
                 reasons.insert(a.conversation_pk, "legal hold (its record)".into());
@@ -598,9 +607,9 @@ pub(super) fn pass(
                     reasons.insert(c[0].artifact.conversation_pk, why);
                     restore.extend_from_slice(c);
                 }
-                Recheck::HeldBack(why) => {
-                    kept.held_back.extend(c.iter().map(|_| format!("{why} (in quarantine)")))
-                }
+                Recheck::HeldBack(why) => kept
+                    .held_back
+                    .extend(c.iter().map(|_| format!("{why} (in quarantine)"))),
                 Recheck::Failed(why) => kept.failures.extend(c.iter().map(|_| why.clone())),
             }
         }

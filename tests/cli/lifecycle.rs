@@ -617,7 +617,8 @@ fn a_quarantine_window_moves_restores_and_purges_with_one_event_each() {
     let text = ok(&env, &["run", "lifecycle"]);
     assert!(
         text.contains("deleted 0 artifacts")
-            && text.contains("quarantine: 4 artifacts moved in, 0 restored for legal holds, 0 purged"),
+            && text
+                .contains("quarantine: 4 artifacts moved in, 0 restored for legal holds, 0 purged"),
         "{text}"
     );
     assert!(!c1.join("a.wav").exists() && !c3.join("a.wav").exists());
@@ -628,14 +629,25 @@ fn a_quarantine_window_moves_restores_and_purges_with_one_event_each() {
     assert!(moved.iter().all(|e| e["run"] == first["run"]));
     let (code, again) = env.json(&["run", "lifecycle"]);
     assert_eq!(code, 0, "{again}");
-    assert_eq!((&again["quarantined"], &again["purged"]), (&0.into(), &0.into()), "{again}");
+    assert_eq!(
+        (&again["quarantined"], &again["purged"]),
+        (&0.into(), &0.into()),
+        "{again}"
+    );
     let (_, plan) = env.json(&["plan", "lifecycle"]);
     assert_eq!(
-        (&plan[0]["artifacts"], &plan[0]["in_quarantine"], &plan[0]["purgeable"]),
+        (
+            &plan[0]["artifacts"],
+            &plan[0]["in_quarantine"],
+            &plan[0]["purgeable"]
+        ),
         (&0.into(), &4.into(), &0.into()),
         "{plan}"
     );
-    assert!(ok(&env, &["plan", "lifecycle"]).contains("in quarantine: 4 artifacts, 24 bytes; purgeable now: 0"));
+    assert!(
+        ok(&env, &["plan", "lifecycle"])
+            .contains("in quarantine: 4 artifacts, 24 bytes; purgeable now: 0")
+    );
     // Quarantined artifacts are not exported, nor brought back by a reindex.
     ok(&env, &["index"]);
     let (code, exported) = env.json(&["run", "export"]);
@@ -685,13 +697,15 @@ fn a_quarantine_window_moves_restores_and_purges_with_one_event_each() {
     // Purged, and nothing left of that sweep: clear errors, nothing changed.
     let err = fails(&env, &["lifecycle", "restore", "--conversation", "acme/c1"]);
     assert!(
-        err.contains("conversation `acme/c1` has nothing in quarantine")
-            && err.contains("purged"),
+        err.contains("conversation `acme/c1` has nothing in quarantine") && err.contains("purged"),
         "{err}"
     );
     let run = first["run"].to_string();
     let err = fails(&env, &["lifecycle", "restore", "--run", &run]);
-    assert!(err.contains(&format!("run {run} has nothing in quarantine")), "{err}");
+    assert!(
+        err.contains(&format!("run {run} has nothing in quarantine")),
+        "{err}"
+    );
     assert_eq!(events(&env, "artifact_restored").len(), 2);
     ok(&env, &["audit", "verify"]);
 }
@@ -713,7 +727,8 @@ fn a_restore_by_run_puts_back_everything_that_sweep_quarantined() {
     assert!(
         events(&env, "artifact_restored")
             .iter()
-            .all(|e| e["details"]["reason"] == format!("restored by {}", e["actor"].as_str().unwrap()))
+            .all(|e| e["details"]["reason"]
+                == format!("restored by {}", e["actor"].as_str().unwrap()))
     );
 }
 
@@ -727,7 +742,10 @@ fn bad_restores_and_quarantine_settings_are_refused_changing_nothing() {
     // Without a quarantine window.
     let env = env_with(WITH_RESTORE, "max_delete_share = 1.0");
     let err = fails(&env, &["lifecycle", "restore", "--conversation", "acme/c1"]);
-    assert!(err.contains("quarantine window is off") && err.contains("quarantine_days"), "{err}");
+    assert!(
+        err.contains("quarantine window is off") && err.contains("quarantine_days"),
+        "{err}"
+    );
 
     // Settings.
     for (setting, key) in [
@@ -747,8 +765,14 @@ fn bad_restores_and_quarantine_settings_are_refused_changing_nothing() {
     // A malformed conversation, an unknown one, an unknown run.
     let err = fails(&env, &["lifecycle", "restore", "--conversation", "c1"]);
     assert!(err.contains("TENANT/ID"), "{err}");
-    let err = fails(&env, &["lifecycle", "restore", "--conversation", "acme/nope"]);
-    assert!(err.contains("`acme/nope` has nothing in quarantine"), "{err}");
+    let err = fails(
+        &env,
+        &["lifecycle", "restore", "--conversation", "acme/nope"],
+    );
+    assert!(
+        err.contains("`acme/nope` has nothing in quarantine"),
+        "{err}"
+    );
     let err = fails(&env, &["lifecycle", "restore", "--run", "999"]);
     assert!(err.contains("run 999 has nothing in quarantine"), "{err}");
     // Its place is occupied: never replaced.
@@ -763,7 +787,10 @@ fn bad_restores_and_quarantine_settings_are_refused_changing_nothing() {
     std::fs::rename(area(&env), &moved).unwrap();
     std::os::unix::fs::symlink(&moved, area(&env)).unwrap();
     let err = fails(&env, &["lifecycle", "restore", "--conversation", "acme/c1"]);
-    assert!(err.contains("symbolic link") && err.contains("quarantine_dir"), "{err}");
+    assert!(
+        err.contains("symbolic link") && err.contains("quarantine_dir"),
+        "{err}"
+    );
     let out = env.run(&["run", "lifecycle"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("symbolic link"), "{}", text(&out));
@@ -808,11 +835,17 @@ fn a_quarantine_move_restore_and_purge_killed_are_completed_once_by_the_rerun() 
     let in_place = || dirs.iter().filter(|d| d.join("a.wav").exists()).count();
 
     // The move.
-    kill_between_files_and_record(&env, &["run", "lifecycle", "--no-index"], || in_place() == 0);
+    kill_between_files_and_record(&env, &["run", "lifecycle", "--no-index"], || {
+        in_place() == 0
+    });
     assert!(events(&env, "artifact_quarantined").is_empty());
     let (code, rerun) = env.json(&["run", "lifecycle", "--no-index"]);
     assert_eq!(code, 0, "{rerun}");
-    assert_eq!((&rerun["resumed"], &rerun["quarantined"]), (&n.into(), &n.into()), "{rerun}");
+    assert_eq!(
+        (&rerun["resumed"], &rerun["quarantined"]),
+        (&n.into(), &n.into()),
+        "{rerun}"
+    );
     assert_eq!(events(&env, "artifact_quarantined").len(), n as usize);
     assert_eq!(area_files(&env), n as usize);
 
@@ -825,7 +858,11 @@ fn a_quarantine_move_restore_and_purge_killed_are_completed_once_by_the_rerun() 
     assert!(events(&env, "artifact_restored").is_empty());
     let (code, rerun) = env.json(&["lifecycle", "restore", "--conversation", "acme/c0"]);
     assert_eq!(code, 0, "{rerun}");
-    assert_eq!((&rerun["resumed"], &rerun["restored"]), (&1.into(), &1.into()), "{rerun}");
+    assert_eq!(
+        (&rerun["resumed"], &rerun["restored"]),
+        (&1.into(), &1.into()),
+        "{rerun}"
+    );
     assert_eq!(events(&env, "artifact_restored").len(), 1);
     let err = fails(&env, &["lifecycle", "restore", "--conversation", "acme/c0"]);
     assert!(err.contains("nothing in quarantine"), "{err}");
@@ -839,7 +876,11 @@ fn a_quarantine_move_restore_and_purge_killed_are_completed_once_by_the_rerun() 
     let (code, rerun) = env.json(&["run", "lifecycle", "--no-index"]);
     assert_eq!(code, 0, "{rerun}");
     assert_eq!(
-        (&rerun["resumed"], &rerun["purged"], &rerun["already_missing"]),
+        (
+            &rerun["resumed"],
+            &rerun["purged"],
+            &rerun["already_missing"]
+        ),
         (&(n - 1).into(), &(n - 1).into(), &0.into()),
         "{rerun}"
     );
@@ -850,7 +891,10 @@ fn a_quarantine_move_restore_and_purge_killed_are_completed_once_by_the_rerun() 
         .collect();
     ids.sort();
     ids.dedup();
-    assert_eq!((ids.len(), deleted.len()), ((n - 1) as usize, (n - 1) as usize));
+    assert_eq!(
+        (ids.len(), deleted.len()),
+        ((n - 1) as usize, (n - 1) as usize)
+    );
     assert!(dirs[0].join("a.wav").exists(), "the restored one stays");
     ok(&env, &["audit", "verify"]);
 }

@@ -95,7 +95,11 @@ pub fn quarantine_intents_and_outcomes(cat: &dyn Catalog) {
         Some(sweep),
     )
     .unwrap();
-    assert!(cat.quarantined(&QuarantineSelect::Pending).unwrap().is_empty());
+    assert!(
+        cat.quarantined(&QuarantineSelect::Pending)
+            .unwrap()
+            .is_empty()
+    );
     // The failed move is forgotten: c2's artifact is due again.
     let again = cat.due_artifacts(&q, (0, -1), 100).unwrap();
     assert_eq!(again, [due[2].clone()]);
@@ -118,16 +122,23 @@ pub fn quarantine_intents_and_outcomes(cat: &dyn Catalog) {
         .unwrap()
         .is_empty()
     );
-    assert_eq!(cat.quarantined(&QuarantineSelect::Run(sweep)).unwrap(), [c0.clone()]);
-    assert!(cat
-        .quarantined(&QuarantineSelect::Run(RunId(sweep.0 + 1)))
-        .unwrap()
-        .is_empty());
+    assert_eq!(
+        cat.quarantined(&QuarantineSelect::Run(sweep)).unwrap(),
+        std::slice::from_ref(&c0)
+    );
+    assert!(
+        cat.quarantined(&QuarantineSelect::Run(RunId(sweep.0 + 1)))
+            .unwrap()
+            .is_empty()
+    );
     let of = |id: &str| QuarantineSelect::Conversation {
         tenant: "acme".into(),
         id: id.into(),
     };
-    assert_eq!(cat.quarantined(&of("c0")).unwrap(), [c0.clone()]);
+    assert_eq!(
+        cat.quarantined(&of("c0")).unwrap(),
+        std::slice::from_ref(&c0)
+    );
     assert!(cat.quarantined(&of("c1")).unwrap().is_empty(), "purged");
     let count = |purgeable| QuarantineCount {
         policy: "retention".into(),
@@ -170,7 +181,11 @@ pub fn quarantine_intents_and_outcomes(cat: &dyn Catalog) {
         None,
     )
     .unwrap();
-    assert!(cat.quarantined(&QuarantineSelect::Restoring).unwrap().is_empty());
+    assert!(
+        cat.quarantined(&QuarantineSelect::Restoring)
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(files("c0"), ["agent.wav", "t.txt", "customer.wav"]);
     assert_eq!(
         cat.due_artifacts(&q, (0, -1), 100).unwrap(),
@@ -183,21 +198,35 @@ pub fn quarantine_intents_and_outcomes(cat: &dyn Catalog) {
     cat.begin_quarantine(&[(due[2].clone(), "n-c2".into())], Some(sweep))
         .unwrap();
     let c2 = cat.quarantined(&QuarantineSelect::Pending).unwrap();
-    cat.finish_quarantine(&[(c2[0].clone(), QuarantineOutcome::Quarantined)], "tester", Some(sweep))
-        .unwrap();
+    cat.finish_quarantine(
+        &[(c2[0].clone(), QuarantineOutcome::Quarantined)],
+        "tester",
+        Some(sweep),
+    )
+    .unwrap();
     let c2 = cat.quarantined(&of("c2")).unwrap();
     cat.mark_quarantine(&c2, QuarantineState::Purging, false)
         .unwrap();
     let purging = cat.quarantined(&QuarantineSelect::Pending).unwrap();
     assert_eq!(purging[0].state, QuarantineState::Purging);
     // A kept purge goes back to quarantine.
-    cat.finish_quarantine(&[(purging[0].clone(), QuarantineOutcome::Kept)], "tester", Some(sweep))
-        .unwrap();
-    assert_eq!(cat.quarantined(&of("c2")).unwrap()[0].state, QuarantineState::Quarantined);
+    cat.finish_quarantine(
+        &[(purging[0].clone(), QuarantineOutcome::Kept)],
+        "tester",
+        Some(sweep),
+    )
+    .unwrap();
+    assert_eq!(
+        cat.quarantined(&of("c2")).unwrap()[0].state,
+        QuarantineState::Quarantined
+    );
     cat.mark_quarantine(&c2, QuarantineState::Purging, false)
         .unwrap();
     cat.finish_quarantine(
-        &[(purging[0].clone(), QuarantineOutcome::Purged { was_missing: false })],
+        &[(
+            purging[0].clone(),
+            QuarantineOutcome::Purged { was_missing: false },
+        )],
         "tester",
         Some(sweep),
     )
@@ -216,7 +245,9 @@ pub fn quarantine_intents_and_outcomes(cat: &dyn Catalog) {
     };
     let due2 = cat.due_artifacts(&q2, (0, -1), 100).unwrap();
     assert_eq!(
-        due2.iter().map(|a| a.conversation_id.as_str()).collect::<Vec<_>>(),
+        due2.iter()
+            .map(|a| a.conversation_id.as_str())
+            .collect::<Vec<_>>(),
         ["c0"]
     );
 
@@ -243,7 +274,10 @@ pub fn quarantine_intents_and_outcomes(cat: &dyn Catalog) {
         .unwrap();
     assert_eq!(restored.event.details["reason"], "restored by tester");
     assert_eq!(restored.event.details["exempt_from_version"], true);
-    assert_eq!(restored.event.details["path"], "acme/2026/01/02/c0/agent.wav");
+    assert_eq!(
+        restored.event.details["path"],
+        "acme/2026/01/02/c0/agent.wav"
+    );
     assert_eq!(restored.event.run, None);
     let purged = events
         .iter()

@@ -550,7 +550,11 @@ impl Catalog for PostgresCatalog {
         lifecycle::finish_deletes(self, outcomes, actor, run)
     }
 
-    fn begin_quarantine(&self, intents: &[(DueArtifact, String)], run: Option<RunId>) -> Result<()> {
+    fn begin_quarantine(
+        &self,
+        intents: &[(DueArtifact, String)],
+        run: Option<RunId>,
+    ) -> Result<()> {
         lifecycle::begin_quarantine(self, intents, run)
     }
 

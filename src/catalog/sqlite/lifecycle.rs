@@ -418,7 +418,10 @@ pub(super) fn begin_quarantine(
     tx.commit().map_err(|e| cat.err(e))
 }
 
-pub(super) fn quarantined(cat: &SqliteCatalog, select: &QuarantineSelect) -> Result<Vec<Quarantined>> {
+pub(super) fn quarantined(
+    cat: &SqliteCatalog,
+    select: &QuarantineSelect,
+) -> Result<Vec<Quarantined>> {
     let (text, values) = sql::quarantine_entries(select);
     cat.with_reader(|conn| {
         cat.rows(

@@ -393,7 +393,11 @@ impl Catalog for SqliteCatalog {
         lifecycle::finish_deletes(self, outcomes, actor, run)
     }
 
-    fn begin_quarantine(&self, intents: &[(DueArtifact, String)], run: Option<RunId>) -> Result<()> {
+    fn begin_quarantine(
+        &self,
+        intents: &[(DueArtifact, String)],
+        run: Option<RunId>,
+    ) -> Result<()> {
         lifecycle::begin_quarantine(self, intents, run)
     }
 
