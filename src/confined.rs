@@ -320,6 +320,23 @@ impl Dir {
         .map_err(|e| ConfinedError::from_errno(to.display_path(name), e))
     }
 
+    /// True when `rel` here and `other_rel` under `other` are two names of one file (a rename
+    /// a power cut left half durable: the new name kept, the old not yet removed).
+    pub fn same_file(
+        &self,
+        rel: impl AsRef<Path>,
+        other: &Dir,
+        other_rel: impl AsRef<Path>,
+    ) -> bool {
+        match (self.stat(rel), other.stat(other_rel)) {
+            (Ok(a), Ok(b)) => {
+                FileType::from_raw_mode(a.st_mode) == FileType::RegularFile
+                    && (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+            }
+            _ => false,
+        }
+    }
+
     /// The filesystem (device) this directory lies on.
     pub fn device(&self) -> Result<u64, ConfinedError> {
         rustix::fs::fstat(&self.fd)

@@ -201,19 +201,43 @@ fn sync_and_record(
     catalog: &dyn Catalog,
     area: &Area,
     handled: Vec<Handled>,
+    into_area: bool,
     by: Deleter<'_>,
 ) -> Result<Tally, CatalogError> {
-    let synced = in_parallel(&handled, |h| {
-        h.dir
-            .as_ref()
-            .map_or(Ok(()), Dir::sync)
-            .map_err(|e| e.to_string())
-    });
-    let changed = handled.iter().any(|h| h.changed);
-    let area_synced = if changed {
-        area.dir.sync().map_err(|e| e.to_string())
+    // The directory a file went to is synced before the one it left: a power cut between the
+    // two keeps both names of the file (which the rerun resolves), never neither.
+    let sync_area = || {
+        if handled.iter().any(|h| h.changed) {
+            area.dir.sync().map_err(|e| e.to_string())
+        } else {
+            Ok(())
+        }
+    };
+    let sync_dirs = || {
+        in_parallel(&handled, |h| {
+            h.dir
+                .as_ref()
+                .map_or(Ok(()), Dir::sync)
+                .map_err(|e| e.to_string())
+        })
+    };
+    // A first sync that failed leaves the second undone: nothing of it is recorded anyway.
+    let skipped = || Err("not synced after an earlier sync failed".to_owned());
+    let (synced, area_synced) = if into_area {
+        let area_synced = sync_area();
+        let synced = match area_synced {
+            Ok(()) => sync_dirs(),
+            Err(_) => handled.iter().map(|_| skipped()).collect(),
+        };
+        (synced, area_synced)
     } else {
-        Ok(())
+        let synced = sync_dirs();
+        let area_synced = if synced.iter().all(Result::is_ok) {
+            sync_area()
+        } else {
+            skipped()
+        };
+        (synced, area_synced)
     };
     let mut tally = Tally::default();
     let mut outcomes = Vec::new();
@@ -320,9 +344,22 @@ fn move_in(
             entries.iter().cloned().partition(|q| area.holds(&q.name));
         let mut out = Handled::all(&done, || Step::Record(QuarantineOutcome::Quarantined));
         if !done.is_empty() {
-            // A killed run may have moved them without syncing: sync before recording.
+            // A killed run may have moved them without syncing: sync before recording. A power
+            // cut may have kept the new name and the old: the old one goes.
             out.changed = true;
             out.dir = root.open_dir(&done[0].artifact.rel_dir).ok();
+            if let Some(dir) = &out.dir {
+                for (q, step) in &mut out.steps {
+                    if dir.same_file(&q.artifact.file, &area.dir, &q.name) {
+                        if let Err(e) = dir.remove_file(&q.artifact.file) {
+                            *step = Step::Failed(format!(
+                                "cannot remove the old name of {} after its move into quarantine: {e}; the next sweep tries again",
+                                dir.display_path(&q.artifact.file).display()
+                            ));
+                        }
+                    }
+                }
+            }
         }
         if todo.is_empty() {
             return out;
@@ -354,7 +391,7 @@ fn move_in(
         out.changed |= rest.changed;
         out
     });
-    sync_and_record(catalog, area, handled, by)
+    sync_and_record(catalog, area, handled, true, by)
 }
 
 /// Moves each entry's file from its conversation directory `dir` into the area.
@@ -417,6 +454,18 @@ fn move_back(
             .iter()
             .map(|q| {
                 let restored = Step::Record(QuarantineOutcome::Restored { reason: reason(q) });
+                // A power cut may have kept both names of a restore: the one in the area goes.
+                if dir.same_file(&q.artifact.file, &area.dir, &q.name) {
+                    moved = true;
+                    let step = match area.dir.remove_file(&q.name) {
+                        Ok(()) => restored,
+                        Err(e) => Step::Failed(format!(
+                            "cannot remove the quarantined name of restored {}: {e}; the next restore or sweep tries again",
+                            dir.display_path(&q.artifact.file).display()
+                        )),
+                    };
+                    return (q.clone(), step);
+                }
                 let step = match area.dir.move_file(&q.name, &dir, &q.artifact.file) {
                     Ok(()) => {
                         moved = true;
@@ -449,7 +498,7 @@ fn move_back(
             changed: moved,
         }
     });
-    sync_and_record(catalog, area, handled, by)
+    sync_and_record(catalog, area, handled, false, by)
 }
 
 /// Removes entries whose intent is `Purging` from the area. `resumed`: a killed process may
@@ -493,7 +542,7 @@ fn purge(
         dir: None,
         changed: removed,
     }];
-    sync_and_record(catalog, area, handled, by)
+    sync_and_record(catalog, area, handled, false, by)
 }
 
 /// Marks `entries` with the intent `state` (durably), then returns them as marked.
