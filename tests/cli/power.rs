@@ -468,6 +468,97 @@ fn a_quarantine_sweep_cut_anywhere_moves_each_due_artifact_once_with_its_event()
 }
 
 #[test]
+fn a_quarantine_restore_and_purge_cut_anywhere_are_each_recorded_once() {
+    let env = env_with(ALL, "quarantine_days = 7");
+    let dirs: Vec<_> = (0..4)
+        .map(|i| {
+            env.conversation(
+                "acme",
+                1 + i % 2,
+                &format!("c{i}"),
+                &[("a.wav", b"customer leg")],
+            )
+        })
+        .collect();
+    assert!(env.run(&["index"]).status.success());
+    enabled_policy(&env);
+    let sweep = ["run", "lifecycle", "--no-index", "--force"];
+    assert!(env.run(&sweep).status.success());
+    // c0 and c1 are put under legal hold while quarantined; all four are 8 days in: the next
+    // sweep restores c0 and c1 and purges c2 and c3.
+    for dir in &dirs[..2] {
+        let record = dir.join("conversation.json");
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+        json["flags"] = serde_json::json!({"legal_hold": true});
+        std::fs::write(&record, serde_json::to_vec(&json).unwrap()).unwrap();
+    }
+    assert!(env.run(&["index"]).status.success());
+    Connection::open(env.path().join("catalog.db"))
+        .unwrap()
+        .execute(
+            "UPDATE quarantine SET quarantined_ms = quarantined_ms - 8 * 86400000",
+            [],
+        )
+        .unwrap();
+    let wrong = cut_everywhere(env.path(), &sweep, |root, moment| {
+        let mut wrong = Vec::new();
+        let db = catalog(root).expect("the catalog was made before the cut");
+        let count = |kind: &str, id: &str| -> i64 {
+            rows::<i64>(
+                &db,
+                &format!(
+                    "SELECT COUNT(*) FROM audit_events WHERE kind = '{kind}' AND conversation_id = '{id}'"
+                ),
+            )[0][0]
+        };
+        for i in 0..4 {
+            let id = format!("c{i}");
+            let rel = format!("acme/2026/01/{:02}/{id}/a.wav", 1 + i % 2);
+            let name = rows::<String>(
+                &db,
+                &format!(
+                    "SELECT json_extract(details, '$.quarantine_name') FROM audit_events \
+                     WHERE kind = 'artifact_quarantined' AND conversation_id = '{id}'"
+                ),
+            )[0][0]
+                .clone();
+            let state = rows::<String>(
+                &db,
+                &format!("SELECT state FROM quarantine WHERE conversation_id = '{id}'"),
+            )
+            .first()
+            .map(|r| r[0].clone());
+            let in_repo = root.join("repo").join(&rel).exists();
+            let in_area = root.join("repo/.custodian-quarantine").join(&name).exists();
+            let (restored, deleted) = (
+                count("artifact_restored", &id),
+                count("artifact_deleted", &id),
+            );
+            let held = i < 2;
+            let half_done = moment == Moment::Rebooted;
+            let fine = match (held, restored, deleted, state.as_deref()) {
+                (true, 1, 0, None) => in_repo && !in_area,
+                (true, 0, 0, Some("quarantined")) => in_area && !in_repo && half_done,
+                (true, 0, 0, Some("restoring")) => (in_area || in_repo) && half_done,
+                (false, 0, 1, None) => !in_area && !in_repo,
+                (false, 0, 0, Some("quarantined")) => in_area && !in_repo && half_done,
+                (false, 0, 0, Some("purging")) => !in_repo && half_done,
+                _ => false,
+            };
+            if !fine {
+                wrong.push(format!(
+                    "{rel}: {restored} restored and {deleted} deleted event(s), entry {state:?}, in the area: {in_area}, in the repository: {in_repo}"
+                ));
+            }
+        }
+        wrong.extend(audit_holds(root));
+        wrong
+    });
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
 fn a_confidential_run_cut_anywhere_flags_each_conversation_once() {
     let env = Env::new("");
     for i in 0..6 {
