@@ -81,11 +81,6 @@ impl Area {
         })
     }
 
-    /// The area's directory, for messages.
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
     fn holds(&self, name: &str) -> bool {
         self.dir.stat(name).is_ok()
     }
