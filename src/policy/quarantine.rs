@@ -136,6 +136,8 @@ enum Step {
     HeldBack(String),
     /// Nothing was done, and why: it failed (the next sweep tries again).
     Failed(String),
+    /// Half done, and why: the intent stays for the next sweep to complete.
+    Pending(String),
 }
 
 /// One conversation's entries, what happened to each, and the directories to sync before any
@@ -271,6 +273,7 @@ fn sync_and_record(
                     tally.failures.push(why);
                     outcomes.push((q, QuarantineOutcome::Kept));
                 }
+                Step::Pending(why) => tally.failures.push(why),
             }
         }
     }
@@ -345,13 +348,13 @@ fn move_in(
             out.dir = root.open_dir(&done[0].artifact.rel_dir).ok();
             if let Some(dir) = &out.dir {
                 for (q, step) in &mut out.steps {
-                    if dir.same_file(&q.artifact.file, &area.dir, &q.name) {
-                        if let Err(e) = dir.remove_file(&q.artifact.file) {
-                            *step = Step::Failed(format!(
-                                "cannot remove the old name of {} after its move into quarantine: {e}; the next sweep tries again",
-                                dir.display_path(&q.artifact.file).display()
-                            ));
-                        }
+                    if dir.same_file(&q.artifact.file, &area.dir, &q.name)
+                        && let Err(e) = dir.remove_file(&q.artifact.file)
+                    {
+                        *step = Step::Pending(format!(
+                            "cannot remove the old name of {} after its move into quarantine: {e}; the next sweep completes the move",
+                            dir.display_path(&q.artifact.file).display()
+                        ));
                     }
                 }
             }
@@ -454,8 +457,8 @@ fn move_back(
                     moved = true;
                     let step = match area.dir.remove_file(&q.name) {
                         Ok(()) => restored,
-                        Err(e) => Step::Failed(format!(
-                            "cannot remove the quarantined name of restored {}: {e}; the next restore or sweep tries again",
+                        Err(e) => Step::Pending(format!(
+                            "cannot remove the quarantined name of restored {}: {e}; the next restore or sweep completes the restore",
                             dir.display_path(&q.artifact.file).display()
                         )),
                     };
