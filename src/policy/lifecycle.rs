@@ -39,7 +39,7 @@ use crate::repository::record::{Conversation, RECORD_FILE};
 use crate::schedule::JobSettings;
 use crate::schedule::notify::NotifySettings;
 use crate::schedule::runlog::RunLog;
-use crate::settings::{Invalid, resolve};
+use crate::settings::{Invalid, positive_duration, resolve};
 
 /// Name `custodian run` and `plan` give the lifecycle sweep; no config policy may take it.
 pub const LIFECYCLE_RUN: &str = "lifecycle";
@@ -58,7 +58,15 @@ pub struct LifecycleConfig {
     pub max_delete_share: f64,
     /// When `custodian serve` runs the sweep, and its run control, log and notifications.
     pub job: JobSettings,
+    /// How many users a change that makes a delete version take effect needs: 1 (its
+    /// requester) or 2 (four eyes: another user approves it; docs/operations.md, "Four eyes").
+    pub approvals: u8,
+    /// How long a change waits for its approval before it expires.
+    pub approval_expiry: std::time::Duration,
 }
+
+/// How long a change waits for a second user's approval unless `approval_expiry` says.
+const DEFAULT_APPROVAL_EXPIRY: std::time::Duration = std::time::Duration::from_secs(72 * 3600);
 
 /// The `[lifecycle]` table as written.
 #[derive(Deserialize, Default)]
@@ -74,6 +82,8 @@ pub struct LifecycleSettings {
     keep_alive: Option<String>,
     log_dir: Option<PathBuf>,
     notify: Option<NotifySettings>,
+    approvals: Option<u8>,
+    approval_expiry: Option<String>,
 }
 
 crate::schedule::job_keys!(LifecycleSettings);
@@ -86,7 +96,31 @@ impl LifecycleSettings {
             max_deletes_per_run: 100_000,
             max_delete_share: 0.10,
             job: self.job().validate(base)?,
+            approvals: 1,
+            approval_expiry: DEFAULT_APPROVAL_EXPIRY,
         };
+        match self.approvals {
+            None => {}
+            Some(n @ (1 | 2)) => lifecycle.approvals = n,
+            Some(n) => {
+                return Err(Invalid::at(
+                    "approvals",
+                    format!(
+                        "must be 1 (a change takes effect when its requester makes it) or 2 (a second user approves it), not {n}"
+                    ),
+                ));
+            }
+        }
+        if let Some(text) = &self.approval_expiry {
+            if lifecycle.approvals != 2 {
+                return Err(Invalid::at(
+                    "approval_expiry",
+                    "applies only with `approvals = 2`: set that too, or remove this key",
+                ));
+            }
+            lifecycle.approval_expiry =
+                positive_duration(text).map_err(|m| Invalid::at("approval_expiry", m))?;
+        }
         if let Some(n) = self.max_deletes_per_run {
             if n == 0 {
                 return Err(Invalid::at("max_deletes_per_run", "must be at least 1"));

@@ -41,6 +41,10 @@ pub enum Permission {
     /// Run the sweep past its safety limits (`run lifecycle --force`).
     #[serde(rename = "ARTIFACTS_LIFECYCLE_POLICY_FORCE")]
     Force,
+    /// Approve or reject another user's change that makes a delete version take effect
+    /// (`lifecycle approve`, `lifecycle reject`; four eyes).
+    #[serde(rename = "ARTIFACTS_LIFECYCLE_POLICY_APPROVE")]
+    Approve,
     /// List and show matters and their legal holds (`hold list`, `hold show`).
     #[serde(rename = "LEGAL_HOLD_READ")]
     LegalHoldRead,
@@ -57,6 +61,7 @@ impl Permission {
             Permission::Delete => "ARTIFACTS_LIFECYCLE_POLICY_DELETE",
             Permission::Run => "ARTIFACTS_LIFECYCLE_POLICY_RUN",
             Permission::Force => "ARTIFACTS_LIFECYCLE_POLICY_FORCE",
+            Permission::Approve => "ARTIFACTS_LIFECYCLE_POLICY_APPROVE",
             Permission::LegalHoldRead => "LEGAL_HOLD_READ",
             Permission::LegalHoldManage => "LEGAL_HOLD_MANAGE",
         }
