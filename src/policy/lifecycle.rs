@@ -704,6 +704,43 @@ fn recheck(root: &Dir, a: &DueArtifact) -> Recheck {
 mod tests {
     use super::*;
 
+    fn settings(text: &str) -> Result<LifecycleConfig, Invalid> {
+        toml_edit::de::from_str::<LifecycleSettings>(text)
+            .unwrap()
+            .validate(Path::new("/etc/custodian"))
+    }
+
+    #[test]
+    fn four_eyes_takes_one_or_two_approvals_and_an_expiry_only_with_two() {
+        let one = settings("").unwrap();
+        assert_eq!(one.approvals, 1);
+        let two = settings("approvals = 2").unwrap();
+        assert_eq!(
+            (two.approvals, two.approval_expiry),
+            (2, std::time::Duration::from_secs(72 * 3600))
+        );
+        let short = settings("approvals = 2\napproval_expiry = \"90m\"").unwrap();
+        assert_eq!(short.approval_expiry, std::time::Duration::from_secs(5400));
+        for (text, key, message) in [
+            ("approvals = 3", "approvals", "must be 1"),
+            ("approvals = 0", "approvals", "must be 1"),
+            (
+                "approval_expiry = \"1h\"",
+                "approval_expiry",
+                "applies only with `approvals = 2`",
+            ),
+            (
+                "approvals = 2\napproval_expiry = \"soon\"",
+                "approval_expiry",
+                "is not a duration",
+            ),
+        ] {
+            let e = settings(text).unwrap_err();
+            assert_eq!(e.key, [key], "{text}");
+            assert!(e.message.contains(message), "{text}: {}", e.message);
+        }
+    }
+
     /// One unlimited sweep, now, by a tester whose run is never stopped.
     fn sweep_now(cat: &dyn Catalog, root: &Path) -> Result<SweepReport, SweepError> {
         sweep(

@@ -38,6 +38,35 @@ use crate::catalog::lifecycle::{
 use crate::filter::{Filter, SqlValue};
 use schema::MIGRATIONS;
 
+/// Creates an empty catalog file that others cannot read: mode 0660 less the umask, and never
+/// a bit for others whatever the umask. SQLite gives its WAL and shared-memory files the mode
+/// of the database file, so they stay closed too; a group of users sharing the catalog gets
+/// read and write through the group (docs/operations.md, "Several users on one SQLite
+/// catalog"). A file another process created meanwhile is left as it is.
+fn create_closed(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let err = |e: std::io::Error| CatalogError::Open {
+        location: path.display().to_string(),
+        message: format!("cannot create the catalog file: {e}"),
+    };
+    let file = match File::options()
+        .write(true)
+        .create_new(true)
+        .mode(0o660)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(err(e)),
+    };
+    let mode = file.metadata().map_err(err)?.permissions().mode() & 0o7777;
+    if mode & 0o007 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(mode & !0o007))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
 /// The SQLite catalog.
 pub struct SqliteCatalog {
     path: PathBuf,
@@ -74,6 +103,9 @@ impl SqliteCatalog {
             location: path.display().to_string(),
             message: format!("cannot create directory {}: {e}", parent.display()),
         })?;
+        if !new_entries_in.is_empty() {
+            create_closed(path)?;
+        }
         let this = SqliteCatalog {
             path: path.to_owned(),
             writer: Mutex::new(Connection::open(path).map_err(|e| sql_err(path, e))?),
