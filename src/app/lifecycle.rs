@@ -325,8 +325,7 @@ fn request(
 ) -> Result<SwitchOutcome, LifecycleError> {
     let now = Utc::now();
     l.catalog.expire_lifecycle_changes(now, &actor.user)?;
-    let expiry = TimeDelta::from_std(l.config.lifecycle.approval_expiry)
-        .unwrap_or(TimeDelta::MAX);
+    let expiry = TimeDelta::from_std(l.config.lifecycle.approval_expiry).unwrap_or(TimeDelta::MAX);
     let mut change = PendingChange {
         id: 0,
         policy: p.name.clone(),
@@ -334,10 +333,15 @@ fn request(
         version: version.name.clone(),
         enabled_before: p.enabled,
         version_before: p.active_version.clone(),
-        acknowledgments: acknowledgments.iter().map(|a| a.token().to_owned()).collect(),
+        acknowledgments: acknowledgments
+            .iter()
+            .map(|a| a.token().to_owned())
+            .collect(),
         requested_by: actor.user.clone(),
         requested_at: now,
-        expires_at: now.checked_add_signed(expiry).unwrap_or(DateTime::<Utc>::MAX_UTC),
+        expires_at: now
+            .checked_add_signed(expiry)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC),
         state: ChangeState::Pending,
         decided_by: None,
         decided_at: None,
@@ -359,7 +363,8 @@ fn request(
 
 /// The change `id` after recording what expired (noticed by `actor`).
 fn noticed(l: &Loaded, actor: &Actor, id: i64) -> Result<PendingChange, LifecycleError> {
-    l.catalog.expire_lifecycle_changes(Utc::now(), &actor.user)?;
+    l.catalog
+        .expire_lifecycle_changes(Utc::now(), &actor.user)?;
     l.catalog
         .lifecycle_changes(false)?
         .into_iter()
@@ -380,16 +385,18 @@ pub fn approve(l: &Loaded, id: i64, given: &[String]) -> Result<PendingChange, L
         now,
         (p.enabled, p.active_version.as_deref()),
     )?;
-    let version = p.version(&c.version).ok_or_else(|| LifecycleError::NoSuchVersion {
-        name: p.name.clone(),
-        version: c.version.clone(),
-        published: p
-            .versions
-            .iter()
-            .map(|v| v.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
-    })?;
+    let version = p
+        .version(&c.version)
+        .ok_or_else(|| LifecycleError::NoSuchVersion {
+            name: p.name.clone(),
+            version: c.version.clone(),
+            published: p
+                .versions
+                .iter()
+                .map(|v| v.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
     let needed = Acknowledgment::needed_for(version);
     Acknowledgment::check(&needed, given).map_err(LifecycleError::Refused)?;
     let what = c.change.as_str();
@@ -411,8 +418,7 @@ pub fn approve(l: &Loaded, id: i64, given: &[String]) -> Result<PendingChange, L
         &p.name,
         serde_json::json!({"change": what, "version": version.name, "enabled": c.enabled_after()}),
     ));
-    Ok(l
-        .catalog
+    Ok(l.catalog
         .decide_lifecycle_change(id, ChangeState::Approved, &actor.user, now, &events)?)
 }
 
@@ -434,8 +440,7 @@ pub fn reject(l: &Loaded, id: i64) -> Result<PendingChange, LifecycleError> {
             "requested_at": c.requested_at,
         }),
     );
-    Ok(l
-        .catalog
+    Ok(l.catalog
         .decide_lifecycle_change(id, ChangeState::Rejected, &actor.user, now, &[e])?)
 }
 
@@ -443,7 +448,8 @@ pub fn reject(l: &Loaded, id: i64) -> Result<PendingChange, LifecycleError> {
 /// recording those that expired.
 pub fn pending(l: &Loaded, all: bool) -> Result<Vec<PendingChange>, LifecycleError> {
     let actor = authorize(l, &[Permission::Read])?;
-    l.catalog.expire_lifecycle_changes(Utc::now(), &actor.user)?;
+    l.catalog
+        .expire_lifecycle_changes(Utc::now(), &actor.user)?;
     Ok(l.catalog.lifecycle_changes(!all)?)
 }
 

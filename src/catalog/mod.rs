@@ -27,8 +27,8 @@ use crate::filter::Filter;
 use crate::repository::record::Conversation;
 use holds::{HoldScope, Matter, MatterState};
 use lifecycle::{
-    ChangeState, DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy,
-    LifecycleVersion, PendingChange,
+    ChangeState, DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
+    PendingChange,
 };
 
 pub use settings::{CatalogConfig, CatalogSettings};
@@ -557,8 +557,7 @@ pub trait Catalog: uploads::UploadJournal + Send + Sync {
     /// request), whose details gain the change's id (`pending_change`); returns the id.
     /// Refused when the policy is not in the state the change was made from, or already has
     /// a pending change.
-    fn request_lifecycle_change(&self, change: &PendingChange, events: &[NewEvent])
-    -> Result<i64>;
+    fn request_lifecycle_change(&self, change: &PendingChange, events: &[NewEvent]) -> Result<i64>;
 
     /// Every change, or only the pending ones, by id.
     fn lifecycle_changes(&self, pending_only: bool) -> Result<Vec<PendingChange>>;
@@ -566,8 +565,11 @@ pub trait Catalog: uploads::UploadJournal + Send + Sync {
     /// Records every pending change that expired by `at` as expired, each with its
     /// `lifecycle_change_expired` event (by `actor`, who noticed), in one transaction;
     /// returns them.
-    fn expire_lifecycle_changes(&self, at: DateTime<Utc>, actor: &str)
-    -> Result<Vec<PendingChange>>;
+    fn expire_lifecycle_changes(
+        &self,
+        at: DateTime<Utc>,
+        actor: &str,
+    ) -> Result<Vec<PendingChange>>;
 
     /// Decides change `id`: `to` is Approved or Rejected, by `by` at `at`. An approval applies
     /// the change to its policy; the change, the policy and `events` (whose details gain the

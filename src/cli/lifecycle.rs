@@ -196,7 +196,11 @@ pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
                 "approved change {}: policy `{}` is {} with version `{}` active (requested by {})",
                 c.id,
                 c.policy,
-                if c.enabled_after() { "enabled" } else { "disabled" },
+                if c.enabled_after() {
+                    "enabled"
+                } else {
+                    "disabled"
+                },
                 c.version,
                 c.requested_by
             )?;

@@ -98,7 +98,11 @@ fn snapshot(s: &Shared) -> (serde_json::Value, serde_json::Value, usize) {
 }
 
 fn of_kind(trail: &[serde_json::Value], kind: &str) -> Vec<serde_json::Value> {
-    trail.iter().filter(|e| e["kind"] == kind).cloned().collect()
+    trail
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .cloned()
+        .collect()
 }
 
 #[test]
@@ -110,14 +114,21 @@ fn a_second_user_approves_and_the_sweep_then_deletes() {
     s.ok(ALICE, &["index"]);
     let activate = requested(&s);
     let (_, plan) = (0, s.json(EVE, &["plan", "lifecycle"]));
-    assert_eq!(plan, serde_json::json!([]), "nothing is due before approval");
+    assert_eq!(
+        plan,
+        serde_json::json!([]),
+        "nothing is due before approval"
+    );
 
     let approve = |id: i64| {
         let id = id.to_string();
         s.ok(BOB, &strs(&with(&["lifecycle", "approve", &id], &ACKS)))
     };
     let out = approve(activate);
-    assert!(out.contains(&format!("approved change {activate}")), "{out}");
+    assert!(
+        out.contains(&format!("approved change {activate}")),
+        "{out}"
+    );
     let policy = s.json(EVE, &["lifecycle", "show", "voice-30d"]);
     assert_eq!(
         (&policy["enabled"], &policy["active_version"]),
@@ -172,7 +183,10 @@ fn a_second_user_approves_and_the_sweep_then_deletes() {
         .collect();
     assert_eq!(
         applied,
-        [(BOB.into(), "activate".into()), (BOB.into(), "enable".into())]
+        [
+            (BOB.into(), "activate".into()),
+            (BOB.into(), "enable".into())
+        ]
     );
     let acks = of_kind(&trail, "lifecycle_acknowledged");
     for user in [ALICE, BOB] {
@@ -274,7 +288,8 @@ fn an_expired_change_cannot_be_approved_and_is_recorded_expired_once() {
             &strs(&with(&["lifecycle", "approve", &id.to_string()], &ACKS)),
         );
         assert!(
-            msg.contains(&format!("change {id} expired at")) && msg.contains("request the change again"),
+            msg.contains(&format!("change {id} expired at"))
+                && msg.contains("request the change again"),
             "{msg}"
         );
     }
@@ -307,7 +322,13 @@ fn a_rejected_change_is_closed_and_a_change_made_from_another_state_cannot_be_ap
     // The policy changes under the request: a keep-forever version needs no approval.
     s.ok(
         ALICE,
-        &["lifecycle", "version", "voice-30d", "keep", "--keep-forever"],
+        &[
+            "lifecycle",
+            "version",
+            "voice-30d",
+            "keep",
+            "--keep-forever",
+        ],
     );
     s.ok(
         ALICE,
@@ -323,8 +344,9 @@ fn a_rejected_change_is_closed_and_a_change_made_from_another_state_cannot_be_ap
     let before = snapshot(&s);
     let msg = s.fails(BOB, &strs(&with(&["lifecycle", "approve", &id], &ACKS)));
     assert!(
-        msg.contains(&format!("policy `voice-30d` changed since change {id} was requested"))
-            && msg.contains("it is disabled with `keep` active"),
+        msg.contains(&format!(
+            "policy `voice-30d` changed since change {id} was requested"
+        )) && msg.contains("it is disabled with `keep` active"),
         "{msg}"
     );
     assert_eq!(snapshot(&s), before);
@@ -428,23 +450,45 @@ fn under_four_eyes_delete_versions_take_effect_only_through_a_pending_change() {
         r#"["ARTIFACTS_LIFECYCLE_POLICY_READ", "ARTIFACTS_LIFECYCLE_POLICY_CREATE", "ARTIFACTS_LIFECYCLE_POLICY_DELETE", "ARTIFACTS_LIFECYCLE_POLICY_APPROVE"]"#,
         "approvals = 2",
     );
-    ok(&env, &["lifecycle", "create", "t", "--artifact-type", "transcript"]);
+    ok(
+        &env,
+        &["lifecycle", "create", "t", "--artifact-type", "transcript"],
+    );
     let out = ok(
         &env,
-        &["lifecycle", "version", "t", "v1", "--delete-after-days", "30"],
+        &[
+            "lifecycle",
+            "version",
+            "t",
+            "v1",
+            "--delete-after-days",
+            "30",
+        ],
     );
     assert!(out.contains("it is not active"), "{out}");
     let msg = fails(&env, &strs(&with(&["lifecycle", "enable", "t"], &ACKS)));
     assert!(msg.contains("has no active version"), "{msg}");
     // What deletes nothing needs no approval: a keep-forever version, enabling it, disabling.
-    ok(&env, &["lifecycle", "version", "t", "keep", "--keep-forever"]);
+    ok(
+        &env,
+        &["lifecycle", "version", "t", "keep", "--keep-forever"],
+    );
     let keep = ["--acknowledge", "storage-overage"];
-    ok(&env, &strs(&with(&["lifecycle", "activate", "t", "keep"], &keep)));
+    ok(
+        &env,
+        &strs(&with(&["lifecycle", "activate", "t", "keep"], &keep)),
+    );
     ok(&env, &strs(&with(&["lifecycle", "enable", "t"], &keep)));
-    let out = ok(&env, &strs(&with(&["lifecycle", "activate", "t", "v1"], &ACKS)));
+    let out = ok(
+        &env,
+        &strs(&with(&["lifecycle", "activate", "t", "v1"], &ACKS)),
+    );
     assert!(out.contains("change 1 requested"), "{out}");
     let (_, shown) = env.json(&["lifecycle", "show", "t"]);
-    assert_eq!((&shown["enabled"], &shown["active_version"]), (&true.into(), &"keep".into()));
+    assert_eq!(
+        (&shown["enabled"], &shown["active_version"]),
+        (&true.into(), &"keep".into())
+    );
     let (_, pending) = env.json(&["lifecycle", "pending"]);
     assert_eq!(pending[0]["change"], "activate");
     assert_eq!(pending[0]["version"], "v1");
@@ -454,7 +498,10 @@ fn under_four_eyes_delete_versions_take_effect_only_through_a_pending_change() {
         serde_json::json!(["storage-overage", "irreversible-delete"])
     );
     let text_list = ok(&env, &["lifecycle", "pending"]);
-    assert!(text_list.contains("activate") && text_list.contains("pending"), "{text_list}");
+    assert!(
+        text_list.contains("activate") && text_list.contains("pending"),
+        "{text_list}"
+    );
     ok(&env, &strs(&with(&["lifecycle", "disable", "t"], &keep)));
     // The requester may withdraw their own change.
     ok(&env, &["lifecycle", "reject", "1"]);

@@ -158,7 +158,12 @@ impl Shared {
     /// Hands the repository written so far to the group, as a recorder writing for the sweep
     /// to delete from would: group-writable directories, nothing for others.
     pub fn share_repository(&self) {
-        must(Command::new("chgrp").arg("-R").arg(GROUP).arg(self.env.root()));
+        must(
+            Command::new("chgrp")
+                .arg("-R")
+                .arg(GROUP)
+                .arg(self.env.root()),
+        );
         must(
             Command::new("chmod")
                 .args(["-R", "g+rwX,o-rwx"])
@@ -195,13 +200,23 @@ impl Shared {
 
     pub fn ok(&self, user: &str, args: &[&str]) -> String {
         let out = self.run(user, args);
-        assert_eq!(out.status.code(), Some(0), "{user} {args:?}: {}", text(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{user} {args:?}: {}",
+            text(&out)
+        );
         text(&out)
     }
 
     pub fn fails(&self, user: &str, args: &[&str]) -> String {
         let out = self.run(user, args);
-        assert_eq!(out.status.code(), Some(2), "{user} {args:?}: {}", text(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{user} {args:?}: {}",
+            text(&out)
+        );
         text(&out)
     }
 
@@ -210,7 +225,12 @@ impl Shared {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
         let out = self.run(user, &all);
-        assert_eq!(out.status.code(), Some(0), "{user} {args:?}: {}", text(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{user} {args:?}: {}",
+            text(&out)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 

@@ -444,7 +444,10 @@ pub fn pending_changes_need_a_second_user(cat: &dyn Catalog) {
     };
     refused(approve(id, "alice", now), "was requested by alice");
     refused(approve(id, "bob", now + Duration::hours(2)), "expired at");
-    refused(approve(id + 100, "bob", now), &format!("no change {}", id + 100));
+    refused(
+        approve(id + 100, "bob", now),
+        &format!("no change {}", id + 100),
+    );
     assert_eq!(all_events(cat).len(), before + 2);
     assert!(!cat.lifecycle_policies().unwrap()[0].enabled);
 
@@ -482,10 +485,21 @@ pub fn pending_changes_need_a_second_user(cat: &dyn Catalog) {
         "it was enabled with `v1` active, it is disabled with `v1` active",
     );
     let rejected = cat
-        .decide_lifecycle_change(id2, ChangeState::Rejected, "alice", now, &[changed("reject")])
+        .decide_lifecycle_change(
+            id2,
+            ChangeState::Rejected,
+            "alice",
+            now,
+            &[changed("reject")],
+        )
         .unwrap();
     assert_eq!(rejected.state, ChangeState::Rejected);
-    assert_eq!(cat.lifecycle_policies().unwrap()[0].active_version.as_deref(), Some("v1"));
+    assert_eq!(
+        cat.lifecycle_policies().unwrap()[0]
+            .active_version
+            .as_deref(),
+        Some("v1")
+    );
 
     // Expiry is recorded once, with an event by whoever noticed it.
     let id3 = cat
@@ -497,12 +511,19 @@ pub fn pending_changes_need_a_second_user(cat: &dyn Catalog) {
             &[changed("request")],
         )
         .unwrap();
-    assert!(cat.expire_lifecycle_changes(now, "carol").unwrap().is_empty());
+    assert!(
+        cat.expire_lifecycle_changes(now, "carol")
+            .unwrap()
+            .is_empty()
+    );
     let expired = cat
         .expire_lifecycle_changes(now + Duration::hours(2), "carol")
         .unwrap();
     assert_eq!(expired.len(), 1);
-    assert_eq!((expired[0].id, expired[0].state), (id3, ChangeState::Expired));
+    assert_eq!(
+        (expired[0].id, expired[0].state),
+        (id3, ChangeState::Expired)
+    );
     let last = all_events(cat).pop().unwrap();
     assert_eq!(last.event.kind, AuditKind::LifecycleChangeExpired);
     assert_eq!(last.event.actor, "carol");
@@ -519,6 +540,10 @@ pub fn pending_changes_need_a_second_user(cat: &dyn Catalog) {
             .iter()
             .map(|c| c.state)
             .collect::<Vec<_>>(),
-        [ChangeState::Approved, ChangeState::Rejected, ChangeState::Expired]
+        [
+            ChangeState::Approved,
+            ChangeState::Rejected,
+            ChangeState::Expired
+        ]
     );
 }

@@ -11,9 +11,9 @@ use super::{Fallible, PostgresCatalog, holds, int, last_of_each, micros, sql_par
 use crate::audit::NewEvent;
 use crate::catalog::holds::Standing;
 use crate::catalog::lifecycle::{
-    ChangeState, DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy,
-    LifecycleVersion, PendingChange, RetentionAction, already_pending, changed_meanwhile,
-    expiry_event, stamped, unknown_change,
+    ChangeState, DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
+    PendingChange, RetentionAction, already_pending, changed_meanwhile, expiry_event, stamped,
+    unknown_change,
 };
 use crate::catalog::rows::{self, Fields};
 use crate::catalog::{
@@ -124,27 +124,32 @@ pub(super) fn update_policy(
 /// Sets whether a policy is enabled and its active version, refused when another enabled
 /// policy covers the same type. The caller holds the chain lock, which makes the check and the
 /// update one step for every writer.
-fn set_state(s: &mut Tx<'_, '_>, policy: &str, enabled: bool, active_version: &str) -> Fallible<()> {
-        let Some(scope) = s.query_opt(sql::POLICY_SCOPE.postgres, &[&policy])? else {
-            return Err(unknown_policy(policy).into());
-        };
-        let artifact_type: String = scope.try_get(0)?;
-        let audio_type: Option<String> = scope.try_get(1)?;
-        if enabled
-            && let Some(other) = s.query_opt(
-                "SELECT name FROM lifecycle_policies WHERE enabled AND artifact_type = $1 \
+fn set_state(
+    s: &mut Tx<'_, '_>,
+    policy: &str,
+    enabled: bool,
+    active_version: &str,
+) -> Fallible<()> {
+    let Some(scope) = s.query_opt(sql::POLICY_SCOPE.postgres, &[&policy])? else {
+        return Err(unknown_policy(policy).into());
+    };
+    let artifact_type: String = scope.try_get(0)?;
+    let audio_type: Option<String> = scope.try_get(1)?;
+    if enabled
+        && let Some(other) = s.query_opt(
+            "SELECT name FROM lifecycle_policies WHERE enabled AND artifact_type = $1 \
                  AND audio_type IS NOT DISTINCT FROM $2::text AND name <> $3",
-                &[&artifact_type, &audio_type, &policy],
-            )?
-        {
-            let other: String = other.try_get(0)?;
-            return Err(other_enabled(&other, &artifact_type, audio_type.as_deref()).into());
-        }
-        s.execute(
-            sql::SET_POLICY_STATE.postgres,
-            &[&enabled, &active_version, &policy],
-        )?;
-        Ok(())
+            &[&artifact_type, &audio_type, &policy],
+        )?
+    {
+        let other: String = other.try_get(0)?;
+        return Err(other_enabled(&other, &artifact_type, audio_type.as_deref()).into());
+    }
+    s.execute(
+        sql::SET_POLICY_STATE.postgres,
+        &[&enabled, &active_version, &policy],
+    )?;
+    Ok(())
 }
 
 /// A policy's state: whether it is enabled and its active version (None: no such policy).
@@ -230,7 +235,12 @@ pub(super) fn expire_changes(
         for c in &mut expired {
             s.execute(
                 sql::DECIDE_CHANGE.postgres,
-                &[&ChangeState::Expired.as_str(), &None::<String>, &micros(at), &c.id],
+                &[
+                    &ChangeState::Expired.as_str(),
+                    &None::<String>,
+                    &micros(at),
+                    &c.id,
+                ],
             )?;
             events.push(expiry_event(c, at, actor));
             c.state = ChangeState::Expired;

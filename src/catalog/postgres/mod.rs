@@ -52,8 +52,8 @@ use super::{
 use crate::audit::{AuditEvent, AuditHead, KeySource, NewEvent};
 use crate::catalog::holds::{HoldScope, Matter, MatterState};
 use crate::catalog::lifecycle::{
-    ChangeState, DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy,
-    LifecycleVersion, PendingChange,
+    ChangeState, DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
+    PendingChange,
 };
 use crate::filter::{Filter, SqlValue};
 use pool::Conn;
@@ -551,11 +551,7 @@ impl Catalog for PostgresCatalog {
         lifecycle::finish_deletes(self, outcomes, actor, run)
     }
 
-    fn request_lifecycle_change(
-        &self,
-        change: &PendingChange,
-        events: &[NewEvent],
-    ) -> Result<i64> {
+    fn request_lifecycle_change(&self, change: &PendingChange, events: &[NewEvent]) -> Result<i64> {
         lifecycle::request_change(self, change, events)
     }
 

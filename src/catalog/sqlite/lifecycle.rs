@@ -8,9 +8,9 @@ use rusqlite::{OptionalExtension, params, params_from_iter};
 use super::{SqliteCatalog, holds, to_sql};
 use crate::audit::NewEvent;
 use crate::catalog::lifecycle::{
-    ChangeState, DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy,
-    LifecycleVersion, PendingChange, RetentionAction, already_pending, changed_meanwhile,
-    expiry_event, stamped, unknown_change,
+    ChangeState, DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
+    PendingChange, RetentionAction, already_pending, changed_meanwhile, expiry_event, stamped,
+    unknown_change,
 };
 use crate::catalog::rows::{self, Fields};
 use crate::catalog::{
@@ -285,8 +285,11 @@ pub(super) fn decide_change(
     if to == ChangeState::Approved {
         set_state(cat, &tx, &c.policy, c.enabled_after(), &c.version)?;
     }
-    tx.execute(sql::DECIDE_CHANGE.sqlite, params![to.as_str(), by, ts(at), id])
-        .map_err(|e| cat.err(e))?;
+    tx.execute(
+        sql::DECIDE_CHANGE.sqlite,
+        params![to.as_str(), by, ts(at), id],
+    )
+    .map_err(|e| cat.err(e))?;
     let mut chain = cat.chain();
     for e in stamped(events, id) {
         chain.append(&tx, &e).map_err(|e| cat.err(e))?;

@@ -32,8 +32,8 @@ use super::{
 use crate::audit::{AuditEvent, AuditHead, KeyError, KeySource, NewEvent};
 use crate::catalog::holds::{HoldScope, Matter, MatterState};
 use crate::catalog::lifecycle::{
-    ChangeState, DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy,
-    LifecycleVersion, PendingChange,
+    ChangeState, DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
+    PendingChange,
 };
 use crate::filter::{Filter, SqlValue};
 use schema::MIGRATIONS;
@@ -426,11 +426,7 @@ impl Catalog for SqliteCatalog {
         lifecycle::finish_deletes(self, outcomes, actor, run)
     }
 
-    fn request_lifecycle_change(
-        &self,
-        change: &PendingChange,
-        events: &[NewEvent],
-    ) -> Result<i64> {
+    fn request_lifecycle_change(&self, change: &PendingChange, events: &[NewEvent]) -> Result<i64> {
         lifecycle::request_change(self, change, events)
     }
 
