@@ -243,6 +243,27 @@ mod tests {
         assert!(r.require(&admin, Permission::Force).is_ok());
     }
 
+    #[test]
+    fn approving_is_a_permission_of_its_own() {
+        let r = roles(
+            "[users]\n\"*\" = [\"ARTIFACTS_LIFECYCLE_POLICY_CREATE\"]\n[groups]\ncompliance = [\"ARTIFACTS_LIFECYCLE_POLICY_APPROVE\"]\n",
+        );
+        let requester = Actor {
+            user: "alice".into(),
+            groups: vec![],
+        };
+        let approver = Actor {
+            user: "bob".into(),
+            groups: vec!["compliance".into()],
+        };
+        let err = r
+            .require(&requester, Permission::Approve)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ARTIFACTS_LIFECYCLE_POLICY_APPROVE"), "{err}");
+        assert!(r.require(&approver, Permission::Approve).is_ok());
+    }
+
     fn roles_file(dir: &Path, mode: u32) -> PathBuf {
         use std::os::unix::fs::PermissionsExt;
         let file = dir.join("roles.toml");
