@@ -111,8 +111,38 @@ fn a_second_user_approves_and_the_sweep_then_deletes() {
         return;
     }
     let s = shared("");
+    approved_then_swept(&s);
+    // The catalog the users share is theirs and their group's, never others'.
+    let group = nix::unistd::Group::from_name(GROUP).unwrap().unwrap().gid;
+    for file in s.catalog_files() {
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(osusers::mode(&file) & 0o007, 0, "{}", file.display());
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().gid(),
+            group.as_raw(),
+            "{}",
+            file.display()
+        );
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn a_second_user_approves_on_a_postgres_catalog() {
+    if !osusers::available("a_second_user_approves_on_a_postgres_catalog") {
+        return;
+    }
+    let scratch = crate::postgres::Scratch::new("foureyes");
+    let s = shared("");
+    s.use_catalog(&scratch.url());
+    approved_then_swept(&s);
+    assert_eq!(scratch.count("lifecycle_changes"), 2);
+}
+
+/// Alice's two requests (activate, then enable), each approved by Bob, then Bob's sweep.
+fn approved_then_swept(s: &Shared) {
     s.ok(ALICE, &["index"]);
-    let activate = requested(&s);
+    let activate = requested(s);
     let (_, plan) = (0, s.json(EVE, &["plan", "lifecycle"]));
     assert_eq!(
         plan,
@@ -200,19 +230,6 @@ fn a_second_user_approves_and_the_sweep_then_deletes() {
             .unwrap()
             .is_empty()
     );
-
-    // The catalog the users share is theirs and their group's, never others'.
-    let group = nix::unistd::Group::from_name(GROUP).unwrap().unwrap().gid;
-    for file in s.catalog_files() {
-        use std::os::unix::fs::MetadataExt;
-        assert_eq!(osusers::mode(&file) & 0o007, 0, "{}", file.display());
-        assert_eq!(
-            std::fs::metadata(&file).unwrap().gid(),
-            group.as_raw(),
-            "{}",
-            file.display()
-        );
-    }
 }
 
 #[test]

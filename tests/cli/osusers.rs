@@ -155,6 +155,15 @@ impl Shared {
         Shared { env }
     }
 
+    /// Points every user's config at the catalog at `url` instead of the SQLite file.
+    pub fn use_catalog(&self, url: &str) {
+        for user in [ALICE, BOB, EVE] {
+            let config = self.env.path().join(format!("{user}.toml"));
+            let text = std::fs::read_to_string(&config).unwrap();
+            std::fs::write(&config, text.replace("sqlite:catalog.db", url)).unwrap();
+        }
+    }
+
     /// Hands the repository written so far to the group, as a recorder writing for the sweep
     /// to delete from would: group-writable directories, nothing for others.
     pub fn share_repository(&self) {
