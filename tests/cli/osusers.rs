@@ -156,6 +156,7 @@ impl Shared {
     }
 
     /// Points every user's config at the catalog at `url` instead of the SQLite file.
+    #[cfg(feature = "postgres")]
     pub fn use_catalog(&self, url: &str) {
         for user in [ALICE, BOB, EVE] {
             let config = self.env.path().join(format!("{user}.toml"));
