@@ -2,14 +2,16 @@
 //! administration, each change checked against the roles file and committed with its audit
 //! events (acknowledgments included), and the sweep as a controlled job run.
 
-use chrono::Utc;
+use chrono::{DateTime, TimeDelta, Utc};
 
 use super::access::{AccessError, authorize};
 use super::control::{self, ControlError, Controlled, Watchers};
 use super::{Loaded, SetupError};
 use crate::audit::{AuditKind, NewEvent};
 use crate::catalog::CatalogError;
-use crate::catalog::lifecycle::{LifecyclePolicy, LifecycleVersion, RetentionAction};
+use crate::catalog::lifecycle::{
+    ChangeKind, ChangeState, LifecyclePolicy, LifecycleVersion, PendingChange, RetentionAction,
+};
 use crate::pipeline::Control;
 use crate::policy::index::IndexError;
 use crate::policy::lifecycle::{
@@ -59,8 +61,14 @@ pub enum LifecycleError {
         "policy `{0}` has no version yet: publish one with `custodian lifecycle version {0} VERSION …`"
     )]
     NoVersionToEnable(String),
+    #[error(
+        "policy `{0}` has no active version: make one active with `custodian lifecycle activate {0} VERSION …`"
+    )]
+    NoActiveVersion(String),
     #[error("policy `{0}` has no version and is not enabled")]
     NoVersionToDisable(String),
+    #[error("no change {0} (see `custodian lifecycle pending --all`)")]
+    NoSuchChange(i64),
     #[error("policy `{name}` has no version `{version}` (published: {published})")]
     NoSuchVersion {
         name: String,
@@ -82,6 +90,21 @@ pub struct Switched {
     pub policy: String,
     pub enabled: bool,
     pub version: LifecycleVersion,
+}
+
+/// What an enable, disable or activate did: applied it, or, under four eyes, requested it
+/// for another user's approval.
+pub enum SwitchOutcome {
+    Applied(Switched),
+    Requested(PendingChange),
+}
+
+/// A version just published.
+pub struct Published {
+    pub action: RetentionAction,
+    /// The policy's first version, which under four eyes did not become active because it
+    /// deletes: an approved `activate` makes it active.
+    pub awaits_activation: bool,
 }
 
 /// What `run lifecycle` did.
@@ -150,14 +173,15 @@ pub fn create(
     Ok(policy)
 }
 
-/// `lifecycle version`: publishes an immutable version; returns its action.
+/// `lifecycle version`: publishes an immutable version. A policy's first version becomes its
+/// active one, unless it deletes under four eyes.
 pub fn publish(
     l: &Loaded,
     name: &str,
     version: &str,
     keep_forever: bool,
     delete_after_days: Option<u64>,
-) -> Result<RetentionAction, LifecycleError> {
+) -> Result<Published, LifecycleError> {
     let actor = authorize(l, &[Permission::Create])?;
     let action = match (keep_forever, delete_after_days) {
         (true, _) => RetentionAction::KeepForever,
@@ -176,18 +200,32 @@ pub fn publish(
         name,
         serde_json::json!({"change": "version_published", "version": v}),
     );
-    l.catalog.publish_lifecycle_version(name, &v, &e)?;
-    Ok(action)
+    let withhold = four_eyes(l, action);
+    let first = l
+        .catalog
+        .publish_lifecycle_version_activating(name, &v, !withhold, &e)?;
+    Ok(Published {
+        action,
+        awaits_activation: first && withhold,
+    })
+}
+
+/// Whether, under the config's `approvals`, making a version with `action` active needs a
+/// second user's approval (docs/operations.md, "Four eyes").
+fn four_eyes(l: &Loaded, action: RetentionAction) -> bool {
+    l.config.lifecycle.approvals == 2 && matches!(action, RetentionAction::Delete { .. })
 }
 
 /// `lifecycle enable`, `disable` and `activate`, once the acknowledgments the version needs
-/// are `given`; each acknowledgment is an audit event committed with the change.
+/// are `given`; each acknowledgment is an audit event committed with the change. Under four
+/// eyes an enable or activate that makes a delete version active or enables a policy whose
+/// active version deletes is not applied but requested, for another user to approve.
 pub fn switch(
     l: &Loaded,
     name: &str,
     switch: Switch<'_>,
     given: &[String],
-) -> Result<Switched, LifecycleError> {
+) -> Result<SwitchOutcome, LifecycleError> {
     let permission = match switch {
         Switch::Disable => Permission::Delete,
         Switch::Enable | Switch::Activate(_) => Permission::Create,
@@ -196,9 +234,13 @@ pub fn switch(
     let p = find(l, name)?;
     let (enabled, version, what) = match switch {
         Switch::Enable => {
-            let v = p
-                .active()
-                .ok_or_else(|| LifecycleError::NoVersionToEnable(name.to_owned()))?;
+            let v = p.active().ok_or_else(|| {
+                if p.versions.is_empty() {
+                    LifecycleError::NoVersionToEnable(name.to_owned())
+                } else {
+                    LifecycleError::NoActiveVersion(name.to_owned())
+                }
+            })?;
             (true, v, "enable")
         }
         Switch::Disable => {
@@ -225,22 +267,16 @@ pub fn switch(
     };
     let needed = Acknowledgment::needed_for(version);
     Acknowledgment::check(&needed, given).map_err(LifecycleError::Refused)?;
-    let mut events: Vec<NewEvent> = needed
-        .iter()
-        .map(|a| {
-            event(
-                &actor,
-                AuditKind::LifecycleAcknowledged,
-                &p.name,
-                serde_json::json!({
-                    "change": what,
-                    "version": version.name,
-                    "acknowledgment": a.token(),
-                    "text": a.text(),
-                }),
-            )
-        })
-        .collect();
+    let mut events = acknowledged(&actor, &p.name, what, &version.name, &needed);
+    let changes = (enabled, Some(&version.name)) != (p.enabled, p.active_version.as_ref());
+    let kind = match switch {
+        Switch::Enable => Some(ChangeKind::Enable),
+        Switch::Activate(_) => Some(ChangeKind::Activate),
+        Switch::Disable => None,
+    };
+    if let Some(kind) = kind.filter(|_| changes && four_eyes(l, version.action)) {
+        return request(l, &actor, &p, kind, version, &needed, events);
+    }
     events.push(event(
         &actor,
         AuditKind::LifecyclePolicyChanged,
@@ -249,11 +285,179 @@ pub fn switch(
     ));
     l.catalog
         .update_lifecycle_policy(&p.name, enabled, &version.name, &events)?;
-    Ok(Switched {
+    Ok(SwitchOutcome::Applied(Switched {
         policy: p.name.clone(),
         enabled,
         version: version.clone(),
-    })
+    }))
+}
+
+/// One `lifecycle_acknowledged` event per acknowledgment of a change.
+fn acknowledged(
+    actor: &Actor,
+    policy: &str,
+    what: &str,
+    version: &str,
+    acknowledgments: &[Acknowledgment],
+) -> Vec<NewEvent> {
+    acknowledgments
+        .iter()
+        .map(|a| {
+            event(
+                actor,
+                AuditKind::LifecycleAcknowledged,
+                policy,
+                serde_json::json!({
+                    "change": what,
+                    "version": version,
+                    "acknowledgment": a.token(),
+                    "text": a.text(),
+                }),
+            )
+        })
+        .collect()
+}
+
+/// Records an enable or activate as a pending change, with the requester's acknowledgments
+/// (`events`) and the request's own event; expired changes are recorded first, so that one
+/// that expired no longer blocks the policy.
+fn request(
+    l: &Loaded,
+    actor: &Actor,
+    p: &LifecyclePolicy,
+    kind: ChangeKind,
+    version: &LifecycleVersion,
+    acknowledgments: &[Acknowledgment],
+    mut events: Vec<NewEvent>,
+) -> Result<SwitchOutcome, LifecycleError> {
+    let now = Utc::now();
+    l.catalog.expire_lifecycle_changes(now, &actor.user)?;
+    let expiry = TimeDelta::from_std(l.config.lifecycle.approval_expiry).unwrap_or(TimeDelta::MAX);
+    let mut change = PendingChange {
+        id: 0,
+        policy: p.name.clone(),
+        change: kind,
+        version: version.name.clone(),
+        enabled_before: p.enabled,
+        version_before: p.active_version.clone(),
+        acknowledgments: acknowledgments
+            .iter()
+            .map(|a| a.token().to_owned())
+            .collect(),
+        requested_by: actor.user.clone(),
+        requested_at: now,
+        expires_at: now
+            .checked_add_signed(expiry)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        state: ChangeState::Pending,
+        decided_by: None,
+        decided_at: None,
+    };
+    events.push(event(
+        actor,
+        AuditKind::LifecycleChangeRequested,
+        &p.name,
+        serde_json::json!({
+            "change": kind.as_str(),
+            "version": version.name,
+            "enabled": change.enabled_after(),
+            "expires_at": change.expires_at,
+        }),
+    ));
+    change.id = l.catalog.request_lifecycle_change(&change, &events)?;
+    Ok(SwitchOutcome::Requested(change))
+}
+
+/// The change `id` after recording what expired (noticed by `actor`).
+fn noticed(l: &Loaded, actor: &Actor, id: i64) -> Result<PendingChange, LifecycleError> {
+    l.catalog
+        .expire_lifecycle_changes(Utc::now(), &actor.user)?;
+    l.catalog
+        .lifecycle_changes(false)?
+        .into_iter()
+        .find(|c| c.id == id)
+        .ok_or(LifecycleError::NoSuchChange(id))
+}
+
+/// `lifecycle approve`: another user than the requester, holding the approve permission and
+/// giving the acknowledgments the change needs, applies it with its audit events.
+pub fn approve(l: &Loaded, id: i64, given: &[String]) -> Result<PendingChange, LifecycleError> {
+    let actor = authorize(l, &[Permission::Approve])?;
+    let c = noticed(l, &actor, id)?;
+    let p = find(l, &c.policy)?;
+    let now = Utc::now();
+    c.check_decision(
+        ChangeState::Approved,
+        &actor.user,
+        now,
+        (p.enabled, p.active_version.as_deref()),
+    )?;
+    let version = p
+        .version(&c.version)
+        .ok_or_else(|| LifecycleError::NoSuchVersion {
+            name: p.name.clone(),
+            version: c.version.clone(),
+            published: p
+                .versions
+                .iter()
+                .map(|v| v.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+    let needed = Acknowledgment::needed_for(version);
+    Acknowledgment::check(&needed, given).map_err(LifecycleError::Refused)?;
+    let what = c.change.as_str();
+    let mut events = acknowledged(&actor, &p.name, what, &version.name, &needed);
+    events.push(event(
+        &actor,
+        AuditKind::LifecycleChangeApproved,
+        &p.name,
+        serde_json::json!({
+            "change": what,
+            "version": version.name,
+            "requested_by": c.requested_by,
+            "requested_at": c.requested_at,
+        }),
+    ));
+    events.push(event(
+        &actor,
+        AuditKind::LifecyclePolicyChanged,
+        &p.name,
+        serde_json::json!({"change": what, "version": version.name, "enabled": c.enabled_after()}),
+    ));
+    Ok(l.catalog
+        .decide_lifecycle_change(id, ChangeState::Approved, &actor.user, now, &events)?)
+}
+
+/// `lifecycle reject`: closes a pending change without applying it. It needs the approve
+/// permission and no acknowledgment: a rejection leaves the policy as it is.
+pub fn reject(l: &Loaded, id: i64) -> Result<PendingChange, LifecycleError> {
+    let actor = authorize(l, &[Permission::Approve])?;
+    let c = noticed(l, &actor, id)?;
+    let now = Utc::now();
+    c.check_decision(ChangeState::Rejected, &actor.user, now, (false, None))?;
+    let e = event(
+        &actor,
+        AuditKind::LifecycleChangeRejected,
+        &c.policy,
+        serde_json::json!({
+            "change": c.change.as_str(),
+            "version": c.version,
+            "requested_by": c.requested_by,
+            "requested_at": c.requested_at,
+        }),
+    );
+    Ok(l.catalog
+        .decide_lifecycle_change(id, ChangeState::Rejected, &actor.user, now, &[e])?)
+}
+
+/// `lifecycle pending`: the changes waiting for approval (with `all`, decided ones too), after
+/// recording those that expired.
+pub fn pending(l: &Loaded, all: bool) -> Result<Vec<PendingChange>, LifecycleError> {
+    let actor = authorize(l, &[Permission::Read])?;
+    l.catalog
+        .expire_lifecycle_changes(Utc::now(), &actor.user)?;
+    Ok(l.catalog.lifecycle_changes(!all)?)
 }
 
 /// `lifecycle list`: every policy.

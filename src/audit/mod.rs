@@ -41,6 +41,15 @@ pub enum AuditKind {
     LegalHoldPlaced,
     /// A matter's holds were released.
     LegalHoldReleased,
+    /// A change making a delete version take effect was requested, to be approved by another
+    /// user (`[lifecycle] approvals = 2`).
+    LifecycleChangeRequested,
+    /// A second user approved a requested change, which was applied with this event.
+    LifecycleChangeApproved,
+    /// A requested change was rejected.
+    LifecycleChangeRejected,
+    /// A requested change expired before anyone decided it.
+    LifecycleChangeExpired,
 }
 
 impl AuditKind {
@@ -56,6 +65,10 @@ impl AuditKind {
             AuditKind::MatterCreated => "matter_created",
             AuditKind::LegalHoldPlaced => "legal_hold_placed",
             AuditKind::LegalHoldReleased => "legal_hold_released",
+            AuditKind::LifecycleChangeRequested => "lifecycle_change_requested",
+            AuditKind::LifecycleChangeApproved => "lifecycle_change_approved",
+            AuditKind::LifecycleChangeRejected => "lifecycle_change_rejected",
+            AuditKind::LifecycleChangeExpired => "lifecycle_change_expired",
         }
     }
 
@@ -71,6 +84,10 @@ impl AuditKind {
             "matter_created" => Some(AuditKind::MatterCreated),
             "legal_hold_placed" => Some(AuditKind::LegalHoldPlaced),
             "legal_hold_released" => Some(AuditKind::LegalHoldReleased),
+            "lifecycle_change_requested" => Some(AuditKind::LifecycleChangeRequested),
+            "lifecycle_change_approved" => Some(AuditKind::LifecycleChangeApproved),
+            "lifecycle_change_rejected" => Some(AuditKind::LifecycleChangeRejected),
+            "lifecycle_change_expired" => Some(AuditKind::LifecycleChangeExpired),
             _ => None,
         }
     }

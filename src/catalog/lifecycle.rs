@@ -5,7 +5,8 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
-use super::{Fingerprint, RunId};
+use super::{CatalogError, Fingerprint, RunId};
+use crate::audit::{AuditKind, NewEvent};
 use crate::repository::record::{ArtifactType, AudioRecordingType};
 
 /// What a version does with the artifacts of its type in active storage.
@@ -116,6 +117,231 @@ impl LifecyclePolicy {
             None => self.artifact_type.to_string(),
         }
     }
+}
+
+/// What a change waiting for a second user's approval does to its policy (docs/operations.md,
+/// "Four eyes").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    /// Enable the policy with its active version.
+    Enable,
+    /// Make the change's version the active one.
+    Activate,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Enable => "enable",
+            ChangeKind::Activate => "activate",
+        }
+    }
+}
+
+impl std::str::FromStr for ChangeKind {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<ChangeKind, ()> {
+        match s {
+            "enable" => Ok(ChangeKind::Enable),
+            "activate" => Ok(ChangeKind::Activate),
+            _ => Err(()),
+        }
+    }
+}
+
+/// Where a change waiting for approval stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeState {
+    Pending,
+    Approved,
+    Rejected,
+    Expired,
+}
+
+impl ChangeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeState::Pending => "pending",
+            ChangeState::Approved => "approved",
+            ChangeState::Rejected => "rejected",
+            ChangeState::Expired => "expired",
+        }
+    }
+}
+
+impl std::str::FromStr for ChangeState {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<ChangeState, ()> {
+        [
+            ChangeState::Pending,
+            ChangeState::Approved,
+            ChangeState::Rejected,
+            ChangeState::Expired,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+        .ok_or(())
+    }
+}
+
+/// A change to a policy that makes a delete version take effect, requested by one user and
+/// applied only once another approves it (`[lifecycle] approvals = 2`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PendingChange {
+    pub id: i64,
+    pub policy: String,
+    pub change: ChangeKind,
+    pub version: String,
+    /// The policy's state when the change was requested; it must be the same when approved.
+    pub enabled_before: bool,
+    pub version_before: Option<String>,
+    /// The acknowledgments the requester gave.
+    pub acknowledgments: Vec<String>,
+    pub requested_by: String,
+    pub requested_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub state: ChangeState,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<DateTime<Utc>>,
+}
+
+impl PendingChange {
+    /// Whether the policy is enabled once the change applies.
+    pub fn enabled_after(&self) -> bool {
+        match self.change {
+            ChangeKind::Enable => true,
+            ChangeKind::Activate => self.enabled_before,
+        }
+    }
+
+    /// `enabled with v1 active`, for messages about the policy's state.
+    fn describe_state(enabled: bool, version: Option<&str>) -> String {
+        format!(
+            "{} with {}",
+            if enabled { "enabled" } else { "disabled" },
+            version.map_or("no version".into(), |v| format!("`{v}` active"))
+        )
+    }
+
+    /// Refuses to decide this change (`to` approved or rejected, by `by` at `at`) unless it is
+    /// still pending and not expired, and, to approve it, unless it was requested by someone
+    /// else and the policy is as it was when it was requested (`now`: enabled, active version).
+    pub fn check_decision(
+        &self,
+        to: ChangeState,
+        by: &str,
+        at: DateTime<Utc>,
+        now: (bool, Option<&str>),
+    ) -> Result<(), CatalogError> {
+        let id = self.id;
+        let expired = || {
+            CatalogError::Refused(format!(
+                "change {id} expired at {} before anyone decided it; request the change again",
+                self.expires_at.to_rfc3339()
+            ))
+        };
+        match (self.state, &self.decided_by, self.decided_at) {
+            (ChangeState::Pending, ..) => {}
+            (ChangeState::Expired, ..) => return Err(expired()),
+            (state, Some(who), Some(when)) => {
+                return Err(CatalogError::Refused(format!(
+                    "change {id} was {} already, by {who} at {}",
+                    state.as_str(),
+                    when.to_rfc3339()
+                )));
+            }
+            (state, ..) => {
+                return Err(CatalogError::Refused(format!(
+                    "change {id} was {} already",
+                    state.as_str()
+                )));
+            }
+        }
+        if at >= self.expires_at {
+            return Err(expired());
+        }
+        if to != ChangeState::Approved {
+            return Ok(());
+        }
+        if by == self.requested_by {
+            return Err(CatalogError::Refused(format!(
+                "change {id} was requested by {by}: another user holding ARTIFACTS_LIFECYCLE_POLICY_APPROVE must approve it (four eyes)"
+            )));
+        }
+        if now != (self.enabled_before, self.version_before.as_deref()) {
+            return Err(CatalogError::Refused(format!(
+                "policy `{}` changed since change {id} was requested: it was {}, it is {}; reject the change (`custodian lifecycle reject {id}`) and request it again",
+                self.policy,
+                Self::describe_state(self.enabled_before, self.version_before.as_deref()),
+                Self::describe_state(now.0, now.1)
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The refusal of a second pending change for a policy.
+pub(super) fn already_pending(policy: &str, other: &PendingChange) -> CatalogError {
+    CatalogError::Refused(format!(
+        "policy `{policy}` already has a pending change ({}, {} `{}`, requested by {}); approve or reject it first (`custodian lifecycle approve|reject {}`)",
+        other.id,
+        other.change.as_str(),
+        other.version,
+        other.requested_by,
+        other.id
+    ))
+}
+
+/// The refusal of a request made while the policy changed under it.
+pub(super) fn changed_meanwhile(policy: &str) -> CatalogError {
+    CatalogError::Refused(format!(
+        "policy `{policy}` changed while the change was being requested; look at it again (`custodian lifecycle show {policy}`)"
+    ))
+}
+
+pub(super) fn unknown_change(id: i64) -> CatalogError {
+    CatalogError::Refused(format!(
+        "no change {id} (see `custodian lifecycle pending --all`)"
+    ))
+}
+
+/// The event recording that `c` expired, noticed by `actor` at `at`.
+pub(super) fn expiry_event(c: &PendingChange, at: DateTime<Utc>, actor: &str) -> NewEvent {
+    NewEvent {
+        at,
+        kind: AuditKind::LifecycleChangeExpired,
+        actor: actor.to_owned(),
+        policy: Some(c.policy.clone()),
+        run: None,
+        tenant: None,
+        conversation_id: None,
+        details: serde_json::json!({
+            "pending_change": c.id,
+            "change": c.change.as_str(),
+            "version": c.version,
+            "requested_by": c.requested_by,
+            "expired_at": super::rfc3339_micros(c.expires_at),
+        }),
+    }
+}
+
+/// `events` with the id of the change they record in their details (`pending_change`), which
+/// the catalog assigns in the transaction that appends them.
+pub(super) fn stamped(events: &[NewEvent], id: i64) -> Vec<NewEvent> {
+    events
+        .iter()
+        .cloned()
+        .map(|mut e| {
+            if let Some(details) = e.details.as_object_mut() {
+                details.insert("pending_change".into(), id.into());
+            }
+            e
+        })
+        .collect()
 }
 
 /// One artifact a policy's active version makes due (or a pending delete of one).

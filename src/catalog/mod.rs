@@ -27,8 +27,9 @@ use crate::filter::Filter;
 use crate::repository::record::Conversation;
 use holds::{HoldScope, Matter, MatterState};
 use lifecycle::{
-    DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
-    QuarantineCount, QuarantineOutcome, QuarantineSelect, QuarantineState, Quarantined,
+    ChangeState, DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
+    PendingChange, QuarantineCount, QuarantineOutcome, QuarantineSelect, QuarantineState,
+    Quarantined,
 };
 
 pub use settings::{CatalogConfig, CatalogSettings};
@@ -487,7 +488,21 @@ pub trait Catalog: uploads::UploadJournal + Send + Sync {
         policy: &str,
         version: &LifecycleVersion,
         event: &NewEvent,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        self.publish_lifecycle_version_activating(policy, version, true, event)
+            .map(|_| ())
+    }
+
+    /// Publishes a version, as [`Catalog::publish_lifecycle_version`]; the first version
+    /// becomes the active one only if `activate_first` (under four eyes a delete version
+    /// becomes active only by an approved change). Returns whether it is the policy's first.
+    fn publish_lifecycle_version_activating(
+        &self,
+        policy: &str,
+        version: &LifecycleVersion,
+        activate_first: bool,
+        event: &NewEvent,
+    ) -> Result<bool>;
 
     /// Sets whether a policy is enabled and its active version, with the audit events that
     /// record the change and its acknowledgments, in one transaction. Refused when another
@@ -535,6 +550,41 @@ pub trait Catalog: uploads::UploadJournal + Send + Sync {
         actor: &str,
         run: Option<RunId>,
     ) -> Result<()>;
+
+    // Four eyes: changes that make a delete version take effect, applied once a second user
+    // approves them (docs/operations.md, "Four eyes").
+
+    /// Records a pending change with its events (the requester's acknowledgments and the
+    /// request), whose details gain the change's id (`pending_change`); returns the id.
+    /// Refused when the policy is not in the state the change was made from, or already has
+    /// a pending change.
+    fn request_lifecycle_change(&self, change: &PendingChange, events: &[NewEvent]) -> Result<i64>;
+
+    /// Every change, or only the pending ones, by id.
+    fn lifecycle_changes(&self, pending_only: bool) -> Result<Vec<PendingChange>>;
+
+    /// Records every pending change that expired by `at` as expired, each with its
+    /// `lifecycle_change_expired` event (by `actor`, who noticed), in one transaction;
+    /// returns them.
+    fn expire_lifecycle_changes(
+        &self,
+        at: DateTime<Utc>,
+        actor: &str,
+    ) -> Result<Vec<PendingChange>>;
+
+    /// Decides change `id`: `to` is Approved or Rejected, by `by` at `at`. An approval applies
+    /// the change to its policy; the change, the policy and `events` (whose details gain the
+    /// change's id) are committed together. Refused, changing nothing, unless the change is
+    /// pending and not expired, and, to approve it, unless `by` did not request it, the policy
+    /// is as it was when it was requested, and no other enabled policy covers its type.
+    fn decide_lifecycle_change(
+        &self,
+        id: i64,
+        to: ChangeState,
+        by: &str,
+        at: DateTime<Utc>,
+        events: &[NewEvent],
+    ) -> Result<PendingChange>;
 
     // The quarantine window (docs/operations.md, "Quarantine"): intents before each move,
     // restore or purge, and what each did with its audit event after.

@@ -7,8 +7,8 @@ use chrono::{DateTime, FixedOffset, Utc};
 
 use super::holds::{Hold, HoldScope, Matter, Release};
 use super::lifecycle::{
-    DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion, QuarantineCount, QuarantineState,
-    Quarantined, RetentionAction,
+    DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion, PendingChange, QuarantineCount,
+    QuarantineState, Quarantined, RetentionAction,
 };
 use super::uploads::OpenUpload;
 use super::{
@@ -349,6 +349,27 @@ pub(super) fn hold(r: &impl Fields<usize>) -> Result<Hold> {
         placed_at: r.instant(3, "legal_holds.placed_at")?,
         placed_by: r.text(4)?,
         released,
+    })
+}
+
+/// A row of [`super::sql::LIFECYCLE_CHANGES`].
+pub(super) fn lifecycle_change(r: &impl Fields<usize>) -> Result<PendingChange> {
+    let acknowledgments = r.text(6)?;
+    Ok(PendingChange {
+        id: r.int(0)?,
+        policy: r.text(1)?,
+        change: parsed(r, 2, "lifecycle_changes.change")?,
+        version: r.text(3)?,
+        enabled_before: r.flag(4)?,
+        version_before: r.opt_text(5)?,
+        acknowledgments: serde_json::from_str(&acknowledgments)
+            .map_err(|_| r.corrupt("lifecycle_changes.acknowledgments", &acknowledgments))?,
+        requested_by: r.text(7)?,
+        requested_at: r.instant(8, "lifecycle_changes.requested_at")?,
+        expires_at: r.instant(9, "lifecycle_changes.expires_at")?,
+        state: parsed(r, 10, "lifecycle_changes.state")?,
+        decided_by: r.opt_text(11)?,
+        decided_at: r.opt_instant(12)?,
     })
 }
 

@@ -157,6 +157,27 @@ pub(super) const LIFECYCLE_VERSIONS: Sql = shared!(
      ORDER BY policy, seq"
 );
 
+pub(super) const POLICY_STATE: Sql =
+    shared!("SELECT enabled, active_version FROM lifecycle_policies WHERE name = $1");
+
+/// Changes waiting for approval and decided ones (`$1`: only pending ones), by id, read by
+/// [`super::rows::lifecycle_change`].
+pub(super) const LIFECYCLE_CHANGES: Sql = shared!(
+    "SELECT id, policy, change, version, enabled_before, version_before, acknowledgments, \
+     requested_by, requested_at, expires_at, state, decided_by, decided_at FROM lifecycle_changes \
+     WHERE state = 'pending' OR NOT $1 ORDER BY id"
+);
+
+pub(super) const INSERT_CHANGE: Sql = shared!(
+    "INSERT INTO lifecycle_changes (policy, change, version, enabled_before, version_before, \
+     acknowledgments, requested_by, requested_at, expires_at, state) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending') RETURNING id"
+);
+
+pub(super) const DECIDE_CHANGE: Sql = shared!(
+    "UPDATE lifecycle_changes SET state = $1, decided_by = $2, decided_at = $3 WHERE id = $4"
+);
+
 pub(super) const LIVE_ARTIFACT_COUNT: Sql = shared!(
     "SELECT (SELECT count(*) FROM artifacts) - (SELECT count(*) FROM artifact_deletions) \
      - (SELECT count(*) FROM quarantine)"

@@ -6,7 +6,7 @@ use clap::Subcommand;
 
 use custodian::app::Loaded;
 use custodian::app::control::Watchers;
-use custodian::app::lifecycle::{self, Sweep, Switch};
+use custodian::app::lifecycle::{self, Sweep, Switch, SwitchOutcome};
 use custodian::catalog::Mode;
 use custodian::policy::lifecycle::{DueSummary, LIFECYCLE_RUN, SweepSummary};
 use custodian::repository::record::{ArtifactType, AudioRecordingType};
@@ -76,6 +76,27 @@ pub enum LifecycleCommand {
         #[arg(long = "acknowledge")]
         acknowledge: Vec<String>,
     },
+    /// Changes waiting for a second user's approval (four eyes); with --all, decided ones too.
+    #[command(after_help = "Examples:
+  custodian lifecycle pending
+  custodian --json lifecycle pending --all")]
+    Pending {
+        #[arg(long)]
+        all: bool,
+    },
+    /// Approve another user's pending change, which applies it (needs its acknowledgments).
+    #[command(after_help = "Examples:
+  custodian lifecycle approve 3 \\
+      --acknowledge storage-overage --acknowledge irreversible-delete")]
+    Approve {
+        change: i64,
+        #[arg(long = "acknowledge")]
+        acknowledge: Vec<String>,
+    },
+    /// Reject a pending change: it is closed and the policy stays as it is.
+    #[command(after_help = "Examples:
+  custodian lifecycle reject 3")]
+    Reject { change: i64 },
     /// Every policy, a line each.
     #[command(after_help = "Examples:
   custodian lifecycle list
@@ -121,11 +142,17 @@ pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
             keep_forever,
             delete_after_days,
         } => {
-            let action = lifecycle::publish(&l, name, version, *keep_forever, *delete_after_days)?;
+            let published =
+                lifecycle::publish(&l, name, version, *keep_forever, *delete_after_days)?;
             outln!(
                 "published version `{version}` of `{name}`: {}",
-                action.describe()
+                published.action.describe()
             )?;
+            if published.awaits_activation {
+                outln!(
+                    "it is not active: with [lifecycle] approvals = 2 a delete version becomes active only once another user approves it; request that with `custodian lifecycle activate {name} {version} --acknowledge …`"
+                )?;
+            }
         }
         LifecycleCommand::Enable { name, acknowledge } => {
             switch(&l, name, Switch::Enable, acknowledge)?;
@@ -139,6 +166,68 @@ pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
             acknowledge,
         } => {
             switch(&l, name, Switch::Activate(version), acknowledge)?;
+        }
+        LifecycleCommand::Pending { all } => {
+            let changes = lifecycle::pending(&l, *all)?;
+            if cli.json {
+                print_json(&changes)?;
+            } else if changes.is_empty() {
+                outln!("no changes waiting for approval")?;
+            } else {
+                outln!(
+                    "{:<6} {:<24} {:<9} {:<16} {:<16} {:<26} STATE",
+                    "CHANGE",
+                    "POLICY",
+                    "WHAT",
+                    "VERSION",
+                    "REQUESTED BY",
+                    "EXPIRES"
+                )?;
+                for c in &changes {
+                    outln!(
+                        "{:<6} {:<24} {:<9} {:<16} {:<16} {:<26} {}",
+                        c.id,
+                        c.policy,
+                        c.change.as_str(),
+                        c.version,
+                        c.requested_by,
+                        c.expires_at.to_rfc3339(),
+                        match &c.decided_by {
+                            Some(who) => format!("{} by {who}", c.state.as_str()),
+                            None => c.state.as_str().to_owned(),
+                        }
+                    )?;
+                }
+            }
+        }
+        LifecycleCommand::Approve {
+            change,
+            acknowledge,
+        } => {
+            let c = lifecycle::approve(&l, *change, acknowledge)?;
+            outln!(
+                "approved change {}: policy `{}` is {} with version `{}` active (requested by {})",
+                c.id,
+                c.policy,
+                if c.enabled_after() {
+                    "enabled"
+                } else {
+                    "disabled"
+                },
+                c.version,
+                c.requested_by
+            )?;
+        }
+        LifecycleCommand::Reject { change } => {
+            let c = lifecycle::reject(&l, *change)?;
+            outln!(
+                "rejected change {} ({} `{}` of policy `{}`, requested by {}); the policy is unchanged",
+                c.id,
+                c.change.as_str(),
+                c.version,
+                c.policy,
+                c.requested_by
+            )?;
         }
         LifecycleCommand::List => {
             let policies = lifecycle::list(&l)?;
@@ -220,14 +309,30 @@ pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
 
 /// Enables, disables or re-points a policy and says what it is now.
 fn switch(l: &Loaded, name: &str, how: Switch<'_>, acknowledge: &[String]) -> Result<()> {
-    let done = lifecycle::switch(l, name, how, acknowledge)?;
-    outln!(
-        "policy `{}` is {} with version `{}` active: {}",
-        done.policy,
-        if done.enabled { "enabled" } else { "disabled" },
-        done.version.name,
-        done.version.action.describe()
-    )?;
+    match lifecycle::switch(l, name, how, acknowledge)? {
+        SwitchOutcome::Applied(done) => outln!(
+            "policy `{}` is {} with version `{}` active: {}",
+            done.policy,
+            if done.enabled { "enabled" } else { "disabled" },
+            done.version.name,
+            done.version.action.describe()
+        )?,
+        SwitchOutcome::Requested(c) => {
+            let acks: String = c
+                .acknowledgments
+                .iter()
+                .map(|a| format!(" --acknowledge {a}"))
+                .collect();
+            outln!(
+                "change {id} requested: {} `{}` of policy `{}` takes effect once another user holding ARTIFACTS_LIFECYCLE_POLICY_APPROVE approves it, before {}:\n  custodian lifecycle approve {id}{acks}\n(or rejects it: `custodian lifecycle reject {id}`; `custodian lifecycle pending` lists what waits)",
+                c.change.as_str(),
+                c.version,
+                c.policy,
+                c.expires_at.to_rfc3339(),
+                id = c.id
+            )?
+        }
+    }
     Ok(())
 }
 

@@ -40,7 +40,7 @@ use crate::repository::record::{Conversation, RECORD_FILE};
 use crate::schedule::JobSettings;
 use crate::schedule::notify::NotifySettings;
 use crate::schedule::runlog::RunLog;
-use crate::settings::{Invalid, resolve};
+use crate::settings::{Invalid, positive_duration, resolve};
 
 /// Name `custodian run` and `plan` give the lifecycle sweep; no config policy may take it.
 pub const LIFECYCLE_RUN: &str = "lifecycle";
@@ -59,9 +59,17 @@ pub struct LifecycleConfig {
     pub max_delete_share: f64,
     /// When `custodian serve` runs the sweep, and its run control, log and notifications.
     pub job: JobSettings,
+    /// How many users a change that makes a delete version take effect needs: 1 (its
+    /// requester) or 2 (four eyes: another user approves it; docs/operations.md, "Four eyes").
+    pub approvals: u8,
+    /// How long a change waits for its approval before it expires.
+    pub approval_expiry: std::time::Duration,
     /// The quarantine window, if due artifacts are quarantined before they are deleted.
     pub quarantine: Option<QuarantineConfig>,
 }
+
+/// How long a change waits for a second user's approval unless `approval_expiry` says.
+const DEFAULT_APPROVAL_EXPIRY: std::time::Duration = std::time::Duration::from_secs(72 * 3600);
 
 /// The `[lifecycle]` table as written.
 #[derive(Deserialize, Default)]
@@ -79,6 +87,8 @@ pub struct LifecycleSettings {
     keep_alive: Option<String>,
     log_dir: Option<PathBuf>,
     notify: Option<NotifySettings>,
+    approvals: Option<u8>,
+    approval_expiry: Option<String>,
 }
 
 crate::schedule::job_keys!(LifecycleSettings);
@@ -92,7 +102,31 @@ impl LifecycleSettings {
             max_delete_share: 0.10,
             job: self.job().validate(base)?,
             quarantine: None,
+            approvals: 1,
+            approval_expiry: DEFAULT_APPROVAL_EXPIRY,
         };
+        match self.approvals {
+            None => {}
+            Some(n @ (1 | 2)) => lifecycle.approvals = n,
+            Some(n) => {
+                return Err(Invalid::at(
+                    "approvals",
+                    format!(
+                        "must be 1 (a change takes effect when its requester makes it) or 2 (a second user approves it), not {n}"
+                    ),
+                ));
+            }
+        }
+        if let Some(text) = &self.approval_expiry {
+            if lifecycle.approvals != 2 {
+                return Err(Invalid::at(
+                    "approval_expiry",
+                    "applies only with `approvals = 2`: set that too, or remove this key",
+                ));
+            }
+            lifecycle.approval_expiry =
+                positive_duration(text).map_err(|m| Invalid::at("approval_expiry", m))?;
+        }
         match (self.quarantine_days, &self.quarantine_dir) {
             (Some(days), dir) => {
                 let days = u16::try_from(days)
@@ -764,6 +798,43 @@ pub(super) fn recheck(root: &Dir, a: &DueArtifact) -> Recheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn settings(text: &str) -> Result<LifecycleConfig, Invalid> {
+        toml_edit::de::from_str::<LifecycleSettings>(text)
+            .unwrap()
+            .validate(Path::new("/etc/custodian"))
+    }
+
+    #[test]
+    fn four_eyes_takes_one_or_two_approvals_and_an_expiry_only_with_two() {
+        let one = settings("").unwrap();
+        assert_eq!(one.approvals, 1);
+        let two = settings("approvals = 2").unwrap();
+        assert_eq!(
+            (two.approvals, two.approval_expiry),
+            (2, std::time::Duration::from_secs(72 * 3600))
+        );
+        let short = settings("approvals = 2\napproval_expiry = \"90m\"").unwrap();
+        assert_eq!(short.approval_expiry, std::time::Duration::from_secs(5400));
+        for (text, key, message) in [
+            ("approvals = 3", "approvals", "must be 1"),
+            ("approvals = 0", "approvals", "must be 1"),
+            (
+                "approval_expiry = \"1h\"",
+                "approval_expiry",
+                "applies only with `approvals = 2`",
+            ),
+            (
+                "approvals = 2\napproval_expiry = \"soon\"",
+                "approval_expiry",
+                "is not a duration",
+            ),
+        ] {
+            let e = settings(text).unwrap_err();
+            assert_eq!(e.key, [key], "{text}");
+            assert!(e.message.contains(message), "{text}: {}", e.message);
+        }
+    }
 
     /// One unlimited sweep, now, by a tester whose run is never stopped.
     fn sweep_now(cat: &dyn Catalog, root: &Path) -> Result<SweepReport, SweepError> {

@@ -41,6 +41,10 @@ pub enum Permission {
     /// Run the sweep past its safety limits (`run lifecycle --force`).
     #[serde(rename = "ARTIFACTS_LIFECYCLE_POLICY_FORCE")]
     Force,
+    /// Approve or reject another user's change that makes a delete version take effect
+    /// (`lifecycle approve`, `lifecycle reject`; four eyes).
+    #[serde(rename = "ARTIFACTS_LIFECYCLE_POLICY_APPROVE")]
+    Approve,
     /// Put quarantined artifacts back (`lifecycle restore`).
     #[serde(rename = "ARTIFACTS_LIFECYCLE_POLICY_RESTORE")]
     Restore,
@@ -60,6 +64,7 @@ impl Permission {
             Permission::Delete => "ARTIFACTS_LIFECYCLE_POLICY_DELETE",
             Permission::Run => "ARTIFACTS_LIFECYCLE_POLICY_RUN",
             Permission::Force => "ARTIFACTS_LIFECYCLE_POLICY_FORCE",
+            Permission::Approve => "ARTIFACTS_LIFECYCLE_POLICY_APPROVE",
             Permission::Restore => "ARTIFACTS_LIFECYCLE_POLICY_RESTORE",
             Permission::LegalHoldRead => "LEGAL_HOLD_READ",
             Permission::LegalHoldManage => "LEGAL_HOLD_MANAGE",
@@ -240,6 +245,27 @@ mod tests {
         assert!(r.require(&ops, Permission::Run).is_ok());
         assert!(r.require(&ops, Permission::Force).is_err());
         assert!(r.require(&admin, Permission::Force).is_ok());
+    }
+
+    #[test]
+    fn approving_is_a_permission_of_its_own() {
+        let r = roles(
+            "[users]\n\"*\" = [\"ARTIFACTS_LIFECYCLE_POLICY_CREATE\"]\n[groups]\ncompliance = [\"ARTIFACTS_LIFECYCLE_POLICY_APPROVE\"]\n",
+        );
+        let requester = Actor {
+            user: "alice".into(),
+            groups: vec![],
+        };
+        let approver = Actor {
+            user: "bob".into(),
+            groups: vec!["compliance".into()],
+        };
+        let err = r
+            .require(&requester, Permission::Approve)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ARTIFACTS_LIFECYCLE_POLICY_APPROVE"), "{err}");
+        assert!(r.require(&approver, Permission::Approve).is_ok());
     }
 
     fn roles_file(dir: &Path, mode: u32) -> PathBuf {

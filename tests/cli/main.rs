@@ -11,6 +11,7 @@ mod crypto;
 mod demo;
 mod direct;
 mod export;
+mod foureyes;
 #[cfg(feature = "gcs")]
 mod gcs;
 mod holds;
@@ -26,6 +27,7 @@ mod lazyfs;
 mod lifecycle;
 mod manual;
 mod media;
+mod osusers;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod power;

@@ -374,3 +374,176 @@ pub fn deletes_are_recorded_once(cat: &dyn Catalog) {
         ]
     );
 }
+
+/// Four eyes: at most one pending change per policy, requested from the policy's state, applied
+/// only by another user while the policy is as it was and before it expires, decided once;
+/// each step with its events (carrying the change's id), and nothing written on a refusal.
+pub fn pending_changes_need_a_second_user(cat: &dyn Catalog) {
+    use crate::catalog::lifecycle::{ChangeKind, ChangeState, PendingChange};
+    let now = Utc::now().trunc_subsecs(6);
+    let p = LifecyclePolicy {
+        created_at: now,
+        ..LifecyclePolicy::new("t", "", ArtifactType::Transcript, None, "alice")
+    };
+    cat.create_lifecycle_policy(&p, &changed("create")).unwrap();
+    for (name, days) in [("v1", 30), ("v2", 60)] {
+        let v = LifecycleVersion {
+            published_at: now,
+            ..LifecycleVersion::new(name, RetentionAction::Delete { days }, "alice")
+        };
+        cat.publish_lifecycle_version("t", &v, &changed(name))
+            .unwrap();
+    }
+    let enable = PendingChange {
+        id: 0,
+        policy: "t".into(),
+        change: ChangeKind::Enable,
+        version: "v1".into(),
+        enabled_before: false,
+        version_before: Some("v1".into()),
+        acknowledgments: vec!["storage-overage".into(), "irreversible-delete".into()],
+        requested_by: "alice".into(),
+        requested_at: now,
+        expires_at: now + Duration::hours(1),
+        state: ChangeState::Pending,
+        decided_by: None,
+        decided_at: None,
+    };
+    let before = all_events(cat).len();
+    refused(
+        cat.request_lifecycle_change(
+            &PendingChange {
+                enabled_before: true,
+                ..enable.clone()
+            },
+            &[changed("request")],
+        ),
+        "changed while the change was being requested",
+    );
+    let id = cat
+        .request_lifecycle_change(&enable, &[changed("ack"), changed("request")])
+        .unwrap();
+    let events = all_events(cat);
+    assert_eq!(events.len(), before + 2);
+    assert!(
+        events[before..]
+            .iter()
+            .all(|e| e.event.details["pending_change"] == id)
+    );
+    let pending = PendingChange {
+        id,
+        ..enable.clone()
+    };
+    assert_eq!(cat.lifecycle_changes(true).unwrap(), vec![pending.clone()]);
+    refused(
+        cat.request_lifecycle_change(&enable, &[changed("again")]),
+        &format!("already has a pending change ({id}, enable `v1`, requested by alice)"),
+    );
+    let approve = |id: i64, by: &str, at| {
+        cat.decide_lifecycle_change(id, ChangeState::Approved, by, at, &[changed("approve")])
+    };
+    refused(approve(id, "alice", now), "was requested by alice");
+    refused(approve(id, "bob", now + Duration::hours(2)), "expired at");
+    refused(
+        approve(id + 100, "bob", now),
+        &format!("no change {}", id + 100),
+    );
+    assert_eq!(all_events(cat).len(), before + 2);
+    assert!(!cat.lifecycle_policies().unwrap()[0].enabled);
+
+    let done = approve(id, "bob", now).unwrap();
+    let approved = PendingChange {
+        state: ChangeState::Approved,
+        decided_by: Some("bob".into()),
+        decided_at: Some(now),
+        ..pending
+    };
+    assert_eq!(done, approved);
+    assert_eq!(cat.lifecycle_changes(false).unwrap(), vec![approved]);
+    assert!(cat.lifecycle_changes(true).unwrap().is_empty());
+    let policy = &cat.lifecycle_policies().unwrap()[0];
+    assert!(policy.enabled);
+    assert_eq!(policy.active_version.as_deref(), Some("v1"));
+    assert_eq!(all_events(cat).len(), before + 3);
+    refused(approve(id, "carol", now), "was approved already, by bob");
+
+    // The policy changes under a pending activation: it cannot be approved, only rejected (by
+    // anyone allowed to decide, the requester too).
+    let activate = PendingChange {
+        change: ChangeKind::Activate,
+        version: "v2".into(),
+        enabled_before: true,
+        ..enable.clone()
+    };
+    let id2 = cat
+        .request_lifecycle_change(&activate, &[changed("request")])
+        .unwrap();
+    cat.update_lifecycle_policy("t", false, "v1", &[changed("disable")])
+        .unwrap();
+    refused(
+        approve(id2, "bob", now),
+        "it was enabled with `v1` active, it is disabled with `v1` active",
+    );
+    let rejected = cat
+        .decide_lifecycle_change(
+            id2,
+            ChangeState::Rejected,
+            "alice",
+            now,
+            &[changed("reject")],
+        )
+        .unwrap();
+    assert_eq!(rejected.state, ChangeState::Rejected);
+    assert_eq!(
+        cat.lifecycle_policies().unwrap()[0]
+            .active_version
+            .as_deref(),
+        Some("v1")
+    );
+
+    // Expiry is recorded once, with an event by whoever noticed it.
+    let id3 = cat
+        .request_lifecycle_change(
+            &PendingChange {
+                enabled_before: false,
+                ..activate.clone()
+            },
+            &[changed("request")],
+        )
+        .unwrap();
+    assert!(
+        cat.expire_lifecycle_changes(now, "carol")
+            .unwrap()
+            .is_empty()
+    );
+    let expired = cat
+        .expire_lifecycle_changes(now + Duration::hours(2), "carol")
+        .unwrap();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(
+        (expired[0].id, expired[0].state),
+        (id3, ChangeState::Expired)
+    );
+    let last = all_events(cat).pop().unwrap();
+    assert_eq!(last.event.kind, AuditKind::LifecycleChangeExpired);
+    assert_eq!(last.event.actor, "carol");
+    assert_eq!(last.event.details["pending_change"], id3);
+    assert!(
+        cat.expire_lifecycle_changes(now + Duration::hours(3), "carol")
+            .unwrap()
+            .is_empty()
+    );
+    refused(approve(id3, "bob", now), "expired at");
+    assert_eq!(
+        cat.lifecycle_changes(false)
+            .unwrap()
+            .iter()
+            .map(|c| c.state)
+            .collect::<Vec<_>>(),
+        [
+            ChangeState::Approved,
+            ChangeState::Rejected,
+            ChangeState::Expired
+        ]
+    );
+}

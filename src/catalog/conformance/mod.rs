@@ -40,6 +40,7 @@ macro_rules! conformance_suite {
             lifecycle::lifecycle_policies_and_versions,
             lifecycle::due_artifacts_and_summary,
             lifecycle::deletes_are_recorded_once,
+            lifecycle::pending_changes_need_a_second_user,
             quarantine::quarantine_intents_and_outcomes,
             holds::holds_keep_conversations_from_the_sweep,
             select::confidential_pages,

@@ -2,16 +2,19 @@
 //! record (an intent before the file goes, the deletion and its audit event after).
 
 use chrono::{DateTime, Utc};
+use postgres::GenericClient;
 use postgres::types::ToSql;
 
 use super::audit::{append_audit, lock_chain};
+use super::pool::{Session, Tx};
 use super::{Fallible, PostgresCatalog, holds, int, last_of_each, micros, sql_params};
 use crate::audit::NewEvent;
 use crate::catalog::holds::Standing;
 use crate::catalog::lifecycle::{
-    DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
-    QuarantineCount, QuarantineOutcome, QuarantineSelect, QuarantineState, Quarantined,
-    RetentionAction,
+    ChangeState, DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
+    PendingChange, QuarantineCount, QuarantineOutcome, QuarantineSelect, QuarantineState,
+    Quarantined, RetentionAction, already_pending, changed_meanwhile, expiry_event, stamped,
+    unknown_change,
 };
 use crate::catalog::rows::{self, Fields};
 use crate::catalog::{
@@ -55,8 +58,9 @@ pub(super) fn publish_version(
     cat: &PostgresCatalog,
     policy: &str,
     v: &LifecycleVersion,
+    activate_first: bool,
     event: &NewEvent,
-) -> Result<()> {
+) -> Result<bool> {
     cat.transaction(|s| {
         let mut head = lock_chain(s, cat.audit_key.as_ref())?;
         let Some(active) = s.query_opt(
@@ -91,13 +95,15 @@ pub(super) fn publish_version(
                 &v.published_by,
             ],
         )?;
-        if active.is_none() {
+        let first = active.is_none();
+        if first && activate_first {
             s.execute(
                 sql::SET_ACTIVE_VERSION.postgres,
                 &[&v.name, &policy],
             )?;
         }
-        append_audit(s, &mut head, [event])
+        append_audit(s, &mut head, [event])?;
+        Ok(first)
     })
 }
 
@@ -111,26 +117,170 @@ pub(super) fn update_policy(
     cat.transaction(|s| {
         // The chain lock also makes the check below and the update one step for every writer.
         let mut head = lock_chain(s, cat.audit_key.as_ref())?;
-        let Some(scope) = s.query_opt(sql::POLICY_SCOPE.postgres, &[&policy])? else {
-            return Err(unknown_policy(policy).into());
-        };
-        let artifact_type: String = scope.try_get(0)?;
-        let audio_type: Option<String> = scope.try_get(1)?;
-        if enabled
-            && let Some(other) = s.query_opt(
-                "SELECT name FROM lifecycle_policies WHERE enabled AND artifact_type = $1 \
+        set_state(s, policy, enabled, active_version)?;
+        append_audit(s, &mut head, events)
+    })
+}
+
+/// Sets whether a policy is enabled and its active version, refused when another enabled
+/// policy covers the same type. The caller holds the chain lock, which makes the check and the
+/// update one step for every writer.
+fn set_state(
+    s: &mut Tx<'_, '_>,
+    policy: &str,
+    enabled: bool,
+    active_version: &str,
+) -> Fallible<()> {
+    let Some(scope) = s.query_opt(sql::POLICY_SCOPE.postgres, &[&policy])? else {
+        return Err(unknown_policy(policy).into());
+    };
+    let artifact_type: String = scope.try_get(0)?;
+    let audio_type: Option<String> = scope.try_get(1)?;
+    if enabled
+        && let Some(other) = s.query_opt(
+            "SELECT name FROM lifecycle_policies WHERE enabled AND artifact_type = $1 \
                  AND audio_type IS NOT DISTINCT FROM $2::text AND name <> $3",
-                &[&artifact_type, &audio_type, &policy],
-            )?
+            &[&artifact_type, &audio_type, &policy],
+        )?
+    {
+        let other: String = other.try_get(0)?;
+        return Err(other_enabled(&other, &artifact_type, audio_type.as_deref()).into());
+    }
+    s.execute(
+        sql::SET_POLICY_STATE.postgres,
+        &[&enabled, &active_version, &policy],
+    )?;
+    Ok(())
+}
+
+/// A policy's state: whether it is enabled and its active version (None: no such policy).
+fn policy_state<C: GenericClient>(
+    s: &mut Session<'_, C>,
+    policy: &str,
+) -> Fallible<Option<(bool, Option<String>)>> {
+    match s.query_opt(sql::POLICY_STATE.postgres, &[&policy])? {
+        Some(r) => Ok(Some((r.try_get(0)?, r.try_get(1)?))),
+        None => Ok(None),
+    }
+}
+
+fn changes_in<C: GenericClient>(
+    cat: &PostgresCatalog,
+    s: &mut Session<'_, C>,
+    pending_only: bool,
+) -> Fallible<Vec<PendingChange>> {
+    cat.rows(
+        s.query(sql::LIFECYCLE_CHANGES.postgres, &[&pending_only])?,
+        |r| rows::lifecycle_change(r),
+    )
+}
+
+pub(super) fn request_change(
+    cat: &PostgresCatalog,
+    c: &PendingChange,
+    events: &[NewEvent],
+) -> Result<i64> {
+    cat.transaction(|s| {
+        let mut head = lock_chain(s, cat.audit_key.as_ref())?;
+        match policy_state(s, &c.policy)? {
+            None => return Err(unknown_policy(&c.policy).into()),
+            Some(now) if now != (c.enabled_before, c.version_before.clone()) => {
+                return Err(changed_meanwhile(&c.policy).into());
+            }
+            Some(_) => {}
+        }
+        if let Some(other) = changes_in(cat, s, true)?
+            .into_iter()
+            .find(|o| o.policy == c.policy)
         {
-            let other: String = other.try_get(0)?;
-            return Err(other_enabled(&other, &artifact_type, audio_type.as_deref()).into());
+            return Err(already_pending(&c.policy, &other).into());
+        }
+        let acknowledgments = serde_json::to_string(&c.acknowledgments).expect("strings serialize");
+        let id: i64 = s
+            .query_one(
+                sql::INSERT_CHANGE.postgres,
+                &[
+                    &c.policy,
+                    &c.change.as_str(),
+                    &c.version,
+                    &c.enabled_before,
+                    &c.version_before,
+                    &acknowledgments,
+                    &c.requested_by,
+                    &micros(c.requested_at),
+                    &micros(c.expires_at),
+                ],
+            )?
+            .try_get(0)?;
+        append_audit(s, &mut head, &stamped(events, id))?;
+        Ok(id)
+    })
+}
+
+pub(super) fn changes(cat: &PostgresCatalog, pending_only: bool) -> Result<Vec<PendingChange>> {
+    cat.autocommit(|s| changes_in(cat, s, pending_only))
+}
+
+pub(super) fn expire_changes(
+    cat: &PostgresCatalog,
+    at: DateTime<Utc>,
+    actor: &str,
+) -> Result<Vec<PendingChange>> {
+    cat.transaction(|s| {
+        let mut head = lock_chain(s, cat.audit_key.as_ref())?;
+        let mut expired: Vec<PendingChange> = changes_in(cat, s, true)?
+            .into_iter()
+            .filter(|c| c.expires_at <= at)
+            .collect();
+        let mut events = Vec::new();
+        for c in &mut expired {
+            s.execute(
+                sql::DECIDE_CHANGE.postgres,
+                &[
+                    &ChangeState::Expired.as_str(),
+                    &None::<String>,
+                    &micros(at),
+                    &c.id,
+                ],
+            )?;
+            events.push(expiry_event(c, at, actor));
+            c.state = ChangeState::Expired;
+            c.decided_at = Some(at);
+        }
+        append_audit(s, &mut head, &events)?;
+        Ok(expired)
+    })
+}
+
+pub(super) fn decide_change(
+    cat: &PostgresCatalog,
+    id: i64,
+    to: ChangeState,
+    by: &str,
+    at: DateTime<Utc>,
+    events: &[NewEvent],
+) -> Result<PendingChange> {
+    cat.transaction(|s| {
+        // The chain lock makes the checks and the change one step for every writer.
+        let mut head = lock_chain(s, cat.audit_key.as_ref())?;
+        let mut c = changes_in(cat, s, false)?
+            .into_iter()
+            .find(|c| c.id == id)
+            .ok_or_else(|| unknown_change(id))?;
+        let (enabled, active) = policy_state(s, &c.policy)?.unwrap_or((false, None));
+        c.check_decision(to, by, at, (enabled, active.as_deref()))?;
+        if to == ChangeState::Approved {
+            set_state(s, &c.policy, c.enabled_after(), &c.version)?;
         }
         s.execute(
-            sql::SET_POLICY_STATE.postgres,
-            &[&enabled, &active_version, &policy],
+            sql::DECIDE_CHANGE.postgres,
+            &[&to.as_str(), &by, &micros(at), &id],
         )?;
-        append_audit(s, &mut head, events)
+        append_audit(s, &mut head, &stamped(events, id))?;
+        c.state = to;
+        c.decided_by = Some(by.to_owned());
+        c.decided_at = Some(at);
+        Ok(c)
     })
 }
 

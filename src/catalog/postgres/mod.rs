@@ -52,8 +52,9 @@ use super::{
 use crate::audit::{AuditEvent, AuditHead, KeySource, NewEvent};
 use crate::catalog::holds::{HoldScope, Matter, MatterState};
 use crate::catalog::lifecycle::{
-    DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
-    QuarantineCount, QuarantineOutcome, QuarantineSelect, QuarantineState, Quarantined,
+    ChangeState, DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
+    PendingChange, QuarantineCount, QuarantineOutcome, QuarantineSelect, QuarantineState,
+    Quarantined,
 };
 use crate::filter::{Filter, SqlValue};
 use pool::Conn;
@@ -493,13 +494,14 @@ impl Catalog for PostgresCatalog {
         lifecycle::create_policy(self, policy, event)
     }
 
-    fn publish_lifecycle_version(
+    fn publish_lifecycle_version_activating(
         &self,
         policy: &str,
         version: &LifecycleVersion,
+        activate_first: bool,
         event: &NewEvent,
-    ) -> Result<()> {
-        lifecycle::publish_version(self, policy, version, event)
+    ) -> Result<bool> {
+        lifecycle::publish_version(self, policy, version, activate_first, event)
     }
 
     fn update_lifecycle_policy(
@@ -548,6 +550,33 @@ impl Catalog for PostgresCatalog {
         run: Option<RunId>,
     ) -> Result<()> {
         lifecycle::finish_deletes(self, outcomes, actor, run)
+    }
+
+    fn request_lifecycle_change(&self, change: &PendingChange, events: &[NewEvent]) -> Result<i64> {
+        lifecycle::request_change(self, change, events)
+    }
+
+    fn lifecycle_changes(&self, pending_only: bool) -> Result<Vec<PendingChange>> {
+        lifecycle::changes(self, pending_only)
+    }
+
+    fn expire_lifecycle_changes(
+        &self,
+        at: DateTime<Utc>,
+        actor: &str,
+    ) -> Result<Vec<PendingChange>> {
+        lifecycle::expire_changes(self, at, actor)
+    }
+
+    fn decide_lifecycle_change(
+        &self,
+        id: i64,
+        to: ChangeState,
+        by: &str,
+        at: DateTime<Utc>,
+        events: &[NewEvent],
+    ) -> Result<PendingChange> {
+        lifecycle::decide_change(self, id, to, by, at, events)
     }
 
     fn begin_quarantine(

@@ -8,9 +8,10 @@ use rusqlite::{OptionalExtension, params, params_from_iter};
 use super::{SqliteCatalog, holds, to_sql};
 use crate::audit::NewEvent;
 use crate::catalog::lifecycle::{
-    DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
-    QuarantineCount, QuarantineOutcome, QuarantineSelect, QuarantineState, Quarantined,
-    RetentionAction,
+    ChangeState, DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
+    PendingChange, QuarantineCount, QuarantineOutcome, QuarantineSelect, QuarantineState,
+    Quarantined, RetentionAction, already_pending, changed_meanwhile, expiry_event, stamped,
+    unknown_change,
 };
 use crate::catalog::rows::{self, Fields};
 use crate::catalog::{
@@ -57,8 +58,9 @@ pub(super) fn publish_version(
     cat: &SqliteCatalog,
     policy: &str,
     v: &LifecycleVersion,
+    activate_first: bool,
     event: &NewEvent,
-) -> Result<()> {
+) -> Result<bool> {
     let mut conn = cat.writer.lock().expect("catalog writer lock");
     let tx = conn.transaction().map_err(|e| cat.err(e))?;
     let active: Option<Option<String>> = tx
@@ -95,12 +97,14 @@ pub(super) fn publish_version(
         ],
     )
     .map_err(|e| cat.err(e))?;
-    if active.is_none() {
+    let first = active.is_none();
+    if first && activate_first {
         tx.execute(sql::SET_ACTIVE_VERSION.sqlite, params![v.name, policy])
             .map_err(|e| cat.err(e))?;
     }
     cat.chain().append(&tx, event).map_err(|e| cat.err(e))?;
-    tx.commit().map_err(|e| cat.err(e))
+    tx.commit().map_err(|e| cat.err(e))?;
+    Ok(first)
 }
 
 pub(super) fn update_policy(
@@ -112,6 +116,23 @@ pub(super) fn update_policy(
 ) -> Result<()> {
     let mut conn = cat.writer.lock().expect("catalog writer lock");
     let tx = conn.transaction().map_err(|e| cat.err(e))?;
+    set_state(cat, &tx, policy, enabled, active_version)?;
+    let mut chain = cat.chain();
+    for e in events {
+        chain.append(&tx, e).map_err(|e| cat.err(e))?;
+    }
+    tx.commit().map_err(|e| cat.err(e))
+}
+
+/// Sets whether a policy is enabled and its active version, refused when another enabled
+/// policy covers the same type.
+fn set_state(
+    cat: &SqliteCatalog,
+    tx: &rusqlite::Transaction<'_>,
+    policy: &str,
+    enabled: bool,
+    active_version: &str,
+) -> Result<()> {
     let scope: Option<(String, Option<String>)> = tx
         .query_row(sql::POLICY_SCOPE.sqlite, [policy], |r| {
             Ok((r.get(0)?, r.get(1)?))
@@ -140,11 +161,145 @@ pub(super) fn update_policy(
         params![enabled, active_version, policy],
     )
     .map_err(|e| cat.err(e))?;
-    let mut chain = cat.chain();
-    for e in events {
-        chain.append(&tx, e).map_err(|e| cat.err(e))?;
+    Ok(())
+}
+
+/// A policy's state: whether it is enabled and its active version (None: no such policy).
+fn policy_state(
+    cat: &SqliteCatalog,
+    conn: &rusqlite::Connection,
+    policy: &str,
+) -> Result<Option<(bool, Option<String>)>> {
+    conn.query_row(sql::POLICY_STATE.sqlite, [policy], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+    .optional()
+    .map_err(|e| cat.err(e))
+}
+
+fn changes_in(
+    cat: &SqliteCatalog,
+    conn: &rusqlite::Connection,
+    pending_only: bool,
+) -> Result<Vec<PendingChange>> {
+    cat.rows(conn, sql::LIFECYCLE_CHANGES.sqlite, [pending_only], |r| {
+        rows::lifecycle_change(r)
+    })
+}
+
+pub(super) fn request_change(
+    cat: &SqliteCatalog,
+    c: &PendingChange,
+    events: &[NewEvent],
+) -> Result<i64> {
+    let mut conn = cat.writer.lock().expect("catalog writer lock");
+    let tx = conn.transaction().map_err(|e| cat.err(e))?;
+    match policy_state(cat, &tx, &c.policy)? {
+        None => return Err(unknown_policy(&c.policy)),
+        Some(now) if now != (c.enabled_before, c.version_before.clone()) => {
+            return Err(changed_meanwhile(&c.policy));
+        }
+        Some(_) => {}
     }
-    tx.commit().map_err(|e| cat.err(e))
+    if let Some(other) = changes_in(cat, &tx, true)?
+        .into_iter()
+        .find(|o| o.policy == c.policy)
+    {
+        return Err(already_pending(&c.policy, &other));
+    }
+    let id: i64 = tx
+        .query_row(
+            sql::INSERT_CHANGE.sqlite,
+            params![
+                c.policy,
+                c.change.as_str(),
+                c.version,
+                c.enabled_before,
+                c.version_before,
+                serde_json::to_string(&c.acknowledgments).expect("strings serialize"),
+                c.requested_by,
+                ts(c.requested_at),
+                ts(c.expires_at)
+            ],
+            |r| r.get(0),
+        )
+        .map_err(|e| cat.err(e))?;
+    let mut chain = cat.chain();
+    for e in stamped(events, id) {
+        chain.append(&tx, &e).map_err(|e| cat.err(e))?;
+    }
+    tx.commit().map_err(|e| cat.err(e))?;
+    Ok(id)
+}
+
+pub(super) fn changes(cat: &SqliteCatalog, pending_only: bool) -> Result<Vec<PendingChange>> {
+    cat.with_reader(|conn| changes_in(cat, conn, pending_only))
+}
+
+pub(super) fn expire_changes(
+    cat: &SqliteCatalog,
+    at: DateTime<Utc>,
+    actor: &str,
+) -> Result<Vec<PendingChange>> {
+    let mut conn = cat.writer.lock().expect("catalog writer lock");
+    let tx = conn.transaction().map_err(|e| cat.err(e))?;
+    let mut expired: Vec<PendingChange> = changes_in(cat, &tx, true)?
+        .into_iter()
+        .filter(|c| c.expires_at <= at)
+        .collect();
+    if expired.is_empty() {
+        return Ok(expired);
+    }
+    let mut chain = cat.chain();
+    for c in &mut expired {
+        tx.execute(
+            sql::DECIDE_CHANGE.sqlite,
+            params![ChangeState::Expired.as_str(), None::<String>, ts(at), c.id],
+        )
+        .map_err(|e| cat.err(e))?;
+        chain
+            .append(&tx, &expiry_event(c, at, actor))
+            .map_err(|e| cat.err(e))?;
+        c.state = ChangeState::Expired;
+        c.decided_at = Some(at);
+    }
+    tx.commit().map_err(|e| cat.err(e))?;
+    Ok(expired)
+}
+
+pub(super) fn decide_change(
+    cat: &SqliteCatalog,
+    id: i64,
+    to: ChangeState,
+    by: &str,
+    at: DateTime<Utc>,
+    events: &[NewEvent],
+) -> Result<PendingChange> {
+    let mut conn = cat.writer.lock().expect("catalog writer lock");
+    let tx = conn.transaction().map_err(|e| cat.err(e))?;
+    let mut c = changes_in(cat, &tx, false)?
+        .into_iter()
+        .find(|c| c.id == id)
+        .ok_or_else(|| unknown_change(id))?;
+    let (enabled, active) = policy_state(cat, &tx, &c.policy)?.unwrap_or((false, None));
+    c.check_decision(to, by, at, (enabled, active.as_deref()))?;
+    if to == ChangeState::Approved {
+        set_state(cat, &tx, &c.policy, c.enabled_after(), &c.version)?;
+    }
+    tx.execute(
+        sql::DECIDE_CHANGE.sqlite,
+        params![to.as_str(), by, ts(at), id],
+    )
+    .map_err(|e| cat.err(e))?;
+    let mut chain = cat.chain();
+    for e in stamped(events, id) {
+        chain.append(&tx, &e).map_err(|e| cat.err(e))?;
+    }
+    tx.commit().map_err(|e| cat.err(e))?;
+    c.state = to;
+    c.decided_by = Some(by.to_owned());
+    c.decided_at = Some(at);
+    Ok(c)
 }
 
 pub(super) fn policies(cat: &SqliteCatalog) -> Result<Vec<LifecyclePolicy>> {

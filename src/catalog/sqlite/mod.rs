@@ -32,11 +32,41 @@ use super::{
 use crate::audit::{AuditEvent, AuditHead, KeyError, KeySource, NewEvent};
 use crate::catalog::holds::{HoldScope, Matter, MatterState};
 use crate::catalog::lifecycle::{
-    DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
-    QuarantineCount, QuarantineOutcome, QuarantineSelect, QuarantineState, Quarantined,
+    ChangeState, DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
+    PendingChange, QuarantineCount, QuarantineOutcome, QuarantineSelect, QuarantineState,
+    Quarantined,
 };
 use crate::filter::{Filter, SqlValue};
 use schema::MIGRATIONS;
+
+/// Creates an empty catalog file that others cannot read: mode 0660 less the umask, and never
+/// a bit for others whatever the umask. SQLite gives its WAL and shared-memory files the mode
+/// of the database file, so they stay closed too; a group of users sharing the catalog gets
+/// read and write through the group (docs/operations.md, "Several users on one SQLite
+/// catalog"). A file another process created meanwhile is left as it is.
+fn create_closed(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let err = |e: std::io::Error| CatalogError::Open {
+        location: path.display().to_string(),
+        message: format!("cannot create the catalog file: {e}"),
+    };
+    let file = match File::options()
+        .write(true)
+        .create_new(true)
+        .mode(0o660)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(err(e)),
+    };
+    let mode = file.metadata().map_err(err)?.permissions().mode() & 0o7777;
+    if mode & 0o007 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(mode & !0o007))
+            .map_err(err)?;
+    }
+    Ok(())
+}
 
 /// The SQLite catalog.
 pub struct SqliteCatalog {
@@ -74,6 +104,9 @@ impl SqliteCatalog {
             location: path.display().to_string(),
             message: format!("cannot create directory {}: {e}", parent.display()),
         })?;
+        if !new_entries_in.is_empty() {
+            create_closed(path)?;
+        }
         let this = SqliteCatalog {
             path: path.to_owned(),
             writer: Mutex::new(Connection::open(path).map_err(|e| sql_err(path, e))?),
@@ -336,13 +369,14 @@ impl Catalog for SqliteCatalog {
         lifecycle::create_policy(self, policy, event)
     }
 
-    fn publish_lifecycle_version(
+    fn publish_lifecycle_version_activating(
         &self,
         policy: &str,
         version: &LifecycleVersion,
+        activate_first: bool,
         event: &NewEvent,
-    ) -> Result<()> {
-        lifecycle::publish_version(self, policy, version, event)
+    ) -> Result<bool> {
+        lifecycle::publish_version(self, policy, version, activate_first, event)
     }
 
     fn update_lifecycle_policy(
@@ -391,6 +425,33 @@ impl Catalog for SqliteCatalog {
         run: Option<RunId>,
     ) -> Result<()> {
         lifecycle::finish_deletes(self, outcomes, actor, run)
+    }
+
+    fn request_lifecycle_change(&self, change: &PendingChange, events: &[NewEvent]) -> Result<i64> {
+        lifecycle::request_change(self, change, events)
+    }
+
+    fn lifecycle_changes(&self, pending_only: bool) -> Result<Vec<PendingChange>> {
+        lifecycle::changes(self, pending_only)
+    }
+
+    fn expire_lifecycle_changes(
+        &self,
+        at: DateTime<Utc>,
+        actor: &str,
+    ) -> Result<Vec<PendingChange>> {
+        lifecycle::expire_changes(self, at, actor)
+    }
+
+    fn decide_lifecycle_change(
+        &self,
+        id: i64,
+        to: ChangeState,
+        by: &str,
+        at: DateTime<Utc>,
+        events: &[NewEvent],
+    ) -> Result<PendingChange> {
+        lifecycle::decide_change(self, id, to, by, at, events)
     }
 
     fn begin_quarantine(

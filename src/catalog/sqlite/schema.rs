@@ -257,6 +257,26 @@ CREATE TABLE hold_conversations (
 ) WITHOUT ROWID;
 CREATE INDEX hold_conversations_conversation ON hold_conversations (tenant, conversation_id);
 "#,
+    // Four eyes (docs/operations.md, "Four eyes"): changes that make a delete version take
+    // effect, waiting for a second user's approval; at most one pending per policy.
+    r#"
+CREATE TABLE lifecycle_changes (
+    id INTEGER PRIMARY KEY,
+    policy TEXT NOT NULL REFERENCES lifecycle_policies (name),
+    change TEXT NOT NULL,
+    version TEXT NOT NULL,
+    enabled_before INTEGER NOT NULL,
+    version_before TEXT,
+    acknowledgments TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    requested_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    state TEXT NOT NULL,
+    decided_by TEXT,
+    decided_at TEXT
+);
+CREATE UNIQUE INDEX lifecycle_changes_pending ON lifecycle_changes (policy) WHERE state = 'pending';
+"#,
     // The quarantine window (docs/operations.md, "Quarantine"): what the sweep moved into the
     // quarantine area (and the intents to move, restore or purge, by state), and the artifacts
     // a user restored, exempt from the version that quarantined them.

@@ -95,3 +95,35 @@ fn newer_schema_is_refused() {
     let err = SqliteCatalog::open(&path).err().unwrap().to_string();
     assert!(err.contains("upgrade custodian"), "{err}");
 }
+
+#[test]
+fn a_new_catalog_and_its_wal_are_closed_to_others() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, cat) = fresh();
+    cat.create_matter(
+        &crate::catalog::holds::Matter {
+            name: "m".into(),
+            description: String::new(),
+            created_at: chrono::Utc::now(),
+            created_by: "t".into(),
+        },
+        &crate::audit::NewEvent {
+            at: chrono::Utc::now(),
+            kind: crate::audit::AuditKind::MatterCreated,
+            actor: "t".into(),
+            policy: None,
+            run: None,
+            tenant: None,
+            conversation_id: None,
+            details: serde_json::json!({}),
+        },
+    )
+    .unwrap();
+    for file in ["c.db", "c.db-wal", "c.db-shm"] {
+        let mode = std::fs::metadata(dir.path().join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o007, 0, "{file}: mode {mode:o}");
+    }
+}
