@@ -27,8 +27,12 @@ use crate::confined::{ConfinedError, Dir, in_parallel};
 /// index never reads it.
 pub const QUARANTINE_DIR: &str = ".custodian-quarantine";
 
-/// Mode of a quarantine area custodian creates: only the repository's owner enters it.
-const AREA_MODE: u32 = 0o700;
+/// Mode of a quarantine area custodian creates beside a root of mode `root_mode`: its owner,
+/// and its group as far as the root lets the group in (so that the users sharing a repository
+/// share its quarantine, and the setgid bit keeps files in the group), never others.
+fn area_mode(root_mode: u32) -> u32 {
+    0o700 | (root_mode & 0o2070)
+}
 
 /// Quarantine entries handled per catalog transaction.
 const BATCH: usize = 2000;
@@ -49,18 +53,19 @@ pub struct Area {
 }
 
 impl Area {
-    /// Opens (creating it owner-only if missing) the area `config` names beside `root`. It
+    /// Opens (creating it, closed to others, if missing) the area `config` names beside `root`. It
     /// must be a real directory (not a link) on the repository's filesystem, outside what the
     /// index reads, and let no one in whom the repository root keeps out.
     pub fn open(root: &Dir, config: &QuarantineConfig) -> Result<Area, String> {
         let io = |e: ConfinedError| e.to_string();
+        let create = area_mode(root.mode().map_err(io)?);
         let dir = match &config.dir {
             None => {
-                let dir = root.create_dir_all(QUARANTINE_DIR, AREA_MODE).map_err(io)?;
+                let dir = root.create_dir_all(QUARANTINE_DIR, create).map_err(io)?;
                 root.sync().map_err(io)?;
                 dir
             }
-            Some(path) => open_configured(root.path(), path)?,
+            Some(path) => open_configured(root.path(), path, create)?,
         };
         let path = dir.path().display().to_string();
         if dir.device().map_err(io)? != root.device().map_err(io)? {
@@ -88,7 +93,7 @@ impl Area {
 
 /// A configured area: created if missing, refused when it is a link or lies inside the
 /// repository root (where the index would walk it).
-fn open_configured(root: &Path, path: &Path) -> Result<Dir, String> {
+fn open_configured(root: &Path, path: &Path, mode: u32) -> Result<Dir, String> {
     let shown = path.display();
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => {
@@ -99,10 +104,13 @@ fn open_configured(root: &Path, path: &Path) -> Result<Dir, String> {
         Ok(m) if !m.is_dir() => return Err(format!("{shown} is not a directory")),
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            use std::os::unix::fs::DirBuilderExt;
+            use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
             std::fs::DirBuilder::new()
-                .mode(AREA_MODE)
+                .mode(0o700)
                 .create(path)
+                .and_then(|()| {
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                })
                 .map_err(|e| format!("{shown}: cannot create it: {e}"))?;
             if let Some(parent) = path.parent() {
                 Dir::open_root(parent)

@@ -898,3 +898,76 @@ fn a_quarantine_move_restore_and_purge_killed_are_completed_once_by_the_rerun() 
     assert!(dirs[0].join("a.wav").exists(), "the restored one stays");
     ok(&env, &["audit", "verify"]);
 }
+
+#[test]
+fn a_restore_as_real_users_needs_the_restore_permission_and_shares_the_area() {
+    use crate::osusers::{self, ALICE, BOB, EVE, Shared};
+    if !osusers::available(
+        "a_restore_as_real_users_needs_the_restore_permission_and_shares_the_area",
+    ) {
+        return;
+    }
+    // Alice manages the policy and restores; Bob only runs the sweep; Eve only reads.
+    let s = Shared::new(
+        r#"[users]
+"custodian-t-alice" = ["ARTIFACTS_LIFECYCLE_POLICY_CREATE", "ARTIFACTS_LIFECYCLE_POLICY_RESTORE"]
+"custodian-t-bob" = ["ARTIFACTS_LIFECYCLE_POLICY_RUN"]
+[groups]
+"custodian-t" = ["ARTIFACTS_LIFECYCLE_POLICY_READ"]
+"#,
+        QUARANTINE,
+    );
+    let c1 = s.env.conversation("acme", 1, "c1", &[("a.wav", b"RIFF-1")]);
+    s.share_repository();
+    s.ok(
+        ALICE,
+        &[
+            "lifecycle",
+            "create",
+            "voice-30d",
+            "--artifact-type",
+            "audio_recording",
+            "--audio-type",
+            "conference_customer",
+        ],
+    );
+    s.ok(
+        ALICE,
+        &[
+            "lifecycle",
+            "version",
+            "voice-30d",
+            "v1",
+            "--delete-after-days",
+            "30",
+        ],
+    );
+    let mut enable = vec!["lifecycle", "enable", "voice-30d"];
+    enable.extend(ACKS);
+    s.ok(ALICE, &enable);
+    // Bob's sweep makes the area; the group shares it, others are kept out.
+    let sweep = s.json(BOB, &["run", "lifecycle"]);
+    assert_eq!(sweep["quarantined"], 1, "{sweep}");
+    let mode = osusers::mode(&s.env.root().join(".custodian-quarantine"));
+    assert_eq!(mode & 0o077, 0o070, "{mode:o}");
+    for user in [EVE, BOB] {
+        let err = s.fails(user, &["lifecycle", "restore", "--conversation", "acme/c1"]);
+        assert!(
+            err.contains(user) && err.contains("ARTIFACTS_LIFECYCLE_POLICY_RESTORE"),
+            "{err}"
+        );
+    }
+    assert!(!c1.join("a.wav").exists());
+    s.ok(
+        ALICE,
+        &["lifecycle", "restore", "--conversation", "acme/c1"],
+    );
+    assert_eq!(std::fs::read(c1.join("a.wav")).unwrap(), b"RIFF-1");
+    let restored: Vec<_> = s
+        .trail(ALICE)
+        .into_iter()
+        .filter(|e| e["kind"] == "artifact_restored")
+        .collect();
+    assert_eq!(restored.len(), 1);
+    assert_eq!(restored[0]["actor"], ALICE);
+}
