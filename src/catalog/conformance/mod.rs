@@ -39,6 +39,7 @@ macro_rules! conformance_suite {
             lifecycle::lifecycle_policies_and_versions,
             lifecycle::due_artifacts_and_summary,
             lifecycle::deletes_are_recorded_once,
+            lifecycle::export_before_delete,
             holds::holds_keep_conversations_from_the_sweep,
             select::confidential_pages,
             runs::upload_journal,

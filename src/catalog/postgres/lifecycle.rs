@@ -88,6 +88,7 @@ pub(super) fn publish_version(
                 &days,
                 &micros(v.published_at),
                 &v.published_by,
+                &v.require_export,
             ],
         )?;
         if active.is_none() {
@@ -154,12 +155,35 @@ pub(super) fn policies(cat: &PostgresCatalog) -> Result<Vec<LifecyclePolicy>> {
 const LIVE: &str = "a.kind = $2 AND a.audio_type IS NOT DISTINCT FROM $3::text \
      AND NOT EXISTS (SELECT 1 FROM artifact_deletions d WHERE d.conversation = c.pk AND d.file = a.file OFFSET 0)";
 
-/// What a hold covers (the record's legal_hold flag or an active hold, `standing` the active
-/// standing holds), its parameters numbered after the query's three.
-fn held(standing: &[Standing]) -> (String, Vec<SqlValue>) {
+/// The clauses of a due query after its three fixed parameters.
+struct Clauses {
+    /// What a hold covers (the record's legal_hold flag or an active hold).
+    held: String,
+    /// Whether the query's required export policy exported the artifact (TRUE when none is).
+    exported: String,
+    /// Their parameters, numbered after the query's three: `held`'s first.
+    params: Vec<SqlValue>,
+    /// How many of `params` are `held`'s.
+    held_params: usize,
+}
+
+/// The clauses of `q`, `standing` the active standing holds.
+fn clauses(standing: &[Standing], q: &DueQuery) -> Clauses {
     let mut params = Vec::new();
     let held = sql::held(Dialect::Postgres, None, standing, 3, &mut params);
-    (format!("(c.legal_hold OR {held})"), params)
+    let held_params = params.len();
+    let exported = sql::exported(
+        Dialect::Postgres,
+        q.require_export.as_deref(),
+        3,
+        &mut params,
+    );
+    Clauses {
+        held: format!("(c.legal_hold OR {held})"),
+        exported,
+        params,
+        held_params,
+    }
 }
 
 pub(super) fn due_artifacts(
@@ -169,7 +193,12 @@ pub(super) fn due_artifacts(
     limit: usize,
 ) -> Result<Vec<DueArtifact>> {
     cat.autocommit(|s| {
-        let (held, hold_params) = held(&holds::standing(cat, s)?);
+        let Clauses {
+            held,
+            exported,
+            params: hold_params,
+            ..
+        } = clauses(&holds::standing(cat, s)?, q);
         let n = 3 + hold_params.len();
         let cutoff = q.cutoff.timestamp_millis();
         let audio_type = q.audio_type.map(|a| a.as_str());
@@ -183,7 +212,7 @@ pub(super) fn due_artifacts(
                 "SELECT c.pk, a.ordinal, c.tenant, c.id, c.rel_dir, a.file, a.size, c.start_ms + c.duration_ms, \
                  c.json_mtime_ns, c.json_size \
                  FROM conversations c JOIN artifacts a ON a.conversation = c.pk \
-                 WHERE c.start_ms + c.duration_ms <= $1 AND {LIVE} AND NOT {held} \
+                 WHERE c.start_ms + c.duration_ms <= $1 AND {LIVE} AND NOT {held} AND {exported} \
                  AND (c.pk, a.ordinal) > (${}, ${}) ORDER BY c.pk, a.ordinal LIMIT ${}",
                 n + 1,
                 n + 2,
@@ -200,8 +229,12 @@ pub(super) fn due_summary(cat: &PostgresCatalog, q: &DueQuery) -> Result<DueCoun
     let audio_type = q.audio_type.map(|a| a.as_str());
     cat.autocommit(|s| {
         let standing = holds::standing(cat, s)?;
-        let (held, mut hold_params) = held(&standing);
-        let n_held = hold_params.len();
+        let Clauses {
+            held,
+            exported,
+            params: mut hold_params,
+            held_params,
+        } = clauses(&standing, q);
         let matters: Vec<String> = cat.rows(s.query(sql::ACTIVE_MATTERS.postgres, &[])?, |r| {
             r.text(0)
         })?;
@@ -216,10 +249,13 @@ pub(super) fn due_summary(cat: &PostgresCatalog, q: &DueQuery) -> Result<DueCoun
         let kind = q.artifact_type.as_str();
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&cutoff, &kind, &audio_type];
         params.extend(sql_params(&hold_params));
+        // Each due artifact's state: 0 deletable, 1 held back for its export, 2 held (the
+        // export is not looked at for what a hold keeps anyway).
         let r = s.query_one(
             &format!(
-                "SELECT count(*) FILTER (WHERE NOT h), coalesce(sum(size) FILTER (WHERE NOT h), 0)::int8, \
-                 count(*) FILTER (WHERE h){sums} FROM (SELECT a.size, {held} AS h{columns} FROM conversations c \
+                "SELECT count(*) FILTER (WHERE s = 0), coalesce(sum(size) FILTER (WHERE s = 0), 0)::int8, \
+                 count(*) FILTER (WHERE s = 2), count(*) FILTER (WHERE s = 1){sums} FROM (SELECT a.size, \
+                 CASE WHEN {held} THEN 2 WHEN {exported} THEN 0 ELSE 1 END AS s{columns} FROM conversations c \
                  JOIN artifacts a ON a.conversation = c.pk WHERE c.start_ms + c.duration_ms <= $1 AND {LIVE}) due"
             ),
             &params,
@@ -227,9 +263,10 @@ pub(super) fn due_summary(cat: &PostgresCatalog, q: &DueQuery) -> Result<DueCoun
         let count = cat.unsigned("count", r.try_get(0)?)?;
         let bytes = cat.unsigned("artifacts.size", r.try_get(1)?)?;
         let kept = cat.unsigned("count", r.try_get(2)?)?;
+        let not_exported = cat.unsigned("count", r.try_get(3)?)?;
         let mut held_by_matter = Vec::with_capacity(matters.len());
         for (i, m) in matters.into_iter().enumerate() {
-            held_by_matter.push((m, cat.unsigned("count", r.try_get(3 + i)?)?));
+            held_by_matter.push((m, cat.unsigned("count", r.try_get(4 + i)?)?));
         }
         let next: Option<i64> = s
             .query_opt(
@@ -238,7 +275,7 @@ pub(super) fn due_summary(cat: &PostgresCatalog, q: &DueQuery) -> Result<DueCoun
                      ON a.conversation = c.pk WHERE c.start_ms + c.duration_ms > $1 AND {LIVE} \
                      AND NOT {held} ORDER BY c.start_ms + c.duration_ms LIMIT 1"
                 ),
-                &params[..3 + n_held],
+                &params[..3 + held_params],
             )?
             .map(|r| r.try_get(0))
             .transpose()?;
@@ -247,6 +284,7 @@ pub(super) fn due_summary(cat: &PostgresCatalog, q: &DueQuery) -> Result<DueCoun
             bytes,
             held: kept,
             held_by_matter,
+            not_exported,
             next_end: next.and_then(DateTime::from_timestamp_millis),
         })
     })
