@@ -584,7 +584,13 @@ fn created_policy(env: &Env) {
 
 #[test]
 fn a_version_requiring_export_deletes_only_what_the_export_policy_exported() {
-    let env = env_with(ALL, "max_delete_share = 1.0");
+    let smtpd = crate::jobs::Smtpd::start();
+    let env = env_with(
+        ALL,
+        "max_delete_share = 1.0\nnotify = { to = \"compliance@example.com\", on_completion = \"every_time\" }",
+    );
+    let config = std::fs::read_to_string(env.config()).unwrap();
+    env.write_config(&format!("{config}{}", crate::jobs::email_table(smtpd.port)));
     env.conversation("acme", 1, "c1", &[("a.wav", b"RIFF-1")]);
     env.conversation("acme", 2, "c2", &[("a.wav", b"RIFF-2")]);
     created_policy(&env);
@@ -634,6 +640,14 @@ fn a_version_requiring_export_deletes_only_what_the_export_policy_exported() {
         swept.contains("deleted 0 artifacts")
             && swept.contains("voice-30d: 2 due artifacts held back: not exported by export"),
         "{swept}"
+    );
+    let messages = smtpd.messages();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(
+        messages[0].contains("succeeded")
+            && messages[0]
+                .contains("Held back: voice-30d: 2 due artifact(s) held back: not exported by export"),
+        "{messages:?}"
     );
     let (code, report) = env.json(&["run", "lifecycle"]);
     assert_eq!(code, 0, "{report}");
