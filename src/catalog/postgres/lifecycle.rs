@@ -231,14 +231,22 @@ pub(super) fn due_summary(cat: &PostgresCatalog, q: &DueQuery) -> Result<DueCoun
         let standing = holds::standing(cat, s)?;
         let Clauses {
             held,
-            exported,
-            params: mut hold_params,
+            params: hold_params,
             held_params,
+            ..
         } = clauses(&standing, q);
         let matters: Vec<String> = cat.rows(s.query(sql::ACTIVE_MATTERS.postgres, &[])?, |r| {
             r.text(0)
         })?;
-        let columns: String = sql::held_by_each(&matters, &standing, 3, &mut hold_params)
+        // The counts take the export's clause and the matters' columns, not `held`.
+        let mut counted = Vec::new();
+        let exported = sql::exported(
+            Dialect::Postgres,
+            q.require_export.as_deref(),
+            3,
+            &mut counted,
+        );
+        let columns: String = sql::held_by_each(&matters, &standing, 3, &mut counted)
             .iter()
             .enumerate()
             .map(|(i, column)| format!(", {column} AS m{i}"))
@@ -248,15 +256,30 @@ pub(super) fn due_summary(cat: &PostgresCatalog, q: &DueQuery) -> Result<DueCoun
             .collect();
         let kind = q.artifact_type.as_str();
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&cutoff, &kind, &audio_type];
-        params.extend(sql_params(&hold_params));
-        // Each due artifact's state: 0 deletable, 1 held back for its export, 2 held (the
-        // export is not looked at for what a hold keeps anyway).
+        params.extend(sql_params(&counted));
+        // Each due artifact's state: 0 deletable, 1 held back for its export, 2 held. What
+        // holds cover is one boolean column per matter, evaluated once per row: held is the
+        // record's flag or any of them (every active hold is some matter's), so the hold
+        // clauses run once, not twice. `OFFSET 0` keeps each subquery from being pulled up
+        // into the aggregate, which would copy each column's expression into every count that
+        // reads it (docs/performance.md, "Lifecycle").
+        let any: String = if matters.is_empty() {
+            "FALSE".into()
+        } else {
+            (0..matters.len())
+                .map(|i| format!("m{i} = 1"))
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        };
+        let column_names: String = (0..matters.len()).map(|i| format!(", m{i}")).collect();
         let r = s.query_one(
             &format!(
                 "SELECT count(*) FILTER (WHERE s = 0), coalesce(sum(size) FILTER (WHERE s = 0), 0)::int8, \
-                 count(*) FILTER (WHERE s = 2), count(*) FILTER (WHERE s = 1){sums} FROM (SELECT a.size, \
-                 CASE WHEN {held} THEN 2 WHEN {exported} THEN 0 ELSE 1 END AS s{columns} FROM conversations c \
-                 JOIN artifacts a ON a.conversation = c.pk WHERE c.start_ms + c.duration_ms <= $1 AND {LIVE}) due"
+                 count(*) FILTER (WHERE s = 2), count(*) FILTER (WHERE s = 1){sums} FROM (SELECT size{column_names}, \
+                 CASE WHEN legal_hold OR {any} THEN 2 WHEN x THEN 0 ELSE 1 END AS s FROM \
+                 (SELECT a.size, c.legal_hold, {exported} AS x{columns} FROM conversations c \
+                 JOIN artifacts a ON a.conversation = c.pk WHERE c.start_ms + c.duration_ms <= $1 AND {LIVE} \
+                 OFFSET 0) flags OFFSET 0) due"
             ),
             &params,
         )?;
@@ -268,6 +291,8 @@ pub(super) fn due_summary(cat: &PostgresCatalog, q: &DueQuery) -> Result<DueCoun
         for (i, m) in matters.into_iter().enumerate() {
             held_by_matter.push((m, cat.unsigned("count", r.try_get(4 + i)?)?));
         }
+        let mut next_params: Vec<&(dyn ToSql + Sync)> = vec![&cutoff, &kind, &audio_type];
+        next_params.extend(sql_params(&hold_params[..held_params]));
         let next: Option<i64> = s
             .query_opt(
                 &format!(
@@ -275,7 +300,7 @@ pub(super) fn due_summary(cat: &PostgresCatalog, q: &DueQuery) -> Result<DueCoun
                      ON a.conversation = c.pk WHERE c.start_ms + c.duration_ms > $1 AND {LIVE} \
                      AND NOT {held} ORDER BY c.start_ms + c.duration_ms LIMIT 1"
                 ),
-                &params[..3 + held_params],
+                &next_params,
             )?
             .map(|r| r.try_get(0))
             .transpose()?;

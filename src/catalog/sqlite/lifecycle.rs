@@ -280,15 +280,29 @@ pub(super) fn due_summary(cat: &SqliteCatalog, q: &DueQuery) -> Result<DueCount>
         let sums: String = (0..matters.len())
             .map(|i| format!(", coalesce(sum(m{i}), 0)"))
             .collect();
-        // Each due artifact's state: 0 deletable, 1 held back for its export, 2 held (the
-        // export is not looked at for what a hold keeps anyway).
+        // Each due artifact's state: 0 deletable, 1 held back for its export, 2 held. What
+        // holds cover is one 0/1 column per matter, evaluated once per row: held is the record's
+        // flag or any of them (every active hold is some matter's), so the hold clauses run
+        // once, not twice. `LIMIT -1` keeps each subquery a co-routine that yields its columns
+        // once per row: flattened into the aggregate, SQLite would copy each column's
+        // expression into every sum that reads it (docs/performance.md, "Lifecycle").
+        let any: String = if matters.is_empty() {
+            "0".into()
+        } else {
+            (0..matters.len())
+                .map(|i| format!("m{i}"))
+                .collect::<Vec<_>>()
+                .join(" + ")
+        };
+        let column_names: String = (0..matters.len()).map(|i| format!(", m{i}")).collect();
         let counts: Vec<i64> = conn
             .prepare_cached(&format!(
                 "SELECT coalesce(sum(s = 0), 0), coalesce(sum(CASE WHEN s = 0 THEN size ELSE 0 END), 0), \
-                 coalesce(sum(s = 2), 0), coalesce(sum(s = 1), 0){sums} FROM (SELECT a.size AS size, \
-                 CASE WHEN {held} THEN 2 WHEN {exported} THEN 0 ELSE 1 END AS s{columns} \
+                 coalesce(sum(s = 2), 0), coalesce(sum(s = 1), 0){sums} FROM (SELECT size{column_names}, \
+                 CASE WHEN legal_hold = 1 OR {any} > 0 THEN 2 WHEN x THEN 0 ELSE 1 END AS s FROM \
+                 (SELECT a.size AS size, c.legal_hold AS legal_hold, {exported} AS x{columns} \
                  FROM conversations c JOIN artifacts a ON a.conversation = c.pk \
-                 WHERE c.start_ms + c.duration_ms <= ?1 AND {LIVE}) due"
+                 WHERE c.start_ms + c.duration_ms <= ?1 AND {LIVE} LIMIT -1) LIMIT -1) due"
             ))
             .and_then(|mut s| {
                 s.query_row(params_from_iter(&params), |r| {
