@@ -11,11 +11,11 @@ use crate::audit::{AuditKind, NewEvent};
 use crate::catalog::CatalogError;
 use crate::catalog::lifecycle::{LifecyclePolicy, LifecycleVersion, RetentionAction};
 use crate::pipeline::Control;
+use crate::policy::Policy;
 use crate::policy::index::IndexError;
 use crate::policy::lifecycle::{
     self, Acknowledgment, DueSummary, LIFECYCLE_RUN, Limits, SweepError, SweepSummary,
 };
-use crate::policy::Policy;
 use crate::policy::roles::Permission;
 use crate::progress::Progress;
 use crate::repository::record::{ArtifactType, AudioRecordingType};

@@ -115,7 +115,8 @@ pub(super) const SET_RUN_NOTIFICATION: Sql =
     shared!("UPDATE job_runs SET notification = $1 WHERE id = $2");
 
 /// What a sweep held back for export before delete, a line per lifecycle policy.
-pub(super) const SET_RUN_HELD_BACK: Sql = shared!("UPDATE job_runs SET held_back = $1 WHERE id = $2");
+pub(super) const SET_RUN_HELD_BACK: Sql =
+    shared!("UPDATE job_runs SET held_back = $1 WHERE id = $2");
 
 pub(super) const PRUNE_RUNS: Sql =
     shared!("DELETE FROM job_runs WHERE policy = $1 AND status = 'succeeded' AND finished_at < $2");

@@ -123,7 +123,10 @@ pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
                 *delete_after_days,
                 require_export.as_deref(),
             )?;
-            outln!("published version `{version}` of `{name}`: {}", describe(&v))?;
+            outln!(
+                "published version `{version}` of `{name}`: {}",
+                describe(&v)
+            )?;
         }
         LifecycleCommand::Enable { name, acknowledge } => {
             switch(&l, name, Switch::Enable, acknowledge)?;
@@ -253,10 +256,7 @@ pub fn plan(cli: &Cli, no_index: bool) -> Result<u8> {
 /// POLICY`, or nothing.
 fn not_exported(d: &DueSummary) -> String {
     d.require_export.as_ref().map_or(String::new(), |export| {
-        format!(
-            "; {} held back: not exported by {export}",
-            d.not_exported
-        )
+        format!("; {} held back: not exported by {export}", d.not_exported)
     })
 }
 

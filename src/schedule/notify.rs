@@ -248,10 +248,7 @@ pub fn message(email: &EmailConfig, to: &[Mailbox], run: &JobRun) -> Result<Mess
         body.push_str(&format!("Errors:   {}\n", crate::display::escape(e)));
     }
     if let Some(h) = &run.held_back {
-        body.push_str(&format!(
-            "Held back: {}\n",
-            crate::display::escape(h)
-        ));
+        body.push_str(&format!("Held back: {}\n", crate::display::escape(h)));
     }
     if let Some(log) = &run.log_path {
         body.push_str(&format!("Log file: {log}\n"));

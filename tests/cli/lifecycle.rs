@@ -645,8 +645,9 @@ fn a_version_requiring_export_deletes_only_what_the_export_policy_exported() {
     assert_eq!(messages.len(), 1, "{messages:?}");
     assert!(
         messages[0].contains("succeeded")
-            && messages[0]
-                .contains("Held back: voice-30d: 2 due artifact(s) held back: not exported by export"),
+            && messages[0].contains(
+                "Held back: voice-30d: 2 due artifact(s) held back: not exported by export"
+            ),
         "{messages:?}"
     );
     let (code, report) = env.json(&["run", "lifecycle"]);
@@ -726,7 +727,11 @@ fn require_export_takes_an_export_policy_of_the_config_and_a_delete_version() {
         "{forever}"
     );
     let (_, shown) = env.json(&["lifecycle", "show", "voice-30d"]);
-    assert_eq!(shown["versions"], serde_json::json!([]), "nothing published");
+    assert_eq!(
+        shown["versions"],
+        serde_json::json!([]),
+        "nothing published"
+    );
     assert_eq!(
         events(&env, "lifecycle_policy_changed").len(),
         1,

@@ -414,7 +414,13 @@ fn transcript_export(run: RunId, c: &Conversation, sha256: &str, object: bool) -
 /// that ended; the others are held back and counted, what a hold covers is counted as held.
 pub fn export_before_delete(cat: &dyn Catalog) {
     let ids = [
-        "exported", "elsewhere", "changed", "running", "unrecorded", "never", "held",
+        "exported",
+        "elsewhere",
+        "changed",
+        "running",
+        "unrecorded",
+        "never",
+        "held",
     ];
     let mut convs: Vec<Conversation> = ids
         .iter()
@@ -471,10 +477,7 @@ pub fn export_before_delete(cat: &dyn Catalog) {
         ..q.clone()
     };
     assert_eq!(due_ids(&plain).len(), 6, "without the requirement");
-    assert_eq!(
-        cat.due_summary(&plain).unwrap(),
-        due_count(6, 30, 1, None)
-    );
+    assert_eq!(cat.due_summary(&plain).unwrap(), due_count(6, 30, 1, None));
     done(running);
     assert_eq!(due_ids(&q), ["exported", "running"], "once its run ended");
     assert_eq!(
