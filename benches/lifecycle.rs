@@ -1,6 +1,7 @@
 //! Hot paths of the lifecycle sweep: selecting a page of due artifacts, committing a batch
 //! of deletions with one hash-chained audit event each, and one whole batch of a sweep over
-//! real files (checks on disk, removals, commit). Whole sweeps against `find -delete` live in
+//! real files (checks on disk, removals, commit); and the due summary `plan lifecycle` makes,
+//! with ten standing holds covering 30 % of the conversations and an export required. Whole sweeps against `find -delete` live in
 //! `scripts/compare-lifecycle.sh`.
 
 use chrono::Utc;
@@ -173,5 +174,90 @@ fn sweep_steps(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, sweep_steps);
+/// A catalog of `CONVERSATIONS` due conversations, user `u{i % 100}` at extension
+/// `{1000 + i % 100}` each, with a transcript and a customer-leg recording, and ten standing holds
+/// over three users or three extensions each (30 % in all), as `examples/lifecycle_scale.rs`
+/// places them.
+fn held_catalog(dir: &std::path::Path) -> SqliteCatalog {
+    use custodian::catalog::holds::{HoldScope, Matter};
+    use custodian::filter::Criteria;
+    let cat = SqliteCatalog::open(&dir.join("held.db")).unwrap();
+    let sha = "0".repeat(64);
+    let changes: Vec<IndexChange> = (0..CONVERSATIONS)
+        .map(|i| IndexChange::Upsert {
+            rel_dir: format!("acme/2026/01/02/c{i}"),
+            fingerprint: Fingerprint { mtime_ns: 1, size: 1 },
+            conversation: Box::new(
+                serde_json::from_value(serde_json::json!({
+                    "schema": 1, "id": format!("c{i}"), "tenant": "acme", "type": "voice",
+                    "source_platform": "cisco", "direction": "inbound",
+                    "start": "2026-01-02T10:00:00+00:00", "end": "2026-01-02T10:01:00+00:00",
+                    "participants": [{"user": format!("u{}", i % 100), "extension": format!("{}", 1000 + i % 100), "role": "agent"}],
+                    "artifacts": [
+                        {"file": "t.txt", "type": "transcript", "size": 200, "sha256": sha},
+                        {"file": "c.wav", "type": "audio_recording", "audio_type": "conference_customer", "size": 9000, "sha256": sha}
+                    ]
+                }))
+                .unwrap(),
+            ),
+        })
+        .collect();
+    cat.apply_index(&changes).unwrap();
+    enable_policy(&cat);
+    for m in 0..10u32 {
+        let name = format!("standing-{m}");
+        let matter = Matter {
+            name: name.clone(),
+            description: String::new(),
+            created_at: Utc::now(),
+            created_by: "bench".into(),
+        };
+        cat.create_matter(&matter, &event()).unwrap();
+        let three: Vec<u32> = (3 * m..3 * m + 3).collect();
+        let criteria = if m < 5 {
+            Criteria {
+                users: three.iter().map(|u| format!("u{u}")).collect(),
+                ..Criteria::default()
+            }
+        } else {
+            Criteria {
+                extensions: three.iter().map(|u| format!("{}", 1000 + u)).collect(),
+                ..Criteria::default()
+            }
+        };
+        cat.place_hold(
+            &name,
+            &HoldScope::Standing(Box::new(criteria)),
+            Utc::now(),
+            "bench",
+            &event(),
+        )
+        .unwrap();
+    }
+    cat
+}
+
+fn due_summary(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = held_catalog(dir.path());
+    let policy = cat.lifecycle_policies().unwrap().remove(0);
+    let query = DueQuery::of(&policy, Utc::now()).unwrap();
+    let count = cat.due_summary(&query).unwrap();
+    assert_eq!(count.held, CONVERSATIONS as u64 * 3 / 10);
+    let mut group = c.benchmark_group("lifecycle");
+    group.throughput(Throughput::Elements(CONVERSATIONS as u64));
+    group.bench_function("due_summary_20000_ten_holds", |b| {
+        b.iter(|| cat.due_summary(&query).unwrap())
+    });
+    let exported = DueQuery {
+        require_export: Some("archive".into()),
+        ..query.clone()
+    };
+    group.bench_function("due_summary_20000_ten_holds_require_export", |b| {
+        b.iter(|| cat.due_summary(&exported).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, sweep_steps, due_summary);
 criterion_main!(benches);

@@ -4,12 +4,19 @@
 //! times `plan` (count, bytes and next due date, the indexed queries) and listing every due
 //! artifact page by page, and prints peak memory.
 //!
+//! Each conversation has one participant, user `u{i % 100}` at extension `{1000 + i % 100}`.
+//! With `--standing-holds K` (up to 10), K matters each get a standing hold (docs/operations.md,
+//! "Legal holds") covering 3 % of the conversations, by three users (the first five) or three
+//! extensions (the others), disjoint: ten cover 30 %. They stay, so `custodian plan lifecycle`
+//! with a config naming the catalog sees them.
+//!
 //! With `--hold`, it then places a standing legal hold over the conversations of the middle
 //! year (half of them, half of those due), times placing it, `plan` and the listing again with
 //! the hold in place, and the matter's counts (`hold list`), and releases it.
 //!
 //! ```text
-//! cargo run --release --example lifecycle_scale -- CATALOG.db [--conversations N] [--hold]
+//! cargo run --release --example lifecycle_scale -- CATALOG.db [--conversations N] \
+//!     [--standing-holds K] [--hold]
 //! ```
 
 use std::path::PathBuf;
@@ -35,6 +42,9 @@ struct Args {
     /// Also place a standing hold over the middle year's conversations and time what it costs.
     #[arg(long)]
     hold: bool,
+    /// Standing holds to place (each over 3 % of the conversations, by user or extension).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=10))]
+    standing_holds: u8,
 }
 
 fn event() -> NewEvent {
@@ -76,7 +86,7 @@ fn populate(cat: &SqliteCatalog, n: usize) -> Result<()> {
                     "schema": 1, "id": format!("c{i}"), "tenant": "acme", "type": "voice",
                     "source_platform": "cisco", "direction": "inbound",
                     "start": start.to_rfc3339(), "end": end.to_rfc3339(),
-                    "participants": [{"user": "alice", "role": "agent"}],
+                    "participants": [{"user": format!("u{}", i % 100), "extension": format!("{}", 1000 + i % 100), "role": "agent"}],
                     "artifacts": [
                         {"file": "customer.wav", "type": "audio_recording", "audio_type": "conference_customer", "size": 4_800_000, "sha256": sha},
                         {"file": "agent.wav", "type": "audio_recording", "audio_type": "conference_agent", "size": 4_800_000, "sha256": sha},
@@ -123,6 +133,7 @@ fn main() -> Result<()> {
     if cat.conversation_count()? == 0 {
         populate(&cat, args.conversations)?;
     }
+    standing_holds(&cat, args.standing_holds)?;
     let artifacts = cat.live_artifact_count()?;
     let now: DateTime<Utc> = "2026-11-01T00:00:00Z".parse()?;
     let started = Instant::now();
@@ -156,6 +167,50 @@ fn list_due(cat: &SqliteCatalog, query: &DueQuery) -> Result<(usize, f64)> {
         listed += page.len();
     }
     Ok((listed, started.elapsed().as_secs_f64()))
+}
+
+/// Matters `standing-0` … `standing-{k-1}`, each with a standing hold over three of the users
+/// (the first five) or three of the extensions (the others) no other covers; placed once.
+fn standing_holds(cat: &SqliteCatalog, k: u8) -> Result<()> {
+    let event = |kind| NewEvent { kind, ..event() };
+    for m in 0..u32::from(k) {
+        let name = format!("standing-{m}");
+        if !cat.matters(Some(&name))?.is_empty() {
+            continue;
+        }
+        let matter = Matter {
+            name: name.clone(),
+            description: "lifecycle_scale".into(),
+            created_at: Utc::now(),
+            created_by: "lifecycle_scale".into(),
+        };
+        cat.create_matter(&matter, &event(AuditKind::MatterCreated))?;
+        let three = (3 * m..3 * m + 3).collect::<Vec<_>>();
+        let criteria = if m < 5 {
+            Criteria {
+                users: three.iter().map(|u| format!("u{u}")).collect(),
+                ..Criteria::default()
+            }
+        } else {
+            Criteria {
+                extensions: three.iter().map(|u| format!("{}", 1000 + u)).collect(),
+                ..Criteria::default()
+            }
+        };
+        let started = Instant::now();
+        cat.place_hold(
+            &name,
+            &HoldScope::Standing(Box::new(criteria)),
+            Utc::now(),
+            "lifecycle_scale",
+            &event(AuditKind::LegalHoldPlaced),
+        )?;
+        eprintln!(
+            "placed standing hold {name} in {:.1} ms",
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+    Ok(())
 }
 
 /// Places a standing hold over the middle year's conversations, times what it costs the

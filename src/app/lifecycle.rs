@@ -13,6 +13,7 @@ use crate::catalog::lifecycle::{
     ChangeKind, ChangeState, LifecyclePolicy, LifecycleVersion, PendingChange, RetentionAction,
 };
 use crate::pipeline::Control;
+use crate::policy::Policy;
 use crate::policy::index::IndexError;
 use crate::policy::lifecycle::{
     self, Acknowledgment, DueSummary, LIFECYCLE_RUN, Limits, SweepError, SweepSummary,
@@ -54,6 +55,17 @@ pub enum LifecycleError {
     VersionName,
     #[error("give --keep-forever or --delete-after-days N")]
     NoAction,
+    #[error(
+        "--require-export applies to a version that deletes: a version that keeps forever deletes nothing; drop --require-export or give --delete-after-days N"
+    )]
+    RequireExportKeepsForever,
+    /// `--require-export` names no export policy of the config.
+    #[error("--require-export {name}: {what}; name an export policy of the config ({known})")]
+    NotAnExportPolicy {
+        name: String,
+        what: String,
+        known: String,
+    },
     /// A retention action or acknowledgments that do not hold.
     #[error("{0}")]
     Refused(String),
@@ -101,7 +113,7 @@ pub enum SwitchOutcome {
 
 /// A version just published.
 pub struct Published {
-    pub action: RetentionAction,
+    pub version: LifecycleVersion,
     /// The policy's first version, which under four eyes did not become active because it
     /// deletes: an approved `activate` makes it active.
     pub awaits_activation: bool,
@@ -174,13 +186,16 @@ pub fn create(
 }
 
 /// `lifecycle version`: publishes an immutable version. A policy's first version becomes its
-/// active one, unless it deletes under four eyes.
+/// active one, unless it deletes under four eyes. With `require_export`, a delete version
+/// deletes an artifact only once that export policy of the config exported it
+/// (docs/operations.md, "Export before delete").
 pub fn publish(
     l: &Loaded,
     name: &str,
     version: &str,
     keep_forever: bool,
     delete_after_days: Option<u64>,
+    require_export: Option<&str>,
 ) -> Result<Published, LifecycleError> {
     let actor = authorize(l, &[Permission::Create])?;
     let action = match (keep_forever, delete_after_days) {
@@ -193,7 +208,16 @@ pub fn publish(
     if version.is_empty() || version.chars().any(char::is_control) {
         return Err(LifecycleError::VersionName);
     }
-    let v = LifecycleVersion::new(version, action, &actor.user);
+    if let Some(export) = require_export {
+        if action == RetentionAction::KeepForever {
+            return Err(LifecycleError::RequireExportKeepsForever);
+        }
+        export_policy(l, export)?;
+    }
+    let v = LifecycleVersion {
+        require_export: require_export.map(str::to_owned),
+        ..LifecycleVersion::new(version, action, &actor.user)
+    };
     let e = event(
         &actor,
         AuditKind::LifecyclePolicyChanged,
@@ -205,7 +229,7 @@ pub fn publish(
         .catalog
         .publish_lifecycle_version_activating(name, &v, !withhold, &e)?;
     Ok(Published {
-        action,
+        version: v,
         awaits_activation: first && withhold,
     })
 }
@@ -214,6 +238,31 @@ pub fn publish(
 /// second user's approval (docs/operations.md, "Four eyes").
 fn four_eyes(l: &Loaded, action: RetentionAction) -> bool {
     l.config.lifecycle.approvals == 2 && matches!(action, RetentionAction::Delete { .. })
+}
+
+/// Refuses `name` unless it is an export policy of the config, naming those there are.
+fn export_policy(l: &Loaded, name: &str) -> Result<(), LifecycleError> {
+    let what = match l.config.policies.get(name) {
+        Some(Policy::Export(_)) => return Ok(()),
+        Some(Policy::Confidential(_)) => "a confidential-flag policy, which exports nothing",
+        None => "the config has no policy of that name",
+    };
+    let known: Vec<&str> = l
+        .config
+        .policies
+        .values()
+        .filter(|p| matches!(p, Policy::Export(_)))
+        .map(Policy::name)
+        .collect();
+    Err(LifecycleError::NotAnExportPolicy {
+        name: name.to_owned(),
+        what: what.into(),
+        known: if known.is_empty() {
+            "it has none".into()
+        } else {
+            format!("export policies: {}", known.join(", "))
+        },
+    })
 }
 
 /// `lifecycle enable`, `disable` and `activate`, once the acknowledgments the version needs

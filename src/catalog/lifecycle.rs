@@ -50,6 +50,10 @@ pub struct LifecycleVersion {
     pub action: RetentionAction,
     pub published_at: DateTime<Utc>,
     pub published_by: String,
+    /// The export policy that must have exported an artifact before this version deletes it
+    /// (docs/operations.md, "Export before delete").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub require_export: Option<String>,
 }
 
 /// A lifecycle policy: one per artifact type (and audio recording type for audio recordings).
@@ -75,6 +79,7 @@ impl LifecycleVersion {
             action,
             published_at: Utc::now(),
             published_by: actor.to_owned(),
+            require_export: None,
         }
     }
 }
@@ -376,6 +381,9 @@ pub struct DueQuery {
     pub days: u16,
     /// Interactions that ended at or before this instant are due.
     pub cutoff: DateTime<Utc>,
+    /// An artifact is deletable only once this export policy has exported it at its current
+    /// SHA-256 in an ended run.
+    pub require_export: Option<String>,
 }
 
 impl DueQuery {
@@ -395,6 +403,7 @@ impl DueQuery {
             audio_type: policy.audio_type,
             days,
             cutoff: now - TimeDelta::days(i64::from(days)),
+            require_export: v.require_export.clone(),
         })
     }
 }
@@ -402,6 +411,7 @@ impl DueQuery {
 /// What one policy makes due now.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DueCount {
+    /// Artifacts deletable now (due, not held, exported when the version requires it).
     pub artifacts: u64,
     pub bytes: u64,
     /// Artifacts that would be due but for a hold (a matter's, or their record's legal_hold).
@@ -409,6 +419,9 @@ pub struct DueCount {
     /// Of those, how many each matter with an active hold covers (a conversation two matters
     /// hold counts for both), by matter.
     pub held_by_matter: Vec<(String, u64)>,
+    /// Due artifacts no hold covers that the version's required export policy has not
+    /// exported yet (0 when it requires none): held back until it has.
+    pub not_exported: u64,
     /// The end instant of the earliest matching interaction not yet due.
     pub next_end: Option<DateTime<Utc>>,
 }

@@ -284,6 +284,9 @@ pub struct JobRun {
     pub log_path: Option<String>,
     /// What became of the email notification (sent, or why not).
     pub notification: Option<String>,
+    /// What a lifecycle sweep held back because its required export policy had not exported
+    /// it, a line per lifecycle policy (docs/operations.md, "Export before delete").
+    pub held_back: Option<String>,
 }
 
 /// One object written to a target.
@@ -450,6 +453,9 @@ pub trait Catalog: uploads::UploadJournal + Send + Sync {
 
     /// Records what became of a run's notification.
     fn set_run_notification(&self, run: RunId, text: &str) -> Result<()>;
+
+    /// Records what a sweep held back for export before delete, for its notification.
+    fn set_run_held_back(&self, run: RunId, text: &str) -> Result<()>;
 
     /// Streams the objects a run wrote, in key order.
     fn run_objects(

@@ -185,6 +185,7 @@ pub(super) fn job_run(r: &impl Fields<&'static str>) -> Result<JobRun> {
         error_summary: r.opt_text("error_summary")?,
         log_path: r.opt_text("log_path")?,
         notification: r.opt_text("notification")?,
+        held_back: r.opt_text("held_back")?,
     })
 }
 
@@ -279,6 +280,7 @@ pub(super) fn lifecycle_version(r: &impl Fields<usize>) -> Result<(String, Lifec
         },
         published_at: r.instant(4, "lifecycle_versions.published_at")?,
         published_by: r.text(5)?,
+        require_export: r.opt_text(6)?,
     };
     Ok((r.text(0)?, version))
 }

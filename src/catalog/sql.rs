@@ -115,6 +115,10 @@ pub(super) const SET_RUN_LOG: Sql = shared!("UPDATE job_runs SET log_path = $1 W
 pub(super) const SET_RUN_NOTIFICATION: Sql =
     shared!("UPDATE job_runs SET notification = $1 WHERE id = $2");
 
+/// What a sweep held back for export before delete, a line per lifecycle policy.
+pub(super) const SET_RUN_HELD_BACK: Sql =
+    shared!("UPDATE job_runs SET held_back = $1 WHERE id = $2");
+
 pub(super) const PRUNE_RUNS: Sql =
     shared!("DELETE FROM job_runs WHERE policy = $1 AND status = 'succeeded' AND finished_at < $2");
 
@@ -135,8 +139,8 @@ pub(super) const POLICY_SCOPE: Sql =
     shared!("SELECT artifact_type, audio_type FROM lifecycle_policies WHERE name = $1");
 
 pub(super) const INSERT_VERSION: Sql = shared!(
-    "INSERT INTO lifecycle_versions (policy, name, seq, action, days, published_at, published_by) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    "INSERT INTO lifecycle_versions (policy, name, seq, action, days, published_at, published_by, \
+     require_export) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
 );
 
 pub(super) const SET_ACTIVE_VERSION: Sql =
@@ -153,8 +157,8 @@ pub(super) const LIFECYCLE_POLICIES: Sql = shared!(
 
 /// Every version, by policy and publication, read by [`super::rows::lifecycle_version`].
 pub(super) const LIFECYCLE_VERSIONS: Sql = shared!(
-    "SELECT policy, name, action, days, published_at, published_by FROM lifecycle_versions \
-     ORDER BY policy, seq"
+    "SELECT policy, name, action, days, published_at, published_by, require_export \
+     FROM lifecycle_versions ORDER BY policy, seq"
 );
 
 pub(super) const POLICY_STATE: Sql =
@@ -321,6 +325,35 @@ pub(super) fn held(
         parts.push(format!("coalesce(({}), FALSE)", clause.sql));
     }
     format!("({})", parts.join(" OR "))
+}
+
+/// Whether export policy `policy` has exported artifact `a` of conversation `c`
+/// (docs/operations.md, "Export before delete"): its object recorded with the artifact's
+/// current SHA-256 (a zip's entry counts) by a run that is not still running (a pruned run had
+/// succeeded). TRUE when no export is required. One probe of `export_artifacts`' key; its
+/// parameter is pushed to `params` and numbered after `before` others, in PostgreSQL's
+/// placeholders.
+pub(super) fn exported(
+    dialect: Dialect,
+    policy: Option<&str>,
+    before: usize,
+    params: &mut Vec<SqlValue>,
+) -> String {
+    let Some(policy) = policy else {
+        return "TRUE".into();
+    };
+    params.push(SqlValue::Text(policy.to_owned()));
+    let fence = match dialect {
+        Dialect::Sqlite => "",
+        Dialect::Postgres => " OFFSET 0",
+    };
+    format!(
+        "EXISTS (SELECT 1 FROM export_artifacts e WHERE e.policy = ${} AND e.tenant = c.tenant \
+         AND e.conversation_id = c.id AND e.file = a.file AND e.sha256 = a.sha256 \
+         AND e.key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM job_runs r WHERE r.id = e.run \
+         AND r.status = 'running'){fence})",
+        before + params.len()
+    )
 }
 
 /// For each of `matters`, a 0/1 column of whether its active holds cover `c` (see [`held`]),

@@ -89,6 +89,9 @@ pub fn jobs(cli: &Cli, command: &JobsCommand) -> Result<u8> {
                 if let Some(e) = &r.error_summary {
                     outln!("  errors:   {e}")?;
                 }
+                if let Some(h) = &r.held_back {
+                    outln!("  held back: {h}")?;
+                }
                 if let Some(log) = &r.log_path {
                     outln!("  log:      {log}")?;
                 }

@@ -8,6 +8,7 @@ use custodian::app::Loaded;
 use custodian::app::control::Watchers;
 use custodian::app::lifecycle::{self, Sweep, Switch, SwitchOutcome};
 use custodian::catalog::Mode;
+use custodian::catalog::lifecycle::LifecycleVersion;
 use custodian::policy::lifecycle::{DueSummary, LIFECYCLE_RUN, SweepSummary};
 use custodian::repository::record::{ArtifactType, AudioRecordingType};
 use custodian::schedule::runlog::RunLog;
@@ -35,7 +36,8 @@ pub enum LifecycleCommand {
     /// Publish an immutable version; a policy's first version becomes its active one.
     #[command(after_help = "Examples:
   custodian lifecycle version voice-customer-7y v1 --delete-after-days 2557
-  custodian lifecycle version voice-customer-7y v2 --keep-forever")]
+  custodian lifecycle version voice-customer-7y v2 --keep-forever
+  custodian lifecycle version voice-customer-7y v3 --delete-after-days 2557 --require-export archive")]
     Version {
         name: String,
         version: String,
@@ -48,6 +50,10 @@ pub enum LifecycleCommand {
         /// Delete artifacts this many days (1..=9999) after their interaction ended.
         #[arg(long)]
         delete_after_days: Option<u64>,
+        /// Delete an artifact only once this export policy of the config has exported it at
+        /// its current SHA-256, in a run that ended.
+        #[arg(long, value_name = "POLICY")]
+        require_export: Option<String>,
     },
     /// Enable a policy (needs acknowledgments).
     #[command(after_help = "Examples:
@@ -141,12 +147,19 @@ pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
             version,
             keep_forever,
             delete_after_days,
+            require_export,
         } => {
-            let published =
-                lifecycle::publish(&l, name, version, *keep_forever, *delete_after_days)?;
+            let published = lifecycle::publish(
+                &l,
+                name,
+                version,
+                *keep_forever,
+                *delete_after_days,
+                require_export.as_deref(),
+            )?;
             outln!(
                 "published version `{version}` of `{name}`: {}",
-                published.action.describe()
+                describe(&published.version)
             )?;
             if published.awaits_activation {
                 outln!(
@@ -250,7 +263,7 @@ pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
                         p.scope(),
                         if p.enabled { "yes" } else { "no" },
                         p.active_version.as_deref().unwrap_or("-"),
-                        p.active().map_or("-".into(), |v| v.action.describe())
+                        p.active().map_or("-".into(), describe)
                     )?;
                 }
             }
@@ -279,7 +292,7 @@ pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
                     outln!(
                         "  {mark} {:<16} {:<36} published {} by {}",
                         v.name,
-                        v.action.describe(),
+                        describe(v),
                         v.published_at.to_rfc3339(),
                         v.published_by
                     )?;
@@ -307,6 +320,14 @@ pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
     Ok(0)
 }
 
+/// What a version does: its action, and the export it requires first.
+fn describe(v: &LifecycleVersion) -> String {
+    match &v.require_export {
+        Some(export) => format!("{}, once exported by {export}", v.action.describe()),
+        None => v.action.describe(),
+    }
+}
+
 /// Enables, disables or re-points a policy and says what it is now.
 fn switch(l: &Loaded, name: &str, how: Switch<'_>, acknowledge: &[String]) -> Result<()> {
     match lifecycle::switch(l, name, how, acknowledge)? {
@@ -315,7 +336,7 @@ fn switch(l: &Loaded, name: &str, how: Switch<'_>, acknowledge: &[String]) -> Re
             done.policy,
             if done.enabled { "enabled" } else { "disabled" },
             done.version.name,
-            done.version.action.describe()
+            describe(&done.version)
         )?,
         SwitchOutcome::Requested(c) => {
             let acks: String = c
@@ -349,7 +370,7 @@ pub fn plan(cli: &Cli, no_index: bool) -> Result<u8> {
     }
     for d in &due {
         outln!(
-            "{}: version {} ({}, delete after {} days): {} artifacts due, {} bytes; {} kept by legal holds{}; next due {}",
+            "{}: version {} ({}, delete after {} days): {} artifacts due, {} bytes; {} kept by legal holds{}{}; next due {}",
             d.policy,
             d.version,
             d.scope,
@@ -358,6 +379,7 @@ pub fn plan(cli: &Cli, no_index: bool) -> Result<u8> {
             d.bytes,
             d.held,
             by_matter(d),
+            not_exported(d),
             d.next_due.map_or("never".into(), |t| t.to_rfc3339())
         )?;
         if d.in_quarantine > 0 {
@@ -370,6 +392,14 @@ pub fn plan(cli: &Cli, no_index: bool) -> Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// What a policy requiring an export holds back for it, as `; N held back: not exported by
+/// POLICY`, or nothing.
+fn not_exported(d: &DueSummary) -> String {
+    d.require_export.as_ref().map_or(String::new(), |export| {
+        format!("; {} held back: not exported by {export}", d.not_exported)
+    })
 }
 
 /// How many artifacts each matter keeps back, as ` (matter: n, …)`, or nothing.
@@ -451,6 +481,14 @@ fn print_sweep(s: &SweepSummary) -> Result<()> {
             p.policy,
             p.held,
             by_matter(p)
+        )?;
+    }
+    for p in r.policies.iter().filter(|p| p.not_exported > 0) {
+        outln!(
+            "  {}: {} due artifacts held back: not exported by {}",
+            p.policy,
+            p.not_exported,
+            p.require_export.as_deref().unwrap_or("-")
         )?;
     }
     for h in &r.held_back_reasons {

@@ -243,6 +243,12 @@ pub struct DueSummary {
     /// Of those, how many each matter's active holds cover, by matter (a conversation two
     /// matters hold counts for both; one only its record holds counts for none).
     pub held_by_matter: BTreeMap<String, u64>,
+    /// The export policy the version requires before it deletes (docs/operations.md, "Export
+    /// before delete").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub require_export: Option<String>,
+    /// Due artifacts no hold covers that `require_export` has not exported yet: held back.
+    pub not_exported: u64,
     /// When the next artifact not yet due becomes due.
     pub next_due: Option<DateTime<Utc>>,
     /// Artifacts this policy moved into quarantine (docs/operations.md, "Quarantine") that are
@@ -355,6 +361,8 @@ fn summarize(
                 bytes: due.bytes,
                 held: due.held,
                 held_by_matter: due.held_by_matter.into_iter().collect(),
+                require_export: q.require_export.clone(),
+                not_exported: due.not_exported,
                 next_due: due
                     .next_end
                     .map(|end| end + TimeDelta::days(i64::from(q.days))),
@@ -368,6 +376,23 @@ fn summarize(
         }
     }
     Ok(out)
+}
+
+/// What `policies` held back for export before delete, a clause per policy that did
+/// (`voice-7y: 12 due artifact(s) held back: not exported by archive`); None when none did.
+pub fn not_exported(policies: &[DueSummary]) -> Option<String> {
+    let lines: Vec<String> = policies
+        .iter()
+        .filter(|p| p.not_exported > 0)
+        .filter_map(|p| {
+            let export = p.require_export.as_deref()?;
+            Some(format!(
+                "{}: {} due artifact(s) held back: not exported by {export}",
+                p.policy, p.not_exported
+            ))
+        })
+        .collect();
+    (!lines.is_empty()).then(|| lines.join("; "))
 }
 
 /// Who deletes: the actor and job run each audit event records, and the run's control (a
@@ -455,6 +480,9 @@ pub fn run(
         }
         Err(e) => return Err(e),
     };
+    if let Some(text) = not_exported(&report.policies) {
+        catalog.set_run_held_back(run, &text)?;
+    }
     // The half-done deletes it completed were due too.
     counters.selected = report.resumed + report.policies.iter().map(|p| p.artifacts).sum::<u64>();
     counters.failed += report.failed;

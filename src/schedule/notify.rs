@@ -247,6 +247,9 @@ pub fn message(email: &EmailConfig, to: &[Mailbox], run: &JobRun) -> Result<Mess
         // Error summaries quote record-derived ids and names.
         body.push_str(&format!("Errors:   {}\n", crate::display::escape(e)));
     }
+    if let Some(h) = &run.held_back {
+        body.push_str(&format!("Held back: {}\n", crate::display::escape(h)));
+    }
     if let Some(log) = &run.log_path {
         body.push_str(&format!("Log file: {log}\n"));
     }
@@ -333,9 +336,8 @@ mod tests {
         assert!(n.wants(CompletedWithFailures, Some(CompletedWithFailures)));
     }
 
-    #[test]
-    fn message_escapes_control_characters_from_the_error_summary() {
-        let email = EmailConfig {
+    fn email() -> EmailConfig {
+        EmailConfig {
             host: "localhost".into(),
             port: 25,
             security: SmtpSecurity::None,
@@ -344,8 +346,11 @@ mod tests {
             from: "custodian@example.com".parse().unwrap(),
             portal_url: None,
             timeout: Duration::from_secs(1),
-        };
-        let run = JobRun {
+        }
+    }
+
+    fn failed_run() -> JobRun {
+        JobRun {
             id: crate::catalog::RunId(7),
             policy: "export".into(),
             mode: crate::catalog::Mode::Full,
@@ -359,7 +364,30 @@ mod tests {
             error_summary: Some("1 item failed: acme/evil\u{1b}[2J\r\nBcc: x@example.com".into()),
             log_path: None,
             notification: None,
+            held_back: None,
+        }
+    }
+
+    #[test]
+    fn message_reports_what_a_sweep_held_back_for_export() {
+        let run = JobRun {
+            policy: "lifecycle".into(),
+            status: RunStatus::Succeeded,
+            error_summary: None,
+            held_back: Some("t30: 3 due artifact(s) held back: not exported by archive".into()),
+            ..failed_run()
         };
+        let to = parse_addresses("ops@example.com").unwrap();
+        let text = String::from_utf8(message(&email(), &to, &run).unwrap().formatted()).unwrap();
+        assert!(
+            text.contains("Held back: t30: 3 due artifact(s) held back: not exported by archive"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn message_escapes_control_characters_from_the_error_summary() {
+        let (email, run) = (email(), failed_run());
         let to = parse_addresses("ops@example.com").unwrap();
         let text = String::from_utf8(message(&email, &to, &run).unwrap().formatted()).unwrap();
         assert!(!text.contains('\u{1b}'), "{text}");

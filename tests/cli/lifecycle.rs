@@ -971,3 +971,176 @@ fn a_restore_as_real_users_needs_the_restore_permission_and_shares_the_area() {
     assert_eq!(restored.len(), 1);
     assert_eq!(restored[0]["actor"], ALICE);
 }
+
+/// A policy deleting customer-leg audio after 30 days, created with nothing published.
+fn created_policy(env: &Env) {
+    ok(
+        env,
+        &[
+            "lifecycle",
+            "create",
+            "voice-30d",
+            "--artifact-type",
+            "audio_recording",
+            "--audio-type",
+            "conference_customer",
+        ],
+    );
+}
+
+#[test]
+fn a_version_requiring_export_deletes_only_what_the_export_policy_exported() {
+    let smtpd = crate::jobs::Smtpd::start();
+    let env = env_with(
+        ALL,
+        "max_delete_share = 1.0\nnotify = { to = \"compliance@example.com\", on_completion = \"every_time\" }",
+    );
+    let config = std::fs::read_to_string(env.config()).unwrap();
+    env.write_config(&format!("{config}{}", crate::jobs::email_table(smtpd.port)));
+    env.conversation("acme", 1, "c1", &[("a.wav", b"RIFF-1")]);
+    env.conversation("acme", 2, "c2", &[("a.wav", b"RIFF-2")]);
+    created_policy(&env);
+    ok(
+        &env,
+        &[
+            "lifecycle",
+            "version",
+            "voice-30d",
+            "v1",
+            "--delete-after-days",
+            "30",
+            "--require-export",
+            "export",
+        ],
+    );
+    let mut enable = vec!["lifecycle", "enable", "voice-30d"];
+    enable.extend(ACKS);
+    let enabled = ok(&env, &enable);
+    assert!(
+        enabled.contains("delete 30 days after the end, once exported by export"),
+        "{enabled}"
+    );
+    let (_, shown) = env.json(&["lifecycle", "show", "voice-30d"]);
+    assert_eq!(shown["versions"][0]["require_export"], "export", "{shown}");
+    let listed = ok(&env, &["lifecycle", "list"]);
+    assert!(listed.contains("once exported by export"), "{listed}");
+    let published: Vec<_> = events(&env, "lifecycle_policy_changed")
+        .into_iter()
+        .filter(|e| e["details"]["change"] == "version_published")
+        .collect();
+    assert_eq!(published.len(), 1);
+    assert_eq!(
+        published[0]["details"]["version"]["require_export"], "export",
+        "{published:?}"
+    );
+
+    // Due, but not exported yet: held back, counted, and nothing deleted.
+    let plan = ok(&env, &["plan", "lifecycle"]);
+    assert!(
+        plan.contains("0 artifacts due, 0 bytes")
+            && plan.contains("2 held back: not exported by export"),
+        "{plan}"
+    );
+    let swept = ok(&env, &["run", "lifecycle"]);
+    assert!(
+        swept.contains("deleted 0 artifacts")
+            && swept.contains("voice-30d: 2 due artifacts held back: not exported by export"),
+        "{swept}"
+    );
+    let messages = smtpd.messages();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(
+        messages[0].contains("succeeded")
+            && messages[0].contains(
+                "Held back: voice-30d: 2 due artifact(s) held back: not exported by export"
+            ),
+        "{messages:?}"
+    );
+    let (code, report) = env.json(&["run", "lifecycle"]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["deleted"], 0);
+    assert_eq!(report["policies"][0]["not_exported"], 2, "{report}");
+    assert_eq!(report["policies"][0]["require_export"], "export");
+    let shown = ok(&env, &["jobs", "show", &report["run"].to_string()]);
+    assert!(
+        shown.contains("held back: voice-30d: 2 due artifact(s) held back: not exported by export"),
+        "{shown}"
+    );
+    for (day, id) in [(1, "c1"), (2, "c2")] {
+        assert!(
+            env.root()
+                .join(Env::rel_dir("acme", day, id))
+                .join("a.wav")
+                .exists()
+        );
+    }
+    assert!(events(&env, "artifact_deleted").is_empty());
+
+    // Exported: now deletable, and deleted once each.
+    let (code, summary) = env.json(&["run", "export"]);
+    assert_eq!(code, 0, "{summary}");
+    let (_, plan) = env.json(&["plan", "lifecycle"]);
+    assert_eq!(
+        (&plan[0]["artifacts"], &plan[0]["not_exported"]),
+        (&serde_json::json!(2), &serde_json::json!(0)),
+        "{plan}"
+    );
+    let (code, report) = env.json(&["run", "lifecycle"]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["deleted"], 2, "{report}");
+    assert!(
+        !env.root()
+            .join(Env::rel_dir("acme", 1, "c1"))
+            .join("a.wav")
+            .exists()
+    );
+    let deleted = events(&env, "artifact_deleted");
+    assert_eq!(deleted.len(), 2);
+    let (_, again) = env.json(&["run", "lifecycle"]);
+    assert_eq!(again["deleted"], 0);
+    assert_eq!(events(&env, "artifact_deleted").len(), 2, "one event each");
+    ok(&env, &["audit", "verify"]);
+}
+
+#[test]
+fn require_export_takes_an_export_policy_of_the_config_and_a_delete_version() {
+    let env = env_with(ALL, "");
+    let config = std::fs::read_to_string(env.config()).unwrap();
+    env.write_config(&format!(
+        "{config}\n[policies.flag]\naction = \"confidential\"\nflag = \"set\"\n"
+    ));
+    created_policy(&env);
+    let version = |extra: &[&str]| {
+        let mut args = vec!["lifecycle", "version", "voice-30d", "v1"];
+        args.extend(extra);
+        fails(&env, &args)
+    };
+    let unknown = version(&["--delete-after-days", "30", "--require-export", "nope"]);
+    assert!(
+        unknown.contains("--require-export nope: the config has no policy of that name")
+            && unknown.contains("export policies: export"),
+        "{unknown}"
+    );
+    let flag = version(&["--delete-after-days", "30", "--require-export", "flag"]);
+    assert!(
+        flag.contains("--require-export flag: a confidential-flag policy, which exports nothing")
+            && flag.contains("export policies: export"),
+        "{flag}"
+    );
+    let forever = version(&["--keep-forever", "--require-export", "export"]);
+    assert!(
+        forever.contains("--require-export applies to a version that deletes"),
+        "{forever}"
+    );
+    let (_, shown) = env.json(&["lifecycle", "show", "voice-30d"]);
+    assert_eq!(
+        shown["versions"],
+        serde_json::json!([]),
+        "nothing published"
+    );
+    assert_eq!(
+        events(&env, "lifecycle_policy_changed").len(),
+        1,
+        "only the creation"
+    );
+}

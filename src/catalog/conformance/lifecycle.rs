@@ -174,6 +174,7 @@ pub(super) fn due_count(
         bytes,
         held,
         held_by_matter: Vec::new(),
+        not_exported: 0,
         next_end,
     }
 }
@@ -190,6 +191,7 @@ pub(super) fn due_query(
         audio_type,
         days: 30,
         cutoff: cutoff.parse().unwrap(),
+        require_export: None,
     }
 }
 
@@ -545,5 +547,120 @@ pub fn pending_changes_need_a_second_user(cat: &dyn Catalog) {
             ChangeState::Rejected,
             ChangeState::Expired
         ]
+    );
+}
+
+/// An export of `c`'s transcript by `run`: `sha256` as the record stated it then, and its object
+/// (None for what was exported before the catalog kept objects per artifact).
+fn transcript_export(run: RunId, c: &Conversation, sha256: &str, object: bool) -> ItemOutcome {
+    let ItemOutcome::Exported {
+        tenant,
+        conversation_id,
+        fingerprint,
+        objects,
+        audit,
+        ..
+    } = exported(run, c, &["k"])
+    else {
+        unreachable!("an export")
+    };
+    ItemOutcome::Exported {
+        tenant,
+        conversation_id,
+        fingerprint,
+        artifacts: vec![ExportedArtifact {
+            file: "t.txt".into(),
+            sha256: sha256.into(),
+            output: object.then(|| ObjectRecord {
+                key: format!("{}/t.txt", c.id),
+                size: 5,
+                sha256: SHA.into(),
+            }),
+        }],
+        objects,
+        audit,
+    }
+}
+
+/// Export before delete: under a version requiring export policy `archive`, a due artifact is
+/// deletable only once `archive` recorded its object at the artifact's current SHA-256 in a run
+/// that ended; the others are held back and counted, what a hold covers is counted as held.
+pub fn export_before_delete(cat: &dyn Catalog) {
+    let ids = [
+        "exported",
+        "elsewhere",
+        "changed",
+        "running",
+        "unrecorded",
+        "never",
+        "held",
+    ];
+    let mut convs: Vec<Conversation> = ids
+        .iter()
+        .map(|id| with_retention_artifacts(id, "2026-01-02T10:00:00Z"))
+        .collect();
+    convs[6].flags.legal_hold = true;
+    cat.apply_index(&convs.iter().map(upsert).collect::<Vec<_>>())
+        .unwrap();
+    let ended = |policy: &str, exports: &[(usize, bool)]| {
+        let run = cat.begin_run(policy, Mode::Incremental, "archive").unwrap();
+        let outcomes: Vec<_> = exports
+            .iter()
+            .map(|&(i, object)| transcript_export(run, &convs[i], SHA, object))
+            .collect();
+        cat.record_outcomes(run, policy, &outcomes).unwrap();
+        run
+    };
+    let done = |run: RunId| {
+        cat.finish_run(run, RunStatus::Succeeded, &Counters::default(), None, None)
+            .unwrap()
+    };
+    done(ended(
+        "archive",
+        &[(0, true), (2, true), (4, false), (6, true)],
+    ));
+    done(ended("other", &[(1, true)]));
+    let running = ended("archive", &[(3, true)]);
+    // The record of `changed` changed its transcript since the export.
+    convs[2].artifacts[1].sha256 = SHA.replace('0', "2");
+    cat.apply_index(&[upsert(&convs[2])]).unwrap();
+
+    let q = DueQuery {
+        require_export: Some("archive".into()),
+        ..due_query(ArtifactType::Transcript, None, "2026-12-31T00:00:00Z")
+    };
+    let due_ids = |q: &DueQuery| {
+        cat.due_artifacts(q, (0, -1), 100)
+            .unwrap()
+            .into_iter()
+            .map(|a| a.conversation_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(due_ids(&q), ["exported"]);
+    assert_eq!(
+        cat.due_summary(&q).unwrap(),
+        DueCount {
+            not_exported: 5,
+            ..due_count(1, 5, 1, None)
+        },
+        "held back: another policy's export, a changed record, a run still running, no object, none"
+    );
+    let plain = DueQuery {
+        require_export: None,
+        ..q.clone()
+    };
+    assert_eq!(due_ids(&plain).len(), 6, "without the requirement");
+    assert_eq!(cat.due_summary(&plain).unwrap(), due_count(6, 30, 1, None));
+    done(running);
+    assert_eq!(due_ids(&q), ["exported", "running"], "once its run ended");
+    assert_eq!(
+        cat.prune_runs("archive", Utc::now() + Duration::days(1))
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        due_ids(&q),
+        ["exported", "running"],
+        "a pruned run had ended"
     );
 }

@@ -42,6 +42,7 @@ macro_rules! conformance_suite {
             lifecycle::deletes_are_recorded_once,
             lifecycle::pending_changes_need_a_second_user,
             quarantine::quarantine_intents_and_outcomes,
+            lifecycle::export_before_delete,
             holds::holds_keep_conversations_from_the_sweep,
             select::confidential_pages,
             runs::upload_journal,

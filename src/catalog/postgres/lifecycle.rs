@@ -93,6 +93,7 @@ pub(super) fn publish_version(
                 &days,
                 &micros(v.published_at),
                 &v.published_by,
+                &v.require_export,
             ],
         )?;
         let first = active.is_none();
@@ -310,12 +311,35 @@ const LIVE: &str = "a.kind = $2 AND a.audio_type IS NOT DISTINCT FROM $3::text \
      AND NOT EXISTS (SELECT 1 FROM restore_exemptions r JOIN lifecycle_policies p \
      ON p.name = r.policy AND p.active_version = r.version WHERE r.conversation = c.pk AND r.file = a.file OFFSET 0)";
 
-/// What a hold covers (the record's legal_hold flag or an active hold, `standing` the active
-/// standing holds), its parameters numbered after the query's three.
-fn held(standing: &[Standing]) -> (String, Vec<SqlValue>) {
+/// The clauses of a due query after its three fixed parameters.
+struct Clauses {
+    /// What a hold covers (the record's legal_hold flag or an active hold).
+    held: String,
+    /// Whether the query's required export policy exported the artifact (TRUE when none is).
+    exported: String,
+    /// Their parameters, numbered after the query's three: `held`'s first.
+    params: Vec<SqlValue>,
+    /// How many of `params` are `held`'s.
+    held_params: usize,
+}
+
+/// The clauses of `q`, `standing` the active standing holds.
+fn clauses(standing: &[Standing], q: &DueQuery) -> Clauses {
     let mut params = Vec::new();
     let held = sql::held(Dialect::Postgres, None, standing, 3, &mut params);
-    (format!("(c.legal_hold OR {held})"), params)
+    let held_params = params.len();
+    let exported = sql::exported(
+        Dialect::Postgres,
+        q.require_export.as_deref(),
+        3,
+        &mut params,
+    );
+    Clauses {
+        held: format!("(c.legal_hold OR {held})"),
+        exported,
+        params,
+        held_params,
+    }
 }
 
 pub(super) fn due_artifacts(
@@ -325,7 +349,12 @@ pub(super) fn due_artifacts(
     limit: usize,
 ) -> Result<Vec<DueArtifact>> {
     cat.autocommit(|s| {
-        let (held, hold_params) = held(&holds::standing(cat, s)?);
+        let Clauses {
+            held,
+            exported,
+            params: hold_params,
+            ..
+        } = clauses(&holds::standing(cat, s)?, q);
         let n = 3 + hold_params.len();
         let cutoff = q.cutoff.timestamp_millis();
         let audio_type = q.audio_type.map(|a| a.as_str());
@@ -339,7 +368,7 @@ pub(super) fn due_artifacts(
                 "SELECT c.pk, a.ordinal, c.tenant, c.id, c.rel_dir, a.file, a.size, c.start_ms + c.duration_ms, \
                  c.json_mtime_ns, c.json_size \
                  FROM conversations c JOIN artifacts a ON a.conversation = c.pk \
-                 WHERE c.start_ms + c.duration_ms <= $1 AND {LIVE} AND NOT {held} \
+                 WHERE c.start_ms + c.duration_ms <= $1 AND {LIVE} AND NOT {held} AND {exported} \
                  AND (c.pk, a.ordinal) > (${}, ${}) ORDER BY c.pk, a.ordinal LIMIT ${}",
                 n + 1,
                 n + 2,
@@ -356,12 +385,24 @@ pub(super) fn due_summary(cat: &PostgresCatalog, q: &DueQuery) -> Result<DueCoun
     let audio_type = q.audio_type.map(|a| a.as_str());
     cat.autocommit(|s| {
         let standing = holds::standing(cat, s)?;
-        let (held, mut hold_params) = held(&standing);
-        let n_held = hold_params.len();
+        let Clauses {
+            held,
+            params: hold_params,
+            held_params,
+            ..
+        } = clauses(&standing, q);
         let matters: Vec<String> = cat.rows(s.query(sql::ACTIVE_MATTERS.postgres, &[])?, |r| {
             r.text(0)
         })?;
-        let columns: String = sql::held_by_each(&matters, &standing, 3, &mut hold_params)
+        // The counts take the export's clause and the matters' columns, not `held`.
+        let mut counted = Vec::new();
+        let exported = sql::exported(
+            Dialect::Postgres,
+            q.require_export.as_deref(),
+            3,
+            &mut counted,
+        );
+        let columns: String = sql::held_by_each(&matters, &standing, 3, &mut counted)
             .iter()
             .enumerate()
             .map(|(i, column)| format!(", {column} AS m{i}"))
@@ -371,22 +412,43 @@ pub(super) fn due_summary(cat: &PostgresCatalog, q: &DueQuery) -> Result<DueCoun
             .collect();
         let kind = q.artifact_type.as_str();
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&cutoff, &kind, &audio_type];
-        params.extend(sql_params(&hold_params));
+        params.extend(sql_params(&counted));
+        // Each due artifact's state: 0 deletable, 1 held back for its export, 2 held. What
+        // holds cover is one boolean column per matter, evaluated once per row: held is the
+        // record's flag or any of them (every active hold is some matter's), so the hold
+        // clauses run once, not twice. `OFFSET 0` keeps each subquery from being pulled up
+        // into the aggregate, which would copy each column's expression into every count that
+        // reads it (docs/performance.md, "Lifecycle").
+        let any: String = if matters.is_empty() {
+            "FALSE".into()
+        } else {
+            (0..matters.len())
+                .map(|i| format!("m{i} = 1"))
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        };
+        let column_names: String = (0..matters.len()).map(|i| format!(", m{i}")).collect();
         let r = s.query_one(
             &format!(
-                "SELECT count(*) FILTER (WHERE NOT h), coalesce(sum(size) FILTER (WHERE NOT h), 0)::int8, \
-                 count(*) FILTER (WHERE h){sums} FROM (SELECT a.size, {held} AS h{columns} FROM conversations c \
-                 JOIN artifacts a ON a.conversation = c.pk WHERE c.start_ms + c.duration_ms <= $1 AND {LIVE}) due"
+                "SELECT count(*) FILTER (WHERE s = 0), coalesce(sum(size) FILTER (WHERE s = 0), 0)::int8, \
+                 count(*) FILTER (WHERE s = 2), count(*) FILTER (WHERE s = 1){sums} FROM (SELECT size{column_names}, \
+                 CASE WHEN legal_hold OR {any} THEN 2 WHEN x THEN 0 ELSE 1 END AS s FROM \
+                 (SELECT a.size, c.legal_hold, {exported} AS x{columns} FROM conversations c \
+                 JOIN artifacts a ON a.conversation = c.pk WHERE c.start_ms + c.duration_ms <= $1 AND {LIVE} \
+                 OFFSET 0) flags OFFSET 0) due"
             ),
             &params,
         )?;
         let count = cat.unsigned("count", r.try_get(0)?)?;
         let bytes = cat.unsigned("artifacts.size", r.try_get(1)?)?;
         let kept = cat.unsigned("count", r.try_get(2)?)?;
+        let not_exported = cat.unsigned("count", r.try_get(3)?)?;
         let mut held_by_matter = Vec::with_capacity(matters.len());
         for (i, m) in matters.into_iter().enumerate() {
-            held_by_matter.push((m, cat.unsigned("count", r.try_get(3 + i)?)?));
+            held_by_matter.push((m, cat.unsigned("count", r.try_get(4 + i)?)?));
         }
+        let mut next_params: Vec<&(dyn ToSql + Sync)> = vec![&cutoff, &kind, &audio_type];
+        next_params.extend(sql_params(&hold_params[..held_params]));
         let next: Option<i64> = s
             .query_opt(
                 &format!(
@@ -394,7 +456,7 @@ pub(super) fn due_summary(cat: &PostgresCatalog, q: &DueQuery) -> Result<DueCoun
                      ON a.conversation = c.pk WHERE c.start_ms + c.duration_ms > $1 AND {LIVE} \
                      AND NOT {held} ORDER BY c.start_ms + c.duration_ms LIMIT 1"
                 ),
-                &params[..3 + n_held],
+                &next_params,
             )?
             .map(|r| r.try_get(0))
             .transpose()?;
@@ -403,6 +465,7 @@ pub(super) fn due_summary(cat: &PostgresCatalog, q: &DueQuery) -> Result<DueCoun
             bytes,
             held: kept,
             held_by_matter,
+            not_exported,
             next_end: next.and_then(DateTime::from_timestamp_millis),
         })
     })

@@ -496,6 +496,13 @@ pub(super) fn set_run_notification(cat: &PostgresCatalog, run: RunId, text: &str
     })
 }
 
+pub(super) fn set_run_held_back(cat: &PostgresCatalog, run: RunId, text: &str) -> Result<()> {
+    cat.autocommit(|s| {
+        s.execute(sql::SET_RUN_HELD_BACK.postgres, &[&text, &run.0])
+            .map(drop)
+    })
+}
+
 pub(super) fn prune_runs(
     cat: &PostgresCatalog,
     policy: &str,

@@ -344,4 +344,10 @@ CREATE TABLE restore_exemptions (
     PRIMARY KEY (conversation, file)
 );
 "#,
+    // Export before delete (docs/operations.md, "Export before delete"): the export policy a
+    // version requires, and what a sweep held back for it, for the run's notification.
+    r#"
+ALTER TABLE lifecycle_versions ADD COLUMN require_export TEXT;
+ALTER TABLE job_runs ADD COLUMN held_back TEXT;
+"#,
 ];

@@ -93,7 +93,8 @@ pub(super) fn publish_version(
             action,
             days,
             ts(v.published_at),
-            v.published_by
+            v.published_by,
+            v.require_export
         ],
     )
     .map_err(|e| cat.err(e))?;
@@ -320,12 +321,16 @@ pub(super) fn policies(cat: &SqliteCatalog) -> Result<Vec<LifecyclePolicy>> {
 
 /// What a due query binds: its fixed parameters, `?1` to `?3`, then those of the clause of
 /// what a hold covers (the record's legal_hold flag or an active hold), numbered so that it
-/// can appear more than once, and, when asked for, a 0/1 column per matter with an active hold.
+/// can appear more than once, then the required export policy's, and, when asked for, a 0/1
+/// column per matter with an active hold.
 struct Due {
     params: Vec<Value>,
-    /// How many of `params` the query and `held` take (the rest are the matters' columns').
+    /// How many of `params` the query and `held` take (the rest are `exported`'s and the
+    /// matters' columns').
     bound: usize,
     held: String,
+    /// Whether the required export policy exported the artifact (TRUE when none is).
+    exported: String,
     matters: Vec<(String, String)>,
 }
 
@@ -345,6 +350,12 @@ fn due_params(
         &mut hold_params,
     ));
     let bound = 3 + hold_params.len();
+    let exported = sql::numbered(&sql::exported(
+        Dialect::Sqlite,
+        q.require_export.as_deref(),
+        3,
+        &mut hold_params,
+    ));
     let names: Vec<String> = if per_matter {
         cat.rows(conn, sql::ACTIVE_MATTERS.sqlite, [], |r| r.text(0))?
     } else {
@@ -362,6 +373,7 @@ fn due_params(
         params,
         bound,
         held: format!("(c.legal_hold = 1 OR {held})"),
+        exported,
         matters: names
             .into_iter()
             .zip(columns.iter().map(|c| sql::numbered(c)))
@@ -386,7 +398,10 @@ pub(super) fn due_artifacts(
 ) -> Result<Vec<DueArtifact>> {
     cat.with_reader(|conn| {
         let Due {
-            mut params, held, ..
+            mut params,
+            held,
+            exported,
+            ..
         } = due_params(cat, conn, q, false)?;
         params.extend([
             Value::Integer(after.0),
@@ -400,7 +415,7 @@ pub(super) fn due_artifacts(
                 "SELECT c.pk, a.ordinal, c.tenant, c.id, c.rel_dir, a.file, a.size, c.start_ms + c.duration_ms, \
                  c.json_mtime_ns, c.json_size \
                  FROM conversations c JOIN artifacts a ON a.conversation = c.pk \
-                 WHERE c.start_ms + c.duration_ms <= ?1 AND {LIVE} AND NOT {held} \
+                 WHERE c.start_ms + c.duration_ms <= ?1 AND {LIVE} AND NOT {held} AND {exported} \
                  AND (c.pk, a.ordinal) > (?{a0}, ?{a1}) ORDER BY c.pk, a.ordinal LIMIT ?{lim}"
             ),
             params_from_iter(params),
@@ -415,6 +430,7 @@ pub(super) fn due_summary(cat: &SqliteCatalog, q: &DueQuery) -> Result<DueCount>
             params,
             bound,
             held,
+            exported,
             matters,
         } = due_params(cat, conn, q, true)?;
         let columns: String = matters
@@ -425,16 +441,33 @@ pub(super) fn due_summary(cat: &SqliteCatalog, q: &DueQuery) -> Result<DueCount>
         let sums: String = (0..matters.len())
             .map(|i| format!(", coalesce(sum(m{i}), 0)"))
             .collect();
+        // Each due artifact's state: 0 deletable, 1 held back for its export, 2 held. What
+        // holds cover is one 0/1 column per matter, evaluated once per row: held is the record's
+        // flag or any of them (every active hold is some matter's), so the hold clauses run
+        // once, not twice. `LIMIT -1` keeps each subquery a co-routine that yields its columns
+        // once per row: flattened into the aggregate, SQLite would copy each column's
+        // expression into every sum that reads it (docs/performance.md, "Lifecycle").
+        let any: String = if matters.is_empty() {
+            "0".into()
+        } else {
+            (0..matters.len())
+                .map(|i| format!("m{i}"))
+                .collect::<Vec<_>>()
+                .join(" + ")
+        };
+        let column_names: String = (0..matters.len()).map(|i| format!(", m{i}")).collect();
         let counts: Vec<i64> = conn
             .prepare_cached(&format!(
-                "SELECT coalesce(sum(1 - h), 0), coalesce(sum(CASE WHEN h = 1 THEN 0 ELSE size END), 0), \
-                 coalesce(sum(h), 0){sums} FROM (SELECT a.size AS size, CASE WHEN {held} THEN 1 ELSE 0 END AS h{columns} \
+                "SELECT coalesce(sum(s = 0), 0), coalesce(sum(CASE WHEN s = 0 THEN size ELSE 0 END), 0), \
+                 coalesce(sum(s = 2), 0), coalesce(sum(s = 1), 0){sums} FROM (SELECT size{column_names}, \
+                 CASE WHEN legal_hold = 1 OR {any} > 0 THEN 2 WHEN x THEN 0 ELSE 1 END AS s FROM \
+                 (SELECT a.size AS size, c.legal_hold AS legal_hold, {exported} AS x{columns} \
                  FROM conversations c JOIN artifacts a ON a.conversation = c.pk \
-                 WHERE c.start_ms + c.duration_ms <= ?1 AND {LIVE}) due"
+                 WHERE c.start_ms + c.duration_ms <= ?1 AND {LIVE} LIMIT -1) LIMIT -1) due"
             ))
             .and_then(|mut s| {
                 s.query_row(params_from_iter(&params), |r| {
-                    (0..3 + matters.len()).map(|i| r.get(i)).collect()
+                    (0..4 + matters.len()).map(|i| r.get(i)).collect()
                 })
             })
             .map_err(|e| cat.err(e))?;
@@ -457,8 +490,9 @@ pub(super) fn due_summary(cat: &SqliteCatalog, q: &DueQuery) -> Result<DueCount>
             held_by_matter: matters
                 .into_iter()
                 .enumerate()
-                .map(|(i, (m, _))| (m, n(3 + i)))
+                .map(|(i, (m, _))| (m, n(4 + i)))
                 .collect(),
+            not_exported: n(3),
             next_end: next.and_then(DateTime::from_timestamp_millis),
         })
     })

@@ -333,6 +333,10 @@ impl Catalog for SqliteCatalog {
         runs::set_run_notification(self, run, text)
     }
 
+    fn set_run_held_back(&self, run: RunId, text: &str) -> Result<()> {
+        runs::set_run_held_back(self, run, text)
+    }
+
     fn run_objects(
         &self,
         run: RunId,

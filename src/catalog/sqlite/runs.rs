@@ -294,6 +294,13 @@ pub(super) fn set_run_notification(cat: &SqliteCatalog, run: RunId, text: &str) 
         .map_err(|e| cat.err(e))
 }
 
+pub(super) fn set_run_held_back(cat: &SqliteCatalog, run: RunId, text: &str) -> Result<()> {
+    let conn = cat.writer.lock().expect("catalog writer lock");
+    conn.execute(sql::SET_RUN_HELD_BACK.sqlite, params![text, run.0])
+        .map(drop)
+        .map_err(|e| cat.err(e))
+}
+
 pub(super) fn job_run(cat: &SqliteCatalog, run: RunId) -> Result<Option<JobRun>> {
     Ok(query_runs(cat, sql::JOB_RUN, [run.0])?.pop())
 }
