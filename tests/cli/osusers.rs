@@ -152,6 +152,13 @@ impl Shared {
             )
             .unwrap();
         }
+        // The test users may not reach the build's own copy (a target directory under root's
+        // home is closed to them): they run one inside the installation.
+        let bin = env.path().join("custodian");
+        std::fs::hard_link(env!("CARGO_BIN_EXE_custodian"), &bin)
+            .or_else(|_| std::fs::copy(env!("CARGO_BIN_EXE_custodian"), &bin).map(drop))
+            .unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
         Shared { env }
     }
 
@@ -185,7 +192,7 @@ impl Shared {
     /// umask the shared installation needs.
     pub fn command(&self, user: &str, args: &[&str]) -> Command {
         let Ids { uid, gid } = ids(user);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_custodian"));
+        let mut cmd = Command::new(self.env.path().join("custodian"));
         cmd.arg("--config")
             .arg(self.env.path().join(format!("{user}.toml")))
             .args(args)
