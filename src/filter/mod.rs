@@ -370,14 +370,18 @@ impl Filter {
             b.list("c.source_platform", &c.source_platforms),
             b.list("c.direction", &c.directions),
         ];
+        // Participants as an uncorrelated set (made once per statement, through the indexes on
+        // `participants (user_name)` and `(extension)`), so a selection can start from it
+        // rather than probe each conversation's participants (docs/performance.md,
+        // "Lifecycle").
         if let Some(users) = b.list("p.user_name", &c.users) {
             parts.push(Some(format!(
-                "EXISTS (SELECT 1 FROM participants p WHERE p.conversation = c.pk AND {users})"
+                "c.pk IN (SELECT p.conversation FROM participants p WHERE {users})"
             )));
         }
         if let Some(exts) = b.list("p.extension", &c.extensions) {
             parts.push(Some(format!(
-                "EXISTS (SELECT 1 FROM participants p WHERE p.conversation = c.pk AND {exts})"
+                "c.pk IN (SELECT p.conversation FROM participants p WHERE {exts})"
             )));
         }
         parts.extend([
