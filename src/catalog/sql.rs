@@ -385,7 +385,9 @@ pub(super) fn held_set(
             before + params.len()
         ));
         for s in standing.iter().filter(|s| &s.matter == m) {
-            let clause = s.filter.to_set_sql(Dialect::Postgres, before + params.len());
+            let clause = s
+                .filter
+                .to_set_sql(Dialect::Postgres, before + params.len());
             params.extend(clause.params);
             parts.push(format!(
                 "SELECT c.pk, {i} FROM conversations c \
