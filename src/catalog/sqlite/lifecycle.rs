@@ -425,6 +425,19 @@ pub(super) fn due_artifacts(
     })
 }
 
+/// The end of the next artifact to come due after the cutoff `?1` that `held` does not cover:
+/// read in the order of the end-time index from the cutoff, up to the first that no hold
+/// covers. `CROSS JOIN` keeps SQLite to that order; left to itself, it scans every artifact of
+/// the type and sorts them, evaluating the hold clauses on each (docs/performance.md,
+/// "Lifecycle").
+pub(super) fn next_due(held: &str) -> String {
+    format!(
+        "SELECT c.start_ms + c.duration_ms FROM conversations c CROSS JOIN artifacts a ON a.conversation = c.pk \
+         WHERE c.start_ms + c.duration_ms > ?1 AND {LIVE} AND NOT {held} \
+         ORDER BY c.start_ms + c.duration_ms LIMIT 1"
+    )
+}
+
 pub(super) fn due_summary(cat: &SqliteCatalog, q: &DueQuery) -> Result<DueCount> {
     cat.with_reader(|conn| {
         let Due {
@@ -478,16 +491,8 @@ pub(super) fn due_summary(cat: &SqliteCatalog, q: &DueQuery) -> Result<DueCount>
                 })
             })
             .map_err(|e| cat.err(e))?;
-        // The next to come due: read in the order of the end-time index from the cutoff, up to
-        // the first that no hold covers. `CROSS JOIN` keeps SQLite to that order; left to
-        // itself, it scans every artifact of the type and sorts them, evaluating the hold
-        // clauses on each (docs/performance.md, "Lifecycle").
         let next: Option<i64> = conn
-            .prepare_cached(&format!(
-                "SELECT c.start_ms + c.duration_ms FROM conversations c CROSS JOIN artifacts a ON a.conversation = c.pk \
-                 WHERE c.start_ms + c.duration_ms > ?1 AND {LIVE} AND NOT {held} \
-                 ORDER BY c.start_ms + c.duration_ms LIMIT 1"
-            ))
+            .prepare_cached(&next_due(&held))
             .and_then(|mut s| {
                 s.query_row(params_from_iter(&params[..bound]), |r| r.get(0))
                     .optional()

@@ -122,6 +122,33 @@ fn standing_holds_by_participant_are_found_through_an_index() {
     );
 }
 
+/// The next due date is read in the order of the end-time index, not by sorting every
+/// artifact of the type (docs/performance.md, "Lifecycle").
+#[test]
+fn the_next_due_is_read_in_end_time_order() {
+    let (_dir, cat) = fresh();
+    let sql = super::lifecycle::next_due("(c.legal_hold = 1)");
+    let plan: Vec<String> = cat
+        .with_reader(|conn| {
+            let mut stmt = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .map_err(|e| cat.err(e))?;
+            let rows = stmt
+                .query_map(params_from_iter([0, 0, 0]), |r| r.get::<_, String>(3))
+                .map_err(|e| cat.err(e))?;
+            rows.collect::<rusqlite::Result<_>>()
+                .map_err(|e| cat.err(e))
+        })
+        .unwrap();
+    let shown = plan.join("\n");
+    assert!(
+        plan.iter()
+            .any(|l| l.starts_with("SEARCH c USING INDEX conversations_end")),
+        "{shown}"
+    );
+    assert!(!plan.iter().any(|l| l.contains("TEMP B-TREE")), "{shown}");
+}
+
 #[test]
 fn processes_opening_a_new_catalog_at_once_migrate_it_once() {
     let dir = tempfile::tempdir().unwrap();
