@@ -356,21 +356,55 @@ pub(super) fn exported(
     )
 }
 
-/// For each of `matters`, a 0/1 column of whether its active holds cover `c` (see [`held`]),
-/// in PostgreSQL's numbered placeholders after `before` others.
-pub(super) fn held_by_each(
+/// The conversations that the active holds of `matters` cover and that ended by `$1`, as a
+/// set made once per statement (docs/performance.md, "Lifecycle"): the common table expression
+/// `held(pk, m0, m1, …)` (after `covered(pk, m)`, a row per hold and conversation it covers),
+/// one row per held conversation with a 0/1 column per matter, in
+/// `matters`' order. Each matter's explicit holds and each standing hold's criteria select
+/// their conversations once, driven by the criteria's indexes (a standing hold by users or
+/// extensions reads only those participants), instead of being evaluated for every row the
+/// statement reads; a row then finds what covers it with one lookup of its `pk`. Its parameters
+/// are pushed to `params`, in PostgreSQL's numbered placeholders after `before` others. None
+/// without matters.
+pub(super) fn held_set(
     matters: &[String],
     standing: &[Standing],
     before: usize,
     params: &mut Vec<SqlValue>,
-) -> Vec<String> {
-    matters
-        .iter()
-        .map(|m| {
-            let held = held(Dialect::Postgres, Some(m), standing, before, params);
-            format!("CASE WHEN {held} THEN 1 ELSE 0 END")
-        })
-        .collect()
+) -> Option<String> {
+    if matters.is_empty() {
+        return None;
+    }
+    let mut parts = Vec::new();
+    for (i, m) in matters.iter().enumerate() {
+        params.push(SqlValue::Text(m.clone()));
+        parts.push(format!(
+            "SELECT c.pk, {i} FROM legal_holds h JOIN hold_conversations hc ON hc.hold = h.id \
+             JOIN conversations c ON c.tenant = hc.tenant AND c.id = hc.conversation_id \
+             WHERE h.released_at IS NULL AND h.matter = ${} AND c.start_ms + c.duration_ms <= $1",
+            before + params.len()
+        ));
+        for s in standing.iter().filter(|s| &s.matter == m) {
+            let clause = s
+                .filter
+                .to_set_sql(Dialect::Postgres, before + params.len());
+            params.extend(clause.params);
+            parts.push(format!(
+                "SELECT c.pk, {i} FROM conversations c \
+                 WHERE ({}) AND c.start_ms + c.duration_ms <= $1",
+                clause.sql
+            ));
+        }
+    }
+    let columns: String = (0..matters.len())
+        .map(|i| format!(", max(CASE WHEN m = {i} THEN 1 ELSE 0 END)"))
+        .collect();
+    let names: String = (0..matters.len()).map(|i| format!(", m{i}")).collect();
+    Some(format!(
+        "covered(pk, m) AS ({}), held(pk{names}) AS MATERIALIZED (SELECT pk{columns} \
+         FROM covered GROUP BY pk)",
+        parts.join(" UNION ALL ")
+    ))
 }
 
 /// A statement written with PostgreSQL's `$N` placeholders in SQLite's `?N`: every value is

@@ -356,8 +356,23 @@ impl Filter {
     }
 
     /// The predicate as SQL over `conversations c` (joined tables `participants`,
-    /// `artifacts`); `first_param` is the number of parameters already bound before it.
+    /// `artifacts`); `first_param` is the number of parameters already bound before it. Each
+    /// participant criterion is a probe of the conversation's participants, for statements
+    /// that read a page of conversations.
     pub fn to_sql(&self, dialect: Dialect, first_param: usize) -> SqlClause {
+        self.sql(dialect, first_param, false)
+    }
+
+    /// [`Filter::to_sql`] for a statement that finds every conversation the filter matches:
+    /// each participant criterion is the set of conversations whose participants match it,
+    /// made once per statement through the indexes on `participants (user_name)` and
+    /// `(extension)`, so that the selection starts from it rather than reading every
+    /// conversation (docs/performance.md, "Lifecycle").
+    pub fn to_set_sql(&self, dialect: Dialect, first_param: usize) -> SqlClause {
+        self.sql(dialect, first_param, true)
+    }
+
+    fn sql(&self, dialect: Dialect, first_param: usize, sets: bool) -> SqlClause {
         let c = &self.criteria;
         let mut b = SqlBuilder {
             dialect,
@@ -370,15 +385,20 @@ impl Filter {
             b.list("c.source_platform", &c.source_platforms),
             b.list("c.direction", &c.directions),
         ];
+        let participants = |list: String| {
+            if sets {
+                format!("c.pk IN (SELECT p.conversation FROM participants p WHERE {list})")
+            } else {
+                format!(
+                    "EXISTS (SELECT 1 FROM participants p WHERE p.conversation = c.pk AND {list})"
+                )
+            }
+        };
         if let Some(users) = b.list("p.user_name", &c.users) {
-            parts.push(Some(format!(
-                "EXISTS (SELECT 1 FROM participants p WHERE p.conversation = c.pk AND {users})"
-            )));
+            parts.push(Some(participants(users)));
         }
         if let Some(exts) = b.list("p.extension", &c.extensions) {
-            parts.push(Some(format!(
-                "EXISTS (SELECT 1 FROM participants p WHERE p.conversation = c.pk AND {exts})"
-            )));
+            parts.push(Some(participants(exts)));
         }
         parts.extend([
             b.cmp("c.start_ms", ">=", self.start_min_ms),

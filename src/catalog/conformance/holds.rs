@@ -245,3 +245,83 @@ pub fn holds_keep_conversations_from_the_sweep(cat: &dyn Catalog) {
     );
     verify_chain(&trail, None).unwrap();
 }
+
+/// The summary counts each of more matters than bits in an integer apart: a conversation
+/// that a matter holds twice (explicitly and by its standing hold) counts once for it, one that
+/// ends after the cutoff not at all, and one held by the record's flag alone counts as held
+/// for no matter.
+pub fn many_matters_are_counted_apart(cat: &dyn Catalog) {
+    let now = Utc::now().trunc_subsecs(6);
+    let alices = with_retention_artifacts("alices", "2026-01-02T10:00:00Z");
+    let mut bobs = bobs("bobs");
+    bobs.participants[0].extension = Some("2002".into());
+    let mut flagged = with_retention_artifacts("flagged", "2026-01-03T10:00:00Z");
+    flagged.flags.legal_hold = true;
+    flagged.participants[0].user = Some("carol".into());
+    flagged.participants[0].extension = Some("3003".into());
+    let mut late = bobs.clone();
+    late.id = "late".into();
+    late.start = "2026-03-01T10:00:00Z".parse().unwrap();
+    late.end = late.start + Duration::seconds(90);
+    cat.apply_index(&[
+        upsert(&alices),
+        upsert(&bobs),
+        upsert(&flagged),
+        upsert(&late),
+    ])
+    .unwrap();
+    let q = due_query(
+        ArtifactType::AudioRecording,
+        Some(AudioRecordingType::ConferenceAgent),
+        "2026-02-10T00:00:00Z",
+    );
+    let names: Vec<String> = (0..70).map(|k| format!("m{k:02}")).collect();
+    for (k, name) in names.iter().enumerate() {
+        cat.create_matter(&matter(name), &hold_event(AuditKind::MatterCreated, name))
+            .unwrap();
+        let criteria = if k % 2 == 0 {
+            Criteria {
+                users: vec!["bob".into()],
+                ..Criteria::default()
+            }
+        } else {
+            Criteria {
+                extensions: vec!["1001".into()],
+                ..Criteria::default()
+            }
+        };
+        let placed = hold_event(AuditKind::LegalHoldPlaced, name);
+        cat.place_hold(
+            name,
+            &HoldScope::Standing(Box::new(criteria)),
+            now,
+            "carol",
+            &placed,
+        )
+        .unwrap();
+    }
+    cat.place_hold(
+        "m00",
+        &HoldScope::Conversations(vec![
+            conversation("acme", "alices"),
+            conversation("acme", "bobs"),
+        ]),
+        now,
+        "carol",
+        &hold_event(AuditKind::LegalHoldPlaced, "m00"),
+    )
+    .unwrap();
+    assert!(due_ids(cat, &q).is_empty());
+    let held_by_matter: Vec<(String, u64)> = names
+        .iter()
+        .enumerate()
+        .map(|(k, m)| (m.clone(), if k == 0 { 2 } else { 1 }))
+        .collect();
+    assert_eq!(
+        cat.due_summary(&q).unwrap(),
+        DueCount {
+            held_by_matter,
+            ..due_count(0, 0, 3, None)
+        }
+    );
+}

@@ -394,7 +394,8 @@ pub(super) fn due_summary(cat: &PostgresCatalog, q: &DueQuery) -> Result<DueCoun
         let matters: Vec<String> = cat.rows(s.query(sql::ACTIVE_MATTERS.postgres, &[])?, |r| {
             r.text(0)
         })?;
-        // The counts take the export's clause and the matters' columns, not `held`.
+        // The counts take the export's clause and the set of what the matters' holds cover,
+        // not `held`.
         let mut counted = Vec::new();
         let exported = sql::exported(
             Dialect::Postgres,
@@ -402,10 +403,15 @@ pub(super) fn due_summary(cat: &PostgresCatalog, q: &DueQuery) -> Result<DueCoun
             3,
             &mut counted,
         );
-        let columns: String = sql::held_by_each(&matters, &standing, 3, &mut counted)
-            .iter()
-            .enumerate()
-            .map(|(i, column)| format!(", {column} AS m{i}"))
+        let (with, join) = match sql::held_set(&matters, &standing, 3, &mut counted) {
+            Some(set) => (
+                format!("WITH {set} "),
+                "LEFT JOIN held hd ON hd.pk = c.pk ",
+            ),
+            None => (String::new(), ""),
+        };
+        let columns: String = (0..matters.len())
+            .map(|i| format!(", coalesce(hd.m{i}, 0) AS m{i}"))
             .collect();
         let sums: String = (0..matters.len())
             .map(|i| format!(", coalesce(sum(m{i}), 0)::int8"))
@@ -414,11 +420,11 @@ pub(super) fn due_summary(cat: &PostgresCatalog, q: &DueQuery) -> Result<DueCoun
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&cutoff, &kind, &audio_type];
         params.extend(sql_params(&counted));
         // Each due artifact's state: 0 deletable, 1 held back for its export, 2 held. What
-        // holds cover is one boolean column per matter, evaluated once per row: held is the
-        // record's flag or any of them (every active hold is some matter's), so the hold
-        // clauses run once, not twice. `OFFSET 0` keeps each subquery from being pulled up
-        // into the aggregate, which would copy each column's expression into every count that
-        // reads it (docs/performance.md, "Lifecycle").
+        // holds cover is the set `held`, made once, with a 0/1 column per matter that each row
+        // finds with one lookup; held is the record's flag or any of them (every active hold
+        // is some matter's). `OFFSET 0` keeps each subquery from being pulled up into the
+        // aggregate, which would copy each column's expression into every count that reads it
+        // (docs/performance.md, "Lifecycle").
         let any: String = if matters.is_empty() {
             "FALSE".into()
         } else {
@@ -430,12 +436,12 @@ pub(super) fn due_summary(cat: &PostgresCatalog, q: &DueQuery) -> Result<DueCoun
         let column_names: String = (0..matters.len()).map(|i| format!(", m{i}")).collect();
         let r = s.query_one(
             &format!(
-                "SELECT count(*) FILTER (WHERE s = 0), coalesce(sum(size) FILTER (WHERE s = 0), 0)::int8, \
+                "{with}SELECT count(*) FILTER (WHERE s = 0), coalesce(sum(size) FILTER (WHERE s = 0), 0)::int8, \
                  count(*) FILTER (WHERE s = 2), count(*) FILTER (WHERE s = 1){sums} FROM (SELECT size{column_names}, \
                  CASE WHEN legal_hold OR {any} THEN 2 WHEN x THEN 0 ELSE 1 END AS s FROM \
                  (SELECT a.size, c.legal_hold, {exported} AS x{columns} FROM conversations c \
-                 JOIN artifacts a ON a.conversation = c.pk WHERE c.start_ms + c.duration_ms <= $1 AND {LIVE} \
-                 OFFSET 0) flags OFFSET 0) due"
+                 JOIN artifacts a ON a.conversation = c.pk {join}WHERE c.start_ms + c.duration_ms <= $1 \
+                 AND {LIVE} OFFSET 0) flags OFFSET 0) due"
             ),
             &params,
         )?;

@@ -350,4 +350,11 @@ CREATE TABLE restore_exemptions (
 ALTER TABLE lifecycle_versions ADD COLUMN require_export TEXT;
 ALTER TABLE job_runs ADD COLUMN held_back TEXT;
 "#,
+    // Participant criteria as sets (docs/performance.md, "Lifecycle"): the conversations of
+    // some users or extensions found through these, not by reading every conversation's
+    // participants.
+    r#"
+CREATE INDEX participants_user ON participants (user_name);
+CREATE INDEX participants_extension ON participants (extension);
+"#,
 ];

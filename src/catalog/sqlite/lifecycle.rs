@@ -321,17 +321,20 @@ pub(super) fn policies(cat: &SqliteCatalog) -> Result<Vec<LifecyclePolicy>> {
 
 /// What a due query binds: its fixed parameters, `?1` to `?3`, then those of the clause of
 /// what a hold covers (the record's legal_hold flag or an active hold), numbered so that it
-/// can appear more than once, then the required export policy's, and, when asked for, a 0/1
-/// column per matter with an active hold.
+/// can appear more than once, then the required export policy's, and, when asked for, those of
+/// the set of what each matter with an active hold covers.
 struct Due {
     params: Vec<Value>,
     /// How many of `params` the query and `held` take (the rest are `exported`'s and the
-    /// matters' columns').
+    /// set's).
     bound: usize,
     held: String,
     /// Whether the required export policy exported the artifact (TRUE when none is).
     exported: String,
-    matters: Vec<(String, String)>,
+    /// The matters with an active hold, and the common table expressions of what they cover
+    /// (see [`sql::held_set`]; None without matters).
+    matters: Vec<String>,
+    held_set: Option<String>,
 }
 
 fn due_params(
@@ -356,12 +359,12 @@ fn due_params(
         3,
         &mut hold_params,
     ));
-    let names: Vec<String> = if per_matter {
+    let matters: Vec<String> = if per_matter {
         cat.rows(conn, sql::ACTIVE_MATTERS.sqlite, [], |r| r.text(0))?
     } else {
         Vec::new()
     };
-    let columns = sql::held_by_each(&names, &standing, 3, &mut hold_params);
+    let held_set = sql::held_set(&matters, &standing, 3, &mut hold_params);
     let mut params = vec![
         Value::Integer(q.cutoff.timestamp_millis()),
         Value::Text(q.artifact_type.as_str().into()),
@@ -374,10 +377,8 @@ fn due_params(
         bound,
         held: format!("(c.legal_hold = 1 OR {held})"),
         exported,
-        matters: names
-            .into_iter()
-            .zip(columns.iter().map(|c| sql::numbered(c)))
-            .collect(),
+        matters,
+        held_set: held_set.map(|s| sql::numbered(&s)),
     })
 }
 
@@ -424,6 +425,19 @@ pub(super) fn due_artifacts(
     })
 }
 
+/// The end of the next artifact to come due after the cutoff `?1` that `held` does not cover:
+/// read in the order of the end-time index from the cutoff, up to the first that no hold
+/// covers. `CROSS JOIN` keeps SQLite to that order; left to itself, it scans every artifact of
+/// the type and sorts them, evaluating the hold clauses on each (docs/performance.md,
+/// "Lifecycle").
+pub(super) fn next_due(held: &str) -> String {
+    format!(
+        "SELECT c.start_ms + c.duration_ms FROM conversations c CROSS JOIN artifacts a ON a.conversation = c.pk \
+         WHERE c.start_ms + c.duration_ms > ?1 AND {LIVE} AND NOT {held} \
+         ORDER BY c.start_ms + c.duration_ms LIMIT 1"
+    )
+}
+
 pub(super) fn due_summary(cat: &SqliteCatalog, q: &DueQuery) -> Result<DueCount> {
     cat.with_reader(|conn| {
         let Due {
@@ -432,20 +446,26 @@ pub(super) fn due_summary(cat: &SqliteCatalog, q: &DueQuery) -> Result<DueCount>
             held,
             exported,
             matters,
+            held_set,
         } = due_params(cat, conn, q, true)?;
-        let columns: String = matters
-            .iter()
-            .enumerate()
-            .map(|(i, (_, column))| format!(", {column} AS m{i}"))
+        let (with, join) = match &held_set {
+            Some(set) => (
+                format!("WITH {set} "),
+                "LEFT JOIN held hd ON hd.pk = c.pk ",
+            ),
+            None => (String::new(), ""),
+        };
+        let columns: String = (0..matters.len())
+            .map(|i| format!(", coalesce(hd.m{i}, 0) AS m{i}"))
             .collect();
         let sums: String = (0..matters.len())
             .map(|i| format!(", coalesce(sum(m{i}), 0)"))
             .collect();
         // Each due artifact's state: 0 deletable, 1 held back for its export, 2 held. What
-        // holds cover is one 0/1 column per matter, evaluated once per row: held is the record's
-        // flag or any of them (every active hold is some matter's), so the hold clauses run
-        // once, not twice. `LIMIT -1` keeps each subquery a co-routine that yields its columns
-        // once per row: flattened into the aggregate, SQLite would copy each column's
+        // holds cover is the set `held`, made once, with a 0/1 column per matter that each row
+        // finds with one lookup; held is the record's flag or any of them (every active hold
+        // is some matter's). `LIMIT -1` keeps each subquery a co-routine that yields its
+        // columns once per row: flattened into the aggregate, SQLite would copy each column's
         // expression into every sum that reads it (docs/performance.md, "Lifecycle").
         let any: String = if matters.is_empty() {
             "0".into()
@@ -458,11 +478,11 @@ pub(super) fn due_summary(cat: &SqliteCatalog, q: &DueQuery) -> Result<DueCount>
         let column_names: String = (0..matters.len()).map(|i| format!(", m{i}")).collect();
         let counts: Vec<i64> = conn
             .prepare_cached(&format!(
-                "SELECT coalesce(sum(s = 0), 0), coalesce(sum(CASE WHEN s = 0 THEN size ELSE 0 END), 0), \
+                "{with}SELECT coalesce(sum(s = 0), 0), coalesce(sum(CASE WHEN s = 0 THEN size ELSE 0 END), 0), \
                  coalesce(sum(s = 2), 0), coalesce(sum(s = 1), 0){sums} FROM (SELECT size{column_names}, \
                  CASE WHEN legal_hold = 1 OR {any} > 0 THEN 2 WHEN x THEN 0 ELSE 1 END AS s FROM \
                  (SELECT a.size AS size, c.legal_hold AS legal_hold, {exported} AS x{columns} \
-                 FROM conversations c JOIN artifacts a ON a.conversation = c.pk \
+                 FROM conversations c JOIN artifacts a ON a.conversation = c.pk {join}\
                  WHERE c.start_ms + c.duration_ms <= ?1 AND {LIVE} LIMIT -1) LIMIT -1) due"
             ))
             .and_then(|mut s| {
@@ -472,11 +492,7 @@ pub(super) fn due_summary(cat: &SqliteCatalog, q: &DueQuery) -> Result<DueCount>
             })
             .map_err(|e| cat.err(e))?;
         let next: Option<i64> = conn
-            .prepare_cached(&format!(
-                "SELECT c.start_ms + c.duration_ms FROM conversations c JOIN artifacts a ON a.conversation = c.pk \
-                 WHERE c.start_ms + c.duration_ms > ?1 AND {LIVE} AND NOT {held} \
-                 ORDER BY c.start_ms + c.duration_ms LIMIT 1"
-            ))
+            .prepare_cached(&next_due(&held))
             .and_then(|mut s| {
                 s.query_row(params_from_iter(&params[..bound]), |r| r.get(0))
                     .optional()
@@ -490,7 +506,7 @@ pub(super) fn due_summary(cat: &SqliteCatalog, q: &DueQuery) -> Result<DueCount>
             held_by_matter: matters
                 .into_iter()
                 .enumerate()
-                .map(|(i, (m, _))| (m, n(4 + i)))
+                .map(|(i, m)| (m, n(4 + i)))
                 .collect(),
             not_exported: n(3),
             next_end: next.and_then(DateTime::from_timestamp_millis),

@@ -3,9 +3,10 @@
 
 use rusqlite::{Connection, params_from_iter};
 
-use super::SqliteCatalog;
 use super::runs::{FAILED_ITEMS, RUN_COUNTERS};
-use crate::catalog::{Catalog, conformance};
+use super::{SqliteCatalog, to_sql};
+use crate::catalog::{Catalog, conformance, holds, sql};
+use crate::filter::Criteria;
 
 fn fresh() -> (tempfile::TempDir, SqliteCatalog) {
     let dir = tempfile::tempdir().unwrap();
@@ -59,6 +60,93 @@ fn failed_subjects_are_probed_through_an_index_not_a_scan_of_the_run() {
             plan.join("\n")
         );
     }
+}
+
+/// What the standing holds by users and by extensions cover is found through the
+/// participants' indexes, not by reading every conversation (docs/performance.md,
+/// "Lifecycle").
+#[test]
+fn standing_holds_by_participant_are_found_through_an_index() {
+    let (_dir, cat) = fresh();
+    let standing = [
+        holds::standing(
+            "a".into(),
+            &Criteria {
+                users: vec!["bob".into()],
+                ..Criteria::default()
+            },
+        ),
+        holds::standing(
+            "b".into(),
+            &Criteria {
+                extensions: vec!["1001".into()],
+                ..Criteria::default()
+            },
+        ),
+    ];
+    let mut params = Vec::new();
+    let set = sql::held_set(&["a".into(), "b".into()], &standing, 3, &mut params).unwrap();
+    let mut bound = vec![
+        rusqlite::types::Value::Integer(0),
+        rusqlite::types::Value::Null,
+        rusqlite::types::Value::Null,
+    ];
+    bound.extend(params.iter().map(to_sql));
+    let plan: Vec<String> = cat
+        .with_reader(|conn| {
+            let mut stmt = conn
+                .prepare(&sql::numbered(&format!(
+                    "EXPLAIN QUERY PLAN WITH {set} SELECT count(*) FROM held"
+                )))
+                .map_err(|e| cat.err(e))?;
+            let rows = stmt
+                .query_map(params_from_iter(&bound), |r| r.get::<_, String>(3))
+                .map_err(|e| cat.err(e))?;
+            rows.collect::<rusqlite::Result<_>>()
+                .map_err(|e| cat.err(e))
+        })
+        .unwrap();
+    let shown = plan.join("\n");
+    for index in ["participants_user", "participants_extension"] {
+        assert!(
+            plan.iter()
+                .any(|l| l.starts_with(&format!("SEARCH p USING COVERING INDEX {index}"))),
+            "{shown}"
+        );
+    }
+    assert!(
+        !plan
+            .iter()
+            .any(|l| l.split_whitespace().take(2).eq(["SCAN", "c"])),
+        "{shown}"
+    );
+}
+
+/// The next due date is read in the order of the end-time index, not by sorting every
+/// artifact of the type (docs/performance.md, "Lifecycle").
+#[test]
+fn the_next_due_is_read_in_end_time_order() {
+    let (_dir, cat) = fresh();
+    let sql = super::lifecycle::next_due("(c.legal_hold = 1)");
+    let plan: Vec<String> = cat
+        .with_reader(|conn| {
+            let mut stmt = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .map_err(|e| cat.err(e))?;
+            let rows = stmt
+                .query_map(params_from_iter([0, 0, 0]), |r| r.get::<_, String>(3))
+                .map_err(|e| cat.err(e))?;
+            rows.collect::<rusqlite::Result<_>>()
+                .map_err(|e| cat.err(e))
+        })
+        .unwrap();
+    let shown = plan.join("\n");
+    assert!(
+        plan.iter()
+            .any(|l| l.starts_with("SEARCH c USING INDEX conversations_end")),
+        "{shown}"
+    );
+    assert!(!plan.iter().any(|l| l.contains("TEMP B-TREE")), "{shown}");
 }
 
 #[test]
