@@ -893,6 +893,23 @@ mod tests {
         }
     }
 
+    /// Matter `m`, holding conversation acme/c1.
+    fn hold_c1(cat: &dyn Catalog, now: DateTime<Utc>) {
+        use crate::catalog::holds::{ConversationRef, HoldScope, Matter};
+        let matter = Matter {
+            name: "m".into(),
+            description: String::new(),
+            created_at: now,
+            created_by: "test".into(),
+        };
+        cat.create_matter(&matter, &event()).unwrap();
+        let c1 = HoldScope::Conversations(vec![ConversationRef {
+            tenant: "acme".into(),
+            id: "c1".into(),
+        }]);
+        cat.place_hold("m", &c1, now, "test", &event()).unwrap();
+    }
+
     fn event() -> NewEvent {
         NewEvent {
             at: Utc::now(),
@@ -1263,7 +1280,6 @@ mod tests {
     }
 
     fn hold_after_intents_is_held_back(cat: &dyn Catalog) {
-        use crate::catalog::holds::{ConversationRef, HoldScope, Matter};
         let dir = setup(cat, 2);
         let root = dir.path().join("repo");
         let now = Utc::now();
@@ -1273,18 +1289,7 @@ mod tests {
             .unwrap();
         // A killed run recorded its intents; then c1 was put on hold.
         cat.begin_deletes(&due).unwrap();
-        let matter = Matter {
-            name: "m".into(),
-            description: String::new(),
-            created_at: now,
-            created_by: "test".into(),
-        };
-        cat.create_matter(&matter, &event()).unwrap();
-        let c1 = HoldScope::Conversations(vec![ConversationRef {
-            tenant: "acme".into(),
-            id: "c1".into(),
-        }]);
-        cat.place_hold("m", &c1, now, "test", &event()).unwrap();
+        hold_c1(cat, now);
         let report = sweep_now(cat, &root).unwrap();
         assert_eq!(
             (report.resumed, report.deleted, report.held_back),
@@ -1401,7 +1406,6 @@ mod tests {
     }
 
     fn quarantine_moves_restores_and_purges(cat: &dyn Catalog) {
-        use crate::catalog::holds::{ConversationRef, HoldScope, Matter};
         let dir = setup(cat, 3);
         let root = dir.path().join("repo");
         let q = window(7);
@@ -1443,18 +1447,7 @@ mod tests {
         assert_eq!((again.quarantined, again.purged, again.restored), (0, 0, 0));
 
         // A matter's hold on c1, placed after the move: c1 goes back, not purged.
-        let matter = Matter {
-            name: "m".into(),
-            description: String::new(),
-            created_at: now,
-            created_by: "test".into(),
-        };
-        cat.create_matter(&matter, &event()).unwrap();
-        let c1 = HoldScope::Conversations(vec![ConversationRef {
-            tenant: "acme".into(),
-            id: "c1".into(),
-        }]);
-        cat.place_hold("m", &c1, now, "test", &event()).unwrap();
+        hold_c1(cat, now);
         let purge = sweep_q(cat, &root, later, &q).unwrap();
         assert_eq!(
             (
