@@ -14,6 +14,7 @@ use chrono_tz::Tz;
 use serde::Serialize;
 
 use super::CatalogError;
+use crate::audit::NewEvent;
 use crate::filter::{Criteria, Filter};
 
 /// A legal matter, under which holds are placed.
@@ -125,6 +126,16 @@ pub(super) fn attach_conversations(
 /// Criteria as stored in `legal_holds.criteria`.
 pub(super) fn criteria_text(criteria: &Criteria) -> String {
     serde_json::to_string(criteria).expect("criteria serialize")
+}
+
+/// The audit event of a hold just placed, with the hold's id (`hold` in its details), known
+/// only once its row is inserted in the same transaction.
+pub(super) fn placed_event(event: &NewEvent, id: i64) -> NewEvent {
+    let mut event = event.clone();
+    if let Some(details) = event.details.as_object_mut() {
+        details.insert("hold".into(), id.into());
+    }
+    event
 }
 
 /// Resolves stored criteria. A hold's criteria hold no relative days (they are refused when

@@ -631,7 +631,8 @@ pub trait Catalog: uploads::UploadJournal + Send + Sync {
     /// Creates a matter; refused if the name is taken.
     fn create_matter(&self, matter: &Matter, event: &NewEvent) -> Result<()>;
 
-    /// Places a hold under `matter`, placed `at` by `by`; returns its id. Refused when the
+    /// Places a hold under `matter`, placed `at` by `by`, with `event` (which gains the hold's
+    /// id as `hold`); returns its id. Refused when the
     /// matter does not exist, or an explicit hold names a conversation the catalog does not
     /// hold (nothing is placed).
     fn place_hold(

@@ -127,7 +127,8 @@ pub fn holds_keep_conversations_from_the_sweep(cat: &dyn Catalog) {
         conversation("acme", "alices"),
         conversation("acme", "bobs"),
     ]);
-    cat.place_hold("audit-2026", &explicit, now, "dave", &placed("a"))
+    let explicit_id = cat
+        .place_hold("audit-2026", &explicit, now, "dave", &placed("a"))
         .unwrap();
     assert!(due_ids(cat, &q).is_empty());
     assert_eq!(
@@ -242,6 +243,19 @@ pub fn holds_keep_conversations_from_the_sweep(cat: &dyn Catalog) {
             "legal_hold_released",
         ],
         "refused changes leave no event"
+    );
+    let placed_ids: Vec<&serde_json::Value> = trail
+        .iter()
+        .filter(|e| e.event.kind == AuditKind::LegalHoldPlaced)
+        .map(|e| &e.event.details["hold"])
+        .collect();
+    assert_eq!(
+        placed_ids,
+        [
+            &serde_json::json!(standing),
+            &serde_json::json!(explicit_id)
+        ],
+        "each placement's event names its hold"
     );
     verify_chain(&trail, None).unwrap();
 }

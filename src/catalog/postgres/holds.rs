@@ -96,7 +96,7 @@ pub(super) fn place_hold(
                 &[&id, &tenants, &ids],
             )?;
         }
-        append_audit(s, &mut head, [event])?;
+        append_audit(s, &mut head, [&holds::placed_event(event, id)])?;
         Ok(id)
     })
 }

@@ -96,7 +96,9 @@ pub(super) fn place_hold(
                 .map_err(|e| cat.err(e))?;
         }
     }
-    cat.chain().append(&tx, event).map_err(|e| cat.err(e))?;
+    cat.chain()
+        .append(&tx, &holds::placed_event(event, id))
+        .map_err(|e| cat.err(e))?;
     tx.commit().map_err(|e| cat.err(e))?;
     Ok(id)
 }
