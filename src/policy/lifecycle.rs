@@ -866,15 +866,16 @@ mod tests {
 
     /// One unlimited sweep, now, by a tester whose run is never stopped.
     fn sweep_now(cat: &dyn Catalog, root: &Path) -> Result<SweepReport, SweepError> {
-        sweep(
-            cat,
-            root,
-            Utc::now(),
-            by(&Control::new()),
-            NO_LIMIT,
-            None,
-            &|_| {},
-        )
+        sweep_at(cat, root, Utc::now())
+    }
+
+    /// A sweep without limits or quarantine at `now`.
+    fn sweep_at(
+        cat: &dyn Catalog,
+        root: &Path,
+        now: DateTime<Utc>,
+    ) -> Result<SweepReport, SweepError> {
+        sweep(cat, root, now, by(&Control::new()), NO_LIMIT, None, &|_| {})
     }
     use crate::audit::{AuditKind, NewEvent, verify_chain};
     use crate::catalog::sqlite::SqliteCatalog;
@@ -1023,16 +1024,7 @@ mod tests {
         for a in &due[..3] {
             std::fs::remove_file(root.join(&a.rel_dir).join(&a.file)).unwrap();
         }
-        let report = sweep(
-            cat,
-            &root,
-            now,
-            by(&Control::new()),
-            NO_LIMIT,
-            None,
-            &|_| {},
-        )
-        .unwrap();
+        let report = sweep_at(cat, &root, now).unwrap();
         assert_eq!(report.resumed, 6);
         assert_eq!(report.deleted, 20);
         assert_eq!(report.already_missing, 3);
@@ -1064,16 +1056,7 @@ mod tests {
             assert!(!root.join(format!("acme/2026/01/02/c{i}/t.txt")).exists());
             assert!(!root.join(format!("acme/2026/01/02/c{i}/u.txt")).exists());
         }
-        let again = sweep(
-            cat,
-            &root,
-            now,
-            by(&Control::new()),
-            NO_LIMIT,
-            None,
-            &|_| {},
-        )
-        .unwrap();
+        let again = sweep_at(cat, &root, now).unwrap();
         assert_eq!((again.resumed, again.deleted), (0, 0));
     }
 
@@ -1095,16 +1078,7 @@ mod tests {
         let first = sweep(&cat, &root, now, by(&control), NO_LIMIT, None, &stop).unwrap();
         assert_eq!(first.deleted, BATCH as u64);
         assert!(cat.pending_deletes().unwrap().is_empty());
-        let rest = sweep(
-            &cat,
-            &root,
-            now,
-            by(&Control::new()),
-            NO_LIMIT,
-            None,
-            &|_| {},
-        )
-        .unwrap();
+        let rest = sweep_at(&cat, &root, now).unwrap();
         assert_eq!(rest.deleted, 100);
         assert_eq!(cat.live_artifact_count().unwrap(), 0);
     }
@@ -1161,16 +1135,7 @@ mod tests {
         let outside = dir.path().join("outside");
         std::fs::rename(root.join("acme/2026/01/02/c0"), &outside).unwrap();
         std::os::unix::fs::symlink(&outside, root.join("acme/2026/01/02/c0")).unwrap();
-        let report = sweep(
-            cat,
-            &root,
-            Utc::now(),
-            by(&Control::new()),
-            NO_LIMIT,
-            None,
-            &|_| {},
-        )
-        .unwrap();
+        let report = sweep_now(cat, &root).unwrap();
         assert!(outside.join("t.txt").exists() && outside.join("u.txt").exists());
         assert_eq!((report.deleted, report.failed), (2, 2), "{report:?}");
         assert!(
@@ -1188,16 +1153,7 @@ mod tests {
         // Still due: once the directory is back, the next sweep deletes it.
         std::fs::remove_file(root.join("acme/2026/01/02/c0")).unwrap();
         std::fs::rename(&outside, root.join("acme/2026/01/02/c0")).unwrap();
-        let next = sweep(
-            cat,
-            &root,
-            Utc::now(),
-            by(&Control::new()),
-            NO_LIMIT,
-            None,
-            &|_| {},
-        )
-        .unwrap();
+        let next = sweep_now(cat, &root).unwrap();
         assert_eq!((next.deleted, next.failed), (2, 0), "{next:?}");
         assert!(!root.join("acme/2026/01/02/c0/t.txt").exists());
     }
@@ -1247,16 +1203,7 @@ mod tests {
             .unwrap()
             .set_times(mtime)
             .unwrap();
-        let report = sweep(
-            cat,
-            &root,
-            Utc::now(),
-            by(&Control::new()),
-            NO_LIMIT,
-            None,
-            &|_| {},
-        )
-        .unwrap();
+        let report = sweep_now(cat, &root).unwrap();
         assert_eq!(
             (report.deleted, report.held_back, report.failed),
             (2, 2, 0),
