@@ -15,6 +15,7 @@ pub mod policy;
 pub mod progress;
 pub mod repository;
 pub mod schedule;
+pub mod service;
 pub mod settings;
 pub mod target;
 pub mod users;

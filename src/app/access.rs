@@ -1,11 +1,11 @@
 //! Who may run the commands that manage retention and legal holds: the acting user (the one
-//! the process runs as) checked against the roles file `roles` in `[lifecycle]` names
+//! the process runs as, or the one the service authenticated) checked against the roles file `roles` in `[lifecycle]` names
 //! (docs/operations.md, "Permissions and roles").
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
-use super::Loaded;
+use super::{Acting, Loaded};
 use crate::catalog::CatalogConfig;
 use crate::policy::roles::{Permission, Roles, RolesError};
 use crate::users::{Actor, UnknownUser, describe_uid};
@@ -66,7 +66,10 @@ pub fn authorize(l: &Loaded, permissions: &[Permission]) -> Result<Actor, Access
     };
     let (trusted, trusted_as) = trusted_owner(&l.config.catalog)?;
     let roles = Roles::load(roles, trusted, &trusted_as)?;
-    let actor = Actor::current()?;
+    let actor = match &l.acting {
+        Acting::Process => Actor::current()?,
+        Acting::As(actor) => actor.clone(),
+    };
     for permission in permissions {
         roles.require(&actor, *permission)?;
     }

@@ -141,6 +141,7 @@ pub fn direct(
     let l = Loaded {
         config,
         catalog: state.clone(),
+        acting: super::Acting::Process,
     };
     let target = l.open_target(&policy.target)?;
     let keystore = l.keystore(&policy)?;

@@ -40,6 +40,7 @@ use crate::policy::index::{self, IndexError, IndexReport};
 use crate::policy::produce::{self, MediaTools};
 use crate::progress::Progress;
 use crate::target::{self, Target, TargetError};
+use crate::users::Actor;
 
 /// Why a command could not set itself up.
 #[derive(Debug, thiserror::Error)]
@@ -72,10 +73,22 @@ pub enum SetupError {
     Signals(std::io::Error),
 }
 
-/// A command's config and the catalog it names.
+/// A command's config and the catalog it names, and whose permissions it runs with.
 pub struct Loaded {
     pub config: Config,
     pub catalog: Arc<dyn Catalog>,
+    pub acting: Acting,
+}
+
+/// Whose permissions a command is checked against (docs/operations.md, "Permissions and
+/// roles").
+#[derive(Clone, Debug)]
+pub enum Acting {
+    /// The operating-system user this process runs as.
+    Process,
+    /// A user the service authenticated for a request: a peer of its socket (told by the
+    /// kernel) or an account of its web portal.
+    As(Actor),
 }
 
 impl Loaded {
@@ -84,7 +97,20 @@ impl Loaded {
         let config = Config::load(path)?;
         let catalog =
             catalog::open_keyed(&config.catalog, KeySource::new(&config.audit.key_file))?.into();
-        Ok(Loaded { config, catalog })
+        Ok(Loaded {
+            config,
+            catalog,
+            acting: Acting::Process,
+        })
+    }
+
+    /// The same config and catalog, acting as `actor`.
+    pub fn acting_as(&self, actor: Actor) -> Loaded {
+        Loaded {
+            config: self.config.clone(),
+            catalog: self.catalog.clone(),
+            acting: Acting::As(actor),
+        }
     }
 
     /// The export policy `name`.

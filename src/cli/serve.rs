@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use custodian::app::serve::{self, ServeObserver, ServeOptions};
+use custodian::app::serve::{ServeObserver, ServeOptions};
+use custodian::service;
 
 use super::args::Cli;
 use super::out::errln;
@@ -34,6 +35,6 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<u8> {
         max_concurrent: args.max_concurrent as usize,
         shutdown_grace: args.shutdown_grace,
     };
-    serve::serve(&cli.config, &options, &RunOutput)?;
+    service::serve(&cli.config, &options, &RunOutput)?;
     Ok(0)
 }

@@ -54,6 +54,20 @@ pub enum Permission {
     /// Create matters, place and release legal holds (`hold create`, `add`, `release`).
     #[serde(rename = "LEGAL_HOLD_MANAGE")]
     LegalHoldManage,
+    /// See policies, their schedules, and job runs with their failed items and manifests
+    /// (the service's `/runs` and `/policies`).
+    #[serde(rename = "JOBS_READ")]
+    JobsRead,
+    /// Start a run of a policy now, through the service.
+    #[serde(rename = "JOBS_RUN")]
+    JobsRun,
+    /// Read the audit trail and its verification status through the service.
+    #[serde(rename = "AUDIT_READ")]
+    AuditRead,
+    /// Search conversations and see their records, artifacts, exports, flags and holds
+    /// through the service.
+    #[serde(rename = "CONVERSATIONS_READ")]
+    ConversationsRead,
 }
 
 impl Permission {
@@ -68,6 +82,10 @@ impl Permission {
             Permission::Restore => "ARTIFACTS_LIFECYCLE_POLICY_RESTORE",
             Permission::LegalHoldRead => "LEGAL_HOLD_READ",
             Permission::LegalHoldManage => "LEGAL_HOLD_MANAGE",
+            Permission::JobsRead => "JOBS_READ",
+            Permission::JobsRun => "JOBS_RUN",
+            Permission::AuditRead => "AUDIT_READ",
+            Permission::ConversationsRead => "CONVERSATIONS_READ",
         }
     }
 }
