@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 pub struct UnknownUser(String);
 
 /// The acting operating-system user and its groups.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Actor {
     pub user: String,
     pub groups: Vec<String>,
@@ -25,6 +25,30 @@ impl Actor {
             .ok_or_else(|| UnknownUser(format!("uid {uid} has no passwd entry")))?;
         let mut gids = getgroups().map_err(|e| UnknownUser(e.to_string()))?;
         gids.push(user.gid);
+        let mut groups: BTreeSet<String> = BTreeSet::new();
+        for gid in gids {
+            if let Ok(Some(g)) = Group::from_gid(gid) {
+                groups.insert(g.name);
+            }
+        }
+        Ok(Actor {
+            user: user.name,
+            groups: groups.into_iter().collect(),
+        })
+    }
+
+    /// The user with `uid` (a peer the kernel named) and the groups the user database puts it
+    /// in: its primary group and every group listing it (getgrouplist(3)), as a login would
+    /// get them.
+    pub fn of_uid(uid: u32) -> Result<Actor, UnknownUser> {
+        use nix::unistd::{Group, Uid, User, getgrouplist};
+        let user = User::from_uid(Uid::from_raw(uid))
+            .map_err(|e| UnknownUser(e.to_string()))?
+            .ok_or_else(|| UnknownUser(format!("uid {uid} has no passwd entry")))?;
+        let name = std::ffi::CString::new(user.name.as_bytes())
+            .map_err(|_| UnknownUser(format!("uid {uid} has a user name with a NUL byte")))?;
+        let gids = getgrouplist(&name, user.gid)
+            .map_err(|e| UnknownUser(format!("the groups of {} (uid {uid}): {e}", user.name)))?;
         let mut groups: BTreeSet<String> = BTreeSet::new();
         for gid in gids {
             if let Ok(Some(g)) = Group::from_gid(gid) {
