@@ -73,7 +73,7 @@ pub enum ListenError {
     NotASocket(PathBuf),
     #[error("another custodian serve is listening on {0}: stop it first (one service per socket)")]
     InUse(PathBuf),
-    #[error("socket {path}: {source}")]
+    #[error("socket {path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -81,7 +81,7 @@ pub enum ListenError {
     #[error("socket {path}: no group named `{group}` (`socket_group` in [serve])")]
     NoGroup { path: PathBuf, group: String },
     #[error(
-        "socket {path}: cannot give it to group `{group}`: {source}; the service's user must be a member of that group"
+        "socket {path}: cannot give it to group `{group}` (the service's user must be a member of that group)"
     )]
     Group {
         path: PathBuf,
@@ -94,20 +94,20 @@ pub enum ListenError {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(
-        "cannot reach the custodian service at {path} ({source}); is it running? Start it with `custodian serve` as the service's user (the config's [serve] socket names where it listens)"
+        "cannot reach the custodian service at {path} (is it running? start it with `custodian serve` as the service's user; `socket` in [serve] of the config names where it listens)"
     )]
     NotRunning {
         path: PathBuf,
         source: std::io::Error,
     },
     #[error(
-        "may not connect to the custodian service at {path} ({source}): ask its administrator to add you to the socket's group (`socket_group` in [serve])"
+        "may not connect to the custodian service at {path} (ask its administrator to add you to the socket's group, `socket_group` in [serve])"
     )]
     Denied {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("the custodian service at {path}: {source}")]
+    #[error("the custodian service at {path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,

@@ -127,6 +127,13 @@ impl SqliteCatalog {
         {
             let mut conn = this.writer.lock().expect("catalog writer lock");
             this.configure(&conn)?;
+            // Every transaction of the writer writes, most after reading what they check (a
+            // change still pending, a hold still active). Begun deferred, one that reads while
+            // another connection commits cannot take the write lock and fails at once with
+            // SQLITE_BUSY, past the busy handler: two approvals of one change racing (over the
+            // service's socket, or from two processes) saw "database is locked". Begun
+            // IMMEDIATE, it waits for the lock and then reads what the other committed.
+            conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
             // Switching a new file to WAL, and reading a WAL file another process is setting
             // up, can fail with SQLITE_BUSY at once rather than through the busy handler: two
             // processes starting on a new catalog (`serve` and a `jobs list`) would see
