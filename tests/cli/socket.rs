@@ -393,6 +393,12 @@ fn without_the_service_running_the_command_says_where_it_looked() {
         )) && out.contains("custodian serve"),
         "{out}"
     );
+    let unsent = s.fails(ALICE, &["run", "export", "--force"]);
+    assert!(
+        unsent.contains("--force is not sent to the service")
+            && unsent.contains("`custodian run export --force --in-process`"),
+        "{unsent}"
+    );
     assert!(!s.env.path().join("catalog.db").exists(), "nothing opened");
 }
 
