@@ -87,6 +87,33 @@ impl Drop for Service {
     }
 }
 
+/// Starts serve as [`SERVICE`], which must refuse to start: its exit code 2 and what it said.
+/// One still running after a generous deadline is stopped and the test fails.
+fn refused_start(s: &Shared) -> String {
+    let mut child = s
+        .command(SERVICE, &["serve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve started instead of refusing");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
+    err
+}
+
 fn socket(s: &Shared) -> PathBuf {
     s.env.path().join("c.sock")
 }
@@ -414,7 +441,7 @@ fn a_stale_socket_is_replaced_and_a_live_one_or_a_symlink_refused() {
     std::os::unix::fs::lchown(&path, Some(osusers::uid(SERVICE)), None).unwrap();
     let service = Service::start(&s, &[]);
     s.ok(ALICE, &["lifecycle", "list"]);
-    let second = s.fails(SERVICE, &["serve"]);
+    let second = refused_start(&s);
     assert!(
         second.contains(&format!(
             "another custodian serve is listening on {}",
@@ -430,7 +457,7 @@ fn a_stale_socket_is_replaced_and_a_live_one_or_a_symlink_refused() {
     std::fs::write(&victim, "kept").unwrap();
     std::os::unix::fs::chown(&victim, Some(osusers::uid(SERVICE)), None).unwrap();
     std::os::unix::fs::symlink(&victim, &path).unwrap();
-    let refused = s.fails(SERVICE, &["serve"]);
+    let refused = refused_start(&s);
     assert!(
         refused.contains(&format!(
             "socket {} is a symbolic link; custodian never follows one there",
@@ -468,6 +495,10 @@ fn an_oversize_malformed_or_silent_request_is_refused_and_the_service_goes_on() 
     let s = installation();
     let _service = Service::start(&s, &[]);
     let mut silent = UnixStream::connect(socket(&s)).unwrap();
+    // Far past the service's own limit, so that a service without one fails the test.
+    silent
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
     let big = raw(&s, &vec![b'{'; 1024 * 1024]);
     assert_eq!(
         big["refused"]["error"],
