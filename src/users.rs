@@ -69,3 +69,17 @@ pub fn describe_uid(uid: u32) -> String {
         _ => format!("uid {uid}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_uid_is_named_with_the_groups_of_its_user() {
+        let root = Actor::of_uid(0).unwrap();
+        assert_eq!(root.user, "root");
+        assert!(root.groups.iter().any(|g| g == "root"), "{root:?}");
+        let e = Actor::of_uid(3_999_999_999).unwrap_err().to_string();
+        assert!(e.contains("uid 3999999999 has no passwd entry"), "{e}");
+    }
+}

@@ -287,6 +287,57 @@ mod tests {
         assert!(e.contains("unknown field `as`"), "{e}");
     }
 
+    /// What the service answers prints as the value it came from: `--json` over the socket is
+    /// the same document as in process.
+    #[test]
+    fn an_outcome_reads_back_as_the_same_document() {
+        use crate::catalog::holds::{Hold, HoldScope, Release};
+        use crate::catalog::lifecycle::{LifecycleVersion, RetentionAction};
+        let at: chrono::DateTime<chrono::Utc> = "2026-03-01T10:00:00.123456789Z".parse().unwrap();
+        let mut policy =
+            LifecyclePolicy::new("p", "d", ArtifactType::AudioRecording, None, "alice");
+        policy.versions.push(LifecycleVersion {
+            require_export: Some("archive".into()),
+            ..LifecycleVersion::new("v1", RetentionAction::Delete { days: 30 }, "alice")
+        });
+        policy.active_version = Some("v1".into());
+        let matter = MatterState {
+            matter: Matter {
+                name: "m".into(),
+                description: String::new(),
+                created_at: at,
+                created_by: "bob".into(),
+            },
+            holds: vec![Hold {
+                id: 1,
+                matter: "m".into(),
+                scope: HoldScope::Standing(Box::new(Criteria {
+                    users: vec!["jsmith".into()],
+                    start_after: Some("2026-01-01T00:00:00+01:00".parse().unwrap()),
+                    max_duration: Some(std::time::Duration::from_secs(5400)),
+                    ..Criteria::default()
+                })),
+                placed_at: at,
+                placed_by: "bob".into(),
+                released: Some(Release {
+                    at,
+                    by: "carol".into(),
+                }),
+            }],
+            conversations: 3,
+            artifacts: 7,
+        };
+        let outcomes = [
+            Outcome::Lifecycle(LifecycleOutcome::List(vec![policy])),
+            Outcome::Hold(HoldOutcome::Show(matter)),
+        ];
+        for outcome in outcomes {
+            let sent = serde_json::to_string(&outcome).unwrap();
+            let back: Outcome = serde_json::from_str(&sent).unwrap();
+            assert_eq!(serde_json::to_string(&back).unwrap(), sent);
+        }
+    }
+
     #[test]
     fn only_lists_and_shows_leave_the_catalog_as_it_is() {
         assert!(!Request::Lifecycle(LifecycleRequest::List).writes());
