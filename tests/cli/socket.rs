@@ -36,7 +36,14 @@ struct Service {
 impl Service {
     /// Starts serve as [`SERVICE`] with `env` added, and waits until its socket is there.
     fn start(s: &Shared, env: &[(&str, &str)]) -> Service {
-        let mut cmd = s.command(SERVICE, &["serve", "--shutdown-grace", "1s"]);
+        Service::start_with(s, env, &[])
+    }
+
+    /// [`Service::start`] with more arguments for serve.
+    fn start_with(s: &Shared, env: &[(&str, &str)], args: &[&str]) -> Service {
+        let mut all = vec!["serve", "--shutdown-grace", "1s"];
+        all.extend_from_slice(args);
+        let mut cmd = s.command(SERVICE, &all);
         cmd.envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -389,8 +396,20 @@ fn a_run_on_demand_runs_once_at_a_time() {
     }
     let s = installation();
     s.share_repository();
-    // Each run's export waits long on its item: the second request comes while it runs.
-    let _service = Service::start(&s, &[("FAILPOINTS", "export-item=sleep(60000)")]);
+    // A second policy, which the service's config has (the others need only the socket).
+    let config = s.config(SERVICE);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("[policies.export2]\naction = \"export\"\ntarget = \"archive\"\n{text}"),
+    )
+    .unwrap();
+    // Each run's export waits long on its item: the requests that follow come while it runs.
+    let _service = Service::start_with(
+        &s,
+        &[("FAILPOINTS", "export-item=sleep(60000)")],
+        &["--max-concurrent", "1"],
+    );
     let refused = s.fails(EVE, &["run", "export"]);
     assert!(
         refused.contains(&format!("user `{EVE}` lacks the permission JOBS_RUN")),
@@ -406,6 +425,13 @@ fn a_run_on_demand_runs_once_at_a_time() {
                 "(process {process}): one run per policy at a time"
             )),
         "{again}"
+    );
+    let queued = s.json(BOB, &["run", "export2"]);
+    assert_eq!(queued, serde_json::json!({"queued": {"policy": "export2"}}));
+    let waiting = s.fails(ALICE, &["run", "export2"]);
+    assert!(
+        waiting.contains("a run of policy `export2` is already waiting for a free slot"),
+        "{waiting}"
     );
     let unknown = s.fails(ALICE, &["run", "nightly"]);
     assert!(unknown.contains("no policy named `nightly`"), "{unknown}");
