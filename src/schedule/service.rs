@@ -25,8 +25,8 @@ pub struct ServeSettings {
 pub struct SocketConfig {
     /// Where the daemon listens and the command line connects.
     pub path: PathBuf,
-    /// The group the socket file is given (mode 0660); without one, the daemon's own primary
-    /// group.
+    /// The group the socket file is given (mode 0660); without one, the group it is created
+    /// with (the daemon's primary group, or its directory's when that is setgid).
     pub group: Option<String>,
 }
 

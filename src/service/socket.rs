@@ -245,9 +245,16 @@ fn bind(socket: &SocketConfig) -> Result<UnixListener, ListenError> {
 /// Takes connections for as long as the process lives.
 fn accept(listener: UnixListener, config: PathBuf, runner: Runner, busy: Arc<AtomicUsize>) {
     for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
-        if busy.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-            busy.fetch_sub(1, Ordering::SeqCst);
+        let stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of file descriptors, say: wait a little rather than spin.
+                tracing::warn!("management socket: cannot take a connection: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        let Some(slot) = Slot::take(&busy) else {
             let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
             answer(
                 &stream,
@@ -256,21 +263,41 @@ fn accept(listener: UnixListener, config: PathBuf, runner: Runner, busy: Arc<Ato
                 )),
             );
             continue;
-        }
-        let (config, runner, done) = (config.clone(), runner.clone(), busy.clone());
+        };
+        let (config, runner) = (config.clone(), runner.clone());
         let spawned = std::thread::Builder::new()
             .name("custodian-socket-peer".into())
             .spawn(move || {
+                let _slot = slot;
                 serve_peer(&stream, &config, &runner);
-                done.fetch_sub(1, Ordering::SeqCst);
             });
         if let Err(e) = spawned {
-            busy.fetch_sub(1, Ordering::SeqCst);
             tracing::error!("management socket: cannot serve a connection: {e}");
         }
     }
 }
 
+/// One of the [`MAX_CONNECTIONS`] connections served at once, given back when dropped (also
+/// by a thread that panicked).
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(busy: &Arc<AtomicUsize>) -> Option<Slot> {
+        if busy.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            busy.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Slot(busy.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A refusal, `error` as the command line prints it.
 fn refused(error: String) -> Response {
     Response::Refused { error }
 }
