@@ -68,13 +68,30 @@ fn dispatch(cli: &Cli, run_log: &RunLog) -> Result<u8> {
             dry_run,
             no_index,
             force,
+            in_process,
             cluster,
-        } => match (policy.as_str(), dry_run) {
-            (LIFECYCLE_RUN, true) => cli::lifecycle::plan(cli, *no_index),
-            (LIFECYCLE_RUN, false) => cli::lifecycle::run(cli, *no_index, *force, run_log),
-            (_, true) => cli::run::plan(cli, policy, *no_index),
-            (_, false) => cli::run::run(cli, policy, *no_index, cluster, run_log),
-        },
+        } => {
+            let service = match dry_run | in_process {
+                true => None,
+                false => cli::run::service(cli)?,
+            };
+            match (service, policy.as_str(), dry_run) {
+                (Some(socket), ..) => {
+                    let unsent = [
+                        ("--no-index", *no_index),
+                        ("--force", *force),
+                        ("--node", cluster.is_node()),
+                    ];
+                    cli::run::at_service(cli, &socket, policy, &unsent)
+                }
+                (None, LIFECYCLE_RUN, true) => cli::lifecycle::plan(cli, *no_index),
+                (None, LIFECYCLE_RUN, false) => {
+                    cli::lifecycle::run(cli, *no_index, *force, run_log)
+                }
+                (None, _, true) => cli::run::plan(cli, policy, *no_index),
+                (None, _, false) => cli::run::run(cli, policy, *no_index, cluster, run_log),
+            }
+        }
         Command::Plan { policy, no_index } if policy == LIFECYCLE_RUN => {
             cli::lifecycle::plan(cli, *no_index)
         }

@@ -75,3 +75,51 @@ pub fn authorize(l: &Loaded, permissions: &[Permission]) -> Result<Actor, Access
     }
     Ok(actor)
 }
+
+/// A command that writes the catalog was refused: the catalog is a file of another user, not
+/// shared with a group (docs/operations.md, "The service and its socket").
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "catalog {} belongs to {owner}, not to {you}, and is not shared with a group: this command writes the catalog, so it is refused; {what}",
+    path.display()
+)]
+pub struct NotOwner {
+    path: PathBuf,
+    owner: String,
+    you: String,
+    what: String,
+}
+
+/// Refuses a command that writes the catalog when the catalog is a SQLite file that another
+/// user owns and has not opened to its group (mode without g+w): the service's catalog (0600),
+/// whose only writer is `custodian serve`. A catalog shared through a group ("Several users on
+/// one SQLite catalog"), a file yet to be created and a PostgreSQL catalog (its server checks
+/// who connects) are not refused here.
+pub fn own_catalog(config: &crate::config::Config) -> Result<(), NotOwner> {
+    let CatalogConfig::Sqlite { path } = &config.catalog else {
+        return Ok(());
+    };
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    let uid = nix::unistd::getuid().as_raw();
+    if meta.uid() == uid || meta.mode() & 0o020 != 0 {
+        return Ok(());
+    }
+    let what = match &config.serve.socket {
+        Some(socket) => format!(
+            "management commands (lifecycle, hold, run) go to the service through its socket {}; is `custodian serve` running?",
+            socket.path.display()
+        ),
+        None => format!(
+            "ask its owner, or send management commands to the service that owns it: name its socket in `socket` of the [serve] table of {}",
+            config.file.display()
+        ),
+    };
+    Err(NotOwner {
+        path: path.clone(),
+        owner: describe_uid(meta.uid()),
+        you: describe_uid(uid),
+        what,
+    })
+}

@@ -119,6 +119,7 @@ pub fn direct(
     log: &RunLog,
 ) -> Result<DirectSummary, DirectError> {
     let config = Config::load(config).map_err(SetupError::from)?;
+    super::access::own_catalog(&config).map_err(SetupError::from)?;
     let policy = match config.policy(options.policy).map_err(SetupError::from)? {
         Policy::Export(p) => p.clone(),
         Policy::Confidential(_) => return Err(DirectError::NotExport(options.policy.to_owned())),

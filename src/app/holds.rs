@@ -52,6 +52,7 @@ pub enum HoldError {
 }
 
 /// A hold just placed.
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
 pub struct Placed {
     pub id: i64,
     pub matter: String,

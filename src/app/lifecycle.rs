@@ -98,6 +98,7 @@ pub enum Switch<'a> {
 }
 
 /// A policy after an enable, disable or activate.
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
 pub struct Switched {
     pub policy: String,
     pub enabled: bool,
@@ -106,13 +107,18 @@ pub struct Switched {
 
 /// What an enable, disable or activate did: applied it, or, under four eyes, requested it
 /// for another user's approval.
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SwitchOutcome {
     Applied(Switched),
     Requested(PendingChange),
 }
 
 /// A version just published.
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
 pub struct Published {
+    /// The policy's name.
+    pub policy: String,
     pub version: LifecycleVersion,
     /// The policy's first version, which under four eyes did not become active because it
     /// deletes: an approved `activate` makes it active.
@@ -229,6 +235,7 @@ pub fn publish(
         .catalog
         .publish_lifecycle_version_activating(name, &v, !withhold, &e)?;
     Ok(Published {
+        policy: name.to_owned(),
         version: v,
         awaits_activation: first && withhold,
     })

@@ -15,6 +15,7 @@ pub mod direct;
 pub mod holds;
 pub mod jobs;
 pub mod lifecycle;
+pub mod manage;
 pub mod media;
 pub mod plan;
 pub mod run;
@@ -68,6 +69,8 @@ pub enum SetupError {
     NotExport(String),
     #[error(transparent)]
     Index(#[from] IndexError),
+    #[error(transparent)]
+    NotOwner(#[from] access::NotOwner),
     /// The signal handlers could not be installed.
     #[error(transparent)]
     Signals(std::io::Error),
@@ -94,7 +97,25 @@ pub enum Acting {
 impl Loaded {
     /// Reads the config at `path` and opens its catalog, keyed with the audit key.
     pub fn load(path: &Path) -> Result<Loaded, SetupError> {
-        let config = Config::load(path)?;
+        Loaded::open(Config::load(path)?)
+    }
+
+    /// Reads the config at `path` for a command that writes the catalog, which it refuses when
+    /// the catalog is a file of another user not shared with a group
+    /// ([`access::own_catalog`]), then opens the catalog.
+    pub fn load_to_write(path: &Path) -> Result<Loaded, SetupError> {
+        Loaded::open_to_write(Config::load(path)?)
+    }
+
+    /// Opens the catalog `config` names for a command that writes it, unless
+    /// [`access::own_catalog`] refuses it.
+    pub fn open_to_write(config: Config) -> Result<Loaded, SetupError> {
+        access::own_catalog(&config)?;
+        Loaded::open(config)
+    }
+
+    /// Opens the catalog `config` names, keyed with its audit key.
+    pub fn open(config: Config) -> Result<Loaded, SetupError> {
         let catalog =
             catalog::open_keyed(&config.catalog, KeySource::new(&config.audit.key_file))?.into();
         Ok(Loaded {
@@ -259,7 +280,7 @@ impl Loaded {
 }
 
 /// `error` and each of its sources after a colon, as the command line prints errors.
-fn with_sources(error: &dyn std::error::Error) -> String {
+pub fn with_sources(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(s) = source {

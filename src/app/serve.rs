@@ -16,12 +16,14 @@ use chrono::{DateTime, Utc};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use super::access::{AccessError, authorize};
 use super::control::notify_run;
-use super::{SetupError, with_sources};
+use super::{Loaded, SetupError, with_sources};
 use crate::catalog::{self, Catalog, CatalogError, Mode, RunId, RunStatus};
 use crate::config::Config;
 use crate::policy::Policy;
-use crate::policy::lifecycle::LIFECYCLE_TARGET;
+use crate::policy::lifecycle::{LIFECYCLE_RUN, LIFECYCLE_TARGET};
+use crate::policy::roles::Permission;
 use crate::schedule::serve::{Due, Scheduler};
 
 /// Why serve could not start.
@@ -63,6 +65,83 @@ enum Event {
         policy: String,
         status: std::io::Result<ExitStatus>,
     },
+    /// A user asked for a run of `policy` now (through the service's socket).
+    RunNow {
+        policy: String,
+        by: String,
+        reply: crossbeam_channel::Sender<Result<Started, RunNowError>>,
+    },
+}
+
+/// A run asked for on demand, as serve took it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Started {
+    /// Its process is going.
+    Running {
+        policy: String,
+        process: u32,
+        at: DateTime<Utc>,
+    },
+    /// Every slot is taken (`--max-concurrent`): it starts when a run ends.
+    Queued { policy: String },
+}
+
+/// Why serve did not take a run asked for on demand.
+#[derive(Debug, thiserror::Error)]
+pub enum RunNowError {
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    #[error("no policy named `{policy}` in {config} (defined: {defined})")]
+    NoSuchPolicy {
+        policy: String,
+        config: PathBuf,
+        defined: String,
+    },
+    #[error(
+        "policy `{policy}` is already running since {} (process {process}): one run per policy at a time; follow it with `custodian jobs list --policy {policy}`",
+        since.to_rfc3339()
+    )]
+    AlreadyRunning {
+        policy: String,
+        since: DateTime<Utc>,
+        process: u32,
+    },
+    #[error(
+        "a run of policy `{0}` is already waiting for a free slot (serve's --max-concurrent); it starts when a run ends"
+    )]
+    AlreadyWaiting(String),
+    #[error("serve could not start a run of policy `{0}`; its log says why")]
+    NotStarted(String),
+    #[error("serve is stopping and starts no more runs")]
+    Stopping,
+}
+
+/// Asks a running serve for runs on demand; each is one more event of its loop, so the rule of
+/// one run per policy is kept by the loop that keeps it for scheduled runs.
+#[derive(Clone)]
+pub struct Runner(crossbeam_channel::Sender<Event>);
+
+impl Runner {
+    /// A run of `policy` now, for `l`'s acting user holding JOBS_RUN (and, for the lifecycle
+    /// sweep, ARTIFACTS_LIFECYCLE_POLICY_RUN, as `run lifecycle` needs).
+    pub fn run_now(&self, l: &Loaded, policy: &str) -> Result<Started, RunNowError> {
+        let needed: &[Permission] = if policy == LIFECYCLE_RUN {
+            &[Permission::JobsRun, Permission::Run]
+        } else {
+            &[Permission::JobsRun]
+        };
+        let actor = authorize(l, needed)?;
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        self.0
+            .send(Event::RunNow {
+                policy: policy.to_owned(),
+                by: actor.user,
+                reply,
+            })
+            .map_err(|_| RunNowError::Stopping)?;
+        answer.recv().map_err(|_| RunNowError::Stopping)?
+    }
 }
 
 /// Why serve killed a run process.
@@ -117,80 +196,138 @@ pub fn serve(
     options: &ServeOptions,
     observer: &'static dyn ServeObserver,
 ) -> Result<(), ServeError> {
-    let config_path = std::path::absolute(config).map_err(|source| ServeError::Resolve {
-        path: config.to_owned(),
-        source,
-    })?;
-    let config = Config::load(&config_path).map_err(SetupError::from)?;
-    let catalog = catalog::open(&config.catalog).map_err(SetupError::from)?;
-    let (events, rx) = crossbeam_channel::bounded::<Event>(1024);
-    {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
-            .map_err(SetupError::Signals)?;
-        let events = events.clone();
-        std::thread::Builder::new()
-            .name("custodian-signals".into())
-            .spawn(move || {
-                for s in signals.forever() {
-                    if events.send(Event::Signal(s)).is_err() {
-                        break;
-                    }
-                }
-            })
-            .map_err(SetupError::Signals)?;
+    Supervisor::start(config, options, observer)?.run()
+}
+
+/// Serve's loop, set up (config read, catalog open, signal handlers installed) and not yet
+/// going: the service's boundaries take what they need from it before it runs.
+pub struct Supervisor {
+    server: Server,
+    rx: crossbeam_channel::Receiver<Event>,
+    max_concurrent: usize,
+    shutdown_grace: Duration,
+}
+
+impl Supervisor {
+    /// Reads the config at `config`, opens its catalog (a SQLite file it creates is 0600, the
+    /// service's own) and installs the signal handlers.
+    pub fn start(
+        config: &Path,
+        options: &ServeOptions,
+        observer: &'static dyn ServeObserver,
+    ) -> Result<Supervisor, ServeError> {
+        let (server, rx) = Server::open(config, observer)?;
+        Ok(Supervisor {
+            server,
+            rx,
+            max_concurrent: options.max_concurrent,
+            shutdown_grace: options.shutdown_grace,
+        })
     }
-    let now = Utc::now();
-    let mut server = Server {
-        exe: std::env::current_exe().map_err(ServeError::Executable)?,
-        observer,
-        scheduler: Scheduler::new(config.scheduled_jobs(), now),
-        config_path,
-        config,
-        catalog,
-        running: HashMap::new(),
-        events,
-    };
-    tracing::info!(
-        "serving {}: {} scheduled jobs, at most {} runs at once; {}",
-        server.config_path.display(),
-        server.scheduler.scheduled(),
-        options.max_concurrent,
-        server.next_text()
-    );
-    loop {
-        let now = Utc::now();
-        for skipped in server.scheduler.tick(now) {
-            let since = server
-                .running
-                .get(&skipped.policy)
-                .map_or("waiting for a slot".to_string(), |r| {
-                    format!("running since {}", r.spawned_at.to_rfc3339())
-                });
-            tracing::warn!(
-                "policy `{}` was due at {} but its previous run is still going ({since}); this occurrence is skipped",
-                skipped.policy,
-                skipped.at.to_rfc3339()
-            );
-        }
-        while let Some(due) = server.scheduler.start_next(options.max_concurrent) {
-            server.start(due);
-        }
-        server.enforce_backstops();
-        let wake = server.wake_at();
-        match rx.recv_deadline(wake) {
-            Ok(Event::Signal(signal_hook::consts::SIGHUP)) => server.reload(),
-            Ok(Event::Signal(signal)) => {
-                server.shutdown(signal, options.shutdown_grace, &rx);
-                return Ok(());
+
+    /// The config serve runs, as loaded at the start.
+    pub fn config(&self) -> &Config {
+        &self.server.config
+    }
+
+    /// Where serve asks for runs on demand.
+    pub fn runner(&self) -> Runner {
+        Runner(self.server.events.clone())
+    }
+
+    /// Runs every enabled policy on its schedule, and those asked for, until SIGTERM or SIGINT.
+    pub fn run(self) -> Result<(), ServeError> {
+        let Supervisor {
+            mut server,
+            rx,
+            max_concurrent,
+            shutdown_grace,
+        } = self;
+        tracing::info!(
+            "serving {}: {} scheduled jobs, at most {max_concurrent} runs at once; {}",
+            server.config_path.display(),
+            server.scheduler.scheduled(),
+            server.next_text()
+        );
+        loop {
+            let now = Utc::now();
+            for skipped in server.scheduler.tick(now) {
+                let since = server
+                    .running
+                    .get(&skipped.policy)
+                    .map_or("waiting for a slot".to_string(), |r| {
+                        format!("running since {}", r.spawned_at.to_rfc3339())
+                    });
+                tracing::warn!(
+                    "policy `{}` was due at {} but its previous run is still going ({since}); this occurrence is skipped",
+                    skipped.policy,
+                    skipped.at.to_rfc3339()
+                );
             }
-            Ok(Event::Exited { policy, status }) => server.exited(&policy, status),
-            Err(_) => {}
+            server.start_waiting(max_concurrent);
+            server.enforce_backstops();
+            let wake = server.wake_at();
+            match rx.recv_deadline(wake) {
+                Ok(Event::Signal(signal_hook::consts::SIGHUP)) => server.reload(),
+                Ok(Event::Signal(signal)) => {
+                    server.shutdown(signal, shutdown_grace, &rx);
+                    return Ok(());
+                }
+                Ok(Event::Exited { policy, status }) => server.exited(&policy, status),
+                Ok(Event::RunNow { policy, by, reply }) => {
+                    let _ = reply.send(server.run_now(&policy, &by, max_concurrent));
+                }
+                Err(_) => {}
+            }
         }
     }
 }
 
 impl Server {
+    /// Reads the config, opens its catalog, installs the signal handlers: a server with
+    /// nothing running, and the receiver of its events.
+    fn open(
+        config: &Path,
+        observer: &'static dyn ServeObserver,
+    ) -> Result<(Server, crossbeam_channel::Receiver<Event>), ServeError> {
+        let config_path = std::path::absolute(config).map_err(|source| ServeError::Resolve {
+            path: config.to_owned(),
+            source,
+        })?;
+        let config = Config::load(&config_path).map_err(SetupError::from)?;
+        super::access::own_catalog(&config).map_err(SetupError::from)?;
+        let catalog = catalog::open_private(&config.catalog).map_err(SetupError::from)?;
+        let (events, rx) = crossbeam_channel::bounded::<Event>(1024);
+        {
+            use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+            let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+                .map_err(SetupError::Signals)?;
+            let events = events.clone();
+            std::thread::Builder::new()
+                .name("custodian-signals".into())
+                .spawn(move || {
+                    for s in signals.forever() {
+                        if events.send(Event::Signal(s)).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .map_err(SetupError::Signals)?;
+        }
+        let now = Utc::now();
+        let server = Server {
+            exe: std::env::current_exe().map_err(ServeError::Executable)?,
+            observer,
+            scheduler: Scheduler::new(config.scheduled_jobs(), now),
+            config_path,
+            config,
+            catalog,
+            running: HashMap::new(),
+            events,
+        };
+        Ok((server, rx))
+    }
+
     fn next_text(&self) -> String {
         match self.scheduler.next_wake() {
             Some((p, t)) => format!("next: `{p}` at {}", t.to_rfc3339()),
@@ -214,6 +351,60 @@ impl Server {
         wake
     }
 
+    /// Starts waiting runs while slots are free.
+    fn start_waiting(&mut self, slots: usize) {
+        while let Some(due) = self.scheduler.start_next(slots) {
+            self.start(due);
+        }
+    }
+
+    /// A run of `policy` asked for by `by`: refused while one runs or waits, else queued and
+    /// started at once when a slot is free.
+    fn run_now(&mut self, policy: &str, by: &str, slots: usize) -> Result<Started, RunNowError> {
+        if self.config.job(policy).is_none() {
+            return Err(RunNowError::NoSuchPolicy {
+                policy: policy.to_owned(),
+                config: self.config_path.clone(),
+                defined: self
+                    .config
+                    .policies
+                    .keys()
+                    .map(String::as_str)
+                    .chain([LIFECYCLE_RUN])
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        if let Some(r) = self.running.get(policy) {
+            return Err(RunNowError::AlreadyRunning {
+                policy: policy.to_owned(),
+                since: r.spawned_at,
+                process: r.pid.as_raw() as u32,
+            });
+        }
+        let now = Utc::now();
+        let due = Due {
+            policy: policy.to_owned(),
+            at: now,
+        };
+        if !self.scheduler.queue_now(due) {
+            return Err(RunNowError::AlreadyWaiting(policy.to_owned()));
+        }
+        tracing::info!(policy, "run asked for by {by}");
+        self.start_waiting(slots);
+        match self.running.get(policy) {
+            Some(r) => Ok(Started::Running {
+                policy: policy.to_owned(),
+                process: r.pid.as_raw() as u32,
+                at: r.spawned_at,
+            }),
+            None if self.scheduler.is_waiting(policy) => Ok(Started::Queued {
+                policy: policy.to_owned(),
+            }),
+            None => Err(RunNowError::NotStarted(policy.to_owned())),
+        }
+    }
+
     fn start(&mut self, due: Due) {
         let Due { policy, at } = due;
         let Some(job) = self.config.job(&policy).cloned() else {
@@ -225,6 +416,7 @@ impl Server {
             .arg(&self.config_path)
             .arg("--json")
             .arg("run")
+            .arg("--in-process")
             .arg(&policy)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -458,7 +650,8 @@ impl Server {
         while !self.running.is_empty() {
             match rx.recv_deadline(deadline) {
                 Ok(Event::Exited { policy, status }) => self.exited(&policy, status),
-                Ok(Event::Signal(_)) => {}
+                // A run asked for now is refused: its reply channel closes unanswered.
+                Ok(Event::Signal(_) | Event::RunNow { .. }) => {}
                 Err(_) => break,
             }
         }
@@ -475,7 +668,8 @@ impl Server {
         while !self.running.is_empty() {
             match rx.recv_deadline(deadline) {
                 Ok(Event::Exited { policy, status }) => self.exited(&policy, status),
-                Ok(Event::Signal(_)) => {}
+                // A run asked for now is refused: its reply channel closes unanswered.
+                Ok(Event::Signal(_) | Event::RunNow { .. }) => {}
                 Err(_) => break,
             }
         }

@@ -11,14 +11,14 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::CatalogError;
 use crate::audit::NewEvent;
 use crate::filter::{Criteria, Filter};
 
 /// A legal matter, under which holds are placed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Matter {
     pub name: String,
     pub description: String,
@@ -27,7 +27,8 @@ pub struct Matter {
 }
 
 /// A conversation as the CLI names it: `TENANT/ID`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[serde(try_from = "RefFields")]
 pub struct ConversationRef {
     pub tenant: String,
     pub id: String,
@@ -55,6 +56,29 @@ impl std::str::FromStr for ConversationRef {
     }
 }
 
+/// A conversation reference as a request spells it, checked as the command line checks
+/// TENANT/ID: a peer of the service's socket sends fields, not text.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefFields {
+    tenant: String,
+    id: String,
+}
+
+impl TryFrom<RefFields> for ConversationRef {
+    type Error = String;
+
+    fn try_from(r: RefFields) -> std::result::Result<ConversationRef, String> {
+        if r.tenant.contains('/') {
+            return Err(format!(
+                "`{}` is not a tenant: a tenant holds no `/`",
+                r.tenant
+            ));
+        }
+        format!("{}/{}", r.tenant, r.id).parse()
+    }
+}
+
 impl std::fmt::Display for ConversationRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.tenant, self.id)
@@ -62,7 +86,7 @@ impl std::fmt::Display for ConversationRef {
 }
 
 /// What a hold covers.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HoldScope {
     /// Every conversation matching these criteria, now and indexed later.
@@ -72,14 +96,14 @@ pub enum HoldScope {
 }
 
 /// Who released a hold, and when.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Release {
     pub at: DateTime<Utc>,
     pub by: String,
 }
 
 /// A hold placed under a matter.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 pub struct Hold {
     pub id: i64,
     pub matter: String,
@@ -90,7 +114,7 @@ pub struct Hold {
 }
 
 /// A matter with its holds and what its active holds hold now.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 pub struct MatterState {
     #[serde(flatten)]
     pub matter: Matter,

@@ -671,6 +671,15 @@ pub fn open(config: &CatalogConfig) -> Result<Box<dyn Catalog>> {
     open_with(config, None)
 }
 
+/// Opens the catalog a config names as [`open`] does, for `custodian serve`: a SQLite catalog it
+/// creates is mode 0600, its own (docs/operations.md, "The service and its socket").
+pub fn open_private(config: &CatalogConfig) -> Result<Box<dyn Catalog>> {
+    match config {
+        CatalogConfig::Sqlite { path } => Ok(Box::new(sqlite::SqliteCatalog::open_private(path)?)),
+        _ => open(config),
+    }
+}
+
 /// Opens the catalog a config names, appending audit events keyed with the key at `key`.
 pub fn open_keyed(
     config: &CatalogConfig,

@@ -48,7 +48,8 @@ pub enum Command {
     #[command(after_help = "Examples:
   custodian run demo-export
   custodian run demo-zip --dry-run
-  custodian run nightly-export --node \"$(hostname)\"")]
+  custodian run nightly-export --node \"$(hostname)\"
+  custodian run nightly-export --in-process")]
     Run {
         policy: String,
         /// Show what would be exported (or deleted), and the total bytes, without doing it.
@@ -60,6 +61,10 @@ pub enum Command {
         /// `run lifecycle`: delete even when more is due than the per-run limits allow.
         #[arg(long)]
         force: bool,
+        /// Run in this process even when the config names the service's socket (as serve
+        /// starts its runs); the catalog must be this user's.
+        #[arg(long)]
+        in_process: bool,
         #[command(flatten)]
         cluster: run::ClusterArgs,
     },

@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use chrono::{DateTime, FixedOffset};
 use clap::{Args, Subcommand};
 
-use custodian::app::Loaded;
-use custodian::app::holds::{self, Placed};
+use custodian::app::holds::Placed;
+use custodian::app::manage::{HoldOutcome, HoldRequest, Outcome, Request};
 use custodian::catalog::holds::{ConversationRef, Hold, HoldScope, MatterState};
 use custodian::filter::Criteria;
 use custodian::repository::record::{
@@ -16,6 +16,7 @@ use custodian::repository::record::{
 
 use super::args::Cli;
 use super::out::{outln, print_json};
+use super::remote;
 
 #[derive(Subcommand)]
 pub enum HoldCommand {
@@ -129,27 +130,60 @@ impl CriteriaArgs {
 }
 
 pub fn command(cli: &Cli, command: &HoldCommand) -> Result<u8> {
-    let l = Loaded::load(&cli.config)?;
+    match remote::manage(cli, Request::Hold(request(command)))? {
+        Outcome::Hold(done) => print(cli, done)?,
+        Outcome::Lifecycle(_) => bail!("a `hold` command was answered as a `lifecycle` command"),
+    }
+    Ok(0)
+}
+
+/// The command as a request, to do here or at the service.
+fn request(command: &HoldCommand) -> HoldRequest {
     match command {
         HoldCommand::Create {
             matter,
             description,
-        } => {
-            let m = holds::create(&l, matter, description)?;
-            if cli.json {
-                print_json(&m)?;
-            } else {
-                outln!(
-                    "created matter `{matter}` (it holds nothing yet; place holds with `custodian hold add {matter} …`)"
-                )?;
-            }
-        }
+        } => HoldRequest::Create {
+            matter: matter.clone(),
+            description: description.clone(),
+        },
         HoldCommand::Add {
             matter,
             conversations,
             criteria,
-        } => {
-            let placed = holds::add(&l, matter, conversations.clone(), criteria.criteria())?;
+        } => HoldRequest::Add {
+            matter: matter.clone(),
+            conversations: conversations.clone(),
+            criteria: Box::new(criteria.criteria()),
+        },
+        HoldCommand::Release {
+            matter,
+            acknowledge,
+        } => HoldRequest::Release {
+            matter: matter.clone(),
+            acknowledge: acknowledge.clone(),
+        },
+        HoldCommand::List => HoldRequest::List,
+        HoldCommand::Show { matter } => HoldRequest::Show {
+            matter: matter.clone(),
+        },
+    }
+}
+
+/// What the command did, as text or `--json`.
+fn print(cli: &Cli, done: HoldOutcome) -> Result<()> {
+    match done {
+        HoldOutcome::Created(m) => {
+            if cli.json {
+                print_json(&m)?;
+            } else {
+                outln!(
+                    "created matter `{matter}` (it holds nothing yet; place holds with `custodian hold add {matter} …`)",
+                    matter = m.name
+                )?;
+            }
+        }
+        HoldOutcome::Placed(placed) => {
             if cli.json {
                 print_json(&serde_json::json!({
                     "id": placed.id,
@@ -160,19 +194,14 @@ pub fn command(cli: &Cli, command: &HoldCommand) -> Result<u8> {
                 print_placed(&placed)?;
             }
         }
-        HoldCommand::Release {
-            matter,
-            acknowledge,
-        } => {
-            let released = holds::release(&l, matter, acknowledge)?;
+        HoldOutcome::Released { matter, released } => {
             if cli.json {
                 print_json(&serde_json::json!({"matter": matter, "released": released}))?;
             } else {
                 outln!("released {released} hold(s) of matter `{matter}`")?;
             }
         }
-        HoldCommand::List => {
-            let matters = holds::list(&l)?;
+        HoldOutcome::List(matters) => {
             if cli.json {
                 print_json(&matters)?;
             } else if matters.is_empty() {
@@ -197,8 +226,7 @@ pub fn command(cli: &Cli, command: &HoldCommand) -> Result<u8> {
                 }
             }
         }
-        HoldCommand::Show { matter } => {
-            let m = holds::show(&l, matter)?;
+        HoldOutcome::Show(m) => {
             if cli.json {
                 print_json(&m)?;
             } else {
@@ -206,7 +234,7 @@ pub fn command(cli: &Cli, command: &HoldCommand) -> Result<u8> {
             }
         }
     }
-    Ok(0)
+    Ok(())
 }
 
 fn active(m: &MatterState) -> usize {

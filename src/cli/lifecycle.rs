@@ -1,12 +1,13 @@
 //! The `custodian lifecycle …` commands, `run lifecycle` and `plan lifecycle`: their
 //! arguments, and what they did as text or `--json`.
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::Subcommand;
 
 use custodian::app::Loaded;
 use custodian::app::control::Watchers;
-use custodian::app::lifecycle::{self, Sweep, Switch, SwitchOutcome};
+use custodian::app::lifecycle::{self, Sweep, SwitchOutcome};
+use custodian::app::manage::{LifecycleOutcome, LifecycleRequest, Outcome, Request};
 use custodian::catalog::Mode;
 use custodian::catalog::lifecycle::LifecycleVersion;
 use custodian::policy::lifecycle::{DueSummary, LIFECYCLE_RUN, SweepSummary};
@@ -15,7 +16,8 @@ use custodian::schedule::runlog::RunLog;
 
 use super::args::Cli;
 use super::out::{Bar, errln, outln, print_json};
-use super::run::{RunMessages, print_index, print_notification, run_heading};
+use super::remote;
+use super::run::{RunMessages, load_to_plan, print_index, print_notification, run_heading};
 
 #[derive(Subcommand)]
 pub enum LifecycleCommand {
@@ -128,35 +130,86 @@ pub enum LifecycleCommand {
 }
 
 pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
-    let l = Loaded::load(&cli.config)?;
+    match remote::manage(cli, Request::Lifecycle(request(command)))? {
+        Outcome::Lifecycle(done) => print(cli, done),
+        Outcome::Hold(_) => bail!("a `lifecycle` command was answered as a `hold` command"),
+    }
+}
+
+/// The command as a request, to do here or at the service.
+fn request(command: &LifecycleCommand) -> LifecycleRequest {
     match command {
         LifecycleCommand::Create {
             name,
             artifact_type,
             audio_type,
             description,
-        } => {
-            let policy = lifecycle::create(&l, name, *artifact_type, *audio_type, description)?;
-            outln!(
-                "created lifecycle policy `{name}` for {} (disabled; publish a version next)",
-                policy.scope()
-            )?;
-        }
+        } => LifecycleRequest::Create {
+            name: name.clone(),
+            artifact_type: *artifact_type,
+            audio_type: *audio_type,
+            description: description.clone(),
+        },
         LifecycleCommand::Version {
             name,
             version,
             keep_forever,
             delete_after_days,
             require_export,
-        } => {
-            let published = lifecycle::publish(
-                &l,
-                name,
-                version,
-                *keep_forever,
-                *delete_after_days,
-                require_export.as_deref(),
+        } => LifecycleRequest::Version {
+            name: name.clone(),
+            version: version.clone(),
+            keep_forever: *keep_forever,
+            delete_after_days: *delete_after_days,
+            require_export: require_export.clone(),
+        },
+        LifecycleCommand::Enable { name, acknowledge } => LifecycleRequest::Enable {
+            name: name.clone(),
+            acknowledge: acknowledge.clone(),
+        },
+        LifecycleCommand::Disable { name, acknowledge } => LifecycleRequest::Disable {
+            name: name.clone(),
+            acknowledge: acknowledge.clone(),
+        },
+        LifecycleCommand::Activate {
+            name,
+            version,
+            acknowledge,
+        } => LifecycleRequest::Activate {
+            name: name.clone(),
+            version: version.clone(),
+            acknowledge: acknowledge.clone(),
+        },
+        LifecycleCommand::Pending { all } => LifecycleRequest::Pending { all: *all },
+        LifecycleCommand::Approve {
+            change,
+            acknowledge,
+        } => LifecycleRequest::Approve {
+            change: *change,
+            acknowledge: acknowledge.clone(),
+        },
+        LifecycleCommand::Reject { change } => LifecycleRequest::Reject { change: *change },
+        LifecycleCommand::List => LifecycleRequest::List,
+        LifecycleCommand::Show { name } => LifecycleRequest::Show { name: name.clone() },
+        LifecycleCommand::Restore { conversation, run } => LifecycleRequest::Restore {
+            conversation: conversation.clone(),
+            run: *run,
+        },
+    }
+}
+
+/// What the command did, as text or `--json`; the exit code (1 when a restore failed items).
+fn print(cli: &Cli, done: LifecycleOutcome) -> Result<u8> {
+    match done {
+        LifecycleOutcome::Created(policy) => {
+            outln!(
+                "created lifecycle policy `{}` for {} (disabled; publish a version next)",
+                policy.name,
+                policy.scope()
             )?;
+        }
+        LifecycleOutcome::Published(published) => {
+            let (name, version) = (&published.policy, &published.version.name);
             outln!(
                 "published version `{version}` of `{name}`: {}",
                 describe(&published.version)
@@ -167,21 +220,8 @@ pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
                 )?;
             }
         }
-        LifecycleCommand::Enable { name, acknowledge } => {
-            switch(&l, name, Switch::Enable, acknowledge)?;
-        }
-        LifecycleCommand::Disable { name, acknowledge } => {
-            switch(&l, name, Switch::Disable, acknowledge)?;
-        }
-        LifecycleCommand::Activate {
-            name,
-            version,
-            acknowledge,
-        } => {
-            switch(&l, name, Switch::Activate(version), acknowledge)?;
-        }
-        LifecycleCommand::Pending { all } => {
-            let changes = lifecycle::pending(&l, *all)?;
+        LifecycleOutcome::Switched(outcome) => print_switch(outcome)?,
+        LifecycleOutcome::Pending(changes) => {
             if cli.json {
                 print_json(&changes)?;
             } else if changes.is_empty() {
@@ -213,11 +253,7 @@ pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
                 }
             }
         }
-        LifecycleCommand::Approve {
-            change,
-            acknowledge,
-        } => {
-            let c = lifecycle::approve(&l, *change, acknowledge)?;
+        LifecycleOutcome::Approved(c) => {
             outln!(
                 "approved change {}: policy `{}` is {} with version `{}` active (requested by {})",
                 c.id,
@@ -231,8 +267,7 @@ pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
                 c.requested_by
             )?;
         }
-        LifecycleCommand::Reject { change } => {
-            let c = lifecycle::reject(&l, *change)?;
+        LifecycleOutcome::Rejected(c) => {
             outln!(
                 "rejected change {} ({} `{}` of policy `{}`, requested by {}); the policy is unchanged",
                 c.id,
@@ -242,8 +277,7 @@ pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
                 c.requested_by
             )?;
         }
-        LifecycleCommand::List => {
-            let policies = lifecycle::list(&l)?;
+        LifecycleOutcome::List(policies) => {
             if cli.json {
                 print_json(&policies)?;
             } else if policies.is_empty() {
@@ -268,8 +302,7 @@ pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
                 }
             }
         }
-        LifecycleCommand::Show { name } => {
-            let p = lifecycle::show(&l, name)?;
+        LifecycleOutcome::Show(p) => {
             if cli.json {
                 print_json(&p)?;
             } else {
@@ -299,8 +332,7 @@ pub fn command(cli: &Cli, command: &LifecycleCommand) -> Result<u8> {
                 }
             }
         }
-        LifecycleCommand::Restore { conversation, run } => {
-            let report = lifecycle::restore(&l, conversation.as_deref(), *run)?;
+        LifecycleOutcome::Restored(report) => {
             if cli.json {
                 print_json(&report)?;
             } else {
@@ -328,9 +360,9 @@ fn describe(v: &LifecycleVersion) -> String {
     }
 }
 
-/// Enables, disables or re-points a policy and says what it is now.
-fn switch(l: &Loaded, name: &str, how: Switch<'_>, acknowledge: &[String]) -> Result<()> {
-    match lifecycle::switch(l, name, how, acknowledge)? {
+/// Says what an enable, disable or activate did: applied, or requested for approval.
+fn print_switch(outcome: SwitchOutcome) -> Result<()> {
+    match outcome {
         SwitchOutcome::Applied(done) => outln!(
             "policy `{}` is {} with version `{}` active: {}",
             done.policy,
@@ -359,7 +391,7 @@ fn switch(l: &Loaded, name: &str, how: Switch<'_>, acknowledge: &[String]) -> Re
 
 /// `plan lifecycle` / `run lifecycle --dry-run`: what is due now, per policy.
 pub fn plan(cli: &Cli, no_index: bool) -> Result<u8> {
-    let l = Loaded::load(&cli.config)?;
+    let l = load_to_plan(cli, no_index)?;
     let due = lifecycle::plan(&l, no_index, &Bar::new(cli.json))?;
     if cli.json {
         print_json(&due)?;
@@ -420,7 +452,7 @@ fn by_matter(d: &DueSummary) -> String {
 /// `run lifecycle`: the sweep. Refused for its limits or an unusable repository root, it
 /// exits 2.
 pub fn run(cli: &Cli, no_index: bool, force: bool, log: &RunLog) -> Result<u8> {
-    let l = Loaded::load(&cli.config)?;
+    let l = Loaded::load_to_write(&cli.config)?;
     let (index, work) = (Bar::new(cli.json), Bar::new(cli.json));
     let watchers = Watchers {
         index: &index,

@@ -10,5 +10,6 @@ pub mod lifecycle;
 pub mod manual;
 pub mod media;
 pub mod out;
+pub mod remote;
 pub mod run;
 pub mod serve;

@@ -2,17 +2,20 @@
 //! their reports as text or `--json`.
 
 use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use serde::Serialize;
 
 use custodian::app::Loaded;
 use custodian::app::control::{Controlled, RunObserver, Watchers};
 use custodian::app::plan::{self, Plan};
 use custodian::app::run::{self as app_run, Outcome};
+use custodian::app::serve::Started;
 use custodian::catalog::{CatalogError, Mode, RunId};
 use custodian::cluster::{NodeOptions, NodeReport};
+use custodian::config::Config;
 use custodian::policy::confidential::{FlagAction, FlagSummary};
 use custodian::policy::export::{PlannedConversation, RunSummary};
 use custodian::policy::index::IndexReport;
@@ -20,6 +23,7 @@ use custodian::schedule::runlog::RunLog;
 
 use super::args::Cli;
 use super::out::{self, Bar, errln, human_bytes, outln, print_json};
+use super::remote;
 
 /// `run POLICY --node NAME`: one of several nodes sharing the run.
 #[derive(clap::Args)]
@@ -39,6 +43,13 @@ pub struct ClusterArgs {
     /// then take over its unit when its lease expires).
     #[arg(long, default_value = "2m", requires = "node", value_parser = humantime::parse_duration)]
     catalog_patience: Duration,
+}
+
+impl ClusterArgs {
+    /// Whether the run takes part as a node.
+    pub fn is_node(&self) -> bool {
+        self.node.is_some()
+    }
 }
 
 /// Run control's messages, on stderr.
@@ -63,9 +74,54 @@ pub fn print_notification<T>(cli: &Cli, done: &Controlled<T>) -> Result<()> {
     Ok(())
 }
 
+/// The config and catalog for a plan, which writes the catalog when it indexes first.
+pub fn load_to_plan(cli: &Cli, no_index: bool) -> Result<Loaded> {
+    Ok(if no_index {
+        Loaded::load(&cli.config)?
+    } else {
+        Loaded::load_to_write(&cli.config)?
+    })
+}
+
+/// The service's socket, when the config names one: `run POLICY` is asked of it.
+pub fn service(cli: &Cli) -> Result<Option<PathBuf>> {
+    Ok(Config::load(&cli.config)?.serve.socket.map(|s| s.path))
+}
+
+/// `custodian run POLICY` at the service listening on `socket`, which starts the run as it
+/// starts scheduled ones; says which process runs it and how to follow it. `unsent` are the
+/// flags given, which a run at the service does not take.
+pub fn at_service(cli: &Cli, socket: &Path, policy: &str, unsent: &[(&str, bool)]) -> Result<u8> {
+    if let Some((flag, _)) = unsent.iter().find(|(_, given)| *given) {
+        bail!(
+            "{flag} is not sent to the service at {}: its runs index first and take no --force or --node; as the catalog's owner, run it in this process: `custodian run {policy} {flag} --in-process`",
+            socket.display()
+        );
+    }
+    let started = remote::run(socket, policy)?;
+    if cli.json {
+        print_json(&started)?;
+        return Ok(0);
+    }
+    match &started {
+        Started::Running {
+            policy,
+            process,
+            at,
+        } => outln!(
+            "run of `{policy}` started by the service at {} (process {process}); follow it with `custodian jobs list --policy {policy}`",
+            at.to_rfc3339()
+        )?,
+        Started::Queued { policy } => outln!(
+            "run of `{policy}` waits for a free slot at the service (serve --max-concurrent) and starts when a run ends; follow it with `custodian jobs list --policy {policy}`"
+        )?,
+    }
+    Ok(0)
+}
+
 /// `custodian index`.
 pub fn index(cli: &Cli) -> Result<u8> {
-    let l = Loaded::load(&cli.config)?;
+    let l = Loaded::load_to_write(&cli.config)?;
     let report = app_run::index(&l, &Bar::new(cli.json))?;
     if cli.json {
         print_json(&report)?;
@@ -83,7 +139,7 @@ pub fn run(
     cluster: &ClusterArgs,
     log: &RunLog,
 ) -> Result<u8> {
-    let l = Loaded::load(&cli.config)?;
+    let l = Loaded::load_to_write(&cli.config)?;
     let node = cluster.node.as_ref().map(|node| NodeOptions {
         node: node.clone(),
         unit_size: cluster.unit_size as usize,
@@ -290,7 +346,7 @@ struct PlanReport<'a> {
 /// `custodian plan POLICY` (not `lifecycle`): an export policy's objects, a line each, then
 /// its totals; or how many conversations a confidential-flag policy would change.
 pub fn plan(cli: &Cli, name: &str, no_index: bool) -> Result<u8> {
-    let l = Loaded::load(&cli.config)?;
+    let l = load_to_plan(cli, no_index)?;
     let mut planned = Vec::new();
     // A closed stdout stops the listing; the error is returned once the walk has stopped.
     let mut printed = Ok(());

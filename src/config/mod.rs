@@ -21,6 +21,7 @@ use crate::policy::lifecycle::{LIFECYCLE_RUN, LifecycleConfig, LifecycleSettings
 use crate::policy::{Policy, PolicySettings};
 use crate::repository::RepositorySettings;
 use crate::schedule::notify::{EmailConfig, EmailSettings};
+use crate::schedule::service::{ServeConfig, ServeSettings};
 use crate::schedule::{JobSettings, Schedule};
 use crate::settings::Invalid;
 use crate::target::{TargetConfig, TargetSettings};
@@ -66,6 +67,8 @@ struct RawConfig {
     email: Option<EmailSettings>,
     #[serde(default)]
     audit: AuditSettings,
+    #[serde(default)]
+    serve: ServeSettings,
 }
 
 /// A loaded, validated configuration. Relative paths are resolved against the file's directory.
@@ -83,6 +86,8 @@ pub struct Config {
     /// How notifications are sent; required when a policy has `notify`.
     pub email: Option<EmailConfig>,
     pub audit: AuditConfig,
+    /// Where `custodian serve` takes management commands.
+    pub serve: ServeConfig,
 }
 
 /// The file being validated, to locate the keys errors name.
@@ -236,6 +241,7 @@ impl Config {
             repository_root: raw.repository.root(base),
             audit: v.section(&["audit"], raw.audit.validate(base))?,
             media: raw.media.resolve(base),
+            serve: v.section(&["serve"], raw.serve.validate(base))?,
         };
         v.check_references(&config)?;
         Ok(config)
@@ -385,6 +391,31 @@ min_duration = "2h"
             err.contains("targets.archive.file_mode: `file_mode` belongs to filesystem targets"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn serve_socket_resolves_and_its_errors_name_file_line_and_key() {
+        assert_eq!(parse(GOOD).unwrap().serve.socket, None);
+        let c = parse(&format!("{GOOD}\n[serve]\nsocket = \"run/c.sock\"\n")).unwrap();
+        assert_eq!(
+            c.serve.socket.unwrap().path,
+            Path::new("/etc/custodian/run/c.sock")
+        );
+        let text = format!("{GOOD}\n[serve]\nsocket = \"/run/c.sock\"\nsocket_group = \"a:b\"\n");
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("socket_group"))
+            .unwrap()
+            + 1;
+        let err = parse(&text).unwrap_err();
+        assert!(
+            err.starts_with(&format!(
+                "/etc/custodian/custodian.toml:{line}: serve.socket_group: must be the name of a group"
+            )),
+            "{err}"
+        );
+        let err = parse(&format!("{GOOD}\n[serve]\npath = \"x\"\n")).unwrap_err();
+        assert!(err.contains("serve.path: unknown field `path`"), "{err}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::lifecycle::{Deleter, Recheck, SweepReport, recheck};
 use crate::catalog::lifecycle::{
@@ -721,7 +721,7 @@ impl RestoreWhat {
 }
 
 /// What a restore did.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct RestoreReport {
     /// Restores a killed process left, completed first.
     pub resumed: u64,

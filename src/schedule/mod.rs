@@ -13,6 +13,7 @@
 pub mod notify;
 pub mod runlog;
 pub mod serve;
+pub mod service;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

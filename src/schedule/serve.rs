@@ -108,6 +108,21 @@ impl Scheduler {
         Some(due)
     }
 
+    /// Queues a run of `policy` asked for now (on demand), unless one is running or waiting
+    /// already: one run per policy at a time. Returns whether it was queued.
+    pub fn queue_now(&mut self, due: Due) -> bool {
+        if self.running.contains(&due.policy) || self.is_waiting(&due.policy) {
+            return false;
+        }
+        self.queue.push_back(due);
+        true
+    }
+
+    /// Whether an occurrence of the policy waits for a slot.
+    pub fn is_waiting(&self, policy: &str) -> bool {
+        self.queue.iter().any(|d| d.policy == policy)
+    }
+
     /// Marks a policy's run as ended.
     pub fn finished(&mut self, policy: &str) {
         self.running.remove(policy);
@@ -168,6 +183,26 @@ mod tests {
         let s = scheduler(&jobs(true, true), at("2026-05-01T10:10:00Z"));
         assert_eq!(s.scheduled(), 2);
         assert_eq!(s.next_wake(), Some(("b", at("2026-05-01T10:30:00Z"))));
+    }
+
+    #[test]
+    fn a_run_on_demand_waits_its_turn_and_never_doubles_a_policy() {
+        let t0: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+        let due = |p: &str| Due {
+            policy: p.into(),
+            at: t0,
+        };
+        let mut s = Scheduler::default();
+        assert!(s.queue_now(due("a")));
+        assert!(!s.queue_now(due("a")), "a second request while one waits");
+        assert!(s.is_waiting("a"));
+        assert_eq!(s.start_next(1), Some(due("a")));
+        assert!(!s.queue_now(due("a")), "a request while it runs");
+        assert!(s.queue_now(due("b")));
+        assert_eq!(s.start_next(1), None, "one slot, taken by a");
+        s.finished("a");
+        assert_eq!(s.start_next(1), Some(due("b")));
+        assert!(s.queue_now(due("a")));
     }
 
     #[test]

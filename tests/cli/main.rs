@@ -33,5 +33,6 @@ mod postgres;
 mod power;
 #[cfg(feature = "s3")]
 mod s3;
+mod socket;
 mod stitch;
 mod transcode;

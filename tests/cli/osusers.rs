@@ -26,6 +26,14 @@ pub const ALICE: &str = "custodian-t-alice";
 pub const BOB: &str = "custodian-t-bob";
 /// Holds only what the group is granted: reading lifecycle policies.
 pub const EVE: &str = "custodian-t-eve";
+/// The service account `custodian serve` runs as (tests/cli/socket.rs): it owns the catalog.
+pub const SERVICE: &str = "custodian-t-svc";
+/// A group alice and bob are in besides [`GROUP`] (a supplementary group, as an operators'
+/// group would be), which the socket tests grant permissions through.
+pub const ADMINS: &str = "custodian-t-admins";
+
+/// Every test user.
+const EVERY_USER: [&str; 4] = [ALICE, BOB, EVE, SERVICE];
 
 /// Every user's copy of the audit key (a test key: 32 bytes as hex).
 const AUDIT_KEY: &str = "3f1c5a7e9b2d4f6081a3c5e7092b4d6f8a1c3e5072947b6d8f0a2c4e6183a5c7";
@@ -71,7 +79,10 @@ fn ensure_users() -> &'static [(String, Ids)] {
             .expect("the test group")
             .gid
             .as_raw();
-        [ALICE, BOB, EVE]
+        if nix::unistd::Group::from_name(ADMINS).unwrap().is_none() {
+            must(Command::new("groupadd").args(["--system", ADMINS]));
+        }
+        let users = EVERY_USER
             .into_iter()
             .map(|name| {
                 let user = match nix::unistd::User::from_name(name).unwrap() {
@@ -106,7 +117,14 @@ fn ensure_users() -> &'static [(String, Ids)] {
                     },
                 )
             })
-            .collect()
+            .collect();
+        let admins = nix::unistd::Group::from_name(ADMINS).unwrap().unwrap();
+        for member in [ALICE, BOB] {
+            if !admins.mem.iter().any(|m| m == member) {
+                must(Command::new("usermod").args(["--append", "--groups", ADMINS, member]));
+            }
+        }
+        users
     })
 }
 
@@ -139,7 +157,7 @@ impl Shared {
         std::fs::set_permissions(env.path(), std::fs::Permissions::from_mode(0o2770)).unwrap();
         std::fs::write(env.path().join("roles.toml"), roles).unwrap();
         let config = std::fs::read_to_string(env.config()).unwrap();
-        for user in [ALICE, BOB, EVE] {
+        for user in EVERY_USER {
             let key = env.path().join(format!("{user}.key"));
             std::fs::write(&key, format!("{AUDIT_KEY}\n")).unwrap();
             std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -165,7 +183,7 @@ impl Shared {
     /// Points every user's config at the catalog at `url` instead of the SQLite file.
     #[cfg(feature = "postgres")]
     pub fn use_catalog(&self, url: &str) {
-        for user in [ALICE, BOB, EVE] {
+        for user in EVERY_USER {
             let config = self.env.path().join(format!("{user}.toml"));
             let text = std::fs::read_to_string(&config).unwrap();
             std::fs::write(&config, text.replace("sqlite:catalog.db", url)).unwrap();
@@ -191,10 +209,20 @@ impl Shared {
     /// `custodian` run as `user`, with its config, in the installation's directory, with the
     /// umask the shared installation needs.
     pub fn command(&self, user: &str, args: &[&str]) -> Command {
+        self.command_with(user, &self.config(user), args)
+    }
+
+    /// `user`'s config, `USER.toml`.
+    pub fn config(&self, user: &str) -> PathBuf {
+        self.env.path().join(format!("{user}.toml"))
+    }
+
+    /// `custodian` run as `user` with the config at `config`, as [`Shared::command`] runs it.
+    pub fn command_with(&self, user: &str, config: &Path, args: &[&str]) -> Command {
         let Ids { uid, gid } = ids(user);
         let mut cmd = Command::new(self.env.path().join("custodian"));
         cmd.arg("--config")
-            .arg(self.env.path().join(format!("{user}.toml")))
+            .arg(config)
             .args(args)
             .current_dir(self.env.path())
             .env("TZ", "UTC")
@@ -267,6 +295,11 @@ impl Shared {
             .filter(|p| p.exists())
             .collect()
     }
+}
+
+/// The uid of a test user.
+pub fn uid(user: &str) -> u32 {
+    ids(user).uid
 }
 
 /// The permission bits of `path`.

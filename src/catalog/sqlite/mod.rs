@@ -39,12 +39,12 @@ use crate::catalog::lifecycle::{
 use crate::filter::{Filter, SqlValue};
 use schema::MIGRATIONS;
 
-/// Creates an empty catalog file that others cannot read: mode 0660 less the umask, and never
-/// a bit for others whatever the umask. SQLite gives its WAL and shared-memory files the mode
+/// Creates an empty catalog file that others cannot read: `mode` (0660, or 0600 for a service's
+/// own catalog) less the umask, and never a bit for others whatever the umask. SQLite gives its WAL and shared-memory files the mode
 /// of the database file, so they stay closed too; a group of users sharing the catalog gets
 /// read and write through the group (docs/operations.md, "Several users on one SQLite
 /// catalog"). A file another process created meanwhile is left as it is.
-fn create_closed(path: &Path) -> Result<()> {
+fn create_closed(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let err = |e: std::io::Error| CatalogError::Open {
         location: path.display().to_string(),
@@ -53,7 +53,7 @@ fn create_closed(path: &Path) -> Result<()> {
     let file = match File::options()
         .write(true)
         .create_new(true)
-        .mode(0o660)
+        .mode(mode)
         .open(path)
     {
         Ok(f) => f,
@@ -77,8 +77,19 @@ pub struct SqliteCatalog {
 }
 
 impl SqliteCatalog {
-    /// Opens (creating if needed) the catalog file and brings its schema up to date.
+    /// Opens (creating if needed, mode 0660 less the umask) the catalog file and brings its
+    /// schema up to date.
     pub fn open(path: &Path) -> Result<SqliteCatalog> {
+        SqliteCatalog::open_creating(path, 0o660)
+    }
+
+    /// Opens the catalog file as [`SqliteCatalog::open`] does, creating a missing one 0600: a
+    /// service's own catalog, which only its user writes.
+    pub fn open_private(path: &Path) -> Result<SqliteCatalog> {
+        SqliteCatalog::open_creating(path, 0o600)
+    }
+
+    fn open_creating(path: &Path, mode: u32) -> Result<SqliteCatalog> {
         let parent = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -105,7 +116,7 @@ impl SqliteCatalog {
             message: format!("cannot create directory {}: {e}", parent.display()),
         })?;
         if !new_entries_in.is_empty() {
-            create_closed(path)?;
+            create_closed(path, mode)?;
         }
         let this = SqliteCatalog {
             path: path.to_owned(),
@@ -116,6 +127,13 @@ impl SqliteCatalog {
         {
             let mut conn = this.writer.lock().expect("catalog writer lock");
             this.configure(&conn)?;
+            // Every transaction of the writer writes, most after reading what they check (a
+            // change still pending, a hold still active). Begun deferred, one that reads while
+            // another connection commits cannot take the write lock and fails at once with
+            // SQLITE_BUSY, past the busy handler: two approvals of one change racing (over the
+            // service's socket, or from two processes) saw "database is locked". Begun
+            // IMMEDIATE, it waits for the lock and then reads what the other committed.
+            conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
             // Switching a new file to WAL, and reading a WAL file another process is setting
             // up, can fail with SQLITE_BUSY at once rather than through the busy handler: two
             // processes starting on a new catalog (`serve` and a `jobs list`) would see
