@@ -2,6 +2,9 @@
 //! template, and no script runs in the browser. One layout with the navigation; one module
 //! per area.
 
+mod audit;
+mod lifecycle;
+mod policies;
 mod runs;
 
 use axum::Router;
@@ -13,7 +16,23 @@ use super::auth::Authed;
 
 /// The pages' routes.
 pub(super) fn routes() -> Router<AppState> {
-    Router::new().merge(runs::routes())
+    Router::new()
+        .merge(runs::routes())
+        .merge(policies::routes())
+        .merge(lifecycle::routes())
+        .merge(audit::routes())
+}
+
+/// `s` percent-encoded for a URL's path segment or query value.
+fn component(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// The little styling the pages need, inline (no assets to serve).
