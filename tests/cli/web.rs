@@ -685,3 +685,47 @@ fn the_policies_and_audit_pages_need_their_permissions() {
         StatusCode::FORBIDDEN
     );
 }
+
+#[test]
+fn a_trusted_header_is_believed_only_from_the_trusted_proxies() {
+    let env = with_a_run(r#"[]"#);
+    std::fs::write(
+        env.path().join("roles.toml"),
+        "[users]\nsso-carol = [\"JOBS_READ\"]\n",
+    )
+    .unwrap();
+    let as_carol = |portal: &Portal| {
+        portal
+            .client
+            .get(format!("{}/runs", portal.url))
+            .header("X-Remote-User", "sso-carol")
+            .send()
+            .unwrap()
+    };
+    let behind_proxy = Portal::start(&env, &["--trusted-header", "X-Remote-User"]);
+    let page = as_carol(&behind_proxy);
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().unwrap().contains("sso-carol"));
+    let forged = behind_proxy
+        .client
+        .get(format!("{}/runs", behind_proxy.url))
+        .header("X-Remote-User", "<script>")
+        .send()
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
+    drop(behind_proxy);
+
+    // Loopback is not the proxy here: the header is refused, not ignored.
+    let elsewhere = Portal::start(
+        &env,
+        &[
+            "--trusted-header",
+            "X-Remote-User",
+            "--trusted-proxy",
+            "192.0.2.7",
+        ],
+    );
+    let refused = as_carol(&elsewhere);
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(refused.text().unwrap().contains("trusted proxies"));
+}
