@@ -2,6 +2,7 @@
 
 #[cfg(feature = "azure")]
 mod azure;
+mod browser;
 #[cfg(feature = "postgres")]
 mod cluster;
 mod common;

@@ -12,7 +12,7 @@ use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 
 use crate::common::{Env, text};
 
-const PASSWORD: &str = "correct horse battery";
+pub const PASSWORD: &str = "correct horse battery";
 
 /// An installation whose roles file grants `grants` to every user, and, for named users,
 /// the lines of `users` (TOML, under `[users]`).
@@ -29,7 +29,7 @@ fn env_granting(grants: &str, users: &str) -> Env {
 }
 
 /// `custodian user add NAME` with the password on stdin.
-fn add_user(env: &Env, name: &str, password: &str) -> std::process::Output {
+pub fn add_user(env: &Env, name: &str, password: &str) -> std::process::Output {
     let mut child = env
         .command(&["user", "add", name])
         .stdin(Stdio::piped())
@@ -42,14 +42,14 @@ fn add_user(env: &Env, name: &str, password: &str) -> std::process::Output {
 }
 
 /// `custodian serve --listen 127.0.0.1:0 ARGS…`, stopped (SIGTERM) when dropped.
-struct Portal {
+pub struct Portal {
     child: Child,
-    url: String,
+    pub url: String,
     client: Client,
 }
 
 impl Portal {
-    fn start(env: &Env, args: &[&str]) -> Portal {
+    pub fn start(env: &Env, args: &[&str]) -> Portal {
         Portal::start_with(env, args, plain_client())
     }
 
@@ -117,13 +117,20 @@ impl Portal {
     }
 }
 
-impl Drop for Portal {
-    fn drop(&mut self) {
+impl Portal {
+    /// Sends serve SIGTERM and waits for it to end.
+    fn terminate(&mut self) -> std::process::ExitStatus {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
         );
-        let _ = self.child.wait();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Portal {
+    fn drop(&mut self) {
+        self.terminate();
     }
 }
 
@@ -442,7 +449,7 @@ fn user_commands_refuse_bad_names_and_short_passwords() {
 
 /// Roles for the lifecycle pages: alice requests changes (and could approve others'), bob
 /// approves, reader only reads; root (the tests' command line) sets policies up.
-const LIFECYCLE_ROLES: &str = r#"
+pub const LIFECYCLE_ROLES: &str = r#"
 root = ["ARTIFACTS_LIFECYCLE_POLICY_READ", "ARTIFACTS_LIFECYCLE_POLICY_CREATE", "ARTIFACTS_LIFECYCLE_POLICY_DELETE", "LEGAL_HOLD_READ", "LEGAL_HOLD_MANAGE"]
 alice = ["ARTIFACTS_LIFECYCLE_POLICY_CREATE", "ARTIFACTS_LIFECYCLE_POLICY_DELETE", "ARTIFACTS_LIFECYCLE_POLICY_APPROVE", "LEGAL_HOLD_READ"]
 bob = ["ARTIFACTS_LIFECYCLE_POLICY_APPROVE"]
@@ -451,7 +458,7 @@ bob = ["ARTIFACTS_LIFECYCLE_POLICY_APPROVE"]
 /// An installation with accounts alice, bob and reader, every user reading lifecycle
 /// policies, and a delete policy `voice-30d` with version v1 (`lifecycle` adds to the
 /// `[lifecycle]` table).
-fn lifecycle_env(lifecycle: &str, description: &str) -> Env {
+pub fn lifecycle_env(lifecycle: &str, description: &str) -> Env {
     let env = env_granting(
         r#"["ARTIFACTS_LIFECYCLE_POLICY_READ", "JOBS_READ"]"#,
         LIFECYCLE_ROLES,
@@ -598,8 +605,8 @@ fn under_four_eyes_a_requester_cannot_approve_its_own_change_and_another_user_ca
     assert_eq!(listed[0]["active_version"], "v1", "{listed}");
 }
 
-const SCRIPT: &str = "<script>alert(1)";
-const IMG: &str = "\"><img src=x onerror=alert(2)>";
+pub const SCRIPT: &str = "<script>alert(1)";
+pub const IMG: &str = "\"><img src=x onerror=alert(2)>";
 
 #[test]
 fn hostile_text_from_records_and_names_is_shown_escaped_on_every_page() {
@@ -728,4 +735,18 @@ fn a_trusted_header_is_believed_only_from_the_trusted_proxies() {
     let refused = as_carol(&elsewhere);
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     assert!(refused.text().unwrap().contains("trusted proxies"));
+}
+
+#[test]
+fn sigterm_stops_the_portal_with_the_scheduler() {
+    let env = with_a_run(r#"["JOBS_READ"]"#);
+    let mut portal = Portal::start(&env, &[]);
+    let addr = portal.url.trim_start_matches("http://").to_owned();
+    assert_eq!(portal.get("/login", None).status(), StatusCode::OK);
+    let status = portal.terminate();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "nothing listens on {addr} once serve ended"
+    );
 }

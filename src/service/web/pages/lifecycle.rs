@@ -196,7 +196,7 @@ fn action_form(
     version: &LifecycleVersion,
 ) -> Markup {
     html! {
-        form method="post" action=(action) {
+        form.change method="post" action=(action) {
             input type="hidden" name="csrf" value=(who.csrf());
             @if let Some(v) = version_field { input type="hidden" name="version" value=(v); }
             @for ack in Acknowledgment::needed_for(version) {
