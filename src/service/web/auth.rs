@@ -315,7 +315,14 @@ async fn login(
     }
     let next = local_path(form.next.as_deref()).to_owned();
     let ip = client.ip();
-    if let Some(wait) = state.0.logins.refusal(&form.name, ip, Instant::now()) {
+    // Only a name an account could have is remembered by the throttle: any other (of any
+    // length) fails the same way, and all of them count as one.
+    let throttled = if accounts::valid_name(&form.name) {
+        form.name.clone()
+    } else {
+        String::new()
+    };
+    if let Some(wait) = state.0.logins.refusal(&throttled, ip, Instant::now()) {
         return Err(PageError::TooManyLogins(wait.as_secs().max(1)));
     }
     let (name, password) = (form.name.clone(), form.password);
@@ -329,7 +336,7 @@ async fn login(
         .await?;
     match checked.map_err(PageError::from)? {
         Some(started) => {
-            state.0.logins.succeeded(&form.name);
+            state.0.logins.succeeded(&throttled);
             let mut response = Redirect::to(&next).into_response();
             let h = response.headers_mut();
             h.append(
@@ -345,7 +352,7 @@ async fn login(
             Ok(response)
         }
         None => {
-            state.0.logins.failed(&form.name, ip, Instant::now());
+            state.0.logins.failed(&throttled, ip, Instant::now());
             Ok((
                 StatusCode::UNAUTHORIZED,
                 pages::login(expected, &next, Some("wrong account name or password")),
