@@ -90,6 +90,8 @@ pub enum WebError {
     },
     #[error("cannot start the web portal's runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("cannot make the web portal's CSRF key")]
+    Key(#[source] AccountError),
 }
 
 impl WebOptions {
@@ -282,7 +284,7 @@ pub fn start(loaded: Loaded, options: &WebOptions) -> Result<Portal, WebError> {
     })?;
     let serves_tls = tls.is_some();
     let state = AppState::new(loaded, serves_tls, options.trusted_header.clone())
-        .map_err(|e| WebError::Runtime(std::io::Error::other(e)))?;
+        .map_err(WebError::Key)?;
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
