@@ -283,8 +283,8 @@ pub fn start(loaded: Loaded, options: &WebOptions) -> Result<Portal, WebError> {
         source,
     })?;
     let serves_tls = tls.is_some();
-    let state = AppState::new(loaded, serves_tls, options.trusted_header.clone())
-        .map_err(WebError::Key)?;
+    let state =
+        AppState::new(loaded, serves_tls, options.trusted_header.clone()).map_err(WebError::Key)?;
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
