@@ -470,6 +470,29 @@ fn user_commands_refuse_bad_names_and_short_passwords() {
     );
     let out = env.run(&["user", "token", "nobody"]);
     assert_eq!(out.status.code(), Some(2));
+
+    // Only the catalog's owner manages accounts (handing the catalog to another user needs
+    // root).
+    if !crate::osusers::available("user_commands_refuse_bad_names_and_short_passwords") {
+        return;
+    }
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap().uid;
+    std::os::unix::fs::chown(env.path().join("catalog.db"), Some(nobody.as_raw()), None).unwrap();
+    for args in [
+        &["user", "list"][..],
+        &["user", "token", "alice"],
+        &["user", "remove", "alice"],
+    ] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(
+            text(&out).contains("only the catalog's owner, nobody"),
+            "{}",
+            text(&out)
+        );
+    }
+    let out = add_user(&env, "carol", PASSWORD);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
 
 /// Roles for the lifecycle pages: alice requests changes (and could approve others'), bob
