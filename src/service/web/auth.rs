@@ -325,6 +325,13 @@ async fn login(
     if let Some(wait) = state.0.logins.refusal(&throttled, ip, Instant::now()) {
         return Err(PageError::TooManyLogins(wait.as_secs().max(1)));
     }
+    // Each check holds about 19 MiB for argon2id; at most a few run at once, the rest wait.
+    let _checking = state
+        .0
+        .password_checks
+        .acquire()
+        .await
+        .map_err(|e| PageError::Internal(format!("password checks: {e}")))?;
     let (name, password) = (form.name.clone(), form.password);
     let checked = state
         .blocking(move |l| {

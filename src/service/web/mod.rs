@@ -41,6 +41,10 @@ use crate::app::access::AccessError;
 use crate::app::accounts::AccountError;
 use crate::policy::roles::{Permission, RolesError};
 
+/// Password checks at once: each argon2id check holds 19 MiB, so a burst of logins cannot
+/// take the machine's memory.
+const PASSWORD_CHECKS: usize = 4;
+
 /// How long requests in flight get to finish when serve stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -115,6 +119,8 @@ struct Shared {
     secure_cookies: bool,
     trusted_header: Option<TrustedHeader>,
     logins: limit::LoginLimiter,
+    /// Password checks allowed at once (each argon2id check holds its memory cost).
+    password_checks: tokio::sync::Semaphore,
     /// A random key of this process: CSRF tokens of trusted-header users are derived from it.
     csrf_key: [u8; 32],
 }
@@ -134,6 +140,7 @@ impl AppState {
             secure_cookies: tls,
             trusted_header,
             logins: limit::LoginLimiter::default(),
+            password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
             csrf_key,
         })))
     }
