@@ -254,10 +254,17 @@ struct Next {
     next: Option<String>,
 }
 
-/// Where to go after logging in: a path of this site, never another site (`//host`).
+/// Where to go after logging in: a path of this site, never another site (`//host`), and
+/// only visible ASCII (a `Location` header cannot carry a line break).
 fn local_path(next: Option<&str>) -> &str {
     match next {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p,
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && p.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') =>
+        {
+            p
+        }
         _ => "/runs",
     }
 }
@@ -408,6 +415,8 @@ mod tests {
             "https://evil.example/",
             "/\\evil",
             "runs",
+            "/runs\r\nSet-Cookie: x=1",
+            "/runs/é",
         ] {
             assert_eq!(local_path(Some(away)), "/runs", "{away}");
         }
