@@ -13,3 +13,4 @@ pub mod out;
 pub mod remote;
 pub mod run;
 pub mod serve;
+pub mod users;

@@ -2,6 +2,7 @@
 
 #[cfg(feature = "azure")]
 mod azure;
+mod browser;
 #[cfg(feature = "postgres")]
 mod cluster;
 mod common;
@@ -36,3 +37,4 @@ mod s3;
 mod socket;
 mod stitch;
 mod transcode;
+mod web;

@@ -3,6 +3,7 @@
 //! per function for an implementation's fresh catalogs). The checks are grouped by concern, as
 //! the trait and the implementations are.
 
+pub(super) mod accounts;
 pub(super) mod audit;
 pub(super) mod holds;
 pub(super) mod index;
@@ -35,6 +36,7 @@ macro_rules! conformance_suite {
             index::index_batches_apply_in_order,
             runs::runs_and_audit,
             runs::run_history,
+            runs::run_pages,
             audit::audit_queries,
             runs::policy_lock_is_exclusive,
             lifecycle::lifecycle_policies_and_versions,
@@ -50,6 +52,7 @@ macro_rules! conformance_suite {
             runs::object_keys_are_held_by_one_file,
             runs::object_key_claims_race_to_one_winner,
             select::incremental_state_is_per_record_version_and_artifact,
+            accounts::accounts_tokens_and_sessions,
         );
     };
     (@each $fresh:path; $($concern:ident::$name:ident),+ $(,)?) => {
