@@ -11,6 +11,7 @@
 pub mod access;
 pub mod audit;
 pub mod control;
+pub mod conversations;
 pub mod direct;
 pub mod holds;
 pub mod jobs;

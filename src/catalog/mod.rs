@@ -5,6 +5,7 @@
 
 #[cfg(test)]
 mod conformance;
+pub mod conversations;
 pub mod holds;
 pub mod lifecycle;
 #[cfg(feature = "postgres")]
@@ -13,6 +14,7 @@ mod rows;
 mod settings;
 mod sql;
 pub mod sqlite;
+pub mod totals;
 pub mod trail;
 pub mod units;
 pub mod uploads;
@@ -25,6 +27,7 @@ use serde::Serialize;
 use crate::audit::{AuditEvent, AuditHead, NewEvent};
 use crate::filter::Filter;
 use crate::repository::record::Conversation;
+use conversations::{ConversationDetail, ConversationSearch, ConversationSummary};
 use holds::{HoldScope, Matter, MatterState};
 use lifecycle::{
     ChangeState, DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
@@ -662,6 +665,22 @@ pub trait Catalog: uploads::UploadJournal + Send + Sync {
     /// The matters whose active holds cover each of these conversations (by catalog pk), in
     /// one statement; conversations no hold covers are left out.
     fn holding_matters(&self, pks: &[i64]) -> Result<HashMap<i64, Vec<String>>>;
+
+    // Conversations as the service shows them (`conversations`).
+
+    /// A page of the conversations `search` finds, newest first, with their participants.
+    fn search_conversations(&self, search: &ConversationSearch)
+    -> Result<Vec<ConversationSummary>>;
+
+    /// The conversation `tenant`/`id` with its artifacts and what became of each, its exports,
+    /// deletions, quarantine entries, the origin of its confidential flag and the matters
+    /// holding it; None when the catalog has no such conversation.
+    fn conversation_detail(&self, tenant: &str, id: &str) -> Result<Option<ConversationDetail>>;
+
+    // Metrics (`totals`).
+
+    /// Every policy's finished runs totalled by outcome, and the runs going now.
+    fn run_metrics(&self) -> Result<totals::RunMetrics>;
 }
 
 /// Opens the catalog a config names, appending audit events without a key: enough for
