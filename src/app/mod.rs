@@ -17,6 +17,7 @@ pub mod holds;
 pub mod jobs;
 pub mod lifecycle;
 pub mod media;
+pub mod metrics;
 pub mod plan;
 pub mod run;
 pub mod serve;

@@ -34,6 +34,7 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<u8> {
     let options = ServeOptions {
         max_concurrent: args.max_concurrent as usize,
         shutdown_grace: args.shutdown_grace,
+        status: Default::default(),
     };
     service::serve(&cli.config, &options, &RunOutput)?;
     Ok(0)

@@ -123,6 +123,14 @@ impl Scheduler {
         std::mem::take(&mut self.queue).len()
     }
 
+    /// The earliest occurrence not yet started: the first waiting for a slot, else the next
+    /// due. Once it is past, the scheduler is that far behind.
+    pub fn earliest_pending(&self) -> Option<DateTime<Utc>> {
+        let waiting = self.queue.iter().map(|d| d.at).min();
+        let next = self.entries.values().filter_map(|e| e.next).min();
+        waiting.into_iter().chain(next).min()
+    }
+
     /// The earliest next occurrence.
     pub fn next_wake(&self) -> Option<(&str, DateTime<Utc>)> {
         self.entries

@@ -3,6 +3,8 @@
 //! and metrics. Each request runs an `app` command acting as the user it authenticated
 //! (`app::Acting::As`), so every path applies the same roles file.
 
+pub mod metrics;
+
 use std::path::Path;
 
 use crate::app::serve::{self, ServeError, ServeObserver, ServeOptions};
