@@ -358,11 +358,12 @@ CREATE INDEX participants_user ON participants (user_name);
 CREATE INDEX participants_extension ON participants (extension);
 "#,
     // The service's reads (docs/operations.md, "The JSON API", "Metrics"): conversations by id
-    // alone and newest first, a conversation's exports and key claims, the runs going now, and
+    // alone, newest first and by tenant newest first, a conversation's exports and key claims, the runs going now, and
     // each policy's finished runs totalled by outcome, kept by a trigger as each run ends so a
     // scrape reads a row per policy and outcome (`catalog/totals.rs`).
     r#"
 CREATE INDEX conversations_id ON conversations (id);
+CREATE INDEX conversations_tenant_start ON conversations (tenant, start_ms, pk);
 CREATE INDEX conversations_start_pk ON conversations (start_ms, pk);
 CREATE INDEX export_artifacts_conversation ON export_artifacts (tenant, conversation_id);
 CREATE INDEX object_keys_conversation ON object_keys (tenant, conversation_id);
