@@ -62,18 +62,14 @@ pub struct ConversationSearch {
 pub struct ConversationSummary {
     pub tenant: String,
     pub id: String,
-    #[schema(value_type = String)]
     pub kind: ConversationType,
     pub source_platform: String,
-    #[schema(value_type = String)]
     pub direction: Direction,
     #[schema(value_type = String, format = DateTime)]
     pub start: DateTime<FixedOffset>,
     #[schema(value_type = String, format = DateTime)]
     pub end: DateTime<FixedOffset>,
-    #[schema(value_type = Object)]
     pub flags: Flags,
-    #[schema(value_type = Vec<Object>)]
     pub participants: Vec<Participant>,
     /// Artifacts its record lists (deleted ones included).
     pub artifacts: u64,
@@ -98,9 +94,7 @@ pub enum ArtifactState {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ArtifactEntry {
     pub file: String,
-    #[schema(value_type = String)]
     pub kind: ArtifactType,
-    #[schema(value_type = Option<String>)]
     pub audio_type: Option<AudioRecordingType>,
     pub size: u64,
     pub sha256: String,
@@ -144,7 +138,6 @@ pub struct QuarantineEntry {
     pub policy: String,
     pub version: String,
     /// `quarantined`, or an intent (`moving`, `restoring`, `purging`).
-    #[schema(value_type = String)]
     pub state: QuarantineState,
     pub quarantined_at: Option<DateTime<Utc>>,
 }
@@ -163,10 +156,8 @@ pub struct FlagOrigin {
 pub struct ConversationDetail {
     pub tenant: String,
     pub id: String,
-    #[schema(value_type = String)]
     pub kind: ConversationType,
     pub source_platform: String,
-    #[schema(value_type = String)]
     pub direction: Direction,
     #[schema(value_type = String, format = DateTime)]
     pub start: DateTime<FixedOffset>,
@@ -177,9 +168,7 @@ pub struct ConversationDetail {
     pub directory: String,
     /// The record's flags as indexed (`legal_hold` is the record's own; `holds` lists the
     /// matters holding it).
-    #[schema(value_type = Object)]
     pub flags: Flags,
-    #[schema(value_type = Vec<Object>)]
     pub participants: Vec<Participant>,
     pub artifacts: Vec<ArtifactEntry>,
     pub exports: Vec<ExportEntry>,

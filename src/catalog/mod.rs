@@ -172,7 +172,7 @@ impl Exclude {
 }
 
 /// A job run's identifier.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct RunId(pub i64);
 
@@ -183,7 +183,7 @@ impl std::fmt::Display for RunId {
 }
 
 /// Where a run stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     Running,
@@ -233,7 +233,7 @@ impl RunStatus {
 }
 
 /// Counters of a run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Counters {
     /// Conversations the run selected (including any resumed remainder).
     pub selected: u64,
@@ -250,7 +250,7 @@ pub struct Counters {
 }
 
 /// How an export policy tracks what it has done.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// Every matching conversation every run.
@@ -269,7 +269,7 @@ impl Mode {
 }
 
 /// A job-run row.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct JobRun {
     pub id: RunId,
     pub policy: String,
@@ -324,7 +324,7 @@ pub enum ItemOutcome {
 }
 
 /// A failed item of a run, for `jobs show`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct FailedItem {
     pub subject: String,
     pub error: String,
