@@ -76,6 +76,7 @@ fn export_conversation(c: &mut Criterion) {
     let l = Loaded {
         config,
         catalog: Arc::new(SqliteCatalog::open(&dir.path().join("c.db")).unwrap()),
+        acting: custodian::app::Acting::Process,
     };
     let policy = l.export_policy("p").unwrap();
     let export = l.export(policy, &target, None, Filter::all()).unwrap();
