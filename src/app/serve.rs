@@ -64,8 +64,9 @@ impl SchedulerState {
     /// How far behind the scheduler is at `now`, in seconds: 0 unless an occurrence is past
     /// due and not started.
     pub fn lag_seconds(&self, now: DateTime<Utc>) -> f64 {
-        self.earliest_pending
-            .map_or(0.0, |t| ((now - t).num_milliseconds().max(0)) as f64 / 1000.0)
+        self.earliest_pending.map_or(0.0, |t| {
+            ((now - t).num_milliseconds().max(0)) as f64 / 1000.0
+        })
     }
 }
 

@@ -262,9 +262,11 @@ pub(super) fn detail(p: DetailParts) -> ConversationDetail {
     let state = |file: &str| {
         if p.deletions.iter().any(|d| d.file == file) {
             ArtifactState::Deleted
-        } else if p.quarantine.iter().any(|q| {
-            q.file == file && !matches!(q.state, QuarantineState::Moving)
-        }) {
+        } else if p
+            .quarantine
+            .iter()
+            .any(|q| q.file == file && !matches!(q.state, QuarantineState::Moving))
+        {
             ArtifactState::Quarantined
         } else {
             ArtifactState::Live

@@ -532,7 +532,8 @@ pub(super) fn run_totals(r: &impl Fields<usize>) -> Result<RunTotals> {
     let status = r.text(1)?;
     Ok(RunTotals {
         policy: r.text(0)?,
-        outcome: RunStatus::parse(&status).ok_or_else(|| r.corrupt("run_totals.status", &status))?,
+        outcome: RunStatus::parse(&status)
+            .ok_or_else(|| r.corrupt("run_totals.status", &status))?,
         runs: r.unsigned(2, "run_totals.runs")?,
         duration_ms: r.unsigned(3, "run_totals.duration_ms")?,
         exported: r.unsigned(4, "run_totals.exported")?,

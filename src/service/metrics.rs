@@ -108,7 +108,10 @@ impl Collector for Scrape {
 
 /// A policy's totals of one outcome, labelled.
 fn by_outcome(t: &RunTotals) -> Labels<'_> {
-    vec![("policy", t.policy.as_str()), ("outcome", t.outcome.as_str())]
+    vec![
+        ("policy", t.policy.as_str()),
+        ("outcome", t.outcome.as_str()),
+    ]
 }
 
 /// The families made from the catalog's run totals and running runs.
@@ -133,12 +136,14 @@ fn encode_runs(
     )?;
     for t in &runs.totals {
         let labels = by_outcome(t);
-        durations.encode_family(&labels)?.encode_histogram::<Labels<'_>>(
-            seconds(t.duration_ms),
-            t.runs,
-            &[(f64::INFINITY, t.runs)],
-            None,
-        )?;
+        durations
+            .encode_family(&labels)?
+            .encode_histogram::<Labels<'_>>(
+                seconds(t.duration_ms),
+                t.runs,
+                &[(f64::INFINITY, t.runs)],
+                None,
+            )?;
     }
     for (name, help, field) in [
         (
@@ -269,7 +274,10 @@ mod tests {
             runs: Err("connection refused".into()),
             scheduler: None,
         });
-        assert!(text.lines().any(|l| l == "custodian_catalog_up 0"), "{text}");
+        assert!(
+            text.lines().any(|l| l == "custodian_catalog_up 0"),
+            "{text}"
+        );
         assert!(!text.contains("custodian_runs_total"), "{text}");
     }
 }

@@ -47,13 +47,7 @@ pub fn conversation_search_pages_newest_first(cat: &dyn Catalog) {
     ])
     .unwrap();
     let everything = ConversationSearch::default();
-    let newest_first = [
-        "beta/c5",
-        "acme/c4",
-        "beta/c3",
-        "acme/c2",
-        "acme/c1",
-    ];
+    let newest_first = ["beta/c5", "acme/c4", "beta/c3", "acme/c2", "acme/c1"];
     for limit in [1, 2, 3, 10] {
         assert_eq!(all_pages(cat, &everything, limit), newest_first, "{limit}");
     }
@@ -106,7 +100,9 @@ pub fn conversation_search_pages_newest_first(cat: &dyn Catalog) {
     assert_eq!(first[0].artifacts, 1);
     assert_eq!(
         first[0].start,
-        "2026-01-04T10:00:00Z".parse::<DateTime<FixedOffset>>().unwrap()
+        "2026-01-04T10:00:00Z"
+            .parse::<DateTime<FixedOffset>>()
+            .unwrap()
     );
 }
 
@@ -120,8 +116,7 @@ pub fn conversation_detail_tells_what_became_of_it(cat: &dyn Catalog) {
     assert!(cat.conversation_detail("other", "c1").unwrap().is_none());
 
     let run = cat.begin_run("export", Mode::Incremental, "vault").unwrap();
-    let ItemOutcome::Exported { audit, objects, .. } = exported(run, &c, &["acme/c1/t.txt"])
-    else {
+    let ItemOutcome::Exported { audit, objects, .. } = exported(run, &c, &["acme/c1/t.txt"]) else {
         unreachable!()
     };
     let output = ObjectRecord {

@@ -73,9 +73,10 @@ pub(super) fn detail(
                 |r| rows::export_entry(r),
             )?,
             confidential_flag: cat
-                .rows(s.query(sql::CONVERSATION_FLAG.postgres, &[&tenant, &id])?, |r| {
-                    rows::flag_origin(r)
-                })?
+                .rows(
+                    s.query(sql::CONVERSATION_FLAG.postgres, &[&tenant, &id])?,
+                    |r| rows::flag_origin(r),
+                )?
                 .pop(),
             holds: super::holds::holding(cat, s, &[pk])?
                 .remove(&pk)

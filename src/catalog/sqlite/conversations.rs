@@ -58,10 +58,18 @@ pub(super) fn detail(
         };
         let pk = found.rowid;
         let parts = DetailParts {
-            participants: by_pk(cat, conn, sql::CONVERSATION_PARTICIPANTS.sqlite, pk, |r| rows::participant(r))?,
-            artifacts: by_pk(cat, conn, sql::CONVERSATION_ARTIFACTS.sqlite, pk, |r| rows::artifact(r))?,
-            deletions: by_pk(cat, conn, sql::CONVERSATION_DELETIONS.sqlite, pk, |r| rows::deletion(r))?,
-            quarantine: by_pk(cat, conn, sql::CONVERSATION_QUARANTINE.sqlite, pk, |r| rows::quarantine_entry(r))?,
+            participants: by_pk(cat, conn, sql::CONVERSATION_PARTICIPANTS.sqlite, pk, |r| {
+                rows::participant(r)
+            })?,
+            artifacts: by_pk(cat, conn, sql::CONVERSATION_ARTIFACTS.sqlite, pk, |r| {
+                rows::artifact(r)
+            })?,
+            deletions: by_pk(cat, conn, sql::CONVERSATION_DELETIONS.sqlite, pk, |r| {
+                rows::deletion(r)
+            })?,
+            quarantine: by_pk(cat, conn, sql::CONVERSATION_QUARANTINE.sqlite, pk, |r| {
+                rows::quarantine_entry(r)
+            })?,
             exports: cat.rows(
                 conn,
                 sql::CONVERSATION_EXPORTS.sqlite,
@@ -69,9 +77,12 @@ pub(super) fn detail(
                 |r| rows::export_entry(r),
             )?,
             confidential_flag: cat
-                .rows(conn, sql::CONVERSATION_FLAG.sqlite, params![tenant, id], |r| {
-                    rows::flag_origin(r)
-                })?
+                .rows(
+                    conn,
+                    sql::CONVERSATION_FLAG.sqlite,
+                    params![tenant, id],
+                    |r| rows::flag_origin(r),
+                )?
                 .pop(),
             holds: super::holds::holding(cat, conn, &[pk])?
                 .remove(&pk)
