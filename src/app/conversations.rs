@@ -145,3 +145,76 @@ pub fn show(l: &Loaded, tenant: &str, id: &str) -> Result<ConversationDetail, Co
             id: id.to_owned(),
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(r: SearchRequest, parameter: &str) {
+        match checked(r) {
+            Err(ConversationsError::BadSearch { parameter: p, .. }) => assert_eq!(p, parameter),
+            other => panic!("expected a refusal of {parameter}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_search_asks_one_row_more_than_its_page() {
+        let (search, limit) = checked(SearchRequest {
+            tenant: Some("acme".into()),
+            after: Some(Cursor { start_ms: 5, pk: 7 }.token()),
+            ..SearchRequest::default()
+        })
+        .unwrap();
+        assert_eq!((limit, search.limit), (DEFAULT_PAGE, DEFAULT_PAGE + 1));
+        assert_eq!(search.after, Some(Cursor { start_ms: 5, pk: 7 }));
+        assert_eq!(search.tenant.as_deref(), Some("acme"));
+    }
+
+    #[test]
+    fn a_search_that_cannot_be_run_is_refused_naming_its_parameter() {
+        refused(
+            SearchRequest {
+                limit: Some(0),
+                ..SearchRequest::default()
+            },
+            "limit",
+        );
+        refused(
+            SearchRequest {
+                limit: Some(MAX_PAGE + 1),
+                ..SearchRequest::default()
+            },
+            "limit",
+        );
+        refused(
+            SearchRequest {
+                after: Some("12".into()),
+                ..SearchRequest::default()
+            },
+            "after",
+        );
+        let t = |s: &str| s.parse::<DateTime<Utc>>().ok();
+        refused(
+            SearchRequest {
+                start_from: t("2026-02-01T00:00:00Z"),
+                start_before: t("2026-02-01T00:00:00Z"),
+                ..SearchRequest::default()
+            },
+            "start_from",
+        );
+        refused(
+            SearchRequest {
+                user: Some("al\0ice".into()),
+                ..SearchRequest::default()
+            },
+            "user",
+        );
+        refused(
+            SearchRequest {
+                id: Some("x".repeat(300)),
+                ..SearchRequest::default()
+            },
+            "id",
+        );
+    }
+}
