@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
-use custodian::app::Loaded;
+use custodian::app::{Acting, Loaded};
 use custodian::catalog::sqlite::SqliteCatalog;
 use custodian::catalog::{Catalog, Fingerprint, IndexChange, RunId, Selected};
 use custodian::config::Config;
@@ -76,7 +76,7 @@ fn export_conversation(c: &mut Criterion) {
     let l = Loaded {
         config,
         catalog: Arc::new(SqliteCatalog::open(&dir.path().join("c.db")).unwrap()),
-        acting: custodian::app::Acting::Process,
+        acting: Acting::Process,
     };
     let policy = l.export_policy("p").unwrap();
     let export = l.export(policy, &target, None, Filter::all()).unwrap();

@@ -81,6 +81,7 @@ fn dispatch(cli: &Cli, run_log: &RunLog) -> Result<u8> {
         Command::Plan { policy, no_index } => cli::run::plan(cli, policy, *no_index),
         Command::Lifecycle { command } => cli::lifecycle::command(cli, command),
         Command::Hold { command } => cli::holds::command(cli, command),
+        Command::User { command } => cli::users::command(cli, command),
         Command::Schedules => cli::jobs::schedules(cli),
         Command::Serve(args) => cli::serve::serve(cli, args),
         Command::Direct(args) => cli::direct::direct(cli, args, run_log),

@@ -9,6 +9,7 @@
 //! keystores, and the setup of an export.
 
 pub mod access;
+pub mod accounts;
 pub mod audit;
 pub mod control;
 pub mod conversations;

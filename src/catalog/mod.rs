@@ -3,6 +3,7 @@
 //! PostgreSQL (a catalog shared by several nodes) can stand in for each other. What both
 //! implementations must say the same way (refusals, audit events they write) lives here.
 
+pub mod accounts;
 #[cfg(test)]
 mod conformance;
 pub mod conversations;
@@ -217,18 +218,20 @@ impl RunStatus {
         }
     }
 
-    fn parse(s: &str) -> Option<RunStatus> {
-        [
-            RunStatus::Running,
-            RunStatus::Succeeded,
-            RunStatus::CompletedWithFailures,
-            RunStatus::Failed,
-            RunStatus::TimedOut,
-            RunStatus::Stalled,
-            RunStatus::Cancelled,
-        ]
-        .into_iter()
-        .find(|v| v.as_str() == s)
+    /// Every outcome, in the order lists offer them.
+    pub const ALL: [RunStatus; 7] = [
+        RunStatus::Running,
+        RunStatus::Succeeded,
+        RunStatus::CompletedWithFailures,
+        RunStatus::Failed,
+        RunStatus::TimedOut,
+        RunStatus::Stalled,
+        RunStatus::Cancelled,
+    ];
+
+    /// The outcome named `s` (as [`RunStatus::as_str`] names it).
+    pub fn parse(s: &str) -> Option<RunStatus> {
+        RunStatus::ALL.into_iter().find(|v| v.as_str() == s)
     }
 }
 
@@ -290,6 +293,17 @@ pub struct JobRun {
     /// What a lifecycle sweep held back because its required export policy had not exported
     /// it, a line per lifecycle policy (docs/operations.md, "Export before delete").
     pub held_back: Option<String>,
+}
+
+/// Which page of the job history to read: runs before `before` (all when None), of one
+/// policy and one outcome when given, at most `limit` of them. Keyset paging by run id stays
+/// as fast on the millionth run as on the first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunPage {
+    pub policy: Option<String>,
+    pub status: Option<RunStatus>,
+    pub before: Option<RunId>,
+    pub limit: usize,
 }
 
 /// One object written to a target.
@@ -362,7 +376,7 @@ pub trait PolicyLock: Send {}
 ///
 /// One trait, its methods grouped by concern: callers hold a `&dyn Catalog` and call any of
 /// them with no other import, which sub-traits (each needing its own `use`) would not allow.
-pub trait Catalog: uploads::UploadJournal + Send + Sync {
+pub trait Catalog: uploads::UploadJournal + accounts::Accounts + Send + Sync {
     /// Human-readable location (a path or a URL without credentials) for messages.
     fn location(&self) -> String;
 
@@ -470,6 +484,8 @@ pub trait Catalog: uploads::UploadJournal + Send + Sync {
     fn job_runs(&self, policy: Option<&str>, limit: usize) -> Result<Vec<JobRun>>;
 
     fn job_run(&self, run: RunId) -> Result<Option<JobRun>>;
+    /// A page of the job history, newest first, as `page` filters it.
+    fn job_runs_page(&self, page: &RunPage) -> Result<Vec<JobRun>>;
 
     fn failed_items(&self, run: RunId, limit: usize) -> Result<Vec<FailedItem>>;
 

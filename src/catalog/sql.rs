@@ -101,6 +101,21 @@ pub(super) const JOB_RUNS: Sql = shared!("SELECT * FROM job_runs ORDER BY id DES
 pub(super) const JOB_RUNS_OF_POLICY: Sql =
     shared!("SELECT * FROM job_runs WHERE policy = $1 ORDER BY id DESC LIMIT $2");
 
+/// Keyset pages of the job history, newest first: runs before `$1` (a run id), `$2` of them,
+/// of policy `$3` and outcome `$3` or `$4` as the filter has them.
+pub(super) const JOB_RUNS_PAGE: Sql =
+    shared!("SELECT * FROM job_runs WHERE id < $1 ORDER BY id DESC LIMIT $2");
+
+pub(super) const JOB_RUNS_PAGE_OF_POLICY: Sql =
+    shared!("SELECT * FROM job_runs WHERE policy = $3 AND id < $1 ORDER BY id DESC LIMIT $2");
+
+pub(super) const JOB_RUNS_PAGE_OF_STATUS: Sql =
+    shared!("SELECT * FROM job_runs WHERE status = $3 AND id < $1 ORDER BY id DESC LIMIT $2");
+
+pub(super) const JOB_RUNS_PAGE_OF_BOTH: Sql = shared!(
+    "SELECT * FROM job_runs WHERE policy = $3 AND status = $4 AND id < $1 ORDER BY id DESC LIMIT $2"
+);
+
 pub(super) const RESUME_RUN: Sql =
     shared!("UPDATE job_runs SET resumed = resumed + 1 WHERE id = $1");
 
@@ -611,6 +626,47 @@ pub(super) fn selection(
     }
     (sql, params)
 }
+
+// Accounts of the web portal and JSON API, their tokens and sessions (`catalog/accounts.rs`).
+
+pub(super) const INSERT_ACCOUNT: Sql = shared!(
+    "INSERT INTO accounts (name, groups, password_hash, created_at) VALUES ($1, $2, $3, $4)"
+);
+
+pub(super) const ACCOUNT: Sql =
+    shared!("SELECT name, groups, password_hash, created_at FROM accounts WHERE name = $1");
+
+pub(super) const ACCOUNTS: Sql =
+    shared!("SELECT name, groups, password_hash, created_at FROM accounts ORDER BY name");
+
+pub(super) const REMOVE_ACCOUNT: Sql = shared!("DELETE FROM accounts WHERE name = $1");
+
+pub(super) const REMOVE_ACCOUNT_TOKENS: Sql =
+    shared!("DELETE FROM account_tokens WHERE account = $1");
+
+pub(super) const REMOVE_ACCOUNT_SESSIONS: Sql =
+    shared!("DELETE FROM web_sessions WHERE account = $1");
+
+pub(super) const INSERT_TOKEN: Sql =
+    shared!("INSERT INTO account_tokens (hash, account, created_at) VALUES ($1, $2, $3)");
+
+pub(super) const TOKEN_ACCOUNT: Sql = shared!(
+    "SELECT a.name, a.groups, a.password_hash, a.created_at FROM account_tokens t \
+     JOIN accounts a ON a.name = t.account WHERE t.hash = $1"
+);
+
+pub(super) const INSERT_SESSION: Sql =
+    shared!("INSERT INTO web_sessions (hash, account, csrf, expires_at) VALUES ($1, $2, $3, $4)");
+
+pub(super) const EXPIRE_SESSIONS: Sql = shared!("DELETE FROM web_sessions WHERE expires_at < $1");
+
+pub(super) const SESSION: Sql = shared!(
+    "SELECT a.name, a.groups, a.password_hash, a.created_at, s.csrf, s.expires_at \
+     FROM web_sessions s JOIN accounts a ON a.name = s.account \
+     WHERE s.hash = $1 AND s.expires_at >= $2"
+);
+
+pub(super) const END_SESSION: Sql = shared!("DELETE FROM web_sessions WHERE hash = $1");
 
 #[cfg(test)]
 mod tests {

@@ -9,7 +9,7 @@ use clap_complete::Shell;
 
 use custodian::media::crypto;
 
-use super::{audit, direct, holds, jobs, lifecycle, media, run, serve};
+use super::{audit, direct, holds, jobs, lifecycle, media, run, serve, users};
 
 #[derive(Parser)]
 #[command(
@@ -98,6 +98,16 @@ pub enum Command {
     Hold {
         #[command(subcommand)]
         command: holds::HoldCommand,
+    },
+    /// Accounts of the web portal and JSON API, and their API tokens (run as the catalog's
+    /// owner).
+    #[command(after_help = "Examples:
+  custodian user add alice --group compliance
+  custodian user list
+  custodian user token ci-reader")]
+    User {
+        #[command(subcommand)]
+        command: users::UserCommand,
     },
     /// Show what a policy would do now (same as `run --dry-run`).
     #[command(after_help = "Examples:

@@ -12,3 +12,4 @@ pub mod media;
 pub mod out;
 pub mod run;
 pub mod serve;
+pub mod users;

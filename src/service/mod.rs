@@ -3,18 +3,48 @@
 //! and metrics. Each request runs an `app` command acting as the user it authenticated
 //! (`app::Acting::As`), so every path applies the same roles file.
 
+pub mod web;
 pub mod metrics;
 
 use std::path::Path;
 
 use crate::app::serve::{self, ServeError, ServeObserver, ServeOptions};
+use crate::app::{Loaded, SetupError};
+
+/// Why serve could not start, or its portal failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error(transparent)]
+    Web(#[from] web::WebError),
+    #[error("the web portal stopped with an error: {0}")]
+    WebStopped(std::io::Error),
+}
 
 /// Serves the config at `config` until SIGTERM or SIGINT: the scheduler, and the boundaries the
-/// config and `options` ask for.
+/// config and the options ask for (the web portal when `web` is given). A portal that cannot
+/// listen is an error before the scheduler starts; stopping the scheduler stops the portal.
 pub fn serve(
     config: &Path,
     options: &ServeOptions,
+    web: Option<&web::WebOptions>,
     observer: &'static dyn ServeObserver,
-) -> Result<(), ServeError> {
-    serve::serve(config, options, observer)
+) -> Result<(), ServiceError> {
+    let portal = match web {
+        Some(w) => {
+            w.validate()?;
+            let portal = web::start(Loaded::load(config)?, w)?;
+            tracing::info!("web portal listening on {}", portal.url());
+            Some(portal)
+        }
+        None => None,
+    };
+    let served = serve::serve(config, options, observer);
+    if let Some(portal) = portal {
+        portal.stop().map_err(ServiceError::WebStopped)?;
+    }
+    Ok(served?)
 }

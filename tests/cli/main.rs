@@ -35,3 +35,4 @@ mod power;
 mod s3;
 mod stitch;
 mod transcode;
+mod web;

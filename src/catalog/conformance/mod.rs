@@ -3,6 +3,7 @@
 //! per function for an implementation's fresh catalogs). The checks are grouped by concern, as
 //! the trait and the implementations are.
 
+pub(super) mod accounts;
 pub(super) mod audit;
 pub(super) mod conversations;
 pub(super) mod holds;
@@ -36,6 +37,7 @@ macro_rules! conformance_suite {
             index::index_batches_apply_in_order,
             runs::runs_and_audit,
             runs::run_history,
+            runs::run_pages,
             audit::audit_queries,
             runs::policy_lock_is_exclusive,
             lifecycle::lifecycle_policies_and_versions,
@@ -51,6 +53,7 @@ macro_rules! conformance_suite {
             runs::object_keys_are_held_by_one_file,
             runs::object_key_claims_race_to_one_winner,
             select::incremental_state_is_per_record_version_and_artifact,
+            accounts::accounts_tokens_and_sessions,
             conversations::conversation_search_pages_newest_first,
             conversations::conversation_detail_tells_what_became_of_it,
             conversations::run_totals_count_each_run_once,

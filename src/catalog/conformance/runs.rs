@@ -369,3 +369,48 @@ pub fn object_key_claims_race_to_one_winner(cat: &dyn Catalog) {
         assert_eq!(winners.into_inner(), 1, "round {round}");
     }
 }
+
+/// The job history read a page at a time, filtered by policy and outcome.
+pub fn run_pages(cat: &dyn Catalog) {
+    let mut ids = Vec::new();
+    for (policy, status) in [
+        ("p", RunStatus::Succeeded),
+        ("p", RunStatus::Failed),
+        ("q", RunStatus::Failed),
+        ("p", RunStatus::Succeeded),
+        ("q", RunStatus::Succeeded),
+    ] {
+        let id = cat.begin_run(policy, Mode::Full, "t").unwrap();
+        cat.finish_run(id, status, &Counters::default(), None, None)
+            .unwrap();
+        ids.push(id);
+    }
+    let page = |policy: Option<&str>, status, before, limit| -> Vec<RunId> {
+        cat.job_runs_page(&RunPage {
+            policy: policy.map(str::to_owned),
+            status,
+            before,
+            limit,
+        })
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect()
+    };
+    assert_eq!(page(None, None, None, 2), vec![ids[4], ids[3]]);
+    assert_eq!(page(None, None, Some(ids[3]), 2), vec![ids[2], ids[1]]);
+    assert_eq!(page(None, None, Some(ids[1]), 2), vec![ids[0]]);
+    assert_eq!(
+        page(Some("p"), None, None, 10),
+        vec![ids[3], ids[1], ids[0]]
+    );
+    assert_eq!(
+        page(None, Some(RunStatus::Failed), None, 10),
+        vec![ids[2], ids[1]]
+    );
+    assert_eq!(
+        page(Some("p"), Some(RunStatus::Succeeded), Some(ids[3]), 10),
+        vec![ids[0]]
+    );
+    assert!(page(Some("none"), None, None, 10).is_empty());
+}

@@ -14,7 +14,7 @@ use crate::catalog::rows;
 use crate::catalog::sql::{self, Sql};
 use crate::catalog::{
     CatalogError, Counters, ExportedArtifact, FailedItem, Fingerprint, ItemOutcome, JobRun,
-    KeyClaim, Mode, ObjectRecord, PolicyLock, Result, RunId, RunStatus,
+    KeyClaim, Mode, ObjectRecord, PolicyLock, Result, RunId, RunPage, RunStatus,
 };
 
 /// Conversations (tenant, id) handled by a policy, with the record version each was at.
@@ -479,6 +479,19 @@ pub(super) fn job_runs(
     match policy {
         Some(p) => query_runs(cat, sql::JOB_RUNS_OF_POLICY, &[&p, &limit]),
         None => query_runs(cat, sql::JOB_RUNS, &[&limit]),
+    }
+}
+
+pub(super) fn job_runs_page(cat: &PostgresCatalog, page: &RunPage) -> Result<Vec<JobRun>> {
+    let before = page.before.map_or(i64::MAX, |r| r.0);
+    let limit = page.limit as i64;
+    match (&page.policy, page.status.map(RunStatus::as_str)) {
+        (None, None) => query_runs(cat, sql::JOB_RUNS_PAGE, &[&before, &limit]),
+        (Some(p), None) => query_runs(cat, sql::JOB_RUNS_PAGE_OF_POLICY, &[&before, &limit, p]),
+        (None, Some(s)) => query_runs(cat, sql::JOB_RUNS_PAGE_OF_STATUS, &[&before, &limit, &s]),
+        (Some(p), Some(s)) => {
+            query_runs(cat, sql::JOB_RUNS_PAGE_OF_BOTH, &[&before, &limit, p, &s])
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! `PRAGMA user_version`. A batch is written row by row in one transaction (an index batch
 //! with a savepoint per record); the statements both catalogs share are in `catalog/sql.rs`.
 
+mod accounts;
 mod audit;
 mod conversations;
 mod holds;
@@ -28,7 +29,7 @@ use super::rows::Fields;
 use super::{
     AuditQuery, Catalog, CatalogError, ConfidentialPage, Counters, Exclude, FailedItem,
     Fingerprint, IndexChange, ItemOutcome, JobRun, KeyClaim, Mode, ObjectRecord, PolicyLock,
-    Result, RunId, RunStatus, Selected,
+    Result, RunId, RunPage, RunStatus, Selected,
 };
 use crate::audit::{AuditEvent, AuditHead, KeyError, KeySource, NewEvent};
 use crate::catalog::conversations::{ConversationDetail, ConversationSearch, ConversationSummary};
@@ -354,6 +355,10 @@ impl Catalog for SqliteCatalog {
 
     fn job_run(&self, run: RunId) -> Result<Option<JobRun>> {
         runs::job_run(self, run)
+    }
+
+    fn job_runs_page(&self, page: &RunPage) -> Result<Vec<JobRun>> {
+        runs::job_runs_page(self, page)
     }
 
     fn failed_items(&self, run: RunId, limit: usize) -> Result<Vec<FailedItem>> {

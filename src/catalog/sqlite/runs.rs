@@ -11,7 +11,7 @@ use crate::catalog::rows;
 use crate::catalog::sql::{self, Sql};
 use crate::catalog::{
     Catalog, CatalogError, Counters, FailedItem, ItemOutcome, JobRun, KeyClaim, Mode, ObjectRecord,
-    PolicyLock, Result, RunId, RunStatus, rfc3339_micros as ts,
+    PolicyLock, Result, RunId, RunPage, RunStatus, rfc3339_micros as ts,
 };
 
 pub(super) fn claim_keys(
@@ -277,6 +277,21 @@ pub(super) fn job_runs(
     match policy {
         Some(p) => query_runs(cat, sql::JOB_RUNS_OF_POLICY, params![p, limit]),
         None => query_runs(cat, sql::JOB_RUNS, params![limit]),
+    }
+}
+
+pub(super) fn job_runs_page(cat: &SqliteCatalog, page: &RunPage) -> Result<Vec<JobRun>> {
+    let before = page.before.map_or(i64::MAX, |r| r.0);
+    let limit = page.limit as i64;
+    match (&page.policy, page.status.map(RunStatus::as_str)) {
+        (None, None) => query_runs(cat, sql::JOB_RUNS_PAGE, params![before, limit]),
+        (Some(p), None) => query_runs(cat, sql::JOB_RUNS_PAGE_OF_POLICY, params![before, limit, p]),
+        (None, Some(s)) => query_runs(cat, sql::JOB_RUNS_PAGE_OF_STATUS, params![before, limit, s]),
+        (Some(p), Some(s)) => query_runs(
+            cat,
+            sql::JOB_RUNS_PAGE_OF_BOTH,
+            params![before, limit, p, s],
+        ),
     }
 }
 

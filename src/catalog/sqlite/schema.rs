@@ -325,6 +325,33 @@ ALTER TABLE job_runs ADD COLUMN held_back TEXT;
 CREATE INDEX participants_user ON participants (user_name);
 CREATE INDEX participants_extension ON participants (extension);
 "#,
+    // Accounts of the web portal and JSON API (docs/operations.md, "The web portal"): tokens
+    // and sessions are kept as SHA-256 digests; instants are seconds since the Unix epoch. The
+    // portal's runs list filters the job history by policy and outcome, a page at a time.
+    r#"
+CREATE TABLE accounts (
+    name TEXT PRIMARY KEY,
+    groups TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE account_tokens (
+    hash TEXT PRIMARY KEY,
+    account TEXT NOT NULL REFERENCES accounts (name) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX account_tokens_account ON account_tokens (account);
+CREATE TABLE web_sessions (
+    hash TEXT PRIMARY KEY,
+    account TEXT NOT NULL REFERENCES accounts (name) ON DELETE CASCADE,
+    csrf TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX web_sessions_account ON web_sessions (account);
+CREATE INDEX web_sessions_expires ON web_sessions (expires_at);
+CREATE INDEX job_runs_status ON job_runs (status, id);
+CREATE INDEX job_runs_policy_status ON job_runs (policy, status, id);
+"#,
     // The service's reads (docs/operations.md, "The JSON API", "Metrics"): conversations by id
     // alone and by tenant newest first, a conversation's exports and key claims, the runs going
     // now, and each policy's finished runs totalled by outcome, kept by a trigger as each run

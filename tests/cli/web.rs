@@ -1,0 +1,441 @@
+//! The web portal (`serve --listen`) end to end, over HTTP and HTTPS with a real client:
+//! logging in and out, the login throttle, CSRF tokens, permissions from the roles file, the
+//! runs pages, hostile text shown as text, and the refusal of plain HTTP off loopback.
+
+use std::io::Write;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use reqwest::blocking::{Client, Response};
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+
+use crate::common::{Env, text};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// An installation whose roles file grants `grants` to every user, and, for named users,
+/// the lines of `users` (TOML, under `[users]`).
+fn env_granting(grants: &str, users: &str) -> Env {
+    let env = Env::new("");
+    std::fs::write(
+        env.path().join("roles.toml"),
+        format!("[users]\n\"*\" = {grants}\n{users}"),
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(env.config()).unwrap();
+    env.write_config(&format!("{config}\n[lifecycle]\nroles = \"roles.toml\"\n"));
+    env
+}
+
+/// `custodian user add NAME` with the password on stdin.
+fn add_user(env: &Env, name: &str, password: &str) -> std::process::Output {
+    let mut child = env
+        .command(&["user", "add", name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// `custodian serve --listen 127.0.0.1:0 ARGS…`, stopped (SIGTERM) when dropped.
+struct Portal {
+    child: Child,
+    url: String,
+    client: Client,
+}
+
+impl Portal {
+    fn start(env: &Env, args: &[&str]) -> Portal {
+        Portal::start_with(env, args, plain_client())
+    }
+
+    fn start_with(env: &Env, args: &[&str], client: Client) -> Portal {
+        let log = env.path().join("serve.log");
+        let mut all = vec!["serve", "--listen", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        let child = env
+            .command(&all)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let url = listening_url(&log);
+        Portal { child, url, client }
+    }
+
+    fn get(&self, path: &str, session: Option<&str>) -> Response {
+        let mut request = self.client.get(format!("{}{path}", self.url));
+        if let Some(s) = session {
+            request = request.header(COOKIE, format!("custodian_session={s}"));
+        }
+        request.send().unwrap()
+    }
+
+    fn post(&self, path: &str, session: Option<&str>, form: &[(&str, &str)]) -> Response {
+        let mut request = self.client.post(format!("{}{path}", self.url)).form(form);
+        if let Some(s) = session {
+            request = request.header(COOKIE, format!("custodian_session={s}"));
+        }
+        request.send().unwrap()
+    }
+
+    /// Logs in through the login form: the session id, or the refusal.
+    fn login(&self, name: &str, password: &str) -> Result<String, Box<Response>> {
+        let form = self
+            .client
+            .get(format!("{}/login", self.url))
+            .send()
+            .unwrap();
+        assert_eq!(form.status(), StatusCode::OK);
+        let login_cookie = cookie_value(&form, "custodian_login").expect("login cookie");
+        let csrf = hidden(&form.text().unwrap(), "csrf");
+        let response = self
+            .client
+            .post(format!("{}/login", self.url))
+            .header(COOKIE, format!("custodian_login={login_cookie}"))
+            .form(&[
+                ("name", name),
+                ("password", password),
+                ("csrf", csrf.as_str()),
+                ("next", "/runs"),
+            ])
+            .send()
+            .unwrap();
+        match cookie_value(&response, "custodian_session") {
+            Some(session) if response.status() == StatusCode::SEE_OTHER => Ok(session),
+            _ => Err(Box::new(response)),
+        }
+    }
+
+    /// The CSRF token of the forms `session` is shown.
+    fn csrf(&self, session: &str) -> String {
+        hidden(&self.get("/runs", Some(session)).text().unwrap(), "csrf")
+    }
+}
+
+impl Drop for Portal {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+/// A client that follows no redirects (the tests look at them), over ring's TLS provider.
+fn plain_client() -> Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The portal's URL from serve's log, once it listens.
+fn listening_url(log: &std::path::Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text
+            .lines()
+            .find(|l| l.contains("web portal listening on "))
+        {
+            return line
+                .rsplit("listening on ")
+                .next()
+                .unwrap()
+                .trim()
+                .to_owned();
+        }
+        assert!(Instant::now() < deadline, "serve did not listen: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The value a `Set-Cookie` header of `response` gives cookie `name` (None when cleared).
+fn cookie_value(response: &Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next()?.split_once('='))
+        .find(|(k, v)| *k == name && !v.is_empty())
+        .map(|(_, v)| v.to_owned())
+}
+
+/// The value of the first hidden input `name` of a page.
+fn hidden(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in {page}"))
+        + marker.len();
+    page[start..start + page[start..].find('"').unwrap()].to_owned()
+}
+
+/// An installation with one export run done (run 1) and account `alice`.
+fn with_a_run(grants: &str) -> Env {
+    let env = env_granting(grants, "");
+    env.conversation("acme", 1, "c1", &[("a.wav", b"RIFF-a")]);
+    let out = env.run(&["run", "export"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = add_user(&env, "alice", PASSWORD);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    env
+}
+
+#[test]
+fn an_account_logs_in_sees_the_runs_and_logs_out() {
+    let env = with_a_run(r#"["JOBS_READ"]"#);
+    let portal = Portal::start(&env, &[]);
+
+    let anonymous = portal.get("/runs", None);
+    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
+    assert_eq!(anonymous.headers()[LOCATION], "/login?next=/runs");
+
+    let session = portal.login("alice", PASSWORD).expect("logged in");
+    let runs = portal.get("/runs", Some(&session));
+    assert_eq!(runs.status(), StatusCode::OK);
+    let page = runs.text().unwrap();
+    assert!(
+        page.contains("href=\"/runs/1\"") && page.contains("succeeded"),
+        "{page}"
+    );
+
+    let run = portal.get("/runs/1", Some(&session)).text().unwrap();
+    assert!(
+        run.contains("Run 1") && run.contains("conversation_exported"),
+        "{run}"
+    );
+
+    // Logging out needs the session's CSRF token; without it nothing changes.
+    let csrf = portal.csrf(&session);
+    let refused = portal.post("/logout", Some(&session), &[]);
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(portal.get("/runs", Some(&session)).status(), StatusCode::OK);
+    let out = portal.post("/logout", Some(&session), &[("csrf", &csrf)]);
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        portal.get("/runs", Some(&session)).status(),
+        StatusCode::SEE_OTHER,
+        "the session ended"
+    );
+    drop(portal);
+}
+
+#[test]
+fn a_wrong_password_or_unknown_account_gets_no_session() {
+    let env = with_a_run(r#"["JOBS_READ"]"#);
+    let portal = Portal::start(&env, &[]);
+    for (name, password) in [("alice", "correct horse batterx"), ("mallory", PASSWORD)] {
+        let refused = portal.login(name, password).expect_err("refused");
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        assert!(
+            refused
+                .text()
+                .unwrap()
+                .contains("wrong account name or password")
+        );
+    }
+    // A made-up session id is no session.
+    let forged = "ab".repeat(32);
+    assert_eq!(
+        portal.get("/runs", Some(&forged)).status(),
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[test]
+fn logins_are_throttled_per_account_and_say_when_to_retry() {
+    let env = with_a_run(r#"["JOBS_READ"]"#);
+    let portal = Portal::start(&env, &[]);
+    for _ in 0..5 {
+        let refused = portal
+            .login("alice", "not the password")
+            .expect_err("refused");
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    }
+    // Now even the right password is refused, before it is checked.
+    let throttled = portal.login("alice", PASSWORD).expect_err("throttled");
+    assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = throttled.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry > 0 && retry <= 15 * 60, "{retry}");
+    assert!(throttled.text().unwrap().contains("try again in"));
+}
+
+#[test]
+fn a_login_post_without_the_login_forms_token_is_refused() {
+    let env = with_a_run(r#"["JOBS_READ"]"#);
+    let portal = Portal::start(&env, &[]);
+    let response = portal.post(
+        "/login",
+        None,
+        &[("name", "alice"), ("password", PASSWORD), ("csrf", "guess")],
+    );
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(cookie_value(&response, "custodian_session").is_none());
+}
+
+#[test]
+fn a_user_without_jobs_read_cannot_see_runs_and_an_unknown_run_is_404() {
+    let env = with_a_run(r#"[]"#);
+    let out = add_user(&env, "bob", PASSWORD);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    std::fs::write(
+        env.path().join("roles.toml"),
+        "[users]\nbob = [\"JOBS_READ\"]\n",
+    )
+    .unwrap();
+    let portal = Portal::start(&env, &[]);
+    let alice = portal.login("alice", PASSWORD).unwrap();
+    for path in ["/runs", "/runs/1"] {
+        let denied = portal.get(path, Some(&alice));
+        assert_eq!(denied.status(), StatusCode::FORBIDDEN, "{path}");
+        assert!(denied.text().unwrap().contains("JOBS_READ"), "{path}");
+    }
+    let bob = portal.login("bob", PASSWORD).unwrap();
+    for path in ["/runs/999", "/runs/nope"] {
+        let missing = portal.get(path, Some(&bob));
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND, "{path}");
+        assert!(missing.text().unwrap().contains("no job run"), "{path}");
+    }
+}
+
+#[test]
+fn an_api_token_authenticates_and_a_revoked_one_does_not() {
+    let env = with_a_run(r#"["JOBS_READ"]"#);
+    let out = env.run(&["user", "token", "alice"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let portal = Portal::start(&env, &[]);
+    let bearer = |token: &str| {
+        portal
+            .client
+            .get(format!("{}/runs", portal.url))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(bearer(&token), StatusCode::OK);
+    assert_eq!(bearer("cust_not-a-token"), StatusCode::UNAUTHORIZED);
+    let out = env.run(&["user", "remove", "alice"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(bearer(&token), StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn plain_http_off_loopback_is_refused_unless_forced() {
+    let env = with_a_run(r#"["JOBS_READ"]"#);
+    let out = env.run(&["serve", "--listen", "0.0.0.0:0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("--insecure-http") && said.contains("0.0.0.0"),
+        "{said}"
+    );
+    // A port in use is a clear startup error too.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = env.run(&["serve", "--listen", &addr]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("cannot listen on {addr}")),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn tls_serves_with_a_certificate_and_marks_cookies_secure() {
+    let env = with_a_run(r#"["JOBS_READ"]"#);
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let cert_file = env.path().join("cert.pem");
+    let key_file = env.path().join("key.pem");
+    std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+    std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let client = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_backend_preconfigured(tls)
+        .build()
+        .unwrap();
+    let portal = Portal::start_with(
+        &env,
+        &[
+            "--tls-cert",
+            cert_file.to_str().unwrap(),
+            "--tls-key",
+            key_file.to_str().unwrap(),
+        ],
+        client,
+    );
+    assert!(portal.url.starts_with("https://"), "{}", portal.url);
+    let form = portal
+        .client
+        .get(format!("{}/login", portal.url))
+        .send()
+        .unwrap();
+    let set = form.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(
+        set.contains("; Secure") && set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    let session = portal.login("alice", PASSWORD).expect("logged in over TLS");
+    assert_eq!(portal.get("/runs", Some(&session)).status(), StatusCode::OK);
+    // Plain HTTP to the TLS port gets nothing.
+    let plain = plain_client()
+        .get(portal.url.replace("https://", "http://") + "/login")
+        .send();
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+}
+
+#[test]
+fn user_commands_refuse_bad_names_and_short_passwords() {
+    let env = with_a_run(r#"["JOBS_READ"]"#);
+    for (name, password, needle) in [
+        ("<script>", PASSWORD, "is not valid"),
+        ("a b", PASSWORD, "is not valid"),
+        ("carol", "short", "too short"),
+        ("alice", PASSWORD, "already exists"),
+    ] {
+        let out = add_user(&env, name, password);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", text(&out));
+        assert!(text(&out).contains(needle), "{name}: {}", text(&out));
+    }
+    let out = env.run(&["user", "list"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        2,
+        "{}",
+        text(&out)
+    );
+    let out = env.run(&["user", "remove", "nobody"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("no account named `nobody`"),
+        "{}",
+        text(&out)
+    );
+    let out = env.run(&["user", "token", "nobody"]);
+    assert_eq!(out.status.code(), Some(2));
+}
