@@ -1,8 +1,17 @@
 //! `/metrics` in the Prometheus (OpenMetrics) text format, rendered with `prometheus-client`
-//! from one [`Snapshot`] per scrape (docs/operations.md, "Metrics"). The run totals come from
-//! the catalog, so they survive restarts and history pruning and only grow.
+//! from one [`Snapshot`] per scrape, and `/healthz` (docs/operations.md, "Metrics"). The run
+//! totals come from the catalog, so they survive restarts and history pruning and only grow.
+//! `/metrics` needs JOBS_READ (Prometheus sends an API token as a bearer token); `/healthz`
+//! needs nothing and says only whether the catalog answers.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Extension, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -11,11 +20,84 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use crate::app::metrics::Snapshot;
+use super::api::{ApiError, ApiUser, call};
+use super::web::AppState;
+use crate::app::metrics::{self, Snapshot};
+use crate::app::serve::SchedulerStatus;
+use crate::catalog::Catalog;
 use crate::catalog::totals::RunTotals;
+use crate::policy::roles::Permission;
 
 /// The media type of what [`render`] writes.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// What `/metrics` and `/healthz` read besides the request: the catalog, and the scheduler
+/// serve runs beside the portal. Added to the router as an extension.
+#[derive(Clone)]
+pub struct Sources {
+    pub catalog: Arc<dyn Catalog>,
+    pub scheduler: Arc<SchedulerStatus>,
+}
+
+/// `/metrics` and `/healthz`; the router must carry [`Sources`] as an extension.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/metrics", get(scrape))
+        .route("/healthz", get(healthz))
+}
+
+async fn scrape(
+    State(state): State<AppState>,
+    who: ApiUser,
+    Extension(sources): Extension<Sources>,
+) -> Result<Response, ApiError> {
+    let snapshot = call(&state, &who, &[Permission::JobsRead], move |_| {
+        Ok(metrics::gather(
+            sources.catalog.as_ref(),
+            Some(&sources.scheduler),
+        ))
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], render(snapshot)).into_response())
+}
+
+/// What `/healthz` answers.
+#[derive(serde::Serialize)]
+struct Health {
+    /// `ok`, or `unavailable` when the catalog does not answer.
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+async fn healthz(Extension(sources): Extension<Sources>) -> Response {
+    let checked =
+        tokio::task::spawn_blocking(move || metrics::health(sources.catalog.as_ref())).await;
+    let (status, body) = match checked {
+        Ok(Ok(())) => (
+            StatusCode::OK,
+            Health {
+                status: "ok",
+                error: None,
+            },
+        ),
+        Ok(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Health {
+                status: "unavailable",
+                error: Some(e.to_string()),
+            },
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Health {
+                status: "unavailable",
+                error: Some(format!("the check's task failed: {e}")),
+            },
+        ),
+    };
+    (status, Json(body)).into_response()
+}
 
 /// The snapshot as the text a scrape receives.
 pub fn render(snapshot: Snapshot) -> String {

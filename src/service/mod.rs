@@ -3,8 +3,9 @@
 //! and metrics. Each request runs an `app` command acting as the user it authenticated
 //! (`app::Acting::As`), so every path applies the same roles file.
 
-pub mod web;
+pub mod api;
 pub mod metrics;
+pub mod web;
 
 use std::path::Path;
 
@@ -36,7 +37,7 @@ pub fn serve(
     let portal = match web {
         Some(w) => {
             w.validate()?;
-            let portal = web::start(Loaded::load(config)?, w)?;
+            let portal = web::start(Loaded::load(config)?, w, options.status.clone())?;
             tracing::info!("web portal listening on {}", portal.url());
             Some(portal)
         }
