@@ -536,3 +536,26 @@ impl Server {
         tracing::info!("stopped");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scheduler_lags_by_the_time_since_its_earliest_pending_occurrence() {
+        let due: DateTime<Utc> = "2026-05-01T11:00:00Z".parse().unwrap();
+        let state = SchedulerState {
+            earliest_pending: Some(due),
+            ..SchedulerState::default()
+        };
+        let later = |ms| due + chrono::Duration::milliseconds(ms);
+        assert_eq!(state.lag_seconds(later(-5000)), 0.0);
+        assert_eq!(state.lag_seconds(due), 0.0);
+        assert_eq!(state.lag_seconds(later(2500)), 2.5);
+        assert_eq!(SchedulerState::default().lag_seconds(due), 0.0);
+        let status = SchedulerStatus::default();
+        assert_eq!(status.snapshot(), None, "not started");
+        status.update(|s| s.earliest_pending = Some(due));
+        assert_eq!(status.snapshot(), Some(state));
+    }
+}

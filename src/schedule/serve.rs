@@ -219,6 +219,25 @@ mod tests {
     }
 
     #[test]
+    fn the_earliest_pending_occurrence_is_one_waiting_for_a_slot_else_the_next_due() {
+        let mut s = scheduler(&jobs(true, true), at("2026-05-01T10:10:00Z"));
+        assert_eq!(s.earliest_pending(), Some(at("2026-05-01T10:30:00Z")));
+        // Both due; one slot: `b` (due at :30) starts, `a` (due at 11:00) waits.
+        s.tick(at("2026-05-01T10:30:00Z"));
+        assert_eq!(s.start_next(1).unwrap().policy, "b");
+        s.tick(at("2026-05-01T11:00:00Z"));
+        assert_eq!(s.start_next(1), None);
+        assert_eq!(s.earliest_pending(), Some(at("2026-05-01T11:00:00Z")));
+        s.finished("b");
+        assert_eq!(s.start_next(1).unwrap().policy, "a");
+        assert_eq!(s.earliest_pending(), Some(at("2026-05-01T11:30:00Z")));
+        assert_eq!(
+            scheduler(&jobs(false, false), at("2026-05-01T10:10:00Z")).earliest_pending(),
+            None
+        );
+    }
+
+    #[test]
     fn reload_drops_waiting_occurrences_of_removed_policies() {
         let mut s = scheduler(&jobs(true, true), at("2026-05-01T10:00:30Z"));
         s.tick(at("2026-05-01T11:45:00Z"));
