@@ -405,6 +405,107 @@ fn lifecycle_changes_need_their_acknowledgments_and_permission() {
     );
 }
 
+/// The value `Set-Cookie` gives cookie `name` in `response`.
+fn set_cookie(response: &Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next()?.split_once('='))
+        .find(|(k, v)| *k == name && !v.is_empty())
+        .map(|(_, v)| v.to_owned())
+}
+
+/// The value of hidden input `name` in a page.
+fn hidden(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in {page}"))
+        + marker.len();
+    page[start..start + page[start..].find('"').unwrap()].to_owned()
+}
+
+#[test]
+fn a_portal_session_reads_and_changes_only_with_its_csrf_header() {
+    let api = Api::start();
+    let out = api.env.run(&[
+        "lifecycle",
+        "create",
+        "keep",
+        "--artifact-type",
+        "transcript",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = api
+        .env
+        .run(&["lifecycle", "version", "keep", "v1", "--keep-forever"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let form = api.client.get(format!("{}/login", api.url)).send().unwrap();
+    let login = set_cookie(&form, "custodian_login").expect("the login form's cookie");
+    let csrf = hidden(&form.text().unwrap(), "csrf");
+    let logged_in = api
+        .client
+        .post(format!("{}/login", api.url))
+        .header("cookie", format!("custodian_login={login}"))
+        .form(&[
+            ("name", "admin"),
+            ("password", "a long passphrase"),
+            ("csrf", csrf.as_str()),
+            ("next", "/runs"),
+        ])
+        .send()
+        .unwrap();
+    let session = set_cookie(&logged_in, "custodian_session").expect("a session");
+    let cookie = format!("custodian_session={session}");
+    let runs = api
+        .client
+        .get(format!("{}/api/v1/runs", api.url))
+        .header("cookie", &cookie)
+        .send()
+        .unwrap();
+    assert_eq!(
+        answered(runs, StatusCode::OK, "runs")["runs"][0]["policy"],
+        "export"
+    );
+    let session_csrf = hidden(
+        &api.client
+            .get(format!("{}/runs", api.url))
+            .header("cookie", &cookie)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap(),
+        "csrf",
+    );
+    let enable = |csrf: Option<&str>| {
+        let mut request = api
+            .client
+            .post(format!("{}/api/v1/lifecycle/policies/keep/enable", api.url))
+            .header("cookie", &cookie)
+            .header("content-type", "application/json")
+            .body(r#"{"acknowledgments": ["storage-overage"]}"#);
+        if let Some(c) = csrf {
+            request = request.header("x-csrf-token", c);
+        }
+        request.send().unwrap()
+    };
+    let e = answered(enable(None), StatusCode::FORBIDDEN, "no CSRF header");
+    assert!(e["error"].as_str().unwrap().contains("CSRF"), "{e}");
+    answered(
+        enable(Some("forged")),
+        StatusCode::FORBIDDEN,
+        "a wrong CSRF header",
+    );
+    let done = answered(
+        enable(Some(&session_csrf)),
+        StatusCode::OK,
+        "with the session's CSRF token",
+    );
+    assert_eq!(done["enabled"], true);
+}
+
 #[test]
 fn markup_in_a_cdr_field_comes_back_as_data() {
     let api = Api::start();
