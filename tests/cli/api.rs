@@ -16,16 +16,19 @@ use crate::common::{Env, text};
 /// Every read the API offers, granted to `reader`.
 const READS: &str = r#"["JOBS_READ", "AUDIT_READ", "CONVERSATIONS_READ", "LEGAL_HOLD_READ", "ARTIFACTS_LIFECYCLE_POLICY_READ"]"#;
 
-/// Reading and changing lifecycle policies, granted to `admin`.
-const LIFECYCLE: &str = r#"["JOBS_READ", "ARTIFACTS_LIFECYCLE_POLICY_READ", "ARTIFACTS_LIFECYCLE_POLICY_CREATE", "ARTIFACTS_LIFECYCLE_POLICY_DELETE"]"#;
+/// Reading, changing and approving lifecycle policies, granted to `admin` and `approver`.
+const LIFECYCLE: &str = r#"["JOBS_READ", "ARTIFACTS_LIFECYCLE_POLICY_READ", "ARTIFACTS_LIFECYCLE_POLICY_CREATE", "ARTIFACTS_LIFECYCLE_POLICY_DELETE", "ARTIFACTS_LIFECYCLE_POLICY_APPROVE"]"#;
+
+/// What the user running the tests does from the command line: lifecycle policies, matters.
+const MANAGER: &str = r#"["ARTIFACTS_LIFECYCLE_POLICY_READ", "ARTIFACTS_LIFECYCLE_POLICY_CREATE", "LEGAL_HOLD_MANAGE"]"#;
 
 /// Markup a recorder could put in a CDR field.
 const SCRIPT: &str = "<script>alert(1)</script>";
 const IMG: &str = "\"><img src=x onerror=alert(1)>";
 
 /// An installation with a run of `export` over acme/c1 (whose CDR carries markup) and
-/// acme/c2, a roles file granting `reader` every read, `admin` the lifecycle reads and
-/// changes, and `nobody` nothing, with an account and API token each, and `serve --listen`
+/// acme/c2, a roles file granting `reader` every read, `admin` and `approver` the lifecycle
+/// reads, changes and approvals, and `nobody` nothing, with an account and API token each, and `serve --listen`
 /// on a free loopback port (stopped when dropped).
 struct Api {
     env: Env,
@@ -37,11 +40,12 @@ struct Api {
 
 impl Api {
     fn start() -> Api {
-        Api::start_on(None)
+        Api::start_on(None, "")
     }
 
-    /// As [`Api::start`], on the catalog at `url` (else SQLite).
-    fn start_on(url: Option<&str>) -> Api {
+    /// As [`Api::start`], on the catalog at `url` (else SQLite), with `lifecycle` lines added
+    /// to the `[lifecycle]` table.
+    fn start_on(url: Option<&str>, lifecycle: &str) -> Api {
         let env = Env::new("");
         if let Some(url) = url {
             let config = std::fs::read_to_string(env.config()).unwrap();
@@ -61,15 +65,19 @@ impl Api {
             .name;
         std::fs::write(
             env.path().join("roles.toml"),
-            format!("[users]\nreader = {READS}\nadmin = {LIFECYCLE}\n\"{me}\" = {LIFECYCLE}\n"),
+            format!(
+                "[users]\nreader = {READS}\nadmin = {LIFECYCLE}\napprover = {LIFECYCLE}\n\"{me}\" = {MANAGER}\n"
+            ),
         )
         .unwrap();
         let config = std::fs::read_to_string(env.config()).unwrap();
-        env.write_config(&format!("{config}\n[lifecycle]\nroles = \"roles.toml\"\n"));
+        env.write_config(&format!(
+            "{config}\n[lifecycle]\nroles = \"roles.toml\"\n{lifecycle}\n"
+        ));
         let out = env.run(&["run", "export"]);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         let mut tokens = std::collections::HashMap::new();
-        for name in ["reader", "admin", "nobody"] {
+        for name in ["reader", "admin", "approver", "nobody"] {
             let mut child = env
                 .command(&["user", "add", name])
                 .stdin(Stdio::piped())
@@ -210,6 +218,19 @@ fn every_read_answers_json_to_a_user_holding_its_permission() {
         json!([])
     );
     assert_eq!(api.json(r, "/api/v1/holds", StatusCode::OK), json!([]));
+    let out = api.env.run(&["hold", "create", "smith"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = api
+        .env
+        .run(&["hold", "add", "smith", "--conversation", "acme/c2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let smith = api.json(r, "/api/v1/holds/smith", StatusCode::OK);
+    assert_eq!(smith["name"], "smith");
+    assert_eq!(smith["conversations"], 1);
+    assert_eq!(
+        api.json(r, "/api/v1/holds", StatusCode::OK)[0]["name"],
+        "smith"
+    );
 
     let events = api.json(
         r,
@@ -248,6 +269,8 @@ fn every_read_answers_json_to_a_user_holding_its_permission() {
     assert_eq!(c["exports"][0]["policy"], "export");
     assert_eq!(c["exports"][0]["target"], "archive");
     assert_eq!(c["holds"], json!([]));
+    let held = api.json(r, "/api/v1/conversations/acme/c2", StatusCode::OK);
+    assert_eq!(held["holds"], json!(["smith"]));
 }
 
 #[test]
@@ -398,10 +421,16 @@ fn lifecycle_changes_need_their_acknowledgments_and_permission() {
         "disable",
     );
     assert_eq!(done["enabled"], false);
-    answered(
-        api.post("admin", "/api/v1/lifecycle/changes/7/approve", json!({})),
+    let e = answered(
+        api.post("reader", "/api/v1/lifecycle/changes/7/approve", json!({})),
         StatusCode::FORBIDDEN,
         "approve without the permission",
+    );
+    assert_eq!(e["permission"], "ARTIFACTS_LIFECYCLE_POLICY_APPROVE", "{e}");
+    answered(
+        api.post("admin", "/api/v1/lifecycle/changes/7/approve", json!({})),
+        StatusCode::NOT_FOUND,
+        "an unknown change",
     );
 }
 
@@ -507,6 +536,91 @@ fn a_portal_session_reads_and_changes_only_with_its_csrf_header() {
 }
 
 #[test]
+fn under_four_eyes_a_change_is_requested_and_approved_by_another_user() {
+    let api = Api::start_on(None, "approvals = 2");
+    for args in [
+        &[
+            "lifecycle",
+            "create",
+            "calls",
+            "--artifact-type",
+            "audio_recording",
+            "--audio-type",
+            "conference_customer",
+        ][..],
+        &[
+            "lifecycle",
+            "version",
+            "calls",
+            "v1",
+            "--delete-after-days",
+            "30",
+        ][..],
+    ] {
+        let out = api.env.run(args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    let acks = json!({"acknowledgments": ["storage-overage", "irreversible-delete"]});
+    let requested = answered(
+        api.post(
+            "admin",
+            "/api/v1/lifecycle/policies/calls/activate",
+            json!({"version": "v1", "acknowledgments": acks["acknowledgments"]}),
+        ),
+        StatusCode::ACCEPTED,
+        "activate under four eyes",
+    );
+    assert_eq!(requested["outcome"], "requested");
+    assert_eq!(requested["change"]["state"], "pending");
+    let id = requested["change"]["id"].as_i64().unwrap();
+    let pending = api.json(
+        Some("approver"),
+        "/api/v1/lifecycle/changes",
+        StatusCode::OK,
+    );
+    assert_eq!(pending[0]["id"], id);
+    let approve = format!("/api/v1/lifecycle/changes/{id}/approve");
+    let e = answered(
+        api.post("admin", &approve, acks.clone()),
+        StatusCode::CONFLICT,
+        "the requester approves its own change",
+    );
+    assert!(e["error"].as_str().unwrap().contains("four eyes"), "{e}");
+    let e = answered(
+        api.post("approver", &approve, json!({})),
+        StatusCode::BAD_REQUEST,
+        "an approval without its acknowledgments",
+    );
+    assert!(
+        e["error"].as_str().unwrap().contains("irreversible-delete"),
+        "{e}"
+    );
+    let approved = answered(
+        api.post("approver", &approve, acks),
+        StatusCode::OK,
+        "approve",
+    );
+    assert_eq!(approved["state"], "approved");
+    assert_eq!(approved["decided_by"], "approver");
+    let calls = api.json(
+        Some("admin"),
+        "/api/v1/lifecycle/policies/calls",
+        StatusCode::OK,
+    );
+    assert_eq!(calls["active_version"], "v1");
+    let e = answered(
+        api.post(
+            "approver",
+            &format!("/api/v1/lifecycle/changes/{id}/reject"),
+            json!({}),
+        ),
+        StatusCode::CONFLICT,
+        "a decided change rejected",
+    );
+    assert!(e["error"].as_str().unwrap().contains("already"), "{e}");
+}
+
+#[test]
 fn markup_in_a_cdr_field_comes_back_as_data() {
     let api = Api::start();
     for path in [
@@ -581,7 +695,7 @@ fn metrics_count_a_run_just_made() {
 #[test]
 fn healthz_answers_503_once_the_catalog_stops_answering() {
     let scratch = crate::postgres::Scratch::new("api_health");
-    let api = Api::start_on(Some(&scratch.url()));
+    let api = Api::start_on(Some(&scratch.url()), "");
     let health = answered(api.get(None, "/healthz"), StatusCode::OK, "healthz");
     assert_eq!(health, json!({"status": "ok"}));
     scratch.drop_schema();
