@@ -22,6 +22,9 @@ command -v python3 >/dev/null || need+=(python3)
 { "$CUSTODIAN_SMTPD_PYTHON" -c 'import aiosmtpd' 2>/dev/null && [ -x "$CUSTODIAN_SCHEMATHESIS" ]; } ||
     python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 [ -x "$AZURITE_HOME/node_modules/.bin/azurite-blob" ] || command -v npm >/dev/null || need+=(npm)
+# The web portal's browser test drives Debian's Chromium through its chromedriver.
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 if ((${#need[@]})); then
     if [ "$(id -u)" -ne 0 ]; then
         echo "the tests need: ${need[*]}; install them (apt-get install ${need[*]}) and rerun" >&2
@@ -76,4 +79,6 @@ fi
 # Tests that run custodian as other OS users create those users when run as root; as root a
 # test that could not do so fails instead of passing untried.
 [ "$(id -u)" -eq 0 ] && export CUSTODIAN_REQUIRE_ROOT_TESTS=1
+# Chromium was installed above, so the browser test fails rather than skips without it.
+export CUSTODIAN_REQUIRE_BROWSER_TESTS=1
 cargo test --all-features "$@"

@@ -3,6 +3,7 @@
 mod api;
 #[cfg(feature = "azure")]
 mod azure;
+mod browser;
 #[cfg(feature = "postgres")]
 mod cluster;
 mod common;

@@ -12,7 +12,7 @@ use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 
 use crate::common::{Env, text};
 
-const PASSWORD: &str = "correct horse battery";
+pub const PASSWORD: &str = "correct horse battery";
 
 /// An installation whose roles file grants `grants` to every user, and, for named users,
 /// the lines of `users` (TOML, under `[users]`).
@@ -29,7 +29,7 @@ fn env_granting(grants: &str, users: &str) -> Env {
 }
 
 /// `custodian user add NAME` with the password on stdin.
-fn add_user(env: &Env, name: &str, password: &str) -> std::process::Output {
+pub fn add_user(env: &Env, name: &str, password: &str) -> std::process::Output {
     let mut child = env
         .command(&["user", "add", name])
         .stdin(Stdio::piped())
@@ -42,14 +42,14 @@ fn add_user(env: &Env, name: &str, password: &str) -> std::process::Output {
 }
 
 /// `custodian serve --listen 127.0.0.1:0 ARGS…`, stopped (SIGTERM) when dropped.
-struct Portal {
+pub struct Portal {
     child: Child,
-    url: String,
+    pub url: String,
     client: Client,
 }
 
 impl Portal {
-    fn start(env: &Env, args: &[&str]) -> Portal {
+    pub fn start(env: &Env, args: &[&str]) -> Portal {
         Portal::start_with(env, args, plain_client())
     }
 
@@ -117,13 +117,20 @@ impl Portal {
     }
 }
 
-impl Drop for Portal {
-    fn drop(&mut self) {
+impl Portal {
+    /// Sends serve SIGTERM and waits for it to end.
+    fn terminate(&mut self) -> std::process::ExitStatus {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
         );
-        let _ = self.child.wait();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Portal {
+    fn drop(&mut self) {
+        self.terminate();
     }
 }
 
@@ -438,4 +445,308 @@ fn user_commands_refuse_bad_names_and_short_passwords() {
     );
     let out = env.run(&["user", "token", "nobody"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// Roles for the lifecycle pages: alice requests changes (and could approve others'), bob
+/// approves, reader only reads; root (the tests' command line) sets policies up.
+pub const LIFECYCLE_ROLES: &str = r#"
+root = ["ARTIFACTS_LIFECYCLE_POLICY_READ", "ARTIFACTS_LIFECYCLE_POLICY_CREATE", "ARTIFACTS_LIFECYCLE_POLICY_DELETE", "LEGAL_HOLD_READ", "LEGAL_HOLD_MANAGE"]
+alice = ["ARTIFACTS_LIFECYCLE_POLICY_CREATE", "ARTIFACTS_LIFECYCLE_POLICY_DELETE", "ARTIFACTS_LIFECYCLE_POLICY_APPROVE", "LEGAL_HOLD_READ"]
+bob = ["ARTIFACTS_LIFECYCLE_POLICY_APPROVE"]
+"#;
+
+/// An installation with accounts alice, bob and reader, every user reading lifecycle
+/// policies, and a delete policy `voice-30d` with version v1 (`lifecycle` adds to the
+/// `[lifecycle]` table).
+pub fn lifecycle_env(lifecycle: &str, description: &str) -> Env {
+    let env = env_granting(
+        r#"["ARTIFACTS_LIFECYCLE_POLICY_READ", "JOBS_READ"]"#,
+        LIFECYCLE_ROLES,
+    );
+    let config = std::fs::read_to_string(env.config()).unwrap();
+    env.write_config(&format!("{config}{lifecycle}\n"));
+    for name in ["alice", "bob", "reader"] {
+        let out = add_user(&env, name, PASSWORD);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    for args in [
+        &[
+            "lifecycle",
+            "create",
+            "voice-30d",
+            "--artifact-type",
+            "audio_recording",
+            "--audio-type",
+            "conference_customer",
+            "--description",
+            description,
+        ][..],
+        &[
+            "lifecycle",
+            "version",
+            "voice-30d",
+            "v1",
+            "--delete-after-days",
+            "30",
+        ],
+    ] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+    }
+    env
+}
+
+/// The lifecycle page's form posting to `action`: its acknowledgment values, which must be the
+/// exact acknowledgments with their texts as labels.
+fn acknowledgments(page: &str, action: &str) -> Vec<String> {
+    let form = page
+        .split("<form")
+        .find(|f| f.contains(&format!("action=\"{action}\"")))
+        .unwrap_or_else(|| panic!("no form posting to {action} in {page}"));
+    let form = &form[..form.find("</form>").unwrap()];
+    form.split("name=\"ack\" value=\"")
+        .skip(1)
+        .map(|rest| rest[..rest.find('"').unwrap()].to_owned())
+        .collect()
+}
+
+#[test]
+fn a_policy_is_enabled_through_its_acknowledgment_checkboxes_and_not_by_a_reader() {
+    let env = lifecycle_env("", "30 days");
+    let portal = Portal::start(&env, &[]);
+    let enable = "/lifecycle/policies/voice-30d/enable";
+
+    let reader = portal.login("reader", PASSWORD).unwrap();
+    let page = portal.get("/lifecycle", Some(&reader)).text().unwrap();
+    assert!(
+        page.contains("Artifacts deleted by this policy cannot be retrieved."),
+        "{page}"
+    );
+    let acks = acknowledgments(&page, enable);
+    assert_eq!(acks, ["storage-overage", "irreversible-delete"]);
+    let csrf = hidden(&page, "csrf");
+    let mut form: Vec<(&str, &str)> = vec![("csrf", &csrf)];
+    form.extend(acks.iter().map(|a| ("ack", a.as_str())));
+    let denied = portal.post(enable, Some(&reader), &form);
+    assert_eq!(denied.status(), StatusCode::FORBIDDEN);
+    assert!(
+        denied
+            .text()
+            .unwrap()
+            .contains("ARTIFACTS_LIFECYCLE_POLICY_CREATE")
+    );
+
+    let alice = portal.login("alice", PASSWORD).unwrap();
+    let csrf = portal.csrf(&alice);
+    // Without its CSRF token, or without every acknowledgment, nothing changes.
+    let no_csrf = portal.post(
+        enable,
+        Some(&alice),
+        &[("ack", "storage-overage"), ("ack", "irreversible-delete")],
+    );
+    assert_eq!(no_csrf.status(), StatusCode::FORBIDDEN);
+    let missing = portal.post(
+        enable,
+        Some(&alice),
+        &[("csrf", &csrf), ("ack", "storage-overage")],
+    );
+    assert_eq!(missing.status(), StatusCode::BAD_REQUEST);
+    assert!(missing.text().unwrap().contains("irreversible-delete"));
+    let (_, listed) = env.json(&["lifecycle", "list"]);
+    assert_eq!(listed[0]["enabled"], false, "{listed}");
+
+    let mut form: Vec<(&str, &str)> = vec![("csrf", &csrf)];
+    form.extend(acks.iter().map(|a| ("ack", a.as_str())));
+    let done = portal.post(enable, Some(&alice), &form);
+    assert_eq!(done.status(), StatusCode::OK);
+    assert!(done.text().unwrap().contains("now enabled"));
+    let (_, listed) = env.json(&["lifecycle", "list"]);
+    assert_eq!(listed[0]["enabled"], true, "{listed}");
+    // The acknowledgments are on the trail under alice's name.
+    let page = portal.get("/lifecycle", Some(&alice)).text().unwrap();
+    assert!(
+        page.contains("lifecycle_acknowledged") && page.contains("alice"),
+        "{page}"
+    );
+}
+
+#[test]
+fn under_four_eyes_a_requester_cannot_approve_its_own_change_and_another_user_can() {
+    let env = lifecycle_env("approvals = 2", "30 days");
+    let portal = Portal::start(&env, &[]);
+    let alice = portal.login("alice", PASSWORD).unwrap();
+    let page = portal.get("/lifecycle", Some(&alice)).text().unwrap();
+    let activate = "/lifecycle/policies/voice-30d/activate";
+    let acks = acknowledgments(&page, activate);
+    let csrf = hidden(&page, "csrf");
+    let mut form: Vec<(&str, &str)> = vec![("csrf", &csrf), ("version", "v1")];
+    form.extend(acks.iter().map(|a| ("ack", a.as_str())));
+    let requested = portal.post(activate, Some(&alice), &form);
+    assert_eq!(requested.status(), StatusCode::OK);
+    assert!(requested.text().unwrap().contains("awaits approval"));
+
+    let approve = "/lifecycle/changes/1/approve";
+    let mut form: Vec<(&str, &str)> = vec![("csrf", &csrf)];
+    form.extend(acks.iter().map(|a| ("ack", a.as_str())));
+    let own = portal.post(approve, Some(&alice), &form);
+    assert_eq!(own.status(), StatusCode::BAD_REQUEST);
+    assert!(own.text().unwrap().contains("alice"));
+
+    let bob = portal.login("bob", PASSWORD).unwrap();
+    let page = portal.get("/lifecycle", Some(&bob)).text().unwrap();
+    assert_eq!(acknowledgments(&page, approve), acks);
+    let csrf = hidden(&page, "csrf");
+    let mut form: Vec<(&str, &str)> = vec![("csrf", &csrf)];
+    form.extend(acks.iter().map(|a| ("ack", a.as_str())));
+    let approved = portal.post(approve, Some(&bob), &form);
+    assert_eq!(approved.status(), StatusCode::OK);
+    assert!(approved.text().unwrap().contains("approved"));
+    let (_, listed) = env.json(&["lifecycle", "list"]);
+    assert_eq!(listed[0]["active_version"], "v1", "{listed}");
+}
+
+pub const SCRIPT: &str = "<script>alert(1)";
+pub const IMG: &str = "\"><img src=x onerror=alert(2)>";
+
+#[test]
+fn hostile_text_from_records_and_names_is_shown_escaped_on_every_page() {
+    let env = lifecycle_env("", &format!("{SCRIPT} {IMG}"));
+    let ok = env.conversation(
+        "acme",
+        1,
+        &format!("c1{SCRIPT}"),
+        &[(&format!("{IMG}.wav"), b"RIFF-a")],
+    );
+    assert!(ok.exists());
+    // A second conversation whose recording is missing: a failed item naming the file.
+    let missing = env.conversation("acme", 2, "c2", &[(&format!("{IMG}.wav"), b"RIFF-b")]);
+    std::fs::remove_file(missing.join(format!("{IMG}.wav"))).unwrap();
+    let out = env.run(&["run", "export"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = env.run(&["hold", "create", "m", "--description", SCRIPT]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    std::fs::write(
+        env.path().join("roles.toml"),
+        format!(
+            "[users]\n\"*\" = [\"ARTIFACTS_LIFECYCLE_POLICY_READ\", \"JOBS_READ\", \"AUDIT_READ\", \"LEGAL_HOLD_READ\"]\n{LIFECYCLE_ROLES}"
+        ),
+    )
+    .unwrap();
+
+    let portal = Portal::start(&env, &[]);
+    let reader = portal.login("reader", PASSWORD).unwrap();
+    let run = portal.get("/runs/1", Some(&reader)).text().unwrap();
+    assert!(
+        run.contains("img src=x onerror"),
+        "the failed item names the file: {run}"
+    );
+    for path in [
+        "/runs/1",
+        "/audit",
+        "/lifecycle",
+        "/runs?policy=%3Cscript%3E",
+        "/audit?conversation=%3Cscript%3E",
+    ] {
+        let response = portal.get(path, Some(&reader));
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let page = response.text().unwrap();
+        assert!(!page.contains("<script>"), "{path}: {page}");
+        assert!(!page.contains("<img"), "{path}: {page}");
+        assert!(
+            page.contains("&lt;script&gt;") || page.contains("&lt;img"),
+            "{path}: {page}"
+        );
+    }
+}
+
+#[test]
+fn the_policies_and_audit_pages_need_their_permissions() {
+    let env = with_a_run(r#"["JOBS_READ"]"#);
+    let portal = Portal::start(&env, &[]);
+    let alice = portal.login("alice", PASSWORD).unwrap();
+    let policies = portal.get("/policies", Some(&alice));
+    assert_eq!(policies.status(), StatusCode::OK);
+    let page = policies.text().unwrap();
+    assert!(
+        page.contains("export") && page.contains("manual") && page.contains("/runs/1"),
+        "{page}"
+    );
+    let audit = portal.get("/audit", Some(&alice));
+    assert_eq!(audit.status(), StatusCode::FORBIDDEN);
+    assert!(audit.text().unwrap().contains("AUDIT_READ"));
+    let lifecycle = portal.get("/lifecycle", Some(&alice));
+    assert_eq!(lifecycle.status(), StatusCode::FORBIDDEN);
+
+    std::fs::write(
+        env.path().join("roles.toml"),
+        "[users]\n\"*\" = [\"AUDIT_READ\"]\n",
+    )
+    .unwrap();
+    let audit = portal.get("/audit?run=1", Some(&alice)).text().unwrap();
+    assert!(
+        audit.contains("The chain verifies") && audit.contains("conversation_exported"),
+        "{audit}"
+    );
+    assert_eq!(
+        portal.get("/policies", Some(&alice)).status(),
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[test]
+fn a_trusted_header_is_believed_only_from_the_trusted_proxies() {
+    let env = with_a_run(r#"[]"#);
+    std::fs::write(
+        env.path().join("roles.toml"),
+        "[users]\nsso-carol = [\"JOBS_READ\"]\n",
+    )
+    .unwrap();
+    let as_carol = |portal: &Portal| {
+        portal
+            .client
+            .get(format!("{}/runs", portal.url))
+            .header("X-Remote-User", "sso-carol")
+            .send()
+            .unwrap()
+    };
+    let behind_proxy = Portal::start(&env, &["--trusted-header", "X-Remote-User"]);
+    let page = as_carol(&behind_proxy);
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().unwrap().contains("sso-carol"));
+    let forged = behind_proxy
+        .client
+        .get(format!("{}/runs", behind_proxy.url))
+        .header("X-Remote-User", "<script>")
+        .send()
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
+    drop(behind_proxy);
+
+    // Loopback is not the proxy here: the header is refused, not ignored.
+    let elsewhere = Portal::start(
+        &env,
+        &[
+            "--trusted-header",
+            "X-Remote-User",
+            "--trusted-proxy",
+            "192.0.2.7",
+        ],
+    );
+    let refused = as_carol(&elsewhere);
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(refused.text().unwrap().contains("trusted proxies"));
+}
+
+#[test]
+fn sigterm_stops_the_portal_with_the_scheduler() {
+    let env = with_a_run(r#"["JOBS_READ"]"#);
+    let mut portal = Portal::start(&env, &[]);
+    let addr = portal.url.trim_start_matches("http://").to_owned();
+    assert_eq!(portal.get("/login", None).status(), StatusCode::OK);
+    let status = portal.terminate();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "nothing listens on {addr} once serve ended"
+    );
 }

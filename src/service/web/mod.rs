@@ -250,6 +250,7 @@ impl From<AccessError> for PageError {
             AccessError::Roles(denied @ RolesError::Denied { .. }) => {
                 PageError::Forbidden(denied.to_string())
             }
+            no_roles @ AccessError::NoRoles(_) => PageError::Forbidden(no_roles.to_string()),
             other => PageError::Internal(other.to_string()),
         }
     }

@@ -2,6 +2,9 @@
 //! template, and no script runs in the browser. One layout with the navigation; one module
 //! per area.
 
+mod audit;
+mod lifecycle;
+mod policies;
 mod runs;
 
 use axum::Router;
@@ -13,20 +16,38 @@ use super::auth::Authed;
 
 /// The pages' routes.
 pub(super) fn routes() -> Router<AppState> {
-    Router::new().merge(runs::routes())
+    Router::new()
+        .merge(runs::routes())
+        .merge(policies::routes())
+        .merge(lifecycle::routes())
+        .merge(audit::routes())
+}
+
+/// `s` percent-encoded for a URL's path segment or query value.
+fn component(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// The little styling the pages need, inline (no assets to serve).
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#1d2330}\
 nav{background:#1d2330;padding:.6em 1em;display:flex;gap:1.2em;align-items:center}\
-nav a{color:#fff;text-decoration:none}nav .who{margin-left:auto;color:#bbc}\
+nav a{color:#fff;text-decoration:none}nav strong{color:#fff}nav .who{margin-left:auto;color:#bbc}\
 nav form{display:inline}nav button{background:none;border:1px solid #889;color:#fff;cursor:pointer}\
 main{padding:1em 1.5em}table{border-collapse:collapse;margin:.5em 0}\
 td,th{border-bottom:1px solid #dde;padding:.3em .7em;text-align:left;vertical-align:top}\
 th{background:#f3f4f8}.num{text-align:right}.bad{color:#a11}.good{color:#185}\
 .error{background:#fde8e8;border:1px solid #e99;padding:.6em 1em}\
 form.filter{display:flex;gap:.8em;align-items:end;margin:.5em 0}\
-pre{background:#f6f6f9;padding:.5em;white-space:pre-wrap;word-break:break-all}";
+pre{background:#f6f6f9;padding:.5em;white-space:pre-wrap;word-break:break-all}\
+td code{white-space:pre-wrap;word-break:break-all}td{max-width:45em}\
+form.change{border:1px solid #dde;padding:.4em .8em;margin:.4em 0;max-width:60em}";
 
 /// A page: the layout with its navigation around `body`, for `who` when logged in.
 pub(super) fn page(title: &str, who: Option<&Authed>, body: Markup) -> Markup {

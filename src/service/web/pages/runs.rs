@@ -96,7 +96,7 @@ fn runs_table(wanted: &RunPage, runs: &[JobRun]) -> Markup {
         .map(|last| {
             let mut link = format!("/runs?before={}", last.id);
             if let Some(p) = &wanted.policy {
-                link.push_str(&format!("&policy={}", form_escape(p)));
+                link.push_str(&format!("&policy={}", super::component(p)));
             }
             if let Some(s) = wanted.status {
                 link.push_str(&format!("&outcome={}", s.as_str()));
@@ -141,18 +141,6 @@ fn runs_table(wanted: &RunPage, runs: &[JobRun]) -> Markup {
             p { a href=(link) { "Older runs →" } }
         }
     }
-}
-
-/// `s` percent-encoded for a query value.
-fn form_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn outcome_class(s: RunStatus) -> &'static str {

@@ -1,0 +1,120 @@
+//! `/audit`: the audit trail filtered by kind, run or conversation id, a page at a time, under
+//! the chain's verification status (the chain in the catalog, and the newest anchor of each
+//! export policy at its target); AUDIT_READ.
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::routing::get;
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::page;
+use crate::app::audit::{self, AuditError, TrailCheck};
+use crate::audit::{AuditEvent, AuditKind};
+use crate::catalog::{AuditQuery, RunId};
+use crate::policy::roles::Permission;
+use crate::service::web::auth::Authed;
+use crate::service::web::{AppState, PageError};
+
+/// Events a page shows.
+const PAGE: usize = 100;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new().route("/audit", get(list))
+}
+
+#[derive(Deserialize, Default)]
+struct Filter {
+    kind: Option<String>,
+    run: Option<String>,
+    conversation: Option<String>,
+    /// The page starts after this sequence number.
+    after: Option<i64>,
+}
+
+impl Filter {
+    fn query(&self) -> Result<AuditQuery, PageError> {
+        let kind = match self.kind.as_deref().filter(|k| !k.is_empty()) {
+            None => None,
+            Some(k) => Some(AuditKind::parse(k).ok_or_else(|| {
+                PageError::BadRequest(format!("`{k}` is not a kind of audit event"))
+            })?),
+        };
+        let run = match self.run.as_deref().filter(|r| !r.is_empty()) {
+            None => None,
+            Some(r) => Some(RunId(r.parse().map_err(|_| {
+                PageError::BadRequest(format!("run `{r}` is not a run id (a number)"))
+            })?)),
+        };
+        Ok(AuditQuery {
+            run,
+            conversation_id: self.conversation.clone().filter(|c| !c.is_empty()),
+            kind,
+            after_seq: self.after.unwrap_or(0),
+            limit: PAGE,
+        })
+    }
+}
+
+async fn list(
+    State(state): State<AppState>,
+    who: Authed,
+    Query(filter): Query<Filter>,
+) -> Result<Markup, PageError> {
+    let query = filter.query()?;
+    let (check, events) = state
+        .run_as(&who, &[Permission::AuditRead], move |l| {
+            Ok::<_, AuditError>((audit::verify(l)?, audit::events(l, &query)?))
+        })
+        .await?;
+    Ok(page(
+        "Audit trail",
+        Some(&who),
+        audit_page(&filter, &check, &events),
+    ))
+}
+
+fn audit_page(filter: &Filter, check: &TrailCheck, events: &[AuditEvent]) -> Markup {
+    let r = &check.report;
+    let next = (events.len() == PAGE)
+        .then(|| events.last())
+        .flatten()
+        .map(|last| {
+            let mut link = format!("/audit?after={}", last.seq);
+            for (k, v) in [
+                ("kind", &filter.kind),
+                ("run", &filter.run),
+                ("conversation", &filter.conversation),
+            ] {
+                if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+                    link.push_str(&format!("&{k}={}", super::component(v)));
+                }
+            }
+            link
+        });
+    html! {
+        @if r.intact() && check.unreadable.is_empty() {
+            p.good { "The chain verifies: " (r.events) " events up to " (r.head.seq) ", every anchor matches." }
+        } @else {
+            @if let Some(b) = &r.broken {
+                p.error { "The chain is broken at event " (b.seq) ": " (b.problem.to_string()) }
+            }
+            @for a in r.anchors.iter().filter(|a| a.status != crate::catalog::trail::AnchorStatus::Matches) {
+                p.error { "Anchor of " (a.anchor.policy) " at " (a.anchor.target) " does not match: " (format!("{:?}", a.status)) }
+            }
+            @for u in &check.unreadable {
+                p.error { "Anchor of " (u.policy) " at " (u.target) " could not be read: " (u.error) }
+            }
+        }
+        form.filter method="get" action="/audit" {
+            label { "Kind " input name="kind" value=[filter.kind.as_deref()]; }
+            label { "Run " input name="run" value=[filter.run.as_deref()]; }
+            label { "Conversation id " input name="conversation" value=[filter.conversation.as_deref()]; }
+            button type="submit" { "Show" }
+        }
+        (super::runs::events_table(events))
+        @if let Some(link) = next {
+            p { a href=(link) { "Later events →" } }
+        }
+    }
+}
