@@ -456,6 +456,77 @@ fn hidden(page: &str, name: &str) -> String {
     page[start..start + page[start..].find('"').unwrap()].to_owned()
 }
 
+/// Logs `name` in through the portal's login form: its session cookie, as a `Cookie` header.
+fn login(api: &Api, name: &str) -> String {
+    let form = api.client.get(format!("{}/login", api.url)).send().unwrap();
+    let login = set_cookie(&form, "custodian_login").expect("the login form's cookie");
+    let csrf = hidden(&form.text().unwrap(), "csrf");
+    let logged_in = api
+        .client
+        .post(format!("{}/login", api.url))
+        .header("cookie", format!("custodian_login={login}"))
+        .form(&[
+            ("name", name),
+            ("password", "a long passphrase"),
+            ("csrf", csrf.as_str()),
+            ("next", "/runs"),
+        ])
+        .send()
+        .unwrap();
+    let session = set_cookie(&logged_in, "custodian_session").expect("a session");
+    format!("custodian_session={session}")
+}
+
+/// A portal page as the session `cookie` sees it: its status and HTML.
+fn page(api: &Api, cookie: &str, path: &str) -> (StatusCode, String) {
+    let response = api
+        .client
+        .get(format!("{}{path}", api.url))
+        .header("cookie", cookie)
+        .send()
+        .unwrap();
+    (response.status(), response.text().unwrap())
+}
+
+#[test]
+fn the_conversation_pages_find_a_conversation_and_show_markup_as_text() {
+    let api = Api::start();
+    let reader = login(&api, "reader");
+    let (status, found) = page(&api, &reader, "/conversations?tenant=acme&user=alice");
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert!(
+        found.contains(r#"href="/conversations/acme/c2""#),
+        "{found}"
+    );
+    assert!(
+        !found.contains(r#"href="/conversations/acme/c1""#),
+        "c1's user is not alice: {found}"
+    );
+    let (status, all) = page(&api, &reader, "/conversations?start_from=2026-01-01");
+    assert_eq!(status, StatusCode::OK, "{all}");
+    assert!(all.contains(r#"href="/conversations/acme/c1""#), "{all}");
+    assert!(!all.contains("<img src=x"), "{all}");
+    assert!(
+        all.contains("&quot;&gt;&lt;img src=x onerror=alert(1)&gt;"),
+        "{all}"
+    );
+
+    let (status, c1) = page(&api, &reader, "/conversations/acme/c1");
+    assert_eq!(status, StatusCode::OK, "{c1}");
+    assert!(!c1.contains("<script>alert"), "{c1}");
+    assert!(c1.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{c1}");
+    assert!(c1.contains("a.wav") && c1.contains("live"), "{c1}");
+    assert!(c1.contains("archive"), "the export's target: {c1}");
+
+    let (status, _) = page(&api, &reader, "/conversations/acme/nope");
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = page(&api, &reader, "/conversations?start_from=yesterday");
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, refused) = page(&api, &login(&api, "nobody"), "/conversations");
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(refused.contains("CONVERSATIONS_READ"), "{refused}");
+}
+
 #[test]
 fn a_portal_session_reads_and_changes_only_with_its_csrf_header() {
     let api = Api::start();
@@ -471,23 +542,7 @@ fn a_portal_session_reads_and_changes_only_with_its_csrf_header() {
         .env
         .run(&["lifecycle", "version", "keep", "v1", "--keep-forever"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let form = api.client.get(format!("{}/login", api.url)).send().unwrap();
-    let login = set_cookie(&form, "custodian_login").expect("the login form's cookie");
-    let csrf = hidden(&form.text().unwrap(), "csrf");
-    let logged_in = api
-        .client
-        .post(format!("{}/login", api.url))
-        .header("cookie", format!("custodian_login={login}"))
-        .form(&[
-            ("name", "admin"),
-            ("password", "a long passphrase"),
-            ("csrf", csrf.as_str()),
-            ("next", "/runs"),
-        ])
-        .send()
-        .unwrap();
-    let session = set_cookie(&logged_in, "custodian_session").expect("a session");
-    let cookie = format!("custodian_session={session}");
+    let cookie = login(&api, "admin");
     let runs = api
         .client
         .get(format!("{}/api/v1/runs", api.url))
