@@ -174,6 +174,9 @@ impl From<AccessError> for ApiError {
                     permission: Some(permission.to_owned()),
                 },
             },
+            no_roles @ AccessError::NoRoles(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, no_roles.to_string())
+            }
             other => ApiError::internal(other),
         }
     }
@@ -213,8 +216,8 @@ impl ApiUser {
     /// A change made with a session cookie must carry the session's CSRF token in
     /// `X-CSRF-Token` (a browser could be made to send the cookie); one made with an API token
     /// needs none.
-    fn check_csrf(&self, parts: &axum::http::HeaderMap) -> Result<(), ApiError> {
-        let given = parts
+    fn check_csrf(&self, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+        let given = headers
             .get("x-csrf-token")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
