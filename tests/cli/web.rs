@@ -236,6 +236,31 @@ fn an_account_logs_in_sees_the_runs_and_logs_out() {
     drop(portal);
 }
 
+#[cfg(feature = "postgres")]
+#[test]
+fn accounts_and_sessions_work_the_same_on_a_postgres_catalog() {
+    let scratch = crate::postgres::Scratch::new("web");
+    let env = env_granting(r#"["JOBS_READ"]"#, "");
+    let config = std::fs::read_to_string(env.config()).unwrap();
+    env.write_config(&config.replace("sqlite:catalog.db", &scratch.url()));
+    env.conversation("acme", 1, "c1", &[("a.wav", b"RIFF-a")]);
+    let out = env.run(&["run", "export"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = add_user(&env, "alice", PASSWORD);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let portal = Portal::start(&env, &[]);
+    assert!(portal.login("alice", "not the password").is_err());
+    let session = portal.login("alice", PASSWORD).expect("logged in");
+    let page = portal.get("/runs/1", Some(&session)).text().unwrap();
+    assert!(page.contains("Run 1"), "{page}");
+    let csrf = portal.csrf(&session);
+    portal.post("/logout", Some(&session), &[("csrf", &csrf)]);
+    assert_eq!(
+        portal.get("/runs", Some(&session)).status(),
+        StatusCode::SEE_OTHER
+    );
+}
+
 #[test]
 fn a_wrong_password_or_unknown_account_gets_no_session() {
     let env = with_a_run(r#"["JOBS_READ"]"#);
@@ -445,6 +470,29 @@ fn user_commands_refuse_bad_names_and_short_passwords() {
     );
     let out = env.run(&["user", "token", "nobody"]);
     assert_eq!(out.status.code(), Some(2));
+
+    // Only the catalog's owner manages accounts (handing the catalog to another user needs
+    // root).
+    if !crate::osusers::available("user_commands_refuse_bad_names_and_short_passwords") {
+        return;
+    }
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap().uid;
+    std::os::unix::fs::chown(env.path().join("catalog.db"), Some(nobody.as_raw()), None).unwrap();
+    for args in [
+        &["user", "list"][..],
+        &["user", "token", "alice"],
+        &["user", "remove", "alice"],
+    ] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(
+            text(&out).contains("only the catalog's owner, nobody"),
+            "{}",
+            text(&out)
+        );
+    }
+    let out = add_user(&env, "carol", PASSWORD);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
 
 /// Roles for the lifecycle pages: alice requests changes (and could approve others'), bob

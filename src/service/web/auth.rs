@@ -254,10 +254,17 @@ struct Next {
     next: Option<String>,
 }
 
-/// Where to go after logging in: a path of this site, never another site (`//host`).
+/// Where to go after logging in: a path of this site, never another site (`//host`), and
+/// only visible ASCII (a `Location` header cannot carry a line break).
 fn local_path(next: Option<&str>) -> &str {
     match next {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p,
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && p.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') =>
+        {
+            p
+        }
         _ => "/runs",
     }
 }
@@ -315,9 +322,23 @@ async fn login(
     }
     let next = local_path(form.next.as_deref()).to_owned();
     let ip = client.ip();
-    if let Some(wait) = state.0.logins.refusal(&form.name, ip, Instant::now()) {
+    // Only a name an account could have is remembered by the throttle: any other (of any
+    // length) fails the same way, and all of them count as one.
+    let throttled = if accounts::valid_name(&form.name) {
+        form.name.clone()
+    } else {
+        String::new()
+    };
+    if let Some(wait) = state.0.logins.refusal(&throttled, ip, Instant::now()) {
         return Err(PageError::TooManyLogins(wait.as_secs().max(1)));
     }
+    // Each check holds about 19 MiB for argon2id; at most a few run at once, the rest wait.
+    let _checking = state
+        .0
+        .password_checks
+        .acquire()
+        .await
+        .map_err(|e| PageError::Internal(format!("password checks: {e}")))?;
     let (name, password) = (form.name.clone(), form.password);
     let checked = state
         .blocking(move |l| {
@@ -329,7 +350,7 @@ async fn login(
         .await?;
     match checked.map_err(PageError::from)? {
         Some(started) => {
-            state.0.logins.succeeded(&form.name);
+            state.0.logins.succeeded(&throttled);
             let mut response = Redirect::to(&next).into_response();
             let h = response.headers_mut();
             h.append(
@@ -345,7 +366,7 @@ async fn login(
             Ok(response)
         }
         None => {
-            state.0.logins.failed(&form.name, ip, Instant::now());
+            state.0.logins.failed(&throttled, ip, Instant::now());
             Ok((
                 StatusCode::UNAUTHORIZED,
                 pages::login(expected, &next, Some("wrong account name or password")),
@@ -394,6 +415,8 @@ mod tests {
             "https://evil.example/",
             "/\\evil",
             "runs",
+            "/runs\r\nSet-Cookie: x=1",
+            "/runs/é",
         ] {
             assert_eq!(local_path(Some(away)), "/runs", "{away}");
         }

@@ -41,6 +41,10 @@ use crate::app::access::AccessError;
 use crate::app::accounts::AccountError;
 use crate::policy::roles::{Permission, RolesError};
 
+/// Password checks at once: each argon2id check holds 19 MiB, so a burst of logins cannot
+/// take the machine's memory.
+const PASSWORD_CHECKS: usize = 4;
+
 /// How long requests in flight get to finish when serve stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -90,6 +94,8 @@ pub enum WebError {
     },
     #[error("cannot start the web portal's runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("cannot make the web portal's CSRF key")]
+    Key(#[source] AccountError),
 }
 
 impl WebOptions {
@@ -113,6 +119,8 @@ struct Shared {
     secure_cookies: bool,
     trusted_header: Option<TrustedHeader>,
     logins: limit::LoginLimiter,
+    /// Password checks allowed at once (each argon2id check holds its memory cost).
+    password_checks: tokio::sync::Semaphore,
     /// A random key of this process: CSRF tokens of trusted-header users are derived from it.
     csrf_key: [u8; 32],
 }
@@ -132,6 +140,7 @@ impl AppState {
             secure_cookies: tls,
             trusted_header,
             logins: limit::LoginLimiter::default(),
+            password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
             csrf_key,
         })))
     }
@@ -177,15 +186,39 @@ impl AppState {
 }
 
 /// The portal's routes over `state`: each area's routes merged, the JSON API's and metrics'
-/// among them (which read `sources`).
+/// among them (which read `sources`), a 404 page for any other path, and the security headers
+/// on every response.
 pub fn router(state: AppState, sources: crate::service::metrics::Sources) -> Router {
     Router::new()
         .merge(auth::routes())
         .merge(pages::routes())
         .merge(crate::service::api::routes())
         .merge(crate::service::metrics::routes())
+        .fallback(|| async { PageError::NotFound("no such page".into()) })
         .layer(axum::Extension(sources))
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
+}
+
+/// What the pages need and no more: no script at all, the inline style sheet, forms posting
+/// only here, no framing (clickjacking), and nothing cached (pages show what the user may see).
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Adds the headers that keep a page from running script, being framed or cached, even if a
+/// page held markup it should not.
+async fn security_headers(mut response: Response) -> Response {
+    use axum::http::{HeaderValue, header};
+    let h = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        h.entry(name).or_insert(HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// An error a request ends in, shown as a page with its status.
@@ -289,8 +322,8 @@ pub fn start(
         source,
     })?;
     let serves_tls = tls.is_some();
-    let state = AppState::new(loaded, serves_tls, options.trusted_header.clone())
-        .map_err(|e| WebError::Runtime(std::io::Error::other(e)))?;
+    let state =
+        AppState::new(loaded, serves_tls, options.trusted_header.clone()).map_err(WebError::Key)?;
     let sources = crate::service::metrics::Sources {
         catalog: state.loaded().catalog.clone(),
         scheduler,
