@@ -46,7 +46,52 @@ pub struct ServeOptions {
     pub max_concurrent: usize,
     /// On SIGTERM or SIGINT, how long runs get to finish or cancel before they are killed.
     pub shutdown_grace: Duration,
+    /// Where the scheduler tells how far behind it is, for the service's metrics.
+    pub status: Arc<SchedulerStatus>,
 }
+
+/// What the scheduler last told of itself (docs/operations.md, "Metrics").
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SchedulerState {
+    /// The earliest occurrence not yet started (waiting for a slot, or next due); once it is
+    /// past, the scheduler is behind by the time since.
+    pub earliest_pending: Option<DateTime<Utc>>,
+    /// Occurrences skipped because the policy's previous run was still going, by policy.
+    pub skipped: std::collections::BTreeMap<String, u64>,
+    /// How late each policy's last run started after it was due, in seconds.
+    pub start_latency: std::collections::BTreeMap<String, f64>,
+}
+
+impl SchedulerState {
+    /// How far behind the scheduler is at `now`, in seconds: 0 unless an occurrence is past
+    /// due and not started.
+    pub fn lag_seconds(&self, now: DateTime<Utc>) -> f64 {
+        self.earliest_pending.map_or(0.0, |t| {
+            ((now - t).num_milliseconds().max(0)) as f64 / 1000.0
+        })
+    }
+}
+
+/// The scheduler's state, shared between serve's loop, which updates it, and the service,
+/// which reads it; None until the scheduler starts.
+#[derive(Debug, Default)]
+pub struct SchedulerStatus(Mutex<Option<SchedulerState>>);
+
+impl SchedulerStatus {
+    /// What the scheduler last told, if it has started.
+    pub fn snapshot(&self) -> Option<SchedulerState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut SchedulerState)) {
+        f(self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(SchedulerState::default));
+    }
+}
+
 
 /// What serve passes on while it runs.
 pub trait ServeObserver: Send + Sync {
@@ -188,6 +233,7 @@ struct Server {
     scheduler: Scheduler,
     running: HashMap<String, Running>,
     events: crossbeam_channel::Sender<Event>,
+    status: Arc<SchedulerStatus>,
 }
 
 /// Serves the config at `config` until SIGTERM or SIGINT.
@@ -216,7 +262,7 @@ impl Supervisor {
         options: &ServeOptions,
         observer: &'static dyn ServeObserver,
     ) -> Result<Supervisor, ServeError> {
-        let (server, rx) = Server::open(config, observer)?;
+        let (server, rx) = Server::open(config, observer, options.status.clone())?;
         Ok(Supervisor {
             server,
             rx,
@@ -263,8 +309,13 @@ impl Supervisor {
                     skipped.policy,
                     skipped.at.to_rfc3339()
                 );
+                server
+                    .status
+                    .update(|s| *s.skipped.entry(skipped.policy).or_default() += 1);
             }
             server.start_waiting(max_concurrent);
+            let pending = server.scheduler.earliest_pending();
+            server.status.update(|s| s.earliest_pending = pending);
             server.enforce_backstops();
             let wake = server.wake_at();
             match rx.recv_deadline(wake) {
@@ -289,6 +340,7 @@ impl Server {
     fn open(
         config: &Path,
         observer: &'static dyn ServeObserver,
+        status: Arc<SchedulerStatus>,
     ) -> Result<(Server, crossbeam_channel::Receiver<Event>), ServeError> {
         let config_path = std::path::absolute(config).map_err(|source| ServeError::Resolve {
             path: config.to_owned(),
@@ -324,6 +376,7 @@ impl Server {
             catalog,
             running: HashMap::new(),
             events,
+            status,
         };
         Ok((server, rx))
     }
@@ -432,6 +485,9 @@ impl Server {
         };
         let spawned_at = Utc::now();
         let latency = (spawned_at - at).num_microseconds().unwrap_or(0) as f64 / 1000.0;
+        self.status.update(|s| {
+            s.start_latency.insert(policy.clone(), latency / 1000.0);
+        });
         tracing::info!(
             policy,
             due = %at.to_rfc3339(),
@@ -674,5 +730,28 @@ impl Server {
             }
         }
         tracing::info!("stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scheduler_lags_by_the_time_since_its_earliest_pending_occurrence() {
+        let due: DateTime<Utc> = "2026-05-01T11:00:00Z".parse().unwrap();
+        let state = SchedulerState {
+            earliest_pending: Some(due),
+            ..SchedulerState::default()
+        };
+        let later = |ms| due + chrono::Duration::milliseconds(ms);
+        assert_eq!(state.lag_seconds(later(-5000)), 0.0);
+        assert_eq!(state.lag_seconds(due), 0.0);
+        assert_eq!(state.lag_seconds(later(2500)), 2.5);
+        assert_eq!(SchedulerState::default().lag_seconds(due), 0.0);
+        let status = SchedulerStatus::default();
+        assert_eq!(status.snapshot(), None, "not started");
+        status.update(|s| s.earliest_pending = Some(due));
+        assert_eq!(status.snapshot(), Some(state));
     }
 }

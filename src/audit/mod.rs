@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 pub use key::{AuditConfig, AuditSettings, ChainKey, KeyError, KeySource};
 
 /// What an audit event records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AuditKind {
     /// A conversation's objects were written to a target by an export policy.
@@ -94,7 +94,7 @@ impl AuditKind {
 }
 
 /// An event to append; the catalog assigns its sequence number and hashes.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct NewEvent {
     pub at: DateTime<Utc>,
     pub kind: AuditKind,
@@ -107,7 +107,7 @@ pub struct NewEvent {
 }
 
 /// An event as stored.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     pub seq: i64,
     #[serde(flatten)]

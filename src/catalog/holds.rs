@@ -18,7 +18,7 @@ use crate::audit::NewEvent;
 use crate::filter::{Criteria, Filter};
 
 /// A legal matter, under which holds are placed.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Matter {
     pub name: String,
     pub description: String,
@@ -27,7 +27,7 @@ pub struct Matter {
 }
 
 /// A conversation as the CLI names it: `TENANT/ID`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(try_from = "RefFields")]
 pub struct ConversationRef {
     pub tenant: String,
@@ -86,7 +86,7 @@ impl std::fmt::Display for ConversationRef {
 }
 
 /// What a hold covers.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HoldScope {
     /// Every conversation matching these criteria, now and indexed later.
@@ -96,14 +96,14 @@ pub enum HoldScope {
 }
 
 /// Who released a hold, and when.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Release {
     pub at: DateTime<Utc>,
     pub by: String,
 }
 
 /// A hold placed under a matter.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Hold {
     pub id: i64,
     pub matter: String,
@@ -114,7 +114,7 @@ pub struct Hold {
 }
 
 /// A matter with its holds and what its active holds hold now.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct MatterState {
     #[serde(flatten)]
     pub matter: Matter,

@@ -10,7 +10,7 @@ use crate::audit::{AuditKind, NewEvent};
 use crate::repository::record::{ArtifactType, AudioRecordingType};
 
 /// What a version does with the artifacts of its type in active storage.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum RetentionAction {
     KeepForever,
@@ -43,7 +43,7 @@ impl RetentionAction {
 }
 
 /// A published, immutable version of a policy.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct LifecycleVersion {
     pub name: String,
     #[serde(flatten)]
@@ -57,7 +57,7 @@ pub struct LifecycleVersion {
 }
 
 /// A lifecycle policy: one per artifact type (and audio recording type for audio recordings).
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct LifecyclePolicy {
     pub name: String,
     pub description: String,
@@ -126,7 +126,7 @@ impl LifecyclePolicy {
 
 /// What a change waiting for a second user's approval does to its policy (docs/operations.md,
 /// "Four eyes").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeKind {
     /// Enable the policy with its active version.
@@ -157,7 +157,7 @@ impl std::str::FromStr for ChangeKind {
 }
 
 /// Where a change waiting for approval stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeState {
     Pending,
@@ -195,7 +195,7 @@ impl std::str::FromStr for ChangeState {
 
 /// A change to a policy that makes a delete version take effect, requested by one user and
 /// applied only once another approves it (`[lifecycle] approvals = 2`).
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct PendingChange {
     pub id: i64,
     pub policy: String,
@@ -442,7 +442,7 @@ pub enum DeleteOutcome {
 
 /// Where a quarantined artifact stands (docs/operations.md, "Quarantine"). Every state but
 /// `Quarantined` is an intent a killed process may have left half done.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum QuarantineState {
     /// To be moved from its conversation directory into the quarantine area.

@@ -6,6 +6,7 @@
 pub mod accounts;
 #[cfg(test)]
 mod conformance;
+pub mod conversations;
 pub mod holds;
 pub mod lifecycle;
 #[cfg(feature = "postgres")]
@@ -14,6 +15,7 @@ mod rows;
 mod settings;
 mod sql;
 pub mod sqlite;
+pub mod totals;
 pub mod trail;
 pub mod units;
 pub mod uploads;
@@ -26,6 +28,7 @@ use serde::Serialize;
 use crate::audit::{AuditEvent, AuditHead, NewEvent};
 use crate::filter::Filter;
 use crate::repository::record::Conversation;
+use conversations::{ConversationDetail, ConversationSearch, ConversationSummary};
 use holds::{HoldScope, Matter, MatterState};
 use lifecycle::{
     ChangeState, DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
@@ -170,7 +173,7 @@ impl Exclude {
 }
 
 /// A job run's identifier.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct RunId(pub i64);
 
@@ -181,7 +184,7 @@ impl std::fmt::Display for RunId {
 }
 
 /// Where a run stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     Running,
@@ -233,7 +236,7 @@ impl RunStatus {
 }
 
 /// Counters of a run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Counters {
     /// Conversations the run selected (including any resumed remainder).
     pub selected: u64,
@@ -250,7 +253,7 @@ pub struct Counters {
 }
 
 /// How an export policy tracks what it has done.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// Every matching conversation every run.
@@ -269,7 +272,7 @@ impl Mode {
 }
 
 /// A job-run row.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct JobRun {
     pub id: RunId,
     pub policy: String,
@@ -335,7 +338,7 @@ pub enum ItemOutcome {
 }
 
 /// A failed item of a run, for `jobs show`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct FailedItem {
     pub subject: String,
     pub error: String,
@@ -678,6 +681,22 @@ pub trait Catalog: uploads::UploadJournal + accounts::Accounts + Send + Sync {
     /// The matters whose active holds cover each of these conversations (by catalog pk), in
     /// one statement; conversations no hold covers are left out.
     fn holding_matters(&self, pks: &[i64]) -> Result<HashMap<i64, Vec<String>>>;
+
+    // Conversations as the service shows them (`conversations`).
+
+    /// A page of the conversations `search` finds, newest first, with their participants.
+    fn search_conversations(&self, search: &ConversationSearch)
+    -> Result<Vec<ConversationSummary>>;
+
+    /// The conversation `tenant`/`id` with its artifacts and what became of each, its exports,
+    /// deletions, quarantine entries, the origin of its confidential flag and the matters
+    /// holding it; None when the catalog has no such conversation.
+    fn conversation_detail(&self, tenant: &str, id: &str) -> Result<Option<ConversationDetail>>;
+
+    // Metrics (`totals`).
+
+    /// Every policy's finished runs totalled by outcome, and the runs going now.
+    fn run_metrics(&self) -> Result<totals::RunMetrics>;
 }
 
 /// Opens the catalog a config names, appending audit events without a key: enough for

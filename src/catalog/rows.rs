@@ -5,11 +5,15 @@
 
 use chrono::{DateTime, FixedOffset, Utc};
 
+use super::conversations::{
+    ConversationSummary, Cursor, Deletion, ExportEntry, FlagOrigin, QuarantineEntry,
+};
 use super::holds::{Hold, HoldScope, Matter, Release};
 use super::lifecycle::{
     DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion, PendingChange, QuarantineCount,
     QuarantineState, Quarantined, RetentionAction,
 };
+use super::totals::RunTotals;
 use super::uploads::OpenUpload;
 use super::{
     CatalogError, Counters, ExportedArtifact, FailedItem, Fingerprint, JobRun, Mode, ObjectRecord,
@@ -445,6 +449,99 @@ pub(super) fn quarantine_count(r: &impl Fields<usize>) -> Result<QuarantineCount
         artifacts: r.unsigned(2, "quarantine count")?,
         bytes: r.unsigned(3, "quarantine.size")?,
         purgeable: r.unsigned(4, "quarantine count")?,
+    })
+}
+
+/// A row of [`super::sql::CONVERSATION_DELETIONS`].
+pub(super) fn deletion(r: &impl Fields<usize>) -> Result<Deletion> {
+    Ok(Deletion {
+        file: r.text(0)?,
+        deleted_at: r.instant(1, "artifact_deletions.deleted_at")?,
+        policy: r.text(2)?,
+        version: r.text(3)?,
+    })
+}
+
+/// A row of [`super::sql::CONVERSATION_QUARANTINE`].
+pub(super) fn quarantine_entry(r: &impl Fields<usize>) -> Result<QuarantineEntry> {
+    let state = r.text(3)?;
+    Ok(QuarantineEntry {
+        file: r.text(0)?,
+        policy: r.text(1)?,
+        version: r.text(2)?,
+        state: QuarantineState::parse(&state)
+            .ok_or_else(|| r.corrupt("quarantine.state", &state))?,
+        quarantined_at: match r.opt_int(4)? {
+            Some(ms) => Some(
+                DateTime::from_timestamp_millis(ms)
+                    .ok_or_else(|| r.corrupt("quarantine.quarantined_ms", &ms.to_string()))?,
+            ),
+            None => None,
+        },
+    })
+}
+
+/// A row of [`super::sql::CONVERSATION_EXPORTS`].
+pub(super) fn export_entry(r: &impl Fields<usize>) -> Result<ExportEntry> {
+    Ok(ExportEntry {
+        policy: r.text(0)?,
+        file: r.text(1)?,
+        sha256: r.text(2)?,
+        target: r.opt_text(3)?,
+        key: r.opt_text(4)?,
+        size: r.opt_unsigned(5, "export_artifacts.size")?,
+        object_sha256: r.opt_text(6)?,
+        run: r.int(7)?,
+    })
+}
+
+/// A row of [`super::sql::CONVERSATION_FLAG`].
+pub(super) fn flag_origin(r: &impl Fields<usize>) -> Result<FlagOrigin> {
+    Ok(FlagOrigin {
+        value: r.flag(0)?,
+        policy: r.text(1)?,
+        run: r.int(2)?,
+        at: r.instant(3, "confidential_flags.at")?,
+    })
+}
+
+/// A row of [`super::conversations::search_sql`], without its participants.
+pub(super) fn conversation_summary(r: &impl Fields<&'static str>) -> Result<ConversationSummary> {
+    let found = conversation(r)?;
+    let c = found.conversation;
+    Ok(ConversationSummary {
+        tenant: c.tenant,
+        id: c.id,
+        kind: c.kind,
+        source_platform: c.source_platform,
+        direction: c.direction,
+        start: c.start,
+        end: c.end,
+        flags: c.flags,
+        participants: Vec::new(),
+        artifacts: r.unsigned("artifacts", "count")?,
+        cursor: Cursor {
+            start_ms: r.int("start_ms")?,
+            pk: found.rowid,
+        },
+    })
+}
+
+/// A row of [`super::sql::RUN_TOTALS`].
+pub(super) fn run_totals(r: &impl Fields<usize>) -> Result<RunTotals> {
+    let status = r.text(1)?;
+    Ok(RunTotals {
+        policy: r.text(0)?,
+        outcome: RunStatus::parse(&status)
+            .ok_or_else(|| r.corrupt("run_totals.status", &status))?,
+        runs: r.unsigned(2, "run_totals.runs")?,
+        duration_ms: r.unsigned(3, "run_totals.duration_ms")?,
+        exported: r.unsigned(4, "run_totals.exported")?,
+        objects: r.unsigned(5, "run_totals.objects")?,
+        bytes: r.unsigned(6, "run_totals.bytes")?,
+        failed: r.unsigned(7, "run_totals.failed")?,
+        deleted: r.unsigned(8, "run_totals.deleted")?,
+        last_finished_at: r.instant(9, "run_totals.last_finished_at")?,
     })
 }
 

@@ -502,6 +502,69 @@ pub(super) fn matter_counts(
     ]
 }
 
+// Conversations as the service shows them (`super::conversations`).
+
+/// One conversation by tenant and id, read by [`super::rows::conversation`].
+pub(super) const CONVERSATION: Sql = shared!(
+    "SELECT c.pk, c.rel_dir, c.tenant, c.id, c.kind, c.source_platform, \
+     c.direction, c.start_text, c.end_text, c.confidential, c.cdr_only, c.imported, c.legal_hold, \
+     c.channel, c.json_mtime_ns, c.json_size FROM conversations c WHERE c.tenant = $1 AND c.id = $2"
+);
+
+/// A conversation's participants, read by [`super::rows::participant`].
+pub(super) const CONVERSATION_PARTICIPANTS: Sql = shared!(
+    "SELECT conversation, user_name, extension, role FROM participants \
+     WHERE conversation = $1 ORDER BY ordinal"
+);
+
+/// A conversation's artifacts, deleted ones included, read by [`super::rows::artifact`].
+pub(super) const CONVERSATION_ARTIFACTS: Sql = shared!(
+    "SELECT conversation, file, kind, audio_type, size, sha256, key_id FROM artifacts \
+     WHERE conversation = $1 ORDER BY ordinal"
+);
+
+/// What lifecycle policies deleted of a conversation, read by [`super::rows::deletion`].
+pub(super) const CONVERSATION_DELETIONS: Sql = shared!(
+    "SELECT file, deleted_at, policy, version FROM artifact_deletions \
+     WHERE conversation = $1 ORDER BY deleted_at, file"
+);
+
+/// A conversation's quarantine entries, read by [`super::rows::quarantine_entry`].
+pub(super) const CONVERSATION_QUARANTINE: Sql = shared!(
+    "SELECT file, policy, version, state, quarantined_ms FROM quarantine \
+     WHERE conversation = $1 ORDER BY file"
+);
+
+/// What export policies wrote of a conversation, read by [`super::rows::export_entry`]: the
+/// target is the exporting run's, or, once that run is pruned, the one target whose key claim
+/// names the object.
+pub(super) const CONVERSATION_EXPORTS: Sql = shared!(
+    "SELECT e.policy, e.file, e.sha256, coalesce(r.target, (SELECT CASE WHEN \
+     count(DISTINCT o.target) = 1 THEN min(o.target) END FROM object_keys o \
+     WHERE o.tenant = e.tenant AND o.conversation_id = e.conversation_id AND o.key = e.key)), \
+     e.key, e.size, e.out_sha256, e.run FROM export_artifacts e LEFT JOIN job_runs r ON r.id = e.run \
+     WHERE e.tenant = $1 AND e.conversation_id = $2 ORDER BY e.policy, e.file"
+);
+
+/// The confidential-flag run that last set a conversation's flag, read by
+/// [`super::rows::flag_origin`].
+pub(super) const CONVERSATION_FLAG: Sql = shared!(
+    "SELECT value, policy, run, at FROM confidential_flags WHERE tenant = $1 AND conversation_id = $2"
+);
+
+// Metrics (`super::totals`).
+
+/// Every policy's totals by outcome, read by [`super::rows::run_totals`].
+pub(super) const RUN_TOTALS: Sql = shared!(
+    "SELECT policy, status, runs, duration_ms, exported, objects, bytes, failed, deleted, \
+     last_finished_at FROM run_totals ORDER BY policy, status"
+);
+
+/// Runs going now, by policy (the partial index `job_runs_running`).
+pub(super) const RUNNING_RUNS: Sql = shared!(
+    "SELECT policy, count(*) FROM job_runs WHERE status = 'running' GROUP BY policy ORDER BY policy"
+);
+
 // The upload journal.
 
 pub(super) const UPLOAD_ENDED: Sql =

@@ -109,6 +109,7 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<u8> {
     let options = ServeOptions {
         max_concurrent: args.max_concurrent as usize,
         shutdown_grace: args.shutdown_grace,
+        status: Default::default(),
     };
     service::serve(&cli.config, &options, args.web().as_ref(), &RunOutput)?;
     Ok(0)

@@ -22,7 +22,7 @@ use crate::repository::record::{
 /// Criteria as written in a policy's `[filter]` table. They serialize to what they
 /// deserialize from (instants as RFC 3339 text, durations as humantime text), leaving out
 /// what does not constrain: a legal hold's criteria are stored so in the catalog.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Criteria {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -46,6 +46,7 @@ pub struct Criteria {
         skip_serializing_if = "Option::is_none",
         serialize_with = "timestamp_text"
     )]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub start_after: Option<DateTime<FixedOffset>>,
     /// Start strictly before this instant.
     #[serde(
@@ -54,6 +55,7 @@ pub struct Criteria {
         skip_serializing_if = "Option::is_none",
         serialize_with = "timestamp_text"
     )]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub start_before: Option<DateTime<FixedOffset>>,
     /// Start more than N days before the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -68,6 +70,7 @@ pub struct Criteria {
         skip_serializing_if = "Option::is_none",
         serialize_with = "duration_text"
     )]
+    #[schema(value_type = Option<String>)]
     pub min_duration: Option<Duration>,
     /// Duration at most this long.
     #[serde(
@@ -76,6 +79,7 @@ pub struct Criteria {
         skip_serializing_if = "Option::is_none",
         serialize_with = "duration_text"
     )]
+    #[schema(value_type = Option<String>)]
     pub max_duration: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confidential: Option<bool>,

@@ -31,6 +31,19 @@ macro_rules! string_enum {
             }
         }
 
+        /// The API's schema: one of the texts (utoipa's derive cannot read the renames a
+        /// macro writes).
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($text),+]))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
@@ -119,7 +132,7 @@ string_enum!(
 );
 
 /// One party of a conversation. At least one of `user` and `extension` is present.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Participant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -130,7 +143,7 @@ pub struct Participant {
 }
 
 /// Boolean flags of a conversation; all default to false.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Flags {
     #[serde(default)]

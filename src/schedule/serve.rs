@@ -138,6 +138,14 @@ impl Scheduler {
         std::mem::take(&mut self.queue).len()
     }
 
+    /// The earliest occurrence not yet started: the first waiting for a slot, else the next
+    /// due. Once it is past, the scheduler is that far behind.
+    pub fn earliest_pending(&self) -> Option<DateTime<Utc>> {
+        let waiting = self.queue.iter().map(|d| d.at).min();
+        let next = self.entries.values().filter_map(|e| e.next).min();
+        waiting.into_iter().chain(next).min()
+    }
+
     /// The earliest next occurrence.
     pub fn next_wake(&self) -> Option<(&str, DateTime<Utc>)> {
         self.entries
@@ -243,6 +251,25 @@ mod tests {
         let second = s.start_next(1).unwrap();
         assert_ne!(first.policy, second.policy);
         assert_eq!(s.next_wake().unwrap().1, at("2026-05-01T14:00:00Z"));
+    }
+
+    #[test]
+    fn the_earliest_pending_occurrence_is_one_waiting_for_a_slot_else_the_next_due() {
+        let mut s = scheduler(&jobs(true, true), at("2026-05-01T10:10:00Z"));
+        assert_eq!(s.earliest_pending(), Some(at("2026-05-01T10:30:00Z")));
+        // Both due; one slot: `b` (due at :30) starts, `a` (due at 11:00) waits.
+        s.tick(at("2026-05-01T10:30:00Z"));
+        assert_eq!(s.start_next(1).unwrap().policy, "b");
+        s.tick(at("2026-05-01T11:00:00Z"));
+        assert_eq!(s.start_next(1), None);
+        assert_eq!(s.earliest_pending(), Some(at("2026-05-01T11:00:00Z")));
+        s.finished("b");
+        assert_eq!(s.start_next(1).unwrap().policy, "a");
+        assert_eq!(s.earliest_pending(), Some(at("2026-05-01T11:30:00Z")));
+        assert_eq!(
+            scheduler(&jobs(false, false), at("2026-05-01T10:10:00Z")).earliest_pending(),
+            None
+        );
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! and metrics. Each request runs an `app` command acting as the user it authenticated
 //! (`app::Acting::As`), so every path applies the same roles file.
 
+pub mod api;
+pub mod metrics;
 pub mod socket;
 pub mod web;
 
@@ -41,7 +43,7 @@ pub fn serve(
     let supervisor = Supervisor::start(config, options, observer)?;
     let portal = match web {
         Some(w) => {
-            let portal = web::start(Loaded::load(config)?, w)?;
+            let portal = web::start(Loaded::load(config)?, w, options.status.clone())?;
             tracing::info!("web portal listening on {}", portal.url());
             Some(portal)
         }

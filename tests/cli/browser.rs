@@ -1,7 +1,7 @@
 //! The web portal in a real browser: Debian's Chromium, headless, driven over WebDriver
 //! (chromedriver) with fantoccini. Log in, open a run from the runs list, enable a lifecycle
-//! policy through its acknowledgment checkboxes, and see an XSS payload from a record as text
-//! with no script run. With `CUSTODIAN_SCREENSHOTS=DIR` each page's screenshot is saved there.
+//! policy through its acknowledgment checkboxes, find a conversation and open it, and see an XSS
+//! payload from a record as text with no script run. With `CUSTODIAN_SCREENSHOTS=DIR` each page's screenshot is saved there.
 //!
 //! Without chromium and chromedriver the test says why and passes, unless
 //! `CUSTODIAN_REQUIRE_BROWSER_TESTS` is set (scripts/test.sh installs them and sets it).
@@ -123,7 +123,7 @@ fn in_a_browser_log_in_open_a_run_enable_a_policy_and_see_a_payload_as_text() {
     std::fs::write(
         env.path().join("roles.toml"),
         format!(
-            "[users]\n\"*\" = [\"ARTIFACTS_LIFECYCLE_POLICY_READ\", \"JOBS_READ\", \"AUDIT_READ\", \"LEGAL_HOLD_READ\"]\n{LIFECYCLE_ROLES}"
+            "[users]\n\"*\" = [\"ARTIFACTS_LIFECYCLE_POLICY_READ\", \"JOBS_READ\", \"AUDIT_READ\", \"LEGAL_HOLD_READ\", \"CONVERSATIONS_READ\"]\n{LIFECYCLE_ROLES}"
         ),
     )
     .unwrap();
@@ -226,5 +226,37 @@ async fn walk(env: &Env, portal: &Portal, driver: &Driver) {
         assert!(b.get_alert_text().await.is_err(), "{page}: a script ran");
         screenshot(&b, page).await;
     }
+
+    // Find the conversation by its tenant, and open it from the results.
+    b.goto(&format!("{base}/conversations")).await.unwrap();
+    page_with(&b, Locator::XPath("//h1[text()='Conversations']")).await;
+    b.find(Locator::Css("input[name=tenant]"))
+        .await
+        .unwrap()
+        .send_keys("acme")
+        .await
+        .unwrap();
+    b.find(Locator::Css("form.filter button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let found = page_with(&b, Locator::Css("table td a")).await;
+    assert!(found.contains(&format!("c1{SCRIPT}")), "{found}");
+    screenshot(&b, "conversations").await;
+    b.find(Locator::Css("table td a"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let conversation = page_with(&b, Locator::XPath("//h2[text()='Exports']")).await;
+    assert!(
+        conversation.contains(&format!("{IMG}.wav")) && conversation.contains("archive"),
+        "{conversation}"
+    );
+    assert!(b.get_alert_text().await.is_err(), "a script ran");
+    screenshot(&b, "conversation").await;
     b.close().await.unwrap();
 }

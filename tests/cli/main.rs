@@ -1,5 +1,6 @@
 //! End-to-end tests of the `custodian` binary, one temporary installation each.
 
+mod api;
 #[cfg(feature = "azure")]
 mod azure;
 mod browser;

@@ -43,6 +43,14 @@ impl Scratch {
         )
     }
 
+    /// Drops the schema now: the catalog in it stops answering.
+    pub fn drop_schema(&self) {
+        let mut client = Client::connect(&self.server, NoTls).unwrap();
+        client
+            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema))
+            .unwrap();
+    }
+
     pub fn count(&self, table: &str) -> i64 {
         let mut client = Client::connect(&self.server, NoTls).unwrap();
         client

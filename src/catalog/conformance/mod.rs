@@ -5,6 +5,7 @@
 
 pub(super) mod accounts;
 pub(super) mod audit;
+pub(super) mod conversations;
 pub(super) mod holds;
 pub(super) mod index;
 pub(super) mod lifecycle;
@@ -53,6 +54,9 @@ macro_rules! conformance_suite {
             runs::object_key_claims_race_to_one_winner,
             select::incremental_state_is_per_record_version_and_artifact,
             accounts::accounts_tokens_and_sessions,
+            conversations::conversation_search_pages_newest_first,
+            conversations::conversation_detail_tells_what_became_of_it,
+            conversations::run_totals_count_each_run_once,
         );
     };
     (@each $fresh:path; $($concern:ident::$name:ident),+ $(,)?) => {

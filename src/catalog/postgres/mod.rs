@@ -21,6 +21,7 @@
 
 mod accounts;
 mod audit;
+mod conversations;
 mod holds;
 mod index;
 mod lifecycle;
@@ -51,12 +52,14 @@ use super::{
     Result, RunId, RunPage, RunStatus, Selected, redact_url,
 };
 use crate::audit::{AuditEvent, AuditHead, KeySource, NewEvent};
+use crate::catalog::conversations::{ConversationDetail, ConversationSearch, ConversationSummary};
 use crate::catalog::holds::{HoldScope, Matter, MatterState};
 use crate::catalog::lifecycle::{
     ChangeState, DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
     PendingChange, QuarantineCount, QuarantineOutcome, QuarantineSelect, QuarantineState,
     Quarantined,
 };
+use crate::catalog::totals::RunMetrics;
 use crate::filter::{Filter, SqlValue};
 use pool::Conn;
 use schema::MIGRATIONS;
@@ -653,6 +656,21 @@ impl Catalog for PostgresCatalog {
 
     fn holding_matters(&self, pks: &[i64]) -> Result<HashMap<i64, Vec<String>>> {
         holds::holding_matters(self, pks)
+    }
+
+    fn search_conversations(
+        &self,
+        search: &ConversationSearch,
+    ) -> Result<Vec<ConversationSummary>> {
+        conversations::search(self, search)
+    }
+
+    fn conversation_detail(&self, tenant: &str, id: &str) -> Result<Option<ConversationDetail>> {
+        conversations::detail(self, tenant, id)
+    }
+
+    fn run_metrics(&self) -> Result<RunMetrics> {
+        conversations::run_metrics(self)
     }
 }
 

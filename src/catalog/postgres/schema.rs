@@ -384,4 +384,54 @@ CREATE INDEX web_sessions_expires ON web_sessions (expires_at);
 CREATE INDEX job_runs_status ON job_runs (status, id);
 CREATE INDEX job_runs_policy_status ON job_runs (policy, status, id);
 "#,
+    // The service's reads (docs/operations.md, "The JSON API", "Metrics"): conversations by id
+    // alone, newest first, and by tenant newest first, a conversation's exports and key claims,
+    // the runs going now, and each policy's finished runs totalled by outcome, kept by a
+    // trigger as each run ends so a scrape reads a row per policy and outcome
+    // (`catalog/totals.rs`).
+    r#"
+CREATE INDEX conversations_id ON conversations (id);
+CREATE INDEX conversations_tenant_start ON conversations (tenant, start_ms, pk);
+CREATE INDEX conversations_start_pk ON conversations (start_ms, pk);
+CREATE INDEX export_artifacts_conversation ON export_artifacts (tenant, conversation_id);
+CREATE INDEX object_keys_conversation ON object_keys (tenant, conversation_id);
+CREATE INDEX job_runs_running ON job_runs (policy) WHERE status = 'running';
+CREATE TABLE run_totals (
+    policy TEXT NOT NULL,
+    status TEXT NOT NULL,
+    runs BIGINT NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    exported BIGINT NOT NULL,
+    objects BIGINT NOT NULL,
+    bytes BIGINT NOT NULL,
+    failed BIGINT NOT NULL,
+    deleted BIGINT NOT NULL,
+    last_finished_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (policy, status)
+);
+INSERT INTO run_totals
+    SELECT policy, status, count(*),
+        sum(greatest(0, CAST(round(extract(epoch FROM finished_at - started_at) * 1000) AS BIGINT))),
+        sum(exported), sum(objects), sum(bytes), sum(failed), sum(deleted), max(finished_at)
+    FROM job_runs WHERE status <> 'running' AND finished_at IS NOT NULL GROUP BY policy, status;
+CREATE FUNCTION run_totals_on_finish() RETURNS trigger LANGUAGE plpgsql AS $body$
+BEGIN
+    INSERT INTO run_totals (policy, status, runs, duration_ms, exported, objects, bytes, failed,
+        deleted, last_finished_at)
+    VALUES (NEW.policy, NEW.status, 1,
+        greatest(0, CAST(round(extract(epoch FROM NEW.finished_at - NEW.started_at) * 1000) AS BIGINT)),
+        NEW.exported, NEW.objects, NEW.bytes, NEW.failed, NEW.deleted, NEW.finished_at)
+    ON CONFLICT (policy, status) DO UPDATE SET runs = run_totals.runs + 1,
+        duration_ms = run_totals.duration_ms + excluded.duration_ms,
+        exported = run_totals.exported + excluded.exported,
+        objects = run_totals.objects + excluded.objects, bytes = run_totals.bytes + excluded.bytes,
+        failed = run_totals.failed + excluded.failed, deleted = run_totals.deleted + excluded.deleted,
+        last_finished_at = greatest(run_totals.last_finished_at, excluded.last_finished_at);
+    RETURN NULL;
+END
+$body$;
+CREATE TRIGGER run_totals_on_finish AFTER UPDATE OF status ON job_runs FOR EACH ROW
+    WHEN (OLD.status = 'running' AND NEW.status <> 'running' AND NEW.finished_at IS NOT NULL)
+    EXECUTE FUNCTION run_totals_on_finish();
+"#,
 ];

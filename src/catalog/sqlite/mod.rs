@@ -5,6 +5,7 @@
 
 mod accounts;
 mod audit;
+mod conversations;
 mod holds;
 mod index;
 mod lifecycle;
@@ -31,12 +32,14 @@ use super::{
     Result, RunId, RunPage, RunStatus, Selected,
 };
 use crate::audit::{AuditEvent, AuditHead, KeyError, KeySource, NewEvent};
+use crate::catalog::conversations::{ConversationDetail, ConversationSearch, ConversationSummary};
 use crate::catalog::holds::{HoldScope, Matter, MatterState};
 use crate::catalog::lifecycle::{
     ChangeState, DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
     PendingChange, QuarantineCount, QuarantineOutcome, QuarantineSelect, QuarantineState,
     Quarantined,
 };
+use crate::catalog::totals::RunMetrics;
 use crate::filter::{Filter, SqlValue};
 use schema::MIGRATIONS;
 
@@ -546,6 +549,21 @@ impl Catalog for SqliteCatalog {
 
     fn holding_matters(&self, pks: &[i64]) -> Result<HashMap<i64, Vec<String>>> {
         holds::holding_matters(self, pks)
+    }
+
+    fn search_conversations(
+        &self,
+        search: &ConversationSearch,
+    ) -> Result<Vec<ConversationSummary>> {
+        conversations::search(self, search)
+    }
+
+    fn conversation_detail(&self, tenant: &str, id: &str) -> Result<Option<ConversationDetail>> {
+        conversations::detail(self, tenant, id)
+    }
+
+    fn run_metrics(&self) -> Result<RunMetrics> {
+        conversations::run_metrics(self)
     }
 }
 

@@ -352,4 +352,47 @@ CREATE INDEX web_sessions_expires ON web_sessions (expires_at);
 CREATE INDEX job_runs_status ON job_runs (status, id);
 CREATE INDEX job_runs_policy_status ON job_runs (policy, status, id);
 "#,
+    // The service's reads (docs/operations.md, "The JSON API", "Metrics"): conversations by id
+    // alone and by tenant newest first, a conversation's exports and key claims, the runs going
+    // now, and each policy's finished runs totalled by outcome, kept by a trigger as each run
+    // ends so a scrape reads a row per policy and outcome (`catalog/totals.rs`).
+    r#"
+CREATE INDEX conversations_id ON conversations (id);
+CREATE INDEX conversations_tenant_start ON conversations (tenant, start_ms);
+CREATE INDEX export_artifacts_conversation ON export_artifacts (tenant, conversation_id);
+CREATE INDEX object_keys_conversation ON object_keys (tenant, conversation_id);
+CREATE INDEX job_runs_running ON job_runs (policy) WHERE status = 'running';
+CREATE TABLE run_totals (
+    policy TEXT NOT NULL,
+    status TEXT NOT NULL,
+    runs INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    exported INTEGER NOT NULL,
+    objects INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    failed INTEGER NOT NULL,
+    deleted INTEGER NOT NULL,
+    last_finished_at TEXT NOT NULL,
+    PRIMARY KEY (policy, status)
+) WITHOUT ROWID;
+INSERT INTO run_totals
+    SELECT policy, status, count(*),
+        sum(max(0, CAST(round((julianday(finished_at) - julianday(started_at)) * 86400000) AS INTEGER))),
+        sum(exported), sum(objects), sum(bytes), sum(failed), sum(deleted), max(finished_at)
+    FROM job_runs WHERE status <> 'running' AND finished_at IS NOT NULL GROUP BY policy, status;
+CREATE TRIGGER run_totals_on_finish AFTER UPDATE OF status ON job_runs
+WHEN OLD.status = 'running' AND NEW.status <> 'running' AND NEW.finished_at IS NOT NULL
+BEGIN
+    INSERT INTO run_totals (policy, status, runs, duration_ms, exported, objects, bytes, failed,
+        deleted, last_finished_at)
+    VALUES (NEW.policy, NEW.status, 1,
+        max(0, CAST(round((julianday(NEW.finished_at) - julianday(NEW.started_at)) * 86400000) AS INTEGER)),
+        NEW.exported, NEW.objects, NEW.bytes, NEW.failed, NEW.deleted, NEW.finished_at)
+    ON CONFLICT (policy, status) DO UPDATE SET runs = runs + 1,
+        duration_ms = duration_ms + excluded.duration_ms, exported = exported + excluded.exported,
+        objects = objects + excluded.objects, bytes = bytes + excluded.bytes,
+        failed = failed + excluded.failed, deleted = deleted + excluded.deleted,
+        last_finished_at = max(last_finished_at, excluded.last_finished_at);
+END;
+"#,
 ];

@@ -185,13 +185,17 @@ impl AppState {
     }
 }
 
-/// The portal's routes over `state`: each area's routes merged, a 404 page for any other
-/// path, and the security headers on every response.
-pub fn router(state: AppState) -> Router {
+/// The portal's routes over `state`: each area's routes merged, the JSON API's and metrics'
+/// among them (which read `sources`), a 404 page for any other path, and the security headers
+/// on every response.
+pub fn router(state: AppState, sources: crate::service::metrics::Sources) -> Router {
     Router::new()
         .merge(auth::routes())
         .merge(pages::routes())
+        .merge(crate::service::api::routes())
+        .merge(crate::service::metrics::routes())
         .fallback(|| async { PageError::NotFound("no such page".into()) })
+        .layer(axum::Extension(sources))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
@@ -302,7 +306,11 @@ pub struct Portal {
 
 /// Binds `options.listen` and starts serving `loaded` on a runtime of its own. A bind or TLS
 /// failure is returned before anything is served.
-pub fn start(loaded: Loaded, options: &WebOptions) -> Result<Portal, WebError> {
+pub fn start(
+    loaded: Loaded,
+    options: &WebOptions,
+    scheduler: Arc<crate::app::serve::SchedulerStatus>,
+) -> Result<Portal, WebError> {
     options.validate()?;
     let tls = options.tls.as_ref().map(tls_config).transpose()?;
     let listener = TcpListener::bind(options.listen).map_err(|source| WebError::Bind {
@@ -316,7 +324,11 @@ pub fn start(loaded: Loaded, options: &WebOptions) -> Result<Portal, WebError> {
     let serves_tls = tls.is_some();
     let state =
         AppState::new(loaded, serves_tls, options.trusted_header.clone()).map_err(WebError::Key)?;
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let sources = crate::service::metrics::Sources {
+        catalog: state.loaded().catalog.clone(),
+        scheduler,
+    };
+    let app = router(state, sources).into_make_service_with_connect_info::<SocketAddr>();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("custodian-web")

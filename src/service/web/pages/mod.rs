@@ -3,6 +3,7 @@
 //! per area.
 
 mod audit;
+mod conversations;
 mod lifecycle;
 mod policies;
 mod runs;
@@ -21,6 +22,7 @@ pub(super) fn routes() -> Router<AppState> {
         .merge(policies::routes())
         .merge(lifecycle::routes())
         .merge(audit::routes())
+        .merge(conversations::routes())
 }
 
 /// `s` percent-encoded for a URL's path segment or query value.
@@ -68,6 +70,7 @@ pub(super) fn page(title: &str, who: Option<&Authed>, body: Markup) -> Markup {
                         a href="/policies" { "Policies" }
                         a href="/lifecycle" { "Lifecycle" }
                         a href="/audit" { "Audit" }
+                        a href="/conversations" { "Conversations" }
                         span.who { (who.actor.user) }
                         form method="post" action="/logout" {
                             input type="hidden" name="csrf" value=(who.csrf());
