@@ -357,4 +357,10 @@ ALTER TABLE job_runs ADD COLUMN held_back TEXT;
 CREATE INDEX participants_user ON participants (user_name);
 CREATE INDEX participants_extension ON participants (extension);
 "#,
+    // Artifacts by type (docs/performance.md, "`plan lifecycle` under ten standing holds"): a
+    // lifecycle policy's due artifacts read from the artifacts of its type alone, in
+    // conversation order, with the columns its queries read, not from every artifact.
+    r#"
+CREATE INDEX artifacts_kind ON artifacts (kind, audio_type, conversation, ordinal, file, size);
+"#,
 ];

@@ -397,6 +397,9 @@ pub(super) fn due_artifacts(
     after: (i64, i64),
     limit: usize,
 ) -> Result<Vec<DueArtifact>> {
+    // The page is read in the order of the artifacts' columns, which both the primary key
+    // and the index on their type (`artifacts_kind`) keep: ordered by `c.pk`, SQLite would
+    // read every due artifact after the cursor through that index and sort them for each page.
     cat.with_reader(|conn| {
         let Due {
             mut params,
@@ -417,7 +420,7 @@ pub(super) fn due_artifacts(
                  c.json_mtime_ns, c.json_size \
                  FROM conversations c JOIN artifacts a ON a.conversation = c.pk \
                  WHERE c.start_ms + c.duration_ms <= ?1 AND {LIVE} AND NOT {held} AND {exported} \
-                 AND (c.pk, a.ordinal) > (?{a0}, ?{a1}) ORDER BY c.pk, a.ordinal LIMIT ?{lim}"
+                 AND (a.conversation, a.ordinal) > (?{a0}, ?{a1}) ORDER BY a.conversation, a.ordinal LIMIT ?{lim}"
             ),
             params_from_iter(params),
             |r| rows::due_artifact(r, q),
@@ -448,43 +451,14 @@ pub(super) fn due_summary(cat: &SqliteCatalog, q: &DueQuery) -> Result<DueCount>
             matters,
             held_set,
         } = due_params(cat, conn, q, true)?;
-        let (with, join) = match &held_set {
-            Some(set) => (
-                format!("WITH {set} "),
-                "LEFT JOIN held hd ON hd.pk = c.pk ",
-            ),
-            None => (String::new(), ""),
-        };
-        let columns: String = (0..matters.len())
-            .map(|i| format!(", coalesce(hd.m{i}, 0) AS m{i}"))
-            .collect();
-        let sums: String = (0..matters.len())
-            .map(|i| format!(", coalesce(sum(m{i}), 0)"))
-            .collect();
-        // Each due artifact's state: 0 deletable, 1 held back for its export, 2 held. What
-        // holds cover is the set `held`, made once, with a 0/1 column per matter that each row
-        // finds with one lookup; held is the record's flag or any of them (every active hold
-        // is some matter's). `LIMIT -1` keeps each subquery a co-routine that yields its
-        // columns once per row: flattened into the aggregate, SQLite would copy each column's
-        // expression into every sum that reads it (docs/performance.md, "Lifecycle").
-        let any: String = if matters.is_empty() {
-            "0".into()
-        } else {
-            (0..matters.len())
-                .map(|i| format!("m{i}"))
-                .collect::<Vec<_>>()
-                .join(" + ")
-        };
-        let column_names: String = (0..matters.len()).map(|i| format!(", m{i}")).collect();
+        let summary = sql::numbered(&sql::due_summary(
+            Dialect::Sqlite,
+            LIVE,
+            &exported,
+            held_set.as_deref().map(|set| (set, matters.len())),
+        ));
         let counts: Vec<i64> = conn
-            .prepare_cached(&format!(
-                "{with}SELECT coalesce(sum(s = 0), 0), coalesce(sum(CASE WHEN s = 0 THEN size ELSE 0 END), 0), \
-                 coalesce(sum(s = 2), 0), coalesce(sum(s = 1), 0){sums} FROM (SELECT size{column_names}, \
-                 CASE WHEN legal_hold = 1 OR {any} > 0 THEN 2 WHEN x THEN 0 ELSE 1 END AS s FROM \
-                 (SELECT a.size AS size, c.legal_hold AS legal_hold, {exported} AS x{columns} \
-                 FROM conversations c JOIN artifacts a ON a.conversation = c.pk {join}\
-                 WHERE c.start_ms + c.duration_ms <= ?1 AND {LIVE} LIMIT -1) LIMIT -1) due"
-            ))
+            .prepare_cached(&summary)
             .and_then(|mut s| {
                 s.query_row(params_from_iter(&params), |r| {
                     (0..4 + matters.len()).map(|i| r.get(i)).collect()
