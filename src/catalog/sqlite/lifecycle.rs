@@ -385,7 +385,7 @@ fn due_params(
 /// Artifacts of the query's type not deleted, not in quarantine, and not restored from the
 /// quarantine of the policy version now active (docs/operations.md, "Quarantine"); `?1` is the
 /// cutoff, `?2` and `?3` the type.
-const LIVE: &str = "a.kind = ?2 AND a.audio_type IS ?3 \
+pub(super) const LIVE: &str = "a.kind = ?2 AND a.audio_type IS ?3 \
      AND NOT EXISTS (SELECT 1 FROM artifact_deletions d WHERE d.conversation = c.pk AND d.file = a.file) \
      AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.conversation = c.pk AND q.file = a.file) \
      AND NOT EXISTS (SELECT 1 FROM restore_exemptions r JOIN lifecycle_policies p \
@@ -397,9 +397,6 @@ pub(super) fn due_artifacts(
     after: (i64, i64),
     limit: usize,
 ) -> Result<Vec<DueArtifact>> {
-    // The page is read in the order of the artifacts' columns, which both the primary key
-    // and the index on their type (`artifacts_kind`) keep: ordered by `c.pk`, SQLite would
-    // read every due artifact after the cursor through that index and sort them for each page.
     cat.with_reader(|conn| {
         let Due {
             mut params,
@@ -407,25 +404,36 @@ pub(super) fn due_artifacts(
             exported,
             ..
         } = due_params(cat, conn, q, false)?;
+        let first = params.len() + 1;
         params.extend([
             Value::Integer(after.0),
             Value::Integer(after.1),
             Value::Integer(limit as i64),
         ]);
-        let (a0, a1, lim) = (params.len() - 2, params.len() - 1, params.len());
         cat.rows(
             conn,
-            &format!(
-                "SELECT c.pk, a.ordinal, c.tenant, c.id, c.rel_dir, a.file, a.size, c.start_ms + c.duration_ms, \
-                 c.json_mtime_ns, c.json_size \
-                 FROM conversations c JOIN artifacts a ON a.conversation = c.pk \
-                 WHERE c.start_ms + c.duration_ms <= ?1 AND {LIVE} AND NOT {held} AND {exported} \
-                 AND (a.conversation, a.ordinal) > (?{a0}, ?{a1}) ORDER BY a.conversation, a.ordinal LIMIT ?{lim}"
-            ),
+            &due_page(&held, &exported, first),
             params_from_iter(params),
             |r| rows::due_artifact(r, q),
         )
     })
+}
+
+/// A page of the due artifacts that `held` does not cover and that `exported`, after the
+/// cursor `?first`, `?first + 1` (a conversation and an ordinal), at most `?first + 2`. The
+/// page is read in the order of the artifacts' own columns, which both their primary key and
+/// the index on their type (`artifacts_kind`) keep: ordered by `c.pk`, SQLite reads every due
+/// artifact after the cursor through that index and sorts them, for each page
+/// (docs/performance.md, "`plan lifecycle` under ten standing holds").
+pub(super) fn due_page(held: &str, exported: &str, first: usize) -> String {
+    let (a0, a1, lim) = (first, first + 1, first + 2);
+    format!(
+        "SELECT c.pk, a.ordinal, c.tenant, c.id, c.rel_dir, a.file, a.size, c.start_ms + c.duration_ms, \
+         c.json_mtime_ns, c.json_size \
+         FROM conversations c JOIN artifacts a ON a.conversation = c.pk \
+         WHERE c.start_ms + c.duration_ms <= ?1 AND {LIVE} AND NOT {held} AND {exported} \
+         AND (a.conversation, a.ordinal) > (?{a0}, ?{a1}) ORDER BY a.conversation, a.ordinal LIMIT ?{lim}"
+    )
 }
 
 /// The end of the next artifact to come due after the cutoff `?1` that `held` does not cover:
