@@ -363,9 +363,9 @@ pub(super) fn exported(
 /// `matters`' order. Each matter's explicit holds and each standing hold's criteria select
 /// their conversations once, driven by the criteria's indexes (a standing hold by users or
 /// extensions reads only those participants), instead of being evaluated for every row the
-/// statement reads; a row then finds what covers it with one lookup of its `pk`. Its parameters
-/// are pushed to `params`, in PostgreSQL's numbered placeholders after `before` others. None
-/// without matters.
+/// statement reads; [`due_summary`] reads the set once, row by row. Its parameters are pushed
+/// to `params`, in PostgreSQL's numbered placeholders after `before` others. None without
+/// matters.
 pub(super) fn held_set(
     matters: &[String],
     standing: &[Standing],
