@@ -378,9 +378,9 @@ pub(super) fn exported(
 /// `matters`' order. Each matter's explicit holds and each standing hold's criteria select
 /// their conversations once, driven by the criteria's indexes (a standing hold by users or
 /// extensions reads only those participants), instead of being evaluated for every row the
-/// statement reads; a row then finds what covers it with one lookup of its `pk`. Its parameters
-/// are pushed to `params`, in PostgreSQL's numbered placeholders after `before` others. None
-/// without matters.
+/// statement reads; [`due_summary`] reads the set once, row by row. Its parameters are pushed
+/// to `params`, in PostgreSQL's numbered placeholders after `before` others. None without
+/// matters.
 pub(super) fn held_set(
     matters: &[String],
     standing: &[Standing],
@@ -420,6 +420,64 @@ pub(super) fn held_set(
          FROM covered GROUP BY pk)",
         parts.join(" UNION ALL ")
     ))
+}
+
+/// The due summary of one lifecycle policy, one row (docs/performance.md, "`plan lifecycle`
+/// under ten standing holds"): the due artifacts that may go and their bytes, those a hold
+/// covers (the record's flag or a matter's), those held back for their export, then one count
+/// per matter of `held_set` (its text from [`held_set`], and how many matters it has). `live`
+/// is the clause of the due artifacts `a` of conversation `c` of the query's type (`$2`, `$3`)
+/// that are still there, `exported` whether one was exported (both of `dialect`); `$1` is the
+/// cutoff.
+///
+/// Two passes, and no lookup of each due artifact in the held set: the scan counts every due
+/// artifact by its record's flag and its export, and the artifacts of the held conversations,
+/// read from the set, are counted by the same rules and taken off (the held set keeps only
+/// conversations that ended by the cutoff). Both passes read artifacts through the index on
+/// their type (`artifacts_kind`): the scan only the artifacts of the policy's type, the
+/// held pass one seek per held conversation. Each pass ends in a fence (`LIMIT -1`, `OFFSET
+/// 0`) so its columns are computed once per row, not copied into every sum that reads them.
+pub(super) fn due_summary(
+    dialect: Dialect,
+    live: &str,
+    exported: &str,
+    held_set: Option<(&str, usize)>,
+) -> String {
+    let (fence, flag, join) = match dialect {
+        Dialect::Sqlite => ("LIMIT -1", "c.legal_hold = 1", "CROSS JOIN"),
+        Dialect::Postgres => ("OFFSET 0", "c.legal_hold", "JOIN"),
+    };
+    let sum = |when: &str, value: &str| {
+        format!("CAST(coalesce(sum(CASE WHEN {when} THEN {value} ELSE 0 END), 0) AS BIGINT)")
+    };
+    // Over rows (lh: the record's flag, x: exported, size) of artifacts no flag holds: those
+    // that may go, their bytes, and those held back for their export.
+    let counts = format!(
+        "{} AS n, {} AS b, {} AS nx",
+        sum("NOT lh AND x", "1"),
+        sum("NOT lh AND x", "size"),
+        sum("NOT lh AND NOT x", "1")
+    );
+    let rows = format!("{flag} AS lh, {exported} AS x, a.size AS size");
+    let scan = format!(
+        "(SELECT {counts}, {} AS lh FROM (SELECT {rows} FROM conversations c JOIN artifacts a \
+         ON a.conversation = c.pk WHERE c.start_ms + c.duration_ms <= $1 AND {live} {fence}) due) t",
+        sum("lh", "1")
+    );
+    let Some((set, matters)) = held_set else {
+        return format!("SELECT t.n, t.b, t.lh, t.nx FROM {scan}");
+    };
+    let columns: String = (0..matters).map(|i| format!(", hd.m{i} AS m{i}")).collect();
+    let per_matter: String = (0..matters)
+        .map(|i| format!(", {} AS m{i}", sum(&format!("m{i} = 1"), "1")))
+        .collect();
+    let held: String = (0..matters).map(|i| format!(", h.m{i}")).collect();
+    format!(
+        "WITH {set} SELECT t.n - h.n, t.b - h.b, t.lh + h.n + h.nx, t.nx - h.nx{held} FROM {scan} \
+         CROSS JOIN (SELECT {counts}{per_matter} FROM (SELECT {rows}{columns} FROM held hd \
+         {join} conversations c ON c.pk = hd.pk {join} artifacts a ON a.conversation = c.pk \
+         WHERE {live} {fence}) kept) h"
+    )
 }
 
 /// A statement written with PostgreSQL's `$N` placeholders in SQLite's `?N`: every value is

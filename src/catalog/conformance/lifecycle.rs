@@ -1,6 +1,7 @@
 //! Conformance of lifecycle policies, the artifacts they make due, and the deletions recorded.
 
 use super::*;
+use crate::catalog::holds::{ConversationRef, HoldScope, Matter};
 
 /// Lifecycle policies: unique names, immutable versions, the first version active, at most
 /// one enabled policy per artifact (and audio recording) type, and an event per change.
@@ -651,6 +652,63 @@ pub fn export_before_delete(cat: &dyn Catalog) {
     };
     assert_eq!(due_ids(&plain).len(), 6, "without the requirement");
     assert_eq!(cat.due_summary(&plain).unwrap(), due_count(6, 30, 1, None));
+    // A matter holding `exported`, `never` and the flagged `held`: each is counted once as
+    // held, exported or not, and for the matter; what it holds is neither deletable nor held
+    // back.
+    let event = |kind| NewEvent {
+        at: Utc::now(),
+        kind,
+        actor: "tester".into(),
+        policy: None,
+        run: None,
+        tenant: None,
+        conversation_id: None,
+        details: serde_json::json!({ "matter": "m" }),
+    };
+    let matter = Matter {
+        name: "m".into(),
+        description: "a dispute".into(),
+        created_at: Utc::now().trunc_subsecs(6),
+        created_by: "carol".into(),
+    };
+    cat.create_matter(&matter, &event(AuditKind::MatterCreated))
+        .unwrap();
+    let held = [0, 5, 6].map(|i| ConversationRef {
+        tenant: convs[i].tenant.clone(),
+        id: convs[i].id.clone(),
+    });
+    let scope = HoldScope::Conversations(held.to_vec());
+    cat.place_hold(
+        "m",
+        &scope,
+        Utc::now(),
+        "carol",
+        &event(AuditKind::LegalHoldPlaced),
+    )
+    .unwrap();
+    let by_matter = || vec![("m".to_owned(), 3)];
+    assert_eq!(
+        cat.due_summary(&q).unwrap(),
+        DueCount {
+            not_exported: 4,
+            held_by_matter: by_matter(),
+            ..due_count(0, 0, 3, None)
+        }
+    );
+    assert_eq!(
+        cat.due_summary(&plain).unwrap(),
+        DueCount {
+            held_by_matter: by_matter(),
+            ..due_count(4, 20, 3, None)
+        }
+    );
+    cat.release_holds(
+        "m",
+        Utc::now(),
+        "carol",
+        &event(AuditKind::LegalHoldReleased),
+    )
+    .unwrap();
     done(running);
     assert_eq!(due_ids(&q), ["exported", "running"], "once its run ended");
     assert_eq!(

@@ -391,9 +391,8 @@ pub(super) fn due_summary(cat: &PostgresCatalog, q: &DueQuery) -> Result<DueCoun
             held_params,
             ..
         } = clauses(&standing, q);
-        let matters: Vec<String> = cat.rows(s.query(sql::ACTIVE_MATTERS.postgres, &[])?, |r| {
-            r.text(0)
-        })?;
+        let matters: Vec<String> =
+            cat.rows(s.query(sql::ACTIVE_MATTERS.postgres, &[])?, |r| r.text(0))?;
         // The counts take the export's clause and the set of what the matters' holds cover,
         // not `held`.
         let mut counted = Vec::new();
@@ -403,45 +402,16 @@ pub(super) fn due_summary(cat: &PostgresCatalog, q: &DueQuery) -> Result<DueCoun
             3,
             &mut counted,
         );
-        let (with, join) = match sql::held_set(&matters, &standing, 3, &mut counted) {
-            Some(set) => (
-                format!("WITH {set} "),
-                "LEFT JOIN held hd ON hd.pk = c.pk ",
-            ),
-            None => (String::new(), ""),
-        };
-        let columns: String = (0..matters.len())
-            .map(|i| format!(", coalesce(hd.m{i}, 0) AS m{i}"))
-            .collect();
-        let sums: String = (0..matters.len())
-            .map(|i| format!(", coalesce(sum(m{i}), 0)::int8"))
-            .collect();
+        let held_set = sql::held_set(&matters, &standing, 3, &mut counted);
         let kind = q.artifact_type.as_str();
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&cutoff, &kind, &audio_type];
         params.extend(sql_params(&counted));
-        // Each due artifact's state: 0 deletable, 1 held back for its export, 2 held. What
-        // holds cover is the set `held`, made once, with a 0/1 column per matter that each row
-        // finds with one lookup; held is the record's flag or any of them (every active hold
-        // is some matter's). `OFFSET 0` keeps each subquery from being pulled up into the
-        // aggregate, which would copy each column's expression into every count that reads it
-        // (docs/performance.md, "Lifecycle").
-        let any: String = if matters.is_empty() {
-            "FALSE".into()
-        } else {
-            (0..matters.len())
-                .map(|i| format!("m{i} = 1"))
-                .collect::<Vec<_>>()
-                .join(" OR ")
-        };
-        let column_names: String = (0..matters.len()).map(|i| format!(", m{i}")).collect();
         let r = s.query_one(
-            &format!(
-                "{with}SELECT count(*) FILTER (WHERE s = 0), coalesce(sum(size) FILTER (WHERE s = 0), 0)::int8, \
-                 count(*) FILTER (WHERE s = 2), count(*) FILTER (WHERE s = 1){sums} FROM (SELECT size{column_names}, \
-                 CASE WHEN legal_hold OR {any} THEN 2 WHEN x THEN 0 ELSE 1 END AS s FROM \
-                 (SELECT a.size, c.legal_hold, {exported} AS x{columns} FROM conversations c \
-                 JOIN artifacts a ON a.conversation = c.pk {join}WHERE c.start_ms + c.duration_ms <= $1 \
-                 AND {LIVE} OFFSET 0) flags OFFSET 0) due"
+            &sql::due_summary(
+                Dialect::Postgres,
+                LIVE,
+                &exported,
+                held_set.as_deref().map(|set| (set, matters.len())),
             ),
             &params,
         )?;

@@ -434,4 +434,10 @@ CREATE TRIGGER run_totals_on_finish AFTER UPDATE OF status ON job_runs FOR EACH 
     WHEN (OLD.status = 'running' AND NEW.status <> 'running' AND NEW.finished_at IS NOT NULL)
     EXECUTE FUNCTION run_totals_on_finish();
 "#,
+    // Artifacts by type (docs/performance.md, "`plan lifecycle` under ten standing holds"): a
+    // lifecycle policy's due artifacts read from the artifacts of its type alone, in
+    // conversation order, with the columns its queries read, not from every artifact.
+    r#"
+CREATE INDEX artifacts_kind ON artifacts (kind, audio_type, conversation, ordinal, file, size);
+"#,
 ];

@@ -385,7 +385,7 @@ fn due_params(
 /// Artifacts of the query's type not deleted, not in quarantine, and not restored from the
 /// quarantine of the policy version now active (docs/operations.md, "Quarantine"); `?1` is the
 /// cutoff, `?2` and `?3` the type.
-const LIVE: &str = "a.kind = ?2 AND a.audio_type IS ?3 \
+pub(super) const LIVE: &str = "a.kind = ?2 AND a.audio_type IS ?3 \
      AND NOT EXISTS (SELECT 1 FROM artifact_deletions d WHERE d.conversation = c.pk AND d.file = a.file) \
      AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.conversation = c.pk AND q.file = a.file) \
      AND NOT EXISTS (SELECT 1 FROM restore_exemptions r JOIN lifecycle_policies p \
@@ -404,25 +404,36 @@ pub(super) fn due_artifacts(
             exported,
             ..
         } = due_params(cat, conn, q, false)?;
+        let first = params.len() + 1;
         params.extend([
             Value::Integer(after.0),
             Value::Integer(after.1),
             Value::Integer(limit as i64),
         ]);
-        let (a0, a1, lim) = (params.len() - 2, params.len() - 1, params.len());
         cat.rows(
             conn,
-            &format!(
-                "SELECT c.pk, a.ordinal, c.tenant, c.id, c.rel_dir, a.file, a.size, c.start_ms + c.duration_ms, \
-                 c.json_mtime_ns, c.json_size \
-                 FROM conversations c JOIN artifacts a ON a.conversation = c.pk \
-                 WHERE c.start_ms + c.duration_ms <= ?1 AND {LIVE} AND NOT {held} AND {exported} \
-                 AND (c.pk, a.ordinal) > (?{a0}, ?{a1}) ORDER BY c.pk, a.ordinal LIMIT ?{lim}"
-            ),
+            &due_page(&held, &exported, first),
             params_from_iter(params),
             |r| rows::due_artifact(r, q),
         )
     })
+}
+
+/// A page of the due artifacts that `held` does not cover and that `exported`, after the
+/// cursor `?first`, `?first + 1` (a conversation and an ordinal), at most `?first + 2`. The
+/// page is read in the order of the artifacts' own columns, which both their primary key and
+/// the index on their type (`artifacts_kind`) keep: ordered by `c.pk`, SQLite reads every due
+/// artifact after the cursor through that index and sorts them, for each page
+/// (docs/performance.md, "`plan lifecycle` under ten standing holds").
+pub(super) fn due_page(held: &str, exported: &str, first: usize) -> String {
+    let (a0, a1, lim) = (first, first + 1, first + 2);
+    format!(
+        "SELECT c.pk, a.ordinal, c.tenant, c.id, c.rel_dir, a.file, a.size, c.start_ms + c.duration_ms, \
+         c.json_mtime_ns, c.json_size \
+         FROM conversations c JOIN artifacts a ON a.conversation = c.pk \
+         WHERE c.start_ms + c.duration_ms <= ?1 AND {LIVE} AND NOT {held} AND {exported} \
+         AND (a.conversation, a.ordinal) > (?{a0}, ?{a1}) ORDER BY a.conversation, a.ordinal LIMIT ?{lim}"
+    )
 }
 
 /// The end of the next artifact to come due after the cutoff `?1` that `held` does not cover:
@@ -448,43 +459,14 @@ pub(super) fn due_summary(cat: &SqliteCatalog, q: &DueQuery) -> Result<DueCount>
             matters,
             held_set,
         } = due_params(cat, conn, q, true)?;
-        let (with, join) = match &held_set {
-            Some(set) => (
-                format!("WITH {set} "),
-                "LEFT JOIN held hd ON hd.pk = c.pk ",
-            ),
-            None => (String::new(), ""),
-        };
-        let columns: String = (0..matters.len())
-            .map(|i| format!(", coalesce(hd.m{i}, 0) AS m{i}"))
-            .collect();
-        let sums: String = (0..matters.len())
-            .map(|i| format!(", coalesce(sum(m{i}), 0)"))
-            .collect();
-        // Each due artifact's state: 0 deletable, 1 held back for its export, 2 held. What
-        // holds cover is the set `held`, made once, with a 0/1 column per matter that each row
-        // finds with one lookup; held is the record's flag or any of them (every active hold
-        // is some matter's). `LIMIT -1` keeps each subquery a co-routine that yields its
-        // columns once per row: flattened into the aggregate, SQLite would copy each column's
-        // expression into every sum that reads it (docs/performance.md, "Lifecycle").
-        let any: String = if matters.is_empty() {
-            "0".into()
-        } else {
-            (0..matters.len())
-                .map(|i| format!("m{i}"))
-                .collect::<Vec<_>>()
-                .join(" + ")
-        };
-        let column_names: String = (0..matters.len()).map(|i| format!(", m{i}")).collect();
+        let summary = sql::numbered(&sql::due_summary(
+            Dialect::Sqlite,
+            LIVE,
+            &exported,
+            held_set.as_deref().map(|set| (set, matters.len())),
+        ));
         let counts: Vec<i64> = conn
-            .prepare_cached(&format!(
-                "{with}SELECT coalesce(sum(s = 0), 0), coalesce(sum(CASE WHEN s = 0 THEN size ELSE 0 END), 0), \
-                 coalesce(sum(s = 2), 0), coalesce(sum(s = 1), 0){sums} FROM (SELECT size{column_names}, \
-                 CASE WHEN legal_hold = 1 OR {any} > 0 THEN 2 WHEN x THEN 0 ELSE 1 END AS s FROM \
-                 (SELECT a.size AS size, c.legal_hold AS legal_hold, {exported} AS x{columns} \
-                 FROM conversations c JOIN artifacts a ON a.conversation = c.pk {join}\
-                 WHERE c.start_ms + c.duration_ms <= ?1 AND {LIVE} LIMIT -1) LIMIT -1) due"
-            ))
+            .prepare_cached(&summary)
             .and_then(|mut s| {
                 s.query_row(params_from_iter(&params), |r| {
                     (0..4 + matters.len()).map(|i| r.get(i)).collect()

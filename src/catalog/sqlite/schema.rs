@@ -395,4 +395,10 @@ BEGIN
         last_finished_at = max(last_finished_at, excluded.last_finished_at);
 END;
 "#,
+    // Artifacts by type (docs/performance.md, "`plan lifecycle` under ten standing holds"): a
+    // lifecycle policy's due artifacts read from the artifacts of its type alone, in
+    // conversation order, with the columns its queries read, not from every artifact.
+    r#"
+CREATE INDEX artifacts_kind ON artifacts (kind, audio_type, conversation, ordinal, file, size);
+"#,
 ];

@@ -1,12 +1,13 @@
 //! Tests of the SQLite catalog: the conformance suite on fresh catalog files, and what only
 //! this backend does (its migrations, its query plans).
 
+use rusqlite::types::Value;
 use rusqlite::{Connection, params_from_iter};
 
 use super::runs::{FAILED_ITEMS, RUN_COUNTERS};
 use super::{SqliteCatalog, to_sql};
 use crate::catalog::{Catalog, conformance, holds, sql};
-use crate::filter::Criteria;
+use crate::filter::{Criteria, Dialect};
 
 fn fresh() -> (tempfile::TempDir, SqliteCatalog) {
     let dir = tempfile::tempdir().unwrap();
@@ -144,6 +145,88 @@ fn the_next_due_is_read_in_end_time_order() {
     assert!(
         plan.iter()
             .any(|l| l.starts_with("SEARCH c USING INDEX conversations_end")),
+        "{shown}"
+    );
+    assert!(!plan.iter().any(|l| l.contains("TEMP B-TREE")), "{shown}");
+}
+
+/// The plan SQLite makes of `sql` with `bound`, a line per step.
+fn query_plan(cat: &SqliteCatalog, sql: &str, bound: &[rusqlite::types::Value]) -> Vec<String> {
+    cat.with_reader(|conn| {
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .map_err(|e| cat.err(e))?;
+        let rows = stmt
+            .query_map(params_from_iter(bound), |r| r.get::<_, String>(3))
+            .map_err(|e| cat.err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| cat.err(e))
+    })
+    .unwrap()
+}
+
+/// The due summary reads the artifacts of the policy's type through their index, in its scan
+/// and in its pass over the held conversations, and looks no due artifact up in the held set
+/// (docs/performance.md, "`plan lifecycle` under ten standing holds").
+#[test]
+fn the_due_summary_reads_the_artifacts_of_its_type_through_their_index() {
+    let (_dir, cat) = fresh();
+    let standing = [holds::standing(
+        "a".into(),
+        &Criteria {
+            users: vec!["bob".into()],
+            ..Criteria::default()
+        },
+    )];
+    let mut params = Vec::new();
+    let set = sql::held_set(&["a".into()], &standing, 3, &mut params).unwrap();
+    let summary = sql::numbered(&sql::due_summary(
+        Dialect::Sqlite,
+        super::lifecycle::LIVE,
+        "TRUE",
+        Some((&set, 1)),
+    ));
+    let mut bound = vec![
+        Value::Integer(0),
+        Value::Text("transcript".into()),
+        Value::Null,
+    ];
+    bound.extend(params.iter().map(to_sql));
+    let plan = query_plan(&cat, &summary, &bound);
+    let shown = plan.join("\n");
+    let through_index = plan
+        .iter()
+        .filter(|l| l.starts_with("SEARCH a USING COVERING INDEX artifacts_kind"))
+        .count();
+    assert_eq!(through_index, 2, "{shown}");
+    assert!(
+        !plan
+            .iter()
+            .any(|l| l.starts_with("SCAN a") || l.contains("AUTOMATIC")),
+        "{shown}"
+    );
+}
+
+/// A page of the sweep's due artifacts is read in index order from its cursor, not sorted
+/// from every due artifact after it.
+#[test]
+fn a_page_of_due_artifacts_is_read_in_index_order() {
+    let (_dir, cat) = fresh();
+    let page = super::lifecycle::due_page("(c.legal_hold = 1)", "TRUE", 4);
+    let bound = [
+        Value::Integer(0),
+        Value::Text("transcript".into()),
+        Value::Null,
+        Value::Integer(0),
+        Value::Integer(0),
+        Value::Integer(2000),
+    ];
+    let plan = query_plan(&cat, &page, &bound);
+    let shown = plan.join("\n");
+    assert!(
+        plan.iter().any(|l| l.starts_with(
+            "SEARCH a USING COVERING INDEX artifacts_kind (kind=? AND audio_type=? AND (conversation,ordinal)>(?,?))"
+        )),
         "{shown}"
     );
     assert!(!plan.iter().any(|l| l.contains("TEMP B-TREE")), "{shown}");
