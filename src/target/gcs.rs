@@ -1,0 +1,555 @@
+//! The Google Cloud Storage [`Backend`] over GCS's JSON API, with `reqwest`.
+//!
+//! `object_store`'s GCS client uploads through the XML API (a single PUT, XML multipart
+//! uploads), which GCS emulators such as fake-gcs-server do not understand; the JSON API is
+//! what every GCS server speaks. So uploads go through it here:
+//!
+//! - an object no larger than a part is one multipart upload (`uploadType=multipart`: the
+//!   object's metadata and its bytes in one request);
+//! - a larger one is a resumable upload (`uploadType=resumable`): `begin` opens a session,
+//!   each part is a chunk sent at its offset (`Content-Range: bytes A-B/*`), and `complete`
+//!   declares the total size (`bytes */TOTAL`), which makes the object visible. A session
+//!   takes its chunks in order, so a part waits for the one before it to be stored; the next
+//!   parts still fill and queue meanwhile. `abort` cancels the session (DELETE).
+//!
+//! Each object carries its SHA-256 as the custom metadata `sha256` (GCS itself keeps CRC32C and
+//! MD5, which cannot be compared with a recording's SHA-256), read back for the
+//! skip-if-identical check. Tokens come from `object_store`'s GCS credential chain (a service
+//! account key file or key, application-default credentials, instance metadata); a target with
+//! an `endpoint` and none of those configured sends no token, as emulators expect.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::gcp::{GcpCredentialProvider, GoogleCloudStorageBuilder, GoogleConfigKey};
+use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
+use tokio::sync::watch;
+
+use super::remote::{Aborted, Backend, BackendError, BackendResult, ByteStream, runtime};
+use super::{GcsConfig, TargetError, Uploads};
+
+/// Google's endpoint, when the target names none.
+const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
+
+/// What to check when a GCS target cannot be used.
+const HINT: &str = "check the bucket, the endpoint and GOOGLE_SERVICE_ACCOUNT (a service \
+    account key file; or GOOGLE_SERVICE_ACCOUNT_KEY, or the application-default credentials)";
+
+/// Retries of a request that failed with a 5xx, 408 or 429, a timeout or a dropped connection,
+/// with exponential backoff from 100 ms; a request is not retried after `RETRY_TIMEOUT`.
+const RETRIES: u32 = 5;
+const RETRY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The custom-metadata key objects carry their SHA-256 under.
+const SHA256_KEY: &str = "sha256";
+
+/// At most this much of an error response's body goes into a message.
+const ERROR_BODY_LIMIT: usize = 300;
+
+type Built = (Arc<dyn Backend>, Arc<tokio::runtime::Runtime>);
+
+struct GcsBackend {
+    http: reqwest::Client,
+    /// The endpoint, without a trailing `/`.
+    base: Url,
+    bucket: String,
+    prefix: String,
+    /// None: requests go unauthenticated (an emulator).
+    credentials: Option<GcpCredentialProvider>,
+    /// Bytes in every part but an upload's last: part `i` starts at `i * part_size`.
+    part_size: u64,
+    sessions: Sessions,
+}
+
+/// The resumable sessions this process is uploading, each with whose turn it is.
+#[derive(Default)]
+struct Sessions(Mutex<std::collections::HashMap<String, watch::Sender<Turn>>>);
+
+/// Which part of a session may send its chunk next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Turn {
+    Part(usize),
+    /// A part failed: the session cannot be completed, later parts give up.
+    Broken,
+}
+
+impl Sessions {
+    fn open(&self, id: &str) {
+        let (turn, _) = watch::channel(Turn::Part(0));
+        self.0
+            .lock()
+            .expect("sessions lock")
+            .insert(id.to_owned(), turn);
+    }
+
+    fn turn(&self, id: &str) -> Option<watch::Sender<Turn>> {
+        self.0.lock().expect("sessions lock").get(id).cloned()
+    }
+
+    fn close(&self, id: &str) {
+        if let Some(turn) = self.0.lock().expect("sessions lock").remove(id) {
+            turn.send_replace(Turn::Broken);
+        }
+    }
+}
+
+fn unusable(name: &str, message: impl std::fmt::Display) -> TargetError {
+    TargetError::Unusable {
+        target: name.to_owned(),
+        message: message.to_string(),
+    }
+}
+
+/// Builds the client (reads the key file or key the environment names; connects nowhere yet).
+pub fn backend(name: &str, c: &GcsConfig, uploads: &Uploads) -> Result<Built, TargetError> {
+    let builder = GoogleCloudStorageBuilder::from_env().with_bucket_name(&c.bucket);
+    let key_file = builder.get_config_value(&GoogleConfigKey::ServiceAccount);
+    let configured = key_file.is_some()
+        || builder
+            .get_config_value(&GoogleConfigKey::ServiceAccountKey)
+            .is_some()
+        || builder
+            .get_config_value(&GoogleConfigKey::ApplicationCredentials)
+            .is_some();
+    let credentials = if c.endpoint.is_some() && !configured {
+        None
+    } else {
+        let store = builder.build().map_err(|e| match &key_file {
+            Some(path) => unusable(name, format!("service account key file {path}: {e}")),
+            None => unusable(name, format!("GCS credentials: {e}")),
+        })?;
+        Some(store.credentials().clone())
+    };
+    let endpoint = c.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT);
+    let base = Url::parse(endpoint.trim_end_matches('/'))
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .ok_or_else(|| {
+            unusable(
+                name,
+                format!("endpoint `{endpoint}` is not an http:// or https:// URL"),
+            )
+        })?;
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(uploads.request_timeout)
+        .build()
+        .map_err(|e| unusable(name, e))?;
+    let runtime = runtime().map_err(|e| unusable(name, e))?;
+    let backend = GcsBackend {
+        http,
+        base,
+        bucket: c.bucket.clone(),
+        prefix: c.prefix.clone(),
+        credentials,
+        part_size: uploads.part_size as u64,
+        sessions: Sessions::default(),
+    };
+    Ok((Arc::new(backend), Arc::new(runtime)))
+}
+
+/// A failed response as an error: `NotFound` for 404, else the status and what the server
+/// said (GCS's JSON error message when there is one).
+async fn failure(response: Response) -> BackendError {
+    let status = response.status();
+    if status == StatusCode::NOT_FOUND {
+        return BackendError::NotFound;
+    }
+    let body = response.text().await.unwrap_or_default();
+    let said = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+        .unwrap_or(body);
+    let said: String = said.trim().chars().take(ERROR_BODY_LIMIT).collect();
+    BackendError::Other(format!("HTTP {status}: {said}"))
+}
+
+fn transport(e: reqwest::Error) -> BackendError {
+    BackendError::Other(format!("{e}: {}", cause_chain(&e)))
+}
+
+/// reqwest's message names the URL only; the cause says what went wrong (refused, timed out).
+fn cause_chain(e: &dyn std::error::Error) -> String {
+    let mut causes = Vec::new();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        causes.push(cause.to_string());
+        next = cause.source();
+    }
+    causes.join(": ")
+}
+
+/// A response's body as JSON (an object resource).
+async fn json(response: Response) -> BackendResult<serde_json::Value> {
+    let body = response.bytes().await.map_err(transport)?;
+    serde_json::from_slice(&body).map_err(|e| {
+        BackendError::Other(format!("the store sent an unreadable object resource: {e}"))
+    })
+}
+
+fn retriable_status(status: StatusCode) -> bool {
+    status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+}
+
+fn retriable_error(e: &reqwest::Error) -> bool {
+    e.is_connect() || e.is_timeout() || e.is_request() || e.is_body()
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(100 << attempt.min(6))
+}
+
+/// The end (exclusive) of what a resumable session has stored, from a 308 response's
+/// `Range: bytes=0-N` (none yet without the header).
+fn persisted(response: &Response) -> BackendResult<u64> {
+    let Some(range) = response.headers().get(reqwest::header::RANGE) else {
+        return Ok(0);
+    };
+    range
+        .to_str()
+        .ok()
+        .and_then(|r| r.strip_prefix("bytes=0-"))
+        .and_then(|n| n.parse::<u64>().ok())
+        .map(|last| last + 1)
+        .ok_or_else(|| BackendError::Other(format!("the store sent a malformed Range {range:?}")))
+}
+
+/// The `upload_id` of a resumable session, from the `Location` its start returned. Only the
+/// id is kept: chunks go to this target's own endpoint, never to a URL a server names.
+fn session_id(response: &Response) -> BackendResult<String> {
+    response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .and_then(|l| Url::parse(l).ok())
+        .and_then(|u| {
+            u.query_pairs()
+                .find(|(k, _)| k == "upload_id")
+                .map(|(_, v)| v.into_owned())
+        })
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| {
+            BackendError::Other("the store started a resumable upload without an upload_id".into())
+        })
+}
+
+/// The object resource a new object starts with: its name, type and SHA-256.
+fn resource(key: &str, sha256: Option<&str>) -> Vec<u8> {
+    let mut object = serde_json::json!({
+        "name": key,
+        "contentType": "application/octet-stream",
+    });
+    if let Some(sha) = sha256 {
+        object["metadata"] = serde_json::json!({ SHA256_KEY: sha });
+    }
+    object.to_string().into_bytes()
+}
+
+/// A `multipart/related` body: the object resource, then the bytes. The boundary holds the
+/// bytes' SHA-256, which the bytes cannot contain without knowing their own hash.
+fn related(key: &str, body: &[u8], sha256: &str) -> (String, Vec<u8>) {
+    let boundary = format!("custodian-{sha256}");
+    let mut out = Vec::with_capacity(body.len() + 512);
+    out.extend_from_slice(
+        format!("--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n").as_bytes(),
+    );
+    out.extend_from_slice(&resource(key, Some(sha256)));
+    out.extend_from_slice(
+        format!("\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
+    );
+    out.extend_from_slice(body);
+    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/related; boundary={boundary}"), out)
+}
+
+impl GcsBackend {
+    /// `{endpoint}/{segments…}`, each segment percent-encoded (an object's `/` too).
+    fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Url {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .expect("an http(s) URL has a path")
+            .pop_if_empty()
+            .extend(segments);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        url
+    }
+
+    fn object_url(&self, key: &str, query: &[(&str, &str)]) -> Url {
+        self.url(&["storage", "v1", "b", &self.bucket, "o", key], query)
+    }
+
+    fn upload_url(&self, query: &[(&str, &str)]) -> Url {
+        self.url(&["upload", "storage", "v1", "b", &self.bucket, "o"], query)
+    }
+
+    fn session_url(&self, id: &str) -> Url {
+        self.upload_url(&[("uploadType", "resumable"), ("upload_id", id)])
+    }
+
+    async fn authorize(&self, request: RequestBuilder) -> BackendResult<RequestBuilder> {
+        let Some(credentials) = &self.credentials else {
+            return Ok(request);
+        };
+        let token = credentials
+            .get_credential()
+            .await
+            .map_err(|e| BackendError::Other(format!("GCS credentials: {e}")))?;
+        Ok(request.bearer_auth(&token.bearer))
+    }
+
+    /// Sends one request once; the outer error is a failure to get a token.
+    async fn send_once(
+        &self,
+        request: RequestBuilder,
+    ) -> BackendResult<Result<Response, reqwest::Error>> {
+        Ok(self.authorize(request).await?.send().await)
+    }
+
+    /// Sends a request, again after a transient failure; `make` builds each attempt.
+    async fn send(&self, make: impl Fn() -> RequestBuilder) -> BackendResult<Response> {
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            let request = self.authorize(make()).await?;
+            let outcome = request.send().await;
+            let again = match &outcome {
+                Ok(r) => retriable_status(r.status()),
+                Err(e) => retriable_error(e),
+            };
+            if !again || attempt >= RETRIES || started.elapsed() >= RETRY_TIMEOUT {
+                return match outcome {
+                    Ok(r) if r.status().is_success() => Ok(r),
+                    Ok(r) => Err(failure(r).await),
+                    Err(e) => Err(transport(e)),
+                };
+            }
+            tokio::time::sleep(backoff(attempt)).await;
+            attempt += 1;
+        }
+    }
+
+    /// Sends the chunk `body` at `offset` of session `id`, resuming after a transient failure
+    /// from what the session says it stored, so no byte is stored twice.
+    async fn chunk(&self, id: &str, offset: u64, body: Bytes) -> BackendResult<()> {
+        let end = offset + body.len() as u64;
+        let started = Instant::now();
+        let mut from = offset;
+        let mut attempt = 0;
+        while from < end {
+            let rest = body.slice((from - offset) as usize..);
+            let request = self
+                .http
+                .put(self.session_url(id))
+                .header(
+                    reqwest::header::CONTENT_RANGE,
+                    format!("bytes {from}-{}/*", end - 1),
+                )
+                .body(rest);
+            let outcome = self.send_once(request).await?;
+            let transient = match outcome {
+                Ok(r) if r.status().as_u16() == 308 => {
+                    from = from.max(persisted(&r)?);
+                    attempt = 0;
+                    continue;
+                }
+                Ok(r) if retriable_status(r.status()) => failure(r).await,
+                Ok(r) if r.status().is_success() => {
+                    return Err(BackendError::Other(
+                        "the store finished the upload before its last part".into(),
+                    ));
+                }
+                Ok(r) => return Err(failure(r).await),
+                Err(e) if retriable_error(&e) => transport(e),
+                Err(e) => return Err(transport(e)),
+            };
+            if attempt >= RETRIES || started.elapsed() >= RETRY_TIMEOUT {
+                return Err(transient);
+            }
+            tokio::time::sleep(backoff(attempt)).await;
+            attempt += 1;
+            from = self.progress(id).await?;
+            if from < offset {
+                return Err(BackendError::Other(format!(
+                    "the store lost bytes before this part (it holds {from}, the part starts at {offset})"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// How much session `id` has stored, from a status request's 308.
+    async fn progress(&self, id: &str) -> BackendResult<u64> {
+        let request = self
+            .http
+            .put(self.session_url(id))
+            .header(reqwest::header::CONTENT_RANGE, "bytes */*")
+            .body(Bytes::new());
+        let response = self.send_once(request).await?.map_err(transport)?;
+        match response.status().as_u16() {
+            308 => persisted(&response),
+            _ => Err(failure(response).await),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for GcsBackend {
+    fn location(&self) -> String {
+        format!("gs://{}/{}", self.bucket, self.prefix)
+    }
+
+    fn hint(&self) -> &'static str {
+        HINT
+    }
+
+    fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    async fn probe(&self) -> BackendResult<()> {
+        let url = self.url(
+            &["storage", "v1", "b", &self.bucket, "o"],
+            &[("prefix", &self.prefix), ("maxResults", "1")],
+        );
+        self.send(|| self.http.get(url.clone())).await.map(|_| ())
+    }
+
+    async fn put(&self, key: &str, body: Bytes, sha256: &str) -> BackendResult<()> {
+        let (content_type, body) = related(key, &body, sha256);
+        let body = Bytes::from(body);
+        let url = self.upload_url(&[("uploadType", "multipart")]);
+        self.send(|| {
+            self.http
+                .post(url.clone())
+                .header(reqwest::header::CONTENT_TYPE, &content_type)
+                .body(body.clone())
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn begin(&self, key: &str, sha256: Option<&str>) -> BackendResult<String> {
+        let url = self.upload_url(&[("uploadType", "resumable"), ("name", key)]);
+        let body = Bytes::from(resource(key, sha256));
+        let response = self
+            .send(|| {
+                self.http
+                    .post(url.clone())
+                    .header(
+                        reqwest::header::CONTENT_TYPE,
+                        "application/json; charset=UTF-8",
+                    )
+                    .header("X-Upload-Content-Type", "application/octet-stream")
+                    .body(body.clone())
+            })
+            .await?;
+        let id = session_id(&response)?;
+        self.sessions.open(&id);
+        Ok(id)
+    }
+
+    async fn part(
+        &self,
+        _key: &str,
+        upload: &str,
+        index: usize,
+        body: Bytes,
+    ) -> BackendResult<String> {
+        let turn = self.sessions.turn(upload).ok_or(BackendError::NotFound)?;
+        let mut watching = turn.subscribe();
+        let now = *watching
+            .wait_for(|t| *t == Turn::Part(index) || *t == Turn::Broken)
+            .await
+            .map_err(|_| BackendError::NotFound)?;
+        if now == Turn::Broken {
+            return Err(BackendError::Other(
+                "an earlier part of the upload failed".into(),
+            ));
+        }
+        let len = body.len();
+        match self
+            .chunk(upload, index as u64 * self.part_size, body)
+            .await
+        {
+            Ok(()) => {
+                turn.send_replace(Turn::Part(index + 1));
+                Ok(len.to_string())
+            }
+            Err(e) => {
+                turn.send_replace(Turn::Broken);
+                Err(e)
+            }
+        }
+    }
+
+    async fn complete(&self, _key: &str, upload: &str, parts: Vec<String>) -> BackendResult<()> {
+        self.sessions.close(upload);
+        let total = parts
+            .iter()
+            .map(|p| p.parse::<u64>())
+            .sum::<Result<u64, _>>()
+            .map_err(|e| BackendError::Other(format!("a part's size: {e}")))?;
+        let url = self.session_url(upload);
+        let response = self
+            .send(|| {
+                self.http
+                    .put(url.clone())
+                    .header(reqwest::header::CONTENT_RANGE, format!("bytes */{total}"))
+                    .body(Bytes::new())
+            })
+            .await?;
+        let object = json(response).await?;
+        let size = object["size"].as_str().and_then(|s| s.parse::<u64>().ok());
+        if size != Some(total) {
+            return Err(BackendError::Other(format!(
+                "the store completed the upload with {} bytes, not the {total} sent",
+                object["size"]
+            )));
+        }
+        Ok(())
+    }
+
+    async fn abort(&self, _key: &str, upload: &str) -> BackendResult<Aborted> {
+        self.sessions.close(upload);
+        let url = self.session_url(upload);
+        let response = self
+            .send_once(self.http.request(Method::DELETE, url))
+            .await?
+            .map_err(transport)?;
+        // GCS answers a cancelled session with 499; 404 and 410 when it no longer knows it.
+        match response.status().as_u16() {
+            499 | 200..=299 => Ok(Aborted::Discarded),
+            404 | 410 => Err(BackendError::NotFound),
+            _ => Err(failure(response).await),
+        }
+    }
+
+    async fn stored_sha256(&self, key: &str) -> BackendResult<Option<String>> {
+        let url = self.object_url(key, &[("fields", "metadata")]);
+        let response = match self.send(|| self.http.get(url.clone())).await {
+            Ok(r) => r,
+            Err(BackendError::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let object = json(response).await?;
+        Ok(object["metadata"][SHA256_KEY]
+            .as_str()
+            .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(str::to_ascii_lowercase))
+    }
+
+    async fn get(&self, key: &str) -> BackendResult<ByteStream> {
+        let url = self.object_url(key, &[("alt", "media")]);
+        let response = self.send(|| self.http.get(url.clone())).await?;
+        Ok(response
+            .bytes_stream()
+            .map(|r| r.map_err(transport))
+            .boxed())
+    }
+}
