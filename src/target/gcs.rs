@@ -204,27 +204,33 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 /// The end (exclusive) of what a resumable session has stored, from a 308 response's
-/// `Range: bytes=0-N` (none yet without the header).
+/// `Range: bytes=0-N` (nothing yet without the header).
 fn persisted(response: &Response) -> BackendResult<u64> {
-    let Some(range) = response.headers().get(reqwest::header::RANGE) else {
+    let range = response.headers().get(reqwest::header::RANGE);
+    stored_end(range.map(|r| r.to_str().unwrap_or("(not text)")))
+}
+
+fn stored_end(range: Option<&str>) -> BackendResult<u64> {
+    let Some(range) = range else {
         return Ok(0);
     };
     range
-        .to_str()
-        .ok()
-        .and_then(|r| r.strip_prefix("bytes=0-"))
+        .strip_prefix("bytes=0-")
         .and_then(|n| n.parse::<u64>().ok())
-        .map(|last| last + 1)
+        .and_then(|last| last.checked_add(1))
         .ok_or_else(|| BackendError::Other(format!("the store sent a malformed Range {range:?}")))
 }
 
-/// The `upload_id` of a resumable session, from the `Location` its start returned. Only the
-/// id is kept: chunks go to this target's own endpoint, never to a URL a server names.
+/// The `upload_id` of a resumable session, from the `Location` its start returned.
 fn session_id(response: &Response) -> BackendResult<String> {
-    response
-        .headers()
-        .get(reqwest::header::LOCATION)
-        .and_then(|l| l.to_str().ok())
+    let location = response.headers().get(reqwest::header::LOCATION);
+    upload_id(location.and_then(|l| l.to_str().ok()))
+}
+
+/// Only the id is kept: chunks go to this target's own endpoint, never to a URL a server
+/// names, so neither a server nor the upload journal can send the token elsewhere.
+fn upload_id(location: Option<&str>) -> BackendResult<String> {
+    location
         .and_then(|l| Url::parse(l).ok())
         .and_then(|u| {
             u.query_pairs()
@@ -354,9 +360,13 @@ impl GcsBackend {
             let outcome = self.send_once(request).await?;
             let transient = match outcome {
                 Ok(r) if r.status().as_u16() == 308 => {
-                    from = from.max(persisted(&r)?);
-                    attempt = 0;
-                    continue;
+                    let stored = persisted(&r)?;
+                    if stored > from {
+                        from = stored;
+                        attempt = 0;
+                        continue;
+                    }
+                    BackendError::Other(format!("the store kept none of the bytes from {from}"))
                 }
                 Ok(r) if retriable_status(r.status()) => failure(r).await,
                 Ok(r) if r.status().is_success() => {
@@ -551,5 +561,84 @@ impl Backend for GcsBackend {
             .bytes_stream()
             .map(|r| r.map_err(transport))
             .boxed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sessions_progress_is_read_from_its_range() {
+        assert_eq!(stored_end(None).unwrap(), 0);
+        assert_eq!(stored_end(Some("bytes=0-5242879")).unwrap(), 5_242_880);
+        for bad in [
+            "bytes=10-20",
+            "bytes=0-",
+            "0-5",
+            "bytes=0-18446744073709551615",
+        ] {
+            let e = stored_end(Some(bad)).unwrap_err().to_string();
+            assert!(e.contains("malformed Range"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn only_the_upload_id_of_a_session_location_is_kept() {
+        let id = upload_id(Some(
+            "https://elsewhere.example/upload/storage/v1/b/x/o?uploadType=resumable&name=a%2Fb&upload_id=AbC-123",
+        ))
+        .unwrap();
+        assert_eq!(id, "AbC-123");
+        for bad in [
+            None,
+            Some("not a url"),
+            Some("http://h/o?upload_id="),
+            Some("http://h/o"),
+        ] {
+            assert!(upload_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_session_url_goes_to_the_targets_endpoint_with_the_id_encoded() {
+        let backend = GcsBackend {
+            http: reqwest::Client::new(),
+            base: Url::parse("http://127.0.0.1:4443/").unwrap(),
+            bucket: "archive".into(),
+            prefix: String::new(),
+            credentials: None,
+            part_size: 5 << 20,
+            sessions: Sessions::default(),
+        };
+        assert_eq!(
+            backend.session_url("a&b=c").as_str(),
+            "http://127.0.0.1:4443/upload/storage/v1/b/archive/o?uploadType=resumable&upload_id=a%26b%3Dc"
+        );
+        assert_eq!(
+            backend
+                .object_url("exports/a b.wav", &[("alt", "media")])
+                .as_str(),
+            "http://127.0.0.1:4443/storage/v1/b/archive/o/exports%2Fa%20b.wav?alt=media"
+        );
+    }
+
+    #[test]
+    fn a_small_object_is_one_related_body_with_its_sha256_in_the_metadata() {
+        let sha = "ab".repeat(32);
+        let (content_type, body) = related("exports/k.wav", b"RIFF", &sha);
+        assert_eq!(
+            content_type,
+            format!("multipart/related; boundary=custodian-{sha}")
+        );
+        let body = String::from_utf8(body).unwrap();
+        let parts: Vec<&str> = body.split(&format!("--custodian-{sha}")).collect();
+        assert_eq!(parts.len(), 4, "{body}");
+        let json = parts[1].split("\r\n\r\n").nth(1).unwrap().trim_end();
+        let resource: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(resource["name"], "exports/k.wav");
+        assert_eq!(resource["metadata"]["sha256"], sha);
+        assert!(parts[2].ends_with("\r\n\r\nRIFF\r\n"), "{body}");
+        assert_eq!(parts[3], "--\r\n");
     }
 }
