@@ -21,6 +21,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use bytes::Bytes;
 use futures::StreamExt;
 use object_store::gcp::{GcpCredentialProvider, GoogleCloudStorageBuilder, GoogleConfigKey};
@@ -44,6 +45,8 @@ const RETRY_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The custom-metadata key objects carry their SHA-256 under.
 const SHA256_KEY: &str = "sha256";
+/// The custom-metadata key an object sent in one request carries its bytes' CRC32C under.
+const CRC32C_KEY: &str = "crc32c";
 
 /// At most this much of an error response's body goes into a message.
 const ERROR_BODY_LIMIT: usize = 300;
@@ -58,6 +61,7 @@ struct GcsBackend {
     prefix: String,
     /// None: requests go unauthenticated (an emulator).
     credentials: Option<GcpCredentialProvider>,
+    request_timeout: Duration,
     /// Bytes in every part but an upload's last: part `i` starts at `i * part_size`.
     part_size: u64,
     sessions: Sessions,
@@ -134,7 +138,9 @@ pub fn backend(name: &str, c: &GcsConfig, uploads: &Uploads) -> Result<Built, Ta
         })?;
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
-        .timeout(uploads.request_timeout)
+        .read_timeout(uploads.request_timeout)
+        // The JSON API never redirects these calls; a 308 is a resumable session's progress.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| unusable(name, e))?;
     let runtime = runtime().map_err(|e| unusable(name, e))?;
@@ -144,6 +150,7 @@ pub fn backend(name: &str, c: &GcsConfig, uploads: &Uploads) -> Result<Built, Ta
         bucket: c.bucket.clone(),
         prefix: c.prefix.clone(),
         credentials,
+        request_timeout: uploads.request_timeout,
         part_size: uploads.part_size as u64,
         sessions: Sessions::default(),
     };
@@ -243,8 +250,51 @@ fn upload_id(location: Option<&str>) -> BackendResult<String> {
         })
 }
 
-/// The object resource a new object starts with: its name, type and SHA-256.
-fn resource(key: &str, sha256: Option<&str>) -> Vec<u8> {
+/// A CRC32C as GCS writes it: base64 of its 4 big-endian bytes.
+fn crc32c_text(crc: u32) -> String {
+    base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
+}
+
+/// What a part's upload hands `complete`: its length and CRC32C, as `LEN:CRC`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PartToken {
+    len: u64,
+    crc: u32,
+}
+
+impl PartToken {
+    fn parse(token: &str) -> BackendResult<PartToken> {
+        token
+            .split_once(':')
+            .and_then(|(len, crc)| Some((len.parse().ok()?, crc.parse().ok()?)))
+            .map(|(len, crc)| PartToken { len, crc })
+            .ok_or_else(|| BackendError::Other(format!("a malformed part token `{token}`")))
+    }
+
+    /// The whole object's length and CRC32C from its parts' in order.
+    fn whole(parts: &[String]) -> BackendResult<PartToken> {
+        parts
+            .iter()
+            .try_fold(PartToken { len: 0, crc: 0 }, |whole, token| {
+                let part = PartToken::parse(token)?;
+                Ok(PartToken {
+                    len: whole.len + part.len,
+                    crc: crc32c::crc32c_combine(whole.crc, part.crc, part.len as usize),
+                })
+            })
+    }
+}
+
+impl std::fmt::Display for PartToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.len, self.crc)
+    }
+}
+
+/// The object resource a new object starts with: its name, type and SHA-256. With the bytes'
+/// CRC32C (an object sent in one request), the store checks the bytes against it, and the
+/// metadata `crc32c` ties the SHA-256 to those bytes for [`trusted_sha256`].
+fn resource(key: &str, sha256: Option<&str>, crc32c: Option<u32>) -> Vec<u8> {
     let mut object = serde_json::json!({
         "name": key,
         "contentType": "application/octet-stream",
@@ -252,7 +302,44 @@ fn resource(key: &str, sha256: Option<&str>) -> Vec<u8> {
     if let Some(sha) = sha256 {
         object["metadata"] = serde_json::json!({ SHA256_KEY: sha });
     }
+    if let (Some(crc), Some(_)) = (crc32c, sha256) {
+        object["crc32c"] = crc32c_text(crc).into();
+        object["metadata"][CRC32C_KEY] = crc32c_text(crc).into();
+    }
     object.to_string().into_bytes()
+}
+
+/// The SHA-256 an object's metadata claims, if the store vouches for it. Metadata is only what
+/// a writer claimed; an object sent in one request also carries, as metadata `crc32c`, the
+/// CRC32C of the bytes it was sent with, which must equal the store's own CRC32C of the bytes
+/// it holds, so an object overwritten with other bytes under the same metadata is not taken
+/// for identical. An object uploaded in parts carries no such metadata (its CRC32C is known
+/// only at the end, after the metadata is set): its `sha256` is all there is, as for S3.
+fn trusted_sha256(object: &serde_json::Value) -> Option<String> {
+    let sha = object["metadata"][SHA256_KEY]
+        .as_str()
+        .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))?;
+    let vouched = match object["metadata"][CRC32C_KEY].as_str() {
+        Some(claimed) => object["crc32c"].as_str() == Some(claimed),
+        None => true,
+    };
+    vouched.then(|| sha.to_ascii_lowercase())
+}
+
+/// Checks that the store holds the bytes sent: its CRC32C and size against ours.
+fn check_stored(object: &serde_json::Value, sent: PartToken) -> BackendResult<()> {
+    let size = object["size"].as_str().and_then(|s| s.parse::<u64>().ok());
+    let crc = object["crc32c"].as_str();
+    if size == Some(sent.len) && crc == Some(&crc32c_text(sent.crc)) {
+        return Ok(());
+    }
+    Err(BackendError::Other(format!(
+        "the store holds other bytes than were sent ({} bytes with CRC32C {}, sent {} with {})",
+        object["size"],
+        object["crc32c"],
+        sent.len,
+        crc32c_text(sent.crc)
+    )))
 }
 
 /// A `multipart/related` body: the object resource, then the bytes. The boundary holds the
@@ -263,7 +350,7 @@ fn related(key: &str, body: &[u8], sha256: &str) -> (String, Vec<u8>) {
     out.extend_from_slice(
         format!("--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n").as_bytes(),
     );
-    out.extend_from_slice(&resource(key, Some(sha256)));
+    out.extend_from_slice(&resource(key, Some(sha256), Some(crc32c::crc32c(body))));
     out.extend_from_slice(
         format!("\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
     );
@@ -296,6 +383,12 @@ impl GcsBackend {
 
     fn session_url(&self, id: &str) -> Url {
         self.upload_url(&[("uploadType", "resumable"), ("upload_id", id)])
+    }
+
+    /// A request that must finish within `request_timeout` (a download need not: the client's
+    /// read timeout catches a stalled one, however large the object).
+    fn call(&self, method: Method, url: Url) -> RequestBuilder {
+        self.http.request(method, url).timeout(self.request_timeout)
     }
 
     async fn authorize(&self, request: RequestBuilder) -> BackendResult<RequestBuilder> {
@@ -350,8 +443,7 @@ impl GcsBackend {
         while from < end {
             let rest = body.slice((from - offset) as usize..);
             let request = self
-                .http
-                .put(self.session_url(id))
+                .call(Method::PUT, self.session_url(id))
                 .header(
                     reqwest::header::CONTENT_RANGE,
                     format!("bytes {from}-{}/*", end - 1),
@@ -396,8 +488,7 @@ impl GcsBackend {
     /// How much session `id` has stored, from a status request's 308.
     async fn progress(&self, id: &str) -> BackendResult<u64> {
         let request = self
-            .http
-            .put(self.session_url(id))
+            .call(Method::PUT, self.session_url(id))
             .header(reqwest::header::CONTENT_RANGE, "bytes */*")
             .body(Bytes::new());
         let response = self.send_once(request).await?.map_err(transport)?;
@@ -427,30 +518,37 @@ impl Backend for GcsBackend {
             &["storage", "v1", "b", &self.bucket, "o"],
             &[("prefix", &self.prefix), ("maxResults", "1")],
         );
-        self.send(|| self.http.get(url.clone())).await.map(|_| ())
+        self.send(|| self.call(Method::GET, url.clone()))
+            .await
+            .map(|_| ())
     }
 
     async fn put(&self, key: &str, body: Bytes, sha256: &str) -> BackendResult<()> {
+        let sent = PartToken {
+            len: body.len() as u64,
+            crc: crc32c::crc32c(&body),
+        };
         let (content_type, body) = related(key, &body, sha256);
         let body = Bytes::from(body);
         let url = self.upload_url(&[("uploadType", "multipart")]);
-        self.send(|| {
-            self.http
-                .post(url.clone())
-                .header(reqwest::header::CONTENT_TYPE, &content_type)
-                .body(body.clone())
-        })
-        .await
-        .map(|_| ())
+        let response = self
+            .send(|| {
+                self.call(Method::POST, url.clone())
+                    .header(reqwest::header::CONTENT_TYPE, &content_type)
+                    .body(body.clone())
+            })
+            .await?;
+        // GCS refuses bytes that do not match the resource's CRC32C; this catches a store that
+        // does not check. What it holds is not trusted by `trusted_sha256` either.
+        check_stored(&json(response).await?, sent)
     }
 
     async fn begin(&self, key: &str, sha256: Option<&str>) -> BackendResult<String> {
         let url = self.upload_url(&[("uploadType", "resumable"), ("name", key)]);
-        let body = Bytes::from(resource(key, sha256));
+        let body = Bytes::from(resource(key, sha256, None));
         let response = self
             .send(|| {
-                self.http
-                    .post(url.clone())
+                self.call(Method::POST, url.clone())
                     .header(
                         reqwest::header::CONTENT_TYPE,
                         "application/json; charset=UTF-8",
@@ -482,14 +580,17 @@ impl Backend for GcsBackend {
                 "an earlier part of the upload failed".into(),
             ));
         }
-        let len = body.len();
+        let token = PartToken {
+            len: body.len() as u64,
+            crc: crc32c::crc32c(&body),
+        };
         match self
             .chunk(upload, index as u64 * self.part_size, body)
             .await
         {
             Ok(()) => {
                 turn.send_replace(Turn::Part(index + 1));
-                Ok(len.to_string())
+                Ok(token.to_string())
             }
             Err(e) => {
                 turn.send_replace(Turn::Broken);
@@ -498,29 +599,33 @@ impl Backend for GcsBackend {
         }
     }
 
-    async fn complete(&self, _key: &str, upload: &str, parts: Vec<String>) -> BackendResult<()> {
+    async fn complete(&self, key: &str, upload: &str, parts: Vec<String>) -> BackendResult<()> {
         self.sessions.close(upload);
-        let total = parts
-            .iter()
-            .map(|p| p.parse::<u64>())
-            .sum::<Result<u64, _>>()
-            .map_err(|e| BackendError::Other(format!("a part's size: {e}")))?;
+        let sent = PartToken::whole(&parts)?;
         let url = self.session_url(upload);
+        // GCS checks the whole object against X-Goog-Hash before it finalizes it.
         let response = self
             .send(|| {
-                self.http
-                    .put(url.clone())
-                    .header(reqwest::header::CONTENT_RANGE, format!("bytes */{total}"))
+                self.call(Method::PUT, url.clone())
+                    .header(
+                        reqwest::header::CONTENT_RANGE,
+                        format!("bytes */{}", sent.len),
+                    )
+                    .header("X-Goog-Hash", format!("crc32c={}", crc32c_text(sent.crc)))
                     .body(Bytes::new())
             })
             .await?;
         let object = json(response).await?;
-        let size = object["size"].as_str().and_then(|s| s.parse::<u64>().ok());
-        if size != Some(total) {
-            return Err(BackendError::Other(format!(
-                "the store completed the upload with {} bytes, not the {total} sent",
-                object["size"]
-            )));
+        if let Err(e) = check_stored(&object, sent) {
+            // Its metadata would vouch for bytes it does not hold: take it away.
+            let generation = object["generation"].as_str().unwrap_or("0");
+            let url = self.object_url(key, &[("ifGenerationMatch", generation)]);
+            return match self.send(|| self.call(Method::DELETE, url.clone())).await {
+                Ok(_) | Err(BackendError::NotFound) => Err(e),
+                Err(d) => Err(BackendError::Other(format!(
+                    "{e}; and it could not be deleted: {d}"
+                ))),
+            };
         }
         Ok(())
     }
@@ -529,7 +634,7 @@ impl Backend for GcsBackend {
         self.sessions.close(upload);
         let url = self.session_url(upload);
         let response = self
-            .send_once(self.http.request(Method::DELETE, url))
+            .send_once(self.call(Method::DELETE, url))
             .await?
             .map_err(transport)?;
         // GCS answers a cancelled session with 499; 404 and 410 when it no longer knows it.
@@ -541,17 +646,13 @@ impl Backend for GcsBackend {
     }
 
     async fn stored_sha256(&self, key: &str) -> BackendResult<Option<String>> {
-        let url = self.object_url(key, &[("fields", "metadata")]);
-        let response = match self.send(|| self.http.get(url.clone())).await {
+        let url = self.object_url(key, &[("fields", "metadata,crc32c")]);
+        let response = match self.send(|| self.call(Method::GET, url.clone())).await {
             Ok(r) => r,
             Err(BackendError::NotFound) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let object = json(response).await?;
-        Ok(object["metadata"][SHA256_KEY]
-            .as_str()
-            .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-            .map(str::to_ascii_lowercase))
+        Ok(trusted_sha256(&json(response).await?))
     }
 
     async fn get(&self, key: &str) -> BackendResult<ByteStream> {
@@ -608,6 +709,7 @@ mod tests {
             bucket: "archive".into(),
             prefix: String::new(),
             credentials: None,
+            request_timeout: Duration::from_secs(1),
             part_size: 5 << 20,
             sessions: Sessions::default(),
         };
@@ -638,7 +740,79 @@ mod tests {
         let resource: serde_json::Value = serde_json::from_str(json).unwrap();
         assert_eq!(resource["name"], "exports/k.wav");
         assert_eq!(resource["metadata"]["sha256"], sha);
+        let crc = crc32c_text(crc32c::crc32c(b"RIFF"));
+        assert_eq!(
+            (&resource["crc32c"], &resource["metadata"]["crc32c"]),
+            (&crc.clone().into(), &crc.into())
+        );
         assert!(parts[2].ends_with("\r\n\r\nRIFF\r\n"), "{body}");
         assert_eq!(parts[3], "--\r\n");
+    }
+
+    #[test]
+    fn parts_tokens_combine_into_the_whole_objects_length_and_crc32c() {
+        let parts: Vec<String> = [&b"RIFF----"[..], b"data", b"!"]
+            .iter()
+            .map(|p| {
+                PartToken {
+                    len: p.len() as u64,
+                    crc: crc32c::crc32c(p),
+                }
+                .to_string()
+            })
+            .collect();
+        assert_eq!(
+            PartToken::whole(&parts).unwrap(),
+            PartToken {
+                len: 13,
+                crc: crc32c::crc32c(b"RIFF----data!")
+            }
+        );
+        for bad in ["12", "x:1", "1:x", "1:99999999999"] {
+            assert!(PartToken::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_sha256_is_trusted_only_when_the_stores_crc32c_vouches_for_it() {
+        let sha = "AB".repeat(32);
+        let object = |crc: Option<&str>, claimed: Option<&str>| {
+            let mut o = serde_json::json!({ "metadata": { "sha256": sha } });
+            if let Some(c) = crc {
+                o["crc32c"] = c.into();
+            }
+            if let Some(c) = claimed {
+                o["metadata"]["crc32c"] = c.into();
+            }
+            o
+        };
+        let lower = Some("ab".repeat(32));
+        assert_eq!(
+            trusted_sha256(&object(Some("AAAAAQ=="), Some("AAAAAQ=="))),
+            lower
+        );
+        assert_eq!(
+            trusted_sha256(&object(Some("AAAAAg=="), Some("AAAAAQ=="))),
+            None
+        );
+        assert_eq!(trusted_sha256(&object(None, Some("AAAAAQ=="))), None);
+        // Uploaded in parts: the metadata is all there is.
+        assert_eq!(trusted_sha256(&object(Some("AAAAAg=="), None)), lower);
+        let short = serde_json::json!({ "metadata": { "sha256": "abc" } });
+        assert_eq!(trusted_sha256(&short), None);
+    }
+
+    #[test]
+    fn a_stored_object_must_have_the_size_and_crc32c_sent() {
+        let sent = PartToken {
+            len: 4,
+            crc: crc32c::crc32c(b"RIFF"),
+        };
+        let stored =
+            |size: &str, crc: u32| serde_json::json!({ "size": size, "crc32c": crc32c_text(crc) });
+        assert!(check_stored(&stored("4", sent.crc), sent).is_ok());
+        let e = check_stored(&stored("4", 7), sent).unwrap_err().to_string();
+        assert!(e.contains("other bytes than were sent"), "{e}");
+        assert!(check_stored(&stored("5", sent.crc), sent).is_err());
     }
 }

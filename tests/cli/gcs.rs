@@ -127,6 +127,35 @@ impl FakeGcs {
         }
     }
 
+    /// Replaces an object with `body` under the given custom metadata, as another writer could.
+    fn overwrite(&self, bucket: &str, key: &str, body: &[u8], metadata: &serde_json::Value) {
+        let resource = serde_json::json!({ "name": key, "metadata": metadata });
+        let mut related =
+            format!("--b\r\nContent-Type: application/json\r\n\r\n{resource}\r\n--b\r\n\r\n")
+                .into_bytes();
+        related.extend_from_slice(body);
+        related.extend_from_slice(b"\r\n--b--\r\n");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let status = runtime.block_on(async {
+            let url = format!(
+                "{}/upload/storage/v1/b/{bucket}/o?uploadType=multipart",
+                self.endpoint()
+            );
+            reqwest::Client::new()
+                .post(url)
+                .header("content-type", "multipart/related; boundary=b")
+                .body(related)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+        assert_eq!(status.as_u16(), 200);
+    }
+
     /// An object's custom metadata.
     fn metadata(&self, bucket: &str, key: &str) -> serde_json::Value {
         let key = key.replace('/', "%2F");
@@ -150,6 +179,8 @@ impl Drop for FakeGcs {
 struct Proxy {
     port: u16,
     hang: Arc<AtomicBool>,
+    /// While set, the last byte of every chunk after the first is changed on the way.
+    corrupt: Arc<AtomicBool>,
     hung: Arc<AtomicUsize>,
     seen: Arc<Mutex<Vec<String>>>,
 }
@@ -160,14 +191,23 @@ impl Proxy {
         let proxy = Proxy {
             port: listener.local_addr().unwrap().port(),
             hang: Arc::new(AtomicBool::new(true)),
+            corrupt: Arc::default(),
             hung: Arc::default(),
             seen: Arc::default(),
         };
-        let (hang, hung, seen) = (proxy.hang.clone(), proxy.hung.clone(), proxy.seen.clone());
+        let (hang, corrupt, hung, seen) = (
+            proxy.hang.clone(),
+            proxy.corrupt.clone(),
+            proxy.hung.clone(),
+            proxy.seen.clone(),
+        );
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let (hang, hung, seen) = (hang.clone(), hung.clone(), seen.clone());
-                std::thread::spawn(move || pass_on(client, upstream, &hang, &hung, &seen));
+                let (hang, corrupt, hung, seen) =
+                    (hang.clone(), corrupt.clone(), hung.clone(), seen.clone());
+                std::thread::spawn(move || {
+                    pass_on(client, upstream, &hang, &corrupt, &hung, &seen)
+                });
             }
         });
         proxy
@@ -202,6 +242,7 @@ fn pass_on(
     mut client: TcpStream,
     upstream: u16,
     hang: &AtomicBool,
+    corrupt: &AtomicBool,
     hung: &AtomicUsize,
     seen: &Mutex<Vec<String>>,
 ) {
@@ -234,6 +275,12 @@ fn pass_on(
             std::thread::sleep(Duration::from_millis(50));
         }
         return;
+    }
+    if later_chunk
+        && corrupt.load(Ordering::SeqCst)
+        && let Some(last) = body.last_mut()
+    {
+        *last ^= 0xff;
     }
     let mut server = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
     let head: String = head
@@ -387,6 +434,56 @@ fn a_killed_upload_leaves_nothing_under_its_name_and_the_next_run_cancels_it() {
         "the session was left in the journal: {}",
         text(&out)
     );
+}
+
+#[test]
+fn a_full_run_repairs_an_object_overwritten_under_the_same_metadata() {
+    let gcs = FakeGcs::start();
+    gcs.create_bucket("archive");
+    let env = gcs_env(&gcs.endpoint(), "archive", "mode = \"full\"");
+    env.conversation("acme", 1, "a1", &[("small.wav", b"RIFF-small")]);
+    let out = run(&env, &["run", "export"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Other bytes under the metadata custodian wrote: `sha256` and `crc32c` alike.
+    let metadata = gcs.metadata("archive", SMALL);
+    gcs.overwrite("archive", SMALL, b"RIFF-other", &metadata);
+    assert_eq!(gcs.metadata("archive", SMALL), metadata);
+
+    let out = run(&env, &["run", "export"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        gcs.object("archive", SMALL).as_deref(),
+        Some(&b"RIFF-small"[..])
+    );
+}
+
+#[test]
+fn an_upload_whose_bytes_arrive_changed_is_refused_and_leaves_no_object() {
+    let gcs = FakeGcs::start();
+    gcs.create_bucket("archive");
+    let proxy = Proxy::start(gcs.port);
+    proxy.hang.store(false, Ordering::SeqCst);
+    proxy.corrupt.store(true, Ordering::SeqCst);
+    let env = gcs_env(&proxy.endpoint(), "archive", "");
+    let big = pattern(12_000_000, 5);
+    env.conversation("acme", 1, "a1", &[("big.wav", &big)]);
+    let out = run(&env, &["run", "export"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("other bytes than were sent"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        gcs.object("archive", BIG),
+        None,
+        "a damaged object is visible"
+    );
+
+    proxy.corrupt.store(false, Ordering::SeqCst);
+    let out = run(&env, &["run", "export"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(gcs.object("archive", BIG).as_deref(), Some(&big[..]));
 }
 
 #[test]
