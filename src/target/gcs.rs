@@ -14,7 +14,9 @@
 //!
 //! Each object carries its SHA-256 as the custom metadata `sha256` (GCS itself keeps CRC32C and
 //! MD5, which cannot be compared with a recording's SHA-256), read back for the
-//! skip-if-identical check. Tokens come from `object_store`'s GCS credential chain (a service
+//! skip-if-identical check. CRC32C guards the bytes: the store checks an object against the
+//! CRC32C sent with it (in the resource, or `X-Goog-Hash` when a resumable upload completes),
+//! and the CRC32C it reports must be ours. Tokens come from `object_store`'s GCS credential chain (a service
 //! account key file or key, application-default credentials, instance metadata); a target with
 //! an `endpoint` and none of those configured sends no token, as emulators expect.
 
