@@ -166,13 +166,22 @@ async fn failure(response: Response) -> BackendError {
     if status == StatusCode::NOT_FOUND {
         return BackendError::NotFound;
     }
-    let body = response.text().await.unwrap_or_default();
-    let said = serde_json::from_str::<serde_json::Value>(&body)
+    let said = server_said(&response.text().await.unwrap_or_default());
+    BackendError::Other(format!("HTTP {status}: {said}"))
+}
+
+/// What an error response says: GCS's JSON error message, else its body, cut short and
+/// without control characters (a server's words end up on a terminal).
+fn server_said(body: &str) -> String {
+    let said = serde_json::from_str::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-        .unwrap_or(body);
-    let said: String = said.trim().chars().take(ERROR_BODY_LIMIT).collect();
-    BackendError::Other(format!("HTTP {status}: {said}"))
+        .unwrap_or_else(|| body.to_owned());
+    said.trim()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(ERROR_BODY_LIMIT)
+        .collect()
 }
 
 fn transport(e: reqwest::Error) -> BackendError {
@@ -816,5 +825,13 @@ mod tests {
         let e = check_stored(&stored("4", 7), sent).unwrap_err().to_string();
         assert!(e.contains("other bytes than were sent"), "{e}");
         assert!(check_stored(&stored("5", sent.crc), sent).is_err());
+    }
+
+    #[test]
+    fn what_a_server_says_is_its_message_short_and_without_control_characters() {
+        let json = r#"{"error": {"code": 403, "message": "no access to\u001b[2J bucket"}}"#;
+        assert_eq!(server_said(json), "no access to [2J bucket");
+        assert_eq!(server_said(" plain\ntext "), "plain text");
+        assert_eq!(server_said(&"x".repeat(1000)).len(), ERROR_BODY_LIMIT);
     }
 }
