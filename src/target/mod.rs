@@ -8,8 +8,10 @@
 #[cfg(feature = "s3")]
 mod aws;
 pub mod fs;
+#[cfg(feature = "gcs")]
+mod gcs;
 pub mod manifest;
-#[cfg(feature = "remote")]
+#[cfg(any(feature = "s3", feature = "azure"))]
 mod objstore;
 #[cfg(feature = "remote")]
 pub mod remote;
@@ -559,7 +561,7 @@ pub fn build(
         }
         #[cfg(feature = "gcs")]
         TargetConfig::Gcs(gcs, uploads) => {
-            let backend = objstore::gcs(name, gcs, uploads)?;
+            let backend = gcs::backend(name, gcs, uploads)?;
             Box::new(remote::RemoteTarget::new(name, backend, *uploads, journal))
         }
         #[allow(unreachable_patterns)]

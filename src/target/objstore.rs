@@ -1,6 +1,6 @@
 //! The [`Backend`] over the `object_store` crate: S3-compatible stores (the alternative S3
-//! client), Azure Blob Storage and Google Cloud Storage. Each object's SHA-256 travels as the
-//! user metadata `sha256`.
+//! client) and Azure Blob Storage (GCS has its own JSON-API backend, `gcs.rs`). Each
+//! object's SHA-256 travels as the user metadata `sha256`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -137,31 +137,6 @@ pub fn azure(name: &str, c: &super::AzureConfig, uploads: &Uploads) -> Result<Bu
             hint: "check the container, the endpoint and the account and key in \
                    AZURE_STORAGE_ACCOUNT_NAME / AZURE_STORAGE_ACCOUNT_KEY (or another Azure credential)",
             azure: Some(AzureUploads::default()),
-        },
-    )
-}
-
-/// A Google Cloud Storage bucket.
-#[cfg(feature = "gcs")]
-pub fn gcs(name: &str, c: &super::GcsConfig, uploads: &Uploads) -> Result<Built, TargetError> {
-    use object_store::gcp::GoogleCloudStorageBuilder;
-    let mut builder = GoogleCloudStorageBuilder::from_env()
-        .with_bucket_name(&c.bucket)
-        .with_retry(retry())
-        .with_client_options(client_options(c.endpoint.as_deref(), uploads));
-    if let Some(endpoint) = &c.endpoint {
-        builder = builder.with_base_url(endpoint);
-    }
-    let store = builder.build().map_err(|e| unusable(name, e))?;
-    finish(
-        name,
-        ObjectStoreBackend {
-            store: Arc::new(store),
-            location: format!("gs://{}/{}", c.bucket, c.prefix),
-            prefix: c.prefix.clone(),
-            hint: "check the bucket, the endpoint and GOOGLE_SERVICE_ACCOUNT (or the \
-                   application-default credentials)",
-            azure: None,
         },
     )
 }
