@@ -804,6 +804,7 @@ fn the_policies_and_audit_pages_need_their_permissions() {
 
 /// The page at `path` once it holds `wanted` (serve's run process writes its history row as
 /// it starts).
+#[cfg(feature = "failpoints")]
 fn page_once_it_shows(portal: &Portal, session: &str, path: &str, wanted: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
