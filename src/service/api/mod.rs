@@ -157,6 +157,7 @@ impl From<PageError> for ApiError {
             PageError::Forbidden(_) => StatusCode::FORBIDDEN,
             PageError::NotFound(_) => StatusCode::NOT_FOUND,
             PageError::Conflict(_) => StatusCode::CONFLICT,
+            PageError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             PageError::BadRequest(_) => StatusCode::BAD_REQUEST,
             PageError::TooManyLogins(_) => StatusCode::TOO_MANY_REQUESTS,
             PageError::Internal(detail) => return ApiError::internal(detail),

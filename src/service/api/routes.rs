@@ -352,12 +352,12 @@ impl From<Started> for RunStarted {
 
 /// Runs a policy now, as `custodian serve` runs a scheduled one (JOBS_RUN; for `lifecycle`,
 /// ARTIFACTS_LIFECYCLE_POLICY_RUN too): 202 once started or queued, 409 while a run of the
-/// policy is going or waiting.
+/// policy is going or waiting, 503 once serve is stopping.
 #[utoipa::path(post, path = "/api/v1/policies/{name}/run",
     params(("name" = String, Path, description = "The policy's name (`lifecycle` for the sweep)")),
     tag = "runs", responses((status = 202, body = RunStarted), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody)))]
+        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn run_policy(
     State(state): State<AppState>,
     who: ApiUser,

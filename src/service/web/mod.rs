@@ -169,7 +169,7 @@ impl AppState {
         who: &auth::Authed,
         policy: String,
     ) -> Result<Result<crate::app::serve::Started, RunNowError>, PageError> {
-        tracing::info!("web portal: {} asks run {policy}", who.actor.user);
+        tracing::info!("web portal: {} asks run {policy:?}", who.actor.user);
         let runner = self.0.runner.clone();
         let actor = who.actor.clone();
         self.blocking(move |l| runner.run_now(&l.acting_as(actor), &policy))
@@ -264,6 +264,9 @@ pub enum PageError {
     /// The request itself is wrong (a bad parameter, a refused change).
     #[error("{0}")]
     BadRequest(String),
+    /// The service cannot take the request now (serve is stopping).
+    #[error("{0}")]
+    Unavailable(String),
     /// Too many failed logins; retry after this many seconds.
     #[error("too many failed logins; try again in {0} seconds")]
     TooManyLogins(u64),
@@ -280,6 +283,7 @@ impl PageError {
             PageError::NotFound(_) => StatusCode::NOT_FOUND,
             PageError::Conflict(_) => StatusCode::CONFLICT,
             PageError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            PageError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             PageError::TooManyLogins(_) => StatusCode::TOO_MANY_REQUESTS,
             PageError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -327,9 +331,8 @@ impl From<RunNowError> for PageError {
             e @ (RunNowError::AlreadyRunning { .. } | RunNowError::AlreadyWaiting(_)) => {
                 PageError::Conflict(e.to_string())
             }
-            e @ (RunNowError::NotStarted(_) | RunNowError::Stopping) => {
-                PageError::Internal(e.to_string())
-            }
+            e @ RunNowError::Stopping => PageError::Unavailable(e.to_string()),
+            e @ RunNowError::NotStarted(_) => PageError::Internal(e.to_string()),
         }
     }
 }
