@@ -18,6 +18,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use sha2::{Digest, Sha256};
 
 use super::Loaded;
+use crate::audit::{AuditKind, NewEvent};
 use crate::catalog::accounts::{Account, NewSession};
 use crate::catalog::{CatalogConfig, CatalogError};
 use crate::users::{Actor, describe_uid};
@@ -54,6 +55,8 @@ pub enum AccountError {
     Hash(String),
     #[error("the system's random number generator failed")]
     Random,
+    #[error("cannot tell who runs this command, to name them in the audit trail")]
+    Who(#[source] crate::users::UnknownUser),
 }
 
 /// Fewest characters a password may have.
@@ -68,6 +71,29 @@ pub fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The audit event of a change to account `account`: the operating-system user running the
+/// command is its actor (accounts are managed only from the command line, by the catalog's
+/// owner); `details` never hold a password or a token.
+fn account_event(
+    kind: AuditKind,
+    account: &str,
+    details: serde_json::Value,
+) -> Result<NewEvent, AccountError> {
+    let actor = crate::users::Actor::current().map_err(AccountError::Who)?;
+    let mut details = details;
+    details["account"] = serde_json::Value::from(account);
+    Ok(NewEvent {
+        at: Utc::now(),
+        kind,
+        actor: actor.user,
+        policy: None,
+        run: None,
+        tenant: None,
+        conversation_id: None,
+        details,
+    })
 }
 
 /// Refuses unless the process runs as the catalog's owner: the owner of the SQLite file, or,
@@ -156,7 +182,12 @@ pub fn add(
         password_hash: hash_password(password)?,
         created_at: Utc::now().timestamp(),
     };
-    l.catalog.add_account(&account)?;
+    let event = account_event(
+        AuditKind::AccountAdded,
+        name,
+        serde_json::json!({ "groups": account.groups }),
+    )?;
+    l.catalog.add_account(&account, &event)?;
     Ok(account)
 }
 
@@ -169,7 +200,16 @@ pub fn list(l: &Loaded) -> Result<Vec<Account>, AccountError> {
 /// `user remove`: the account with its tokens and sessions.
 pub fn remove(l: &Loaded, name: &str) -> Result<(), AccountError> {
     require_owner(l)?;
-    if l.catalog.remove_account(name)? {
+    let account = l
+        .catalog
+        .account(name)?
+        .ok_or_else(|| AccountError::NoSuchAccount(name.to_owned()))?;
+    let event = account_event(
+        AuditKind::AccountRemoved,
+        name,
+        serde_json::json!({ "groups": account.groups }),
+    )?;
+    if l.catalog.remove_account(name, &event)? {
         Ok(())
     } else {
         Err(AccountError::NoSuchAccount(name.to_owned()))
@@ -179,12 +219,18 @@ pub fn remove(l: &Loaded, name: &str) -> Result<(), AccountError> {
 /// `user token`: a new API token of the account, returned once; only its digest is kept.
 pub fn token(l: &Loaded, name: &str) -> Result<String, AccountError> {
     require_owner(l)?;
-    if l.catalog.account(name)?.is_none() {
-        return Err(AccountError::NoSuchAccount(name.to_owned()));
-    }
+    let account = l
+        .catalog
+        .account(name)?
+        .ok_or_else(|| AccountError::NoSuchAccount(name.to_owned()))?;
     let token = format!("cust_{}", new_secret()?);
+    let event = account_event(
+        AuditKind::AccountTokenIssued,
+        name,
+        serde_json::json!({ "groups": account.groups }),
+    )?;
     l.catalog
-        .add_token(name, &digest(&token), Utc::now().timestamp())?;
+        .add_token(name, &digest(&token), Utc::now().timestamp(), &event)?;
     Ok(token)
 }
 

@@ -50,6 +50,12 @@ pub enum AuditKind {
     LifecycleChangeRejected,
     /// A requested change expired before anyone decided it.
     LifecycleChangeExpired,
+    /// A portal and API account was added (`user add`), with its groups.
+    AccountAdded,
+    /// An account was removed, its sessions ended and its tokens revoked (`user remove`).
+    AccountRemoved,
+    /// A new API token of an account was issued (`user token`; the token is never recorded).
+    AccountTokenIssued,
 }
 
 impl AuditKind {
@@ -69,6 +75,9 @@ impl AuditKind {
             AuditKind::LifecycleChangeApproved => "lifecycle_change_approved",
             AuditKind::LifecycleChangeRejected => "lifecycle_change_rejected",
             AuditKind::LifecycleChangeExpired => "lifecycle_change_expired",
+            AuditKind::AccountAdded => "account_added",
+            AuditKind::AccountRemoved => "account_removed",
+            AuditKind::AccountTokenIssued => "account_token_issued",
         }
     }
 
@@ -88,6 +97,9 @@ impl AuditKind {
             "lifecycle_change_approved" => Some(AuditKind::LifecycleChangeApproved),
             "lifecycle_change_rejected" => Some(AuditKind::LifecycleChangeRejected),
             "lifecycle_change_expired" => Some(AuditKind::LifecycleChangeExpired),
+            "account_added" => Some(AuditKind::AccountAdded),
+            "account_removed" => Some(AuditKind::AccountRemoved),
+            "account_token_issued" => Some(AuditKind::AccountTokenIssued),
             _ => None,
         }
     }

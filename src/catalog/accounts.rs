@@ -5,6 +5,7 @@
 
 use super::Result;
 use super::rows::Fields;
+use crate::audit::NewEvent;
 
 /// An account as stored: what it acts as (its name and groups) and how it proves it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,17 +38,26 @@ pub struct Session {
 }
 
 /// Where accounts, their API tokens and their sessions are kept. Removing an account ends
-/// its sessions and revokes its tokens in the same step.
+/// its sessions and revokes its tokens in the same step. Each change of an account appends
+/// its audit event in the transaction that makes it, so no change goes unrecorded and no
+/// event records a change that did not happen.
 pub trait Accounts: Send + Sync {
-    /// Adds `account`; refused if one of that name exists.
-    fn add_account(&self, account: &Account) -> Result<()>;
+    /// Adds `account` with its `event`; refused if one of that name exists.
+    fn add_account(&self, account: &Account, event: &NewEvent) -> Result<()>;
     fn account(&self, name: &str) -> Result<Option<Account>>;
     /// Every account, by name.
     fn accounts(&self) -> Result<Vec<Account>>;
-    /// Removes the account `name` with its tokens and sessions; false if there was none.
-    fn remove_account(&self, name: &str) -> Result<bool>;
-    /// Stores the digest of a new API token of `account` (which must exist).
-    fn add_token(&self, account: &str, token_hash: &str, created_at: i64) -> Result<()>;
+    /// Removes the account `name` with its tokens and sessions, and appends `event`; false
+    /// (and no event) if there was none.
+    fn remove_account(&self, name: &str, event: &NewEvent) -> Result<bool>;
+    /// Stores the digest of a new API token of `account` (which must exist) with its `event`.
+    fn add_token(
+        &self,
+        account: &str,
+        token_hash: &str,
+        created_at: i64,
+        event: &NewEvent,
+    ) -> Result<()>;
     /// The account a token's digest belongs to.
     fn token_account(&self, token_hash: &str) -> Result<Option<Account>>;
     /// Stores a new session, and drops those expired before `now`.

@@ -29,7 +29,8 @@ pub enum AuditCommand {
         /// lifecycle_acknowledged, lifecycle_policy_changed, confidential_flag_changed,
         /// matter_created, legal_hold_placed, legal_hold_released (the legal-hold trail),
         /// lifecycle_change_requested, lifecycle_change_approved, lifecycle_change_rejected,
-        /// lifecycle_change_expired (four eyes).
+        /// lifecycle_change_expired (four eyes), account_added, account_removed,
+        /// account_token_issued (portal accounts).
         #[arg(long, value_parser = parse_audit_kind)]
         kind: Option<AuditKind>,
         #[arg(long, default_value_t = 100)]
@@ -213,6 +214,6 @@ fn print_trail(
 
 fn parse_audit_kind(s: &str) -> Result<AuditKind, String> {
     AuditKind::parse(s).ok_or_else(|| {
-        format!("unknown kind `{s}`: conversation_exported, artifact_deleted, artifact_quarantined, artifact_restored, lifecycle_acknowledged, lifecycle_policy_changed, confidential_flag_changed, matter_created, legal_hold_placed, legal_hold_released, lifecycle_change_requested, lifecycle_change_approved, lifecycle_change_rejected or lifecycle_change_expired")
+        format!("unknown kind `{s}`: conversation_exported, artifact_deleted, artifact_quarantined, artifact_restored, lifecycle_acknowledged, lifecycle_policy_changed, confidential_flag_changed, matter_created, legal_hold_placed, legal_hold_released, lifecycle_change_requested, lifecycle_change_approved, lifecycle_change_rejected, lifecycle_change_expired, account_added, account_removed or account_token_issued")
     })
 }

@@ -43,7 +43,12 @@ pub fn serve(
     let supervisor = Supervisor::start(config, options, observer)?;
     let portal = match web {
         Some(w) => {
-            let portal = web::start(Loaded::load(config)?, w, options.status.clone())?;
+            let portal = web::start(
+                Loaded::load(config)?,
+                w,
+                options.status.clone(),
+                supervisor.runner(),
+            )?;
             tracing::info!("web portal listening on {}", portal.url());
             Some(portal)
         }

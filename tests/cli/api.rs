@@ -46,6 +46,16 @@ impl Api {
     /// As [`Api::start`], on the catalog at `url` (else SQLite), with `lifecycle` lines added
     /// to the `[lifecycle]` table.
     fn start_on(url: Option<&str>, lifecycle: &str) -> Api {
+        Api::start_serving(url, lifecycle, &[], &[])
+    }
+
+    /// As [`Api::start_on`], serve given `args` and environment variables `vars`.
+    fn start_serving(
+        url: Option<&str>,
+        lifecycle: &str,
+        vars: &[(&str, &str)],
+        args: &[&str],
+    ) -> Api {
         let env = Env::new("");
         if let Some(url) = url {
             let config = std::fs::read_to_string(env.config()).unwrap();
@@ -97,7 +107,8 @@ impl Api {
         }
         let log = env.path().join("serve.log");
         let serve = env
-            .command(&["serve", "--listen", "127.0.0.1:0"])
+            .command(&[&["serve", "--listen", "127.0.0.1:0"], args].concat())
+            .envs(vars.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -246,8 +257,14 @@ fn every_read_answers_json_to_a_user_holding_its_permission() {
     );
     assert_eq!(rest["events"].as_array().unwrap().len(), 1);
     assert!(rest["next_after"].is_null());
-    let verified = api.json(r, "/api/v1/audit/verification", StatusCode::OK);
+    let none = api.json(r, "/api/v1/audit/verification", StatusCode::OK);
+    assert!(none["last"].is_null(), "nothing verified yet: {none}");
+    let path = "/api/v1/audit/verification";
+    let verified = answered(api.post("reader", path, json!({})), StatusCode::OK, path);
     assert_eq!(verified["intact"], true, "{verified}");
+    assert_eq!(verified["verified_by"], "reader");
+    let last = api.json(r, path, StatusCode::OK);
+    assert_eq!(last["last"], verified, "the last verification, read again");
 
     let page = api.json(
         r,
@@ -313,6 +330,17 @@ fn the_api_refuses_by_status_with_a_json_error() {
         let e = api.json(Some("nobody"), path, StatusCode::FORBIDDEN);
         assert_eq!(e["permission"], permission, "{path}: {e}");
         assert!(e["error"].as_str().unwrap().contains("nobody"), "{e}");
+    }
+    for (path, permission) in [
+        ("/api/v1/audit/verification", "AUDIT_READ"),
+        ("/api/v1/policies/export/run", "JOBS_RUN"),
+    ] {
+        let e = answered(
+            api.post("nobody", path, json!({})),
+            StatusCode::FORBIDDEN,
+            path,
+        );
+        assert_eq!(e["permission"], permission, "{path}: {e}");
     }
 
     let r = Some("reader");
@@ -763,6 +791,73 @@ fn healthz_answers_503_once_the_catalog_stops_answering() {
     assert!(
         down["error"].as_str().unwrap().contains("does not exist"),
         "{down}"
+    );
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_policy_runs_now_once_at_a_time_for_a_user_with_jobs_run() {
+    let api = Api::start_serving(
+        None,
+        "",
+        &[("FAILPOINTS", "export-item=sleep(60000)")],
+        &["--shutdown-grace", "1s"],
+    );
+    // A new conversation, whose export waits long: the requests that follow come while it runs.
+    api.env
+        .conversation("acme", 3, "c3", &[("c.wav", b"RIFF-c")]);
+    let path = "/api/v1/policies/export/run";
+    let refused = answered(
+        api.post("reader", path, json!({})),
+        StatusCode::FORBIDDEN,
+        path,
+    );
+    assert_eq!(refused["permission"], "JOBS_RUN", "{refused}");
+    let roles = api.env.path().join("roles.toml");
+    let granted = std::fs::read_to_string(&roles)
+        .unwrap()
+        .replace("reader = [", "reader = [\"JOBS_RUN\", ");
+    std::fs::write(&roles, granted).unwrap();
+
+    let started = answered(
+        api.post("reader", path, json!({})),
+        StatusCode::ACCEPTED,
+        path,
+    );
+    assert_eq!(started["state"], "running", "{started}");
+    assert_eq!(started["policy"], "export");
+    assert_eq!(started["runs"], "/api/v1/runs?policy=export");
+    let process = started["process"].as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let runs = api.json(Some("reader"), "/api/v1/runs?policy=export", StatusCode::OK);
+        if runs["runs"][0]["status"] == "running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the run never showed: {runs}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let again = answered(
+        api.post("reader", path, json!({})),
+        StatusCode::CONFLICT,
+        path,
+    );
+    let said = again["error"].as_str().unwrap();
+    assert!(
+        said.contains("policy `export` is already running since ")
+            && said.contains(&format!("(process {process})")),
+        "{again}"
+    );
+    let unknown = "/api/v1/policies/nightly/run";
+    answered(
+        api.post("reader", unknown, json!({})),
+        StatusCode::NOT_FOUND,
+        unknown,
+    );
+    let document = api.json(None, "/api/v1/openapi.json", StatusCode::OK);
+    assert!(
+        document["paths"]["/api/v1/policies/{name}/run"]["post"].is_object(),
+        "{document}"
     );
 }
 

@@ -50,15 +50,17 @@ pub struct Portal {
 
 impl Portal {
     pub fn start(env: &Env, args: &[&str]) -> Portal {
-        Portal::start_with(env, args, plain_client())
+        Portal::start_with(env, args, plain_client(), &[])
     }
 
-    fn start_with(env: &Env, args: &[&str], client: Client) -> Portal {
+    /// As [`Portal::start`], with serve's client and environment variables `vars`.
+    fn start_with(env: &Env, args: &[&str], client: Client, vars: &[(&str, &str)]) -> Portal {
         let log = env.path().join("serve.log");
         let mut all = vec!["serve", "--listen", "127.0.0.1:0"];
         all.extend_from_slice(args);
         let child = env
             .command(&all)
+            .envs(vars.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -420,6 +422,7 @@ fn tls_serves_with_a_certificate_and_marks_cookies_secure() {
             key_file.to_str().unwrap(),
         ],
         client,
+        &[],
     );
     assert!(portal.url.starts_with("https://"), "{}", portal.url);
     let form = portal
@@ -439,6 +442,63 @@ fn tls_serves_with_a_certificate_and_marks_cookies_secure() {
         .get(portal.url.replace("https://", "http://") + "/login")
         .send();
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
+}
+
+#[test]
+fn each_account_change_leaves_one_audit_event_naming_who_and_no_secret() {
+    let env = env_granting(r#"["AUDIT_READ"]"#, "");
+    let mut child = env
+        .command(&["user", "add", "alice", "--group", "compliance"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = env.run(&["user", "token", "alice"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    for refused in [
+        vec!["user", "token", "nobody"],
+        vec!["user", "remove", "nobody"],
+    ] {
+        assert_eq!(env.run(&refused).status.code(), Some(2), "{refused:?}");
+    }
+    assert_eq!(add_user(&env, "alice", PASSWORD).status.code(), Some(2));
+    let out = env.run(&["user", "remove", "alice"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    let me = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .unwrap()
+        .unwrap()
+        .name;
+    let (code, events) = env.json(&["audit", "list"]);
+    assert_eq!(code, 0);
+    let events = events.as_array().unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["account_added", "account_token_issued", "account_removed"],
+        "one event each, none for a refused command"
+    );
+    for event in events {
+        assert_eq!(event["actor"], me.as_str(), "{event}");
+        assert_eq!(event["details"]["account"], "alice", "{event}");
+        assert_eq!(
+            event["details"]["groups"],
+            serde_json::json!(["compliance"])
+        );
+    }
+    let (_, removed) = env.json(&["audit", "list", "--kind", "account_removed"]);
+    assert_eq!(removed.as_array().unwrap().len(), 1, "{removed}");
+    let trail = serde_json::to_string(&events).unwrap();
+    for secret in [PASSWORD, token.as_str(), "argon2"] {
+        assert!(!trail.contains(secret), "{secret} in {trail}");
+    }
+    let out = env.run(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
 
 #[test]
@@ -732,12 +792,159 @@ fn the_policies_and_audit_pages_need_their_permissions() {
     .unwrap();
     let audit = portal.get("/audit?run=1", Some(&alice)).text().unwrap();
     assert!(
-        audit.contains("The chain verifies") && audit.contains("conversation_exported"),
+        audit.contains("has not been verified since serve started")
+            && audit.contains("conversation_exported"),
         "{audit}"
     );
     assert_eq!(
         portal.get("/policies", Some(&alice)).status(),
         StatusCode::FORBIDDEN
+    );
+}
+
+/// The page at `path` once it holds `wanted` (serve's run process writes its history row as
+/// it starts).
+#[cfg(feature = "failpoints")]
+fn page_once_it_shows(portal: &Portal, session: &str, path: &str, wanted: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let page = portal.get(path, Some(session)).text().unwrap();
+        if page.contains(wanted) {
+            return page;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} never showed {wanted}: {page}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn run_now_from_the_policies_page_starts_one_run_and_needs_jobs_run() {
+    let env = with_a_run(r#"["JOBS_READ"]"#);
+    // A new conversation, whose export waits long: the requests that follow come while it runs.
+    env.conversation("acme", 1, "c2", &[("b.wav", b"RIFF-b")]);
+    let portal = Portal::start_with(
+        &env,
+        &["--shutdown-grace", "1s"],
+        plain_client(),
+        &[("FAILPOINTS", "export-item=sleep(60000)")],
+    );
+    let alice = portal.login("alice", PASSWORD).unwrap();
+    let page = portal.get("/policies", Some(&alice)).text().unwrap();
+    assert!(page.contains(r#"action="/policies/export/run""#), "{page}");
+    let csrf = hidden(&page, "csrf");
+    let refused = portal.post(
+        "/policies/export/run",
+        Some(&alice),
+        &[("csrf", csrf.as_str())],
+    );
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(refused.text().unwrap().contains("JOBS_RUN"));
+
+    std::fs::write(
+        env.path().join("roles.toml"),
+        "[users]\n\"*\" = [\"JOBS_READ\", \"JOBS_RUN\"]\n",
+    )
+    .unwrap();
+    let forged = portal.post("/policies/export/run", Some(&alice), &[("csrf", "forged")]);
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert!(
+        !portal
+            .get("/runs", Some(&alice))
+            .text()
+            .unwrap()
+            .contains("/runs/2")
+    );
+    let started = portal.post(
+        "/policies/export/run",
+        Some(&alice),
+        &[("csrf", csrf.as_str())],
+    );
+    assert_eq!(started.status(), StatusCode::OK);
+    let said = started.text().unwrap();
+    assert!(
+        said.contains("Run of export started at") && said.contains(r#"href="/runs?policy=export""#),
+        "{said}"
+    );
+    let process = said
+        .split("(process ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap()
+        .to_owned();
+    let runs = page_once_it_shows(&portal, &alice, "/runs?policy=export", r#"href="/runs/2""#);
+    assert!(runs.contains("running"), "{runs}");
+    let again = portal.post(
+        "/policies/export/run",
+        Some(&alice),
+        &[("csrf", csrf.as_str())],
+    );
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    let again = again.text().unwrap();
+    assert!(
+        again.contains("policy `export` is already running since ")
+            && again.contains(&format!("(process {process})")),
+        "{again}"
+    );
+    let unknown = portal.post(
+        "/policies/nightly/run",
+        Some(&alice),
+        &[("csrf", csrf.as_str())],
+    );
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn audit_shows_the_last_verification_and_verifying_again_catches_an_earlier_edit() {
+    let env = with_a_run(r#"["JOBS_READ"]"#);
+    let portal = Portal::start(&env, &[]);
+    let alice = portal.login("alice", PASSWORD).unwrap();
+    let csrf = portal.csrf(&alice);
+    let refused = portal.post("/audit/verify", Some(&alice), &[("csrf", csrf.as_str())]);
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    std::fs::write(
+        env.path().join("roles.toml"),
+        "[users]\n\"*\" = [\"AUDIT_READ\"]\n",
+    )
+    .unwrap();
+    let page = portal.get("/audit", Some(&alice)).text().unwrap();
+    assert!(
+        page.contains("has not been verified since serve started"),
+        "{page}"
+    );
+    let forged = portal.post("/audit/verify", Some(&alice), &[("csrf", "forged")]);
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let verified = portal.post("/audit/verify", Some(&alice), &[("csrf", csrf.as_str())]);
+    assert_eq!(verified.status(), StatusCode::SEE_OTHER);
+    assert_eq!(verified.headers()[LOCATION], "/audit");
+    let page = portal.get("/audit", Some(&alice)).text().unwrap();
+    assert!(
+        page.contains("Last verified at")
+            && page.contains(" by alice ")
+            && page.contains("The chain verifies"),
+        "{page}"
+    );
+
+    // An edit of the first event, before everything the last verification covered.
+    let db = rusqlite::Connection::open(env.path().join("catalog.db")).unwrap();
+    db.execute(
+        "UPDATE audit_events SET details = '{\"edited\":true}' WHERE seq = 1",
+        [],
+    )
+    .unwrap();
+    let page = portal.get("/audit", Some(&alice)).text().unwrap();
+    assert!(
+        page.contains("The chain verifies"),
+        "a page load shows the last verification, it does not verify: {page}"
+    );
+    portal.post("/audit/verify", Some(&alice), &[("csrf", csrf.as_str())]);
+    let page = portal.get("/audit", Some(&alice)).text().unwrap();
+    assert!(
+        page.contains("The chain is broken at event 1") && !page.contains("The chain verifies"),
+        "{page}"
     );
 }
 

@@ -1,22 +1,25 @@
 //! Accounts of the web portal and JSON API, their tokens and sessions.
 
 use super::PostgresCatalog;
+use super::audit::{append_audit, lock_chain};
+use crate::audit::NewEvent;
 use crate::catalog::accounts::{self, Account, Accounts, NewSession, Session};
 use crate::catalog::rows::Fields;
 use crate::catalog::{Result, sql};
 
 impl Accounts for PostgresCatalog {
-    fn add_account(&self, a: &Account) -> Result<()> {
+    fn add_account(&self, a: &Account, event: &NewEvent) -> Result<()> {
         let groups = accounts::groups_text(&a.groups);
         self.transaction(|s| {
+            let mut head = lock_chain(s, self.audit_key.as_ref())?;
             if s.query_opt(sql::ACCOUNT.postgres, &[&a.name])?.is_some() {
                 return Err(accounts::account_exists(&a.name).into());
             }
             s.execute(
                 sql::INSERT_ACCOUNT.postgres,
                 &[&a.name, &groups, &a.password_hash, &a.created_at],
-            )
-            .map(drop)
+            )?;
+            append_audit(s, &mut head, [event])
         })
     }
 
@@ -34,25 +37,37 @@ impl Accounts for PostgresCatalog {
         })
     }
 
-    fn remove_account(&self, name: &str) -> Result<bool> {
+    fn remove_account(&self, name: &str, event: &NewEvent) -> Result<bool> {
         self.transaction(|s| {
+            let mut head = lock_chain(s, self.audit_key.as_ref())?;
             for statement in [sql::REMOVE_ACCOUNT_TOKENS, sql::REMOVE_ACCOUNT_SESSIONS] {
                 s.execute(statement.postgres, &[&name])?;
             }
-            Ok(s.execute(sql::REMOVE_ACCOUNT.postgres, &[&name])? > 0)
+            if s.execute(sql::REMOVE_ACCOUNT.postgres, &[&name])? == 0 {
+                return Ok(false);
+            }
+            append_audit(s, &mut head, [event])?;
+            Ok(true)
         })
     }
 
-    fn add_token(&self, account: &str, token_hash: &str, created_at: i64) -> Result<()> {
+    fn add_token(
+        &self,
+        account: &str,
+        token_hash: &str,
+        created_at: i64,
+        event: &NewEvent,
+    ) -> Result<()> {
         self.transaction(|s| {
+            let mut head = lock_chain(s, self.audit_key.as_ref())?;
             if s.query_opt(sql::ACCOUNT.postgres, &[&account])?.is_none() {
                 return Err(accounts::unknown_account(account).into());
             }
             s.execute(
                 sql::INSERT_TOKEN.postgres,
                 &[&token_hash, &account, &created_at],
-            )
-            .map(drop)
+            )?;
+            append_audit(s, &mut head, [event])
         })
     }
 

@@ -3,12 +3,13 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::SqliteCatalog;
+use crate::audit::NewEvent;
 use crate::catalog::accounts::{self, Account, Accounts, NewSession, Session};
 use crate::catalog::rows::Fields;
 use crate::catalog::{Result, sql};
 
 impl Accounts for SqliteCatalog {
-    fn add_account(&self, a: &Account) -> Result<()> {
+    fn add_account(&self, a: &Account, event: &NewEvent) -> Result<()> {
         let mut conn = self.writer.lock().expect("catalog writer lock");
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         let exists = tx
@@ -29,6 +30,7 @@ impl Accounts for SqliteCatalog {
             ],
         )
         .map_err(|e| self.err(e))?;
+        self.chain().append(&tx, event).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
     }
 
@@ -48,7 +50,7 @@ impl Accounts for SqliteCatalog {
         })
     }
 
-    fn remove_account(&self, name: &str) -> Result<bool> {
+    fn remove_account(&self, name: &str, event: &NewEvent) -> Result<bool> {
         let mut conn = self.writer.lock().expect("catalog writer lock");
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         for statement in [sql::REMOVE_ACCOUNT_TOKENS, sql::REMOVE_ACCOUNT_SESSIONS] {
@@ -58,11 +60,21 @@ impl Accounts for SqliteCatalog {
         let removed = tx
             .execute(sql::REMOVE_ACCOUNT.sqlite, [name])
             .map_err(|e| self.err(e))?;
+        if removed == 0 {
+            return Ok(false);
+        }
+        self.chain().append(&tx, event).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
-        Ok(removed > 0)
+        Ok(true)
     }
 
-    fn add_token(&self, account: &str, token_hash: &str, created_at: i64) -> Result<()> {
+    fn add_token(
+        &self,
+        account: &str,
+        token_hash: &str,
+        created_at: i64,
+        event: &NewEvent,
+    ) -> Result<()> {
         let mut conn = self.writer.lock().expect("catalog writer lock");
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         let exists = tx
@@ -78,6 +90,7 @@ impl Accounts for SqliteCatalog {
             params![token_hash, account, created_at],
         )
         .map_err(|e| self.err(e))?;
+        self.chain().append(&tx, event).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
     }
 

@@ -156,6 +156,8 @@ impl From<PageError> for ApiError {
             PageError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             PageError::Forbidden(_) => StatusCode::FORBIDDEN,
             PageError::NotFound(_) => StatusCode::NOT_FOUND,
+            PageError::Conflict(_) => StatusCode::CONFLICT,
+            PageError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             PageError::BadRequest(_) => StatusCode::BAD_REQUEST,
             PageError::TooManyLogins(_) => StatusCode::TOO_MANY_REQUESTS,
             PageError::Internal(detail) => return ApiError::internal(detail),
@@ -222,6 +224,21 @@ impl ApiUser {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         Ok(self.0.check_csrf(given)?)
+    }
+}
+
+impl ApiUser {
+    /// A run of `policy` now, as this user (serve checks the permissions it needs).
+    async fn run_now(
+        &self,
+        state: &AppState,
+        policy: String,
+    ) -> Result<crate::app::serve::Started, ApiError> {
+        let answered = state.run_now(&self.0, policy).await?;
+        answered.map_err(|e| match e {
+            crate::app::serve::RunNowError::Access(e) => ApiError::from(e),
+            other => ApiError::from(PageError::from(other)),
+        })
     }
 }
 

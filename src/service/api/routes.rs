@@ -16,6 +16,7 @@ use crate::app::conversations::{self, ConversationsError, SearchPage, SearchRequ
 use crate::app::holds::{self, HoldError};
 use crate::app::jobs::{self, JobsError};
 use crate::app::lifecycle::{self, LifecycleError, Switch, SwitchOutcome};
+use crate::app::serve::Started;
 use crate::audit::{AuditEvent, AuditKind};
 use crate::catalog::conversations::ConversationDetail;
 use crate::catalog::holds::MatterState;
@@ -23,6 +24,7 @@ use crate::catalog::lifecycle::{LifecyclePolicy, LifecycleVersion, PendingChange
 use crate::catalog::{AuditQuery, FailedItem, JobRun, RunId, RunPage, RunStatus};
 use crate::policy::roles::Permission;
 use crate::service::web::AppState;
+use crate::service::web::verified::Verified;
 
 /// Rows a list returns unless `limit` asks for fewer, and the most it may ask for.
 const DEFAULT_LIMIT: usize = 50;
@@ -38,6 +40,7 @@ const MAX_LIMIT: usize = 500;
         list_runs,
         show_run,
         list_policies,
+        run_policy,
         list_lifecycle,
         show_lifecycle,
         list_changes,
@@ -49,6 +52,7 @@ const MAX_LIMIT: usize = 500;
         list_holds,
         show_hold,
         list_audit,
+        last_verification,
         verify_audit,
         search_conversations,
         show_conversation,
@@ -64,6 +68,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/v1/runs", get(list_runs))
         .route("/api/v1/runs/{id}", get(show_run))
         .route("/api/v1/policies", get(list_policies))
+        .route("/api/v1/policies/{name}/run", post(run_policy))
         .route("/api/v1/lifecycle/policies", get(list_lifecycle))
         .route("/api/v1/lifecycle/policies/{name}", get(show_lifecycle))
         .route("/api/v1/lifecycle/policies/{name}/enable", post(enable))
@@ -75,7 +80,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/v1/holds", get(list_holds))
         .route("/api/v1/holds/{matter}", get(show_hold))
         .route("/api/v1/audit/events", get(list_audit))
-        .route("/api/v1/audit/verification", get(verify_audit))
+        .route(
+            "/api/v1/audit/verification",
+            get(last_verification).post(verify_audit),
+        )
         .route("/api/v1/conversations", get(search_conversations))
         .route(
             "/api/v1/conversations/{tenant}/{id}",
@@ -294,6 +302,72 @@ async fn list_policies(
     })
     .await?;
     Ok(Body(views))
+}
+
+/// Whether a run asked for started or waits.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum RunState {
+    /// Its process is going.
+    Running,
+    /// Every slot is taken (serve's `--max-concurrent`): it starts when a run ends.
+    Queued,
+}
+
+/// A run asked for on demand, as serve took it.
+#[derive(Serialize, utoipa::ToSchema)]
+struct RunStarted {
+    policy: String,
+    state: RunState,
+    /// The run's process (running only).
+    process: Option<u32>,
+    /// When its process started (running only).
+    started_at: Option<DateTime<Utc>>,
+    /// Where to follow it: the policy's job history.
+    runs: String,
+}
+
+impl From<Started> for RunStarted {
+    fn from(started: Started) -> RunStarted {
+        let (policy, state, process, started_at) = match started {
+            Started::Running {
+                policy,
+                process,
+                at,
+            } => (policy, RunState::Running, Some(process), Some(at)),
+            Started::Queued { policy } => (policy, RunState::Queued, None, None),
+        };
+        RunStarted {
+            runs: format!(
+                "/api/v1/runs?policy={}",
+                form_urlencoded::byte_serialize(policy.as_bytes()).collect::<String>()
+            ),
+            policy,
+            state,
+            process,
+            started_at,
+        }
+    }
+}
+
+/// Runs a policy now, as `custodian serve` runs a scheduled one (JOBS_RUN; for `lifecycle`,
+/// ARTIFACTS_LIFECYCLE_POLICY_RUN too): 202 once started or queued, 409 while a run of the
+/// policy is going or waiting, 503 once serve is stopping.
+#[utoipa::path(post, path = "/api/v1/policies/{name}/run",
+    params(("name" = String, Path, description = "The policy's name (`lifecycle` for the sweep)")),
+    tag = "runs", responses((status = 202, body = RunStarted), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn run_policy(
+    State(state): State<AppState>,
+    who: ApiUser,
+    headers: HeaderMap,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    who.check_csrf(&headers)?;
+    printable("policy", &name)?;
+    let started = who.run_now(&state, name).await?;
+    Ok((StatusCode::ACCEPTED, Body(RunStarted::from(started))).into_response())
 }
 
 // Lifecycle policies and their approvals (the lifecycle permissions, checked by `app`).
@@ -636,6 +710,10 @@ struct UnreadableAnchor {
 struct Verification {
     /// Nothing found wrong: the chain holds and every anchor matches.
     intact: bool,
+    /// When the verification started and ended, and who asked for it.
+    started_at: DateTime<Utc>,
+    finished_at: DateTime<Utc>,
+    verified_by: String,
     /// Events checked, the head, where the chain is keyed from, the first break if any, and
     /// each anchor's comparison (as `custodian audit verify --json` prints them).
     #[schema(value_type = Object)]
@@ -643,31 +721,63 @@ struct Verification {
     unreadable: Vec<UnreadableAnchor>,
 }
 
-/// The audit trail's verification status (walks the whole chain).
+impl From<&Verified> for Verification {
+    fn from(v: &Verified) -> Verification {
+        Verification {
+            intact: v.intact(),
+            started_at: v.started_at,
+            finished_at: v.finished_at,
+            verified_by: v.by.clone(),
+            report: v.check.report.clone(),
+            unreadable: v
+                .check
+                .unreadable
+                .iter()
+                .map(|u| UnreadableAnchor {
+                    policy: u.policy.clone(),
+                    target: u.target.clone(),
+                    error: u.error.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The last verification since serve started; null until someone asks for one.
+#[derive(Serialize, utoipa::ToSchema)]
+struct LastVerification {
+    last: Option<Verification>,
+}
+
+/// The audit trail's last verification with its time (reads nothing of the chain; POST to
+/// verify it now).
 #[utoipa::path(get, path = "/api/v1/audit/verification", tag = "audit",
+    responses((status = 200, body = LastVerification), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
+async fn last_verification(
+    State(state): State<AppState>,
+    who: ApiUser,
+) -> Result<Body<LastVerification>, ApiError> {
+    call(&state, &who, &[Permission::AuditRead], |_| Ok(())).await?;
+    Ok(Body(LastVerification {
+        last: state.last_verification().as_deref().map(Verification::from),
+    }))
+}
+
+/// Verifies the whole audit trail now, as `audit verify` does (walks the whole chain and reads
+/// every anchor; one verification at a time), and keeps the result as the last one.
+#[utoipa::path(post, path = "/api/v1/audit/verification", tag = "audit",
     responses((status = 200, body = Verification), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody)))]
 async fn verify_audit(
     State(state): State<AppState>,
     who: ApiUser,
+    headers: HeaderMap,
 ) -> Result<Body<Verification>, ApiError> {
-    let checked = call(&state, &who, &[Permission::AuditRead], |l| {
-        Ok(audit::verify(l)?)
-    })
-    .await?;
-    Ok(Body(Verification {
-        intact: checked.report.intact() && checked.unreadable.is_empty(),
-        report: checked.report,
-        unreadable: checked
-            .unreadable
-            .into_iter()
-            .map(|u| UnreadableAnchor {
-                policy: u.policy,
-                target: u.target,
-                error: u.error,
-            })
-            .collect(),
-    }))
+    who.check_csrf(&headers)?;
+    call(&state, &who, &[Permission::AuditRead], |_| Ok(())).await?;
+    let verified = state.verify_audit(&who.0).await?;
+    Ok(Body(Verification::from(verified.as_ref())))
 }
 
 // Conversations (CONVERSATIONS_READ, checked by `app`).

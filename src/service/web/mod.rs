@@ -24,6 +24,7 @@
 pub mod auth;
 mod limit;
 mod pages;
+pub mod verified;
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -39,6 +40,7 @@ use axum_server::tls_rustls::RustlsConfig;
 use crate::app::Loaded;
 use crate::app::access::AccessError;
 use crate::app::accounts::AccountError;
+use crate::app::serve::{RunNowError, Runner};
 use crate::policy::roles::{Permission, RolesError};
 
 /// Password checks at once: each argon2id check holds 19 MiB, so a burst of logins cannot
@@ -108,13 +110,16 @@ impl WebOptions {
     }
 }
 
-/// What every handler shares: the config and catalog, and the portal's settings and login
-/// throttle. Cheap to clone.
+/// What every handler shares: the config and catalog, serve's runner of runs on demand, and
+/// the portal's settings and login throttle. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
 
 struct Shared {
     loaded: Loaded,
+    /// Where a run asked for from the portal goes: serve's loop, which keeps one run per
+    /// policy for scheduled and asked-for runs alike.
+    runner: Runner,
     /// Cookies carry `Secure` (the portal is served over TLS).
     secure_cookies: bool,
     trusted_header: Option<TrustedHeader>,
@@ -123,12 +128,16 @@ struct Shared {
     password_checks: tokio::sync::Semaphore,
     /// A random key of this process: CSRF tokens of trusted-header users are derived from it.
     csrf_key: [u8; 32],
+    /// The audit trail's last verification, shown until a user asks for another.
+    verifications: verified::Verifications,
 }
 
 impl AppState {
-    /// The state of a portal over `loaded`, served over TLS when `tls`.
+    /// The state of a portal over `loaded` asking `runner` for runs on demand, served over TLS
+    /// when `tls`.
     pub fn new(
         loaded: Loaded,
+        runner: Runner,
         tls: bool,
         trusted_header: Option<TrustedHeader>,
     ) -> Result<AppState, AccountError> {
@@ -137,17 +146,34 @@ impl AppState {
         hex::decode_to_slice(key, &mut csrf_key).expect("64 hex digits");
         Ok(AppState(Arc::new(Shared {
             loaded,
+            runner,
             secure_cookies: tls,
             trusted_header,
             logins: limit::LoginLimiter::default(),
             password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
             csrf_key,
+            verifications: verified::Verifications::default(),
         })))
     }
 
     /// The config and catalog, acting as the process (for what needs no user: login).
     fn loaded(&self) -> &Loaded {
         &self.0.loaded
+    }
+
+    /// A run of `policy` now, asked for by `who`: serve checks JOBS_RUN (and, for the lifecycle
+    /// sweep, ARTIFACTS_LIFECYCLE_POLICY_RUN) against the roles file and starts it as it starts
+    /// a scheduled one. Logged with the user, as the socket logs its requests.
+    pub async fn run_now(
+        &self,
+        who: &auth::Authed,
+        policy: String,
+    ) -> Result<Result<crate::app::serve::Started, RunNowError>, PageError> {
+        tracing::info!("web portal: {} asks run {policy:?}", who.actor.user);
+        let runner = self.0.runner.clone();
+        let actor = who.actor.clone();
+        self.blocking(move |l| runner.run_now(&l.acting_as(actor), &policy))
+            .await
     }
 
     /// Runs `f` on a blocking thread with the config and catalog, as the process: only for
@@ -232,9 +258,15 @@ pub enum PageError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// The request clashes with what is going on (a run of the policy already running).
+    #[error("{0}")]
+    Conflict(String),
     /// The request itself is wrong (a bad parameter, a refused change).
     #[error("{0}")]
     BadRequest(String),
+    /// The service cannot take the request now (serve is stopping).
+    #[error("{0}")]
+    Unavailable(String),
     /// Too many failed logins; retry after this many seconds.
     #[error("too many failed logins; try again in {0} seconds")]
     TooManyLogins(u64),
@@ -249,7 +281,9 @@ impl PageError {
             PageError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             PageError::Forbidden(_) => StatusCode::FORBIDDEN,
             PageError::NotFound(_) => StatusCode::NOT_FOUND,
+            PageError::Conflict(_) => StatusCode::CONFLICT,
             PageError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            PageError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             PageError::TooManyLogins(_) => StatusCode::TOO_MANY_REQUESTS,
             PageError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -289,6 +323,20 @@ impl From<AccessError> for PageError {
     }
 }
 
+impl From<RunNowError> for PageError {
+    fn from(e: RunNowError) -> PageError {
+        match e {
+            RunNowError::Access(e) => e.into(),
+            e @ RunNowError::NoSuchPolicy { .. } => PageError::NotFound(e.to_string()),
+            e @ (RunNowError::AlreadyRunning { .. } | RunNowError::AlreadyWaiting(_)) => {
+                PageError::Conflict(e.to_string())
+            }
+            e @ RunNowError::Stopping => PageError::Unavailable(e.to_string()),
+            e @ RunNowError::NotStarted(_) => PageError::Internal(e.to_string()),
+        }
+    }
+}
+
 impl From<AccountError> for PageError {
     fn from(e: AccountError) -> PageError {
         PageError::Internal(e.to_string())
@@ -304,12 +352,13 @@ pub struct Portal {
     tls: bool,
 }
 
-/// Binds `options.listen` and starts serving `loaded` on a runtime of its own. A bind or TLS
-/// failure is returned before anything is served.
+/// Binds `options.listen` and starts serving `loaded` on a runtime of its own, asking
+/// `runner` for runs on demand. A bind or TLS failure is returned before anything is served.
 pub fn start(
     loaded: Loaded,
     options: &WebOptions,
     scheduler: Arc<crate::app::serve::SchedulerStatus>,
+    runner: Runner,
 ) -> Result<Portal, WebError> {
     options.validate()?;
     let tls = options.tls.as_ref().map(tls_config).transpose()?;
@@ -322,8 +371,8 @@ pub fn start(
         source,
     })?;
     let serves_tls = tls.is_some();
-    let state =
-        AppState::new(loaded, serves_tls, options.trusted_header.clone()).map_err(WebError::Key)?;
+    let state = AppState::new(loaded, runner, serves_tls, options.trusted_header.clone())
+        .map_err(WebError::Key)?;
     let sources = crate::service::metrics::Sources {
         catalog: state.loaded().catalog.clone(),
         scheduler,

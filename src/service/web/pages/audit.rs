@@ -1,26 +1,31 @@
 //! `/audit`: the audit trail filtered by kind, run or conversation id, a page at a time, under
-//! the chain's verification status (the chain in the catalog, and the newest anchor of each
-//! export policy at its target); AUDIT_READ.
+//! the chain's last verification (the chain in the catalog, and the newest anchor of each
+//! export policy at its target) with its time, and a form to verify it now; AUDIT_READ.
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::routing::get;
+use axum::response::Redirect;
+use axum::routing::{get, post};
 use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::page;
-use crate::app::audit::{self, AuditError, TrailCheck};
+use crate::app::audit;
 use crate::audit::{AuditEvent, AuditKind};
 use crate::catalog::{AuditQuery, RunId};
 use crate::policy::roles::Permission;
 use crate::service::web::auth::Authed;
+use crate::service::web::verified::Verified;
 use crate::service::web::{AppState, PageError};
 
 /// Events a page shows.
 const PAGE: usize = 100;
 
 pub(super) fn routes() -> Router<AppState> {
-    Router::new().route("/audit", get(list))
+    Router::new()
+        .route("/audit", get(list))
+        .route("/audit/verify", post(verify))
 }
 
 #[derive(Deserialize, Default)]
@@ -62,20 +67,70 @@ async fn list(
     Query(filter): Query<Filter>,
 ) -> Result<Markup, PageError> {
     let query = filter.query()?;
-    let (check, events) = state
+    let events = state
         .run_as(&who, &[Permission::AuditRead], move |l| {
-            Ok::<_, AuditError>((audit::verify(l)?, audit::events(l, &query)?))
+            audit::events(l, &query)
         })
         .await?;
+    let last = state.last_verification();
     Ok(page(
         "Audit trail",
         Some(&who),
-        audit_page(&filter, &check, &events),
+        audit_page(&who, &filter, last.as_deref(), &events),
     ))
 }
 
-fn audit_page(filter: &Filter, check: &TrailCheck, events: &[AuditEvent]) -> Markup {
-    let r = &check.report;
+/// The Verify now form: walks the whole chain (AUDIT_READ), then shows `/audit` with the result.
+async fn verify(
+    State(state): State<AppState>,
+    who: Authed,
+    body: Bytes,
+) -> Result<Redirect, PageError> {
+    let csrf = form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    who.check_csrf(&csrf)?;
+    state.verify_audit(&who).await?;
+    Ok(Redirect::to("/audit"))
+}
+
+/// The last verification's result and time, and the form to verify now.
+fn verification(who: &Authed, last: Option<&Verified>) -> Markup {
+    html! {
+        @match last {
+            None => p { "The chain has not been verified since serve started." },
+            Some(v) => {
+                @let r = &v.check.report;
+                p { "Last verified at " (v.finished_at.to_rfc3339()) " by " (v.by) " (started " (v.started_at.to_rfc3339()) "):" }
+                @if v.intact() {
+                    p.good { "The chain verifies: " (r.events) " events up to " (r.head.seq) ", every anchor matches." }
+                } @else {
+                    @if let Some(b) = &r.broken {
+                        p.error { "The chain is broken at event " (b.seq) ": " (b.problem.to_string()) }
+                    }
+                    @for a in r.anchors.iter().filter(|a| a.status != crate::catalog::trail::AnchorStatus::Matches) {
+                        p.error { "Anchor of " (a.anchor.policy) " at " (a.anchor.target) " does not match: " (format!("{:?}", a.status)) }
+                    }
+                    @for u in &v.check.unreadable {
+                        p.error { "Anchor of " (u.policy) " at " (u.target) " could not be read: " (u.error) }
+                    }
+                }
+            },
+        }
+        form method="post" action="/audit/verify" {
+            input type="hidden" name="csrf" value=(who.csrf());
+            button type="submit" { "Verify the whole chain now" }
+        }
+    }
+}
+
+fn audit_page(
+    who: &Authed,
+    filter: &Filter,
+    last: Option<&Verified>,
+    events: &[AuditEvent],
+) -> Markup {
     let next = (events.len() == PAGE)
         .then(|| events.last())
         .flatten()
@@ -93,19 +148,7 @@ fn audit_page(filter: &Filter, check: &TrailCheck, events: &[AuditEvent]) -> Mar
             link
         });
     html! {
-        @if r.intact() && check.unreadable.is_empty() {
-            p.good { "The chain verifies: " (r.events) " events up to " (r.head.seq) ", every anchor matches." }
-        } @else {
-            @if let Some(b) = &r.broken {
-                p.error { "The chain is broken at event " (b.seq) ": " (b.problem.to_string()) }
-            }
-            @for a in r.anchors.iter().filter(|a| a.status != crate::catalog::trail::AnchorStatus::Matches) {
-                p.error { "Anchor of " (a.anchor.policy) " at " (a.anchor.target) " does not match: " (format!("{:?}", a.status)) }
-            }
-            @for u in &check.unreadable {
-                p.error { "Anchor of " (u.policy) " at " (u.target) " could not be read: " (u.error) }
-            }
-        }
+        (verification(who, last))
         form.filter method="get" action="/audit" {
             label { "Kind " input name="kind" value=[filter.kind.as_deref()]; }
             label { "Run " input name="run" value=[filter.run.as_deref()]; }
