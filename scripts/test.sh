@@ -10,6 +10,8 @@ export CUSTODIAN_SMTPD_PYTHON="$CUSTODIAN_SMTPD_HOME/bin/python"
 # The JSON API's test runs schemathesis (PyPI) against its OpenAPI document and a live server.
 export CUSTODIAN_SCHEMATHESIS_HOME="${CUSTODIAN_SCHEMATHESIS_HOME:-$HOME/.cache/custodian-schemathesis}"
 export CUSTODIAN_SCHEMATHESIS="$CUSTODIAN_SCHEMATHESIS_HOME/bin/schemathesis"
+# WORM export tests run against moto (PyPI `moto[server]`), whose S3 enforces Object Lock.
+export CUSTODIAN_MOTO_HOME="${CUSTODIAN_MOTO_HOME:-$HOME/.cache/custodian-moto}"
 # From Debian: a C compiler and make (the build compiles LAME, SQLite and the crypto libraries),
 # sox with its formats (media tests compare our audio with sox's), ffmpeg (video tests),
 # python3 (zip checks) with venv for aiosmtpd, and npm for Azurite.
@@ -19,7 +21,8 @@ command -v sox >/dev/null || need+=(sox)
 dpkg -s libsox-fmt-all >/dev/null 2>&1 || need+=(libsox-fmt-all)
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v python3 >/dev/null || need+=(python3)
-{ "$CUSTODIAN_SMTPD_PYTHON" -c 'import aiosmtpd' 2>/dev/null && [ -x "$CUSTODIAN_SCHEMATHESIS" ]; } ||
+{ "$CUSTODIAN_SMTPD_PYTHON" -c 'import aiosmtpd' 2>/dev/null && [ -x "$CUSTODIAN_SCHEMATHESIS" ] &&
+    [ -x "$CUSTODIAN_MOTO_HOME/bin/moto_server" ]; } ||
     python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 [ -x "$AZURITE_HOME/node_modules/.bin/azurite-blob" ] || command -v npm >/dev/null || need+=(npm)
 # The web portal's browser test drives Debian's Chromium through its chromedriver.
@@ -39,6 +42,10 @@ fi
 if ! "$CUSTODIAN_SMTPD_PYTHON" -c 'import aiosmtpd' 2>/dev/null; then
     python3 -m venv "$CUSTODIAN_SMTPD_HOME"
     "$CUSTODIAN_SMTPD_PYTHON" -m pip install --quiet --disable-pip-version-check 'aiosmtpd==1.4.6'
+fi
+if [ ! -x "$CUSTODIAN_MOTO_HOME/bin/moto_server" ]; then
+    python3 -m venv "$CUSTODIAN_MOTO_HOME"
+    "$CUSTODIAN_MOTO_HOME/bin/python" -m pip install --quiet --disable-pip-version-check 'moto[server]==5.2.5'
 fi
 if [ ! -x "$CUSTODIAN_SCHEMATHESIS" ]; then
     python3 -m venv "$CUSTODIAN_SCHEMATHESIS_HOME"

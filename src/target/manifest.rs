@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Headway, ObjectKey, Target, TargetError, WriteContext};
+use super::{Headway, Keep, ObjectKey, Target, TargetError, WriteContext};
 use crate::audit::{Anchor, AuditHead};
 use crate::catalog::{Catalog, CatalogError, ObjectRecord, RunId};
 use crate::progress::Progress;
@@ -96,6 +96,7 @@ pub fn write(
     let cx = WriteContext {
         run: Some(run),
         headway: headway.clone(),
+        keep: Keep::default(),
     };
     let key = key_for(policy, run);
     let io_err = |source| TargetError::Io {
@@ -319,8 +320,18 @@ fn hash_object(target: &dyn Target, obj: &ObjectRecord) -> Option<String> {
     }
 }
 
+/// What is wrong with the Object Lock retention of an object read back whole, when its target
+/// writes under Object Lock.
+fn retention_problem(target: &dyn Target, obj: &ObjectRecord) -> Option<String> {
+    let key = ObjectKey::new(obj.key.clone()).ok()?;
+    match target.retention_problem(&key) {
+        Ok(problem) => problem,
+        Err(e) => Some(format!("cannot read its retention: {e}")),
+    }
+}
+
 /// Reads every object listed in the manifest at `key` back from the target and compares
-/// its size and SHA-256.
+/// its size and SHA-256, and, on a target under Object Lock, reads its retention back.
 pub fn verify(
     target: &dyn Target,
     key: &ObjectKey,
@@ -355,7 +366,7 @@ pub fn verify(
         let bad: Vec<Mismatch> = batch
             .par_iter()
             .filter_map(|obj| {
-                let problem = hash_object(target, obj);
+                let problem = hash_object(target, obj).or_else(|| retention_problem(target, obj));
                 progress.advance(1);
                 problem.map(|problem| Mismatch {
                     key: obj.key.clone(),
