@@ -92,7 +92,6 @@ impl SchedulerStatus {
     }
 }
 
-
 /// What serve passes on while it runs.
 pub trait ServeObserver: Send + Sync {
     /// A line a run of `policy` wrote to its standard error.

@@ -27,7 +27,9 @@ pub struct Matter {
 }
 
 /// A conversation as the CLI names it: `TENANT/ID`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, utoipa::ToSchema)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, utoipa::ToSchema,
+)]
 #[serde(try_from = "RefFields")]
 pub struct ConversationRef {
     pub tenant: String,

@@ -547,6 +547,7 @@ impl Export<'_> {
             keep: Keep {
                 from: Some(c.end.to_utc()),
                 legal_hold: c.flags.legal_hold || !s.holds.is_empty(),
+                pointer: false,
             },
         };
         match self.write_conversation(&cx, run, buffer, &s) {

@@ -15,13 +15,14 @@ use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use aws_sdk_s3::operation::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder;
+use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder;
 use aws_sdk_s3::primitives::{ByteStream as SdkStream, DateTime as SdkDateTime};
 use aws_sdk_s3::types::{
-    ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart, ObjectLockEnabled,
-    ObjectLockLegalHoldStatus, ObjectLockMode,
+    ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart,
+    ObjectLockEnabled, ObjectLockLegalHold, ObjectLockLegalHoldStatus, ObjectLockMode,
+    ObjectLockRetention, ObjectLockRetentionMode,
 };
 use base64::Engine;
 use bytes::Bytes;
@@ -215,6 +216,13 @@ fn sdk_mode(mode: LockMode) -> ObjectLockMode {
     }
 }
 
+fn sdk_retention_mode(mode: LockMode) -> ObjectLockRetentionMode {
+    match mode {
+        LockMode::Compliance => ObjectLockRetentionMode::Compliance,
+        LockMode::Governance => ObjectLockRetentionMode::Governance,
+    }
+}
+
 fn legal_hold(on: bool) -> ObjectLockLegalHoldStatus {
     if on {
         ObjectLockLegalHoldStatus::On
@@ -307,8 +315,11 @@ impl Backend for AwsBackend {
         sha256: &str,
         retention: Retention,
     ) -> BackendResult<()> {
+        // A locked bucket takes a write only with Content-MD5 or x-amz-sdk-checksum-algorithm;
+        // the SHA-256 given is sent as is (the SDK computes none when one is set).
         let request = self
             .put_request(key, &body, sha256)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .object_lock_mode(sdk_mode(retention.mode))
             .object_lock_retain_until_date(SdkDateTime::from_secs(retention.until.timestamp()))
             .object_lock_legal_hold_status(legal_hold(retention.legal_hold))
@@ -329,6 +340,42 @@ impl Backend for AwsBackend {
             .object_lock_legal_hold_status(legal_hold(retention.legal_hold))
             .metadata(RETAIN_UNTIL_KEY, retention.until.to_rfc3339());
         send_begin(request).await
+    }
+
+    async fn complete_locked(
+        &self,
+        key: &str,
+        upload: &str,
+        parts: Vec<String>,
+        retention: Retention,
+    ) -> BackendResult<()> {
+        self.complete(key, upload, parts).await?;
+        self.client
+            .put_object_retention()
+            .bucket(&self.bucket)
+            .key(key)
+            .retention(
+                ObjectLockRetention::builder()
+                    .mode(sdk_retention_mode(retention.mode))
+                    .retain_until_date(SdkDateTime::from_secs(retention.until.timestamp()))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(other)?;
+        self.client
+            .put_object_legal_hold()
+            .bucket(&self.bucket)
+            .key(key)
+            .legal_hold(
+                ObjectLockLegalHold::builder()
+                    .status(legal_hold(retention.legal_hold))
+                    .build(),
+            )
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(other)
     }
 
     async fn lock_state(&self, key: &str) -> BackendResult<Option<LockState>> {

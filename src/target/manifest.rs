@@ -161,7 +161,14 @@ fn write_latest(
     let body = serde_json::to_vec(&latest).expect("a pointer serializes");
     let sha256 = hex::encode(Sha256::digest(&body));
     let pointer = latest_key(policy);
-    let mut w = target.create(&pointer, Some(&sha256), cx)?;
+    let cx = WriteContext {
+        keep: Keep {
+            pointer: true,
+            ..cx.keep
+        },
+        ..cx.clone()
+    };
+    let mut w = target.create(&pointer, Some(&sha256), &cx)?;
     w.write_all(&body).map_err(|cause| TargetError::Io {
         target: target.name().to_owned(),
         key: pointer.to_string(),

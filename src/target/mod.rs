@@ -296,6 +296,9 @@ pub struct Keep {
     pub from: Option<chrono::DateTime<chrono::Utc>>,
     /// Whether a legal hold covers the conversation (its record's flag or a matter's hold).
     pub legal_hold: bool,
+    /// A pointer every run rewrites (a policy's `latest.json`), not a record: written without
+    /// Object Lock, and overwritten.
+    pub pointer: bool,
 }
 
 /// Wraps a writer, counting and hashing the bytes that pass through.

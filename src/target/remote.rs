@@ -186,6 +186,17 @@ pub trait Backend: Send + Sync + 'static {
     ) -> BackendResult<String> {
         Err(no_object_lock())
     }
+    /// Completes an upload begun with `begin_locked`, then sets `retention` on the object
+    /// again: some stores apply Object Lock headers to single-request writes only.
+    async fn complete_locked(
+        &self,
+        _key: &str,
+        _upload: &str,
+        _parts: Vec<String>,
+        _retention: Retention,
+    ) -> BackendResult<()> {
+        Err(no_object_lock())
+    }
     /// What the bucket holds at `key`; None when nothing.
     async fn lock_state(&self, _key: &str) -> BackendResult<Option<LockState>> {
         Err(no_object_lock())
@@ -313,6 +324,7 @@ impl Target for RemoteTarget {
             upload: None,
             retention: self
                 .lock
+                .filter(|_| !cx.keep.pointer)
                 .map(|lock| Retention::new(lock, cx.keep, Utc::now())),
         }))
     }
@@ -550,9 +562,16 @@ impl RemoteWriter {
         upload.done.sort_unstable_by_key(|(i, _)| *i);
         let parts = upload.done.iter().map(|(_, t)| t.clone()).collect();
         let id = upload.id.clone();
-        self.runtime
-            .block_on(self.backend.complete(&self.full_key, &id, parts))
-            .map_err(|e| self.error(e))?;
+        let key = &self.full_key;
+        match self.retention {
+            Some(r) => self
+                .runtime
+                .block_on(self.backend.complete_locked(key, &id, parts, r)),
+            None => self
+                .runtime
+                .block_on(self.backend.complete(key, &id, parts)),
+        }
+        .map_err(|e| self.error(e))?;
         self.upload = None;
         if let Some(journal) = &self.journal {
             journal
@@ -690,6 +709,7 @@ mod tests {
         let ended = Keep {
             from: Some(at("2026-02-25T10:05:00Z")),
             legal_hold: true,
+            pointer: false,
         };
         let r = Retention::new(LOCK, ended, now);
         assert_eq!(r.until, at("2026-03-07T10:05:00Z"));
@@ -706,6 +726,7 @@ mod tests {
         let old = Keep {
             from: Some(at("2020-01-01T00:00:00Z")),
             legal_hold: false,
+            pointer: false,
         };
         assert_eq!(
             Retention::new(LOCK, old, now).until,

@@ -160,10 +160,30 @@ fn object_lock_errors_name_file_line_and_key() {
     // The `object_lock` line is line 4 of each table added after `base`.
     let line = base.lines().count() + 5;
     for (table, lock, key, says) in [
-        (s3, "{ mode = \"forever\", retain_days = 30 }", "targets.bucket.object_lock.mode", "unknown variant `forever`"),
-        (s3, "{ mode = \"compliance\", retain_days = 0 }", "targets.bucket.object_lock.retain_days", "retain objects 1 to 36500 days"),
-        (s3, "{ mode = \"governance\", retain_days = 99999999 }", "targets.bucket.object_lock.retain_days", "not 99999999"),
-        (s3, "{ mode = \"governance\" }", "targets.bucket.object_lock", "missing field `retain_days`"),
+        (
+            s3,
+            "{ mode = \"forever\", retain_days = 30 }",
+            "targets.bucket.object_lock.mode",
+            "unknown variant `forever`",
+        ),
+        (
+            s3,
+            "{ mode = \"compliance\", retain_days = 0 }",
+            "targets.bucket.object_lock.retain_days",
+            "retain objects 1 to 36500 days",
+        ),
+        (
+            s3,
+            "{ mode = \"governance\", retain_days = 99999999 }",
+            "targets.bucket.object_lock.retain_days",
+            "not 99999999",
+        ),
+        (
+            s3,
+            "{ mode = \"governance\" }",
+            "targets.bucket.object_lock",
+            "missing field `retain_days`",
+        ),
         (
             "\n[targets.bucket]\nkind = \"filesystem\"\npath = \"b\"\n",
             "{ mode = \"compliance\", retain_days = 30 }",
