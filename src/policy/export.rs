@@ -35,7 +35,7 @@ use crate::schedule::JobSettings;
 use crate::schedule::runlog::RunLog;
 use crate::settings::Invalid;
 use crate::target::manifest::{self, ManifestError, RESERVED_PREFIX};
-use crate::target::{Expected, ObjectKey, Target, TargetError, WriteContext};
+use crate::target::{Expected, Keep, ObjectKey, Target, TargetError, WriteContext};
 
 use super::PolicySettings;
 
@@ -544,6 +544,11 @@ impl Export<'_> {
         let cx = WriteContext {
             run: Some(run),
             headway: control.headway().clone(),
+            keep: Keep {
+                from: Some(c.end.to_utc()),
+                legal_hold: c.flags.legal_hold || !s.holds.is_empty(),
+                pointer: false,
+            },
         };
         match self.write_conversation(&cx, run, buffer, &s) {
             Ok(Done { objects, artifacts }) => ItemOutcome::Exported {

@@ -15,15 +15,23 @@ use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder;
 use aws_sdk_s3::operation::head_object::HeadObjectOutput;
-use aws_sdk_s3::primitives::ByteStream as SdkStream;
-use aws_sdk_s3::types::{ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder;
+use aws_sdk_s3::primitives::{ByteStream as SdkStream, DateTime as SdkDateTime};
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart,
+    ObjectLockEnabled, ObjectLockLegalHold, ObjectLockLegalHoldStatus, ObjectLockMode,
+    ObjectLockRetention, ObjectLockRetentionMode,
+};
 use base64::Engine;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::remote::{Aborted, Backend, BackendError, BackendResult, ByteStream, runtime};
-use super::{S3Config, TargetError, Uploads};
+use super::remote::{
+    Aborted, Backend, BackendError, BackendResult, ByteStream, LockState, Retention, runtime,
+};
+use super::{LockMode, S3Config, TargetError, Uploads};
 
 /// What to check when an S3 target cannot be used.
 pub const HINT: &str = "check the bucket, the endpoint and the AWS credentials \
@@ -34,6 +42,10 @@ pub const HINT: &str = "check the bucket, the endpoint and the AWS credentials \
 const ATTEMPTS: u32 = 6;
 
 const SHA256_KEY: &str = "sha256";
+
+/// The user-metadata key a locked object carries its retain-until date under (RFC 3339): the
+/// store's own date can be shortened later (governance mode), this one cannot.
+const RETAIN_UNTIL_KEY: &str = "retain-until";
 
 struct AwsBackend {
     client: aws_sdk_s3::Client,
@@ -137,6 +149,109 @@ fn trusted_sha256(out: &HeadObjectOutput) -> Option<String> {
         .map(hex::encode)
 }
 
+impl AwsBackend {
+    /// A one-request upload carrying its SHA-256 as the checksum the store verifies (which
+    /// also satisfies Object Lock's demand for an integrity header) and as metadata.
+    fn put_request(&self, key: &str, body: &Bytes, sha256: &str) -> PutObjectFluentBuilder {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_length(body.len() as i64)
+            .set_checksum_sha256(base64_of_hex(sha256))
+            .metadata(SHA256_KEY, sha256)
+    }
+
+    fn begin_request(&self, key: &str, sha256: Option<&str>) -> CreateMultipartUploadFluentBuilder {
+        let request = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key);
+        match sha256 {
+            Some(sha) => request.metadata(SHA256_KEY, sha),
+            None => request,
+        }
+    }
+
+    /// HEAD of the object at `key` with its checksum; None when there is none.
+    async fn head(&self, key: &str) -> BackendResult<Option<HeadObjectOutput>> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(out)),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(other(e)),
+        }
+    }
+}
+
+async fn send_put(request: PutObjectFluentBuilder, body: Bytes) -> BackendResult<()> {
+    request
+        .body(SdkStream::from(body))
+        .customize()
+        .disable_payload_signing()
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(other)
+}
+
+async fn send_begin(request: CreateMultipartUploadFluentBuilder) -> BackendResult<String> {
+    let out = request.send().await.map_err(other)?;
+    out.upload_id
+        .ok_or_else(|| BackendError::Other("the store returned no upload id".into()))
+}
+
+fn sdk_mode(mode: LockMode) -> ObjectLockMode {
+    match mode {
+        LockMode::Compliance => ObjectLockMode::Compliance,
+        LockMode::Governance => ObjectLockMode::Governance,
+    }
+}
+
+fn sdk_retention_mode(mode: LockMode) -> ObjectLockRetentionMode {
+    match mode {
+        LockMode::Compliance => ObjectLockRetentionMode::Compliance,
+        LockMode::Governance => ObjectLockRetentionMode::Governance,
+    }
+}
+
+fn legal_hold(on: bool) -> ObjectLockLegalHoldStatus {
+    if on {
+        ObjectLockLegalHoldStatus::On
+    } else {
+        ObjectLockLegalHoldStatus::Off
+    }
+}
+
+/// An object's Object Lock as HEAD reports it.
+fn lock_state(out: &HeadObjectOutput) -> LockState {
+    let mode = match out.object_lock_mode() {
+        Some(ObjectLockMode::Compliance) => Some(LockMode::Compliance),
+        Some(ObjectLockMode::Governance) => Some(LockMode::Governance),
+        _ => None,
+    };
+    let until = out
+        .object_lock_retain_until_date()
+        .and_then(|d| chrono::DateTime::from_timestamp(d.secs(), 0));
+    LockState {
+        sha256: trusted_sha256(out),
+        retention: mode.zip(until),
+        written_until: out
+            .metadata()
+            .and_then(|m| m.get(RETAIN_UNTIL_KEY))
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.to_utc()),
+    }
+}
+
 #[async_trait::async_trait]
 impl Backend for AwsBackend {
     fn location(&self) -> String {
@@ -164,34 +279,107 @@ impl Backend for AwsBackend {
     }
 
     async fn put(&self, key: &str, body: Bytes, sha256: &str) -> BackendResult<()> {
+        send_put(self.put_request(key, &body, sha256), body).await
+    }
+
+    async fn begin(&self, key: &str, sha256: Option<&str>) -> BackendResult<String> {
+        send_begin(self.begin_request(key, sha256)).await
+    }
+
+    async fn object_lock_enabled(&self) -> BackendResult<bool> {
+        match self
+            .client
+            .get_object_lock_configuration()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out
+                .object_lock_configuration()
+                .and_then(|c| c.object_lock_enabled())
+                == Some(&ObjectLockEnabled::Enabled)),
+            Err(e)
+                if e.as_service_error().and_then(|s| s.code())
+                    == Some("ObjectLockConfigurationNotFoundError") =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(other(e)),
+        }
+    }
+
+    async fn put_locked(
+        &self,
+        key: &str,
+        body: Bytes,
+        sha256: &str,
+        retention: Retention,
+    ) -> BackendResult<()> {
+        // A locked bucket takes a write only with Content-MD5 or x-amz-sdk-checksum-algorithm;
+        // the SHA-256 given is sent as is (the SDK computes none when one is set).
+        let request = self
+            .put_request(key, &body, sha256)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .object_lock_mode(sdk_mode(retention.mode))
+            .object_lock_retain_until_date(SdkDateTime::from_secs(retention.until.timestamp()))
+            .object_lock_legal_hold_status(legal_hold(retention.legal_hold))
+            .metadata(RETAIN_UNTIL_KEY, retention.until.to_rfc3339());
+        send_put(request, body).await
+    }
+
+    async fn begin_locked(
+        &self,
+        key: &str,
+        sha256: Option<&str>,
+        retention: Retention,
+    ) -> BackendResult<String> {
+        let request = self
+            .begin_request(key, sha256)
+            .object_lock_mode(sdk_mode(retention.mode))
+            .object_lock_retain_until_date(SdkDateTime::from_secs(retention.until.timestamp()))
+            .object_lock_legal_hold_status(legal_hold(retention.legal_hold))
+            .metadata(RETAIN_UNTIL_KEY, retention.until.to_rfc3339());
+        send_begin(request).await
+    }
+
+    async fn complete_locked(
+        &self,
+        key: &str,
+        upload: &str,
+        parts: Vec<String>,
+        retention: Retention,
+    ) -> BackendResult<()> {
+        self.complete(key, upload, parts).await?;
         self.client
-            .put_object()
+            .put_object_retention()
             .bucket(&self.bucket)
             .key(key)
-            .content_length(body.len() as i64)
-            .set_checksum_sha256(base64_of_hex(sha256))
-            .metadata(SHA256_KEY, sha256)
-            .body(SdkStream::from(body))
-            .customize()
-            .disable_payload_signing()
+            .retention(
+                ObjectLockRetention::builder()
+                    .mode(sdk_retention_mode(retention.mode))
+                    .retain_until_date(SdkDateTime::from_secs(retention.until.timestamp()))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(other)?;
+        self.client
+            .put_object_legal_hold()
+            .bucket(&self.bucket)
+            .key(key)
+            .legal_hold(
+                ObjectLockLegalHold::builder()
+                    .status(legal_hold(retention.legal_hold))
+                    .build(),
+            )
             .send()
             .await
             .map(|_| ())
             .map_err(other)
     }
 
-    async fn begin(&self, key: &str, sha256: Option<&str>) -> BackendResult<String> {
-        let mut request = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key);
-        if let Some(sha) = sha256 {
-            request = request.metadata(SHA256_KEY, sha);
-        }
-        let out = request.send().await.map_err(other)?;
-        out.upload_id
-            .ok_or_else(|| BackendError::Other("the store returned no upload id".into()))
+    async fn lock_state(&self, key: &str) -> BackendResult<Option<LockState>> {
+        Ok(self.head(key).await?.map(|out| lock_state(&out)))
     }
 
     async fn part(
@@ -265,19 +453,7 @@ impl Backend for AwsBackend {
     }
 
     async fn stored_sha256(&self, key: &str) -> BackendResult<Option<String>> {
-        match self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .checksum_mode(ChecksumMode::Enabled)
-            .send()
-            .await
-        {
-            Ok(out) => Ok(trusted_sha256(&out)),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
-            Err(e) => Err(other(e)),
-        }
+        Ok(self.head(key).await?.and_then(|out| trusted_sha256(&out)))
     }
 
     async fn get(&self, key: &str) -> BackendResult<ByteStream> {

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Headway, ObjectKey, Target, TargetError, WriteContext};
+use super::{Headway, Keep, ObjectKey, Target, TargetError, WriteContext};
 use crate::audit::{Anchor, AuditHead};
 use crate::catalog::{Catalog, CatalogError, ObjectRecord, RunId};
 use crate::progress::Progress;
@@ -96,6 +96,7 @@ pub fn write(
     let cx = WriteContext {
         run: Some(run),
         headway: headway.clone(),
+        keep: Keep::default(),
     };
     let key = key_for(policy, run);
     let io_err = |source| TargetError::Io {
@@ -160,7 +161,14 @@ fn write_latest(
     let body = serde_json::to_vec(&latest).expect("a pointer serializes");
     let sha256 = hex::encode(Sha256::digest(&body));
     let pointer = latest_key(policy);
-    let mut w = target.create(&pointer, Some(&sha256), cx)?;
+    let cx = WriteContext {
+        keep: Keep {
+            pointer: true,
+            ..cx.keep
+        },
+        ..cx.clone()
+    };
+    let mut w = target.create(&pointer, Some(&sha256), &cx)?;
     w.write_all(&body).map_err(|cause| TargetError::Io {
         target: target.name().to_owned(),
         key: pointer.to_string(),
@@ -319,8 +327,18 @@ fn hash_object(target: &dyn Target, obj: &ObjectRecord) -> Option<String> {
     }
 }
 
+/// What is wrong with the Object Lock retention of an object read back whole, when its target
+/// writes under Object Lock.
+fn retention_problem(target: &dyn Target, obj: &ObjectRecord) -> Option<String> {
+    let key = ObjectKey::new(obj.key.clone()).ok()?;
+    match target.retention_problem(&key) {
+        Ok(problem) => problem,
+        Err(e) => Some(format!("cannot read its retention: {e}")),
+    }
+}
+
 /// Reads every object listed in the manifest at `key` back from the target and compares
-/// its size and SHA-256.
+/// its size and SHA-256, and, on a target under Object Lock, reads its retention back.
 pub fn verify(
     target: &dyn Target,
     key: &ObjectKey,
@@ -355,7 +373,7 @@ pub fn verify(
         let bad: Vec<Mismatch> = batch
             .par_iter()
             .filter_map(|obj| {
-                let problem = hash_object(target, obj);
+                let problem = hash_object(target, obj).or_else(|| retention_problem(target, obj));
                 progress.advance(1);
                 problem.map(|problem| Mismatch {
                     key: obj.key.clone(),

@@ -137,6 +137,12 @@ pub trait Target: Send + Sync {
         Ok(0)
     }
 
+    /// What is wrong with the retention of the object at `key`, when the target writes under
+    /// Object Lock and the object is not retained as it was written to be; None otherwise.
+    fn retention_problem(&self, _key: &ObjectKey) -> Result<Option<String>, TargetError> {
+        Ok(None)
+    }
+
     /// Makes every object committed so far durable: callers record objects (in the catalog,
     /// in a manifest) only once this returns (docs/operations.md, "Durability"). A completed
     /// upload is durable once the store confirms it, so only a directory has work here.
@@ -178,6 +184,41 @@ pub struct S3Config {
     pub endpoint: Option<String>,
     pub path_style: bool,
     pub client: S3Client,
+    /// Write every object under S3 Object Lock (docs/operations.md, "WORM exports").
+    pub object_lock: Option<ObjectLock>,
+}
+
+/// A target's S3 Object Lock: every object it writes is retained in `mode` until `retain_days`
+/// after the end of its conversation (`object_lock` in docs/configuration.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObjectLock {
+    pub mode: LockMode,
+    /// 1 to [`ObjectLock::MAX_DAYS`].
+    pub retain_days: u32,
+}
+
+impl ObjectLock {
+    /// The longest retention a target may ask for: 100 years, as S3 allows.
+    pub const MAX_DAYS: u32 = 36_500;
+}
+
+/// S3 Object Lock retention modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockMode {
+    /// No one, the account's root user included, can delete or shorten it before its date.
+    Compliance,
+    /// Users granted `s3:BypassGovernanceRetention` can delete or shorten it.
+    Governance,
+}
+
+impl LockMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockMode::Compliance => "compliance",
+            LockMode::Governance => "governance",
+        }
+    }
 }
 
 /// An Azure Blob Storage container. The account and its key or token come from the
@@ -239,12 +280,27 @@ impl Headway {
 }
 
 /// What a run hands the target with each object it writes: the run the object belongs to
-/// (remote targets journal each multipart upload with it; None outside any run) and the
-/// headway its control watches.
+/// (remote targets journal each multipart upload with it; None outside any run), the
+/// headway its control watches, and what a locked target retains it for.
 #[derive(Clone, Debug, Default)]
 pub struct WriteContext {
     pub run: Option<RunId>,
     pub headway: Headway,
+    /// What a target under Object Lock keeps the object for.
+    pub keep: Keep,
+}
+
+/// What a target under Object Lock needs to know of the conversation an object belongs to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Keep {
+    /// When the conversation ended, by the recording platform's clock; None for a run's own
+    /// files (manifests), retained from when they are written, by this node's clock.
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Whether a legal hold covers the conversation (its record's flag or a matter's hold).
+    pub legal_hold: bool,
+    /// A pointer every run rewrites (a policy's `latest.json`), not a record: written without
+    /// Object Lock, and overwritten.
+    pub pointer: bool,
 }
 
 /// Wraps a writer, counting and hashing the bytes that pass through.
@@ -552,7 +608,10 @@ pub fn build(
                 S3Client::AwsSdk => aws::backend(name, s3, uploads)?,
                 S3Client::ObjectStore => objstore::s3(name, s3, uploads)?,
             };
-            Box::new(remote::RemoteTarget::new(name, backend, *uploads, journal))
+            Box::new(
+                remote::RemoteTarget::new(name, backend, *uploads, journal)
+                    .with_object_lock(s3.object_lock),
+            )
         }
         #[cfg(feature = "azure")]
         TargetConfig::Azure(azure, uploads) => {

@@ -20,7 +20,12 @@ use futures::stream::BoxStream;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::{Headway, ObjectKey, ObjectWriter, Target, TargetError, Uploads, WriteContext};
+use chrono::{DateTime, Duration, DurationRound, Utc};
+
+use super::{
+    Headway, Keep, LockMode, ObjectKey, ObjectLock, ObjectWriter, Target, TargetError, Uploads,
+    WriteContext,
+};
 use crate::catalog::RunId;
 use crate::catalog::uploads::UploadJournal;
 
@@ -57,6 +62,73 @@ const LEFT_TO_EXPIRE: &str = "its staged blocks were never committed, so nothing
     under the key; Azure has no API to delete uncommitted blocks and discards them 7 days \
     after they were staged (or when another upload commits the same key)";
 
+/// The Object Lock retention one object is written with (docs/operations.md, "WORM exports").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    pub mode: LockMode,
+    /// Whole seconds: the store keeps no finer.
+    pub until: DateTime<Utc>,
+    pub legal_hold: bool,
+}
+
+impl Retention {
+    /// Retention under `lock` for an object of `keep`, written at `now`: until `retain_days`
+    /// after the conversation ended (after `now` for a run's own files). S3 takes only dates
+    /// to come, so a conversation whose retention has already run out is kept one day.
+    pub fn new(lock: ObjectLock, keep: Keep, now: DateTime<Utc>) -> Retention {
+        let from = keep.from.unwrap_or(now);
+        let until = (from + Duration::days(lock.retain_days.into())).max(now + Duration::days(1));
+        Retention {
+            mode: lock.mode,
+            until: until
+                .duration_trunc(Duration::seconds(1))
+                .expect("a date within 100 years truncates to seconds"),
+            legal_hold: keep.legal_hold,
+        }
+    }
+}
+
+/// What a bucket under Object Lock holds at a key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LockState {
+    /// The SHA-256 of the object's bytes as far as the store vouches for it.
+    pub sha256: Option<String>,
+    /// The retention the store enforces now.
+    pub retention: Option<(LockMode, DateTime<Utc>)>,
+    /// The retain-until date the object was written with (its metadata): retention shortened
+    /// since (governance mode, with bypass) falls short of it.
+    pub written_until: Option<DateTime<Utc>>,
+}
+
+impl LockState {
+    /// What is wrong with this object's retention under `lock`, if anything.
+    pub fn problem(&self, lock: ObjectLock) -> Option<String> {
+        let Some((mode, until)) = self.retention else {
+            return Some("the object has no Object Lock retention".into());
+        };
+        if mode != lock.mode {
+            return Some(format!(
+                "retained in {} mode, but the target's object_lock mode is {}",
+                mode.as_str(),
+                lock.mode.as_str()
+            ));
+        }
+        match self.written_until {
+            None => Some(format!(
+                "retained until {until}, but carries no retain-until date of its own: custodian did not write it under Object Lock"
+            )),
+            Some(written) if until < written => Some(format!(
+                "retained only until {until}, short of the {written} it was written with: its retention was shortened"
+            )),
+            Some(_) => None,
+        }
+    }
+}
+
+fn no_object_lock() -> BackendError {
+    BackendError::Other("this store client cannot use S3 Object Lock".into())
+}
+
 /// An object's bytes as they arrive.
 pub type ByteStream = BoxStream<'static, BackendResult<Bytes>>;
 
@@ -91,6 +163,44 @@ pub trait Backend: Send + Sync + 'static {
     async fn stored_sha256(&self, key: &str) -> BackendResult<Option<String>>;
     /// Reads an object.
     async fn get(&self, key: &str) -> BackendResult<ByteStream>;
+    /// Whether the bucket has Object Lock enabled.
+    async fn object_lock_enabled(&self) -> BackendResult<bool> {
+        Err(no_object_lock())
+    }
+    /// Stores a whole object in one request like `put`, under Object Lock `retention`.
+    async fn put_locked(
+        &self,
+        _key: &str,
+        _body: Bytes,
+        _sha256: &str,
+        _retention: Retention,
+    ) -> BackendResult<()> {
+        Err(no_object_lock())
+    }
+    /// Starts a multipart upload like `begin`, the object to be under Object Lock `retention`.
+    async fn begin_locked(
+        &self,
+        _key: &str,
+        _sha256: Option<&str>,
+        _retention: Retention,
+    ) -> BackendResult<String> {
+        Err(no_object_lock())
+    }
+    /// Completes an upload begun with `begin_locked`, then sets `retention` on the object
+    /// again: some stores apply Object Lock headers to single-request writes only.
+    async fn complete_locked(
+        &self,
+        _key: &str,
+        _upload: &str,
+        _parts: Vec<String>,
+        _retention: Retention,
+    ) -> BackendResult<()> {
+        Err(no_object_lock())
+    }
+    /// What the bucket holds at `key`; None when nothing.
+    async fn lock_state(&self, _key: &str) -> BackendResult<Option<LockState>> {
+        Err(no_object_lock())
+    }
 }
 
 /// A bucket or container (and key prefix) exports are written to.
@@ -101,6 +211,7 @@ pub struct RemoteTarget {
     journal: Option<Arc<dyn UploadJournal>>,
     runtime: Arc<tokio::runtime::Runtime>,
     parts: Arc<Semaphore>,
+    lock: Option<ObjectLock>,
 }
 
 /// Parts in flight across all objects of a target, in units of `part_concurrency`: with the
@@ -132,6 +243,34 @@ impl RemoteTarget {
             parts: Arc::new(Semaphore::new(
                 uploads.part_concurrency * TARGET_PARTS_FACTOR,
             )),
+            lock: None,
+        }
+    }
+
+    /// Writes every object under S3 Object Lock `lock`, when given.
+    pub fn with_object_lock(mut self, lock: Option<ObjectLock>) -> RemoteTarget {
+        self.lock = lock;
+        self
+    }
+
+    /// A target under Object Lock refuses a bucket without it: its objects would be mutable.
+    fn check_object_lock(&self) -> Result<(), TargetError> {
+        if self.lock.is_none() {
+            return Ok(());
+        }
+        let unusable = |message: String| TargetError::Unusable {
+            target: self.name.clone(),
+            message: format!("{}: {message}", self.backend.location()),
+        };
+        match self.runtime.block_on(self.backend.object_lock_enabled()) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(unusable(
+                "the bucket does not have Object Lock enabled, which the target's `object_lock` needs; enable it on the bucket (for example `aws s3api put-object-lock-configuration`) or write to a bucket created with Object Lock".into(),
+            )),
+            Err(e) => Err(unusable(format!(
+                "cannot read the bucket's Object Lock configuration: {e}; {}",
+                self.backend.hint()
+            ))),
         }
     }
 
@@ -159,7 +298,8 @@ impl Target for RemoteTarget {
             .map_err(|e| TargetError::Unusable {
                 target: self.name.clone(),
                 message: format!("{}: {e}; {}", self.backend.location(), self.backend.hint()),
-            })
+            })?;
+        self.check_object_lock()
     }
 
     fn create(
@@ -182,6 +322,10 @@ impl Target for RemoteTarget {
             sha256: sha256.map(str::to_owned),
             buffer: BytesMut::new(),
             upload: None,
+            retention: self
+                .lock
+                .filter(|_| !cx.keep.pointer)
+                .map(|lock| Retention::new(lock, cx.keep, Utc::now())),
         }))
     }
 
@@ -207,6 +351,20 @@ impl Target for RemoteTarget {
         self.runtime
             .block_on(self.backend.stored_sha256(&self.full_key(key.as_str())))
             .map_err(|e| self.io(key.as_str(), e))
+    }
+
+    fn retention_problem(&self, key: &ObjectKey) -> Result<Option<String>, TargetError> {
+        let Some(lock) = self.lock else {
+            return Ok(None);
+        };
+        let state = self
+            .runtime
+            .block_on(self.backend.lock_state(&self.full_key(key.as_str())))
+            .map_err(|e| self.io(key.as_str(), e))?;
+        Ok(match state {
+            Some(state) => state.problem(lock),
+            None => Some("the object is missing".into()),
+        })
     }
 
     fn recover(&self, run: Option<RunId>) -> Result<usize, TargetError> {
@@ -281,6 +439,8 @@ struct RemoteWriter {
     sha256: Option<String>,
     buffer: BytesMut,
     upload: Option<Upload>,
+    /// The Object Lock retention the object is written with, when the target has one.
+    retention: Option<Retention>,
 }
 
 fn io_err(target: &str, key: &str, e: impl std::fmt::Display) -> TargetError {
@@ -296,14 +456,37 @@ impl RemoteWriter {
         io_err(&self.target, &self.key, e)
     }
 
+    /// Under Object Lock nothing is ever overwritten: true when an object with this SHA-256
+    /// is already stored under the key (nothing to write), an error naming the key when
+    /// another one is.
+    fn already_locked(&self, sha256: &str) -> Result<bool, TargetError> {
+        match self
+            .runtime
+            .block_on(self.backend.lock_state(&self.full_key))
+            .map_err(|e| self.error(e))?
+        {
+            None => Ok(false),
+            Some(stored) if stored.sha256.as_deref() == Some(sha256) => Ok(true),
+            Some(_) => Err(self.error(
+                "another object (another SHA-256) is already stored under this key in the bucket under Object Lock, \
+                 and custodian never overwrites a locked object; export to another prefix or target, \
+                 or remove the object once its retention has ended",
+            )),
+        }
+    }
+
     /// Sends the buffer as the next part, starting the upload first if needed, and waits while
     /// too many parts are in flight. The error is the cause alone; callers name the object.
     fn send_part(&mut self) -> Result<(), String> {
         if self.upload.is_none() {
-            let id = self
-                .runtime
-                .block_on(self.backend.begin(&self.full_key, self.sha256.as_deref()))
-                .map_err(|e| e.to_string())?;
+            let (key, sha256) = (&self.full_key, self.sha256.as_deref());
+            let id = match self.retention {
+                Some(r) => self
+                    .runtime
+                    .block_on(self.backend.begin_locked(key, sha256, r)),
+                None => self.runtime.block_on(self.backend.begin(key, sha256)),
+            }
+            .map_err(|e| e.to_string())?;
             if let Some(journal) = &self.journal
                 && let Err(e) = journal.upload_started(&self.target, &self.full_key, &id, self.run)
             {
@@ -379,9 +562,16 @@ impl RemoteWriter {
         upload.done.sort_unstable_by_key(|(i, _)| *i);
         let parts = upload.done.iter().map(|(_, t)| t.clone()).collect();
         let id = upload.id.clone();
-        self.runtime
-            .block_on(self.backend.complete(&self.full_key, &id, parts))
-            .map_err(|e| self.error(e))?;
+        let key = &self.full_key;
+        match self.retention {
+            Some(r) => self
+                .runtime
+                .block_on(self.backend.complete_locked(key, &id, parts, r)),
+            None => self
+                .runtime
+                .block_on(self.backend.complete(key, &id, parts)),
+        }
+        .map_err(|e| self.error(e))?;
         self.upload = None;
         if let Some(journal) = &self.journal {
             journal
@@ -418,13 +608,22 @@ impl ObjectWriter for RemoteWriter {
     }
 
     fn commit(mut self: Box<Self>, sha256: &str) -> Result<(), TargetError> {
+        if self.retention.is_some() && self.already_locked(sha256)? {
+            // Dropping the writer aborts the multipart upload, if one was started.
+            return Ok(());
+        }
         if self.upload.is_some() {
             return self.finish_multipart();
         }
         let body = self.buffer.split().freeze();
-        self.runtime
-            .block_on(self.backend.put(&self.full_key, body, sha256))
-            .map_err(|e| self.error(e))
+        let key = &self.full_key;
+        match self.retention {
+            Some(r) => self
+                .runtime
+                .block_on(self.backend.put_locked(key, body, sha256, r)),
+            None => self.runtime.block_on(self.backend.put(key, body, sha256)),
+        }
+        .map_err(|e| self.error(e))
     }
 }
 
@@ -488,5 +687,74 @@ impl Read for RemoteReader {
         buf[..n].copy_from_slice(&self.chunk[..n]);
         self.chunk = self.chunk.slice(n..);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    const LOCK: ObjectLock = ObjectLock {
+        mode: LockMode::Governance,
+        retain_days: 10,
+    };
+
+    #[test]
+    fn retention_runs_from_the_conversations_end_or_from_now_for_a_runs_own_files() {
+        let now = at("2026-03-01T12:00:00.750Z");
+        let ended = Keep {
+            from: Some(at("2026-02-25T10:05:00Z")),
+            legal_hold: true,
+            pointer: false,
+        };
+        let r = Retention::new(LOCK, ended, now);
+        assert_eq!(r.until, at("2026-03-07T10:05:00Z"));
+        assert!(r.legal_hold);
+        assert_eq!(r.mode, LockMode::Governance);
+        let own = Retention::new(LOCK, Keep::default(), now);
+        assert_eq!(own.until, at("2026-03-11T12:00:00Z"), "whole seconds");
+        assert!(!own.legal_hold);
+    }
+
+    #[test]
+    fn a_retention_already_run_out_keeps_the_object_one_day() {
+        let now = at("2026-03-01T12:00:00Z");
+        let old = Keep {
+            from: Some(at("2020-01-01T00:00:00Z")),
+            legal_hold: false,
+            pointer: false,
+        };
+        assert_eq!(
+            Retention::new(LOCK, old, now).until,
+            at("2026-03-02T12:00:00Z")
+        );
+    }
+
+    #[test]
+    fn a_retention_shorter_than_written_or_in_another_mode_is_a_problem() {
+        let written = at("2030-01-01T00:00:00Z");
+        let state = |mode, until| LockState {
+            sha256: None,
+            retention: Some((mode, until)),
+            written_until: Some(written),
+        };
+        assert_eq!(state(LockMode::Governance, written).problem(LOCK), None);
+        let short = state(LockMode::Governance, at("2029-12-31T00:00:00Z"))
+            .problem(LOCK)
+            .unwrap();
+        assert!(short.contains("its retention was shortened"), "{short}");
+        let mode = state(LockMode::Compliance, written).problem(LOCK).unwrap();
+        assert!(mode.contains("retained in compliance mode"), "{mode}");
+        let none = LockState::default().problem(LOCK).unwrap();
+        assert!(none.contains("no Object Lock retention"), "{none}");
+        let foreign = LockState {
+            written_until: None,
+            ..state(LockMode::Governance, written)
+        };
+        assert!(foreign.problem(LOCK).unwrap().contains("did not write it"));
     }
 }

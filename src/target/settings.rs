@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{AzureConfig, Durability, GcsConfig, S3Client, S3Config, Uploads};
+use super::{
+    AzureConfig, Durability, GcsConfig, LockMode, ObjectLock, S3Client, S3Config, Uploads,
+};
 use crate::repository::record::is_safe_name;
 use crate::settings::{Invalid, resolve};
 
@@ -64,6 +66,38 @@ pub struct TargetSettings {
     part_size_mib: Option<u64>,
     part_concurrency: Option<usize>,
     request_timeout_secs: Option<u64>,
+    object_lock: Option<ObjectLockSettings>,
+}
+
+/// `object_lock = { mode = "…", retain_days = N }` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ObjectLockSettings {
+    mode: LockMode,
+    retain_days: i64,
+}
+
+impl ObjectLockSettings {
+    fn validate(&self) -> Result<ObjectLock, Invalid> {
+        let days = u32::try_from(self.retain_days)
+            .ok()
+            .filter(|d| (1..=ObjectLock::MAX_DAYS).contains(d))
+            .ok_or_else(|| {
+                Invalid::at(
+                    "retain_days",
+                    format!(
+                        "retain objects 1 to {} days (100 years, S3's limit), not {}",
+                        ObjectLock::MAX_DAYS,
+                        self.retain_days
+                    ),
+                )
+                .under("object_lock")
+            })?;
+        Ok(ObjectLock {
+            mode: self.mode,
+            retain_days: days,
+        })
+    }
 }
 
 impl TargetSettings {
@@ -91,6 +125,7 @@ impl TargetSettings {
                 "`file_mode` belongs to filesystem targets; an object store's access is set by its own policies",
             ));
         }
+        self.check_object_lock()?;
         Ok(match self.kind {
             TargetKind::Filesystem => {
                 let path = self
@@ -114,6 +149,11 @@ impl TargetSettings {
                     endpoint: self.endpoint.clone(),
                     path_style: self.path_style,
                     client: self.client.unwrap_or(S3Client::AwsSdk),
+                    object_lock: self
+                        .object_lock
+                        .as_ref()
+                        .map(ObjectLockSettings::validate)
+                        .transpose()?,
                 },
                 self.uploads()?,
             ),
@@ -135,6 +175,27 @@ impl TargetSettings {
                 self.uploads()?,
             ),
         })
+    }
+
+    /// `object_lock` belongs to S3 targets written through the AWS SDK, the client that sets
+    /// Object Lock retention.
+    fn check_object_lock(&self) -> Result<(), Invalid> {
+        if self.object_lock.is_none() {
+            return Ok(());
+        }
+        if self.kind != TargetKind::S3 {
+            return Err(Invalid::at(
+                "object_lock",
+                "`object_lock` belongs to S3 targets (S3 Object Lock); remove it, or use a bucket of kind `s3` with Object Lock enabled",
+            ));
+        }
+        if self.client == Some(S3Client::ObjectStore) {
+            return Err(Invalid::at(
+                "object_lock",
+                "`object_lock` needs the AWS SDK client, which sets Object Lock retention; remove `client = \"object_store\"`",
+            ));
+        }
+        Ok(())
     }
 
     /// How a remote target uploads, from its optional keys.

@@ -150,3 +150,54 @@ fn durability_belongs_to_filesystem_targets() {
         "{msg}"
     );
 }
+
+/// `object_lock` errors name file, line and key, and stop before any work.
+#[test]
+fn object_lock_errors_name_file_line_and_key() {
+    let env = Env::new("");
+    let base = std::fs::read_to_string(env.config()).unwrap();
+    let s3 = "\n[targets.bucket]\nkind = \"s3\"\nbucket = \"b\"\n";
+    // The `object_lock` line is line 4 of each table added after `base`.
+    let line = base.lines().count() + 5;
+    for (table, lock, key, says) in [
+        (
+            s3,
+            "{ mode = \"forever\", retain_days = 30 }",
+            "targets.bucket.object_lock.mode",
+            "unknown variant `forever`",
+        ),
+        (
+            s3,
+            "{ mode = \"compliance\", retain_days = 0 }",
+            "targets.bucket.object_lock.retain_days",
+            "retain objects 1 to 36500 days",
+        ),
+        (
+            s3,
+            "{ mode = \"governance\", retain_days = 99999999 }",
+            "targets.bucket.object_lock.retain_days",
+            "not 99999999",
+        ),
+        (
+            s3,
+            "{ mode = \"governance\" }",
+            "targets.bucket.object_lock",
+            "missing field `retain_days`",
+        ),
+        (
+            "\n[targets.bucket]\nkind = \"filesystem\"\npath = \"b\"\n",
+            "{ mode = \"compliance\", retain_days = 30 }",
+            "targets.bucket.object_lock",
+            "`object_lock` belongs to S3 targets",
+        ),
+    ] {
+        env.write_config(&format!("{base}{table}object_lock = {lock}\n"));
+        let out = env.run(&["run", "export"]);
+        assert_eq!(out.status.code(), Some(2), "{lock}: {}", text(&out));
+        let msg = text(&out);
+        let expected = format!("{}:{line}: {key}", env.config().display());
+        assert!(msg.contains(&expected), "{expected} in {msg}");
+        assert!(msg.contains(says), "{says} in {msg}");
+        assert!(!env.archive().exists(), "nothing may be written");
+    }
+}

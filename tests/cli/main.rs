@@ -39,3 +39,5 @@ mod socket;
 mod stitch;
 mod transcode;
 mod web;
+#[cfg(feature = "s3")]
+mod worm;
