@@ -180,11 +180,12 @@ pub struct ConversationDetail {
     pub holds: Vec<String>,
 }
 
-/// The search as one statement over `conversations c` in PostgreSQL's numbered placeholders,
-/// with its parameters, read by `rows::conversation` (plus `artifacts`, the count): newest
-/// first, by start and then catalog key, after the cursor. The user criterion is the set of
-/// that user's conversations (the `participants_user` index), the id one the `conversations_id`
-/// index, the rest a walk of `conversations_start` from the cursor.
+/// The search as one statement in the dialect's placeholders, with its parameters, read by
+/// `rows::conversation` (plus `artifacts`, the count): newest first, by start and then catalog
+/// key, after the cursor. With a user, a walk of that user's participant rows down
+/// `participants_user_start` from the cursor (each carries its conversation's start), stopping
+/// after a page whatever the user's history; with an id, the `conversations_id` index; else a
+/// walk of the conversations' start index from the cursor.
 pub(super) fn search_sql(dialect: Dialect, s: &ConversationSearch) -> (String, Vec<SqlValue>) {
     let mut params = Vec::new();
     let mut param = |v: SqlValue| {
@@ -201,29 +202,42 @@ pub(super) fn search_sql(dialect: Dialect, s: &ConversationSearch) -> (String, V
     if let Some(id) = &s.id {
         clauses.push(format!("c.id = {}", param(SqlValue::Text(id.clone()))));
     }
-    if let Some(u) = &s.user {
-        clauses.push(format!(
-            "c.pk IN (SELECT p.conversation FROM participants p WHERE p.user_name = {})",
-            param(SqlValue::Text(u.clone()))
-        ));
-    }
+    // By user, the page is read from that user's participant rows in start order (its own
+    // index), each conversation once however often the user takes part in it; otherwise from
+    // the conversations' start index. Both carry the conversation's start and pk.
+    let (from, start, pk) = match &s.user {
+        Some(u) => {
+            clauses.push(format!(
+                "p.user_name = {} AND NOT EXISTS (SELECT 1 FROM participants q \
+                 WHERE q.conversation = p.conversation AND q.user_name = p.user_name \
+                 AND q.ordinal < p.ordinal)",
+                param(SqlValue::Text(u.clone()))
+            ));
+            (
+                "participants p JOIN conversations c ON c.pk = p.conversation",
+                "p.start_ms",
+                "p.conversation",
+            )
+        }
+        None => ("conversations c", "c.start_ms", "c.pk"),
+    };
     if let Some(t) = s.start_from {
         clauses.push(format!(
-            "c.start_ms >= {}",
+            "{start} >= {}",
             param(SqlValue::Int(t.timestamp_millis()))
         ));
     }
     if let Some(t) = s.start_before {
         clauses.push(format!(
-            "c.start_ms < {}",
+            "{start} < {}",
             param(SqlValue::Int(t.timestamp_millis()))
         ));
     }
     if let Some(c) = s.after {
-        let start = param(SqlValue::Int(c.start_ms));
-        let pk = param(SqlValue::Int(c.pk));
+        let at = param(SqlValue::Int(c.start_ms));
+        let below = param(SqlValue::Int(c.pk));
         clauses.push(format!(
-            "c.start_ms <= {start} AND (c.start_ms < {start} OR c.pk < {pk})"
+            "{start} <= {at} AND ({start} < {at} OR {pk} < {below})"
         ));
     }
     let limit = param(SqlValue::Int(i64::try_from(s.limit).unwrap_or(i64::MAX)));
@@ -238,7 +252,7 @@ pub(super) fn search_sql(dialect: Dialect, s: &ConversationSearch) -> (String, V
              c.start_text, c.end_text, c.start_ms, c.confidential, c.cdr_only, c.imported, \
              c.legal_hold, c.channel, c.json_mtime_ns, c.json_size, \
              (SELECT count(*) FROM artifacts a WHERE a.conversation = c.pk) AS artifacts \
-             FROM conversations c{filter} ORDER BY c.start_ms DESC, c.pk DESC LIMIT {limit}"
+             FROM {from}{filter} ORDER BY {start} DESC, {pk} DESC LIMIT {limit}"
         ),
         params,
     )

@@ -106,6 +106,50 @@ pub fn conversation_search_pages_newest_first(cat: &dyn Catalog) {
     );
 }
 
+/// A search by user reads that user's participant rows, which carry their conversation's
+/// start: a conversation the user takes part in twice is listed once, and a reindexed start
+/// moves the conversation to its new place.
+pub fn a_search_by_user_lists_each_conversation_once_by_its_current_start(cat: &dyn Catalog) {
+    let mut twice = at("c1", "acme", "2026-01-01T10:00:00Z", "alice");
+    let mut again = twice.participants[0].clone();
+    again.extension = Some("2001".into());
+    twice.participants.push(again);
+    cat.apply_index(&[
+        upsert(&twice),
+        upsert(&at("c2", "acme", "2026-01-02T10:00:00Z", "alice")),
+        upsert(&at("c3", "acme", "2026-01-03T10:00:00Z", "bob")),
+    ])
+    .unwrap();
+    let alice = ConversationSearch {
+        user: Some("alice".into()),
+        ..ConversationSearch::default()
+    };
+    for limit in [1, 2, 10] {
+        assert_eq!(
+            all_pages(cat, &alice, limit),
+            ["acme/c2", "acme/c1"],
+            "{limit}"
+        );
+    }
+    let mut later = twice.clone();
+    later.start = "2026-01-05T10:00:00Z".parse().unwrap();
+    later.end = later.start + Duration::seconds(30);
+    cat.apply_index(&[upsert_at(&rel_dir(&twice), &later)])
+        .unwrap();
+    for limit in [1, 10] {
+        assert_eq!(
+            all_pages(cat, &alice, limit),
+            ["acme/c1", "acme/c2"],
+            "{limit}"
+        );
+    }
+    let before_the_move = ConversationSearch {
+        start_before: Some("2026-01-04T00:00:00Z".parse().unwrap()),
+        ..alice
+    };
+    assert_eq!(all_pages(cat, &before_the_move, 1), ["acme/c2"]);
+}
+
 /// The detail of a conversation: its record, what each export wrote (key, checksums, target),
 /// what the sweep deleted (and the artifact's state), who set its confidential flag, and the
 /// matters holding it; an unknown conversation is None.

@@ -55,6 +55,7 @@ macro_rules! conformance_suite {
             select::incremental_state_is_per_record_version_and_artifact,
             accounts::accounts_tokens_and_sessions,
             conversations::conversation_search_pages_newest_first,
+            conversations::a_search_by_user_lists_each_conversation_once_by_its_current_start,
             conversations::conversation_detail_tells_what_became_of_it,
             conversations::run_totals_count_each_run_once,
         );

@@ -255,8 +255,9 @@ fn insert_children(s: &mut Tx<'_, '_>, rows: &[(i64, &Conversation)]) -> Fallibl
     }
     if !p_conv.is_empty() {
         s.execute(
-            "INSERT INTO participants (conversation, ordinal, user_name, extension, role) \
-             SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[])",
+            "INSERT INTO participants (conversation, ordinal, user_name, extension, role, start_ms) \
+             SELECT u.*, c.start_ms FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[]) \
+             AS u (conversation, ordinal, user_name, extension, role) JOIN conversations c ON c.pk = u.conversation",
             &[&p_conv, &p_ord, &p_user, &p_ext, &p_role],
         )?;
     }

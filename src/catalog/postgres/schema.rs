@@ -440,4 +440,13 @@ CREATE TRIGGER run_totals_on_finish AFTER UPDATE OF status ON job_runs FOR EACH 
     r#"
 CREATE INDEX artifacts_kind ON artifacts (kind, audio_type, conversation, ordinal, file, size);
 "#,
+    // Conversations by participant, newest first (docs/performance.md, "The web portal and API
+    // at 1 M runs and 1 M conversations"): each participant row carries its conversation's start,
+    // so a search by user walks (user_name, start_ms, conversation) in order and stops after a
+    // page, instead of reading and sorting every conversation of a busy user.
+    r#"
+ALTER TABLE participants ADD COLUMN start_ms BIGINT;
+UPDATE participants SET start_ms = (SELECT c.start_ms FROM conversations c WHERE c.pk = participants.conversation);
+CREATE INDEX participants_user_start ON participants (user_name, start_ms, conversation);
+"#,
 ];

@@ -165,7 +165,8 @@ fn upsert(
         }
     };
     let mut ins = tx.prepare_cached(
-        "INSERT INTO participants (conversation, ordinal, user_name, extension, role) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO participants (conversation, ordinal, user_name, extension, role, start_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, (SELECT start_ms FROM conversations WHERE pk = ?1))",
     )?;
     for (i, p) in c.participants.iter().enumerate() {
         ins.execute(params![pk, i, p.user, p.extension, p.role.as_str()])?;
