@@ -12,6 +12,7 @@ use reqwest::blocking::{Client, Response};
 use serde_json::{Value, json};
 
 use crate::common::{Env, text};
+use crate::web::{cookie_value, hidden, listening_url};
 
 /// Every read the API offers, granted to `reader`.
 const READS: &str = r#"["JOBS_READ", "AUDIT_READ", "CONVERSATIONS_READ", "LEGAL_HOLD_READ", "ARTIFACTS_LIFECYCLE_POLICY_READ"]"#;
@@ -172,27 +173,6 @@ fn answered(response: Response, status: StatusCode, what: &str) -> Value {
     assert_eq!(got, status, "{what}: {body}");
     assert_eq!(kind, "application/json", "{what}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {body}"))
-}
-
-/// The portal's URL from serve's log, once it listens.
-fn listening_url(log: &std::path::Path) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(line) = text
-            .lines()
-            .find(|l| l.contains("web portal listening on "))
-        {
-            return line
-                .rsplit("listening on ")
-                .next()
-                .unwrap()
-                .trim()
-                .to_owned();
-        }
-        assert!(Instant::now() < deadline, "serve did not listen: {text}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -462,32 +442,10 @@ fn lifecycle_changes_need_their_acknowledgments_and_permission() {
     );
 }
 
-/// The value `Set-Cookie` gives cookie `name` in `response`.
-fn set_cookie(response: &Response, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(|v| v.split(';').next()?.split_once('='))
-        .find(|(k, v)| *k == name && !v.is_empty())
-        .map(|(_, v)| v.to_owned())
-}
-
-/// The value of hidden input `name` in a page.
-fn hidden(page: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = page
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {name} in {page}"))
-        + marker.len();
-    page[start..start + page[start..].find('"').unwrap()].to_owned()
-}
-
 /// Logs `name` in through the portal's login form: its session cookie, as a `Cookie` header.
 fn login(api: &Api, name: &str) -> String {
     let form = api.client.get(format!("{}/login", api.url)).send().unwrap();
-    let login = set_cookie(&form, "custodian_login").expect("the login form's cookie");
+    let login = cookie_value(&form, "custodian_login").expect("the login form's cookie");
     let csrf = hidden(&form.text().unwrap(), "csrf");
     let logged_in = api
         .client
@@ -501,7 +459,7 @@ fn login(api: &Api, name: &str) -> String {
         ])
         .send()
         .unwrap();
-    let session = set_cookie(&logged_in, "custodian_session").expect("a session");
+    let session = cookie_value(&logged_in, "custodian_session").expect("a session");
     format!("custodian_session={session}")
 }
 

@@ -51,29 +51,7 @@ fn shared(lifecycle: &str) -> Shared {
 /// Alice creates `voice-30d` with a delete version `v1`, which is not active, and requests its
 /// activation; returns the change's id.
 fn requested(s: &Shared) -> i64 {
-    s.ok(
-        ALICE,
-        &[
-            "lifecycle",
-            "create",
-            "voice-30d",
-            "--artifact-type",
-            "audio_recording",
-            "--audio-type",
-            "conference_customer",
-        ],
-    );
-    let out = s.ok(
-        ALICE,
-        &[
-            "lifecycle",
-            "version",
-            "voice-30d",
-            "v1",
-            "--delete-after-days",
-            "30",
-        ],
-    );
+    let out = s.publish_voice_30d(ALICE);
     assert!(out.contains("it is not active"), "{out}");
     let out = s.ok(
         ALICE,

@@ -919,29 +919,7 @@ fn a_restore_as_real_users_needs_the_restore_permission_and_shares_the_area() {
     );
     let c1 = s.env.conversation("acme", 1, "c1", &[("a.wav", b"RIFF-1")]);
     s.share_repository();
-    s.ok(
-        ALICE,
-        &[
-            "lifecycle",
-            "create",
-            "voice-30d",
-            "--artifact-type",
-            "audio_recording",
-            "--audio-type",
-            "conference_customer",
-        ],
-    );
-    s.ok(
-        ALICE,
-        &[
-            "lifecycle",
-            "version",
-            "voice-30d",
-            "v1",
-            "--delete-after-days",
-            "30",
-        ],
-    );
+    s.publish_voice_30d(ALICE);
     let mut enable = vec!["lifecycle", "enable", "voice-30d"];
     enable.extend(ACKS);
     s.ok(ALICE, &enable);

@@ -254,6 +254,34 @@ impl Shared {
         text(&out)
     }
 
+    /// `user` creates policy `voice-30d` over customer audio and publishes its version `v1`,
+    /// deleting 30 days after the end; what `lifecycle version` printed.
+    pub fn publish_voice_30d(&self, user: &str) -> String {
+        self.ok(
+            user,
+            &[
+                "lifecycle",
+                "create",
+                "voice-30d",
+                "--artifact-type",
+                "audio_recording",
+                "--audio-type",
+                "conference_customer",
+            ],
+        );
+        self.ok(
+            user,
+            &[
+                "lifecycle",
+                "version",
+                "voice-30d",
+                "v1",
+                "--delete-after-days",
+                "30",
+            ],
+        )
+    }
+
     pub fn fails(&self, user: &str, args: &[&str]) -> String {
         let out = self.run(user, args);
         assert_eq!(

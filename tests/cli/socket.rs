@@ -158,29 +158,7 @@ fn strs(v: &[String]) -> Vec<&str> {
 /// Alice creates `voice-30d` with a delete version `v1` (not active under four eyes) and
 /// requests its activation, over the socket; returns the change's id.
 fn requested(s: &Shared) -> i64 {
-    s.ok(
-        ALICE,
-        &[
-            "lifecycle",
-            "create",
-            "voice-30d",
-            "--artifact-type",
-            "audio_recording",
-            "--audio-type",
-            "conference_customer",
-        ],
-    );
-    s.ok(
-        ALICE,
-        &[
-            "lifecycle",
-            "version",
-            "voice-30d",
-            "v1",
-            "--delete-after-days",
-            "30",
-        ],
-    );
+    s.publish_voice_30d(ALICE);
     let out = s.ok(
         ALICE,
         &strs(&with(&["lifecycle", "activate", "voice-30d", "v1"], &ACKS)),

@@ -146,7 +146,7 @@ fn plain_client() -> Client {
 }
 
 /// The portal's URL from serve's log, once it listens.
-fn listening_url(log: &std::path::Path) -> String {
+pub fn listening_url(log: &std::path::Path) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -167,7 +167,7 @@ fn listening_url(log: &std::path::Path) -> String {
 }
 
 /// The value a `Set-Cookie` header of `response` gives cookie `name` (None when cleared).
-fn cookie_value(response: &Response, name: &str) -> Option<String> {
+pub fn cookie_value(response: &Response, name: &str) -> Option<String> {
     response
         .headers()
         .get_all(SET_COOKIE)
@@ -179,7 +179,7 @@ fn cookie_value(response: &Response, name: &str) -> Option<String> {
 }
 
 /// The value of the first hidden input `name` of a page.
-fn hidden(page: &str, name: &str) -> String {
+pub fn hidden(page: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = page
         .find(&marker)
