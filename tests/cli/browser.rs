@@ -99,19 +99,29 @@ async fn screenshot(b: &Client, name: &str) {
 }
 
 /// Waits for the page that shows `marker` (a click navigates asynchronously), then returns
-/// its text.
+/// its text. The page before the click may show the marker too and be replaced while it is
+/// read (a stale element): then it is read again, for at most 30 s.
 async fn page_with(b: &Client, marker: Locator<'_>) -> String {
-    b.wait()
-        .at_most(Duration::from_secs(30))
-        .for_element(marker)
-        .await
-        .unwrap();
-    b.find(Locator::Css("body"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        b.wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(marker)
+            .await
+            .unwrap();
+        let read = match b.find(Locator::Css("body")).await {
+            Ok(body) => body.text().await,
+            Err(e) => Err(e),
+        };
+        match read {
+            Ok(text) => return text,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("page changed while read ({e}); reading it again");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the page showing {marker:?} could not be read: {e}"),
+        }
+    }
 }
 
 #[test]
