@@ -5,7 +5,6 @@
 
 use std::io::Write;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use reqwest::blocking::{Client, Response};
@@ -786,6 +785,7 @@ fn a_policy_runs_now_once_at_a_time_for_a_user_with_jobs_run() {
     assert_eq!(started["policy"], "export");
     assert_eq!(started["runs"], "/api/v1/runs?policy=export");
     let process = started["process"].as_u64().unwrap();
+    use std::time::{Duration, Instant};
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let runs = api.json(Some("reader"), "/api/v1/runs?policy=export", StatusCode::OK);
