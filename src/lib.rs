@@ -17,5 +17,6 @@ pub mod repository;
 pub mod schedule;
 pub mod service;
 pub mod settings;
+pub mod source;
 pub mod target;
 pub mod users;

@@ -155,7 +155,7 @@ pub fn direct(
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, quit.clone()).map_err(SetupError::Signals)?;
     }
-    let root = &l.config.repository_root;
+    let root = l.local_root("direct export").map_err(SetupError::from)?;
     let mut watcher = Watcher::new(
         root,
         l.config.max_record_bytes,
@@ -190,7 +190,7 @@ pub fn direct(
     };
     loop {
         let found = watcher.scan().map_err(|source| DirectError::Scan {
-            root: root.clone(),
+            root: root.to_owned(),
             source,
         })?;
         if !found.is_empty() {

@@ -581,7 +581,8 @@ pub fn run(
             work.message("delete");
             match lifecycle::run(
                 l.catalog.as_ref(),
-                &l.config.repository_root,
+                l.local_root("the lifecycle sweep")
+                    .map_err(SetupError::from)?,
                 Utc::now(),
                 &job,
                 &format!("{} (lifecycle)", actor.user),
@@ -635,7 +636,8 @@ pub fn restore(
     };
     Ok(quarantine::restore(
         l.catalog.as_ref(),
-        &l.config.repository_root,
+        l.local_root("restoring from quarantine")
+            .map_err(SetupError::from)?,
         l.config.lifecycle.quarantine.as_ref(),
         &what,
         by,

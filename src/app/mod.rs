@@ -43,6 +43,7 @@ use crate::policy::export::{Export, ExportPolicy};
 use crate::policy::index::{self, IndexError, IndexReport};
 use crate::policy::produce::{self, MediaTools};
 use crate::progress::Progress;
+use crate::source::SourceError;
 use crate::target::{self, Target, TargetError};
 use crate::users::Actor;
 
@@ -61,6 +62,8 @@ pub enum SetupError {
     Keystore(#[from] KeystoreError),
     #[error("opening the repository root")]
     RepositoryRoot(#[source] ConfinedError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
     #[error(transparent)]
     Scratch(#[from] ScratchError),
     /// The configured ffmpeg cannot make the policy's video.
@@ -179,6 +182,14 @@ impl Loaded {
         }
     }
 
+    /// The repository's root directory, for `what`, which works on a directory only.
+    pub fn local_root(&self, what: &'static str) -> Result<&std::path::Path, SourceError> {
+        self.config
+            .repository
+            .local_root()
+            .ok_or(SourceError::NeedsDirectory { what })
+    }
+
     /// Indexes the repository; a stop asked of `control` (a signal, the run's time limit) ends
     /// the pass early with what it found committed.
     pub fn index(
@@ -188,7 +199,7 @@ impl Loaded {
     ) -> Result<IndexReport, IndexError> {
         progress.message("index");
         let report = index::index(
-            &self.config.repository_root,
+            self.local_root("indexing")?,
             self.config.max_record_bytes,
             self.catalog.as_ref(),
             progress,
@@ -240,7 +251,7 @@ impl Loaded {
             produce::check_ffmpeg(ffmpeg).map_err(SetupError::Ffmpeg)?;
         }
         let repo =
-            Dir::open_root(&self.config.repository_root).map_err(SetupError::RepositoryRoot)?;
+            Dir::open_root(self.local_root("an export")?).map_err(SetupError::RepositoryRoot)?;
         let scratch_root = self
             .config
             .media

@@ -19,11 +19,11 @@ use crate::catalog::{CatalogConfig, CatalogSettings};
 use crate::media::{MediaConfig, MediaSettings};
 use crate::policy::lifecycle::{LIFECYCLE_RUN, LifecycleConfig, LifecycleSettings};
 use crate::policy::{Policy, PolicySettings};
-use crate::repository::RepositorySettings;
 use crate::schedule::notify::{EmailConfig, EmailSettings};
 use crate::schedule::service::{ServeConfig, ServeSettings};
 use crate::schedule::{JobSettings, Schedule};
 use crate::settings::Invalid;
+use crate::source::{RepositoryConfig, RepositorySettings};
 use crate::target::{TargetConfig, TargetSettings};
 
 /// Why a config file cannot be used.
@@ -76,7 +76,8 @@ struct RawConfig {
 pub struct Config {
     pub file: PathBuf,
     pub catalog: CatalogConfig,
-    pub repository_root: PathBuf,
+    /// Where the recordings are: a directory or a bucket.
+    pub repository: RepositoryConfig,
     /// A conversation.json larger than this is refused without being read.
     pub max_record_bytes: u64,
     pub targets: BTreeMap<String, TargetConfig>,
@@ -238,7 +239,7 @@ impl Config {
             policies,
             lifecycle: v.section(&["lifecycle"], raw.lifecycle.validate(base))?,
             max_record_bytes: v.section(&["repository"], raw.repository.max_record_bytes())?,
-            repository_root: raw.repository.root(base),
+            repository: v.section(&["repository"], raw.repository.validate(base))?,
             audit: v.section(&["audit"], raw.audit.validate(base))?,
             media: raw.media.resolve(base),
             serve: v.section(&["serve"], raw.serve.validate(base))?,
@@ -327,7 +328,10 @@ min_duration = "2h"
                 path: "/etc/custodian/state/catalog.db".into()
             }
         );
-        assert_eq!(c.repository_root, Path::new("/etc/custodian/repo"));
+        assert_eq!(
+            c.repository.local_root(),
+            Some(Path::new("/etc/custodian/repo"))
+        );
         let Policy::Export(p) = c.policy("nightly").unwrap() else {
             panic!("an export policy")
         };

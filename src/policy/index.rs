@@ -70,6 +70,8 @@ pub enum IndexError {
     Root(ConfinedError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
 }
 
 enum Found {

@@ -29,7 +29,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::remote::{
-    Aborted, Backend, BackendError, BackendResult, ByteStream, LockState, Retention, runtime,
+    Aborted, Backend, BackendError, BackendResult, ByteStream, Listed, LockState, Retention,
+    runtime,
 };
 use super::{LockMode, S3Config, TargetError, Uploads};
 
@@ -471,13 +472,92 @@ impl Backend for AwsBackend {
             }
             Err(e) => return Err(other(e)),
         };
-        let stream = futures::stream::unfold(out.body, |mut body| async move {
-            body.next()
-                .await
-                .map(|r| (r.map_err(|e| BackendError::Other(e.to_string())), body))
-        });
-        Ok(stream.boxed())
+        Ok(body_stream(out.body))
     }
+
+    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> BackendResult<ByteStream> {
+        if range.is_empty() {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes={}-{}", range.start, range.end - 1))
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                return Err(BackendError::NotFound);
+            }
+            // A range starting at the object's end: nothing there to read.
+            Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("InvalidRange") => {
+                return Ok(futures::stream::empty().boxed());
+            }
+            Err(e) => return Err(other(e)),
+        };
+        Ok(body_stream(out.body))
+    }
+
+    async fn list_prefixes(&self, prefix: &str) -> BackendResult<Vec<String>> {
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .delimiter("/")
+            .into_paginator()
+            .send();
+        let mut prefixes = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(other)?;
+            prefixes.extend(
+                page.common_prefixes()
+                    .iter()
+                    .filter_map(|p| p.prefix().map(str::to_owned)),
+            );
+        }
+        Ok(prefixes)
+    }
+
+    async fn list(&self, prefix: &str) -> BackendResult<Vec<Listed>> {
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        let mut listed = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(other)?;
+            for object in page.contents() {
+                let Some(key) = object.key() else { continue };
+                listed.push(Listed {
+                    key: key.to_owned(),
+                    size: object.size().map_or(0, |s| s.max(0) as u64),
+                    etag: object
+                        .e_tag()
+                        .unwrap_or_default()
+                        .trim_matches('"')
+                        .to_owned(),
+                });
+            }
+        }
+        Ok(listed)
+    }
+}
+
+/// An SDK body as the engine's byte stream.
+fn body_stream(body: SdkStream) -> ByteStream {
+    futures::stream::unfold(body, |mut body| async move {
+        body.next()
+            .await
+            .map(|r| (r.map_err(|e| BackendError::Other(e.to_string())), body))
+    })
+    .boxed()
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use object_store::gcp::{GcpCredentialProvider, GoogleCloudStorageBuilder, Google
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use tokio::sync::watch;
 
-use super::remote::{Aborted, Backend, BackendError, BackendResult, ByteStream, runtime};
+use super::remote::{Aborted, Backend, BackendError, BackendResult, ByteStream, Listed, runtime};
 use super::{GcsConfig, TargetError, Uploads};
 
 /// Google's endpoint, when the target names none.
@@ -673,6 +673,98 @@ impl Backend for GcsBackend {
             .bytes_stream()
             .map(|r| r.map_err(transport))
             .boxed())
+    }
+
+    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> BackendResult<ByteStream> {
+        if range.is_empty() {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let url = self.object_url(key, &[("alt", "media")]);
+        let bytes = format!("bytes={}-{}", range.start, range.end - 1);
+        let response = match self
+            .send(|| self.http.get(url.clone()).header("Range", &bytes))
+            .await
+        {
+            Ok(r) => r,
+            // A range starting at the object's end: nothing there to read.
+            Err(BackendError::Other(m)) if m.starts_with("HTTP 416") => {
+                return Ok(futures::stream::empty().boxed());
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(response
+            .bytes_stream()
+            .map(|r| r.map_err(transport))
+            .boxed())
+    }
+
+    async fn list_prefixes(&self, prefix: &str) -> BackendResult<Vec<String>> {
+        let mut prefixes = Vec::new();
+        self.list_pages(prefix, true, |page| {
+            prefixes.extend(
+                page["prefixes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| p.as_str().map(str::to_owned)),
+            );
+            Ok(())
+        })
+        .await?;
+        Ok(prefixes)
+    }
+
+    async fn list(&self, prefix: &str) -> BackendResult<Vec<Listed>> {
+        let mut listed = Vec::new();
+        self.list_pages(prefix, false, |page| {
+            for item in page["items"].as_array().into_iter().flatten() {
+                let (Some(key), Some(size)) = (
+                    item["name"].as_str(),
+                    item["size"].as_str().and_then(|s| s.parse().ok()),
+                ) else {
+                    return Err(BackendError::Other(
+                        "the store listed an object without a name or size".into(),
+                    ));
+                };
+                listed.push(Listed {
+                    key: key.to_owned(),
+                    size,
+                    etag: item["etag"].as_str().unwrap_or_default().to_owned(),
+                });
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(listed)
+    }
+}
+
+impl GcsBackend {
+    /// Lists under `prefix` (one level with `delimited`), handing each page's resource to
+    /// `each`, following `nextPageToken`.
+    async fn list_pages(
+        &self,
+        prefix: &str,
+        delimited: bool,
+        mut each: impl FnMut(&serde_json::Value) -> BackendResult<()>,
+    ) -> BackendResult<()> {
+        let mut token: Option<String> = None;
+        loop {
+            let mut query = vec![("prefix", prefix), ("maxResults", "1000")];
+            if delimited {
+                query.push(("delimiter", "/"));
+            }
+            if let Some(t) = &token {
+                query.push(("pageToken", t));
+            }
+            let url = self.url(&["storage", "v1", "b", &self.bucket, "o"], &query);
+            let page = json(self.send(|| self.call(Method::GET, url.clone())).await?).await?;
+            each(&page)?;
+            match page["nextPageToken"].as_str() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => return Ok(()),
+            }
+        }
     }
 }
 

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use crate::catalog::uploads::UploadJournal;
 use crate::catalog::{ObjectRecord, RunId};
 
-pub use settings::{TargetConfig, TargetSettings};
+pub use settings::{TargetConfig, TargetSettings, key_prefix};
 
 /// Why a target operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -631,6 +631,34 @@ pub fn build(
             });
         }
     })
+}
+
+/// The client of the object store `config` names, and the runtime its calls run on: what a
+/// repository in object storage reads and deletes through (`source`). None for a directory.
+#[cfg(feature = "remote")]
+pub fn store_client(
+    name: &str,
+    config: &TargetConfig,
+) -> Result<Option<remote::Client>, TargetError> {
+    Ok(Some(match config {
+        TargetConfig::Filesystem { .. } => return Ok(None),
+        #[cfg(feature = "s3")]
+        TargetConfig::S3(s3, uploads) => match s3.client {
+            S3Client::AwsSdk => aws::backend(name, s3, uploads)?,
+            S3Client::ObjectStore => objstore::s3(name, s3, uploads)?,
+        },
+        #[cfg(feature = "azure")]
+        TargetConfig::Azure(azure, uploads) => objstore::azure(name, azure, uploads)?,
+        #[cfg(feature = "gcs")]
+        TargetConfig::Gcs(gcs, uploads) => gcs::backend(name, gcs, uploads)?,
+        #[allow(unreachable_patterns)]
+        _ => {
+            return Err(TargetError::Unusable {
+                target: name.to_owned(),
+                message: "this build of custodian leaves out this kind of store".into(),
+            });
+        }
+    }))
 }
 
 #[cfg(test)]

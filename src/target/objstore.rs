@@ -15,7 +15,7 @@ use object_store::{
     ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, RetryConfig,
 };
 
-use super::remote::{Aborted, Backend, BackendError, BackendResult, ByteStream, runtime};
+use super::remote::{Aborted, Backend, BackendError, BackendResult, ByteStream, Listed, runtime};
 use super::{TargetError, Uploads};
 
 /// Retries of a request that failed with a 5xx, SlowDown or a dropped connection, with
@@ -316,4 +316,55 @@ impl Backend for ObjectStoreBackend {
         let result = self.store.get(&StorePath::from(key)).await.map_err(error)?;
         Ok(result.into_stream().map(|r| r.map_err(error)).boxed())
     }
+
+    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> BackendResult<ByteStream> {
+        if range.is_empty() {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let opts = GetOptions {
+            range: Some(object_store::GetRange::Bounded(range)),
+            ..Default::default()
+        };
+        let result = self
+            .store
+            .get_opts(&StorePath::from(key), opts)
+            .await
+            .map_err(error)?;
+        Ok(result.into_stream().map(|r| r.map_err(error)).boxed())
+    }
+
+    async fn list_prefixes(&self, prefix: &str) -> BackendResult<Vec<String>> {
+        let at = store_prefix(prefix);
+        let listing = self
+            .store
+            .list_with_delimiter(at.as_ref())
+            .await
+            .map_err(error)?;
+        Ok(listing
+            .common_prefixes
+            .into_iter()
+            .map(|p| format!("{p}/"))
+            .collect())
+    }
+
+    async fn list(&self, prefix: &str) -> BackendResult<Vec<Listed>> {
+        let at = store_prefix(prefix);
+        let mut objects = self.store.list(at.as_ref());
+        let mut listed = Vec::new();
+        while let Some(meta) = objects.next().await {
+            let meta = meta.map_err(error)?;
+            listed.push(Listed {
+                key: meta.location.to_string(),
+                size: meta.size,
+                etag: meta.e_tag.unwrap_or_default().trim_matches('"').to_owned(),
+            });
+        }
+        Ok(listed)
+    }
+}
+
+/// `prefix` (empty or ending in `/`) as object_store lists it: by path segments, no slash.
+fn store_prefix(prefix: &str) -> Option<StorePath> {
+    let trimmed = prefix.trim_end_matches('/');
+    (!trimmed.is_empty()).then(|| StorePath::from(trimmed))
 }

@@ -132,6 +132,16 @@ fn no_object_lock() -> BackendError {
 /// An object's bytes as they arrive.
 pub type ByteStream = BoxStream<'static, BackendResult<Bytes>>;
 
+/// An object a listing found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    /// The full key (prefix included).
+    pub key: String,
+    pub size: u64,
+    /// The store's entity tag, quotes removed: it changes whenever the object's bytes do.
+    pub etag: String,
+}
+
 /// What one store client does for the engine. Keys are full keys (prefix included).
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync + 'static {
@@ -163,6 +173,14 @@ pub trait Backend: Send + Sync + 'static {
     async fn stored_sha256(&self, key: &str) -> BackendResult<Option<String>>;
     /// Reads an object.
     async fn get(&self, key: &str) -> BackendResult<ByteStream>;
+    /// Reads the bytes of an object in `range` (the end past the object's end reads to its
+    /// end): a reader never fetches more than it may read.
+    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> BackendResult<ByteStream>;
+    /// The key prefixes one level below `prefix` (empty or ending in `/`), each ending in
+    /// `/`: the "directories" of a listing with the delimiter `/`.
+    async fn list_prefixes(&self, prefix: &str) -> BackendResult<Vec<String>>;
+    /// Every object whose key starts with `prefix` (empty or ending in `/`), at any depth.
+    async fn list(&self, prefix: &str) -> BackendResult<Vec<Listed>>;
     /// Whether the bucket has Object Lock enabled.
     async fn object_lock_enabled(&self) -> BackendResult<bool> {
         Err(no_object_lock())
@@ -203,6 +221,9 @@ pub trait Backend: Send + Sync + 'static {
     }
 }
 
+/// A store's client and the runtime its calls run on.
+pub type Client = (Arc<dyn Backend>, Arc<tokio::runtime::Runtime>);
+
 /// A bucket or container (and key prefix) exports are written to.
 pub struct RemoteTarget {
     name: String,
@@ -230,7 +251,7 @@ pub fn runtime() -> io::Result<tokio::runtime::Runtime> {
 impl RemoteTarget {
     pub fn new(
         name: &str,
-        (backend, runtime): (Arc<dyn Backend>, Arc<tokio::runtime::Runtime>),
+        (backend, runtime): Client,
         uploads: Uploads,
         journal: Option<Arc<dyn UploadJournal>>,
     ) -> RemoteTarget {

@@ -284,7 +284,8 @@ fn file_mode(text: &str) -> Result<u32, String> {
 }
 
 /// `prefix` as stored: no leading or trailing `/`, then one `/` unless empty.
-fn key_prefix(prefix: &str) -> String {
+/// A key prefix as written, as keys are built from it: empty, or ending in one `/`.
+pub fn key_prefix(prefix: &str) -> String {
     match prefix.trim_matches('/') {
         "" => String::new(),
         p => format!("{p}/"),

@@ -1,0 +1,190 @@
+//! A repository in a bucket or container, read through the store's client. Every call waits
+//! on the client's runtime, so the jobs above stay synchronous; none may be made from inside
+//! that runtime.
+
+use std::io::{self, Read};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+
+use super::SourceError;
+use crate::target::TargetConfig;
+use crate::target::remote::{Backend, BackendError, ByteStream, Client};
+
+/// A repository in an object store. Paths handed in and out are relative to the repository
+/// (the configured prefix left off), `/`-separated, as on disk.
+pub struct Store {
+    backend: Arc<dyn Backend>,
+    runtime: Arc<tokio::runtime::Runtime>,
+}
+
+/// An object under the repository, as a listing found it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    /// Relative to the repository.
+    pub path: String,
+    pub size: u64,
+    /// Changes whenever the object's bytes do.
+    pub etag: String,
+}
+
+impl Store {
+    /// The client of the store `config` describes.
+    pub fn connect(config: &TargetConfig) -> Result<Store, SourceError> {
+        let unusable = |message: String| SourceError::Unusable {
+            location: "[repository]".into(),
+            message,
+        };
+        let client: Option<Client> = crate::target::store_client("repository", config)
+            .map_err(|e| unusable(e.to_string()))?;
+        let (backend, runtime) =
+            client.ok_or_else(|| unusable("a directory is not an object store".into()))?;
+        Ok(Store { backend, runtime })
+    }
+
+    /// Where the repository is (`s3://bucket/prefix/`).
+    pub fn location(&self) -> String {
+        self.backend.location()
+    }
+
+    /// The client, for the jobs that need more than reads (deletes, copies inside the store).
+    pub fn client(&self) -> (&Arc<dyn Backend>, &Arc<tokio::runtime::Runtime>) {
+        (&self.backend, &self.runtime)
+    }
+
+    /// The store's full key of `path`.
+    pub fn key(&self, path: &str) -> String {
+        format!("{}{path}", self.backend.prefix())
+    }
+
+    /// Checks that the store answers and the credentials are accepted, before any work.
+    pub fn check(&self) -> Result<(), SourceError> {
+        self.runtime
+            .block_on(self.backend.probe())
+            .map_err(|e| SourceError::Unusable {
+                location: self.location(),
+                message: format!("{e}; {}", self.backend.hint()),
+            })
+    }
+
+    fn error(&self, path: &str, e: BackendError) -> SourceError {
+        match e {
+            BackendError::NotFound => SourceError::NotFound {
+                location: self.location(),
+                key: path.to_owned(),
+            },
+            BackendError::Other(message) => SourceError::Store {
+                location: self.location(),
+                key: path.to_owned(),
+                message,
+            },
+        }
+    }
+
+    /// The names one level below the directory `dir` ("" for the repository's top), as a
+    /// listing with the delimiter `/` gives them, without the trailing `/`. Names are the
+    /// store's: callers check them as they would a directory entry's.
+    pub fn dirs(&self, dir: &str) -> Result<Vec<String>, SourceError> {
+        let prefix = self.dir_key(dir);
+        let found = self
+            .runtime
+            .block_on(self.backend.list_prefixes(&prefix))
+            .map_err(|e| self.error(dir, e))?;
+        Ok(found
+            .into_iter()
+            .filter_map(|p| {
+                p.strip_prefix(&prefix)
+                    .and_then(|name| name.strip_suffix('/'))
+                    .map(str::to_owned)
+            })
+            .collect())
+    }
+
+    /// Every object below the directory `dir`, at any depth.
+    pub fn objects(&self, dir: &str) -> Result<Vec<Stored>, SourceError> {
+        let prefix = self.dir_key(dir);
+        let top = self.backend.prefix().len();
+        let found = self
+            .runtime
+            .block_on(self.backend.list(&prefix))
+            .map_err(|e| self.error(dir, e))?;
+        Ok(found
+            .into_iter()
+            .filter(|l| l.key.len() > top)
+            .map(|l| Stored {
+                path: l.key[top..].to_owned(),
+                size: l.size,
+                etag: l.etag,
+            })
+            .collect())
+    }
+
+    fn dir_key(&self, dir: &str) -> String {
+        match dir.trim_matches('/') {
+            "" => self.backend.prefix().to_owned(),
+            d => format!("{}{d}/", self.backend.prefix()),
+        }
+    }
+
+    /// The whole object at `path`, refused when it holds more than `max` bytes (no more than
+    /// `max + 1` are fetched).
+    pub fn read(&self, path: &str, max: u64) -> Result<Vec<u8>, SourceError> {
+        let mut out = Vec::new();
+        self.open(path, max)?
+            .take(max + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| SourceError::Store {
+                location: self.location(),
+                key: path.to_owned(),
+                message: e.to_string(),
+            })?;
+        if out.len() as u64 > max {
+            return Err(SourceError::TooLarge {
+                location: self.location(),
+                key: path.to_owned(),
+                max,
+            });
+        }
+        Ok(out)
+    }
+
+    /// A reader of the object at `path` that a record lists at `size` bytes: it fetches at
+    /// most `size + 1` bytes, the one past the end only to tell that the object is longer.
+    pub fn open(&self, path: &str, size: u64) -> Result<StoreReader, SourceError> {
+        let stream = self
+            .runtime
+            .block_on(
+                self.backend
+                    .get_range(&self.key(path), 0..size.saturating_add(1)),
+            )
+            .map_err(|e| self.error(path, e))?;
+        Ok(StoreReader {
+            stream,
+            runtime: self.runtime.clone(),
+            chunk: Bytes::new(),
+        })
+    }
+}
+
+/// An object's bytes as a blocking reader.
+pub struct StoreReader {
+    stream: ByteStream,
+    runtime: Arc<tokio::runtime::Runtime>,
+    chunk: Bytes,
+}
+
+impl Read for StoreReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.runtime.block_on(self.stream.next()) {
+                None => return Ok(0),
+                Some(Ok(chunk)) => self.chunk = chunk,
+                Some(Err(e)) => return Err(io::Error::other(e.to_string())),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
+    }
+}
