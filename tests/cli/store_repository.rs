@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Output;
 
 use crate::common::{Env, text};
-use crate::s3::{CLIENTS, S3Server, SECRET_KEY, run};
+use crate::s3::{CLIENTS, S3Server, SECRET_KEY, run, run_as};
 
 const BUCKET: &str = "recordings";
 const PREFIX: &str = "site-a/";
@@ -273,6 +273,50 @@ fn hostile_keys_in_an_s3_repository_fail_alone_naming_their_key() {
             assert!(why.contains(needle), "{client}: {path}: {why}");
         }
         assert_eq!(failures.len(), 5, "{client}: {failures:?}");
+    }
+}
+
+#[test]
+fn run_policy_indexes_an_s3_repository_first() {
+    let disk = disk_repository();
+    for client in CLIENTS {
+        let server = S3Server::start_listed(Some(BUCKET));
+        copy_tree(&disk.root(), &top(&server));
+        let env = store_env(&server, client, "");
+        let config = std::fs::read_to_string(env.config()).unwrap();
+        env.write_config(&format!(
+            "{config}\n[policies.flag]\naction = \"confidential\"\nflag = \"set\"\n"
+        ));
+        let out = run(&env, &["run", "flag"]);
+        assert_eq!(out.status.code(), Some(0), "{client}: {}", text(&out));
+        let db = rusqlite::Connection::open(env.path().join("catalog.db")).unwrap();
+        let flagged: i64 = db
+            .query_row(
+                "SELECT count(*) FROM conversations WHERE confidential",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(flagged, 4, "{client}: {}", text(&out));
+    }
+}
+
+#[test]
+fn refused_credentials_exit_2_naming_the_repository_without_a_secret() {
+    for client in CLIENTS {
+        let server = S3Server::start_listed(Some(BUCKET));
+        let env = store_env(&server, client, "");
+        let out = run_as(&env, &["index"], "not-the-secret-key");
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{client}: {all}");
+        assert!(
+            all.contains(&format!("s3://{BUCKET}/{PREFIX}")),
+            "{client}: {all}"
+        );
+        assert!(
+            !all.contains(SECRET_KEY) && !all.contains("not-the-secret-key"),
+            "{client}: {all}"
+        );
     }
 }
 
