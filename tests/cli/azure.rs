@@ -12,17 +12,17 @@ use crate::common::{Env, text};
 
 /// Azurite's well-known development account and key.
 const ACCOUNT: &str = "devstoreaccount1";
-const KEY: &str =
+pub(crate) const KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
-struct Azurite {
+pub(crate) struct Azurite {
     child: Child,
     port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl Azurite {
-    fn start() -> Azurite {
+    pub(crate) fn start() -> Azurite {
         let home = std::env::var_os("AZURITE_HOME")
             .map(PathBuf::from)
             .unwrap_or_else(|| {
@@ -64,12 +64,12 @@ impl Azurite {
         }
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}/{ACCOUNT}", self.port)
     }
 
     /// Creates a container with a request signed by the account key (SharedKey).
-    fn create_container(&self, name: &str) {
+    pub(crate) fn create_container(&self, name: &str) {
         let date = chrono::Utc::now()
             .format("%a, %d %b %Y %H:%M:%S GMT")
             .to_string();
@@ -93,6 +93,36 @@ impl Azurite {
     }
 }
 
+impl Azurite {
+    /// Stores `body` as the block blob `name` of `container`, with a request signed by the
+    /// account key (SharedKey), as another writer of the container would.
+    pub(crate) fn put_blob(&self, container: &str, name: &str, body: &[u8]) {
+        let date = chrono::Utc::now()
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string();
+        let version = "2021-08-06";
+        let to_sign = format!(
+            "PUT\n\n\n{}\n\n\n\n\n\n\n\n\nx-ms-blob-type:BlockBlob\nx-ms-date:{date}\nx-ms-version:{version}\n/{ACCOUNT}/{ACCOUNT}/{container}/{name}",
+            body.len()
+        );
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &b64.decode(KEY).unwrap());
+        let signature = b64.encode(ring::hmac::sign(&key, to_sign.as_bytes()));
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            stream,
+            "PUT /{ACCOUNT}/{container}/{name} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nx-ms-blob-type: BlockBlob\r\nx-ms-date: {date}\r\nx-ms-version: {version}\r\nAuthorization: SharedKey {ACCOUNT}:{signature}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.port,
+            body.len()
+        )
+        .unwrap();
+        stream.write_all(body).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    }
+}
+
 impl Drop for Azurite {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -100,7 +130,7 @@ impl Drop for Azurite {
     }
 }
 
-fn azure_env(azurite: &Azurite, container: &str) -> Env {
+pub(crate) fn azure_env(azurite: &Azurite, container: &str) -> Env {
     let env = Env::new("");
     env.write_config(&format!(
         r#"[catalog]
@@ -125,7 +155,7 @@ target = "blob"
     env
 }
 
-fn run(env: &Env, args: &[&str], key: &str) -> Output {
+pub(crate) fn run(env: &Env, args: &[&str], key: &str) -> Output {
     env.command(args)
         .env("AZURE_STORAGE_ACCOUNT_NAME", ACCOUNT)
         .env("AZURE_STORAGE_ACCOUNT_KEY", key)

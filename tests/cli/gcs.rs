@@ -55,13 +55,13 @@ fn wait_for_port(port: u16, what: &str) {
     }
 }
 
-struct FakeGcs {
+pub(crate) struct FakeGcs {
     child: Child,
     port: u16,
 }
 
 impl FakeGcs {
-    fn start() -> FakeGcs {
+    pub(crate) fn start() -> FakeGcs {
         let port = free_port();
         let child = std::process::Command::new(fake_gcs_binary())
             .args([
@@ -83,7 +83,7 @@ impl FakeGcs {
         FakeGcs { child, port }
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
@@ -107,7 +107,7 @@ impl FakeGcs {
         })
     }
 
-    fn create_bucket(&self, name: &str) {
+    pub(crate) fn create_bucket(&self, name: &str) {
         let (status, body) =
             self.request("POST", "/storage/v1/b", &format!(r#"{{"name":"{name}"}}"#));
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
@@ -128,7 +128,13 @@ impl FakeGcs {
     }
 
     /// Replaces an object with `body` under the given custom metadata, as another writer could.
-    fn overwrite(&self, bucket: &str, key: &str, body: &[u8], metadata: &serde_json::Value) {
+    pub(crate) fn overwrite(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: &[u8],
+        metadata: &serde_json::Value,
+    ) {
         let resource = serde_json::json!({ "name": key, "metadata": metadata });
         let mut related =
             format!("--b\r\nContent-Type: application/json\r\n\r\n{resource}\r\n--b\r\n\r\n")
@@ -298,7 +304,7 @@ fn pass_on(
     let _ = client.write_all(&response);
 }
 
-fn gcs_env(endpoint: &str, bucket: &str, extra: &str) -> Env {
+pub(crate) fn gcs_env(endpoint: &str, bucket: &str, extra: &str) -> Env {
     let env = Env::new("");
     env.write_config(&format!(
         r#"[catalog]
@@ -323,7 +329,7 @@ target = "gcs"
     env
 }
 
-fn run(env: &Env, args: &[&str]) -> Output {
+pub(crate) fn run(env: &Env, args: &[&str]) -> Output {
     env.command(args).output().unwrap()
 }
 

@@ -1,12 +1,13 @@
 //! A repository in a bucket: `custodian index` of an S3 repository served by s3s-fs on
 //! 127.0.0.1 (with its own listings, tests/support/listed_fs.rs), through both S3 clients,
-//! against the same tree indexed on disk; hostile keys; a missing bucket.
+//! against the same tree indexed on disk; hostile keys; a missing bucket. Azure (Azurite) and
+//! GCS (fake-gcs-server) repositories, uploaded by custodian's own export, index the same.
 
 use std::path::Path;
 use std::process::Output;
 
 use crate::common::{Env, text};
-use crate::s3::{CLIENTS, S3Server, SECRET_KEY, run};
+use crate::s3::{CLIENTS, S3Server, SECRET_KEY, run, run_as};
 
 const BUCKET: &str = "recordings";
 const PREFIX: &str = "site-a/";
@@ -60,14 +61,59 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// A repository on disk: acme on two days, globex on one.
+/// Writes the repository these tests index into `env`'s: acme on two days, globex on one.
+fn fill(env: &Env) {
+    env.conversation("acme", 1, "c1", &[("a.wav", b"one")]);
+    env.conversation("acme", 1, "c2", &[("a.wav", b"two")]);
+    env.conversation("acme", 2, "c3", &[("a.wav", b"three")]);
+    env.conversation("globex", 2, "g1", &[("a.wav", b"four"), ("b.wav", b"five")]);
+}
+
+/// [`fill`]'s repository on disk.
 fn disk_repository() -> Env {
     let disk = Env::new("");
-    disk.conversation("acme", 1, "c1", &[("a.wav", b"one")]);
-    disk.conversation("acme", 1, "c2", &[("a.wav", b"two")]);
-    disk.conversation("acme", 2, "c3", &[("a.wav", b"three")]);
-    disk.conversation("globex", 2, "g1", &[("a.wav", b"four"), ("b.wav", b"five")]);
+    fill(&disk);
     disk
+}
+
+/// An installation whose repository is `table` (the keys of a store's `[repository]`).
+fn repository_env(table: &str) -> Env {
+    let env = Env::new("");
+    env.write_config(&format!(
+        "[catalog]\nurl = \"sqlite:catalog.db\"\n\n[repository]\n{table}\n"
+    ));
+    env
+}
+
+/// Uploads [`fill`]'s repository with `put` (a key relative to the repository's top and its
+/// bytes), then `store` indexes it twice: like the tree on disk, then nothing changed.
+fn index_uploaded(store: &Env, put: impl Fn(&str, &[u8]), run: impl Fn(&Env, &[&str]) -> Output) {
+    let disk = disk_repository();
+    let out = disk.run(&["index"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    upload(&disk.root(), "", &put);
+    let out = run(store, &["--json", "index"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("index --json ({e}): {}", text(&out)));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(counts(&report), [4, 4, 0, 0], "{report}");
+    assert_eq!(catalog_rows(store), catalog_rows(&disk));
+    let out = run(store, &["--json", "index"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(counts(&report), [4, 0, 4, 0], "{report}");
+}
+
+/// Every file under `dir` (whose key is `key`, empty or ending in `/`) through `put`.
+fn upload(dir: &Path, key: &str, put: &impl Fn(&str, &[u8])) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let name = format!("{key}{}", entry.file_name().to_str().unwrap());
+        if entry.file_type().unwrap().is_dir() {
+            upload(&entry.path(), &format!("{name}/"), put);
+        } else {
+            put(&name, &std::fs::read(entry.path()).unwrap());
+        }
+    }
 }
 
 /// What the catalog of `env` holds of each conversation, its participants and artifacts,
@@ -231,6 +277,50 @@ fn hostile_keys_in_an_s3_repository_fail_alone_naming_their_key() {
 }
 
 #[test]
+fn run_policy_indexes_an_s3_repository_first() {
+    let disk = disk_repository();
+    for client in CLIENTS {
+        let server = S3Server::start_listed(Some(BUCKET));
+        copy_tree(&disk.root(), &top(&server));
+        let env = store_env(&server, client, "");
+        let config = std::fs::read_to_string(env.config()).unwrap();
+        env.write_config(&format!(
+            "{config}\n[policies.flag]\naction = \"confidential\"\nflag = \"set\"\n"
+        ));
+        let out = run(&env, &["run", "flag"]);
+        assert_eq!(out.status.code(), Some(0), "{client}: {}", text(&out));
+        let db = rusqlite::Connection::open(env.path().join("catalog.db")).unwrap();
+        let flagged: i64 = db
+            .query_row(
+                "SELECT count(*) FROM conversations WHERE confidential",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(flagged, 4, "{client}: {}", text(&out));
+    }
+}
+
+#[test]
+fn refused_credentials_exit_2_naming_the_repository_without_a_secret() {
+    for client in CLIENTS {
+        let server = S3Server::start_listed(Some(BUCKET));
+        let env = store_env(&server, client, "");
+        let out = run_as(&env, &["index"], "not-the-secret-key");
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{client}: {all}");
+        assert!(
+            all.contains(&format!("s3://{BUCKET}/{PREFIX}")),
+            "{client}: {all}"
+        );
+        assert!(
+            !all.contains(SECRET_KEY) && !all.contains("not-the-secret-key"),
+            "{client}: {all}"
+        );
+    }
+}
+
+#[test]
 fn a_missing_repository_bucket_exits_2_naming_it_without_the_secret() {
     for client in CLIENTS {
         let server = S3Server::start_listed(None);
@@ -244,4 +334,41 @@ fn a_missing_repository_bucket_exits_2_naming_it_without_the_secret() {
         );
         assert!(!all.contains(SECRET_KEY), "{client}: {all}");
     }
+}
+
+#[cfg(feature = "azure")]
+#[test]
+fn an_azure_repository_indexes_like_the_same_tree_on_disk() {
+    use crate::azure::{Azurite, KEY, run};
+    let azurite = Azurite::start();
+    azurite.create_container("recordings");
+    let store = repository_env(&format!(
+        "kind = \"azure\"\ncontainer = \"recordings\"\nprefix = \"{PREFIX}\"\nendpoint = \"{}\"",
+        azurite.endpoint()
+    ));
+    let put = |key: &str, body: &[u8]| {
+        azurite.put_blob("recordings", &format!("{PREFIX}{key}"), body);
+    };
+    index_uploaded(&store, put, |env, args| run(env, args, KEY));
+}
+
+#[cfg(feature = "gcs")]
+#[test]
+fn a_gcs_repository_indexes_like_the_same_tree_on_disk() {
+    use crate::gcs::{FakeGcs, run};
+    let gcs = FakeGcs::start();
+    gcs.create_bucket("recordings");
+    let store = repository_env(&format!(
+        "kind = \"gcs\"\nbucket = \"recordings\"\nprefix = \"{PREFIX}\"\nendpoint = \"{}\"",
+        gcs.endpoint()
+    ));
+    let put = |key: &str, body: &[u8]| {
+        gcs.overwrite(
+            "recordings",
+            &format!("{PREFIX}{key}"),
+            body,
+            &serde_json::json!({}),
+        );
+    };
+    index_uploaded(&store, put, run);
 }
