@@ -162,6 +162,13 @@ impl S3 for ListedFs {
         &self,
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
+        // A key naming a directory (a prefix, such as rclone's probe of the path it lists) is
+        // no object: S3 answers 404, where s3s-fs fails to open the directory with a 500 that
+        // clients retry with backoff.
+        let path = self.root.join(&req.input.bucket).join(&req.input.key);
+        if path.is_dir() {
+            return Err(s3_error!(NoSuchKey));
+        }
         self.fs.head_object(req).await
     }
 
