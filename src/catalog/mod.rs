@@ -29,7 +29,7 @@ use crate::audit::{AuditEvent, AuditHead, NewEvent};
 use crate::filter::Filter;
 use crate::repository::record::Conversation;
 use conversations::{ConversationDetail, ConversationSearch, ConversationSummary};
-use holds::{HoldScope, Matter, MatterState};
+use holds::{ConversationRef, HoldScope, HoldSync, Matter, MatterState};
 use lifecycle::{
     ChangeState, DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
     PendingChange, QuarantineCount, QuarantineOutcome, QuarantineSelect, QuarantineState,
@@ -681,6 +681,14 @@ pub trait Catalog: uploads::UploadJournal + accounts::Accounts + Send + Sync {
     /// The matters whose active holds cover each of these conversations (by catalog pk), in
     /// one statement; conversations no hold covers are left out.
     fn holding_matters(&self, pks: &[i64]) -> Result<HashMap<i64, Vec<String>>>;
+
+    /// Up to `limit` conversations queued for a legal-hold sync, after `after` in (tenant, id)
+    /// order, with whether a hold covers each now and their objects.
+    fn hold_syncs(&self, after: Option<&ConversationRef>, limit: usize) -> Result<Vec<HoldSync>>;
+
+    /// Takes `done` off the legal-hold sync queue (an entry queued again since it was read
+    /// stays) and appends `events`, in one transaction.
+    fn finish_hold_syncs(&self, done: &[HoldSync], events: &[NewEvent]) -> Result<()>;
 
     // Conversations as the service shows them (`conversations`).
 

@@ -32,6 +32,14 @@ impl TargetConfig {
     pub fn is_remote(&self) -> bool {
         !matches!(self, TargetConfig::Filesystem { .. })
     }
+
+    /// The S3 Object Lock the target writes under, if any.
+    pub fn object_lock(&self) -> Option<ObjectLock> {
+        match self {
+            TargetConfig::S3(s3, _) => s3.object_lock,
+            _ => None,
+        }
+    }
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]

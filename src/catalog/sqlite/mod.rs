@@ -33,7 +33,7 @@ use super::{
 };
 use crate::audit::{AuditEvent, AuditHead, KeyError, KeySource, NewEvent};
 use crate::catalog::conversations::{ConversationDetail, ConversationSearch, ConversationSummary};
-use crate::catalog::holds::{HoldScope, Matter, MatterState};
+use crate::catalog::holds::{ConversationRef, HoldScope, HoldSync, Matter, MatterState};
 use crate::catalog::lifecycle::{
     ChangeState, DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
     PendingChange, QuarantineCount, QuarantineOutcome, QuarantineSelect, QuarantineState,
@@ -549,6 +549,14 @@ impl Catalog for SqliteCatalog {
 
     fn holding_matters(&self, pks: &[i64]) -> Result<HashMap<i64, Vec<String>>> {
         holds::holding_matters(self, pks)
+    }
+
+    fn hold_syncs(&self, after: Option<&ConversationRef>, limit: usize) -> Result<Vec<HoldSync>> {
+        holds::hold_syncs(self, after, limit)
+    }
+
+    fn finish_hold_syncs(&self, done: &[HoldSync], events: &[NewEvent]) -> Result<()> {
+        holds::finish_hold_syncs(self, done, events)
     }
 
     fn search_conversations(
