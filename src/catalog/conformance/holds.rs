@@ -339,3 +339,106 @@ pub fn many_matters_are_counted_apart(cat: &dyn Catalog) {
         }
     );
 }
+
+/// Placing and releasing a hold queue a legal-hold sync of the conversations it covers that
+/// have object keys, in its transaction; a page tells whether a hold covers each now, with its
+/// objects; finishing takes an entry off the queue unless a change queued it again since it
+/// was read, and appends the events.
+pub fn hold_changes_queue_legal_hold_syncs(cat: &dyn Catalog) {
+    cat.apply_index(&[
+        upsert(&bobs("exported")),
+        upsert(&bobs("other")),
+        upsert(&bobs("unexported")),
+    ])
+    .unwrap();
+    let run = cat.begin_run("p", Mode::Full, "t").unwrap();
+    let key = |id: &str| KeyClaim {
+        key: format!("acme/{id}/conversation.json"),
+        tenant: "acme".into(),
+        conversation_id: id.into(),
+        file: "conversation.json".into(),
+    };
+    cat.claim_keys("t", run, &[key("exported"), key("other")])
+        .unwrap();
+    cat.create_matter(&matter("m"), &hold_event(AuditKind::MatterCreated, "m"))
+        .unwrap();
+    assert_eq!(cat.hold_syncs(None, 10).unwrap(), []);
+
+    let placed = hold_event(AuditKind::LegalHoldPlaced, "m");
+    cat.place_hold(
+        "m",
+        &HoldScope::Conversations(vec![
+            conversation("acme", "exported"),
+            conversation("acme", "unexported"),
+        ]),
+        Utc::now(),
+        "carol",
+        &placed,
+    )
+    .unwrap();
+    let queued = cat.hold_syncs(None, 10).unwrap();
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(queued[0].conversation, conversation("acme", "exported"));
+    assert!(queued[0].held);
+    assert_eq!(
+        queued[0].objects,
+        [("t".to_owned(), "acme/exported/conversation.json".to_owned())]
+    );
+
+    // A standing hold on bob's conversations queues the other exported one too, and the
+    // queued one again: a newer generation, which the first page's finish leaves queued.
+    let criteria = crate::filter::Criteria {
+        users: vec!["bob".into()],
+        ..Default::default()
+    };
+    cat.place_hold(
+        "m",
+        &HoldScope::Standing(Box::new(criteria)),
+        Utc::now(),
+        "carol",
+        &placed,
+    )
+    .unwrap();
+    let set = NewEvent {
+        tenant: Some("acme".into()),
+        conversation_id: Some("exported".into()),
+        ..hold_event(AuditKind::LegalHoldStatusSet, "m")
+    };
+    cat.finish_hold_syncs(&queued, std::slice::from_ref(&set))
+        .unwrap();
+    let again = cat.hold_syncs(None, 10).unwrap();
+    let ids: Vec<&str> = again.iter().map(|s| s.conversation.id.as_str()).collect();
+    assert_eq!(ids, ["exported", "other"]);
+    assert_eq!(
+        cat.hold_syncs(Some(&conversation("acme", "exported")), 10)
+            .unwrap()
+            .len(),
+        1,
+        "a page after a conversation"
+    );
+    cat.finish_hold_syncs(&again, &[]).unwrap();
+    assert_eq!(cat.hold_syncs(None, 10).unwrap(), []);
+
+    // Releasing queues both again, now held by nothing.
+    cat.release_holds(
+        "m",
+        Utc::now(),
+        "carol",
+        &hold_event(AuditKind::LegalHoldReleased, "m"),
+    )
+    .unwrap();
+    let released = cat.hold_syncs(None, 10).unwrap();
+    assert_eq!(released.len(), 2);
+    assert!(released.iter().all(|s| !s.held), "{released:?}");
+    let kinds: Vec<String> = cat
+        .audit_events(&AuditQuery {
+            kind: Some(AuditKind::LegalHoldStatusSet),
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event.conversation_id.unwrap_or_default())
+        .collect();
+    assert_eq!(kinds, ["exported"]);
+}
