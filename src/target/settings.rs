@@ -191,6 +191,12 @@ impl TargetSettings {
         if self.object_lock.is_none() {
             return Ok(());
         }
+        if self.kind == TargetKind::Azure {
+            return Err(Invalid::at(
+                "object_lock",
+                "`object_lock` belongs to S3 targets (S3 Object Lock); an Azure container is made immutable on the storage account instead: enable version-level immutability on the container with a time-based retention policy, and set legal holds there (docs/operations.md, \"WORM exports on Azure\"); then remove `object_lock`",
+            ));
+        }
         if self.kind != TargetKind::S3 {
             return Err(Invalid::at(
                 "object_lock",
