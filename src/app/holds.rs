@@ -190,11 +190,7 @@ pub fn add(
 
 /// `hold release`: releases every active hold of a matter, once acknowledged; returns how
 /// many were released, and the legal-hold sync run right after.
-pub fn release(
-    l: &Loaded,
-    matter: &str,
-    given: &[String],
-) -> Result<(u64, SyncReport), HoldError> {
+pub fn release(l: &Loaded, matter: &str, given: &[String]) -> Result<(u64, SyncReport), HoldError> {
     let actor = authorize(l, &[Permission::LegalHoldManage])?;
     if !given.iter().any(|g| g == RELEASE_ACKNOWLEDGMENT) {
         return Err(HoldError::NotAcknowledged {
@@ -285,8 +281,7 @@ fn apply(
             })
             .as_ref()
             .map_err(Clone::clone)?;
-        let object = ObjectKey::new(key.as_str())
-            .map_err(|e| format!("target `{name}`: {e}"))?;
+        let object = ObjectKey::new(key.as_str()).map_err(|e| format!("target `{name}`: {e}"))?;
         let found = target
             .set_legal_hold(&object, queued.held)
             .map_err(|e| e.to_string())?;

@@ -385,7 +385,11 @@ impl Backend for AwsBackend {
             .put_object_legal_hold()
             .bucket(&self.bucket)
             .key(key)
-            .legal_hold(ObjectLockLegalHold::builder().status(legal_hold(on)).build())
+            .legal_hold(
+                ObjectLockLegalHold::builder()
+                    .status(legal_hold(on))
+                    .build(),
+            )
             .send()
             .await;
         match sent {

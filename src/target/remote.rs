@@ -401,7 +401,10 @@ impl Target for RemoteTarget {
             });
         }
         self.runtime
-            .block_on(self.backend.set_legal_hold(&self.full_key(key.as_str()), on))
+            .block_on(
+                self.backend
+                    .set_legal_hold(&self.full_key(key.as_str()), on),
+            )
             .map_err(|e| self.io(key.as_str(), e))
     }
 

@@ -479,7 +479,10 @@ fn a_matter_hold_placed_before_export_locks_held_objects_under_legal_hold_on() {
     // caller asking to bypass governance retention.
     let held = "exports/acme/2026/01/02/c2/call.wav";
     let retained = "exports/acme/2026/01/01/c1/call.wav";
-    assert!(!moto.delete_version("worm", held, true), "a held version was deleted");
+    assert!(
+        !moto.delete_version("worm", held, true),
+        "a held version was deleted"
+    );
     assert!(
         !moto.delete_version("worm", retained, true),
         "a compliance-retained version was deleted"

@@ -212,7 +212,11 @@ pub(super) fn finish_hold_syncs(
             .map_err(|e| cat.err(e))?;
         for d in done {
             delete
-                .execute(params![d.conversation.tenant, d.conversation.id, d.generation])
+                .execute(params![
+                    d.conversation.tenant,
+                    d.conversation.id,
+                    d.generation
+                ])
                 .map_err(|e| cat.err(e))?;
         }
     }
