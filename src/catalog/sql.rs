@@ -328,7 +328,7 @@ pub(super) fn queue_hold_sync(
             )
         }
         Some(filter) => {
-            let clause = filter.to_sql(dialect, 0);
+            let clause = filter.to_set_sql(dialect, 0);
             params.extend(clause.params);
             format!("coalesce(({}), FALSE)", clause.sql)
         }
