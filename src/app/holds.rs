@@ -179,7 +179,9 @@ pub fn add(
         }),
     };
     let e = event(&actor, AuditKind::LegalHoldPlaced, details);
-    let id = l.catalog.place_hold(matter, &held, e.at, &actor.user, &e)?;
+    let id = l
+        .catalog
+        .place_hold(matter, &held, e.at, &actor.user, &e, &locked(l))?;
     Ok(Placed {
         id,
         matter: matter.to_owned(),
@@ -206,8 +208,20 @@ pub fn release(l: &Loaded, matter: &str, given: &[String]) -> Result<(u64, SyncR
             "text": RELEASE_TEXT,
         }),
     );
-    let released = l.catalog.release_holds(matter, e.at, &actor.user, &e)?;
+    let released = l
+        .catalog
+        .release_holds(matter, e.at, &actor.user, &e, &locked(l))?;
     Ok((released, drain(l, &actor)?))
+}
+
+/// The targets writing under Object Lock, whose objects a hold change queues for a sync.
+fn locked(l: &Loaded) -> Vec<String> {
+    l.config
+        .targets
+        .iter()
+        .filter(|(_, t)| t.object_lock().is_some())
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 /// `hold sync`: sets the legal-hold status of the objects of every queued conversation.

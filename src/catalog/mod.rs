@@ -653,7 +653,9 @@ pub trait Catalog: uploads::UploadJournal + accounts::Accounts + Send + Sync {
     /// Places a hold under `matter`, placed `at` by `by`, with `event` (which gains the hold's
     /// id as `hold`); returns its id. Refused when the
     /// matter does not exist, or an explicit hold names a conversation the catalog does not
-    /// hold (nothing is placed).
+    /// hold (nothing is placed). In the same transaction, queues a legal-hold sync of each
+    /// conversation it covers that has an object key on one of `sync_targets` (the targets
+    /// writing under Object Lock).
     fn place_hold(
         &self,
         matter: &str,
@@ -661,16 +663,18 @@ pub trait Catalog: uploads::UploadJournal + accounts::Accounts + Send + Sync {
         at: DateTime<Utc>,
         by: &str,
         event: &NewEvent,
+        sync_targets: &[String],
     ) -> Result<i64>;
 
     /// Releases every active hold of `matter`; returns how many. Refused when the matter does
-    /// not exist or has no active hold.
+    /// not exist or has no active hold. Queues syncs as [`Catalog::place_hold`] does.
     fn release_holds(
         &self,
         matter: &str,
         at: DateTime<Utc>,
         by: &str,
         event: &NewEvent,
+        sync_targets: &[String],
     ) -> Result<u64>;
 
     /// Every matter (or only the one named `only`) with its holds and what its active holds

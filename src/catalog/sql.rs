@@ -310,12 +310,14 @@ pub(super) const ACTIVE_HOLDS_OF: Sql = shared!(
 
 /// Queues a legal-hold sync (docs/operations.md, "WORM exports") for every conversation hold
 /// `hold` covers (its list; with `standing`, the conversations its criteria match) that has an
-/// object key recorded on some target: an object whose legal-hold status may have to change.
-/// One already queued gets a new generation. Returns the statement and its parameters.
+/// object key recorded on one of `targets` (not empty): an object whose legal-hold status may
+/// have to change. One already queued gets a new generation. Returns the statement and its
+/// parameters.
 pub(super) fn queue_hold_sync(
     dialect: Dialect,
     hold: i64,
     standing: Option<&Filter>,
+    targets: &[String],
 ) -> (String, Vec<SqlValue>) {
     let mut params = Vec::new();
     let covered = match standing {
@@ -333,11 +335,19 @@ pub(super) fn queue_hold_sync(
             format!("coalesce(({}), FALSE)", clause.sql)
         }
     };
+    let targets: Vec<String> = targets
+        .iter()
+        .map(|t| {
+            params.push(SqlValue::Text(t.clone()));
+            placeholder(dialect, params.len())
+        })
+        .collect();
+    let targets = targets.join(", ");
     (
         format!(
             "INSERT INTO hold_syncs (tenant, conversation_id) SELECT c.tenant, c.id \
              FROM conversations c WHERE {covered} AND EXISTS (SELECT 1 FROM object_keys o \
-             WHERE o.tenant = c.tenant AND o.conversation_id = c.id) \
+             WHERE o.tenant = c.tenant AND o.conversation_id = c.id AND o.target IN ({targets})) \
              ON CONFLICT (tenant, conversation_id) DO UPDATE SET generation = hold_syncs.generation + 1"
         ),
         params,

@@ -81,7 +81,7 @@ pub fn holds_keep_conversations_from_the_sweep(cat: &dyn Catalog) {
         ..Criteria::default()
     }));
     refused(
-        cat.place_hold("nope", &by_bob, now, "carol", &placed("nope")),
+        cat.place_hold("nope", &by_bob, now, "carol", &placed("nope"), &[]),
         "no matter named `nope`",
     );
     refused(
@@ -94,6 +94,7 @@ pub fn holds_keep_conversations_from_the_sweep(cat: &dyn Catalog) {
             now,
             "carol",
             &placed("smith-v-acme"),
+            &[],
         ),
         "not in the catalog: acme/ghost",
     );
@@ -104,7 +105,7 @@ pub fn holds_keep_conversations_from_the_sweep(cat: &dyn Catalog) {
     assert!(cat.matters(Some("nope")).unwrap().is_empty());
 
     let standing = cat
-        .place_hold("smith-v-acme", &by_bob, now, "carol", &placed("s"))
+        .place_hold("smith-v-acme", &by_bob, now, "carol", &placed("s"), &[])
         .unwrap();
     assert_eq!(due_ids(cat, &q), ["alices"]);
     // Indexed after the hold was placed, and covered by it all the same.
@@ -128,7 +129,7 @@ pub fn holds_keep_conversations_from_the_sweep(cat: &dyn Catalog) {
         conversation("acme", "bobs"),
     ]);
     let explicit_id = cat
-        .place_hold("audit-2026", &explicit, now, "dave", &placed("a"))
+        .place_hold("audit-2026", &explicit, now, "dave", &placed("a"), &[])
         .unwrap();
     assert!(due_ids(cat, &q).is_empty());
     assert_eq!(
@@ -192,7 +193,8 @@ pub fn holds_keep_conversations_from_the_sweep(cat: &dyn Catalog) {
             "audit-2026",
             now,
             "dave",
-            &hold_event(AuditKind::LegalHoldReleased, "a")
+            &hold_event(AuditKind::LegalHoldReleased, "a"),
+            &[]
         )
         .unwrap(),
         1
@@ -203,6 +205,7 @@ pub fn holds_keep_conversations_from_the_sweep(cat: &dyn Catalog) {
             now,
             "dave",
             &hold_event(AuditKind::LegalHoldReleased, "a"),
+            &[],
         ),
         "no active hold",
     );
@@ -212,6 +215,7 @@ pub fn holds_keep_conversations_from_the_sweep(cat: &dyn Catalog) {
             now,
             "dave",
             &hold_event(AuditKind::LegalHoldReleased, "a"),
+            &[],
         ),
         "no matter named `nope`",
     );
@@ -225,6 +229,7 @@ pub fn holds_keep_conversations_from_the_sweep(cat: &dyn Catalog) {
         now,
         "carol",
         &hold_event(AuditKind::LegalHoldReleased, "s"),
+        &[],
     )
     .unwrap();
     assert_eq!(due_ids(cat, &q), ["alices", "bobs", "bobs-later"]);
@@ -311,6 +316,7 @@ pub fn many_matters_are_counted_apart(cat: &dyn Catalog) {
             now,
             "carol",
             &placed,
+            &[],
         )
         .unwrap();
     }
@@ -323,6 +329,7 @@ pub fn many_matters_are_counted_apart(cat: &dyn Catalog) {
         now,
         "carol",
         &hold_event(AuditKind::LegalHoldPlaced, "m00"),
+        &[],
     )
     .unwrap();
     assert!(due_ids(cat, &q).is_empty());
@@ -364,7 +371,22 @@ pub fn hold_changes_queue_legal_hold_syncs(cat: &dyn Catalog) {
         .unwrap();
     assert_eq!(cat.hold_syncs(None, 10).unwrap(), []);
 
+    // Without a locked target, or with keys on another one only, nothing is queued.
     let placed = hold_event(AuditKind::LegalHoldPlaced, "m");
+    let first = conversation("acme", "exported");
+    for targets in [vec![], vec!["elsewhere".to_owned()]] {
+        cat.place_hold(
+            "m",
+            &HoldScope::Conversations(vec![first.clone()]),
+            Utc::now(),
+            "carol",
+            &placed,
+            &targets,
+        )
+        .unwrap();
+        assert_eq!(cat.hold_syncs(None, 10).unwrap(), []);
+    }
+    let locked = ["t".to_owned()];
     cat.place_hold(
         "m",
         &HoldScope::Conversations(vec![
@@ -374,6 +396,7 @@ pub fn hold_changes_queue_legal_hold_syncs(cat: &dyn Catalog) {
         Utc::now(),
         "carol",
         &placed,
+        &locked,
     )
     .unwrap();
     let queued = cat.hold_syncs(None, 10).unwrap();
@@ -397,6 +420,7 @@ pub fn hold_changes_queue_legal_hold_syncs(cat: &dyn Catalog) {
         Utc::now(),
         "carol",
         &placed,
+        &locked,
     )
     .unwrap();
     let set = NewEvent {
@@ -425,6 +449,7 @@ pub fn hold_changes_queue_legal_hold_syncs(cat: &dyn Catalog) {
         Utc::now(),
         "carol",
         &hold_event(AuditKind::LegalHoldReleased, "m"),
+        &locked,
     )
     .unwrap();
     let released = cat.hold_syncs(None, 10).unwrap();

@@ -44,6 +44,7 @@ pub(super) fn place_hold(
     at: DateTime<Utc>,
     by: &str,
     event: &NewEvent,
+    sync_targets: &[String],
 ) -> Result<i64> {
     cat.transaction(|s| {
         let mut head = lock_chain(s, cat.audit_key.as_ref())?;
@@ -100,7 +101,7 @@ pub(super) fn place_hold(
             HoldScope::Standing(c) => Some(holds::standing(matter.to_owned(), c).filter),
             HoldScope::Conversations(_) => None,
         };
-        queue_sync(s, id, standing.as_ref())?;
+        queue_sync(s, id, standing.as_ref(), sync_targets)?;
         append_audit(s, &mut head, [&holds::placed_event(event, id)])?;
         Ok(id)
     })
@@ -112,6 +113,7 @@ pub(super) fn release_holds(
     at: DateTime<Utc>,
     by: &str,
     event: &NewEvent,
+    sync_targets: &[String],
 ) -> Result<u64> {
     cat.transaction(|s| {
         let mut head = lock_chain(s, cat.audit_key.as_ref())?;
@@ -127,7 +129,7 @@ pub(super) fn release_holds(
             let standing = criteria
                 .as_ref()
                 .map(|c| holds::standing(matter.to_owned(), c).filter);
-            queue_sync(s, *id, standing.as_ref())?;
+            queue_sync(s, *id, standing.as_ref(), sync_targets)?;
         }
         let released = s.execute(sql::RELEASE_HOLDS.postgres, &[&micros(at), &by, &matter])?;
         if released == 0 {
@@ -144,8 +146,12 @@ fn queue_sync<C: GenericClient>(
     s: &mut Session<'_, C>,
     id: i64,
     standing: Option<&Filter>,
+    sync_targets: &[String],
 ) -> Fallible<()> {
-    let (text, params) = sql::queue_hold_sync(Dialect::Postgres, id, standing);
+    if sync_targets.is_empty() {
+        return Ok(());
+    }
+    let (text, params) = sql::queue_hold_sync(Dialect::Postgres, id, standing, sync_targets);
     s.execute(&text, &sql_params(&params))?;
     Ok(())
 }

@@ -636,8 +636,9 @@ impl Catalog for PostgresCatalog {
         at: DateTime<Utc>,
         by: &str,
         event: &NewEvent,
+        sync_targets: &[String],
     ) -> Result<i64> {
-        holds::place_hold(self, matter, scope, at, by, event)
+        holds::place_hold(self, matter, scope, at, by, event, sync_targets)
     }
 
     fn release_holds(
@@ -646,8 +647,9 @@ impl Catalog for PostgresCatalog {
         at: DateTime<Utc>,
         by: &str,
         event: &NewEvent,
+        sync_targets: &[String],
     ) -> Result<u64> {
-        holds::release_holds(self, matter, at, by, event)
+        holds::release_holds(self, matter, at, by, event, sync_targets)
     }
 
     fn matters(&self, only: Option<&str>) -> Result<Vec<MatterState>> {

@@ -43,6 +43,7 @@ pub(super) fn place_hold(
     at: DateTime<Utc>,
     by: &str,
     event: &NewEvent,
+    sync_targets: &[String],
 ) -> Result<i64> {
     let mut conn = cat.writer.lock().expect("catalog writer lock");
     let tx = conn.transaction().map_err(|e| cat.err(e))?;
@@ -100,7 +101,7 @@ pub(super) fn place_hold(
         HoldScope::Standing(c) => Some(holds::standing(matter.to_owned(), c).filter),
         HoldScope::Conversations(_) => None,
     };
-    queue_sync(cat, &tx, id, standing.as_ref())?;
+    queue_sync(cat, &tx, id, standing.as_ref(), sync_targets)?;
     cat.chain()
         .append(&tx, &holds::placed_event(event, id))
         .map_err(|e| cat.err(e))?;
@@ -114,6 +115,7 @@ pub(super) fn release_holds(
     at: DateTime<Utc>,
     by: &str,
     event: &NewEvent,
+    sync_targets: &[String],
 ) -> Result<u64> {
     let mut conn = cat.writer.lock().expect("catalog writer lock");
     let tx = conn.transaction().map_err(|e| cat.err(e))?;
@@ -127,7 +129,7 @@ pub(super) fn release_holds(
         let standing = criteria
             .as_ref()
             .map(|c| holds::standing(matter.to_owned(), c).filter);
-        queue_sync(cat, &tx, *id, standing.as_ref())?;
+        queue_sync(cat, &tx, *id, standing.as_ref(), sync_targets)?;
     }
     let released = tx
         .execute(sql::RELEASE_HOLDS.sqlite, params![ts(at), by, matter])
@@ -147,8 +149,12 @@ fn queue_sync(
     conn: &Connection,
     id: i64,
     standing: Option<&Filter>,
+    sync_targets: &[String],
 ) -> Result<()> {
-    let (text, params) = sql::queue_hold_sync(Dialect::Sqlite, id, standing);
+    if sync_targets.is_empty() {
+        return Ok(());
+    }
+    let (text, params) = sql::queue_hold_sync(Dialect::Sqlite, id, standing, sync_targets);
     conn.execute(&text, params_from_iter(params.iter().map(to_sql)))
         .map(|_| ())
         .map_err(|e| cat.err(e))
