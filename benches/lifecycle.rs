@@ -231,6 +231,7 @@ fn held_catalog(dir: &std::path::Path) -> SqliteCatalog {
             Utc::now(),
             "bench",
             &event(),
+            &[],
         )
         .unwrap();
     }

@@ -171,6 +171,7 @@ fn standing_holds(cat: &SqliteCatalog, k: u8) -> Result<()> {
             Utc::now(),
             "lifecycle_scale",
             &event(AuditKind::LegalHoldPlaced),
+            &[],
         )?;
         eprintln!(
             "placed standing hold {name} in {:.1} ms",
@@ -206,6 +207,7 @@ fn hold(cat: &SqliteCatalog, now: DateTime<Utc>, query: &DueQuery) -> Result<()>
         Utc::now(),
         "lifecycle_scale",
         &event(AuditKind::LegalHoldPlaced),
+        &[],
     )?;
     let place_ms = started.elapsed().as_secs_f64() * 1000.0;
     let started = Instant::now();
@@ -223,6 +225,7 @@ fn hold(cat: &SqliteCatalog, now: DateTime<Utc>, query: &DueQuery) -> Result<()>
         Utc::now(),
         "lifecycle_scale",
         &event(AuditKind::LegalHoldReleased),
+        &[],
     )?;
     println!(
         "standing hold over {} conversations ({} artifacts): placed in {place_ms:.1} ms; \

@@ -1,6 +1,14 @@
 //! The `custodian hold …` commands: matters and legal holds kept in the catalog
 //! (docs/operations.md, "Legal holds"). Each change is checked against the roles file
 //! (LEGAL_HOLD_MANAGE; reading takes LEGAL_HOLD_READ) and committed with its audit event.
+//!
+//! A change also queues, in its transaction, a legal-hold sync of the conversations it covers
+//! that have exported objects; [`sync`] then sets the Object Lock legal-hold status of their
+//! objects on locked targets and takes them off the queue with an audit event per object
+//! (docs/operations.md, "WORM exports"). What a crash or a failing store leaves queued, the
+//! next sync finishes.
+
+use std::collections::HashMap;
 
 use chrono::Utc;
 
@@ -8,8 +16,9 @@ use super::Loaded;
 use super::access::{AccessError, authorize};
 use crate::audit::{AuditKind, NewEvent};
 use crate::catalog::CatalogError;
-use crate::catalog::holds::{HoldScope, Matter, MatterState};
+use crate::catalog::holds::{HoldScope, HoldSync, Matter, MatterState};
 use crate::policy::roles::Permission;
+use crate::target::{ObjectKey, Target};
 use crate::users::Actor;
 
 /// What a user types after `--acknowledge` to release a matter's holds.
@@ -57,7 +66,27 @@ pub struct Placed {
     pub id: i64,
     pub matter: String,
     pub scope: HoldScope,
+    /// The legal-hold sync run right after.
+    pub sync: SyncReport,
 }
+
+/// What a legal-hold sync did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct SyncReport {
+    /// Conversations whose objects are now as their holds say, taken off the queue.
+    pub conversations: u64,
+    /// Objects whose legal-hold status was set ON.
+    pub on: u64,
+    /// Objects whose legal-hold status was set OFF.
+    pub off: u64,
+    /// Objects recorded but not in the store (a write that failed after its key was claimed).
+    pub missing: u64,
+    /// Why conversations were left queued, one line each: the next sync tries them again.
+    pub left: Vec<String>,
+}
+
+/// Conversations read from the sync queue at once.
+const SYNC_PAGE: usize = 500;
 
 fn event(actor: &Actor, kind: AuditKind, details: serde_json::Value) -> NewEvent {
     NewEvent {
@@ -150,17 +179,20 @@ pub fn add(
         }),
     };
     let e = event(&actor, AuditKind::LegalHoldPlaced, details);
-    let id = l.catalog.place_hold(matter, &held, e.at, &actor.user, &e)?;
+    let id = l
+        .catalog
+        .place_hold(matter, &held, e.at, &actor.user, &e, &locked(l))?;
     Ok(Placed {
         id,
         matter: matter.to_owned(),
         scope: held,
+        sync: drain(l, &actor)?,
     })
 }
 
 /// `hold release`: releases every active hold of a matter, once acknowledged; returns how
-/// many were released.
-pub fn release(l: &Loaded, matter: &str, given: &[String]) -> Result<u64, HoldError> {
+/// many were released, and the legal-hold sync run right after.
+pub fn release(l: &Loaded, matter: &str, given: &[String]) -> Result<(u64, SyncReport), HoldError> {
     let actor = authorize(l, &[Permission::LegalHoldManage])?;
     if !given.iter().any(|g| g == RELEASE_ACKNOWLEDGMENT) {
         return Err(HoldError::NotAcknowledged {
@@ -176,7 +208,117 @@ pub fn release(l: &Loaded, matter: &str, given: &[String]) -> Result<u64, HoldEr
             "text": RELEASE_TEXT,
         }),
     );
-    Ok(l.catalog.release_holds(matter, e.at, &actor.user, &e)?)
+    let released = l
+        .catalog
+        .release_holds(matter, e.at, &actor.user, &e, &locked(l))?;
+    Ok((released, drain(l, &actor)?))
+}
+
+/// The targets writing under Object Lock, whose objects a hold change queues for a sync.
+fn locked(l: &Loaded) -> Vec<String> {
+    l.config
+        .targets
+        .iter()
+        .filter(|(_, t)| t.object_lock().is_some())
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// `hold sync`: sets the legal-hold status of the objects of every queued conversation.
+pub fn sync(l: &Loaded) -> Result<SyncReport, HoldError> {
+    let actor = authorize(l, &[Permission::LegalHoldManage])?;
+    drain(l, &actor)
+}
+
+/// The locked targets a sync has opened (and checked), or why one cannot be used.
+type Opened = HashMap<String, Result<Box<dyn Target>, String>>;
+
+/// Works through the sync queue once, page by page.
+fn drain(l: &Loaded, actor: &Actor) -> Result<SyncReport, HoldError> {
+    let mut report = SyncReport::default();
+    let mut opened = Opened::new();
+    let mut after = None;
+    loop {
+        let page = l.catalog.hold_syncs(after.as_ref(), SYNC_PAGE)?;
+        let Some(last) = page.last() else {
+            return Ok(report);
+        };
+        after = Some(last.conversation.clone());
+        let mut done = Vec::new();
+        let mut events = Vec::new();
+        for queued in page {
+            match apply(l, &mut opened, &queued) {
+                Ok(set) => {
+                    for (target, key, found) in set {
+                        if !found {
+                            report.missing += 1;
+                            continue;
+                        }
+                        if queued.held {
+                            report.on += 1;
+                        } else {
+                            report.off += 1;
+                        }
+                        events.push(status_event(actor, &queued, &target, &key));
+                    }
+                    report.conversations += 1;
+                    done.push(queued);
+                }
+                Err(why) => report.left.push(format!("{}: {why}", queued.conversation)),
+            }
+        }
+        l.catalog.finish_hold_syncs(&done, &events)?;
+    }
+}
+
+/// Sets the status of every object of `queued` on a locked target; returns each as (target,
+/// key, whether the store had it), or why one could not be set.
+fn apply(
+    l: &Loaded,
+    opened: &mut Opened,
+    queued: &HoldSync,
+) -> Result<Vec<(String, String, bool)>, String> {
+    let mut set = Vec::new();
+    for (name, key) in &queued.objects {
+        let Some(config) = l.config.targets.get(name) else {
+            continue;
+        };
+        if config.object_lock().is_none() {
+            continue;
+        }
+        let target = opened
+            .entry(name.clone())
+            .or_insert_with(|| {
+                let target = crate::target::build(name, config, None).map_err(|e| e.to_string())?;
+                target.check().map_err(|e| e.to_string())?;
+                Ok(target)
+            })
+            .as_ref()
+            .map_err(Clone::clone)?;
+        let object = ObjectKey::new(key.as_str()).map_err(|e| format!("target `{name}`: {e}"))?;
+        let found = target
+            .set_legal_hold(&object, queued.held)
+            .map_err(|e| e.to_string())?;
+        set.push((name.clone(), key.clone(), found));
+    }
+    Ok(set)
+}
+
+/// The audit event of one object's legal-hold status set.
+fn status_event(actor: &Actor, queued: &HoldSync, target: &str, key: &str) -> NewEvent {
+    NewEvent {
+        tenant: Some(queued.conversation.tenant.clone()),
+        conversation_id: Some(queued.conversation.id.clone()),
+        ..event(
+            actor,
+            AuditKind::LegalHoldStatusSet,
+            serde_json::json!({
+                "target": target,
+                "key": key,
+                "legal_hold": if queued.held { "ON" } else { "OFF" },
+            }),
+        )
+    }
 }
 
 /// `hold list`: every matter, with what its active holds cover.

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Loaded;
-use super::holds::{self, HoldError, Placed};
+use super::holds::{self, HoldError, Placed, SyncReport};
 use super::lifecycle::{self, LifecycleError, Published, Switch, SwitchOutcome};
 use crate::catalog::holds::{ConversationRef, Matter, MatterState};
 use crate::catalog::lifecycle::{LifecyclePolicy, PendingChange};
@@ -87,6 +87,7 @@ pub enum HoldRequest {
     Show {
         matter: String,
     },
+    Sync,
 }
 
 /// A management command.
@@ -131,7 +132,12 @@ pub enum LifecycleOutcome {
 pub enum HoldOutcome {
     Created(Matter),
     Placed(Placed),
-    Released { matter: String, released: u64 },
+    Released {
+        matter: String,
+        released: u64,
+        sync: SyncReport,
+    },
+    Synced(SyncReport),
     List(Vec<MatterState>),
     Show(MatterState),
 }
@@ -243,10 +249,15 @@ fn execute_hold(l: &Loaded, request: &HoldRequest) -> Result<HoldOutcome, HoldEr
         HoldRequest::Release {
             matter,
             acknowledge,
-        } => HoldOutcome::Released {
-            matter: matter.clone(),
-            released: holds::release(l, matter, acknowledge)?,
-        },
+        } => {
+            let (released, sync) = holds::release(l, matter, acknowledge)?;
+            HoldOutcome::Released {
+                matter: matter.clone(),
+                released,
+                sync,
+            }
+        }
+        HoldRequest::Sync => HoldOutcome::Synced(holds::sync(l)?),
         HoldRequest::List => HoldOutcome::List(holds::list(l)?),
         HoldRequest::Show { matter } => HoldOutcome::Show(holds::show(l, matter)?),
     })

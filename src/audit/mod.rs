@@ -41,6 +41,9 @@ pub enum AuditKind {
     LegalHoldPlaced,
     /// A matter's holds were released.
     LegalHoldReleased,
+    /// An exported object's Object Lock legal-hold status was set after a hold was placed or
+    /// released (docs/operations.md, "WORM exports").
+    LegalHoldStatusSet,
     /// A change making a delete version take effect was requested, to be approved by another
     /// user (`[lifecycle] approvals = 2`).
     LifecycleChangeRequested,
@@ -73,6 +76,7 @@ impl AuditKind {
             AuditKind::MatterCreated => "matter_created",
             AuditKind::LegalHoldPlaced => "legal_hold_placed",
             AuditKind::LegalHoldReleased => "legal_hold_released",
+            AuditKind::LegalHoldStatusSet => "legal_hold_status_set",
             AuditKind::LifecycleChangeRequested => "lifecycle_change_requested",
             AuditKind::LifecycleChangeApproved => "lifecycle_change_approved",
             AuditKind::LifecycleChangeRejected => "lifecycle_change_rejected",
@@ -96,6 +100,7 @@ impl AuditKind {
             "matter_created" => Some(AuditKind::MatterCreated),
             "legal_hold_placed" => Some(AuditKind::LegalHoldPlaced),
             "legal_hold_released" => Some(AuditKind::LegalHoldReleased),
+            "legal_hold_status_set" => Some(AuditKind::LegalHoldStatusSet),
             "lifecycle_change_requested" => Some(AuditKind::LifecycleChangeRequested),
             "lifecycle_change_approved" => Some(AuditKind::LifecycleChangeApproved),
             "lifecycle_change_rejected" => Some(AuditKind::LifecycleChangeRejected),

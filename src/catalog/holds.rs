@@ -128,6 +128,20 @@ pub struct MatterState {
     pub artifacts: u64,
 }
 
+/// A conversation queued for a legal-hold sync (docs/operations.md, "WORM exports"): what its
+/// objects' legal-hold status must be now, and where they are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HoldSync {
+    pub conversation: ConversationRef,
+    /// The queue entry's generation: taking it off the queue leaves a newer one in place.
+    pub generation: i64,
+    /// Whether its record's flag or an active hold covers it now; false for a conversation
+    /// that has left the catalog.
+    pub held: bool,
+    /// Its recorded objects, as (target, key), on every target.
+    pub objects: Vec<(String, String)>,
+}
+
 /// An active standing hold, resolved for its SQL translation.
 pub(super) struct Standing {
     pub matter: String,

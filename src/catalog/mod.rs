@@ -29,7 +29,7 @@ use crate::audit::{AuditEvent, AuditHead, NewEvent};
 use crate::filter::Filter;
 use crate::repository::record::Conversation;
 use conversations::{ConversationDetail, ConversationSearch, ConversationSummary};
-use holds::{HoldScope, Matter, MatterState};
+use holds::{ConversationRef, HoldScope, HoldSync, Matter, MatterState};
 use lifecycle::{
     ChangeState, DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
     PendingChange, QuarantineCount, QuarantineOutcome, QuarantineSelect, QuarantineState,
@@ -660,7 +660,9 @@ pub trait Catalog: uploads::UploadJournal + accounts::Accounts + Send + Sync {
     /// Places a hold under `matter`, placed `at` by `by`, with `event` (which gains the hold's
     /// id as `hold`); returns its id. Refused when the
     /// matter does not exist, or an explicit hold names a conversation the catalog does not
-    /// hold (nothing is placed).
+    /// hold (nothing is placed). In the same transaction, queues a legal-hold sync of each
+    /// conversation it covers that has an object key on one of `sync_targets` (the targets
+    /// writing under Object Lock).
     fn place_hold(
         &self,
         matter: &str,
@@ -668,16 +670,18 @@ pub trait Catalog: uploads::UploadJournal + accounts::Accounts + Send + Sync {
         at: DateTime<Utc>,
         by: &str,
         event: &NewEvent,
+        sync_targets: &[String],
     ) -> Result<i64>;
 
     /// Releases every active hold of `matter`; returns how many. Refused when the matter does
-    /// not exist or has no active hold.
+    /// not exist or has no active hold. Queues syncs as [`Catalog::place_hold`] does.
     fn release_holds(
         &self,
         matter: &str,
         at: DateTime<Utc>,
         by: &str,
         event: &NewEvent,
+        sync_targets: &[String],
     ) -> Result<u64>;
 
     /// Every matter (or only the one named `only`) with its holds and what its active holds
@@ -688,6 +692,14 @@ pub trait Catalog: uploads::UploadJournal + accounts::Accounts + Send + Sync {
     /// The matters whose active holds cover each of these conversations (by catalog pk), in
     /// one statement; conversations no hold covers are left out.
     fn holding_matters(&self, pks: &[i64]) -> Result<HashMap<i64, Vec<String>>>;
+
+    /// Up to `limit` conversations queued for a legal-hold sync, after `after` in (tenant, id)
+    /// order, with whether a hold covers each now and their objects.
+    fn hold_syncs(&self, after: Option<&ConversationRef>, limit: usize) -> Result<Vec<HoldSync>>;
+
+    /// Takes `done` off the legal-hold sync queue (an entry queued again since it was read
+    /// stays) and appends `events`, in one transaction.
+    fn finish_hold_syncs(&self, done: &[HoldSync], events: &[NewEvent]) -> Result<()>;
 
     // Conversations as the service shows them (`conversations`).
 

@@ -325,6 +325,16 @@ pub(super) fn criteria<K: Copy>(r: &impl Fields<K>, k: K) -> Result<crate::filte
     serde_json::from_str(&v).map_err(|_| r.corrupt("legal_holds.criteria", &v))
 }
 
+/// Stored criteria of a hold, None for an explicit one.
+pub(super) fn opt_criteria<K: Copy>(
+    r: &impl Fields<K>,
+    k: K,
+) -> Result<Option<crate::filter::Criteria>> {
+    r.opt_text(k)?
+        .map(|v| serde_json::from_str(&v).map_err(|_| r.corrupt("legal_holds.criteria", &v)))
+        .transpose()
+}
+
 /// A row of [`super::sql::HOLD_CONVERSATIONS`]: the hold's id and one conversation it names.
 pub(super) fn hold_conversation(
     r: &impl Fields<usize>,

@@ -308,6 +308,79 @@ pub(super) const RELEASE_HOLDS: Sql = shared!(
      WHERE matter = $3 AND released_at IS NULL"
 );
 
+/// The active holds of a matter, about to be released, with their criteria (NULL for an
+/// explicit hold).
+pub(super) const ACTIVE_HOLDS_OF: Sql = shared!(
+    "SELECT id, criteria FROM legal_holds WHERE matter = $1 AND released_at IS NULL ORDER BY id"
+);
+
+/// Queues a legal-hold sync (docs/operations.md, "WORM exports") for every conversation hold
+/// `hold` covers (its list; with `standing`, the conversations its criteria match) that has an
+/// object key recorded on one of `targets` (not empty): an object whose legal-hold status may
+/// have to change. One already queued gets a new generation. Returns the statement and its
+/// parameters.
+pub(super) fn queue_hold_sync(
+    dialect: Dialect,
+    hold: i64,
+    standing: Option<&Filter>,
+    targets: &[String],
+) -> (String, Vec<SqlValue>) {
+    let mut params = Vec::new();
+    let covered = match standing {
+        None => {
+            params.push(SqlValue::Int(hold));
+            format!(
+                "c.pk IN (SELECT x.pk FROM hold_conversations hc JOIN conversations x \
+                 ON x.tenant = hc.tenant AND x.id = hc.conversation_id WHERE hc.hold = {})",
+                placeholder(dialect, 1)
+            )
+        }
+        Some(filter) => {
+            let clause = filter.to_set_sql(dialect, 0);
+            params.extend(clause.params);
+            format!("coalesce(({}), FALSE)", clause.sql)
+        }
+    };
+    let targets: Vec<String> = targets
+        .iter()
+        .map(|t| {
+            params.push(SqlValue::Text(t.clone()));
+            placeholder(dialect, params.len())
+        })
+        .collect();
+    let targets = targets.join(", ");
+    (
+        format!(
+            "INSERT INTO hold_syncs (tenant, conversation_id) SELECT c.tenant, c.id \
+             FROM conversations c WHERE {covered} AND EXISTS (SELECT 1 FROM object_keys o \
+             WHERE o.tenant = c.tenant AND o.conversation_id = c.id AND o.target IN ({targets})) \
+             ON CONFLICT (tenant, conversation_id) DO UPDATE SET generation = hold_syncs.generation + 1"
+        ),
+        params,
+    )
+}
+
+/// A page of queued legal-hold syncs after (`$1`, `$2`) in (tenant, id) order, with the
+/// conversation's pk and record flag (NULL when it has left the catalog).
+pub(super) const HOLD_SYNCS: Sql = shared!(
+    "SELECT s.tenant, s.conversation_id, s.generation, c.pk, coalesce(c.legal_hold, FALSE) \
+     FROM hold_syncs s \
+     LEFT JOIN conversations c ON c.tenant = s.tenant AND c.id = s.conversation_id \
+     WHERE s.tenant > $1 OR (s.tenant = $1 AND s.conversation_id > $2) \
+     ORDER BY s.tenant, s.conversation_id LIMIT $3"
+);
+
+/// The objects recorded for a conversation, on every target.
+pub(super) const CONVERSATION_OBJECTS: Sql = shared!(
+    "SELECT target, key FROM object_keys WHERE tenant = $1 AND conversation_id = $2 \
+     ORDER BY target, key"
+);
+
+/// Takes a sync off the queue, unless a hold change queued it again since it was read.
+pub(super) const FINISH_HOLD_SYNC: Sql = shared!(
+    "DELETE FROM hold_syncs WHERE tenant = $1 AND conversation_id = $2 AND generation = $3"
+);
+
 /// Whether an active hold of `matter` (of any matter when None) covers conversation `c`: an
 /// explicit hold naming it, or the criteria of a standing hold in `standing` matching it. The
 /// explicit holds are one uncorrelated subquery (a set made once per statement); each standing

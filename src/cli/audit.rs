@@ -27,7 +27,8 @@ pub enum AuditCommand {
         /// One trail: conversation_exported, artifact_deleted, artifact_quarantined,
         /// artifact_restored (lifecycle history),
         /// lifecycle_acknowledged, lifecycle_policy_changed, confidential_flag_changed,
-        /// matter_created, legal_hold_placed, legal_hold_released (the legal-hold trail),
+        /// matter_created, legal_hold_placed, legal_hold_released, legal_hold_status_set (the
+        /// legal-hold trail),
         /// lifecycle_change_requested, lifecycle_change_approved, lifecycle_change_rejected,
         /// lifecycle_change_expired (four eyes), account_added, account_removed,
         /// account_token_issued (portal accounts), trail_verified (verifications asked of
@@ -215,6 +216,6 @@ fn print_trail(
 
 fn parse_audit_kind(s: &str) -> Result<AuditKind, String> {
     AuditKind::parse(s).ok_or_else(|| {
-        format!("unknown kind `{s}`: conversation_exported, artifact_deleted, artifact_quarantined, artifact_restored, lifecycle_acknowledged, lifecycle_policy_changed, confidential_flag_changed, matter_created, legal_hold_placed, legal_hold_released, lifecycle_change_requested, lifecycle_change_approved, lifecycle_change_rejected, lifecycle_change_expired, account_added, account_removed, account_token_issued or trail_verified")
+        format!("unknown kind `{s}`: conversation_exported, artifact_deleted, artifact_quarantined, artifact_restored, lifecycle_acknowledged, lifecycle_policy_changed, confidential_flag_changed, matter_created, legal_hold_placed, legal_hold_released, legal_hold_status_set, lifecycle_change_requested, lifecycle_change_approved, lifecycle_change_rejected, lifecycle_change_expired, account_added, account_removed, account_token_issued or trail_verified")
     })
 }

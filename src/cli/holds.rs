@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 use chrono::{DateTime, FixedOffset};
 use clap::{Args, Subcommand};
 
-use custodian::app::holds::Placed;
+use custodian::app::holds::{Placed, SyncReport};
 use custodian::app::manage::{HoldOutcome, HoldRequest, Outcome, Request};
 use custodian::catalog::holds::{ConversationRef, Hold, HoldScope, MatterState};
 use custodian::filter::Criteria;
@@ -60,6 +60,13 @@ pub enum HoldCommand {
   custodian hold show smith-v-acme
   custodian --json hold show smith-v-acme")]
     Show { matter: String },
+    /// Set the Object Lock legal-hold status of exported objects on locked targets to what
+    /// their conversations' holds say now: finishes what a hold change left queued (a store
+    /// that failed, a killed process). `hold add` and `hold release` run it themselves.
+    #[command(after_help = "Examples:
+  custodian hold sync
+  custodian --json hold sync")]
+    Sync,
 }
 
 /// A standing hold's criteria (docs/configuration.md, the `filter` table): all combine with
@@ -129,12 +136,12 @@ impl CriteriaArgs {
     }
 }
 
+/// Exit 1 when a legal-hold sync left conversations queued: the hold change itself is done.
 pub fn command(cli: &Cli, command: &HoldCommand) -> Result<u8> {
     match remote::manage(cli, Request::Hold(request(command)))? {
-        Outcome::Hold(done) => print(cli, done)?,
+        Outcome::Hold(done) => print(cli, done),
         Outcome::Lifecycle(_) => bail!("a `hold` command was answered as a `lifecycle` command"),
     }
-    Ok(0)
 }
 
 /// The command as a request, to do here or at the service.
@@ -163,6 +170,7 @@ fn request(command: &HoldCommand) -> HoldRequest {
             matter: matter.clone(),
             acknowledge: acknowledge.clone(),
         },
+        HoldCommand::Sync => HoldRequest::Sync,
         HoldCommand::List => HoldRequest::List,
         HoldCommand::Show { matter } => HoldRequest::Show {
             matter: matter.clone(),
@@ -170,8 +178,9 @@ fn request(command: &HoldCommand) -> HoldRequest {
     }
 }
 
-/// What the command did, as text or `--json`.
-fn print(cli: &Cli, done: HoldOutcome) -> Result<()> {
+/// What the command did, as text or `--json`; the exit code.
+fn print(cli: &Cli, done: HoldOutcome) -> Result<u8> {
+    let mut code = 0;
     match done {
         HoldOutcome::Created(m) => {
             if cli.json {
@@ -189,17 +198,38 @@ fn print(cli: &Cli, done: HoldOutcome) -> Result<()> {
                     "id": placed.id,
                     "matter": placed.matter,
                     "scope": placed.scope,
+                    "sync": placed.sync,
                 }))?;
             } else {
                 print_placed(&placed)?;
+                print_sync(&placed.sync)?;
             }
+            code = sync_code(&placed.sync);
         }
-        HoldOutcome::Released { matter, released } => {
+        HoldOutcome::Released {
+            matter,
+            released,
+            sync,
+        } => {
             if cli.json {
-                print_json(&serde_json::json!({"matter": matter, "released": released}))?;
+                print_json(
+                    &serde_json::json!({"matter": matter, "released": released, "sync": sync}),
+                )?;
             } else {
                 outln!("released {released} hold(s) of matter `{matter}`")?;
+                print_sync(&sync)?;
             }
+            code = sync_code(&sync);
+        }
+        HoldOutcome::Synced(sync) => {
+            if cli.json {
+                print_json(&sync)?;
+            } else if sync == SyncReport::default() {
+                outln!("legal-hold sync: nothing queued")?;
+            } else {
+                print_sync(&sync)?;
+            }
+            code = sync_code(&sync);
         }
         HoldOutcome::List(matters) => {
             if cli.json {
@@ -233,6 +263,32 @@ fn print(cli: &Cli, done: HoldOutcome) -> Result<()> {
                 print_matter(&m)?;
             }
         }
+    }
+    Ok(code)
+}
+
+fn sync_code(sync: &SyncReport) -> u8 {
+    u8::from(!sync.left.is_empty())
+}
+
+/// A legal-hold sync, in a line, and each conversation it left queued.
+fn print_sync(sync: &SyncReport) -> Result<()> {
+    if *sync == SyncReport::default() {
+        return Ok(());
+    }
+    outln!(
+        "legal-hold status of exported objects: {} set ON, {} set OFF, {} recorded but not stored; {} conversation(s) done, {} left queued",
+        sync.on,
+        sync.off,
+        sync.missing,
+        sync.conversations,
+        sync.left.len()
+    )?;
+    for why in &sync.left {
+        outln!("  left queued: {why}")?;
+    }
+    if !sync.left.is_empty() {
+        outln!("fix what is named above, then run `custodian hold sync`")?;
     }
     Ok(())
 }

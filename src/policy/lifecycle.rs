@@ -908,7 +908,8 @@ mod tests {
             tenant: "acme".into(),
             id: "c1".into(),
         }]);
-        cat.place_hold("m", &c1, now, "test", &event()).unwrap();
+        cat.place_hold("m", &c1, now, "test", &event(), &[])
+            .unwrap();
     }
 
     fn event() -> NewEvent {

@@ -379,6 +379,26 @@ impl Backend for AwsBackend {
             .map_err(other)
     }
 
+    async fn set_legal_hold(&self, key: &str, on: bool) -> BackendResult<bool> {
+        let sent = self
+            .client
+            .put_object_legal_hold()
+            .bucket(&self.bucket)
+            .key(key)
+            .legal_hold(
+                ObjectLockLegalHold::builder()
+                    .status(legal_hold(on))
+                    .build(),
+            )
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("NoSuchKey") => Ok(false),
+            Err(e) => Err(other(e)),
+        }
+    }
+
     async fn lock_state(&self, key: &str) -> BackendResult<Option<LockState>> {
         Ok(self.head(key).await?.map(|out| lock_state(&out)))
     }

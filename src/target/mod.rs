@@ -143,6 +143,17 @@ pub trait Target: Send + Sync {
         Ok(None)
     }
 
+    /// Sets the Object Lock legal-hold status of the object at `key` (docs/operations.md,
+    /// "WORM exports"); false when no object is stored there. Only a target writing under
+    /// Object Lock can.
+    fn set_legal_hold(&self, _key: &ObjectKey, _on: bool) -> Result<bool, TargetError> {
+        Err(TargetError::Unusable {
+            target: self.name().to_owned(),
+            message: "the target does not write under Object Lock (`object_lock` in its table)"
+                .into(),
+        })
+    }
+
     /// Makes every object committed so far durable: callers record objects (in the catalog,
     /// in a manifest) only once this returns (docs/operations.md, "Durability"). A completed
     /// upload is durable once the store confirms it, so only a directory has work here.

@@ -219,6 +219,10 @@ pub trait Backend: Send + Sync + 'static {
     async fn lock_state(&self, _key: &str) -> BackendResult<Option<LockState>> {
         Err(no_object_lock())
     }
+    /// Sets the legal-hold status of the object at `key`; false when nothing is there.
+    async fn set_legal_hold(&self, _key: &str, _on: bool) -> BackendResult<bool> {
+        Err(no_object_lock())
+    }
 }
 
 /// A store's client and the runtime its calls run on.
@@ -386,6 +390,22 @@ impl Target for RemoteTarget {
             Some(state) => state.problem(lock),
             None => Some("the object is missing".into()),
         })
+    }
+
+    fn set_legal_hold(&self, key: &ObjectKey, on: bool) -> Result<bool, TargetError> {
+        if self.lock.is_none() {
+            return Err(TargetError::Unusable {
+                target: self.name.clone(),
+                message: "the target does not write under Object Lock (`object_lock` in its table)"
+                    .into(),
+            });
+        }
+        self.runtime
+            .block_on(
+                self.backend
+                    .set_legal_hold(&self.full_key(key.as_str()), on),
+            )
+            .map_err(|e| self.io(key.as_str(), e))
     }
 
     fn recover(&self, run: Option<RunId>) -> Result<usize, TargetError> {

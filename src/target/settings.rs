@@ -32,6 +32,14 @@ impl TargetConfig {
     pub fn is_remote(&self) -> bool {
         !matches!(self, TargetConfig::Filesystem { .. })
     }
+
+    /// The S3 Object Lock the target writes under, if any.
+    pub fn object_lock(&self) -> Option<ObjectLock> {
+        match self {
+            TargetConfig::S3(s3, _) => s3.object_lock,
+            _ => None,
+        }
+    }
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -182,6 +190,12 @@ impl TargetSettings {
     fn check_object_lock(&self) -> Result<(), Invalid> {
         if self.object_lock.is_none() {
             return Ok(());
+        }
+        if self.kind == TargetKind::Azure {
+            return Err(Invalid::at(
+                "object_lock",
+                "`object_lock` belongs to S3 targets (S3 Object Lock); an Azure container is made immutable on the storage account instead: enable version-level immutability on the container with a time-based retention policy, and set legal holds there (docs/operations.md, \"WORM exports on Azure\"); then remove `object_lock`",
+            ));
         }
         if self.kind != TargetKind::S3 {
             return Err(Invalid::at(

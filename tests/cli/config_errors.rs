@@ -190,6 +190,12 @@ fn object_lock_errors_name_file_line_and_key() {
             "targets.bucket.object_lock",
             "`object_lock` belongs to S3 targets",
         ),
+        (
+            "\n[targets.bucket]\nkind = \"azure\"\ncontainer = \"c\"\n",
+            "{ mode = \"compliance\", retain_days = 30 }",
+            "targets.bucket.object_lock",
+            "version-level immutability on the container with a time-based retention policy, and set legal holds there (docs/operations.md, \"WORM exports on Azure\")",
+        ),
     ] {
         env.write_config(&format!("{base}{table}object_lock = {lock}\n"));
         let out = env.run(&["run", "export"]);

@@ -372,3 +372,234 @@ fn verify_reports_a_retention_shortened_since_it_was_written() {
     assert!(msg.contains("its retention was shortened"), "{msg}");
     assert!(!msg.contains("c1/call.wav"), "{msg}");
 }
+
+const HOLD_GRANTS: &str = r#"["LEGAL_HOLD_READ", "LEGAL_HOLD_MANAGE"]"#;
+const RELEASE: [&str; 2] = ["--acknowledge", "hold-release"];
+
+/// [`worm_env`] whose every user may place and release legal holds.
+fn worm_hold_env(moto: &Moto, bucket: &str, mode: &str) -> Env {
+    let env = worm_env(moto, bucket, mode);
+    std::fs::write(
+        env.path().join("roles.toml"),
+        format!("[users]\n\"*\" = {HOLD_GRANTS}\n"),
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(env.config()).unwrap();
+    env.write_config(&format!("{config}\n[lifecycle]\nroles = \"roles.toml\"\n"));
+    env
+}
+
+/// Runs `args` and wants exit 0; its `--json` output.
+fn hold(env: &Env, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json", "hold"];
+    all.extend_from_slice(args);
+    let out = run(env, &all);
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+    json(&out)
+}
+
+/// The legal-hold status of the objects of conversation `id` made on January `day`.
+fn statuses(moto: &Moto, bucket: &str, day: u32, id: &str) -> [ObjectLockLegalHoldStatus; 2] {
+    ["call.wav", "conversation.json"].map(|name| {
+        let key = format!("exports/acme/2026/01/{day:02}/{id}/{name}");
+        moto.head(bucket, &key)
+            .object_lock_legal_hold_status()
+            .cloned()
+            .unwrap_or(ObjectLockLegalHoldStatus::Off)
+    })
+}
+
+const ON: [ObjectLockLegalHoldStatus; 2] =
+    [ObjectLockLegalHoldStatus::On, ObjectLockLegalHoldStatus::On];
+const OFF: [ObjectLockLegalHoldStatus; 2] = [
+    ObjectLockLegalHoldStatus::Off,
+    ObjectLockLegalHoldStatus::Off,
+];
+
+impl Moto {
+    /// Deletes one version, bypassing governance retention when `bypass`.
+    fn delete_version(&self, bucket: &str, key: &str, bypass: bool) -> bool {
+        let version = self
+            .versions(bucket)
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .unwrap_or_else(|| panic!("no version of {key}"))
+            .1;
+        self.runtime
+            .block_on(
+                self.client
+                    .delete_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .version_id(version)
+                    .bypass_governance_retention(bypass)
+                    .send(),
+            )
+            .is_ok()
+    }
+}
+
+fn status_events(env: &Env) -> Vec<serde_json::Value> {
+    let out = run(
+        env,
+        &[
+            "--json",
+            "audit",
+            "list",
+            "--kind",
+            "legal_hold_status_set",
+            "--limit",
+            "1000",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    json(&out).as_array().unwrap().clone()
+}
+
+#[test]
+fn a_matter_hold_placed_before_export_locks_held_objects_under_legal_hold_on() {
+    let moto = Moto::start();
+    moto.bucket("worm", true);
+    let env = worm_hold_env(&moto, "worm", "compliance");
+    env.conversation("acme", 1, "c1", &[("call.wav", b"RIFF-one")]);
+    env.conversation("acme", 2, "c2", &[("call.wav", b"RIFF-two")]);
+    let indexed = run(&env, &["index"]);
+    assert_eq!(indexed.status.code(), Some(0), "{}", text(&indexed));
+    hold(&env, &["create", "smith-v-acme"]);
+    let placed = hold(&env, &["add", "smith-v-acme", "--conversation", "acme/c2"]);
+    // Nothing exported yet: nothing to sync.
+    assert_eq!(placed["sync"]["on"], 0, "{placed}");
+
+    let out = run(&env, &["--json", "run", "export"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(statuses(&moto, "worm", 2, "c2"), ON);
+    assert_eq!(statuses(&moto, "worm", 1, "c1"), OFF);
+
+    // A held version cannot be deleted, and neither can a compliance-retained one, even by a
+    // caller asking to bypass governance retention.
+    let held = "exports/acme/2026/01/02/c2/call.wav";
+    let retained = "exports/acme/2026/01/01/c1/call.wav";
+    assert!(
+        !moto.delete_version("worm", held, true),
+        "a held version was deleted"
+    );
+    assert!(
+        !moto.delete_version("worm", retained, true),
+        "a compliance-retained version was deleted"
+    );
+    let keys: Vec<String> = moto.versions("worm").into_iter().map(|(k, _)| k).collect();
+    assert!(keys.iter().any(|k| k == held) && keys.iter().any(|k| k == retained));
+}
+
+#[test]
+fn holds_placed_and_released_after_export_turn_legal_hold_on_and_off() {
+    let moto = Moto::start();
+    moto.bucket("worm", true);
+    let env = worm_hold_env(&moto, "worm", "governance");
+    env.conversation("acme", 1, "c1", &[("call.wav", b"RIFF-one")]);
+    env.conversation("acme", 2, "c2", &[("call.wav", b"RIFF-two")]);
+    env.conversation("acme", 3, "c3", &[("call.wav", b"RIFF-three")]);
+    let out = run(&env, &["--json", "run", "export"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for (day, id) in [(1, "c1"), (2, "c2"), (3, "c3")] {
+        assert_eq!(statuses(&moto, "worm", day, id), OFF, "{id}");
+    }
+
+    hold(&env, &["create", "smith-v-acme"]);
+    let placed = hold(
+        &env,
+        &[
+            "add",
+            "smith-v-acme",
+            "--conversation",
+            "acme/c1",
+            "--conversation",
+            "acme/c2",
+        ],
+    );
+    assert_eq!(placed["sync"]["on"], 4, "{placed}");
+    assert_eq!(placed["sync"]["conversations"], 2, "{placed}");
+    assert_eq!(statuses(&moto, "worm", 1, "c1"), ON);
+    assert_eq!(statuses(&moto, "worm", 2, "c2"), ON);
+    assert_eq!(statuses(&moto, "worm", 3, "c3"), OFF);
+
+    // Governance retention yields to a bypass; a legal hold does not.
+    assert!(!moto.delete_version("worm", "exports/acme/2026/01/01/c1/call.wav", true));
+    assert!(moto.delete_version("worm", "exports/acme/2026/01/03/c3/call.wav", true));
+
+    // A standing hold of another matter also covers c2 (January 2).
+    hold(&env, &["create", "jones-v-acme"]);
+    let standing = hold(
+        &env,
+        &[
+            "add",
+            "jones-v-acme",
+            "--tenant",
+            "acme",
+            "--start-after",
+            "2026-01-02T00:00:00Z",
+            "--start-before",
+            "2026-01-03T00:00:00Z",
+        ],
+    );
+    assert_eq!(standing["sync"]["on"], 2, "{standing}");
+
+    // Releasing the first matter turns c1 OFF; c2 stays ON under the second.
+    let released = hold(&env, &["release", "smith-v-acme", RELEASE[0], RELEASE[1]]);
+    assert_eq!(released["sync"]["off"], 2, "{released}");
+    assert_eq!(released["sync"]["on"], 2, "{released}");
+    assert_eq!(statuses(&moto, "worm", 1, "c1"), OFF);
+    assert_eq!(statuses(&moto, "worm", 2, "c2"), ON);
+    let released = hold(&env, &["release", "jones-v-acme", RELEASE[0], RELEASE[1]]);
+    assert_eq!(released["sync"]["off"], 2, "{released}");
+    assert_eq!(statuses(&moto, "worm", 2, "c2"), OFF);
+
+    // Each status set is audited with its target and key.
+    let events = status_events(&env);
+    assert_eq!(events.len(), 4 + 2 + 4 + 2, "{events:?}");
+    assert!(events.iter().any(|e| e["conversation_id"] == "c1"
+        && e["details"]["key"] == "acme/2026/01/01/c1/call.wav"
+        && e["details"]["target"] == "worm"
+        && e["details"]["legal_hold"] == "OFF"));
+    let synced = hold(&env, &["sync"]);
+    assert_eq!(synced["conversations"], 0, "{synced}");
+}
+
+#[test]
+fn a_release_the_store_refused_stays_queued_until_hold_sync_finishes_it() {
+    let moto = Moto::start();
+    moto.bucket("worm", true);
+    let env = worm_hold_env(&moto, "worm", "governance");
+    env.conversation("acme", 1, "c1", &[("call.wav", b"RIFF-one")]);
+    let out = run(&env, &["--json", "run", "export"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    hold(&env, &["create", "m"]);
+    hold(&env, &["add", "m", "--conversation", "acme/c1"]);
+    assert_eq!(statuses(&moto, "worm", 1, "c1"), ON);
+
+    // The store cannot be reached when the hold is released: the release is committed, the
+    // objects keep their hold, and the conversation stays queued.
+    let good = std::fs::read_to_string(env.config()).unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    env.write_config(&good.replace(&moto.endpoint, &dead));
+    let out = run(&env, &["hold", "release", "m", RELEASE[0], RELEASE[1]]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let msg = text(&out);
+    assert!(msg.contains("released 1 hold(s) of matter `m`"), "{msg}");
+    assert!(msg.contains("left queued: acme/c1"), "{msg}");
+    assert!(msg.contains("custodian hold sync"), "{msg}");
+    assert_eq!(statuses(&moto, "worm", 1, "c1"), ON);
+    assert!(status_events(&env).len() == 2);
+
+    // A sync against a store still down leaves it queued again; once it is back, it finishes.
+    let out = run(&env, &["hold", "sync"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    env.write_config(&good);
+    let synced = hold(&env, &["sync"]);
+    assert_eq!(synced["off"], 2, "{synced}");
+    assert_eq!(synced["left"], serde_json::json!([]), "{synced}");
+    assert_eq!(statuses(&moto, "worm", 1, "c1"), OFF);
+    assert_eq!(hold(&env, &["sync"])["conversations"], 0);
+}

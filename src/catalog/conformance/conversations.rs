@@ -250,6 +250,7 @@ pub fn conversation_detail_tells_what_became_of_it(cat: &dyn Catalog) {
         Utc::now(),
         "carol",
         &event(AuditKind::LegalHoldPlaced),
+        &[],
     )
     .unwrap();
 

@@ -81,7 +81,7 @@ pub fn holds_keep_conversations_from_the_sweep(cat: &dyn Catalog) {
         ..Criteria::default()
     }));
     refused(
-        cat.place_hold("nope", &by_bob, now, "carol", &placed("nope")),
+        cat.place_hold("nope", &by_bob, now, "carol", &placed("nope"), &[]),
         "no matter named `nope`",
     );
     refused(
@@ -94,6 +94,7 @@ pub fn holds_keep_conversations_from_the_sweep(cat: &dyn Catalog) {
             now,
             "carol",
             &placed("smith-v-acme"),
+            &[],
         ),
         "not in the catalog: acme/ghost",
     );
@@ -104,7 +105,7 @@ pub fn holds_keep_conversations_from_the_sweep(cat: &dyn Catalog) {
     assert!(cat.matters(Some("nope")).unwrap().is_empty());
 
     let standing = cat
-        .place_hold("smith-v-acme", &by_bob, now, "carol", &placed("s"))
+        .place_hold("smith-v-acme", &by_bob, now, "carol", &placed("s"), &[])
         .unwrap();
     assert_eq!(due_ids(cat, &q), ["alices"]);
     // Indexed after the hold was placed, and covered by it all the same.
@@ -128,7 +129,7 @@ pub fn holds_keep_conversations_from_the_sweep(cat: &dyn Catalog) {
         conversation("acme", "bobs"),
     ]);
     let explicit_id = cat
-        .place_hold("audit-2026", &explicit, now, "dave", &placed("a"))
+        .place_hold("audit-2026", &explicit, now, "dave", &placed("a"), &[])
         .unwrap();
     assert!(due_ids(cat, &q).is_empty());
     assert_eq!(
@@ -192,7 +193,8 @@ pub fn holds_keep_conversations_from_the_sweep(cat: &dyn Catalog) {
             "audit-2026",
             now,
             "dave",
-            &hold_event(AuditKind::LegalHoldReleased, "a")
+            &hold_event(AuditKind::LegalHoldReleased, "a"),
+            &[]
         )
         .unwrap(),
         1
@@ -203,6 +205,7 @@ pub fn holds_keep_conversations_from_the_sweep(cat: &dyn Catalog) {
             now,
             "dave",
             &hold_event(AuditKind::LegalHoldReleased, "a"),
+            &[],
         ),
         "no active hold",
     );
@@ -212,6 +215,7 @@ pub fn holds_keep_conversations_from_the_sweep(cat: &dyn Catalog) {
             now,
             "dave",
             &hold_event(AuditKind::LegalHoldReleased, "a"),
+            &[],
         ),
         "no matter named `nope`",
     );
@@ -225,6 +229,7 @@ pub fn holds_keep_conversations_from_the_sweep(cat: &dyn Catalog) {
         now,
         "carol",
         &hold_event(AuditKind::LegalHoldReleased, "s"),
+        &[],
     )
     .unwrap();
     assert_eq!(due_ids(cat, &q), ["alices", "bobs", "bobs-later"]);
@@ -311,6 +316,7 @@ pub fn many_matters_are_counted_apart(cat: &dyn Catalog) {
             now,
             "carol",
             &placed,
+            &[],
         )
         .unwrap();
     }
@@ -323,6 +329,7 @@ pub fn many_matters_are_counted_apart(cat: &dyn Catalog) {
         now,
         "carol",
         &hold_event(AuditKind::LegalHoldPlaced, "m00"),
+        &[],
     )
     .unwrap();
     assert!(due_ids(cat, &q).is_empty());
@@ -338,4 +345,125 @@ pub fn many_matters_are_counted_apart(cat: &dyn Catalog) {
             ..due_count(0, 0, 3, None)
         }
     );
+}
+
+/// Placing and releasing a hold queue a legal-hold sync of the conversations it covers that
+/// have object keys, in its transaction; a page tells whether a hold covers each now, with its
+/// objects; finishing takes an entry off the queue unless a change queued it again since it
+/// was read, and appends the events.
+pub fn hold_changes_queue_legal_hold_syncs(cat: &dyn Catalog) {
+    cat.apply_index(&[
+        upsert(&bobs("exported")),
+        upsert(&bobs("other")),
+        upsert(&bobs("unexported")),
+    ])
+    .unwrap();
+    let run = cat.begin_run("p", Mode::Full, "t").unwrap();
+    let key = |id: &str| KeyClaim {
+        key: format!("acme/{id}/conversation.json"),
+        tenant: "acme".into(),
+        conversation_id: id.into(),
+        file: "conversation.json".into(),
+    };
+    cat.claim_keys("t", run, &[key("exported"), key("other")])
+        .unwrap();
+    cat.create_matter(&matter("m"), &hold_event(AuditKind::MatterCreated, "m"))
+        .unwrap();
+    assert_eq!(cat.hold_syncs(None, 10).unwrap(), []);
+
+    // Without a locked target, or with keys on another one only, nothing is queued.
+    let placed = hold_event(AuditKind::LegalHoldPlaced, "m");
+    let first = conversation("acme", "exported");
+    for targets in [vec![], vec!["elsewhere".to_owned()]] {
+        cat.place_hold(
+            "m",
+            &HoldScope::Conversations(vec![first.clone()]),
+            Utc::now(),
+            "carol",
+            &placed,
+            &targets,
+        )
+        .unwrap();
+        assert_eq!(cat.hold_syncs(None, 10).unwrap(), []);
+    }
+    let locked = ["t".to_owned()];
+    cat.place_hold(
+        "m",
+        &HoldScope::Conversations(vec![
+            conversation("acme", "exported"),
+            conversation("acme", "unexported"),
+        ]),
+        Utc::now(),
+        "carol",
+        &placed,
+        &locked,
+    )
+    .unwrap();
+    let queued = cat.hold_syncs(None, 10).unwrap();
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(queued[0].conversation, conversation("acme", "exported"));
+    assert!(queued[0].held);
+    assert_eq!(
+        queued[0].objects,
+        [("t".to_owned(), "acme/exported/conversation.json".to_owned())]
+    );
+
+    // A standing hold on bob's conversations queues the other exported one too, and the
+    // queued one again: a newer generation, which the first page's finish leaves queued.
+    let criteria = crate::filter::Criteria {
+        users: vec!["bob".into()],
+        ..Default::default()
+    };
+    cat.place_hold(
+        "m",
+        &HoldScope::Standing(Box::new(criteria)),
+        Utc::now(),
+        "carol",
+        &placed,
+        &locked,
+    )
+    .unwrap();
+    let set = NewEvent {
+        tenant: Some("acme".into()),
+        conversation_id: Some("exported".into()),
+        ..hold_event(AuditKind::LegalHoldStatusSet, "m")
+    };
+    cat.finish_hold_syncs(&queued, std::slice::from_ref(&set))
+        .unwrap();
+    let again = cat.hold_syncs(None, 10).unwrap();
+    let ids: Vec<&str> = again.iter().map(|s| s.conversation.id.as_str()).collect();
+    assert_eq!(ids, ["exported", "other"]);
+    assert_eq!(
+        cat.hold_syncs(Some(&conversation("acme", "exported")), 10)
+            .unwrap()
+            .len(),
+        1,
+        "a page after a conversation"
+    );
+    cat.finish_hold_syncs(&again, &[]).unwrap();
+    assert_eq!(cat.hold_syncs(None, 10).unwrap(), []);
+
+    // Releasing queues both again, now held by nothing.
+    cat.release_holds(
+        "m",
+        Utc::now(),
+        "carol",
+        &hold_event(AuditKind::LegalHoldReleased, "m"),
+        &locked,
+    )
+    .unwrap();
+    let released = cat.hold_syncs(None, 10).unwrap();
+    assert_eq!(released.len(), 2);
+    assert!(released.iter().all(|s| !s.held), "{released:?}");
+    let kinds: Vec<String> = cat
+        .audit_events(&AuditQuery {
+            kind: Some(AuditKind::LegalHoldStatusSet),
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event.conversation_id.unwrap_or_default())
+        .collect();
+    assert_eq!(kinds, ["exported"]);
 }

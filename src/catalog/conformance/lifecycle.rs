@@ -684,6 +684,7 @@ pub fn export_before_delete(cat: &dyn Catalog) {
         Utc::now(),
         "carol",
         &event(AuditKind::LegalHoldPlaced),
+        &[],
     )
     .unwrap();
     let by_matter = || vec![("m".to_owned(), 3)];
@@ -707,6 +708,7 @@ pub fn export_before_delete(cat: &dyn Catalog) {
         Utc::now(),
         "carol",
         &event(AuditKind::LegalHoldReleased),
+        &[],
     )
     .unwrap();
     done(running);

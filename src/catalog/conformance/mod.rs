@@ -49,6 +49,7 @@ macro_rules! conformance_suite {
             lifecycle::export_before_delete,
             holds::holds_keep_conversations_from_the_sweep,
             holds::many_matters_are_counted_apart,
+            holds::hold_changes_queue_legal_hold_syncs,
             select::confidential_pages,
             runs::upload_journal,
             runs::object_keys_are_held_by_one_file,

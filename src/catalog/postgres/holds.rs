@@ -10,11 +10,11 @@ use super::pool::Session;
 use super::{Fallible, PostgresCatalog, micros, sql_params};
 use crate::audit::NewEvent;
 use crate::catalog::holds::{
-    self, ConversationRef, Hold, HoldScope, Matter, MatterState, Standing,
+    self, ConversationRef, Hold, HoldScope, HoldSync, Matter, MatterState, Standing,
 };
 use crate::catalog::rows::{self, Fields};
 use crate::catalog::{Result, sql};
-use crate::filter::Dialect;
+use crate::filter::{Dialect, Filter};
 
 pub(super) fn create_matter(cat: &PostgresCatalog, m: &Matter, event: &NewEvent) -> Result<()> {
     cat.transaction(|s| {
@@ -44,6 +44,7 @@ pub(super) fn place_hold(
     at: DateTime<Utc>,
     by: &str,
     event: &NewEvent,
+    sync_targets: &[String],
 ) -> Result<i64> {
     cat.transaction(|s| {
         let mut head = lock_chain(s, cat.audit_key.as_ref())?;
@@ -96,6 +97,11 @@ pub(super) fn place_hold(
                 &[&id, &tenants, &ids],
             )?;
         }
+        let standing = match scope {
+            HoldScope::Standing(c) => Some(holds::standing(matter.to_owned(), c).filter),
+            HoldScope::Conversations(_) => None,
+        };
+        queue_sync(s, id, standing.as_ref(), sync_targets)?;
         append_audit(s, &mut head, [&holds::placed_event(event, id)])?;
         Ok(id)
     })
@@ -107,6 +113,7 @@ pub(super) fn release_holds(
     at: DateTime<Utc>,
     by: &str,
     event: &NewEvent,
+    sync_targets: &[String],
 ) -> Result<u64> {
     cat.transaction(|s| {
         let mut head = lock_chain(s, cat.audit_key.as_ref())?;
@@ -115,12 +122,97 @@ pub(super) fn release_holds(
         {
             return Err(holds::unknown_matter(matter).into());
         }
+        let active = cat.rows(s.query(sql::ACTIVE_HOLDS_OF.postgres, &[&matter])?, |r| {
+            Ok((r.int(0)?, rows::opt_criteria(r, 1)?))
+        })?;
+        for (id, criteria) in &active {
+            let standing = criteria
+                .as_ref()
+                .map(|c| holds::standing(matter.to_owned(), c).filter);
+            queue_sync(s, *id, standing.as_ref(), sync_targets)?;
+        }
         let released = s.execute(sql::RELEASE_HOLDS.postgres, &[&micros(at), &by, &matter])?;
         if released == 0 {
             return Err(holds::nothing_to_release(matter).into());
         }
         append_audit(s, &mut head, [event])?;
         Ok(released)
+    })
+}
+
+/// Queues a legal-hold sync for the exported conversations hold `id` covers, in the
+/// transaction of `s` (docs/operations.md, "WORM exports").
+fn queue_sync<C: GenericClient>(
+    s: &mut Session<'_, C>,
+    id: i64,
+    standing: Option<&Filter>,
+    sync_targets: &[String],
+) -> Fallible<()> {
+    if sync_targets.is_empty() {
+        return Ok(());
+    }
+    let (text, params) = sql::queue_hold_sync(Dialect::Postgres, id, standing, sync_targets);
+    s.execute(&text, &sql_params(&params))?;
+    Ok(())
+}
+
+pub(super) fn hold_syncs(
+    cat: &PostgresCatalog,
+    after: Option<&ConversationRef>,
+    limit: usize,
+) -> Result<Vec<HoldSync>> {
+    cat.autocommit(|s| {
+        let (tenant, id) = after.map_or(("", ""), |c| (c.tenant.as_str(), c.id.as_str()));
+        let queued = cat.rows(
+            s.query(sql::HOLD_SYNCS.postgres, &[&tenant, &id, &(limit as i64)])?,
+            |r| {
+                Ok((
+                    ConversationRef {
+                        tenant: r.text(0)?,
+                        id: r.text(1)?,
+                    },
+                    r.int(2)?,
+                    r.opt_int(3)?,
+                    r.flag(4)?,
+                ))
+            },
+        )?;
+        let pks: Vec<i64> = queued.iter().filter_map(|q| q.2).collect();
+        let held = holding(cat, s, &pks)?;
+        let mut out = Vec::with_capacity(queued.len());
+        for (conversation, generation, pk, flag) in queued {
+            let objects = cat.rows(
+                s.query(
+                    sql::CONVERSATION_OBJECTS.postgres,
+                    &[&conversation.tenant, &conversation.id],
+                )?,
+                |r| Ok((r.text(0)?, r.text(1)?)),
+            )?;
+            out.push(HoldSync {
+                held: flag || pk.is_some_and(|pk| held.contains_key(&pk)),
+                conversation,
+                generation,
+                objects,
+            });
+        }
+        Ok(out)
+    })
+}
+
+pub(super) fn finish_hold_syncs(
+    cat: &PostgresCatalog,
+    done: &[HoldSync],
+    events: &[NewEvent],
+) -> Result<()> {
+    cat.transaction(|s| {
+        let mut head = lock_chain(s, cat.audit_key.as_ref())?;
+        for d in done {
+            s.execute(
+                sql::FINISH_HOLD_SYNC.postgres,
+                &[&d.conversation.tenant, &d.conversation.id, &d.generation],
+            )?;
+        }
+        append_audit(s, &mut head, events)
     })
 }
 

@@ -455,4 +455,16 @@ CREATE INDEX participants_user_start ON participants (user_name, start_ms, conve
     r#"
 CREATE INDEX audit_events_verifications ON audit_events (seq) WHERE kind = 'trail_verified';
 "#,
+    // Legal-hold syncs (docs/operations.md, "WORM exports"): conversations whose objects on
+    // locked targets need their legal-hold status set again after a hold was placed or
+    // released, queued in the transaction that changed the hold. A change while one is queued
+    // bumps its generation, so a sync that read the older one leaves it queued.
+    r#"
+CREATE TABLE hold_syncs (
+    tenant TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    generation BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant, conversation_id)
+);
+"#,
 ];

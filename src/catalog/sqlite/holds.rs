@@ -8,11 +8,11 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use super::{SqliteCatalog, to_sql};
 use crate::audit::NewEvent;
 use crate::catalog::holds::{
-    self, ConversationRef, Hold, HoldScope, Matter, MatterState, Standing,
+    self, ConversationRef, Hold, HoldScope, HoldSync, Matter, MatterState, Standing,
 };
 use crate::catalog::rows::{self, Fields};
 use crate::catalog::{Result, rfc3339_micros as ts, sql};
-use crate::filter::Dialect;
+use crate::filter::{Dialect, Filter};
 
 pub(super) fn create_matter(cat: &SqliteCatalog, m: &Matter, event: &NewEvent) -> Result<()> {
     let mut conn = cat.writer.lock().expect("catalog writer lock");
@@ -43,6 +43,7 @@ pub(super) fn place_hold(
     at: DateTime<Utc>,
     by: &str,
     event: &NewEvent,
+    sync_targets: &[String],
 ) -> Result<i64> {
     let mut conn = cat.writer.lock().expect("catalog writer lock");
     let tx = conn.transaction().map_err(|e| cat.err(e))?;
@@ -96,6 +97,11 @@ pub(super) fn place_hold(
                 .map_err(|e| cat.err(e))?;
         }
     }
+    let standing = match scope {
+        HoldScope::Standing(c) => Some(holds::standing(matter.to_owned(), c).filter),
+        HoldScope::Conversations(_) => None,
+    };
+    queue_sync(cat, &tx, id, standing.as_ref(), sync_targets)?;
     cat.chain()
         .append(&tx, &holds::placed_event(event, id))
         .map_err(|e| cat.err(e))?;
@@ -109,11 +115,21 @@ pub(super) fn release_holds(
     at: DateTime<Utc>,
     by: &str,
     event: &NewEvent,
+    sync_targets: &[String],
 ) -> Result<u64> {
     let mut conn = cat.writer.lock().expect("catalog writer lock");
     let tx = conn.transaction().map_err(|e| cat.err(e))?;
     if !exists(cat, &tx, matter)? {
         return Err(holds::unknown_matter(matter));
+    }
+    let active = cat.rows(&tx, sql::ACTIVE_HOLDS_OF.sqlite, [matter], |r| {
+        Ok((r.int(0)?, rows::opt_criteria(r, 1)?))
+    })?;
+    for (id, criteria) in &active {
+        let standing = criteria
+            .as_ref()
+            .map(|c| holds::standing(matter.to_owned(), c).filter);
+        queue_sync(cat, &tx, *id, standing.as_ref(), sync_targets)?;
     }
     let released = tx
         .execute(sql::RELEASE_HOLDS.sqlite, params![ts(at), by, matter])
@@ -124,6 +140,96 @@ pub(super) fn release_holds(
     cat.chain().append(&tx, event).map_err(|e| cat.err(e))?;
     tx.commit().map_err(|e| cat.err(e))?;
     Ok(released as u64)
+}
+
+/// Queues a legal-hold sync for the exported conversations hold `id` covers, in `conn`'s
+/// transaction (docs/operations.md, "WORM exports").
+fn queue_sync(
+    cat: &SqliteCatalog,
+    conn: &Connection,
+    id: i64,
+    standing: Option<&Filter>,
+    sync_targets: &[String],
+) -> Result<()> {
+    if sync_targets.is_empty() {
+        return Ok(());
+    }
+    let (text, params) = sql::queue_hold_sync(Dialect::Sqlite, id, standing, sync_targets);
+    conn.execute(&text, params_from_iter(params.iter().map(to_sql)))
+        .map(|_| ())
+        .map_err(|e| cat.err(e))
+}
+
+pub(super) fn hold_syncs(
+    cat: &SqliteCatalog,
+    after: Option<&ConversationRef>,
+    limit: usize,
+) -> Result<Vec<HoldSync>> {
+    cat.with_reader(|conn| {
+        let (tenant, id) = after.map_or(("", ""), |c| (c.tenant.as_str(), c.id.as_str()));
+        let queued = cat.rows(
+            conn,
+            sql::HOLD_SYNCS.sqlite,
+            params![tenant, id, limit as i64],
+            |r| {
+                Ok((
+                    ConversationRef {
+                        tenant: r.text(0)?,
+                        id: r.text(1)?,
+                    },
+                    r.int(2)?,
+                    r.opt_int(3)?,
+                    r.flag(4)?,
+                ))
+            },
+        )?;
+        let pks: Vec<i64> = queued.iter().filter_map(|q| q.2).collect();
+        let held = holding(cat, conn, &pks)?;
+        queued
+            .into_iter()
+            .map(|(conversation, generation, pk, flag)| {
+                let objects = cat.rows(
+                    conn,
+                    sql::CONVERSATION_OBJECTS.sqlite,
+                    params![conversation.tenant, conversation.id],
+                    |r| Ok((r.text(0)?, r.text(1)?)),
+                )?;
+                Ok(HoldSync {
+                    held: flag || pk.is_some_and(|pk| held.contains_key(&pk)),
+                    conversation,
+                    generation,
+                    objects,
+                })
+            })
+            .collect()
+    })
+}
+
+pub(super) fn finish_hold_syncs(
+    cat: &SqliteCatalog,
+    done: &[HoldSync],
+    events: &[NewEvent],
+) -> Result<()> {
+    let mut conn = cat.writer.lock().expect("catalog writer lock");
+    let tx = conn.transaction().map_err(|e| cat.err(e))?;
+    {
+        let mut delete = tx
+            .prepare_cached(sql::FINISH_HOLD_SYNC.sqlite)
+            .map_err(|e| cat.err(e))?;
+        for d in done {
+            delete
+                .execute(params![
+                    d.conversation.tenant,
+                    d.conversation.id,
+                    d.generation
+                ])
+                .map_err(|e| cat.err(e))?;
+        }
+    }
+    for e in events {
+        cat.chain().append(&tx, e).map_err(|e| cat.err(e))?;
+    }
+    tx.commit().map_err(|e| cat.err(e))
 }
 
 /// Every active standing hold, resolved.

@@ -33,7 +33,7 @@ use super::{
 };
 use crate::audit::{AuditEvent, AuditHead, KeyError, KeySource, NewEvent};
 use crate::catalog::conversations::{ConversationDetail, ConversationSearch, ConversationSummary};
-use crate::catalog::holds::{HoldScope, Matter, MatterState};
+use crate::catalog::holds::{ConversationRef, HoldScope, HoldSync, Matter, MatterState};
 use crate::catalog::lifecycle::{
     ChangeState, DeleteOutcome, DueArtifact, DueCount, DueQuery, LifecyclePolicy, LifecycleVersion,
     PendingChange, QuarantineCount, QuarantineOutcome, QuarantineSelect, QuarantineState,
@@ -537,8 +537,9 @@ impl Catalog for SqliteCatalog {
         at: DateTime<Utc>,
         by: &str,
         event: &NewEvent,
+        sync_targets: &[String],
     ) -> Result<i64> {
-        holds::place_hold(self, matter, scope, at, by, event)
+        holds::place_hold(self, matter, scope, at, by, event, sync_targets)
     }
 
     fn release_holds(
@@ -547,8 +548,9 @@ impl Catalog for SqliteCatalog {
         at: DateTime<Utc>,
         by: &str,
         event: &NewEvent,
+        sync_targets: &[String],
     ) -> Result<u64> {
-        holds::release_holds(self, matter, at, by, event)
+        holds::release_holds(self, matter, at, by, event, sync_targets)
     }
 
     fn matters(&self, only: Option<&str>) -> Result<Vec<MatterState>> {
@@ -557,6 +559,14 @@ impl Catalog for SqliteCatalog {
 
     fn holding_matters(&self, pks: &[i64]) -> Result<HashMap<i64, Vec<String>>> {
         holds::holding_matters(self, pks)
+    }
+
+    fn hold_syncs(&self, after: Option<&ConversationRef>, limit: usize) -> Result<Vec<HoldSync>> {
+        holds::hold_syncs(self, after, limit)
+    }
+
+    fn finish_hold_syncs(&self, done: &[HoldSync], events: &[NewEvent]) -> Result<()> {
+        holds::finish_hold_syncs(self, done, events)
     }
 
     fn search_conversations(
