@@ -439,7 +439,20 @@ impl Backend for AwsBackend {
                 .object_lock_legal_hold_status(legal_hold(r.legal_hold))
                 .metadata(RETAIN_UNTIL_KEY, r.until.to_rfc3339());
         }
-        let out = request.send().await.map_err(other)?;
+        let locked = retention.is_some();
+        let out = request
+            .customize()
+            .mutate_request(move |r| {
+                // Some stores take a write under Object Lock only with an integrity header,
+                // even a copy, whose bytes the store checks itself (as it does here).
+                if locked {
+                    r.headers_mut()
+                        .insert("x-amz-sdk-checksum-algorithm", "SHA256");
+                }
+            })
+            .send()
+            .await
+            .map_err(other)?;
         Ok(out
             .copy_object_result()
             .and_then(|r| r.checksum_sha256())

@@ -37,6 +37,8 @@ mod power;
 mod s3;
 mod socket;
 mod stitch;
+#[cfg(feature = "s3")]
+mod store_export;
 mod transcode;
 mod web;
 #[cfg(feature = "s3")]
