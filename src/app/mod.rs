@@ -260,7 +260,10 @@ impl Loaded {
         if let Repository::Store(store) = &repo {
             store.check()?;
         }
-        let in_store = match (&self.config.repository, self.config.targets.get(&policy.target)) {
+        let in_store = match (
+            &self.config.repository,
+            self.config.targets.get(&policy.target),
+        ) {
             (RepositoryConfig::Store(source), Some(target)) => {
                 crate::target::copies_from(target, source).map(str::to_owned)
             }

@@ -137,7 +137,9 @@ pub fn load_channel(
             path: path.clone(),
             reason,
         };
-        let bytes = dir.read_head(&name, SEGMENT_RECORD_CAP + 1).map_err(&failed)?;
+        let bytes = dir
+            .read_head(&name, SEGMENT_RECORD_CAP + 1)
+            .map_err(&failed)?;
         if bytes.len() as u64 > SEGMENT_RECORD_CAP {
             return Err(failed(format!(
                 "larger than {SEGMENT_RECORD_CAP} bytes; a segment record is a few hundred"

@@ -34,9 +34,9 @@ use crate::repository::record::{
 use crate::schedule::JobSettings;
 use crate::schedule::runlog::RunLog;
 use crate::settings::Invalid;
+use crate::source::Repository;
 #[cfg(feature = "remote")]
 use crate::source::Store;
-use crate::source::Repository;
 use crate::target::manifest::{self, ManifestError, RESERVED_PREFIX};
 use crate::target::{Expected, Keep, ObjectKey, Target, TargetError, WriteContext};
 
@@ -778,7 +778,8 @@ impl Export<'_> {
             sha256: &a.sha256,
         };
         if let (Transform::Copy, Some(bucket)) = (transform, &self.in_store)
-            && let Some(copied) = sink.copy_in_store(&place, bucket, &store.key(&path), expect, &what)
+            && let Some(copied) =
+                sink.copy_in_store(&place, bucket, &store.key(&path), expect, &what)
         {
             return copied;
         }
@@ -787,9 +788,9 @@ impl Export<'_> {
             sha256: &a.sha256,
         };
         let source = store.open(&path, a.size).map_err(|e| match e {
-            crate::source::SourceError::NotFound { .. } => format!(
-                "{what} is listed in {RECORD_FILE} but missing from the repository"
-            ),
+            crate::source::SourceError::NotFound { .. } => {
+                format!("{what} is listed in {RECORD_FILE} but missing from the repository")
+            }
             e => format!("artifact {e}"),
         })?;
         if let Transform::Copy = transform {
@@ -814,9 +815,12 @@ impl Export<'_> {
         let what = what.to_owned();
         let scratch_err = |e: crate::media::scratch::ScratchError| e.to_string();
         match transform {
-            Transform::Copy => {
-                sink.put_reader(place, &mut Verified::new(file, expect, &what), &what, buffer)
-            }
+            Transform::Copy => sink.put_reader(
+                place,
+                &mut Verified::new(file, expect, &what),
+                &what,
+                buffer,
+            ),
             Transform::Stitch { .. } => unreachable!("stitches have no artifact"),
             Transform::Transcode { voice, decrypt } => {
                 let verified = Verified::new(file, expect, &what);
@@ -980,7 +984,7 @@ impl Export<'_> {
         channel: &str,
         spec: &VoiceSpec,
         dir: &dyn ChannelFolder,
-        open: &dyn Fn(&ChannelSegment) -> Result<Box<dyn Read + Send + Sync>, String>,
+        open: &stitch::OpenSegment<'_>,
         buffer: &mut Vec<u8>,
     ) -> Result<Written, ItemError> {
         let segments = stitch::load_channel(dir, channel).map_err(|e| e.to_string())?;

@@ -21,8 +21,8 @@ use aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder;
 use aws_sdk_s3::primitives::{ByteStream as SdkStream, DateTime as SdkDateTime};
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart,
-    MetadataDirective, ObjectLockEnabled, ObjectLockLegalHold, ObjectLockLegalHoldStatus, ObjectLockMode,
-    ObjectLockRetention, ObjectLockRetentionMode,
+    MetadataDirective, ObjectLockEnabled, ObjectLockLegalHold, ObjectLockLegalHoldStatus,
+    ObjectLockMode, ObjectLockRetention, ObjectLockRetentionMode,
 };
 use base64::Engine;
 use bytes::Bytes;
@@ -403,7 +403,14 @@ impl Backend for AwsBackend {
     }
 
     async fn head_in(&self, bucket: &str, key: &str) -> BackendResult<Option<(u64, String)>> {
-        match self.client.head_object().bucket(bucket).key(key).send().await {
+        match self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(out) => Ok(Some((
                 out.content_length().map_or(0, |n| n.max(0) as u64),
                 out.e_tag().unwrap_or_default().to_owned(),
@@ -483,7 +490,9 @@ impl Backend for AwsBackend {
         out.copy_part_result()
             .and_then(|r| r.e_tag())
             .map(str::to_owned)
-            .ok_or_else(|| BackendError::Other("the store returned no ETag for a copied part".into()))
+            .ok_or_else(|| {
+                BackendError::Other("the store returned no ETag for a copied part".into())
+            })
     }
 
     async fn delete(&self, key: &str) -> BackendResult<()> {

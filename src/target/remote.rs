@@ -28,8 +28,8 @@ use super::{
     Expected, Headway, Keep, LockMode, Mismatch, ObjectKey, ObjectLock, ObjectWriter, PutError,
     Target, TargetError, Uploads, WriteContext,
 };
-use crate::catalog::{ObjectRecord, RunId};
 use crate::catalog::uploads::UploadJournal;
+use crate::catalog::{ObjectRecord, RunId};
 
 /// Why a backend call failed. Messages never carry credentials.
 #[derive(Debug)]
@@ -495,7 +495,9 @@ impl RemoteTarget {
             let _ = self.runtime.block_on(self.backend.abort(&full_key, &id));
             return Err(err(format!("upload journal: {e}")));
         }
-        let copied = self.runtime.block_on(self.copy_all_parts(source, size, &full_key, &id, retention));
+        let copied = self
+            .runtime
+            .block_on(self.copy_all_parts(source, size, &full_key, &id, retention));
         let ended = match copied {
             Ok(()) => Ok(()),
             Err(e) => match self.runtime.block_on(self.backend.abort(&full_key, &id)) {
@@ -540,13 +542,18 @@ impl RemoteTarget {
                 let range = start..(start + part).min(size);
                 let index = next;
                 running.spawn(async move {
-                    (index, backend.part_copy(&source, &key, &id, index, range).await)
+                    (
+                        index,
+                        backend.part_copy(&source, &key, &id, index, range).await,
+                    )
                 });
                 next += 1;
             }
             match running.join_next().await {
                 Some(Ok((index, Ok(token)))) => tokens[index] = token,
-                Some(Ok((index, Err(e)))) => return Err(format!("copying part {}: {e}", index + 1)),
+                Some(Ok((index, Err(e)))) => {
+                    return Err(format!("copying part {}: {e}", index + 1));
+                }
                 Some(Err(e)) => return Err(format!("copy task: {e}")),
                 None => {}
             }

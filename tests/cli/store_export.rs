@@ -145,11 +145,17 @@ fn an_s3_repository_is_copied_decrypted_transcoded_zipped_and_stitched() {
         &[Art::plain("stereo.wav", "audio_recording", &stereo)],
     );
     channel_with_gap(&env.root().join("acme/channels/turret-1"));
-    cdr_only(&env, "tv1", "2026-01-01T10:00:08Z", "2026-01-01T10:00:14.5Z");
+    cdr_only(
+        &env,
+        "tv1",
+        "2026-01-01T10:00:08Z",
+        "2026-01-01T10:00:14.5Z",
+    );
     index_on_disk(&env);
     copy_tree(&env.root(), &server.root.join("recordings"));
     std::fs::remove_dir_all(env.root()).unwrap();
-    let target = |name: &str| format!("[targets.{name}]\nkind = \"filesystem\"\npath = \"{name}\"\n");
+    let target =
+        |name: &str| format!("[targets.{name}]\nkind = \"filesystem\"\npath = \"{name}\"\n");
     env.write_config(&format!(
         "[catalog]\nurl = \"sqlite:catalog.db\"\n\n{}\n{}\n{}\n{}\n\
          [policies.copy]\naction = \"export\"\ntarget = \"copy\"\ndecrypt = true\n\
@@ -171,11 +177,19 @@ fn an_s3_repository_is_copied_decrypted_transcoded_zipped_and_stitched() {
             SECRET_KEY,
         );
         assert_eq!(out.status.code(), Some(0), "{policy}: {}", text(&out));
-        assert_eq!(json(&out)["counters"]["exported"], 3, "{policy}: {}", text(&out));
+        assert_eq!(
+            json(&out)["counters"]["exported"],
+            3,
+            "{policy}: {}",
+            text(&out)
+        );
     }
     let day1 = "acme/2026/01/01";
     let copy = env.path().join("copy");
-    assert_eq!(std::fs::read(copy.join(format!("{day1}/c1/call.bin"))).unwrap(), plain);
+    assert_eq!(
+        std::fs::read(copy.join(format!("{day1}/c1/call.bin"))).unwrap(),
+        plain
+    );
     assert_eq!(
         std::fs::read(copy.join(format!("{day1}/c1/sealed.wav"))).unwrap(),
         secret,
@@ -185,7 +199,11 @@ fn an_s3_repository_is_copied_decrypted_transcoded_zipped_and_stitched() {
     let (spec, samples) = read_wav(&copy.join(format!("{day1}/tv1/tv1.wav")));
     assert_eq!(spec.sample_rate, RATE);
     assert_eq!(samples.len(), 6 * RATE as usize + RATE as usize / 2);
-    assert_eq!(samples[0], sample(1, 8 * RATE as usize), "cut at the sample");
+    assert_eq!(
+        samples[0],
+        sample(1, 8 * RATE as usize),
+        "cut at the sample"
+    );
 
     let voice = env.path().join("voice");
     let ulaw = std::fs::read(voice.join("acme/2026/01/02/v1/stereo.wav")).unwrap();
@@ -213,11 +231,16 @@ fn copies_inside_the_store_are_checked_and_a_record_that_does_not_match_leaves_n
     let bucket = server.root.join("recordings");
     copy_tree(&env.root(), &bucket);
     // Same size, other bytes: only the SHA-256 tells.
-    std::fs::write(bucket.join(Env::rel_dir("acme", 2, "bad")).join("call.wav"), &swapped)
-        .unwrap();
+    std::fs::write(
+        bucket.join(Env::rel_dir("acme", 2, "bad")).join("call.wav"),
+        &swapped,
+    )
+    .unwrap();
     // Longer than its record: 10 MB where the record lists 100,000 bytes.
     std::fs::write(
-        bucket.join(Env::rel_dir("acme", 3, "long")).join("call.wav"),
+        bucket
+            .join(Env::rel_dir("acme", 3, "long"))
+            .join("call.wav"),
         pattern(10_000_000, 4),
     )
     .unwrap();
@@ -227,7 +250,12 @@ fn copies_inside_the_store_are_checked_and_a_record_that_does_not_match_leaves_n
         repository(&server.endpoint, "recordings"),
         s3_target(&server.endpoint, "archive", ""),
     ));
-    let out = run_with(&env, &["--json", "run", "export", "--no-index"], ACCESS_KEY, SECRET_KEY);
+    let out = run_with(
+        &env,
+        &["--json", "run", "export", "--no-index"],
+        ACCESS_KEY,
+        SECRET_KEY,
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let summary = json(&out);
     assert_eq!(summary["counters"]["exported"], 1, "{}", text(&out));
@@ -271,15 +299,27 @@ fn copies_inside_the_store_are_checked_and_a_record_that_does_not_match_leaves_n
          [policies.stream]\naction = \"export\"\ntarget = \"dir\"\nmetadata_file = false\n",
         repository(&server.endpoint, "recordings"),
     ));
-    let out = run_with(&env, &["--json", "run", "stream", "--no-index"], ACCESS_KEY, SECRET_KEY);
+    let out = run_with(
+        &env,
+        &["--json", "run", "stream", "--no-index"],
+        ACCESS_KEY,
+        SECRET_KEY,
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("is longer than the 100000 bytes its record lists"), "{}", text(&out));
+    assert!(
+        text(&out).contains("is longer than the 100000 bytes its record lists"),
+        "{}",
+        text(&out)
+    );
     let read = server.served() - served;
     assert!(
         read <= 2 * 400_001 + 100_001 + 64 * 1024,
         "{read} bytes read: the 10 MB object was read past its record's size"
     );
-    assert_eq!(files(&env.path().join("dir")), ["acme/2026/01/01/ok/call.wav"]);
+    assert_eq!(
+        files(&env.path().join("dir")),
+        ["acme/2026/01/01/ok/call.wav"]
+    );
 }
 
 #[test]
@@ -310,16 +350,32 @@ fn a_killed_multipart_copy_is_aborted_by_the_next_run_and_leaves_nothing_partial
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(server.open_uploads(), 1);
-    let final_key = server.root.join("archive/exports/acme/2026/01/01/a1/big.wav");
+    let final_key = server
+        .root
+        .join("archive/exports/acme/2026/01/01/a1/big.wav");
     assert!(!final_key.exists(), "nothing under the final key");
 
     server.pass_all();
-    let out = run_with(&env, &["--json", "run", "export", "--no-index"], ACCESS_KEY, SECRET_KEY);
+    let out = run_with(
+        &env,
+        &["--json", "run", "export", "--no-index"],
+        ACCESS_KEY,
+        SECRET_KEY,
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains("aborted 1 unfinished upload"), "{}", text(&out));
+    assert!(
+        text(&out).contains("aborted 1 unfinished upload"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(server.open_uploads(), 0);
     assert_eq!(std::fs::read(&final_key).unwrap(), big);
-    let verify = run_with(&env, &["verify", &json(&out)["run"].to_string()], ACCESS_KEY, SECRET_KEY);
+    let verify = run_with(
+        &env,
+        &["verify", &json(&out)["run"].to_string()],
+        ACCESS_KEY,
+        SECRET_KEY,
+    );
     assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
 }
 
@@ -347,7 +403,12 @@ fn a_store_that_checksums_copies_exports_without_any_artifact_byte_through_the_n
             "object_lock = { mode = \"governance\", retain_days = 30 }"
         ),
     ));
-    let out = run_with(&env, &["--json", "run", "export", "--no-index"], "testing", "testing");
+    let out = run_with(
+        &env,
+        &["--json", "run", "export", "--no-index"],
+        "testing",
+        "testing",
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(json(&out)["counters"]["exported"], 3, "{}", text(&out));
     let requests = moto.requests();
@@ -370,10 +431,18 @@ fn a_store_that_checksums_copies_exports_without_any_artifact_byte_through_the_n
             head.metadata().unwrap().get("sha256").map(String::as_str),
             Some(sha256(bytes).as_str())
         );
-        assert!(head.object_lock_retain_until_date().is_some(), "{key} retained");
+        assert!(
+            head.object_lock_retain_until_date().is_some(),
+            "{key} retained"
+        );
         assert!(head.object_lock_mode().is_some(), "{key} locked");
     }
-    let verify = run_with(&env, &["verify", &json(&out)["run"].to_string()], "testing", "testing");
+    let verify = run_with(
+        &env,
+        &["verify", &json(&out)["run"].to_string()],
+        "testing",
+        "testing",
+    );
     assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
 }
 
