@@ -424,10 +424,13 @@ impl RemoteTarget {
                 )
                 .map_err(|e| self.io(key.as_str(), e))?
         } else {
-            self.copy_parts(&source, size, key, expect.sha256, retention, cx.run)?;
+            self.copy_parts(&source, size, key, expect.sha256, retention, cx)?;
             // A multipart object's SHA-256 checksum is of its parts' checksums, not of its bytes.
             None
         };
+        if size <= self.uploads.copy_part_size {
+            cx.headway.advance(size);
+        }
         let sha256 = match checksum {
             Some(sha) => sha,
             None => self.hash_back(&full_key, key, size)?,
@@ -439,7 +442,6 @@ impl RemoteTarget {
             }
             return Err(PutError::Mismatch(Mismatch::Content));
         }
-        cx.headway.advance(size);
         Ok(record(key, expect))
     }
 
@@ -468,7 +470,7 @@ impl RemoteTarget {
 
     /// Copies `source` (of `size` bytes) to `key` as a multipart upload of parts of
     /// `copy_part_size`, journaled like any multipart upload, so one a killed process left open
-    /// is aborted by the next run; any failure aborts it here.
+    /// is aborted by the next run; any failure aborts it here. Each part copied is headway.
     fn copy_parts(
         &self,
         source: &CopySource,
@@ -476,8 +478,9 @@ impl RemoteTarget {
         key: &ObjectKey,
         sha256: &str,
         retention: Option<Retention>,
-        run: Option<RunId>,
+        cx: &WriteContext,
     ) -> Result<(), TargetError> {
+        let run = cx.run;
         let full_key = self.full_key(key.as_str());
         let err = |e: String| self.io(key.as_str(), e);
         let id = match retention {
@@ -495,9 +498,14 @@ impl RemoteTarget {
             let _ = self.runtime.block_on(self.backend.abort(&full_key, &id));
             return Err(err(format!("upload journal: {e}")));
         }
-        let copied = self
-            .runtime
-            .block_on(self.copy_all_parts(source, size, &full_key, &id, retention));
+        let copied = self.runtime.block_on(self.copy_all_parts(
+            source,
+            size,
+            &full_key,
+            &id,
+            retention,
+            &cx.headway,
+        ));
         let ended = match copied {
             Ok(()) => Ok(()),
             Err(e) => match self.runtime.block_on(self.backend.abort(&full_key, &id)) {
@@ -524,6 +532,7 @@ impl RemoteTarget {
         full_key: &str,
         id: &str,
         retention: Option<Retention>,
+        headway: &Headway,
     ) -> Result<(), String> {
         let part = self.uploads.copy_part_size;
         let count = size.div_ceil(part).max(1) as usize;
@@ -542,16 +551,18 @@ impl RemoteTarget {
                 let range = start..(start + part).min(size);
                 let index = next;
                 running.spawn(async move {
-                    (
-                        index,
-                        backend.part_copy(&source, &key, &id, index, range).await,
-                    )
+                    let len = range.end - range.start;
+                    let copied = backend.part_copy(&source, &key, &id, index, range).await;
+                    (index, len, copied)
                 });
                 next += 1;
             }
             match running.join_next().await {
-                Some(Ok((index, Ok(token)))) => tokens[index] = token,
-                Some(Ok((index, Err(e)))) => {
+                Some(Ok((index, len, Ok(token)))) => {
+                    headway.advance(len);
+                    tokens[index] = token;
+                }
+                Some(Ok((index, _, Err(e)))) => {
                     return Err(format!("copying part {}: {e}", index + 1));
                 }
                 Some(Err(e)) => return Err(format!("copy task: {e}")),
