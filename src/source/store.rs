@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::SourceError;
+use crate::catalog::Fingerprint;
 use crate::media::stitch::ChannelFolder;
 use crate::target::TargetConfig;
 use crate::target::remote::{Backend, BackendError, ByteStream, Client};
@@ -29,6 +30,23 @@ pub struct Stored {
     pub size: u64,
     /// Changes whenever the object's bytes do.
     pub etag: String,
+}
+
+impl Stored {
+    /// What the catalog keeps to tell this version of the object from another: its size, and
+    /// in place of a modification time the first 8 bytes of the SHA-256 of its ETag
+    /// (docs/repository.md, "In an object store"). An object rewritten with the same bytes
+    /// may keep its ETag, and then it is rightly unchanged.
+    pub fn fingerprint(&self) -> Fingerprint {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(self.etag.as_bytes());
+        let mut head = [0u8; 8];
+        head.copy_from_slice(&digest[..8]);
+        Fingerprint {
+            mtime_ns: i64::from_be_bytes(head),
+            size: self.size,
+        }
+    }
 }
 
 impl Store {

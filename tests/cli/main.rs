@@ -27,6 +27,9 @@ mod hostile_target;
 mod jobs;
 mod lazyfs;
 mod lifecycle;
+#[cfg(feature = "s3")]
+#[path = "../support/listed_fs.rs"]
+mod listed_fs;
 mod manual;
 mod media;
 mod osusers;
@@ -39,6 +42,8 @@ mod socket;
 mod stitch;
 #[cfg(feature = "s3")]
 mod store_export;
+#[cfg(feature = "s3")]
+mod store_repository;
 mod transcode;
 mod web;
 #[cfg(feature = "s3")]

@@ -5,8 +5,9 @@
 //! copy back, and moto (tests/cli/worm.rs), which returns the copy's SHA-256, so no artifact
 //! byte passes through custodian.
 //!
-//! The catalog is filled by indexing the same repository on disk, then the repository is laid
-//! into the bucket and the export runs with `--no-index` against the bucket.
+//! The moto test indexes the bucket itself; the s3s-fs tests fill the catalog by indexing the
+//! same repository on disk, lay it into the bucket and export with `--no-index`, so a test can
+//! then change an object behind its record.
 
 use std::path::Path;
 use std::process::Output;
@@ -391,8 +392,8 @@ fn a_store_that_checksums_copies_exports_without_any_artifact_byte_through_the_n
     for (i, (id, bytes)) in calls.iter().enumerate() {
         env.conversation("acme", i as u32 + 1, id, &[("call.wav", bytes)]);
     }
-    index_on_disk(&env);
     upload_tree(&moto, "recordings", &env.root(), "");
+    std::fs::remove_dir_all(env.root()).unwrap();
     env.write_config(&format!(
         "[catalog]\nurl = \"sqlite:catalog.db\"\n\n{}\n{}\n\
          [policies.export]\naction = \"export\"\ntarget = \"s3\"\n",
@@ -403,12 +404,8 @@ fn a_store_that_checksums_copies_exports_without_any_artifact_byte_through_the_n
             "object_lock = { mode = \"governance\", retain_days = 30 }"
         ),
     ));
-    let out = run_with(
-        &env,
-        &["--json", "run", "export", "--no-index"],
-        "testing",
-        "testing",
-    );
+    // Indexed from the bucket itself, then exported.
+    let out = run_with(&env, &["--json", "run", "export"], "testing", "testing");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(json(&out)["counters"]["exported"], 3, "{}", text(&out));
     let requests = moto.requests();
