@@ -6,8 +6,81 @@
 //! ```
 //!
 //! Each directory under ROOT is a bucket. Serves until killed.
+//!
+//! A `CopyObject` that asks for a SHA-256 checksum (`x-amz-checksum-algorithm: SHA256`) is
+//! answered with the copy's SHA-256 (`ChecksumSHA256` in its result), computed here on the
+//! server as S3 does; s3s-fs alone copies without one.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use http_body_util::BodyExt;
+use sha2::{Digest, Sha256};
+
+/// `key` with its `%XX` escapes decoded.
+fn decode(key: &str) -> String {
+    let bytes = key.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn sha256_of(path: &Path) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(hasher.finalize()))
+}
+
+/// Serves `req`, adding the copy's SHA-256 to a `CopyObject` result that asked for it.
+async fn serve(
+    service: s3s::service::S3Service,
+    root: PathBuf,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<s3s::Body>, s3s::HttpError> {
+    let checksum = req.method() == hyper::Method::PUT
+        && req.headers().contains_key("x-amz-copy-source")
+        && !req.uri().query().unwrap_or("").contains("partNumber=")
+        && req
+            .headers()
+            .get("x-amz-checksum-algorithm")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"SHA256"));
+    let path = root.join(decode(req.uri().path().trim_start_matches('/')));
+    let response = hyper::service::Service::call(&service, req).await?;
+    if !checksum || !response.status().is_success() {
+        return Ok(response);
+    }
+    let (mut parts, body) = response.into_parts();
+    let xml = body
+        .collect()
+        .await
+        .map_err(|e| s3s::HttpError::new(Box::new(std::io::Error::other(e.to_string()))))?
+        .to_bytes();
+    let sha = tokio::task::spawn_blocking(move || sha256_of(&path))
+        .await
+        .map_err(|e| s3s::HttpError::new(Box::new(e)))?
+        .map_err(|e| s3s::HttpError::new(Box::new(e)))?;
+    let xml = String::from_utf8_lossy(&xml).replace(
+        "</CopyObjectResult>",
+        &format!("<ChecksumSHA256>{sha}</ChecksumSHA256></CopyObjectResult>"),
+    );
+    parts.headers.remove(hyper::header::CONTENT_LENGTH);
+    Ok(hyper::Response::from_parts(parts, s3s::Body::from(xml)))
+}
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -38,8 +111,11 @@ fn main() -> anyhow::Result<()> {
             hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
         loop {
             let (socket, _) = listener.accept().await?;
+            let (service, root) = (service.clone(), root.clone());
+            let handler =
+                hyper::service::service_fn(move |req| serve(service.clone(), root.clone(), req));
             let conn = http
-                .serve_connection(hyper_util::rt::TokioIo::new(socket), service.clone())
+                .serve_connection(hyper_util::rt::TokioIo::new(socket), handler)
                 .into_owned();
             tokio::spawn(async move {
                 let _ = conn.await;

@@ -43,11 +43,9 @@ use crate::policy::export::{Export, ExportPolicy};
 use crate::policy::index::{self, IndexError, IndexReport};
 use crate::policy::produce::{self, MediaTools};
 use crate::progress::Progress;
-#[cfg(not(feature = "remote"))]
-use crate::source::Repository;
 #[cfg(feature = "remote")]
 use crate::source::Store;
-use crate::source::{RepositoryConfig, SourceError};
+use crate::source::{Repository, RepositoryConfig, SourceError};
 use crate::target::{self, Target, TargetError};
 use crate::users::Actor;
 
@@ -234,8 +232,8 @@ impl Loaded {
         keystore: Option<&'a Keystore>,
         filter: Filter,
     ) -> Result<Export<'a>, SetupError> {
-        let (repo, scratch) = self.export_io(policy)?;
-        Ok(self.assemble(policy, target, keystore, filter, repo, scratch))
+        let io = self.export_io(policy)?;
+        Ok(self.assemble(policy, target, keystore, filter, io))
     }
 
     /// Sets up an export of `policy` as its criteria select once the repository is indexed
@@ -249,26 +247,43 @@ impl Loaded {
         index_progress: &dyn Progress,
         control: &Control,
     ) -> Result<(Option<IndexReport>, Export<'a>), SetupError> {
-        let (repo, scratch) = self.export_io(policy)?;
+        let io = self.export_io(policy)?;
         let index = if no_index {
             None
         } else {
             Some(self.index(index_progress, control)?)
         };
         let filter = Filter::resolve(&policy.criteria, Utc::now(), policy.job.timezone);
-        let export = self.assemble(policy, target, keystore, filter, repo, scratch);
+        let export = self.assemble(policy, target, keystore, filter, io);
         Ok((index, export))
     }
 
     /// Checks that the configured ffmpeg can make the policy's video, then opens the repository
-    /// handle an export reads every file through and this process's private scratch directory
-    /// (opening it sweeps what killed runs left in the scratch root).
-    fn export_io(&self, policy: &ExportPolicy) -> Result<(Dir, Scratch), SetupError> {
+    /// an export reads every file through (checking that a store answers) and this process's
+    /// private scratch directory (opening it sweeps what killed runs left in the scratch root).
+    fn export_io(&self, policy: &ExportPolicy) -> Result<ExportIo, SetupError> {
         if let (Some(ffmpeg), Some(_)) = (&self.config.media.ffmpeg, &policy.video_format) {
             produce::check_ffmpeg(ffmpeg).map_err(SetupError::Ffmpeg)?;
         }
-        let repo =
-            Dir::open_root(self.local_root("an export")?).map_err(SetupError::RepositoryRoot)?;
+        let repo = match &self.config.repository {
+            RepositoryConfig::Filesystem { root } => {
+                Repository::Local(Dir::open_root(root).map_err(SetupError::RepositoryRoot)?)
+            }
+            store => Repository::open(store)?,
+        };
+        #[cfg(feature = "remote")]
+        if let Repository::Store(store) = &repo {
+            store.check()?;
+        }
+        let in_store = match (
+            &self.config.repository,
+            self.config.targets.get(&policy.target),
+        ) {
+            (RepositoryConfig::Store(source), Some(target)) => {
+                crate::target::copies_from(target, source).map(str::to_owned)
+            }
+            _ => None,
+        };
         let scratch_root = self
             .config
             .media
@@ -283,7 +298,11 @@ impl Loaded {
                 scratch_root.display()
             );
         }
-        Ok((repo, scratch))
+        Ok(ExportIo {
+            repo,
+            in_store,
+            scratch,
+        })
     }
 
     fn assemble<'a>(
@@ -292,13 +311,13 @@ impl Loaded {
         target: &'a dyn Target,
         keystore: Option<&'a Keystore>,
         filter: Filter,
-        repo: Dir,
-        scratch: Scratch,
+        io: ExportIo,
     ) -> Export<'a> {
         Export {
             policy,
-            repo,
-            scratch,
+            repo: io.repo,
+            in_store: io.in_store,
+            scratch: io.scratch,
             target,
             catalog: self.catalog.as_ref(),
             filter,
@@ -308,6 +327,13 @@ impl Loaded {
             },
         }
     }
+}
+
+/// What an export reads from and stages in.
+struct ExportIo {
+    repo: Repository,
+    in_store: Option<String>,
+    scratch: Scratch,
 }
 
 /// `error` and each of its sources after a colon, as the command line prints errors.

@@ -77,33 +77,69 @@ pub struct StitchReport {
 /// refused without being read into memory.
 pub const SEGMENT_RECORD_CAP: u64 = 64 * 1024;
 
-/// Reads the segment records of the channel `channel`, opened as `dir` (its folder,
-/// `<tenant>/channels/<channel>/`), ordered by start. Every record is a regular file read
-/// through the folder's handle (never through a link) up to [`SEGMENT_RECORD_CAP`], names
-/// this channel, and names its audio file as a plain name in this folder; a record that is not
-/// is an error naming it.
-pub fn load_channel(dir: &Dir, channel: &str) -> Result<Vec<ChannelSegment>, StitchError> {
-    let entries = dir.entries("").map_err(|e| StitchError::Channel {
-        dir: dir.path().to_owned(),
-        reason: e.to_string(),
+/// A channel's folder, `<tenant>/channels/<channel>/`, wherever the repository is: a directory
+/// handle, or a key prefix in an object store.
+pub trait ChannelFolder {
+    /// Where the folder is, for messages.
+    fn location(&self) -> PathBuf;
+    /// `name` in the folder, for messages.
+    fn display(&self, name: &str) -> PathBuf;
+    /// The names of the files in the folder (one level).
+    fn names(&self) -> Result<Vec<String>, String>;
+    /// The first `limit` bytes of the file `name` at most: no more are read.
+    fn read_head(&self, name: &str, limit: u64) -> Result<Vec<u8>, String>;
+}
+
+impl ChannelFolder for Dir {
+    fn location(&self) -> PathBuf {
+        self.path().to_owned()
+    }
+
+    fn display(&self, name: &str) -> PathBuf {
+        self.display_path(name)
+    }
+
+    fn names(&self) -> Result<Vec<String>, String> {
+        self.entries("")
+            .map(|entries| entries.into_iter().map(|e| e.name).collect())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Through the handle, never through a link; only a regular file is read.
+    fn read_head(&self, name: &str, limit: u64) -> Result<Vec<u8>, String> {
+        let file = self.open_file(name).map_err(|e| e.to_string())?;
+        let mut bytes = Vec::new();
+        file.take(limit)
+            .read_to_end(&mut bytes)
+            .map_err(|e| e.to_string())?;
+        Ok(bytes)
+    }
+}
+
+/// Reads the segment records of the channel `channel` in its folder `dir`, ordered by start.
+/// Every record is read up to [`SEGMENT_RECORD_CAP`], names this channel, and names its audio
+/// file as a plain name in this folder; a record that is not is an error naming it.
+pub fn load_channel(
+    dir: &dyn ChannelFolder,
+    channel: &str,
+) -> Result<Vec<ChannelSegment>, StitchError> {
+    let names = dir.names().map_err(|reason| StitchError::Channel {
+        dir: dir.location(),
+        reason,
     })?;
     let mut segments = Vec::new();
-    for entry in entries {
-        if !entry.name.ends_with(".json") {
+    for name in names {
+        if !name.ends_with(".json") {
             continue;
         }
-        let path = dir.display_path(&entry.name);
+        let path = dir.display(&name);
         let failed = |reason: String| StitchError::Record {
             path: path.clone(),
             reason,
         };
-        let file = dir
-            .open_file(&entry.name)
-            .map_err(|e| failed(e.to_string()))?;
-        let mut bytes = Vec::new();
-        file.take(SEGMENT_RECORD_CAP + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| failed(e.to_string()))?;
+        let bytes = dir
+            .read_head(&name, SEGMENT_RECORD_CAP + 1)
+            .map_err(&failed)?;
         if bytes.len() as u64 > SEGMENT_RECORD_CAP {
             return Err(failed(format!(
                 "larger than {SEGMENT_RECORD_CAP} bytes; a segment record is a few hundred"
@@ -124,7 +160,7 @@ pub fn load_channel(dir: &Dir, channel: &str) -> Result<Vec<ChannelSegment>, Sti
             )));
         }
         segments.push(ChannelSegment {
-            path: dir.display_path(&record.file),
+            path: dir.display(&record.file),
             record,
         });
     }

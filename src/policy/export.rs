@@ -20,7 +20,7 @@ use crate::filter::{Criteria, Filter, normalize_extension};
 use crate::media::audio::{self, VoiceFormat, VoiceSpec};
 use crate::media::keystore::Keystore;
 use crate::media::scratch::Scratch;
-use crate::media::stitch::{self, ChannelSegment};
+use crate::media::stitch::{self, ChannelFolder, ChannelSegment};
 use crate::pipeline::{self, Control, Stop};
 use crate::policy::produce::{
     ItemError, MediaTools, Place, Shared, Sink, Transform, Verified, Written, open_decrypted,
@@ -34,6 +34,9 @@ use crate::repository::record::{
 use crate::schedule::JobSettings;
 use crate::schedule::runlog::RunLog;
 use crate::settings::Invalid;
+use crate::source::Repository;
+#[cfg(feature = "remote")]
+use crate::source::Store;
 use crate::target::manifest::{self, ManifestError, RESERVED_PREFIX};
 use crate::target::{Expected, Keep, ObjectKey, Target, TargetError, WriteContext};
 
@@ -227,9 +230,13 @@ pub struct PlannedConversation {
 /// The fixed inputs of one export run.
 pub struct Export<'a> {
     pub policy: &'a ExportPolicy,
-    /// The repository root: every artifact and channel segment is opened through it, never
-    /// through a link and never above it.
-    pub repo: Dir,
+    /// The repository: every artifact and channel segment is read through it. On disk, through
+    /// its root's handle, never through a link and never above it; in a store, never more
+    /// than one byte past the size its record lists.
+    pub repo: Repository,
+    /// The repository's bucket, when the target copies from it inside the store
+    /// (`target::copies_from`): artifacts exported unchanged are copied there, not streamed.
+    pub in_store: Option<String>,
     /// This process's private scratch directory for transcode, stitch and ffmpeg files.
     pub scratch: Scratch,
     pub target: &'a dyn Target,
@@ -692,18 +699,18 @@ impl Export<'_> {
     /// file, its conversation or day directory), a name that is not plain, or anything but a
     /// regular file fails the item and nothing is read.
     fn open_artifact(
-        &self,
+        repo: &Dir,
         rel_dir: &str,
         a: &Artifact,
     ) -> Result<(std::fs::File, String), String> {
         let rel = Path::new(rel_dir).join(&a.file);
-        let what = format!("artifact {}", self.repo.display_path(&rel).display());
+        let what = format!("artifact {}", repo.display_path(&rel).display());
         if !is_plain_name(&a.file) {
             return Err(format!(
                 "{what}: its name in {RECORD_FILE} is not a plain file name in the conversation directory; nothing was read"
             ));
         }
-        match self.repo.open_file(&rel) {
+        match repo.open_file(&rel) {
             Ok(file) => Ok((file, what)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(format!(
                 "{what} is listed in {RECORD_FILE} but missing from the repository"
@@ -725,14 +732,95 @@ impl Export<'_> {
         transform: &Transform,
         buffer: &mut Vec<u8>,
     ) -> Result<Written, ItemError> {
-        let (file, what) = self.open_artifact(rel_dir, a)?;
         let expect = Expected {
             size: a.size,
             sha256: &a.sha256,
         };
+        match &self.repo {
+            Repository::Local(repo) => {
+                let (file, what) = Self::open_artifact(repo, rel_dir, a)?;
+                if let Transform::Copy = transform {
+                    return sink.put_file(place, &file, expect, &what, buffer);
+                }
+                self.transform(sink, place, a, transform, file, expect, &what, buffer)
+            }
+            #[cfg(feature = "remote")]
+            Repository::Store(store) => {
+                self.produce_stored(store, sink, place, rel_dir, a, transform, buffer)
+            }
+        }
+    }
+
+    /// Makes one output from an artifact of a repository in a store: copied inside the store
+    /// when the target can, otherwise read (at most one byte past its recorded size).
+    #[cfg(feature = "remote")]
+    #[allow(clippy::too_many_arguments)]
+    fn produce_stored(
+        &self,
+        store: &Store,
+        sink: &mut Sink<'_>,
+        place: Place,
+        rel_dir: &str,
+        a: &Artifact,
+        transform: &Transform,
+        buffer: &mut Vec<u8>,
+    ) -> Result<Written, ItemError> {
+        let path = format!("{rel_dir}/{}", a.file);
+        let what = format!("artifact {}{path}", store.location());
+        if !is_plain_name(&a.file) || !rel_dir.split('/').all(is_plain_name) {
+            return Err(format!(
+                "{what}: its name in {RECORD_FILE} is not a plain file name in the conversation directory; nothing was read"
+            )
+            .into());
+        }
+        let expect = Expected {
+            size: a.size,
+            sha256: &a.sha256,
+        };
+        if let (Transform::Copy, Some(bucket)) = (transform, &self.in_store)
+            && let Some(copied) =
+                sink.copy_in_store(&place, bucket, &store.key(&path), expect, &what)
+        {
+            return copied;
+        }
+        let expect = Expected {
+            size: a.size,
+            sha256: &a.sha256,
+        };
+        let source = store.open(&path, a.size).map_err(|e| match e {
+            crate::source::SourceError::NotFound { .. } => {
+                format!("{what} is listed in {RECORD_FILE} but missing from the repository")
+            }
+            e => format!("artifact {e}"),
+        })?;
+        if let Transform::Copy = transform {
+            return sink.put_original(place, &mut { source }, expect, &what, buffer);
+        }
+        self.transform(sink, place, a, transform, source, expect, &what, buffer)
+    }
+
+    /// Makes one output from an original's bytes, other than by copying them unchanged.
+    #[allow(clippy::too_many_arguments)]
+    fn transform<R: Read + Send + 'static>(
+        &self,
+        sink: &mut Sink<'_>,
+        place: Place,
+        a: &Artifact,
+        transform: &Transform,
+        file: R,
+        expect: Expected<'_>,
+        what: &str,
+        buffer: &mut Vec<u8>,
+    ) -> Result<Written, ItemError> {
+        let what = what.to_owned();
         let scratch_err = |e: crate::media::scratch::ScratchError| e.to_string();
         match transform {
-            Transform::Copy => sink.put_file(place, &file, expect, &what, buffer),
+            Transform::Copy => sink.put_reader(
+                place,
+                &mut Verified::new(file, expect, &what),
+                &what,
+                buffer,
+            ),
             Transform::Stitch { .. } => unreachable!("stitches have no artifact"),
             Transform::Transcode { voice, decrypt } => {
                 let verified = Verified::new(file, expect, &what);
@@ -816,21 +904,20 @@ impl Export<'_> {
         notes
     }
 
-    /// Opens the folder of `c`'s channel, `<tenant>/channels/<channel>`, through the
-    /// repository's handle. The record comes from the catalog and is not trusted: the tenant
-    /// and channel must be plain names, so the folder is the record's own tenant's.
-    fn open_channel(&self, c: &Conversation, channel: &str) -> Result<Dir, String> {
-        let subject = format!("{}/{}", c.tenant, c.id);
+    /// The folder of `c`'s channel, `<tenant>/channels/<channel>`. The record comes from the
+    /// catalog and is not trusted: the tenant and channel must be plain names, so the folder
+    /// is the record's own tenant's.
+    fn channel_rel(c: &Conversation, channel: &str) -> Result<String, String> {
         if !is_plain_name(&c.tenant) || !is_plain_name(channel) {
             return Err(format!(
-                "{subject}: channel `{}` is not a plain channel name (a folder of {}/channels/); nothing was read",
+                "{}/{}: channel `{}` is not a plain channel name (a folder of {}/channels/); nothing was read",
+                c.tenant,
+                c.id,
                 channel.escape_debug(),
                 c.tenant.escape_debug()
             ));
         }
-        self.repo
-            .open_dir(Path::new(&c.tenant).join("channels").join(channel))
-            .map_err(|e| format!("{subject}: channel {e}"))
+        Ok(format!("{}/channels/{channel}", c.tenant))
     }
 
     /// Stitches a CDR-only call from its channel into `sink`.
@@ -843,26 +930,69 @@ impl Export<'_> {
         spec: &VoiceSpec,
         buffer: &mut Vec<u8>,
     ) -> Result<Written, ItemError> {
-        let dir = self.open_channel(c, channel)?;
-        let segments = stitch::load_channel(&dir, channel).map_err(|e| e.to_string())?;
-        let open = |s: &ChannelSegment| -> Result<Box<dyn Read + Send + Sync>, String> {
-            let what = format!("segment {}", s.path.display());
-            let file = dir.open_file(&s.record.file).map_err(|e| e.to_string())?;
-            let expect = Expected {
-                size: s.record.size,
-                sha256: &s.record.sha256,
-            };
-            let verified = Verified::new(file, expect, &what);
-            Ok(match s.record.encryption {
-                Some(_) => Box::new(open_decrypted(verified, self.keystore()?, &what)?),
-                None => Box::new(verified),
-            })
+        let rel = Self::channel_rel(c, channel)?;
+        let subject = format!("{}/{}", c.tenant, c.id);
+        match &self.repo {
+            Repository::Local(repo) => {
+                let dir = repo
+                    .open_dir(&rel)
+                    .map_err(|e| format!("{subject}: channel {e}"))?;
+                let open = |s: &ChannelSegment| -> Result<Box<dyn Read + Send + Sync>, String> {
+                    let file = dir.open_file(&s.record.file).map_err(|e| e.to_string())?;
+                    self.segment(file, s)
+                };
+                self.stitch_into(sink, place, c, channel, spec, &dir, &open, buffer)
+            }
+            #[cfg(feature = "remote")]
+            Repository::Store(store) => {
+                let dir = store.folder(&rel);
+                let open = |s: &ChannelSegment| -> Result<Box<dyn Read + Send + Sync>, String> {
+                    let file = store
+                        .open(&format!("{rel}/{}", s.record.file), s.record.size)
+                        .map_err(|e| e.to_string())?;
+                    self.segment(file, s)
+                };
+                self.stitch_into(sink, place, c, channel, spec, &dir, &open, buffer)
+            }
+        }
+    }
+
+    /// A segment's audio, checked against its record and decrypted when it is encrypted.
+    fn segment<R: Read + Send + Sync + 'static>(
+        &self,
+        file: R,
+        s: &ChannelSegment,
+    ) -> Result<Box<dyn Read + Send + Sync>, String> {
+        let what = format!("segment {}", s.path.display());
+        let expect = Expected {
+            size: s.record.size,
+            sha256: &s.record.sha256,
         };
+        let verified = Verified::new(file, expect, &what);
+        Ok(match s.record.encryption {
+            Some(_) => Box::new(open_decrypted(verified, self.keystore()?, &what)?),
+            None => Box::new(verified),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn stitch_into(
+        &self,
+        sink: &mut Sink<'_>,
+        place: Place,
+        c: &Conversation,
+        channel: &str,
+        spec: &VoiceSpec,
+        dir: &dyn ChannelFolder,
+        open: &stitch::OpenSegment<'_>,
+        buffer: &mut Vec<u8>,
+    ) -> Result<Written, ItemError> {
+        let segments = stitch::load_channel(dir, channel).map_err(|e| e.to_string())?;
         let mut scratch = self.scratch.file().map_err(|e| e.to_string())?;
         let out = scratch
             .try_clone()
             .map_err(|e| format!("scratch file: {e}"))?;
-        let report = stitch::stitch(channel, &segments, c.start, c.end, spec, &open, out)
+        let report = stitch::stitch(channel, &segments, c.start, c.end, spec, open, out)
             .map_err(|e| format!("stitching {}/{}: {e}", c.tenant, c.id))?;
         tracing::debug!(conversation = %c.id, frames = report.frames, silence = report.silence_frames, "stitched");
         scratch.rewind().map_err(|e| format!("scratch file: {e}"))?;

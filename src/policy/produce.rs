@@ -225,6 +225,66 @@ impl<'t> Sink<'t> {
         }
     }
 
+    /// Streams an original read from `source`, checked against `expect` (no more than one
+    /// byte past its size is read). A loose object already stored with this SHA-256 is not
+    /// written again.
+    pub fn put_original(
+        &mut self,
+        place: Place,
+        source: &mut dyn Read,
+        expect: Expected<'_>,
+        what: &str,
+        buffer: &mut Vec<u8>,
+    ) -> Result<Written, ItemError> {
+        match (self, place) {
+            (
+                Sink::Loose {
+                    target,
+                    cx,
+                    objects,
+                },
+                Place::Object(key),
+            ) => {
+                let o = put_stream(*target, &key, source, buffer, Some(expect), cx)
+                    .map_err(|e| put_error(e, what))?;
+                Ok(record(objects, o))
+            }
+            (sink, place) => {
+                let mut source = Verified::new(source, expect, what);
+                sink.put_reader(place, &mut source, what, buffer)
+            }
+        }
+    }
+
+    /// Copies the object at the full key `source_key` of `bucket` inside the store, when this
+    /// is a loose object and the target can (`Target::copy_in_store`); None otherwise.
+    pub fn copy_in_store(
+        &mut self,
+        place: &Place,
+        bucket: &str,
+        source_key: &str,
+        expect: Expected<'_>,
+        what: &str,
+    ) -> Option<Result<Written, ItemError>> {
+        let (
+            Sink::Loose {
+                target,
+                cx,
+                objects,
+            },
+            Place::Object(key),
+        ) = (self, place)
+        else {
+            return None;
+        };
+        let copied = target.copy_in_store(bucket, source_key, key, expect, cx)?;
+        Some(
+            copied
+                .map(|o| record(objects, o))
+                .map_err(|e| put_error(e, what)),
+        )
+    }
+
     /// Streams everything `source` yields. A source error (a failed check, a bad chunk)
     /// abandons the output: nothing is committed under its name.
     pub fn put_reader(

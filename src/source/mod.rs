@@ -9,7 +9,7 @@ mod store;
 
 pub use settings::{RepositoryConfig, RepositorySettings};
 #[cfg(feature = "remote")]
-pub use store::{Store, StoreReader, Stored};
+pub use store::{Store, StoreFolder, StoreReader, Stored};
 
 use crate::confined::{ConfinedError, Dir};
 

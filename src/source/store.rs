@@ -3,6 +3,7 @@
 //! that runtime.
 
 use std::io::{self, Read};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -10,6 +11,7 @@ use futures::StreamExt;
 
 use super::SourceError;
 use crate::catalog::Fingerprint;
+use crate::media::stitch::ChannelFolder;
 use crate::target::TargetConfig;
 use crate::target::remote::{Backend, BackendError, ByteStream, Client};
 
@@ -178,24 +180,26 @@ impl Store {
             )
             .map_err(|e| self.error(path, e))?;
         Ok(StoreReader {
-            stream,
+            stream: std::sync::Mutex::new(stream),
             runtime: self.runtime.clone(),
             chunk: Bytes::new(),
         })
     }
 }
 
-/// An object's bytes as a blocking reader.
+/// An object's bytes as a blocking reader. The stream sits behind a lock only so the reader
+/// is `Sync`, as the audio decoders that read segments ask.
 pub struct StoreReader {
-    stream: ByteStream,
+    stream: std::sync::Mutex<ByteStream>,
     runtime: Arc<tokio::runtime::Runtime>,
     chunk: Bytes,
 }
 
 impl Read for StoreReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let stream = self.stream.get_mut().unwrap_or_else(|p| p.into_inner());
         while self.chunk.is_empty() {
-            match self.runtime.block_on(self.stream.next()) {
+            match self.runtime.block_on(stream.next()) {
                 None => return Ok(0),
                 Some(Ok(chunk)) => self.chunk = chunk,
                 Some(Err(e)) => return Err(io::Error::other(e.to_string())),
@@ -204,5 +208,67 @@ impl Read for StoreReader {
         let n = buf.len().min(self.chunk.len());
         buf[..n].copy_from_slice(&self.chunk.split_to(n));
         Ok(n)
+    }
+}
+
+/// A folder of a repository in a store (one level of keys below a prefix), as a stitch lists
+/// and reads a channel's segments.
+pub struct StoreFolder<'a> {
+    store: &'a Store,
+    /// Relative to the repository, without a trailing `/`.
+    dir: String,
+}
+
+impl Store {
+    /// The folder `dir` (relative to the repository).
+    pub fn folder(&self, dir: &str) -> StoreFolder<'_> {
+        StoreFolder {
+            store: self,
+            dir: dir.trim_matches('/').to_owned(),
+        }
+    }
+}
+
+impl StoreFolder<'_> {
+    fn path(&self, name: &str) -> String {
+        format!("{}/{name}", self.dir)
+    }
+}
+
+impl ChannelFolder for StoreFolder<'_> {
+    fn location(&self) -> PathBuf {
+        PathBuf::from(format!("{}{}", self.store.location(), self.dir))
+    }
+
+    fn display(&self, name: &str) -> PathBuf {
+        self.location().join(name)
+    }
+
+    fn names(&self) -> Result<Vec<String>, String> {
+        let below = format!("{}/", self.dir);
+        Ok(self
+            .store
+            .objects(&self.dir)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter_map(|o| {
+                o.path
+                    .strip_prefix(&below)
+                    .filter(|name| !name.contains('/'))
+                    .map(str::to_owned)
+            })
+            .collect())
+    }
+
+    fn read_head(&self, name: &str, limit: u64) -> Result<Vec<u8>, String> {
+        let path = self.path(name);
+        let mut bytes = Vec::new();
+        self.store
+            .open(&path, limit.saturating_sub(1))
+            .map_err(|e| e.to_string())?
+            .take(limit)
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("{path}: {e}"))?;
+        Ok(bytes)
     }
 }

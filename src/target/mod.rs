@@ -154,6 +154,23 @@ pub trait Target: Send + Sync {
         })
     }
 
+    /// Copies the object at the full key `source_key` of the bucket `source_bucket`, in the
+    /// same store as this target, to `key` inside the store, so none of its bytes pass through
+    /// this process (docs/operations.md, "Server-side copy"). The source must be `expect`'s
+    /// size before anything is copied, and the copy its SHA-256 (the store's checksum of the
+    /// copy, or the copy read back), or it is removed and the put fails. None when this target
+    /// cannot copy inside its store: the caller streams the object instead.
+    fn copy_in_store(
+        &self,
+        _source_bucket: &str,
+        _source_key: &str,
+        _key: &ObjectKey,
+        _expect: Expected<'_>,
+        _cx: &WriteContext,
+    ) -> Option<Result<ObjectRecord, PutError>> {
+        None
+    }
+
     /// Makes every object committed so far durable: callers record objects (in the catalog,
     /// in a manifest) only once this returns (docs/operations.md, "Durability"). A completed
     /// upload is durable once the store confirms it, so only a directory has work here.
@@ -252,6 +269,10 @@ pub struct GcsConfig {
     pub endpoint: Option<String>,
 }
 
+/// The largest object S3 copies in one `CopyObject` request, and the largest part of a
+/// multipart copy: 5 GiB.
+pub const MAX_COPY_PART: u64 = 5 * 1024 * 1024 * 1024;
+
 /// How a remote target uploads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Uploads {
@@ -261,6 +282,10 @@ pub struct Uploads {
     pub part_concurrency: usize,
     /// Longest one request may take before it is retried.
     pub request_timeout: std::time::Duration,
+    /// A copy inside the store of an object larger than this is made of parts this size
+    /// (S3 `UploadPartCopy`); one no larger is one `CopyObject` (docs/operations.md,
+    /// "Server-side copy").
+    pub copy_part_size: u64,
 }
 
 impl Default for Uploads {
@@ -269,6 +294,7 @@ impl Default for Uploads {
             part_size: 8 * 1024 * 1024,
             part_concurrency: 4,
             request_timeout: std::time::Duration::from_secs(120),
+            copy_part_size: MAX_COPY_PART,
         }
     }
 }
@@ -642,6 +668,24 @@ pub fn build(
             });
         }
     })
+}
+
+/// The bucket of the repository `source` when a target of `config` copies objects from it
+/// inside the store (docs/operations.md, "Server-side copy"): both are S3 buckets written
+/// through the AWS SDK at the same endpoint and region, so one client, with the same
+/// credentials, reaches both. None otherwise: the target streams what it exports.
+pub fn copies_from<'a>(config: &TargetConfig, source: &'a TargetConfig) -> Option<&'a str> {
+    match (config, source) {
+        (TargetConfig::S3(t, _), TargetConfig::S3(s, _))
+            if t.client == S3Client::AwsSdk
+                && s.client == S3Client::AwsSdk
+                && t.endpoint == s.endpoint
+                && t.region == s.region =>
+        {
+            Some(&s.bucket)
+        }
+        _ => None,
+    }
 }
 
 /// The client of the object store `config` names, and the runtime its calls run on: what a

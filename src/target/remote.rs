@@ -22,12 +22,14 @@ use tokio::task::JoinSet;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 
+use sha2::{Digest, Sha256};
+
 use super::{
-    Headway, Keep, LockMode, ObjectKey, ObjectLock, ObjectWriter, Target, TargetError, Uploads,
-    WriteContext,
+    Expected, Headway, Keep, LockMode, Mismatch, ObjectKey, ObjectLock, ObjectWriter, PutError,
+    Target, TargetError, Uploads, WriteContext,
 };
-use crate::catalog::RunId;
 use crate::catalog::uploads::UploadJournal;
+use crate::catalog::{ObjectRecord, RunId};
 
 /// Why a backend call failed. Messages never carry credentials.
 #[derive(Debug)]
@@ -61,6 +63,19 @@ pub enum Aborted {
 const LEFT_TO_EXPIRE: &str = "its staged blocks were never committed, so nothing is visible \
     under the key; Azure has no API to delete uncommitted blocks and discards them 7 days \
     after they were staged (or when another upload commits the same key)";
+
+/// Why an object is not written where a locked one with other bytes is stored.
+const LOCKED_ELSEWHERE: &str = "another object (another SHA-256) is already stored under this key in the bucket under Object Lock, \
+    and custodian never overwrites a locked object; export to another prefix or target, \
+    or remove the object once its retention has ended";
+
+fn record(key: &ObjectKey, expect: Expected<'_>) -> ObjectRecord {
+    ObjectRecord {
+        key: key.to_string(),
+        size: expect.size,
+        sha256: expect.sha256.to_owned(),
+    }
+}
 
 /// The Object Lock retention one object is written with (docs/operations.md, "WORM exports").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,6 +140,20 @@ impl LockState {
     }
 }
 
+fn no_copy() -> BackendError {
+    BackendError::Other("this store client cannot copy inside the store".into())
+}
+
+/// An object of the same store a copy is made from, as its HEAD found it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopySource {
+    pub bucket: String,
+    /// The full key in `bucket`.
+    pub key: String,
+    /// Its entity tag when sized: a copy of an object replaced since is refused by the store.
+    pub etag: String,
+}
+
 fn no_object_lock() -> BackendError {
     BackendError::Other("this store client cannot use S3 Object Lock".into())
 }
@@ -181,6 +210,43 @@ pub trait Backend: Send + Sync + 'static {
     async fn list_prefixes(&self, prefix: &str) -> BackendResult<Vec<String>>;
     /// Every object whose key starts with `prefix` (empty or ending in `/`), at any depth.
     async fn list(&self, prefix: &str) -> BackendResult<Vec<Listed>>;
+    /// Whether this client copies inside the store (`copy`, `part_copy`, `head_in`, `delete`).
+    fn copies(&self) -> bool {
+        false
+    }
+    /// The size and entity tag of the object at the full key `key` of `bucket`, in the same
+    /// store; None when there is none.
+    async fn head_in(&self, _bucket: &str, _key: &str) -> BackendResult<Option<(u64, String)>> {
+        Err(no_copy())
+    }
+    /// Copies `source` to `key` inside the store in one request, storing `sha256` with it as
+    /// `put` does (under `retention` when given). Returns the SHA-256 the store computed of
+    /// the copy, when it offers one.
+    async fn copy(
+        &self,
+        _source: &CopySource,
+        _key: &str,
+        _sha256: &str,
+        _retention: Option<Retention>,
+    ) -> BackendResult<Option<String>> {
+        Err(no_copy())
+    }
+    /// Copies the bytes of `source` in `range` into part `index` (from 0) of the multipart
+    /// upload `upload`; returns the token `complete` needs.
+    async fn part_copy(
+        &self,
+        _source: &CopySource,
+        _key: &str,
+        _upload: &str,
+        _index: usize,
+        _range: std::ops::Range<u64>,
+    ) -> BackendResult<String> {
+        Err(no_copy())
+    }
+    /// Removes the object at `key`.
+    async fn delete(&self, _key: &str) -> BackendResult<()> {
+        Err(no_copy())
+    }
     /// Whether the bucket has Object Lock enabled.
     async fn object_lock_enabled(&self) -> BackendResult<bool> {
         Err(no_object_lock())
@@ -303,6 +369,217 @@ impl RemoteTarget {
         format!("{}{key}", self.backend.prefix())
     }
 
+    fn retention(&self, keep: Keep) -> Option<Retention> {
+        self.lock
+            .filter(|_| !keep.pointer)
+            .map(|lock| Retention::new(lock, keep, Utc::now()))
+    }
+
+    /// A copy inside the store, checked (see [`Target::copy_in_store`]).
+    fn copy_checked(
+        &self,
+        bucket: &str,
+        source_key: &str,
+        key: &ObjectKey,
+        expect: Expected<'_>,
+        cx: &WriteContext,
+    ) -> Result<ObjectRecord, PutError> {
+        if let Some(stored) = super::already_stored(self, key, Some(&expect))? {
+            return Ok(stored);
+        }
+        let full_key = self.full_key(key.as_str());
+        let retention = self.retention(cx.keep);
+        if retention.is_some()
+            && let Some(stored) = self
+                .runtime
+                .block_on(self.backend.lock_state(&full_key))
+                .map_err(|e| self.io(key.as_str(), e))?
+        {
+            if stored.sha256.as_deref() == Some(expect.sha256) {
+                return Ok(record(key, expect));
+            }
+            return Err(self.io(key.as_str(), LOCKED_ELSEWHERE).into());
+        }
+        let source_err = |e: BackendError| {
+            PutError::Source(match e {
+                BackendError::NotFound => io::Error::new(io::ErrorKind::NotFound, "not found"),
+                BackendError::Other(m) => io::Error::other(m),
+            })
+        };
+        let (size, etag) = self
+            .runtime
+            .block_on(self.backend.head_in(bucket, source_key))
+            .map_err(source_err)?
+            .ok_or_else(|| source_err(BackendError::NotFound))?;
+        if size != expect.size {
+            let mismatch = expect.check(size, expect.sha256).expect("sizes differ");
+            return Err(PutError::Mismatch(mismatch));
+        }
+        let source = CopySource {
+            bucket: bucket.to_owned(),
+            key: source_key.to_owned(),
+            etag,
+        };
+        let checksum = if size <= self.uploads.copy_part_size {
+            self.runtime
+                .block_on(
+                    self.backend
+                        .copy(&source, &full_key, expect.sha256, retention),
+                )
+                .map_err(|e| self.io(key.as_str(), e))?
+        } else {
+            self.copy_parts(&source, size, key, expect.sha256, retention, cx)?;
+            // A multipart object's SHA-256 checksum is of its parts' checksums, not of its bytes.
+            None
+        };
+        if size <= self.uploads.copy_part_size {
+            cx.headway.advance(size);
+        }
+        let sha256 = match checksum {
+            Some(sha) => sha,
+            None => self.hash_back(&full_key, key, size)?,
+        };
+        if sha256 != expect.sha256 {
+            let removed = self.runtime.block_on(self.backend.delete(&full_key));
+            if let Err(e) = removed {
+                tracing::warn!(target = self.name, %key, "could not remove a copy that does not match its record: {e}");
+            }
+            return Err(PutError::Mismatch(Mismatch::Content));
+        }
+        Ok(record(key, expect))
+    }
+
+    /// The SHA-256 of the object at `full_key`, read back (at most `size + 1` bytes).
+    fn hash_back(&self, full_key: &str, key: &ObjectKey, size: u64) -> Result<String, PutError> {
+        let io = |e: BackendError| self.io(key.as_str(), e);
+        self.runtime.block_on(async {
+            let mut stream = self
+                .backend
+                .get_range(full_key, 0..size.saturating_add(1))
+                .await
+                .map_err(io)?;
+            let mut hasher = Sha256::new();
+            let mut read = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(io)?;
+                read += chunk.len() as u64;
+                hasher.update(&chunk);
+            }
+            if read != size {
+                return Err(PutError::Mismatch(Mismatch::Content));
+            }
+            Ok(hex::encode(hasher.finalize()))
+        })
+    }
+
+    /// Copies `source` (of `size` bytes) to `key` as a multipart upload of parts of
+    /// `copy_part_size`, journaled like any multipart upload, so one a killed process left open
+    /// is aborted by the next run; any failure aborts it here. Each part copied is headway.
+    fn copy_parts(
+        &self,
+        source: &CopySource,
+        size: u64,
+        key: &ObjectKey,
+        sha256: &str,
+        retention: Option<Retention>,
+        cx: &WriteContext,
+    ) -> Result<(), TargetError> {
+        let run = cx.run;
+        let full_key = self.full_key(key.as_str());
+        let err = |e: String| self.io(key.as_str(), e);
+        let id = match retention {
+            Some(r) => self
+                .runtime
+                .block_on(self.backend.begin_locked(&full_key, Some(sha256), r)),
+            None => self
+                .runtime
+                .block_on(self.backend.begin(&full_key, Some(sha256))),
+        }
+        .map_err(|e| err(e.to_string()))?;
+        if let Some(journal) = &self.journal
+            && let Err(e) = journal.upload_started(&self.name, &full_key, &id, run)
+        {
+            let _ = self.runtime.block_on(self.backend.abort(&full_key, &id));
+            return Err(err(format!("upload journal: {e}")));
+        }
+        let copied = self.runtime.block_on(self.copy_all_parts(
+            source,
+            size,
+            &full_key,
+            &id,
+            retention,
+            &cx.headway,
+        ));
+        let ended = match copied {
+            Ok(()) => Ok(()),
+            Err(e) => match self.runtime.block_on(self.backend.abort(&full_key, &id)) {
+                Ok(_) | Err(BackendError::NotFound) => Err(err(e)),
+                Err(a) => {
+                    // Left in the journal: the next run aborts it.
+                    tracing::warn!(target = self.name, %key, "could not abort an unfinished copy ({a}); the next run will");
+                    return Err(err(e));
+                }
+            },
+        };
+        if let Some(journal) = &self.journal {
+            journal
+                .upload_ended(&self.name, &id)
+                .map_err(|e| err(format!("upload journal: {e}")))?;
+        }
+        ended
+    }
+
+    async fn copy_all_parts(
+        &self,
+        source: &CopySource,
+        size: u64,
+        full_key: &str,
+        id: &str,
+        retention: Option<Retention>,
+        headway: &Headway,
+    ) -> Result<(), String> {
+        let part = self.uploads.copy_part_size;
+        let count = size.div_ceil(part).max(1) as usize;
+        let mut running = JoinSet::new();
+        let mut tokens = vec![String::new(); count];
+        let mut next = 0;
+        while next < count || !running.is_empty() {
+            while next < count && running.len() < self.uploads.part_concurrency {
+                let (backend, source, key, id) = (
+                    self.backend.clone(),
+                    source.clone(),
+                    full_key.to_owned(),
+                    id.to_owned(),
+                );
+                let start = next as u64 * part;
+                let range = start..(start + part).min(size);
+                let index = next;
+                running.spawn(async move {
+                    let len = range.end - range.start;
+                    let copied = backend.part_copy(&source, &key, &id, index, range).await;
+                    (index, len, copied)
+                });
+                next += 1;
+            }
+            match running.join_next().await {
+                Some(Ok((index, len, Ok(token)))) => {
+                    headway.advance(len);
+                    tokens[index] = token;
+                }
+                Some(Ok((index, _, Err(e)))) => {
+                    return Err(format!("copying part {}: {e}", index + 1));
+                }
+                Some(Err(e)) => return Err(format!("copy task: {e}")),
+                None => {}
+            }
+        }
+        match retention {
+            Some(r) => self.backend.complete_locked(full_key, id, tokens, r).await,
+            None => self.backend.complete(full_key, id, tokens).await,
+        }
+        .map_err(|e| e.to_string())
+    }
+
     fn io(&self, key: &str, e: impl std::fmt::Display) -> TargetError {
         TargetError::Io {
             target: self.name.clone(),
@@ -347,10 +624,7 @@ impl Target for RemoteTarget {
             sha256: sha256.map(str::to_owned),
             buffer: BytesMut::new(),
             upload: None,
-            retention: self
-                .lock
-                .filter(|_| !cx.keep.pointer)
-                .map(|lock| Retention::new(lock, cx.keep, Utc::now())),
+            retention: self.retention(cx.keep),
         }))
     }
 
@@ -406,6 +680,19 @@ impl Target for RemoteTarget {
                     .set_legal_hold(&self.full_key(key.as_str()), on),
             )
             .map_err(|e| self.io(key.as_str(), e))
+    }
+
+    fn copy_in_store(
+        &self,
+        source_bucket: &str,
+        source_key: &str,
+        key: &ObjectKey,
+        expect: Expected<'_>,
+        cx: &WriteContext,
+    ) -> Option<Result<ObjectRecord, PutError>> {
+        self.backend
+            .copies()
+            .then(|| self.copy_checked(source_bucket, source_key, key, expect, cx))
     }
 
     fn recover(&self, run: Option<RunId>) -> Result<usize, TargetError> {
@@ -508,11 +795,7 @@ impl RemoteWriter {
         {
             None => Ok(false),
             Some(stored) if stored.sha256.as_deref() == Some(sha256) => Ok(true),
-            Some(_) => Err(self.error(
-                "another object (another SHA-256) is already stored under this key in the bucket under Object Lock, \
-                 and custodian never overwrites a locked object; export to another prefix or target, \
-                 or remove the object once its retention has ended",
-            )),
+            Some(_) => Err(self.error(LOCKED_ELSEWHERE)),
         }
     }
 

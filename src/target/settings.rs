@@ -74,6 +74,7 @@ pub struct TargetSettings {
     part_size_mib: Option<u64>,
     part_concurrency: Option<usize>,
     request_timeout_secs: Option<u64>,
+    copy_part_size_mib: Option<u64>,
     object_lock: Option<ObjectLockSettings>,
 }
 
@@ -241,6 +242,21 @@ impl TargetSettings {
                 ));
             }
             u.request_timeout = std::time::Duration::from_secs(secs);
+        }
+        if let Some(mib) = self.copy_part_size_mib {
+            if self.kind != TargetKind::S3 {
+                return Err(Invalid::at(
+                    "copy_part_size_mib",
+                    "`copy_part_size_mib` belongs to S3 targets, the ones that copy inside the store in parts",
+                ));
+            }
+            if !(5..=5120).contains(&mib) {
+                return Err(Invalid::at(
+                    "copy_part_size_mib",
+                    "copy parts are 5 to 5120 MiB (S3's limits)",
+                ));
+            }
+            u.copy_part_size = mib * 1024 * 1024;
         }
         Ok(u)
     }

@@ -41,6 +41,8 @@ mod s3;
 mod socket;
 mod stitch;
 #[cfg(feature = "s3")]
+mod store_export;
+#[cfg(feature = "s3")]
 mod store_repository;
 mod transcode;
 mod web;

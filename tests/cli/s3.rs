@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -67,6 +68,8 @@ pub(crate) struct S3Server {
     pub(crate) endpoint: String,
     pub(crate) root: PathBuf,
     plan: Arc<Mutex<Plan>>,
+    /// Body bytes of every answer to a GET, as its Content-Length states them.
+    served: Arc<AtomicU64>,
     _runtime: tokio::runtime::Runtime,
     _dir: tempfile::TempDir,
 }
@@ -76,8 +79,19 @@ type Response = hyper::Response<s3s::Body>;
 async fn serve(
     service: s3s::service::S3Service,
     plan: Arc<Mutex<Plan>>,
+    served: Arc<AtomicU64>,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> Result<Response, s3s::HttpError> {
+    if req.method() == hyper::Method::GET {
+        let response = hyper::service::Service::call(&service, req).await?;
+        let length = response
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        served.fetch_add(length, Ordering::Relaxed);
+        return Ok(response);
+    }
     let upload = matches!(*req.method(), hyper::Method::PUT | hyper::Method::POST);
     let fault = if upload {
         let part = req.uri().query().and_then(|q| {
@@ -153,13 +167,15 @@ impl S3Server {
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let plan = Arc::new(Mutex::new(Plan::default()));
         let shared = plan.clone();
+        let served = Arc::new(AtomicU64::new(0));
+        let counted = served.clone();
         runtime.spawn(async move {
             let http =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
             while let Ok((socket, _)) = listener.accept().await {
-                let (service, plan) = (service.clone(), shared.clone());
+                let (service, plan, served) = (service.clone(), shared.clone(), counted.clone());
                 let handler = hyper::service::service_fn(move |req| {
-                    serve(service.clone(), plan.clone(), req)
+                    serve(service.clone(), plan.clone(), served.clone(), req)
                 });
                 let conn = http
                     .serve_connection(hyper_util::rt::TokioIo::new(socket), handler)
@@ -173,6 +189,7 @@ impl S3Server {
             endpoint,
             root: root.to_owned(),
             plan,
+            served,
             _runtime: runtime,
             _dir: dir,
         }
@@ -182,8 +199,18 @@ impl S3Server {
         *self.plan.lock().unwrap() = plan;
     }
 
+    /// Body bytes the server has sent in answer to GETs so far.
+    pub(crate) fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    /// Every upload passes from now on.
+    pub(crate) fn pass_all(&self) {
+        self.set_plan(Plan::default());
+    }
+
     /// Every upload passes except multipart parts after the first, which hang.
-    fn hang_second_part(&self) {
+    pub(crate) fn hang_second_part(&self) {
         self.set_plan(Plan {
             stall_parts: Some((1, Duration::from_secs(600))),
             ..Plan::default()
@@ -191,7 +218,7 @@ impl S3Server {
     }
 
     /// Waits until the upload `hang_second_part` set up is open and hanging.
-    fn wait_for_hung_part(&self, client: &str) {
+    pub(crate) fn wait_for_hung_part(&self, client: &str) {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while self.open_uploads() == 0 || self.plan.lock().unwrap().hung == 0 {
             assert!(
@@ -203,7 +230,7 @@ impl S3Server {
     }
 
     /// Multipart uploads the store holds open (s3s-fs keeps one `.upload-ID.json` each).
-    fn open_uploads(&self) -> usize {
+    pub(crate) fn open_uploads(&self) -> usize {
         std::fs::read_dir(&self.root)
             .unwrap()
             .filter(|e| {

@@ -5,10 +5,10 @@ use std::path::Path;
 
 use crate::common::{Art, Env, encrypt, sha256, text};
 
-const RATE: u32 = 8000;
+pub(crate) const RATE: u32 = 8000;
 
 /// Sample `i` of the segment numbered `n`: distinct per segment and position.
-fn sample(n: i32, i: usize) -> i16 {
+pub(crate) fn sample(n: i32, i: usize) -> i16 {
     (n * 1000 + (i % 997) as i32) as i16
 }
 
@@ -52,14 +52,14 @@ fn segment(dir: &Path, channel: &str, n: i32, start: &str, seconds: usize, encry
     std::fs::write(dir.join(format!("{channel}_{n}.json")), record.to_string()).unwrap();
 }
 
-fn read_wav(path: &Path) -> (hound::WavSpec, Vec<i16>) {
+pub(crate) fn read_wav(path: &Path) -> (hound::WavSpec, Vec<i16>) {
     let mut r = hound::WavReader::open(path).unwrap();
     let spec = r.spec();
     (spec, r.samples::<i16>().map(Result::unwrap).collect())
 }
 
 /// Segment 1: 10:00:00–10:00:10; a 2 s recorder gap; segment 2 (encrypted): 10:00:12–10:00:20.
-fn channel_with_gap(dir: &Path) {
+pub(crate) fn channel_with_gap(dir: &Path) {
     segment(dir, "turret-1", 1, "2026-01-01T10:00:00Z", 10, false);
     segment(dir, "turret-1", 2, "2026-01-01T10:00:12Z", 8, true);
 }
@@ -145,7 +145,7 @@ fn stitch_with_no_recording_in_range_fails_and_writes_nothing() {
 }
 
 /// A CDR-only trader-voice record on `turret-1` from `start` to `end` (10:00 UTC on day 1).
-fn cdr_only(env: &Env, id: &str, start: &str, end: &str) {
+pub(crate) fn cdr_only(env: &Env, id: &str, start: &str, end: &str) {
     let dir = env.root().join(Env::rel_dir("acme", 1, id));
     std::fs::create_dir_all(&dir).unwrap();
     let record = serde_json::json!({

@@ -15,11 +15,13 @@ use crate::common::{Env, text};
 const DAYS: i64 = 3650;
 
 /// moto's S3 server on a free loopback port; it stops when dropped.
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
-    endpoint: String,
-    runtime: tokio::runtime::Runtime,
-    client: aws_sdk_s3::Client,
+    pub(crate) endpoint: String,
+    pub(crate) runtime: tokio::runtime::Runtime,
+    pub(crate) client: aws_sdk_s3::Client,
+    /// The server's log: one line per request it served.
+    log: tempfile::NamedTempFile,
 }
 
 fn moto_server() -> PathBuf {
@@ -38,7 +40,8 @@ fn moto_server() -> PathBuf {
 }
 
 impl Moto {
-    fn start() -> Moto {
+    pub(crate) fn start() -> Moto {
+        let log = tempfile::NamedTempFile::new().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -47,7 +50,7 @@ impl Moto {
         let child = Command::new(moto_server())
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log.reopen().unwrap())
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -71,10 +74,21 @@ impl Moto {
                 .build()
                 .unwrap(),
             client: aws_sdk_s3::Client::from_conf(config),
+            log,
         }
     }
 
-    fn bucket(&self, name: &str, object_lock: bool) {
+    /// The request lines the server has logged so far (`GET /bucket/key HTTP/1.1` …).
+    pub(crate) fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(self.log.path())
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(" HTTP/1.1\""))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    pub(crate) fn bucket(&self, name: &str, object_lock: bool) {
         self.runtime
             .block_on(
                 self.client
@@ -106,7 +120,7 @@ impl Moto {
         v
     }
 
-    fn head(
+    pub(crate) fn head(
         &self,
         bucket: &str,
         key: &str,

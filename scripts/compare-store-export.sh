@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Export from an S3 repository to an S3 target on the same server, against
+# `rclone copy bench:repo bench:archive` (which also copies server-side), side by side in one
+# run: the synthetic repository of CONVERSATIONS x 60 s 8 kHz WAV (each conversation a WAV and
+# its conversation.json) is uploaded once to the bucket `repo` of a local s3s-fs server
+# (examples/s3_server.rs, which returns a copy's SHA-256 when asked, as S3 does); then rclone
+# (default settings, then --transfers 16) and custodian (aws_sdk client, server-side copy)
+# copy it to an empty bucket `archive`, RUNS times each. Reports the median wall time and,
+# for that run, the CPU seconds of the client and of the server (they share the machine's
+# cores, so wall time alone misleads), and CPU per GB. The catalog is filled by indexing the
+# same repository on disk (`--no-index` then selects from it).
+#
+#   scripts/compare-store-export.sh WORK_DIR     env: CONVERSATIONS=2000 RUNS=3 PORT=9556
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORK=${1:?usage: scripts/compare-store-export.sh WORK_DIR}
+CONVERSATIONS=${CONVERSATIONS:-2000}
+RUNS=${RUNS:-3}
+PORT=${PORT:-9556}
+for tool in rclone /usr/bin/time; do
+  command -v "$tool" >/dev/null || { echo "compare-store-export.sh needs $tool (apt-get install rclone time)" >&2; exit 2; }
+done
+export CARGO_TARGET_DIR=$(realpath -m "${CARGO_TARGET_DIR:-target}")
+cargo build --release --quiet --bin custodian --example synth --example s3_server
+BIN=$CARGO_TARGET_DIR/release/custodian
+mkdir -p "$WORK"
+WORK=$(realpath "$WORK")
+WAV=$WORK/wav-$CONVERSATIONS
+[ -d "$WAV" ] || "$CARGO_TARGET_DIR/release/examples/synth" "$WAV" --conversations "$CONVERSATIONS" --seconds 60 --rate 8000
+BYTES=$(du -sb --apparent-size "$WAV" | cut -f1)
+
+unset AWS_CA_BUNDLE
+export AWS_ACCESS_KEY_ID=compare AWS_SECRET_ACCESS_KEY=compare-secret-key
+rm -rf "$WORK/store" && mkdir -p "$WORK/store/repo" "$WORK/store/archive"
+"$CARGO_TARGET_DIR/release/examples/s3_server" "$WORK/store" "$PORT" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" 2>/dev/null &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null' EXIT
+until (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null; do sleep 0.1; done
+
+export RCLONE_CONFIG_BENCH_TYPE=s3 RCLONE_CONFIG_BENCH_PROVIDER=Other
+export RCLONE_CONFIG_BENCH_ENDPOINT=http://127.0.0.1:$PORT RCLONE_CONFIG_BENCH_REGION=us-east-1
+export RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
+export RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE=true
+echo "uploading the repository" >&2
+rclone copy --transfers 16 "$WAV" bench:repo
+
+cat > "$WORK/index.toml" <<TOML
+[catalog]
+url = "sqlite:state-store-export/catalog.db"
+[repository]
+root = "wav-$CONVERSATIONS"
+TOML
+cat > "$WORK/store-export.toml" <<TOML
+[catalog]
+url = "sqlite:state-store-export/catalog.db"
+[repository]
+kind = "s3"
+bucket = "repo"
+region = "us-east-1"
+endpoint = "http://127.0.0.1:$PORT"
+path_style = true
+[targets.s3]
+kind = "s3"
+bucket = "archive"
+prefix = "custodian"
+region = "us-east-1"
+endpoint = "http://127.0.0.1:$PORT"
+path_style = true
+[policies.copy]
+action = "export"
+target = "s3"
+mode = "full"
+TOML
+(cd "$WORK" && rm -rf state-store-export && "$BIN" --config index.toml index >/dev/null)
+
+# The server's CPU seconds so far (user + system).
+server_cpu() {
+  awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$SERVER/stat"
+}
+
+# measure NAME COMMAND: RUNS runs from an empty archive bucket; keeps the median run's wall
+# time, client CPU and server CPU.
+declare -A SECS CPU SCPU
+measure() {
+  local name=$1 cmd=$2 rows=() before after
+  for _ in $(seq "$RUNS"); do
+    rm -rf "$WORK/store/archive" && mkdir "$WORK/store/archive" && sync
+    before=$(server_cpu)
+    (cd "$WORK" && /usr/bin/time -o "$WORK/.time" -f "%e %U %S" bash -c "$cmd" >/dev/null 2>"$WORK/.err") \
+      || { cat "$WORK/.err" >&2; exit 1; }
+    after=$(server_cpu)
+    read -r wall user sys < <(tail -1 "$WORK/.time")
+    rows+=("$wall $(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }') $(awk -v a="$before" -v b="$after" 'BEGIN { printf "%.2f", b - a }')")
+  done
+  read -r SECS[$name] CPU[$name] SCPU[$name] < <(printf '%s\n' "${rows[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p")
+  printf '%-30s %8ss  client %6s CPU-s  server %6s CPU-s  (runs: %s)\n' "$name" "${SECS[$name]}" "${CPU[$name]}" "${SCPU[$name]}" "$(printf '%s; ' "${rows[@]}")" >&2
+}
+
+measure "rclone copy" "rclone copy bench:repo bench:archive/rclone"
+measure "rclone copy --transfers 16" "rclone copy --transfers 16 bench:repo bench:archive/rclone"
+measure "custodian (server-side copy)" "$BIN --config store-export.toml run copy --no-index"
+files=$(find "$WORK/store/archive/custodian" -type f -name '*.wav' | wc -l)
+[ "$files" -eq "$CONVERSATIONS" ] || { echo "custodian exported $files of $CONVERSATIONS WAVs" >&2; exit 1; }
+
+best=${SECS[rclone copy]}
+bestcpu=${CPU[rclone copy]}
+awk -v a="${SECS[rclone copy --transfers 16]}" -v b="$best" 'BEGIN { exit !(a < b) }' && best=${SECS[rclone copy --transfers 16]}
+awk -v a="${CPU[rclone copy --transfers 16]}" -v b="$bestcpu" 'BEGIN { exit !(a < b) }' && bestcpu=${CPU[rclone copy --transfers 16]}
+echo "| tool | wall | client CPU-s | client CPU-s per GB | server CPU-s | speed vs rclone's best | client CPU vs rclone's least |"
+echo "|---|---|---|---|---|---|---|"
+for name in "rclone copy" "rclone copy --transfers 16" "custodian (server-side copy)"; do
+  echo "| $name | ${SECS[$name]} s | ${CPU[$name]} | $(awk -v c="${CPU[$name]}" -v b="$BYTES" 'BEGIN { printf "%.2f", c / (b / 1e9) }') | ${SCPU[$name]} | $(awk -v a="$best" -v b="${SECS[$name]}" 'BEGIN { printf "%.2f", a / b }')x | $(awk -v a="$bestcpu" -v b="${CPU[$name]}" 'BEGIN { printf "%.2f", b / a }')x |"
+done
+echo "repository: $CONVERSATIONS conversations, $(( BYTES / 1000000 )) MB"

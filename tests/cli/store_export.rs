@@ -1,0 +1,466 @@
+//! Exports from a repository in an S3 bucket (docs/operations.md, "Exporting from a store"):
+//! artifacts and channel segments read with ranged GETs and checked like files on disk, or,
+//! when the target is a bucket at the same S3 endpoint, copied inside the store. Against
+//! s3s-fs (tests/cli/s3.rs), whose CopyObject computes no checksum, so custodian reads each
+//! copy back, and moto (tests/cli/worm.rs), which returns the copy's SHA-256, so no artifact
+//! byte passes through custodian.
+//!
+//! The moto test indexes the bucket itself; the s3s-fs tests fill the catalog by indexing the
+//! same repository on disk, lay it into the bucket and export with `--no-index`, so a test can
+//! then change an object behind its record.
+
+use std::path::Path;
+use std::process::Output;
+
+use crate::common::{Art, Env, encrypt, sha256, text};
+use crate::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
+use crate::stitch::{RATE, cdr_only, channel_with_gap, read_wav, sample};
+use crate::worm::Moto;
+
+fn run_with(env: &Env, args: &[&str], key: &str, secret: &str) -> Output {
+    env.command(args)
+        .env("AWS_ACCESS_KEY_ID", key)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .output()
+        .unwrap()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(out)))
+}
+
+/// Indexes the repository under `repo/` into the catalog, as a directory.
+fn index_on_disk(env: &Env) {
+    let saved = std::fs::read_to_string(env.config()).unwrap();
+    env.write_config(
+        "[catalog]\nurl = \"sqlite:catalog.db\"\n\n[repository]\nroot = \"repo\"\n\n\
+         [targets.a]\nkind = \"filesystem\"\npath = \"unused\"\n",
+    );
+    let out = env.run(&["index"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    env.write_config(&saved);
+}
+
+/// Copies every file under `from` to `to`, keeping the layout.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_tree(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// Every file under `dir`, relative, sorted.
+fn files(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.push(p.strip_prefix(base).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.retain(|f| !f.starts_with("_custodian/") && !f.contains("/.") && !f.starts_with('.'));
+    out.sort();
+    out
+}
+
+/// The `[repository]` table of the bucket `bucket` at `endpoint`.
+fn repository(endpoint: &str, bucket: &str) -> String {
+    format!(
+        "[repository]\nkind = \"s3\"\nbucket = \"{bucket}\"\nregion = \"us-east-1\"\n\
+         endpoint = \"{endpoint}\"\npath_style = true\n"
+    )
+}
+
+/// An S3 target `s3` at `endpoint`.
+fn s3_target(endpoint: &str, bucket: &str, extra: &str) -> String {
+    format!(
+        "[targets.s3]\nkind = \"s3\"\nbucket = \"{bucket}\"\nprefix = \"exports\"\n\
+         region = \"us-east-1\"\nendpoint = \"{endpoint}\"\npath_style = true\n{extra}\n"
+    )
+}
+
+fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(31).wrapping_add(seed) % 251) as u8)
+        .collect()
+}
+
+fn tone(rate: u32, channels: u16, frames: i32) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    let spec = hound::WavSpec {
+        channels,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::new(&mut out, spec).unwrap();
+    for i in 0..frames {
+        for _ in 0..channels {
+            w.write_sample(((i as f32 * 0.05).sin() * 8000.0) as i16)
+                .unwrap();
+        }
+    }
+    w.finalize().unwrap();
+    out.into_inner()
+}
+
+#[test]
+fn an_s3_repository_is_copied_decrypted_transcoded_zipped_and_stitched() {
+    let server = S3Server::start(Some("recordings"));
+    let env = Env::new("");
+    env.keystore(&["k1"]);
+    let plain = pattern(300_000, 1);
+    let secret = tone(8000, 1, 8000);
+    let sealed = encrypt(&secret, "k1", 4096);
+    let stereo = tone(16000, 2, 16000);
+    env.record(
+        "acme",
+        1,
+        "c1",
+        "voice",
+        &[
+            Art::plain("call.bin", "audio_recording", &plain),
+            Art {
+                file: "sealed.wav",
+                bytes: &sealed,
+                kind: "audio_recording",
+                key_id: Some("k1"),
+            },
+        ],
+    );
+    env.record(
+        "acme",
+        2,
+        "v1",
+        "voice",
+        &[Art::plain("stereo.wav", "audio_recording", &stereo)],
+    );
+    channel_with_gap(&env.root().join("acme/channels/turret-1"));
+    cdr_only(
+        &env,
+        "tv1",
+        "2026-01-01T10:00:08Z",
+        "2026-01-01T10:00:14.5Z",
+    );
+    index_on_disk(&env);
+    copy_tree(&env.root(), &server.root.join("recordings"));
+    std::fs::remove_dir_all(env.root()).unwrap();
+    let target =
+        |name: &str| format!("[targets.{name}]\nkind = \"filesystem\"\npath = \"{name}\"\n");
+    env.write_config(&format!(
+        "[catalog]\nurl = \"sqlite:catalog.db\"\n\n{}\n{}\n{}\n{}\n\
+         [policies.copy]\naction = \"export\"\ntarget = \"copy\"\ndecrypt = true\n\
+         stitch_cdr_only = true\n\n\
+         [policies.voice]\naction = \"export\"\ntarget = \"voice\"\nvoice_format = \"wav-ulaw\"\n\
+         voice_rate = 8000\nvoice_channels = 1\nfile_extensions = [\"wav\"]\n\n\
+         [policies.zip]\naction = \"export\"\ntarget = \"zip\"\nzip = true\n\n\
+         [media]\nkeystore = \"keystore.json\"\n",
+        repository(&server.endpoint, "recordings"),
+        target("copy"),
+        target("voice"),
+        target("zip"),
+    ));
+    for policy in ["copy", "voice", "zip"] {
+        let out = run_with(
+            &env,
+            &["--json", "run", policy, "--no-index"],
+            ACCESS_KEY,
+            SECRET_KEY,
+        );
+        assert_eq!(out.status.code(), Some(0), "{policy}: {}", text(&out));
+        assert_eq!(
+            json(&out)["counters"]["exported"],
+            3,
+            "{policy}: {}",
+            text(&out)
+        );
+    }
+    let day1 = "acme/2026/01/01";
+    let copy = env.path().join("copy");
+    assert_eq!(
+        std::fs::read(copy.join(format!("{day1}/c1/call.bin"))).unwrap(),
+        plain
+    );
+    assert_eq!(
+        std::fs::read(copy.join(format!("{day1}/c1/sealed.wav"))).unwrap(),
+        secret,
+        "decrypted"
+    );
+
+    let (spec, samples) = read_wav(&copy.join(format!("{day1}/tv1/tv1.wav")));
+    assert_eq!(spec.sample_rate, RATE);
+    assert_eq!(samples.len(), 6 * RATE as usize + RATE as usize / 2);
+    assert_eq!(
+        samples[0],
+        sample(1, 8 * RATE as usize),
+        "cut at the sample"
+    );
+
+    let voice = env.path().join("voice");
+    let ulaw = std::fs::read(voice.join("acme/2026/01/02/v1/stereo.wav")).unwrap();
+    assert_eq!(u16::from_le_bytes([ulaw[20], ulaw[21]]), 7, "µ-law");
+    assert_eq!(u16::from_le_bytes([ulaw[22], ulaw[23]]), 1, "mono");
+
+    let zip = std::fs::read(env.path().join(format!("zip/{day1}/c1/c1.zip"))).unwrap();
+    assert_eq!(&zip[..2], b"PK");
+    let names = String::from_utf8_lossy(&zip);
+    assert!(names.contains("call.bin") && names.contains("sealed.wav"));
+}
+
+#[test]
+fn copies_inside_the_store_are_checked_and_a_record_that_does_not_match_leaves_nothing() {
+    let server = S3Server::start(Some("recordings"));
+    std::fs::create_dir(server.root.join("archive")).unwrap();
+    let env = Env::new("");
+    let good = pattern(400_000, 2);
+    let swapped = pattern(400_000, 3);
+    let longer = pattern(100_000, 4);
+    env.conversation("acme", 1, "ok", &[("call.wav", &good)]);
+    env.conversation("acme", 2, "bad", &[("call.wav", &good)]);
+    env.conversation("acme", 3, "long", &[("call.wav", &longer)]);
+    index_on_disk(&env);
+    let bucket = server.root.join("recordings");
+    copy_tree(&env.root(), &bucket);
+    // Same size, other bytes: only the SHA-256 tells.
+    std::fs::write(
+        bucket.join(Env::rel_dir("acme", 2, "bad")).join("call.wav"),
+        &swapped,
+    )
+    .unwrap();
+    // Longer than its record: 10 MB where the record lists 100,000 bytes.
+    std::fs::write(
+        bucket
+            .join(Env::rel_dir("acme", 3, "long"))
+            .join("call.wav"),
+        pattern(10_000_000, 4),
+    )
+    .unwrap();
+    env.write_config(&format!(
+        "[catalog]\nurl = \"sqlite:catalog.db\"\n\n{}\n{}\n\
+         [policies.export]\naction = \"export\"\ntarget = \"s3\"\nmetadata_file = false\n",
+        repository(&server.endpoint, "recordings"),
+        s3_target(&server.endpoint, "archive", ""),
+    ));
+    let out = run_with(
+        &env,
+        &["--json", "run", "export", "--no-index"],
+        ACCESS_KEY,
+        SECRET_KEY,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let summary = json(&out);
+    assert_eq!(summary["counters"]["exported"], 1, "{}", text(&out));
+    let failures = summary["failures"].as_array().unwrap();
+    let error = |id: &str| {
+        failures
+            .iter()
+            .find(|f| f["subject"] == format!("acme/{id}"))
+            .unwrap_or_else(|| panic!("{id}: {}", text(&out)))["error"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(
+        error("bad").contains("content does not match the sha256 its record lists"),
+        "{}",
+        error("bad")
+    );
+    assert!(
+        error("long").contains("is longer than the 100000 bytes its record lists"),
+        "{}",
+        error("long")
+    );
+    let archive = server.root.join("archive/exports");
+    assert_eq!(files(&archive), ["acme/2026/01/01/ok/call.wav"]);
+    assert_eq!(
+        std::fs::read(archive.join("acme/2026/01/01/ok/call.wav")).unwrap(),
+        good
+    );
+    assert!(
+        !text(&out).contains(&sha256(&swapped)),
+        "the hash found is never told"
+    );
+
+    // The same objects streamed to a directory: the longer object is refused after one byte
+    // past its record, never read to its end.
+    let served = server.served();
+    env.write_config(&format!(
+        "[catalog]\nurl = \"sqlite:catalog.db\"\n\n{}\n\
+         [targets.dir]\nkind = \"filesystem\"\npath = \"dir\"\n\n\
+         [policies.stream]\naction = \"export\"\ntarget = \"dir\"\nmetadata_file = false\n",
+        repository(&server.endpoint, "recordings"),
+    ));
+    let out = run_with(
+        &env,
+        &["--json", "run", "stream", "--no-index"],
+        ACCESS_KEY,
+        SECRET_KEY,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("is longer than the 100000 bytes its record lists"),
+        "{}",
+        text(&out)
+    );
+    let read = server.served() - served;
+    assert!(
+        read <= 2 * 400_001 + 100_001 + 64 * 1024,
+        "{read} bytes read: the 10 MB object was read past its record's size"
+    );
+    assert_eq!(
+        files(&env.path().join("dir")),
+        ["acme/2026/01/01/ok/call.wav"]
+    );
+}
+
+#[test]
+fn a_killed_multipart_copy_is_aborted_by_the_next_run_and_leaves_nothing_partial() {
+    let server = S3Server::start(Some("recordings"));
+    std::fs::create_dir(server.root.join("archive")).unwrap();
+    let env = Env::new("");
+    let big = pattern(12_000_000, 5);
+    env.conversation("acme", 1, "a1", &[("big.wav", &big)]);
+    index_on_disk(&env);
+    copy_tree(&env.root(), &server.root.join("recordings"));
+    env.write_config(&format!(
+        "[catalog]\nurl = \"sqlite:catalog.db\"\n\n{}\n{}\n\
+         [policies.export]\naction = \"export\"\ntarget = \"s3\"\n",
+        repository(&server.endpoint, "recordings"),
+        s3_target(&server.endpoint, "archive", "copy_part_size_mib = 5"),
+    ));
+    server.hang_second_part();
+    let mut child = env
+        .command(&["run", "export", "--no-index"])
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    server.wait_for_hung_part("aws_sdk");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(server.open_uploads(), 1);
+    let final_key = server
+        .root
+        .join("archive/exports/acme/2026/01/01/a1/big.wav");
+    assert!(!final_key.exists(), "nothing under the final key");
+
+    server.pass_all();
+    let out = run_with(
+        &env,
+        &["--json", "run", "export", "--no-index"],
+        ACCESS_KEY,
+        SECRET_KEY,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("aborted 1 unfinished upload"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(server.open_uploads(), 0);
+    assert_eq!(std::fs::read(&final_key).unwrap(), big);
+    let verify = run_with(
+        &env,
+        &["verify", &json(&out)["run"].to_string()],
+        ACCESS_KEY,
+        SECRET_KEY,
+    );
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+}
+
+#[test]
+fn a_store_that_checksums_copies_exports_without_any_artifact_byte_through_the_node() {
+    let moto = Moto::start();
+    moto.bucket("recordings", false);
+    moto.bucket("worm", true);
+    let env = Env::new("");
+    let calls: Vec<(String, Vec<u8>)> = (1..=3)
+        .map(|i| (format!("c{i}"), pattern(200_000 + i as usize, i)))
+        .collect();
+    for (i, (id, bytes)) in calls.iter().enumerate() {
+        env.conversation("acme", i as u32 + 1, id, &[("call.wav", bytes)]);
+    }
+    upload_tree(&moto, "recordings", &env.root(), "");
+    std::fs::remove_dir_all(env.root()).unwrap();
+    env.write_config(&format!(
+        "[catalog]\nurl = \"sqlite:catalog.db\"\n\n{}\n{}\n\
+         [policies.export]\naction = \"export\"\ntarget = \"s3\"\n",
+        repository(&moto.endpoint, "recordings"),
+        s3_target(
+            &moto.endpoint,
+            "worm",
+            "object_lock = { mode = \"governance\", retain_days = 30 }"
+        ),
+    ));
+    // Indexed from the bucket itself, then exported.
+    let out = run_with(&env, &["--json", "run", "export"], "testing", "testing");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(json(&out)["counters"]["exported"], 3, "{}", text(&out));
+    let requests = moto.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|l| l.contains("\"PUT /worm/exports/acme/2026/01/01/c1/call.wav")),
+        "the copy is one request to the store: {requests:?}"
+    );
+    let artifact_reads: Vec<String> = requests
+        .into_iter()
+        .filter(|l| l.contains("\"GET ") && l.contains("call.wav"))
+        .collect();
+    assert!(artifact_reads.is_empty(), "{artifact_reads:?}");
+    for (i, (id, bytes)) in calls.iter().enumerate() {
+        let key = format!("exports/acme/2026/01/{:02}/{id}/call.wav", i + 1);
+        let head = moto.head("worm", &key);
+        assert_eq!(head.content_length(), Some(bytes.len() as i64), "{key}");
+        assert_eq!(
+            head.metadata().unwrap().get("sha256").map(String::as_str),
+            Some(sha256(bytes).as_str())
+        );
+        assert!(
+            head.object_lock_retain_until_date().is_some(),
+            "{key} retained"
+        );
+        assert!(head.object_lock_mode().is_some(), "{key} locked");
+    }
+    let verify = run_with(
+        &env,
+        &["verify", &json(&out)["run"].to_string()],
+        "testing",
+        "testing",
+    );
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+}
+
+/// Puts every file under `dir` into `bucket` under `prefix`, keeping the layout.
+fn upload_tree(moto: &Moto, bucket: &str, dir: &Path, prefix: &str) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        let key = format!("{prefix}{}", e.file_name().to_string_lossy());
+        if p.is_dir() {
+            upload_tree(moto, bucket, &p, &format!("{key}/"));
+        } else {
+            moto.runtime
+                .block_on(
+                    moto.client
+                        .put_object()
+                        .bucket(bucket)
+                        .key(&key)
+                        .body(std::fs::read(&p).unwrap().into())
+                        .send(),
+                )
+                .unwrap();
+        }
+    }
+}
