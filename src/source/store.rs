@@ -9,6 +9,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::SourceError;
+use crate::catalog::Fingerprint;
 use crate::target::TargetConfig;
 use crate::target::remote::{Backend, BackendError, ByteStream, Client};
 
@@ -27,6 +28,23 @@ pub struct Stored {
     pub size: u64,
     /// Changes whenever the object's bytes do.
     pub etag: String,
+}
+
+impl Stored {
+    /// What the catalog keeps to tell this version of the object from another: its size, and
+    /// in place of a modification time the first 8 bytes of the SHA-256 of its ETag
+    /// (docs/repository.md, "In an object store"). An object rewritten with the same bytes
+    /// may keep its ETag, and then it is rightly unchanged.
+    pub fn fingerprint(&self) -> Fingerprint {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(self.etag.as_bytes());
+        let mut head = [0u8; 8];
+        head.copy_from_slice(&digest[..8]);
+        Fingerprint {
+            mtime_ns: i64::from_be_bytes(head),
+            size: self.size,
+        }
+    }
 }
 
 impl Store {
@@ -118,6 +136,52 @@ impl Store {
                 etag: l.etag,
             })
             .collect())
+    }
+
+    /// The objects directly in the directory `dir` (not below its subdirectories): what a
+    /// directory read gives of its files.
+    pub fn files(&self, dir: &str) -> Result<Vec<Stored>, SourceError> {
+        let prefix = self.dir_key(dir);
+        let top = self.backend.prefix().len();
+        let found = self
+            .runtime
+            .block_on(self.backend.list_level(&prefix))
+            .map_err(|e| self.error(dir, e))?;
+        Ok(found
+            .into_iter()
+            .filter(|l| l.key.len() > top)
+            .map(|l| Stored {
+                path: l.key[top..].to_owned(),
+                size: l.size,
+                etag: l.etag,
+            })
+            .collect())
+    }
+
+    /// Whether the store keeps old versions of what is deleted (docs/operations.md, "A
+    /// repository in an object store"); an error when it cannot tell, or keeps versions this
+    /// client cannot remove.
+    pub fn keeps_versions(&self) -> Result<bool, SourceError> {
+        self.runtime
+            .block_on(self.backend.keeps_versions())
+            .map_err(|e| SourceError::Unusable {
+                location: self.location(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Deletes the objects at `paths` in batches, every version of each with `all_versions`:
+    /// per path, in order, `Ok` once it holds nothing or the store's reason it refused. When
+    /// the store cannot be asked at all, every path fails with that reason.
+    pub fn delete(&self, paths: &[String], all_versions: bool) -> Vec<Result<(), String>> {
+        let keys: Vec<String> = paths.iter().map(|p| self.key(p)).collect();
+        match self
+            .runtime
+            .block_on(self.backend.delete_many(&keys, all_versions))
+        {
+            Ok(answers) => answers,
+            Err(e) => vec![Err(e.to_string()); paths.len()],
+        }
     }
 
     fn dir_key(&self, dir: &str) -> String {
