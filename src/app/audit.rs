@@ -4,10 +4,12 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use chrono::{DateTime, SubsecRound, Utc};
+
 use super::{Loaded, SetupError, with_sources};
 use crate::audit::key::{self, ChainKey, KeyError};
-use crate::audit::{AuditEvent, ChainProblem, KeySource};
-use crate::catalog::trail::{TrailReport, check_trail};
+use crate::audit::{AuditEvent, AuditKind, ChainProblem, KeySource, NewEvent};
+use crate::catalog::trail::{AnchorStatus, TrailReport, check_trail};
 use crate::catalog::{AuditQuery, CatalogError};
 use crate::policy::Policy;
 use crate::target::manifest::{self, AnchorError};
@@ -46,6 +48,146 @@ pub struct TrailCheck {
     /// The key the chain was checked with.
     pub key: Option<Arc<ChainKey>>,
     pub unreadable: Vec<Unreadable>,
+}
+
+/// A verification of the whole trail asked of the service, as its `trail_verified` event
+/// records it (docs/operations.md, "The web portal"): who asked, when it ran, what it found.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Verification {
+    /// When the verification started and ended, and who asked for it.
+    pub started_at: DateTime<Utc>,
+    #[serde(skip_deserializing)]
+    pub finished_at: DateTime<Utc>,
+    #[serde(skip_deserializing)]
+    pub verified_by: String,
+    /// Nothing found wrong: the chain holds and every anchor was read and matches.
+    pub intact: bool,
+    /// Events checked, and the last one's sequence number.
+    pub events: u64,
+    pub head_seq: i64,
+    /// The first event that breaks the chain, and how.
+    pub broken: Option<Broken>,
+    /// Each export policy's newest anchor that does not match the chain, and how.
+    pub anchors: Vec<AnchorMismatch>,
+    /// Each export policy whose newest anchor could not be read, and why.
+    pub unreadable: Vec<UnreadableAnchor>,
+}
+
+/// Where and how the chain breaks.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Broken {
+    pub seq: i64,
+    pub problem: String,
+}
+
+/// An anchor that does not match the chain.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct AnchorMismatch {
+    pub policy: String,
+    pub target: String,
+    pub run: i64,
+    pub problem: String,
+}
+
+/// An export policy whose newest anchor could not be read.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct UnreadableAnchor {
+    pub policy: String,
+    pub target: String,
+    pub error: String,
+}
+
+impl Verification {
+    fn of(check: &TrailCheck, started_at: DateTime<Utc>, by: &str) -> Verification {
+        let r = &check.report;
+        Verification {
+            started_at,
+            // The catalog keeps an event's time to the microsecond.
+            finished_at: Utc::now().trunc_subsecs(6),
+            verified_by: by.to_owned(),
+            intact: r.intact() && check.unreadable.is_empty(),
+            events: r.events,
+            head_seq: r.head.seq,
+            broken: r.broken.as_ref().map(|b| Broken {
+                seq: b.seq,
+                problem: b.problem.to_string(),
+            }),
+            anchors: r
+                .anchors
+                .iter()
+                .filter_map(|a| {
+                    let problem = match &a.status {
+                        AnchorStatus::Matches => return None,
+                        AnchorStatus::Truncated { chain_ends_at } => format!(
+                            "anchors event {}, but the chain ends at {chain_ends_at}: events were cut off",
+                            a.anchor.head.seq
+                        ),
+                        AnchorStatus::Differs { changed_from, .. } => format!(
+                            "anchors event {} with another hash: an event from {changed_from} on was edited or removed",
+                            a.anchor.head.seq
+                        ),
+                    };
+                    Some(AnchorMismatch {
+                        policy: a.anchor.policy.clone(),
+                        target: a.anchor.target.clone(),
+                        run: a.anchor.run,
+                        problem,
+                    })
+                })
+                .collect(),
+            unreadable: check
+                .unreadable
+                .iter()
+                .map(|u| UnreadableAnchor {
+                    policy: u.policy.clone(),
+                    target: u.target.clone(),
+                    error: u.error.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The verification its `trail_verified` event records; None for an event this build
+    /// cannot read.
+    fn from_event(e: &AuditEvent) -> Option<Verification> {
+        let mut v: Verification = serde_json::from_value(e.event.details.clone()).ok()?;
+        v.finished_at = e.event.at;
+        v.verified_by = e.event.actor.clone();
+        Some(v)
+    }
+}
+
+/// Verifies the whole trail as `audit verify` does, for `by`, and records what it found as a
+/// `trail_verified` event, so the portal shows it after a restart and the trail keeps it.
+pub fn verify_recorded(l: &Loaded, by: &str) -> Result<Verification, AuditError> {
+    let started_at = Utc::now();
+    let check = verify(l)?;
+    let verification = Verification::of(&check, started_at, by);
+    let mut details =
+        serde_json::to_value(&verification).expect("a verification serializes to JSON");
+    if let Some(fields) = details.as_object_mut() {
+        fields.remove("finished_at");
+        fields.remove("verified_by");
+    }
+    l.catalog.append_audit_event(&NewEvent {
+        at: verification.finished_at,
+        kind: AuditKind::TrailVerified,
+        actor: by.to_owned(),
+        policy: None,
+        run: None,
+        tenant: None,
+        conversation_id: None,
+        details,
+    })?;
+    Ok(verification)
+}
+
+/// The last verification recorded in the trail, if any.
+pub fn last_verification(l: &Loaded) -> Result<Option<Verification>, AuditError> {
+    Ok(l.catalog
+        .newest_verification()?
+        .as_ref()
+        .and_then(Verification::from_event))
 }
 
 /// `audit list`: the events `query` selects, oldest first.

@@ -43,7 +43,11 @@ use crate::policy::export::{Export, ExportPolicy};
 use crate::policy::index::{self, IndexError, IndexReport};
 use crate::policy::produce::{self, MediaTools};
 use crate::progress::Progress;
-use crate::source::SourceError;
+#[cfg(not(feature = "remote"))]
+use crate::source::Repository;
+#[cfg(feature = "remote")]
+use crate::source::Store;
+use crate::source::{RepositoryConfig, SourceError};
 use crate::target::{self, Target, TargetError};
 use crate::users::Actor;
 
@@ -198,13 +202,26 @@ impl Loaded {
         control: &Control,
     ) -> Result<IndexReport, IndexError> {
         progress.message("index");
-        let report = index::index(
-            self.local_root("indexing")?,
-            self.config.max_record_bytes,
-            self.catalog.as_ref(),
-            progress,
-            control,
-        )?;
+        let max = self.config.max_record_bytes;
+        let catalog = self.catalog.as_ref();
+        let report = match &self.config.repository {
+            RepositoryConfig::Filesystem { root } => {
+                index::index(root, max, catalog, progress, control)?
+            }
+            #[cfg(feature = "remote")]
+            RepositoryConfig::Store(target) => {
+                let store = Store::connect(target)?;
+                store.check()?;
+                index::index_store(&store, max, catalog, progress, control)?
+            }
+            // A build without object stores refuses to open one, naming why.
+            #[cfg(not(feature = "remote"))]
+            RepositoryConfig::Store(_) => match Repository::open(&self.config.repository)? {
+                Repository::Local(dir) => {
+                    index::index(dir.path(), max, catalog, progress, control)?
+                }
+            },
+        };
         progress.finish();
         Ok(report)
     }

@@ -56,6 +56,8 @@ pub enum AuditKind {
     AccountRemoved,
     /// A new API token of an account was issued (`user token`; the token is never recorded).
     AccountTokenIssued,
+    /// Someone verified the whole trail through the portal or the API, with what it found.
+    TrailVerified,
 }
 
 impl AuditKind {
@@ -78,6 +80,7 @@ impl AuditKind {
             AuditKind::AccountAdded => "account_added",
             AuditKind::AccountRemoved => "account_removed",
             AuditKind::AccountTokenIssued => "account_token_issued",
+            AuditKind::TrailVerified => "trail_verified",
         }
     }
 
@@ -100,6 +103,7 @@ impl AuditKind {
             "account_added" => Some(AuditKind::AccountAdded),
             "account_removed" => Some(AuditKind::AccountRemoved),
             "account_token_issued" => Some(AuditKind::AccountTokenIssued),
+            "trail_verified" => Some(AuditKind::TrailVerified),
             _ => None,
         }
     }

@@ -501,6 +501,13 @@ pub trait Catalog: uploads::UploadJournal + accounts::Accounts + Send + Sync {
     /// hash when there is none), which run manifests anchor outside the catalog.
     fn audit_head(&self) -> Result<AuditHead>;
 
+    /// Appends `event` alone, for what is recorded without changing anything else (a
+    /// verification of the trail).
+    fn append_audit_event(&self, event: &NewEvent) -> Result<()>;
+
+    /// The newest event of a kind few events have (`trail_verified`, which an index covers).
+    fn newest_verification(&self) -> Result<Option<AuditEvent>>;
+
     // Lifecycle policies and the deletions they make.
 
     /// Creates a lifecycle policy (disabled, no versions); refused if the name is taken.

@@ -145,6 +145,12 @@ pub(super) const RUN_OBJECTS: Sql =
 pub(super) const AUDIT_HEAD: Sql =
     shared!("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1");
 
+/// The newest `trail_verified` event, through its partial index.
+pub(super) const NEWEST_VERIFICATION: Sql = shared!(
+    "SELECT seq, at, kind, actor, policy, run, tenant, conversation_id, details, prev_hash, hash, key_id \
+     FROM audit_events WHERE kind = 'trail_verified' ORDER BY seq DESC LIMIT 1"
+);
+
 // Lifecycle policies and deletions.
 
 pub(super) const POLICY_ACTIVE_VERSION: Sql =

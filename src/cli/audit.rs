@@ -30,7 +30,8 @@ pub enum AuditCommand {
         /// matter_created, legal_hold_placed, legal_hold_released (the legal-hold trail),
         /// lifecycle_change_requested, lifecycle_change_approved, lifecycle_change_rejected,
         /// lifecycle_change_expired (four eyes), account_added, account_removed,
-        /// account_token_issued (portal accounts).
+        /// account_token_issued (portal accounts), trail_verified (verifications asked of
+        /// the portal or the API).
         #[arg(long, value_parser = parse_audit_kind)]
         kind: Option<AuditKind>,
         #[arg(long, default_value_t = 100)]
@@ -214,6 +215,6 @@ fn print_trail(
 
 fn parse_audit_kind(s: &str) -> Result<AuditKind, String> {
     AuditKind::parse(s).ok_or_else(|| {
-        format!("unknown kind `{s}`: conversation_exported, artifact_deleted, artifact_quarantined, artifact_restored, lifecycle_acknowledged, lifecycle_policy_changed, confidential_flag_changed, matter_created, legal_hold_placed, legal_hold_released, lifecycle_change_requested, lifecycle_change_approved, lifecycle_change_rejected, lifecycle_change_expired, account_added, account_removed or account_token_issued")
+        format!("unknown kind `{s}`: conversation_exported, artifact_deleted, artifact_quarantined, artifact_restored, lifecycle_acknowledged, lifecycle_policy_changed, confidential_flag_changed, matter_created, legal_hold_placed, legal_hold_released, lifecycle_change_requested, lifecycle_change_approved, lifecycle_change_rejected, lifecycle_change_expired, account_added, account_removed, account_token_issued or trail_verified")
     })
 }

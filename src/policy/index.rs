@@ -27,6 +27,11 @@ use crate::pipeline::Control;
 use crate::progress::Progress;
 use crate::repository::record::{Conversation, RECORD_FILE};
 
+#[cfg(feature = "remote")]
+mod store;
+#[cfg(feature = "remote")]
+pub use store::index_store;
+
 /// Changes committed per catalog transaction.
 const BATCH: usize = 2000;
 
@@ -72,6 +77,8 @@ pub enum IndexError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Source(#[from] crate::source::SourceError),
+    #[error("starting the index's listing threads: {0}")]
+    Threads(rayon::ThreadPoolBuildError),
 }
 
 enum Found {
@@ -198,6 +205,13 @@ pub fn read_record(
     let bytes = read_capped(file, meta.len(), max_bytes)?;
     let fingerprint = fingerprint_of(&meta);
     let record = Conversation::from_json(&bytes)?;
+    check_record(&record, rel_dir)?;
+    Ok((record, fingerprint))
+}
+
+/// Checks that a record's tenant and id are the names of the directories it is stored in
+/// (`rel_dir` is `tenant/YYYY/MM/DD/id`).
+pub fn check_record(record: &Conversation, rel_dir: &str) -> Result<(), String> {
     let (tenant, rest) = rel_dir.split_once('/').unwrap_or((rel_dir, ""));
     let dir_name = rest.rsplit('/').next().unwrap_or("");
     if record.tenant != tenant {
@@ -212,7 +226,7 @@ pub fn read_record(
             record.id
         ));
     }
-    Ok((record, fingerprint))
+    Ok(())
 }
 
 /// The bytes of `file`, `len` long when opened, read no further than `max_bytes + 1`: a file
@@ -263,28 +277,77 @@ pub fn stat_record(dir: &Dir, rel: &str) -> Result<Fingerprint, ConfinedError> {
     }
 }
 
-/// What one index pass works with.
-struct Pass<'a> {
-    root: &'a Dir,
-    max_record_bytes: u64,
-    catalog: &'a dyn Catalog,
-    tx: crossbeam_channel::Sender<Found>,
+/// What the walk of an index pass counts, beside what its writer commits.
+#[derive(Default)]
+struct Counters {
     unchanged: AtomicU64,
     seen: AtomicU64,
     /// Set when a day was left unfinished because the pass was stopped.
     cut_short: AtomicBool,
+}
+
+/// What every day of a pass shares: where findings go, the counters, and the run's control.
+struct Shared<'a> {
+    catalog: &'a dyn Catalog,
+    tx: crossbeam_channel::Sender<Found>,
+    counters: Counters,
     progress: &'a dyn Progress,
     control: &'a Control,
 }
 
+impl Shared<'_> {
+    /// False (and the pass marked cut short) once the pass is asked to stop.
+    fn going_on(&self) -> bool {
+        if self.control.is_stopped() {
+            self.counters.cut_short.store(true, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Counts one conversation seen.
+    fn saw(&self) {
+        self.counters.seen.fetch_add(1, Ordering::Relaxed);
+        self.progress.advance(1);
+    }
+
+    /// Sends a finding; false when the writer is gone (it failed, and the pass ends).
+    fn send(&self, found: Found) -> bool {
+        self.tx.send(found).is_ok()
+    }
+}
+
+/// A failure of the conversation at `rel_dir`, which leaves the catalog if it was indexed.
+fn failed(path: PathBuf, reason: String, rel_dir: &str, indexed: bool) -> Found {
+    let remove = indexed.then(|| IndexChange::Remove {
+        rel_dir: rel_dir.to_owned(),
+    });
+    Found::Failure(RecordFailure { path, reason }, remove)
+}
+
+/// Why a conversation directory without a record is skipped.
+fn missing_record() -> String {
+    format!("missing {RECORD_FILE}; the conversation is skipped until it is written")
+}
+
+/// One pass over a repository on disk.
+struct Pass<'a> {
+    root: &'a Dir,
+    max_record_bytes: u64,
+    shared: &'a Shared<'a>,
+}
+
 impl Pass<'_> {
     fn scan_day(&self, day: &str) -> Result<(), IndexError> {
-        if self.control.is_stopped() {
-            self.cut_short.store(true, Ordering::Relaxed);
+        let shared = self.shared;
+        if !shared.going_on() {
             return Ok(());
         }
-        let mut known: HashMap<String, Fingerprint> =
-            self.catalog.fingerprints_under(day)?.into_iter().collect();
+        let mut known: HashMap<String, Fingerprint> = shared
+            .catalog
+            .fingerprints_under(day)?
+            .into_iter()
+            .collect();
         let listed = self
             .root
             .open_dir(day)
@@ -292,7 +355,7 @@ impl Pass<'_> {
         let (entries, day_dir) = match listed {
             Ok(listed) => listed,
             Err(e) => {
-                let _ = self.tx.send(Found::Failure(
+                shared.send(Found::Failure(
                     RecordFailure {
                         path: self.root.display_path(day),
                         reason: reason(&e),
@@ -303,9 +366,8 @@ impl Pass<'_> {
             }
         };
         for entry in entries {
-            if self.control.is_stopped() {
+            if !shared.going_on() {
                 // What was not looked at stays as the catalog has it.
-                self.cut_short.store(true, Ordering::Relaxed);
                 return Ok(());
             }
             #[cfg(feature = "failpoints")]
@@ -315,23 +377,18 @@ impl Pass<'_> {
                 FileType::Symlink => true,
                 _ => continue,
             };
-            self.seen.fetch_add(1, Ordering::Relaxed);
-            self.progress.advance(1);
+            shared.saw();
             let rel_dir = format!("{day}/{}", entry.name);
             let previous = known.remove(&rel_dir);
             let path = self.root.display_path(format!("{rel_dir}/{RECORD_FILE}"));
-            let fail = |path: PathBuf, reason: String| {
-                let remove = previous.map(|_| IndexChange::Remove {
-                    rel_dir: rel_dir.clone(),
-                });
-                Found::Failure(RecordFailure { path, reason }, remove)
-            };
+            let fail =
+                |path: PathBuf, reason: String| failed(path, reason, &rel_dir, previous.is_some());
             let found = if is_link {
                 fail(self.root.display_path(&rel_dir), LINK_SKIPPED.into())
             } else {
                 match stat_record(&day_dir, &format!("{}/{RECORD_FILE}", entry.name)) {
                     Ok(fp) if previous == Some(fp) => {
-                        self.unchanged.fetch_add(1, Ordering::Relaxed);
+                        shared.counters.unchanged.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
                     Ok(_) => match read_record(self.root, &rel_dir, self.max_record_bytes) {
@@ -342,21 +399,18 @@ impl Pass<'_> {
                         }),
                         Err(why) => fail(path, why),
                     },
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => fail(
-                        path,
-                        format!(
-                            "missing {RECORD_FILE}; the conversation is skipped until it is written"
-                        ),
-                    ),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        fail(path, missing_record())
+                    }
                     Err(e) => fail(path, reason(&e)),
                 }
             };
-            if self.tx.send(found).is_err() {
+            if !shared.send(found) {
                 return Ok(());
             }
         }
         for rel_dir in known.into_keys() {
-            let _ = self.tx.send(Found::Change(IndexChange::Remove { rel_dir }));
+            shared.send(Found::Change(IndexChange::Remove { rel_dir }));
         }
         Ok(())
     }
@@ -374,21 +428,47 @@ pub fn index(
 ) -> Result<IndexReport, IndexError> {
     let root = Dir::open_root(root).map_err(IndexError::Root)?;
     let walked = day_dirs(&root).map_err(IndexError::Root)?;
-    let on_disk: HashSet<&str> = walked.days.iter().map(String::as_str).collect();
+    let record_path = |rel_dir: &str| root.display_path(format!("{rel_dir}/{RECORD_FILE}"));
+    run_pass(
+        catalog,
+        progress,
+        control,
+        walked,
+        &record_path,
+        |shared, days| {
+            let pass = Pass {
+                root: &root,
+                max_record_bytes,
+                shared,
+            };
+            days.par_iter().try_for_each(|day| pass.scan_day(day))
+        },
+    )
+}
+
+/// Runs one pass: the days `walked` found go to `walk`, which scans them (in parallel) and
+/// sends what it finds; one writer commits the findings in batches, and removes what the
+/// catalog holds of days that are gone. `record_path` names a conversation's record in
+/// failures.
+fn run_pass(
+    catalog: &dyn Catalog,
+    progress: &dyn Progress,
+    control: &Control,
+    walked: Days,
+    record_path: &(dyn Fn(&str) -> PathBuf + Sync),
+    walk: impl FnOnce(&Shared<'_>, &[String]) -> Result<(), IndexError>,
+) -> Result<IndexReport, IndexError> {
+    let listed: HashSet<&str> = walked.days.iter().map(String::as_str).collect();
     let vanished: Vec<String> = catalog
         .indexed_days()?
         .into_iter()
-        .filter(|d| !on_disk.contains(d.as_str()) && !walked.unlisted(d))
+        .filter(|d| !listed.contains(d.as_str()) && !walked.unlisted(d))
         .collect();
     let (tx, rx) = crossbeam_channel::bounded::<Found>(4 * BATCH);
-    let pass = Pass {
-        root: &root,
-        max_record_bytes,
+    let shared = Shared {
         catalog,
         tx,
-        unchanged: AtomicU64::new(0),
-        seen: AtomicU64::new(0),
-        cut_short: AtomicBool::new(false),
+        counters: Counters::default(),
         progress,
         control,
     };
@@ -408,7 +488,7 @@ pub fn index(
                     match (change, outcome) {
                         (IndexChange::Upsert { rel_dir, .. }, Some(reason)) => {
                             report.failures.push(RecordFailure {
-                                path: root.display_path(format!("{rel_dir}/{RECORD_FILE}")),
+                                path: record_path(&rel_dir),
                                 reason,
                             })
                         }
@@ -436,21 +516,12 @@ pub fn index(
         let walked = (|| {
             for day in &vanished {
                 for (rel_dir, _) in catalog.fingerprints_under(day)? {
-                    let _ = pass.tx.send(Found::Change(IndexChange::Remove { rel_dir }));
+                    shared.send(Found::Change(IndexChange::Remove { rel_dir }));
                 }
             }
-            walked
-                .days
-                .par_iter()
-                .try_for_each(|day| pass.scan_day(day))
+            walk(&shared, &walked.days)
         })();
-        let Pass {
-            tx,
-            unchanged,
-            seen,
-            cut_short,
-            ..
-        } = pass;
+        let Shared { tx, counters, .. } = shared;
         drop(tx);
         let written = writer.join().expect("index writer thread panicked");
         walked?;
@@ -458,9 +529,9 @@ pub fn index(
         report.indexed = written.indexed;
         report.removed = written.removed;
         report.failures.extend(written.failures);
-        report.unchanged = unchanged.into_inner();
-        report.seen = seen.into_inner();
-        report.stopped = cut_short.into_inner();
+        report.unchanged = counters.unchanged.into_inner();
+        report.seen = counters.seen.into_inner();
+        report.stopped = counters.cut_short.into_inner();
         Ok(())
     })?;
     report.failures.sort_by(|a, b| a.path.cmp(&b.path));

@@ -27,6 +27,9 @@ mod hostile_target;
 mod jobs;
 mod lazyfs;
 mod lifecycle;
+#[cfg(feature = "s3")]
+#[path = "../support/listed_fs.rs"]
+mod listed_fs;
 mod manual;
 mod media;
 mod osusers;
@@ -37,6 +40,8 @@ mod power;
 mod s3;
 mod socket;
 mod stitch;
+#[cfg(feature = "s3")]
+mod store_repository;
 mod transcode;
 mod web;
 #[cfg(feature = "s3")]

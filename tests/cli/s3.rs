@@ -12,9 +12,9 @@ use http_body_util::BodyExt;
 
 use crate::common::{Env, text};
 
-const ACCESS_KEY: &str = "AKIACUSTODIANTEST";
-const SECRET_KEY: &str = "custodian-test-secret-key-do-not-print";
-const CLIENTS: [&str; 2] = ["aws_sdk", "object_store"];
+pub(crate) const ACCESS_KEY: &str = "AKIACUSTODIANTEST";
+pub(crate) const SECRET_KEY: &str = "custodian-test-secret-key-do-not-print";
+pub(crate) const CLIENTS: [&str; 2] = ["aws_sdk", "object_store"];
 
 /// What the server does with one upload request (PUT or POST).
 #[derive(Clone, Copy, Debug)]
@@ -61,10 +61,11 @@ impl Plan {
     }
 }
 
-/// An S3 server over a temporary directory; it stops when dropped.
-struct S3Server {
-    endpoint: String,
-    root: PathBuf,
+/// An S3 server over a temporary directory (a bucket per directory under `root`); it stops
+/// when dropped.
+pub(crate) struct S3Server {
+    pub(crate) endpoint: String,
+    pub(crate) root: PathBuf,
     plan: Arc<Mutex<Plan>>,
     _runtime: tokio::runtime::Runtime,
     _dir: tempfile::TempDir,
@@ -122,7 +123,17 @@ async fn serve(
 
 impl S3Server {
     /// Starts a server, with one empty bucket when `bucket` is given.
-    fn start(bucket: Option<&str>) -> S3Server {
+    pub(crate) fn start(bucket: Option<&str>) -> S3Server {
+        S3Server::start_with(bucket, |root| s3s_fs::FileSystem::new(root).unwrap())
+    }
+
+    /// Starts a server whose listings walk only the prefix asked for and carry ETags
+    /// (`ListedFs`), for repositories in a bucket; it stores single-part uploads only.
+    pub(crate) fn start_listed(bucket: Option<&str>) -> S3Server {
+        S3Server::start_with(bucket, crate::listed_fs::ListedFs::new)
+    }
+
+    fn start_with<S: s3s::S3>(bucket: Option<&str>, store: impl FnOnce(&Path) -> S) -> S3Server {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         if let Some(b) = bucket {
@@ -133,8 +144,7 @@ impl S3Server {
             .enable_all()
             .build()
             .unwrap();
-        let mut builder =
-            s3s::service::S3ServiceBuilder::new(s3s_fs::FileSystem::new(root).unwrap());
+        let mut builder = s3s::service::S3ServiceBuilder::new(store(root));
         builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
         let service = builder.build();
         let listener = runtime
@@ -233,11 +243,11 @@ target = "s3"
     env
 }
 
-fn run(env: &Env, args: &[&str]) -> Output {
+pub(crate) fn run(env: &Env, args: &[&str]) -> Output {
     run_as(env, args, SECRET_KEY)
 }
 
-fn run_as(env: &Env, args: &[&str], secret: &str) -> Output {
+pub(crate) fn run_as(env: &Env, args: &[&str], secret: &str) -> Output {
     env.command(args)
         .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
         .env("AWS_SECRET_ACCESS_KEY", secret)

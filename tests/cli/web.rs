@@ -912,7 +912,7 @@ fn audit_shows_the_last_verification_and_verifying_again_catches_an_earlier_edit
     .unwrap();
     let page = portal.get("/audit", Some(&alice)).text().unwrap();
     assert!(
-        page.contains("has not been verified since serve started"),
+        page.contains("has not been verified from the portal or the API yet"),
         "{page}"
     );
     let forged = portal.post("/audit/verify", Some(&alice), &[("csrf", "forged")]);
@@ -945,6 +945,25 @@ fn audit_shows_the_last_verification_and_verifying_again_catches_an_earlier_edit
     assert!(
         page.contains("The chain is broken at event 1") && !page.contains("The chain verifies"),
         "{page}"
+    );
+    let (_, recorded) = env.json(&["audit", "list", "--kind", "trail_verified"]);
+    let recorded = recorded.as_array().unwrap();
+    assert_eq!(
+        recorded.len(),
+        2,
+        "each verification is an event: {recorded:?}"
+    );
+    assert_eq!(recorded[1]["actor"], "alice");
+    assert_eq!(recorded[1]["details"]["broken"]["seq"], 1);
+
+    // The last verification outlives serve.
+    drop(portal);
+    let portal = Portal::start(&env, &[]);
+    let alice = portal.login("alice", PASSWORD).unwrap();
+    let page = portal.get("/audit", Some(&alice)).text().unwrap();
+    assert!(
+        page.contains("The chain is broken at event 1") && page.contains(" by alice "),
+        "after a restart: {page}"
     );
 }
 

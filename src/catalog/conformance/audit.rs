@@ -2,6 +2,39 @@
 
 use super::*;
 
+/// A verification appended alone joins the chain, and the newest one is found whatever other
+/// events follow it.
+pub fn the_newest_verification_is_found_among_other_events(cat: &dyn Catalog) {
+    assert!(cat.newest_verification().unwrap().is_none());
+    let event = |kind, n: u64| crate::audit::NewEvent {
+        at: chrono::Utc::now(),
+        kind,
+        actor: "auditor".into(),
+        policy: None,
+        run: None,
+        tenant: None,
+        conversation_id: None,
+        details: serde_json::json!({ "events": n }),
+    };
+    cat.append_audit_event(&event(AuditKind::TrailVerified, 0))
+        .unwrap();
+    cat.append_audit_event(&event(AuditKind::AccountAdded, 1))
+        .unwrap();
+    cat.append_audit_event(&event(AuditKind::TrailVerified, 2))
+        .unwrap();
+    cat.append_audit_event(&event(AuditKind::AccountRemoved, 3))
+        .unwrap();
+    let newest = cat.newest_verification().unwrap().unwrap();
+    assert_eq!(
+        (newest.seq, newest.event.kind),
+        (3, AuditKind::TrailVerified)
+    );
+    assert_eq!(newest.event.details, serde_json::json!({ "events": 2 }));
+    let all = all_events(cat);
+    assert_eq!(all.len(), 4);
+    verify_chain(&all, None).unwrap();
+}
+
 /// Audit events are listed by run, conversation, kind and page, with details as written.
 pub fn audit_queries(cat: &dyn Catalog) {
     let convs: Vec<_> = (0..4).map(|i| base(&format!("c{i}"), "acme")).collect();

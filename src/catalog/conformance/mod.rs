@@ -39,6 +39,7 @@ macro_rules! conformance_suite {
             runs::run_history,
             runs::run_pages,
             audit::audit_queries,
+            audit::the_newest_verification_is_found_among_other_events,
             runs::policy_lock_is_exclusive,
             lifecycle::lifecycle_policies_and_versions,
             lifecycle::due_artifacts_and_summary,

@@ -139,3 +139,17 @@ pub(super) fn audit_head(cat: &PostgresCatalog) -> Result<AuditHead> {
         }))
     })
 }
+
+pub(super) fn append_audit_event(cat: &PostgresCatalog, event: &NewEvent) -> Result<()> {
+    cat.transaction(|s| {
+        let mut head = lock_chain(s, cat.audit_key.as_ref())?;
+        append_audit(s, &mut head, [event])
+    })
+}
+
+pub(super) fn newest_verification(cat: &PostgresCatalog) -> Result<Option<AuditEvent>> {
+    cat.autocommit(|s| {
+        let found = s.query(sql::NEWEST_VERIFICATION.postgres, &[])?;
+        Ok(cat.rows(found, |r| rows::audit_event(r))?.pop())
+    })
+}

@@ -502,6 +502,14 @@ impl Catalog for PostgresCatalog {
         audit::audit_head(self)
     }
 
+    fn append_audit_event(&self, event: &NewEvent) -> Result<()> {
+        audit::append_audit_event(self, event)
+    }
+
+    fn newest_verification(&self) -> Result<Option<AuditEvent>> {
+        audit::newest_verification(self)
+    }
+
     fn create_lifecycle_policy(&self, policy: &LifecyclePolicy, event: &NewEvent) -> Result<()> {
         lifecycle::create_policy(self, policy, event)
     }

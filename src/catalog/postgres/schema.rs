@@ -449,4 +449,10 @@ ALTER TABLE participants ADD COLUMN start_ms BIGINT;
 UPDATE participants SET start_ms = (SELECT c.start_ms FROM conversations c WHERE c.pk = participants.conversation);
 CREATE INDEX participants_user_start ON participants (user_name, start_ms, conversation);
 "#,
+    // The portal's audit page shows the chain's last verification, an event of its own
+    // (docs/operations.md, "The web portal"): found through this index, not by walking the
+    // trail back from its head.
+    r#"
+CREATE INDEX audit_events_verifications ON audit_events (seq) WHERE kind = 'trail_verified';
+"#,
 ];

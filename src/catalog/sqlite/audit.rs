@@ -138,3 +138,20 @@ pub(super) fn audit_head(cat: &SqliteCatalog) -> Result<AuditHead> {
         }))
     })
 }
+
+pub(super) fn append_audit_event(cat: &SqliteCatalog, event: &NewEvent) -> Result<()> {
+    let mut conn = cat.writer.lock().expect("catalog writer lock");
+    let tx = conn.transaction().map_err(|e| cat.err(e))?;
+    cat.chain().append(&tx, event).map_err(|e| cat.err(e))?;
+    tx.commit().map_err(|e| cat.err(e))
+}
+
+pub(super) fn newest_verification(cat: &SqliteCatalog) -> Result<Option<AuditEvent>> {
+    cat.with_reader(|conn| {
+        Ok(cat
+            .rows(conn, sql::NEWEST_VERIFICATION.sqlite, [], |r| {
+                rows::audit_event(r)
+            })?
+            .pop())
+    })
+}

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     ApiError, ApiJson, ApiPath, ApiQuery, ApiUser, BearerAuth, Body, ErrorBody, call, printable,
 };
-use crate::app::audit::{self, AuditError};
+use crate::app::audit::{self, AuditError, Verification};
 use crate::app::conversations::{self, ConversationsError, SearchPage, SearchRequest};
 use crate::app::holds::{self, HoldError};
 use crate::app::jobs::{self, JobsError};
@@ -24,7 +24,6 @@ use crate::catalog::lifecycle::{LifecyclePolicy, LifecycleVersion, PendingChange
 use crate::catalog::{AuditQuery, FailedItem, JobRun, RunId, RunPage, RunStatus};
 use crate::policy::roles::Permission;
 use crate::service::web::AppState;
-use crate::service::web::verified::Verified;
 
 /// Rows a list returns unless `limit` asks for fewer, and the most it may ask for.
 const DEFAULT_LIMIT: usize = 50;
@@ -697,53 +696,7 @@ async fn list_audit(
     }))
 }
 
-/// An export policy whose newest anchor could not be read.
-#[derive(Serialize, utoipa::ToSchema)]
-struct UnreadableAnchor {
-    policy: String,
-    target: String,
-    error: String,
-}
-
-/// The audit chain checked with its key and against the anchors at the targets.
-#[derive(Serialize, utoipa::ToSchema)]
-struct Verification {
-    /// Nothing found wrong: the chain holds and every anchor matches.
-    intact: bool,
-    /// When the verification started and ended, and who asked for it.
-    started_at: DateTime<Utc>,
-    finished_at: DateTime<Utc>,
-    verified_by: String,
-    /// Events checked, the head, where the chain is keyed from, the first break if any, and
-    /// each anchor's comparison (as `custodian audit verify --json` prints them).
-    #[schema(value_type = Object)]
-    report: crate::catalog::trail::TrailReport,
-    unreadable: Vec<UnreadableAnchor>,
-}
-
-impl From<&Verified> for Verification {
-    fn from(v: &Verified) -> Verification {
-        Verification {
-            intact: v.intact(),
-            started_at: v.started_at,
-            finished_at: v.finished_at,
-            verified_by: v.by.clone(),
-            report: v.check.report.clone(),
-            unreadable: v
-                .check
-                .unreadable
-                .iter()
-                .map(|u| UnreadableAnchor {
-                    policy: u.policy.clone(),
-                    target: u.target.clone(),
-                    error: u.error.clone(),
-                })
-                .collect(),
-        }
-    }
-}
-
-/// The last verification since serve started; null until someone asks for one.
+/// The last verification recorded in the trail; null until someone asks for one.
 #[derive(Serialize, utoipa::ToSchema)]
 struct LastVerification {
     last: Option<Verification>,
@@ -758,14 +711,16 @@ async fn last_verification(
     State(state): State<AppState>,
     who: ApiUser,
 ) -> Result<Body<LastVerification>, ApiError> {
-    call(&state, &who, &[Permission::AuditRead], |_| Ok(())).await?;
-    Ok(Body(LastVerification {
-        last: state.last_verification().as_deref().map(Verification::from),
-    }))
+    let last = call(&state, &who, &[Permission::AuditRead], |l| {
+        Ok(audit::last_verification(l)?)
+    })
+    .await?;
+    Ok(Body(LastVerification { last }))
 }
 
 /// Verifies the whole audit trail now, as `audit verify` does (walks the whole chain and reads
-/// every anchor; one verification at a time), and keeps the result as the last one.
+/// every anchor; one verification at a time), and records the result in the trail as a
+/// `trail_verified` event, the last verification from then on.
 #[utoipa::path(post, path = "/api/v1/audit/verification", tag = "audit",
     responses((status = 200, body = Verification), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody)))]
@@ -776,8 +731,7 @@ async fn verify_audit(
 ) -> Result<Body<Verification>, ApiError> {
     who.check_csrf(&headers)?;
     call(&state, &who, &[Permission::AuditRead], |_| Ok(())).await?;
-    let verified = state.verify_audit(&who.0).await?;
-    Ok(Body(Verification::from(verified.as_ref())))
+    Ok(Body(state.verify_audit(&who.0).await?))
 }
 
 // Conversations (CONVERSATIONS_READ, checked by `app`).

@@ -12,11 +12,11 @@ use serde::Deserialize;
 
 use super::page;
 use crate::app::audit;
+use crate::app::audit::Verification;
 use crate::audit::{AuditEvent, AuditKind};
 use crate::catalog::{AuditQuery, RunId};
 use crate::policy::roles::Permission;
 use crate::service::web::auth::Authed;
-use crate::service::web::verified::Verified;
 use crate::service::web::{AppState, PageError};
 
 /// Events a page shows.
@@ -72,11 +72,11 @@ async fn list(
             audit::events(l, &query)
         })
         .await?;
-    let last = state.last_verification();
+    let last = state.last_verification(&who).await?;
     Ok(page(
         "Audit trail",
         Some(&who),
-        audit_page(&who, &filter, last.as_deref(), &events),
+        audit_page(&who, &filter, last.as_ref(), &events),
     ))
 }
 
@@ -96,23 +96,22 @@ async fn verify(
 }
 
 /// The last verification's result and time, and the form to verify now.
-fn verification(who: &Authed, last: Option<&Verified>) -> Markup {
+fn verification(who: &Authed, last: Option<&Verification>) -> Markup {
     html! {
         @match last {
-            None => p { "The chain has not been verified since serve started." },
+            None => p { "The chain has not been verified from the portal or the API yet." },
             Some(v) => {
-                @let r = &v.check.report;
-                p { "Last verified at " (v.finished_at.to_rfc3339()) " by " (v.by) " (started " (v.started_at.to_rfc3339()) "):" }
-                @if v.intact() {
-                    p.good { "The chain verifies: " (r.events) " events up to " (r.head.seq) ", every anchor matches." }
+                p { "Last verified at " (v.finished_at.to_rfc3339()) " by " (v.verified_by) " (started " (v.started_at.to_rfc3339()) "):" }
+                @if v.intact {
+                    p.good { "The chain verifies: " (v.events) " events up to " (v.head_seq) ", every anchor matches." }
                 } @else {
-                    @if let Some(b) = &r.broken {
-                        p.error { "The chain is broken at event " (b.seq) ": " (b.problem.to_string()) }
+                    @if let Some(b) = &v.broken {
+                        p.error { "The chain is broken at event " (b.seq) ": " (b.problem) }
                     }
-                    @for a in r.anchors.iter().filter(|a| a.status != crate::catalog::trail::AnchorStatus::Matches) {
-                        p.error { "Anchor of " (a.anchor.policy) " at " (a.anchor.target) " does not match: " (format!("{:?}", a.status)) }
+                    @for a in &v.anchors {
+                        p.error { "Anchor of " (a.policy) " at " (a.target) " (run " (a.run) ") does not match: " (a.problem) }
                     }
-                    @for u in &v.check.unreadable {
+                    @for u in &v.unreadable {
                         p.error { "Anchor of " (u.policy) " at " (u.target) " could not be read: " (u.error) }
                     }
                 }
@@ -128,7 +127,7 @@ fn verification(who: &Authed, last: Option<&Verified>) -> Markup {
 fn audit_page(
     who: &Authed,
     filter: &Filter,
-    last: Option<&Verified>,
+    last: Option<&Verification>,
     events: &[AuditEvent],
 ) -> Markup {
     let next = (events.len() == PAGE)
