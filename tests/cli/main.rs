@@ -42,6 +42,8 @@ mod socket;
 mod stitch;
 #[cfg(feature = "s3")]
 mod store_repository;
+#[cfg(feature = "s3")]
+mod store_sweep;
 mod transcode;
 mod web;
 #[cfg(feature = "s3")]

@@ -15,11 +15,11 @@ use crate::common::{Env, text};
 const DAYS: i64 = 3650;
 
 /// moto's S3 server on a free loopback port; it stops when dropped.
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
-    endpoint: String,
-    runtime: tokio::runtime::Runtime,
-    client: aws_sdk_s3::Client,
+    pub(crate) endpoint: String,
+    pub(crate) runtime: tokio::runtime::Runtime,
+    pub(crate) client: aws_sdk_s3::Client,
 }
 
 fn moto_server() -> PathBuf {
@@ -38,7 +38,7 @@ fn moto_server() -> PathBuf {
 }
 
 impl Moto {
-    fn start() -> Moto {
+    pub(crate) fn start() -> Moto {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -74,7 +74,7 @@ impl Moto {
         }
     }
 
-    fn bucket(&self, name: &str, object_lock: bool) {
+    pub(crate) fn bucket(&self, name: &str, object_lock: bool) {
         self.runtime
             .block_on(
                 self.client
@@ -87,7 +87,7 @@ impl Moto {
     }
 
     /// Every object version in `bucket`, as (key, version id).
-    fn versions(&self, bucket: &str) -> Vec<(String, String)> {
+    pub(crate) fn versions(&self, bucket: &str) -> Vec<(String, String)> {
         let out = self
             .runtime
             .block_on(self.client.list_object_versions().bucket(bucket).send())
