@@ -430,3 +430,25 @@ fn a_quarantine_window_with_a_repository_in_a_bucket_is_refused_naming_the_key()
         );
     }
 }
+
+#[test]
+fn a_sweep_through_a_client_that_cannot_tell_versions_is_refused_before_deleting() {
+    let server = S3Server::start_listed(Some(BUCKET));
+    let env = store_env(&server.endpoint, BUCKET);
+    env.conversation("acme", 1, "c1", &[("a.wav", b"RIFF-1")]);
+    copy_tree(&env.root(), &top(&server));
+    ok(&env, &["index"]);
+    enabled_policy(&env);
+    let config = std::fs::read_to_string(env.config()).unwrap();
+    env.write_config(&config.replace("client = \"aws_sdk\"", "client = \"object_store\""));
+    let out = run(&env, &["run", "lifecycle", "--no-index"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("set `client = \"aws_sdk\"` in [repository]"),
+        "{}",
+        text(&out)
+    );
+    let c1 = top(&server).join(Env::rel_dir("acme", 1, "c1"));
+    assert!(c1.join("a.wav").exists());
+    assert!(deletions(&env).is_empty());
+}
