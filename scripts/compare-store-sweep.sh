@@ -38,6 +38,8 @@ export RCLONE_CONFIG_BENCH_TYPE=s3 RCLONE_CONFIG_BENCH_PROVIDER=Other
 export RCLONE_CONFIG_BENCH_ENDPOINT=http://127.0.0.1:$PORT RCLONE_CONFIG_BENCH_REGION=us-east-1
 export RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
 export RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE=true
+# The server lists with ListObjectsV2 only (rclone's `Other` provider would ask for version 1).
+export RCLONE_CONFIG_BENCH_LIST_VERSION=2
 
 # bucket NAME: a fresh bucket holding the synthetic repository under the prefix `site/`.
 bucket() {

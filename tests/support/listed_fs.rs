@@ -106,7 +106,7 @@ impl S3 for ListedFs {
             return Err(s3_error!(InvalidArgument, "prefix with . or .. segments"));
         }
         let one_level = match input.delimiter.as_deref() {
-            None => false,
+            None | Some("") => false,
             Some("/") => true,
             Some(_) => return Err(s3_error!(NotImplemented, "only the delimiter / is listed")),
         };
