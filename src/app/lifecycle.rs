@@ -16,12 +16,15 @@ use crate::pipeline::Control;
 use crate::policy::Policy;
 use crate::policy::index::IndexError;
 use crate::policy::lifecycle::{
-    self, Acknowledgment, DueSummary, LIFECYCLE_RUN, Limits, SweepError, SweepSummary,
+    self, Acknowledgment, DueSummary, LIFECYCLE_RUN, Limits, Repo, SweepError, SweepSummary,
 };
 use crate::policy::quarantine::{self, RestoreError, RestoreReport, RestoreWhat};
 use crate::policy::roles::Permission;
 use crate::progress::Progress;
 use crate::repository::record::{ArtifactType, AudioRecordingType};
+use crate::source::RepositoryConfig;
+#[cfg(feature = "remote")]
+use crate::source::Store;
 use crate::users::Actor;
 
 /// Why a lifecycle command was refused or could not be done.
@@ -579,27 +582,42 @@ pub fn run(
                 force,
             };
             work.message("delete");
+            #[cfg(feature = "remote")]
+            let store;
+            let repo = match &l.config.repository {
+                RepositoryConfig::Filesystem { root } => Repo::Dir {
+                    root,
+                    quarantine: l.config.lifecycle.quarantine.as_ref(),
+                },
+                #[cfg(feature = "remote")]
+                RepositoryConfig::Store(target) => {
+                    store = Store::connect(target).map_err(SetupError::from)?;
+                    Repo::Store(&store)
+                }
+                // A build without object stores refuses it, naming why.
+                #[cfg(not(feature = "remote"))]
+                RepositoryConfig::Store(_) => Repo::Dir {
+                    root: l
+                        .local_root("the lifecycle sweep")
+                        .map_err(SetupError::from)?,
+                    quarantine: None,
+                },
+            };
             match lifecycle::run(
                 l.catalog.as_ref(),
-                l.local_root("the lifecycle sweep")
-                    .map_err(SetupError::from)?,
+                repo,
                 Utc::now(),
                 &job,
                 &format!("{} (lifecycle)", actor.user),
                 limits,
-                l.config.lifecycle.quarantine.as_ref(),
                 index,
                 work,
                 control,
                 log,
             ) {
                 Ok(summary) => Ok(Sweep::Done(summary)),
-                Err(
-                    e @ (SweepError::OverLimit { .. }
-                    | SweepError::Root { .. }
-                    | SweepError::Quarantine(_)),
-                ) => Ok(Sweep::Refused(e)),
                 Err(SweepError::Catalog(e)) => Err(e.into()),
+                Err(e) => Ok(Sweep::Refused(e)),
             }
         },
     )

@@ -179,6 +179,14 @@ impl<'a> Validator<'a> {
                 ));
             }
         }
+        // A store has no rename: a quarantine would be a copy and a delete, which custodian
+        // does not do (docs/operations.md, "A repository in an object store").
+        if c.lifecycle.quarantine.is_some() && c.repository.local_root().is_none() {
+            return Err(self.invalid(
+                &["lifecycle", "quarantine_days"],
+                "a quarantine window needs a repository in a directory (a move into quarantine is a rename, which an object store has not); remove quarantine_days: the sweep of a store deletes directly",
+            ));
+        }
         self.check_notify(&["lifecycle"], &c.lifecycle.job, c)
     }
 

@@ -41,6 +41,11 @@ use crate::schedule::JobSettings;
 use crate::schedule::notify::NotifySettings;
 use crate::schedule::runlog::RunLog;
 use crate::settings::{Invalid, positive_duration, resolve};
+#[cfg(feature = "remote")]
+use crate::source::{SourceError, Store};
+
+#[cfg(feature = "remote")]
+mod store;
 
 /// Name `custodian run` and `plan` give the lifecycle sweep; no config policy may take it.
 pub const LIFECYCLE_RUN: &str = "lifecycle";
@@ -316,6 +321,32 @@ pub enum SweepError {
     OverLimit { due: u64, reason: String },
     #[error("quarantine area: {0}; check `quarantine_dir` in [lifecycle] of the config")]
     Quarantine(String),
+    /// The repository's store cannot be swept: it does not answer, or keeps versions a delete
+    /// would leave behind.
+    #[cfg(feature = "remote")]
+    #[error(transparent)]
+    Store(#[from] SourceError),
+}
+
+impl SweepError {
+    /// Whether the sweep refused before deleting anything new (its run is recorded failed),
+    /// rather than losing the catalog.
+    pub fn refused(&self) -> bool {
+        !matches!(self, SweepError::Catalog(_))
+    }
+}
+
+/// Where a sweep deletes.
+#[derive(Clone, Copy)]
+pub enum Repo<'a> {
+    /// A directory tree, with the quarantine window if there is one.
+    Dir {
+        root: &'a Path,
+        quarantine: Option<&'a QuarantineConfig>,
+    },
+    /// A bucket or container (docs/operations.md, "A repository in an object store").
+    #[cfg(feature = "remote")]
+    Store(&'a Store),
 }
 
 /// Deletes handled per catalog transaction.
@@ -423,12 +454,11 @@ pub struct SweepSummary {
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     catalog: &dyn Catalog,
-    root: &Path,
+    repo: Repo<'_>,
     now: DateTime<Utc>,
     job: &JobSettings,
     actor: &str,
     limits: Limits,
-    quarantine: Option<&QuarantineConfig>,
     index: Option<IndexReport>,
     progress: &dyn crate::progress::Progress,
     control: &Control,
@@ -452,20 +482,24 @@ pub fn run(
         run: Some(run),
         control,
     };
-    let swept = sweep(catalog, root, now, by, limits, quarantine, &|p| match p {
+    let report = |p| match p {
         Progress::Due(n) => progress.set_length(n),
         Progress::Done(n) => progress.advance(n),
-    });
+    };
+    let swept = match repo {
+        Repo::Dir { root, quarantine } => {
+            sweep(catalog, root, now, by, limits, quarantine, &report)
+        }
+        #[cfg(feature = "remote")]
+        Repo::Store(store) => sweep_store(catalog, store, now, by, limits, &report),
+    };
     // Counted from what the sweep recorded, with the deletions of a killed process this run
     // resumes (the index failures are recorded as failed items).
     let mut counters = catalog.run_counters(run)?;
     counters.index_errors = index_failures.len() as u64;
     let report = match swept {
         Ok(report) => report,
-        Err(
-            e
-            @ (SweepError::OverLimit { .. } | SweepError::Root { .. } | SweepError::Quarantine(_)),
-        ) => {
+        Err(e) if e.refused() => {
             if let SweepError::OverLimit { due, .. } = e {
                 counters.selected = due;
             }
@@ -540,26 +574,72 @@ pub fn sweep(
     quarantine: Option<&QuarantineConfig>,
     progress: &dyn Fn(Progress),
 ) -> Result<SweepReport, SweepError> {
-    let mut report = SweepReport::default();
     let root = Dir::open_root(root).map_err(|source| SweepError::Root {
         path: root.to_owned(),
         source,
     })?;
-    let root = &root;
     let area = quarantine
-        .map(|c| Area::open(root, c))
+        .map(|c| Area::open(&root, c).map(|area| (area, c)))
         .transpose()
         .map_err(SweepError::Quarantine)?;
+    let place = Place::Dir {
+        root: &root,
+        area: area.as_ref().map(|(area, c)| (area, *c)),
+    };
+    sweep_in(catalog, &place, now, by, limits, progress)
+}
+
+/// Deletes everything due at `now` from the repository in `store`, in batches of requests
+/// that each delete up to 1,000 keys, and every version of each key when the bucket keeps
+/// versions; otherwise as [`sweep`] does.
+#[cfg(feature = "remote")]
+pub fn sweep_store(
+    catalog: &dyn Catalog,
+    store: &Store,
+    now: DateTime<Utc>,
+    by: Deleter<'_>,
+    limits: Limits,
+    progress: &dyn Fn(Progress),
+) -> Result<SweepReport, SweepError> {
+    let sweeper = store::Sweeper::open(store)?;
+    sweep_in(catalog, &Place::Store(&sweeper), now, by, limits, progress)
+}
+
+/// Where a sweep, once started, removes files.
+enum Place<'a> {
+    /// Through directory handles under the root, into the quarantine area if there is one.
+    Dir {
+        root: &'a Dir,
+        area: Option<(&'a Area, &'a QuarantineConfig)>,
+    },
+    #[cfg(feature = "remote")]
+    Store(&'a store::Sweeper<'a>),
+}
+
+fn sweep_in(
+    catalog: &dyn Catalog,
+    place: &Place<'_>,
+    now: DateTime<Utc>,
+    by: Deleter<'_>,
+    limits: Limits,
+    progress: &dyn Fn(Progress),
+) -> Result<SweepReport, SweepError> {
+    let mut report = SweepReport::default();
+    let (root, area) = match place {
+        Place::Dir { root, area } => (Some(*root), *area),
+        #[cfg(feature = "remote")]
+        Place::Store(_) => (None, None),
+    };
     let pending = catalog.pending_deletes()?;
     report.resumed = pending.len() as u64;
     for chunk in pending.chunks(BATCH) {
-        remove_and_record(catalog, root, chunk, by, &mut report)?;
+        remove_and_record(catalog, place, chunk, by, &mut report)?;
     }
-    if let Some(area) = &area {
+    if let (Some(root), Some((area, _))) = (root, area) {
         report.resumed += quarantine::resume(catalog, root, area, by, &mut report)?;
     }
     let policies = catalog.lifecycle_policies()?;
-    report.policies = summarize(catalog, &policies, now, quarantine.map(|c| c.days))?;
+    report.policies = summarize(catalog, &policies, now, area.map(|(_, c)| c.days))?;
     let due: u64 = report.policies.iter().map(|p| p.artifacts).sum();
     if !limits.force && due > 0 {
         let live = catalog.live_artifact_count()?;
@@ -588,13 +668,13 @@ pub fn sweep(
             let batch = catalog.due_artifacts(&q, after, BATCH)?;
             let Some(last) = batch.last() else { break };
             after = (last.conversation_pk, last.ordinal);
-            match &area {
-                Some(area) => {
+            match (root, area) {
+                (Some(root), Some((area, _))) => {
                     quarantine::quarantine_batch(catalog, root, area, &batch, by, &mut report)?
                 }
-                None => {
+                _ => {
                     catalog.begin_deletes(&batch)?;
-                    remove_and_record(catalog, root, &batch, by, &mut report)?;
+                    remove_and_record(catalog, place, &batch, by, &mut report)?;
                 }
             }
             progress(Progress::Done(batch.len() as u64));
@@ -602,7 +682,7 @@ pub fn sweep(
             fail::fail_point!("lifecycle-batch");
         }
     }
-    if let Some(area) = &area {
+    if let (Some(root), Some((area, _))) = (root, area) {
         quarantine::pass(catalog, root, area, now, &policies, by, &mut report)?;
     }
     Ok(report)
@@ -611,7 +691,7 @@ pub fn sweep(
 /// Removes the files of recorded intents, then commits what happened to each.
 fn remove_and_record(
     catalog: &dyn Catalog,
-    root: &Dir,
+    place: &Place<'_>,
     intents: &[DueArtifact],
     by: Deleter<'_>,
     report: &mut SweepReport,
@@ -624,37 +704,30 @@ fn remove_and_record(
     // holds its conversations back, checked in one statement per batch.
     let pks: Vec<i64> = conversations.iter().map(|c| c[0].conversation_pk).collect();
     let held = catalog.holding_matters(&pks)?;
-    // Reading each record again and removing files waits on the disk more than it works a
-    // core: many at once, like the syncs after them.
-    let removed: Vec<Removed> = in_parallel(&conversations, |artifacts| {
-        match held.get(&artifacts[0].conversation_pk) {
-            Some(matters) => {
-                let why = format!(
-                    "conversation `{}/{}` is under legal hold (matter {}); its artifacts are kept",
-                    artifacts[0].tenant,
-                    artifacts[0].conversation_id,
-                    matters.join(", ")
-                );
-                Removed {
-                    outcomes: artifacts
-                        .iter()
-                        .map(|a| (a.clone(), DeleteOutcome::HeldBack(why.clone())))
-                        .collect(),
-                    dir: None,
-                }
-            }
-            None => remove_conversation(root, artifacts),
-        }
+    let mut outcomes: Vec<(DueArtifact, DeleteOutcome)> = Vec::with_capacity(intents.len());
+    let mut free: Vec<&[DueArtifact]> = Vec::with_capacity(conversations.len());
+    for artifacts in conversations {
+        let Some(matters) = held.get(&artifacts[0].conversation_pk) else {
+            free.push(artifacts);
+            continue;
+        };
+        let why = format!(
+            "conversation `{}/{}` is under legal hold (matter {}); its artifacts are kept",
+            artifacts[0].tenant,
+            artifacts[0].conversation_id,
+            matters.join(", ")
+        );
+        outcomes.extend(
+            artifacts
+                .iter()
+                .map(|a| (a.clone(), DeleteOutcome::HeldBack(why.clone()))),
+        );
+    }
+    outcomes.extend(match place {
+        Place::Dir { root, .. } => remove_from_dir(root, &free),
+        #[cfg(feature = "remote")]
+        Place::Store(sweeper) => sweeper.remove(&free),
     });
-    // Write-ahead: the removals are on disk before the catalog records them, or a power cut
-    // could bring back a file recorded deleted. One sync per conversation directory, many at
-    // once.
-    let synced = in_parallel(&removed, |r| r.dir.as_ref().map_or(Ok(()), Dir::sync));
-    let outcomes: Vec<(DueArtifact, DeleteOutcome)> = removed
-        .into_iter()
-        .zip(synced)
-        .flat_map(|(r, synced)| r.synced(synced))
-        .collect();
     for (a, o) in &outcomes {
         match o {
             DeleteOutcome::Deleted { was_missing } => {
@@ -677,6 +750,28 @@ fn remove_and_record(
         }
     }
     catalog.finish_deletes(&outcomes, by.actor, by.run)
+}
+
+/// Removes the due artifacts of `conversations` from their directories under `root`, each
+/// once its record still allows it, and makes the removals durable.
+fn remove_from_dir(
+    root: &Dir,
+    conversations: &[&[DueArtifact]],
+) -> Vec<(DueArtifact, DeleteOutcome)> {
+    // Reading each record again and removing files waits on the disk more than it works a
+    // core: many at once, like the syncs after them.
+    let removed: Vec<Removed> = in_parallel(conversations, |artifacts| {
+        remove_conversation(root, artifacts)
+    });
+    // Write-ahead: the removals are on disk before the catalog records them, or a power cut
+    // could bring back a file recorded deleted. One sync per conversation directory, many at
+    // once.
+    let synced = in_parallel(&removed, |r| r.dir.as_ref().map_or(Ok(()), Dir::sync));
+    removed
+        .into_iter()
+        .zip(synced)
+        .flat_map(|(r, synced)| r.synced(synced))
+        .collect()
 }
 
 /// What the record of a conversation, read again just before deleting, says.

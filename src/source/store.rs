@@ -140,6 +140,52 @@ impl Store {
             .collect())
     }
 
+    /// The objects directly in the directory `dir` (not below its subdirectories): what a
+    /// directory read gives of its files.
+    pub fn files(&self, dir: &str) -> Result<Vec<Stored>, SourceError> {
+        let prefix = self.dir_key(dir);
+        let top = self.backend.prefix().len();
+        let found = self
+            .runtime
+            .block_on(self.backend.list_level(&prefix))
+            .map_err(|e| self.error(dir, e))?;
+        Ok(found
+            .into_iter()
+            .filter(|l| l.key.len() > top)
+            .map(|l| Stored {
+                path: l.key[top..].to_owned(),
+                size: l.size,
+                etag: l.etag,
+            })
+            .collect())
+    }
+
+    /// Whether the store keeps old versions of what is deleted (docs/operations.md, "A
+    /// repository in an object store"); an error when it cannot tell, or keeps versions this
+    /// client cannot remove.
+    pub fn keeps_versions(&self) -> Result<bool, SourceError> {
+        self.runtime
+            .block_on(self.backend.keeps_versions())
+            .map_err(|e| SourceError::Unusable {
+                location: self.location(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Deletes the objects at `paths` in batches, every version of each with `all_versions`:
+    /// per path, in order, `Ok` once it holds nothing or the store's reason it refused. When
+    /// the store cannot be asked at all, every path fails with that reason.
+    pub fn delete(&self, paths: &[String], all_versions: bool) -> Vec<Result<(), String>> {
+        let keys: Vec<String> = paths.iter().map(|p| self.key(p)).collect();
+        match self
+            .runtime
+            .block_on(self.backend.delete_many(&keys, all_versions))
+        {
+            Ok(answers) => answers,
+            Err(e) => vec![Err(e.to_string()); paths.len()],
+        }
+    }
+
     fn dir_key(&self, dir: &str) -> String {
         match dir.trim_matches('/') {
             "" => self.backend.prefix().to_owned(),

@@ -20,9 +20,10 @@ use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder;
 use aws_sdk_s3::primitives::{ByteStream as SdkStream, DateTime as SdkDateTime};
 use aws_sdk_s3::types::{
-    ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart,
-    MetadataDirective, ObjectLockEnabled, ObjectLockLegalHold, ObjectLockLegalHoldStatus,
-    ObjectLockMode, ObjectLockRetention, ObjectLockRetentionMode,
+    BucketVersioningStatus, ChecksumAlgorithm, ChecksumMode, ChecksumType,
+    CompletedMultipartUpload, CompletedPart, Delete, MetadataDirective, ObjectIdentifier,
+    ObjectLockEnabled, ObjectLockLegalHold, ObjectLockLegalHoldStatus, ObjectLockMode,
+    ObjectLockRetention, ObjectLockRetentionMode,
 };
 use base64::Engine;
 use bytes::Bytes;
@@ -43,6 +44,12 @@ pub const HINT: &str = "check the bucket, the endpoint and the AWS credentials \
 const ATTEMPTS: u32 = 6;
 
 const SHA256_KEY: &str = "sha256";
+
+/// Keys one `DeleteObjects` request takes (S3's limit).
+const DELETE_BATCH: usize = 1000;
+
+/// `DeleteObjects` requests, or version listings, in flight at once.
+const DELETES_IN_FLIGHT: usize = 8;
 
 /// The user-metadata key a locked object carries its retain-until date under (RFC 3339): the
 /// store's own date can be shortened later (governance mode), this one cannot.
@@ -192,6 +199,94 @@ impl AwsBackend {
             Some(sha) => request.metadata(SHA256_KEY, sha),
             None => request,
         }
+    }
+
+    /// Every version of exactly `key`, delete markers included (a listing by prefix also
+    /// finds longer keys, which are left out).
+    async fn versions_of(&self, key: &str) -> Result<Vec<Option<String>>, String> {
+        let mut found = Vec::new();
+        let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+        loop {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(key)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(|e| message(&e))?;
+            let versions = page.versions().iter().map(|v| (v.key(), v.version_id()));
+            let markers = page
+                .delete_markers()
+                .iter()
+                .map(|m| (m.key(), m.version_id()));
+            found.extend(
+                versions
+                    .chain(markers)
+                    .filter(|(k, _)| *k == Some(key))
+                    .map(|(_, v)| v.map(str::to_owned)),
+            );
+            if page.is_truncated() != Some(true) {
+                return Ok(found);
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            version_marker = page.next_version_id_marker().map(str::to_owned);
+            if key_marker.is_none() {
+                return Ok(found);
+            }
+        }
+    }
+
+    /// One `DeleteObjects` request in quiet mode (the answer lists only what failed): the
+    /// reason for each identifier of `batch` the store refused, by its place in `batch`.
+    async fn delete_batch(
+        &self,
+        batch: &[(String, Option<String>)],
+    ) -> Result<Vec<(usize, String)>, String> {
+        let objects = batch
+            .iter()
+            .map(|(key, version)| {
+                ObjectIdentifier::builder()
+                    .key(key)
+                    .set_version_id(version.clone())
+                    .build()
+                    .map_err(|e| e.to_string())
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let delete = Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(true)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let out = self
+            .client
+            .delete_objects()
+            .bucket(&self.bucket)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(|e| message(&e))?;
+        let mut refused = Vec::new();
+        for e in out.errors() {
+            let reason = format!(
+                "{}: {}",
+                e.code().unwrap_or("error"),
+                e.message().unwrap_or("(no message)")
+            );
+            // The store names the key (and version) it refused; an error naming nothing the
+            // request held fails the whole request.
+            let at = batch
+                .iter()
+                .position(|(k, v)| Some(k.as_str()) == e.key() && v.as_deref() == e.version_id())
+                .or_else(|| batch.iter().position(|(k, _)| Some(k.as_str()) == e.key()));
+            match at {
+                Some(i) => refused.push((i, reason)),
+                None => return Err(reason),
+            }
+        }
+        Ok(refused)
     }
 
     /// HEAD of the object at `key` with its checksum; None when there is none.
@@ -670,11 +765,119 @@ impl Backend for AwsBackend {
     }
 
     async fn list(&self, prefix: &str) -> BackendResult<Vec<Listed>> {
+        self.listing(prefix, None).await
+    }
+
+    async fn list_level(&self, prefix: &str) -> BackendResult<Vec<Listed>> {
+        self.listing(prefix, Some("/")).await
+    }
+
+    async fn keeps_versions(&self) -> BackendResult<bool> {
+        let out = match self
+            .client
+            .get_bucket_versioning()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            // A store without versioning at all (some S3-compatible servers) keeps no versions.
+            Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("NotImplemented") => {
+                return Ok(false);
+            }
+            // An answer this client cannot read (moto names its root element otherwise): sweep
+            // the thorough way, every version of each key, which also empties a key of a
+            // bucket without versions.
+            Err(SdkError::ServiceError(s)) if s.err().code().is_none() => return Ok(true),
+            Err(SdkError::ResponseError(_)) => return Ok(true),
+            Err(e) => return Err(other(e)),
+        };
+        // Suspended versioning still keeps the versions made while it was enabled.
+        Ok(matches!(
+            out.status(),
+            Some(BucketVersioningStatus::Enabled | BucketVersioningStatus::Suspended)
+        ))
+    }
+
+    async fn delete_many(
+        &self,
+        keys: &[String],
+        all_versions: bool,
+    ) -> BackendResult<Vec<Result<(), String>>> {
+        let mut answers: Vec<Result<(), String>> = vec![Ok(()); keys.len()];
+        // What to delete, each with the place of its key in `keys`.
+        let mut doomed: Vec<(usize, (String, Option<String>))> = Vec::new();
+        if all_versions {
+            let found: Vec<(usize, Result<Vec<Option<String>>, String>)> =
+                futures::stream::iter(keys.iter().cloned().enumerate())
+                    .map(|(i, key)| async move { (i, self.versions_of(&key).await) })
+                    .buffer_unordered(DELETES_IN_FLIGHT)
+                    .collect()
+                    .await;
+            for (i, versions) in found {
+                match versions {
+                    Ok(versions) => {
+                        doomed.extend(versions.into_iter().map(|v| (i, (keys[i].clone(), v))))
+                    }
+                    Err(why) => {
+                        answers[i] = Err(format!("cannot list the versions of {}: {why}", keys[i]))
+                    }
+                }
+            }
+            doomed.sort_by_key(|(i, _)| *i);
+        } else {
+            doomed.extend(
+                keys.iter()
+                    .cloned()
+                    .enumerate()
+                    .map(|(i, k)| (i, (k, None))),
+            );
+        }
+        let batches: Vec<&[(usize, (String, Option<String>))]> =
+            doomed.chunks(DELETE_BATCH).collect();
+        let requests: Vec<(usize, Vec<(String, Option<String>)>)> = batches
+            .iter()
+            .enumerate()
+            .map(|(b, batch)| (b, batch.iter().map(|(_, id)| id.clone()).collect()))
+            .collect();
+        let done: Vec<(usize, Result<Vec<(usize, String)>, String>)> =
+            futures::stream::iter(requests)
+                .map(|(b, ids)| async move { (b, self.delete_batch(&ids).await) })
+                .buffer_unordered(DELETES_IN_FLIGHT)
+                .collect()
+                .await;
+        for (b, outcome) in done {
+            let batch = batches[b];
+            match outcome {
+                Ok(refused) => {
+                    for (at, why) in refused {
+                        let (i, (_, version)) = &batch[at];
+                        answers[*i] = Err(match version {
+                            Some(v) => format!("version {v}: {why}"),
+                            None => why,
+                        });
+                    }
+                }
+                Err(why) => {
+                    for (i, _) in batch.iter() {
+                        answers[*i] = Err(why.clone());
+                    }
+                }
+            }
+        }
+        Ok(answers)
+    }
+}
+
+impl AwsBackend {
+    /// Every object under `prefix`, or with `delimiter` only those one level below it.
+    async fn listing(&self, prefix: &str, delimiter: Option<&str>) -> BackendResult<Vec<Listed>> {
         let mut pages = self
             .client
             .list_objects_v2()
             .bucket(&self.bucket)
             .prefix(prefix)
+            .set_delimiter(delimiter.map(str::to_owned))
             .into_paginator()
             .send();
         let mut listed = Vec::new();

@@ -715,8 +715,55 @@ impl Backend for GcsBackend {
     }
 
     async fn list(&self, prefix: &str) -> BackendResult<Vec<Listed>> {
+        self.objects(prefix, false).await
+    }
+
+    async fn list_level(&self, prefix: &str) -> BackendResult<Vec<Listed>> {
+        self.objects(prefix, true).await
+    }
+
+    async fn keeps_versions(&self) -> BackendResult<bool> {
+        let url = self.url(
+            &["storage", "v1", "b", &self.bucket],
+            &[("fields", "versioning")],
+        );
+        let bucket = json(self.send(|| self.call(Method::GET, url.clone())).await?).await?;
+        if bucket["versioning"]["enabled"].as_bool() == Some(true) {
+            return Err(BackendError::Other(
+                "the bucket has Object Versioning enabled: a delete would keep the data as a noncurrent version, and custodian does not remove GCS generations; turn versioning off (`gcloud storage buckets update --no-versioning`) before a retention sweep".into(),
+            ));
+        }
+        Ok(false)
+    }
+
+    async fn delete_many(
+        &self,
+        keys: &[String],
+        _all_versions: bool,
+    ) -> BackendResult<Vec<Result<(), String>>> {
+        // The JSON API deletes one object a request: a few at once.
+        let urls: Vec<Url> = keys.iter().map(|key| self.object_url(key, &[])).collect();
+        Ok(futures::stream::iter(urls)
+            .map(|url| async move {
+                match self.send(|| self.call(Method::DELETE, url.clone())).await {
+                    Ok(_) | Err(BackendError::NotFound) => Ok(()),
+                    Err(BackendError::Other(why)) => Err(why),
+                }
+            })
+            .buffered(DELETES_IN_FLIGHT)
+            .collect()
+            .await)
+    }
+}
+
+/// Requests deleting objects in flight at once.
+const DELETES_IN_FLIGHT: usize = 16;
+
+impl GcsBackend {
+    /// The objects under `prefix` (only one level below it when `delimited`).
+    async fn objects(&self, prefix: &str, delimited: bool) -> BackendResult<Vec<Listed>> {
         let mut listed = Vec::new();
-        self.list_pages(prefix, false, |page| {
+        self.list_pages(prefix, delimited, |page| {
             for item in page["items"].as_array().into_iter().flatten() {
                 let (Some(key), Some(size)) = (
                     item["name"].as_str(),

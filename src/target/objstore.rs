@@ -361,6 +361,93 @@ impl Backend for ObjectStoreBackend {
         }
         Ok(listed)
     }
+
+    async fn list_level(&self, prefix: &str) -> BackendResult<Vec<Listed>> {
+        let at = store_prefix(prefix);
+        let listing = self
+            .store
+            .list_with_delimiter(at.as_ref())
+            .await
+            .map_err(error)?;
+        Ok(listing
+            .objects
+            .into_iter()
+            .map(|meta| Listed {
+                key: meta.location.to_string(),
+                size: meta.size,
+                etag: meta.e_tag.unwrap_or_default().trim_matches('"').to_owned(),
+            })
+            .collect())
+    }
+
+    async fn keeps_versions(&self) -> BackendResult<bool> {
+        match self.azure {
+            // Azure's blob versioning is an account setting object_store cannot read; it is
+            // documented as unsupported for a repository (docs/operations.md, "A repository in
+            // an object store").
+            Some(_) => Ok(false),
+            None => Err(BackendError::Other(
+                "the object_store client cannot tell whether the bucket keeps old versions, so a retention delete could leave the data in them; set `client = \"aws_sdk\"` in [repository] of the config".into(),
+            )),
+        }
+    }
+
+    async fn delete_many(
+        &self,
+        keys: &[String],
+        _all_versions: bool,
+    ) -> BackendResult<Vec<Result<(), String>>> {
+        let mut answers = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(self.delete_batch()) {
+            let paths: Vec<object_store::Result<StorePath>> = chunk
+                .iter()
+                .map(|k| Ok(StorePath::from(k.as_str())))
+                .collect();
+            let results: Vec<object_store::Result<StorePath>> = self
+                .store
+                .delete_stream(futures::stream::iter(paths).boxed())
+                .collect()
+                .await;
+            // One answer per key in order; a failed request answers once for all of them.
+            let mut first_failure = None;
+            let mut by_key: HashMap<String, Result<(), String>> = HashMap::new();
+            for result in results {
+                match result {
+                    Ok(path) => {
+                        by_key.insert(path.to_string(), Ok(()));
+                    }
+                    Err(object_store::Error::NotFound { path, .. }) => {
+                        by_key.insert(path, Ok(()));
+                    }
+                    Err(e) => {
+                        let why = e.to_string();
+                        match chunk.iter().find(|k| why.contains(k.as_str())) {
+                            Some(k) => {
+                                by_key.insert(k.clone(), Err(why));
+                            }
+                            None => first_failure = first_failure.or(Some(why)),
+                        }
+                    }
+                }
+            }
+            answers.extend(chunk.iter().map(|k| {
+                by_key.remove(k).unwrap_or_else(|| {
+                    Err(first_failure
+                        .clone()
+                        .unwrap_or_else(|| "the store did not answer for this key".into()))
+                })
+            }));
+        }
+        Ok(answers)
+    }
+}
+
+impl ObjectStoreBackend {
+    /// Keys object_store deletes in one request: S3's `DeleteObjects` takes 1,000, an Azure
+    /// blob batch 256.
+    fn delete_batch(&self) -> usize {
+        if self.azure.is_some() { 256 } else { 1000 }
+    }
 }
 
 /// `prefix` (empty or ending in `/`) as object_store lists it: by path segments, no slash.

@@ -247,6 +247,25 @@ pub trait Backend: Send + Sync + 'static {
     async fn delete(&self, _key: &str) -> BackendResult<()> {
         Err(no_copy())
     }
+    /// The objects directly below `prefix` (ending in `/`), as a listing with the delimiter
+    /// `/` gives them: what a directory read gives of its files.
+    async fn list_level(&self, prefix: &str) -> BackendResult<Vec<Listed>>;
+    /// Whether the bucket keeps old versions of an object (versioning enabled, or suspended
+    /// with versions kept from before): a plain delete then only hides the data.
+    async fn keeps_versions(&self) -> BackendResult<bool> {
+        Ok(false)
+    }
+    /// Deletes the objects at `keys`, in as few requests as the store allows (S3's
+    /// `DeleteObjects` takes 1,000 keys), a few requests at once. With `all_versions`, every
+    /// version of each key and its delete markers go too, so the data is gone, not hidden.
+    /// One answer per key, in order: `Ok` once the key holds nothing (also when it held
+    /// nothing before), or the store's reason it refused that key. An `Err` means the store
+    /// could not be asked at all.
+    async fn delete_many(
+        &self,
+        keys: &[String],
+        all_versions: bool,
+    ) -> BackendResult<Vec<Result<(), String>>>;
     /// Whether the bucket has Object Lock enabled.
     async fn object_lock_enabled(&self) -> BackendResult<bool> {
         Err(no_object_lock())

@@ -44,6 +44,8 @@ mod stitch;
 mod store_export;
 #[cfg(feature = "s3")]
 mod store_repository;
+#[cfg(feature = "s3")]
+mod store_sweep;
 mod transcode;
 mod web;
 #[cfg(feature = "s3")]

@@ -26,6 +26,9 @@ enum Fault {
     Reset,
     /// Waits this long before serving the request.
     Stall(Duration),
+    /// Serves the request, then waits this long before answering: the store has done what
+    /// was asked, the client does not know it.
+    Hang(Duration),
 }
 
 /// The faults to inject, in order, one per upload request; then either pass everything or,
@@ -108,6 +111,12 @@ async fn serve(
         Some(Fault::Stall(d)) => {
             tokio::time::sleep(d).await;
             hyper::service::Service::call(&service, req).await
+        }
+        Some(Fault::Hang(d)) => {
+            let answer = hyper::service::Service::call(&service, req).await;
+            plan.lock().unwrap().hung += 1;
+            tokio::time::sleep(d).await;
+            answer
         }
         Some(Fault::Status(status)) => {
             let code = if status == 503 {
@@ -207,6 +216,20 @@ impl S3Server {
     /// Every upload passes from now on.
     pub(crate) fn pass_all(&self) {
         self.set_plan(Plan::default());
+    }
+
+    /// The next PUT or POST (a `DeleteObjects` is a POST) is served, and its answer then
+    /// withheld for 10 minutes; [`S3Server::answers_withheld`] counts such requests served.
+    pub(crate) fn hang_next_write(&self) {
+        self.set_plan(Plan {
+            faults: vec![Fault::Hang(Duration::from_secs(600))],
+            ..Plan::default()
+        });
+    }
+
+    /// How many requests were served with their answer withheld, or stalled.
+    pub(crate) fn answers_withheld(&self) -> usize {
+        self.plan.lock().unwrap().hung
     }
 
     /// Every upload passes except multipart parts after the first, which hang.

@@ -48,7 +48,7 @@ fn top(server: &S3Server) -> std::path::PathBuf {
     server.root.join(BUCKET).join(PREFIX.trim_end_matches('/'))
 }
 
-fn copy_tree(from: &Path, to: &Path) {
+pub(crate) fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();

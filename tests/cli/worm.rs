@@ -101,7 +101,7 @@ impl Moto {
     }
 
     /// Every object version in `bucket`, as (key, version id).
-    fn versions(&self, bucket: &str) -> Vec<(String, String)> {
+    pub(crate) fn versions(&self, bucket: &str) -> Vec<(String, String)> {
         let out = self
             .runtime
             .block_on(self.client.list_object_versions().bucket(bucket).send())
