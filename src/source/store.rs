@@ -13,7 +13,7 @@ use super::SourceError;
 use crate::catalog::Fingerprint;
 use crate::media::stitch::ChannelFolder;
 use crate::target::TargetConfig;
-use crate::target::remote::{Backend, BackendError, ByteStream, Client};
+use crate::target::remote::{Backend, BackendError, ByteStream, Client, Listed};
 
 /// A repository in an object store. Paths handed in and out are relative to the repository
 /// (the configured prefix left off), `/`-separated, as on disk.
@@ -123,41 +123,38 @@ impl Store {
 
     /// Every object below the directory `dir`, at any depth.
     pub fn objects(&self, dir: &str) -> Result<Vec<Stored>, SourceError> {
-        let prefix = self.dir_key(dir);
-        let top = self.backend.prefix().len();
         let found = self
             .runtime
-            .block_on(self.backend.list(&prefix))
+            .block_on(self.backend.list(&self.dir_key(dir)))
             .map_err(|e| self.error(dir, e))?;
-        Ok(found
-            .into_iter()
-            .filter(|l| l.key.len() > top)
-            .map(|l| Stored {
-                path: l.key[top..].to_owned(),
-                size: l.size,
-                etag: l.etag,
-            })
-            .collect())
+        Ok(self.stored(found))
     }
 
     /// The objects directly in the directory `dir` (not below its subdirectories): what a
     /// directory read gives of its files.
     pub fn files(&self, dir: &str) -> Result<Vec<Stored>, SourceError> {
-        let prefix = self.dir_key(dir);
-        let top = self.backend.prefix().len();
         let found = self
             .runtime
-            .block_on(self.backend.list_level(&prefix))
+            .block_on(self.backend.list_level(&self.dir_key(dir)))
             .map_err(|e| self.error(dir, e))?;
-        Ok(found
+        Ok(self.stored(found))
+    }
+
+    /// Listed objects by their paths in the repository; a key outside the repository's prefix
+    /// (which a store should never list) is left out.
+    fn stored(&self, found: Vec<Listed>) -> Vec<Stored> {
+        let top = self.backend.prefix();
+        found
             .into_iter()
-            .filter(|l| l.key.len() > top)
-            .map(|l| Stored {
-                path: l.key[top..].to_owned(),
-                size: l.size,
-                etag: l.etag,
+            .filter_map(|l| {
+                let path = l.key.strip_prefix(top).filter(|p| !p.is_empty())?;
+                Some(Stored {
+                    path: path.to_owned(),
+                    size: l.size,
+                    etag: l.etag,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Whether the store keeps old versions of what is deleted (docs/operations.md, "A

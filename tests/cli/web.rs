@@ -792,7 +792,7 @@ fn the_policies_and_audit_pages_need_their_permissions() {
     .unwrap();
     let audit = portal.get("/audit?run=1", Some(&alice)).text().unwrap();
     assert!(
-        audit.contains("has not been verified since serve started")
+        audit.contains("has not been verified from the portal or the API yet")
             && audit.contains("conversation_exported"),
         "{audit}"
     );
