@@ -92,7 +92,9 @@ measure() {
     read -r wall user sys < <(tail -1 "$WORK/.time")
     rows+=("$wall $(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }') $(awk -v a="$before" -v b="$after" 'BEGIN { printf "%.2f", b - a }')")
   done
-  read -r SECS[$name] CPU[$name] SCPU[$name] < <(printf '%s\n' "${rows[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p")
+  local wall cpu scpu
+  read -r wall cpu scpu < <(printf '%s\n' "${rows[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p")
+  SECS[$name]=$wall CPU[$name]=$cpu SCPU[$name]=$scpu
   printf '%-30s %8ss  client %6s CPU-s  server %6s CPU-s  (runs: %s)\n' "$name" "${SECS[$name]}" "${CPU[$name]}" "${SCPU[$name]}" "$(printf '%s; ' "${rows[@]}")" >&2
 }
 
