@@ -68,13 +68,4 @@ impl Repository {
             }),
         }
     }
-
-    /// Where the repository is, for messages.
-    pub fn location(&self) -> String {
-        match self {
-            Repository::Local(dir) => dir.path().display().to_string(),
-            #[cfg(feature = "remote")]
-            Repository::Store(store) => store.location(),
-        }
-    }
 }

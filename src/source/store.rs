@@ -68,11 +68,6 @@ impl Store {
         self.backend.location()
     }
 
-    /// The client, for the jobs that need more than reads (deletes, copies inside the store).
-    pub fn client(&self) -> (&Arc<dyn Backend>, &Arc<tokio::runtime::Runtime>) {
-        (&self.backend, &self.runtime)
-    }
-
     /// The store's full key of `path`.
     pub fn key(&self, path: &str) -> String {
         format!("{}{path}", self.backend.prefix())
