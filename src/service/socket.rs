@@ -35,6 +35,11 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections served at once; more are answered that the service is busy.
 const MAX_CONNECTIONS: usize = 32;
+/// How long, and how many bytes, the service goes on reading what a peer still sends after
+/// its answer (the rest of an oversized request): closing a Unix socket with unread bytes
+/// resets it, and the peer would lose the refusal it is reading.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 4 * 1024 * 1024;
 /// The largest answer the command line reads (a list of many policies or matters).
 const MAX_RESPONSE: u64 = 256 * 1024 * 1024;
 
@@ -406,8 +411,31 @@ fn answer(mut stream: &UnixStream, response: &Response) {
     let Ok(bytes) = serde_json::to_vec(response) else {
         return;
     };
-    let _ = stream.write_all(&bytes);
-    let _ = stream.shutdown(std::net::Shutdown::Both);
+    if stream.write_all(&bytes).is_err() {
+        return;
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    linger(stream);
+}
+
+/// Reads and drops what the peer still sends, within [`LINGER`] and [`LINGER_BYTES`], so
+/// that closing does not reset the connection under the answer.
+fn linger(mut stream: &UnixStream) {
+    let deadline = Instant::now() + LINGER;
+    let mut chunk = [0u8; 8192];
+    let mut dropped = 0;
+    while dropped < LINGER_BYTES {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => dropped += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
 }
 
 /// Sends `request` to the service listening at `path` and waits for its answer.
@@ -442,4 +470,28 @@ pub fn send(path: &Path, request: &Request) -> Result<Response, ClientError> {
             e.to_string()
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_answered_before_the_rest_of_an_oversized_request_reaches_the_peer_intact() {
+        let (service, mut peer) = UnixStream::pair().unwrap();
+        let server = std::thread::spawn(move || {
+            let error = read_request(&service).unwrap_err();
+            answer(&service, &refused(error));
+        });
+        let _ = peer.write_all(&vec![b'{'; 1024 * 1024]);
+        let _ = peer.shutdown(std::net::Shutdown::Write);
+        let mut bytes = Vec::new();
+        peer.read_to_end(&mut bytes).unwrap();
+        server.join().unwrap();
+        let response: Response = serde_json::from_slice(&bytes).unwrap();
+        assert!(
+            matches!(&response, Response::Refused { error } if error == "request refused: larger than 65536 bytes"),
+            "{response:?}"
+        );
+    }
 }

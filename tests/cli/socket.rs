@@ -486,7 +486,7 @@ fn a_stale_socket_is_replaced_and_a_live_one_or_a_symlink_refused() {
 /// Sends `bytes` on a connection of its own, shuts the sending side, returns the answer.
 fn raw(s: &Shared, bytes: &[u8]) -> serde_json::Value {
     let mut stream = UnixStream::connect(socket(s)).unwrap();
-    // The service may answer (and close) before reading all of an oversized request.
+    // The service answers before reading all of an oversized request (and reads the rest after).
     let _ = stream.write_all(bytes);
     let _ = stream.shutdown(std::net::Shutdown::Write);
     let mut answer = Vec::new();
