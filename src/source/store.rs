@@ -125,6 +125,22 @@ impl Store {
         Ok(self.stored(found))
     }
 
+    /// The objects below the directory `dir` (at any depth) whose paths sort after `after`
+    /// (from the first when it is empty), in path order, as far as one listing request goes,
+    /// and whether more follow.
+    pub fn page(&self, dir: &str, after: &str) -> Result<(Vec<Stored>, bool), SourceError> {
+        let after = if after.is_empty() {
+            String::new()
+        } else {
+            self.key(after)
+        };
+        let (found, more) = self
+            .runtime
+            .block_on(self.backend.list_page(&self.dir_key(dir), &after))
+            .map_err(|e| self.error(dir, e))?;
+        Ok((self.stored(found), more))
+    }
+
     /// The objects directly in the directory `dir` (not below its subdirectories): what a
     /// directory read gives of its files.
     pub fn files(&self, dir: &str) -> Result<Vec<Stored>, SourceError> {

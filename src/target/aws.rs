@@ -550,7 +550,7 @@ impl Backend for AwsBackend {
             .bucket(&self.bucket)
             .key(key)
             .copy_source(copy_source(source))
-            .copy_source_if_match(&source.etag)
+            .set_copy_source_if_match(source.etag.clone())
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .metadata_directive(MetadataDirective::Replace)
             .metadata(SHA256_KEY, sha256);
@@ -574,7 +574,10 @@ impl Backend for AwsBackend {
             })
             .send()
             .await
-            .map_err(other)?;
+            .map_err(|e| match e.as_service_error().and_then(|s| s.code()) {
+                Some("NoSuchKey") => BackendError::NotFound,
+                _ => other(e),
+            })?;
         Ok(out
             .copy_object_result()
             .and_then(|r| r.checksum_sha256())
@@ -597,7 +600,7 @@ impl Backend for AwsBackend {
             .upload_id(upload)
             .part_number(index as i32 + 1)
             .copy_source(copy_source(source))
-            .copy_source_if_match(&source.etag)
+            .set_copy_source_if_match(source.etag.clone())
             .copy_source_range(format!("bytes={}-{}", range.start, range.end - 1))
             .send()
             .await
@@ -772,6 +775,20 @@ impl Backend for AwsBackend {
         self.listing(prefix, Some("/")).await
     }
 
+    async fn list_page(&self, prefix: &str, after: &str) -> BackendResult<(Vec<Listed>, bool)> {
+        let page = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .set_start_after((!after.is_empty()).then(|| after.to_owned()))
+            .send()
+            .await
+            .map_err(other)?;
+        let listed = page.contents().iter().filter_map(listed).collect();
+        Ok((listed, page.is_truncated() == Some(true)))
+    }
+
     async fn keeps_versions(&self) -> BackendResult<bool> {
         let out = match self
             .client
@@ -880,24 +897,26 @@ impl AwsBackend {
             .set_delimiter(delimiter.map(str::to_owned))
             .into_paginator()
             .send();
-        let mut listed = Vec::new();
+        let mut found = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(other)?;
-            for object in page.contents() {
-                let Some(key) = object.key() else { continue };
-                listed.push(Listed {
-                    key: key.to_owned(),
-                    size: object.size().map_or(0, |s| s.max(0) as u64),
-                    etag: object
-                        .e_tag()
-                        .unwrap_or_default()
-                        .trim_matches('"')
-                        .to_owned(),
-                });
-            }
+            found.extend(page.contents().iter().filter_map(listed));
         }
-        Ok(listed)
+        Ok(found)
     }
+}
+
+/// A listed object as the engine keeps it; None without a key.
+fn listed(object: &aws_sdk_s3::types::Object) -> Option<Listed> {
+    Some(Listed {
+        key: object.key()?.to_owned(),
+        size: object.size().map_or(0, |s| s.max(0) as u64),
+        etag: object
+            .e_tag()
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_owned(),
+    })
 }
 
 /// An SDK body as the engine's byte stream.

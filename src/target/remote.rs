@@ -150,8 +150,14 @@ pub struct CopySource {
     pub bucket: String,
     /// The full key in `bucket`.
     pub key: String,
-    /// Its entity tag when sized: a copy of an object replaced since is refused by the store.
-    pub etag: String,
+    /// Its entity tag, when asked before: a copy of an object replaced since is refused by
+    /// the store.
+    pub etag: Option<String>,
+}
+
+/// The error of a copy whose source is not in the store.
+fn source_missing() -> PutError {
+    PutError::Source(io::Error::new(io::ErrorKind::NotFound, "not found"))
 }
 
 fn no_object_lock() -> BackendError {
@@ -210,6 +216,16 @@ pub trait Backend: Send + Sync + 'static {
     async fn list_prefixes(&self, prefix: &str) -> BackendResult<Vec<String>>;
     /// Every object whose key starts with `prefix` (empty or ending in `/`), at any depth.
     async fn list(&self, prefix: &str) -> BackendResult<Vec<Listed>>;
+    /// The objects whose key starts with `prefix` (at any depth) and sorts after `after` (all
+    /// of them when it is empty), in key order, as far as one request of the store's listing
+    /// goes, and whether more follow. A client whose store cannot start a listing at a key
+    /// lists the whole prefix at once (and says no more follow).
+    async fn list_page(&self, prefix: &str, after: &str) -> BackendResult<(Vec<Listed>, bool)> {
+        let mut listed = self.list(prefix).await?;
+        listed.retain(|l| l.key.as_str() > after);
+        listed.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok((listed, false))
+    }
     /// Whether this client copies inside the store (`copy`, `part_copy`, `head_in`, `delete`).
     fn copies(&self) -> bool {
         false
@@ -221,7 +237,7 @@ pub trait Backend: Send + Sync + 'static {
     }
     /// Copies `source` to `key` inside the store in one request, storing `sha256` with it as
     /// `put` does (under `retention` when given). Returns the SHA-256 the store computed of
-    /// the copy, when it offers one.
+    /// the copy, when it offers one; `NotFound` when the source is not there.
     async fn copy(
         &self,
         _source: &CopySource,
@@ -419,62 +435,100 @@ impl RemoteTarget {
             }
             return Err(self.io(key.as_str(), LOCKED_ELSEWHERE).into());
         }
-        let source_err = |e: BackendError| {
-            PutError::Source(match e {
-                BackendError::NotFound => io::Error::new(io::ErrorKind::NotFound, "not found"),
-                BackendError::Other(m) => io::Error::other(m),
-            })
+        if expect.size > self.uploads.copy_part_size {
+            return self.copy_large(bucket, source_key, key, expect, retention, cx);
+        }
+        // One request: what the copy holds is checked after it (the store's checksum, or the
+        // copy read back), so the source needs no request of its own before.
+        let source = CopySource {
+            bucket: bucket.to_owned(),
+            key: source_key.to_owned(),
+            etag: None,
         };
+        let checksum = match self.runtime.block_on(self.backend.copy(
+            &source,
+            &full_key,
+            expect.sha256,
+            retention,
+        )) {
+            Ok(checksum) => checksum,
+            Err(BackendError::NotFound) => return Err(source_missing()),
+            Err(e) => return Err(self.io(key.as_str(), e).into()),
+        };
+        cx.headway.advance(expect.size);
+        let found = match checksum {
+            Some(sha) if sha == expect.sha256 => None,
+            // The size tells a longer or shorter source from one with other bytes.
+            Some(_) => Some(
+                self.hash_back(&full_key, key, &expect)?
+                    .unwrap_or(Mismatch::Content),
+            ),
+            None => self.hash_back(&full_key, key, &expect)?,
+        };
+        if let Some(mismatch) = found {
+            self.remove_copy(&full_key, key);
+            return Err(PutError::Mismatch(mismatch));
+        }
+        Ok(record(key, expect))
+    }
+
+    /// A copy larger than one copy part: the source's size and entity tag are asked first, so
+    /// that each part copies from the same object (a source replaced since is refused by the
+    /// store), and the multipart copy is read back (its checksum is of its parts).
+    fn copy_large(
+        &self,
+        bucket: &str,
+        source_key: &str,
+        key: &ObjectKey,
+        expect: Expected<'_>,
+        retention: Option<Retention>,
+        cx: &WriteContext,
+    ) -> Result<ObjectRecord, PutError> {
+        let full_key = self.full_key(key.as_str());
         let (size, etag) = self
             .runtime
             .block_on(self.backend.head_in(bucket, source_key))
-            .map_err(source_err)?
-            .ok_or_else(|| source_err(BackendError::NotFound))?;
-        if size != expect.size {
-            let mismatch = expect.check(size, expect.sha256).expect("sizes differ");
+            .map_err(|e| match e {
+                BackendError::NotFound => source_missing(),
+                BackendError::Other(m) => PutError::Source(io::Error::other(m)),
+            })?
+            .ok_or_else(source_missing)?;
+        if let Some(mismatch) = expect.check(size, expect.sha256) {
             return Err(PutError::Mismatch(mismatch));
         }
         let source = CopySource {
             bucket: bucket.to_owned(),
             key: source_key.to_owned(),
-            etag,
+            etag: Some(etag),
         };
-        let checksum = if size <= self.uploads.copy_part_size {
-            self.runtime
-                .block_on(
-                    self.backend
-                        .copy(&source, &full_key, expect.sha256, retention),
-                )
-                .map_err(|e| self.io(key.as_str(), e))?
-        } else {
-            self.copy_parts(&source, size, key, expect.sha256, retention, cx)?;
-            // A multipart object's SHA-256 checksum is of its parts' checksums, not of its bytes.
-            None
-        };
-        if size <= self.uploads.copy_part_size {
-            cx.headway.advance(size);
-        }
-        let sha256 = match checksum {
-            Some(sha) => sha,
-            None => self.hash_back(&full_key, key, size)?,
-        };
-        if sha256 != expect.sha256 {
-            let removed = self.runtime.block_on(self.backend.delete(&full_key));
-            if let Err(e) = removed {
-                tracing::warn!(target = self.name, %key, "could not remove a copy that does not match its record: {e}");
-            }
-            return Err(PutError::Mismatch(Mismatch::Content));
+        self.copy_parts(&source, size, key, expect.sha256, retention, cx)?;
+        if let Some(mismatch) = self.hash_back(&full_key, key, &expect)? {
+            self.remove_copy(&full_key, key);
+            return Err(PutError::Mismatch(mismatch));
         }
         Ok(record(key, expect))
     }
 
-    /// The SHA-256 of the object at `full_key`, read back (at most `size + 1` bytes).
-    fn hash_back(&self, full_key: &str, key: &ObjectKey, size: u64) -> Result<String, PutError> {
+    /// Removes a copy that does not match its record.
+    fn remove_copy(&self, full_key: &str, key: &ObjectKey) {
+        if let Err(e) = self.runtime.block_on(self.backend.delete(full_key)) {
+            tracing::warn!(target = self.name, %key, "could not remove a copy that does not match its record: {e}");
+        }
+    }
+
+    /// How the object at `full_key` differs from `expect`, read back (at most one byte past
+    /// its size).
+    fn hash_back(
+        &self,
+        full_key: &str,
+        key: &ObjectKey,
+        expect: &Expected<'_>,
+    ) -> Result<Option<Mismatch>, PutError> {
         let io = |e: BackendError| self.io(key.as_str(), e);
         self.runtime.block_on(async {
             let mut stream = self
                 .backend
-                .get_range(full_key, 0..size.saturating_add(1))
+                .get_range(full_key, 0..expect.size.saturating_add(1))
                 .await
                 .map_err(io)?;
             let mut hasher = Sha256::new();
@@ -484,10 +538,7 @@ impl RemoteTarget {
                 read += chunk.len() as u64;
                 hasher.update(&chunk);
             }
-            if read != size {
-                return Err(PutError::Mismatch(Mismatch::Content));
-            }
-            Ok(hex::encode(hasher.finalize()))
+            Ok(expect.check(read, &hex::encode(hasher.finalize())))
         })
     }
 

@@ -71,28 +71,43 @@ pub(crate) struct S3Server {
     pub(crate) endpoint: String,
     pub(crate) root: PathBuf,
     plan: Arc<Mutex<Plan>>,
-    /// Body bytes of every answer to a GET, as its Content-Length states them.
-    served: Arc<AtomicU64>,
+    counters: Arc<Counters>,
     _runtime: tokio::runtime::Runtime,
     _dir: tempfile::TempDir,
 }
 
 type Response = hyper::Response<s3s::Body>;
 
+/// What the server counts of the requests it serves.
+#[derive(Default)]
+struct Counters {
+    /// Body bytes of every answer to a GET, as its Content-Length states them.
+    served: AtomicU64,
+    /// `ListObjectsV2` requests.
+    listings: AtomicU64,
+}
+
 async fn serve(
     service: s3s::service::S3Service,
     plan: Arc<Mutex<Plan>>,
-    served: Arc<AtomicU64>,
+    counters: Arc<Counters>,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> Result<Response, s3s::HttpError> {
     if req.method() == hyper::Method::GET {
+        if req
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv == "list-type=2"))
+        {
+            counters.listings.fetch_add(1, Ordering::Relaxed);
+        }
         let response = hyper::service::Service::call(&service, req).await?;
         let length = response
             .headers()
             .get(hyper::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
             .unwrap_or(0);
-        served.fetch_add(length, Ordering::Relaxed);
+        counters.served.fetch_add(length, Ordering::Relaxed);
         return Ok(response);
     }
     let upload = matches!(*req.method(), hyper::Method::PUT | hyper::Method::POST);
@@ -176,15 +191,15 @@ impl S3Server {
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let plan = Arc::new(Mutex::new(Plan::default()));
         let shared = plan.clone();
-        let served = Arc::new(AtomicU64::new(0));
-        let counted = served.clone();
+        let counters = Arc::new(Counters::default());
+        let counted = counters.clone();
         runtime.spawn(async move {
             let http =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
             while let Ok((socket, _)) = listener.accept().await {
-                let (service, plan, served) = (service.clone(), shared.clone(), counted.clone());
+                let (service, plan, counters) = (service.clone(), shared.clone(), counted.clone());
                 let handler = hyper::service::service_fn(move |req| {
-                    serve(service.clone(), plan.clone(), served.clone(), req)
+                    serve(service.clone(), plan.clone(), counters.clone(), req)
                 });
                 let conn = http
                     .serve_connection(hyper_util::rt::TokioIo::new(socket), handler)
@@ -198,7 +213,7 @@ impl S3Server {
             endpoint,
             root: root.to_owned(),
             plan,
-            served,
+            counters,
             _runtime: runtime,
             _dir: dir,
         }
@@ -210,7 +225,12 @@ impl S3Server {
 
     /// Body bytes the server has sent in answer to GETs so far.
     pub(crate) fn served(&self) -> u64 {
-        self.served.load(Ordering::Relaxed)
+        self.counters.served.load(Ordering::Relaxed)
+    }
+
+    /// `ListObjectsV2` requests served so far.
+    pub(crate) fn listings(&self) -> u64 {
+        self.counters.listings.load(Ordering::Relaxed)
     }
 
     /// Every upload passes from now on.

@@ -192,6 +192,74 @@ fn a_sweep_of_a_bucket_deletes_what_is_due_keeps_what_holds_keep_with_one_event_
 }
 
 #[test]
+fn a_days_due_conversations_are_listed_in_pages_and_those_past_a_page_of_others_one_by_one() {
+    let server = S3Server::start_listed(Some(BUCKET));
+    let env = store_env(&server.endpoint, BUCKET);
+    let due: Vec<String> = (1..=30).map(|i| format!("a{i:02}")).collect();
+    for id in &due {
+        env.conversation("acme", 5, id, &[("a.wav", b"RIFF-due")]);
+    }
+    // 2,000 keys of conversations kept (their records put them under legal hold) between the
+    // first due conversations and the last: more than a listing page holds.
+    let files: Vec<(String, Vec<u8>)> = (1..=9)
+        .map(|i| (format!("k{i}.wav"), b"RIFF-kept".to_vec()))
+        .collect();
+    let files: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    for i in 0..200 {
+        flag_legal_hold(&env.conversation("acme", 5, &format!("m{i:03}"), &files));
+    }
+    for id in ["z1", "z2", "z3"] {
+        env.conversation("acme", 5, id, &[("a.wav", b"RIFF-due")]);
+    }
+    copy_tree(&env.root(), &top(&server));
+    ok(&env, &["index"]);
+    enabled_policy(&env);
+    let dir = |id: &str| top(&server).join(Env::rel_dir("acme", 5, id));
+    let record = std::fs::read_to_string(dir("a15").join("conversation.json")).unwrap();
+    std::fs::write(
+        dir("a15").join("conversation.json"),
+        record.replace("alice", "alina"),
+    )
+    .unwrap();
+    std::fs::remove_file(dir("a20").join("a.wav")).unwrap();
+
+    let listed = server.listings();
+    let (code, report) = sweep(&env);
+    let listings = server.listings() - listed;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(
+        (&report["deleted"], &report["held_back"], &report["failed"]),
+        (&32.into(), &1.into(), &0.into()),
+        "{report}"
+    );
+    // One by one, the 33 due conversations would take 33 listings: here two pages from the
+    // first of them, then the three past a page of kept ones on their own.
+    assert!(listings <= 6, "{listings} listings");
+    let mut deleted = deletions(&env);
+    deleted.sort();
+    let mut expected: Vec<(String, String, bool)> = due
+        .iter()
+        .chain(&["z1".to_owned(), "z2".to_owned(), "z3".to_owned()])
+        .filter(|id| *id != "a15")
+        .map(|id| (id.clone(), "a.wav".to_owned(), id == "a20"))
+        .collect();
+    expected.sort();
+    assert_eq!(deleted, expected);
+    assert!(
+        dir("a15").join("a.wav").exists(),
+        "a changed record holds back"
+    );
+    assert!(!dir("z3").join("a.wav").exists());
+    for i in 0..200 {
+        assert!(dir(&format!("m{i:03}")).join("k9.wav").exists());
+    }
+    audit_verifies(&env);
+}
+
+#[test]
 fn a_sweep_killed_mid_delete_objects_is_completed_once_by_the_next_with_one_event_each() {
     let server = S3Server::start_listed(Some(BUCKET));
     let env = store_env(&server.endpoint, BUCKET);
