@@ -19,7 +19,7 @@ for tool in rclone /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "compare-store-sweep.sh needs $tool (apt-get install rclone time)" >&2; exit 2; }
 done
 export CARGO_TARGET_DIR=$(realpath -m "${CARGO_TARGET_DIR:-target}")
-cargo build --release --quiet --bin custodian --example synth --example s3_server
+cargo build --release --quiet --no-default-features --features s3 --bin custodian --example synth --example s3_server
 BIN=$CARGO_TARGET_DIR/release/custodian
 SYNTH=$CARGO_TARGET_DIR/release/examples/synth
 mkdir -p "$WORK"
