@@ -1,9 +1,11 @@
 //! s3s-fs with listings an index can be measured and tested against: s3s-fs walks the whole
 //! bucket for every listing and gives no ETags in it, so this wrapper answers ListObjectsV2
 //! itself from the prefix's own directory (one directory with the delimiter `/`, the tree
-//! below it without), with a content-derived ETag per object as S3 gives one, and hands every
-//! other request to s3s-fs. Shared by the CLI tests (tests/cli/s3.rs) and the loopback server
-//! of examples/store_scale.rs.
+//! below it without), a page at a time in S3's key order without visiting the tree before
+//! its start, with an ETag per object that changes whenever it is written (from its
+//! metadata: a listing reads no object), and hands every other request to s3s-fs. Shared by
+//! the CLI tests (tests/cli/s3.rs) and the loopback servers of examples/store_scale.rs and
+//! examples/s3_server.rs.
 
 use std::path::{Path, PathBuf};
 
@@ -31,60 +33,95 @@ impl ListedFs {
     }
 }
 
-/// The ETag of `bytes`: 16 bytes of their SHA-256 in hex, opaque as S3's are.
-fn etag(bytes: &[u8]) -> String {
-    hex::encode(&Sha256::digest(bytes)[..16])
+/// The ETag of the file `meta` describes: 16 bytes of the SHA-256 of its size, inode and
+/// modification and change times, in hex: opaque as S3's are, and new whenever the file is
+/// written, without reading it (a listing reads no object, as S3's does not).
+fn etag(meta: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let mut hasher = Sha256::new();
+    for n in [
+        meta.size() as i64,
+        meta.ino() as i64,
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec(),
+    ] {
+        hasher.update(n.to_le_bytes());
+    }
+    hex::encode(&hasher.finalize()[..16])
 }
 
 /// One listed entry: an object, or a common prefix (`None`).
 type Entry = (String, Option<Object>);
 
 fn object(key: String, path: &Path) -> std::io::Result<Entry> {
-    let bytes = std::fs::read(path)?;
-    let modified = std::fs::metadata(path)?.modified()?;
+    let meta = std::fs::metadata(path)?;
     let object = Object {
         key: Some(key.clone()),
-        size: Some(bytes.len() as i64),
-        e_tag: Some(ETag::Strong(etag(&bytes))),
-        last_modified: Some(Timestamp::from(modified)),
+        size: Some(meta.len() as i64),
+        e_tag: Some(ETag::Strong(etag(&meta))),
+        last_modified: Some(Timestamp::from(meta.modified()?)),
         ..Object::default()
     };
     Ok((key, Some(object)))
 }
 
-/// Everything under `dir` (whose key is `dir_key`, empty or ending in `/`) whose key starts
-/// with `prefix`: one level as objects and common prefixes when `one_level`, else every file.
-fn walk(
-    dir: &Path,
-    dir_key: &str,
-    prefix: &str,
+/// What a listing asks of the tree.
+struct Walk<'a> {
+    prefix: &'a str,
+    /// One level: objects and common prefixes; else every file below.
     one_level: bool,
-    out: &mut Vec<Entry>,
-) -> std::io::Result<()> {
+    /// Only keys after this one.
+    after: Option<&'a str>,
+    /// Stop once this many are found.
+    enough: usize,
+}
+
+/// The entries under `dir` (whose key is `dir_key`, empty or ending in `/`) that `asked` asks
+/// for, in key order, until `asked.enough` are found. Siblings are visited in the order of
+/// their keys (a directory's key ends in `/`), so the entries come in S3's order, and a
+/// directory whose keys all sort before `asked.after` is not entered: a page costs the
+/// directories on its way, not the tree before it.
+fn walk(dir: &Path, dir_key: &str, asked: &Walk<'_>, out: &mut Vec<Entry>) -> std::io::Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
+    let mut named = Vec::new();
     for entry in entries {
         let entry = entry?;
         let Ok(name) = entry.file_name().into_string() else {
             continue;
         };
-        let key = format!("{dir_key}{name}");
         let is_dir = entry.file_type()?.is_dir();
+        let key = if is_dir {
+            format!("{dir_key}{name}/")
+        } else {
+            format!("{dir_key}{name}")
+        };
+        named.push((key, is_dir, entry.path()));
+    }
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let after = |key: &str| asked.after.is_none_or(|a| key > a);
+    for (key, is_dir, path) in named {
+        if out.len() >= asked.enough {
+            break;
+        }
         if is_dir {
-            let below = format!("{key}/");
-            if !(below.starts_with(prefix) || prefix.starts_with(&below)) {
+            if !(key.starts_with(asked.prefix) || asked.prefix.starts_with(&key)) {
                 continue;
             }
-            if one_level && below.starts_with(prefix) {
-                out.push((below, None));
-            } else {
-                walk(&entry.path(), &below, prefix, one_level, out)?;
+            if asked.one_level && key.starts_with(asked.prefix) {
+                if after(&key) {
+                    out.push((key, None));
+                }
+            } else if after(&key) || asked.after.is_some_and(|a| a.starts_with(&key)) {
+                walk(&path, &key, asked, out)?;
             }
-        } else if key.starts_with(prefix) {
-            out.push(object(key, &entry.path())?);
+        } else if key.starts_with(asked.prefix) && after(&key) {
+            out.push(object(key, &path)?);
         }
     }
     Ok(())
@@ -111,20 +148,22 @@ impl S3 for ListedFs {
             Some(_) => return Err(s3_error!(NotImplemented, "only the delimiter / is listed")),
         };
         let dir_key = prefix.rfind('/').map_or("", |i| &prefix[..=i]).to_owned();
-        let (dir, prefix_c) = (bucket.join(&dir_key), prefix.clone());
+        let after = input.continuation_token.or(input.start_after);
+        let max = input.max_keys.unwrap_or(1000).clamp(1, 1000) as usize;
+        let (dir, asked_prefix) = (bucket.join(&dir_key), prefix.clone());
         let mut entries = tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
-            walk(&dir, &dir_key, &prefix_c, one_level, &mut out).map(|()| out)
+            let asked = Walk {
+                prefix: &asked_prefix,
+                one_level,
+                after: after.as_deref(),
+                enough: max + 1,
+            };
+            walk(&dir, &dir_key, &asked, &mut out).map(|()| out)
         })
         .await
         .map_err(|e| s3_error!(InternalError, "{e}"))?
         .map_err(|e| s3_error!(InternalError, "{e}"))?;
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let after = input.continuation_token.or(input.start_after);
-        if let Some(after) = &after {
-            entries.retain(|(k, _)| k > after);
-        }
-        let max = input.max_keys.unwrap_or(1000).clamp(1, 1000) as usize;
         let truncated = entries.len() > max;
         entries.truncate(max);
         let next = truncated
