@@ -610,7 +610,10 @@ pub fn put_bytes(
     bytes: &[u8],
     cx: &WriteContext,
 ) -> Result<ObjectRecord, PutError> {
-    put_stream(target, key, &mut &bytes[..], &mut Vec::new(), None, cx)
+    let writer = target.create(key, None, cx)?;
+    let mut writer = HashingWriter::new(writer, cx.headway.clone());
+    write_chunk(target, key, &mut writer, bytes)?;
+    commit_checked(writer, None)
 }
 
 /// A put failed reading its source or writing the target.
