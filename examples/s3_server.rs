@@ -125,6 +125,9 @@ fn main() -> anyhow::Result<()> {
             hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
         loop {
             let (socket, _) = listener.accept().await?;
+            // As HTTP servers do: an answer whose body follows its head in a second write is
+            // not held back by Nagle until the client's delayed ACK (40 ms a request).
+            socket.set_nodelay(true)?;
             let (service, root) = (service.clone(), root.clone());
             let handler =
                 hyper::service::service_fn(move |req| serve(service.clone(), root.clone(), req));

@@ -94,6 +94,9 @@ fn serve(root: &Path, port: u16, access: &str, secret: &str) -> Result<()> {
             hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
         loop {
             let (socket, _) = listener.accept().await?;
+            // As HTTP servers do: an answer whose body follows its head in a second write is
+            // not held back by Nagle until the client's delayed ACK (40 ms a request).
+            socket.set_nodelay(true)?;
             let conn = http
                 .serve_connection(hyper_util::rt::TokioIo::new(socket), service.clone())
                 .into_owned();

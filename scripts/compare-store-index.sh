@@ -4,7 +4,8 @@
 # tests/support/listed_fs.rs, examples/store_scale.rs). CONVERSATIONS conversations (a small
 # conversation.json and a 4-byte artifact each) are generated once into the bucket directory.
 # Rows: rclone lsf -R (a listing per directory, --checkers 8), rclone lsf -R --fast-list (one
-# recursive listing), then custodian (release, --no-default-features --features s3) through
+# recursive listing), rclone copy of every conversation.json to a directory (the listing plus
+# a read of every record, 16 at once: the floor of a first index), then custodian (release, --no-default-features --features s3) through
 # each S3 client: a first index into an empty catalog (every record read) and a second one
 # (nothing changed: listings only). Wall time, CPU-seconds of the client (user+sys), and the
 # server's CPU-seconds during the run, each the median of RUNS runs. Prints a markdown table.
@@ -68,6 +69,14 @@ for fast in "" "--fast-list"; do
   listed=$(wc -l <"$WORK/out")
   row "rclone lsf -R $fast ($listed entries)" "$lines"
 done
+
+# The floor of a first index: the listing plus a read of every record, 16 at once.
+lines=$(for _ in $(seq "$RUNS"); do
+  rm -rf "$WORK/records"
+  measure rclone copy --fast-list --transfers 16 --include conversation.json "bench:bench/repo-$CONVERSATIONS" "$WORK/records"
+done | median)
+row "rclone copy --fast-list --transfers 16 --include conversation.json (the listing and every record read)" "$lines"
+rm -rf "$WORK/records"
 
 for client in aws_sdk object_store; do
   cat > "$WORK/$client.toml" <<TOML

@@ -302,6 +302,23 @@ pub struct SweepReport {
     pub policies: Vec<DueSummary>,
 }
 
+impl SweepReport {
+    /// Adds the deletions counted in `other`.
+    #[cfg(feature = "remote")]
+    fn absorb(&mut self, other: SweepReport) {
+        self.deleted += other.deleted;
+        self.already_missing += other.already_missing;
+        self.bytes += other.bytes;
+        self.held_back += other.held_back;
+        let room = 50usize.saturating_sub(self.held_back_reasons.len());
+        self.held_back_reasons
+            .extend(other.held_back_reasons.into_iter().take(room));
+        self.failed += other.failed;
+        let room = 50usize.saturating_sub(self.failures.len());
+        self.failures.extend(other.failures.into_iter().take(room));
+    }
+}
+
 /// Why a sweep could not run: the catalog failed (its run stays open, and the next sweep
 /// resumes it unless `serve` records it failed), or the repository root cannot be opened or
 /// more is due than its limits allow (its run is recorded `failed`, and nothing was deleted
@@ -663,6 +680,11 @@ fn sweep_in(
     }
     progress(Progress::Due(due));
     for q in policies.iter().filter_map(|p| DueQuery::of(p, now)) {
+        #[cfg(feature = "remote")]
+        if let Place::Store(_) = place {
+            delete_overlapped(catalog, place, &q, by, &mut report, progress)?;
+            continue;
+        }
         let mut after = (0, -1);
         while !by.control.is_stopped() {
             let batch = catalog.due_artifacts(&q, after, BATCH)?;
@@ -688,6 +710,56 @@ fn sweep_in(
     Ok(report)
 }
 
+/// Deletes what `q` selects from a store a batch at a time, the catalog's work on one batch
+/// overlapping the store's on the next: while one batch's deletions are committed with their
+/// events (on a thread of their own), the next batch's intents are committed and its objects
+/// deleted. Each batch's intents are still durable before any of its deletes, and each
+/// deletion is recorded only after the store answered it (docs/operations.md, "A repository
+/// in an object store"); a stop ends after the batches in flight.
+#[cfg(feature = "remote")]
+fn delete_overlapped(
+    catalog: &dyn Catalog,
+    place: &Place<'_>,
+    q: &DueQuery,
+    by: Deleter<'_>,
+    report: &mut SweepReport,
+    progress: &dyn Fn(Progress),
+) -> Result<(), CatalogError> {
+    type Outcomes = Vec<(DueArtifact, DeleteOutcome)>;
+    std::thread::scope(|scope| {
+        let (send, batches) = std::sync::mpsc::sync_channel::<Outcomes>(1);
+        let recorder = scope.spawn(move || -> Result<SweepReport, CatalogError> {
+            let mut counted = SweepReport::default();
+            for outcomes in batches {
+                record(catalog, &outcomes, by, &mut counted)?;
+            }
+            Ok(counted)
+        });
+        let selected = (|| {
+            let mut after = (0, -1);
+            while !by.control.is_stopped() {
+                let batch = catalog.due_artifacts(q, after, BATCH)?;
+                let Some(last) = batch.last() else { break };
+                after = (last.conversation_pk, last.ordinal);
+                catalog.begin_deletes(&batch)?;
+                let outcomes = remove_intents(catalog, place, &batch)?;
+                // The recorder stopped on an error, which it returns.
+                if send.send(outcomes).is_err() {
+                    break;
+                }
+                progress(Progress::Done(batch.len() as u64));
+                #[cfg(feature = "failpoints")]
+                fail::fail_point!("lifecycle-batch");
+            }
+            Ok(())
+        })();
+        drop(send);
+        let counted = recorder.join().expect("the sweep's recorder panicked")?;
+        report.absorb(counted);
+        selected
+    })
+}
+
 /// Removes the files of recorded intents, then commits what happened to each.
 fn remove_and_record(
     catalog: &dyn Catalog,
@@ -696,6 +768,17 @@ fn remove_and_record(
     by: Deleter<'_>,
     report: &mut SweepReport,
 ) -> Result<(), CatalogError> {
+    let outcomes = remove_intents(catalog, place, intents)?;
+    record(catalog, &outcomes, by, report)
+}
+
+/// What became of each recorded intent: held back by a hold placed since it was selected, or
+/// what removing its file did.
+fn remove_intents(
+    catalog: &dyn Catalog,
+    place: &Place<'_>,
+    intents: &[DueArtifact],
+) -> Result<Vec<(DueArtifact, DeleteOutcome)>, CatalogError> {
     // Intents come ordered by conversation, so each conversation's record is read once.
     let conversations: Vec<&[DueArtifact]> = intents
         .chunk_by(|a, b| a.conversation_pk == b.conversation_pk)
@@ -728,7 +811,17 @@ fn remove_and_record(
         #[cfg(feature = "remote")]
         Place::Store(sweeper) => sweeper.remove(&free),
     });
-    for (a, o) in &outcomes {
+    Ok(outcomes)
+}
+
+/// Counts `outcomes` into `report` and commits them, each deletion with its event.
+fn record(
+    catalog: &dyn Catalog,
+    outcomes: &[(DueArtifact, DeleteOutcome)],
+    by: Deleter<'_>,
+    report: &mut SweepReport,
+) -> Result<(), CatalogError> {
+    for (a, o) in outcomes {
         match o {
             DeleteOutcome::Deleted { was_missing } => {
                 report.deleted += 1;
@@ -749,7 +842,7 @@ fn remove_and_record(
             }
         }
     }
-    catalog.finish_deletes(&outcomes, by.actor, by.run)
+    catalog.finish_deletes(outcomes, by.actor, by.run)
 }
 
 /// Removes the due artifacts of `conversations` from their directories under `root`, each

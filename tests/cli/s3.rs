@@ -197,6 +197,9 @@ impl S3Server {
             let http =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
             while let Ok((socket, _)) = listener.accept().await {
+                // As HTTP servers do: a body written after its head is not held back by
+                // Nagle until the client's delayed ACK.
+                let _ = socket.set_nodelay(true);
                 let (service, plan, counters) = (service.clone(), shared.clone(), counted.clone());
                 let handler = hyper::service::service_fn(move |req| {
                     serve(service.clone(), plan.clone(), counters.clone(), req)

@@ -260,6 +260,45 @@ fn a_days_due_conversations_are_listed_in_pages_and_those_past_a_page_of_others_
 }
 
 #[test]
+fn a_sweep_of_more_than_one_batch_records_every_deletion_once_with_its_event() {
+    let server = S3Server::start_listed(Some(BUCKET));
+    let env = store_env(&server.endpoint, BUCKET);
+    // A batch is 2,000 artifacts: the second batch's deletes overlap the first's records.
+    let ids: Vec<String> = (0..2_100).map(|i| format!("c{i:04}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        env.conversation("acme", 1 + (i % 3) as u32, id, &[("a.wav", b"RIFF")]);
+    }
+    copy_tree(&env.root(), &top(&server));
+    ok(&env, &["index"]);
+    enabled_policy(&env);
+
+    let (code, report) = sweep(&env);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(
+        (&report["deleted"], &report["failed"]),
+        (&2_100.into(), &0.into()),
+        "{report}"
+    );
+    let mut deleted: Vec<String> = deletions(&env).into_iter().map(|(id, _, _)| id).collect();
+    deleted.sort();
+    assert_eq!(deleted, ids, "one event per artifact");
+    let left = ids
+        .iter()
+        .enumerate()
+        .filter(|(i, id)| {
+            top(&server)
+                .join(Env::rel_dir("acme", 1 + (i % 3) as u32, id))
+                .join("a.wav")
+                .exists()
+        })
+        .count();
+    assert_eq!(left, 0);
+    audit_verifies(&env);
+    let (code, again) = sweep(&env);
+    assert_eq!((code, &again["deleted"]), (0, &0.into()), "{again}");
+}
+
+#[test]
 fn a_sweep_killed_mid_delete_objects_is_completed_once_by_the_next_with_one_event_each() {
     let server = S3Server::start_listed(Some(BUCKET));
     let env = store_env(&server.endpoint, BUCKET);
