@@ -368,6 +368,10 @@ pub enum Repo<'a> {
 
 /// Deletes handled per catalog transaction.
 const BATCH: usize = 2000;
+/// Artifacts deleted from a store per batch: enough for several delete requests of 1,000
+/// keys at once, so that the store works on them side by side.
+#[cfg(feature = "remote")]
+const STORE_BATCH: usize = 8000;
 
 /// Every enabled policy's due summary at `now`, with what it has in quarantine and how much of
 /// that is purgeable after `quarantine_days` (none without a quarantine window).
@@ -738,7 +742,7 @@ fn delete_overlapped(
         let selected = (|| {
             let mut after = (0, -1);
             while !by.control.is_stopped() {
-                let batch = catalog.due_artifacts(q, after, BATCH)?;
+                let batch = catalog.due_artifacts(q, after, STORE_BATCH)?;
                 let Some(last) = batch.last() else { break };
                 after = (last.conversation_pk, last.ordinal);
                 catalog.begin_deletes(&batch)?;

@@ -263,10 +263,14 @@ fn a_days_due_conversations_are_listed_in_pages_and_those_past_a_page_of_others_
 fn a_sweep_of_more_than_one_batch_records_every_deletion_once_with_its_event() {
     let server = S3Server::start_listed(Some(BUCKET));
     let env = store_env(&server.endpoint, BUCKET);
-    // A batch is 2,000 artifacts: the second batch's deletes overlap the first's records.
-    let ids: Vec<String> = (0..2_100).map(|i| format!("c{i:04}")).collect();
+    // A batch from a store is 8,000 artifacts: the second batch's deletes overlap the first's
+    // records.
+    let names: Vec<String> = (0..9).map(|i| format!("a{i}.wav")).collect();
+    let files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"RIFF"[..])).collect();
+    let ids: Vec<String> = (0..1_000).map(|i| format!("c{i:04}")).collect();
+    let dir = |i: usize, id: &str| Env::rel_dir("acme", 1 + (i % 3) as u32, id);
     for (i, id) in ids.iter().enumerate() {
-        env.conversation("acme", 1 + (i % 3) as u32, id, &[("a.wav", b"RIFF")]);
+        env.conversation("acme", 1 + (i % 3) as u32, id, &files);
     }
     copy_tree(&env.root(), &top(&server));
     ok(&env, &["index"]);
@@ -276,21 +280,31 @@ fn a_sweep_of_more_than_one_batch_records_every_deletion_once_with_its_event() {
     assert_eq!(code, 0, "{report}");
     assert_eq!(
         (&report["deleted"], &report["failed"]),
-        (&2_100.into(), &0.into()),
+        (&9_000.into(), &0.into()),
         "{report}"
     );
-    let mut deleted: Vec<String> = deletions(&env).into_iter().map(|(id, _, _)| id).collect();
+    let mut deleted: Vec<(String, String)> = deletions(&env)
+        .into_iter()
+        .map(|(id, file, _)| (id, file))
+        .collect();
     deleted.sort();
-    assert_eq!(deleted, ids, "one event per artifact");
+    let mut expected: Vec<(String, String)> = ids
+        .iter()
+        .flat_map(|id| names.iter().map(move |n| (id.clone(), n.clone())))
+        .collect();
+    expected.sort();
+    assert_eq!(deleted, expected, "one event per artifact");
+    let top = top(&server);
     let left = ids
         .iter()
         .enumerate()
-        .filter(|(i, id)| {
-            top(&server)
-                .join(Env::rel_dir("acme", 1 + (i % 3) as u32, id))
-                .join("a.wav")
-                .exists()
+        .flat_map(|(i, id)| {
+            names
+                .iter()
+                .map(|n| top.join(dir(i, id)).join(n))
+                .collect::<Vec<_>>()
         })
+        .filter(|p| p.exists())
         .count();
     assert_eq!(left, 0);
     audit_verifies(&env);
