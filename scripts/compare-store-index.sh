@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # `custodian index` of a repository in a bucket against `rclone lsf -R` of the same prefix
 # (the listing floor), side by side on one loopback S3 server (s3s-fs with the listings of
-# tests/support/listed_fs.rs, examples/store_scale.rs). CONVERSATIONS conversations (a small
-# conversation.json and a 4-byte artifact each) are generated once into the bucket directory.
-# Rows: rclone lsf -R (a listing per directory, --checkers 8), rclone lsf -R --fast-list (one
-# recursive listing), rclone copy of every conversation.json to a directory (the listing plus
-# a read of every record, 16 at once: the floor of a first index), then custodian (release, --no-default-features --features s3) through
-# each S3 client: a first index into an empty catalog (every record read) and a second one
+# tests/support/listed_fs.rs, `examples/s3_server.rs --listed`). CONVERSATIONS conversations
+# (a small conversation.json and a 4-byte artifact each, examples/store_scale.rs) are
+# generated once into the bucket directory. Rows: rclone lsf -R (a listing per directory,
+# --checkers 8), rclone lsf -R --fast-list (one recursive listing), rclone copy of every
+# conversation.json to a directory (the listing plus a read of every record, 16 at once: the
+# floor of a first index), then custodian (release, --no-default-features --features s3)
+# through each S3 client: a first index into an empty catalog (every record read) and a second one
 # (nothing changed: listings only). Wall time, CPU-seconds of the client (user+sys), and the
 # server's CPU-seconds during the run, each the median of RUNS runs. Prints a markdown table.
 #
@@ -21,16 +22,16 @@ for tool in rclone /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "compare-store-index.sh needs $tool (apt-get install rclone time)" >&2; exit 2; }
 done
 export CARGO_TARGET_DIR=$(realpath -m "${CARGO_TARGET_DIR:-target}")
-cargo build --release --quiet --no-default-features --features s3 --bin custodian --example store_scale
+cargo build --release --quiet --no-default-features --features s3 --bin custodian --example store_scale --example s3_server
 BIN=$CARGO_TARGET_DIR/release/custodian
 SCALE=$CARGO_TARGET_DIR/release/examples/store_scale
 mkdir -p "$WORK/store/bench"
 WORK=$(realpath "$WORK")
-"$SCALE" generate "$WORK/store/bench/repo-$CONVERSATIONS" --conversations "$CONVERSATIONS"
+"$SCALE" "$WORK/store/bench/repo-$CONVERSATIONS" --conversations "$CONVERSATIONS"
 
 unset AWS_CA_BUNDLE
 export AWS_ACCESS_KEY_ID=compare AWS_SECRET_ACCESS_KEY=compare-secret-key
-"$SCALE" serve "$WORK/store" "$PORT" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" 2>/dev/null &
+"$CARGO_TARGET_DIR/release/examples/s3_server" "$WORK/store" "$PORT" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" --listed 2>/dev/null &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null' EXIT
 until (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null; do sleep 0.1; done

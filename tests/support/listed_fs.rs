@@ -4,8 +4,8 @@
 //! below it without), a page at a time in S3's key order without visiting the tree before
 //! its start, with an ETag per object that changes whenever it is written (from its
 //! metadata: a listing reads no object), and hands every other request to s3s-fs. Shared by
-//! the CLI tests (tests/cli/s3.rs) and the loopback servers of examples/store_scale.rs and
-//! examples/s3_server.rs.
+//! the CLI tests (tests/cli/s3.rs) and the loopback server of examples/s3_server.rs
+//! (`--listed`).
 
 use std::path::{Path, PathBuf};
 
