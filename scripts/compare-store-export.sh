@@ -5,7 +5,7 @@
 # its conversation.json) is uploaded once to the bucket `repo` of a local s3s-fs server
 # (examples/s3_server.rs, which returns a copy's SHA-256 when asked, as S3 does); then rclone
 # (default settings, then --transfers 16) and custodian (aws_sdk client, server-side copy)
-# copy it to an empty bucket `archive`, RUNS times each. Reports the median wall time and,
+# copy it to an empty bucket, in RUNS rounds of one run each. Reports the median wall time and,
 # for that run, the CPU seconds of the client and of the server (they share the machine's
 # cores, so wall time alone misleads), and CPU per GB. The catalog is filled by indexing the
 # same repository on disk (`--no-index` then selects from it).
@@ -31,7 +31,7 @@ BYTES=$(du -sb --apparent-size "$WAV" | cut -f1)
 
 unset AWS_CA_BUNDLE
 export AWS_ACCESS_KEY_ID=compare AWS_SECRET_ACCESS_KEY=compare-secret-key
-rm -rf "$WORK/store" && mkdir -p "$WORK/store/repo" "$WORK/store/archive"
+rm -rf "$WORK/store" && mkdir -p "$WORK/store/repo"
 "$CARGO_TARGET_DIR/release/examples/s3_server" "$WORK/store" "$PORT" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" 2>/dev/null &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null' EXIT
@@ -71,38 +71,58 @@ action = "export"
 target = "s3"
 mode = "full"
 TOML
-(cd "$WORK" && rm -rf state-store-export && "$BIN" --config index.toml index >/dev/null)
+(cd "$WORK" && rm -rf state-store-export state-indexed && "$BIN" --config index.toml index >/dev/null &&
+  cp -a state-store-export state-indexed)
 
 # The server's CPU seconds so far (user + system).
 server_cpu() {
   awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$SERVER/stat"
 }
 
-# measure NAME COMMAND: RUNS runs from an empty archive bucket; keeps the median run's wall
-# time, client CPU and server CPU.
-declare -A SECS CPU SCPU
-measure() {
-  local name=$1 cmd=$2 rows=() before after
-  for _ in $(seq "$RUNS"); do
-    rm -rf "$WORK/store/archive" && mkdir "$WORK/store/archive" && sync
-    before=$(server_cpu)
-    (cd "$WORK" && /usr/bin/time -o "$WORK/.time" -f "%e %U %S" bash -c "$cmd" >/dev/null 2>"$WORK/.err") \
-      || { cat "$WORK/.err" >&2; exit 1; }
-    after=$(server_cpu)
-    read -r wall user sys < <(tail -1 "$WORK/.time")
-    rows+=("$wall $(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }') $(awk -v a="$before" -v b="$after" 'BEGIN { printf "%.2f", b - a }')")
-  done
-  local wall cpu scpu
-  read -r wall cpu scpu < <(printf '%s\n' "${rows[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p")
-  SECS[$name]=$wall CPU[$name]=$cpu SCPU[$name]=$scpu
-  printf '%-30s %8ss  client %6s CPU-s  server %6s CPU-s  (runs: %s)\n' "$name" "${SECS[$name]}" "${CPU[$name]}" "${SCPU[$name]}" "$(printf '%s; ' "${rows[@]}")" >&2
+# run_once NAME COMMAND: one run into a bucket of its own, `archive-N` (the command's
+# ARCHIVE); appends its wall time, client CPU and server CPU to ROWS[NAME]. Nothing is
+# deleted between runs: ext4 skips inodes freed in the last 30 seconds when it allocates
+# new ones, which made a run right after the previous run's files were removed cost the
+# server twice the CPU.
+declare -A ROWS SECS CPU SCPU
+RUN=0
+run_once() {
+  local name=$1 cmd=$2 before after
+  RUN=$((RUN + 1))
+  mkdir "$WORK/store/archive-$RUN"
+  # Every export is a first one: the catalog as the index left it.
+  rm -rf "$WORK/state-store-export" && cp -a "$WORK/state-indexed" "$WORK/state-store-export"
+  sed "s/^bucket = \"archive\"/bucket = \"archive-$RUN\"/" "$WORK/store-export.toml" >"$WORK/store-export-run.toml"
+  sync
+  before=$(server_cpu)
+  (cd "$WORK" && ARCHIVE=archive-$RUN /usr/bin/time -o "$WORK/.time" -f "%e %U %S" bash -c "$cmd" >/dev/null 2>"$WORK/.err") \
+    || { cat "$WORK/.err" >&2; exit 1; }
+  after=$(server_cpu)
+  read -r wall user sys < <(tail -1 "$WORK/.time")
+  ROWS[$name]+="$wall $(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }') $(awk -v a="$before" -v b="$after" 'BEGIN { printf "%.2f", b - a }')"$'\n'
 }
 
-measure "rclone copy" "rclone copy bench:repo bench:archive/rclone"
-measure "rclone copy --transfers 16" "rclone copy --transfers 16 bench:repo bench:archive/rclone"
-measure "custodian (server-side copy)" "$BIN --config store-export.toml run copy --no-index"
-files=$(find "$WORK/store/archive/custodian" -type f -name '*.wav' | wc -l)
-[ "$files" -eq "$CONVERSATIONS" ] || { echo "custodian exported $files of $CONVERSATIONS WAVs" >&2; exit 1; }
+# RUNS rounds, each running every tool once in turn (a drift of the machine during the
+# measurement touches every tool alike); keeps each tool's median run by wall time.
+NAMES=("rclone copy" "rclone copy --transfers 16" "custodian (server-side copy)")
+declare -A CMDS=(
+  ["rclone copy"]='rclone copy bench:repo "bench:$ARCHIVE/rclone"'
+  ["rclone copy --transfers 16"]='rclone copy --transfers 16 bench:repo "bench:$ARCHIVE/rclone"'
+  ["custodian (server-side copy)"]="$BIN --config store-export-run.toml run copy --no-index"
+)
+for round in $(seq "$RUNS"); do
+  for name in "${NAMES[@]}"; do
+    run_once "$name" "${CMDS[$name]}"
+  done
+  files=$(find "$WORK/store/archive-$RUN/custodian" -type f -name '*.wav' | wc -l)
+  [ "$files" -eq "$CONVERSATIONS" ] || { echo "custodian exported $files of $CONVERSATIONS WAVs" >&2; exit 1; }
+  echo "round $round of $RUNS done" >&2
+done
+for name in "${NAMES[@]}"; do
+  read -r wall cpu scpu < <(printf '%s' "${ROWS[$name]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p")
+  SECS[$name]=$wall CPU[$name]=$cpu SCPU[$name]=$scpu
+  printf '%-30s %8ss  client %6s CPU-s  server %6s CPU-s  (runs: %s)\n' "$name" "$wall" "$cpu" "$scpu" "$(printf '%s' "${ROWS[$name]}" | paste -sd ';')" >&2
+done
 
 best=${SECS[rclone copy]}
 bestcpu=${CPU[rclone copy]}

@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use crate::audit::KeySource;
+use crate::audit::{KeySource, current_actor};
 use crate::catalog::uploads::UploadJournal;
 use crate::catalog::{self, Catalog, CatalogError};
 use crate::config::{Config, ConfigError};
@@ -325,6 +325,7 @@ impl Loaded {
                 keystore,
                 ffmpeg: self.config.media.ffmpeg.as_deref(),
             },
+            actor: current_actor(),
         }
     }
 }

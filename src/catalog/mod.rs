@@ -139,6 +139,16 @@ pub struct KeyClaim {
     pub file: String,
 }
 
+/// What a claim of object keys found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Claimed {
+    /// The holders of the keys another file holds; when there is any, nothing was claimed.
+    pub held: Vec<KeyClaim>,
+    /// The keys claimed for the first time (empty when any key is held): no run of this
+    /// catalog has written under them, so a writer need not ask the target what is there.
+    pub fresh: Vec<String>,
+}
+
 impl KeyClaim {
     /// True when `other` holds the same file of the same conversation (a rerun).
     pub fn same_holder(&self, other: &KeyClaim) -> bool {
@@ -443,8 +453,8 @@ pub trait Catalog: uploads::UploadJournal + accounts::Accounts + Send + Sync {
     /// transaction committed before it returns: each key is held by one file of one
     /// conversation for good, and the holder claiming it again (a rerun) keeps it. When any
     /// key is held by another file, nothing is claimed and the holders of those keys are
-    /// returned (empty when every key was claimed).
-    fn claim_keys(&self, target: &str, run: RunId, claims: &[KeyClaim]) -> Result<Vec<KeyClaim>>;
+    /// returned; otherwise the keys claimed for the first time are.
+    fn claim_keys(&self, target: &str, run: RunId, claims: &[KeyClaim]) -> Result<Claimed>;
 
     /// Records item outcomes in one transaction: run items, objects, incremental state (the
     /// record version and each artifact written) and one audit event per exported

@@ -2,6 +2,7 @@
 //! per conversation) written to a target, in full or incremental mode, with a manifest and
 //! one audit event per conversation. Originals are only read, never modified.
 
+use std::collections::HashSet;
 use std::io::{self, Read, Seek};
 use std::path::Path;
 use std::time::Instant;
@@ -10,7 +11,7 @@ use chrono::Utc;
 use serde::Serialize;
 
 use super::index::IndexReport;
-use crate::audit::{AuditKind, NewEvent, current_actor};
+use crate::audit::{AuditKind, NewEvent};
 use crate::catalog::{
     Catalog, CatalogError, Counters, Exclude, ExportedArtifact, FailedItem, ItemOutcome, KeyClaim,
     Mode, ObjectRecord, RunId, RunStatus, Selected,
@@ -243,6 +244,8 @@ pub struct Export<'a> {
     pub catalog: &'a dyn Catalog,
     pub filter: Filter,
     pub tools: MediaTools<'a>,
+    /// Who the audit events name as the actor (the OS user running the export).
+    pub actor: String,
 }
 
 /// One file an export of a conversation produces.
@@ -426,12 +429,13 @@ impl Export<'_> {
 
     /// Claims in the catalog every key the export of `c` is about to write (committed before
     /// any is written); fails naming the other conversation when one is held by another file.
+    /// Returns the keys claimed for the first time.
     fn claim(
         &self,
         run: RunId,
         c: &Conversation,
         outputs: &[&Output<'_>],
-    ) -> Result<(), ItemError> {
+    ) -> Result<Vec<String>, ItemError> {
         let claim = |key: ObjectKey, file: &str| KeyClaim {
             key: key.to_string(),
             tenant: c.tenant.clone(),
@@ -450,7 +454,7 @@ impl Export<'_> {
                 claims.push(claim(self.key(c, RECORD_FILE, None)?, RECORD_FILE));
             }
         }
-        let held = self
+        let claimed = self
             .catalog
             .claim_keys(self.target.name(), run, &claims)
             .map_err(|e| {
@@ -459,8 +463,8 @@ impl Export<'_> {
                     self.target.name()
                 )
             })?;
-        let Some(h) = held.first() else {
-            return Ok(());
+        let Some(h) = claimed.held.first() else {
+            return Ok(claimed.fresh);
         };
         let mine = claims
             .iter()
@@ -556,8 +560,9 @@ impl Export<'_> {
                 legal_hold: c.flags.legal_hold || !s.holds.is_empty(),
                 pointer: false,
             },
+            fresh_keys: HashSet::new(),
         };
-        match self.write_conversation(&cx, run, buffer, &s) {
+        match self.write_conversation(cx, run, buffer, &s) {
             Ok(Done { objects, artifacts }) => ItemOutcome::Exported {
                 tenant: c.tenant.clone(),
                 conversation_id: c.id.clone(),
@@ -565,7 +570,7 @@ impl Export<'_> {
                 audit: NewEvent {
                     at: Utc::now(),
                     kind: AuditKind::ConversationExported,
-                    actor: current_actor(),
+                    actor: self.actor.clone(),
                     policy: Some(self.policy.name.clone()),
                     run: Some(run.0),
                     tenant: Some(c.tenant.clone()),
@@ -602,7 +607,7 @@ impl Export<'_> {
 
     fn write_conversation(
         &self,
-        cx: &WriteContext,
+        mut cx: WriteContext,
         run: RunId,
         buffer: &mut Vec<u8>,
         s: &Selected,
@@ -613,7 +618,8 @@ impl Export<'_> {
             .iter()
             .filter(|o| self.earlier(s, o).is_none())
             .collect();
-        self.claim(run, c, &fresh)?;
+        cx.fresh_keys = self.claim(run, c, &fresh)?.into_iter().collect();
+        let cx = &cx;
         let mut sink = if self.policy.zip {
             Sink::zip(self.target, cx, self.zip_key(c)?, c.start.timestamp())?
         } else {

@@ -96,7 +96,7 @@ pub fn write(
     let cx = WriteContext {
         run: Some(run),
         headway: headway.clone(),
-        keep: Keep::default(),
+        ..WriteContext::default()
     };
     let key = key_for(policy, run);
     let io_err = |source| TargetError::Io {

@@ -7,6 +7,8 @@
 
 #[cfg(feature = "s3")]
 mod aws;
+#[cfg(feature = "azure")]
+mod azure_copy;
 pub mod fs;
 #[cfg(feature = "gcs")]
 mod gcs;
@@ -325,6 +327,10 @@ pub struct WriteContext {
     pub headway: Headway,
     /// What a target under Object Lock keeps the object for.
     pub keep: Keep,
+    /// Keys the catalog claimed for this write for the first time: no run of it has written
+    /// there, so the target is not asked whether an identical object is already stored (a
+    /// request per object saved on every first export; docs/operations.md, "Remote targets").
+    pub fresh_keys: std::collections::HashSet<String>,
 }
 
 /// What a target under Object Lock needs to know of the conversation an object belongs to.
@@ -452,7 +458,7 @@ pub fn put_stream(
     expect: Option<Expected<'_>>,
     cx: &WriteContext,
 ) -> Result<ObjectRecord, PutError> {
-    if let Some(stored) = already_stored(target, key, expect.as_ref())? {
+    if let Some(stored) = already_stored(target, key, expect.as_ref(), cx)? {
         return Ok(stored);
     }
     let writer = target.create(key, expect.as_ref().map(|e| e.sha256), cx)?;
@@ -460,13 +466,17 @@ pub fn put_stream(
 }
 
 /// The record of an identical object already at `key`, when the target keeps checksums and
-/// the one stored there is the expected one: writing it again would only duplicate work.
+/// the one stored there is the expected one: writing it again would only duplicate work. Not
+/// asked for a key `cx` holds fresh.
 fn already_stored(
     target: &dyn Target,
     key: &ObjectKey,
     expect: Option<&Expected<'_>>,
+    cx: &WriteContext,
 ) -> Result<Option<ObjectRecord>, PutError> {
-    let Some(e) = expect else { return Ok(None) };
+    let Some(e) = expect.filter(|_| !cx.fresh_keys.contains(key.as_str())) else {
+        return Ok(None);
+    };
     Ok(match target.stored_sha256(key)? {
         Some(sha) if sha == e.sha256 => {
             tracing::debug!(target = target.name(), %key, "identical object already stored; skipped");
@@ -547,7 +557,7 @@ pub fn put_file(
     cx: &WriteContext,
 ) -> Result<ObjectRecord, PutError> {
     use std::os::unix::fs::FileExt;
-    if let Some(stored) = already_stored(target, key, expect.as_ref())? {
+    if let Some(stored) = already_stored(target, key, expect.as_ref(), cx)? {
         return Ok(stored);
     }
     let mut writer = target.create(key, expect.as_ref().map(|e| e.sha256), cx)?;
@@ -675,8 +685,9 @@ pub fn build(
 
 /// The bucket of the repository `source` when a target of `config` copies objects from it
 /// inside the store (docs/operations.md, "Server-side copy"): both are S3 buckets written
-/// through the AWS SDK at the same endpoint and region, so one client, with the same
-/// credentials, reaches both. None otherwise: the target streams what it exports.
+/// through the AWS SDK at the same endpoint and region, or Azure containers of the same
+/// account and endpoint, so one client, with the same credentials, reaches both. None
+/// otherwise: the target streams what it exports.
 pub fn copies_from<'a>(config: &TargetConfig, source: &'a TargetConfig) -> Option<&'a str> {
     match (config, source) {
         (TargetConfig::S3(t, _), TargetConfig::S3(s, _))
@@ -686,6 +697,11 @@ pub fn copies_from<'a>(config: &TargetConfig, source: &'a TargetConfig) -> Optio
                 && t.region == s.region =>
         {
             Some(&s.bucket)
+        }
+        (TargetConfig::Azure(t, _), TargetConfig::Azure(s, _))
+            if t.endpoint == s.endpoint && t.account == s.account =>
+        {
+            Some(&s.container)
         }
         _ => None,
     }
@@ -891,6 +907,80 @@ mod tests {
         fn open(&self, _key: &ObjectKey) -> Result<Box<dyn Read + Send>, TargetError> {
             unreachable!("puts never read back")
         }
+    }
+
+    /// A target that says it holds `stored` under every key and counts how often it is asked.
+    struct Holding {
+        capture: Capture,
+        stored: String,
+        asked: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Target for Holding {
+        fn name(&self) -> &str {
+            "holding"
+        }
+        fn check(&self) -> Result<(), TargetError> {
+            Ok(())
+        }
+        fn create(
+            &self,
+            key: &ObjectKey,
+            sha256: Option<&str>,
+            cx: &WriteContext,
+        ) -> Result<Box<dyn ObjectWriter>, TargetError> {
+            self.capture.create(key, sha256, cx)
+        }
+        fn open(&self, _key: &ObjectKey) -> Result<Box<dyn Read + Send>, TargetError> {
+            unreachable!("puts never read back")
+        }
+        fn stored_sha256(&self, _key: &ObjectKey) -> Result<Option<String>, TargetError> {
+            self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(Some(self.stored.clone()))
+        }
+    }
+
+    #[test]
+    fn a_key_claimed_for_the_first_time_is_written_without_asking_the_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = b"recording".to_vec();
+        let sha = hex::encode(Sha256::digest(&data));
+        let t = Holding {
+            capture: Capture {
+                path: dir.path().join("captured"),
+                kernel: false,
+            },
+            stored: sha.clone(),
+            asked: Default::default(),
+        };
+        let key = ObjectKey::new("acme/x.wav").unwrap();
+        let put = |cx: &WriteContext| {
+            let expect = Expected {
+                size: data.len() as u64,
+                sha256: &sha,
+            };
+            put_stream(&t, &key, &mut &data[..], &mut Vec::new(), Some(expect), cx).unwrap()
+        };
+        let rerun = WriteContext::default();
+        let rec = put(&rerun);
+        assert_eq!(rec.sha256, sha);
+        assert_eq!(t.asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(
+            !t.capture.path.exists(),
+            "an identical object already stored is not written again"
+        );
+        let first = WriteContext {
+            fresh_keys: [key.to_string()].into(),
+            ..WriteContext::default()
+        };
+        let rec = put(&first);
+        assert_eq!(rec.sha256, sha);
+        assert_eq!(
+            t.asked.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "a fresh key is not asked about"
+        );
+        assert_eq!(std::fs::read(&t.capture.path).unwrap(), data);
     }
 
     #[test]

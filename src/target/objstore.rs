@@ -38,6 +38,9 @@ struct ObjectStoreBackend {
     /// no metadata, so they go through the upload object, which commits the SHA-256 with the
     /// block list.
     azure: Option<AzureUploads>,
+    /// Copy Blob inside the Azure account, when its blob service's address is known.
+    #[cfg(feature = "azure")]
+    copier: Option<super::azure_copy::AzureCopier>,
 }
 
 /// Azure multipart uploads under way in this process, by the id `begin` gave them. The upload
@@ -109,6 +112,8 @@ pub fn s3(name: &str, c: &super::S3Config, uploads: &Uploads) -> Result<Built, T
             prefix: c.prefix.clone(),
             hint: super::aws::HINT,
             azure: None,
+            #[cfg(feature = "azure")]
+            copier: None,
         },
     )
 }
@@ -116,7 +121,7 @@ pub fn s3(name: &str, c: &super::S3Config, uploads: &Uploads) -> Result<Built, T
 /// An Azure Blob Storage container.
 #[cfg(feature = "azure")]
 pub fn azure(name: &str, c: &super::AzureConfig, uploads: &Uploads) -> Result<Built, TargetError> {
-    use object_store::azure::MicrosoftAzureBuilder;
+    use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
     let mut builder = MicrosoftAzureBuilder::from_env()
         .with_container_name(&c.container)
         .with_retry(retry())
@@ -127,16 +132,45 @@ pub fn azure(name: &str, c: &super::AzureConfig, uploads: &Uploads) -> Result<Bu
     if let Some(endpoint) = &c.endpoint {
         builder = builder.with_endpoint(endpoint.clone());
     }
-    let store = builder.build().map_err(|e| unusable(name, e))?;
+    let setting = |key| builder.get_config_value(&key);
+    let on = |key| setting(key).is_some_and(|v| v == "true");
+    // The blob service's address as object_store makes it, when it is the account's own: the
+    // emulator and Fabric settings make other addresses, and their stores stream copies.
+    let service = match (
+        setting(AzureConfigKey::AccountName),
+        setting(AzureConfigKey::Endpoint),
+    ) {
+        _ if on(AzureConfigKey::UseEmulator) || on(AzureConfigKey::UseFabricEndpoint) => None,
+        (Some(account), Some(endpoint)) => Some((account, endpoint)),
+        (Some(account), None) => {
+            let endpoint = format!("https://{account}.blob.core.windows.net");
+            Some((account, endpoint))
+        }
+        (None, _) => None,
+    };
+    let store = Arc::new(builder.build().map_err(|e| unusable(name, e))?);
+    let copier = service
+        .map(|(account, endpoint)| {
+            super::azure_copy::AzureCopier::new(
+                store.clone(),
+                account,
+                &endpoint,
+                &c.container,
+                uploads.request_timeout,
+            )
+        })
+        .transpose()
+        .map_err(|e| unusable(name, e))?;
     finish(
         name,
         ObjectStoreBackend {
-            store: Arc::new(store),
+            store,
             location: format!("azure container {}/{}", c.container, c.prefix),
             prefix: c.prefix.clone(),
             hint: "check the container, the endpoint and the account and key in \
                    AZURE_STORAGE_ACCOUNT_NAME / AZURE_STORAGE_ACCOUNT_KEY (or another Azure credential)",
             azure: Some(AzureUploads::default()),
+            copier,
         },
     )
 }
@@ -378,6 +412,50 @@ impl Backend for ObjectStoreBackend {
                 etag: meta.e_tag.unwrap_or_default().trim_matches('"').to_owned(),
             })
             .collect())
+    }
+
+    fn copies(&self) -> bool {
+        #[cfg(feature = "azure")]
+        return self.copier.is_some();
+        #[cfg(not(feature = "azure"))]
+        false
+    }
+
+    fn copies_whole(&self) -> bool {
+        self.copies()
+    }
+
+    #[cfg(feature = "azure")]
+    async fn copy(
+        &self,
+        source: &super::remote::CopySource,
+        key: &str,
+        _sha256: &str,
+        retention: Option<super::remote::Retention>,
+    ) -> BackendResult<Option<String>> {
+        let copier = self.copier.as_ref().ok_or_else(super::remote::no_copy)?;
+        if retention.is_some() {
+            return Err(BackendError::Other(
+                "Azure copies are not written under Object Lock".into(),
+            ));
+        }
+        copier.copy(source, key).await?;
+        Ok(None)
+    }
+
+    #[cfg(feature = "azure")]
+    async fn seal_copy(&self, key: &str, sha256: &str) -> BackendResult<()> {
+        match &self.copier {
+            Some(copier) => copier.seal(key, sha256).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> BackendResult<()> {
+        self.store
+            .delete(&StorePath::from(key))
+            .await
+            .map_err(error)
     }
 
     async fn keeps_versions(&self) -> BackendResult<bool> {

@@ -140,7 +140,7 @@ impl LockState {
     }
 }
 
-fn no_copy() -> BackendError {
+pub(super) fn no_copy() -> BackendError {
     BackendError::Other("this store client cannot copy inside the store".into())
 }
 
@@ -230,14 +230,20 @@ pub trait Backend: Send + Sync + 'static {
     fn copies(&self) -> bool {
         false
     }
+    /// Whether `copy` takes an object of any size in one request (Azure's Copy Blob), so no
+    /// multipart copy is made (`part_copy`, `head_in` unused).
+    fn copies_whole(&self) -> bool {
+        false
+    }
     /// The size and entity tag of the object at the full key `key` of `bucket`, in the same
     /// store; None when there is none.
     async fn head_in(&self, _bucket: &str, _key: &str) -> BackendResult<Option<(u64, String)>> {
         Err(no_copy())
     }
     /// Copies `source` to `key` inside the store in one request, storing `sha256` with it as
-    /// `put` does (under `retention` when given). Returns the SHA-256 the store computed of
-    /// the copy, when it offers one; `NotFound` when the source is not there.
+    /// `put` does (under `retention` when given), or only once `seal_copy` is called.
+    /// Returns the SHA-256 the store computed of the copy, when it offers one; `NotFound` when
+    /// the source is not there.
     async fn copy(
         &self,
         _source: &CopySource,
@@ -246,6 +252,12 @@ pub trait Backend: Send + Sync + 'static {
         _retention: Option<Retention>,
     ) -> BackendResult<Option<String>> {
         Err(no_copy())
+    }
+    /// Called once a copy the store gave no SHA-256 of has been read back and matches `sha256`:
+    /// a client whose copies carry no `sha256` until they are checked stores it now, so one
+    /// left unchecked by a killed process is never taken for an identical object.
+    async fn seal_copy(&self, _key: &str, _sha256: &str) -> BackendResult<()> {
+        Ok(())
     }
     /// Copies the bytes of `source` in `range` into part `index` (from 0) of the multipart
     /// upload `upload`; returns the token `complete` needs.
@@ -419,7 +431,7 @@ impl RemoteTarget {
         expect: Expected<'_>,
         cx: &WriteContext,
     ) -> Result<ObjectRecord, PutError> {
-        if let Some(stored) = super::already_stored(self, key, Some(&expect))? {
+        if let Some(stored) = super::already_stored(self, key, Some(&expect), cx)? {
             return Ok(stored);
         }
         let full_key = self.full_key(key.as_str());
@@ -435,7 +447,7 @@ impl RemoteTarget {
             }
             return Err(self.io(key.as_str(), LOCKED_ELSEWHERE).into());
         }
-        if expect.size > self.uploads.copy_part_size {
+        if expect.size > self.uploads.copy_part_size && !self.backend.copies_whole() {
             return self.copy_large(bucket, source_key, key, expect, retention, cx);
         }
         // One request: what the copy holds is checked after it (the store's checksum, or the
@@ -456,7 +468,7 @@ impl RemoteTarget {
             Err(e) => return Err(self.io(key.as_str(), e).into()),
         };
         cx.headway.advance(expect.size);
-        let found = match checksum {
+        let found = match &checksum {
             Some(sha) if sha == expect.sha256 => None,
             // The size tells a longer or shorter source from one with other bytes.
             Some(_) => Some(
@@ -468,6 +480,11 @@ impl RemoteTarget {
         if let Some(mismatch) = found {
             self.remove_copy(&full_key, key);
             return Err(PutError::Mismatch(mismatch));
+        }
+        if checksum.is_none() {
+            self.runtime
+                .block_on(self.backend.seal_copy(&full_key, expect.sha256))
+                .map_err(|e| self.io(key.as_str(), e))?;
         }
         Ok(record(key, expect))
     }

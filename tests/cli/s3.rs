@@ -625,6 +625,7 @@ fn unreachable_endpoint_stops_before_any_work() {
     }
 }
 
+#[cfg(feature = "postgres")]
 #[test]
 fn the_node_that_ends_a_cluster_run_aborts_a_killed_nodes_upload() {
     let scratch = crate::postgres::Scratch::new("s3node");

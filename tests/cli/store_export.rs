@@ -464,3 +464,88 @@ fn upload_tree(moto: &Moto, bucket: &str, dir: &Path, prefix: &str) {
         }
     }
 }
+
+/// Every file of the repository on disk stored as a blob of `container` under the same key.
+#[cfg(feature = "azure")]
+fn upload_to_azure(azurite: &crate::azure::Azurite, env: &Env, container: &str) {
+    for key in files(&env.root()) {
+        let body = std::fs::read(env.root().join(&key)).unwrap();
+        azurite.put_blob(container, &key, &body);
+    }
+}
+
+#[cfg(feature = "azure")]
+#[test]
+fn an_azure_repository_is_copied_inside_the_account_checked_and_sealed() {
+    use crate::azure::{Azurite, KEY, run};
+    let azurite = Azurite::start();
+    azurite.create_container("recordings");
+    azurite.create_container("archive");
+    let env = Env::new("");
+    let good = pattern(300_000, 5);
+    env.conversation("acme", 1, "ok", &[("call.wav", &good)]);
+    env.conversation("acme", 2, "bad", &[("call.wav", &good)]);
+    upload_to_azure(&azurite, &env, "recordings");
+    // Same size, other bytes behind the record: only the SHA-256 tells.
+    let swapped = pattern(300_000, 6);
+    let bad_key = format!("{}/call.wav", Env::rel_dir("acme", 2, "bad"));
+    azurite.put_blob("recordings", &bad_key, &swapped);
+    env.write_config(&format!(
+        "[catalog]\nurl = \"sqlite:catalog.db\"\n\n\
+         [repository]\nkind = \"azure\"\ncontainer = \"recordings\"\nendpoint = \"{endpoint}\"\n\n\
+         [targets.blob]\nkind = \"azure\"\ncontainer = \"archive\"\nprefix = \"exports\"\n\
+         endpoint = \"{endpoint}\"\n\n\
+         [policies.export]\naction = \"export\"\ntarget = \"blob\"\nmode = \"full\"\n",
+        endpoint = azurite.endpoint()
+    ));
+    let out = run(&env, &["--json", "run", "export"], KEY);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let summary = json(&out);
+    assert_eq!(summary["counters"]["exported"], 1, "{}", text(&out));
+    let error = summary["failures"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("content does not match the sha256 its record lists"),
+        "{error}"
+    );
+    assert!(
+        !text(&out).contains(&sha256(&swapped)),
+        "the hash found is never told"
+    );
+
+    // The exported blob is the store's copy of the repository's, carrying the recording's
+    // SHA-256 and nothing of the source's metadata; the mismatched copy was removed.
+    let ok_key = format!("exports/{}/call.wav", Env::rel_dir("acme", 1, "ok"));
+    let props = azurite.blob_properties("archive", &ok_key);
+    assert!(props.starts_with("http/1.1 200"), "{props}");
+    assert!(props.contains("x-ms-copy-status: success"), "{props}");
+    assert!(
+        props.contains("x-ms-copy-source: ")
+            && props.contains("/recordings/acme/2026/01/01/ok/call.wav"),
+        "{props}"
+    );
+    assert!(
+        props.contains(&format!("x-ms-meta-sha256: {}", sha256(&good))),
+        "{props}"
+    );
+    assert!(!props.contains("unchecked"), "{props}");
+    let gone = azurite.blob_properties("archive", &format!("exports/{bad_key}"));
+    assert!(gone.starts_with("http/1.1 404"), "{gone}");
+    let verify = run(&env, &["verify", &summary["run"].to_string()], KEY);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+
+    // A full rerun finds the checked copy's SHA-256 and copies nothing again.
+    let again = env
+        .command(&["--json", "run", "export"])
+        .env("AZURE_STORAGE_ACCOUNT_NAME", "devstoreaccount1")
+        .env("AZURE_STORAGE_ACCOUNT_KEY", KEY)
+        .env("CUSTODIAN_LOG", "custodian::target=debug")
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert!(
+        text(&again).contains("identical object already stored; skipped")
+            && text(&again).contains("ok/call.wav"),
+        "{}",
+        text(&again)
+    );
+}

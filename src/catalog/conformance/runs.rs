@@ -298,15 +298,26 @@ fn claim(key: &str, id: &str, file: &str) -> KeyClaim {
 
 /// A key belongs to the first file of a conversation that claimed it at a target: the same
 /// file claims it again (a rerun), any other is told who holds it, and a refused batch claims
-/// nothing.
+/// nothing. Only a key's first claim is fresh.
 pub fn object_keys_are_held_by_one_file(cat: &dyn Catalog) {
     let run = cat.begin_run("p", Mode::Full, "t").unwrap();
     let victim = [
         claim("victim-x-a.wav", "victim", "x-a.wav"),
         claim("victim/conversation.json", "victim", "conversation.json"),
     ];
-    assert_eq!(cat.claim_keys("t", run, &victim).unwrap(), []);
-    assert_eq!(cat.claim_keys("t", run, &victim).unwrap(), [], "a rerun");
+    let keys = |claims: &[KeyClaim]| claims.iter().map(|c| c.key.clone()).collect::<Vec<_>>();
+    let first = cat.claim_keys("t", run, &victim).unwrap();
+    assert_eq!(first.held, []);
+    let mut fresh = first.fresh;
+    fresh.sort();
+    let mut all = keys(&victim);
+    all.sort();
+    assert_eq!(fresh, all, "a first claim is fresh");
+    assert_eq!(
+        cat.claim_keys("t", run, &victim).unwrap(),
+        Claimed::default(),
+        "a rerun holds its keys, none of them fresh"
+    );
     let other = [
         claim(
             "victim-x/conversation.json",
@@ -317,29 +328,34 @@ pub fn object_keys_are_held_by_one_file(cat: &dyn Catalog) {
     ];
     assert_eq!(
         cat.claim_keys("t", run, &other).unwrap(),
-        [victim[0].clone()]
+        Claimed {
+            held: vec![victim[0].clone()],
+            fresh: Vec::new(),
+        },
+        "a refused batch has no fresh keys"
     );
     let after = claim("victim-x/conversation.json", "later", "conversation.json");
     assert_eq!(
         cat.claim_keys("t", run, std::slice::from_ref(&after))
             .unwrap(),
-        [],
+        Claimed {
+            held: Vec::new(),
+            fresh: keys(std::slice::from_ref(&after)),
+        },
         "the refused batch claimed none of its keys"
     );
     let same_conversation = claim("victim-x-a.wav", "victim", "call.txt");
     assert_eq!(
-        cat.claim_keys("t", run, &[same_conversation]).unwrap(),
+        cat.claim_keys("t", run, &[same_conversation]).unwrap().held,
         [victim[0].clone()],
         "another file of the same conversation"
     );
-    assert_eq!(
-        cat.claim_keys("other-target", run, &other).unwrap(),
-        [],
-        "keys are per target"
-    );
+    let elsewhere = cat.claim_keys("other-target", run, &other).unwrap();
+    assert_eq!(elsewhere.held, [], "keys are per target");
+    assert_eq!(elsewhere.fresh.len(), 2, "keys are per target");
     let twice = [claim("dup", "c", "a.wav"), claim("dup", "c", "b.wav")];
     assert_eq!(
-        cat.claim_keys("t", run, &twice).unwrap(),
+        cat.claim_keys("t", run, &twice).unwrap().held,
         [claim("dup", "c", "a.wav")],
         "two files of one batch"
     );
@@ -356,7 +372,7 @@ pub fn object_key_claims_race_to_one_winner(cat: &dyn Catalog) {
                 let (key, winners) = (&key, &winners);
                 s.spawn(move || {
                     let c = claim(key, &format!("c{i}"), "a.wav");
-                    let held = cat.claim_keys("t", run, &[c]).unwrap();
+                    let held = cat.claim_keys("t", run, &[c]).unwrap().held;
                     if held.is_empty() {
                         winners.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     } else {

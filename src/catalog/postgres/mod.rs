@@ -47,7 +47,7 @@ use sha2::{Digest, Sha256};
 
 use super::rows::Fields;
 use super::{
-    AuditQuery, Catalog, CatalogError, ConfidentialPage, Counters, Exclude, FailedItem,
+    AuditQuery, Catalog, CatalogError, Claimed, ConfidentialPage, Counters, Exclude, FailedItem,
     Fingerprint, IndexChange, ItemOutcome, JobRun, KeyClaim, Mode, ObjectRecord, PolicyLock,
     Result, RunId, RunPage, RunStatus, Selected, redact_url,
 };
@@ -431,7 +431,7 @@ impl Catalog for PostgresCatalog {
         runs::resume_run(self, run)
     }
 
-    fn claim_keys(&self, target: &str, run: RunId, claims: &[KeyClaim]) -> Result<Vec<KeyClaim>> {
+    fn claim_keys(&self, target: &str, run: RunId, claims: &[KeyClaim]) -> Result<Claimed> {
         runs::claim_keys(self, target, run, claims)
     }
 

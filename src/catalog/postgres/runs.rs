@@ -13,8 +13,8 @@ use super::{Fallible, PostgresCatalog, connect, int, last_of_each, micros};
 use crate::catalog::rows;
 use crate::catalog::sql::{self, Sql};
 use crate::catalog::{
-    CatalogError, Counters, ExportedArtifact, FailedItem, Fingerprint, ItemOutcome, JobRun,
-    KeyClaim, Mode, ObjectRecord, PolicyLock, Result, RunId, RunPage, RunStatus,
+    CatalogError, Claimed, Counters, ExportedArtifact, FailedItem, Fingerprint, ItemOutcome,
+    JobRun, KeyClaim, Mode, ObjectRecord, PolicyLock, Result, RunId, RunPage, RunStatus,
 };
 
 /// Conversations (tenant, id) handled by a policy, with the record version each was at.
@@ -148,9 +148,9 @@ pub(super) fn claim_keys(
     target: &str,
     run: RunId,
     claims: &[KeyClaim],
-) -> Result<Vec<KeyClaim>> {
+) -> Result<Claimed> {
     if claims.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Claimed::default());
     }
     let keys: Vec<&str> = claims.iter().map(|c| c.key.as_str()).collect();
     let tenants: Vec<&str> = claims.iter().map(|c| c.tenant.as_str()).collect();
@@ -161,13 +161,16 @@ pub(super) fn claim_keys(
         // An insert racing another node's uncommitted claim of the same key waits for it,
         // then does nothing; the holder is read by a statement of its own, whose snapshot
         // sees the claim that won.
-        s.execute(
+        let mut fresh = Vec::new();
+        for r in s.query(
             "INSERT INTO object_keys (target, key, tenant, conversation_id, file, run, at) \
              SELECT $1, u.key, u.tenant, u.id, u.file, $2, $3 \
              FROM unnest($4::text[], $5::text[], $6::text[], $7::text[]) AS u(key, tenant, id, file) \
-             ON CONFLICT (target, key) DO NOTHING",
+             ON CONFLICT (target, key) DO NOTHING RETURNING key",
             &[&target, &run.0, &now, &keys, &tenants, &ids, &files],
-        )?;
+        )? {
+            fresh.push(r.try_get(0)?);
+        }
         let mut held = Vec::new();
         for r in s.query(
             "SELECT key, tenant, conversation_id, file FROM object_keys \
@@ -185,7 +188,10 @@ pub(super) fn claim_keys(
             }
         }
         let commit = held.is_empty();
-        Ok((held, commit))
+        if !commit {
+            fresh.clear();
+        }
+        Ok((Claimed { held, fresh }, commit))
     })
 }
 

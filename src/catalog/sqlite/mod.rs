@@ -27,7 +27,7 @@ use rusqlite::{Connection, Row, RowIndex};
 
 use super::rows::Fields;
 use super::{
-    AuditQuery, Catalog, CatalogError, ConfidentialPage, Counters, Exclude, FailedItem,
+    AuditQuery, Catalog, CatalogError, Claimed, ConfidentialPage, Counters, Exclude, FailedItem,
     Fingerprint, IndexChange, ItemOutcome, JobRun, KeyClaim, Mode, ObjectRecord, PolicyLock,
     Result, RunId, RunPage, RunStatus, Selected,
 };
@@ -324,7 +324,7 @@ impl Catalog for SqliteCatalog {
         runs::resume_run(self, run)
     }
 
-    fn claim_keys(&self, target: &str, run: RunId, claims: &[KeyClaim]) -> Result<Vec<KeyClaim>> {
+    fn claim_keys(&self, target: &str, run: RunId, claims: &[KeyClaim]) -> Result<Claimed> {
         runs::claim_keys(self, target, run, claims)
     }
 

@@ -10,8 +10,8 @@ use super::{Columns, FileLock, SqliteCatalog};
 use crate::catalog::rows;
 use crate::catalog::sql::{self, Sql};
 use crate::catalog::{
-    Catalog, CatalogError, Counters, FailedItem, ItemOutcome, JobRun, KeyClaim, Mode, ObjectRecord,
-    PolicyLock, Result, RunId, RunPage, RunStatus, rfc3339_micros as ts,
+    Catalog, CatalogError, Claimed, Counters, FailedItem, ItemOutcome, JobRun, KeyClaim, Mode,
+    ObjectRecord, PolicyLock, Result, RunId, RunPage, RunStatus, rfc3339_micros as ts,
 };
 
 pub(super) fn claim_keys(
@@ -19,11 +19,11 @@ pub(super) fn claim_keys(
     target: &str,
     run: RunId,
     claims: &[KeyClaim],
-) -> Result<Vec<KeyClaim>> {
+) -> Result<Claimed> {
     let mut conn = cat.writer.lock().expect("catalog writer lock");
     let tx = conn.transaction().map_err(|e| cat.err(e))?;
     let now = ts(Utc::now());
-    let claim = || -> rusqlite::Result<Vec<KeyClaim>> {
+    let claim = || -> rusqlite::Result<Claimed> {
         let mut insert = tx.prepare_cached(
             "INSERT INTO object_keys (target, key, tenant, conversation_id, file, run, at) \
              VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (target, key) DO NOTHING",
@@ -31,9 +31,9 @@ pub(super) fn claim_keys(
         let mut holder = tx.prepare_cached(
             "SELECT tenant, conversation_id, file FROM object_keys WHERE target = ? AND key = ?",
         )?;
-        let mut held = Vec::new();
+        let mut claimed = Claimed::default();
         for c in claims {
-            insert.execute(params![
+            let inserted = insert.execute(params![
                 target,
                 c.key,
                 c.tenant,
@@ -42,6 +42,9 @@ pub(super) fn claim_keys(
                 run.0,
                 now
             ])?;
+            if inserted == 1 {
+                claimed.fresh.push(c.key.clone());
+            }
             let h = holder.query_row(params![target, c.key], |r| {
                 Ok(KeyClaim {
                     key: c.key.clone(),
@@ -51,16 +54,18 @@ pub(super) fn claim_keys(
                 })
             })?;
             if !h.same_holder(c) {
-                held.push(h);
+                claimed.held.push(h);
             }
         }
-        Ok(held)
+        Ok(claimed)
     };
-    let held = claim().map_err(|e| cat.err(e))?;
-    if held.is_empty() {
+    let mut claimed = claim().map_err(|e| cat.err(e))?;
+    if claimed.held.is_empty() {
         tx.commit().map_err(|e| cat.err(e))?;
+    } else {
+        claimed.fresh.clear();
     }
-    Ok(held)
+    Ok(claimed)
 }
 
 pub(super) fn lock_policy(cat: &SqliteCatalog, policy: &str) -> Result<Box<dyn PolicyLock>> {

@@ -1,0 +1,345 @@
+//! Copies inside one Azure storage account with Copy Blob, for a repository and a target in
+//! the same account (docs/operations.md, "Server-side copy"). object_store's own copy takes
+//! the source's metadata and cannot set the copy's, so the requests are built here: authorized
+//! through object_store's credential chain and signer, sent over the reqwest it builds.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use object_store::azure::{AzureAuthorizer, AzureCredential, MicrosoftAzure};
+use object_store::client::{HttpRequest, HttpRequestBody};
+use reqwest::header::{CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Method, Response, StatusCode, Url};
+
+use super::remote::{BackendError, BackendResult, CopySource};
+
+/// Metadata a copy carries until it has been read back. Any metadata header replaces what the
+/// source carries, so a copy never holds a `sha256` it was not checked against, not even when
+/// the process is killed before the check.
+const UNCHECKED: &str = "x-ms-meta-custodian_unchecked";
+
+/// The first wait before asking again about a copy the store has not finished, doubled up to
+/// `POLL_MAX`; a copy whose progress stands still for `STALLED` is aborted.
+const POLL_FIRST: Duration = Duration::from_millis(100);
+const POLL_MAX: Duration = Duration::from_secs(5);
+const STALLED: Duration = Duration::from_secs(300);
+
+/// What Copy Blob says of a copy (`x-ms-copy-status`).
+#[derive(Debug, PartialEq, Eq)]
+enum CopyState {
+    Success,
+    /// Not finished; the progress it gives (`x-ms-copy-progress`, "copied/total").
+    Pending(String),
+    /// Failed or aborted, with the store's description.
+    Failed(String),
+}
+
+impl CopyState {
+    fn of(headers: &HeaderMap) -> CopyState {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        match header("x-ms-copy-status").as_str() {
+            "success" => CopyState::Success,
+            "pending" => CopyState::Pending(header("x-ms-copy-progress")),
+            "" => CopyState::Failed("the store did not say how the copy went".into()),
+            other => CopyState::Failed(format!(
+                "the store's copy ended `{other}`: {}",
+                header("x-ms-copy-status-description")
+            )),
+        }
+    }
+}
+
+/// Copy Blob for one target container.
+pub(super) struct AzureCopier {
+    store: Arc<MicrosoftAzure>,
+    http: reqwest::Client,
+    account: String,
+    /// The account's blob service: the configured endpoint, or
+    /// `https://ACCOUNT.blob.core.windows.net`.
+    service: Url,
+    /// The container the target writes to.
+    container: String,
+}
+
+impl AzureCopier {
+    pub(super) fn new(
+        store: Arc<MicrosoftAzure>,
+        account: String,
+        service: &str,
+        container: &str,
+        timeout: Duration,
+    ) -> Result<AzureCopier, String> {
+        let service = Url::parse(service)
+            .map_err(|e| format!("the endpoint `{service}` is not a URL: {e}"))?;
+        if service.cannot_be_a_base() {
+            return Err(format!(
+                "the endpoint `{service}` is not a URL objects live under"
+            ));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(AzureCopier {
+            store,
+            http,
+            account,
+            service,
+            container: container.to_owned(),
+        })
+    }
+
+    fn url(&self, container: &str, key: &str) -> Url {
+        let mut url = self.service.clone();
+        url.path_segments_mut()
+            .expect("checked to be a base")
+            .pop_if_empty()
+            .push(container)
+            .extend(key.split('/'));
+        url
+    }
+
+    async fn credential(&self) -> BackendResult<Arc<AzureCredential>> {
+        self.store
+            .credentials()
+            .get_credential()
+            .await
+            .map_err(|e| BackendError::Other(e.to_string()))
+    }
+
+    /// Sends a request without a body to `url`, authorized by `credential`.
+    async fn send(
+        &self,
+        credential: &AzureCredential,
+        method: Method,
+        url: &Url,
+        mut headers: HeaderMap,
+    ) -> BackendResult<Response> {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        let mut request = HttpRequest::new(HttpRequestBody::empty());
+        *request.method_mut() = method;
+        *request.uri_mut() = url
+            .as_str()
+            .parse()
+            .map_err(|e| BackendError::Other(format!("{e}")))?;
+        *request.headers_mut() = headers;
+        AzureAuthorizer::new(credential, &self.account)
+            .try_authorize(&mut request)
+            .map_err(|e| BackendError::Other(e.to_string()))?;
+        let (parts, _) = request.into_parts();
+        self.http
+            .request(parts.method, parts.uri.to_string())
+            .headers(parts.headers)
+            .send()
+            .await
+            .map_err(|e| BackendError::Other(e.without_url().to_string()))
+    }
+
+    /// Copies `source` (a full key of another container, or this one) to the full key `key`
+    /// of the target's container, and waits until the store has finished. The copy carries
+    /// none of the source's metadata; `seal` gives it its SHA-256 once it has been checked. A
+    /// copy the store fails, or whose progress stands still, is removed.
+    pub(super) async fn copy(&self, source: &CopySource, key: &str) -> BackendResult<()> {
+        let credential = self.credential().await?;
+        let mut from = self.url(&source.bucket, &source.key);
+        if let AzureCredential::SASToken(pairs) = credential.as_ref() {
+            from.query_pairs_mut().extend_pairs(pairs);
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            HeaderName::from_static("x-ms-copy-source"),
+            HeaderValue::from_str(from.as_str()).map_err(|e| BackendError::Other(e.to_string()))?,
+        );
+        headers.insert(
+            HeaderName::from_static(UNCHECKED),
+            HeaderValue::from_static("true"),
+        );
+        if let Some(etag) = &source.etag {
+            headers.insert(
+                HeaderName::from_static("x-ms-source-if-match"),
+                HeaderValue::from_str(etag).map_err(|e| BackendError::Other(e.to_string()))?,
+            );
+        }
+        let to = self.url(&self.container, key);
+        let response = self.send(&credential, Method::PUT, &to, headers).await?;
+        match response.status() {
+            StatusCode::ACCEPTED | StatusCode::CREATED => {}
+            StatusCode::NOT_FOUND if source_missing(response.headers()) => {
+                return Err(BackendError::NotFound);
+            }
+            _ => return Err(refused(response).await),
+        }
+        let mut state = CopyState::of(response.headers());
+        let (mut wait, mut moved) = (POLL_FIRST, Instant::now());
+        while let CopyState::Pending(progress) = &state {
+            if moved.elapsed() > STALLED {
+                self.discard(&credential, &to).await;
+                return Err(BackendError::Other(format!(
+                    "the store's copy made no progress for {} s (at {progress}); it was aborted",
+                    STALLED.as_secs()
+                )));
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(POLL_MAX);
+            let response = self
+                .send(&credential, Method::HEAD, &to, HeaderMap::new())
+                .await?;
+            if !response.status().is_success() {
+                return Err(refused(response).await);
+            }
+            let next = CopyState::of(response.headers());
+            if next != state {
+                moved = Instant::now();
+            }
+            state = next;
+        }
+        match state {
+            CopyState::Success => Ok(()),
+            CopyState::Failed(why) | CopyState::Pending(why) => {
+                self.discard(&credential, &to).await;
+                Err(BackendError::Other(why))
+            }
+        }
+    }
+
+    /// Aborts a copy under way at `url` and removes what it left, as far as the store allows.
+    async fn discard(&self, credential: &AzureCredential, url: &Url) {
+        if let Ok(r) = self
+            .send(credential, Method::HEAD, url, HeaderMap::new())
+            .await
+            && let Some(id) = r.headers().get("x-ms-copy-id").cloned()
+        {
+            let mut abort = url.clone();
+            abort
+                .query_pairs_mut()
+                .append_pair("comp", "copy")
+                .append_pair("copyid", id.to_str().unwrap_or_default());
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                HeaderName::from_static("x-ms-copy-action"),
+                HeaderValue::from_static("abort"),
+            );
+            let _ = self.send(credential, Method::PUT, &abort, headers).await;
+        }
+        let _ = self
+            .send(credential, Method::DELETE, url, HeaderMap::new())
+            .await;
+    }
+
+    /// Gives the copy at the full key `key` its SHA-256, once read back and found to match:
+    /// Set Blob Metadata replaces the unchecked mark.
+    pub(super) async fn seal(&self, key: &str, sha256: &str) -> BackendResult<()> {
+        let credential = self.credential().await?;
+        let mut url = self.url(&self.container, key);
+        url.query_pairs_mut().append_pair("comp", "metadata");
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            HeaderName::from_static("x-ms-meta-sha256"),
+            HeaderValue::from_str(sha256).map_err(|e| BackendError::Other(e.to_string()))?,
+        );
+        let response = self.send(&credential, Method::PUT, &url, headers).await?;
+        match response.status() {
+            s if s.is_success() => Ok(()),
+            StatusCode::NOT_FOUND => Err(BackendError::NotFound),
+            _ => Err(refused(response).await),
+        }
+    }
+}
+
+/// Whether a 404 to Copy Blob means its source is not there (rather than the container).
+fn source_missing(headers: &HeaderMap) -> bool {
+    matches!(
+        headers.get("x-ms-error-code").and_then(|v| v.to_str().ok()),
+        Some("CannotVerifyCopySource" | "BlobNotFound")
+    )
+}
+
+/// The store's refusal: its status and error code (never the request's URL, which may carry a
+/// shared access signature).
+async fn refused(response: Response) -> BackendError {
+    let status = response.status();
+    let code = response
+        .headers()
+        .get("x-ms-error-code")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("no error code")
+        .to_owned();
+    BackendError::Other(format!("the store answered {status} ({code})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn the_copy_state_is_read_from_the_store_headers() {
+        assert_eq!(
+            CopyState::of(&headers(&[("x-ms-copy-status", "success")])),
+            CopyState::Success
+        );
+        assert_eq!(
+            CopyState::of(&headers(&[
+                ("x-ms-copy-status", "pending"),
+                ("x-ms-copy-progress", "10/200")
+            ])),
+            CopyState::Pending("10/200".into())
+        );
+        let failed = CopyState::of(&headers(&[
+            ("x-ms-copy-status", "failed"),
+            ("x-ms-copy-status-description", "500 InternalError"),
+        ]));
+        assert_eq!(
+            failed,
+            CopyState::Failed("the store's copy ended `failed`: 500 InternalError".into())
+        );
+        assert!(matches!(
+            CopyState::of(&HeaderMap::new()),
+            CopyState::Failed(_)
+        ));
+    }
+
+    #[test]
+    fn keys_become_path_segments_of_the_service() {
+        let copier = |service: &str| {
+            let store = object_store::azure::MicrosoftAzureBuilder::new()
+                .with_account("acct")
+                .with_access_key("a2V5")
+                .with_container_name("archive")
+                .build()
+                .unwrap();
+            AzureCopier::new(
+                Arc::new(store),
+                "acct".into(),
+                service,
+                "archive",
+                Duration::from_secs(1),
+            )
+            .unwrap()
+        };
+        let c = copier("http://127.0.0.1:10000/devstoreaccount1/");
+        assert_eq!(
+            c.url("recordings", "p/a b/#1.wav").as_str(),
+            "http://127.0.0.1:10000/devstoreaccount1/recordings/p/a%20b/%231.wav"
+        );
+        let c = copier("https://acct.blob.core.windows.net");
+        assert_eq!(
+            c.url("archive", "x.wav").as_str(),
+            "https://acct.blob.core.windows.net/archive/x.wav"
+        );
+    }
+}
