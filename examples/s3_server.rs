@@ -2,8 +2,12 @@
 //! benchmarks that compare S3 clients side by side on loopback.
 //!
 //! ```text
-//! cargo run --release --example s3_server -- ROOT PORT ACCESS_KEY SECRET_KEY [--listed]
+//! cargo run --release --example s3_server -- ROOT PORT ACCESS_KEY SECRET_KEY [--listed] [--latency-ms N]
 //! ```
+//!
+//! With `--latency-ms N`, every request is answered N ms late: a store that far away (a round
+//! trip per request on a pooled connection), for comparing clients that send different numbers
+//! of requests for the same work as they would fare against a remote store.
 //!
 //! Each directory under ROOT is a bucket. Serves until killed. With `--listed`, listings are
 //! answered from the prefix's own directory with an ETag per object (tests/support/listed_fs.rs)
@@ -53,8 +57,12 @@ fn sha256_of(path: &Path) -> std::io::Result<String> {
 async fn serve(
     service: s3s::service::S3Service,
     root: PathBuf,
+    latency: std::time::Duration,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> Result<hyper::Response<s3s::Body>, s3s::HttpError> {
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let checksum = req.method() == hyper::Method::PUT
         && req.headers().contains_key("x-amz-copy-source")
         && !req.uri().query().unwrap_or("").contains("partNumber=")
@@ -90,12 +98,21 @@ mod listed_fs;
 
 fn main() -> anyhow::Result<()> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let listed = args.last().is_some_and(|a| a == "--listed");
-    if listed {
-        args.pop();
-    }
+    let listed = args.iter().any(|a| a == "--listed");
+    args.retain(|a| a != "--listed");
+    let latency = match args.iter().position(|a| a == "--latency-ms") {
+        Some(at) if at + 1 < args.len() => {
+            let ms: u64 = args[at + 1].parse()?;
+            args.drain(at..at + 2);
+            std::time::Duration::from_millis(ms)
+        }
+        Some(_) => anyhow::bail!("--latency-ms needs a number of milliseconds"),
+        None => std::time::Duration::ZERO,
+    };
     let [root, port, access, secret] = args.as_slice() else {
-        anyhow::bail!("usage: s3_server ROOT PORT ACCESS_KEY SECRET_KEY [--listed]");
+        anyhow::bail!(
+            "usage: s3_server ROOT PORT ACCESS_KEY SECRET_KEY [--listed] [--latency-ms N]"
+        );
     };
     let root = PathBuf::from(root);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -129,8 +146,9 @@ fn main() -> anyhow::Result<()> {
             // not held back by Nagle until the client's delayed ACK (40 ms a request).
             socket.set_nodelay(true)?;
             let (service, root) = (service.clone(), root.clone());
-            let handler =
-                hyper::service::service_fn(move |req| serve(service.clone(), root.clone(), req));
+            let handler = hyper::service::service_fn(move |req| {
+                serve(service.clone(), root.clone(), latency, req)
+            });
             let conn = http
                 .serve_connection(hyper_util::rt::TokioIo::new(socket), handler)
                 .into_owned();

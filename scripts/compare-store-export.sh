@@ -8,15 +8,17 @@
 # copy it to an empty bucket, in RUNS rounds of one run each. Reports the median wall time and,
 # for that run, the CPU seconds of the client and of the server (they share the machine's
 # cores, so wall time alone misleads), and CPU per GB. The catalog is filled by indexing the
-# same repository on disk (`--no-index` then selects from it).
+# same repository on disk (`--no-index` then selects from it). LATENCY_MS=N has the server
+# answer every request N ms late, as a store that far away would (examples/s3_server.rs).
 #
-#   scripts/compare-store-export.sh WORK_DIR     env: CONVERSATIONS=2000 RUNS=3 PORT=9556
+#   scripts/compare-store-export.sh WORK_DIR     env: CONVERSATIONS=2000 RUNS=3 PORT=9556 LATENCY_MS=0
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:?usage: scripts/compare-store-export.sh WORK_DIR}
 CONVERSATIONS=${CONVERSATIONS:-2000}
 RUNS=${RUNS:-3}
 PORT=${PORT:-9556}
+LATENCY_MS=${LATENCY_MS:-0}
 for tool in rclone /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "compare-store-export.sh needs $tool (apt-get install rclone time)" >&2; exit 2; }
 done
@@ -32,7 +34,8 @@ BYTES=$(du -sb --apparent-size "$WAV" | cut -f1)
 unset AWS_CA_BUNDLE
 export AWS_ACCESS_KEY_ID=compare AWS_SECRET_ACCESS_KEY=compare-secret-key
 rm -rf "$WORK/store" && mkdir -p "$WORK/store/repo"
-"$CARGO_TARGET_DIR/release/examples/s3_server" "$WORK/store" "$PORT" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" 2>/dev/null &
+"$CARGO_TARGET_DIR/release/examples/s3_server" "$WORK/store" "$PORT" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" \
+  --latency-ms "$LATENCY_MS" 2>/dev/null &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null' EXIT
 until (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null; do sleep 0.1; done
@@ -133,4 +136,4 @@ echo "|---|---|---|---|---|---|---|"
 for name in "rclone copy" "rclone copy --transfers 16" "custodian (server-side copy)"; do
   echo "| $name | ${SECS[$name]} s | ${CPU[$name]} | $(awk -v c="${CPU[$name]}" -v b="$BYTES" 'BEGIN { printf "%.2f", c / (b / 1e9) }') | ${SCPU[$name]} | $(awk -v a="$best" -v b="${SECS[$name]}" 'BEGIN { printf "%.2f", a / b }')x | $(awk -v a="$bestcpu" -v b="${CPU[$name]}" 'BEGIN { printf "%.2f", b / a }')x |"
 done
-echo "repository: $CONVERSATIONS conversations, $(( BYTES / 1000000 )) MB"
+echo "repository: $CONVERSATIONS conversations, $(( BYTES / 1000000 )) MB; every request answered $LATENCY_MS ms late"

@@ -580,6 +580,34 @@ fn holds_placed_and_released_after_export_turn_legal_hold_on_and_off() {
 }
 
 #[test]
+fn a_legal_hold_flag_the_recorder_sets_after_export_reaches_the_locked_objects() {
+    let moto = Moto::start();
+    moto.bucket("worm", true);
+    let env = worm_hold_env(&moto, "worm", "governance");
+    let dir = env.conversation("acme", 1, "c1", &[("call.wav", b"RIFF-one")]);
+    env.conversation("acme", 2, "c2", &[("call.wav", b"RIFF-two")]);
+    let out = run(&env, &["--json", "run", "export"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(statuses(&moto, "worm", 1, "c1"), OFF);
+
+    flag_legal_hold(&dir);
+    let indexed = run(&env, &["index"]);
+    assert_eq!(indexed.status.code(), Some(0), "{}", text(&indexed));
+    let synced = hold(&env, &["sync"]);
+    assert_eq!(synced["conversations"], 1, "{synced}");
+    assert_eq!(synced["on"], 2, "{synced}");
+    assert_eq!(statuses(&moto, "worm", 1, "c1"), ON);
+    assert_eq!(statuses(&moto, "worm", 2, "c2"), OFF);
+    assert!(!moto.delete_version("worm", "exports/acme/2026/01/01/c1/call.wav", true));
+    assert_eq!(status_events(&env).len(), 2);
+    assert_eq!(
+        hold(&env, &["sync"])["conversations"],
+        0,
+        "nothing left queued"
+    );
+}
+
+#[test]
 fn a_release_the_store_refused_stays_queued_until_hold_sync_finishes_it() {
     let moto = Moto::start();
     moto.bucket("worm", true);

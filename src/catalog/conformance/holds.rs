@@ -467,3 +467,55 @@ pub fn hold_changes_queue_legal_hold_syncs(cat: &dyn Catalog) {
         .collect();
     assert_eq!(kinds, ["exported"]);
 }
+
+/// A record whose legal_hold flag the recorder changed is queued for a legal-hold sync when it
+/// has exported objects, in the index transaction that stores the change; a change of
+/// anything else, or of a conversation never exported, queues nothing.
+pub fn a_recorder_legal_hold_flag_change_queues_a_sync(cat: &dyn Catalog) {
+    cat.apply_index(&[upsert(&bobs("exported")), upsert(&bobs("unexported"))])
+        .unwrap();
+    let run = cat.begin_run("p", Mode::Full, "t").unwrap();
+    cat.claim_keys(
+        "t",
+        run,
+        &[KeyClaim {
+            key: "acme/exported/call.wav".into(),
+            tenant: "acme".into(),
+            conversation_id: "exported".into(),
+            file: "call.wav".into(),
+        }],
+    )
+    .unwrap();
+    let changed = |id: &str, held: bool, channel: &str| {
+        let mut c = bobs(id);
+        c.flags.legal_hold = held;
+        c.channel = Some(channel.into());
+        upsert(&c)
+    };
+    cat.apply_index(&[changed("exported", false, "other channel")])
+        .unwrap();
+    assert_eq!(
+        cat.hold_syncs(None, 10).unwrap(),
+        [],
+        "the flag did not change"
+    );
+    cat.apply_index(&[
+        changed("exported", true, "other channel"),
+        changed("unexported", true, "other channel"),
+    ])
+    .unwrap();
+    let queued = cat.hold_syncs(None, 10).unwrap();
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(queued[0].conversation, conversation("acme", "exported"));
+    assert!(queued[0].held);
+    assert_eq!(
+        queued[0].objects,
+        [("t".to_owned(), "acme/exported/call.wav".to_owned())]
+    );
+    cat.finish_hold_syncs(&queued, &[]).unwrap();
+    cat.apply_index(&[changed("exported", false, "other channel")])
+        .unwrap();
+    let released = cat.hold_syncs(None, 10).unwrap();
+    assert_eq!(released.len(), 1, "{released:?}");
+    assert!(!released[0].held, "the flag cleared");
+}

@@ -50,6 +50,7 @@ macro_rules! conformance_suite {
             holds::holds_keep_conversations_from_the_sweep,
             holds::many_matters_are_counted_apart,
             holds::hold_changes_queue_legal_hold_syncs,
+            holds::a_recorder_legal_hold_flag_change_queues_a_sync,
             select::confidential_pages,
             runs::upload_journal,
             runs::object_keys_are_held_by_one_file,

@@ -373,6 +373,21 @@ pub(super) fn apply_index(
                     children.push((pk, c));
                 }
             }
+            // A recorder that changed a record's legal_hold flag: its exported objects'
+            // legal-hold status follows through the sync queue (docs/operations.md, "WORM
+            // exports"), queued with the change.
+            s.execute(
+                &format!(
+                    "INSERT INTO hold_syncs (tenant, conversation_id) SELECT c.tenant, c.id \
+                     FROM conversations c JOIN ({CONVERSATION_ROWS}) AS u ON c.rel_dir = u.rel_dir \
+                     WHERE c.legal_hold IS DISTINCT FROM u.legal_hold \
+                     AND EXISTS (SELECT 1 FROM object_keys o \
+                       WHERE o.tenant = c.tenant AND o.conversation_id = c.id) \
+                     ON CONFLICT (tenant, conversation_id) \
+                     DO UPDATE SET generation = hold_syncs.generation + 1"
+                ),
+                &rows.params(),
+            )?;
             s.execute(
                 &format!(
                     "UPDATE conversations c SET day = u.day, json_mtime_ns = u.json_mtime_ns, \

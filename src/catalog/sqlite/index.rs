@@ -146,6 +146,18 @@ fn upsert(
     let pk = match inserted {
         Some(pk) => pk,
         None => {
+            // A recorder that changed the record's legal_hold flag: its exported objects'
+            // legal-hold status follows through the sync queue (docs/operations.md, "WORM
+            // exports"), queued with the change.
+            tx.prepare_cached(
+                "INSERT INTO hold_syncs (tenant, conversation_id) SELECT c.tenant, c.id \
+                 FROM conversations c WHERE c.rel_dir = ?1 AND c.legal_hold <> ?2 \
+                 AND EXISTS (SELECT 1 FROM object_keys o \
+                   WHERE o.tenant = c.tenant AND o.conversation_id = c.id) \
+                 ON CONFLICT (tenant, conversation_id) \
+                 DO UPDATE SET generation = hold_syncs.generation + 1",
+            )?
+            .execute(params![rel_dir, c.flags.legal_hold])?;
             let pk: i64 = tx
                 .prepare_cached(
                     "UPDATE conversations SET json_mtime_ns = ?2, json_size = ?3, tenant = ?4, \
