@@ -386,6 +386,39 @@ pub fn object_key_claims_race_to_one_winner(cat: &dyn Catalog) {
     }
 }
 
+/// Many claims at once, some refused: each refused one claims none of its keys and leaves the
+/// others', made at the same moment (and perhaps committed together), claimed and fresh.
+pub fn concurrent_claims_are_answered_each_on_its_own(cat: &dyn Catalog) {
+    let run = cat.begin_run("p", Mode::Full, "t").unwrap();
+    cat.claim_keys("t", run, &[claim("taken", "holder", "a.wav")])
+        .unwrap();
+    std::thread::scope(|s| {
+        for i in 0..16 {
+            s.spawn(move || {
+                let own = claim(&format!("own/{i}"), &format!("c{i}"), "a.wav");
+                let mut claims = vec![own.clone()];
+                if i % 4 == 0 {
+                    claims.push(claim("taken", &format!("c{i}"), "b.wav"));
+                }
+                let claimed = cat.claim_keys("t", run, &claims).unwrap();
+                if i % 4 == 0 {
+                    assert_eq!(claimed.held, [claim("taken", "holder", "a.wav")], "{i}");
+                    assert_eq!(claimed.fresh, Vec::<String>::new(), "{i}");
+                } else {
+                    assert_eq!(claimed.held, [], "{i}");
+                    assert_eq!(claimed.fresh, [own.key.clone()], "{i}");
+                }
+            });
+        }
+    });
+    for i in 0..16 {
+        let again = cat
+            .claim_keys("t", run, &[claim(&format!("own/{i}"), "late", "a.wav")])
+            .unwrap();
+        assert_eq!(again.held.is_empty(), i % 4 == 0, "own/{i}: {again:?}");
+    }
+}
+
 /// The job history read a page at a time, filtered by policy and outcome.
 pub fn run_pages(cat: &dyn Catalog) {
     let mut ids = Vec::new();

@@ -78,6 +78,7 @@ pub struct SqliteCatalog {
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     audit_key: Option<KeySource>,
+    claims: runs::ClaimQueue,
 }
 
 impl SqliteCatalog {
@@ -127,6 +128,7 @@ impl SqliteCatalog {
             writer: Mutex::new(Connection::open(path).map_err(|e| sql_err(path, e))?),
             readers: Mutex::new(Vec::new()),
             audit_key: None,
+            claims: runs::ClaimQueue::default(),
         };
         {
             let mut conn = this.writer.lock().expect("catalog writer lock");

@@ -2,9 +2,10 @@
 //! per-policy run lock.
 
 use std::fs::File;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use rusqlite::params;
+use rusqlite::{Connection, params};
 
 use super::{Columns, FileLock, SqliteCatalog};
 use crate::catalog::rows;
@@ -14,55 +15,140 @@ use crate::catalog::{
     ObjectRecord, PolicyLock, Result, RunId, RunPage, RunStatus, rfc3339_micros as ts,
 };
 
+/// Claims of object keys waiting for the writer. Whoever takes the writer next commits every
+/// claim queued by then in one transaction (one fsync for all, each claim in a savepoint of
+/// its own, so one refused claims nothing and leaves the others be) and leaves each claimer
+/// its answer: with an export's workers all claiming at once, a commit serves many.
+#[derive(Default)]
+pub(super) struct ClaimQueue(Mutex<Vec<Arc<QueuedClaim>>>);
+
+struct QueuedClaim {
+    target: String,
+    run: RunId,
+    claims: Vec<KeyClaim>,
+    /// Set, under the writer lock, by the claimer that committed it.
+    answer: Mutex<Option<Answer>>,
+}
+
+enum Answer {
+    Claimed(Claimed),
+    /// The batch failed: the claimer claims alone, so that an error is its own.
+    Alone,
+}
+
 pub(super) fn claim_keys(
     cat: &SqliteCatalog,
     target: &str,
     run: RunId,
     claims: &[KeyClaim],
 ) -> Result<Claimed> {
+    let me = Arc::new(QueuedClaim {
+        target: target.to_owned(),
+        run,
+        claims: claims.to_vec(),
+        answer: Mutex::new(None),
+    });
+    cat.claims
+        .0
+        .lock()
+        .expect("claim queue lock")
+        .push(me.clone());
     let mut conn = cat.writer.lock().expect("catalog writer lock");
-    let tx = conn.transaction().map_err(|e| cat.err(e))?;
-    let now = ts(Utc::now());
-    let claim = || -> rusqlite::Result<Claimed> {
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO object_keys (target, key, tenant, conversation_id, file, run, at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (target, key) DO NOTHING",
-        )?;
-        let mut holder = tx.prepare_cached(
-            "SELECT tenant, conversation_id, file FROM object_keys WHERE target = ? AND key = ?",
-        )?;
-        let mut claimed = Claimed::default();
-        for c in claims {
-            let inserted = insert.execute(params![
-                target,
-                c.key,
-                c.tenant,
-                c.conversation_id,
-                c.file,
-                run.0,
-                now
-            ])?;
-            if inserted == 1 {
-                claimed.fresh.push(c.key.clone());
+    let answer = |q: &QueuedClaim| q.answer.lock().expect("claim answer lock").take();
+    // Holding the writer, a claim no one answered is still queued: only the writer's holder
+    // takes claims off the queue, and it answers them before letting the writer go.
+    let answered = match answer(&me) {
+        Some(a) => a,
+        None => {
+            let batch = std::mem::take(&mut *cat.claims.0.lock().expect("claim queue lock"));
+            let answers = match claim_batch(&mut conn, &batch) {
+                Ok(claimed) => claimed.into_iter().map(Answer::Claimed).collect(),
+                Err(e) => {
+                    tracing::debug!("a batch of key claims failed; each is claimed alone: {e}");
+                    batch.iter().map(|_| Answer::Alone).collect::<Vec<_>>()
+                }
+            };
+            for (q, a) in batch.iter().zip(answers) {
+                *q.answer.lock().expect("claim answer lock") = Some(a);
             }
-            let h = holder.query_row(params![target, c.key], |r| {
-                Ok(KeyClaim {
-                    key: c.key.clone(),
-                    tenant: r.get(0)?,
-                    conversation_id: r.get(1)?,
-                    file: r.get(2)?,
-                })
-            })?;
-            if !h.same_holder(c) {
-                claimed.held.push(h);
-            }
+            answer(&me).expect("a claim not answered before is in the batch")
         }
-        Ok(claimed)
     };
-    let mut claimed = claim().map_err(|e| cat.err(e))?;
-    if claimed.held.is_empty() {
-        tx.commit().map_err(|e| cat.err(e))?;
-    } else {
+    match answered {
+        Answer::Claimed(claimed) => Ok(claimed),
+        Answer::Alone => {
+            let tx = conn.transaction().map_err(|e| cat.err(e))?;
+            let claimed = claim_in(&tx, target, run, claims).map_err(|e| cat.err(e))?;
+            if claimed.held.is_empty() {
+                tx.commit().map_err(|e| cat.err(e))?;
+            }
+            Ok(claimed)
+        }
+    }
+}
+
+/// Claims each of `batch` in a savepoint of one transaction, and commits it.
+fn claim_batch(
+    conn: &mut Connection,
+    batch: &[Arc<QueuedClaim>],
+) -> rusqlite::Result<Vec<Claimed>> {
+    let mut tx = conn.transaction()?;
+    let mut answers = Vec::with_capacity(batch.len());
+    for q in batch {
+        let sp = tx.savepoint()?;
+        let claimed = claim_in(&sp, &q.target, q.run, &q.claims)?;
+        if claimed.held.is_empty() {
+            sp.commit()?;
+        }
+        answers.push(claimed);
+    }
+    tx.commit()?;
+    Ok(answers)
+}
+
+/// Claims `claims` in `conn`'s transaction; when any key is held by another file, returns
+/// its holders and no fresh keys, for the caller to roll back.
+fn claim_in(
+    conn: &Connection,
+    target: &str,
+    run: RunId,
+    claims: &[KeyClaim],
+) -> rusqlite::Result<Claimed> {
+    let now = ts(Utc::now());
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO object_keys (target, key, tenant, conversation_id, file, run, at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (target, key) DO NOTHING",
+    )?;
+    let mut holder = conn.prepare_cached(
+        "SELECT tenant, conversation_id, file FROM object_keys WHERE target = ? AND key = ?",
+    )?;
+    let mut claimed = Claimed::default();
+    for c in claims {
+        let inserted = insert.execute(params![
+            target,
+            c.key,
+            c.tenant,
+            c.conversation_id,
+            c.file,
+            run.0,
+            now
+        ])?;
+        if inserted == 1 {
+            claimed.fresh.push(c.key.clone());
+        }
+        let h = holder.query_row(params![target, c.key], |r| {
+            Ok(KeyClaim {
+                key: c.key.clone(),
+                tenant: r.get(0)?,
+                conversation_id: r.get(1)?,
+                file: r.get(2)?,
+            })
+        })?;
+        if !h.same_holder(c) {
+            claimed.held.push(h);
+        }
+    }
+    if !claimed.held.is_empty() {
         claimed.fresh.clear();
     }
     Ok(claimed)
