@@ -68,50 +68,49 @@ impl Azurite {
         format!("http://127.0.0.1:{}/{ACCOUNT}", self.port)
     }
 
-    /// Creates a container with a request signed by the account key (SharedKey).
-    pub(crate) fn create_container(&self, name: &str) {
+    /// Sends `method` to `/ACCOUNT/{path}?{query}` with `body`, signed by the account key
+    /// (SharedKey) over `headers` (lowercase `x-ms-` names, sorted); returns the response, its
+    /// status line first.
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        query: Option<(&str, &str)>,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> String {
         let date = chrono::Utc::now()
             .format("%a, %d %b %Y %H:%M:%S GMT")
             .to_string();
         let version = "2021-08-06";
+        let length = if body.is_empty() {
+            String::new()
+        } else {
+            body.len().to_string()
+        };
+        let mut canonical: Vec<(&str, &str)> = headers.to_vec();
+        canonical.extend([("x-ms-date", date.as_str()), ("x-ms-version", version)]);
+        canonical.sort();
+        let signed_headers: String = canonical
+            .iter()
+            .map(|(k, v)| format!("{k}:{v}\n"))
+            .collect();
+        let signed_query = query.map_or(String::new(), |(k, v)| format!("\n{k}:{v}"));
         let to_sign = format!(
-            "PUT\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{version}\n/{ACCOUNT}/{ACCOUNT}/{name}\nrestype:container"
+            "{method}\n\n\n{length}\n\n\n\n\n\n\n\n\n{signed_headers}/{ACCOUNT}/{ACCOUNT}/{path}{signed_query}"
         );
         let b64 = base64::engine::general_purpose::STANDARD;
         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &b64.decode(KEY).unwrap());
         let signature = b64.encode(ring::hmac::sign(&key, to_sign.as_bytes()));
+        let query = query.map_or(String::new(), |(k, v)| format!("?{k}={v}"));
+        let header_lines: String = canonical
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         write!(
             stream,
-            "PUT /{ACCOUNT}/{name}?restype=container HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nx-ms-date: {date}\r\nx-ms-version: {version}\r\nAuthorization: SharedKey {ACCOUNT}:{signature}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            self.port
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        assert!(response.starts_with("HTTP/1.1 201"), "{response}");
-    }
-}
-
-impl Azurite {
-    /// Stores `body` as the block blob `name` of `container`, with a request signed by the
-    /// account key (SharedKey), as another writer of the container would.
-    pub(crate) fn put_blob(&self, container: &str, name: &str, body: &[u8]) {
-        let date = chrono::Utc::now()
-            .format("%a, %d %b %Y %H:%M:%S GMT")
-            .to_string();
-        let version = "2021-08-06";
-        let to_sign = format!(
-            "PUT\n\n\n{}\n\n\n\n\n\n\n\n\nx-ms-blob-type:BlockBlob\nx-ms-date:{date}\nx-ms-version:{version}\n/{ACCOUNT}/{ACCOUNT}/{container}/{name}",
-            body.len()
-        );
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &b64.decode(KEY).unwrap());
-        let signature = b64.encode(ring::hmac::sign(&key, to_sign.as_bytes()));
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(
-            stream,
-            "PUT /{ACCOUNT}/{container}/{name} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nx-ms-blob-type: BlockBlob\r\nx-ms-date: {date}\r\nx-ms-version: {version}\r\nAuthorization: SharedKey {ACCOUNT}:{signature}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "{method} /{ACCOUNT}/{path}{query} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n{header_lines}Authorization: SharedKey {ACCOUNT}:{signature}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             self.port,
             body.len()
         )
@@ -119,34 +118,33 @@ impl Azurite {
         stream.write_all(body).unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
+        response
+    }
+
+    /// Creates a container.
+    pub(crate) fn create_container(&self, name: &str) {
+        let response = self.send("PUT", name, Some(("restype", "container")), &[], b"");
         assert!(response.starts_with("HTTP/1.1 201"), "{response}");
     }
-}
 
-impl Azurite {
-    /// The response headers of Get Blob Properties of `name` in `container`, lowercased, with
-    /// its status line first; signed by the account key (SharedKey).
-    pub(crate) fn blob_properties(&self, container: &str, name: &str) -> String {
-        let date = chrono::Utc::now()
-            .format("%a, %d %b %Y %H:%M:%S GMT")
-            .to_string();
-        let version = "2021-08-06";
-        let to_sign = format!(
-            "HEAD\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{version}\n/{ACCOUNT}/{ACCOUNT}/{container}/{name}"
+    /// Stores `body` as the block blob `name` of `container`, as another writer of the
+    /// container would.
+    pub(crate) fn put_blob(&self, container: &str, name: &str, body: &[u8]) {
+        let response = self.send(
+            "PUT",
+            &format!("{container}/{name}"),
+            None,
+            &[("x-ms-blob-type", "BlockBlob")],
+            body,
         );
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &b64.decode(KEY).unwrap());
-        let signature = b64.encode(ring::hmac::sign(&key, to_sign.as_bytes()));
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(
-            stream,
-            "HEAD /{ACCOUNT}/{container}/{name} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nx-ms-date: {date}\r\nx-ms-version: {version}\r\nAuthorization: SharedKey {ACCOUNT}:{signature}\r\nConnection: close\r\n\r\n",
-            self.port
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        response.to_lowercase()
+        assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    }
+
+    /// The response headers of Get Blob Properties of `name` in `container`, lowercased, with
+    /// its status line first.
+    pub(crate) fn blob_properties(&self, container: &str, name: &str) -> String {
+        self.send("HEAD", &format!("{container}/{name}"), None, &[], b"")
+            .to_lowercase()
     }
 }
 

@@ -73,9 +73,10 @@ fn three_nodes_share_a_run_and_finish_a_killed_nodes_units() {
     let out = env.run(&["index"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
-    // Every item is slow, so the doomed node holds a unit when it is killed.
+    // Every item is slow, the doomed node's slower still (a unit of its items takes about a
+    // second), so it holds a unit when it is killed even on a loaded machine.
     let slow = Some("export-item=sleep(100)");
-    let doomed = node(&env, "doomed", slow);
+    let doomed = node(&env, "doomed", Some("export-item=sleep(400)"));
     std::thread::sleep(Duration::from_millis(1200));
     let others = [node(&env, "a", slow), node(&env, "b", slow)];
     std::thread::sleep(Duration::from_millis(300));

@@ -406,7 +406,7 @@ pub fn concurrent_claims_are_answered_each_on_its_own(cat: &dyn Catalog) {
                     assert_eq!(claimed.fresh, Vec::<String>::new(), "{i}");
                 } else {
                     assert_eq!(claimed.held, [], "{i}");
-                    assert_eq!(claimed.fresh, [own.key.clone()], "{i}");
+                    assert_eq!(claimed.fresh, std::slice::from_ref(&own.key), "{i}");
                 }
             });
         }
