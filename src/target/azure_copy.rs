@@ -24,6 +24,12 @@ const POLL_FIRST: Duration = Duration::from_millis(100);
 const POLL_MAX: Duration = Duration::from_secs(5);
 const STALLED: Duration = Duration::from_secs(300);
 
+/// Tries of a request the store answered with a 5xx or that lost its connection, the waits
+/// between them doubling from `RETRY_FIRST` (each request here may be sent again: a Copy Blob
+/// sent twice copies the same source to the same blob).
+const TRIES: u32 = 4;
+const RETRY_FIRST: Duration = Duration::from_millis(200);
+
 /// What Copy Blob says of a copy (`x-ms-copy-status`).
 #[derive(Debug, PartialEq, Eq)]
 enum CopyState {
@@ -114,8 +120,32 @@ impl AzureCopier {
             .map_err(|e| BackendError::Other(e.to_string()))
     }
 
-    /// Sends a request without a body to `url`, authorized by `credential`.
+    /// Sends a request without a body to `url`, authorized by `credential`; one the store
+    /// answers with a 5xx, or that loses its connection, is sent again, up to `TRIES` times.
     async fn send(
+        &self,
+        credential: &AzureCredential,
+        method: Method,
+        url: &Url,
+        headers: HeaderMap,
+    ) -> BackendResult<Response> {
+        let mut wait = RETRY_FIRST;
+        for _ in 1..TRIES {
+            match self
+                .send_once(credential, method.clone(), url, headers.clone())
+                .await
+            {
+                Ok(r) if !r.status().is_server_error() => return Ok(r),
+                Ok(r) => tracing::debug!("the store answered {}; trying again", r.status()),
+                Err(e) => tracing::debug!("{e}; trying again"),
+            }
+            tokio::time::sleep(wait).await;
+            wait *= 2;
+        }
+        self.send_once(credential, method, url, headers).await
+    }
+
+    async fn send_once(
         &self,
         credential: &AzureCredential,
         method: Method,
@@ -313,24 +343,99 @@ mod tests {
         ));
     }
 
+    fn copier(service: &str) -> AzureCopier {
+        let store = object_store::azure::MicrosoftAzureBuilder::new()
+            .with_account("acct")
+            .with_access_key("a2V5")
+            .with_container_name("archive")
+            .build()
+            .unwrap();
+        AzureCopier::new(
+            Arc::new(store),
+            "acct".into(),
+            service,
+            "archive",
+            Duration::from_secs(5),
+        )
+        .unwrap()
+    }
+
+    /// Answers the requests it accepts on a loopback port with `answers` in turn; returns its
+    /// address and the request lines it saw.
+    fn answering(answers: Vec<&'static str>) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let at = format!("http://{}/acct", listener.local_addr().unwrap());
+        let seen = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for answer in answers {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                seen.push(line.trim_end().to_owned());
+                loop {
+                    let mut header = String::new();
+                    reader.read_line(&mut header).unwrap();
+                    if header.trim_end().is_empty() {
+                        break;
+                    }
+                }
+                let mut stream = stream;
+                write!(
+                    stream,
+                    "{answer}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                )
+                .unwrap();
+            }
+            seen
+        });
+        (at, seen)
+    }
+
+    #[tokio::test]
+    async fn a_copy_the_store_answers_with_a_5xx_is_sent_again() {
+        let (at, seen) = answering(vec![
+            "HTTP/1.1 503 Server Busy\r\nx-ms-error-code: ServerBusy",
+            "HTTP/1.1 202 Accepted\r\nx-ms-copy-status: success",
+        ]);
+        let source = CopySource {
+            bucket: "recordings".into(),
+            key: "acme/a.wav".into(),
+            etag: None,
+        };
+        copier(&at).copy(&source, "exports/a.wav").await.unwrap();
+        let seen = seen.join().unwrap();
+        assert_eq!(
+            seen, ["PUT /acct/archive/exports/a.wav HTTP/1.1"; 2],
+            "the same Copy Blob twice"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_source_that_is_not_there_is_told_from_other_refusals() {
+        let (at, _) = answering(vec![
+            "HTTP/1.1 404 Not Found\r\nx-ms-error-code: CannotVerifyCopySource",
+            "HTTP/1.1 404 Not Found\r\nx-ms-error-code: ContainerNotFound",
+        ]);
+        let source = CopySource {
+            bucket: "recordings".into(),
+            key: "gone.wav".into(),
+            etag: None,
+        };
+        let c = copier(&at);
+        assert!(matches!(
+            c.copy(&source, "x.wav").await,
+            Err(BackendError::NotFound)
+        ));
+        match c.copy(&source, "x.wav").await {
+            Err(BackendError::Other(m)) => assert!(m.contains("ContainerNotFound"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn keys_become_path_segments_of_the_service() {
-        let copier = |service: &str| {
-            let store = object_store::azure::MicrosoftAzureBuilder::new()
-                .with_account("acct")
-                .with_access_key("a2V5")
-                .with_container_name("archive")
-                .build()
-                .unwrap();
-            AzureCopier::new(
-                Arc::new(store),
-                "acct".into(),
-                service,
-                "archive",
-                Duration::from_secs(1),
-            )
-            .unwrap()
-        };
         let c = copier("http://127.0.0.1:10000/devstoreaccount1/");
         assert_eq!(
             c.url("recordings", "p/a b/#1.wav").as_str(),

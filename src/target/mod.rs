@@ -854,10 +854,24 @@ mod tests {
     }
 
     /// A target whose one object is a file the test keeps, copied into in the kernel or
-    /// streamed, so what a put wrote shows even when it was not committed.
+    /// streamed, so what a put wrote shows even when it was not committed. It says it holds
+    /// `stored` under every key, and counts how often it is asked.
     struct Capture {
         path: std::path::PathBuf,
         kernel: bool,
+        stored: Option<String>,
+        asked: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Capture {
+        fn new(path: std::path::PathBuf, kernel: bool) -> Capture {
+            Capture {
+                path,
+                kernel,
+                stored: None,
+                asked: Default::default(),
+            }
+        }
     }
 
     struct CaptureWriter {
@@ -907,36 +921,9 @@ mod tests {
         fn open(&self, _key: &ObjectKey) -> Result<Box<dyn Read + Send>, TargetError> {
             unreachable!("puts never read back")
         }
-    }
-
-    /// A target that says it holds `stored` under every key and counts how often it is asked.
-    struct Holding {
-        capture: Capture,
-        stored: String,
-        asked: std::sync::atomic::AtomicUsize,
-    }
-
-    impl Target for Holding {
-        fn name(&self) -> &str {
-            "holding"
-        }
-        fn check(&self) -> Result<(), TargetError> {
-            Ok(())
-        }
-        fn create(
-            &self,
-            key: &ObjectKey,
-            sha256: Option<&str>,
-            cx: &WriteContext,
-        ) -> Result<Box<dyn ObjectWriter>, TargetError> {
-            self.capture.create(key, sha256, cx)
-        }
-        fn open(&self, _key: &ObjectKey) -> Result<Box<dyn Read + Send>, TargetError> {
-            unreachable!("puts never read back")
-        }
         fn stored_sha256(&self, _key: &ObjectKey) -> Result<Option<String>, TargetError> {
             self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Ok(Some(self.stored.clone()))
+            Ok(self.stored.clone())
         }
     }
 
@@ -945,13 +932,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let data = b"recording".to_vec();
         let sha = hex::encode(Sha256::digest(&data));
-        let t = Holding {
-            capture: Capture {
-                path: dir.path().join("captured"),
-                kernel: false,
-            },
-            stored: sha.clone(),
-            asked: Default::default(),
+        let t = Capture {
+            stored: Some(sha.clone()),
+            ..Capture::new(dir.path().join("captured"), false)
         };
         let key = ObjectKey::new("acme/x.wav").unwrap();
         let put = |cx: &WriteContext| {
@@ -966,7 +949,7 @@ mod tests {
         assert_eq!(rec.sha256, sha);
         assert_eq!(t.asked.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert!(
-            !t.capture.path.exists(),
+            !t.path.exists(),
             "an identical object already stored is not written again"
         );
         let first = WriteContext {
@@ -980,7 +963,7 @@ mod tests {
             1,
             "a fresh key is not asked about"
         );
-        assert_eq!(std::fs::read(&t.capture.path).unwrap(), data);
+        assert_eq!(std::fs::read(&t.path).unwrap(), data);
     }
 
     #[test]
@@ -991,10 +974,7 @@ mod tests {
         std::fs::write(&src, &data).unwrap();
         let sha = hex::encode(Sha256::digest(&data[..10]));
         for kernel in [true, false] {
-            let t = Capture {
-                path: dir.path().join(format!("captured-{kernel}")),
-                kernel,
-            };
+            let t = Capture::new(dir.path().join(format!("captured-{kernel}")), kernel);
             let file = std::fs::File::open(&src).unwrap();
             let expect = Expected {
                 size: 10,
