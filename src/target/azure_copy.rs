@@ -393,17 +393,22 @@ mod tests {
         (at, seen)
     }
 
+    /// The object `key` of the repository's container.
+    fn recording(key: &str) -> CopySource {
+        CopySource {
+            bucket: "recordings".into(),
+            key: key.into(),
+            etag: None,
+        }
+    }
+
     #[tokio::test]
     async fn a_copy_the_store_answers_with_a_5xx_is_sent_again() {
         let (at, seen) = answering(vec![
             "HTTP/1.1 503 Server Busy\r\nx-ms-error-code: ServerBusy",
             "HTTP/1.1 202 Accepted\r\nx-ms-copy-status: success",
         ]);
-        let source = CopySource {
-            bucket: "recordings".into(),
-            key: "acme/a.wav".into(),
-            etag: None,
-        };
+        let source = recording("acme/a.wav");
         copier(&at).copy(&source, "exports/a.wav").await.unwrap();
         let seen = seen.join().unwrap();
         assert_eq!(
@@ -418,11 +423,7 @@ mod tests {
             "HTTP/1.1 404 Not Found\r\nx-ms-error-code: CannotVerifyCopySource",
             "HTTP/1.1 404 Not Found\r\nx-ms-error-code: ContainerNotFound",
         ]);
-        let source = CopySource {
-            bucket: "recordings".into(),
-            key: "gone.wav".into(),
-            etag: None,
-        };
+        let source = recording("gone.wav");
         let c = copier(&at);
         assert!(matches!(
             c.copy(&source, "x.wav").await,

@@ -3,7 +3,7 @@
 
 use super::lifecycle::{due_count, due_query, with_retention_artifacts};
 use super::*;
-use crate::catalog::holds::{ConversationRef, HoldScope, Matter};
+use crate::catalog::holds::{ConversationRef, HoldScope, HoldSync, Matter};
 
 fn hold_event(kind: AuditKind, matter: &str) -> NewEvent {
     NewEvent {
@@ -39,6 +39,17 @@ fn bobs(id: &str) -> Conversation {
     let mut c = with_retention_artifacts(id, "2026-01-04T10:00:00Z");
     c.participants[0].user = Some("bob".into());
     c
+}
+
+/// The sync queue, which must hold the conversation acme/exported alone, held, with its one
+/// object `key` on the target `t`.
+fn only_exported_held(cat: &dyn Catalog, key: &str) -> Vec<HoldSync> {
+    let queued = cat.hold_syncs(None, 10).unwrap();
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(queued[0].conversation, conversation("acme", "exported"));
+    assert!(queued[0].held);
+    assert_eq!(queued[0].objects, [("t".to_owned(), key.to_owned())]);
+    queued
 }
 
 fn due_ids(cat: &dyn Catalog, q: &DueQuery) -> Vec<String> {
@@ -399,14 +410,7 @@ pub fn hold_changes_queue_legal_hold_syncs(cat: &dyn Catalog) {
         &locked,
     )
     .unwrap();
-    let queued = cat.hold_syncs(None, 10).unwrap();
-    assert_eq!(queued.len(), 1, "{queued:?}");
-    assert_eq!(queued[0].conversation, conversation("acme", "exported"));
-    assert!(queued[0].held);
-    assert_eq!(
-        queued[0].objects,
-        [("t".to_owned(), "acme/exported/conversation.json".to_owned())]
-    );
+    let queued = only_exported_held(cat, "acme/exported/conversation.json");
 
     // A standing hold on bob's conversations queues the other exported one too, and the
     // queued one again: a newer generation, which the first page's finish leaves queued.
@@ -504,14 +508,7 @@ pub fn a_recorder_legal_hold_flag_change_queues_a_sync(cat: &dyn Catalog) {
         changed("unexported", true, "other channel"),
     ])
     .unwrap();
-    let queued = cat.hold_syncs(None, 10).unwrap();
-    assert_eq!(queued.len(), 1, "{queued:?}");
-    assert_eq!(queued[0].conversation, conversation("acme", "exported"));
-    assert!(queued[0].held);
-    assert_eq!(
-        queued[0].objects,
-        [("t".to_owned(), "acme/exported/call.wav".to_owned())]
-    );
+    let queued = only_exported_held(cat, "acme/exported/call.wav");
     cat.finish_hold_syncs(&queued, &[]).unwrap();
     cat.apply_index(&[changed("exported", false, "other channel")])
         .unwrap();
