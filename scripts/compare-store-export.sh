@@ -7,9 +7,11 @@
 # (default settings, then --transfers 16) and custodian (aws_sdk client, server-side copy)
 # copy it to an empty bucket, in RUNS rounds of one run each. Reports the median wall time and,
 # for that run, the CPU seconds of the client and of the server (they share the machine's
-# cores, so wall time alone misleads), and CPU per GB. The catalog is filled by indexing the
-# same repository on disk (`--no-index` then selects from it). LATENCY_MS=N has the server
-# answer every request N ms late, as a store that far away would (examples/s3_server.rs).
+# cores, so wall time alone misleads), and CPU per GB; then, per round, custodian's speed and
+# client CPU against rclone's best of the same round (the median of those ratios). The
+# catalog is filled by indexing the same repository on disk (`--no-index` then selects from
+# it). LATENCY_MS=N has the server answer every request N ms late, as a store that far away
+# would (examples/s3_server.rs). The runs' buckets are removed at the end.
 #
 #   scripts/compare-store-export.sh WORK_DIR     env: CONVERSATIONS=2000 RUNS=3 PORT=9556 LATENCY_MS=0
 set -euo pipefail
@@ -37,7 +39,8 @@ rm -rf "$WORK/store" && mkdir -p "$WORK/store/repo"
 "$CARGO_TARGET_DIR/release/examples/s3_server" "$WORK/store" "$PORT" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" \
   --latency-ms "$LATENCY_MS" 2>/dev/null &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null' EXIT
+# The runs' buckets go when the script ends (RUNS x 3 copies of the repository).
+trap 'kill $SERVER 2>/dev/null; rm -rf "$WORK"/store/archive-*' EXIT
 until (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null; do sleep 0.1; done
 
 export RCLONE_CONFIG_BENCH_TYPE=s3 RCLONE_CONFIG_BENCH_PROVIDER=Other
@@ -102,7 +105,8 @@ run_once() {
     || { cat "$WORK/.err" >&2; exit 1; }
   after=$(server_cpu)
   read -r wall user sys < <(tail -1 "$WORK/.time")
-  ROWS[$name]+="$wall $(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }') $(awk -v a="$before" -v b="$after" 'BEGIN { printf "%.2f", b - a }')"$'\n'
+  LAST_WALL=$wall LAST_CPU=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')
+  ROWS[$name]+="$wall $LAST_CPU $(awk -v a="$before" -v b="$after" 'BEGIN { printf "%.2f", b - a }')"$'\n'
 }
 
 # RUNS rounds, each running every tool once in turn (a drift of the machine during the
@@ -113,9 +117,21 @@ declare -A CMDS=(
   ["rclone copy --transfers 16"]='rclone copy --transfers 16 bench:repo "bench:$ARCHIVE/rclone"'
   ["custodian (server-side copy)"]="$BIN --config store-export-run.toml run copy --no-index"
 )
+# Per round: rclone's best wall time over custodian's, and custodian's client CPU over
+# rclone's least (the machine drifts between rounds, far less within one).
+SPEEDS="" CPUS=""
 for round in $(seq "$RUNS"); do
+  best_wall="" least_cpu=""
   for name in "${NAMES[@]}"; do
     run_once "$name" "${CMDS[$name]}"
+    case $name in
+      rclone*)
+        awk -v a="$LAST_WALL" -v b="${best_wall:-1e9}" 'BEGIN { exit !(a < b) }' && best_wall=$LAST_WALL
+        awk -v a="$LAST_CPU" -v b="${least_cpu:-1e9}" 'BEGIN { exit !(a < b) }' && least_cpu=$LAST_CPU ;;
+      *)
+        SPEEDS+="$(awk -v a="$best_wall" -v b="$LAST_WALL" 'BEGIN { printf "%.2f", a / b }')"$'\n'
+        CPUS+="$(awk -v a="$LAST_CPU" -v b="$least_cpu" 'BEGIN { printf "%.2f", a / b }')"$'\n' ;;
+    esac
   done
   files=$(find "$WORK/store/archive-$RUN/custodian" -type f -name '*.wav' | wc -l)
   [ "$files" -eq "$CONVERSATIONS" ] || { echo "custodian exported $files of $CONVERSATIONS WAVs" >&2; exit 1; }
@@ -136,4 +152,6 @@ echo "|---|---|---|---|---|---|---|"
 for name in "rclone copy" "rclone copy --transfers 16" "custodian (server-side copy)"; do
   echo "| $name | ${SECS[$name]} s | ${CPU[$name]} | $(awk -v c="${CPU[$name]}" -v b="$BYTES" 'BEGIN { printf "%.2f", c / (b / 1e9) }') | ${SCPU[$name]} | $(awk -v a="$best" -v b="${SECS[$name]}" 'BEGIN { printf "%.2f", a / b }')x | $(awk -v a="$bestcpu" -v b="${CPU[$name]}" 'BEGIN { printf "%.2f", b / a }')x |"
 done
+median() { printf '%s' "$1" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p"; }
 echo "repository: $CONVERSATIONS conversations, $(( BYTES / 1000000 )) MB; every request answered $LATENCY_MS ms late"
+echo "per round, custodian against rclone's best of the same round: speed $(median "$SPEEDS")x (median; rounds: $(printf '%s' "$SPEEDS" | paste -sd ' ')), client CPU $(median "$CPUS")x (rounds: $(printf '%s' "$CPUS" | paste -sd ' '))"

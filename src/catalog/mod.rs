@@ -449,12 +449,16 @@ pub trait Catalog: uploads::UploadJournal + accounts::Accounts + Send + Sync {
     /// Marks an interrupted run as picked up again.
     fn resume_run(&self, run: RunId) -> Result<()>;
 
-    /// Claims object keys of `target` before anything is written under them, in one
-    /// transaction committed before it returns: each key is held by one file of one
-    /// conversation for good, and the holder claiming it again (a rerun) keeps it. When any
-    /// key is held by another file, nothing is claimed and the holders of those keys are
-    /// returned; otherwise the keys claimed for the first time are.
-    fn claim_keys(&self, target: &str, run: RunId, claims: &[KeyClaim]) -> Result<Claimed>;
+    /// Claims object keys of `target` before anything is written under them, for a batch of
+    /// conversations (each one's claims a slice) in one transaction committed before it
+    /// returns: each key is held by one file of one conversation for good, and the holder
+    /// claiming it again (a rerun) keeps it. A conversation's claims stand or fall together:
+    /// when any of its keys is held by another file (an earlier conversation of the batch
+    /// among them), none of its keys is claimed and its answer names the holders; otherwise
+    /// its answer has the keys claimed for the first time. One answer per conversation, in
+    /// order.
+    fn claim_keys(&self, target: &str, run: RunId, batch: &[Vec<KeyClaim>])
+    -> Result<Vec<Claimed>>;
 
     /// Records item outcomes in one transaction: run items, objects, incremental state (the
     /// record version and each artifact written) and one audit event per exported

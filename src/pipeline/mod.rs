@@ -33,7 +33,7 @@ impl Options {
             concurrency: concurrency.max(1),
             queue: 64 * concurrency.max(1),
             batch: 512,
-            linger: std::time::Duration::from_millis(50),
+            linger: std::time::Duration::from_millis(200),
         }
     }
 }

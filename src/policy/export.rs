@@ -13,8 +13,8 @@ use serde::Serialize;
 use super::index::IndexReport;
 use crate::audit::{AuditKind, NewEvent};
 use crate::catalog::{
-    Catalog, CatalogError, Counters, Exclude, ExportedArtifact, FailedItem, ItemOutcome, KeyClaim,
-    Mode, ObjectRecord, RunId, RunStatus, Selected,
+    Catalog, CatalogError, Claimed, Counters, Exclude, ExportedArtifact, FailedItem, ItemOutcome,
+    KeyClaim, Mode, ObjectRecord, RunId, RunStatus, Selected,
 };
 use crate::confined::{ConfinedError, Dir, is_plain_name};
 use crate::filter::{Criteria, Filter, normalize_extension};
@@ -45,6 +45,9 @@ use super::PolicySettings;
 
 /// Conversations fetched from the catalog per page.
 const PAGE: usize = 512;
+
+/// Conversations whose object keys are claimed in one commit.
+const CLAIM_BATCH: usize = 64;
 
 /// An export policy's settings.
 #[derive(Clone, Debug)]
@@ -427,15 +430,10 @@ impl Export<'_> {
             .find(|e| e.file == a.file && e.sha256 == a.sha256)
     }
 
-    /// Claims in the catalog every key the export of `c` is about to write (committed before
-    /// any is written); fails naming the other conversation when one is held by another file.
-    /// Returns the keys claimed for the first time.
-    fn claim(
-        &self,
-        run: RunId,
-        c: &Conversation,
-        outputs: &[&Output<'_>],
-    ) -> Result<Vec<String>, ItemError> {
+    /// The keys the export of `s` is about to write, as claims: the outputs not exported
+    /// before unchanged, and the metadata file (or the zip).
+    fn claims(&self, s: &Selected) -> Result<Vec<KeyClaim>, String> {
+        let c = &s.conversation;
         let claim = |key: ObjectKey, file: &str| KeyClaim {
             key: key.to_string(),
             tenant: c.tenant.clone(),
@@ -447,42 +445,65 @@ impl Export<'_> {
             let file = format!("{}.zip", c.id);
             claims.push(claim(self.key(c, &file, None)?, &file));
         } else {
-            for o in outputs {
-                claims.push(claim(self.key(c, &o.name, o.artifact)?, &o.name));
+            for o in self.outputs(c)? {
+                if self.earlier(s, &o).is_none() {
+                    claims.push(claim(self.key(c, &o.name, o.artifact)?, &o.name));
+                }
             }
             if self.policy.metadata_file {
                 claims.push(claim(self.key(c, RECORD_FILE, None)?, RECORD_FILE));
             }
         }
-        let claimed = self
-            .catalog
-            .claim_keys(self.target.name(), run, &claims)
-            .map_err(|e| {
-                format!(
-                    "claiming object keys at target `{}`: {e}",
-                    self.target.name()
-                )
-            })?;
-        let Some(h) = claimed.held.first() else {
-            return Ok(claimed.fresh);
-        };
-        let mine = claims
+        Ok(claims)
+    }
+
+    /// Claims in the catalog every key the exports of `batch` are about to write, in one
+    /// commit made before any is written (docs/configuration.md, "Filename format"). Each answer
+    /// is the conversation's keys claimed for the first time, or its failure: a key held by
+    /// another conversation's file (named), a key that cannot be rendered, or the catalog's
+    /// error (a batch the catalog fails is claimed again a conversation at a time, so that
+    /// an error is its own).
+    pub fn claim(&self, run: RunId, batch: &[Selected]) -> Vec<Result<HashSet<String>, ItemError>> {
+        let rendered: Vec<Result<Vec<KeyClaim>, String>> =
+            batch.iter().map(|s| self.claims(s)).collect();
+        let claims: Vec<Vec<KeyClaim>> = rendered
             .iter()
-            .find(|m| m.key == h.key)
-            .map_or("?", |m| m.file.as_str());
-        Err(format!(
-            "object key `{}` of {}/{} ({mine}) already holds {}/{} ({}) at target `{}`; nothing \
-             was written, so that object is not replaced: give each conversation and file a key \
-             of its own (`{{id}}` and `{{file}}` as whole path components of the filename format)",
-            h.key,
-            c.tenant,
-            c.id,
-            h.tenant,
-            h.conversation_id,
-            h.file,
-            self.target.name()
-        )
-        .into())
+            .filter_map(|r| r.as_ref().ok().cloned())
+            .collect();
+        let target = self.target.name();
+        let failed = |e: CatalogError| format!("claiming object keys at target `{target}`: {e}");
+        let answers: Vec<Result<Claimed, String>> =
+            match self.catalog.claim_keys(target, run, &claims) {
+                Ok(answers) => answers.into_iter().map(Ok).collect(),
+                Err(e) if claims.len() == 1 => vec![Err(failed(e))],
+                Err(e) => {
+                    tracing::debug!("a batch of key claims failed; each is claimed alone: {e}");
+                    claims
+                        .iter()
+                        .map(|one| {
+                            self.catalog
+                                .claim_keys(target, run, std::slice::from_ref(one))
+                                .map_err(failed)
+                                .map(|mut a| a.pop().unwrap_or_default())
+                        })
+                        .collect()
+                }
+            };
+        let mut answers = answers.into_iter();
+        batch
+            .iter()
+            .zip(rendered)
+            .map(|(s, r)| {
+                let mine = r?;
+                let claimed = answers
+                    .next()
+                    .expect("an answer per claiming conversation")?;
+                match claimed.held.first() {
+                    None => Ok(claimed.fresh.into_iter().collect()),
+                    Some(h) => Err(held(&s.conversation, &mine, h, target).into()),
+                }
+            })
+            .collect()
     }
 
     /// The key of the zip holding `c`.
@@ -531,13 +552,15 @@ impl Export<'_> {
         })
     }
 
-    /// Exports one conversation; every failure becomes a failed item naming the file. A target
-    /// out of space also stops the run (`control`): every further item would fail alike.
+    /// Exports one conversation whose keys [`Export::claim`] claimed (`fresh`: those claimed
+    /// for the first time, or why its claim failed); every failure becomes a failed item
+    /// naming the file. A target out of space also stops the run (`control`): every further
+    /// item would fail alike.
     pub fn export_one(
         &self,
         run: RunId,
         buffer: &mut Vec<u8>,
-        s: Selected,
+        (s, fresh): (Selected, Result<HashSet<String>, ItemError>),
         control: &Control,
     ) -> ItemOutcome {
         #[cfg(feature = "failpoints")]
@@ -562,7 +585,16 @@ impl Export<'_> {
             },
             fresh_keys: HashSet::new(),
         };
-        match self.write_conversation(cx, run, buffer, &s) {
+        match fresh.and_then(|fresh| {
+            self.write_conversation(
+                WriteContext {
+                    fresh_keys: fresh,
+                    ..cx
+                },
+                buffer,
+                &s,
+            )
+        }) {
             Ok(Done { objects, artifacts }) => ItemOutcome::Exported {
                 tenant: c.tenant.clone(),
                 conversation_id: c.id.clone(),
@@ -607,18 +639,12 @@ impl Export<'_> {
 
     fn write_conversation(
         &self,
-        mut cx: WriteContext,
-        run: RunId,
+        cx: WriteContext,
         buffer: &mut Vec<u8>,
         s: &Selected,
     ) -> Result<Done, ItemError> {
         let c = &s.conversation;
         let outputs = self.outputs(c)?;
-        let fresh: Vec<&Output<'_>> = outputs
-            .iter()
-            .filter(|o| self.earlier(s, o).is_none())
-            .collect();
-        cx.fresh_keys = self.claim(run, c, &fresh)?.into_iter().collect();
         let cx = &cx;
         let mut sink = if self.policy.zip {
             Sink::zip(self.target, cx, self.zip_key(c)?, c.start.timestamp())?
@@ -1061,8 +1087,34 @@ impl Export<'_> {
             pipeline::Options::with_concurrency(self.policy.concurrency),
             control,
             |emitter| {
-                self.for_each_selected_from(exclude, lo, |s| s.rowid <= hi && emitter.emit(s))
-                    .map_err(RunError::from)
+                // Keys are claimed a batch at a time as conversations are selected, each
+                // batch in one commit, before the workers write anything of it.
+                let emit = |batch: Vec<Selected>| {
+                    if control.is_stopped() {
+                        return false;
+                    }
+                    let claimed = self.claim(run, &batch);
+                    batch
+                        .into_iter()
+                        .zip(claimed)
+                        .all(|item| emitter.emit(item))
+                };
+                let mut batch = Vec::with_capacity(CLAIM_BATCH);
+                let mut open = true;
+                self.for_each_selected_from(exclude, lo, |s| {
+                    if s.rowid > hi {
+                        return false;
+                    }
+                    batch.push(s);
+                    if batch.len() == CLAIM_BATCH {
+                        open = emit(std::mem::take(&mut batch));
+                    }
+                    open
+                })?;
+                if open && !batch.is_empty() {
+                    emit(batch);
+                }
+                Ok(())
             },
             Vec::new,
             |buffer, s| self.export_one(run, buffer, s, control),
@@ -1234,4 +1286,19 @@ fn private_file(path: &Path) -> Result<std::fs::File, String> {
         .mode(0o600)
         .open(path)
         .map_err(|e| format!("scratch file {}: {e}", path.display()))
+}
+
+/// The failure of a claim refused because `h` holds one of the keys `mine` claims for `c`.
+fn held(c: &Conversation, mine: &[KeyClaim], h: &KeyClaim, target: &str) -> String {
+    let file = mine
+        .iter()
+        .find(|m| m.key == h.key)
+        .map_or("?", |m| m.file.as_str());
+    format!(
+        "object key `{}` of {}/{} ({file}) already holds {}/{} ({}) at target `{target}`; \
+         nothing was written, so that object is not replaced: give each conversation and file \
+         a key of its own (`{{id}}` and `{{file}}` as whole path components of the filename \
+         format)",
+        h.key, c.tenant, c.id, h.tenant, h.conversation_id, h.file,
+    )
 }

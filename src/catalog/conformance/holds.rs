@@ -376,7 +376,7 @@ pub fn hold_changes_queue_legal_hold_syncs(cat: &dyn Catalog) {
         conversation_id: id.into(),
         file: "conversation.json".into(),
     };
-    cat.claim_keys("t", run, &[key("exported"), key("other")])
+    cat.claim_keys("t", run, &[vec![key("exported")], vec![key("other")]])
         .unwrap();
     cat.create_matter(&matter("m"), &hold_event(AuditKind::MatterCreated, "m"))
         .unwrap();
@@ -482,12 +482,12 @@ pub fn a_recorder_legal_hold_flag_change_queues_a_sync(cat: &dyn Catalog) {
     cat.claim_keys(
         "t",
         run,
-        &[KeyClaim {
+        &[vec![KeyClaim {
             key: "acme/exported/call.wav".into(),
             tenant: "acme".into(),
             conversation_id: "exported".into(),
             file: "call.wav".into(),
-        }],
+        }]],
     )
     .unwrap();
     let changed = |id: &str, held: bool, channel: &str| {

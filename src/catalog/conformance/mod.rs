@@ -55,7 +55,7 @@ macro_rules! conformance_suite {
             runs::upload_journal,
             runs::object_keys_are_held_by_one_file,
             runs::object_key_claims_race_to_one_winner,
-            runs::concurrent_claims_are_answered_each_on_its_own,
+            runs::a_batch_of_claims_is_answered_each_on_its_own,
             select::incremental_state_is_per_record_version_and_artifact,
             accounts::accounts_tokens_and_sessions,
             conversations::conversation_search_pages_newest_first,

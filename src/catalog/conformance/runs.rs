@@ -296,8 +296,15 @@ fn claim(key: &str, id: &str, file: &str) -> KeyClaim {
     }
 }
 
+/// One conversation's claims, in a batch of its own.
+fn claim_one(cat: &dyn Catalog, target: &str, run: RunId, claims: &[KeyClaim]) -> Claimed {
+    let mut answers = cat.claim_keys(target, run, &[claims.to_vec()]).unwrap();
+    assert_eq!(answers.len(), 1, "one answer per conversation");
+    answers.pop().unwrap()
+}
+
 /// A key belongs to the first file of a conversation that claimed it at a target: the same
-/// file claims it again (a rerun), any other is told who holds it, and a refused batch claims
+/// file claims it again (a rerun), any other is told who holds it, and a refused claim claims
 /// nothing. Only a key's first claim is fresh.
 pub fn object_keys_are_held_by_one_file(cat: &dyn Catalog) {
     let run = cat.begin_run("p", Mode::Full, "t").unwrap();
@@ -306,7 +313,7 @@ pub fn object_keys_are_held_by_one_file(cat: &dyn Catalog) {
         claim("victim/conversation.json", "victim", "conversation.json"),
     ];
     let keys = |claims: &[KeyClaim]| claims.iter().map(|c| c.key.clone()).collect::<Vec<_>>();
-    let first = cat.claim_keys("t", run, &victim).unwrap();
+    let first = claim_one(cat, "t", run, &victim);
     assert_eq!(first.held, []);
     let mut fresh = first.fresh;
     fresh.sort();
@@ -314,7 +321,7 @@ pub fn object_keys_are_held_by_one_file(cat: &dyn Catalog) {
     all.sort();
     assert_eq!(fresh, all, "a first claim is fresh");
     assert_eq!(
-        cat.claim_keys("t", run, &victim).unwrap(),
+        claim_one(cat, "t", run, &victim),
         Claimed::default(),
         "a rerun holds its keys, none of them fresh"
     );
@@ -327,37 +334,36 @@ pub fn object_keys_are_held_by_one_file(cat: &dyn Catalog) {
         claim("victim-x-a.wav", "victim-x", "a.wav"),
     ];
     assert_eq!(
-        cat.claim_keys("t", run, &other).unwrap(),
+        claim_one(cat, "t", run, &other),
         Claimed {
             held: vec![victim[0].clone()],
             fresh: Vec::new(),
         },
-        "a refused batch has no fresh keys"
+        "a refused claim has no fresh keys"
     );
     let after = claim("victim-x/conversation.json", "later", "conversation.json");
     assert_eq!(
-        cat.claim_keys("t", run, std::slice::from_ref(&after))
-            .unwrap(),
+        claim_one(cat, "t", run, std::slice::from_ref(&after)),
         Claimed {
             held: Vec::new(),
             fresh: keys(std::slice::from_ref(&after)),
         },
-        "the refused batch claimed none of its keys"
+        "the refused claim claimed none of its keys"
     );
     let same_conversation = claim("victim-x-a.wav", "victim", "call.txt");
     assert_eq!(
-        cat.claim_keys("t", run, &[same_conversation]).unwrap().held,
+        claim_one(cat, "t", run, &[same_conversation]).held,
         [victim[0].clone()],
         "another file of the same conversation"
     );
-    let elsewhere = cat.claim_keys("other-target", run, &other).unwrap();
+    let elsewhere = claim_one(cat, "other-target", run, &other);
     assert_eq!(elsewhere.held, [], "keys are per target");
     assert_eq!(elsewhere.fresh.len(), 2, "keys are per target");
     let twice = [claim("dup", "c", "a.wav"), claim("dup", "c", "b.wav")];
     assert_eq!(
-        cat.claim_keys("t", run, &twice).unwrap().held,
+        claim_one(cat, "t", run, &twice).held,
         [claim("dup", "c", "a.wav")],
-        "two files of one batch"
+        "two files of one conversation"
     );
 }
 
@@ -372,7 +378,7 @@ pub fn object_key_claims_race_to_one_winner(cat: &dyn Catalog) {
                 let (key, winners) = (&key, &winners);
                 s.spawn(move || {
                     let c = claim(key, &format!("c{i}"), "a.wav");
-                    let held = cat.claim_keys("t", run, &[c]).unwrap().held;
+                    let held = claim_one(cat, "t", run, &[c]).held;
                     if held.is_empty() {
                         winners.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     } else {
@@ -386,36 +392,56 @@ pub fn object_key_claims_race_to_one_winner(cat: &dyn Catalog) {
     }
 }
 
-/// Many claims at once, some refused: each refused one claims none of its keys and leaves the
-/// others', made at the same moment (and perhaps committed together), claimed and fresh.
-pub fn concurrent_claims_are_answered_each_on_its_own(cat: &dyn Catalog) {
+/// A batch of conversations' claims, some refused: each refused one (a key held before the
+/// batch, or by an earlier conversation of the same batch) claims none of its keys and leaves
+/// the others' claimed and fresh.
+pub fn a_batch_of_claims_is_answered_each_on_its_own(cat: &dyn Catalog) {
     let run = cat.begin_run("p", Mode::Full, "t").unwrap();
-    cat.claim_keys("t", run, &[claim("taken", "holder", "a.wav")])
-        .unwrap();
-    std::thread::scope(|s| {
-        for i in 0..16 {
-            s.spawn(move || {
-                let own = claim(&format!("own/{i}"), &format!("c{i}"), "a.wav");
-                let mut claims = vec![own.clone()];
-                if i % 4 == 0 {
-                    claims.push(claim("taken", &format!("c{i}"), "b.wav"));
-                }
-                let claimed = cat.claim_keys("t", run, &claims).unwrap();
-                if i % 4 == 0 {
-                    assert_eq!(claimed.held, [claim("taken", "holder", "a.wav")], "{i}");
-                    assert_eq!(claimed.fresh, Vec::<String>::new(), "{i}");
-                } else {
-                    assert_eq!(claimed.held, [], "{i}");
-                    assert_eq!(claimed.fresh, std::slice::from_ref(&own.key), "{i}");
-                }
-            });
+    claim_one(cat, "t", run, &[claim("taken", "holder", "a.wav")]);
+    let batch: Vec<Vec<KeyClaim>> = (0..16)
+        .map(|i| {
+            let mut claims = vec![claim(&format!("own/{i}"), &format!("c{i}"), "a.wav")];
+            match i % 4 {
+                0 => claims.push(claim("taken", &format!("c{i}"), "b.wav")),
+                1 => claims.push(claim("shared", &format!("c{i}"), "b.wav")),
+                _ => {}
+            }
+            claims
+        })
+        .collect();
+    let answers = cat.claim_keys("t", run, &batch).unwrap();
+    assert_eq!(answers.len(), batch.len(), "one answer per conversation");
+    for (i, (claims, answer)) in batch.iter().zip(&answers).enumerate() {
+        let holder = match i {
+            _ if i % 4 == 0 => Some(claim("taken", "holder", "a.wav")),
+            1 => None,
+            _ if i % 4 == 1 => Some(claim("shared", "c1", "b.wav")),
+            _ => None,
+        };
+        match holder {
+            Some(h) => {
+                assert_eq!(answer.held, [h], "{i}");
+                assert_eq!(answer.fresh, Vec::<String>::new(), "{i}");
+            }
+            None => {
+                assert_eq!(answer.held, [], "{i}");
+                let mut fresh = answer.fresh.clone();
+                fresh.sort();
+                let mut keys: Vec<String> = claims.iter().map(|c| c.key.clone()).collect();
+                keys.sort();
+                assert_eq!(fresh, keys, "{i}");
+            }
         }
-    });
+    }
     for i in 0..16 {
-        let again = cat
-            .claim_keys("t", run, &[claim(&format!("own/{i}"), "late", "a.wav")])
-            .unwrap();
-        assert_eq!(again.held.is_empty(), i % 4 == 0, "own/{i}: {again:?}");
+        let again = claim_one(
+            cat,
+            "t",
+            run,
+            &[claim(&format!("own/{i}"), "late", "a.wav")],
+        );
+        let refused = i % 4 == 0 || (i % 4 == 1 && i != 1);
+        assert_eq!(again.held.is_empty(), refused, "own/{i}: {again:?}");
     }
 }
 

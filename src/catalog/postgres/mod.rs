@@ -431,8 +431,13 @@ impl Catalog for PostgresCatalog {
         runs::resume_run(self, run)
     }
 
-    fn claim_keys(&self, target: &str, run: RunId, claims: &[KeyClaim]) -> Result<Claimed> {
-        runs::claim_keys(self, target, run, claims)
+    fn claim_keys(
+        &self,
+        target: &str,
+        run: RunId,
+        batch: &[Vec<KeyClaim>],
+    ) -> Result<Vec<Claimed>> {
+        runs::claim_keys(self, target, run, batch)
     }
 
     fn record_outcomes(&self, run: RunId, policy: &str, outcomes: &[ItemOutcome]) -> Result<()> {

@@ -114,25 +114,4 @@ impl PostgresCatalog {
             Ok(out)
         })
     }
-
-    /// Runs `f` in a transaction on a pooled connection, committed only when it succeeds and
-    /// asks for it; otherwise rolled back.
-    pub(super) fn transaction_unless<T>(
-        &self,
-        f: impl FnOnce(&mut Tx<'_, '_>) -> Fallible<(T, bool)>,
-    ) -> Result<T> {
-        self.with_conn(|conn| {
-            let mut tx = conn.client.transaction()?;
-            let (out, commit) = f(&mut Session {
-                client: &mut tx,
-                statements: &mut conn.statements,
-            })?;
-            if commit {
-                tx.commit()?;
-            } else {
-                tx.rollback()?;
-            }
-            Ok(out)
-        })
-    }
 }

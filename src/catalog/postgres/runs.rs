@@ -147,8 +147,36 @@ pub(super) fn claim_keys(
     cat: &PostgresCatalog,
     target: &str,
     run: RunId,
+    batch: &[Vec<KeyClaim>],
+) -> Result<Vec<Claimed>> {
+    let now = micros(Utc::now());
+    cat.transaction(|s| {
+        batch
+            .iter()
+            .map(|claims| {
+                // A savepoint each: a refused conversation claims nothing, the others stand.
+                s.client.batch_execute("SAVEPOINT claim")?;
+                let claimed = claim_in(s, target, run, now, claims)?;
+                s.client.batch_execute(if claimed.held.is_empty() {
+                    "RELEASE SAVEPOINT claim"
+                } else {
+                    "ROLLBACK TO SAVEPOINT claim"
+                })?;
+                Ok(claimed)
+            })
+            .collect()
+    })
+}
+
+/// Claims one conversation's `claims` in `s`'s transaction; when any key is held by another
+/// file, returns its holders and no fresh keys, for the caller to roll back.
+fn claim_in(
+    s: &mut Tx<'_, '_>,
+    target: &str,
+    run: RunId,
+    now: DateTime<Utc>,
     claims: &[KeyClaim],
-) -> Result<Claimed> {
+) -> Fallible<Claimed> {
     if claims.is_empty() {
         return Ok(Claimed::default());
     }
@@ -156,43 +184,39 @@ pub(super) fn claim_keys(
     let tenants: Vec<&str> = claims.iter().map(|c| c.tenant.as_str()).collect();
     let ids: Vec<&str> = claims.iter().map(|c| c.conversation_id.as_str()).collect();
     let files: Vec<&str> = claims.iter().map(|c| c.file.as_str()).collect();
-    let now = micros(Utc::now());
-    cat.transaction_unless(|s| {
-        // An insert racing another node's uncommitted claim of the same key waits for it,
-        // then does nothing; the holder is read by a statement of its own, whose snapshot
-        // sees the claim that won.
-        let mut fresh = Vec::new();
-        for r in s.query(
-            "INSERT INTO object_keys (target, key, tenant, conversation_id, file, run, at) \
-             SELECT $1, u.key, u.tenant, u.id, u.file, $2, $3 \
-             FROM unnest($4::text[], $5::text[], $6::text[], $7::text[]) AS u(key, tenant, id, file) \
-             ON CONFLICT (target, key) DO NOTHING RETURNING key",
-            &[&target, &run.0, &now, &keys, &tenants, &ids, &files],
-        )? {
-            fresh.push(r.try_get(0)?);
+    // An insert racing another node's uncommitted claim of the same key waits for it, then
+    // does nothing; the holder is read by a statement of its own, whose snapshot sees the
+    // claim that won.
+    let mut fresh = Vec::new();
+    for r in s.query(
+        "INSERT INTO object_keys (target, key, tenant, conversation_id, file, run, at) \
+         SELECT $1, u.key, u.tenant, u.id, u.file, $2, $3 \
+         FROM unnest($4::text[], $5::text[], $6::text[], $7::text[]) AS u(key, tenant, id, file) \
+         ON CONFLICT (target, key) DO NOTHING RETURNING key",
+        &[&target, &run.0, &now, &keys, &tenants, &ids, &files],
+    )? {
+        fresh.push(r.try_get(0)?);
+    }
+    let mut held = Vec::new();
+    for r in s.query(
+        "SELECT key, tenant, conversation_id, file FROM object_keys \
+         WHERE target = $1 AND key = ANY($2)",
+        &[&target, &keys],
+    )? {
+        let h = KeyClaim {
+            key: r.try_get(0)?,
+            tenant: r.try_get(1)?,
+            conversation_id: r.try_get(2)?,
+            file: r.try_get(3)?,
+        };
+        if claims.iter().any(|c| c.key == h.key && !c.same_holder(&h)) {
+            held.push(h);
         }
-        let mut held = Vec::new();
-        for r in s.query(
-            "SELECT key, tenant, conversation_id, file FROM object_keys \
-             WHERE target = $1 AND key = ANY($2)",
-            &[&target, &keys],
-        )? {
-            let h = KeyClaim {
-                key: r.try_get(0)?,
-                tenant: r.try_get(1)?,
-                conversation_id: r.try_get(2)?,
-                file: r.try_get(3)?,
-            };
-            if claims.iter().any(|c| c.key == h.key && !c.same_holder(&h)) {
-                held.push(h);
-            }
-        }
-        let commit = held.is_empty();
-        if !commit {
-            fresh.clear();
-        }
-        Ok((Claimed { held, fresh }, commit))
-    })
+    }
+    if !held.is_empty() {
+        fresh.clear();
+    }
+    Ok(Claimed { held, fresh })
 }
 
 pub(super) fn lock_policy(cat: &PostgresCatalog, policy: &str) -> Result<Box<dyn PolicyLock>> {

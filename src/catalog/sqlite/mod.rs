@@ -78,7 +78,6 @@ pub struct SqliteCatalog {
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     audit_key: Option<KeySource>,
-    claims: runs::ClaimQueue,
 }
 
 impl SqliteCatalog {
@@ -128,7 +127,6 @@ impl SqliteCatalog {
             writer: Mutex::new(Connection::open(path).map_err(|e| sql_err(path, e))?),
             readers: Mutex::new(Vec::new()),
             audit_key: None,
-            claims: runs::ClaimQueue::default(),
         };
         {
             let mut conn = this.writer.lock().expect("catalog writer lock");
@@ -326,8 +324,13 @@ impl Catalog for SqliteCatalog {
         runs::resume_run(self, run)
     }
 
-    fn claim_keys(&self, target: &str, run: RunId, claims: &[KeyClaim]) -> Result<Claimed> {
-        runs::claim_keys(self, target, run, claims)
+    fn claim_keys(
+        &self,
+        target: &str,
+        run: RunId,
+        batch: &[Vec<KeyClaim>],
+    ) -> Result<Vec<Claimed>> {
+        runs::claim_keys(self, target, run, batch)
     }
 
     fn record_outcomes(&self, run: RunId, policy: &str, outcomes: &[ItemOutcome]) -> Result<()> {

@@ -2,7 +2,6 @@
 //! per-policy run lock.
 
 use std::fs::File;
-use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
@@ -15,88 +14,29 @@ use crate::catalog::{
     ObjectRecord, PolicyLock, Result, RunId, RunPage, RunStatus, rfc3339_micros as ts,
 };
 
-/// Claims of object keys waiting for the writer. Whoever takes the writer next commits every
-/// claim queued by then in one transaction (one fsync for all, each claim in a savepoint of
-/// its own, so one refused claims nothing and leaves the others be) and leaves each claimer
-/// its answer: with an export's workers all claiming at once, a commit serves many.
-#[derive(Default)]
-pub(super) struct ClaimQueue(Mutex<Vec<Arc<QueuedClaim>>>);
-
-struct QueuedClaim {
-    target: String,
-    run: RunId,
-    claims: Vec<KeyClaim>,
-    /// Set, under the writer lock, by the claimer that committed it.
-    answer: Mutex<Option<Answer>>,
-}
-
-enum Answer {
-    Claimed(Claimed),
-    /// The batch failed: the claimer claims alone, so that an error is its own.
-    Alone,
-}
-
 pub(super) fn claim_keys(
     cat: &SqliteCatalog,
     target: &str,
     run: RunId,
-    claims: &[KeyClaim],
-) -> Result<Claimed> {
-    let me = Arc::new(QueuedClaim {
-        target: target.to_owned(),
-        run,
-        claims: claims.to_vec(),
-        answer: Mutex::new(None),
-    });
-    cat.claims
-        .0
-        .lock()
-        .expect("claim queue lock")
-        .push(me.clone());
+    batch: &[Vec<KeyClaim>],
+) -> Result<Vec<Claimed>> {
     let mut conn = cat.writer.lock().expect("catalog writer lock");
-    let answer = |q: &QueuedClaim| q.answer.lock().expect("claim answer lock").take();
-    // Holding the writer, a claim no one answered is still queued: only the writer's holder
-    // takes claims off the queue, and it answers them before letting the writer go.
-    let answered = match answer(&me) {
-        Some(a) => a,
-        None => {
-            let batch = std::mem::take(&mut *cat.claims.0.lock().expect("claim queue lock"));
-            let answers = match claim_batch(&mut conn, &batch) {
-                Ok(claimed) => claimed.into_iter().map(Answer::Claimed).collect(),
-                Err(e) => {
-                    tracing::debug!("a batch of key claims failed; each is claimed alone: {e}");
-                    batch.iter().map(|_| Answer::Alone).collect::<Vec<_>>()
-                }
-            };
-            for (q, a) in batch.iter().zip(answers) {
-                *q.answer.lock().expect("claim answer lock") = Some(a);
-            }
-            answer(&me).expect("a claim not answered before is in the batch")
-        }
-    };
-    match answered {
-        Answer::Claimed(claimed) => Ok(claimed),
-        Answer::Alone => {
-            let tx = conn.transaction().map_err(|e| cat.err(e))?;
-            let claimed = claim_in(&tx, target, run, claims).map_err(|e| cat.err(e))?;
-            if claimed.held.is_empty() {
-                tx.commit().map_err(|e| cat.err(e))?;
-            }
-            Ok(claimed)
-        }
-    }
+    claim_batch(&mut conn, target, run, batch).map_err(|e| cat.err(e))
 }
 
-/// Claims each of `batch` in a savepoint of one transaction, and commits it.
+/// Claims each conversation's keys of `batch` in a savepoint of one transaction (one refused
+/// claims nothing and leaves the others be), and commits it: one fsync for the batch.
 fn claim_batch(
     conn: &mut Connection,
-    batch: &[Arc<QueuedClaim>],
+    target: &str,
+    run: RunId,
+    batch: &[Vec<KeyClaim>],
 ) -> rusqlite::Result<Vec<Claimed>> {
     let mut tx = conn.transaction()?;
     let mut answers = Vec::with_capacity(batch.len());
-    for q in batch {
+    for claims in batch {
         let sp = tx.savepoint()?;
-        let claimed = claim_in(&sp, &q.target, q.run, &q.claims)?;
+        let claimed = claim_in(&sp, target, run, claims)?;
         if claimed.held.is_empty() {
             sp.commit()?;
         }
