@@ -535,6 +535,33 @@ impl Backend for AwsBackend {
         }
     }
 
+    async fn get_source(
+        &self,
+        source: &CopySource,
+        range: std::ops::Range<u64>,
+    ) -> BackendResult<ByteStream> {
+        if range.is_empty() {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let out = self
+            .client
+            .get_object()
+            .bucket(&source.bucket)
+            .key(&source.key)
+            .set_if_match(source.etag.clone())
+            .range(format!("bytes={}-{}", range.start, range.end - 1))
+            .send()
+            .await
+            .map_err(|e| {
+                if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
+                    BackendError::NotFound
+                } else {
+                    other(e)
+                }
+            })?;
+        Ok(body_stream(out.body))
+    }
+
     async fn copy(
         &self,
         source: &CopySource,
@@ -561,23 +588,25 @@ impl Backend for AwsBackend {
                 .object_lock_legal_hold_status(legal_hold(r.legal_hold))
                 .metadata(RETAIN_UNTIL_KEY, r.until.to_rfc3339());
         }
-        let locked = retention.is_some();
-        let out = request
-            .customize()
-            .mutate_request(move |r| {
-                // Some stores take a write under Object Lock only with an integrity header,
-                // even a copy, whose bytes the store checks itself (as it does here).
-                if locked {
+        let sent = if retention.is_some() {
+            // Some stores take a write under Object Lock only with an integrity header, even
+            // a copy, whose bytes the store checks itself (as it does here).
+            request
+                .customize()
+                .mutate_request(|r| {
                     r.headers_mut()
                         .insert("x-amz-sdk-checksum-algorithm", "SHA256");
-                }
-            })
-            .send()
-            .await
-            .map_err(|e| match e.as_service_error().and_then(|s| s.code()) {
-                Some("NoSuchKey") => BackendError::NotFound,
-                _ => other(e),
-            })?;
+                })
+                .send()
+                .await
+        } else {
+            // Without a per-request override: the SDK layers none over its config.
+            request.send().await
+        };
+        let out = sent.map_err(|e| match e.as_service_error().and_then(|s| s.code()) {
+            Some("NoSuchKey") => BackendError::NotFound,
+            _ => other(e),
+        })?;
         Ok(out
             .copy_object_result()
             .and_then(|r| r.checksum_sha256())

@@ -240,6 +240,15 @@ pub trait Backend: Send + Sync + 'static {
     async fn head_in(&self, _bucket: &str, _key: &str) -> BackendResult<Option<(u64, String)>> {
         Err(no_copy())
     }
+    /// Reads the bytes of `source` (in the same store) in `range`, refused by the store when
+    /// `source` has another entity tag than the one given.
+    async fn get_source(
+        &self,
+        _source: &CopySource,
+        _range: std::ops::Range<u64>,
+    ) -> BackendResult<ByteStream> {
+        Err(no_copy())
+    }
     /// Copies `source` to `key` inside the store in one request, storing `sha256` with it as
     /// `put` does (under `retention` when given), or only once `seal_copy` is called.
     /// Returns the SHA-256 the store computed of the copy, when it offers one; `NotFound` when
@@ -490,8 +499,12 @@ impl RemoteTarget {
     }
 
     /// A copy larger than one copy part: the source's size and entity tag are asked first, so
-    /// that each part copies from the same object (a source replaced since is refused by the
-    /// store), and the multipart copy is read back (its checksum is of its parts).
+    /// that each part copies from that object (a source replaced since is refused by the
+    /// store), and the source is read and checked against its record before anything is
+    /// written. A multipart copy has no SHA-256 of the store's (only one of its parts'), and
+    /// it carries the recording's in its metadata from the moment it exists, which a later run
+    /// trusts (or, under Object Lock, cannot remove): checked after the copy, a process killed
+    /// before the check, or a mismatch in a locked bucket, would leave a claim nobody checked.
     fn copy_large(
         &self,
         bucket: &str,
@@ -501,7 +514,6 @@ impl RemoteTarget {
         retention: Option<Retention>,
         cx: &WriteContext,
     ) -> Result<ObjectRecord, PutError> {
-        let full_key = self.full_key(key.as_str());
         let (size, etag) = self
             .runtime
             .block_on(self.backend.head_in(bucket, source_key))
@@ -518,11 +530,11 @@ impl RemoteTarget {
             key: source_key.to_owned(),
             etag: Some(etag),
         };
-        self.copy_parts(&source, size, key, expect.sha256, retention, cx)?;
-        if let Some(mismatch) = self.hash_back(&full_key, key, &expect)? {
-            self.remove_copy(&full_key, key);
+        let read = self.backend.get_source(&source, 0..size.saturating_add(1));
+        if let Some(mismatch) = self.hash_read(key, &expect, read)? {
             return Err(PutError::Mismatch(mismatch));
         }
+        self.copy_parts(&source, size, key, expect.sha256, retention, cx)?;
         Ok(record(key, expect))
     }
 
@@ -541,13 +553,22 @@ impl RemoteTarget {
         key: &ObjectKey,
         expect: &Expected<'_>,
     ) -> Result<Option<Mismatch>, PutError> {
+        let read = self
+            .backend
+            .get_range(full_key, 0..expect.size.saturating_add(1));
+        self.hash_read(key, expect, read)
+    }
+
+    /// How the bytes `read` streams differ from `expect` (for the object at `key`).
+    fn hash_read(
+        &self,
+        key: &ObjectKey,
+        expect: &Expected<'_>,
+        read: impl Future<Output = BackendResult<ByteStream>>,
+    ) -> Result<Option<Mismatch>, PutError> {
         let io = |e: BackendError| self.io(key.as_str(), e);
         self.runtime.block_on(async {
-            let mut stream = self
-                .backend
-                .get_range(full_key, 0..expect.size.saturating_add(1))
-                .await
-                .map_err(io)?;
+            let mut stream = read.await.map_err(io)?;
             let mut hasher = Sha256::new();
             let mut read = 0u64;
             while let Some(chunk) = stream.next().await {

@@ -443,6 +443,66 @@ fn a_store_that_checksums_copies_exports_without_any_artifact_byte_through_the_n
     assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
 }
 
+#[test]
+fn a_multipart_copy_of_a_source_unlike_its_record_is_never_made_even_in_a_locked_bucket() {
+    let moto = Moto::start();
+    moto.bucket("recordings", false);
+    moto.bucket("worm", true);
+    let env = Env::new("");
+    let big = pattern(12_000_000, 5);
+    env.conversation("acme", 1, "a1", &[("big.wav", &big)]);
+    upload_tree(&moto, "recordings", &env.root(), "");
+    std::fs::remove_dir_all(env.root()).unwrap();
+    // Same size, other bytes behind the record: only the SHA-256 tells.
+    let key = "acme/2026/01/01/a1/big.wav";
+    moto.runtime
+        .block_on(
+            moto.client
+                .put_object()
+                .bucket("recordings")
+                .key(key)
+                .body(pattern(12_000_000, 6).into())
+                .send(),
+        )
+        .unwrap();
+    env.write_config(&format!(
+        "[catalog]\nurl = \"sqlite:catalog.db\"\n\n{}\n{}\n\
+         [policies.export]\naction = \"export\"\ntarget = \"s3\"\n",
+        repository(&moto.endpoint, "recordings"),
+        s3_target(
+            &moto.endpoint,
+            "worm",
+            "copy_part_size_mib = 5\nobject_lock = { mode = \"governance\", retain_days = 30 }"
+        ),
+    ));
+    for attempt in 0..2 {
+        let out = run_with(&env, &["--json", "run", "export"], "testing", "testing");
+        assert_eq!(out.status.code(), Some(1), "{attempt}: {}", text(&out));
+        assert!(
+            text(&out).contains("content does not match the sha256 its record lists"),
+            "{attempt}: {}",
+            text(&out)
+        );
+        assert_eq!(json(&out)["counters"]["exported"], 0, "{}", text(&out));
+    }
+    // A copy checked only once made would stay locked under the final key, claiming the
+    // record's SHA-256, and a rerun would take it for the export.
+    assert_eq!(
+        moto.versions("worm")
+            .into_iter()
+            .filter(|(k, _)| k.ends_with("big.wav"))
+            .count(),
+        0,
+        "nothing written under the final key"
+    );
+    let copies: Vec<String> = moto
+        .requests()
+        .into_iter()
+        .filter(|l| l.contains("uploads") || l.contains("partNumber"))
+        .collect();
+    assert!(copies.is_empty(), "no multipart copy begun: {copies:?}");
+}
+
 /// Puts every file under `dir` into `bucket` under `prefix`, keeping the layout.
 fn upload_tree(moto: &Moto, bucket: &str, dir: &Path, prefix: &str) {
     for e in std::fs::read_dir(dir).unwrap().flatten() {
