@@ -46,7 +46,9 @@ use super::PolicySettings;
 /// Conversations fetched from the catalog per page.
 const PAGE: usize = 512;
 
-/// Conversations whose object keys are claimed in one commit.
+/// Conversations whose object keys are claimed in one commit. No more than 64: a batch a
+/// PostgreSQL catalog claims a conversation at a time (one refused) takes a subtransaction
+/// each, and PostgreSQL caches 64 per session before every snapshot slows.
 const CLAIM_BATCH: usize = 64;
 
 /// An export policy's settings.

@@ -157,11 +157,12 @@ pub trait Target: Send + Sync {
     }
 
     /// Copies the object at the full key `source_key` of the bucket `source_bucket`, in the
-    /// same store as this target, to `key` inside the store, so none of its bytes pass through
-    /// this process (docs/operations.md, "Server-side copy"). The source must be `expect`'s
-    /// size before anything is copied, and the copy its SHA-256 (the store's checksum of the
-    /// copy, or the copy read back), or it is removed and the put fails. None when this target
-    /// cannot copy inside its store: the caller streams the object instead.
+    /// same store as this target, to `key` inside the store, so its bytes need not pass
+    /// through this process to be written (docs/operations.md, "Server-side copy"). The copy
+    /// must have `expect`'s size and SHA-256 (the store's checksum of the copy, or the copy
+    /// read back), or it is removed and the put fails; a multipart copy is only begun once
+    /// the source, read and hashed, has them. None when this target cannot copy inside its
+    /// store: the caller streams the object instead.
     fn copy_in_store(
         &self,
         _source_bucket: &str,

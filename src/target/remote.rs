@@ -226,12 +226,13 @@ pub trait Backend: Send + Sync + 'static {
         listed.sort_by(|a, b| a.key.cmp(&b.key));
         Ok((listed, false))
     }
-    /// Whether this client copies inside the store (`copy`, `part_copy`, `head_in`, `delete`).
+    /// Whether this client copies inside the store (`copy`, `part_copy`, `head_in`,
+    /// `get_source`, `delete`).
     fn copies(&self) -> bool {
         false
     }
     /// Whether `copy` takes an object of any size in one request (Azure's Copy Blob), so no
-    /// multipart copy is made (`part_copy`, `head_in` unused).
+    /// multipart copy is made (`part_copy`, `head_in`, `get_source` unused).
     fn copies_whole(&self) -> bool {
         false
     }
@@ -531,7 +532,10 @@ impl RemoteTarget {
             etag: Some(etag),
         };
         let read = self.backend.get_source(&source, 0..size.saturating_add(1));
-        if let Some(mismatch) = self.hash_read(key, &expect, read)? {
+        if let Some(mismatch) = self.hash_read(&expect, read, |e| match e {
+            BackendError::NotFound => source_missing(),
+            BackendError::Other(m) => PutError::Source(io::Error::other(m)),
+        })? {
             return Err(PutError::Mismatch(mismatch));
         }
         self.copy_parts(&source, size, key, expect.sha256, retention, cx)?;
@@ -556,23 +560,22 @@ impl RemoteTarget {
         let read = self
             .backend
             .get_range(full_key, 0..expect.size.saturating_add(1));
-        self.hash_read(key, expect, read)
+        self.hash_read(expect, read, |e| self.io(key.as_str(), e).into())
     }
 
     /// How the bytes `read` streams differ from `expect` (for the object at `key`).
     fn hash_read(
         &self,
-        key: &ObjectKey,
         expect: &Expected<'_>,
         read: impl Future<Output = BackendResult<ByteStream>>,
+        io: impl Fn(BackendError) -> PutError,
     ) -> Result<Option<Mismatch>, PutError> {
-        let io = |e: BackendError| self.io(key.as_str(), e);
         self.runtime.block_on(async {
-            let mut stream = read.await.map_err(io)?;
+            let mut stream = read.await.map_err(&io)?;
             let mut hasher = Sha256::new();
             let mut read = 0u64;
             while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(io)?;
+                let chunk = chunk.map_err(&io)?;
                 read += chunk.len() as u64;
                 hasher.update(&chunk);
             }

@@ -409,9 +409,21 @@ pub fn a_batch_of_claims_is_answered_each_on_its_own(cat: &dyn Catalog) {
             claims
         })
         .collect();
+    let mut batch = batch;
+    // A key only a refused conversation of the batch tried is free for a later one; a
+    // conversation with nothing to claim is answered too.
+    batch.push(vec![claim("own/0", "late", "a.wav")]);
+    batch.push(Vec::new());
     let answers = cat.claim_keys("t", run, &batch).unwrap();
     assert_eq!(answers.len(), batch.len(), "one answer per conversation");
-    for (i, (claims, answer)) in batch.iter().zip(&answers).enumerate() {
+    assert_eq!(answers[16].held, [], "a key a refused conversation tried");
+    assert_eq!(
+        answers[16].fresh,
+        ["own/0"],
+        "a key a refused conversation tried"
+    );
+    assert_eq!(answers[17], Claimed::default(), "nothing to claim");
+    for (i, (claims, answer)) in batch.iter().zip(&answers).take(16).enumerate() {
         let holder = match i {
             _ if i % 4 == 0 => Some(claim("taken", "holder", "a.wav")),
             1 => None,

@@ -151,16 +151,43 @@ pub(super) fn claim_keys(
 ) -> Result<Vec<Claimed>> {
     let now = micros(Utc::now());
     cat.transaction(|s| {
+        // The whole batch at once first, two statements: when no conversation is refused
+        // (nearly always), that is every answer. Otherwise it is undone and each conversation
+        // claims in a savepoint of its own, in order, so a refused one claims nothing and the
+        // others stand.
+        let all: Vec<KeyClaim> = batch.iter().flatten().cloned().collect();
+        s.client.batch_execute("SAVEPOINT claims")?;
+        let claimed = claim_in(s, target, run, now, &all)?;
+        if claimed.held.is_empty() {
+            s.client.batch_execute("RELEASE SAVEPOINT claims")?;
+            let fresh: HashSet<&str> = claimed.fresh.iter().map(String::as_str).collect();
+            return Ok(batch
+                .iter()
+                .map(|claims| {
+                    let mut mine: Vec<String> = Vec::new();
+                    for c in claims {
+                        if fresh.contains(c.key.as_str()) && !mine.contains(&c.key) {
+                            mine.push(c.key.clone());
+                        }
+                    }
+                    Claimed {
+                        held: Vec::new(),
+                        fresh: mine,
+                    }
+                })
+                .collect());
+        }
+        s.client
+            .batch_execute("ROLLBACK TO SAVEPOINT claims; RELEASE SAVEPOINT claims")?;
         batch
             .iter()
             .map(|claims| {
-                // A savepoint each: a refused conversation claims nothing, the others stand.
                 s.client.batch_execute("SAVEPOINT claim")?;
                 let claimed = claim_in(s, target, run, now, claims)?;
                 s.client.batch_execute(if claimed.held.is_empty() {
                     "RELEASE SAVEPOINT claim"
                 } else {
-                    "ROLLBACK TO SAVEPOINT claim"
+                    "ROLLBACK TO SAVEPOINT claim; RELEASE SAVEPOINT claim"
                 })?;
                 Ok(claimed)
             })
