@@ -234,7 +234,7 @@ pub fn sync(l: &Loaded) -> Result<SyncReport, HoldError> {
 type Opened = HashMap<String, Result<Box<dyn Target>, String>>;
 
 /// Works through the sync queue once, page by page.
-fn drain(l: &Loaded, actor: &Actor) -> Result<SyncReport, HoldError> {
+pub(super) fn drain(l: &Loaded, actor: &Actor) -> Result<SyncReport, HoldError> {
     let mut report = SyncReport::default();
     let mut opened = Opened::new();
     let mut after = None;

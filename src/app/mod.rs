@@ -221,7 +221,38 @@ impl Loaded {
             },
         };
         progress.finish();
+        let mut report = report;
+        self.sync_recorder_holds(&mut report);
         Ok(report)
+    }
+
+    /// After an index pass: sets the legal-hold status of the locked objects of conversations
+    /// whose recorder `legal_hold` flag changed (queued by the pass), and whatever else is
+    /// queued, on behalf of the process (the recorder decided, not a user). What cannot be
+    /// set stays queued and is reported, never failing the pass.
+    fn sync_recorder_holds(&self, report: &mut IndexReport) {
+        if !self
+            .config
+            .targets
+            .values()
+            .any(|t| t.object_lock().is_some())
+        {
+            return;
+        }
+        let synced = match &self.acting {
+            Acting::Process => Actor::current().map_err(|e| e.to_string()),
+            Acting::As(actor) => Ok(actor.clone()),
+        }
+        .and_then(|actor| holds::drain(self, &actor).map_err(|e| e.to_string()));
+        match synced {
+            Ok(sync) => {
+                report.legal_hold_statuses_set = sync.on + sync.off;
+                report.legal_hold_syncs_left = sync.left;
+            }
+            Err(e) => report
+                .legal_hold_syncs_left
+                .push(format!("the legal-hold sync queue: {e}")),
+        }
     }
 
     /// Sets up an export of `policy` to `target` over the conversations `filter` selects.

@@ -217,6 +217,15 @@ pub fn print_index(r: &IndexReport) -> Result<()> {
             "index: stopped before it saw every conversation; what it found is committed, and the next index goes on from there"
         )?;
     }
+    if r.legal_hold_statuses_set > 0 {
+        outln!(
+            "index: set the legal-hold status of {} locked object(s) as their recorder's flag now says",
+            r.legal_hold_statuses_set
+        )?;
+    }
+    for left in &r.legal_hold_syncs_left {
+        outln!("  legal-hold status not set: {left}; `custodian hold sync` tries again")?;
+    }
     Ok(())
 }
 

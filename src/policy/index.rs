@@ -66,6 +66,14 @@ pub struct IndexReport {
     /// what it found was committed, and the next pass goes on from there.
     pub stopped: bool,
     pub failures: Vec<RecordFailure>,
+    /// Objects on Object Lock targets whose legal-hold status was set after the pass, as the
+    /// `legal_hold` flag the recorder changed on an exported conversation asks
+    /// (docs/operations.md, "Legal holds").
+    pub legal_hold_statuses_set: u64,
+    /// Conversations whose objects' legal-hold status could not be set (the store out of
+    /// reach, say), with why, one line each: they stay queued for `custodian hold sync` or the
+    /// next pass.
+    pub legal_hold_syncs_left: Vec<String>,
 }
 
 /// Why an index pass could not run at all.

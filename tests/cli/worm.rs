@@ -590,12 +590,16 @@ fn a_legal_hold_flag_the_recorder_sets_after_export_reaches_the_locked_objects()
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(statuses(&moto, "worm", 1, "c1"), OFF);
 
+    // The index that reads the changed flag sets the objects' status itself.
     flag_legal_hold(&dir);
-    let indexed = run(&env, &["index"]);
+    let indexed = run(&env, &["--json", "index"]);
     assert_eq!(indexed.status.code(), Some(0), "{}", text(&indexed));
-    let synced = hold(&env, &["sync"]);
-    assert_eq!(synced["conversations"], 1, "{synced}");
-    assert_eq!(synced["on"], 2, "{synced}");
+    assert_eq!(
+        json(&indexed)["legal_hold_statuses_set"],
+        2,
+        "{}",
+        text(&indexed)
+    );
     assert_eq!(statuses(&moto, "worm", 1, "c1"), ON);
     assert_eq!(statuses(&moto, "worm", 2, "c2"), OFF);
     assert!(!moto.delete_version("worm", "exports/acme/2026/01/01/c1/call.wav", true));
@@ -605,6 +609,35 @@ fn a_legal_hold_flag_the_recorder_sets_after_export_reaches_the_locked_objects()
         0,
         "nothing left queued"
     );
+}
+
+#[test]
+fn a_recorder_flag_the_index_cannot_take_to_the_store_stays_queued_for_hold_sync() {
+    let moto = Moto::start();
+    moto.bucket("worm", true);
+    let env = worm_hold_env(&moto, "worm", "governance");
+    let dir = env.conversation("acme", 1, "c1", &[("call.wav", b"RIFF-one")]);
+    let out = run(&env, &["--json", "run", "export"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    flag_legal_hold(&dir);
+    let good = std::fs::read_to_string(env.config()).unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    env.write_config(&good.replace(&moto.endpoint, &dead));
+    let indexed = run(&env, &["index"]);
+    assert_eq!(indexed.status.code(), Some(0), "{}", text(&indexed));
+    let msg = text(&indexed);
+    assert!(msg.contains("legal-hold status not set: acme/c1"), "{msg}");
+    assert!(msg.contains("custodian hold sync"), "{msg}");
+    assert_eq!(statuses(&moto, "worm", 1, "c1"), OFF);
+
+    env.write_config(&good);
+    let synced = hold(&env, &["sync"]);
+    assert_eq!(synced["conversations"], 1, "{synced}");
+    assert_eq!(synced["on"], 2, "{synced}");
+    assert_eq!(statuses(&moto, "worm", 1, "c1"), ON);
 }
 
 #[test]
