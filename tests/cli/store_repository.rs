@@ -76,6 +76,7 @@ fn disk_repository() -> Env {
     disk
 }
 
+#[cfg(any(feature = "azure", feature = "gcs"))]
 /// An installation whose repository is `table` (the keys of a store's `[repository]`).
 fn repository_env(table: &str) -> Env {
     let env = Env::new("");
@@ -85,6 +86,7 @@ fn repository_env(table: &str) -> Env {
     env
 }
 
+#[cfg(any(feature = "azure", feature = "gcs"))]
 /// Uploads [`fill`]'s repository with `put` (a key relative to the repository's top and its
 /// bytes), then `store` indexes it twice: like the tree on disk, then nothing changed.
 fn index_uploaded(store: &Env, put: impl Fn(&str, &[u8]), run: impl Fn(&Env, &[&str]) -> Output) {
@@ -103,6 +105,7 @@ fn index_uploaded(store: &Env, put: impl Fn(&str, &[u8]), run: impl Fn(&Env, &[&
     assert_eq!(counts(&report), [4, 0, 4, 0], "{report}");
 }
 
+#[cfg(any(feature = "azure", feature = "gcs"))]
 /// Every file under `dir` (whose key is `key`, empty or ending in `/`) through `put`.
 fn upload(dir: &Path, key: &str, put: &impl Fn(&str, &[u8])) {
     for entry in std::fs::read_dir(dir).unwrap() {
