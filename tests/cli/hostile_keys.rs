@@ -55,8 +55,11 @@ fn key_written_for_another_conversation_is_never_replaced() {
         "{config}\n[policies.swapped]\naction = \"export\"\ntarget = \"archive\"\n\
          filename_format = \"{{id}}/{{tenant}}/{{file}}\"\n"
     ));
+    // Refused and free keys alternate, in one batch of claims: each answer is its own.
     env.conversation("acme", 1, "globex", &[("call.wav", b"acme's call")]);
-    env.conversation("globex", 2, "acme", &[("call.wav", b"globex's call")]);
+    env.conversation("initech", 2, "free-1", &[("call.wav", b"free one")]);
+    env.conversation("globex", 3, "acme", &[("call.wav", b"globex's call")]);
+    env.conversation("initech", 4, "free-2", &[("call.wav", b"free two")]);
     let (code, s) = env.json(&["run", "export"]);
     assert_eq!(code, 0, "{s}");
 
@@ -64,7 +67,14 @@ fn key_written_for_another_conversation_is_never_replaced() {
     assert_eq!(code, 1, "{s}");
     assert_eq!(s["status"], "completed_with_failures");
     assert_eq!(s["counters"]["failed"], 2);
-    assert_eq!(s["counters"]["objects"], 0);
+    assert_eq!(s["counters"]["exported"], 2, "{s}");
+    assert_eq!(s["counters"]["objects"], 4, "{s}");
+    for id in ["free-1", "free-2"] {
+        assert!(
+            env.archive().join(id).join("initech/call.wav").exists(),
+            "{id}"
+        );
+    }
     let failures = s["failures"].as_array().unwrap();
     for (mine, holder) in [
         ("acme/globex", "globex/acme"),
