@@ -1,7 +1,9 @@
 //! Copies inside one Azure storage account with Copy Blob, for a repository and a target in
-//! the same account (docs/operations.md, "Server-side copy"). object_store's own copy takes
-//! the source's metadata and cannot set the copy's, so the requests are built here: authorized
-//! through object_store's credential chain and signer, sent over the reqwest it builds.
+//! the same account (docs/operations.md, "Server-side copy"), and lists a container's blobs.
+//! object_store's own copy takes the source's metadata and cannot set the copy's, and its
+//! listing fails over one blob name it cannot parse, so these requests are built here:
+//! authorized through object_store's credential chain and signer, sent over the reqwest it
+//! builds.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +13,7 @@ use object_store::client::{HttpRequest, HttpRequestBody};
 use reqwest::header::{CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Response, StatusCode, Url};
 
-use super::remote::{BackendError, BackendResult, CopySource};
+use super::remote::{BackendError, BackendResult, CopySource, Listed};
 
 /// Metadata a copy carries until it has been read back. Any metadata header replaces what the
 /// source carries, so a copy never holds a `sha256` it was not checked against, not even when
@@ -283,6 +285,113 @@ impl AzureCopier {
     }
 }
 
+impl AzureCopier {
+    /// The blobs of the container whose names start with the full prefix `prefix` and, with
+    /// `level`, the names one level below it that more blobs share (each ending in `/`), as
+    /// List Blobs gives them, page after page. Names come as the store has them, whatever
+    /// they hold: object_store's listing refuses a whole page over one name that is not a
+    /// path it accepts (a `..` segment, say), which would hide every conversation of a day
+    /// behind one stray blob; the index judges each name on its own.
+    pub(super) async fn list(
+        &self,
+        prefix: &str,
+        level: bool,
+    ) -> BackendResult<(Vec<Listed>, Vec<String>)> {
+        let credential = self.credential().await?;
+        let (mut blobs, mut prefixes) = (Vec::new(), Vec::new());
+        let mut marker: Option<String> = None;
+        loop {
+            let mut url = self.service.clone();
+            url.path_segments_mut()
+                .expect("checked to be a base")
+                .pop_if_empty()
+                .push(&self.container);
+            {
+                let mut query = url.query_pairs_mut();
+                query
+                    .append_pair("restype", "container")
+                    .append_pair("comp", "list")
+                    .append_pair("prefix", prefix);
+                if level {
+                    query.append_pair("delimiter", "/");
+                }
+                if let Some(m) = &marker {
+                    query.append_pair("marker", m);
+                }
+            }
+            let response = self
+                .send(&credential, Method::GET, &url, HeaderMap::new())
+                .await?;
+            if !response.status().is_success() {
+                return Err(refused(response).await);
+            }
+            let body = response
+                .text()
+                .await
+                .map_err(|e| BackendError::Other(e.without_url().to_string()))?;
+            let page: ListPage = quick_xml::de::from_str(&body)
+                .map_err(|e| BackendError::Other(format!("a listing the store sent: {e}")))?;
+            for entry in page.blobs.entries {
+                match entry {
+                    ListEntry::Blob(b) => blobs.push(Listed {
+                        key: b.name,
+                        size: b.properties.content_length,
+                        etag: b.properties.etag.trim_matches('"').to_owned(),
+                    }),
+                    ListEntry::BlobPrefix(p) => prefixes.push(p.name),
+                }
+            }
+            match page.next_marker.filter(|m| !m.is_empty()) {
+                Some(m) => marker = Some(m),
+                None => return Ok((blobs, prefixes)),
+            }
+        }
+    }
+}
+
+/// One page of a List Blobs answer (what of it is read).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListPage {
+    #[serde(default)]
+    blobs: ListBlobs,
+    #[serde(default)]
+    next_marker: Option<String>,
+}
+
+#[derive(Default, serde::Deserialize)]
+struct ListBlobs {
+    #[serde(default, rename = "$value")]
+    entries: Vec<ListEntry>,
+}
+
+#[derive(serde::Deserialize)]
+enum ListEntry {
+    Blob(ListedBlob),
+    BlobPrefix(ListedPrefix),
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListedBlob {
+    name: String,
+    properties: BlobProperties,
+}
+
+#[derive(serde::Deserialize)]
+struct BlobProperties {
+    #[serde(rename = "Content-Length")]
+    content_length: u64,
+    #[serde(rename = "Etag")]
+    etag: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListedPrefix {
+    name: String,
+}
+
 /// Whether a 404 to Copy Blob means its source is not there (rather than the container).
 fn source_missing(headers: &HeaderMap) -> bool {
     matches!(
@@ -433,6 +542,48 @@ mod tests {
             Err(BackendError::Other(m)) => assert!(m.contains("ContainerNotFound"), "{m}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_list_blobs_page_gives_its_blobs_prefixes_and_marker_whatever_the_names() {
+        let page: ListPage = quick_xml::de::from_str(
+            r#"<?xml version="1.0" encoding="utf-8"?>
+            <EnumerationResults ServiceEndpoint="http://127.0.0.1/" ContainerName="c">
+              <Prefix>site/acme/</Prefix><Delimiter>/</Delimiter>
+              <Blobs>
+                <BlobPrefix><Name>site/acme/../</Name></BlobPrefix>
+                <Blob><Name>site/acme/a.json</Name><Properties>
+                  <Creation-Time>Tue, 01 Dec 2026 06:00:00 GMT</Creation-Time>
+                  <Content-Length>12</Content-Length><Etag>"0x8D"</Etag>
+                  <BlobType>BlockBlob</BlobType></Properties><Metadata /></Blob>
+                <BlobPrefix><Name>site/acme/c1/</Name></BlobPrefix>
+              </Blobs>
+              <NextMarker>m2</NextMarker>
+            </EnumerationResults>"#,
+        )
+        .unwrap();
+        let mut blobs = Vec::new();
+        let mut prefixes = Vec::new();
+        for entry in page.blobs.entries {
+            match entry {
+                ListEntry::Blob(b) => {
+                    blobs.push((b.name, b.properties.content_length, b.properties.etag))
+                }
+                ListEntry::BlobPrefix(p) => prefixes.push(p.name),
+            }
+        }
+        assert_eq!(
+            blobs,
+            [("site/acme/a.json".to_owned(), 12, "\"0x8D\"".to_owned())]
+        );
+        assert_eq!(prefixes, ["site/acme/../", "site/acme/c1/"]);
+        assert_eq!(page.next_marker.as_deref(), Some("m2"));
+        let last: ListPage = quick_xml::de::from_str(
+            "<EnumerationResults><Blobs /><NextMarker /></EnumerationResults>",
+        )
+        .unwrap();
+        assert!(last.blobs.entries.is_empty());
+        assert!(last.next_marker.unwrap_or_default().is_empty());
     }
 
     #[test]

@@ -368,6 +368,10 @@ impl Backend for ObjectStoreBackend {
     }
 
     async fn list_prefixes(&self, prefix: &str) -> BackendResult<Vec<String>> {
+        #[cfg(feature = "azure")]
+        if let Some(copier) = &self.copier {
+            return Ok(copier.list(prefix, true).await?.1);
+        }
         let at = store_prefix(prefix);
         let listing = self
             .store
@@ -382,6 +386,10 @@ impl Backend for ObjectStoreBackend {
     }
 
     async fn list(&self, prefix: &str) -> BackendResult<Vec<Listed>> {
+        #[cfg(feature = "azure")]
+        if let Some(copier) = &self.copier {
+            return Ok(copier.list(prefix, false).await?.0);
+        }
         let at = store_prefix(prefix);
         let mut objects = self.store.list(at.as_ref());
         let mut listed = Vec::new();
@@ -397,6 +405,10 @@ impl Backend for ObjectStoreBackend {
     }
 
     async fn list_level(&self, prefix: &str) -> BackendResult<Vec<Listed>> {
+        #[cfg(feature = "azure")]
+        if let Some(copier) = &self.copier {
+            return Ok(copier.list(prefix, true).await?.0);
+        }
         let at = store_prefix(prefix);
         let listing = self
             .store
