@@ -394,16 +394,7 @@ fn a_store_that_checksums_copies_exports_without_any_artifact_byte_through_the_n
     }
     upload_tree(&moto, "recordings", &env.root(), "");
     std::fs::remove_dir_all(env.root()).unwrap();
-    env.write_config(&format!(
-        "[catalog]\nurl = \"sqlite:catalog.db\"\n\n{}\n{}\n\
-         [policies.export]\naction = \"export\"\ntarget = \"s3\"\n",
-        repository(&moto.endpoint, "recordings"),
-        s3_target(
-            &moto.endpoint,
-            "worm",
-            "object_lock = { mode = \"governance\", retain_days = 30 }"
-        ),
-    ));
+    env.write_config(&worm_export(&moto, ""));
     // Indexed from the bucket itself, then exported.
     let out = run_with(&env, &["--json", "run", "export"], "testing", "testing");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -465,16 +456,7 @@ fn a_multipart_copy_of_a_source_unlike_its_record_is_never_made_even_in_a_locked
                 .send(),
         )
         .unwrap();
-    env.write_config(&format!(
-        "[catalog]\nurl = \"sqlite:catalog.db\"\n\n{}\n{}\n\
-         [policies.export]\naction = \"export\"\ntarget = \"s3\"\n",
-        repository(&moto.endpoint, "recordings"),
-        s3_target(
-            &moto.endpoint,
-            "worm",
-            "copy_part_size_mib = 5\nobject_lock = { mode = \"governance\", retain_days = 30 }"
-        ),
-    ));
+    env.write_config(&worm_export(&moto, "copy_part_size_mib = 5\n"));
     for attempt in 0..2 {
         let out = run_with(&env, &["--json", "run", "export"], "testing", "testing");
         assert_eq!(out.status.code(), Some(1), "{attempt}: {}", text(&out));
@@ -501,6 +483,21 @@ fn a_multipart_copy_of_a_source_unlike_its_record_is_never_made_even_in_a_locked
         .filter(|l| l.contains("uploads") || l.contains("partNumber"))
         .collect();
     assert!(copies.is_empty(), "no multipart copy begun: {copies:?}");
+}
+
+/// A config exporting moto's bucket `recordings` to its locked bucket `worm` (governance, 30
+/// days), the target's table given `extra` keys.
+fn worm_export(moto: &Moto, extra: &str) -> String {
+    format!(
+        "[catalog]\nurl = \"sqlite:catalog.db\"\n\n{}\n{}\n\
+         [policies.export]\naction = \"export\"\ntarget = \"s3\"\n",
+        repository(&moto.endpoint, "recordings"),
+        s3_target(
+            &moto.endpoint,
+            "worm",
+            &format!("{extra}object_lock = {{ mode = \"governance\", retain_days = 30 }}")
+        ),
+    )
 }
 
 /// Puts every file under `dir` into `bucket` under `prefix`, keeping the layout.

@@ -339,11 +339,11 @@ fn a_missing_repository_bucket_exits_2_naming_it_without_the_secret() {
     }
 }
 
+/// An installation whose repository is [`fill`]'s, uploaded to the container `recordings` of
+/// `azurite` and indexed by [`index_uploaded`].
 #[cfg(feature = "azure")]
-#[test]
-fn an_azure_repository_indexes_like_the_same_tree_on_disk() {
-    use crate::azure::{Azurite, KEY, run};
-    let azurite = Azurite::start();
+fn indexed_azure_repository(azurite: &crate::azure::Azurite) -> Env {
+    use crate::azure::{KEY, run};
     azurite.create_container("recordings");
     let store = repository_env(&format!(
         "kind = \"azure\"\ncontainer = \"recordings\"\nprefix = \"{PREFIX}\"\nendpoint = \"{}\"",
@@ -353,6 +353,13 @@ fn an_azure_repository_indexes_like_the_same_tree_on_disk() {
         azurite.put_blob("recordings", &format!("{PREFIX}{key}"), body);
     };
     index_uploaded(&store, put, |env, args| run(env, args, KEY));
+    store
+}
+
+#[cfg(feature = "azure")]
+#[test]
+fn an_azure_repository_indexes_like_the_same_tree_on_disk() {
+    indexed_azure_repository(&crate::azure::Azurite::start());
 }
 
 #[cfg(feature = "gcs")]
@@ -383,15 +390,7 @@ fn a_gcs_repository_indexes_like_the_same_tree_on_disk() {
 fn a_stray_blob_name_in_an_azure_repository_fails_only_itself() {
     use crate::azure::{Azurite, KEY, run};
     let azurite = Azurite::start();
-    azurite.create_container("recordings");
-    let store = repository_env(&format!(
-        "kind = \"azure\"\ncontainer = \"recordings\"\nprefix = \"{PREFIX}\"\nendpoint = \"{}\"",
-        azurite.endpoint()
-    ));
-    let put = |key: &str, body: &[u8]| {
-        azurite.put_blob("recordings", &format!("{PREFIX}{key}"), body);
-    };
-    index_uploaded(&store, put, |env, args| run(env, args, KEY));
+    let store = indexed_azure_repository(&azurite);
     let day = "acme/2026/01/01";
     azurite.put_blob("recordings", &format!("{PREFIX}{day}/./stray"), b"x");
     azurite.put_blob("recordings", &format!("{PREFIX}{day}/%2E%2E/stray"), b"x");

@@ -178,6 +178,17 @@ fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(out)))
 }
 
+/// Points `env`'s config at a port nothing listens on instead of `moto`; returns the config
+/// as it was.
+fn unreachable_store(env: &Env, moto: &Moto) -> String {
+    let good = std::fs::read_to_string(env.config()).unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    env.write_config(&good.replace(&moto.endpoint, &dead));
+    good
+}
+
 /// Puts the conversation `dir` under legal hold through its record's flag.
 fn flag_legal_hold(dir: &std::path::Path) {
     let path = dir.join("conversation.json");
@@ -621,11 +632,7 @@ fn a_recorder_flag_the_index_cannot_take_to_the_store_stays_queued_for_hold_sync
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
     flag_legal_hold(&dir);
-    let good = std::fs::read_to_string(env.config()).unwrap();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
-    drop(closed);
-    env.write_config(&good.replace(&moto.endpoint, &dead));
+    let good = unreachable_store(&env, &moto);
     let indexed = run(&env, &["index"]);
     assert_eq!(indexed.status.code(), Some(0), "{}", text(&indexed));
     let msg = text(&indexed);
@@ -654,11 +661,7 @@ fn a_release_the_store_refused_stays_queued_until_hold_sync_finishes_it() {
 
     // The store cannot be reached when the hold is released: the release is committed, the
     // objects keep their hold, and the conversation stays queued.
-    let good = std::fs::read_to_string(env.config()).unwrap();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
-    drop(closed);
-    env.write_config(&good.replace(&moto.endpoint, &dead));
+    let good = unreachable_store(&env, &moto);
     let out = run(&env, &["hold", "release", "m", RELEASE[0], RELEASE[1]]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let msg = text(&out);
