@@ -97,7 +97,7 @@ fn export_conversation(c: &mut Criterion) {
     let control = custodian::pipeline::Control::new();
     group.bench_function("60s_8kHz_wav_plus_metadata", |b| {
         b.iter(|| {
-            let claimed = export.claim(RunId(1), std::slice::from_ref(&selected));
+            let claimed = export.claim(RunId(1), std::slice::from_ref(&selected), &control);
             let claimed = claimed.into_iter().next().expect("one answer");
             export.export_one(RunId(1), &mut buffer, (selected.clone(), claimed), &control)
         })

@@ -464,8 +464,13 @@ impl Export<'_> {
     /// is the conversation's keys claimed for the first time, or its failure: a key held by
     /// another conversation's file (named), a key that cannot be rendered, or the catalog's
     /// error (a batch the catalog fails is claimed again a conversation at a time, so that
-    /// an error is its own).
-    pub fn claim(&self, run: RunId, batch: &[Selected]) -> Vec<Result<HashSet<String>, ItemError>> {
+    /// an error is its own, until two fail in a row or `control` is stopped).
+    pub fn claim(
+        &self,
+        run: RunId,
+        batch: &[Selected],
+        control: &Control,
+    ) -> Vec<Result<HashSet<String>, ItemError>> {
         let rendered: Vec<Result<Vec<KeyClaim>, String>> =
             batch.iter().map(|s| self.claims(s)).collect();
         let claims: Vec<Vec<KeyClaim>> = rendered
@@ -474,23 +479,54 @@ impl Export<'_> {
             .collect();
         let target = self.target.name();
         let failed = |e: CatalogError| format!("claiming object keys at target `{target}`: {e}");
-        let answers: Vec<Result<Claimed, String>> =
-            match self.catalog.claim_keys(target, run, &claims) {
-                Ok(answers) => answers.into_iter().map(Ok).collect(),
-                Err(e) if claims.len() == 1 => vec![Err(failed(e))],
-                Err(e) => {
-                    tracing::debug!("a batch of key claims failed; each is claimed alone: {e}");
-                    claims
-                        .iter()
-                        .map(|one| {
-                            self.catalog
-                                .claim_keys(target, run, std::slice::from_ref(one))
-                                .map_err(failed)
-                                .map(|mut a| a.pop().unwrap_or_default())
-                        })
-                        .collect()
+        let ask = |claims: &[Vec<KeyClaim>]| -> Result<Vec<Claimed>, CatalogError> {
+            // `claim-keys=return(ID)`: a claim of the conversation ID fails, as would one the
+            // catalog cannot store.
+            #[cfg(feature = "failpoints")]
+            fail::fail_point!("claim-keys", |id: Option<String>| {
+                if claims
+                    .iter()
+                    .flatten()
+                    .any(|c| Some(&c.conversation_id) == id.as_ref())
+                {
+                    Err(CatalogError::Refused("failpoint claim-keys".into()))
+                } else {
+                    self.catalog.claim_keys(target, run, claims)
                 }
-            };
+            });
+            self.catalog.claim_keys(target, run, claims)
+        };
+        let answers: Vec<Result<Claimed, String>> = match ask(&claims) {
+            Ok(answers) => answers.into_iter().map(Ok).collect(),
+            Err(e) if claims.len() == 1 => vec![Err(failed(e))],
+            Err(e) => {
+                tracing::debug!("a batch of key claims failed; each is claimed alone: {e}");
+                // Two failing in a row is the catalog, not a conversation (out of reach,
+                // say): the rest of the batch gets that error without asking again, and
+                // so does all of it once the run is stopped.
+                let mut failures = 0;
+                let mut last = failed(e);
+                claims
+                    .iter()
+                    .map(|one| {
+                        if failures >= 2 || control.is_stopped() {
+                            return Err(last.clone());
+                        }
+                        let answer = ask(std::slice::from_ref(one))
+                            .map_err(failed)
+                            .map(|mut a| a.pop().unwrap_or_default());
+                        match &answer {
+                            Ok(_) => failures = 0,
+                            Err(e) => {
+                                failures += 1;
+                                last = e.clone();
+                            }
+                        }
+                        answer
+                    })
+                    .collect()
+            }
+        };
         let mut answers = answers.into_iter();
         batch
             .iter()
@@ -1095,7 +1131,7 @@ impl Export<'_> {
                     if control.is_stopped() {
                         return false;
                     }
-                    let claimed = self.claim(run, &batch);
+                    let claimed = self.claim(run, &batch, control);
                     batch
                         .into_iter()
                         .zip(claimed)

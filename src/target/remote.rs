@@ -482,10 +482,10 @@ impl RemoteTarget {
             Some(sha) if sha == expect.sha256 => None,
             // The size tells a longer or shorter source from one with other bytes.
             Some(_) => Some(
-                self.hash_back(&full_key, key, &expect)?
+                self.hash_back(&full_key, key, &expect, &cx.headway)?
                     .unwrap_or(Mismatch::Content),
             ),
-            None => self.hash_back(&full_key, key, &expect)?,
+            None => self.hash_back(&full_key, key, &expect, &cx.headway)?,
         };
         if let Some(mismatch) = found {
             self.remove_copy(&full_key, key);
@@ -532,7 +532,7 @@ impl RemoteTarget {
             etag: Some(etag),
         };
         let read = self.backend.get_source(&source, 0..size.saturating_add(1));
-        if let Some(mismatch) = self.hash_read(&expect, read, |e| match e {
+        if let Some(mismatch) = self.hash_read(&expect, read, &cx.headway, |e| match e {
             BackendError::NotFound => source_missing(),
             BackendError::Other(m) => PutError::Source(io::Error::other(m)),
         })? {
@@ -556,18 +556,20 @@ impl RemoteTarget {
         full_key: &str,
         key: &ObjectKey,
         expect: &Expected<'_>,
+        headway: &Headway,
     ) -> Result<Option<Mismatch>, PutError> {
         let read = self
             .backend
             .get_range(full_key, 0..expect.size.saturating_add(1));
-        self.hash_read(expect, read, |e| self.io(key.as_str(), e).into())
+        self.hash_read(expect, read, headway, |e| self.io(key.as_str(), e).into())
     }
 
-    /// How the bytes `read` streams differ from `expect` (for the object at `key`).
+    /// How the bytes `read` streams differ from `expect`; each chunk read is `headway`.
     fn hash_read(
         &self,
         expect: &Expected<'_>,
         read: impl Future<Output = BackendResult<ByteStream>>,
+        headway: &Headway,
         io: impl Fn(BackendError) -> PutError,
     ) -> Result<Option<Mismatch>, PutError> {
         self.runtime.block_on(async {
@@ -577,6 +579,7 @@ impl RemoteTarget {
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(&io)?;
                 read += chunk.len() as u64;
+                headway.advance(chunk.len() as u64);
                 hasher.update(&chunk);
             }
             Ok(expect.check(read, &hex::encode(hasher.finalize())))

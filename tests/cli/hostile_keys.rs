@@ -198,3 +198,36 @@ fn full_rerun_leaves_earlier_runs_verifiable() {
     let meta = metadata(&env, "acme/2026/01/01/c1/conversation.json");
     assert!(meta["export"].get("run").is_none(), "{meta}");
 }
+
+/// A batch of claims the catalog fails is claimed again a conversation at a time: only the
+/// conversation whose claim fails alone fails, naming the catalog, and the next run exports it.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_claim_the_catalog_fails_fails_only_its_own_conversation() {
+    let env = Env::new("");
+    for (day, id) in [(1, "c1"), (2, "c2"), (3, "c3"), (4, "c4")] {
+        env.conversation("acme", day, id, &[("call.wav", id.as_bytes())]);
+    }
+    let out = env
+        .command(&["--json", "run", "export"])
+        .env("FAILPOINTS", "claim-keys=return(c2)")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["counters"]["exported"], 3, "{s}");
+    assert_eq!(s["counters"]["failed"], 1, "{s}");
+    assert_eq!(s["failures"][0]["subject"], "acme/c2", "{s}");
+    let error = s["failures"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("claiming object keys at target `archive`")
+            && error.contains("failpoint claim-keys"),
+        "{error}"
+    );
+    assert!(!env.archive().join("acme/2026/01/02/c2").exists());
+
+    let (code, s) = env.json(&["run", "export"]);
+    assert_eq!(code, 0, "{s}");
+    assert_eq!(s["counters"]["exported"], 1, "{s}");
+    assert!(env.archive().join("acme/2026/01/02/c2/call.wav").exists());
+}
