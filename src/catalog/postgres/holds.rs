@@ -179,23 +179,33 @@ pub(super) fn hold_syncs(
         )?;
         let pks: Vec<i64> = queued.iter().filter_map(|q| q.2).collect();
         let held = holding(cat, s, &pks)?;
-        let mut out = Vec::with_capacity(queued.len());
-        for (conversation, generation, pk, flag) in queued {
-            let objects = cat.rows(
-                s.query(
-                    sql::CONVERSATION_OBJECTS.postgres,
-                    &[&conversation.tenant, &conversation.id],
-                )?,
-                |r| Ok((r.text(0)?, r.text(1)?)),
-            )?;
-            out.push(HoldSync {
+        // The page's objects in one statement, not one a conversation (a round trip each).
+        let tenants: Vec<&str> = queued.iter().map(|q| q.0.tenant.as_str()).collect();
+        let ids: Vec<&str> = queued.iter().map(|q| q.0.id.as_str()).collect();
+        let mut objects: HashMap<(String, String), Vec<(String, String)>> = HashMap::new();
+        for (tenant, id, object) in cat.rows(
+            s.query(
+                "SELECT k.tenant, k.conversation_id, k.target, k.key FROM object_keys k \
+                 JOIN unnest($1::text[], $2::text[]) AS u(tenant, id) \
+                 ON k.tenant = u.tenant AND k.conversation_id = u.id \
+                 ORDER BY k.target, k.key",
+                &[&tenants, &ids],
+            )?,
+            |r| Ok((r.text(0)?, r.text(1)?, (r.text(2)?, r.text(3)?))),
+        )? {
+            objects.entry((tenant, id)).or_default().push(object);
+        }
+        Ok(queued
+            .into_iter()
+            .map(|(conversation, generation, pk, flag)| HoldSync {
                 held: flag || pk.is_some_and(|pk| held.contains_key(&pk)),
+                objects: objects
+                    .remove(&(conversation.tenant.clone(), conversation.id.clone()))
+                    .unwrap_or_default(),
                 conversation,
                 generation,
-                objects,
-            });
-        }
-        Ok(out)
+            })
+            .collect())
     })
 }
 
