@@ -5,7 +5,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
-use super::{Acting, Loaded};
+use super::Loaded;
 use crate::catalog::CatalogConfig;
 use crate::policy::roles::{Permission, Roles, RolesError};
 use crate::users::{Actor, UnknownUser, describe_uid};
@@ -66,10 +66,7 @@ pub fn authorize(l: &Loaded, permissions: &[Permission]) -> Result<Actor, Access
     };
     let (trusted, trusted_as) = trusted_owner(&l.config.catalog)?;
     let roles = Roles::load(roles, trusted, &trusted_as)?;
-    let actor = match &l.acting {
-        Acting::Process => Actor::current()?,
-        Acting::As(actor) => actor.clone(),
-    };
+    let actor = l.acting.actor()?;
     for permission in permissions {
         roles.require(&actor, *permission)?;
     }

@@ -102,6 +102,16 @@ pub enum Acting {
     As(Actor),
 }
 
+impl Acting {
+    /// The user acting.
+    pub fn actor(&self) -> Result<Actor, crate::users::UnknownUser> {
+        match self {
+            Acting::Process => Actor::current(),
+            Acting::As(actor) => Ok(actor.clone()),
+        }
+    }
+}
+
 impl Loaded {
     /// Reads the config at `path` and opens its catalog, keyed with the audit key.
     pub fn load(path: &Path) -> Result<Loaded, SetupError> {
@@ -202,7 +212,7 @@ impl Loaded {
         progress.message("index");
         let max = self.config.max_record_bytes;
         let catalog = self.catalog.as_ref();
-        let report = match &self.config.repository {
+        let mut report = match &self.config.repository {
             RepositoryConfig::Filesystem { root } => {
                 index::index(root, max, catalog, progress, control)?
             }
@@ -221,7 +231,6 @@ impl Loaded {
             },
         };
         progress.finish();
-        let mut report = report;
         self.sync_recorder_holds(&mut report);
         Ok(report)
     }
@@ -239,11 +248,11 @@ impl Loaded {
         {
             return;
         }
-        let synced = match &self.acting {
-            Acting::Process => Actor::current().map_err(|e| e.to_string()),
-            Acting::As(actor) => Ok(actor.clone()),
-        }
-        .and_then(|actor| holds::drain(self, &actor).map_err(|e| e.to_string()));
+        let synced = self
+            .acting
+            .actor()
+            .map_err(|e| e.to_string())
+            .and_then(|actor| holds::drain(self, &actor).map_err(|e| e.to_string()));
         match synced {
             Ok(sync) => {
                 report.legal_hold_statuses_set = sync.on + sync.off;

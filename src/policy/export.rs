@@ -471,11 +471,16 @@ impl Export<'_> {
         batch: &[Selected],
         control: &Control,
     ) -> Vec<Result<HashSet<String>, ItemError>> {
-        let rendered: Vec<Result<Vec<KeyClaim>, String>> =
-            batch.iter().map(|s| self.claims(s)).collect();
-        let claims: Vec<Vec<KeyClaim>> = rendered
+        // Each conversation's claims, or why its keys cannot be rendered (it claims nothing).
+        let mut claims: Vec<Vec<KeyClaim>> = Vec::with_capacity(batch.len());
+        let rendered: Vec<Result<usize, String>> = batch
             .iter()
-            .filter_map(|r| r.as_ref().ok().cloned())
+            .map(|s| {
+                self.claims(s).map(|mine| {
+                    claims.push(mine);
+                    claims.len() - 1
+                })
+            })
             .collect();
         let target = self.target.name();
         let failed = |e: CatalogError| format!("claiming object keys at target `{target}`: {e}");
@@ -532,13 +537,13 @@ impl Export<'_> {
             .iter()
             .zip(rendered)
             .map(|(s, r)| {
-                let mine = r?;
+                let mine = &claims[r?];
                 let claimed = answers
                     .next()
                     .expect("an answer per claiming conversation")?;
                 match claimed.held.first() {
                     None => Ok(claimed.fresh.into_iter().collect()),
-                    Some(h) => Err(held(&s.conversation, &mine, h, target).into()),
+                    Some(h) => Err(held(&s.conversation, mine, h, target).into()),
                 }
             })
             .collect()

@@ -177,6 +177,41 @@ fn trusted_sha256(out: &HeadObjectOutput) -> Option<String> {
 }
 
 impl AwsBackend {
+    /// The bytes in `range` of the object `key` of `bucket` (in this store), only while its
+    /// entity tag is `if_match` when one is given.
+    async fn get_in(
+        &self,
+        bucket: &str,
+        key: &str,
+        if_match: Option<String>,
+        range: std::ops::Range<u64>,
+    ) -> BackendResult<ByteStream> {
+        if range.is_empty() {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let out = match self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .set_if_match(if_match)
+            .range(format!("bytes={}-{}", range.start, range.end - 1))
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                return Err(BackendError::NotFound);
+            }
+            // A range starting at the object's end: nothing there to read.
+            Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("InvalidRange") => {
+                return Ok(futures::stream::empty().boxed());
+            }
+            Err(e) => return Err(other(e)),
+        };
+        Ok(body_stream(out.body))
+    }
+
     /// A one-request upload carrying its SHA-256 as the checksum the store verifies (which
     /// also satisfies Object Lock's demand for an integrity header) and as metadata.
     fn put_request(&self, key: &str, body: &Bytes, sha256: &str) -> PutObjectFluentBuilder {
@@ -540,26 +575,8 @@ impl Backend for AwsBackend {
         source: &CopySource,
         range: std::ops::Range<u64>,
     ) -> BackendResult<ByteStream> {
-        if range.is_empty() {
-            return Ok(futures::stream::empty().boxed());
-        }
-        let out = self
-            .client
-            .get_object()
-            .bucket(&source.bucket)
-            .key(&source.key)
-            .set_if_match(source.etag.clone())
-            .range(format!("bytes={}-{}", range.start, range.end - 1))
-            .send()
+        self.get_in(&source.bucket, &source.key, source.etag.clone(), range)
             .await
-            .map_err(|e| {
-                if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
-                    BackendError::NotFound
-                } else {
-                    other(e)
-                }
-            })?;
-        Ok(body_stream(out.body))
     }
 
     async fn copy(
@@ -750,29 +767,7 @@ impl Backend for AwsBackend {
     }
 
     async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> BackendResult<ByteStream> {
-        if range.is_empty() {
-            return Ok(futures::stream::empty().boxed());
-        }
-        let out = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .range(format!("bytes={}-{}", range.start, range.end - 1))
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
-                return Err(BackendError::NotFound);
-            }
-            // A range starting at the object's end: nothing there to read.
-            Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("InvalidRange") => {
-                return Ok(futures::stream::empty().boxed());
-            }
-            Err(e) => return Err(other(e)),
-        };
-        Ok(body_stream(out.body))
+        self.get_in(&self.bucket, key, None, range).await
     }
 
     async fn list_prefixes(&self, prefix: &str) -> BackendResult<Vec<String>> {

@@ -283,9 +283,6 @@ impl AzureCopier {
             _ => Err(refused(response).await),
         }
     }
-}
-
-impl AzureCopier {
     /// The blobs of the container whose names start with the full prefix `prefix` and, with
     /// `level`, the names one level below it that more blobs share (each ending in `/`), as
     /// List Blobs gives them, page after page. Names come as the store has them, whatever

@@ -398,7 +398,7 @@ pub fn object_key_claims_race_to_one_winner(cat: &dyn Catalog) {
 pub fn a_batch_of_claims_is_answered_each_on_its_own(cat: &dyn Catalog) {
     let run = cat.begin_run("p", Mode::Full, "t").unwrap();
     claim_one(cat, "t", run, &[claim("taken", "holder", "a.wav")]);
-    let batch: Vec<Vec<KeyClaim>> = (0..16)
+    let mut batch: Vec<Vec<KeyClaim>> = (0..16)
         .map(|i| {
             let mut claims = vec![claim(&format!("own/{i}"), &format!("c{i}"), "a.wav")];
             match i % 4 {
@@ -409,7 +409,6 @@ pub fn a_batch_of_claims_is_answered_each_on_its_own(cat: &dyn Catalog) {
             claims
         })
         .collect();
-    let mut batch = batch;
     // A key only a refused conversation of the batch tried is free for a later one; a
     // conversation with nothing to claim is answered too.
     batch.push(vec![claim("own/0", "late", "a.wav")]);

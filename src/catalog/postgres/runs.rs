@@ -155,7 +155,7 @@ pub(super) fn claim_keys(
         // (nearly always), that is every answer. Otherwise it is undone and each conversation
         // claims in a savepoint of its own, in order, so a refused one claims nothing and the
         // others stand.
-        let all: Vec<KeyClaim> = batch.iter().flatten().cloned().collect();
+        let all: Vec<&KeyClaim> = batch.iter().flatten().collect();
         s.client.batch_execute("SAVEPOINT claims")?;
         let claimed = claim_in(s, target, run, now, &all)?;
         if claimed.held.is_empty() {
@@ -183,7 +183,8 @@ pub(super) fn claim_keys(
             .iter()
             .map(|claims| {
                 s.client.batch_execute("SAVEPOINT claim")?;
-                let claimed = claim_in(s, target, run, now, claims)?;
+                let mine: Vec<&KeyClaim> = claims.iter().collect();
+                let claimed = claim_in(s, target, run, now, &mine)?;
                 s.client.batch_execute(if claimed.held.is_empty() {
                     "RELEASE SAVEPOINT claim"
                 } else {
@@ -202,7 +203,7 @@ fn claim_in(
     target: &str,
     run: RunId,
     now: DateTime<Utc>,
-    claims: &[KeyClaim],
+    claims: &[&KeyClaim],
 ) -> Fallible<Claimed> {
     if claims.is_empty() {
         return Ok(Claimed::default());
