@@ -190,6 +190,10 @@ impl RepositorySettings {
 
 /// A key a repository of `kind` cannot do without; also refuses kinds this build leaves out.
 fn required(kind: RepositoryKind, key: &str, value: &Option<String>) -> Result<String, Invalid> {
+    #[allow(
+        clippy::match_like_matches_macro,
+        reason = "which arms are true depends on the features built"
+    )]
     let built = match kind {
         RepositoryKind::S3 => cfg!(feature = "s3"),
         RepositoryKind::Azure => cfg!(feature = "azure"),

@@ -16,7 +16,14 @@
 //! MD5, which cannot be compared with a recording's SHA-256), read back for the
 //! skip-if-identical check. CRC32C guards the bytes: the store checks an object against the
 //! CRC32C sent with it (in the resource, or `X-Goog-Hash` when a resumable upload completes),
-//! and the CRC32C it reports must be ours. Tokens come from `object_store`'s GCS credential chain (a service
+//! and the CRC32C it reports must be ours.
+//!
+//! For a repository in the same store, an unchanged artifact is copied inside it with
+//! `rewriteTo` (any size; a rewrite the store has not finished is asked again with its
+//! `rewriteToken`). GCS computes no SHA-256, so the copy carries only the metadata
+//! `custodian_unchecked` until it has been read back and hashed; `seal_copy` then gives it its
+//! `sha256`, tied to the copy's CRC32C and generation like a put's (docs/operations.md,
+//! "Server-side copy"). Tokens come from `object_store`'s GCS credential chain (a service
 //! account key file or key, application-default credentials, instance metadata); a target with
 //! an `endpoint` and none of those configured sends no token, as emulators expect.
 
@@ -30,7 +37,10 @@ use object_store::gcp::{GcpCredentialProvider, GoogleCloudStorageBuilder, Google
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use tokio::sync::watch;
 
-use super::remote::{Aborted, Backend, BackendError, BackendResult, ByteStream, Listed, runtime};
+use super::remote::{
+    Aborted, Backend, BackendError, BackendResult, ByteStream, CopySource, Listed, Retention,
+    runtime,
+};
 use super::{GcsConfig, TargetError, Uploads};
 
 /// Google's endpoint, when the target names none.
@@ -50,6 +60,14 @@ const SHA256_KEY: &str = "sha256";
 /// The custom-metadata key an object sent in one request carries its bytes' CRC32C under.
 const CRC32C_KEY: &str = "crc32c";
 
+/// The custom-metadata key a copy carries instead of a SHA-256 until it has been read back:
+/// a rewrite given metadata takes none of the source's (`sha256` included), so a copy left
+/// unchecked by a killed process is never taken for an identical object.
+const UNCHECKED_KEY: &str = "custodian_unchecked";
+
+/// Rewrite calls in a row that may copy nothing before a copy is given up.
+const REWRITE_STALLS: u32 = 10;
+
 /// At most this much of an error response's body goes into a message.
 const ERROR_BODY_LIMIT: usize = 300;
 
@@ -67,6 +85,15 @@ struct GcsBackend {
     /// Bytes in every part but an upload's last: part `i` starts at `i * part_size`.
     part_size: u64,
     sessions: Sessions,
+    /// The copies this process made and has not sealed yet, by full key.
+    copies: Mutex<std::collections::HashMap<String, Copied>>,
+}
+
+/// What the store said of a copy it made: the generation a seal must find, and the CRC32C of
+/// its bytes, which the seal records beside the SHA-256 as a put does.
+struct Copied {
+    generation: String,
+    crc32c: String,
 }
 
 /// The resumable sessions this process is uploading, each with whose turn it is.
@@ -155,6 +182,7 @@ pub fn backend(name: &str, c: &GcsConfig, uploads: &Uploads) -> Result<Built, Ta
         request_timeout: uploads.request_timeout,
         part_size: uploads.part_size as u64,
         sessions: Sessions::default(),
+        copies: Mutex::default(),
     };
     Ok((Arc::new(backend), Arc::new(runtime)))
 }
@@ -259,6 +287,14 @@ fn upload_id(location: Option<&str>) -> BackendResult<String> {
         .ok_or_else(|| {
             BackendError::Other("the store started a resumable upload without an upload_id".into())
         })
+}
+
+/// An int64 field of a JSON API resource: a string, as GCS writes them, or a number.
+fn int64(field: &serde_json::Value) -> Option<u64> {
+    match field {
+        serde_json::Value::String(s) => s.parse().ok(),
+        other => other.as_u64(),
+    }
 }
 
 /// A CRC32C as GCS writes it: base64 of its 4 big-endian bytes.
@@ -386,6 +422,13 @@ impl GcsBackend {
 
     fn object_url(&self, key: &str, query: &[(&str, &str)]) -> Url {
         self.url(&["storage", "v1", "b", &self.bucket, "o", key], query)
+    }
+
+    /// The rewrite of `source` (in this store) to `key` of this bucket.
+    fn rewrite_url(&self, source: &CopySource, key: &str) -> Url {
+        let to = ["rewriteTo", "b", &self.bucket, "o", key];
+        let from = ["storage", "v1", "b", &source.bucket, "o", &source.key];
+        self.url(&[&from[..], &to[..]].concat(), &[])
     }
 
     fn upload_url(&self, query: &[(&str, &str)]) -> Url {
@@ -736,6 +779,123 @@ impl Backend for GcsBackend {
         Ok(false)
     }
 
+    fn copies(&self) -> bool {
+        true
+    }
+
+    fn copies_whole(&self) -> bool {
+        true
+    }
+
+    async fn copy(
+        &self,
+        source: &CopySource,
+        key: &str,
+        _sha256: &str,
+        retention: Option<Retention>,
+    ) -> BackendResult<Option<String>> {
+        if retention.is_some() || source.etag.is_some() {
+            return Err(BackendError::Other(
+                "a GCS copy takes neither Object Lock retention nor a source entity tag".into(),
+            ));
+        }
+        let url = self.rewrite_url(source, key);
+        let body = Bytes::from(
+            serde_json::json!({
+                "contentType": "application/octet-stream",
+                "metadata": { UNCHECKED_KEY: "true" },
+            })
+            .to_string(),
+        );
+        let (mut token, mut rewritten, mut stalls) = (None::<String>, 0u64, 0);
+        let object = loop {
+            let mut url = url.clone();
+            if let Some(token) = &token {
+                url.query_pairs_mut().append_pair("rewriteToken", token);
+            }
+            let response = self
+                .send(|| {
+                    self.call(Method::POST, url.clone())
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(body.clone())
+                })
+                .await?;
+            let answer = json(response).await?;
+            if answer["done"].as_bool() == Some(true) {
+                break answer["resource"].clone();
+            }
+            let now = int64(&answer["totalBytesRewritten"]).unwrap_or(0);
+            stalls = if now > rewritten { 0 } else { stalls + 1 };
+            rewritten = rewritten.max(now);
+            token = answer["rewriteToken"]
+                .as_str()
+                .filter(|t| !t.is_empty() && stalls < REWRITE_STALLS)
+                .map(str::to_owned);
+            if token.is_none() {
+                return Err(BackendError::Other(format!(
+                    "the store's rewrite of {} stopped at {rewritten} bytes without finishing",
+                    source.key
+                )));
+            }
+        };
+        let (Some(generation), Some(crc32c)) =
+            (int64(&object["generation"]), object["crc32c"].as_str())
+        else {
+            return Err(BackendError::Other(
+                "the store's rewrite returned no generation or CRC32C of the copy".into(),
+            ));
+        };
+        let copied = Copied {
+            generation: generation.to_string(),
+            crc32c: crc32c.to_owned(),
+        };
+        self.copies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_owned(), copied);
+        Ok(None)
+    }
+
+    async fn seal_copy(&self, key: &str, sha256: &str) -> BackendResult<()> {
+        let copied = self
+            .copies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key)
+            .ok_or_else(|| BackendError::Other(format!("no copy to {key} awaits its seal")))?;
+        // Only the generation that was copied and read back; one replaced since is refused.
+        let url = self.object_url(key, &[("ifGenerationMatch", &copied.generation)]);
+        let body = Bytes::from(
+            serde_json::json!({
+                "metadata": {
+                    SHA256_KEY: sha256,
+                    CRC32C_KEY: copied.crc32c,
+                    UNCHECKED_KEY: null,
+                },
+            })
+            .to_string(),
+        );
+        self.send(|| {
+            self.call(Method::PATCH, url.clone())
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn delete(&self, key: &str) -> BackendResult<()> {
+        self.copies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+        let url = self.object_url(key, &[]);
+        match self.send(|| self.call(Method::DELETE, url.clone())).await {
+            Ok(_) | Err(BackendError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn delete_many(
         &self,
         keys: &[String],
@@ -852,7 +1012,7 @@ mod tests {
     }
 
     #[test]
-    fn a_session_url_goes_to_the_targets_endpoint_with_the_id_encoded() {
+    fn session_and_rewrite_urls_go_to_the_endpoint_with_every_name_encoded() {
         let backend = GcsBackend {
             http: reqwest::Client::new(),
             base: Url::parse("http://127.0.0.1:4443/").unwrap(),
@@ -862,7 +1022,19 @@ mod tests {
             request_timeout: Duration::from_secs(1),
             part_size: 5 << 20,
             sessions: Sessions::default(),
+            copies: Mutex::default(),
         };
+        let source = CopySource {
+            bucket: "recordings".into(),
+            key: "acme/2026/01/01/c 1/call.wav".into(),
+            etag: None,
+        };
+        assert_eq!(
+            backend
+                .rewrite_url(&source, "exports/acme/a?b.wav")
+                .as_str(),
+            "http://127.0.0.1:4443/storage/v1/b/recordings/o/acme%2F2026%2F01%2F01%2Fc%201%2Fcall.wav/rewriteTo/b/archive/o/exports%2Facme%2Fa%3Fb.wav"
+        );
         assert_eq!(
             backend.session_url("a&b=c").as_str(),
             "http://127.0.0.1:4443/upload/storage/v1/b/archive/o?uploadType=resumable&upload_id=a%26b%3Dc"

@@ -686,8 +686,9 @@ pub fn build(
 
 /// The bucket of the repository `source` when a target of `config` copies objects from it
 /// inside the store (docs/operations.md, "Server-side copy"): both are S3 buckets written
-/// through the AWS SDK at the same endpoint and region, or Azure containers of the same
-/// account and endpoint, so one client, with the same credentials, reaches both. None
+/// through the AWS SDK at the same endpoint and region, Azure containers of the same account
+/// and endpoint, or GCS buckets at the same endpoint, so one client, with the same
+/// credentials, reaches both. None
 /// otherwise: the target streams what it exports.
 pub fn copies_from<'a>(config: &TargetConfig, source: &'a TargetConfig) -> Option<&'a str> {
     match (config, source) {
@@ -703,6 +704,9 @@ pub fn copies_from<'a>(config: &TargetConfig, source: &'a TargetConfig) -> Optio
             if t.endpoint == s.endpoint && t.account == s.account =>
         {
             Some(&s.container)
+        }
+        (TargetConfig::Gcs(t, _), TargetConfig::Gcs(s, _)) if t.endpoint == s.endpoint => {
+            Some(&s.bucket)
         }
         _ => None,
     }

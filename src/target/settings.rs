@@ -264,6 +264,10 @@ impl TargetSettings {
 
 /// A key a target of `kind` cannot do without; also refuses kinds this build leaves out.
 fn required(kind: &str, key: &str, value: &Option<String>) -> Result<String, Invalid> {
+    #[allow(
+        clippy::match_like_matches_macro,
+        reason = "which arms are true depends on the features built"
+    )]
     let built = match kind {
         "s3" => cfg!(feature = "s3"),
         "azure" => cfg!(feature = "azure"),

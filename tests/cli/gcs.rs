@@ -87,6 +87,10 @@ impl FakeGcs {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
     /// One request to the emulator through the JSON API: its status and body.
     fn request(&self, method: &str, path: &str, body: &str) -> (u16, Vec<u8>) {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -114,7 +118,7 @@ impl FakeGcs {
     }
 
     /// An object's bytes, None when the bucket holds no object under `key`.
-    fn object(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+    pub(crate) fn object(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
         let key = key.replace('/', "%2F");
         match self.request(
             "GET",
@@ -163,7 +167,7 @@ impl FakeGcs {
     }
 
     /// An object's custom metadata.
-    fn metadata(&self, bucket: &str, key: &str) -> serde_json::Value {
+    pub(crate) fn metadata(&self, bucket: &str, key: &str) -> serde_json::Value {
         let key = key.replace('/', "%2F");
         let (status, body) = self.request("GET", &format!("/storage/v1/b/{bucket}/o/{key}"), "");
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
@@ -182,7 +186,7 @@ impl Drop for FakeGcs {
 /// connection, except that while `hang` is set it holds every chunk of a resumable upload
 /// after the first without answering: an upload stays open for as long as the test needs.
 /// It notes each request line it sees.
-struct Proxy {
+pub(crate) struct Proxy {
     port: u16,
     hang: Arc<AtomicBool>,
     /// While set, the last byte of every chunk after the first is changed on the way.
@@ -192,7 +196,7 @@ struct Proxy {
 }
 
 impl Proxy {
-    fn start(upstream: u16) -> Proxy {
+    pub(crate) fn start(upstream: u16) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let proxy = Proxy {
             port: listener.local_addr().unwrap().port(),
@@ -219,7 +223,7 @@ impl Proxy {
         proxy
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
@@ -238,7 +242,7 @@ impl Proxy {
         }
     }
 
-    fn seen(&self) -> Vec<String> {
+    pub(crate) fn seen(&self) -> Vec<String> {
         self.seen.lock().unwrap().clone()
     }
 }
@@ -395,7 +399,7 @@ fn export_to_gcs_uploads_verified_objects_and_a_full_rerun_skips_identical_ones(
 fn a_killed_upload_leaves_nothing_under_its_name_and_the_next_run_cancels_it() {
     let gcs = FakeGcs::start();
     gcs.create_bucket("archive");
-    let proxy = Proxy::start(gcs.port);
+    let proxy = Proxy::start(gcs.port());
     let env = gcs_env(&proxy.endpoint(), "archive", "");
     let big = pattern(16_000_000, 9);
     env.conversation("acme", 1, "a1", &[("big.wav", &big)]);
@@ -467,7 +471,7 @@ fn a_full_run_repairs_an_object_overwritten_under_the_same_metadata() {
 fn an_upload_whose_bytes_arrive_changed_is_refused_and_leaves_no_object() {
     let gcs = FakeGcs::start();
     gcs.create_bucket("archive");
-    let proxy = Proxy::start(gcs.port);
+    let proxy = Proxy::start(gcs.port());
     proxy.hang.store(false, Ordering::SeqCst);
     proxy.corrupt.store(true, Ordering::SeqCst);
     let env = gcs_env(&proxy.endpoint(), "archive", "");

@@ -606,3 +606,96 @@ fn an_azure_repository_is_copied_inside_the_account_checked_and_sealed() {
         text(&again)
     );
 }
+
+/// GCS computes no SHA-256: the rewrite's copy is read back, and sealed with its `sha256`
+/// (tied to its CRC32C) only once it matches; the repository's bytes are never read.
+#[cfg(feature = "gcs")]
+#[test]
+fn a_gcs_repository_is_copied_inside_the_store_checked_and_sealed() {
+    use crate::gcs::{FakeGcs, Proxy, run};
+    let gcs = FakeGcs::start();
+    gcs.create_bucket("recordings");
+    gcs.create_bucket("archive");
+    let proxy = Proxy::start(gcs.port());
+    let env = Env::new("");
+    let good = pattern(300_000, 5);
+    env.conversation("acme", 1, "ok", &[("call.wav", &good)]);
+    env.conversation("acme", 2, "bad", &[("call.wav", &good)]);
+    for key in files(&env.root()) {
+        let body = std::fs::read(env.root().join(&key)).unwrap();
+        gcs.overwrite("recordings", &key, &body, &serde_json::json!({}));
+    }
+    // Same size, other bytes behind the record: only the SHA-256 tells.
+    let swapped = pattern(300_000, 6);
+    let bad_key = format!("{}/call.wav", Env::rel_dir("acme", 2, "bad"));
+    gcs.overwrite("recordings", &bad_key, &swapped, &serde_json::json!({}));
+    env.write_config(&format!(
+        "[catalog]\nurl = \"sqlite:catalog.db\"\n\n\
+         [repository]\nkind = \"gcs\"\nbucket = \"recordings\"\nendpoint = \"{endpoint}\"\n\n\
+         [targets.gcs]\nkind = \"gcs\"\nbucket = \"archive\"\nprefix = \"exports\"\n\
+         endpoint = \"{endpoint}\"\n\n\
+         [policies.export]\naction = \"export\"\ntarget = \"gcs\"\nmode = \"full\"\n",
+        endpoint = proxy.endpoint()
+    ));
+    let out = run(&env, &["--json", "run", "export"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let summary = json(&out);
+    assert_eq!(summary["counters"]["exported"], 1, "{}", text(&out));
+    let error = summary["failures"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("content does not match the sha256 its record lists"),
+        "{error}"
+    );
+    assert!(
+        !text(&out).contains(&sha256(&swapped)),
+        "the hash found is never told"
+    );
+
+    // Both recordings were rewritten inside the store; neither was read from the repository.
+    let seen = proxy.seen();
+    for id in ["ok", "bad"] {
+        assert!(
+            seen.iter()
+                .any(|l| l.starts_with("POST /storage/v1/b/recordings/o/")
+                    && l.contains(&format!("{id}%2Fcall.wav/rewriteTo/b/archive/o/exports%2F"))),
+            "{seen:#?}"
+        );
+    }
+    assert!(
+        !seen
+            .iter()
+            .any(|l| l.contains("/b/recordings/o/") && l.contains("call.wav?alt=media")),
+        "{seen:#?}"
+    );
+
+    // The copy holds the recording and carries its SHA-256 and CRC32C, no longer marked
+    // unchecked; the mismatched copy was removed.
+    let ok_key = format!("exports/{}/call.wav", Env::rel_dir("acme", 1, "ok"));
+    assert_eq!(gcs.object("archive", &ok_key).as_deref(), Some(&good[..]));
+    let metadata = gcs.metadata("archive", &ok_key);
+    assert_eq!(metadata["sha256"], sha256(&good), "{metadata}");
+    assert!(metadata["crc32c"].is_string(), "{metadata}");
+    assert!(
+        metadata["custodian_unchecked"]
+            .as_str()
+            .is_none_or(str::is_empty),
+        "{metadata}"
+    );
+    assert_eq!(gcs.object("archive", &format!("exports/{bad_key}")), None);
+    let verify = run(&env, &["verify", &summary["run"].to_string()]);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+
+    // A full rerun finds the sealed copy's SHA-256 and copies nothing again.
+    let again = env
+        .command(&["--json", "run", "export"])
+        .env("CUSTODIAN_LOG", "custodian::target=debug")
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert!(
+        text(&again).contains("identical object already stored; skipped")
+            && text(&again).contains("ok/call.wav"),
+        "{}",
+        text(&again)
+    );
+}
