@@ -698,4 +698,17 @@ fn a_gcs_repository_is_copied_inside_the_store_checked_and_sealed() {
         "{}",
         text(&again)
     );
+
+    // A copy a killed run left unchecked (other bytes here) is never taken for the recording:
+    // the next full run copies it again and seals the good one.
+    gcs.overwrite(
+        "archive",
+        &ok_key,
+        &swapped,
+        &serde_json::json!({ "custodian_unchecked": "true" }),
+    );
+    let repaired = run(&env, &["--json", "run", "export"]);
+    assert_eq!(repaired.status.code(), Some(1), "{}", text(&repaired));
+    assert_eq!(gcs.object("archive", &ok_key).as_deref(), Some(&good[..]));
+    assert_eq!(gcs.metadata("archive", &ok_key)["sha256"], sha256(&good));
 }
