@@ -522,13 +522,67 @@ fn upload_tree(moto: &Moto, bucket: &str, dir: &Path, prefix: &str) {
     }
 }
 
-/// Every file of the repository on disk stored as a blob of `container` under the same key.
-#[cfg(feature = "azure")]
-fn upload_to_azure(azurite: &crate::azure::Azurite, env: &Env, container: &str) {
+/// A repository of two conversations with the same recording, laid into a bucket by `put` (a
+/// key and its bytes), the second's recording then replaced by other bytes of the same size:
+/// only the SHA-256 tells them from the record's.
+#[cfg(any(feature = "azure", feature = "gcs"))]
+struct SwappedRepository {
+    env: Env,
+    good: Vec<u8>,
+    swapped: Vec<u8>,
+    bad_key: String,
+}
+
+#[cfg(any(feature = "azure", feature = "gcs"))]
+fn swapped_repository(put: impl Fn(&str, &[u8])) -> SwappedRepository {
+    let env = Env::new("");
+    let good = pattern(300_000, 5);
+    env.conversation("acme", 1, "ok", &[("call.wav", &good)]);
+    env.conversation("acme", 2, "bad", &[("call.wav", &good)]);
     for key in files(&env.root()) {
-        let body = std::fs::read(env.root().join(&key)).unwrap();
-        azurite.put_blob(container, &key, &body);
+        put(&key, &std::fs::read(env.root().join(&key)).unwrap());
     }
+    let swapped = pattern(300_000, 6);
+    let bad_key = format!("{}/call.wav", Env::rel_dir("acme", 2, "bad"));
+    put(&bad_key, &swapped);
+    SwappedRepository {
+        env,
+        good,
+        swapped,
+        bad_key,
+    }
+}
+
+/// A full rerun of a [`SwappedRepository`]'s export (logging at debug), which found the good
+/// recording's checked copy and copied nothing again.
+#[cfg(any(feature = "azure", feature = "gcs"))]
+fn the_rerun_skipped_the_good_copy(again: &Output) {
+    assert_eq!(again.status.code(), Some(1), "{}", text(again));
+    assert!(
+        text(again).contains("identical object already stored; skipped")
+            && text(again).contains("ok/call.wav"),
+        "{}",
+        text(again)
+    );
+}
+
+/// The summary of the first export of a [`SwappedRepository`]: the good recording exported,
+/// the swapped one failed by its SHA-256, the hash found never told.
+#[cfg(any(feature = "azure", feature = "gcs"))]
+fn only_the_swapped_recording_failed(out: &Output, swapped: &[u8]) -> serde_json::Value {
+    assert_eq!(out.status.code(), Some(1), "{}", text(out));
+    let summary = json(out);
+    assert_eq!(summary["counters"]["exported"], 1, "{}", text(out));
+    let error = summary["failures"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("content does not match the sha256 its record lists"),
+        "{error}"
+    );
+    assert!(
+        !text(out).contains(&sha256(swapped)),
+        "the hash found is never told"
+    );
+    summary
 }
 
 #[cfg(feature = "azure")]
@@ -538,15 +592,12 @@ fn an_azure_repository_is_copied_inside_the_account_checked_and_sealed() {
     let azurite = Azurite::start();
     azurite.create_container("recordings");
     azurite.create_container("archive");
-    let env = Env::new("");
-    let good = pattern(300_000, 5);
-    env.conversation("acme", 1, "ok", &[("call.wav", &good)]);
-    env.conversation("acme", 2, "bad", &[("call.wav", &good)]);
-    upload_to_azure(&azurite, &env, "recordings");
-    // Same size, other bytes behind the record: only the SHA-256 tells.
-    let swapped = pattern(300_000, 6);
-    let bad_key = format!("{}/call.wav", Env::rel_dir("acme", 2, "bad"));
-    azurite.put_blob("recordings", &bad_key, &swapped);
+    let SwappedRepository {
+        env,
+        good,
+        swapped,
+        bad_key,
+    } = swapped_repository(|key, body| azurite.put_blob("recordings", key, body));
     env.write_config(&format!(
         "[catalog]\nurl = \"sqlite:catalog.db\"\n\n\
          [repository]\nkind = \"azure\"\ncontainer = \"recordings\"\nendpoint = \"{endpoint}\"\n\n\
@@ -556,18 +607,7 @@ fn an_azure_repository_is_copied_inside_the_account_checked_and_sealed() {
         endpoint = azurite.endpoint()
     ));
     let out = run(&env, &["--json", "run", "export"], KEY);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let summary = json(&out);
-    assert_eq!(summary["counters"]["exported"], 1, "{}", text(&out));
-    let error = summary["failures"][0]["error"].as_str().unwrap();
-    assert!(
-        error.contains("content does not match the sha256 its record lists"),
-        "{error}"
-    );
-    assert!(
-        !text(&out).contains(&sha256(&swapped)),
-        "the hash found is never told"
-    );
+    let summary = only_the_swapped_recording_failed(&out, &swapped);
 
     // The exported blob is the store's copy of the repository's, carrying the recording's
     // SHA-256 and nothing of the source's metadata; the mismatched copy was removed.
@@ -598,13 +638,7 @@ fn an_azure_repository_is_copied_inside_the_account_checked_and_sealed() {
         .env("CUSTODIAN_LOG", "custodian::target=debug")
         .output()
         .unwrap();
-    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
-    assert!(
-        text(&again).contains("identical object already stored; skipped")
-            && text(&again).contains("ok/call.wav"),
-        "{}",
-        text(&again)
-    );
+    the_rerun_skipped_the_good_copy(&again);
 }
 
 /// GCS computes no SHA-256: the rewrite's copy is read back, and sealed with its `sha256`
@@ -617,18 +651,14 @@ fn a_gcs_repository_is_copied_inside_the_store_checked_and_sealed() {
     gcs.create_bucket("recordings");
     gcs.create_bucket("archive");
     let proxy = Proxy::start(gcs.port());
-    let env = Env::new("");
-    let good = pattern(300_000, 5);
-    env.conversation("acme", 1, "ok", &[("call.wav", &good)]);
-    env.conversation("acme", 2, "bad", &[("call.wav", &good)]);
-    for key in files(&env.root()) {
-        let body = std::fs::read(env.root().join(&key)).unwrap();
-        gcs.overwrite("recordings", &key, &body, &serde_json::json!({}));
-    }
-    // Same size, other bytes behind the record: only the SHA-256 tells.
-    let swapped = pattern(300_000, 6);
-    let bad_key = format!("{}/call.wav", Env::rel_dir("acme", 2, "bad"));
-    gcs.overwrite("recordings", &bad_key, &swapped, &serde_json::json!({}));
+    let SwappedRepository {
+        env,
+        good,
+        swapped,
+        bad_key,
+    } = swapped_repository(|key, body| {
+        gcs.overwrite("recordings", key, body, &serde_json::json!({}));
+    });
     env.write_config(&format!(
         "[catalog]\nurl = \"sqlite:catalog.db\"\n\n\
          [repository]\nkind = \"gcs\"\nbucket = \"recordings\"\nendpoint = \"{endpoint}\"\n\n\
@@ -638,18 +668,7 @@ fn a_gcs_repository_is_copied_inside_the_store_checked_and_sealed() {
         endpoint = proxy.endpoint()
     ));
     let out = run(&env, &["--json", "run", "export"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let summary = json(&out);
-    assert_eq!(summary["counters"]["exported"], 1, "{}", text(&out));
-    let error = summary["failures"][0]["error"].as_str().unwrap();
-    assert!(
-        error.contains("content does not match the sha256 its record lists"),
-        "{error}"
-    );
-    assert!(
-        !text(&out).contains(&sha256(&swapped)),
-        "the hash found is never told"
-    );
+    let summary = only_the_swapped_recording_failed(&out, &swapped);
 
     // Both recordings were rewritten inside the store; neither was read from the repository.
     let seen = proxy.seen();
@@ -691,13 +710,7 @@ fn a_gcs_repository_is_copied_inside_the_store_checked_and_sealed() {
         .env("CUSTODIAN_LOG", "custodian::target=debug")
         .output()
         .unwrap();
-    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
-    assert!(
-        text(&again).contains("identical object already stored; skipped")
-            && text(&again).contains("ok/call.wav"),
-        "{}",
-        text(&again)
-    );
+    the_rerun_skipped_the_good_copy(&again);
 
     // A copy a killed run left unchecked (other bytes here) is never taken for the recording:
     // the next full run copies it again and seals the good one.
