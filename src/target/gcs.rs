@@ -980,6 +980,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_int64_field_is_read_from_a_string_or_a_number_and_nothing_else() {
+        let rewrite = serde_json::json!({
+            "totalBytesRewritten": "5368709120",
+            "objectSize": 5368709120u64,
+            "generation": "-1",
+            "rewriteToken": true,
+        });
+        assert_eq!(int64(&rewrite["totalBytesRewritten"]), Some(5 << 30));
+        assert_eq!(int64(&rewrite["objectSize"]), Some(5 << 30));
+        assert_eq!(int64(&rewrite["generation"]), None);
+        assert_eq!(int64(&rewrite["rewriteToken"]), None);
+        assert_eq!(int64(&rewrite["absent"]), None);
+    }
+
+    #[test]
     fn a_sessions_progress_is_read_from_its_range() {
         assert_eq!(stored_end(None).unwrap(), 0);
         assert_eq!(stored_end(Some("bytes=0-5242879")).unwrap(), 5_242_880);
