@@ -13,16 +13,16 @@
 # it). LATENCY_MS=N has the server answer every request N ms late, as a store that far away
 # would (examples/s3_server.rs).
 #
-# The server's store is in STORE (default /dev/shm/custodian-store-export, a tmpfs: about
-# twice the repository in memory), and each run's bucket is removed after the run together
-# with the files s3s-fs keeps beside it in the store's root (an `.internal.json` and a
-# `.metadata.json` an object). On a disk store these files pile up in one directory over the
+# The server's store is a directory of the script's own, made in STORE_DIR (default /dev/shm,
+# a tmpfs: about twice the repository in memory) and removed at the end. Each run's bucket is
+# removed after the run together with the files s3s-fs keeps beside it in the store's root
+# (an `.internal.json` and a `.metadata.json` an object). On a disk store these files pile up in one directory over the
 # runs (8,000 more a run here), and ext4 skips the inodes freed in the last 30 seconds when it
 # creates files, so either keeping or removing them makes each run's server slower than the
-# last; on tmpfs neither applies. On a disk store (STORE elsewhere) the buckets are kept until
-# the end, as before, and the growing directory is part of what is measured.
+# last; on tmpfs neither applies. On a disk store (STORE_DIR elsewhere) the buckets are kept
+# until the end, as before, and the growing directory is part of what is measured.
 #
-#   scripts/compare-store-export.sh WORK_DIR     env: CONVERSATIONS=2000 RUNS=3 PORT=9556 LATENCY_MS=0 STORE=DIR
+#   scripts/compare-store-export.sh WORK_DIR     env: CONVERSATIONS=2000 RUNS=3 PORT=9556 LATENCY_MS=0 STORE_DIR=DIR
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:?usage: scripts/compare-store-export.sh WORK_DIR}
@@ -30,7 +30,7 @@ CONVERSATIONS=${CONVERSATIONS:-2000}
 RUNS=${RUNS:-3}
 PORT=${PORT:-9556}
 LATENCY_MS=${LATENCY_MS:-0}
-STORE=$(realpath -m "${STORE:-/dev/shm/custodian-store-export}")
+STORE_DIR=${STORE_DIR:-/dev/shm}
 for tool in rclone /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "compare-store-export.sh needs $tool (apt-get install rclone time)" >&2; exit 2; }
 done
@@ -45,12 +45,14 @@ BYTES=$(du -sb --apparent-size "$WAV" | cut -f1)
 
 unset AWS_CA_BUNDLE
 export AWS_ACCESS_KEY_ID=compare AWS_SECRET_ACCESS_KEY=compare-secret-key
-rm -rf "$STORE" && mkdir -p "$STORE/repo"
+STORE=$(mktemp -d "$STORE_DIR/custodian-store-export.XXXXXX")
+SERVER=
+trap 'kill $SERVER 2>/dev/null; rm -rf "$STORE"' EXIT
+mkdir "$STORE/repo"
 TMPFS=$([ "$(stat -f -c %T "$STORE")" = tmpfs ] && echo 1 || echo 0)
 "$CARGO_TARGET_DIR/release/examples/s3_server" "$STORE" "$PORT" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" \
   --latency-ms "$LATENCY_MS" 2>/dev/null &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null; rm -rf "$STORE"' EXIT
 until (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null; do sleep 0.1; done
 
 export RCLONE_CONFIG_BENCH_TYPE=s3 RCLONE_CONFIG_BENCH_PROVIDER=Other
