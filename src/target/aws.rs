@@ -30,8 +30,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::remote::{
-    Aborted, Backend, BackendError, BackendResult, ByteStream, CopySource, Listed, LockState,
-    Retention, runtime,
+    Aborted, Backend, BackendError, BackendResult, ByteStream, Copied, CopySource, CopyVersion,
+    Listed, LockState, Retention, runtime,
 };
 use super::{LockMode, S3Config, TargetError, Uploads};
 
@@ -585,7 +585,7 @@ impl Backend for AwsBackend {
         key: &str,
         sha256: &str,
         retention: Option<Retention>,
-    ) -> BackendResult<Option<String>> {
+    ) -> BackendResult<Copied> {
         // The store computes the copy's SHA-256 (x-amz-checksum-algorithm) and returns it; the
         // metadata is replaced so the copy carries the recording's SHA-256 like any put.
         let mut request = self
@@ -624,10 +624,41 @@ impl Backend for AwsBackend {
             Some("NoSuchKey") => BackendError::NotFound,
             _ => other(e),
         })?;
-        Ok(out
-            .copy_object_result()
+        let result = out.copy_object_result();
+        if let Some(sha) = result
             .and_then(|r| r.checksum_sha256())
-            .and_then(hex_of_base64))
+            .and_then(hex_of_base64)
+        {
+            return Ok(Copied::Hashed(sha));
+        }
+        // A store without S3's checksums: the copy is read back by its entity tag.
+        let tag = result.and_then(|r| r.e_tag()).ok_or_else(|| {
+            BackendError::Other(
+                "the store's copy returned neither a SHA-256 nor an entity tag".into(),
+            )
+        })?;
+        Ok(Copied::Unhashed(CopyVersion {
+            tag: tag.to_owned(),
+            checksum: None,
+        }))
+    }
+
+    async fn get_copy(
+        &self,
+        key: &str,
+        version: &CopyVersion,
+        range: std::ops::Range<u64>,
+    ) -> BackendResult<ByteStream> {
+        let got = self
+            .get_in(&self.bucket, key, Some(version.tag.clone()), range)
+            .await;
+        match got {
+            // `message` leads with the service's code: another object under the key.
+            Err(BackendError::Other(m)) if m.starts_with("PreconditionFailed:") => {
+                Err(BackendError::NotFound)
+            }
+            got => got,
+        }
     }
 
     async fn part_copy(

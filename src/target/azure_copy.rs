@@ -63,6 +63,24 @@ impl CopyState {
     }
 }
 
+/// The `ETag` a response names.
+fn etag_of(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(reqwest::header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Headers that make a request apply only to the blob whose entity tag is `etag`.
+fn if_match(etag: &str) -> BackendResult<HeaderMap> {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        reqwest::header::IF_MATCH,
+        HeaderValue::from_str(etag).map_err(|e| BackendError::Other(e.to_string()))?,
+    );
+    Ok(headers)
+}
+
 /// Copy Blob for one target container.
 pub(super) struct AzureCopier {
     store: Arc<MicrosoftAzure>,
@@ -175,10 +193,11 @@ impl AzureCopier {
     }
 
     /// Copies `source` (a full key of another container, or this one) to the full key `key`
-    /// of the target's container, and waits until the store has finished. The copy carries
-    /// none of the source's metadata; `seal` gives it its SHA-256 once it has been checked. A
-    /// copy the store fails, or whose progress stands still, is removed.
-    pub(super) async fn copy(&self, source: &CopySource, key: &str) -> BackendResult<()> {
+    /// of the target's container, waits until the store has finished, and returns the copy's
+    /// entity tag. The copy carries none of the source's metadata; `seal` gives it its SHA-256
+    /// once it has been checked. A copy the store fails, or whose progress stands still, is
+    /// removed.
+    pub(super) async fn copy(&self, source: &CopySource, key: &str) -> BackendResult<String> {
         let credential = self.credential().await?;
         let mut from = self.url(&source.bucket, &source.key);
         if let AzureCredential::SASToken(pairs) = credential.as_ref() {
@@ -209,6 +228,7 @@ impl AzureCopier {
             _ => return Err(refused(response).await),
         }
         let mut state = CopyState::of(response.headers());
+        let mut etag = etag_of(response.headers());
         let (mut wait, mut moved) = (POLL_FIRST, Instant::now());
         while let CopyState::Pending(progress) = &state {
             if moved.elapsed() > STALLED {
@@ -227,13 +247,16 @@ impl AzureCopier {
                 return Err(refused(response).await);
             }
             let next = CopyState::of(response.headers());
+            etag = etag_of(response.headers());
             if next != state {
                 moved = Instant::now();
             }
             state = next;
         }
         match state {
-            CopyState::Success => Ok(()),
+            CopyState::Success => {
+                etag.ok_or_else(|| BackendError::Other("the store's copy has no entity tag".into()))
+            }
             CopyState::Failed(why) | CopyState::Pending(why) => {
                 self.discard(&credential, &to).await;
                 Err(BackendError::Other(why))
@@ -265,13 +288,14 @@ impl AzureCopier {
             .await;
     }
 
-    /// Gives the copy at the full key `key` its SHA-256, once read back and found to match:
-    /// Set Blob Metadata replaces the unchecked mark.
-    pub(super) async fn seal(&self, key: &str, sha256: &str) -> BackendResult<()> {
+    /// Gives the copy with entity tag `etag` at the full key `key` its SHA-256, once read back
+    /// and found to match: Set Blob Metadata replaces the unchecked mark. `NotFound` when the
+    /// key holds another blob now.
+    pub(super) async fn seal(&self, key: &str, sha256: &str, etag: &str) -> BackendResult<()> {
         let credential = self.credential().await?;
         let mut url = self.url(&self.container, key);
         url.query_pairs_mut().append_pair("comp", "metadata");
-        let mut headers = HeaderMap::new();
+        let mut headers = if_match(etag)?;
         headers.insert(
             HeaderName::from_static("x-ms-meta-sha256"),
             HeaderValue::from_str(sha256).map_err(|e| BackendError::Other(e.to_string()))?,
@@ -279,7 +303,22 @@ impl AzureCopier {
         let response = self.send(&credential, Method::PUT, &url, headers).await?;
         match response.status() {
             s if s.is_success() => Ok(()),
-            StatusCode::NOT_FOUND => Err(BackendError::NotFound),
+            StatusCode::NOT_FOUND | StatusCode::PRECONDITION_FAILED => Err(BackendError::NotFound),
+            _ => Err(refused(response).await),
+        }
+    }
+
+    /// Removes the copy with entity tag `etag` at the full key `key`; a blob written under the
+    /// key since is left.
+    pub(super) async fn remove(&self, key: &str, etag: &str) -> BackendResult<()> {
+        let credential = self.credential().await?;
+        let url = self.url(&self.container, key);
+        let response = self
+            .send(&credential, Method::DELETE, &url, if_match(etag)?)
+            .await?;
+        match response.status() {
+            s if s.is_success() => Ok(()),
+            StatusCode::NOT_FOUND | StatusCode::PRECONDITION_FAILED => Ok(()),
             _ => Err(refused(response).await),
         }
     }
@@ -512,14 +551,41 @@ mod tests {
     async fn a_copy_the_store_answers_with_a_5xx_is_sent_again() {
         let (at, seen) = answering(vec![
             "HTTP/1.1 503 Server Busy\r\nx-ms-error-code: ServerBusy",
-            "HTTP/1.1 202 Accepted\r\nx-ms-copy-status: success",
+            "HTTP/1.1 202 Accepted\r\nx-ms-copy-status: success\r\nETag: \"0x8DC\"",
         ]);
         let source = recording("acme/a.wav");
-        copier(&at).copy(&source, "exports/a.wav").await.unwrap();
+        let etag = copier(&at).copy(&source, "exports/a.wav").await.unwrap();
+        assert_eq!(
+            etag, "\"0x8DC\"",
+            "the copy's entity tag, as the store named it"
+        );
         let seen = seen.join().unwrap();
         assert_eq!(
             seen, ["PUT /acct/archive/exports/a.wav HTTP/1.1"; 2],
             "the same Copy Blob twice"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_pending_copy_is_named_by_the_entity_tag_it_has_once_finished() {
+        let (at, seen) = answering(vec![
+            "HTTP/1.1 202 Accepted\r\nx-ms-copy-status: pending\r\nx-ms-copy-progress: 0/9\r\nETag: \"0x1\"",
+            "HTTP/1.1 200 OK\r\nx-ms-copy-status: success\r\nETag: \"0x2\"",
+        ]);
+        let etag = copier(&at)
+            .copy(&recording("acme/a.wav"), "exports/a.wav")
+            .await
+            .unwrap();
+        assert_eq!(
+            etag, "\"0x2\"",
+            "the finished copy's, not the pending one's"
+        );
+        assert_eq!(
+            seen.join().unwrap(),
+            [
+                "PUT /acct/archive/exports/a.wav HTTP/1.1",
+                "HEAD /acct/archive/exports/a.wav HTTP/1.1"
+            ]
         );
     }
 

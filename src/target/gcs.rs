@@ -38,8 +38,8 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use tokio::sync::watch;
 
 use super::remote::{
-    Aborted, Backend, BackendError, BackendResult, ByteStream, CopySource, Listed, Retention,
-    runtime,
+    Aborted, Backend, BackendError, BackendResult, ByteStream, Copied, CopySource, CopyVersion,
+    Listed, Retention, runtime,
 };
 use super::{GcsConfig, TargetError, Uploads};
 
@@ -85,15 +85,6 @@ struct GcsBackend {
     /// Bytes in every part but an upload's last: part `i` starts at `i * part_size`.
     part_size: u64,
     sessions: Sessions,
-    /// The copies this process made and has not sealed yet, by full key.
-    copies: Mutex<std::collections::HashMap<String, Copied>>,
-}
-
-/// What the store said of a copy it made: the generation a seal must find, and the CRC32C of
-/// its bytes, which the seal records beside the SHA-256 as a put does.
-struct Copied {
-    generation: String,
-    crc32c: String,
 }
 
 /// The resumable sessions this process is uploading, each with whose turn it is.
@@ -182,7 +173,6 @@ pub fn backend(name: &str, c: &GcsConfig, uploads: &Uploads) -> Result<Built, Ta
         request_timeout: uploads.request_timeout,
         part_size: uploads.part_size as u64,
         sessions: Sessions::default(),
-        copies: Mutex::default(),
     };
     Ok((Arc::new(backend), Arc::new(runtime)))
 }
@@ -437,6 +427,39 @@ impl GcsBackend {
 
     fn session_url(&self, id: &str) -> Url {
         self.upload_url(&[("uploadType", "resumable"), ("upload_id", id)])
+    }
+
+    /// The bytes in `range` of the object `key`, of its generation `generation` when given
+    /// (`NotFound` once another has replaced it).
+    async fn read(
+        &self,
+        key: &str,
+        generation: Option<&str>,
+        range: std::ops::Range<u64>,
+    ) -> BackendResult<ByteStream> {
+        if range.is_empty() {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let url = match generation {
+            Some(g) => self.object_url(key, &[("alt", "media"), ("generation", g)]),
+            None => self.object_url(key, &[("alt", "media")]),
+        };
+        let bytes = format!("bytes={}-{}", range.start, range.end - 1);
+        let response = match self
+            .send(|| self.http.get(url.clone()).header("Range", &bytes))
+            .await
+        {
+            Ok(r) => r,
+            // A range starting at the object's end: nothing there to read.
+            Err(BackendError::Other(m)) if m.starts_with("HTTP 416") => {
+                return Ok(futures::stream::empty().boxed());
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(response
+            .bytes_stream()
+            .map(|r| r.map_err(transport))
+            .boxed())
     }
 
     /// A request that must finish within `request_timeout` (a download need not: the client's
@@ -719,26 +742,7 @@ impl Backend for GcsBackend {
     }
 
     async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> BackendResult<ByteStream> {
-        if range.is_empty() {
-            return Ok(futures::stream::empty().boxed());
-        }
-        let url = self.object_url(key, &[("alt", "media")]);
-        let bytes = format!("bytes={}-{}", range.start, range.end - 1);
-        let response = match self
-            .send(|| self.http.get(url.clone()).header("Range", &bytes))
-            .await
-        {
-            Ok(r) => r,
-            // A range starting at the object's end: nothing there to read.
-            Err(BackendError::Other(m)) if m.starts_with("HTTP 416") => {
-                return Ok(futures::stream::empty().boxed());
-            }
-            Err(e) => return Err(e),
-        };
-        Ok(response
-            .bytes_stream()
-            .map(|r| r.map_err(transport))
-            .boxed())
+        self.read(key, None, range).await
     }
 
     async fn list_prefixes(&self, prefix: &str) -> BackendResult<Vec<String>> {
@@ -793,7 +797,7 @@ impl Backend for GcsBackend {
         key: &str,
         _sha256: &str,
         retention: Option<Retention>,
-    ) -> BackendResult<Option<String>> {
+    ) -> BackendResult<Copied> {
         if retention.is_some() || source.etag.is_some() {
             return Err(BackendError::Other(
                 "a GCS copy takes neither Object Lock retention nor a source entity tag".into(),
@@ -845,50 +849,59 @@ impl Backend for GcsBackend {
                 "the store's rewrite returned no generation or CRC32C of the copy".into(),
             ));
         };
-        let copied = Copied {
-            generation: generation.to_string(),
-            crc32c: crc32c.to_owned(),
-        };
-        self.copies
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.to_owned(), copied);
-        Ok(None)
+        // The generation pins the copy's read, seal and removal; the CRC32C is what the seal
+        // records beside the SHA-256, as a put does.
+        Ok(Copied::Unhashed(CopyVersion {
+            tag: generation.to_string(),
+            checksum: Some(crc32c.to_owned()),
+        }))
     }
 
-    async fn seal_copy(&self, key: &str, sha256: &str) -> BackendResult<()> {
-        let copied = self
-            .copies
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key)
-            .ok_or_else(|| BackendError::Other(format!("no copy to {key} awaits its seal")))?;
-        // Only the generation that was copied and read back; one replaced since is refused.
-        let url = self.object_url(key, &[("ifGenerationMatch", &copied.generation)]);
+    async fn get_copy(
+        &self,
+        key: &str,
+        version: &CopyVersion,
+        range: std::ops::Range<u64>,
+    ) -> BackendResult<ByteStream> {
+        self.read(key, Some(&version.tag), range).await
+    }
+
+    async fn seal_copy(&self, key: &str, sha256: &str, version: &CopyVersion) -> BackendResult<()> {
+        let url = self.object_url(key, &[("ifGenerationMatch", &version.tag)]);
         let body = Bytes::from(
             serde_json::json!({
                 "metadata": {
                     SHA256_KEY: sha256,
-                    CRC32C_KEY: copied.crc32c,
+                    CRC32C_KEY: version.checksum,
                     UNCHECKED_KEY: null,
                 },
             })
             .to_string(),
         );
-        self.send(|| {
-            self.call(Method::PATCH, url.clone())
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.clone())
-        })
-        .await
-        .map(|_| ())
+        let sealed = self
+            .send(|| {
+                self.call(Method::PATCH, url.clone())
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone())
+            })
+            .await;
+        match sealed {
+            Ok(_) => Ok(()),
+            Err(BackendError::Other(m)) if m.starts_with("HTTP 412") => Err(BackendError::NotFound),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn remove_copy(&self, key: &str, version: &CopyVersion) -> BackendResult<()> {
+        // `generation` deletes that generation alone: not one written under the key since.
+        let url = self.object_url(key, &[("generation", &version.tag)]);
+        match self.send(|| self.call(Method::DELETE, url.clone())).await {
+            Ok(_) | Err(BackendError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     async fn delete(&self, key: &str) -> BackendResult<()> {
-        self.copies
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
         let url = self.object_url(key, &[]);
         match self.send(|| self.call(Method::DELETE, url.clone())).await {
             Ok(_) | Err(BackendError::NotFound) => Ok(()),
@@ -1037,7 +1050,6 @@ mod tests {
             request_timeout: Duration::from_secs(1),
             part_size: 5 << 20,
             sessions: Sessions::default(),
-            copies: Mutex::default(),
         };
         let source = CopySource {
             bucket: "recordings".into(),

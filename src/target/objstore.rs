@@ -444,23 +444,63 @@ impl Backend for ObjectStoreBackend {
         key: &str,
         _sha256: &str,
         retention: Option<super::remote::Retention>,
-    ) -> BackendResult<Option<String>> {
+    ) -> BackendResult<super::remote::Copied> {
         let copier = self.copier.as_ref().ok_or_else(super::remote::no_copy)?;
         if retention.is_some() {
             return Err(BackendError::Other(
                 "Azure copies are not written under Object Lock".into(),
             ));
         }
-        copier.copy(source, key).await?;
-        Ok(None)
+        Ok(super::remote::Copied::Unhashed(
+            super::remote::CopyVersion {
+                tag: copier.copy(source, key).await?,
+                checksum: None,
+            },
+        ))
     }
 
     #[cfg(feature = "azure")]
-    async fn seal_copy(&self, key: &str, sha256: &str) -> BackendResult<()> {
-        match &self.copier {
-            Some(copier) => copier.seal(key, sha256).await,
-            None => Ok(()),
+    async fn get_copy(
+        &self,
+        key: &str,
+        version: &super::remote::CopyVersion,
+        range: std::ops::Range<u64>,
+    ) -> BackendResult<ByteStream> {
+        if range.is_empty() {
+            return Ok(futures::stream::empty().boxed());
         }
+        let opts = GetOptions {
+            range: Some(object_store::GetRange::Bounded(range)),
+            if_match: Some(version.tag.clone()),
+            ..Default::default()
+        };
+        let result = match self.store.get_opts(&StorePath::from(key), opts).await {
+            Ok(result) => result,
+            Err(object_store::Error::Precondition { .. }) => return Err(BackendError::NotFound),
+            Err(e) => return Err(error(e)),
+        };
+        Ok(result.into_stream().map(|r| r.map_err(error)).boxed())
+    }
+
+    #[cfg(feature = "azure")]
+    async fn seal_copy(
+        &self,
+        key: &str,
+        sha256: &str,
+        version: &super::remote::CopyVersion,
+    ) -> BackendResult<()> {
+        let copier = self.copier.as_ref().ok_or_else(super::remote::no_copy)?;
+        copier.seal(key, sha256, &version.tag).await
+    }
+
+    #[cfg(feature = "azure")]
+    async fn remove_copy(
+        &self,
+        key: &str,
+        version: &super::remote::CopyVersion,
+    ) -> BackendResult<()> {
+        let copier = self.copier.as_ref().ok_or_else(super::remote::no_copy)?;
+        copier.remove(key, &version.tag).await
     }
 
     async fn delete(&self, key: &str) -> BackendResult<()> {

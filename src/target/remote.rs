@@ -155,6 +155,30 @@ pub struct CopySource {
     pub etag: Option<String>,
 }
 
+/// What a one-request copy made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Copied {
+    /// The store computed the copy's SHA-256 (hex) and returned it: nothing to read back.
+    Hashed(String),
+    /// The store returned no SHA-256: the copy is read back, then sealed or removed, each
+    /// pinned to this version of it.
+    Unhashed(CopyVersion),
+}
+
+/// The store's name for the version of an object a copy made (an entity tag, a GCS
+/// generation). A read, a seal or a removal pinned to it touches that copy or nothing: an
+/// object written under the key since is neither taken for the copy nor removed in its place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopyVersion {
+    pub tag: String,
+    /// The store's own checksum of the copy where the seal records one (GCS's CRC32C).
+    pub checksum: Option<String>,
+}
+
+/// Why a copy is neither sealed nor removed when its key holds another object by the time it
+/// is read back or sealed.
+const REPLACED: &str = "the copy was replaced in the store by another object before it was checked; it was neither sealed nor removed";
+
 /// The error of a copy whose source is not in the store.
 fn source_missing() -> PutError {
     PutError::Source(io::Error::new(io::ErrorKind::NotFound, "not found"))
@@ -252,22 +276,42 @@ pub trait Backend: Send + Sync + 'static {
     }
     /// Copies `source` to `key` inside the store in one request, storing `sha256` with it as
     /// `put` does (under `retention` when given), or only once `seal_copy` is called.
-    /// Returns the SHA-256 the store computed of the copy, when it offers one; `NotFound` when
-    /// the source is not there.
+    /// `NotFound` when the source is not there.
     async fn copy(
         &self,
         _source: &CopySource,
         _key: &str,
         _sha256: &str,
         _retention: Option<Retention>,
-    ) -> BackendResult<Option<String>> {
+    ) -> BackendResult<Copied> {
         Err(no_copy())
     }
-    /// Called once a copy the store gave no SHA-256 of has been read back and matches `sha256`:
-    /// a client whose copies carry no `sha256` until they are checked stores it now, so one
-    /// left unchecked by a killed process is never taken for an identical object.
-    async fn seal_copy(&self, _key: &str, _sha256: &str) -> BackendResult<()> {
+    /// Reads the bytes in `range` of the copy `version` at `key`; `NotFound` when `key` holds
+    /// another object now.
+    async fn get_copy(
+        &self,
+        _key: &str,
+        _version: &CopyVersion,
+        _range: std::ops::Range<u64>,
+    ) -> BackendResult<ByteStream> {
+        Err(no_copy())
+    }
+    /// Called once the copy `version`, read back, matches `sha256`: a client whose copies
+    /// carry no `sha256` until they are checked stores it now, so one left unchecked by a
+    /// killed process is never taken for an identical object. Refused when `key` holds
+    /// another object now.
+    async fn seal_copy(
+        &self,
+        _key: &str,
+        _sha256: &str,
+        _version: &CopyVersion,
+    ) -> BackendResult<()> {
         Ok(())
+    }
+    /// Removes the copy `version` at `key`, which does not match its record; an object written
+    /// under `key` since is left where the store can tell them apart.
+    async fn remove_copy(&self, key: &str, _version: &CopyVersion) -> BackendResult<()> {
+        self.delete(key).await
     }
     /// Copies the bytes of `source` in `range` into part `index` (from 0) of the multipart
     /// upload `upload`; returns the token `complete` needs.
@@ -467,36 +511,54 @@ impl RemoteTarget {
             key: source_key.to_owned(),
             etag: None,
         };
-        let checksum = match self.runtime.block_on(self.backend.copy(
+        let copied = match self.runtime.block_on(self.backend.copy(
             &source,
             &full_key,
             expect.sha256,
             retention,
         )) {
-            Ok(checksum) => checksum,
+            Ok(copied) => copied,
             Err(BackendError::NotFound) => return Err(source_missing()),
             Err(e) => return Err(self.io(key.as_str(), e).into()),
         };
         cx.headway.advance(expect.size);
-        let found = match &checksum {
-            Some(sha) if sha == expect.sha256 => None,
-            // The size tells a longer or shorter source from one with other bytes.
-            Some(_) => Some(
-                self.hash_back(&full_key, key, &expect, &cx.headway)?
-                    .unwrap_or(Mismatch::Content),
-            ),
-            None => self.hash_back(&full_key, key, &expect, &cx.headway)?,
+        let version = match copied {
+            Copied::Hashed(sha) if sha == expect.sha256 => return Ok(record(key, expect)),
+            // The store's SHA-256 says the bytes differ, which removes the copy whatever else
+            // happens; reading it back only tells a longer or shorter source from one with
+            // other bytes (taken for other bytes when the read fails).
+            Copied::Hashed(_) => {
+                let found = self
+                    .hash_back(&full_key, key, &expect, &cx.headway)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(Mismatch::Content);
+                self.remove(&full_key, key, None);
+                return Err(PutError::Mismatch(found));
+            }
+            Copied::Unhashed(version) => version,
         };
-        if let Some(mismatch) = found {
-            self.remove_copy(&full_key, key);
+        let read = self
+            .backend
+            .get_copy(&full_key, &version, 0..expect.size.saturating_add(1));
+        let io = |e| -> PutError {
+            match e {
+                BackendError::NotFound => self.io(key.as_str(), REPLACED).into(),
+                e => self.io(key.as_str(), e).into(),
+            }
+        };
+        if let Some(mismatch) = self.hash_read(&expect, read, &cx.headway, io)? {
+            self.remove(&full_key, key, Some(&version));
             return Err(PutError::Mismatch(mismatch));
         }
-        if checksum.is_none() {
-            self.runtime
-                .block_on(self.backend.seal_copy(&full_key, expect.sha256))
-                .map_err(|e| self.io(key.as_str(), e))?;
+        match self
+            .runtime
+            .block_on(self.backend.seal_copy(&full_key, expect.sha256, &version))
+        {
+            Ok(()) => Ok(record(key, expect)),
+            Err(BackendError::NotFound) => Err(self.io(key.as_str(), REPLACED).into()),
+            Err(e) => Err(self.io(key.as_str(), e).into()),
         }
-        Ok(record(key, expect))
     }
 
     /// A copy larger than one copy part: the source's size and entity tag are asked first, so
@@ -542,9 +604,14 @@ impl RemoteTarget {
         Ok(record(key, expect))
     }
 
-    /// Removes a copy that does not match its record.
-    fn remove_copy(&self, full_key: &str, key: &ObjectKey) {
-        if let Err(e) = self.runtime.block_on(self.backend.delete(full_key)) {
+    /// Removes a copy that does not match its record: the copy `version` when the store named
+    /// one.
+    fn remove(&self, full_key: &str, key: &ObjectKey, version: Option<&CopyVersion>) {
+        let removed = match version {
+            Some(v) => self.runtime.block_on(self.backend.remove_copy(full_key, v)),
+            None => self.runtime.block_on(self.backend.delete(full_key)),
+        };
+        if let Err(e) = removed {
             tracing::warn!(target = self.name, %key, "could not remove a copy that does not match its record: {e}");
         }
     }

@@ -139,31 +139,7 @@ impl FakeGcs {
         body: &[u8],
         metadata: &serde_json::Value,
     ) {
-        let resource = serde_json::json!({ "name": key, "metadata": metadata });
-        let mut related =
-            format!("--b\r\nContent-Type: application/json\r\n\r\n{resource}\r\n--b\r\n\r\n")
-                .into_bytes();
-        related.extend_from_slice(body);
-        related.extend_from_slice(b"\r\n--b--\r\n");
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let status = runtime.block_on(async {
-            let url = format!(
-                "{}/upload/storage/v1/b/{bucket}/o?uploadType=multipart",
-                self.endpoint()
-            );
-            reqwest::Client::new()
-                .post(url)
-                .header("content-type", "multipart/related; boundary=b")
-                .body(related)
-                .send()
-                .await
-                .unwrap()
-                .status()
-        });
-        assert_eq!(status.as_u16(), 200);
+        overwrite_at(self.port, bucket, key, body, metadata);
     }
 
     /// An object's custom metadata.
@@ -173,6 +149,39 @@ impl FakeGcs {
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
         serde_json::from_slice::<serde_json::Value>(&body).unwrap()["metadata"].clone()
     }
+}
+
+/// [`FakeGcs::overwrite`] of the emulator at `port`, for a thread that does not hold it.
+pub(crate) fn overwrite_at(
+    port: u16,
+    bucket: &str,
+    key: &str,
+    body: &[u8],
+    metadata: &serde_json::Value,
+) {
+    let resource = serde_json::json!({ "name": key, "metadata": metadata });
+    let mut related =
+        format!("--b\r\nContent-Type: application/json\r\n\r\n{resource}\r\n--b\r\n\r\n")
+            .into_bytes();
+    related.extend_from_slice(body);
+    related.extend_from_slice(b"\r\n--b--\r\n");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = runtime.block_on(async {
+        let url =
+            format!("http://127.0.0.1:{port}/upload/storage/v1/b/{bucket}/o?uploadType=multipart");
+        reqwest::Client::new()
+            .post(url)
+            .header("content-type", "multipart/related; boundary=b")
+            .body(related)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status.as_u16(), 200);
 }
 
 impl Drop for FakeGcs {
@@ -185,7 +194,8 @@ impl Drop for FakeGcs {
 /// A loopback proxy in front of the emulator that passes each request on, one per
 /// connection, except that while `hang` is set it holds every chunk of a resumable upload
 /// after the first without answering: an upload stays open for as long as the test needs.
-/// It notes each request line it sees.
+/// It notes each request line it sees, and hands it to `before` (when set) before passing the
+/// request on.
 pub(crate) struct Proxy {
     port: u16,
     hang: Arc<AtomicBool>,
@@ -193,7 +203,11 @@ pub(crate) struct Proxy {
     corrupt: Arc<AtomicBool>,
     hung: Arc<AtomicUsize>,
     seen: Arc<Mutex<Vec<String>>>,
+    before: Arc<Before>,
 }
+
+/// What a [`Proxy`] calls with each request line before it passes the request on.
+type Before = Mutex<Option<Box<dyn FnMut(&str) + Send>>>;
 
 impl Proxy {
     pub(crate) fn start(upstream: u16) -> Proxy {
@@ -204,23 +218,36 @@ impl Proxy {
             corrupt: Arc::default(),
             hung: Arc::default(),
             seen: Arc::default(),
+            before: Arc::default(),
         };
-        let (hang, corrupt, hung, seen) = (
+        let (hang, corrupt, hung, seen, before) = (
             proxy.hang.clone(),
             proxy.corrupt.clone(),
             proxy.hung.clone(),
             proxy.seen.clone(),
+            proxy.before.clone(),
         );
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let (hang, corrupt, hung, seen) =
-                    (hang.clone(), corrupt.clone(), hung.clone(), seen.clone());
+                let (hang, corrupt, hung, seen, before) = (
+                    hang.clone(),
+                    corrupt.clone(),
+                    hung.clone(),
+                    seen.clone(),
+                    before.clone(),
+                );
                 std::thread::spawn(move || {
-                    pass_on(client, upstream, &hang, &corrupt, &hung, &seen)
+                    pass_on(client, upstream, &hang, &corrupt, &hung, &seen, &before)
                 });
             }
         });
         proxy
+    }
+
+    /// Has `hook` called with each request line from now on, before the request is passed on.
+    #[cfg(feature = "s3")]
+    pub(crate) fn before(&self, hook: impl FnMut(&str) + Send + 'static) {
+        *self.before.lock().unwrap() = Some(Box::new(hook));
     }
 
     pub(crate) fn endpoint(&self) -> String {
@@ -255,6 +282,7 @@ fn pass_on(
     corrupt: &AtomicBool,
     hung: &AtomicUsize,
     seen: &Mutex<Vec<String>>,
+    before: &Before,
 ) {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -273,9 +301,11 @@ fn pass_on(
     };
     let mut body = vec![0u8; header("content-length").map_or(0, |n| n.parse().unwrap())];
     client.read_exact(&mut body).unwrap();
-    seen.lock()
-        .unwrap()
-        .push(head.lines().next().unwrap_or("").to_owned());
+    let line = head.lines().next().unwrap_or("").to_owned();
+    if let Some(hook) = before.lock().unwrap().as_mut() {
+        hook(&line);
+    }
+    seen.lock().unwrap().push(line);
     let later_chunk = head.starts_with("PUT ")
         && header("content-range")
             .is_some_and(|r| !r.starts_with("bytes 0-") && !r.starts_with("bytes */"));

@@ -725,3 +725,67 @@ fn a_gcs_repository_is_copied_inside_the_store_checked_and_sealed() {
     assert_eq!(gcs.object("archive", &ok_key).as_deref(), Some(&good[..]));
     assert_eq!(gcs.metadata("archive", &ok_key)["sha256"], sha256(&good));
 }
+
+/// An object written under a copy's key between the rewrite and its read-back is not the
+/// copy: it is never read as the copy, sealed with the recording's SHA-256 or removed, and
+/// the item fails saying so.
+#[cfg(feature = "gcs")]
+#[test]
+fn a_gcs_copy_replaced_before_its_check_is_neither_sealed_nor_removed() {
+    use crate::gcs::{FakeGcs, Proxy, overwrite_at, run};
+    let gcs = FakeGcs::start();
+    gcs.create_bucket("recordings");
+    gcs.create_bucket("archive");
+    let proxy = Proxy::start(gcs.port());
+    let SwappedRepository { env, good, .. } = swapped_repository(|key, body| {
+        gcs.overwrite("recordings", key, body, &serde_json::json!({}));
+    });
+    env.write_config(&format!(
+        "[catalog]\nurl = \"sqlite:catalog.db\"\n\n\
+         [repository]\nkind = \"gcs\"\nbucket = \"recordings\"\nendpoint = \"{endpoint}\"\n\n\
+         [targets.gcs]\nkind = \"gcs\"\nbucket = \"archive\"\nprefix = \"exports\"\n\
+         endpoint = \"{endpoint}\"\n\n\
+         [policies.export]\naction = \"export\"\ntarget = \"gcs\"\nmode = \"full\"\n",
+        endpoint = proxy.endpoint()
+    ));
+    let ok_key = format!("exports/{}/call.wav", Env::rel_dir("acme", 1, "ok"));
+    let intruder = pattern(300_000, 7);
+    let (port, key, bytes) = (gcs.port(), ok_key.clone(), intruder.clone());
+    let read_back = format!(
+        "GET /storage/v1/b/archive/o/{}?alt=media",
+        ok_key.replace('/', "%2F")
+    );
+    proxy.before(move |line| {
+        if line.starts_with(&read_back) {
+            overwrite_at(port, "archive", &key, &bytes, &serde_json::json!({}));
+        }
+    });
+    let out = run(&env, &["--json", "run", "export"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let summary = json(&out);
+    assert_eq!(summary["counters"]["exported"], 0, "{}", text(&out));
+    let failures = summary["failures"].as_array().unwrap();
+    assert!(
+        failures.iter().any(|f| f["error"]
+            .as_str()
+            .unwrap()
+            .contains("replaced in the store by another object before it was checked")),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        proxy
+            .seen()
+            .iter()
+            .any(|l| l.starts_with("GET ") && l.contains("ok%2Fcall.wav?alt=media&generation=")),
+        "the read-back names the copy's generation: {:#?}",
+        proxy.seen()
+    );
+    // The other writer's object stays, as it wrote it: not removed, not sealed.
+    assert_eq!(
+        gcs.object("archive", &ok_key).as_deref(),
+        Some(&intruder[..])
+    );
+    assert!(gcs.metadata("archive", &ok_key)["sha256"].is_null());
+    assert_ne!(intruder, good);
+}
