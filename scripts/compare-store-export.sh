@@ -22,7 +22,10 @@
 # last; on tmpfs neither applies. On a disk store (STORE_DIR elsewhere) the buckets are kept
 # until the end, as before, and the growing directory is part of what is measured.
 #
-#   scripts/compare-store-export.sh WORK_DIR     env: CONVERSATIONS=2000 RUNS=3 PORT=9556 LATENCY_MS=0 STORE_DIR=DIR
+# CONCURRENCY=N sets the export policy's `concurrency` (worker threads; 16 for a remote target
+# when unset).
+#
+#   scripts/compare-store-export.sh WORK_DIR     env: CONVERSATIONS=2000 RUNS=3 PORT=9556 LATENCY_MS=0 STORE_DIR=DIR CONCURRENCY=N
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:?usage: scripts/compare-store-export.sh WORK_DIR}
@@ -88,6 +91,7 @@ path_style = true
 action = "export"
 target = "s3"
 mode = "full"
+${CONCURRENCY:+concurrency = $CONCURRENCY}
 TOML
 (cd "$WORK" && rm -rf state-store-export state-indexed && "$BIN" --config index.toml index >/dev/null &&
   cp -a state-store-export state-indexed)
