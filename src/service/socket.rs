@@ -8,7 +8,10 @@
 //! One request per connection: the client writes a JSON [`Request`] and shuts its side down;
 //! the service answers one JSON [`Response`] and closes. A request larger than
 //! [`MAX_REQUEST`], malformed, or not complete within [`READ_TIMEOUT`] is answered with a
-//! refusal, and the service goes on serving.
+//! refusal, and the service goes on serving. While a command runs the service writes a space
+//! every [`KEEPALIVE`] (whitespace before a JSON value is part of it), so the command line
+//! waits as long as a command takes and gives up on a service silent for [`SILENCE`]: one
+//! that is stuck.
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -33,6 +36,10 @@ pub const MAX_REQUEST: usize = 64 * 1024;
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a peer has to take its answer.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the service says it is still at a command.
+pub const KEEPALIVE: Duration = Duration::from_secs(5);
+/// How long the command line waits for a word from the service before it gives up on it.
+pub const SILENCE: Duration = Duration::from_secs(60);
 /// Connections served at once; more are answered that the service is busy.
 const MAX_CONNECTIONS: usize = 32;
 /// How long, and how many bytes, the service goes on reading what a peer still sends after
@@ -119,6 +126,11 @@ pub enum ClientError {
     },
     #[error("the custodian service at {path} answered what this custodian cannot read: {message}")]
     Answer { path: PathBuf, message: String },
+    #[error(
+        "the custodian service at {path} has said nothing for {} s, though it says it is alive every {} s while it works: it looks stuck (its log tells what it was doing; restart it if it stays so). What it was asked may still be done: look before asking again",
+        .silence.as_secs(), KEEPALIVE.as_secs()
+    )]
+    Silent { path: PathBuf, silence: Duration },
 }
 
 /// The socket serve listens on; dropping it removes the socket file, if it is still the one
@@ -318,7 +330,9 @@ fn serve_peer(stream: &UnixStream, config: &Path, runner: &Runner) {
                     actor.user,
                     describe(&request)
                 );
-                execute(config, actor, &request, runner)
+                while_working(stream, KEEPALIVE, || {
+                    execute(config, actor, &request, runner)
+                })
             }
             Err(error) => {
                 tracing::warn!(
@@ -331,6 +345,26 @@ fn serve_peer(stream: &UnixStream, config: &Path, runner: &Runner) {
         Err(error) => refused(error),
     };
     answer(stream, &response);
+}
+
+/// What `work` returns, while a space is written to the peer every `every` until it does: the
+/// peer hears from the service however long the work takes. A peer gone stops the spaces,
+/// never the work.
+fn while_working<T>(stream: &UnixStream, every: Duration, work: impl FnOnce() -> T) -> T {
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut stream = stream;
+            while finished.recv_timeout(every) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                if stream.write_all(b" ").is_err() {
+                    return;
+                }
+            }
+        });
+        let out = work();
+        drop(done);
+        out
+    })
 }
 
 /// The peer's user, with its groups from the user database, and its process id.
@@ -438,8 +472,14 @@ fn linger(mut stream: &UnixStream) {
     }
 }
 
-/// Sends `request` to the service listening at `path` and waits for its answer.
+/// Sends `request` to the service listening at `path` and waits for its answer, for as long
+/// as the service keeps saying it is at it ([`SILENCE`]).
 pub fn send(path: &Path, request: &Request) -> Result<Response, ClientError> {
+    send_within(path, request, SILENCE)
+}
+
+/// [`send`], giving up on a service that says nothing for `silence`.
+fn send_within(path: &Path, request: &Request, silence: Duration) -> Result<Response, ClientError> {
     let io = |source| ClientError::Io {
         path: path.to_owned(),
         source,
@@ -457,14 +497,21 @@ pub fn send(path: &Path, request: &Request) -> Result<Response, ClientError> {
     let bytes = serde_json::to_vec(request).map_err(|e| io(e.into()))?;
     stream.write_all(&bytes).map_err(io)?;
     stream.shutdown(std::net::Shutdown::Write).map_err(io)?;
+    stream.set_read_timeout(Some(silence)).map_err(io)?;
     let mut answer = Vec::new();
     (&stream)
         .take(MAX_RESPONSE)
         .read_to_end(&mut answer)
-        .map_err(io)?;
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => ClientError::Silent {
+                path: path.to_owned(),
+                silence,
+            },
+            _ => io(source),
+        })?;
     serde_json::from_slice(&answer).map_err(|e| ClientError::Answer {
         path: path.to_owned(),
-        message: if answer.is_empty() {
+        message: if answer.trim_ascii().is_empty() {
             "nothing (did it stop?)".into()
         } else {
             e.to_string()
@@ -493,5 +540,76 @@ mod tests {
             matches!(&response, Response::Refused { error } if error == "request refused: larger than 65536 bytes"),
             "{response:?}"
         );
+    }
+
+    /// A service at `dir/s` that takes one connection, reads its request and hands the stream
+    /// to `then`.
+    fn one_peer(
+        dir: &Path,
+        then: impl FnOnce(&UnixStream) + Send + 'static,
+    ) -> (PathBuf, std::thread::JoinHandle<()>) {
+        let path = dir.join("s");
+        let listener = UnixListener::bind(&path).unwrap();
+        let served = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            read_request(&stream).unwrap();
+            then(&stream);
+        });
+        (path, served)
+    }
+
+    fn run(policy: &str) -> Request {
+        Request::Run {
+            policy: policy.into(),
+        }
+    }
+
+    #[test]
+    fn a_service_that_says_nothing_is_given_up_on_not_waited_for_forever() {
+        let dir = tempfile::tempdir().unwrap();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (path, served) = one_peer(dir.path(), move |_| {
+            let _ = held.recv();
+        });
+        let started = Instant::now();
+        let error = send_within(&path, &run("p"), Duration::from_millis(200)).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(30));
+        assert!(
+            matches!(error, ClientError::Silent { ref path, silence }
+                if path.ends_with("s") && silence == Duration::from_millis(200)),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("looks stuck"), "{error}");
+        release.send(()).unwrap();
+        served.join().unwrap();
+    }
+
+    #[test]
+    fn a_command_longer_than_the_clients_patience_is_waited_for_while_the_service_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, served) = one_peer(dir.path(), |stream| {
+            let response = while_working(stream, Duration::from_millis(20), || {
+                std::thread::sleep(Duration::from_millis(600));
+                refused("done at last".into())
+            });
+            answer(stream, &response);
+        });
+        let response = send_within(&path, &run("p"), Duration::from_millis(200)).unwrap();
+        assert!(
+            matches!(&response, Response::Refused { error } if error == "done at last"),
+            "{response:?}"
+        );
+        served.join().unwrap();
+    }
+
+    #[test]
+    fn a_peer_gone_stops_the_spaces_not_the_work() {
+        let (service, peer) = UnixStream::pair().unwrap();
+        drop(peer);
+        let out = while_working(&service, Duration::from_millis(5), || {
+            std::thread::sleep(Duration::from_millis(50));
+            7
+        });
+        assert_eq!(out, 7);
     }
 }
