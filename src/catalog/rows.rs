@@ -13,7 +13,7 @@ use super::lifecycle::{
     DueArtifact, DueQuery, LifecyclePolicy, LifecycleVersion, PendingChange, QuarantineCount,
     QuarantineState, Quarantined, RetentionAction,
 };
-use super::totals::RunTotals;
+use super::totals::{DurationBucket, RunTotals};
 use super::uploads::OpenUpload;
 use super::{
     CatalogError, Counters, ExportedArtifact, FailedItem, Fingerprint, JobRun, Mode, ObjectRecord,
@@ -546,12 +546,23 @@ pub(super) fn run_totals(r: &impl Fields<usize>) -> Result<RunTotals> {
             .ok_or_else(|| r.corrupt("run_totals.status", &status))?,
         runs: r.unsigned(2, "run_totals.runs")?,
         duration_ms: r.unsigned(3, "run_totals.duration_ms")?,
+        durations: Vec::new(),
         exported: r.unsigned(4, "run_totals.exported")?,
         objects: r.unsigned(5, "run_totals.objects")?,
         bytes: r.unsigned(6, "run_totals.bytes")?,
         failed: r.unsigned(7, "run_totals.failed")?,
         deleted: r.unsigned(8, "run_totals.deleted")?,
         last_finished_at: r.instant(9, "run_totals.last_finished_at")?,
+    })
+}
+
+/// `policy, status, le_ms, runs` of [`super::sql::RUN_DURATIONS`].
+pub(super) fn duration_bucket(r: &impl Fields<usize>) -> Result<DurationBucket> {
+    Ok(DurationBucket {
+        policy: r.text(0)?,
+        outcome: r.text(1)?,
+        le_ms: r.unsigned(2, "run_duration_buckets.le_ms")?,
+        runs: r.unsigned(3, "run_duration_buckets.runs")?,
     })
 }
 

@@ -697,6 +697,16 @@ pub(super) const RUN_TOTALS: Sql = shared!(
      last_finished_at FROM run_totals ORDER BY policy, status"
 );
 
+/// For each policy and outcome of `run_totals` and each bound, the runs that took no longer
+/// (zero where none did), read by [`super::totals::RunMetrics::with_durations`].
+pub(super) const RUN_DURATIONS: Sql = shared!(
+    "SELECT t.policy, t.status, b.le_ms, coalesce(d.runs, 0) FROM run_totals t \
+     CROSS JOIN run_duration_bounds b \
+     LEFT JOIN run_duration_buckets d \
+     ON d.policy = t.policy AND d.status = t.status AND d.le_ms = b.le_ms \
+     ORDER BY t.policy, t.status, b.le_ms"
+);
+
 /// Runs going now, by policy (the partial index `job_runs_running`).
 pub(super) const RUNNING_RUNS: Sql = shared!(
     "SELECT policy, count(*) FROM job_runs WHERE status = 'running' GROUP BY policy ORDER BY policy"

@@ -18,6 +18,8 @@ pub struct RunTotals {
     pub runs: u64,
     /// Their durations, start to finish, summed.
     pub duration_ms: u64,
+    /// How many of them took no longer than each bound (in ms), by bound.
+    pub durations: Vec<(u64, u64)>,
     /// Conversations exported (export runs) and the objects and bytes written.
     pub exported: u64,
     pub objects: u64,
@@ -30,6 +32,15 @@ pub struct RunTotals {
     pub last_finished_at: DateTime<Utc>,
 }
 
+/// One bucket of a policy's run durations: of its runs that ended `outcome` (as the catalog
+/// spells it), `runs` took no longer than `le_ms`.
+pub(super) struct DurationBucket {
+    pub policy: String,
+    pub outcome: String,
+    pub le_ms: u64,
+    pub runs: u64,
+}
+
 /// Every policy's totals, and the runs going now.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RunMetrics {
@@ -38,4 +49,24 @@ pub struct RunMetrics {
     /// Runs with status `running`, by policy (a run a killed process left counts until it is
     /// resumed or recorded).
     pub running: Vec<(String, u64)>,
+}
+
+impl RunMetrics {
+    /// These metrics with each total's duration buckets from `buckets` (in bound order).
+    pub(super) fn with_durations(mut self, buckets: Vec<DurationBucket>) -> RunMetrics {
+        let mut by_total: std::collections::HashMap<(String, String), Vec<(u64, u64)>> =
+            std::collections::HashMap::new();
+        for b in buckets {
+            by_total
+                .entry((b.policy, b.outcome))
+                .or_default()
+                .push((b.le_ms, b.runs));
+        }
+        for t in &mut self.totals {
+            t.durations = by_total
+                .remove(&(t.policy.clone(), t.outcome.as_str().to_owned()))
+                .unwrap_or_default();
+        }
+        self
+    }
 }

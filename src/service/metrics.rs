@@ -218,14 +218,18 @@ fn encode_runs(
     )?;
     for t in &runs.totals {
         let labels = by_outcome(t);
+        // The encoder adds up what each bucket is given: the runs above the bound below it.
+        let mut below = 0;
+        let buckets: Vec<(f64, u64)> = t
+            .durations
+            .iter()
+            .map(|&(le_ms, n)| (seconds(le_ms), n))
+            .chain([(f64::INFINITY, t.runs)])
+            .map(|(le, n)| (le, n.saturating_sub(std::mem::replace(&mut below, n))))
+            .collect();
         durations
             .encode_family(&labels)?
-            .encode_histogram::<Labels<'_>>(
-                seconds(t.duration_ms),
-                t.runs,
-                &[(f64::INFINITY, t.runs)],
-                None,
-            )?;
+            .encode_histogram::<Labels<'_>>(seconds(t.duration_ms), t.runs, &buckets, None)?;
     }
     for (name, help, field) in [
         (
@@ -305,6 +309,7 @@ mod tests {
             outcome,
             runs,
             duration_ms: 1500 * runs,
+            durations: vec![(1000, 0), (10_000, runs)],
             exported: 2 * runs,
             objects: 3 * runs,
             bytes: 100 * runs,
@@ -338,6 +343,15 @@ mod tests {
             format!(r#"custodian_runs_total{{{p},outcome="failed"}} 1"#),
             format!(r#"custodian_run_duration_seconds_sum{{{p},outcome="succeeded"}} 3.0"#),
             format!(r#"custodian_run_duration_seconds_count{{{p},outcome="succeeded"}} 2"#),
+            format!(
+                r#"custodian_run_duration_seconds_bucket{{le="1.0",{p},outcome="succeeded"}} 0"#
+            ),
+            format!(
+                r#"custodian_run_duration_seconds_bucket{{le="10.0",{p},outcome="succeeded"}} 2"#
+            ),
+            format!(
+                r#"custodian_run_duration_seconds_bucket{{le="+Inf",{p},outcome="succeeded"}} 2"#
+            ),
             format!(r#"custodian_exported_bytes_total{{{p}}} 300"#),
             format!(r#"custodian_failed_items_total{{{p}}} 1"#),
             format!(r#"custodian_last_success_timestamp_seconds{{{p}}} 1700000000.0"#),

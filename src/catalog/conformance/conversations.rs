@@ -374,6 +374,17 @@ pub fn run_totals_count_each_run_once(cat: &dyn Catalog) {
             ("q", RunStatus::CompletedWithFailures, 1, 2, 1, 7, 2),
         ]
     );
+    // Runs this quick took no longer than any bound: every bucket holds them all.
+    for t in &m.totals {
+        let bounds: Vec<u64> = t.durations.iter().map(|d| d.0).collect();
+        assert_eq!(
+            bounds,
+            [
+                1000, 10_000, 60_000, 300_000, 900_000, 3_600_000, 14_400_000, 86_400_000
+            ]
+        );
+        assert!(t.durations.iter().all(|d| d.1 == t.runs), "{t:?}");
+    }
     let summed = i64::try_from(m.totals[0].duration_ms).unwrap();
     assert!((summed - took_a - took(b)).abs() <= 2, "{summed}");
     let finished_b = cat.job_run(b).unwrap().unwrap().finished_at.unwrap();

@@ -107,6 +107,9 @@ pub(super) fn run_metrics(cat: &PostgresCatalog) -> Result<RunMetrics> {
             running: cat.rows(s.query(sql::RUNNING_RUNS.postgres, &[])?, |r| {
                 Ok((r.text(0)?, r.unsigned(1, "count")?))
             })?,
-        })
+        }
+        .with_durations(cat.rows(s.query(sql::RUN_DURATIONS.postgres, &[])?, |r| {
+            rows::duration_bucket(r)
+        })?))
     })
 }

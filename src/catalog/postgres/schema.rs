@@ -467,4 +467,36 @@ CREATE TABLE hold_syncs (
     PRIMARY KEY (tenant, conversation_id)
 );
 "#,
+    // Run durations by bucket (docs/operations.md, "Metrics"): for each policy and outcome,
+    // how many finished runs took no longer than each bound of `run_duration_bounds`, added
+    // by a trigger as each run ends, like `run_totals`, so the metrics' histogram has buckets.
+    r#"
+CREATE TABLE run_duration_bounds (le_ms BIGINT PRIMARY KEY);
+INSERT INTO run_duration_bounds VALUES
+    (1000), (10000), (60000), (300000), (900000), (3600000), (14400000), (86400000);
+CREATE TABLE run_duration_buckets (
+    policy TEXT NOT NULL,
+    status TEXT NOT NULL,
+    le_ms BIGINT NOT NULL,
+    runs BIGINT NOT NULL,
+    PRIMARY KEY (policy, status, le_ms)
+);
+INSERT INTO run_duration_buckets
+    SELECT r.policy, r.status, b.le_ms, count(*) FROM job_runs r JOIN run_duration_bounds b
+        ON greatest(0, CAST(round(extract(epoch FROM r.finished_at - r.started_at) * 1000) AS BIGINT)) <= b.le_ms
+    WHERE r.status <> 'running' AND r.finished_at IS NOT NULL
+    GROUP BY r.policy, r.status, b.le_ms;
+CREATE FUNCTION run_duration_buckets_on_finish() RETURNS trigger LANGUAGE plpgsql AS $body$
+BEGIN
+    INSERT INTO run_duration_buckets (policy, status, le_ms, runs)
+    SELECT NEW.policy, NEW.status, le_ms, 1 FROM run_duration_bounds
+    WHERE greatest(0, CAST(round(extract(epoch FROM NEW.finished_at - NEW.started_at) * 1000) AS BIGINT)) <= le_ms
+    ON CONFLICT (policy, status, le_ms) DO UPDATE SET runs = run_duration_buckets.runs + 1;
+    RETURN NULL;
+END
+$body$;
+CREATE TRIGGER run_duration_buckets_on_finish AFTER UPDATE OF status ON job_runs FOR EACH ROW
+    WHEN (OLD.status = 'running' AND NEW.status <> 'running' AND NEW.finished_at IS NOT NULL)
+    EXECUTE FUNCTION run_duration_buckets_on_finish();
+"#,
 ];

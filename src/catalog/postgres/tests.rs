@@ -361,3 +361,45 @@ fn index_plans_follow_the_order_of_changes() {
     assert_eq!(plan.insert, [1]);
     assert_eq!(plan.update, [(2, 3)]);
 }
+
+#[test]
+fn a_run_falls_in_the_duration_buckets_its_length_reaches_and_old_runs_are_counted_on_upgrade() {
+    use crate::catalog::{Counters, Mode, RunStatus};
+    let (scratch, cat) = fresh();
+    let run = cat.begin_run("p", Mode::Full, "t").unwrap();
+    // Started two minutes before now: it ends 120 s long.
+    cat.autocommit(|s| {
+        s.execute(
+            "UPDATE job_runs SET started_at = started_at - interval '120 seconds'",
+            &[],
+        )
+    })
+    .unwrap();
+    cat.finish_run(run, RunStatus::Succeeded, &Counters::default(), None, None)
+        .unwrap();
+    let buckets = |cat: &PostgresCatalog| cat.run_metrics().unwrap().totals[0].durations.clone();
+    let expected = [
+        (1000, 0),
+        (10_000, 0),
+        (60_000, 0),
+        (300_000, 1),
+        (900_000, 1),
+        (3_600_000, 1),
+        (14_400_000, 1),
+        (86_400_000, 1),
+    ];
+    assert_eq!(buckets(&cat), expected);
+
+    // A catalog from before the buckets counts the runs it has when it is upgraded.
+    drop(cat);
+    Client::connect(&scratch.url, NoTls)
+        .unwrap()
+        .batch_execute(
+            "DROP TRIGGER run_duration_buckets_on_finish ON job_runs; \
+             DROP FUNCTION run_duration_buckets_on_finish(); DROP TABLE run_duration_buckets; \
+             DROP TABLE run_duration_bounds; \
+             DELETE FROM custodian_schema WHERE version = (SELECT max(version) FROM custodian_schema)",
+        )
+        .unwrap();
+    assert_eq!(buckets(&scratch.open()), expected);
+}

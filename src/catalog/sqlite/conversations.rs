@@ -111,6 +111,9 @@ pub(super) fn run_metrics(cat: &SqliteCatalog) -> Result<RunMetrics> {
             running: cat.rows(conn, sql::RUNNING_RUNS.sqlite, [], |r| {
                 Ok((r.text(0)?, r.unsigned(1, "count")?))
             })?,
-        })
+        }
+        .with_durations(cat.rows(conn, sql::RUN_DURATIONS.sqlite, [], |r| {
+            rows::duration_bucket(r)
+        })?))
     })
 }

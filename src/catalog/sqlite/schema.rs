@@ -428,4 +428,32 @@ CREATE TABLE hold_syncs (
     PRIMARY KEY (tenant, conversation_id)
 ) WITHOUT ROWID;
 "#,
+    // Run durations by bucket (docs/operations.md, "Metrics"): for each policy and outcome,
+    // how many finished runs took no longer than each bound of `run_duration_bounds`, added
+    // by a trigger as each run ends, like `run_totals`, so the metrics' histogram has buckets.
+    r#"
+CREATE TABLE run_duration_bounds (le_ms INTEGER PRIMARY KEY);
+INSERT INTO run_duration_bounds VALUES
+    (1000), (10000), (60000), (300000), (900000), (3600000), (14400000), (86400000);
+CREATE TABLE run_duration_buckets (
+    policy TEXT NOT NULL,
+    status TEXT NOT NULL,
+    le_ms INTEGER NOT NULL,
+    runs INTEGER NOT NULL,
+    PRIMARY KEY (policy, status, le_ms)
+) WITHOUT ROWID;
+INSERT INTO run_duration_buckets
+    SELECT r.policy, r.status, b.le_ms, count(*) FROM job_runs r JOIN run_duration_bounds b
+        ON max(0, CAST(round((julianday(r.finished_at) - julianday(r.started_at)) * 86400000) AS INTEGER)) <= b.le_ms
+    WHERE r.status <> 'running' AND r.finished_at IS NOT NULL
+    GROUP BY r.policy, r.status, b.le_ms;
+CREATE TRIGGER run_duration_buckets_on_finish AFTER UPDATE OF status ON job_runs
+WHEN OLD.status = 'running' AND NEW.status <> 'running' AND NEW.finished_at IS NOT NULL
+BEGIN
+    INSERT INTO run_duration_buckets (policy, status, le_ms, runs)
+    SELECT NEW.policy, NEW.status, le_ms, 1 FROM run_duration_bounds
+    WHERE max(0, CAST(round((julianday(NEW.finished_at) - julianday(NEW.started_at)) * 86400000) AS INTEGER)) <= le_ms
+    ON CONFLICT (policy, status, le_ms) DO UPDATE SET runs = runs + 1;
+END;
+"#,
 ];

@@ -298,3 +298,47 @@ fn a_new_catalog_and_its_wal_are_closed_to_others() {
         assert_eq!(mode & 0o007, 0, "{file}: mode {mode:o}");
     }
 }
+
+#[test]
+fn a_run_falls_in_the_duration_buckets_its_length_reaches_and_old_runs_are_counted_on_upgrade() {
+    use crate::catalog::{Counters, Mode, RunStatus};
+    let (dir, cat) = fresh();
+    let run = cat.begin_run("p", Mode::Full, "t").unwrap();
+    let raw = Connection::open(dir.path().join("c.db")).unwrap();
+    // Started two minutes before now: it ends 120 s long.
+    raw.execute(
+        "UPDATE job_runs SET started_at = strftime('%Y-%m-%dT%H:%M:%fZ', julianday(started_at) - 120.0 / 86400)",
+        [],
+    )
+    .unwrap();
+    cat.finish_run(run, RunStatus::Succeeded, &Counters::default(), None, None)
+        .unwrap();
+    let buckets = |cat: &SqliteCatalog| cat.run_metrics().unwrap().totals[0].durations.clone();
+    let expected = [
+        (1000, 0),
+        (10_000, 0),
+        (60_000, 0),
+        (300_000, 1),
+        (900_000, 1),
+        (3_600_000, 1),
+        (14_400_000, 1),
+        (86_400_000, 1),
+    ];
+    assert_eq!(buckets(&cat), expected);
+
+    // A catalog from before the buckets counts the runs it has when it is upgraded.
+    drop(cat);
+    let version: i64 = raw
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    raw.execute_batch(
+        "DROP TRIGGER run_duration_buckets_on_finish; DROP TABLE run_duration_buckets; \
+         DROP TABLE run_duration_bounds;",
+    )
+    .unwrap();
+    raw.pragma_update(None, "user_version", version - 1)
+        .unwrap();
+    drop(raw);
+    let cat = SqliteCatalog::open(&dir.path().join("c.db")).unwrap();
+    assert_eq!(buckets(&cat), expected);
+}
