@@ -641,6 +641,19 @@ fn an_azure_repository_is_copied_inside_the_account_checked_and_sealed() {
     the_rerun_skipped_the_good_copy(&again);
 }
 
+/// A config exporting from the bucket `recordings` to `exports/` of the bucket `archive`, both
+/// at the GCS `endpoint`.
+#[cfg(feature = "gcs")]
+fn gcs_to_gcs(endpoint: &str) -> String {
+    format!(
+        "[catalog]\nurl = \"sqlite:catalog.db\"\n\n\
+         [repository]\nkind = \"gcs\"\nbucket = \"recordings\"\nendpoint = \"{endpoint}\"\n\n\
+         [targets.gcs]\nkind = \"gcs\"\nbucket = \"archive\"\nprefix = \"exports\"\n\
+         endpoint = \"{endpoint}\"\n\n\
+         [policies.export]\naction = \"export\"\ntarget = \"gcs\"\nmode = \"full\"\n"
+    )
+}
+
 /// GCS computes no SHA-256: the rewrite's copy is read back, and sealed with its `sha256`
 /// (tied to its CRC32C) only once it matches; the repository's bytes are never read.
 #[cfg(feature = "gcs")]
@@ -659,14 +672,7 @@ fn a_gcs_repository_is_copied_inside_the_store_checked_and_sealed() {
     } = swapped_repository(|key, body| {
         gcs.overwrite("recordings", key, body, &serde_json::json!({}));
     });
-    env.write_config(&format!(
-        "[catalog]\nurl = \"sqlite:catalog.db\"\n\n\
-         [repository]\nkind = \"gcs\"\nbucket = \"recordings\"\nendpoint = \"{endpoint}\"\n\n\
-         [targets.gcs]\nkind = \"gcs\"\nbucket = \"archive\"\nprefix = \"exports\"\n\
-         endpoint = \"{endpoint}\"\n\n\
-         [policies.export]\naction = \"export\"\ntarget = \"gcs\"\nmode = \"full\"\n",
-        endpoint = proxy.endpoint()
-    ));
+    env.write_config(&gcs_to_gcs(&proxy.endpoint()));
     let out = run(&env, &["--json", "run", "export"]);
     let summary = only_the_swapped_recording_failed(&out, &swapped);
 
@@ -740,14 +746,7 @@ fn a_gcs_copy_replaced_before_its_check_is_neither_sealed_nor_removed() {
     let SwappedRepository { env, good, .. } = swapped_repository(|key, body| {
         gcs.overwrite("recordings", key, body, &serde_json::json!({}));
     });
-    env.write_config(&format!(
-        "[catalog]\nurl = \"sqlite:catalog.db\"\n\n\
-         [repository]\nkind = \"gcs\"\nbucket = \"recordings\"\nendpoint = \"{endpoint}\"\n\n\
-         [targets.gcs]\nkind = \"gcs\"\nbucket = \"archive\"\nprefix = \"exports\"\n\
-         endpoint = \"{endpoint}\"\n\n\
-         [policies.export]\naction = \"export\"\ntarget = \"gcs\"\nmode = \"full\"\n",
-        endpoint = proxy.endpoint()
-    ));
+    env.write_config(&gcs_to_gcs(&proxy.endpoint()));
     let ok_key = format!("exports/{}/call.wav", Env::rel_dir("acme", 1, "ok"));
     let intruder = pattern(300_000, 7);
     let (port, key, bytes) = (gcs.port(), ok_key.clone(), intruder.clone());

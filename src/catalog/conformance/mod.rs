@@ -25,6 +25,18 @@ use crate::repository::record::{
     Participant, Role,
 };
 
+/// The run-duration buckets (bound in ms, runs no longer) of a policy's one run, 120 s long.
+pub const BUCKETS_OF_ONE_120_S_RUN: [(u64, u64); 8] = [
+    (1000, 0),
+    (10_000, 0),
+    (60_000, 0),
+    (300_000, 1),
+    (900_000, 1),
+    (3_600_000, 1),
+    (14_400_000, 1),
+    (86_400_000, 1),
+];
+
 /// One `#[test]` per conformance function, each on a catalog from `$fresh()`, which returns
 /// whatever owns the catalog's storage (dropped after the test) and the catalog.
 macro_rules! conformance_suite {

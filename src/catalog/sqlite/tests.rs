@@ -314,16 +314,7 @@ fn a_run_falls_in_the_duration_buckets_its_length_reaches_and_old_runs_are_count
     cat.finish_run(run, RunStatus::Succeeded, &Counters::default(), None, None)
         .unwrap();
     let buckets = |cat: &SqliteCatalog| cat.run_metrics().unwrap().totals[0].durations.clone();
-    let expected = [
-        (1000, 0),
-        (10_000, 0),
-        (60_000, 0),
-        (300_000, 1),
-        (900_000, 1),
-        (3_600_000, 1),
-        (14_400_000, 1),
-        (86_400_000, 1),
-    ];
+    let expected = conformance::BUCKETS_OF_ONE_120_S_RUN;
     assert_eq!(buckets(&cat), expected);
 
     // A catalog from before the buckets counts the runs it has when it is upgraded.
