@@ -24,8 +24,8 @@ use crate::media::scratch::Scratch;
 use crate::media::stitch::{self, ChannelFolder, ChannelSegment};
 use crate::pipeline::{self, Control, Stop};
 use crate::policy::produce::{
-    ItemError, MediaTools, Place, Shared, Sink, Transform, Verified, Written, open_decrypted,
-    run_ffmpeg, transform_for,
+    ItemError, MediaTools, Original, Place, Shared, Sink, Transform, Verified, Written,
+    open_decrypted, run_ffmpeg, transform_for,
 };
 use crate::policy::template::{DEFAULT_FILENAME_FORMAT, FileName, Template};
 use crate::progress::Progress;
@@ -815,7 +815,7 @@ impl Export<'_> {
             Repository::Local(repo) => {
                 let (file, what) = Self::open_artifact(repo, rel_dir, a)?;
                 if let Transform::Copy = transform {
-                    return sink.put_file(place, &file, expect, &what, buffer);
+                    return sink.put_original(place, Original::File(&file), expect, &what, buffer);
                 }
                 self.transform(sink, place, a, transform, file, expect, &what, buffer)
             }
@@ -869,7 +869,13 @@ impl Export<'_> {
             e => format!("artifact {e}"),
         })?;
         if let Transform::Copy = transform {
-            return sink.put_original(place, &mut { source }, expect, &what, buffer);
+            return sink.put_original(
+                place,
+                Original::Stream(&mut { source }),
+                expect,
+                &what,
+                buffer,
+            );
         }
         self.transform(sink, place, a, transform, source, expect, &what, buffer)
     }

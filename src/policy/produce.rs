@@ -169,6 +169,14 @@ fn put_error(e: PutError, what: &str) -> ItemError {
     }
 }
 
+/// The bytes of an original as [`Sink::put_original`] takes them.
+pub enum Original<'a> {
+    /// A local file.
+    File(&'a File),
+    /// Read from anywhere else (a store).
+    Stream(&'a mut dyn Read),
+}
+
 impl<'t> Sink<'t> {
     /// Loose objects at `target`, written for the run `cx` names.
     pub fn loose(target: &'t dyn Target, cx: &'t WriteContext) -> Sink<'t> {
@@ -196,42 +204,13 @@ impl<'t> Sink<'t> {
         })))
     }
 
-    /// Copies a local file, checked against `expect`. Loose copies run in the kernel.
-    pub fn put_file(
-        &mut self,
-        place: Place,
-        file: &File,
-        expect: Expected<'_>,
-        what: &str,
-        buffer: &mut Vec<u8>,
-    ) -> Result<Written, ItemError> {
-        match (self, place) {
-            (
-                Sink::Loose {
-                    target,
-                    cx,
-                    objects,
-                },
-                Place::Object(key),
-            ) => {
-                let o = put_file(*target, &key, file, buffer, Some(expect), cx)
-                    .map_err(|e| put_error(e, what))?;
-                Ok(record(objects, o))
-            }
-            (sink, place) => {
-                let mut source = Verified::new(file, expect, what);
-                sink.put_reader(place, &mut source, what, buffer)
-            }
-        }
-    }
-
-    /// Streams an original read from `source`, checked against `expect` (no more than one
-    /// byte past its size is read). A loose object already stored with this SHA-256 is not
-    /// written again.
+    /// Writes an original, checked against `expect` (no more than one byte past its size is
+    /// read): a local file is copied in the kernel into a loose object. A loose object already
+    /// stored with this SHA-256 is not written again.
     pub fn put_original(
         &mut self,
         place: Place,
-        source: &mut dyn Read,
+        original: Original<'_>,
         expect: Expected<'_>,
         what: &str,
         buffer: &mut Vec<u8>,
@@ -245,12 +224,25 @@ impl<'t> Sink<'t> {
                 },
                 Place::Object(key),
             ) => {
-                let o = put_stream(*target, &key, source, buffer, Some(expect), cx)
-                    .map_err(|e| put_error(e, what))?;
+                let o = match original {
+                    Original::File(file) => put_file(*target, &key, file, buffer, Some(expect), cx),
+                    Original::Stream(source) => {
+                        put_stream(*target, &key, source, buffer, Some(expect), cx)
+                    }
+                }
+                .map_err(|e| put_error(e, what))?;
                 Ok(record(objects, o))
             }
             (sink, place) => {
-                let mut source = Verified::new(source, expect, what);
+                let mut file;
+                let reader: &mut dyn Read = match original {
+                    Original::File(f) => {
+                        file = f;
+                        &mut file
+                    }
+                    Original::Stream(source) => source,
+                };
+                let mut source = Verified::new(reader, expect, what);
                 sink.put_reader(place, &mut source, what, buffer)
             }
         }
