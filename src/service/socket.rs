@@ -571,9 +571,7 @@ mod tests {
         let (path, served) = one_peer(dir.path(), move |_| {
             let _ = held.recv();
         });
-        let started = Instant::now();
         let error = send_within(&path, &run("p"), Duration::from_millis(200)).unwrap_err();
-        assert!(started.elapsed() < Duration::from_secs(30));
         assert!(
             matches!(error, ClientError::Silent { ref path, silence }
                 if path.ends_with("s") && silence == Duration::from_millis(200)),
@@ -588,13 +586,13 @@ mod tests {
     fn a_command_longer_than_the_clients_patience_is_waited_for_while_the_service_works() {
         let dir = tempfile::tempdir().unwrap();
         let (path, served) = one_peer(dir.path(), |stream| {
-            let response = while_working(stream, Duration::from_millis(20), || {
-                std::thread::sleep(Duration::from_millis(600));
+            let response = while_working(stream, Duration::from_millis(10), || {
+                std::thread::sleep(Duration::from_millis(1500));
                 refused("done at last".into())
             });
             answer(stream, &response);
         });
-        let response = send_within(&path, &run("p"), Duration::from_millis(200)).unwrap();
+        let response = send_within(&path, &run("p"), Duration::from_millis(500)).unwrap();
         assert!(
             matches!(&response, Response::Refused { error } if error == "done at last"),
             "{response:?}"

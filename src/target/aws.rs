@@ -178,7 +178,8 @@ fn trusted_sha256(out: &HeadObjectOutput) -> Option<String> {
 
 impl AwsBackend {
     /// The bytes in `range` of the object `key` of `bucket` (in this store), only while its
-    /// entity tag is `if_match` when one is given.
+    /// entity tag is `if_match` when one is given: `NotFound` when there is no object, or not
+    /// that one.
     async fn get_in(
         &self,
         bucket: &str,
@@ -200,7 +201,12 @@ impl AwsBackend {
             .await
         {
             Ok(out) => out,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+            // No object, or (`if_match`) not the one named any more.
+            Err(e)
+                if e.as_service_error().is_some_and(|s| {
+                    s.is_no_such_key() || s.code() == Some("PreconditionFailed")
+                }) =>
+            {
                 return Err(BackendError::NotFound);
             }
             // A range starting at the object's end: nothing there to read.
@@ -649,16 +655,8 @@ impl Backend for AwsBackend {
         version: &CopyVersion,
         range: std::ops::Range<u64>,
     ) -> BackendResult<ByteStream> {
-        let got = self
-            .get_in(&self.bucket, key, Some(version.tag.clone()), range)
-            .await;
-        match got {
-            // `message` leads with the service's code: another object under the key.
-            Err(BackendError::Other(m)) if m.starts_with("PreconditionFailed:") => {
-                Err(BackendError::NotFound)
-            }
-            got => got,
-        }
+        self.get_in(&self.bucket, key, Some(version.tag.clone()), range)
+            .await
     }
 
     async fn part_copy(

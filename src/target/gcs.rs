@@ -462,6 +462,14 @@ impl GcsBackend {
             .boxed())
     }
 
+    /// Deletes what `url` names; what is already gone counts as deleted.
+    async fn delete_at(&self, url: Url) -> BackendResult<()> {
+        match self.send(|| self.call(Method::DELETE, url.clone())).await {
+            Ok(_) | Err(BackendError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// A request that must finish within `request_timeout` (a download need not: the client's
     /// read timeout catches a stalled one, however large the object).
     fn call(&self, method: Method, url: Url) -> RequestBuilder {
@@ -894,19 +902,12 @@ impl Backend for GcsBackend {
 
     async fn remove_copy(&self, key: &str, version: &CopyVersion) -> BackendResult<()> {
         // `generation` deletes that generation alone: not one written under the key since.
-        let url = self.object_url(key, &[("generation", &version.tag)]);
-        match self.send(|| self.call(Method::DELETE, url.clone())).await {
-            Ok(_) | Err(BackendError::NotFound) => Ok(()),
-            Err(e) => Err(e),
-        }
+        self.delete_at(self.object_url(key, &[("generation", &version.tag)]))
+            .await
     }
 
     async fn delete(&self, key: &str) -> BackendResult<()> {
-        let url = self.object_url(key, &[]);
-        match self.send(|| self.call(Method::DELETE, url.clone())).await {
-            Ok(_) | Err(BackendError::NotFound) => Ok(()),
-            Err(e) => Err(e),
-        }
+        self.delete_at(self.object_url(key, &[])).await
     }
 
     async fn delete_many(
@@ -917,12 +918,7 @@ impl Backend for GcsBackend {
         // The JSON API deletes one object a request: a few at once.
         let urls: Vec<Url> = keys.iter().map(|key| self.object_url(key, &[])).collect();
         Ok(futures::stream::iter(urls)
-            .map(|url| async move {
-                match self.send(|| self.call(Method::DELETE, url.clone())).await {
-                    Ok(_) | Err(BackendError::NotFound) => Ok(()),
-                    Err(BackendError::Other(why)) => Err(why),
-                }
-            })
+            .map(|url| async move { self.delete_at(url).await.map_err(|e| e.to_string()) })
             .buffered(DELETES_IN_FLIGHT)
             .collect()
             .await)

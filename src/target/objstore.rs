@@ -193,6 +193,32 @@ fn sha256_attributes(sha256: Option<&str>) -> Attributes {
     attributes
 }
 
+impl ObjectStoreBackend {
+    /// The bytes in `range` of the object `key`, only while its entity tag is `if_match` when
+    /// one is given (`NotFound` once another object has replaced it).
+    async fn read(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+        if_match: Option<String>,
+    ) -> BackendResult<ByteStream> {
+        if range.is_empty() {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let opts = GetOptions {
+            range: Some(object_store::GetRange::Bounded(range)),
+            if_match,
+            ..Default::default()
+        };
+        let result = match self.store.get_opts(&StorePath::from(key), opts).await {
+            Ok(result) => result,
+            Err(object_store::Error::Precondition { .. }) => return Err(BackendError::NotFound),
+            Err(e) => return Err(error(e)),
+        };
+        Ok(result.into_stream().map(|r| r.map_err(error)).boxed())
+    }
+}
+
 #[async_trait::async_trait]
 impl Backend for ObjectStoreBackend {
     fn location(&self) -> String {
@@ -352,19 +378,7 @@ impl Backend for ObjectStoreBackend {
     }
 
     async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> BackendResult<ByteStream> {
-        if range.is_empty() {
-            return Ok(futures::stream::empty().boxed());
-        }
-        let opts = GetOptions {
-            range: Some(object_store::GetRange::Bounded(range)),
-            ..Default::default()
-        };
-        let result = self
-            .store
-            .get_opts(&StorePath::from(key), opts)
-            .await
-            .map_err(error)?;
-        Ok(result.into_stream().map(|r| r.map_err(error)).boxed())
+        self.read(key, range, None).await
     }
 
     async fn list_prefixes(&self, prefix: &str) -> BackendResult<Vec<String>> {
@@ -466,20 +480,7 @@ impl Backend for ObjectStoreBackend {
         version: &super::remote::CopyVersion,
         range: std::ops::Range<u64>,
     ) -> BackendResult<ByteStream> {
-        if range.is_empty() {
-            return Ok(futures::stream::empty().boxed());
-        }
-        let opts = GetOptions {
-            range: Some(object_store::GetRange::Bounded(range)),
-            if_match: Some(version.tag.clone()),
-            ..Default::default()
-        };
-        let result = match self.store.get_opts(&StorePath::from(key), opts).await {
-            Ok(result) => result,
-            Err(object_store::Error::Precondition { .. }) => return Err(BackendError::NotFound),
-            Err(e) => return Err(error(e)),
-        };
-        Ok(result.into_stream().map(|r| r.map_err(error)).boxed())
+        self.read(key, range, Some(version.tag.clone())).await
     }
 
     #[cfg(feature = "azure")]

@@ -265,8 +265,8 @@ pub trait Backend: Send + Sync + 'static {
     async fn head_in(&self, _bucket: &str, _key: &str) -> BackendResult<Option<(u64, String)>> {
         Err(no_copy())
     }
-    /// Reads the bytes of `source` (in the same store) in `range`, refused by the store when
-    /// `source` has another entity tag than the one given.
+    /// Reads the bytes of `source` (in the same store) in `range`; `NotFound` when it is not
+    /// there, or has another entity tag than the one given (the object asked about is gone).
     async fn get_source(
         &self,
         _source: &CopySource,
